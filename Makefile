@@ -1,0 +1,64 @@
+# Pagezone — build, boot and test the unikernel.
+#
+#   make run     build the kernel, install what is missing, boot it in QEMU
+#                with 127.0.0.1:$(PORT) forwarded to the guest's API port
+#   make test    host unit/property tests, then QEMU boot tests
+#   make debug   boot halted with a gdb stub on :1234 (see README)
+#   make bench   host benchmarks
+#   make kernel  just build target/pagezone.elf
+
+MEM    ?= 2G
+PORT   ?= 8080
+ACCEL  ?= tcg
+APPEND ?=
+GUEST_PORT ?= 80
+
+KERNEL_TARGET := x86_64-unknown-none
+KERNEL_BUILD  := target/$(KERNEL_TARGET)/release/unikernel
+KERNEL_ELF    := target/pagezone.elf
+
+ifeq ($(ACCEL),kvm)
+  QEMU_ACCEL := -accel kvm -cpu host
+else
+  QEMU_ACCEL := -accel tcg -cpu max
+endif
+
+QEMU_ARGS = -M q35 -m $(MEM) $(QEMU_ACCEL) -display none -no-reboot \
+	-serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+	-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$(PORT)-:$(GUEST_PORT) \
+	-device virtio-net-pci,netdev=net0,disable-legacy=on \
+	-kernel $(KERNEL_ELF) -append "$(APPEND)"
+
+.PHONY: all deps kernel run debug test test-host test-qemu bench clean FORCE
+
+all: kernel
+
+deps:
+	@.ci/deps.sh rust qemu
+
+# Cargo decides what is stale; FORCE makes make always ask it.
+$(KERNEL_ELF): FORCE
+	@.ci/deps.sh rust
+	cargo build -p unikernel --target $(KERNEL_TARGET) --release
+	@cp $(KERNEL_BUILD) $(KERNEL_ELF)
+
+kernel: $(KERNEL_ELF)
+
+run: deps kernel
+	@echo "pagezone: booting ($(MEM), $(ACCEL)); API on http://127.0.0.1:$(PORT)/ — Ctrl-A X quits"
+	qemu-system-x86_64 $(QEMU_ARGS)
+
+debug: deps kernel
+	@echo "pagezone: halted at reset; attach with:"
+	@echo "  gdb $(KERNEL_ELF) -ex 'target remote :1234'"
+	qemu-system-x86_64 $(QEMU_ARGS) -s -S
+
+test: deps kernel
+	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
+
+bench:
+	@.ci/deps.sh rust
+	cargo bench -p mm
+
+clean:
+	cargo clean

@@ -1,0 +1,256 @@
+//! The harness that boots the real Pagezone image in QEMU for integration
+//! tests: it finds (or builds) `target/pagezone.elf`, starts QEMU under a
+//! deadline with the serial console on a pipe, waits for serial lines — never
+//! a fixed sleep — and kills QEMU when the [`Guest`] is dropped.
+//!
+//! TCG is the default accelerator (the KVM here is a slow nested one);
+//! `ACCEL=kvm` selects KVM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// QEMU exit status when the guest writes 0x10 to isa-debug-exit: success.
+pub const EXIT_SUCCESS: i32 = 33;
+/// QEMU exit status when the guest writes 0x11: a failed check, exception or panic.
+pub const EXIT_FAILURE: i32 = 35;
+
+/// Everything a boot can vary.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    pub mem: String,
+    pub append: String,
+    /// Forward a free 127.0.0.1 port to the guest's API port.
+    pub network: bool,
+    pub guest_port: u16,
+    /// Hard limit on QEMU's life; it is killed after this whatever happens.
+    pub deadline: Duration,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        BootOptions {
+            mem: "2G".into(),
+            append: String::new(),
+            network: false,
+            guest_port: 80,
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+impl BootOptions {
+    pub fn mem(mut self, mem: &str) -> Self {
+        self.mem = mem.into();
+        self
+    }
+    pub fn append(mut self, append: &str) -> Self {
+        self.append = append.into();
+        self
+    }
+    pub fn network(mut self) -> Self {
+        self.network = true;
+        self
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The kernel image: `$PAGEZONE_ELF` (set by `make test`), else built here
+/// into a target dir of its own so a plain `cargo test` works too without
+/// contending for the outer cargo's lock.
+pub fn kernel_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        if let Some(p) = std::env::var_os("PAGEZONE_ELF") {
+            let p = PathBuf::from(p);
+            assert!(p.exists(), "PAGEZONE_ELF={} does not exist", p.display());
+            return p;
+        }
+        let root = workspace_root();
+        let target_dir = root.join("target/tests-kernel");
+        let status = Command::new("cargo")
+            .current_dir(&root)
+            .args(["build", "-p", "unikernel", "--target", "x86_64-unknown-none", "--release"])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .status()
+            .expect("run cargo to build the kernel");
+        assert!(status.success(), "building the kernel failed");
+        target_dir.join("x86_64-unknown-none/release/unikernel")
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; QEMU takes it next).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+#[derive(Default)]
+struct Serial {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// A running guest. Dropping it kills QEMU.
+pub struct Guest {
+    child: Arc<Mutex<Child>>,
+    serial: Arc<(Mutex<Serial>, Condvar)>,
+    started: Instant,
+    deadline: Duration,
+    /// The host side of the API port forward, when networking is on.
+    pub host_port: Option<u16>,
+    cursor: usize,
+}
+
+impl Guest {
+    pub fn boot(opts: BootOptions) -> Guest {
+        let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-M", "q35", "-m", &opts.mem, "-display", "none", "-no-reboot"]);
+        if accel == "kvm" {
+            cmd.args(["-accel", "kvm", "-cpu", "host"]);
+        } else {
+            cmd.args(["-accel", "tcg", "-cpu", "max"]);
+        }
+        cmd.args(["-serial", "stdio", "-monitor", "none"]);
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        let mut host_port = None;
+        if opts.network {
+            let port = free_port();
+            host_port = Some(port);
+            cmd.args([
+                "-netdev",
+                &format!("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{}", opts.guest_port),
+                "-device",
+                "virtio-net-pci,netdev=net0,disable-legacy=on",
+            ]);
+        } else {
+            cmd.args(["-nic", "none"]);
+        }
+        cmd.arg("-kernel").arg(kernel_image()).args(["-append", &opts.append]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start qemu-system-x86_64 (run `make deps`)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let child = Arc::new(Mutex::new(child));
+
+        // The watchdog: QEMU never outlives its deadline, whatever the test
+        // is blocked on.
+        let watched = Arc::downgrade(&child);
+        let deadline = Instant::now() + opts.deadline;
+        std::thread::spawn(move || {
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                if watched.strong_count() == 0 {
+                    return;
+                }
+            }
+            if let Some(c) = watched.upgrade() {
+                let _ = c.lock().unwrap().kill();
+            }
+        });
+
+        let serial = Arc::new((Mutex::new(Serial::default()), Condvar::new()));
+        let s2 = Arc::clone(&serial);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+                        if std::env::var_os("PAGEZONE_SERIAL").is_some() {
+                            eprintln!("serial| {line}");
+                        }
+                        let (m, cv) = &*s2;
+                        m.lock().unwrap().lines.push(line);
+                        cv.notify_all();
+                    }
+                }
+            }
+            let (m, cv) = &*s2;
+            m.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        Guest { child, serial, started: Instant::now(), deadline: opts.deadline, host_port, cursor: 0 }
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_sub(self.started.elapsed())
+    }
+
+    /// Waits for the next serial line (after the previous match) containing
+    /// `needle`; panics with the whole log on timeout or guest exit.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        self.wait_for_any(&[needle]).1
+    }
+
+    /// Like [`wait_for`](Self::wait_for) for several needles: returns which
+    /// one matched first and its line.
+    pub fn wait_for_any(&mut self, needles: &[&str]) -> (usize, String) {
+        let end = Instant::now() + self.remaining();
+        let (m, cv) = &*self.serial;
+        let mut s = m.lock().unwrap();
+        loop {
+            while self.cursor < s.lines.len() {
+                let line = &s.lines[self.cursor];
+                self.cursor += 1;
+                if let Some(i) = needles.iter().position(|n| line.contains(n)) {
+                    return (i, line.clone());
+                }
+            }
+            let now = Instant::now();
+            if s.closed || now >= end {
+                let why = if s.closed { "guest exited" } else { "deadline passed" };
+                panic!("{why} before serial output contained {needles:?}; log:\n{}", s.lines.join("\n"));
+            }
+            s = cv.wait_timeout(s, end - now).unwrap().0;
+        }
+    }
+
+    /// Every serial line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.serial.0.lock().unwrap().lines.clone()
+    }
+
+    /// Waits for QEMU to exit by itself (within the deadline) and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let end = Instant::now() + self.remaining();
+        loop {
+            let status = self.child.lock().unwrap().try_wait().expect("wait for qemu");
+            if let Some(st) = status {
+                // Let the reader thread drain the pipe.
+                let (m, cv) = &*self.serial;
+                let s = m.lock().unwrap();
+                let _ = cv.wait_timeout_while(s, Duration::from_secs(5), |s| !s.closed).unwrap();
+                return st;
+            }
+            if Instant::now() >= end {
+                let _ = self.child.lock().unwrap().kill();
+                panic!("guest did not exit before its deadline; log:\n{}", self.log().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The API's base URL on the host side of the port forward.
+    pub fn base_url(&self) -> String {
+        format!("127.0.0.1:{}", self.host_port.expect("boot with .network()"))
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let mut c = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod types;
+pub mod page;
+pub mod gfp;
+pub mod zone;
+pub mod page_alloc;
+pub mod memblock;
+pub mod cmdline;
+pub mod pgtable;

@@ -1,0 +1,1120 @@
+//! The zoned buddy allocator (cf. `mm/page_alloc.c`).
+//!
+//! [`PageAlloc`] owns `mem_map` (one [`Page`] per frame) and the four
+//! [`Zone`]s. It is the only code that changes a frame's state, so the
+//! descriptors, the free lists and the counters can be checked against each
+//! other at any time ([`PageAlloc::check_invariants`]).
+//!
+//! Life cycle, as in Linux boot:
+//! 1. [`PageAlloc::new`]: every descriptor reserved and NOMAP, zone links set
+//!    from the [`ZoneLayout`] (cf. `memmap_init()`).
+//! 2. [`PageAlloc::mark_ram`] for each RAM range (present pages).
+//! 3. [`PageAlloc::free_bootmem`] for each free range, or
+//!    [`PageAlloc::memblock_free_all`] to do 2–3 from a [`Memblock`]
+//!    (managed pages; cf. `memblock_free_all()`).
+//! 4. [`PageAlloc::setup_watermarks`] (cf. `init_per_zone_wmark_min()`).
+//!
+//! Then [`PageAlloc::alloc_pages`] / [`PageAlloc::free_pages`]. There are no
+//! per-CPU lists and no migrate types: one CPU, and no compaction to help.
+//! The crate never touches frame contents: `__GFP_ZERO` is the caller's job
+//! (it owns the mappings), which keeps this code pure bookkeeping that runs
+//! unchanged on the host.
+//!
+//! Locking is the caller's: the kernel wraps `PageAlloc` in its zone lock.
+
+use core::fmt;
+
+use crate::gfp::GfpFlags;
+use crate::memblock::Memblock;
+use crate::page::{NIL, OwnerTag, Page, PageFlags};
+use crate::types::{
+    MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
+};
+use crate::zone::{NR_ZONES, Watermarks, Zone, ZoneLayout, ZoneType};
+
+/// Errors while building the allocator or handing it boot memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// `mem_map` has fewer descriptors than `max_pfn` needs.
+    MemMapTooSmall {
+        /// Descriptors needed (= `max_pfn`).
+        needed: u64,
+        /// Descriptors supplied.
+        len: u64,
+    },
+    /// `max_pfn` does not fit the 32-bit free-list links.
+    MaxPfnTooLarge {
+        /// The offending `max_pfn`.
+        max_pfn: Pfn,
+    },
+    /// `start > end`, or the range reaches past `max_pfn`.
+    BadRange {
+        /// Range start.
+        start: Pfn,
+        /// Range end (exclusive).
+        end: Pfn,
+    },
+    /// `free_bootmem` over a frame that is not RAM.
+    NotRam {
+        /// First offending frame.
+        pfn: Pfn,
+    },
+    /// `free_bootmem` over a frame already given to the buddy allocator.
+    NotReserved {
+        /// First offending frame.
+        pfn: Pfn,
+    },
+}
+
+/// Allocation failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// No allowed zone has a free block of `order` above its watermark
+    /// (cf. the "page allocation failure" report).
+    NoMemory {
+        /// Requested order.
+        order: Order,
+        /// Requested flags.
+        gfp: GfpFlags,
+    },
+    /// Contradictory zone modifiers (cf. `GFP_ZONE_BAD`, a BUG in Linux).
+    ZoneBad {
+        /// The flags as given.
+        gfp: GfpFlags,
+    },
+}
+
+/// Why a free (or another operation on an allocated block) was refused.
+/// A refused call changes no state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// Out of range, a hole, or not RAM.
+    NotRam {
+        /// The frame given.
+        pfn: Pfn,
+    },
+    /// RAM that was never handed to the buddy allocator (firmware, kernel,
+    /// memblock allocations).
+    Reserved {
+        /// The frame given.
+        pfn: Pfn,
+    },
+    /// The frame is free already (a free block head or inside one).
+    DoubleFree {
+        /// The frame given.
+        pfn: Pfn,
+    },
+    /// The frame is inside an allocated block but not its first frame.
+    NotHead {
+        /// The frame given.
+        pfn: Pfn,
+    },
+    /// The block was allocated with another order (cf. `bad_page()`).
+    WrongOrder {
+        /// Order recorded at allocation.
+        allocated: Order,
+        /// Order passed to the free.
+        requested: Order,
+    },
+    /// The block still backs a slab; the slab layer must release it first.
+    Slab {
+        /// The frame given.
+        pfn: Pfn,
+    },
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::MemMapTooSmall { needed, len } => {
+                write!(f, "mem_map has {len} descriptors, {needed} needed")
+            }
+            InitError::MaxPfnTooLarge { max_pfn } => write!(f, "max_pfn {max_pfn} too large"),
+            InitError::BadRange { start, end } => write!(f, "bad pfn range [{start}, {end})"),
+            InitError::NotRam { pfn } => write!(f, "pfn {pfn} is not RAM"),
+            InitError::NotReserved { pfn } => write!(f, "pfn {pfn} is not reserved"),
+        }
+    }
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::NoMemory { order, gfp } => {
+                write!(
+                    f,
+                    "page allocation failure: order:{order}, mode:{:#x}({gfp})",
+                    gfp.bits()
+                )
+            }
+            AllocError::ZoneBad { gfp } => write!(f, "conflicting zone modifiers in {gfp}"),
+        }
+    }
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreeError::NotRam { pfn } => write!(f, "pfn {pfn} is not RAM"),
+            FreeError::Reserved { pfn } => write!(f, "pfn {pfn} is reserved"),
+            FreeError::DoubleFree { pfn } => write!(f, "pfn {pfn} is already free"),
+            FreeError::NotHead { pfn } => write!(f, "pfn {pfn} is not the head of a block"),
+            FreeError::WrongOrder {
+                allocated,
+                requested,
+            } => {
+                write!(
+                    f,
+                    "block has order {allocated}, free asked for order {requested}"
+                )
+            }
+            FreeError::Slab { pfn } => write!(f, "pfn {pfn} still backs a slab"),
+        }
+    }
+}
+
+/// `sysctl_lowmem_reserve_ratio[]` defaults: a zone keeps back
+/// 1/ratio of the memory of the zones above it.
+pub const LOWMEM_RESERVE_RATIO: [u64; NR_ZONES] = [256, 256, 32, 0];
+/// `watermark_scale_factor` default, in 1/10000 of managed pages.
+pub const WATERMARK_SCALE_FACTOR: u64 = 10;
+/// `SWAP_CLUSTER_MAX`: the HighMem MIN watermark floor.
+const SWAP_CLUSTER_MAX: u64 = 32;
+
+/// The zoned buddy allocator over a borrowed `mem_map`.
+pub struct PageAlloc<'a> {
+    mem_map: &'a mut [Page],
+    zones: [Zone; NR_ZONES],
+    layout: ZoneLayout,
+    min_free_kbytes: u64,
+}
+
+impl fmt::Debug for PageAlloc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageAlloc")
+            .field("layout", &self.layout)
+            .field("zones", &self.zones)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> PageAlloc<'a> {
+    /// Build the allocator with every frame reserved and not RAM.
+    ///
+    /// `mem_map` must hold at least `layout.max_pfn` descriptors; they are
+    /// (re)initialised here, zone links included, so whatever the caller put
+    /// in them is irrelevant (cf. `free_area_init()` + `memmap_init()`).
+    pub fn new(mem_map: &'a mut [Page], layout: ZoneLayout) -> Result<Self, InitError> {
+        let max = layout.max_pfn.0;
+        if max >= NIL as u64 {
+            return Err(InitError::MaxPfnTooLarge {
+                max_pfn: layout.max_pfn,
+            });
+        }
+        if (mem_map.len() as u64) < max {
+            return Err(InitError::MemMapTooSmall {
+                needed: max,
+                len: mem_map.len() as u64,
+            });
+        }
+        let zones = ZoneType::ALL.map(|zt| {
+            let (s, e) = layout.zone_range(zt);
+            Zone::new(zt, s, e)
+        });
+        for zone in &zones {
+            for pfn in zone.start_pfn.0..zone.end_pfn.0 {
+                let mut p = Page::new_reserved();
+                p.zone = zone.ztype as u8;
+                if zone.ztype.is_highmem() {
+                    p.flags.insert(PageFlags::HIGHMEM);
+                }
+                mem_map[pfn as usize] = p;
+            }
+        }
+        for p in mem_map[max as usize..].iter_mut() {
+            *p = Page::new_reserved();
+        }
+        Ok(PageAlloc {
+            mem_map,
+            zones,
+            layout,
+            min_free_kbytes: 0,
+        })
+    }
+
+    // ----------------------------------------------------------------
+    // Boot: present and managed memory
+    // ----------------------------------------------------------------
+
+    fn check_range(&self, start: Pfn, end: Pfn) -> Result<(), InitError> {
+        if start > end || end > self.layout.max_pfn {
+            return Err(InitError::BadRange { start, end });
+        }
+        Ok(())
+    }
+
+    /// Declare `[start, end)` as RAM: the frames stay reserved but become
+    /// present in their zone. Frames already marked are not counted twice.
+    /// Returns the number of newly present frames.
+    pub fn mark_ram(&mut self, start: Pfn, end: Pfn) -> Result<u64, InitError> {
+        self.check_range(start, end)?;
+        let mut nr_pages = 0;
+        for pfn in start.0..end.0 {
+            let page = &mut self.mem_map[pfn as usize];
+            if page.is_nomap() {
+                page.flags.remove(PageFlags::NOMAP);
+                self.zones[page.zone as usize].present_pages += 1;
+                nr_pages += 1;
+            }
+        }
+        Ok(nr_pages)
+    }
+
+    /// Label the reserved frames of `[start, end)` with `owner`, for
+    /// reporting (kernel image, mem_map, firmware…). Frames that are not
+    /// reserved are left alone. Returns how many were labelled.
+    pub fn label_reserved(
+        &mut self,
+        start: Pfn,
+        end: Pfn,
+        owner: OwnerTag,
+    ) -> Result<u64, InitError> {
+        self.check_range(start, end)?;
+        let mut nr_pages = 0;
+        for page in &mut self.mem_map[start.index()..end.index()] {
+            if page.is_reserved() {
+                page.owner = owner;
+                nr_pages += 1;
+            }
+        }
+        Ok(nr_pages)
+    }
+
+    /// Hand the reserved RAM range `[start, end)` to the buddy allocator
+    /// (cf. `__free_pages_memory()` → `memblock_free_pages()` →
+    /// `__free_pages_core()`).
+    ///
+    /// The range is cut at zone boundaries and then into the largest
+    /// naturally aligned blocks that fit, each freed through the normal
+    /// coalescing path and appended to the tail of its free list
+    /// (`FPI_TO_TAIL`) so early allocations come from low addresses. The whole
+    /// range is validated first: on error nothing changes. Returns the number
+    /// of frames handed over.
+    pub fn free_bootmem(&mut self, start: Pfn, end: Pfn) -> Result<u64, InitError> {
+        self.check_range(start, end)?;
+        for pfn in start.0..end.0 {
+            let page = &self.mem_map[pfn as usize];
+            if page.is_nomap() {
+                return Err(InitError::NotRam { pfn: Pfn(pfn) });
+            }
+            if !page.is_reserved() {
+                return Err(InitError::NotReserved { pfn: Pfn(pfn) });
+            }
+        }
+        for zi in 0..NR_ZONES {
+            let zs = self.zones[zi].start_pfn.0.max(start.0);
+            let ze = self.zones[zi].end_pfn.0.min(end.0);
+            let mut pfn = zs;
+            while pfn < ze {
+                // cf. __free_pages_memory(): order = min(MAX_ORDER, __ffs(start)),
+                // shrunk until the block ends inside the range.
+                let mut order = (pfn.trailing_zeros() as usize).min(MAX_ORDER);
+                while pfn + (1u64 << order) > ze {
+                    order -= 1;
+                }
+                let nr = 1u64 << order;
+                for p in &mut self.mem_map[pfn as usize..(pfn + nr) as usize] {
+                    p.flags.remove(PageFlags::RESERVED);
+                    p.owner = OwnerTag::NONE;
+                    p.refcount = 0;
+                }
+                self.zones[zi].managed_pages += nr;
+                self.free_one_page(pfn, order, zi, true);
+                pfn += nr;
+            }
+        }
+        Ok(end.0 - start.0)
+    }
+
+    /// Boot hand-over from memblock: mark every memory region present, label
+    /// reserved frames by their reservation's name, and free every
+    /// unreserved page-aligned range (cf. `memblock_free_all()` /
+    /// `free_low_memory_core_early()`). Ranges are clipped to `max_pfn`.
+    /// Returns the number of frames given to the buddy allocator. Memblock's
+    /// free ranges are disjoint RAM, so the only failure in practice is a
+    /// second call, refused at its first range before anything is freed.
+    pub fn memblock_free_all(&mut self, mb: &Memblock) -> Result<u64, InitError> {
+        let max = self.layout.max_pfn;
+        let clip = |s: Pfn, e: Pfn| (s.min(max), e.min(max));
+        for r in mb.memory_regions() {
+            let (s, e) = clip(Pfn::from_phys_up(r.base), Pfn::from_phys(r.end()));
+            if s < e {
+                self.mark_ram(s, e)?;
+            }
+        }
+        for r in mb.reserved_regions() {
+            // Outward: a partly reserved frame is reserved.
+            let (s, e) = clip(Pfn::from_phys(r.base), Pfn::from_phys_up(r.end()));
+            if s < e {
+                let owner = OwnerTag::from_name(r.name).unwrap_or(OwnerTag::MEMBLOCK);
+                self.label_reserved(s, e, owner)?;
+            }
+        }
+        let mut result = Ok(0u64);
+        mb.for_each_free_range(|start, end| {
+            let (s, e) = clip(Pfn::from_phys(start), Pfn::from_phys(end));
+            if let (true, Ok(total)) = (s < e, result) {
+                result = self.free_bootmem(s, e).map(|n| total + n);
+            }
+        });
+        result
+    }
+
+    // ----------------------------------------------------------------
+    // Watermarks and lowmem_reserve
+    // ----------------------------------------------------------------
+
+    /// Compute `min_free_kbytes`, per-zone watermarks and `lowmem_reserve`
+    /// from the managed pages (cf. `init_per_zone_wmark_min()`). Call after
+    /// all boot memory is handed over; calling again recomputes.
+    pub fn setup_watermarks(&mut self) {
+        self.calculate_min_free_kbytes();
+        self.setup_per_zone_wmarks();
+        self.setup_per_zone_lowmem_reserve();
+    }
+
+    /// Managed pages of the zones with a direct mapping.
+    fn lowmem_managed_pages(&self) -> u64 {
+        self.zones
+            .iter()
+            .filter(|z| !z.ztype.is_highmem())
+            .map(|z| z.managed_pages)
+            .sum()
+    }
+
+    /// cf. `calculate_min_free_kbytes()`: sqrt(16 × lowmem KiB), clamped to
+    /// [128 KiB, 256 MiB] — grows slower than memory so big machines do not
+    /// waste a fixed percentage.
+    fn calculate_min_free_kbytes(&mut self) {
+        let lowmem_kbytes = self.lowmem_managed_pages() << (PAGE_SHIFT - 10);
+        self.min_free_kbytes = int_sqrt(lowmem_kbytes * 16).clamp(128, 262_144);
+    }
+
+    /// cf. `__setup_per_zone_wmarks()`: the MIN reserve is spread over the
+    /// lowmem zones in proportion to their size; HighMem gets a small fixed
+    /// MIN because its reserve cannot serve kernel allocations anyway. The
+    /// LOW/HIGH gaps are a quarter of the proportional share, but at least
+    /// `watermark_scale_factor` (0.1 %) of the zone.
+    fn setup_per_zone_wmarks(&mut self) {
+        let pages_min = self.min_free_kbytes >> (PAGE_SHIFT - 10);
+        let lowmem_pages = self.lowmem_managed_pages();
+        for zone in &mut self.zones {
+            let managed = zone.managed_pages;
+            // lowmem_pages is 0 only if no lowmem is managed: then every
+            // lowmem zone has managed == 0 too and the share is 0.
+            let mut tmp = (pages_min * managed).checked_div(lowmem_pages).unwrap_or(0);
+            let min = if zone.ztype.is_highmem() {
+                (managed / 1024).clamp(SWAP_CLUSTER_MAX, 128)
+            } else {
+                tmp
+            };
+            tmp = (tmp >> 2).max(managed * WATERMARK_SCALE_FACTOR / 10_000);
+            zone.watermarks = Watermarks {
+                min,
+                low: min + tmp,
+                high: min + 2 * tmp,
+            };
+        }
+    }
+
+    /// cf. `setup_per_zone_lowmem_reserve()`: zone `i` keeps back
+    /// `sum(managed of zones i+1..=j) / ratio[i]` from requests that could
+    /// have been served by zone `j`, so GFP_KERNEL/GFP_HIGHUSER fallback
+    /// cannot starve DMA users.
+    fn setup_per_zone_lowmem_reserve(&mut self) {
+        for (i, &ratio) in LOWMEM_RESERVE_RATIO.iter().enumerate() {
+            let clear = ratio == 0 || self.zones[i].managed_pages == 0;
+            let mut managed_pages = 0;
+            let mut reserve = [0u64; NR_ZONES];
+            for (j, r) in reserve.iter_mut().enumerate().skip(i + 1) {
+                managed_pages += self.zones[j].managed_pages;
+                *r = if clear { 0 } else { managed_pages / ratio };
+            }
+            self.zones[i].lowmem_reserve = reserve;
+        }
+    }
+
+    /// The `min_free_kbytes` computed by [`PageAlloc::setup_watermarks`]
+    /// (0 before).
+    pub fn min_free_kbytes(&self) -> u64 {
+        self.min_free_kbytes
+    }
+
+    /// Pages the allocator keeps back from userspace-style use: per zone the
+    /// largest `lowmem_reserve` plus the HIGH watermark, capped at the zone's
+    /// size (cf. `calculate_totalreserve_pages()`; used for MemAvailable).
+    pub fn totalreserve_pages(&self) -> u64 {
+        self.zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let max = z.lowmem_reserve[i..].iter().copied().max().unwrap_or(0);
+                (max + z.watermarks.high).min(z.managed_pages)
+            })
+            .sum()
+    }
+
+    // ----------------------------------------------------------------
+    // Allocation
+    // ----------------------------------------------------------------
+
+    /// Allocate a naturally aligned block of `2^order` frames
+    /// (cf. `__alloc_pages()`).
+    ///
+    /// The zonelist is the highest zone `gfp` allows (`gfp_zone()`) and
+    /// every zone below it. A first pass accepts a zone only above its LOW
+    /// watermark; the slow path retries down to MIN, which `__GFP_HIGH` and
+    /// atomic requests may undercut (cf. `gfp_to_alloc_flags()`). There is
+    /// nothing to reclaim, so a request that fails both passes fails.
+    ///
+    /// The block's head is marked HEAD with `order`, refcount 1 and `owner`;
+    /// the other frames TAIL. Memory is **not** zeroed even with
+    /// `__GFP_ZERO`: this crate never touches frame contents, so the caller
+    /// zeroes through its mapping (kmap for HighMem).
+    pub fn alloc_pages(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, AllocError> {
+        if gfp.is_zone_bad() {
+            return Err(AllocError::ZoneBad { gfp });
+        }
+        let highest = gfp.gfp_zone();
+        // Fast path: ALLOC_WMARK_LOW (cf. get_page_from_freelist() in __alloc_pages()).
+        if let Some(pfn) = self.get_page_from_freelist(order, highest, |z| z.watermarks.low) {
+            self.prep_new_page(pfn, order, owner);
+            return Ok(pfn);
+        }
+        // Slow path: ALLOC_WMARK_MIN, with ALLOC_MIN_RESERVE/ALLOC_NON_BLOCK
+        // discounts (cf. __alloc_pages_slowpath()).
+        if let Some(pfn) =
+            self.get_page_from_freelist(order, highest, |z| gfp.min_watermark(z.watermarks.min))
+        {
+            self.prep_new_page(pfn, order, owner);
+            return Ok(pfn);
+        }
+        Err(AllocError::NoMemory { order, gfp })
+    }
+
+    /// Allocate and return the direct-map address (cf. `__get_free_pages()`).
+    /// `__GFP_HIGHMEM` is stripped, as Linux does, because a HighMem frame
+    /// has no such address.
+    pub fn __get_free_pages(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<VirtAddr, AllocError> {
+        let gfp = gfp.difference(GfpFlags::HIGHMEM);
+        let pfn = self.alloc_pages(gfp, order, owner)?;
+        match self.page_address(pfn) {
+            Some(va) => Ok(va),
+            None => {
+                // Unreachable for a lowmem zone, but never leak on a
+                // surprise: give the block back.
+                let _ = self.free_pages(pfn, order);
+                Err(AllocError::NoMemory { order, gfp })
+            }
+        }
+    }
+
+    /// Walk the zonelist and take the first block a zone can give above
+    /// `mark(zone)` (cf. `get_page_from_freelist()`).
+    fn get_page_from_freelist(
+        &mut self,
+        order: Order,
+        highest: ZoneType,
+        mark: impl Fn(&Zone) -> u64,
+    ) -> Option<Pfn> {
+        for zi in (0..=highest.index()).rev() {
+            let zone = &self.zones[zi];
+            if !zone.is_populated() {
+                continue;
+            }
+            if !zone.watermark_ok(order, mark(zone), highest) {
+                continue;
+            }
+            if let Some(pfn) = self.rmqueue_smallest(zi, order) {
+                return Some(pfn);
+            }
+        }
+        None
+    }
+
+    /// Take the smallest free block of at least `order` and split it down
+    /// (cf. `__rmqueue_smallest()`).
+    fn rmqueue_smallest(&mut self, zi: usize, order: Order) -> Option<Pfn> {
+        for current in order.index()..NR_ORDERS {
+            let head = self.zones[zi].free_area[current].head;
+            if head == NIL {
+                continue;
+            }
+            self.del_from_free_list(head, current, zi);
+            self.expand(head as u64, order.index(), current, zi);
+            return Some(Pfn(head as u64));
+        }
+        None
+    }
+
+    /// Return the upper halves of a split block to the lower free lists,
+    /// keeping the lowest `2^low` frames (cf. `expand()`).
+    fn expand(&mut self, pfn: u64, low: usize, mut high: usize, zi: usize) {
+        while high > low {
+            high -= 1;
+            let buddy = pfn + (1u64 << high);
+            self.add_to_free_list(buddy as u32, high, zi, false);
+        }
+    }
+
+    /// Mark an allocated block (cf. `prep_new_page()` + `prep_compound_page()`).
+    fn prep_new_page(&mut self, pfn: Pfn, order: Order, owner: OwnerTag) {
+        let nr = order.nr_pages() as usize;
+        let block = &mut self.mem_map[pfn.index()..pfn.index() + nr];
+        for (i, p) in block.iter_mut().enumerate() {
+            p.flags.remove(PageFlags::BUDDY);
+            p.flags.insert(if i == 0 {
+                PageFlags::HEAD
+            } else {
+                PageFlags::TAIL
+            });
+            p.order = if i == 0 { order.get() } else { 0 };
+            p.refcount = if i == 0 { 1 } else { 0 };
+            p.owner = owner;
+            p.prev = NIL;
+            p.next = NIL;
+        }
+    }
+
+    // ----------------------------------------------------------------
+    // Free
+    // ----------------------------------------------------------------
+
+    /// Classify `pfn` as the head of an allocated block or say why not.
+    fn check_free(&self, pfn: Pfn, order: Order) -> Result<usize, FreeError> {
+        if pfn >= self.layout.max_pfn {
+            return Err(FreeError::NotRam { pfn });
+        }
+        let page = &self.mem_map[pfn.index()];
+        if page.is_nomap() {
+            return Err(FreeError::NotRam { pfn });
+        }
+        if page.is_buddy() {
+            return Err(FreeError::DoubleFree { pfn });
+        }
+        if page.is_tail() {
+            return Err(FreeError::NotHead { pfn });
+        }
+        if page.is_head() {
+            let allocated = Order::new(page.order).unwrap_or(Order::MAX);
+            if allocated != order {
+                return Err(FreeError::WrongOrder {
+                    allocated,
+                    requested: order,
+                });
+            }
+            if page.is_slab() {
+                return Err(FreeError::Slab { pfn });
+            }
+            return Ok(page.zone as usize);
+        }
+        if page.is_reserved() {
+            return Err(FreeError::Reserved { pfn });
+        }
+        // Managed, not allocated, not a free head: inside a free block.
+        Err(FreeError::DoubleFree { pfn })
+    }
+
+    /// Free a block allocated with [`PageAlloc::alloc_pages`]
+    /// (cf. `__free_pages()` → `__free_one_page()`).
+    ///
+    /// Every misuse — wrong order, double free, a tail frame, reserved or
+    /// non-RAM frames — is refused before anything changes, so a buggy
+    /// caller cannot corrupt the free lists.
+    pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        let zi = self.check_free(pfn, order)?;
+        let nr = order.nr_pages() as usize;
+        for p in &mut self.mem_map[pfn.index()..pfn.index() + nr] {
+            p.flags.remove(
+                PageFlags::HEAD
+                    .union(PageFlags::TAIL)
+                    .union(PageFlags::SLAB),
+            );
+            p.order = 0;
+            p.refcount = 0;
+            p.owner = OwnerTag::NONE;
+        }
+        self.free_one_page(pfn.0, order.index(), zi, false);
+        Ok(())
+    }
+
+    /// Free by direct-map address (cf. `free_pages(addr, order)`).
+    pub fn free_pages_addr(&mut self, addr: VirtAddr, order: Order) -> Result<(), FreeError> {
+        match self.virt_to_phys(addr) {
+            Some(pa) if pa.is_aligned(PAGE_SIZE) => self.free_pages(Pfn::from_phys(pa), order),
+            _ => Err(FreeError::NotRam {
+                pfn: Pfn(addr.0.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT),
+            }),
+        }
+    }
+
+    /// Is `buddy` the head of a free block of exactly `order` in zone `zi`?
+    /// (cf. `page_is_buddy()`; the zone check keeps merges from crossing a
+    /// zone boundary that is not `MAX_ORDER`-aligned.)
+    fn page_is_buddy(&self, buddy: u64, order: usize, zi: usize) -> bool {
+        if buddy >= self.layout.max_pfn.0 {
+            return false;
+        }
+        let p = &self.mem_map[buddy as usize];
+        p.is_buddy() && p.order as usize == order && p.zone as usize == zi
+    }
+
+    /// Put a block on its free list, merging with free buddies first
+    /// (cf. `__free_one_page()`). `to_tail` is `FPI_TO_TAIL`.
+    fn free_one_page(&mut self, mut pfn: u64, mut order: usize, zi: usize, to_tail: bool) {
+        let mut buddy_pfn = pfn;
+        while order < MAX_ORDER {
+            buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
+            if !self.page_is_buddy(buddy_pfn, order, zi) {
+                break;
+            }
+            self.del_from_free_list(buddy_pfn as u32, order, zi);
+            let b = &mut self.mem_map[buddy_pfn as usize];
+            b.flags.remove(PageFlags::BUDDY);
+            b.order = 0;
+            pfn &= buddy_pfn; // the combined block starts at the lower half
+            order += 1;
+        }
+        // cf. buddy_merge_likely(): if the next-larger buddy is free, this
+        // block will probably merge soon; keep it at the tail so it is not
+        // handed out first.
+        let to_tail = to_tail
+            || (order < MAX_ORDER - 1 && self.buddy_merge_likely(pfn, buddy_pfn, order, zi));
+        self.add_to_free_list(pfn as u32, order, zi, to_tail);
+    }
+
+    fn buddy_merge_likely(&self, pfn: u64, buddy_pfn: u64, order: usize, zi: usize) -> bool {
+        if buddy_pfn == pfn {
+            return false;
+        }
+        let higher_page = buddy_pfn & pfn;
+        let higher_buddy = higher_page ^ (1 << (order + 1));
+        self.page_is_buddy(higher_buddy, order + 1, zi)
+    }
+
+    // ----------------------------------------------------------------
+    // Free lists (cf. add_to_free_list() / del_page_from_free_list())
+    // ----------------------------------------------------------------
+
+    fn add_to_free_list(&mut self, pfn: u32, order: usize, zi: usize, to_tail: bool) {
+        let area = self.zones[zi].free_area[order];
+        let (prev, next) = if to_tail {
+            (area.tail, NIL)
+        } else {
+            (NIL, area.head)
+        };
+        {
+            let p = &mut self.mem_map[pfn as usize];
+            p.flags.insert(PageFlags::BUDDY);
+            p.order = order as u8;
+            p.prev = prev;
+            p.next = next;
+        }
+        if prev != NIL {
+            self.mem_map[prev as usize].next = pfn;
+        }
+        if next != NIL {
+            self.mem_map[next as usize].prev = pfn;
+        }
+        let area = &mut self.zones[zi].free_area[order];
+        if prev == NIL {
+            area.head = pfn;
+        }
+        if next == NIL {
+            area.tail = pfn;
+        }
+        area.nr_free += 1;
+        self.zones[zi].free_pages += 1 << order; // cf. account_freepages()
+    }
+
+    /// O(1) unlink; clears BUDDY and the free-page count of the block.
+    fn del_from_free_list(&mut self, pfn: u32, order: usize, zi: usize) {
+        let (prev, next) = {
+            let p = &mut self.mem_map[pfn as usize];
+            let links = (p.prev, p.next);
+            p.prev = NIL;
+            p.next = NIL;
+            p.flags.remove(PageFlags::BUDDY);
+            links
+        };
+        let area = &mut self.zones[zi].free_area[order];
+        if prev == NIL {
+            area.head = next;
+        } else {
+            self.mem_map[prev as usize].next = next;
+        }
+        if next == NIL {
+            area.tail = prev;
+        } else {
+            self.mem_map[next as usize].prev = prev;
+        }
+        area.nr_free -= 1;
+        self.zones[zi].free_pages -= 1 << order;
+    }
+
+    // ----------------------------------------------------------------
+    // Allocated-block metadata used by other subsystems
+    // ----------------------------------------------------------------
+
+    /// Head frame and order of the allocated block containing `pfn`
+    /// (cf. `compound_head()`), or `None` if `pfn` is not allocated.
+    pub fn compound_head(&self, pfn: Pfn) -> Option<(Pfn, Order)> {
+        let page = self.page(pfn)?;
+        if page.is_head() {
+            return Some((pfn, Order::new(page.order)?));
+        }
+        if !page.is_tail() {
+            return None;
+        }
+        // A tail is at most 2^MAX_ORDER - 1 frames past its head.
+        for back in 1..(1u64 << MAX_ORDER) {
+            let head = Pfn(pfn.0.checked_sub(back)?);
+            let p = &self.mem_map[head.index()];
+            if p.is_head() {
+                let order = Order::new(p.order)?;
+                return (pfn.0 < head.0 + order.nr_pages()).then_some((head, order));
+            }
+            if !p.is_tail() {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn allocated_block(&mut self, pfn: Pfn) -> Result<(usize, usize), FreeError> {
+        let page = self.page(pfn).ok_or(FreeError::NotRam { pfn })?;
+        if page.is_head() {
+            Ok((pfn.index(), 1usize << page.order))
+        } else if page.is_tail() {
+            Err(FreeError::NotHead { pfn })
+        } else if page.is_nomap() {
+            Err(FreeError::NotRam { pfn })
+        } else if page.is_reserved() {
+            Err(FreeError::Reserved { pfn })
+        } else {
+            Err(FreeError::DoubleFree { pfn })
+        }
+    }
+
+    /// Relabel an allocated block (e.g. the slab layer takes ownership).
+    pub fn set_owner(&mut self, pfn: Pfn, owner: OwnerTag) -> Result<(), FreeError> {
+        let (i, nr) = self.allocated_block(pfn)?;
+        for p in &mut self.mem_map[i..i + nr] {
+            p.owner = owner;
+        }
+        Ok(())
+    }
+
+    /// Mark or unmark an allocated block as a slab (cf. `__SetPageSlab()` /
+    /// `__ClearPageSlab()`). A slab block cannot be freed until unmarked.
+    pub fn set_slab(&mut self, pfn: Pfn, slab: bool) -> Result<(), FreeError> {
+        let (i, nr) = self.allocated_block(pfn)?;
+        for p in &mut self.mem_map[i..i + nr] {
+            if slab {
+                p.flags.insert(PageFlags::SLAB);
+            } else {
+                p.flags.remove(PageFlags::SLAB);
+            }
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------
+    // Read-only views
+    // ----------------------------------------------------------------
+
+    /// One zone.
+    pub fn zone(&self, zt: ZoneType) -> &Zone {
+        &self.zones[zt.index()]
+    }
+
+    /// All zones in index order (DMA, DMA32, Normal, HighMem), empty ones
+    /// included.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// The zone layout this allocator was built with.
+    pub fn layout(&self) -> ZoneLayout {
+        self.layout
+    }
+
+    /// First frame without a direct-map address (clipped to `max_pfn`).
+    pub fn lowmem_pfn(&self) -> Pfn {
+        self.layout.effective_lowmem_pfn()
+    }
+
+    /// One past the last frame with a descriptor.
+    pub fn max_pfn(&self) -> Pfn {
+        self.layout.max_pfn
+    }
+
+    /// Free frames over all zones (cf. `nr_free_pages()`).
+    pub fn nr_free_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.free_pages).sum()
+    }
+
+    /// Frames managed by the buddy allocator (cf. `totalram_pages()`).
+    pub fn totalram_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.managed_pages).sum()
+    }
+
+    /// Managed HighMem frames (cf. `totalhigh_pages()`).
+    pub fn totalhigh_pages(&self) -> u64 {
+        self.zones[ZoneType::HighMem.index()].managed_pages
+    }
+
+    /// Free HighMem frames (cf. `nr_free_highpages()`).
+    pub fn nr_free_highpages(&self) -> u64 {
+        self.zones[ZoneType::HighMem.index()].free_pages
+    }
+
+    /// Free blocks per order of one zone (a `/proc/buddyinfo` row).
+    pub fn free_area_counts(&self, zt: ZoneType) -> [u64; NR_ORDERS] {
+        self.zones[zt.index()].free_area_counts()
+    }
+
+    /// The zone `pfn` belongs to (holes included), `None` past `max_pfn`.
+    pub fn zone_of(&self, pfn: Pfn) -> Option<ZoneType> {
+        self.layout.zone_of(pfn)
+    }
+
+    /// The descriptor of `pfn` (cf. `pfn_to_page()`), `None` past `max_pfn`.
+    pub fn page(&self, pfn: Pfn) -> Option<&Page> {
+        if pfn < self.layout.max_pfn {
+            self.mem_map.get(pfn.index())
+        } else {
+            None
+        }
+    }
+
+    /// Direct-map address of a lowmem frame (cf. `page_address()`); `None`
+    /// for HighMem, which must be kmapped.
+    pub fn page_address(&self, pfn: Pfn) -> Option<VirtAddr> {
+        (pfn < self.lowmem_pfn()).then(|| VirtAddr(PAGE_OFFSET + pfn.phys().0))
+    }
+
+    /// Direct-map address of a lowmem physical address (cf. `__va()` /
+    /// `phys_to_virt()`); `None` at or above lowmem.
+    pub fn phys_to_virt(&self, pa: PhysAddr) -> Option<VirtAddr> {
+        (pa < self.lowmem_pfn().phys()).then(|| VirtAddr(PAGE_OFFSET + pa.0))
+    }
+
+    /// Physical address behind a direct-map address (cf. `__pa()` /
+    /// `virt_to_phys()`); `None` outside the direct map.
+    pub fn virt_to_phys(&self, va: VirtAddr) -> Option<PhysAddr> {
+        let pa = va.0.checked_sub(PAGE_OFFSET)?;
+        (pa < self.lowmem_pfn().phys().0).then_some(PhysAddr(pa))
+    }
+
+    // ----------------------------------------------------------------
+    // Consistency check
+    // ----------------------------------------------------------------
+
+    /// Recount everything from scratch and compare with the counters:
+    /// every free-list entry is a BUDDY head of the list's order, naturally
+    /// aligned, inside its zone, with consistent back links; `nr_free` and
+    /// `free_pages` match the lists; no frame of a free block is anything but
+    /// free; every managed frame is either in a free block or allocated; and
+    /// no BUDDY head is missing from the lists. O(max_pfn); for tests and
+    /// the in-guest selftest.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let max = self.layout.max_pfn.0;
+        let mut buddy_heads_listed = 0u64;
+        for (zi, zone) in self.zones.iter().enumerate() {
+            let mut free_pages = 0u64;
+            for (order, area) in zone.free_area.iter().enumerate() {
+                let mut count = 0u64;
+                let mut prev = NIL;
+                let mut cur = area.head;
+                while cur != NIL {
+                    if count >= area.nr_free {
+                        return Err("free list longer than nr_free (or cyclic)");
+                    }
+                    let pfn = cur as u64;
+                    if pfn >= max {
+                        return Err("free list entry past max_pfn");
+                    }
+                    let p = &self.mem_map[pfn as usize];
+                    if !p.is_buddy() || p.order as usize != order {
+                        return Err("free list entry is not a BUDDY head of the list's order");
+                    }
+                    if p.zone as usize != zi {
+                        return Err("free list entry in the wrong zone");
+                    }
+                    if pfn & ((1 << order) - 1) != 0 {
+                        return Err("free block not aligned to its order");
+                    }
+                    if pfn < zone.start_pfn.0 || pfn + (1 << order) > zone.end_pfn.0 {
+                        return Err("free block outside its zone");
+                    }
+                    if p.prev != prev {
+                        return Err("free list back link broken");
+                    }
+                    for t in &self.mem_map[pfn as usize + 1..(pfn + (1 << order)) as usize] {
+                        if t.flags.intersects(
+                            PageFlags::BUDDY
+                                .union(PageFlags::HEAD)
+                                .union(PageFlags::TAIL)
+                                .union(PageFlags::RESERVED)
+                                .union(PageFlags::NOMAP),
+                        ) || t.zone as usize != zi
+                        {
+                            return Err("frame inside a free block is not free");
+                        }
+                    }
+                    count += 1;
+                    free_pages += 1 << order;
+                    prev = cur;
+                    cur = p.next;
+                }
+                if count != area.nr_free {
+                    return Err("nr_free does not match the free list");
+                }
+                if area.tail != prev {
+                    return Err("free list tail pointer broken");
+                }
+                buddy_heads_listed += count;
+            }
+            if free_pages != zone.free_pages {
+                return Err("zone free_pages does not match the free lists");
+            }
+            if zone.free_pages > zone.managed_pages || zone.managed_pages > zone.present_pages {
+                return Err("free <= managed <= present violated");
+            }
+        }
+        // Whole-map pass: recount present/managed and orphan BUDDY heads.
+        let mut present = [0u64; NR_ZONES];
+        let mut managed = [0u64; NR_ZONES];
+        let mut buddy_heads = 0u64;
+        let mut in_free_block = 0u64; // frames left in the current free block
+        let mut in_alloc_block = 0u64; // frames left in the current allocated block
+        for (pfn, p) in self.mem_map[..max as usize].iter().enumerate() {
+            let zi = p.zone as usize;
+            if zi >= NR_ZONES || !self.zones[zi].spans(Pfn(pfn as u64)) {
+                return Err("page zone link does not match the layout");
+            }
+            if p.is_highmem() != (zi == ZoneType::HighMem.index()) {
+                return Err("HIGHMEM flag does not match the zone");
+            }
+            if !p.is_nomap() {
+                present[zi] += 1;
+            }
+            if p.is_nomap() && !p.is_reserved() {
+                return Err("non-RAM frame is not reserved");
+            }
+            if p.is_reserved() {
+                if p.flags.intersects(
+                    PageFlags::BUDDY
+                        .union(PageFlags::HEAD)
+                        .union(PageFlags::TAIL),
+                ) {
+                    return Err("reserved frame is in the buddy allocator");
+                }
+                if in_free_block > 0 || in_alloc_block > 0 {
+                    return Err("reserved frame inside a block");
+                }
+                continue;
+            }
+            managed[zi] += 1;
+            if p.is_buddy() {
+                buddy_heads += 1;
+                if in_free_block > 0 || in_alloc_block > 0 {
+                    return Err("free block head inside another block");
+                }
+                in_free_block = 1 << p.order;
+            } else if p.is_head() {
+                if in_free_block > 0 || in_alloc_block > 0 {
+                    return Err("allocated block head inside another block");
+                }
+                if p.order as usize > MAX_ORDER || pfn & ((1 << p.order) - 1) != 0 {
+                    return Err("allocated block misaligned");
+                }
+                in_alloc_block = 1 << p.order;
+            } else if p.is_tail() {
+                if in_alloc_block == 0 {
+                    return Err("tail frame outside an allocated block");
+                }
+            } else if in_free_block == 0 {
+                return Err("managed frame is neither free nor allocated");
+            }
+            in_free_block = in_free_block.saturating_sub(1);
+            in_alloc_block = in_alloc_block.saturating_sub(1);
+        }
+        if in_free_block > 0 || in_alloc_block > 0 {
+            return Err("block runs past max_pfn");
+        }
+        if buddy_heads != buddy_heads_listed {
+            return Err("BUDDY head missing from the free lists");
+        }
+        for zi in 0..NR_ZONES {
+            if present[zi] != self.zones[zi].present_pages {
+                return Err("present_pages does not match mem_map");
+            }
+            if managed[zi] != self.zones[zi].managed_pages {
+                return Err("managed_pages does not match mem_map");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Zone {
+    /// Can this zone serve `order` without going below `mark` plus the
+    /// reserve it keeps from requests preferring `highest_zoneidx`?
+    /// (cf. `__zone_watermark_ok()`; `mark` already includes any reserve
+    /// discount.)
+    pub fn watermark_ok(&self, order: Order, mark: u64, highest_zoneidx: ZoneType) -> bool {
+        // free_pages may go negative here - that's OK (as in Linux).
+        let free = self.free_pages as i128 - (order.nr_pages() as i128 - 1);
+        let min = mark as i128 + self.lowmem_reserve[highest_zoneidx.index()] as i128;
+        if free <= min {
+            return false;
+        }
+        if order.get() == 0 {
+            return true;
+        }
+        self.free_area[order.index()..]
+            .iter()
+            .any(|a| a.nr_free > 0)
+    }
+}
+
+/// Integer square root, rounded down (cf. `int_sqrt()`).
+pub fn int_sqrt(x: u64) -> u64 {
+    if x < 2 {
+        return x;
+    }
+    // Newton's method from an overestimate; converges monotonically down.
+    let mut r = 1u64 << (64 - x.leading_zeros()).div_ceil(2);
+    loop {
+        let next = (r + x / r) / 2;
+        if next >= r {
+            return r;
+        }
+        r = next;
+    }
+}
+
+#[cfg(test)]
+mod tests;
