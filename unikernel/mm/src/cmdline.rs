@@ -214,9 +214,7 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     // Every character of `digits` is a valid digit, so the only possible
     // error is overflow.
     let value = u64::from_str_radix(digits, radix).map_err(|_| SizeError::Overflow)?;
-    value
-        .checked_mul(1u64 << shift)
-        .ok_or(SizeError::Overflow)
+    value.checked_mul(1u64 << shift).ok_or(SizeError::Overflow)
 }
 
 /// What was wrong with a reported option.
@@ -346,7 +344,10 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
     let size = |v: Option<&'a str>| -> Result<u64, Problem> {
         let bytes = parse_size(need(v)?).map_err(Problem::Size)?;
         if bytes == 0 {
-            return Err(Problem::OutOfRange { min: 1, max: u64::MAX });
+            return Err(Problem::OutOfRange {
+                min: 1,
+                max: u64::MAX,
+            });
         }
         Ok(bytes)
     };
@@ -514,7 +515,10 @@ mod tests {
         assert_eq!(parse_size("0x10000000000000000"), Err(SizeError::Overflow));
         assert_eq!(parse_size("17179869184G"), Err(SizeError::Overflow));
         assert_eq!(parse_size("18014398509481984K"), Err(SizeError::Overflow));
-        assert_eq!(parse_size("99999999999999999999999999M"), Err(SizeError::Overflow));
+        assert_eq!(
+            parse_size("99999999999999999999999999M"),
+            Err(SizeError::Overflow)
+        );
     }
 
     #[test]
@@ -575,7 +579,10 @@ mod tests {
             let line = std::format!("crash={}", kind.as_str());
             assert_eq!(parse_ok(&line).crash, Some(kind));
         }
-        assert_eq!(parse_ok("crash=PageFault").crash, Some(CrashKind::PageFault));
+        assert_eq!(
+            parse_ok("crash=PageFault").crash,
+            Some(CrashKind::PageFault)
+        );
         for level in [
             LogLevel::Error,
             LogLevel::Warn,
@@ -604,7 +611,10 @@ mod tests {
             }
         );
         // A static line overrides an earlier dhcp and vice versa.
-        assert_eq!(parse_ok("ip=10.0.2.15/24,10.0.2.2 ip=dhcp").ip, IpConfig::Dhcp);
+        assert_eq!(
+            parse_ok("ip=10.0.2.15/24,10.0.2.2 ip=dhcp").ip,
+            IpConfig::Dhcp
+        );
     }
 
     #[test]
@@ -636,7 +646,9 @@ mod tests {
             assert_eq!(p.ip, IpConfig::Dhcp, "{line}");
             assert_eq!(
                 w,
-                std::format!("ignoring malformed option \"{line}\": expected dhcp or A.B.C.D/N,GW: {why}")
+                std::format!(
+                    "ignoring malformed option \"{line}\": expected dhcp or A.B.C.D/N,GW: {why}"
+                )
             );
         }
         assert_eq!(
@@ -657,7 +669,10 @@ mod tests {
 
         let (p, w) = one_warning("vmalloc=99999999999G");
         assert_eq!(p.vmalloc_size, DEFAULT_VMALLOC_SIZE);
-        assert_eq!(w, "ignoring malformed option \"vmalloc=99999999999G\": size overflows 64 bits");
+        assert_eq!(
+            w,
+            "ignoring malformed option \"vmalloc=99999999999G\": size overflows 64 bits"
+        );
 
         let (_, w) = one_warning("mem=G");
         assert_eq!(w, "ignoring malformed option \"mem=G\": size has no digits");
@@ -669,7 +684,10 @@ mod tests {
         for zero in ["mem=0", "lowmem=0", "vmalloc=0x0", "mem=0G"] {
             let (p, w) = one_warning(zero);
             assert_eq!(p, BootParams::default());
-            assert!(w.ends_with(": out of range (expected 1..=18446744073709551615)"), "{w}");
+            assert!(
+                w.ends_with(": out of range (expected 1..=18446744073709551615)"),
+                "{w}"
+            );
         }
     }
 
@@ -678,7 +696,10 @@ mod tests {
         let cases = [
             ("port=0", "out of range (expected 1..=65535)"),
             ("port=65536", "out of range (expected 1..=65535)"),
-            ("port=99999999999999999999999", "out of range (expected 1..=65535)"),
+            (
+                "port=99999999999999999999999",
+                "out of range (expected 1..=65535)",
+            ),
             ("port=http", "not a decimal number"),
             ("port=-1", "not a decimal number"),
             ("port=0x50", "not a decimal number"),
@@ -692,7 +713,10 @@ mod tests {
         for (line, why) in cases {
             let (p, w) = one_warning(line);
             assert_eq!(p, BootParams::default(), "{line}");
-            assert_eq!(w, std::format!("ignoring malformed option \"{line}\": {why}"));
+            assert_eq!(
+                w,
+                std::format!("ignoring malformed option \"{line}\": {why}")
+            );
         }
         assert_eq!(parse_ok("port=1").port, 1);
         assert_eq!(parse_ok("port=65535").port, 65535);
@@ -709,8 +733,14 @@ mod tests {
             ("crash", "missing value"),
             ("loglevel=7", "expected one of error|warn|info|debug|trace"),
             ("loglevel", "missing value"),
-            ("selftest=maybe", "expected a boolean (1/0, y/n, on/off) or no value"),
-            ("selftest=", "expected a boolean (1/0, y/n, on/off) or no value"),
+            (
+                "selftest=maybe",
+                "expected a boolean (1/0, y/n, on/off) or no value",
+            ),
+            (
+                "selftest=",
+                "expected a boolean (1/0, y/n, on/off) or no value",
+            ),
             ("token=", "missing value"),
             ("token", "missing value"),
             ("token=\"\"", "missing value"),
@@ -718,16 +748,32 @@ mod tests {
         for (line, why) in cases {
             let (p, w) = one_warning(line);
             assert_eq!(p, BootParams::default(), "{line}");
-            assert_eq!(w, std::format!("ignoring malformed option \"{line}\": {why}"));
+            assert_eq!(
+                w,
+                std::format!("ignoring malformed option \"{line}\": {why}")
+            );
         }
     }
 
     #[test]
     fn selftest_flag_values() {
-        for on in ["selftest", "selftest=1", "selftest=y", "selftest=Y", "selftest=on", "selftest=yes"] {
+        for on in [
+            "selftest",
+            "selftest=1",
+            "selftest=y",
+            "selftest=Y",
+            "selftest=on",
+            "selftest=yes",
+        ] {
             assert!(parse_ok(on).selftest, "{on}");
         }
-        for off in ["selftest=0", "selftest=n", "selftest=off", "selftest=NO", "selftest selftest=0"] {
+        for off in [
+            "selftest=0",
+            "selftest=n",
+            "selftest=off",
+            "selftest=NO",
+            "selftest selftest=0",
+        ] {
             assert!(!parse_ok(off).selftest, "{off}");
         }
     }
@@ -746,7 +792,10 @@ mod tests {
             ]
         );
         // Names are case-sensitive, like Linux.
-        assert_eq!(one_warning("MEM=1G").1, "ignoring unknown option \"MEM=1G\"");
+        assert_eq!(
+            one_warning("MEM=1G").1,
+            "ignoring unknown option \"MEM=1G\""
+        );
     }
 
     #[test]
@@ -771,8 +820,14 @@ mod tests {
         assert_eq!(p.port, 82);
         assert_eq!(p.token, Some("b"));
         assert_eq!(p.api_quota_pct, 20);
-        assert_eq!(parse_ok("crash=ud crash=panic").crash, Some(CrashKind::Panic));
-        assert_eq!(parse_ok("loglevel=warn loglevel=info").loglevel, Some(LogLevel::Info));
+        assert_eq!(
+            parse_ok("crash=ud crash=panic").crash,
+            Some(CrashKind::Panic)
+        );
+        assert_eq!(
+            parse_ok("loglevel=warn loglevel=info").loglevel,
+            Some(LogLevel::Info)
+        );
         // A malformed later occurrence is ignored: the earlier value stays.
         let (p, w) = parse_all("mem=1G mem=bad port=81 port=0");
         assert_eq!(p.mem_limit, Some(1 << 30));

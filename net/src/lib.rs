@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod conn;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod response;
+pub mod router;
+
+pub use conn::{ConnConfig, ConnState, Connection, Stream, StreamError};
+pub use error::ApiError;
+pub use http::{HttpError, Method, Request, RequestParser, Version, query_param};
+pub use response::Response;
+pub use router::{RouteId, RouteMatch, route};

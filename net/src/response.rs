@@ -1,0 +1,313 @@
+//! HTTP responses and their wire form.
+//!
+//! Every response carries `Content-Length` (never chunked: a client can
+//! always tell where it ends, which keeps pipelining simple); `204` and
+//! `304` carry neither a length nor a body, as RFC 9110 §8.6 requires. The
+//! body is a `Cow` so the embedded dashboard assets (`&'static [u8]`) are
+//! sent straight from the image without a copy.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::json;
+
+/// `Content-Type` of JSON bodies.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// `Content-Type` of plain-text bodies (`/proc/...`, `/metrics`).
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
+
+/// A response as built by a handler; [`Response::head_bytes`] renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// `Content-Type`; omitted from the wire when empty.
+    pub content_type: &'static str,
+    /// Further headers (`Allow`, `Cache-Control`, ...). `Content-Length`,
+    /// `Content-Type` and `Connection` are written by the serializer and
+    /// must not appear here. CR and LF in values are replaced by spaces.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Cow<'static, [u8]>,
+}
+
+/// Which `Connection` header the serializer adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader {
+    /// None: HTTP/1.1 keep-alive is the default.
+    Default,
+    /// `Connection: close`: the server closes after this response.
+    Close,
+    /// `Connection: keep-alive`: an HTTP/1.0 client asked to keep it open.
+    KeepAlive,
+}
+
+impl Response {
+    /// `status` with `value` serialized as JSON. Should the value be too
+    /// large to serialize (over [`json::MAX_JSON_BYTES`]) the answer is
+    /// a 507 ENOMEM error instead.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        match json::to_vec(value) {
+            Ok(body) => Response::bytes(status, CONTENT_TYPE_JSON, body),
+            Err(json::JsonTooLarge) => {
+                ApiError::enomem("response too large to serialize").into_response()
+            }
+        }
+    }
+
+    /// `status` with a UTF-8 plain-text body.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response::bytes(status, CONTENT_TYPE_TEXT, body.into().into_bytes())
+    }
+
+    /// `status` with any body: an owned `Vec<u8>` or a `&'static [u8]`.
+    pub fn bytes(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Response {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// `status` without a body (e.g. `204`).
+    pub fn empty(status: u16) -> Response {
+        Response::bytes(status, "", &[][..])
+    }
+
+    /// Add a header (builder style).
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The value of header `name` (ASCII case-insensitive) among the extra
+    /// headers.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this status is sent without `Content-Length` and body.
+    fn bodiless(&self) -> bool {
+        self.status == 204 || self.status == 304 || (100..200).contains(&self.status)
+    }
+
+    /// Status line and headers, up to and including the empty line.
+    pub fn head_bytes(&self, connection: ConnectionHeader) -> Vec<u8> {
+        let mut head = String::with_capacity(128 + self.headers.len() * 32);
+        // `fmt::Write` for `String` cannot fail.
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\n",
+            self.status,
+            reason_phrase(self.status)
+        );
+        if !self.content_type.is_empty() {
+            push_header(&mut head, "Content-Type", self.content_type);
+        }
+        if !self.bodiless() {
+            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        }
+        for (name, value) in &self.headers {
+            push_header(&mut head, name, value);
+        }
+        match connection {
+            ConnectionHeader::Default => {}
+            ConnectionHeader::Close => head.push_str("Connection: close\r\n"),
+            ConnectionHeader::KeepAlive => head.push_str("Connection: keep-alive\r\n"),
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
+
+    /// The body as sent on the wire: empty for HEAD and bodiless statuses.
+    pub fn wire_body(&self, head_request: bool) -> &[u8] {
+        if head_request || self.bodiless() {
+            &[]
+        } else {
+            &self.body
+        }
+    }
+
+    /// Split into what goes on the wire: the head, then the body (empty for
+    /// HEAD and bodiless statuses). Small bodies are appended to the head
+    /// so that one `send` carries both; large ones stay as they are (a
+    /// `'static` asset is never copied).
+    pub fn into_wire(
+        self,
+        head_request: bool,
+        connection: ConnectionHeader,
+    ) -> (Vec<u8>, Cow<'static, [u8]>) {
+        const INLINE_BODY_BYTES: usize = 2048;
+        let mut head = self.head_bytes(connection);
+        if head_request || self.bodiless() {
+            return (head, Cow::Borrowed(&[]));
+        }
+        if self.body.len() <= INLINE_BODY_BYTES {
+            head.extend_from_slice(&self.body);
+            return (head, Cow::Borrowed(&[]));
+        }
+        (head, self.body)
+    }
+
+    /// The whole response as bytes (tests, diagnostics). `head_request`
+    /// drops the body but keeps the GET `Content-Length`.
+    pub fn to_bytes(&self, head_request: bool, connection: ConnectionHeader) -> Vec<u8> {
+        let mut out = self.head_bytes(connection);
+        out.extend_from_slice(self.wire_body(head_request));
+        out
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(e: ApiError) -> Response {
+        e.into_response()
+    }
+}
+
+fn push_header(head: &mut String, name: &str, value: &str) {
+    head.push_str(name);
+    head.push_str(": ");
+    // No header splitting, whatever a handler put in a value.
+    head.extend(
+        value
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+    );
+    head.push_str("\r\n");
+}
+
+/// RFC 9110 §15 reason phrases; empty for codes we never send (allowed:
+/// clients must ignore the phrase).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        uptime_ms: u64,
+    }
+
+    #[test]
+    fn json_response_bytes() {
+        let r = Response::json(
+            200,
+            &Health {
+                status: "ok",
+                uptime_ms: 7,
+            },
+        );
+        assert_eq!(
+            r.to_bytes(false, ConnectionHeader::Default),
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n\
+              {\"status\":\"ok\",\"uptime_ms\":7}"
+                .as_slice()
+        );
+    }
+
+    #[test]
+    fn head_keeps_length_drops_body() {
+        let r = Response::text(200, "hello\n");
+        assert_eq!(
+            r.to_bytes(true, ConnectionHeader::Close),
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 6\r\n\
+              Connection: close\r\n\r\n"
+                .as_slice()
+        );
+    }
+
+    #[test]
+    fn extra_headers_and_keep_alive() {
+        static ASSET: &[u8] = b"body{}";
+        let r = Response::bytes(200, "text/css", ASSET).with_header("Cache-Control", "no-cache");
+        assert!(matches!(r.body, Cow::Borrowed(_)));
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        assert_eq!(
+            r.to_bytes(false, ConnectionHeader::KeepAlive),
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nContent-Length: 6\r\n\
+              Cache-Control: no-cache\r\nConnection: keep-alive\r\n\r\nbody{}"
+                .as_slice()
+        );
+    }
+
+    #[test]
+    fn header_values_cannot_split() {
+        let r = Response::empty(204).with_header("X-Evil", "a\r\nSet-Cookie: x");
+        assert_eq!(
+            r.to_bytes(false, ConnectionHeader::Default),
+            b"HTTP/1.1 204 No Content\r\nX-Evil: a  Set-Cookie: x\r\n\r\n".as_slice()
+        );
+    }
+
+    #[test]
+    fn bodiless_statuses_have_no_length() {
+        let mut r = Response::text(204, "ignored");
+        assert_eq!(r.wire_body(false), b"");
+        r.status = 201;
+        assert_eq!(r.wire_body(false), b"ignored");
+        assert_eq!(
+            Response::empty(201).to_bytes(false, ConnectionHeader::Default),
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".as_slice()
+        );
+    }
+
+    #[test]
+    fn reason_phrases() {
+        assert_eq!(reason_phrase(413), "Content Too Large");
+        assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
+        assert_eq!(reason_phrase(507), "Insufficient Storage");
+        assert_eq!(reason_phrase(299), "");
+        assert!(
+            Response::empty(299)
+                .to_bytes(false, ConnectionHeader::Default)
+                .starts_with(b"HTTP/1.1 299 \r\n")
+        );
+    }
+}
