@@ -138,7 +138,12 @@ pub struct WalkLevel {
 }
 
 impl WalkLevel {
-    const EMPTY: WalkLevel = WalkLevel { level: Level::Pgd, index: 0, entry: 0, table_phys: 0 };
+    const EMPTY: WalkLevel = WalkLevel {
+        level: Level::Pgd,
+        index: 0,
+        entry: 0,
+        table_phys: 0,
+    };
 
     /// Physical address of the entry itself.
     pub const fn entry_phys(&self) -> u64 {
@@ -225,7 +230,13 @@ pub const fn is_canonical(vaddr: u64) -> bool {
 /// Stops at a non-present entry (unmapped) or at a leaf (1 GiB PUD, 2 MiB
 /// PMD, 4 KiB PTE). A non-canonical address is unmapped with no levels.
 pub fn walk(cr3_phys: u64, vaddr: u64, mut read_entry: impl FnMut(u64) -> u64) -> Walk {
-    let mut out = Walk { vaddr, levels: [WalkLevel::EMPTY; 4], nr_levels: 0, phys: None, page_size: 0 };
+    let mut out = Walk {
+        vaddr,
+        levels: [WalkLevel::EMPTY; 4],
+        nr_levels: 0,
+        phys: None,
+        page_size: 0,
+    };
     if !is_canonical(vaddr) {
         return out;
     }
@@ -234,7 +245,12 @@ pub fn walk(cr3_phys: u64, vaddr: u64, mut read_entry: impl FnMut(u64) -> u64) -
     loop {
         let index = level.index_of(vaddr);
         let entry = read_entry(table_phys + u64::from(index) * 8);
-        let visited = WalkLevel { level, index, entry, table_phys };
+        let visited = WalkLevel {
+            level,
+            index,
+            entry,
+            table_phys,
+        };
         out.levels[out.nr_levels] = visited;
         out.nr_levels += 1;
         if !visited.present() {
@@ -260,7 +276,10 @@ pub fn walk(cr3_phys: u64, vaddr: u64, mut read_entry: impl FnMut(u64) -> u64) -
 /// "HUGE" regardless of level; see [`WalkLevel::flags`] for the level-aware
 /// reading.
 pub fn entry_flags(entry: u64) -> impl Iterator<Item = &'static str> {
-    FLAG_NAMES.iter().filter(move |(bit, _)| entry & bit != 0).map(|&(_, name)| name)
+    FLAG_NAMES
+        .iter()
+        .filter(move |(bit, _)| entry & bit != 0)
+        .map(|&(_, name)| name)
 }
 
 /// Short page-size label: "4K", "2M", "1G".
@@ -305,8 +324,15 @@ impl fmt::Display for Walk {
             writeln!(f, "{level}")?;
         }
         match self.phys {
-            Some(phys) => write!(f, "=> phys {:#x} ({})", phys, page_size_name(self.page_size)),
-            None if !self.canonical() => write!(f, "=> not mapped (non-canonical {:#x})", self.vaddr),
+            Some(phys) => write!(
+                f,
+                "=> phys {:#x} ({})",
+                phys,
+                page_size_name(self.page_size)
+            ),
+            None if !self.canonical() => {
+                write!(f, "=> not mapped (non-canonical {:#x})", self.vaddr)
+            }
             None => f.write_str("=> not mapped"),
         }
     }
@@ -332,7 +358,11 @@ mod tests {
 
     impl Phys {
         fn new() -> Self {
-            Phys { ram: vec![0; 64 * 512], next_frame: 0, reads: HashMap::new() }
+            Phys {
+                ram: vec![0; 64 * 512],
+                next_frame: 0,
+                reads: HashMap::new(),
+            }
         }
         fn alloc_table(&mut self) -> u64 {
             let phys = BASE + self.next_frame * PAGE_SIZE_4K;
@@ -384,7 +414,11 @@ mod tests {
         let mut m = Phys::new();
         let v = 0xffff_c900_0020_3abc;
         let (pgd, pud, pmd, pt) = four_levels(&mut m, v);
-        m.set(pt, Level::Pte.index_of(v), 0x7654_3000 | PRESENT | WRITABLE | NX | ACCESSED | DIRTY);
+        m.set(
+            pt,
+            Level::Pte.index_of(v),
+            0x7654_3000 | PRESENT | WRITABLE | NX | ACCESSED | DIRTY,
+        );
         // CR3 low bits (PCID / PWT / PCD) must be ignored.
         let w = m.walk(pgd | 0x18, v);
         assert!(w.mapped());
@@ -423,7 +457,10 @@ mod tests {
         assert_eq!(w.phys, Some(0x0020_0000 + 0x10_1234));
         assert_eq!(w.levels().len(), 3);
         assert!(w.levels()[2].is_leaf());
-        assert_eq!(w.levels()[2].flags().collect::<Vec<_>>(), ["PRESENT", "HUGE", "GLOBAL"]);
+        assert_eq!(
+            w.levels()[2].flags().collect::<Vec<_>>(),
+            ["PRESENT", "HUGE", "GLOBAL"]
+        );
     }
 
     #[test]
@@ -434,11 +471,26 @@ mod tests {
         let pud = m.alloc_table();
         m.set(pgd, Level::Pgd.index_of(page_offset), pud | TABLE);
         for gib in 0..4u16 {
-            m.set(pud, gib, u64::from(gib) * PAGE_SIZE_1G | PRESENT | WRITABLE | HUGE | NX);
+            m.set(
+                pud,
+                gib,
+                (u64::from(gib) * PAGE_SIZE_1G) | PRESENT | WRITABLE | HUGE | NX,
+            );
         }
-        for phys in [0u64, 0x1234, 0x3fff_ffff, 0x4000_0000, 0xbfff_f008, 0xffff_ffff] {
+        for phys in [
+            0u64,
+            0x1234,
+            0x3fff_ffff,
+            0x4000_0000,
+            0xbfff_f008,
+            0xffff_ffff,
+        ] {
             let w = m.walk(pgd, page_offset + phys);
-            assert_eq!(w.phys, Some(phys), "phys_to_virt({phys:#x}) walks back to itself");
+            assert_eq!(
+                w.phys,
+                Some(phys),
+                "phys_to_virt({phys:#x}) walks back to itself"
+            );
             assert_eq!(w.page_size, PAGE_SIZE_1G);
             assert_eq!(w.levels().len(), 2);
         }
@@ -458,7 +510,12 @@ mod tests {
             let (pgd, pud, pmd, pt) = four_levels(&mut m, v);
             m.set(pt, Level::Pte.index_of(v), 0x5000 | PRESENT);
             // Clear PRESENT (but keep other bits) at level `stop`.
-            let (table, level) = [(pgd, Level::Pgd), (pud, Level::Pud), (pmd, Level::Pmd), (pt, Level::Pte)][stop];
+            let (table, level) = [
+                (pgd, Level::Pgd),
+                (pud, Level::Pud),
+                (pmd, Level::Pmd),
+                (pt, Level::Pte),
+            ][stop];
             let old = m.ram[Phys::slot(table + u64::from(level.index_of(v)) * 8)];
             m.set(table, level.index_of(v), old & !PRESENT);
             let w = m.walk(pgd, v);
@@ -475,7 +532,11 @@ mod tests {
     fn non_canonical_reads_nothing() {
         let mut m = Phys::new();
         let pgd = m.alloc_table();
-        for v in [0x0000_8000_0000_0000u64, 0xffff_7fff_ffff_ffff, 0x1234_0000_0000_0000] {
+        for v in [
+            0x0000_8000_0000_0000u64,
+            0xffff_7fff_ffff_ffff,
+            0x1234_0000_0000_0000,
+        ] {
             let w = m.walk(pgd, v);
             assert!(!w.mapped() && !w.canonical());
             assert!(w.levels().is_empty());
@@ -491,12 +552,25 @@ mod tests {
         assert_eq!(entry_flags(0).count(), 0);
         assert_eq!(
             entry_flags(u64::MAX).collect::<Vec<_>>(),
-            ["PRESENT", "WRITABLE", "USER", "PWT", "PCD", "ACCESSED", "DIRTY", "HUGE", "GLOBAL", "NX"]
+            [
+                "PRESENT", "WRITABLE", "USER", "PWT", "PCD", "ACCESSED", "DIRTY", "HUGE", "GLOBAL",
+                "NX"
+            ]
         );
         // Bit 7 in a PTE is PAT, in a PGD reserved.
-        let pte = WalkLevel { level: Level::Pte, index: 0, entry: PRESENT | HUGE, table_phys: 0 };
+        let pte = WalkLevel {
+            level: Level::Pte,
+            index: 0,
+            entry: PRESENT | HUGE,
+            table_phys: 0,
+        };
         assert_eq!(pte.flags().collect::<Vec<_>>(), ["PRESENT", "PAT"]);
-        let pgd = WalkLevel { level: Level::Pgd, index: 0, entry: PRESENT | HUGE, table_phys: 0 };
+        let pgd = WalkLevel {
+            level: Level::Pgd,
+            index: 0,
+            entry: PRESENT | HUGE,
+            table_phys: 0,
+        };
         assert_eq!(pgd.flags().collect::<Vec<_>>(), ["PRESENT"]);
 
         let mut m = Phys::new();
@@ -506,10 +580,27 @@ mod tests {
         let text = m.walk(pgd, v + 0x10).to_string();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 5);
-        assert_eq!(lines[0], format!("PGD[511] = {:#018x} (PRESENT|WRITABLE) -> table {:#x}", (BASE + 0x1000) | 3, BASE + 0x1000));
-        assert!(lines[3].starts_with("PTE[256] = 0x0000000000100101 (PRESENT|GLOBAL) -> page 0x100000"));
+        assert_eq!(
+            lines[0],
+            format!(
+                "PGD[511] = {:#018x} (PRESENT|WRITABLE) -> table {:#x}",
+                (BASE + 0x1000) | 3,
+                BASE + 0x1000
+            )
+        );
+        assert!(
+            lines[3].starts_with("PTE[256] = 0x0000000000100101 (PRESENT|GLOBAL) -> page 0x100000")
+        );
         assert_eq!(lines[4], "=> phys 0x100010 (4K)");
-        let empty = WalkLevel { level: Level::Pud, index: 7, entry: 0, table_phys: 0 };
-        assert_eq!(empty.to_string(), "PUD[7] = 0x0000000000000000 (-) -> not present");
+        let empty = WalkLevel {
+            level: Level::Pud,
+            index: 7,
+            entry: 0,
+            table_phys: 0,
+        };
+        assert_eq!(
+            empty.to_string(),
+            "PUD[7] = 0x0000000000000000 (-) -> not present"
+        );
     }
 }

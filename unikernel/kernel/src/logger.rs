@@ -1,0 +1,74 @@
+//! `log` backend on the serial console: `[    1.234] [ INFO] message`, the
+//! timestamp (seconds.milliseconds, like dmesg) only once
+//! [`crate::time::set_clock`] has registered a clock. Messages from other
+//! crates carry their target (`[ WARN] acpi: …`).
+
+use core::fmt::Write;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::arch::x86_64::serial;
+
+struct SerialLogger;
+
+static LOGGER: SerialLogger = SerialLogger;
+
+impl Log for SerialLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            Level::Error => "ERROR",
+            Level::Warn => " WARN",
+            Level::Info => " INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        };
+        // Read the clock before taking the console: a clock that logs or
+        // faults must not find the console held by us.
+        let now = crate::time::now_ms();
+        serial::with_console(|uart| {
+            if let Some(ms) = now {
+                let _ = write!(uart, "[{:5}.{:03}] ", ms / 1000, ms % 1000);
+            }
+            let _ = write!(uart, "[{level}] ");
+            let target = record.target();
+            if !target.starts_with(env!("CARGO_CRATE_NAME")) {
+                let _ = write!(uart, "{target}: ");
+            }
+            let _ = writeln!(uart, "{}", record.args());
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger at `Info`. A second call is harmless.
+pub fn init() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+}
+
+/// Applies `loglevel=error|warn|info|debug|trace|off` from the command line.
+pub fn apply_cmdline(cmdline: &str) {
+    for value in cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("loglevel="))
+    {
+        match value.parse::<LevelFilter>() {
+            Ok(filter) => {
+                log::set_max_level(filter);
+                log::info!("log level set to {filter}");
+            }
+            Err(_) => {
+                log::warn!("cmdline: unknown loglevel={value} (error|warn|info|debug|trace|off)")
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Pagezone: a unikernel that serves its own memory manager over HTTP.
+//!
+//! Boot path: `arch::x86_64::boot` (PVH entry, 32 → 64 bit) calls [`kmain`],
+//! which brings up the console, descriptor tables, the PVH start info and
+//! ACPI, then hands over to memory management and the main loop.
+
+#![no_std]
+#![no_main]
+
+mod acpi;
+mod arch;
+mod logger;
+mod memory;
+mod pvh;
+mod time;
+
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use arch::x86_64::qemu::{QemuExitCode, exit_qemu};
+use arch::x86_64::{boot, serial};
+
+/// First Rust code, on the boot stack with the boot identity map; called by
+/// the PVH stub with the physical address of `hvm_start_info`.
+extern "C" fn kmain(start_info_phys: u64) -> ! {
+    serial::init();
+    logger::init();
+    log::info!("Pagezone {} booting (PVH)", env!("CARGO_PKG_VERSION"));
+    boot::log_layout();
+
+    arch::x86_64::init();
+
+    let boot_info = pvh::parse(start_info_phys);
+    logger::apply_cmdline(boot_info.cmdline);
+
+    acpi::init(boot_info.rsdp);
+
+    memory::init(boot_info);
+
+    for word in boot_info.cmdline.split_ascii_whitespace() {
+        if let Some(kind) = word.strip_prefix("crash=") {
+            crash(kind);
+        }
+    }
+
+    if boot_info
+        .cmdline
+        .split_ascii_whitespace()
+        .any(|w| w == "selftest")
+    {
+        log::info!("selftest: no checks yet");
+        exit_qemu(QemuExitCode::Success);
+    }
+
+    log::info!("idle");
+    loop {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// `crash=KIND` on the command line: trigger a fault to exercise the
+/// exception report (each fatal kind must end with QEMU exit status 35).
+/// `int3` is the non-fatal check that the entry path returns correctly.
+fn crash(kind: &str) {
+    log::warn!("crash={kind} requested on the command line");
+    match kind {
+        "pagefault" => {
+            // 7.5 GiB: beyond the boot identity map (PUD[7] of PGD[0] is not
+            // present), and never mapped by the kernel's final layout either.
+            // SAFETY: a deliberate #PF: the write cannot succeed (nothing is
+            // mapped there) and the page-fault handler does not return, so
+            // no Rust-visible memory is touched. `noreturn` states exactly
+            // that.
+            unsafe {
+                core::arch::asm!(
+                    "mov qword ptr [{addr}], {val}",
+                    "ud2",
+                    addr = in(reg) 0x0000_0001_dead_b000u64,
+                    val = in(reg) 0x42u64,
+                    options(noreturn, nostack)
+                )
+            }
+        }
+        "gp" => {
+            // SAFETY: a deliberate #GP: a non-canonical address faults before
+            // any access, and the handler does not return.
+            unsafe {
+                core::arch::asm!(
+                    "mov {addr}, qword ptr [{addr}]",
+                    "ud2",
+                    addr = in(reg) 0x8000_0000_0000_0000u64,
+                    options(noreturn, nostack)
+                )
+            }
+        }
+        "ud" => {
+            // SAFETY: a deliberate #UD; the handler does not return.
+            unsafe { core::arch::asm!("ud2", options(noreturn, nostack)) }
+        }
+        "int3" => {
+            // SAFETY: #BP is handled by logging and `iretq` back to the next
+            // instruction; all registers are restored by the entry path, so
+            // the asm block has no effects the compiler must know about.
+            unsafe { core::arch::asm!("int3", options(nostack)) };
+            log::info!("crash=int3: returned from the breakpoint handler");
+        }
+        "doublefault" => {
+            // SAFETY: a deliberate #DF, as a kernel stack overflow causes it:
+            // with RSP on an unmapped page the push faults (#PF), delivering
+            // that #PF needs the same stack and faults again, so the CPU
+            // raises #DF, which runs on its own IST stack and never returns.
+            // RSP is never restored, hence `noreturn`.
+            unsafe {
+                core::arch::asm!(
+                    "mov rsp, {sp}",
+                    "push rax",
+                    "ud2",
+                    sp = in(reg) 0x0000_0001_dead_c000u64,
+                    options(noreturn)
+                )
+            }
+        }
+        "panic" => panic!("crash=panic requested on the command line"),
+        other => log::warn!(
+            "crash={other}: unknown kind (pagefault|gp|ud|doublefault|int3|panic); ignored"
+        ),
+    }
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    serial::enter_fatal();
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        // Panicked while panicking: skip formatting, which may be the cause.
+        serial::write_str_raw("\nnested panic; exiting\n");
+        exit_qemu(QemuExitCode::Failed);
+    }
+    match info.location() {
+        Some(loc) => log::error!(
+            "PANIC at {}:{}:{}: {}",
+            loc.file(),
+            loc.line(),
+            loc.column(),
+            info.message()
+        ),
+        None => log::error!("PANIC: {}", info.message()),
+    }
+    exit_qemu(QemuExitCode::Failed)
+}
