@@ -12,6 +12,7 @@ mod arch;
 mod logger;
 mod memory;
 mod pvh;
+mod selftest;
 mod time;
 
 use core::panic::PanicInfo;
@@ -35,21 +36,21 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
 
     acpi::init(boot_info.rsdp);
 
-    memory::init(boot_info);
+    let params = mm::cmdline::parse(boot_info.cmdline, |w| log::warn!("cmdline: {w}"));
 
-    for word in boot_info.cmdline.split_ascii_whitespace() {
-        if let Some(kind) = word.strip_prefix("crash=") {
-            crash(kind);
-        }
+    memory::init(boot_info, &params);
+
+    if let Some(kind) = params.crash {
+        crash(kind.as_str());
     }
 
-    if boot_info
-        .cmdline
-        .split_ascii_whitespace()
-        .any(|w| w == "selftest")
-    {
-        log::info!("selftest: no checks yet");
-        exit_qemu(QemuExitCode::Success);
+    if params.selftest {
+        let ok = selftest::run();
+        exit_qemu(if ok {
+            QemuExitCode::Success
+        } else {
+            QemuExitCode::Failed
+        });
     }
 
     log::info!("idle");

@@ -102,6 +102,10 @@ pub enum CrashKind {
     GeneralProtection,
     /// `panic`: call `panic!`.
     Panic,
+    /// `doublefault`: overflow onto an unmapped stack (#DF on its IST stack).
+    DoubleFault,
+    /// `int3`: a breakpoint the kernel survives (checks the return path).
+    Breakpoint,
 }
 
 impl CrashKind {
@@ -112,6 +116,8 @@ impl CrashKind {
             CrashKind::InvalidOpcode => "ud",
             CrashKind::GeneralProtection => "gp",
             CrashKind::Panic => "panic",
+            CrashKind::DoubleFault => "doublefault",
+            CrashKind::Breakpoint => "int3",
         }
     }
 
@@ -121,6 +127,8 @@ impl CrashKind {
             CrashKind::InvalidOpcode,
             CrashKind::GeneralProtection,
             CrashKind::Panic,
+            CrashKind::DoubleFault,
+            CrashKind::Breakpoint,
         ]
         .into_iter()
         .find(|k| k.as_str().eq_ignore_ascii_case(s))
@@ -374,7 +382,7 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
         params.selftest = parse_flag(value)?;
     } else if name_is(name, "crash") {
         params.crash = Some(
-            CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf("pagefault|ud|gp|panic"))?,
+            CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf("pagefault|ud|gp|panic|doublefault|int3"))?,
         );
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(

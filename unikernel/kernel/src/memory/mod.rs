@@ -1,0 +1,278 @@
+//! Memory bring-up: from the firmware map to a running buddy allocator on
+//! the kernel's final page tables. Policy (what is reserved, which zone a
+//! frame is in, how blocks split) is `mm`'s; this module is the mechanism
+//! that touches CR3 and raw memory.
+//!
+//! ```text
+//!  physical (make run: -m 2G, lowmem=896M)        virtual
+//!  0x0000_0000 ┌────────────┐ ZONE_DMA           0x0000_0000_0010_0000 kernel image (identity, W^X)
+//!  0x0010_0000 │ kernel     │                    0xffff_8880_0000_0000 direct map of [0, lowmem)
+//!  0x0100_0000 ├────────────┤ ZONE_DMA32                               (2 MiB pages where aligned)
+//!              │ mem_map,   │                    0xffff_c900_0000_0000 vmalloc area (vmalloc=)
+//!              │ page tables│                    0xffff_fe00_0000_0000 pkmap: 1024 kmap slots
+//!  0x3800_0000 ├────────────┤ ZONE_HIGHMEM       0xffff_fe00_0040_0000 fixmap: 16 kmap_atomic slots
+//!              │ no direct  │ (reached only through kmap / kmap_atomic / vmap)
+//!  0x7ffd_f000 └────────────┘ end of RAM (mem= can cap it; the tail stays reserved)
+//! ```
+//!
+//! Order of events (cf. `setup_arch()` → `mm_core_init()`):
+//! 1. memblock from the e820 map; reservations for the kernel image, boot
+//!    info, page 0; `mem=` applied.
+//! 2. final page tables built in memblock frames while the boot identity map
+//!    is still live, then CR3 switched and the identity map dropped (but for
+//!    the kernel image).
+//! 3. `mem_map` allocated from memblock in lowmem, every descriptor reserved.
+//! 4. memblock hands its free ranges to the buddy allocator and retires.
+
+pub mod highmem;
+pub mod paging;
+
+use spin::{Mutex, Once};
+
+use mm::cmdline::BootParams;
+use mm::manager::MemoryManager;
+use mm::memblock::Memblock;
+use mm::page::Page;
+use mm::page_alloc::PageAlloc;
+use mm::types::{PAGE_SIZE, PhysAddr};
+use mm::zone::{ZoneLayout, ZoneType};
+
+use crate::arch::x86_64::boot;
+use crate::pvh::{BootInfo, MemType};
+use highmem::KernelPlatform;
+
+/// The page allocator and its mapping services, once [`init`] ran.
+pub type Mm = MemoryManager<'static, KernelPlatform>;
+
+static MM: Once<Mm> = Once::new();
+
+/// memblock: live during boot, then kept read-only for `/api/memmap`.
+static MEMBLOCK: Mutex<Memblock> = Mutex::new(Memblock::new());
+
+/// The memory manager. Panics before [`init`]: nothing may allocate earlier.
+pub fn mm() -> &'static Mm {
+    MM.get().expect("memory::init has run")
+}
+
+/// The retired memblock (regions and reservations as at hand-over).
+#[allow(dead_code, reason = "read by the HTTP API (issue #3)")]
+pub fn memblock() -> spin::MutexGuard<'static, Memblock> {
+    MEMBLOCK.lock()
+}
+
+/// Brings memory management up. Runs once, on the boot stack, with the boot
+/// identity map still live.
+pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
+    let mut mb = MEMBLOCK.lock();
+    memblock_setup(&mut mb, boot, params);
+
+    let end_of_ram = mb.end_of_ram().0;
+    let lowmem = lowmem_limit(params.lowmem, end_of_ram);
+    let layout = ZoneLayout::from_bytes(lowmem, end_of_ram);
+    let max_pfn = layout.max_pfn;
+    log::info!(
+        "memory: {} MiB RAM, max_pfn {:#x}, lowmem limit {:#x} ({} MiB), HighMem {} MiB",
+        mb.total_memory() >> 20,
+        max_pfn.0,
+        lowmem,
+        lowmem.min(end_of_ram) >> 20,
+        end_of_ram.saturating_sub(lowmem) >> 20
+    );
+
+    // The mem_map lives in lowmem, where the direct map will reach it.
+    let mem_map_bytes = max_pfn.0 * size_of::<Page>() as u64;
+    let mem_map_phys = mb
+        .alloc_named(
+            mem_map_bytes,
+            PAGE_SIZE,
+            PhysAddr(lowmem.min(boot::BOOT_IDENTITY_LIMIT)),
+            "mem_map",
+        )
+        .unwrap_or_else(|| panic!("memblock: no {mem_map_bytes} bytes below lowmem for mem_map"));
+    log::info!(
+        "memory: mem_map {} descriptors x {} bytes = {} KiB at {:#x}",
+        max_pfn.0,
+        size_of::<Page>(),
+        mem_map_bytes >> 10,
+        mem_map_phys.0
+    );
+
+    let direct_map_end = lowmem.min(end_of_ram);
+    paging::init_final_tables(&mut mb, direct_map_end);
+
+    // SAFETY: `mem_map_phys` is a memblock reservation of `mem_map_bytes`
+    // below `direct_map_end`, so the direct map (live since the CR3 switch
+    // above) maps it writable at `PAGE_OFFSET + phys`. It is page-aligned
+    // (align 4096 ≥ align_of::<Page>), reserved forever, and this is the
+    // only reference ever made to it, so the `'static mut` slice is unique.
+    let mem_map: &'static mut [Page] = unsafe {
+        let ptr = paging::phys_to_virt(mem_map_phys.0).cast::<Page>();
+        for i in 0..max_pfn.index() {
+            ptr.add(i).write(Page::new_reserved());
+        }
+        core::slice::from_raw_parts_mut(ptr, max_pfn.index())
+    };
+
+    let mut pages =
+        PageAlloc::new(mem_map, layout).unwrap_or_else(|e| panic!("page allocator: {e:?}"));
+    let freed = pages
+        .memblock_free_all(&mb)
+        .unwrap_or_else(|e| panic!("memblock_free_all: {e:?}"));
+    pages.setup_watermarks();
+    log::info!(
+        "memblock: released {} pages ({} MiB) to the buddy allocator; retiring",
+        freed,
+        (freed * PAGE_SIZE) >> 20
+    );
+    log_zones(&pages);
+    drop(mb);
+
+    let mm = MM.call_once(|| MemoryManager::new(pages, KernelPlatform::new()));
+    log_buddyinfo(mm);
+}
+
+/// memblock from the firmware map (cf. `e820__memblock_setup()`), with the
+/// boot-time reservations and `mem=` (cf. `memblock_enforce_memory_limit()`).
+fn memblock_setup(mb: &mut Memblock, boot: &BootInfo, params: &BootParams<'_>) {
+    for e in boot.memmap().iter().filter(|e| e.kind == MemType::Ram) {
+        if let Err(err) = mb.add(PhysAddr(e.addr), e.size) {
+            log::warn!(
+                "memblock: skipping RAM {:#x}+{:#x}: {err:?}",
+                e.addr,
+                e.size
+            );
+        }
+    }
+    let reserve = |mb: &mut Memblock, range: core::ops::Range<u64>, name: &'static str| {
+        let (base, size) = (range.start, range.end.saturating_sub(range.start));
+        if let Err(err) = mb.reserve(PhysAddr(base), size, name) {
+            log::warn!("memblock: cannot reserve {name} {base:#x}+{size:#x}: {err:?}");
+        }
+    };
+    // Page 0 holds the real-mode IVT and BIOS data; Linux never uses it.
+    reserve(mb, 0..PAGE_SIZE, "firmware");
+    reserve(mb, boot::kernel_image(), "kernel");
+    let si = boot.start_info_phys;
+    reserve(mb, si..si + boot.start_info_size.max(1), "boot info");
+
+    if let Some(limit) = params.mem_limit {
+        match mb.enforce_memory_limit(PhysAddr(limit)) {
+            Ok(0) => log::info!("mem={limit:#x}: RAM ends below the limit; nothing removed"),
+            Ok(removed) => log::info!(
+                "mem={limit:#x}: {} MiB above the limit kept out of the allocator (mem_limit)",
+                removed >> 20
+            ),
+            Err(err) => log::warn!("mem={limit:#x}: ignored: {err:?}"),
+        }
+    }
+
+    for r in mb.memory_regions() {
+        log::info!(
+            "memblock: memory  [{:#018x}-{:#018x}]",
+            r.base.0,
+            r.end().0 - 1
+        );
+    }
+    for r in mb.reserved_regions() {
+        log::info!(
+            "memblock: reserve [{:#018x}-{:#018x}] {}",
+            r.base.0,
+            r.end().0 - 1,
+            r.name
+        );
+    }
+    for r in mb.limited_regions() {
+        log::info!(
+            "memblock: mem_limit [{:#018x}-{:#018x}]",
+            r.base.0,
+            r.end().0 - 1
+        );
+    }
+}
+
+/// `lowmem=` rounded down to a 2 MiB boundary (so the direct map can use
+/// large pages to its end) and kept above ZONE_DMA.
+fn lowmem_limit(requested: u64, end_of_ram: u64) -> u64 {
+    const MIN_LOWMEM: u64 = 32 << 20;
+    let lowmem = requested & !((2 << 20) - 1);
+    if lowmem < MIN_LOWMEM {
+        log::warn!("lowmem={requested:#x} is below {MIN_LOWMEM:#x}; using {MIN_LOWMEM:#x}");
+        return MIN_LOWMEM.min(end_of_ram.max(MIN_LOWMEM));
+    }
+    lowmem
+}
+
+/// The zone table as Linux prints it at boot (cf. `free_area_init()`).
+fn log_zones(pages: &PageAlloc<'_>) {
+    log::info!("Zone ranges:");
+    for zone in pages.zones() {
+        if zone.spanned_pages() == 0 {
+            log::info!("  {:<8} empty", zone.name());
+        } else {
+            log::info!(
+                "  {:<8} [mem {:#018x}-{:#018x}]",
+                zone.name(),
+                zone.start_pfn.phys().0,
+                zone.end_pfn.phys().0 - 1
+            );
+        }
+    }
+    for zone in pages.zones() {
+        log::info!(
+            "zone {:<7} start_pfn={} end_pfn={} spanned={} present={} managed={} free={} min={} low={} high={} protection={:?}",
+            zone.name(),
+            zone.start_pfn.0,
+            zone.end_pfn.0,
+            zone.spanned_pages(),
+            zone.present_pages,
+            zone.managed_pages,
+            zone.free_pages,
+            zone.watermarks.min,
+            zone.watermarks.low,
+            zone.watermarks.high,
+            zone.lowmem_reserve
+        );
+    }
+    let _ = ZoneType::ALL;
+}
+
+/// `/proc/buddyinfo`, line by line, to the console.
+fn log_buddyinfo(mm: &Mm) {
+    let pages = mm.lock();
+    log::info!("buddyinfo:");
+    for zone in pages.zones().iter().filter(|z| z.present_pages > 0) {
+        let mut line = LineBuf::new();
+        let _ = core::fmt::write(&mut line, format_args!("Node 0, zone {:>8} ", zone.name()));
+        for n in zone.free_area_counts() {
+            let _ = core::fmt::write(&mut line, format_args!("{n:>6} "));
+        }
+        log::info!("{}", line.as_str());
+    }
+}
+
+/// A fixed line buffer for console output before any heap exists.
+pub struct LineBuf {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl LineBuf {
+    pub const fn new() -> Self {
+        LineBuf {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("<non-utf8>")
+    }
+}
+
+impl core::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! The kernel's final page tables (cf. `init_mem_mapping()` /
+//! `kernel_physical_mapping_init()`), built with the `x86_64` crate's
+//! page-table types.
+//!
+//! While building, the boot identity map is live, so table frames (from
+//! memblock, below 4 GiB) are written at their physical address. After the
+//! CR3 switch the same tables are reached through the direct map, and the
+//! only lower-half mapping left is the kernel image itself.
+
+use spin::{Mutex, Once};
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::structures::paging::mapper::{MapToError, MapperFlush};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F,
+    PhysFrame, Size2MiB, Size4KiB,
+};
+use x86_64::{PhysAddr as XPhys, VirtAddr as XVirt};
+
+use mm::memblock::Memblock;
+use mm::types::{PAGE_OFFSET, PAGE_SIZE, PhysAddr};
+
+use crate::arch::x86_64::{boot, paging as early};
+
+unsafe extern "C" {
+    static __text_start: u8;
+    static __rodata_start: u8;
+    static __data_start: u8;
+}
+
+/// The live kernel page tables, for mapping after boot (fixmap, ioremap,
+/// vmalloc). Tables are reached through the direct map.
+static KERNEL_PT: Once<Mutex<OffsetPageTable<'static>>> = Once::new();
+
+/// Kernel virtual address of a lowmem physical address (cf. `__va()`).
+pub fn phys_to_virt(phys: u64) -> *mut u8 {
+    core::ptr::with_exposed_provenance_mut((PAGE_OFFSET + phys) as usize)
+}
+
+/// The live kernel page tables.
+pub fn kernel_page_table() -> spin::MutexGuard<'static, OffsetPageTable<'static>> {
+    KERNEL_PT.get().expect("final page tables are live").lock()
+}
+
+/// Page-table frames from memblock while booting.
+struct MemblockFrames<'a> {
+    mb: &'a mut Memblock,
+    /// Tables must be reachable through the boot identity map now and the
+    /// direct map later.
+    limit: u64,
+}
+
+// SAFETY: every frame returned is a fresh memblock reservation ("page
+// table"), so it is unused, page-aligned and never handed out again.
+unsafe impl FrameAllocator<Size4KiB> for MemblockFrames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let pa = self
+            .mb
+            .alloc_named(PAGE_SIZE, PAGE_SIZE, PhysAddr(self.limit), "page table")?;
+        Some(PhysFrame::containing_address(XPhys::new(pa.0)))
+    }
+}
+
+/// Builds the final tables, switches CR3 to them and moves the early
+/// physical window to the direct map.
+pub fn init_final_tables(mb: &mut Memblock, direct_map_end: u64) {
+    let nx = if Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) {
+        F::NO_EXECUTE
+    } else {
+        F::empty()
+    };
+    let limit = direct_map_end.min(boot::BOOT_IDENTITY_LIMIT);
+    let mut frames = MemblockFrames { mb, limit };
+    let pml4_frame = frames
+        .allocate_frame()
+        .expect("memblock: a frame for the PML4");
+    let pml4_ptr: *mut PageTable =
+        core::ptr::with_exposed_provenance_mut(pml4_frame.start_address().as_u64() as usize);
+    // SAFETY: the frame is a fresh memblock reservation below 4 GiB, so the
+    // boot identity map (live) maps it writable at its physical address;
+    // nothing else refers to it. Zeroed before being viewed as a table.
+    let pml4 = unsafe {
+        pml4_ptr.write(PageTable::new());
+        &mut *pml4_ptr
+    };
+    // SAFETY: offset 0 is right while the boot identity map is live, and
+    // every table frame comes from `frames` (below 4 GiB, identity-mapped).
+    let mut pt = unsafe { OffsetPageTable::new(pml4, XVirt::new(0)) };
+
+    // The direct map: every memblock memory range below lowmem.
+    let ranges: heapless_ranges::Ranges = heapless_ranges::collect(frames.mb, direct_map_end);
+    let (mut n4k, mut n2m) = (0u64, 0u64);
+    for &(start, end) in ranges.as_slice() {
+        let (a, b) = map_direct(
+            &mut pt,
+            &mut frames,
+            start,
+            end,
+            F::PRESENT | F::WRITABLE | F::GLOBAL | nx,
+        );
+        n4k += a;
+        n2m += b;
+    }
+    log::info!(
+        "paging: direct map of [0, {direct_map_end:#x}) at {PAGE_OFFSET:#x}: {n2m} x 2M + {n4k} x 4K pages"
+    );
+
+    // The kernel image, identity-mapped with W^X.
+    // Linker symbols: only their addresses are taken.
+    let (text, rodata, data) = (
+        &raw const __text_start as u64,
+        &raw const __rodata_start as u64,
+        &raw const __data_start as u64,
+    );
+    let image = boot::kernel_image();
+    let guard = boot::boot_stack_guard();
+    map_identity(
+        &mut pt,
+        &mut frames,
+        text..rodata,
+        F::PRESENT | F::GLOBAL,
+        &guard,
+    );
+    map_identity(
+        &mut pt,
+        &mut frames,
+        rodata..data,
+        F::PRESENT | F::GLOBAL | nx,
+        &guard,
+    );
+    map_identity(
+        &mut pt,
+        &mut frames,
+        data..image.end,
+        F::PRESENT | F::WRITABLE | F::GLOBAL | nx,
+        &guard,
+    );
+    log::info!(
+        "paging: kernel text {text:#x}-{rodata:#x} RX, rodata {rodata:#x}-{data:#x} R, data+bss {data:#x}-{:#x} RW; stack guard {:#x} unmapped",
+        image.end,
+        guard.start
+    );
+
+    // Pre-build the tables under the kmap windows, so kmap never allocates.
+    super::highmem::prepare_tables(&mut pt, &mut frames);
+
+    // SAFETY: the new tables map everything the kernel touches from here on:
+    // its image (code, data, the boot stack and the statics), and lowmem at
+    // PAGE_OFFSET for everything reached by physical address. The old
+    // identity map of the rest of the first 4 GiB is dropped here on purpose.
+    unsafe { Cr3::write(pml4_frame, Cr3Flags::empty()) };
+    early::set_phys_window(PAGE_OFFSET, direct_map_end);
+    log::info!(
+        "paging: CR3 = {:#x}; boot identity map dropped",
+        pml4_frame.start_address().as_u64()
+    );
+
+    // SAFETY: the PML4 frame is reserved in memblock and now reached through
+    // the direct map, which maps every table frame (all below lowmem).
+    let pml4: &'static mut PageTable =
+        unsafe { &mut *phys_to_virt(pml4_frame.start_address().as_u64()).cast() };
+    // SAFETY: PAGE_OFFSET maps all physical memory that holds tables.
+    let live = unsafe { OffsetPageTable::new(pml4, XVirt::new(PAGE_OFFSET)) };
+    KERNEL_PT.call_once(|| Mutex::new(live));
+}
+
+/// Maps `[start, end)` at `PAGE_OFFSET + phys` with 2 MiB pages where
+/// aligned and 4 KiB pages at the ragged edges. Returns (4K count, 2M count).
+fn map_direct(
+    pt: &mut OffsetPageTable<'_>,
+    frames: &mut MemblockFrames<'_>,
+    start: u64,
+    end: u64,
+    flags: F,
+) -> (u64, u64) {
+    let (mut n4k, mut n2m) = (0, 0);
+    let mut pa = start;
+    while pa < end {
+        if pa % Size2MiB::SIZE == 0 && pa + Size2MiB::SIZE <= end {
+            let page = Page::<Size2MiB>::containing_address(XVirt::new(PAGE_OFFSET + pa));
+            let frame = PhysFrame::<Size2MiB>::containing_address(XPhys::new(pa));
+            // SAFETY: a fresh mapping of RAM into the not-yet-live tables'
+            // direct-map region; nothing can observe it before the CR3 switch.
+            unsafe { ignore(pt.map_to(page, frame, flags | F::HUGE_PAGE, frames)) };
+            pa += Size2MiB::SIZE;
+            n2m += 1;
+        } else {
+            let page = Page::<Size4KiB>::containing_address(XVirt::new(PAGE_OFFSET + pa));
+            let frame = PhysFrame::<Size4KiB>::containing_address(XPhys::new(pa));
+            // SAFETY: as above.
+            unsafe { ignore(pt.map_to(page, frame, flags, frames)) };
+            pa += PAGE_SIZE;
+            n4k += 1;
+        }
+    }
+    (n4k, n2m)
+}
+
+/// Identity-maps `range` with 4 KiB pages, leaving out `hole`.
+fn map_identity(
+    pt: &mut OffsetPageTable<'_>,
+    frames: &mut MemblockFrames<'_>,
+    range: core::ops::Range<u64>,
+    flags: F,
+    hole: &core::ops::Range<u64>,
+) {
+    let mut pa = range.start & !(PAGE_SIZE - 1);
+    while pa < range.end {
+        if !hole.contains(&pa) {
+            let page = Page::<Size4KiB>::containing_address(XVirt::new(pa));
+            let frame = PhysFrame::<Size4KiB>::containing_address(XPhys::new(pa));
+            // SAFETY: maps the kernel image onto itself in the not-yet-live
+            // tables, exactly as the boot identity map already does.
+            unsafe { ignore(pt.map_to(page, frame, flags, frames)) };
+        }
+        pa += PAGE_SIZE;
+    }
+}
+
+/// Boot-time mappings go into tables that are not live yet: no TLB entry
+/// can exist, so the flush is skipped. A failure here is a bug in the
+/// layout (overlap) or memblock exhaustion: fatal at boot.
+fn ignore<S: PageSize + core::fmt::Debug>(r: Result<MapperFlush<S>, MapToError<S>>) {
+    match r {
+        Ok(flush) => flush.ignore(),
+        Err(e) => panic!("paging: boot mapping failed: {e:?}"),
+    }
+}
+
+/// Memory ranges to direct-map, copied out of memblock so that memblock can
+/// be mutated (table frames) while they are mapped.
+mod heapless_ranges {
+    use mm::memblock::Memblock;
+    use mm::types::PAGE_SIZE;
+
+    const MAX: usize = 128;
+
+    pub struct Ranges {
+        items: [(u64, u64); MAX],
+        len: usize,
+    }
+
+    impl Ranges {
+        pub fn as_slice(&self) -> &[(u64, u64)] {
+            &self.items[..self.len]
+        }
+    }
+
+    /// Page-aligned memory ranges below `limit`.
+    pub fn collect(mb: &Memblock, limit: u64) -> Ranges {
+        let mut r = Ranges {
+            items: [(0, 0); MAX],
+            len: 0,
+        };
+        for region in mb.memory_regions() {
+            let start = region.base.0.next_multiple_of(PAGE_SIZE);
+            let end = (region.end().0 & !(PAGE_SIZE - 1)).min(limit);
+            if start < end && r.len < MAX {
+                r.items[r.len] = (start, end);
+                r.len += 1;
+            }
+        }
+        r
+    }
+}

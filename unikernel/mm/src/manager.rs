@@ -1,0 +1,156 @@
+//! [`MemoryManager`]: the page allocator behind its lock, plus the
+//! [`Platform`] that lends it mappings. This is the object the kernel keeps
+//! in a static and the HTTP API drives; host tests build the same object
+//! over a simulated arena.
+//!
+//! Locking rule (DESIGN.md): nothing here allocates from the global heap,
+//! and byte work (zeroing, fill, checksum) happens with the zone lock
+//! dropped — the caller owns the frames it touches.
+
+use spin::{Mutex, MutexGuard};
+
+use crate::gfp::GfpFlags;
+use crate::page::OwnerTag;
+use crate::page_alloc::{AllocError, FreeError, PageAlloc};
+use crate::platform::Platform;
+use crate::types::{NR_ORDERS, Order, Pfn};
+use crate::zone::NR_ZONES;
+
+/// Every zone's free_area counts: what `/proc/buddyinfo` shows.
+pub type BuddySnapshot = [[u64; NR_ORDERS]; NR_ZONES];
+
+/// The page allocator and its platform.
+pub struct MemoryManager<'a, P: Platform> {
+    zone_lock: Mutex<PageAlloc<'a>>,
+    platform: P,
+    boot_buddyinfo: BuddySnapshot,
+}
+
+impl<'a, P: Platform> MemoryManager<'a, P> {
+    /// Wraps a fully initialised allocator (memory handed over, watermarks
+    /// set). Its free_area counts now become the "after boot" reference
+    /// that `POST /api/reset` must return to.
+    pub fn new(pages: PageAlloc<'a>, platform: P) -> Self {
+        let boot_buddyinfo = buddy_snapshot(&pages);
+        MemoryManager { zone_lock: Mutex::new(pages), platform, boot_buddyinfo }
+    }
+
+    /// The allocator, locked: for views and for callers that batch work.
+    /// Never allocate from the heap while holding it.
+    pub fn lock(&self) -> MutexGuard<'_, PageAlloc<'a>> {
+        self.zone_lock.lock()
+    }
+
+    /// The platform (mapping services).
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The buddy state right after boot.
+    pub fn boot_buddyinfo(&self) -> &BuddySnapshot {
+        &self.boot_buddyinfo
+    }
+
+    /// The buddy state now.
+    pub fn buddyinfo(&self) -> BuddySnapshot {
+        buddy_snapshot(&self.lock())
+    }
+
+    /// `alloc_pages()` with `__GFP_ZERO` honoured: the block is zeroed
+    /// through the platform (kmap_atomic for HighMem) after the lock is
+    /// dropped.
+    pub fn alloc_pages(&self, gfp: GfpFlags, order: Order, owner: OwnerTag) -> Result<Pfn, AllocError> {
+        let pfn = self.lock().alloc_pages(gfp, order, owner)?;
+        if gfp.contains(GfpFlags::ZERO) {
+            self.fill(pfn, order.nr_pages(), 0);
+        }
+        Ok(pfn)
+    }
+
+    /// `get_zeroed_page()`: one zeroed lowmem frame.
+    pub fn get_zeroed_page(&self, gfp: GfpFlags, owner: OwnerTag) -> Result<Pfn, AllocError> {
+        self.alloc_pages(gfp.difference(GfpFlags::HIGHMEM).union(GfpFlags::ZERO), Order::ZERO, owner)
+    }
+
+    /// `__free_pages()`: refused, with nothing changed, unless `pfn` heads an
+    /// allocated block of exactly `order`.
+    pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        self.lock().free_pages(pfn, order)
+    }
+
+    /// Writes `byte` into every byte of `nr_pages` frames from `pfn`;
+    /// returns the number of bytes written.
+    pub fn fill(&self, pfn: Pfn, nr_pages: u64, byte: u8) -> u64 {
+        for i in 0..nr_pages {
+            self.platform.with_frame(pfn.add(i), &mut |bytes| bytes.fill(byte));
+        }
+        nr_pages * crate::types::PAGE_SIZE
+    }
+
+    /// CRC-32 (IEEE) of `nr_pages` frames from `pfn`, read through the
+    /// platform's mappings; returns `(bytes, crc)`.
+    pub fn checksum(&self, pfn: Pfn, nr_pages: u64) -> (u64, u32) {
+        let mut crc = crate::crc32::Crc32::new();
+        for i in 0..nr_pages {
+            self.platform.with_frame(pfn.add(i), &mut |bytes| crc.update(bytes));
+        }
+        (nr_pages * crate::types::PAGE_SIZE, crc.finish())
+    }
+}
+
+fn buddy_snapshot(pages: &PageAlloc<'_>) -> BuddySnapshot {
+    let mut snap = [[0; NR_ORDERS]; NR_ZONES];
+    for (slot, zone) in snap.iter_mut().zip(pages.zones()) {
+        *slot = zone.free_area_counts();
+    }
+    snap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memblock::Memblock;
+    use crate::page::Page;
+    use crate::platform::sim::SimPlatform;
+    use crate::types::PhysAddr;
+    use crate::zone::ZoneLayout;
+
+    fn manager(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
+        let ram = 64u64 << 20;
+        let mut mb = Memblock::new();
+        mb.add(PhysAddr(0), ram).unwrap();
+        mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+        let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(32 << 20, ram)).unwrap();
+        pa.memblock_free_all(&mb).unwrap();
+        pa.setup_watermarks();
+        MemoryManager::new(pa, SimPlatform::new(ram >> 12))
+    }
+
+    #[test]
+    fn gfp_zero_zeroes_highmem_through_the_platform() {
+        let mut mem_map = std::vec![Page::new_reserved(); (64 << 20) >> 12];
+        let mm = manager(&mut mem_map);
+        let pfn = mm.alloc_pages(GfpFlags::GFP_HIGHUSER | GfpFlags::ZERO, Order::new(1).unwrap(), OwnerTag::API).unwrap();
+        assert!(pfn.0 >= (32 << 20) >> 12, "GFP_HIGHUSER lands in HighMem");
+        assert!(mm.platform().frame(pfn).iter().all(|&b| b == 0));
+        assert!(mm.platform().frame(pfn.add(1)).iter().all(|&b| b == 0));
+        // Without __GFP_ZERO the arena's 0xCC shows through.
+        let dirty = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+        assert_eq!(mm.platform().frame(dirty)[0], 0xCC);
+    }
+
+    #[test]
+    fn fill_then_checksum_round_trips() {
+        let mut mem_map = std::vec![Page::new_reserved(); (64 << 20) >> 12];
+        let mm = manager(&mut mem_map);
+        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(2).unwrap(), OwnerTag::API).unwrap();
+        assert_eq!(mm.fill(pfn, 4, 0xA5), 4 * 4096);
+        let (bytes, crc) = mm.checksum(pfn, 4);
+        assert_eq!(bytes, 16384);
+        let mut reference = crate::crc32::Crc32::new();
+        reference.update(&std::vec![0xA5u8; 16384]);
+        assert_eq!(crc, reference.finish());
+        mm.free_pages(pfn, Order::new(2).unwrap()).unwrap();
+        assert_eq!(&mm.buddyinfo(), mm.boot_buddyinfo());
+    }
+}
