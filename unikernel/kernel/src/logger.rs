@@ -3,7 +3,7 @@
 //! [`crate::time::set_clock`] has registered a clock. Messages from other
 //! crates carry their target (`[ WARN] acpi: …`).
 
-use core::fmt::Write;
+use core::fmt::{self, Write};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -69,6 +69,68 @@ pub fn apply_cmdline(cmdline: &str) {
             Err(_) => {
                 log::warn!("cmdline: unknown loglevel={value} (error|warn|info|debug|trace|off)")
             }
+        }
+    }
+}
+
+/// A fixed line buffer for console output that must not allocate (boot,
+/// or while an allocator lock is held).
+pub struct LineBuf {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl LineBuf {
+    pub const fn new() -> Self {
+        LineBuf { buf: [0; 256], len: 0 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Truncation in `write_str` may split a UTF-8 sequence: keep the
+        // valid prefix.
+        match core::str::from_utf8(&self.buf[..self.len]) {
+            Ok(s) => s,
+            Err(e) => core::str::from_utf8(&self.buf[..e.valid_up_to()]).unwrap_or(""),
+        }
+    }
+}
+
+impl fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// `fmt::Write` onto the log at INFO, one record per line: lets the text
+/// formatters of `mm` (procfs, selftest) print to the console without a heap.
+#[derive(Default)]
+pub struct LogWriter {
+    line: Option<LineBuf>,
+}
+
+impl fmt::Write for LogWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for (i, part) in s.split('\n').enumerate() {
+            if i > 0 {
+                if let Some(line) = self.line.take() {
+                    log::info!("{}", line.as_str());
+                }
+            }
+            if !part.is_empty() {
+                self.line.get_or_insert_with(LineBuf::new).write_str(part)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if let Some(line) = self.line.take() {
+            log::info!("{}", line.as_str());
         }
     }
 }

@@ -736,8 +736,8 @@ mod tests {
     #[test]
     fn malformed_choices_flags_and_token() {
         let cases = [
-            ("crash=oops", "expected one of pagefault|ud|gp|panic"),
-            ("crash=", "expected one of pagefault|ud|gp|panic"),
+            ("crash=oops", "expected one of pagefault|ud|gp|panic|doublefault|int3"),
+            ("crash=", "expected one of pagefault|ud|gp|panic|doublefault|int3"),
             ("crash", "missing value"),
             ("loglevel=7", "expected one of error|warn|info|debug|trace"),
             ("loglevel", "missing value"),

@@ -23,7 +23,7 @@ pub type BuddySnapshot = [[u64; NR_ORDERS]; NR_ZONES];
 pub struct MemoryManager<'a, P: Platform> {
     zone_lock: Mutex<PageAlloc<'a>>,
     platform: P,
-    boot_buddyinfo: BuddySnapshot,
+    boot_buddyinfo: Mutex<BuddySnapshot>,
 }
 
 impl<'a, P: Platform> MemoryManager<'a, P> {
@@ -32,7 +32,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// that `POST /api/reset` must return to.
     pub fn new(pages: PageAlloc<'a>, platform: P) -> Self {
         let boot_buddyinfo = buddy_snapshot(&pages);
-        MemoryManager { zone_lock: Mutex::new(pages), platform, boot_buddyinfo }
+        MemoryManager { zone_lock: Mutex::new(pages), platform, boot_buddyinfo: Mutex::new(boot_buddyinfo) }
     }
 
     /// The allocator, locked: for views and for callers that batch work.
@@ -47,8 +47,16 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     }
 
     /// The buddy state right after boot.
-    pub fn boot_buddyinfo(&self) -> &BuddySnapshot {
-        &self.boot_buddyinfo
+    pub fn boot_buddyinfo(&self) -> BuddySnapshot {
+        *self.boot_buddyinfo.lock()
+    }
+
+    /// Records the current buddy state as "right after boot". The kernel
+    /// calls it once its own boot-time allocations (heap, DMA rings, page
+    /// tables for MMIO) are done, just before it announces READY.
+    pub fn mark_boot_complete(&self) {
+        let now = self.buddyinfo();
+        *self.boot_buddyinfo.lock() = now;
     }
 
     /// The buddy state now.
@@ -151,6 +159,6 @@ mod tests {
         reference.update(&std::vec![0xA5u8; 16384]);
         assert_eq!(crc, reference.finish());
         mm.free_pages(pfn, Order::new(2).unwrap()).unwrap();
-        assert_eq!(&mm.buddyinfo(), mm.boot_buddyinfo());
+        assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
     }
 }

@@ -832,4 +832,4 @@ pub fn free_area_snapshot(pa: &PageAlloc<'_>) -> [[u64; NR_ORDERS]; NR_ZONES] {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -35,9 +35,10 @@ use mm::memblock::Memblock;
 use mm::page::Page;
 use mm::page_alloc::PageAlloc;
 use mm::types::{PAGE_SIZE, PhysAddr};
-use mm::zone::{ZoneLayout, ZoneType};
+use mm::zone::ZoneLayout;
 
 use crate::arch::x86_64::boot;
+use crate::logger::LogWriter;
 use crate::pvh::{BootInfo, MemType};
 use highmem::KernelPlatform;
 
@@ -233,46 +234,11 @@ fn log_zones(pages: &PageAlloc<'_>) {
             zone.lowmem_reserve
         );
     }
-    let _ = ZoneType::ALL;
 }
 
 /// `/proc/buddyinfo`, line by line, to the console.
 fn log_buddyinfo(mm: &Mm) {
     let pages = mm.lock();
     log::info!("buddyinfo:");
-    for zone in pages.zones().iter().filter(|z| z.present_pages > 0) {
-        let mut line = LineBuf::new();
-        let _ = core::fmt::write(&mut line, format_args!("Node 0, zone {:>8} ", zone.name()));
-        for n in zone.free_area_counts() {
-            let _ = core::fmt::write(&mut line, format_args!("{n:>6} "));
-        }
-        log::info!("{}", line.as_str());
-    }
-}
-
-/// A fixed line buffer for console output before any heap exists.
-pub struct LineBuf {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl LineBuf {
-    pub const fn new() -> Self {
-        LineBuf {
-            buf: [0; 256],
-            len: 0,
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("<non-utf8>")
-    }
-}
-
-impl core::fmt::Write for LineBuf {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
+    let _ = mm::procfs::buddyinfo(&pages, &mut LogWriter::default());
 }

@@ -1,0 +1,160 @@
+//! Boots the real image and checks what the console says about memory.
+
+use tests::{BootOptions, EXIT_FAILURE, EXIT_SUCCESS, Guest};
+
+/// One `zone NAME start_pfn=… …` line, parsed.
+#[derive(Debug)]
+struct ZoneLine {
+    name: String,
+    start_pfn: u64,
+    end_pfn: u64,
+    present: u64,
+    managed: u64,
+    free: u64,
+}
+
+fn field(line: &str, key: &str) -> u64 {
+    let at = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key}= in {line}"));
+    let rest = &line[at + key.len() + 2..];
+    rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+fn zones(guest: &mut Guest) -> Vec<ZoneLine> {
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        let line = guest.wait_for("] zone ");
+        let after = &line[line.find("] zone ").unwrap() + 7..];
+        out.push(ZoneLine {
+            name: after.split_whitespace().next().unwrap().to_string(),
+            start_pfn: field(&line, "start_pfn"),
+            end_pfn: field(&line, "end_pfn"),
+            present: field(&line, "present"),
+            managed: field(&line, "managed"),
+            free: field(&line, "free"),
+        });
+    }
+    out
+}
+
+/// `Node 0, zone NAME c0 … c10` lines after `buddyinfo:`.
+fn buddyinfo(guest: &mut Guest, populated: usize) -> Vec<(String, Vec<u64>)> {
+    guest.wait_for("buddyinfo:");
+    (0..populated)
+        .map(|_| {
+            let line = guest.wait_for("Node 0, zone ");
+            assert!(line.ends_with(' '), "buddyinfo lines end with a space: {line:?}");
+            let rest = &line[line.find("Node 0, zone ").unwrap() + 13..];
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap().to_string();
+            (name, words.map(|w| w.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn two_gib_guest_has_every_zone_kind_and_the_right_boundaries() {
+    let mut guest = Guest::boot(BootOptions::default().mem("2G"));
+    guest.wait_for("BIOS-e820:");
+    let zones = zones(&mut guest);
+    let names: Vec<_> = zones.iter().map(|z| z.name.as_str()).collect();
+    assert_eq!(names, ["DMA", "DMA32", "Normal", "HighMem"]);
+
+    // DMA is [0, 16 MiB); DMA32 runs to lowmem (896 MiB); Normal is empty
+    // below 4 GiB; HighMem starts at lowmem and ends at the end of RAM.
+    let lowmem_pfn = (896u64 << 20) >> 12;
+    assert_eq!((zones[0].start_pfn, zones[0].end_pfn), (0, 4096));
+    assert_eq!((zones[1].start_pfn, zones[1].end_pfn), (4096, lowmem_pfn));
+    assert_eq!((zones[2].start_pfn, zones[2].end_pfn, zones[2].present), (lowmem_pfn, lowmem_pfn, 0));
+    assert_eq!(zones[3].start_pfn, lowmem_pfn);
+    // q35 with 2 GiB: RAM to 0x7ffdf000 (the firmware keeps the last pages).
+    assert_eq!(zones[3].end_pfn, 0x7ffdf);
+    assert_eq!(zones[3].present, 0x7ffdf - lowmem_pfn);
+    // DMA: RAM is [0, 0x9fc00) + [1M, 16M) = 159 + 3840 frames.
+    assert_eq!(zones[0].present, 159 + 3840);
+    for z in &zones {
+        assert!(z.managed <= z.present, "{z:?}");
+        assert_eq!(z.free, z.managed, "nothing allocated before the buddy table is printed: {z:?}");
+    }
+    // Nothing but kernel reservations lies in HighMem.
+    assert_eq!(zones[3].managed, zones[3].present);
+
+    // buddyinfo agrees with the free counts: sum(count << order) == free.
+    let info = buddyinfo(&mut guest, 3);
+    let populated: Vec<_> = zones.iter().filter(|z| z.present > 0).collect();
+    for ((name, counts), zone) in info.iter().zip(populated) {
+        assert_eq!(name, &zone.name);
+        assert_eq!(counts.len(), 11);
+        let pages: u64 = counts.iter().enumerate().map(|(o, c)| c << o).sum();
+        assert_eq!(pages, zone.free, "zone {name}");
+    }
+}
+
+#[test]
+fn small_guest_has_no_highmem() {
+    let mut guest = Guest::boot(BootOptions::default().mem("128M"));
+    let zones = zones(&mut guest);
+    assert_eq!((zones[0].start_pfn, zones[0].end_pfn), (0, 4096));
+    // 128 MiB on q35: RAM ends at 0x7fdf000.
+    assert_eq!((zones[1].start_pfn, zones[1].end_pfn), (4096, 0x7fdf));
+    assert_eq!(zones[2].present, 0);
+    assert_eq!(zones[3].present, 0);
+    assert_eq!(zones[3].start_pfn, zones[3].end_pfn);
+    let info = buddyinfo(&mut guest, 2);
+    assert_eq!(info.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["DMA", "DMA32"]);
+}
+
+#[test]
+fn lowmem_and_mem_on_the_command_line_move_the_boundaries() {
+    let mut guest = Guest::boot(BootOptions::default().mem("2G").append("lowmem=512M mem=1G"));
+    guest.wait_for("mem=0x40000000");
+    let zones = zones(&mut guest);
+    let lowmem_pfn = (512u64 << 20) >> 12;
+    assert_eq!(zones[1].end_pfn, lowmem_pfn);
+    assert_eq!(zones[3].start_pfn, lowmem_pfn);
+    assert_eq!(zones[3].end_pfn, (1u64 << 30) >> 12, "mem=1G caps the end of RAM");
+}
+
+#[test]
+fn malformed_command_line_options_are_reported_and_ignored() {
+    let mut guest = Guest::boot(BootOptions::default().mem("256M").append("mem=12Q lowmem=banana frobnicate"));
+    guest.wait_for("mem=12Q");
+    guest.wait_for("lowmem=banana");
+    guest.wait_for("frobnicate");
+    let zones = zones(&mut guest);
+    // Defaults kept: no mem= cap, lowmem 896M is above RAM so no HighMem.
+    assert_eq!(zones[1].end_pfn, 0xffdf);
+    assert_eq!(zones[3].present, 0);
+}
+
+#[test]
+fn selftest_boot_passes_and_exits_33() {
+    let mut guest = Guest::boot(BootOptions::default().mem("2G").append("selftest"));
+    let status = guest.wait_exit();
+    assert_eq!(status.code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
+    assert!(guest.log().iter().any(|l| l.contains("selftest: PASS")), "log:\n{}", guest.log().join("\n"));
+}
+
+#[test]
+fn selftest_passes_without_highmem_too() {
+    let mut guest = Guest::boot(BootOptions::default().mem("128M").append("selftest"));
+    let status = guest.wait_exit();
+    assert_eq!(status.code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
+}
+
+#[test]
+fn a_page_fault_prints_the_walk_and_exits_35() {
+    let mut guest = Guest::boot(BootOptions::default().mem("256M").append("crash=pagefault"));
+    guest.wait_for("#PF");
+    guest.wait_for("CR2 0x00000001deadb000");
+    guest.wait_for("page walk of 0x1deadb000");
+    guest.wait_for("PGD[0]");
+    guest.wait_for("=> not mapped");
+    assert_eq!(guest.wait_exit().code(), Some(EXIT_FAILURE));
+}
+
+#[test]
+fn a_panic_is_reported_and_exits_35() {
+    let mut guest = Guest::boot(BootOptions::default().mem("2G").append("crash=panic"));
+    guest.wait_for("PANIC");
+    assert_eq!(guest.wait_exit().code(), Some(EXIT_FAILURE));
+}
