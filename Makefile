@@ -24,7 +24,7 @@ else
 endif
 
 QEMU_ARGS = -M q35 -m $(MEM) $(QEMU_ACCEL) -display none -no-reboot \
-	-serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+	-serial mon:stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$(PORT)-:$(GUEST_PORT) \
 	-device virtio-net-pci,netdev=net0,disable-legacy=on \
 	-kernel $(KERNEL_ELF) -append "$(APPEND)"
