@@ -6,6 +6,8 @@
 //! TCG is the default accelerator (the KVM here is a slow nested one);
 //! `ACCEL=kvm` selects KVM.
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -253,4 +255,13 @@ impl Drop for Guest {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// Boots a networked guest, waits for its `READY http://…` line and returns
+/// it with the host port of the API.
+pub fn boot_ready(opts: BootOptions) -> (Guest, u16) {
+    let mut guest = Guest::boot(opts.network());
+    guest.wait_for("READY http://");
+    let port = guest.host_port.expect("networked guest");
+    (guest, port)
 }
