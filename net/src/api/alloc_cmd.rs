@@ -1,0 +1,297 @@
+//! Commands: `POST /api/alloc`, `DELETE /api/alloc/{id}`, fill, checksum,
+//! `POST /api/reset`.
+
+use alloc::format;
+use serde::{Deserialize, Serialize};
+
+use mm::gfp::GfpFlags;
+use mm::page::OwnerTag;
+use mm::page_alloc::{AllocError, FreeError};
+use mm::platform::Platform;
+use mm::types::{MAX_ORDER, Order};
+
+use super::views::{HandleJson, Hex};
+use super::{Api, Handle};
+use crate::error::ApiError;
+use crate::response::Response;
+
+/// The body of `POST /api/alloc`, every field optional so that each
+/// missing one gets its own message.
+#[derive(Deserialize)]
+struct AllocBody<'b> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'b str>,
+    order: Option<u64>,
+    #[serde(borrow)]
+    gfp: Option<&'b str>,
+}
+
+#[derive(Deserialize)]
+struct FillBody {
+    byte: Option<u64>,
+}
+
+/// Allocation types of API.md that this build does not implement yet.
+const NOT_YET: [&str; 6] = ["kmalloc", "vmalloc", "cache", "mempool", "dma", "ioremap"];
+
+/// Deepest `[`/`{` nesting a body may have. serde-json-core recurses once
+/// per level (also through fields it ignores), so a 64 KiB body of `[`
+/// would otherwise overflow the kernel stack.
+const MAX_JSON_NESTING: usize = 16;
+
+/// The deepest bracket nesting of `body`, outside strings.
+fn json_nesting(body: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Parse a JSON object body; trailing bytes other than whitespace are an
+/// error.
+fn parse_body<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::einval("a JSON body is required"));
+    }
+    if json_nesting(body) > MAX_JSON_NESTING {
+        return Err(ApiError::einval(format!(
+            "malformed JSON body: nested deeper than {MAX_JSON_NESTING} levels"
+        )));
+    }
+    match serde_json_core::from_slice::<T>(body) {
+        Ok((value, used))
+            if body
+                .get(used..)
+                .unwrap_or_default()
+                .iter()
+                .all(u8::is_ascii_whitespace) =>
+        {
+            Ok(value)
+        }
+        Ok(_) => Err(ApiError::einval("malformed JSON body: trailing characters")),
+        Err(e) => Err(ApiError::einval(format!("malformed JSON body: {e}"))),
+    }
+}
+
+/// A handle id: decimal digits, at least 1.
+fn parse_id(s: &str) -> Result<u64, ApiError> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::einval(format!("malformed handle id '{s}'")));
+    }
+    s.parse::<u64>()
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| ApiError::einval(format!("malformed handle id '{s}'")))
+}
+
+fn parse_order(value: u64) -> Result<Order, ApiError> {
+    u8::try_from(value)
+        .ok()
+        .and_then(Order::new)
+        .ok_or_else(|| ApiError::einval(format!("order {value} is out of range 0..={MAX_ORDER}")))
+}
+
+impl<P: Platform> Api<'_, P> {
+    fn lookup(&self, id: &str) -> Result<Handle, ApiError> {
+        let id = parse_id(id)?;
+        self.handles
+            .get(&id)
+            .copied()
+            .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))
+    }
+
+    /// `POST /api/alloc`.
+    pub(super) fn alloc(&mut self, body: &[u8]) -> Result<Response, ApiError> {
+        let body: AllocBody<'_> = parse_body(body)?;
+        match body.kind {
+            None => return Err(ApiError::einval("missing \"type\"")),
+            Some("pages") => {}
+            Some(kind) if NOT_YET.contains(&kind) => {
+                return Err(ApiError::einval(format!(
+                    "allocation type \"{kind}\" is not supported yet in this build (only \"pages\")"
+                )));
+            }
+            Some(kind) => {
+                return Err(ApiError::einval(format!(
+                    "unknown allocation type \"{kind}\""
+                )));
+            }
+        }
+        let order = parse_order(
+            body.order
+                .ok_or_else(|| ApiError::einval("missing \"order\" (0..=10)"))?,
+        )?;
+        let gfp = match body.gfp {
+            None => GfpFlags::GFP_KERNEL,
+            Some(s) => {
+                GfpFlags::parse(s).map_err(|e| ApiError::einval(format!("bad gfp \"{s}\": {e}")))?
+            }
+        };
+        let nr_pages = order.nr_pages();
+        if self.held_pages + nr_pages > self.quota_pages {
+            return Err(ApiError::equota(format!(
+                "API quota reached: {} of {} pages ({} % of managed memory) held, {} more asked",
+                self.held_pages, self.quota_pages, self.quota_pct, nr_pages
+            )));
+        }
+        let pfn = self
+            .mm
+            .alloc_pages(gfp, order, OwnerTag::API)
+            .map_err(|e| match e {
+                AllocError::NoMemory { .. } => ApiError::enomem(format!(
+                    "page allocation failure: order:{order}, mode:{gfp}"
+                )),
+                AllocError::ZoneBad { .. } => {
+                    ApiError::einval(format!("conflicting zone modifiers in {gfp}"))
+                }
+            })?;
+        let (zone, virt) = {
+            let pa = self.mm.lock();
+            (pa.zone_of(pfn), pa.page_address(pfn))
+        };
+        let Some(zone) = zone else {
+            // Cannot happen for a frame the allocator handed out; never
+            // keep what we cannot describe.
+            let _ = self.mm.free_pages(pfn, order);
+            return Err(ApiError::enomem("allocated frame outside every zone"));
+        };
+        let handle = Handle {
+            id: self.next_id,
+            pfn,
+            order,
+            gfp,
+            zone,
+            virt,
+            created_ms: self.system.uptime_ms(),
+        };
+        self.next_id += 1;
+        self.held_pages += nr_pages;
+        self.handles.insert(handle.id, handle);
+        Ok(Response::json(201, &HandleJson::from(&handle)))
+    }
+
+    /// `DELETE /api/alloc/{id}[?order=K]`.
+    pub(super) fn free(&mut self, id: &str, order: Option<&str>) -> Result<Response, ApiError> {
+        let handle = self.lookup(id)?;
+        let order = match order {
+            None => handle.order,
+            Some(s) => {
+                let value = s
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|_| !s.starts_with('+'))
+                    .ok_or_else(|| ApiError::einval(format!("malformed order '{s}'")))?;
+                parse_order(value)?
+            }
+        };
+        // The allocator itself refuses a wrong order (cf. bad_page()), so
+        // the check is the kernel's, not a copy of it.
+        self.mm.free_pages(handle.pfn, order).map_err(|e| match e {
+            FreeError::WrongOrder {
+                allocated,
+                requested,
+            } => ApiError::ebusy(format!(
+                "allocation {} has order {allocated}, not {requested}; nothing freed",
+                handle.id
+            )),
+            other => ApiError::ebusy(format!(
+                "allocation {} cannot be freed: {other:?}",
+                handle.id
+            )),
+        })?;
+        self.forget(handle);
+        #[derive(Serialize)]
+        struct Freed {
+            freed: u64,
+            order: u8,
+            nr_pages: u64,
+        }
+        Ok(Response::json(
+            200,
+            &Freed {
+                freed: handle.id,
+                order: handle.order.get(),
+                nr_pages: handle.order.nr_pages(),
+            },
+        ))
+    }
+
+    fn forget(&mut self, handle: Handle) {
+        if self.handles.remove(&handle.id).is_some() {
+            self.held_pages -= handle.order.nr_pages();
+        }
+    }
+
+    /// `POST /api/alloc/{id}/fill`.
+    pub(super) fn fill(&mut self, id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let handle = self.lookup(id)?;
+        let body: FillBody = parse_body(body)?;
+        let byte = body
+            .byte
+            .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
+        let byte = u8::try_from(byte)
+            .map_err(|_| ApiError::einval(format!("byte {byte} is out of range 0..=255")))?;
+        let bytes = self.mm.fill(handle.pfn, handle.order.nr_pages(), byte);
+        #[derive(Serialize)]
+        struct Filled {
+            bytes: u64,
+        }
+        Ok(Response::json(200, &Filled { bytes }))
+    }
+
+    /// `GET /api/alloc/{id}/checksum`.
+    pub(super) fn checksum(&mut self, id: &str) -> Result<Response, ApiError> {
+        let handle = self.lookup(id)?;
+        let (bytes, crc) = self.mm.checksum(handle.pfn, handle.order.nr_pages());
+        #[derive(Serialize)]
+        struct Checksum {
+            bytes: u64,
+            crc32: Hex,
+        }
+        Ok(Response::json(
+            200,
+            &Checksum {
+                bytes,
+                crc32: Hex::padded32(crc),
+            },
+        ))
+    }
+
+    /// `POST /api/reset`: free every handle.
+    pub(super) fn reset(&mut self) -> Response {
+        let mut freed = 0u64;
+        while let Some((_, handle)) = self.handles.pop_first() {
+            // Each handle is a block the API allocated with exactly this
+            // order, so the free cannot be refused; if it ever were, the
+            // block stays allocated (leaked, never corrupted).
+            if self.mm.free_pages(handle.pfn, handle.order).is_ok() {
+                freed += 1;
+            }
+            self.held_pages -= handle.order.nr_pages();
+        }
+        #[derive(Serialize)]
+        struct Reset {
+            freed: u64,
+        }
+        Response::json(200, &Reset { freed })
+    }
+}

@@ -1,0 +1,282 @@
+//! The HTTP API of API.md over the memory manager: an [`App`] for
+//! [`crate::stack::NetStack`].
+//!
+//! [`Api`] owns what the API hands out — the handle table, every entry a
+//! block it allocated with `OwnerTag::API` — and is the only code that can
+//! free through HTTP, so a request can never free memory the API did not
+//! allocate. Everything else is a view: it copies what it needs out of
+//! `mm.lock()` (plain `Copy` data, or text written into a buffer reserved
+//! before the lock was taken), drops the lock, and only then builds
+//! strings and JSON, so the zone lock is never held across a heap
+//! allocation (DESIGN.md).
+//!
+//! What only the kernel knows (uptime, version, DMA buffers, the kernel
+//! image's sections, vmalloc and direct-map figures for meminfo) comes
+//! through the [`System`] trait; boot-time facts (command line, firmware
+//! map, the retired memblock) through [`BootView`].
+//!
+//! Routes of API.md whose subsystems are not built yet answer 404 ENOENT
+//! "… is not available in this build", exactly as if absent, and are left
+//! out of `/openapi.json` and of `Allow`; [`BUILT_ROUTES`] is the list.
+
+mod alloc_cmd;
+mod metrics;
+mod text;
+mod views;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::vec::Vec;
+
+use mm::gfp::GfpFlags;
+use mm::manager::MemoryManager;
+use mm::memblock::Memblock;
+use mm::platform::Platform;
+use mm::procfs::{E820Type, KernelSections, Meminfo, ZoneinfoExtra};
+use mm::types::{Order, Pfn, PhysAddr, VirtAddr};
+use mm::zone::ZoneType;
+
+use crate::error::ApiError;
+use crate::http::Request;
+use crate::response::Response;
+use crate::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
+use crate::stack::{App, NetStats};
+
+pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
+
+/// What only the kernel knows. Every method is called without any `mm`
+/// lock held and may allocate.
+pub trait System {
+    /// Milliseconds since boot (the TSC clock).
+    fn uptime_ms(&self) -> u64;
+    /// The image's version string (`/api/health`).
+    fn version(&self) -> &str;
+    /// Coherent DMA buffers and bounce-pool counters (`/api/dma`).
+    fn dma(&self) -> DmaInfo {
+        DmaInfo::default()
+    }
+    /// The kernel image's sections, nested under System RAM in
+    /// `/proc/iomem`.
+    fn kernel_sections(&self) -> KernelSections {
+        KernelSections::default()
+    }
+    /// Fill in the meminfo lines the page allocator does not know
+    /// (`VmallocTotal`, `PageTables`, `DirectMap*`, slab, …); `mi` arrives
+    /// filled by `Meminfo::from_page_alloc`.
+    fn meminfo(&self, mi: &mut Meminfo) {
+        let _ = mi;
+    }
+    /// Per-node counters and pagesets for `/proc/zoneinfo`.
+    fn zoneinfo_extra(&self) -> ZoneinfoExtra {
+        ZoneinfoExtra::DEFAULT
+    }
+}
+
+/// Boot-time facts, fixed after boot.
+#[derive(Clone, Copy)]
+pub struct BootView<'a> {
+    /// The kernel command line as given.
+    pub cmdline: &'a str,
+    /// The firmware memory map, `(start, end_exclusive, type)`.
+    pub firmware_map: &'a [(PhysAddr, PhysAddr, E820Type)],
+    /// memblock as it was when it handed memory to the buddy allocator:
+    /// its reservations (with names) and `mem=`'s limited regions.
+    pub memblock: &'a Memblock,
+}
+
+/// Default share of managed memory the API may hold (`api_quota=`).
+pub const DEFAULT_API_QUOTA_PCT: u8 = mm::cmdline::DEFAULT_API_QUOTA_PCT;
+
+/// The routes this build serves (the rest of API.md answers 404).
+pub const BUILT_ROUTES: &[RouteId] = &[
+    RouteId::Dashboard,
+    RouteId::Health,
+    RouteId::Memmap,
+    RouteId::Zones,
+    RouteId::Buddyinfo,
+    RouteId::Meminfo,
+    RouteId::Dma,
+    RouteId::Allocations,
+    RouteId::NetInfo,
+    RouteId::Metrics,
+    RouteId::OpenApi,
+    RouteId::ProcBuddyinfo,
+    RouteId::ProcZoneinfo,
+    RouteId::ProcMeminfo,
+    RouteId::ProcIomem,
+    RouteId::Alloc,
+    RouteId::Free,
+    RouteId::Fill,
+    RouteId::Checksum,
+    RouteId::Reset,
+];
+
+/// One live API allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handle {
+    pub id: u64,
+    pub pfn: Pfn,
+    pub order: Order,
+    pub gfp: GfpFlags,
+    pub zone: ZoneType,
+    /// Direct-map address; `None` for HighMem.
+    pub virt: Option<VirtAddr>,
+    pub created_ms: u64,
+}
+
+/// Per-route request counters for `/metrics`.
+#[derive(Debug, Default)]
+struct HttpCounters {
+    /// `(route pattern or "unmatched", status) → count`.
+    by_route: BTreeMap<(&'static str, u16), u64>,
+}
+
+/// The API application; see the module doc.
+pub struct Api<'a, P: Platform> {
+    mm: &'a MemoryManager<'a, P>,
+    boot: BootView<'a>,
+    system: &'a dyn System,
+    routes: Vec<Route>,
+    handles: BTreeMap<u64, Handle>,
+    next_id: u64,
+    /// Pages the API may hold at once.
+    quota_pages: u64,
+    quota_pct: u8,
+    held_pages: u64,
+    counters: HttpCounters,
+}
+
+impl<'a, P: Platform> Api<'a, P> {
+    /// The API over `mm`. `api_quota_pct` (1..=100, clamped) of the
+    /// managed pages at this moment is what API handles may hold at once.
+    pub fn new(
+        mm: &'a MemoryManager<'a, P>,
+        boot: BootView<'a>,
+        system: &'a dyn System,
+        api_quota_pct: u8,
+    ) -> Api<'a, P> {
+        let pct = api_quota_pct.clamp(1, 100);
+        let managed = mm.lock().totalram_pages();
+        Api {
+            mm,
+            boot,
+            system,
+            routes: ROUTES
+                .iter()
+                .filter(|r| BUILT_ROUTES.contains(&r.id))
+                .copied()
+                .collect(),
+            handles: BTreeMap::new(),
+            next_id: 1,
+            quota_pages: managed * u64::from(pct) / 100,
+            quota_pct: pct,
+            held_pages: 0,
+            counters: HttpCounters::default(),
+        }
+    }
+
+    /// The live handles, by id.
+    pub fn handles(&self) -> impl Iterator<Item = &Handle> {
+        self.handles.values()
+    }
+
+    /// Pages held by API handles, and the quota.
+    pub fn quota(&self) -> (u64, u64) {
+        (self.held_pages, self.quota_pages)
+    }
+
+    fn dispatch(&mut self, req: &Request, net: &NetStats) -> (Option<RouteId>, Response) {
+        match route_in(&self.routes, req.method, &req.path) {
+            RouteMatch::Found(id, params) => {
+                let param = params.iter().next().map(|(_, v)| v);
+                let result = self.serve(id, param, req, net);
+                (Some(id), result.unwrap_or_else(ApiError::into_response))
+            }
+            RouteMatch::MethodNotAllowed(allow) => {
+                (None, ApiError::method_not_allowed(&allow).into_response())
+            }
+            RouteMatch::NotFound => {
+                let known = !matches!(
+                    route_in(ROUTES, req.method, &req.path),
+                    RouteMatch::NotFound
+                );
+                let message = if known {
+                    format!("{} is not available in this build", req.path)
+                } else {
+                    format!("no such path: {}", req.path)
+                };
+                (None, ApiError::enoent(message).into_response())
+            }
+        }
+    }
+
+    fn serve(
+        &mut self,
+        id: RouteId,
+        param: Option<&str>,
+        req: &Request,
+        net: &NetStats,
+    ) -> Result<Response, ApiError> {
+        let param = || param.unwrap_or_default();
+        Ok(match id {
+            RouteId::Dashboard => Response::bytes(200, "text/html; charset=utf-8", DASHBOARD)
+                .with_header("Cache-Control", "no-cache"),
+            RouteId::Health => views::health(self.system),
+            RouteId::Memmap => views::memmap(&self.boot),
+            RouteId::Zones => views::zones(self.mm),
+            RouteId::Buddyinfo => views::buddyinfo(self.mm),
+            RouteId::Meminfo => views::meminfo(&self.meminfo()),
+            RouteId::Dma => views::dma(&self.system.dma()),
+            RouteId::Allocations => views::allocations(self.handles.values()),
+            RouteId::NetInfo => views::net(net),
+            RouteId::Metrics => self.metrics(net),
+            RouteId::OpenApi => Response::bytes(
+                200,
+                crate::response::CONTENT_TYPE_JSON,
+                OPENAPI_JSON.as_bytes(),
+            ),
+            RouteId::ProcBuddyinfo => text::buddyinfo(self.mm),
+            RouteId::ProcZoneinfo => text::zoneinfo(self.mm, &self.system.zoneinfo_extra()),
+            RouteId::ProcMeminfo => text::meminfo(&self.meminfo()),
+            RouteId::ProcIomem => text::iomem(&self.boot, &self.system.kernel_sections()),
+            RouteId::Alloc => return self.alloc(&req.body),
+            RouteId::Free => return self.free(param(), req.query_param("order")),
+            RouteId::Fill => return self.fill(param(), &req.body),
+            RouteId::Checksum => return self.checksum(param()),
+            RouteId::Reset => self.reset(),
+            _ => {
+                return Err(ApiError::enoent(format!(
+                    "{} is not available in this build",
+                    req.path
+                )));
+            }
+        })
+    }
+
+    /// `/proc/meminfo`'s values: the allocator's part copied under the
+    /// lock, the kernel's added after.
+    fn meminfo(&self) -> Meminfo {
+        let mut mi = Meminfo::from_page_alloc(&self.mm.lock());
+        self.system.meminfo(&mut mi);
+        mi
+    }
+}
+
+impl<P: Platform> App for Api<'_, P> {
+    fn handle(&mut self, req: &Request, net: &NetStats) -> Response {
+        let (route, response) = self.dispatch(req, net);
+        let key = (route.map_or("unmatched", RouteId::pattern), response.status);
+        *self.counters.by_route.entry(key).or_insert(0) += 1;
+        response
+    }
+}
+
+/// The dashboard, embedded in the image.
+static DASHBOARD: &[u8] = include_bytes!("../../../web-ui/index.html");
+
+/// `/openapi.json`: OpenAPI 3.0 for [`BUILT_ROUTES`] (a test keeps the
+/// two in step).
+pub static OPENAPI_JSON: &str = include_str!("openapi.json");

@@ -1,0 +1,97 @@
+//! The Linux text views (`/proc/...`), rendered by `mm::procfs`.
+//!
+//! The formatters that read the allocator run under `mm.lock()`; they
+//! write into a [`Bounded`] buffer whose capacity was reserved before the
+//! lock was taken and which refuses to grow, so no heap allocation happens
+//! under the lock. Should the text not fit, the lock is dropped, the
+//! buffer doubled, and the view rendered again.
+
+use alloc::string::String;
+use alloc::vec;
+use core::fmt::{self, Write};
+
+use mm::manager::MemoryManager;
+use mm::page_alloc::PageAlloc;
+use mm::platform::Platform;
+use mm::procfs::{self, IomemEntry, KernelSections, Meminfo, ZoneinfoExtra};
+
+use super::BootView;
+use crate::error::ApiError;
+use crate::response::Response;
+
+/// Largest text view (a zoneinfo of four zones is about 12 KiB).
+const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// A `fmt::Write` into a `String` that fails instead of reallocating.
+pub struct Bounded<'s>(pub &'s mut String);
+
+impl Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.0.len() + s.len() > self.0.capacity() {
+            return Err(fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+/// Render `f` over the locked allocator without allocating under the lock.
+pub fn render_locked<P: Platform>(
+    mm: &MemoryManager<'_, P>,
+    initial_bytes: usize,
+    f: impl Fn(&PageAlloc<'_>, &mut Bounded<'_>) -> fmt::Result,
+) -> Option<String> {
+    let mut capacity = initial_bytes;
+    while capacity <= MAX_TEXT_BYTES {
+        let mut text = String::with_capacity(capacity);
+        let done = {
+            let pa = mm.lock();
+            f(&pa, &mut Bounded(&mut text)).is_ok()
+        };
+        if done {
+            return Some(text);
+        }
+        capacity *= 2;
+    }
+    None
+}
+
+fn text_or_error(text: Option<String>) -> Response {
+    match text {
+        Some(text) => Response::text(200, text),
+        None => ApiError::enomem("view too large to render").into_response(),
+    }
+}
+
+pub fn buddyinfo<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
+    text_or_error(render_locked(mm, 512, |pa, w| procfs::buddyinfo(pa, w)))
+}
+
+pub fn zoneinfo<P: Platform>(mm: &MemoryManager<'_, P>, extra: &ZoneinfoExtra) -> Response {
+    text_or_error(render_locked(mm, 16 * 1024, |pa, w| {
+        procfs::zoneinfo(pa, extra, w)
+    }))
+}
+
+pub fn meminfo(mi: &Meminfo) -> Response {
+    let mut text = String::with_capacity(2048);
+    // Writing into a growable String cannot fail.
+    let _ = procfs::meminfo(mi, &mut text);
+    Response::text(200, text)
+}
+
+pub fn iomem(boot: &BootView<'_>, kernel: &KernelSections) -> Response {
+    let mut capacity = 64;
+    loop {
+        let mut entries = vec![IomemEntry::EMPTY; capacity];
+        let n =
+            procfs::build_iomem_entries(boot.memblock, boot.firmware_map, *kernel, &mut entries);
+        // A full slice may mean truncation: retry larger (bounded).
+        if n < capacity || capacity >= 4096 {
+            let mut text = String::with_capacity(n * 48);
+            let _ = procfs::iomem(&entries[..n], &mut text);
+            return Response::text(200, text);
+        }
+        capacity *= 2;
+    }
+}
