@@ -7,10 +7,16 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod acpi;
+mod api_glue;
 mod arch;
+mod drivers;
+mod heap;
 mod logger;
 mod memory;
+mod net_glue;
 mod pvh;
 mod selftest;
 mod time;
@@ -24,12 +30,16 @@ use arch::x86_64::{boot, serial};
 /// First Rust code, on the boot stack with the boot identity map; called by
 /// the PVH stub with the physical address of `hvm_start_info`.
 extern "C" fn kmain(start_info_phys: u64) -> ! {
+    arch::x86_64::tsc::mark_boot();
     serial::init();
     logger::init();
     log::info!("Pagezone {} booting (PVH)", env!("CARGO_PKG_VERSION"));
     boot::log_layout();
 
     arch::x86_64::init();
+    if arch::x86_64::tsc::calibrate() != 0 {
+        time::set_clock(arch::x86_64::tsc::now_ms);
+    }
 
     let boot_info = pvh::parse(start_info_phys);
     logger::apply_cmdline(boot_info.cmdline);
@@ -39,6 +49,9 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     let params = mm::cmdline::parse(boot_info.cmdline, |w| log::warn!("cmdline: {w}"));
 
     memory::init(boot_info, &params);
+    heap::init();
+    arch::x86_64::init_interrupt_controllers();
+    drivers::dma::init();
 
     if let Some(kind) = params.crash {
         crash(kind.as_str());
@@ -53,10 +66,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
         });
     }
 
-    log::info!("idle");
-    loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
-    }
+    net_glue::run(boot_info, &params)
 }
 
 /// `crash=KIND` on the command line: trigger a fault to exercise the

@@ -16,3 +16,4 @@ pub mod platform;
 pub mod manager;
 pub mod crc32;
 pub mod layout;
+pub mod dma;

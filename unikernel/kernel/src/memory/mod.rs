@@ -25,6 +25,7 @@
 //! 4. memblock hands its free ranges to the buddy allocator and retires.
 
 pub mod highmem;
+pub mod ioremap;
 pub mod paging;
 
 use spin::{Mutex, Once};

@@ -32,6 +32,14 @@ unsafe extern "C" {
 /// vmalloc). Tables are reached through the direct map.
 static KERNEL_PT: Once<Mutex<OffsetPageTable<'static>>> = Once::new();
 
+/// Direct-map page counts (4 KiB, 2 MiB) for meminfo's `DirectMap*` lines.
+static DIRECT_MAP_PAGES: Once<(u64, u64)> = Once::new();
+
+/// Direct-map pages by size: (4 KiB pages, 2 MiB pages).
+pub fn direct_map_pages() -> (u64, u64) {
+    DIRECT_MAP_PAGES.get().copied().unwrap_or((0, 0))
+}
+
 /// Kernel virtual address of a lowmem physical address (cf. `__va()`).
 pub fn phys_to_virt(phys: u64) -> *mut u8 {
     core::ptr::with_exposed_provenance_mut((PAGE_OFFSET + phys) as usize)
@@ -104,6 +112,7 @@ pub fn init_final_tables(mb: &mut Memblock, direct_map_end: u64) {
     log::info!(
         "paging: direct map of [0, {direct_map_end:#x}) at {PAGE_OFFSET:#x}: {n2m} x 2M + {n4k} x 4K pages"
     );
+    DIRECT_MAP_PAGES.call_once(|| (n4k, n2m));
 
     // The kernel image, identity-mapped with W^X.
     // Linker symbols: only their addresses are taken.

@@ -1,12 +1,15 @@
 //! x86_64: PVH entry, descriptor tables, exceptions, serial, QEMU exit.
 
+pub mod apic;
 pub mod boot;
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod paging;
 pub mod pic;
 pub mod qemu;
 pub mod serial;
+pub mod tsc;
 
 /// Descriptor tables and interrupt controllers, in dependency order. Leaves
 /// interrupts disabled.
@@ -19,4 +22,16 @@ pub fn init() {
         pic::PIC1_VECTOR_BASE,
         pic::PIC2_VECTOR_BASE
     );
+}
+
+/// Local APIC (timer, EOI) and I/O APICs (all pins masked), through
+/// `ioremap`: call after memory management is up and the TSC calibrated.
+/// Leaves interrupts disabled.
+pub fn init_interrupt_controllers() {
+    let Some(info) = crate::acpi::info() else {
+        log::error!("no ACPI: no APIC set-up; the main loop will spin instead of sleeping");
+        return;
+    };
+    apic::init(info.lapic_base);
+    ioapic::init(info);
 }

@@ -1,0 +1,281 @@
+//! The HTTP API of a real guest, over QEMU's port forward on 127.0.0.1.
+
+use serde_json::{Value, json};
+use tests::http::{Client, request};
+use tests::{BootOptions, boot_ready};
+
+const MIB: u64 = 1 << 20;
+
+fn hex(v: &Value) -> u64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("expected a hex string, got {v}"));
+    assert!(s.starts_with("0x") && s[2..].chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{s}");
+    u64::from_str_radix(&s[2..], 16).unwrap()
+}
+
+fn buddyinfo(c: &mut Client) -> Vec<(String, Vec<u64>)> {
+    let r = c.request("GET", "/api/buddyinfo", None);
+    assert_eq!(r.status, 200);
+    r.json()["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| {
+            let counts = z["free_area"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+            (z["name"].as_str().unwrap().to_string(), counts)
+        })
+        .collect()
+}
+
+fn zone_counts<'a>(info: &'a [(String, Vec<u64>)], zone: &str) -> &'a [u64] {
+    &info.iter().find(|(n, _)| n == zone).unwrap_or_else(|| panic!("zone {zone} in {info:?}")).1
+}
+
+/// What `expand()` does to free_area when an order-`order` block is taken
+/// from the smallest non-empty order ≥ `order`.
+fn predict_split(before: &[u64], order: usize) -> Vec<u64> {
+    let mut after = before.to_vec();
+    let from = (order..after.len()).find(|&o| after[o] > 0).expect("a block to split");
+    after[from] -= 1;
+    for counts in &mut after[order..from] {
+        *counts += 1;
+    }
+    after
+}
+
+fn alloc(c: &mut Client, body: Value) -> tests::http::Response {
+    c.request("POST", "/api/alloc", Some(&body.to_string()))
+}
+
+fn error_code(r: &tests::http::Response) -> String {
+    let j = r.json();
+    assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{j}");
+    j["error"]["code"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn zones_fields_and_buddyinfo() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("2G"));
+    let mut c = Client::connect(port);
+    let health = c.request("GET", "/api/health", None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.header("content-type"), Some("application/json"));
+    assert_eq!(health.json()["status"], "ok");
+
+    let z = c.request("GET", "/api/zones", None).json();
+    assert_eq!(z["max_order"], 10);
+    assert_eq!(hex(&z["lowmem_limit"]), 896 * MIB);
+    let zones = z["zones"].as_array().unwrap();
+    let names: Vec<_> = zones.iter().map(|z| z["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["DMA", "DMA32", "Normal", "HighMem"]);
+    let lowmem_pfn = 896 * MIB / 4096;
+    let expect = [(0, 4096), (4096, lowmem_pfn), (lowmem_pfn, lowmem_pfn), (lowmem_pfn, 0x7ffdf)];
+    for (zone, (start, end)) in zones.iter().zip(expect) {
+        assert_eq!(zone["start_pfn"], start, "{zone}");
+        assert_eq!(zone["end_pfn"], end, "{zone}");
+        assert_eq!(zone["spanned"], end - start, "{zone}");
+        for key in ["present", "managed", "free"] {
+            assert!(zone[key].is_u64(), "{key} in {zone}");
+        }
+        assert!(zone["managed"].as_u64() <= zone["present"].as_u64());
+        let wm = &zone["watermarks"];
+        assert!(wm["min"].as_u64() <= wm["low"].as_u64() && wm["low"].as_u64() <= wm["high"].as_u64(), "{zone}");
+        assert_eq!(zone["protection"].as_array().unwrap().len(), 4);
+        let fa = zone["free_area"].as_array().unwrap();
+        assert_eq!(fa.len(), 11);
+        let pages: u64 = fa.iter().enumerate().map(|(o, n)| n.as_u64().unwrap() << o).sum();
+        assert_eq!(pages, zone["free"].as_u64().unwrap(), "free_area adds up to free in {zone}");
+    }
+    assert_eq!(zones[2]["present"], 0);
+    assert_eq!(zones[3]["present"], 0x7ffdf - lowmem_pfn);
+
+    // /proc/buddyinfo: Linux's format, populated zones only, same numbers.
+    let text = c.request("GET", "/proc/buddyinfo", None);
+    assert_eq!(text.status, 200);
+    assert!(text.header("content-type").unwrap().starts_with("text/plain"));
+    let info = buddyinfo(&mut c);
+    let mut expected = String::new();
+    for (name, counts) in info.iter().filter(|(n, _)| n != "Normal") {
+        expected.push_str(&format!("Node 0, zone {name:>8} "));
+        for n in counts {
+            expected.push_str(&format!("{n:>6} "));
+        }
+        expected.push('\n');
+    }
+    assert_eq!(text.text(), expected);
+}
+
+#[test]
+fn pages_allocations_split_free_fill_and_reset() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("2G"));
+    let mut c = Client::connect(port);
+    let boot = buddyinfo(&mut c);
+
+    // Order 3 from ZONE_DMA: below 16 MiB, 32 KiB aligned, split as predicted.
+    let r = alloc(&mut c, json!({"type":"pages","order":3,"gfp":"GFP_DMA"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let h = r.json();
+    assert_eq!(h["type"], "pages");
+    assert_eq!(h["order"], 3);
+    assert_eq!(h["size"], 32768);
+    assert_eq!(h["zone"], "DMA");
+    let phys = hex(&h["phys"]);
+    assert!(phys < 16 * MIB && phys % 32768 == 0, "{phys:#x}");
+    assert_eq!(h["pfn"], phys / 4096);
+    assert_eq!(hex(&h["virt"]), 0xffff_8880_0000_0000 + phys);
+    let after = buddyinfo(&mut c);
+    assert_eq!(zone_counts(&after, "DMA"), predict_split(zone_counts(&boot, "DMA"), 3).as_slice());
+    let id = h["id"].as_u64().unwrap();
+    let listed = c.request("GET", "/api/allocations", None).json();
+    assert!(listed["allocations"].as_array().unwrap().iter().any(|a| a["id"] == id));
+
+    // Freeing with the wrong order is refused and changes nothing.
+    let wrong = c.request("DELETE", &format!("/api/alloc/{id}?order=2"), None);
+    assert_eq!(wrong.status, 409);
+    assert_eq!(error_code(&wrong), "EBUSY");
+    assert_eq!(buddyinfo(&mut c), after);
+    let ok = c.request("DELETE", &format!("/api/alloc/{id}?order=3"), None);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(buddyinfo(&mut c), boot, "freeing merges back to the boot state");
+    assert_eq!(c.request("DELETE", &format!("/api/alloc/{id}"), None).status, 404);
+
+    // GFP_HIGHUSER: a HighMem frame with no kernel mapping; fill and
+    // checksum go through kmap_atomic.
+    let hi = alloc(&mut c, json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"})).json();
+    assert_eq!(hi["zone"], "HighMem");
+    assert!(hi["virt"].is_null());
+    assert!(hex(&hi["phys"]) >= 896 * MIB);
+    let hid = hi["id"].as_u64().unwrap();
+    let fill = c.request("POST", &format!("/api/alloc/{hid}/fill"), Some(r#"{"byte":165}"#));
+    assert_eq!(fill.status, 200, "{}", fill.text());
+    assert_eq!(fill.json()["bytes"], 4096);
+    let sum = c.request("GET", &format!("/api/alloc/{hid}/checksum"), None).json();
+    assert_eq!(sum["bytes"], 4096);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[0xA5; 4096]);
+    assert_eq!(hex(&sum["crc32"]), h.finalize() as u64);
+
+    // A lowmem block of 4 pages with __GFP_ZERO reads back as zeroes.
+    let z = alloc(&mut c, json!({"type":"pages","order":2,"gfp":"GFP_KERNEL|__GFP_ZERO"})).json();
+    let zsum = c.request("GET", &format!("/api/alloc/{}/checksum", z["id"]), None).json();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[0; 16384]);
+    assert_eq!(hex(&zsum["crc32"]), h.finalize() as u64);
+
+    // 20 random allocations, then reset: back to the boot buddyinfo.
+    let gfps = ["GFP_KERNEL", "GFP_DMA", "GFP_DMA32", "GFP_HIGHUSER", "GFP_ATOMIC", "GFP_KERNEL|__GFP_ZERO"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let order = seed % 8;
+        let gfp = gfps[(seed >> 8) as usize % gfps.len()];
+        let r = alloc(&mut c, json!({"type":"pages","order":order,"gfp":gfp}));
+        assert_eq!(r.status, 201, "order {order} {gfp}: {}", r.text());
+    }
+    assert_ne!(buddyinfo(&mut c), boot);
+    let reset = c.request("POST", "/api/reset", None);
+    assert_eq!(reset.status, 200);
+    assert_eq!(reset.json()["freed"], 22);
+    assert_eq!(buddyinfo(&mut c), boot);
+    assert_eq!(c.request("GET", "/api/allocations", None).json()["allocations"], json!([]));
+}
+
+#[test]
+fn every_error_row_of_the_contract() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("512M"));
+    let mut c = Client::connect(port);
+    let boot = buddyinfo(&mut c);
+
+    // 400 EINVAL: malformed JSON, out-of-range order, unknown GFP flag.
+    for body in [r#"{"type":"pages","order":"#, r#"{"type":"pages","order":11}"#, r#"{"type":"pages","order":1,"gfp":"GFP_BOGUS"}"#] {
+        let r = c.request("POST", "/api/alloc", Some(body));
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(error_code(&r), "EINVAL");
+    }
+    // 404 ENOENT: unknown path and unknown handle.
+    let r = c.request("GET", "/api/nonexistent", None);
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "ENOENT"));
+    let r = c.request("POST", "/api/alloc/4242/fill", Some(r#"{"byte":1}"#));
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "ENOENT"));
+    // 405 with Allow.
+    let r = c.request("DELETE", "/api/zones", None);
+    assert_eq!((r.status, error_code(&r).as_str()), (405, "EINVAL"));
+    assert!(r.header("allow").unwrap().contains("GET"), "{:?}", r.headers);
+    // 507 ENOMEM: ZONE_DMA runs dry long before the quota.
+    let mut ids = 0;
+    let last = loop {
+        let r = alloc(&mut c, json!({"type":"pages","order":10,"gfp":"GFP_DMA"}));
+        if r.status != 201 {
+            break r;
+        }
+        ids += 1;
+        assert!(ids < 16, "ZONE_DMA holds at most 3 order-10 blocks");
+    };
+    assert_eq!((last.status, error_code(&last).as_str()), (507, "ENOMEM"));
+    assert_eq!(c.request("POST", "/api/reset", None).status, 200);
+    assert_eq!(buddyinfo(&mut c), boot);
+
+    // 413: a body over 64 KiB (refused from Content-Length alone).
+    let mut big = Client::connect(port);
+    big.send_raw(b"POST /api/alloc HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n");
+    let r = big.read_response(false);
+    assert_eq!((r.status, error_code(&r).as_str()), (413, "E2BIG"));
+    // 431: a request head over 8 KiB.
+    let mut long = Client::connect(port);
+    let filler = "a".repeat(9000);
+    long.send_raw(format!("GET /api/health HTTP/1.1\r\nX-Filler: {filler}\r\n\r\n").as_bytes());
+    let r = long.read_response(false);
+    assert_eq!((r.status, error_code(&r).as_str()), (431, "E2BIG"));
+    // A malformed request line.
+    let mut bad = Client::connect(port);
+    bad.send_raw(b"BLAH\r\n\r\n");
+    assert_eq!(bad.read_response(false).status, 400);
+
+    // The kernel is still fine and nothing leaked.
+    assert_eq!(request(port, "GET", "/api/health", None).status, 200);
+    assert_eq!(buddyinfo(&mut c), boot);
+}
+
+#[test]
+fn token_and_quota() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("512M").append("token=s3cret api_quota=2"));
+    let mut c = Client::connect(port);
+    // 401 EACCES without the bearer token; GETs stay open.
+    let r = alloc(&mut c, json!({"type":"pages","order":0}));
+    assert_eq!((r.status, error_code(&r).as_str()), (401, "EACCES"));
+    assert_eq!(c.request("GET", "/api/zones", None).status, 200);
+    let auth = [("Authorization", "Bearer s3cret")];
+    // 507 EQUOTA: 2 % of ~128k managed pages is ~2600 pages: the third
+    // order-10 block crosses it.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = c.request_with("POST", "/api/alloc", Some(r#"{"type":"pages","order":10,"gfp":"GFP_KERNEL"}"#), &auth);
+        statuses.push((r.status, if r.status == 201 { String::new() } else { error_code(&r) }));
+    }
+    assert_eq!(statuses[0].0, 201);
+    assert_eq!(statuses[1].0, 201);
+    assert_eq!(statuses[2], (507, "EQUOTA".to_string()));
+    let reset = c.request_with("POST", "/api/reset", None, &auth);
+    assert_eq!(reset.json()["freed"], 2);
+}
+
+#[test]
+fn sixteen_concurrent_keep_alive_clients() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("512M"));
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                for _ in 0..5 {
+                    let r = c.request("GET", "/api/buddyinfo", None);
+                    assert_eq!(r.status, 200, "client {i}");
+                    assert!(r.json()["zones"].is_array());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+}

@@ -1,0 +1,231 @@
+//! PCI enumeration through PCIe ECAM (PCI Firmware Spec 3.x §4.1; the MCFG
+//! table gives the window), with `virtio-drivers`' `PciRoot` on top.
+//!
+//! The window is mapped with `ioremap`, bus by bus (1 MiB each). q35 puts
+//! every device of this machine on bus 0 and we enumerate no bridges, so
+//! only bus 0 is mapped; the accessor below answers "no device" (all ones)
+//! for any other bus instead of touching unmapped memory. That is why this
+//! uses its own [`ConfigurationAccess`] rather than `MmioCam`, whose safety
+//! contract wants the full 256 MiB mapped.
+
+use virtio_drivers::transport::pci::bus::{
+    BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, MemoryBarType, PciRoot,
+};
+use virtio_drivers::transport::pci::virtio_device_type;
+
+use alloc::vec::Vec;
+
+use crate::acpi;
+use crate::memory::ioremap;
+
+/// Buses mapped from the start of the MCFG range.
+pub const MAPPED_BUSES: u16 = 1;
+
+/// Config space of `[bus_start, bus_start + nr_buses)` through one ioremap.
+pub struct Ecam {
+    virt: u64,
+    bus_start: u8,
+    nr_buses: u16,
+}
+
+impl Ecam {
+    /// Virtual address of a config register, if its bus is mapped.
+    fn reg(&self, df: DeviceFunction, offset: u8) -> Option<u64> {
+        let bus = u16::from(df.bus).checked_sub(u16::from(self.bus_start))?;
+        (bus < self.nr_buses && df.valid() && offset.is_multiple_of(4)).then(|| {
+            self.virt
+                + (u64::from(bus) << 20)
+                + (u64::from(df.device) << 15)
+                + (u64::from(df.function) << 12)
+                + u64::from(offset)
+        })
+    }
+}
+
+impl ConfigurationAccess for Ecam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        match self.reg(df, offset) {
+            // SAFETY: `reg` returns an aligned address inside the ioremapped
+            // (uncached) ECAM pages of a mapped bus. Volatile: config space.
+            Some(addr) => unsafe { core::ptr::with_exposed_provenance::<u32>(addr as usize).read_volatile() },
+            None => u32::MAX,
+        }
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        match self.reg(df, offset) {
+            // SAFETY: as in `read_word`; `&mut self` serialises writers.
+            Some(addr) => unsafe {
+                core::ptr::with_exposed_provenance_mut::<u32>(addr as usize).write_volatile(data)
+            },
+            None => log::warn!("pci: write to unmapped config space {df} +{offset:#x} dropped"),
+        }
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        Ecam { virt: self.virt, bus_start: self.bus_start, nr_buses: self.nr_buses }
+    }
+}
+
+/// A function found on the bus.
+#[derive(Clone, Debug)]
+pub struct PciFunction {
+    pub df: DeviceFunction,
+    pub info: DeviceFunctionInfo,
+    pub irq_line: u8,
+    /// INTx pin, 1 = INTA … 4 = INTD; 0 = none.
+    pub irq_pin: u8,
+}
+
+/// Maps the ECAM window of the MCFG's segment 0 and returns the root.
+pub fn init() -> Option<PciRoot<Ecam>> {
+    let Some(mcfg) = acpi::info().and_then(|i| i.mcfg) else {
+        log::error!("pci: no MCFG (ECAM) in ACPI; no PCI");
+        return None;
+    };
+    let nr_buses = (u16::from(mcfg.bus_end) + 1 - u16::from(mcfg.bus_start)).min(MAPPED_BUSES);
+    let size = u64::from(nr_buses) << 20;
+    let virt = match ioremap::ioremap_caller(mcfg.base, size, "PCIe ECAM") {
+        Ok(v) => v.0,
+        Err(e) => {
+            log::error!("pci: ioremap of ECAM {:#x}+{size:#x}: {e}", mcfg.base);
+            return None;
+        }
+    };
+    log::info!(
+        "pci: ECAM {:#x} for buses {:02x}-{:02x} (MCFG); mapped bus {:02x} only ({} MiB at {virt:#x}): no bridges are enumerated",
+        mcfg.base,
+        mcfg.bus_start,
+        mcfg.bus_end,
+        mcfg.bus_start,
+        size >> 20
+    );
+    // A second accessor over the same window for registers `PciRoot` has no
+    // getter for (interrupt line/pin), which it never writes.
+    CONFIG_READER.call_once(|| Ecam { virt, bus_start: mcfg.bus_start, nr_buses });
+    Some(PciRoot::new(Ecam { virt, bus_start: mcfg.bus_start, nr_buses }))
+}
+
+/// A human name for a function (virtio type, else its class).
+pub fn describe(info: &DeviceFunctionInfo) -> &'static str {
+    use virtio_drivers::transport::DeviceType;
+    if let Some(t) = virtio_device_type(info) {
+        return match t {
+            DeviceType::Network => "virtio-net",
+            DeviceType::Block => "virtio-blk",
+            DeviceType::Console => "virtio-console",
+            DeviceType::EntropySource => "virtio-rng",
+            DeviceType::GPU => "virtio-gpu",
+            _ => "virtio (other)",
+        };
+    }
+    match (info.class, info.subclass) {
+        (0x06, 0x00) => "host bridge",
+        (0x06, 0x01) => "ISA bridge",
+        (0x06, 0x04) => "PCI bridge",
+        (0x03, 0x00) => "VGA controller",
+        (0x01, 0x06) => "SATA controller",
+        (0x0c, 0x05) => "SMBus controller",
+        (0x02, 0x00) => "Ethernet controller",
+        _ => "device",
+    }
+}
+
+/// Logs every function on the mapped buses with its BARs and INTx, and
+/// returns them.
+pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
+    let mut found = Vec::new();
+    let bus = acpi::info().and_then(|i| i.mcfg).map_or(0, |m| m.bus_start);
+    let functions: Vec<_> = root.enumerate_bus(bus).collect();
+    for (df, info) in functions {
+        let int = config_read(df, 0x3c);
+        let (irq_line, irq_pin) = (int as u8, (int >> 8) as u8);
+        log::info!(
+            "PCI {df} {:04x}:{:04x} class {:02x}.{:02x} {}{}",
+            info.vendor_id,
+            info.device_id,
+            info.class,
+            info.subclass,
+            describe(&info),
+            IntxText(irq_pin, irq_line)
+        );
+        if info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard {
+            match root.bars(df) {
+                Ok(bars) => {
+                    for (i, bar) in bars.iter().enumerate() {
+                        if let Some(bar) = bar {
+                            log_bar(df, i, bar);
+                        }
+                    }
+                }
+                Err(e) => log::warn!("PCI {df}: BARs unreadable: {e:?}"),
+            }
+        }
+        found.push(PciFunction { df, info, irq_line, irq_pin });
+    }
+    found
+}
+
+struct IntxText(u8, u8);
+
+impl core::fmt::Display for IntxText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            pin @ 1..=4 => write!(f, ", INT{} (line {})", (b'A' + pin - 1) as char, self.1),
+            other => write!(f, ", bad INTx pin {other}"),
+        }
+    }
+}
+
+fn log_bar(df: DeviceFunction, index: usize, bar: &BarInfo) {
+    match bar {
+        BarInfo::Memory { address_type, prefetchable, address, size } => log::info!(
+            "PCI {df}   BAR{index} mem{} {address:#x} size {size:#x}{}",
+            match address_type {
+                MemoryBarType::Width64 => "64",
+                MemoryBarType::Below1MiB => "1M",
+                _ => "32",
+            },
+            if *prefetchable { " pref" } else { "" }
+        ),
+        BarInfo::IO { address, size } => {
+            log::info!("PCI {df}   BAR{index} io {address:#x} size {size:#x}")
+        }
+    }
+}
+
+/// Read-only accessor for registers `PciRoot` has no getter for.
+static CONFIG_READER: spin::Once<Ecam> = spin::Once::new();
+
+/// One config-space dword (all ones before [`init`]).
+pub fn config_read(df: DeviceFunction, offset: u8) -> u32 {
+    CONFIG_READER.get().map_or(u32::MAX, |e| e.read_word(df, offset))
+}
+
+/// Turns on memory decoding and bus mastering for `df` (the device is about
+/// to DMA), and maps each memory BAR whole with `ioremap` so the transport's
+/// sub-ranges are found in one area per BAR. False if a BAR cannot be mapped.
+pub fn enable_device(root: &mut PciRoot<Ecam>, df: DeviceFunction, caller: &'static str) -> bool {
+    let bars = match root.bars(df) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("PCI {df}: BARs unreadable: {e:?}");
+            return false;
+        }
+    };
+    for (i, bar) in bars.iter().enumerate() {
+        if let Some(BarInfo::Memory { address, size, .. }) = bar {
+            if *address == 0 || *size == 0 {
+                continue;
+            }
+            if let Err(e) = ioremap::ioremap_caller(*address, *size, caller) {
+                log::error!("PCI {df}: ioremap of BAR{i} {address:#x}+{size:#x}: {e}");
+                return false;
+            }
+        }
+    }
+    let (_, command) = root.get_status_command(df);
+    root.set_command(df, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+    true
+}

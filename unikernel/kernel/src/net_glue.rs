@@ -1,0 +1,122 @@
+//! The main loop: the NIC, the network stack and the idle policy.
+//!
+//! ```text
+//!  loop (interrupts off) ─► ack NIC IRQ, unmask ─► NetStack::poll ─► READY once
+//!        ▲                                                  │ nothing happened
+//!        └──── IRQ (NIC INTx / APIC one-shot) ◄── sti; hlt ◄┘ timer armed at poll_delay_ms
+//! ```
+//!
+//! The kernel runs with interrupts disabled except inside the `sti; hlt`
+//! pair here, so interrupt handlers (which only flag events) never race the
+//! loop. Work is checked with interrupts off, and `sti` enables them only
+//! after the following `hlt` has begun (the STI shadow), so an interrupt
+//! that arrives after the check still ends the `hlt`: no lost wake-up.
+
+use core::sync::atomic::Ordering;
+
+use alloc::string::String;
+
+use net::api::Api;
+use net::stack::{NetConfig, NetStack};
+use x86_64::instructions::interrupts;
+
+use crate::arch::x86_64::{apic, tsc};
+use crate::api_glue::{self, KernelSystem};
+use crate::drivers::{pci, virtio};
+use crate::memory;
+use crate::pvh::BootInfo;
+
+/// Longest sleep without a deadline: a safety net should the NIC's
+/// interrupt routing be wrong (then packets wait at most this long), and
+/// cheap when idle (one wake-up a second).
+pub const MAX_IDLE_MS: u64 = 1_000;
+
+/// Brings up PCI and the NIC, then serves forever.
+pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
+    let Some(mut root) = pci::init() else {
+        idle_forever("no PCI");
+    };
+    let functions = pci::enumerate(&mut root);
+    let Some(mut nic) = virtio::probe(&mut root, &functions) else {
+        idle_forever("no network device");
+    };
+
+    let dma = crate::drivers::dma::dma_snapshot();
+    for buf in dma.coherent() {
+        log::info!(
+            "dma: coherent {:<18} {:#010x} {:>7} B ({}) cpu {:#x}",
+            buf.owner,
+            buf.dma_addr.0,
+            buf.size,
+            buf.zone.name(),
+            buf.cpu_addr.0
+        );
+    }
+
+    let mut config = NetConfig::new(nic.mac());
+    config.ip = params.ip;
+    config.port = params.port;
+    config.token = params.token.map(String::from);
+    let mut stack = NetStack::new(config, &mut nic, tsc::now_ms());
+    let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(KernelSystem::new(params.vmalloc_size)));
+    let mut app = Api::new(memory::mm(), api_glue::boot_view(boot), system, params.api_quota_pct);
+    // Everything the kernel allocates for itself at boot is in place: this
+    // is the buddy state `POST /api/reset` returns to.
+    memory::mm().mark_boot_complete();
+    log::info!("net: stack up; entering the main loop");
+
+    let mut irq_warned = false;
+    loop {
+        nic.handle_irq();
+        let busy = stack.poll(&mut nic, tsc::now_ms(), &mut app);
+        if let Some((ip, port)) = stack.take_ready() {
+            log::info!(
+                "net: ready after {} ms; NIC irqs {}, APIC timer irqs {}",
+                tsc::now_ms(),
+                virtio::STATS.irqs.load(Ordering::Relaxed),
+                apic::timer_irqs()
+            );
+            crate::serial_println!("READY http://{}.{}.{}.{}:{}", ip[0], ip[1], ip[2], ip[3], port);
+        }
+        if busy {
+            continue;
+        }
+        idle(stack.poll_delay_ms(tsc::now_ms()));
+        if !irq_warned
+            && virtio::STATS.irqs.load(Ordering::Relaxed) == 0
+            && virtio::STATS.rx_packets.load(Ordering::Relaxed) >= 32
+        {
+            irq_warned = true;
+            log::warn!(
+                "net: {} frames received but no NIC interrupt: INTx routing is wrong; serving by polling every {MAX_IDLE_MS} ms",
+                virtio::STATS.rx_packets.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// Sleeps until an interrupt, with the APIC one-shot armed `delay_ms`
+/// ahead (at most [`MAX_IDLE_MS`]). Returns at once if the NIC already
+/// raised work or the deadline is now.
+fn idle(delay_ms: Option<u64>) {
+    debug_assert!(!interrupts::are_enabled());
+    if virtio::irq_pending() {
+        return;
+    }
+    let ms = delay_ms.unwrap_or(MAX_IDLE_MS).min(MAX_IDLE_MS);
+    if ms == 0 {
+        return;
+    }
+    apic::arm_oneshot_us(ms * 1000);
+    // `sti; hlt`: see the module doc for why this cannot miss a wake-up.
+    interrupts::enable_and_hlt();
+    interrupts::disable();
+    apic::cancel_timer();
+}
+
+fn idle_forever(why: &str) -> ! {
+    log::error!("{why}: no network; idling");
+    loop {
+        interrupts::enable_and_hlt();
+    }
+}
