@@ -17,3 +17,5 @@ pub mod manager;
 pub mod crc32;
 pub mod layout;
 pub mod dma;
+pub mod vmalloc;
+pub mod highmem;

@@ -1,0 +1,879 @@
+//! The vmalloc area: virtually contiguous kernel mappings of scattered
+//! frames (`vmalloc`), of caller-given frames (`vmap`) and of physical
+//! ranges such as MMIO or held-back RAM (`ioremap`) (cf. `mm/vmalloc.c`).
+//!
+//! Two layers, as in Linux:
+//! - [`VmapAreaAllocator`] hands out virtual ranges of
+//!   `[VMALLOC_START, VMALLOC_START + vmalloc=)`. Linux keeps busy and free
+//!   `vmap_area`s in two red-black trees (the free one augmented with
+//!   `subtree_max_size`). Here both are sorted fixed arrays — no heap, since
+//!   this runs under the vmap-area lock where the heap must not be used:
+//!   lookup by address is a binary search (O(log n)), the free-space search
+//!   is first fit in address order (O(free ranges)), insertion and removal
+//!   shift the arrays (a memmove of at most [`MAX_VMAP_AREAS`] entries).
+//!   Each area is followed by one unmapped guard page, reserved with it but
+//!   not usable (Linux's default, i.e. no `VM_NO_GUARD`), so an overrun
+//!   faults instead of corrupting the next area.
+//! - [`vmalloc`], [`vfree`], [`vmap`], [`vunmap`], [`ioremap`], [`iounmap`]
+//!   allocate frames from the [`MemoryManager`] and install 4 KiB PTEs
+//!   through a [`PageMapper`]. They hold no lock of their own: the caller
+//!   holds the allocator (its `vmap_area_lock`) and must not hold the zone
+//!   lock, which frame allocation and page-table allocation take.
+//!
+//! Linux keeps `vm_struct->pages`, the frame list of a vmalloc area. Storing
+//! it would need a heap allocation per area, so this crate keeps none:
+//! [`vfree`] recovers each frame from the page table as it unmaps it
+//! ([`PageMapper::unmap_page`] returns the frame), the PTEs being the one
+//! source of truth. Only the first frame is recorded ([`VmapArea::phys`]).
+
+use core::fmt;
+
+use crate::gfp::GfpFlags;
+use crate::manager::MemoryManager;
+use crate::page::OwnerTag;
+use crate::page_alloc::{AllocError, FreeError};
+use crate::platform::{MapError, MapProt, PageMapper, Platform};
+use crate::types::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+
+#[cfg(test)]
+mod tests;
+
+/// Capacity of the default [`VmapAreaAllocator`]: live areas at once. Linux
+/// has no such limit (areas come from a slab cache); 4096 areas cost about
+/// 300 KiB of static memory, and the kernel's own ioremaps plus the API's
+/// quota stay far below.
+pub const MAX_VMAP_AREAS: usize = 4096;
+
+/// Bytes of unmapped guard after every area (cf. the `PAGE_SIZE` that
+/// `__get_vm_area_node()` adds unless `VM_NO_GUARD`).
+pub const GUARD_SIZE: u64 = PAGE_SIZE;
+
+/// Largest alignment `ioremap` asks for (cf. `IOREMAP_MAX_ORDER`, generic
+/// default `7 + PAGE_SHIFT`): big ranges get naturally aligned so a kernel
+/// with huge vmap could use large pages.
+pub const IOREMAP_MAX_ORDER: u32 = 7 + PAGE_SHIFT;
+
+/// What an area maps (the `VM_ALLOC` / `VM_MAP` / `VM_IOREMAP` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VmapKind {
+    /// Frames allocated by [`vmalloc`], freed by [`vfree`].
+    Vmalloc,
+    /// Caller-owned frames mapped by [`vmap`].
+    Vmap,
+    /// A physical range mapped uncached by [`ioremap`].
+    Ioremap,
+}
+
+impl VmapKind {
+    /// The word `/proc/vmallocinfo` and the API print.
+    pub const fn name(self) -> &'static str {
+        match self {
+            VmapKind::Vmalloc => "vmalloc",
+            VmapKind::Vmap => "vmap",
+            VmapKind::Ioremap => "ioremap",
+        }
+    }
+}
+
+/// One busy range of the vmalloc area (cf. `struct vmap_area` with its
+/// `vm_struct`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmapArea {
+    /// First usable byte (page-aligned).
+    pub start: VirtAddr,
+    /// Usable bytes, a multiple of `PAGE_SIZE`, **without** the guard page
+    /// (cf. `get_vm_area_size()`).
+    pub size: u64,
+    /// What it maps.
+    pub kind: VmapKind,
+    /// Pages mapped (`size / PAGE_SIZE`).
+    pub nr_pages: u64,
+    /// Physical address of the first page (vmalloc, vmap) or the page-aligned
+    /// base of the mapped range (ioremap, cf. `vm_struct->phys_addr`).
+    pub phys: PhysAddr,
+    /// Who asked (cf. `vm_struct->caller`, printed with `%pS`).
+    pub caller: &'static str,
+}
+
+impl VmapArea {
+    const EMPTY: VmapArea = VmapArea {
+        start: VirtAddr(0),
+        size: 0,
+        kind: VmapKind::Vmalloc,
+        nr_pages: 0,
+        phys: PhysAddr(0),
+        caller: "",
+    };
+
+    /// End of the usable range, which is also the guard page's address.
+    pub const fn end(&self) -> VirtAddr {
+        VirtAddr(self.start.0 + self.size)
+    }
+
+    /// The guard page after the area.
+    pub const fn guard_page(&self) -> VirtAddr {
+        self.end()
+    }
+
+    /// Bytes reserved, guard included (cf. `vm_struct->size`, which
+    /// `/proc/vmallocinfo` prints).
+    pub const fn reserved_size(&self) -> u64 {
+        self.size + GUARD_SIZE
+    }
+
+    /// End of the reserved range (guard included, exclusive).
+    pub const fn reserved_end(&self) -> VirtAddr {
+        VirtAddr(self.start.0 + self.reserved_size())
+    }
+
+    /// Whether `addr` lies in the reserved range (guard page included, so a
+    /// fault just past the end names its area).
+    pub const fn contains(&self, addr: VirtAddr) -> bool {
+        addr.0 >= self.start.0 && addr.0 < self.start.0 + self.reserved_size()
+    }
+}
+
+/// Failures of the vmalloc layer. A failed call changes nothing: partial
+/// work is unwound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmallocError {
+    /// Size 0, or a size/range that overflows the address space.
+    BadSize {
+        /// Bytes asked for.
+        size: u64,
+    },
+    /// The alignment is not a power of two.
+    BadAlign {
+        /// Alignment asked for.
+        align: u64,
+    },
+    /// No free range fits (cf. `vmap allocation for size %lu failed: use
+    /// vmalloc=<size> to increase size`).
+    NoSpace {
+        /// Bytes asked for (page-rounded, guard excluded).
+        size: u64,
+        /// Alignment asked for.
+        align: u64,
+    },
+    /// [`VmapAreaAllocator::reinit`] while areas are live.
+    InUse {
+        /// Live areas.
+        nr_areas: usize,
+    },
+    /// Every area slot is in use.
+    TooManyAreas {
+        /// The allocator's capacity.
+        max: usize,
+    },
+    /// `addr` does not start an area (cf. the "Trying to vfree()
+    /// nonexistent vm area" warning).
+    NotAreaStart {
+        /// The address given.
+        addr: VirtAddr,
+        /// Start of the area containing `addr`, if any.
+        area: Option<VirtAddr>,
+    },
+    /// The area is of another kind (e.g. `vfree` of an ioremap).
+    WrongKind {
+        /// The area's start.
+        addr: VirtAddr,
+        /// What it is.
+        kind: VmapKind,
+        /// What the call handles.
+        expected: VmapKind,
+    },
+    /// Frame allocation failed after `nr_pages_done` pages (all given back).
+    NoMemory {
+        /// Pages that had been allocated before the failure.
+        nr_pages_done: u64,
+        /// The buddy allocator's answer.
+        err: AllocError,
+    },
+    /// Installing a PTE failed (all given back).
+    Map(MapError),
+    /// `ioremap` of RAM that the buddy allocator manages (cf. "ioremap on
+    /// RAM at %pa - %pa" in `__ioremap_caller()`).
+    RamInUse {
+        /// First managed frame of the range.
+        pfn: Pfn,
+    },
+    /// Teardown found a page of the area unmapped (the area was still freed).
+    NotMapped {
+        /// The unmapped page.
+        virt: VirtAddr,
+    },
+    /// Teardown could not give a frame back (the area was still freed).
+    FreeFrame {
+        /// The frame.
+        pfn: Pfn,
+        /// The buddy allocator's answer.
+        err: FreeError,
+    },
+}
+
+impl fmt::Display for VmallocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmallocError::BadSize { size } => write!(f, "invalid size {size}"),
+            VmallocError::BadAlign { align } => write!(f, "alignment {align:#x} is not a power of two"),
+            VmallocError::NoSpace { size, align } => {
+                write!(f, "vmap allocation for size {size} (align {align:#x}) failed: use vmalloc=<size> to increase size")
+            }
+            VmallocError::InUse { nr_areas } => write!(f, "{nr_areas} vmap areas still in use"),
+            VmallocError::TooManyAreas { max } => write!(f, "all {max} vmap areas in use"),
+            VmallocError::NotAreaStart { addr, area: Some(a) } => {
+                write!(f, "{addr} is inside the area at {a}, not its start")
+            }
+            VmallocError::NotAreaStart { addr, area: None } => write!(f, "no vm area at {addr}"),
+            VmallocError::WrongKind { addr, kind, expected } => {
+                write!(f, "area {addr} is {}, not {}", kind.name(), expected.name())
+            }
+            VmallocError::NoMemory { nr_pages_done, err } => {
+                write!(f, "out of memory after {nr_pages_done} pages: {err}")
+            }
+            VmallocError::Map(e) => write!(f, "mapping failed: {e}"),
+            VmallocError::RamInUse { pfn } => write!(f, "ioremap on RAM managed by the page allocator (pfn {pfn})"),
+            VmallocError::NotMapped { virt } => write!(f, "page {virt} of the area was not mapped"),
+            VmallocError::FreeFrame { pfn, err } => write!(f, "freeing pfn {pfn}: {err}"),
+        }
+    }
+}
+
+/// A free range `[start, end)` of the vmalloc area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FreeRange {
+    start: u64,
+    end: u64,
+}
+
+impl FreeRange {
+    const EMPTY: FreeRange = FreeRange { start: 0, end: 0 };
+}
+
+/// Statistics for `/proc/meminfo` and `/api/vmallocinfo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmallocStats {
+    /// Size of the vmalloc area (`VmallocTotal`).
+    pub total_bytes: u64,
+    /// Usable bytes of all areas, guards excluded.
+    pub used_bytes: u64,
+    /// Bytes reserved by all areas, guards included.
+    pub reserved_bytes: u64,
+    /// Pages of `vmalloc` areas only (Linux's `VmallocUsed` =
+    /// `vmalloc_nr_pages()`).
+    pub vmalloc_pages: u64,
+    /// Largest free range (`VmallocChunk`; Linux prints 0 since 4.12, we
+    /// still compute it).
+    pub largest_free_bytes: u64,
+    /// Live areas.
+    pub nr_areas: usize,
+    /// Free ranges.
+    pub nr_free_ranges: usize,
+}
+
+/// The vmap-area allocator (cf. `vmap_area_root` + `free_vmap_area_root`).
+///
+/// `N` is the capacity in areas; `F` must be `N + 1` (free ranges alternate
+/// with busy areas, so there is at most one more): the defaults give
+/// [`MAX_VMAP_AREAS`]. It is large (about 300 KiB at the default
+/// capacity): the kernel keeps it in a static behind its lock, built by the
+/// `const fn` [`VmapAreaAllocator::new`] and sized with
+/// [`VmapAreaAllocator::reinit`]; tests keep it in a `Box`.
+pub struct VmapAreaAllocator<const N: usize = MAX_VMAP_AREAS, const F: usize = { MAX_VMAP_AREAS + 1 }> {
+    start: u64,
+    end: u64,
+    /// Busy areas sorted by start, `[..nr_busy]` valid.
+    busy: [VmapArea; N],
+    nr_busy: usize,
+    /// Free ranges sorted, disjoint and never adjacent (merged), `[..nr_free]`.
+    free: [FreeRange; F],
+    nr_free: usize,
+}
+
+impl VmapAreaAllocator {
+    /// An allocator over `[start, start + size)` with [`MAX_VMAP_AREAS`]
+    /// slots; the range is shrunk inward to whole pages.
+    pub const fn new(start: VirtAddr, size: u64) -> Self {
+        Self::with_capacity(start, size)
+    }
+}
+
+impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
+    /// An allocator of capacity `N` over `[start, start + size)`, shrunk
+    /// inward to whole pages (and clamped at the top of the address space).
+    pub const fn with_capacity(start: VirtAddr, size: u64) -> Self {
+        const { assert!(F == N + 1, "VmapAreaAllocator<N, F> needs F == N + 1") };
+        let s = match start.0.checked_add(PAGE_SIZE - 1) {
+            Some(s) => s & !(PAGE_SIZE - 1),
+            None => start.0 & !(PAGE_SIZE - 1),
+        };
+        let e = start.0.saturating_add(size) & !(PAGE_SIZE - 1);
+        let e = if e < s { s } else { e };
+        let mut free = [FreeRange::EMPTY; F];
+        let nr_free = if e > s {
+            free[0] = FreeRange { start: s, end: e };
+            1
+        } else {
+            0
+        };
+        VmapAreaAllocator { start: s, end: e, busy: [VmapArea::EMPTY; N], nr_busy: 0, free, nr_free }
+    }
+
+    /// Re-targets an empty allocator to `[start, start + size)` in place —
+    /// for the kernel, whose static is built by the `const fn` constructor
+    /// before `vmalloc=` is parsed (a temporary would not fit a kernel
+    /// stack). Refused while areas are live.
+    pub fn reinit(&mut self, start: VirtAddr, size: u64) -> Result<(), VmallocError> {
+        if self.nr_busy != 0 {
+            return Err(VmallocError::InUse { nr_areas: self.nr_busy });
+        }
+        let fresh = VmapAreaAllocator::<0, 1>::with_capacity(start, size);
+        (self.start, self.end, self.nr_free) = (fresh.start, fresh.end, fresh.nr_free);
+        self.free[0] = fresh.free[0];
+        Ok(())
+    }
+
+    /// The managed range `[start, end)`.
+    pub const fn range(&self) -> (VirtAddr, VirtAddr) {
+        (VirtAddr(self.start), VirtAddr(self.end))
+    }
+
+    /// Whether `addr` is in the managed range (cf. `is_vmalloc_addr()`).
+    pub const fn is_vmalloc_addr(&self, addr: VirtAddr) -> bool {
+        addr.0 >= self.start && addr.0 < self.end
+    }
+
+    /// Maximum number of live areas.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Reserves `size` bytes (rounded up to pages) plus a guard page at the
+    /// lowest address aligned to `align` (a power of two; below `PAGE_SIZE`
+    /// means `PAGE_SIZE`) — cf. `alloc_vmap_area()`, `__alloc_vmap_area()`,
+    /// `find_vmap_lowest_match()`, `adjust_va_to_fit_type()`. The area's
+    /// `phys` is 0 until its owner records it.
+    pub fn alloc(
+        &mut self,
+        size: u64,
+        align: u64,
+        kind: VmapKind,
+        caller: &'static str,
+    ) -> Result<VmapArea, VmallocError> {
+        if !align.is_power_of_two() {
+            return Err(VmallocError::BadAlign { align });
+        }
+        let size_pages = match size.checked_add(PAGE_SIZE - 1) {
+            Some(s) if size != 0 => s & !(PAGE_SIZE - 1),
+            _ => return Err(VmallocError::BadSize { size }),
+        };
+        let Some(total) = size_pages.checked_add(GUARD_SIZE) else {
+            return Err(VmallocError::BadSize { size });
+        };
+        if self.nr_busy == N {
+            return Err(VmallocError::TooManyAreas { max: N });
+        }
+        let align = if align < PAGE_SIZE { PAGE_SIZE } else { align };
+        let Some((idx, nva_start)) = self.find_lowest_match(total, align) else {
+            return Err(VmallocError::NoSpace { size: size_pages, align });
+        };
+        self.adjust_va_to_fit_type(idx, nva_start, total);
+        let area = VmapArea {
+            start: VirtAddr(nva_start),
+            size: size_pages,
+            kind,
+            nr_pages: size_pages / PAGE_SIZE,
+            phys: PhysAddr(0),
+            caller,
+        };
+        let pos = self.busy[..self.nr_busy].partition_point(|a| a.start.0 < nva_start);
+        self.busy.copy_within(pos..self.nr_busy, pos + 1);
+        self.busy[pos] = area;
+        self.nr_busy += 1;
+        Ok(area)
+    }
+
+    /// First free range, in address order, holding `total` bytes at an
+    /// `align`ed start (cf. `find_vmap_lowest_match()`, which gets there in
+    /// O(log n) with the augmented tree; first fit over the array here).
+    fn find_lowest_match(&self, total: u64, align: u64) -> Option<(usize, u64)> {
+        self.free[..self.nr_free].iter().enumerate().find_map(|(i, r)| {
+            let nva = r.start.checked_add(align - 1)? & !(align - 1);
+            (nva < r.end && r.end - nva >= total).then_some((i, nva))
+        })
+    }
+
+    /// Carves `[nva_start, nva_start + total)` out of free range `idx`
+    /// (cf. `adjust_va_to_fit_type()` and its four fit types).
+    fn adjust_va_to_fit_type(&mut self, idx: usize, nva_start: u64, total: u64) {
+        let r = self.free[idx];
+        let nva_end = nva_start + total;
+        match (r.start == nva_start, r.end == nva_end) {
+            // FL_FIT_TYPE: the whole range.
+            (true, true) => {
+                self.free.copy_within(idx + 1..self.nr_free, idx);
+                self.nr_free -= 1;
+            }
+            // LE_FIT_TYPE: its left edge.
+            (true, false) => self.free[idx].start = nva_end,
+            // RE_FIT_TYPE: its right edge.
+            (false, true) => self.free[idx].end = nva_start,
+            // NE_FIT_TYPE: the middle; the range splits in two. There is
+            // room: free ranges ≤ busy areas + 1 ≤ N + 1 = F.
+            (false, false) => {
+                self.free.copy_within(idx + 1..self.nr_free, idx + 2);
+                self.free[idx].end = nva_start;
+                self.free[idx + 1] = FreeRange { start: nva_end, end: r.end };
+                self.nr_free += 1;
+            }
+        }
+    }
+
+    fn busy_index_containing(&self, addr: VirtAddr) -> Option<usize> {
+        let pos = self.busy[..self.nr_busy].partition_point(|a| a.start.0 <= addr.0);
+        let i = pos.checked_sub(1)?;
+        self.busy[i].contains(addr).then_some(i)
+    }
+
+    /// The area whose reserved range (guard included) contains `addr`, by
+    /// binary search (cf. `find_vmap_area()`).
+    pub fn find(&self, addr: VirtAddr) -> Option<&VmapArea> {
+        self.busy_index_containing(addr).map(|i| &self.busy[i])
+    }
+
+    fn index_of_start(&self, start: VirtAddr) -> Result<usize, VmallocError> {
+        match self.busy_index_containing(start) {
+            Some(i) if self.busy[i].start == start => Ok(i),
+            Some(i) => Err(VmallocError::NotAreaStart { addr: start, area: Some(self.busy[i].start) }),
+            None => Err(VmallocError::NotAreaStart { addr: start, area: None }),
+        }
+    }
+
+    fn area_mut(&mut self, start: VirtAddr) -> Option<&mut VmapArea> {
+        let i = self.index_of_start(start).ok()?;
+        Some(&mut self.busy[i])
+    }
+
+    /// Releases the area starting at `start` (guard included) and merges
+    /// the range with its free neighbours (cf. `free_vmap_area()` →
+    /// `merge_or_add_vmap_area()`). Refused unless `start` starts an area.
+    /// Unmapping is the caller's job, before this.
+    pub fn free(&mut self, start: VirtAddr) -> Result<VmapArea, VmallocError> {
+        let i = self.index_of_start(start)?;
+        let area = self.busy[i];
+        self.busy.copy_within(i + 1..self.nr_busy, i);
+        self.nr_busy -= 1;
+        self.merge_or_add_vmap_area(area.start.0, area.reserved_end().0);
+        Ok(area)
+    }
+
+    /// Inserts `[start, end)` into the free ranges, merging with the range
+    /// that ends at `start` and the one that begins at `end` (cf.
+    /// `merge_or_add_vmap_area()`).
+    fn merge_or_add_vmap_area(&mut self, start: u64, end: u64) {
+        let pos = self.free[..self.nr_free].partition_point(|r| r.start < start);
+        let merge_prev = pos > 0 && self.free[pos - 1].end == start;
+        let merge_next = pos < self.nr_free && self.free[pos].start == end;
+        match (merge_prev, merge_next) {
+            (true, true) => {
+                self.free[pos - 1].end = self.free[pos].end;
+                self.free.copy_within(pos + 1..self.nr_free, pos);
+                self.nr_free -= 1;
+            }
+            (true, false) => self.free[pos - 1].end = end,
+            (false, true) => self.free[pos].start = start,
+            (false, false) => {
+                self.free.copy_within(pos..self.nr_free, pos + 1);
+                self.free[pos] = FreeRange { start, end };
+                self.nr_free += 1;
+            }
+        }
+    }
+
+    /// Live areas in address order (for `/proc/vmallocinfo`).
+    pub fn iter(&self) -> impl Iterator<Item = &VmapArea> + '_ {
+        self.busy[..self.nr_busy].iter()
+    }
+
+    /// Free ranges `[start, end)` in address order.
+    pub fn free_ranges(&self) -> impl Iterator<Item = (VirtAddr, VirtAddr)> + '_ {
+        self.free[..self.nr_free].iter().map(|r| (VirtAddr(r.start), VirtAddr(r.end)))
+    }
+
+    /// Number of live areas.
+    pub fn nr_areas(&self) -> usize {
+        self.nr_busy
+    }
+
+    /// Counters, recomputed from the arrays (O(n); n ≤ `N`).
+    pub fn stats(&self) -> VmallocStats {
+        let areas = self.iter();
+        let (mut used, mut reserved, mut vpages) = (0, 0, 0);
+        for a in areas {
+            used += a.size;
+            reserved += a.reserved_size();
+            if a.kind == VmapKind::Vmalloc {
+                vpages += a.nr_pages;
+            }
+        }
+        VmallocStats {
+            total_bytes: self.end - self.start,
+            used_bytes: used,
+            reserved_bytes: reserved,
+            vmalloc_pages: vpages,
+            largest_free_bytes: self.free[..self.nr_free].iter().map(|r| r.end - r.start).max().unwrap_or(0),
+            nr_areas: self.nr_busy,
+            nr_free_ranges: self.nr_free,
+        }
+    }
+
+    /// Writes `/proc/vmallocinfo` (cf. `vmalloc_info_show()` / `show_vmap_area_info`):
+    /// `0x%pK-0x%pK %7ld caller[ pages=N][ phys=%pa] kind`, the size and end
+    /// including the guard page as Linux prints `vm->size`. Like Linux,
+    /// `pages=` appears for vmalloc areas only and `phys=` for ioremap only.
+    pub fn write_vmallocinfo(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        for a in self.iter() {
+            write!(w, "0x{:016x}-0x{:016x} {:7}", a.start.0, a.reserved_end().0, a.reserved_size())?;
+            if !a.caller.is_empty() {
+                write!(w, " {}", a.caller)?;
+            }
+            if a.kind == VmapKind::Vmalloc && a.nr_pages != 0 {
+                write!(w, " pages={}", a.nr_pages)?;
+            }
+            if a.kind == VmapKind::Ioremap && a.phys.0 != 0 {
+                write!(w, " phys=0x{:016x}", a.phys.0)?;
+            }
+            writeln!(w, " {}", a.kind.name())?;
+        }
+        Ok(())
+    }
+
+    /// Recounts the structure: busy areas sorted, page-aligned, inside the
+    /// range and disjoint; free ranges sorted, non-empty, never adjacent
+    /// (fully merged); and busy ∪ free tiles the range exactly. O(n); for
+    /// tests.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let busy = &self.busy[..self.nr_busy];
+        let free = &self.free[..self.nr_free];
+        if busy.iter().any(|a| a.start.0 % PAGE_SIZE != 0 || a.size == 0 || a.size % PAGE_SIZE != 0) {
+            return Err("busy area not page-aligned or empty");
+        }
+        if busy.iter().any(|a| a.nr_pages != a.size / PAGE_SIZE) {
+            return Err("nr_pages disagrees with size");
+        }
+        if free.iter().any(|r| r.start >= r.end) {
+            return Err("empty free range");
+        }
+        if free.windows(2).any(|w| w[0].end >= w[1].start) {
+            return Err("free ranges unsorted, overlapping or unmerged");
+        }
+        // Walk both lists in address order: they must tile [start, end).
+        let (mut b, mut f, mut at) = (0, 0, self.start);
+        while at < self.end {
+            if b < busy.len() && busy[b].start.0 == at {
+                at = busy[b].reserved_end().0;
+                b += 1;
+            } else if f < free.len() && free[f].start == at {
+                at = free[f].end;
+                f += 1;
+            } else {
+                return Err("gap or overlap between busy and free ranges");
+            }
+        }
+        if at != self.end || b != busy.len() || f != free.len() {
+            return Err("ranges run past the end of the area");
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// vmalloc / vfree
+// ---------------------------------------------------------------------------
+
+/// Pages unmapped per TLB flush when tearing down an area whose frames are
+/// then freed: frames go back to the buddy allocator only after their
+/// translations are flushed, and without a heap the frame numbers wait in a
+/// stack buffer of this size.
+const TEARDOWN_BATCH: usize = 64;
+
+/// `vmalloc(size)`: `size` bytes (rounded up to pages) of virtually
+/// contiguous memory from order-0 frames allocated one by one with
+/// `GFP_KERNEL | __GFP_HIGHMEM` — HighMem first, then the lower zones.
+pub fn vmalloc<P: Platform, const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    size: u64,
+    caller: &'static str,
+) -> Result<VmapArea, VmallocError> {
+    __vmalloc_node_range(areas, mm, mapper, size, 1, GfpFlags::GFP_KERNEL | GfpFlags::HIGHMEM, MapProt::KERNEL, caller)
+}
+
+/// `vzalloc(size)`: [`vmalloc`] with every frame zeroed through the
+/// platform (kmap_atomic for HighMem) before it is mapped.
+pub fn vzalloc<P: Platform, const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    size: u64,
+    caller: &'static str,
+) -> Result<VmapArea, VmallocError> {
+    let gfp = GfpFlags::GFP_KERNEL | GfpFlags::HIGHMEM | GfpFlags::ZERO;
+    __vmalloc_node_range(areas, mm, mapper, size, 1, gfp, MapProt::KERNEL, caller)
+}
+
+/// The general form (cf. `__vmalloc_node_range()` → `__get_vm_area_node()`,
+/// `__vmalloc_area_node()`, `vm_area_alloc_pages()`, `vmap_pages_range()`):
+/// reserve an `align`ed area, then for each page allocate an order-0 frame
+/// with `gfp` (`__GFP_ZERO` honoured) and map it with `prot`. On any
+/// failure everything done so far is undone — PTEs removed and flushed,
+/// frames freed, area released — and the error returned.
+#[allow(clippy::too_many_arguments)]
+pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    size: u64,
+    align: u64,
+    gfp: GfpFlags,
+    prot: MapProt,
+    caller: &'static str,
+) -> Result<VmapArea, VmallocError> {
+    let area = areas.alloc(size, align, VmapKind::Vmalloc, caller)?;
+    let mut first = None;
+    for i in 0..area.nr_pages {
+        let virt = VirtAddr(area.start.0 + i * PAGE_SIZE);
+        let pfn = match mm.alloc_pages(gfp, Order::ZERO, OwnerTag::VMALLOC) {
+            Ok(pfn) => pfn,
+            Err(err) => {
+                unwind(areas, mm, mapper, &area, i);
+                return Err(VmallocError::NoMemory { nr_pages_done: i, err });
+            }
+        };
+        if let Err(e) = mapper.map_page(virt, pfn, prot) {
+            // Never mapped, so no stale translation: free it right away.
+            let _ = mm.free_pages(pfn, Order::ZERO);
+            unwind(areas, mm, mapper, &area, i);
+            return Err(VmallocError::Map(e));
+        }
+        first.get_or_insert(pfn);
+    }
+    let phys = first.map_or(PhysAddr(0), Pfn::phys);
+    match areas.area_mut(area.start) {
+        Some(a) => {
+            a.phys = phys;
+            Ok(*a)
+        }
+        // Unreachable: we hold the allocator and just created it.
+        None => Ok(VmapArea { phys, ..area }),
+    }
+}
+
+/// Undo a partial vmalloc: `nr_mapped` pages are mapped and own frames.
+fn unwind<P: Platform, const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    area: &VmapArea,
+    nr_mapped: u64,
+) {
+    let _ = unmap_area_pages(mapper, area.start, nr_mapped, Some(&mut release_to(mm)));
+    let _ = areas.free(area.start);
+}
+
+/// Gives a frame back; `None` where the frames are not ours (vmap, ioremap).
+type Release<'r> = Option<&'r mut dyn FnMut(Pfn) -> Result<(), FreeError>>;
+
+/// Frees the frames of a vmalloc area through `mm`.
+fn release_to<'r, P: Platform>(mm: &'r MemoryManager<'_, P>) -> impl FnMut(Pfn) -> Result<(), FreeError> + 'r {
+    move |pfn| mm.free_pages(pfn, Order::ZERO)
+}
+
+/// Removes the PTEs of `nr_pages` pages from `start` and flushes the TLB;
+/// with `release`, hands each frame they mapped to it — only after the
+/// flush that covers it (cf. `vunmap_range()` then `__free_page()` in
+/// `vfree()`). Carries on past problems and reports the first one.
+fn unmap_area_pages(mapper: &impl PageMapper, start: VirtAddr, nr_pages: u64, mut release: Release<'_>) -> Result<(), VmallocError> {
+    let mut first_err = None;
+    let mut pfns = [Pfn(0); TEARDOWN_BATCH];
+    let batch = if release.is_some() { TEARDOWN_BATCH as u64 } else { nr_pages.max(1) };
+    let mut done = 0;
+    while done < nr_pages {
+        let n = batch.min(nr_pages - done);
+        let mut got = 0;
+        for j in done..done + n {
+            let virt = VirtAddr(start.0 + j * PAGE_SIZE);
+            match mapper.unmap_page(virt) {
+                Some(pfn) if release.is_some() => {
+                    pfns[got] = pfn;
+                    got += 1;
+                }
+                Some(_) => {}
+                None => {
+                    first_err.get_or_insert(VmallocError::NotMapped { virt });
+                }
+            }
+        }
+        mapper.flush_tlb_range(VirtAddr(start.0 + done * PAGE_SIZE), VirtAddr(start.0 + (done + n) * PAGE_SIZE));
+        if let Some(release) = release.as_mut() {
+            for &pfn in &pfns[..got] {
+                if let Err(err) = release(pfn) {
+                    first_err.get_or_insert(VmallocError::FreeFrame { pfn, err });
+                }
+            }
+        }
+        done += n;
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Takes the area starting at `addr` off the allocator if it is of `kind`,
+/// leaving it untouched otherwise.
+fn take_area<const N: usize, const F: usize>(
+    areas: &VmapAreaAllocator<N, F>,
+    addr: VirtAddr,
+    kind: VmapKind,
+) -> Result<VmapArea, VmallocError> {
+    let area = *areas.find(addr).filter(|a| a.start == addr).ok_or_else(|| VmallocError::NotAreaStart {
+        addr,
+        area: areas.find(addr).map(|a| a.start),
+    })?;
+    if area.kind != kind {
+        return Err(VmallocError::WrongKind { addr, kind: area.kind, expected: kind });
+    }
+    Ok(area)
+}
+
+/// `vfree(addr)`: unmaps a [`vmalloc`] area, flushes the TLB and frees its
+/// frames (recovered from the PTEs, see the module docs) and the area
+/// (cf. `vfree()` → `remove_vm_area()`). Refused, with nothing changed, if
+/// `addr` is not the start of a vmalloc area. A page found unmapped or a
+/// frame the buddy allocator refuses is reported after the teardown
+/// completes; the area is released either way.
+pub fn vfree<P: Platform, const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    addr: VirtAddr,
+) -> Result<VmapArea, VmallocError> {
+    let area = take_area(areas, addr, VmapKind::Vmalloc)?;
+    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, Some(&mut release_to(mm)));
+    let area = areas.free(area.start)?;
+    teardown.map(|()| area)
+}
+
+// ---------------------------------------------------------------------------
+// vmap / vunmap
+// ---------------------------------------------------------------------------
+
+/// `vmap(pages, count, VM_MAP, prot)`: maps caller-owned frames `pfns`
+/// contiguously (cf. `vmap()`). The frames stay the caller's: [`vunmap`]
+/// does not free them.
+pub fn vmap<const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mapper: &impl PageMapper,
+    pfns: &[Pfn],
+    prot: MapProt,
+    caller: &'static str,
+) -> Result<VmapArea, VmallocError> {
+    let size = (pfns.len() as u64).checked_mul(PAGE_SIZE).ok_or(VmallocError::BadSize { size: u64::MAX })?;
+    let area = areas.alloc(size, 1, VmapKind::Vmap, caller)?;
+    for (i, &pfn) in pfns.iter().enumerate() {
+        if let Err(e) = mapper.map_page(VirtAddr(area.start.0 + i as u64 * PAGE_SIZE), pfn, prot) {
+            let _ = unmap_area_pages(mapper, area.start, i as u64, None);
+            let _ = areas.free(area.start);
+            return Err(VmallocError::Map(e));
+        }
+    }
+    let a = areas.area_mut(area.start).ok_or(VmallocError::NotAreaStart { addr: area.start, area: None })?;
+    a.phys = pfns[0].phys();
+    Ok(*a)
+}
+
+/// `vunmap(addr)`: removes a [`vmap`] mapping and flushes the TLB; the
+/// frames are not touched (cf. `vunmap()`).
+pub fn vunmap<const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mapper: &impl PageMapper,
+    addr: VirtAddr,
+) -> Result<VmapArea, VmallocError> {
+    let area = take_area(areas, addr, VmapKind::Vmap)?;
+    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None);
+    let area = areas.free(area.start)?;
+    teardown.map(|()| area)
+}
+
+// ---------------------------------------------------------------------------
+// ioremap / iounmap
+// ---------------------------------------------------------------------------
+
+/// `ioremap(phys, size)`: maps `[phys, phys + size)`, widened outward to
+/// whole pages, uncached (cf. `__ioremap_caller()`), and returns the virtual
+/// address of `phys` itself (the area start plus `phys`'s offset in its
+/// page). Refused for any frame the buddy allocator manages — free or
+/// allocated, i.e. RAM that is neither reserved nor absent (cf.
+/// `__ioremap_check_ram()`): reserved RAM (the `mem=` tail, firmware
+/// tables) and frames outside RAM (MMIO) are fine. The area is aligned to
+/// its size's power of two, up to [`IOREMAP_MAX_ORDER`].
+pub fn ioremap<P: Platform, const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    phys: PhysAddr,
+    size: u64,
+    caller: &'static str,
+) -> Result<VirtAddr, VmallocError> {
+    // Don't allow wraparound or zero size.
+    let last = match phys.0.checked_add(size.wrapping_sub(1)) {
+        Some(last) if size != 0 => last,
+        _ => return Err(VmallocError::BadSize { size }),
+    };
+    let offset = phys.0 & (PAGE_SIZE - 1);
+    let base = phys.0 - offset;
+    let Some(end) = (last | (PAGE_SIZE - 1)).checked_add(1) else {
+        return Err(VmallocError::BadSize { size });
+    };
+    let map_size = end - base;
+    {
+        let pages = mm.lock();
+        let mut pfn = Pfn::from_phys(PhysAddr(base));
+        // Frames past max_pfn have no descriptor: nothing to check there.
+        let end_pfn = Pfn::from_phys(PhysAddr(end)).min(pages.max_pfn());
+        while pfn < end_pfn {
+            if pages.page(pfn).is_some_and(|p| !p.is_reserved() && !p.is_nomap()) {
+                return Err(VmallocError::RamInUse { pfn });
+            }
+            pfn = pfn.add(1);
+        }
+    }
+    // cf. __get_vm_area_node(): VM_IOREMAP areas are naturally aligned.
+    let order = (64 - (map_size - 1).leading_zeros()).clamp(PAGE_SHIFT, IOREMAP_MAX_ORDER);
+    let area = areas.alloc(map_size, 1 << order, VmapKind::Ioremap, caller)?;
+    for i in 0..area.nr_pages {
+        let pfn = Pfn::from_phys(PhysAddr(base + i * PAGE_SIZE));
+        if let Err(e) = mapper.map_page(VirtAddr(area.start.0 + i * PAGE_SIZE), pfn, MapProt::KERNEL_NOCACHE) {
+            let _ = unmap_area_pages(mapper, area.start, i, None);
+            let _ = areas.free(area.start);
+            return Err(VmallocError::Map(e));
+        }
+    }
+    if let Some(a) = areas.area_mut(area.start) {
+        a.phys = PhysAddr(base);
+    }
+    Ok(VirtAddr(area.start.0 + offset))
+}
+
+/// `iounmap(addr)`: `addr` as [`ioremap`] returned it (any address in the
+/// area's first page, cf. `addr & PAGE_MASK` in `iounmap()`). Unmaps,
+/// flushes, releases the area.
+pub fn iounmap<const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mapper: &impl PageMapper,
+    addr: VirtAddr,
+) -> Result<VmapArea, VmallocError> {
+    let area = take_area(areas, VirtAddr(addr.0 & !(PAGE_SIZE - 1)), VmapKind::Ioremap)?;
+    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None);
+    let area = areas.free(area.start)?;
+    teardown.map(|()| area)
+}
