@@ -58,7 +58,8 @@ test: deps kernel
 
 bench:
 	@.ci/deps.sh rust
-	cargo bench -p mm
+	cargo bench -p mm --features sim --bench vmalloc
+	cargo bench -p benches --bench kmalloc
 
 clean:
 	cargo clean

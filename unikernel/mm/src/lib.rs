@@ -17,5 +17,8 @@ pub mod manager;
 pub mod crc32;
 pub mod layout;
 pub mod dma;
+pub mod slab;
+pub mod kmalloc;
+pub mod mempool;
 pub mod vmalloc;
 pub mod highmem;

@@ -1,0 +1,362 @@
+//! `make bench`: Pagezone's kmalloc/kfree beside talc, rlsf and the system
+//! allocator, in one run, printed side by side (ns per operation).
+//!
+//! Workloads (sizes from precomputed tables so the RNG is not timed):
+//! * LIFO pair — `p = alloc(size); free(p)`, size 64 and uniform 8..4096;
+//!   reported per pair.
+//! * random interleaved — 1024 live slots; each step frees a random slot and
+//!   allocates a new random size into it; reported per operation (a step is
+//!   two), sizes uniform and log-uniform over 8..4096.
+//!
+//! Pagezone runs on a simulated direct map. `pagezone (kernel)` implements
+//! `ObjectMemory` the way the kernel does — a raw load/store at
+//! `base + (addr - PAGE_OFFSET)`, no bounds check — and calls `kmalloc` on
+//! `&mut SlabAllocator`; `+lock` adds the spin lock the kernel's
+//! `GlobalAlloc` takes around every call; `pagezone (safe arena)` uses the
+//! host `ArenaMemory` (one bounds check per word). talc and rlsf run
+//! unlocked on a claimed heap; `system` is the host's malloc (glibc, with
+//! its per-thread cache).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::time::Instant;
+
+use mm::gfp::GfpFlags;
+use mm::memblock::Memblock;
+use mm::page::Page;
+use mm::page_alloc::PageAlloc;
+use mm::slab::{ArenaMemory, ObjectMemory, SlabAllocator, SlabFlags, SlabMeta};
+use mm::types::{PAGE_OFFSET, Pfn, PhysAddr};
+use mm::zone::ZoneLayout;
+
+const RAM: u64 = 128 << 20;
+const HEAP: usize = 128 << 20;
+const SLOTS: usize = 1024;
+const TABLE: usize = 1 << 16;
+
+trait Alloc {
+    fn alloc(&mut self, size: usize) -> usize;
+    fn free(&mut self, p: usize, size: usize);
+}
+
+// ----------------------------------------------------------------------
+// Pagezone
+// ----------------------------------------------------------------------
+
+/// The kernel's `ObjectMemory`: plain loads and stores into the direct map
+/// (here: a host buffer standing in for it).
+struct RawDirectMap {
+    base: *mut u8,
+}
+
+impl ObjectMemory for RawDirectMap {
+    #[inline(always)]
+    fn read_u64(&self, addr: u64) -> u64 {
+        // SAFETY: the slab layer only passes addresses of frames it owns,
+        // all inside the RAM-sized buffer.
+        unsafe { (self.base.add((addr - PAGE_OFFSET) as usize) as *const u64).read() }
+    }
+    #[inline(always)]
+    fn write_u64(&self, addr: u64, v: u64) {
+        // SAFETY: as above.
+        unsafe { (self.base.add((addr - PAGE_OFFSET) as usize) as *mut u64).write(v) }
+    }
+    #[inline(always)]
+    fn read_u8(&self, addr: u64) -> u8 {
+        // SAFETY: as above.
+        unsafe { self.base.add((addr - PAGE_OFFSET) as usize).read() }
+    }
+    #[inline(always)]
+    fn write_u8(&self, addr: u64, v: u8) {
+        // SAFETY: as above.
+        unsafe { self.base.add((addr - PAGE_OFFSET) as usize).write(v) }
+    }
+    #[inline]
+    fn fill(&self, addr: u64, len: usize, byte: u8) {
+        // SAFETY: as above.
+        unsafe {
+            self.base
+                .add((addr - PAGE_OFFSET) as usize)
+                .write_bytes(byte, len)
+        }
+    }
+}
+
+fn page_alloc() -> spin::Mutex<PageAlloc<'static>> {
+    let mut mb = Memblock::new();
+    mb.add(PhysAddr(0), RAM).unwrap();
+    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+    let mem_map = Box::leak(vec![Page::new_reserved(); (RAM >> 12) as usize].into_boxed_slice());
+    let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    spin::Mutex::new(pa)
+}
+
+fn slab() -> SlabAllocator<'static> {
+    let metas = Box::leak(vec![SlabMeta::EMPTY; (RAM >> 12) as usize].into_boxed_slice());
+    SlabAllocator::new(metas, SlabFlags::NONE)
+}
+
+struct Pagezone<M: ObjectMemory> {
+    slab: SlabAllocator<'static>,
+    mem: M,
+    pages: spin::Mutex<PageAlloc<'static>>,
+}
+
+impl<M: ObjectMemory> Alloc for Pagezone<M> {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        self.slab
+            .kmalloc(&self.mem, &self.pages, size, GfpFlags::GFP_KERNEL)
+            .unwrap() as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, _size: usize) {
+        let _ = self.slab.kfree(&self.mem, &self.pages, p as u64);
+    }
+}
+
+/// As the kernel's `GlobalAlloc` will run it: the slab lock around each call.
+struct PagezoneLocked<M: ObjectMemory> {
+    slab: spin::Mutex<SlabAllocator<'static>>,
+    mem: M,
+    pages: spin::Mutex<PageAlloc<'static>>,
+}
+
+impl<M: ObjectMemory> Alloc for PagezoneLocked<M> {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        self.slab
+            .lock()
+            .kmalloc(&self.mem, &self.pages, size, GfpFlags::GFP_KERNEL)
+            .unwrap() as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, _size: usize) {
+        let _ = self.slab.lock().kfree(&self.mem, &self.pages, p as u64);
+    }
+}
+
+fn raw_ram() -> RawDirectMap {
+    RawDirectMap {
+        base: Box::leak(vec![0u8; RAM as usize].into_boxed_slice()).as_mut_ptr(),
+    }
+}
+
+// ----------------------------------------------------------------------
+// The others
+// ----------------------------------------------------------------------
+
+struct Talc(talc::base::Talc<talc::source::Manual, talc::DefaultBinning>);
+
+impl Talc {
+    fn new() -> Self {
+        let cell = talc::cell::TalcCell::<talc::source::Manual, talc::DefaultBinning>::new(
+            talc::source::Manual,
+        );
+        let heap = Box::leak(vec![0u8; HEAP].into_boxed_slice());
+        // SAFETY: the leaked buffer is ours for the program's lifetime.
+        unsafe { cell.claim(heap.as_mut_ptr(), HEAP) }.expect("talc claim");
+        Talc(cell.into_inner())
+    }
+}
+
+impl Alloc for Talc {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: size is non-zero.
+        unsafe { self.0.allocate(Layout::from_size_align_unchecked(size, 8)) }
+            .unwrap()
+            .as_ptr() as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, size: usize) {
+        // SAFETY: p came from allocate with this layout.
+        unsafe {
+            self.0
+                .deallocate(p as *mut u8, Layout::from_size_align_unchecked(size, 8))
+        }
+    }
+}
+
+struct Rlsf(rlsf::Tlsf<'static, u32, u32, 28, 16>);
+
+impl Rlsf {
+    fn new() -> Self {
+        let mut tlsf = rlsf::Tlsf::new();
+        let pool: &'static mut [MaybeUninit<u8>] =
+            Box::leak(vec![MaybeUninit::new(0u8); HEAP].into_boxed_slice());
+        tlsf.insert_free_block(pool);
+        Rlsf(tlsf)
+    }
+}
+
+impl Alloc for Rlsf {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: size is non-zero.
+        self.0
+            .allocate(unsafe { Layout::from_size_align_unchecked(size, 8) })
+            .unwrap()
+            .as_ptr() as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, _size: usize) {
+        // SAFETY: p came from allocate with align 8.
+        unsafe { self.0.deallocate(NonNull::new_unchecked(p as *mut u8), 8) }
+    }
+}
+
+struct Sys;
+
+impl Alloc for Sys {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: size is non-zero.
+        unsafe { System.alloc(Layout::from_size_align_unchecked(size, 8)) as usize }
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, size: usize) {
+        // SAFETY: p came from alloc with this layout.
+        unsafe { System.dealloc(p as *mut u8, Layout::from_size_align_unchecked(size, 8)) }
+    }
+}
+
+// ----------------------------------------------------------------------
+// Workloads
+// ----------------------------------------------------------------------
+
+struct Tables {
+    uniform: Vec<usize>,
+    log_uniform: Vec<usize>,
+    slot: Vec<usize>,
+}
+
+fn tables() -> Tables {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut t = Tables {
+        uniform: Vec::new(),
+        log_uniform: Vec::new(),
+        slot: Vec::new(),
+    };
+    for _ in 0..TABLE {
+        t.uniform.push(8 + (next() % 4089) as usize);
+        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        t.log_uniform
+            .push(((8.0f64 * 512f64.powf(u)) as usize).clamp(8, 4096));
+        t.slot.push((next() as usize) % SLOTS);
+    }
+    t
+}
+
+/// ns per pair of `p = alloc(sizes[i]); free(p)`.
+fn lifo_pairs<A: Alloc>(a: &mut A, sizes: &[usize], iters: usize) -> f64 {
+    // Warm up (slabs exist, caches hot).
+    for i in 0..TABLE {
+        let s = sizes[i & (TABLE - 1)];
+        let p = a.alloc(s);
+        a.free(black_box(p), s);
+    }
+    let start = Instant::now();
+    for i in 0..iters {
+        let s = sizes[i & (TABLE - 1)];
+        let p = a.alloc(s);
+        a.free(black_box(p), s);
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// ns per operation of random free-then-alloc steps over `SLOTS` live slots.
+fn random_ops<A: Alloc>(a: &mut A, sizes: &[usize], slots_table: &[usize], steps: usize) -> f64 {
+    let mut live = [(0usize, 0usize); SLOTS];
+    for (i, l) in live.iter_mut().enumerate() {
+        let s = sizes[i];
+        *l = (a.alloc(s), s);
+    }
+    let start = Instant::now();
+    for i in 0..steps {
+        let j = slots_table[i & (TABLE - 1)];
+        let (p, s) = live[j];
+        a.free(black_box(p), s);
+        let ns = sizes[(i + SLOTS) & (TABLE - 1)];
+        live[j] = (a.alloc(ns), ns);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / (2 * steps) as f64;
+    for (p, s) in live {
+        a.free(p, s);
+    }
+    ns
+}
+
+fn best_of<F: FnMut() -> f64>(mut f: F) -> f64 {
+    (0..3).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+fn run<A: Alloc>(a: &mut A, t: &Tables) -> [f64; 4] {
+    let fixed64 = vec![64usize; TABLE];
+    const PAIRS: usize = 10_000_000;
+    const STEPS: usize = 4_000_000;
+    [
+        best_of(|| lifo_pairs(a, &fixed64, PAIRS)),
+        best_of(|| lifo_pairs(a, &t.uniform, PAIRS)),
+        best_of(|| random_ops(a, &t.uniform, &t.slot, STEPS)),
+        best_of(|| random_ops(a, &t.log_uniform, &t.slot, STEPS)),
+    ]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` / `cargo test --benches`
+    }
+    let t = tables();
+    let mut results: Vec<(&str, [f64; 4])> = Vec::new();
+    let mut pz = Pagezone {
+        slab: slab(),
+        mem: raw_ram(),
+        pages: page_alloc(),
+    };
+    results.push(("pagezone (kernel)", run(&mut pz, &t)));
+    pz.slab.shrink_all(&pz.pages);
+    pz.slab
+        .check_invariants(&pz.mem)
+        .expect("slab invariants after the run");
+    let mut pzl = PagezoneLocked {
+        slab: spin::Mutex::new(slab()),
+        mem: raw_ram(),
+        pages: page_alloc(),
+    };
+    results.push(("pagezone +lock", run(&mut pzl, &t)));
+    let mut pza = Pagezone {
+        slab: slab(),
+        mem: ArenaMemory::new(Pfn(0), RAM >> 12),
+        pages: page_alloc(),
+    };
+    results.push(("pagezone (safe arena)", run(&mut pza, &t)));
+    results.push(("talc 5", run(&mut Talc::new(), &t)));
+    results.push(("rlsf 0.2", run(&mut Rlsf::new(), &t)));
+    results.push(("system (glibc)", run(&mut Sys, &t)));
+
+    println!(
+        "kmalloc benchmark, ns (best of 3); LIFO = per alloc+free pair, random = per operation"
+    );
+    println!(
+        "{:<22} {:>12} {:>14} {:>14} {:>14}",
+        "allocator", "LIFO 64B", "LIFO 8..4096", "rand uniform", "rand log-unif"
+    );
+    for (name, r) in &results {
+        println!(
+            "{:<22} {:>12.2} {:>14.2} {:>14.2} {:>14.2}",
+            name, r[0], r[1], r[2], r[3]
+        );
+    }
+    println!("targets: LIFO pair <= 6 ns, random op <= 10 ns");
+}

@@ -1,0 +1,1 @@
+//! Host benchmarks live in `benches/`; this crate has no library code.
