@@ -158,3 +158,17 @@ fn a_panic_is_reported_and_exits_35() {
     guest.wait_for("PANIC");
     assert_eq!(guest.wait_exit().code(), Some(EXIT_FAILURE));
 }
+
+#[test]
+fn lowmem_above_4g_populates_zone_normal_and_selftest_covers_all_four_zones() {
+    // q35 with 8 GiB: 2 GiB below the PCI hole, 6 GiB from 4 GiB up.
+    let mut guest = Guest::boot(BootOptions::default().mem("8G").append("lowmem=6G selftest"));
+    let zones = zones(&mut guest);
+    let (g4, g6) = ((4u64 << 30) >> 12, (6u64 << 30) >> 12);
+    assert_eq!((zones[1].start_pfn, zones[1].end_pfn), (4096, g4));
+    assert_eq!((zones[2].start_pfn, zones[2].end_pfn, zones[2].present), (g4, g6, g6 - g4));
+    assert_eq!(zones[3].start_pfn, g6);
+    assert!(zones.iter().all(|z| z.present > 0), "{zones:?}");
+    guest.wait_for("selftest: zone Normal orders 0-10 ok");
+    assert_eq!(guest.wait_exit().code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
+}

@@ -69,7 +69,7 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     memblock_setup(&mut mb, boot, params);
 
     let end_of_ram = mb.end_of_ram().0;
-    let lowmem = lowmem_limit(params.lowmem, end_of_ram);
+    let lowmem = lowmem_limit(params.lowmem);
     let layout = ZoneLayout::from_bytes(lowmem, end_of_ram);
     let max_pfn = layout.max_pfn;
     log::info!(
@@ -194,12 +194,12 @@ fn memblock_setup(mb: &mut Memblock, boot: &BootInfo, params: &BootParams<'_>) {
 
 /// `lowmem=` rounded down to a 2 MiB boundary (so the direct map can use
 /// large pages to its end) and kept above ZONE_DMA.
-fn lowmem_limit(requested: u64, end_of_ram: u64) -> u64 {
+fn lowmem_limit(requested: u64) -> u64 {
     const MIN_LOWMEM: u64 = 32 << 20;
     let lowmem = requested & !((2 << 20) - 1);
     if lowmem < MIN_LOWMEM {
         log::warn!("lowmem={requested:#x} is below {MIN_LOWMEM:#x}; using {MIN_LOWMEM:#x}");
-        return MIN_LOWMEM.min(end_of_ram.max(MIN_LOWMEM));
+        return MIN_LOWMEM;
     }
     lowmem
 }
