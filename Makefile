@@ -2,7 +2,7 @@
 #
 #   make run     build the kernel, install what is missing, boot it in QEMU
 #                with 127.0.0.1:$(PORT) forwarded to the guest's API port
-#   make test    host unit/property tests, then QEMU boot tests
+#   make test    host unit/property tests, then QEMU boot and browser tests
 #   make debug   boot halted with a gdb stub on :1234 (see README)
 #   make bench   host benchmarks
 #   make kernel  just build target/pagezone.elf
@@ -14,7 +14,7 @@ APPEND ?=
 GUEST_PORT ?= 80
 
 KERNEL_TARGET := x86_64-unknown-none
-KERNEL_BUILD  := target/$(KERNEL_TARGET)/release/unikernel
+KERNEL_BUILD  := $(or $(CARGO_TARGET_DIR),target)/$(KERNEL_TARGET)/release/unikernel
 KERNEL_ELF    := target/pagezone.elf
 
 ifeq ($(ACCEL),kvm)
@@ -40,6 +40,7 @@ deps:
 $(KERNEL_ELF): FORCE
 	@.ci/deps.sh rust
 	cargo build -p unikernel --target $(KERNEL_TARGET) --release
+	@mkdir -p $(dir $(KERNEL_ELF))
 	@cp $(KERNEL_BUILD) $(KERNEL_ELF)
 
 kernel: $(KERNEL_ELF)
@@ -54,6 +55,7 @@ debug: deps kernel
 	qemu-system-x86_64 $(QEMU_ARGS) -s -S
 
 test: deps kernel
+	@.ci/deps.sh rust qemu browser
 	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
 
 bench:

@@ -77,6 +77,8 @@ routes! {
     /// `?addr=0x…`
     Get "/api/pagetable" => Pagetable,
     Get "/api/net" => NetInfo,
+    /// `?start_pfn=&count=` (the dashboard's memory map)
+    Get "/api/pagemap" => Pagemap,
     Get "/metrics" => Metrics,
     Get "/openapi.json" => OpenApi,
     // Linux text views.
@@ -254,6 +256,7 @@ mod tests {
             (Method::Get, "/api/allocations", RouteId::Allocations),
             (Method::Get, "/api/pagetable", RouteId::Pagetable),
             (Method::Get, "/api/net", RouteId::NetInfo),
+            (Method::Get, "/api/pagemap", RouteId::Pagemap),
             (Method::Get, "/metrics", RouteId::Metrics),
             (Method::Get, "/openapi.json", RouteId::OpenApi),
             (Method::Get, "/proc/buddyinfo", RouteId::ProcBuddyinfo),

@@ -13,6 +13,7 @@ use mm::types::{MAX_ORDER, Order};
 use super::views::{HandleJson, Hex};
 use super::{Api, Handle};
 use crate::error::ApiError;
+use crate::http::Request;
 use crate::response::Response;
 
 /// The body of `POST /api/alloc`, every field optional so that each
@@ -24,6 +25,11 @@ struct AllocBody<'b> {
     order: Option<u64>,
     #[serde(borrow)]
     gfp: Option<&'b str>,
+    /// Bytes (`vmalloc`, `ioremap`).
+    size: Option<u64>,
+    /// `"0x…"` (`ioremap`).
+    #[serde(borrow)]
+    phys: Option<&'b str>,
 }
 
 #[derive(Deserialize)]
@@ -68,7 +74,7 @@ fn json_nesting(body: &[u8]) -> usize {
 
 /// Parse a JSON object body; trailing bytes other than whitespace are an
 /// error.
-fn parse_body<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, ApiError> {
+pub(super) fn parse_body<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::einval("a JSON body is required"));
     }
@@ -120,11 +126,13 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `POST /api/alloc`.
-    pub(super) fn alloc(&mut self, body: &[u8]) -> Result<Response, ApiError> {
-        let body: AllocBody<'_> = parse_body(body)?;
+    pub(super) fn alloc(&mut self, req: &Request) -> Result<Response, ApiError> {
+        let body: AllocBody<'_> = parse_body(&req.body)?;
         match body.kind {
             None => return Err(ApiError::einval("missing \"type\"")),
             Some("pages") => {}
+            Some("vmalloc") if self.has_vm() => return self.alloc_vmalloc(req, body.size),
+            Some("ioremap") if self.has_vm() => return self.alloc_ioremap(req, body.phys, body.size),
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
                     "allocation type \"{kind}\" is not supported yet in this build (only \"pages\")"
@@ -190,8 +198,12 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `DELETE /api/alloc/{id}[?order=K]`.
-    pub(super) fn free(&mut self, id: &str, order: Option<&str>) -> Result<Response, ApiError> {
+    pub(super) fn free(&mut self, req: &Request, id: &str, order: Option<&str>) -> Result<Response, ApiError> {
+        if let Some(h) = self.vm_lookup(id) {
+            return self.free_vm(req, h, order);
+        }
         let handle = self.lookup(id)?;
+        self.check_not_kmapped(&handle)?;
         let order = match order {
             None => handle.order,
             Some(s) => {
@@ -242,14 +254,23 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `POST /api/alloc/{id}/fill`.
-    pub(super) fn fill(&mut self, id: &str, body: &[u8]) -> Result<Response, ApiError> {
-        let handle = self.lookup(id)?;
-        let body: FillBody = parse_body(body)?;
+    pub(super) fn fill(&mut self, req: &Request, id: &str) -> Result<Response, ApiError> {
+        let vm_handle = self.vm_lookup(id);
+        let handle = match vm_handle {
+            Some(_) => None,
+            None => Some(self.lookup(id)?),
+        };
+        let body: FillBody = parse_body(&req.body)?;
         let byte = body
             .byte
             .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
         let byte = u8::try_from(byte)
             .map_err(|_| ApiError::einval(format!("byte {byte} is out of range 0..=255")))?;
+        let handle = match (handle, vm_handle) {
+            (Some(handle), _) => handle,
+            (None, Some(h)) => return self.fill_vm(req, h, byte),
+            (None, None) => return Err(ApiError::enoent(format!("no allocation with id {id}"))),
+        };
         let bytes = self.mm.fill(handle.pfn, handle.order.nr_pages(), byte);
         #[derive(Serialize)]
         struct Filled {
@@ -259,7 +280,10 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `GET /api/alloc/{id}/checksum`.
-    pub(super) fn checksum(&mut self, id: &str) -> Result<Response, ApiError> {
+    pub(super) fn checksum(&mut self, req: &Request, id: &str) -> Result<Response, ApiError> {
+        if let Some(h) = self.vm_lookup(id) {
+            return self.checksum_vm(req, h);
+        }
         let handle = self.lookup(id)?;
         let (bytes, crc) = self.mm.checksum(handle.pfn, handle.order.nr_pages());
         #[derive(Serialize)]
@@ -278,7 +302,8 @@ impl<P: Platform> Api<'_, P> {
 
     /// `POST /api/reset`: free every handle.
     pub(super) fn reset(&mut self) -> Response {
-        let mut freed = 0u64;
+        // Kmaps and vm areas first: a kmapped page cannot be freed.
+        let mut freed = self.reset_vm();
         while let Some((_, handle)) = self.handles.pop_first() {
             // Each handle is a block the API allocated with exactly this
             // order, so the free cannot be refused; if it ever were, the

@@ -1,5 +1,6 @@
 //! `/metrics`: Prometheus text exposition (format 0.0.4) of the zones,
-//! the buddy free lists, the API's handles, DMA and HTTP.
+//! the buddy free lists, the API's handles, the vmalloc area and kmap
+//! slots, DMA and HTTP.
 
 use alloc::string::String;
 use core::fmt::Write;
@@ -18,7 +19,7 @@ const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// A per-zone gauge: name, help, and how to read it from a zone.
 type ZoneGauge = (&'static str, &'static str, fn(&mm::zone::Zone) -> u64);
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
@@ -108,6 +109,8 @@ impl<P: Platform> Api<'_, P> {
             "API quota in pages.",
         );
         let _ = writeln!(out, "pagezone_api_quota_pages {}", self.quota_pages);
+
+        self.vm_metrics(&mut out);
 
         let dma = self.system.dma();
         family(

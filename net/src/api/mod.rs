@@ -21,8 +21,10 @@
 
 mod alloc_cmd;
 mod metrics;
+mod pagemap;
 mod text;
 mod views;
+mod vm;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +48,7 @@ use crate::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
 use crate::stack::{App, NetStats};
 
 pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
+pub use vm::{API_CALLER, Vm, VmHandle, VmHandleKind};
 
 /// What only the kernel knows. Every method is called without any `mm`
 /// lock held and may allocate.
@@ -72,6 +75,21 @@ pub trait System {
     /// Per-node counters and pagesets for `/proc/zoneinfo`.
     fn zoneinfo_extra(&self) -> ZoneinfoExtra {
         ZoneinfoExtra::DEFAULT
+    }
+    /// The walk of `addr` through the live page tables (`/api/pagetable`);
+    /// `None` where there are none to walk (the route then answers 404).
+    fn pagetable(&self, addr: VirtAddr) -> Option<mm::pgtable::Walk> {
+        let _ = addr;
+        None
+    }
+    /// Runs `f` over the 4 KiB page mapped at `virt` (page-aligned), through
+    /// that mapping: a page of an API vmalloc or ioremap area, for fill and
+    /// checksum. `Some(false)` if `virt` is not such a mapped page; `None`
+    /// (the default) if this system does not lend kernel mappings, and the
+    /// API then goes through the frame the PTE maps (host fakes).
+    fn with_kernel_page(&self, virt: VirtAddr, f: &mut dyn FnMut(&mut [u8])) -> Option<bool> {
+        let _ = (virt, f);
+        None
     }
 }
 
@@ -101,6 +119,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Dma,
     RouteId::Allocations,
     RouteId::NetInfo,
+    RouteId::Pagemap,
     RouteId::Metrics,
     RouteId::OpenApi,
     RouteId::ProcBuddyinfo,
@@ -112,6 +131,12 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Fill,
     RouteId::Checksum,
     RouteId::Reset,
+    RouteId::Vmallocinfo,
+    RouteId::ProcVmallocinfo,
+    RouteId::KmapInfo,
+    RouteId::Kmap,
+    RouteId::Kunmap,
+    RouteId::Pagetable,
 ];
 
 /// One live API allocation.
@@ -147,6 +172,8 @@ pub struct Api<'a, P: Platform> {
     quota_pct: u8,
     held_pages: u64,
     counters: HttpCounters,
+    /// vmalloc/ioremap handles, API kmaps, and the kernel's VM state.
+    vm: vm::VmState<'a>,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -175,6 +202,7 @@ impl<'a, P: Platform> Api<'a, P> {
             quota_pct: pct,
             held_pages: 0,
             counters: HttpCounters::default(),
+            vm: vm::VmState::default(),
         }
     }
 
@@ -230,8 +258,12 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Buddyinfo => views::buddyinfo(self.mm),
             RouteId::Meminfo => views::meminfo(&self.meminfo()),
             RouteId::Dma => views::dma(&self.system.dma()),
-            RouteId::Allocations => views::allocations(self.handles.values()),
+            RouteId::Allocations => self.allocations_view(),
             RouteId::NetInfo => views::net(net),
+            RouteId::Pagemap => {
+                let q = |name| req.query_param(name);
+                return pagemap::pagemap(self.mm, q("start_pfn"), q("count"));
+            }
             RouteId::Metrics => self.metrics(net),
             RouteId::OpenApi => Response::bytes(
                 200,
@@ -242,11 +274,17 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ProcZoneinfo => text::zoneinfo(self.mm, &self.system.zoneinfo_extra()),
             RouteId::ProcMeminfo => text::meminfo(&self.meminfo()),
             RouteId::ProcIomem => text::iomem(&self.boot, &self.system.kernel_sections()),
-            RouteId::Alloc => return self.alloc(&req.body),
-            RouteId::Free => return self.free(param(), req.query_param("order")),
-            RouteId::Fill => return self.fill(param(), &req.body),
-            RouteId::Checksum => return self.checksum(param()),
+            RouteId::Alloc => return self.alloc(req),
+            RouteId::Free => return self.free(req, param(), req.query_param("order")),
+            RouteId::Fill => return self.fill(req, param()),
+            RouteId::Checksum => return self.checksum(req, param()),
             RouteId::Reset => self.reset(),
+            RouteId::Vmallocinfo => return self.vmallocinfo(req),
+            RouteId::ProcVmallocinfo => return self.proc_vmallocinfo(req),
+            RouteId::KmapInfo => return self.kmap_info(req),
+            RouteId::Kmap => return self.kmap(req),
+            RouteId::Kunmap => return self.kunmap(req, param()),
+            RouteId::Pagetable => return self.pagetable(req),
             _ => {
                 return Err(ApiError::enoent(format!(
                     "{} is not available in this build",
@@ -261,6 +299,7 @@ impl<'a, P: Platform> Api<'a, P> {
     fn meminfo(&self) -> Meminfo {
         let mut mi = Meminfo::from_page_alloc(&self.mm.lock());
         self.system.meminfo(&mut mi);
+        self.vm_meminfo(&mut mi);
         mi
     }
 }

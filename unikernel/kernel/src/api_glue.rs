@@ -1,15 +1,20 @@
 //! The kernel's side of the HTTP API: what `net::api` cannot know from `mm`
-//! alone (clock, DMA buffers, kernel sections, paging statistics), and the
-//! boot facts it serves (`/api/memmap`, `/proc/iomem`).
+//! alone (clock, DMA buffers, kernel sections, paging statistics, the walk
+//! of the live page tables, byte access through vmalloc-area mappings),
+//! the boot facts it serves (`/api/memmap`, `/proc/iomem`), and the
+//! virtual-memory state it shares with the kernel ([`vm`]).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use mm::pgtable::Walk;
+use mm::platform::{FRAME_BYTES, PageMapper};
 use mm::procfs::{E820Type, KernelSections, Meminfo};
-use mm::types::PhysAddr;
-use net::api::{BootView, DmaInfo, System};
+use mm::types::{PAGE_SIZE, PhysAddr, VirtAddr};
+use mm::vmalloc::VmapKind;
+use net::api::{API_CALLER, BootView, DmaInfo, System, Vm};
 
-use crate::arch::x86_64::{boot, tsc};
+use crate::arch::x86_64::{boot, paging, tsc};
 use crate::memory;
 use crate::pvh::BootInfo;
 
@@ -60,17 +65,59 @@ impl System for KernelSystem {
         let (n4k, n2m) = memory::paging::direct_map_pages();
         mi.direct_map_4k_kb = n4k * 4;
         mi.direct_map_2m_kb = n2m * 2048;
+        // The API overwrites the Vmalloc* lines from the area allocator.
         mi.vmalloc_total_kb = self.vmalloc_size >> 10;
-        let ioremap_bytes: u64 = memory::ioremap::areas().iter().flatten().map(|a| a.size).sum();
-        mi.vmalloc_used_kb = ioremap_bytes >> 10;
         let boot_tables: u64 = memory::memblock()
             .reserved_regions()
             .iter()
             .filter(|r| r.name == "page table")
             .map(|r| r.size_bytes)
             .sum();
-        mi.page_tables_kb = boot_tables >> 10;
+        mi.page_tables_kb = (boot_tables >> 10) + memory::mapper::table_pages() * (PAGE_SIZE >> 10);
         mi.kernel_stack_kb = boot::BOOT_STACK_SIZE >> 10;
+    }
+
+    fn pagetable(&self, addr: VirtAddr) -> Option<Walk> {
+        Some(paging::walk_current(addr.0).0)
+    }
+
+    fn with_kernel_page(&self, virt: VirtAddr, f: &mut dyn FnMut(&mut [u8])) -> Option<bool> {
+        // Only a mapped page of an area the API made: its vmalloc areas
+        // (frames it owns) and its ioremaps (the API refuses any RAM but
+        // the `mem=` tail and touches device ranges not at all).
+        let owned = virt.0.is_multiple_of(PAGE_SIZE)
+            && memory::vmalloc::areas().find(virt).is_some_and(|a| {
+                virt.0 < a.end().0
+                    && a.caller == API_CALLER
+                    && matches!(a.kind, VmapKind::Vmalloc | VmapKind::Ioremap)
+            });
+        if !owned || memory::mm().platform().translate(virt).is_none() {
+            return Some(false);
+        }
+        // SAFETY: `virt` is a page of a live vmalloc-area mapping the API
+        // made (checked above under the vmap lock; the API is single-threaded
+        // and does not free the area while `f` runs), its PTE is present and
+        // writable (vmalloc and ioremap map read/write), and the frame behind
+        // it is the API's (vmalloc) or reserved RAM no Rust object lives in
+        // (the `mem=` tail), so no other reference to these bytes exists.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize), FRAME_BYTES)
+        };
+        f(bytes);
+        Some(true)
+    }
+}
+
+/// The kernel's virtual-memory state for [`net::api::Api::with_vm`]: the
+/// vmap areas, the pkmap pool, the kmap_atomic stack and the mapper on the
+/// live tables.
+pub fn vm() -> Vm<'static> {
+    let mapper: &'static dyn PageMapper = memory::mm().platform();
+    Vm {
+        areas: memory::vmalloc::vmap_areas(),
+        pkmap: memory::highmem::pkmap(),
+        kmap_atomic: memory::highmem::kmap_atomic_stack(),
+        mapper,
     }
 }
 

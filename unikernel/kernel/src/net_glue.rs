@@ -59,7 +59,8 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     config.token = params.token.map(String::from);
     let mut stack = NetStack::new(config, &mut nic, tsc::now_ms());
     let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(KernelSystem::new(params.vmalloc_size)));
-    let mut app = Api::new(memory::mm(), api_glue::boot_view(boot), system, params.api_quota_pct);
+    let mut app = Api::new(memory::mm(), api_glue::boot_view(boot), system, params.api_quota_pct)
+        .with_vm(api_glue::vm());
     // Everything the kernel allocates for itself at boot is in place: this
     // is the buddy state `POST /api/reset` returns to.
     memory::mm().mark_boot_complete();

@@ -2,10 +2,15 @@
 //! the real allocator, with every allocated block written and read back
 //! through a real mapping (the direct map, or kmap_atomic for HighMem),
 //! plus the checks only the real machine can make: HighMem has no direct
-//! mapping, and lowmem's direct-map addresses walk to the right frame.
+//! mapping, lowmem's direct-map addresses walk to the right frame, and
+//! vmalloc and kmap map frames on the real tables (guard page unmapped,
+//! bytes written through the mapping land in the frame, everything —
+//! page tables included — given back).
 
-use mm::platform::Platform;
-use mm::types::{Order, PAGE_OFFSET, Pfn};
+use mm::gfp::GfpFlags;
+use mm::page::OwnerTag;
+use mm::platform::{PageMapper, Platform};
+use mm::types::{Order, PAGE_OFFSET, PAGE_SIZE, Pfn, VirtAddr};
 
 use crate::arch::x86_64::paging::walk_current;
 use crate::logger::LogWriter;
@@ -38,6 +43,8 @@ pub fn run() -> bool {
     }
 
     ok &= check_direct_map(mm);
+    ok &= check_vmalloc(mm);
+    ok &= check_kmap(mm);
 
     let after = mm.buddyinfo();
     if after != before {
@@ -99,6 +106,90 @@ fn check_direct_map(mm: &memory::Mm) -> bool {
             log::info!("selftest: HighMem {:#x} has no direct mapping (walk stops at {})", lowmem.phys().0,
                 walk.levels().last().map_or("PGD", |l| l.level.name()));
         }
+    }
+    ok
+}
+
+/// vmalloc of 16 pages on the real tables: every page written through the
+/// area reads back through its frame, the guard page walks as unmapped,
+/// and vfree leaves nothing mapped.
+fn check_vmalloc(mm: &memory::Mm) -> bool {
+    const NR: u64 = 16;
+    let area = match memory::vmalloc::vmalloc(NR * PAGE_SIZE, "selftest") {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("selftest: vmalloc: {e}");
+            return false;
+        }
+    };
+    let mut ok = true;
+    for i in 0..NR {
+        let virt = area.start.0 + i * PAGE_SIZE;
+        // SAFETY: `virt` is a page of the vmalloc area just made, mapped
+        // writable to a frame only this function owns until the vfree below.
+        unsafe { core::ptr::with_exposed_provenance_mut::<u64>(virt as usize).write_volatile(0x5e1f_0000 + i) };
+        let Some(pfn) = mm.platform().translate(VirtAddr(virt)) else {
+            log::error!("selftest: vmalloc page {virt:#x} is not mapped");
+            ok = false;
+            continue;
+        };
+        let mut seen = 0;
+        mm.platform().with_frame(pfn, &mut |bytes| seen = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()));
+        if seen != 0x5e1f_0000 + i {
+            log::error!("selftest: vmalloc page {virt:#x} -> pfn {:#x} reads {seen:#x}", pfn.0);
+            ok = false;
+        }
+    }
+    let (guard, _) = walk_current(area.guard_page().0);
+    if guard.mapped() {
+        log::error!("selftest: vmalloc guard page {:#x} is mapped", area.guard_page().0);
+        ok = false;
+    }
+    if let Err(e) = memory::vmalloc::vfree(area.start) {
+        log::error!("selftest: vfree: {e}");
+        ok = false;
+    }
+    if mm.platform().translate(area.start).is_some() {
+        log::error!("selftest: {:#x} still mapped after vfree", area.start.0);
+        ok = false;
+    }
+    if ok {
+        log::info!("selftest: vmalloc {NR} pages at {:#x}, guard unmapped, vfree clean", area.start.0);
+    }
+    ok
+}
+
+/// kmap of a HighMem page: written through its pkmap slot, read back
+/// through kmap_atomic; a lowmem page's kmap is its direct-map address.
+fn check_kmap(mm: &memory::Mm) -> bool {
+    let Ok(pfn) = mm.alloc_pages(GfpFlags::GFP_HIGHUSER, Order::ZERO, OwnerTag::SELFTEST) else {
+        log::info!("selftest: no HighMem page; kmap check skipped");
+        return true;
+    };
+    let mut ok = true;
+    match memory::highmem::kmap(pfn) {
+        Ok(virt) => {
+            // SAFETY: the pkmap slot maps `pfn`, which this function owns,
+            // writable, until the kunmap below.
+            unsafe { core::ptr::with_exposed_provenance_mut::<u64>(virt.0 as usize).write_volatile(0x6b6d_6170) };
+            let mut seen = 0;
+            mm.platform().with_frame(pfn, &mut |b| seen = u64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+            let highmem = virt.0 >= mm::layout::PKMAP_BASE;
+            if seen != 0x6b6d_6170 || (!highmem && pfn >= mm.lock().lowmem_pfn()) {
+                log::error!("selftest: kmap of pfn {:#x} at {:#x} reads {seen:#x}", pfn.0, virt.0);
+                ok = false;
+            }
+            ok &= memory::highmem::kunmap(pfn).is_ok();
+        }
+        Err(e) => {
+            log::error!("selftest: kmap: {e}");
+            ok = false;
+        }
+    }
+    memory::highmem::pkmap().lock().flush_all_zero_pkmaps(mm.platform());
+    ok &= mm.free_pages(pfn, Order::ZERO).is_ok();
+    if ok {
+        log::info!("selftest: kmap/kunmap of HighMem pfn {:#x}", pfn.0);
     }
     ok
 }

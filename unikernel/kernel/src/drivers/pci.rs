@@ -85,7 +85,7 @@ pub fn init() -> Option<PciRoot<Ecam>> {
     };
     let nr_buses = (u16::from(mcfg.bus_end) + 1 - u16::from(mcfg.bus_start)).min(MAPPED_BUSES);
     let size = u64::from(nr_buses) << 20;
-    let virt = match ioremap::ioremap_caller(mcfg.base, size, "PCIe ECAM") {
+    let virt = match ioremap::ioremap_caller(mcfg.base, size, "PCIe_ECAM") {
         Ok(v) => v.0,
         Err(e) => {
             log::error!("pci: ioremap of ECAM {:#x}+{size:#x}: {e}", mcfg.base);

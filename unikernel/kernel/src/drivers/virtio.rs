@@ -373,7 +373,7 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
         log::error!("virtio-net: no virtio-net PCI function");
         return None;
     };
-    if !pci::enable_device(root, f.df, "virtio-net BAR") {
+    if !pci::enable_device(root, f.df, "virtio-net_BAR") {
         return None;
     }
     let transport = match PciTransport::new::<KernelHal, _>(root, f.df) {

@@ -1,6 +1,10 @@
 //! Reaching frames that have no permanent mapping: the fixmap's
 //! `kmap_atomic` slots (cf. `kmap_local_page()` and `arch/x86/mm/highmem_32.c`),
-//! and the [`KernelPlatform`] that lends `mm` a mapping of any frame.
+//! the persistent pkmap pool (`kmap()`), and the [`KernelPlatform`] that
+//! lends `mm` a mapping of any frame. The policies (slot choice, reference
+//! counts, lazy flush, stack order) are `mm::highmem`'s [`Pkmap`] and
+//! [`KmapAtomicStack`]; this module keeps them in statics and hands them
+//! the real page tables (`KernelPlatform`'s `PageMapper`, see `mapper.rs`).
 //!
 //! A HighMem frame is never in the direct map. To zero, fill or checksum
 //! one, the kernel maps it into the next free fixmap slot (a stack: nested
@@ -8,24 +12,20 @@
 //! entry. Interrupts stay off meanwhile, as Linux disables preemption and
 //! page faults: the slot belongs to this CPU until it is released.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
-
+use spin::{Mutex, Once};
 use x86_64::instructions::interrupts;
-use x86_64::instructions::tlb;
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTableFlags as F, PhysFrame, Size4KiB,
 };
 use x86_64::{PhysAddr as XPhys, VirtAddr as XVirt};
 
+use mm::highmem::{KmapAtomicStack, KmapError, Pkmap};
 use mm::layout::{FIXMAP_BASE, LAST_PKMAP, NR_FIX_KMAP, PKMAP_BASE};
 use mm::platform::{FRAME_BYTES, Platform};
-use mm::types::{PAGE_SIZE, Pfn};
+use mm::types::{PAGE_SIZE, Pfn, VirtAddr};
 
-use super::paging::{kernel_page_table, phys_to_virt};
+use super::paging::phys_to_virt;
 use crate::arch::x86_64::paging as early;
-
-/// Slots of the kmap_atomic stack in use (cf. `kmap_local_idx`).
-static KMAP_ATOMIC_DEPTH: AtomicUsize = AtomicUsize::new(0);
 
 /// Creates the page tables under the pkmap and fixmap windows at boot, so
 /// that mapping a slot later is a single PTE write and never allocates.
@@ -57,73 +57,73 @@ pub(super) fn prepare_tables(
     let _ = LAST_PKMAP;
 }
 
-/// Tables already exist under the windows: any request for a new one is a bug.
-struct NoFrames;
+/// The kmap_atomic slots of the (only) CPU (cf. `current->kmap_ctrl`):
+/// which fixmap slot is next, and the frames mapped in the used ones.
+static KMAP_ATOMIC: Mutex<KmapAtomicStack> = Mutex::new(KmapAtomicStack::new());
 
-// SAFETY: never returns a frame.
-unsafe impl FrameAllocator<Size4KiB> for NoFrames {
-    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        None
-    }
+/// The persistent kmap pool, once [`init_pkmap`] ran.
+static PKMAP: Once<Mutex<Pkmap>> = Once::new();
+
+/// Sets up the pkmap pool: frames from `lowmem_end` up are HighMem.
+pub(super) fn init_pkmap(lowmem_end: Pfn) {
+    PKMAP.call_once(|| Mutex::new(Pkmap::new(lowmem_end)));
+}
+
+/// The persistent kmap pool (cf. `kmap_lock`). Lock order: this → zone
+/// lock → page-table lock.
+pub fn pkmap() -> &'static Mutex<Pkmap> {
+    PKMAP.get().expect("memory::init has run")
+}
+
+/// The kmap_atomic stack, for `/api/kmap`'s `atomic.used`.
+pub fn kmap_atomic_stack() -> &'static Mutex<KmapAtomicStack> {
+    &KMAP_ATOMIC
+}
+
+/// `kmap(page)`: the direct-map address of a lowmem frame, a pkmap slot
+/// for a HighMem one (cf. `kmap()`); fails when every slot is busy.
+pub fn kmap(pfn: Pfn) -> Result<VirtAddr, KmapError> {
+    pkmap().lock().kmap(&KernelPlatform::new(), pfn)
+}
+
+/// `kunmap(page)`.
+pub fn kunmap(pfn: Pfn) -> Result<(), KmapError> {
+    pkmap().lock().kunmap(pfn)
 }
 
 /// Maps `pfn` into the next kmap_atomic slot, runs `f` on its bytes, and
-/// unmaps it (cf. `kmap_atomic()` / `kunmap_atomic()`).
+/// unmaps it (cf. `kmap_atomic()` / `kunmap_atomic()`), with interrupts off
+/// throughout, as Linux disables preemption and page faults. The stack's
+/// lock is held only to push and pop, so `f` may nest another
+/// kmap_atomic; an out-of-order unmap (impossible with this closure shape,
+/// checked anyway) is reported as a bug and leaves the slot mapped.
 pub fn with_kmap_atomic<R>(pfn: Pfn, f: impl FnOnce(&mut [u8]) -> R) -> R {
     interrupts::without_interrupts(|| {
-        let idx = KMAP_ATOMIC_DEPTH.fetch_add(1, Ordering::Relaxed);
-        assert!(
-            idx < NR_FIX_KMAP,
-            "kmap_atomic: more than {NR_FIX_KMAP} nested maps"
-        );
-        let vaddr = FIXMAP_BASE + idx as u64 * PAGE_SIZE;
-        let page = Page::<Size4KiB>::containing_address(XVirt::new(vaddr));
-        let frame = PhysFrame::<Size4KiB>::containing_address(XPhys::new(pfn.phys().0));
-        {
-            let mut pt = kernel_page_table();
-            // SAFETY: the slot is ours (the depth counter reserved it, and
-            // interrupts are off), its previous mapping was removed and
-            // flushed on release, and the caller owns `pfn`.
-            match unsafe {
-                pt.map_to(
-                    page,
-                    frame,
-                    F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
-                    &mut NoFrames,
-                )
-            } {
-                Ok(flush) => flush.flush(),
-                Err(e) => panic!("kmap_atomic slot {idx}: {e:?}"),
-            }
-        }
-        // SAFETY: the slot now maps exactly this one frame, writable, and
-        // nothing else refers to the slot's address until it is unmapped
-        // below; the caller owns the frame.
+        let mapper = KernelPlatform::new();
+        let (idx, virt) = match KMAP_ATOMIC.lock().push(&mapper, pfn) {
+            Ok(slot) => slot,
+            Err(e) => panic!("kmap_atomic of pfn {:#x}: {e}", pfn.0),
+        };
+        // SAFETY: the slot is ours (the stack reserved it, interrupts are
+        // off), the mapper just installed a writable PTE for exactly this
+        // frame (the slot's previous mapping was removed and flushed when
+        // it was popped), and the caller owns `pfn`; nothing else refers to
+        // the slot's address until it is popped below.
         let bytes = unsafe {
-            core::slice::from_raw_parts_mut(
-                core::ptr::with_exposed_provenance_mut::<u8>(vaddr as usize),
-                FRAME_BYTES,
-            )
+            core::slice::from_raw_parts_mut(core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize), FRAME_BYTES)
         };
         let r = f(bytes);
-        {
-            let mut pt = kernel_page_table();
-            match pt.unmap(page) {
-                Ok((_, flush)) => flush.flush(),
-                Err(e) => panic!("kunmap_atomic slot {idx}: {e:?}"),
-            }
+        if let Err(e) = KMAP_ATOMIC.lock().pop(&mapper, virt) {
+            log::error!("BUG: kunmap_atomic of slot {idx}: {e}");
         }
-        tlb::flush(XVirt::new(vaddr));
-        let prev = KMAP_ATOMIC_DEPTH.fetch_sub(1, Ordering::Relaxed);
-        debug_assert_eq!(prev, idx + 1, "kunmap_atomic out of order");
         r
     })
 }
 
 /// Number of kmap_atomic slots in use right now.
-#[allow(dead_code, reason = "read by /api/kmap (issue #5)")]
+#[allow(dead_code, reason = "read through kmap_atomic_stack() by /api/kmap")]
 pub fn kmap_atomic_used() -> usize {
-    KMAP_ATOMIC_DEPTH.load(Ordering::Relaxed)
+    KMAP_ATOMIC.lock().depth()
 }
 
 /// `mm`'s view of the machine: frames through the direct map when it

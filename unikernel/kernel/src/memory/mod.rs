@@ -23,10 +23,15 @@
 //!    the kernel image).
 //! 3. `mem_map` allocated from memblock in lowmem, every descriptor reserved.
 //! 4. memblock hands its free ranges to the buddy allocator and retires.
+//! 5. the vmalloc area is sized (`vmalloc=`) and the pkmap pool set up;
+//!    from here on vmalloc, ioremap and kmap map pages through
+//!    [`mapper`]'s `PageMapper` on the live tables.
 
 pub mod highmem;
 pub mod ioremap;
+pub mod mapper;
 pub mod paging;
+pub mod vmalloc;
 
 use spin::{Mutex, Once};
 
@@ -131,6 +136,12 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
 
     let mm = MM.call_once(|| MemoryManager::new(pages, KernelPlatform::new()));
     log_buddyinfo(mm);
+
+    // The virtual side: the vmalloc area sized by `vmalloc=` (before the
+    // first ioremap), and the pkmap pool for frames above lowmem.
+    vmalloc::init(params.vmalloc_size);
+    let lowmem_pfn = mm.lock().lowmem_pfn();
+    highmem::init_pkmap(lowmem_pfn);
 }
 
 /// memblock from the firmware map (cf. `e820__memblock_setup()`), with the

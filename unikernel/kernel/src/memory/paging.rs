@@ -185,7 +185,7 @@ fn map_direct(
     let (mut n4k, mut n2m) = (0, 0);
     let mut pa = start;
     while pa < end {
-        if pa % Size2MiB::SIZE == 0 && pa + Size2MiB::SIZE <= end {
+        if pa.is_multiple_of(Size2MiB::SIZE) && pa + Size2MiB::SIZE <= end {
             let page = Page::<Size2MiB>::containing_address(XVirt::new(PAGE_OFFSET + pa));
             let frame = PhysFrame::<Size2MiB>::containing_address(XPhys::new(pa));
             // SAFETY: a fresh mapping of RAM into the not-yet-live tables'

@@ -1,0 +1,529 @@
+//! The dashboard in real headless Chromium, driven over WebDriver.
+//!
+//! Boots the real image, starts Debian's `chromedriver` on a free
+//! 127.0.0.1 port and drives `/usr/bin/chromium` through a tiny WebDriver
+//! client (HTTP/1.1 over `TcpStream` + serde_json). It checks that the zone
+//! bars show exactly `/api/buddyinfo`, that an order-5 DMA32 allocation made
+//! from the control panel splits the DMA32 free_area as the buddy allocator
+//! must and adds a row to the allocations list, that the row's Free button
+//! restores the bars, that an invalid request (order 11) shows the API's own
+//! error text, and that the page raised no JavaScript error. Screenshots go
+//! to `target/dashboard.png` (1280 wide, full page) and
+//! `target/dashboard-narrow.png`.
+//!
+//! Chromium and chromedriver run in a process group of their own, killed
+//! when the test ends whatever happens (`Drop`). Without `chromium` and
+//! `chromedriver` installed (`.ci/deps.sh browser`) the test fails with
+//! that hint rather than passing silently.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tests::http::Client;
+use tests::{BootOptions, boot_ready, free_port};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+/// How long the page may take to show a change (refresh is ~1 s; TCG is slow).
+const SETTLE: Duration = Duration::from_secs(30);
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+// ----------------------------------------------------------------------
+// Processes
+// ----------------------------------------------------------------------
+
+/// A child started as the leader of its own process group; dropping it
+/// kills the whole group (chromedriver and every Chromium process it
+/// spawned), then reaps the leader.
+struct Group(Child);
+
+impl Group {
+    fn spawn(cmd: &mut Command) -> std::io::Result<Group> {
+        cmd.process_group(0).spawn().map(Group)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = self.0.id();
+        // Only the group this test created: `kill -KILL -- -PGID`.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ----------------------------------------------------------------------
+// A minimal WebDriver client
+// ----------------------------------------------------------------------
+
+/// One HTTP exchange with chromedriver (`Connection: close`).
+fn wd_http(port: u16, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    // chromedriver may keep the connection open: frame by Content-Length.
+    let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    let split = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match s.read(&mut buf)? {
+            0 => return Err(bad()),
+            n => raw.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .ok_or_else(bad)?;
+    let mut body = raw.split_off(split + 4);
+    while body.len() < length {
+        match s.read(&mut buf)? {
+            0 => return Err(bad()),
+            n => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    let json = serde_json::from_slice(&body[..length]).unwrap_or(Value::Null);
+    Ok((status, json))
+}
+
+/// A WebDriver session on its own chromedriver; dropping it ends the
+/// session and kills chromedriver's process group.
+struct Browser {
+    port: u16,
+    session: String,
+    // Dropped after the session is deleted (field order is drop order):
+    // the processes first, then their profile directory.
+    _driver: Group,
+    _profile: TempDir,
+}
+
+/// Chromium's fresh `--user-data-dir`, removed at the end.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        for (bin, what) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            let found = Command::new("sh").args(["-c", &format!("command -v {bin}")]).stdout(Stdio::null()).status();
+            assert!(
+                found.is_ok_and(|s| s.success()),
+                "{bin} not found: install Debian's {what} (`.ci/deps.sh browser`, run by `make test`)"
+            );
+        }
+        let port = free_port();
+        let driver = Group::spawn(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("start chromedriver");
+        // Wait for chromedriver to answer /status (bounded; not a fixed sleep).
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, v)) = wd_http(port, "GET", "/status", None)
+                && v["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(Instant::now() < end, "chromedriver did not become ready on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = std::env::temp_dir().join(format!("pagezone-chromium-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", "--disable-sync",
+                    "--disable-dev-shm-usage", "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.display()),
+                    "--window-size=1280,800",
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }}});
+        let profile = TempDir(profile);
+        let (status, v) = wd_http(port, "POST", "/session", Some(&caps)).expect("create a WebDriver session");
+        assert_eq!(status, 200, "new session: {v}");
+        let session = v["value"]["sessionId"].as_str().expect("sessionId").to_string();
+        Browser { port, session, _driver: driver, _profile: profile }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        let (status, v) = wd_http(self.port, method, &path, body.as_ref()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd("POST", "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params})))
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Run `script` (a function body; `arguments` available) in the page.
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": args})))
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v[ELEMENT_KEY].as_str().unwrap_or_else(|| panic!("element {css}: {v}")).to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    /// Clear a text/number field and type `text` into it (real key events).
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/clear"), Some(json!({})));
+        self.cmd("POST", &format!("/element/{e}/value"), Some(json!({ "text": text })));
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.cmd("GET", &format!("/element/{e}/text"), None).as_str().unwrap_or_default().to_string()
+    }
+
+    fn set_window(&self, width: u32, height: u32) {
+        self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})));
+    }
+
+    /// The browser log since the last call (chromedriver's legacy endpoint).
+    fn browser_log(&self) -> Vec<Value> {
+        self.cmd("POST", "/se/log", Some(json!({"type": "browser"}))).as_array().cloned().unwrap_or_default()
+    }
+
+    /// A PNG of the whole page, not just the viewport.
+    fn full_page_png(&self) -> Vec<u8> {
+        let m = self.cdp("Page.getLayoutMetrics", json!({}));
+        let size = &m["cssContentSize"];
+        let (w, h) = (size["width"].as_f64().unwrap_or(1280.0), size["height"].as_f64().unwrap_or(800.0));
+        let shot = self.cdp(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true,
+                   "clip": {"x": 0, "y": 0, "width": w.ceil(), "height": h.ceil(), "scale": 1}}),
+        );
+        base64_decode(shot["data"].as_str().expect("screenshot data"))
+    }
+
+    /// Polls `f` until it returns `Some`, or panics with `what` and the last
+    /// value seen.
+    fn wait_until<T>(&self, what: &str, mut f: impl FnMut(&Browser) -> Result<T, String>) -> T {
+        let end = Instant::now() + SETTLE;
+        loop {
+            match f(self) {
+                Ok(v) => return v,
+                Err(last) if Instant::now() >= end => panic!("timed out waiting for {what}; last: {last}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Let chromedriver close Chromium cleanly; the group kill follows.
+        let _ = wd_http(self.port, "DELETE", &format!("/session/{}", self.session), None);
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter_map(val) {
+        acc = acc << 6 | u32::from(c);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+// ----------------------------------------------------------------------
+// What the page and the API say
+// ----------------------------------------------------------------------
+
+type Counts = Vec<(String, Vec<u64>)>;
+
+fn api_buddyinfo(c: &mut Client) -> Counts {
+    let r = c.request("GET", "/api/buddyinfo", None);
+    assert_eq!(r.status, 200);
+    r.json()["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| {
+            let counts = z["free_area"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+            (z["name"].as_str().unwrap().to_string(), counts)
+        })
+        .collect()
+}
+
+/// The numbers printed under the zone bars, zone by zone, order 0..=10, as
+/// the user reads them (the count labels' text).
+fn page_bars(b: &Browser) -> Result<Counts, String> {
+    let v = b.js(
+        "return [...document.querySelectorAll('#zones .zone')].map(z => [z.dataset.zone,
+            [...z.querySelectorAll('.order .count')].map(c => c.textContent.trim())]);",
+        json!([]),
+    );
+    let mut out = Vec::new();
+    for z in v.as_array().ok_or("no zones")? {
+        let name = z[0].as_str().ok_or("zone name")?.to_string();
+        let texts = z[1].as_array().ok_or("counts")?;
+        if texts.len() != 11 {
+            return Err(format!("{name}: {} bars", texts.len()));
+        }
+        let counts = texts
+            .iter()
+            .map(|t| t.as_str().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| format!("{name}: bar label {t}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((name, counts));
+    }
+    if out.is_empty() {
+        return Err("no zone cards yet".into());
+    }
+    Ok(out)
+}
+
+fn zone<'a>(info: &'a Counts, name: &str) -> &'a [u64] {
+    &info.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("zone {name} in {info:?}")).1
+}
+
+/// What `expand()` does to free_area when an order-`order` block is taken
+/// from the smallest non-empty order ≥ `order`.
+fn predict_split(before: &[u64], order: usize) -> Vec<u64> {
+    let mut after = before.to_vec();
+    let from = (order..after.len()).find(|&o| after[o] > 0).expect("a block to split");
+    after[from] -= 1;
+    for n in &mut after[order..from] {
+        *n += 1;
+    }
+    after
+}
+
+/// `(id, zone, order)` of every row of the allocations list.
+fn page_allocations(b: &Browser) -> Vec<(u64, String, String)> {
+    let v = b.js(
+        "return [...document.querySelectorAll('#allocations tbody tr[data-id]')]
+            .map(r => [Number(r.dataset.id), r.dataset.zone, r.dataset.order]);",
+        json!([]),
+    );
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_u64().unwrap(), r[1].as_str().unwrap().into(), r[2].as_str().unwrap().into()))
+        .collect()
+}
+
+/// Waits until the page's bars equal `want` and returns them.
+fn wait_bars(b: &Browser, what: &str, want: &Counts) -> Counts {
+    b.wait_until(what, |b| {
+        let bars = page_bars(b)?;
+        if &bars == want { Ok(bars) } else { Err(format!("page {bars:?} want {want:?}")) }
+    })
+}
+
+fn workspace_target() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let dir = root.join("target");
+    std::fs::create_dir_all(&dir).expect("create target/");
+    dir
+}
+
+/// Installed before the page's own scripts: every uncaught error, rejected
+/// promise and `console.error` lands in `window.__pagezoneErrors`.
+const ERROR_COLLECTOR: &str = r#"
+window.__pagezoneErrors = [];
+window.addEventListener('error', e => window.__pagezoneErrors.push('error: ' + (e.message || e.type) + ' at ' + (e.filename || '') + ':' + (e.lineno || 0)));
+window.addEventListener('unhandledrejection', e => window.__pagezoneErrors.push('unhandled rejection: ' + (e.reason && e.reason.stack || e.reason)));
+(() => { const orig = console.error; console.error = function (...a) { window.__pagezoneErrors.push('console.error: ' + a.join(' ')); return orig.apply(this, a); }; })();
+"#;
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    let opts = BootOptions { deadline: Duration::from_secs(400), ..BootOptions::default() };
+    let (_guest, port) = boot_ready(opts.mem("2G"));
+    let mut api = Client::connect(port);
+    let b = Browser::start();
+    b.cdp("Page.enable", json!({}));
+    b.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": ERROR_COLLECTOR }));
+    b.set_window(1280, 800);
+    b.goto(&format!("http://127.0.0.1:{port}/"));
+    assert_eq!(b.js("return document.title", json!([])), "Pagezone — physical memory, live");
+
+    // 1. The zone bars show exactly /api/buddyinfo.
+    let before = api_buddyinfo(&mut api);
+    let bars = wait_bars(&b, "zone bars equal to /api/buddyinfo", &before);
+    assert_eq!(bars.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["DMA", "DMA32", "Normal", "HighMem"]);
+    assert_eq!(api_buddyinfo(&mut api), before, "the kernel changed under the test");
+
+    // 2. Allocate order-5 pages in DMA32 from the control panel.
+    assert!(page_allocations(&b).is_empty());
+    let mut expected = before.clone();
+    let dma32 = expected.iter_mut().find(|(n, _)| n == "DMA32").unwrap();
+    dma32.1 = predict_split(&dma32.1, 5);
+    b.click("#alloc-type option[value=pages]");
+    b.type_into("#alloc-order", "5");
+    b.click("input[name=gfp][value=GFP_DMA32]");
+    b.click("#alloc-submit");
+    let after = wait_bars(&b, "DMA32 bars to show the order-5 split", &expected);
+    assert_ne!(zone(&after, "DMA32"), zone(&before, "DMA32"));
+    assert_eq!(api_buddyinfo(&mut api), after, "page and /api/buddyinfo agree after the allocation");
+    let rows = b.wait_until("a row in the allocations list", |b| {
+        let rows = page_allocations(b);
+        if rows.len() == 1 { Ok(rows) } else { Err(format!("{rows:?}")) }
+    });
+    let (id, row_zone, row_order) = rows[0].clone();
+    assert_eq!((row_zone.as_str(), row_order.as_str()), ("DMA32", "5"));
+    let handles = api.request("GET", "/api/allocations", None).json();
+    let handle = &handles["allocations"][0];
+    assert_eq!(handle["id"], id);
+    assert_eq!((handle["zone"].as_str(), handle["order"].as_u64()), (Some("DMA32"), Some(5)));
+    assert_eq!(b.js("return document.querySelector('#result').dataset.state", json!([])), "ok");
+    assert!(b.text("#result-body").contains("\"zone\": \"DMA32\""), "{}", b.text("#result-body"));
+
+    // 3. Free it from the list: the bars come back, the row goes.
+    b.click(&format!("#allocations tr[data-id=\"{id}\"] button[data-action=free]"));
+    wait_bars(&b, "the bars to return to their value before the allocation", &before);
+    b.wait_until("the row to leave the list", |b| {
+        let rows = page_allocations(b);
+        if rows.is_empty() { Ok(()) } else { Err(format!("{rows:?}")) }
+    });
+    assert_eq!(api_buddyinfo(&mut api), before);
+    assert_eq!(api.request("GET", "/api/allocations", None).json()["allocations"], json!([]));
+
+    // 4. An invalid request shows the API's own error text.
+    let direct = api.request("POST", "/api/alloc", Some(r#"{"type":"pages","order":11,"gfp":"GFP_DMA32"}"#));
+    assert_eq!(direct.status, 400);
+    let message = direct.json()["error"]["message"].as_str().unwrap().to_string();
+    b.type_into("#alloc-order", "11");
+    b.click("#alloc-submit");
+    b.wait_until("the API's error text on the page", |b| {
+        let state = b.js("return document.querySelector('#result').dataset.state", json!([]));
+        let shown = b.text("#result-message");
+        if state == "error" && shown == message { Ok(()) } else { Err(format!("state {state}, shown {shown:?}, want {message:?}")) }
+    });
+    let head = b.text("#result-head");
+    assert!(head.contains("400") && head.contains("EINVAL"), "{head}");
+    assert_eq!(api_buddyinfo(&mut api), before, "a refused request changed nothing");
+
+    // Every control of the control panel has an accessible name, and the
+    // panels of endpoints not in this build say so instead of erroring.
+    let unlabelled = b.js(
+        "return [...document.querySelectorAll('#control-panel input, #control-panel select, #control-panel button')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map(e => e.outerHTML);",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+    let notes = b.js(
+        "return [...document.querySelectorAll('[data-error]')].map(n => n.textContent).filter(t => t);",
+        json!([]),
+    );
+    assert_eq!(notes, json!([]), "panels showing API errors");
+    let mut not_built = Vec::new();
+    for path in ["/api/slabinfo", "/api/vmallocinfo", "/api/kmap", "/api/mempools", "/api/pagemap"] {
+        let r = api.request("GET", path, None);
+        if r.status == 404 {
+            not_built.push(path);
+            let note = b.js(
+                "return [...document.querySelectorAll('[data-unavailable]')].map(n => n.textContent).join('\\n');",
+                json!([]),
+            );
+            assert!(note.as_str().unwrap().contains(&format!("{path} is not available in this build")), "{path}: {note}");
+        } else {
+            assert_eq!(r.status, 200, "{path}");
+        }
+    }
+
+    // 5. Screenshots: full page at 1280 wide, then a narrow window that
+    // must not scroll sideways.
+    b.wait_until("the map strip to be drawn", |b| {
+        let sub = b.text("#memmap-sub");
+        if sub.contains("frames") { Ok(()) } else { Err(sub) }
+    });
+    b.js("window.scrollTo(0, 0)", json!([]));
+    let png = b.full_page_png();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let shot = workspace_target().join("dashboard.png");
+    std::fs::write(&shot, &png).expect("write the screenshot");
+    eprintln!("screenshot: {}", shot.display());
+
+    b.set_window(420, 800);
+    b.wait_until("the narrow layout without sideways scrolling", |b| {
+        let v = b.js("return [document.documentElement.scrollWidth, window.innerWidth]", json!([]));
+        let (sw, iw) = (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0));
+        if iw > 0 && sw <= iw { Ok(()) } else { Err(format!("scrollWidth {sw} > innerWidth {iw}")) }
+    });
+    b.js("window.scrollTo(0, 0)", json!([]));
+    std::fs::write(workspace_target().join("dashboard-narrow.png"), b.full_page_png()).expect("write the screenshot");
+
+    // 6. No JavaScript error, from the page's collector or the browser log.
+    // The only tolerated log lines are the network's own reports of the
+    // 404s of endpoints not in this build and of the deliberate 400.
+    let collected = b.js("return window.__pagezoneErrors", json!([]));
+    assert_eq!(collected, json!([]), "JavaScript errors on the page");
+    let bad: Vec<Value> = b
+        .browser_log()
+        .into_iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .filter(|e| {
+            let msg = e["message"].as_str().unwrap_or_default();
+            let expected_network = e["source"] == "network"
+                && ((msg.contains("status of 404") && not_built.iter().any(|p| msg.contains(&format!("{port}{p} "))))
+                    || (msg.contains("status of 400") && msg.contains(&format!("{port}/api/alloc "))));
+            !expected_network
+        })
+        .collect();
+    assert!(bad.is_empty(), "browser console errors: {bad:#?}");
+}

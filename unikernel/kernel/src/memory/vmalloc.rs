@@ -1,0 +1,67 @@
+//! The vmalloc area on the real page tables: `mm::vmalloc`'s
+//! [`VmapAreaAllocator`] in a static (cf. `vmap_area_lock` with its trees),
+//! sized by `vmalloc=`, and the kernel's entry points to vmalloc/vfree.
+//! ioremap lives in `ioremap.rs`; both share this allocator, so
+//! `/proc/vmallocinfo` lists the kernel's MMIO mappings next to the API's
+//! vmalloc areas.
+//!
+//! Lock order: the allocator's lock → zone lock (frame allocation) →
+//! page-table lock (inside the mapper).
+
+use spin::{Mutex, MutexGuard};
+
+use mm::cmdline::DEFAULT_VMALLOC_SIZE;
+use mm::layout::{VMALLOC_MAX_SIZE, VMALLOC_START};
+use mm::vmalloc::{self as vm, VmallocError, VmapArea, VmapAreaAllocator};
+use mm::types::VirtAddr;
+
+/// The vmap areas (about 300 KiB: built in place by the `const fn`
+/// constructor, never on a stack), re-targeted by [`init`].
+static VMAP: Mutex<VmapAreaAllocator> =
+    Mutex::new(VmapAreaAllocator::new(VirtAddr(VMALLOC_START), DEFAULT_VMALLOC_SIZE));
+
+/// Sizes the area to `vmalloc=` (clamped to what the layout leaves room
+/// for); before any ioremap.
+pub(super) fn init(vmalloc_size: u64) {
+    let size = if vmalloc_size > VMALLOC_MAX_SIZE {
+        log::warn!("vmalloc={vmalloc_size:#x} is larger than the {VMALLOC_MAX_SIZE:#x} the layout allows; clamped");
+        VMALLOC_MAX_SIZE
+    } else {
+        vmalloc_size
+    };
+    let mut areas = VMAP.lock();
+    if let Err(e) = areas.reinit(VirtAddr(VMALLOC_START), size) {
+        log::error!("vmalloc: cannot resize the area: {e}");
+    }
+    let (start, end) = areas.range();
+    log::info!(
+        "vmalloc: area {:#x}-{:#x} ({} MiB), up to {} areas, one guard page each",
+        start.0,
+        end.0,
+        (end.0 - start.0) >> 20,
+        areas.capacity()
+    );
+}
+
+/// The allocator itself (`/api/vmallocinfo`, the API's vmalloc).
+pub fn vmap_areas() -> &'static Mutex<VmapAreaAllocator> {
+    &VMAP
+}
+
+/// The allocator, locked.
+pub fn areas() -> MutexGuard<'static, VmapAreaAllocator> {
+    VMAP.lock()
+}
+
+/// `vmalloc(size)` for the kernel's own use.
+pub fn vmalloc(size: u64, caller: &'static str) -> Result<VmapArea, VmallocError> {
+    let mm = super::mm();
+    vm::vmalloc(&mut VMAP.lock(), mm, mm.platform(), size, caller)
+}
+
+/// `vfree(addr)`.
+pub fn vfree(addr: VirtAddr) -> Result<VmapArea, VmallocError> {
+    let mm = super::mm();
+    vm::vfree(&mut VMAP.lock(), mm, mm.platform(), addr)
+}
+
