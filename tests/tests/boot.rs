@@ -172,3 +172,13 @@ fn lowmem_above_4g_populates_zone_normal_and_selftest_covers_all_four_zones() {
     guest.wait_for("selftest: zone Normal orders 0-10 ok");
     assert_eq!(guest.wait_exit().code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
 }
+
+#[test]
+fn a_vmalloc_overrun_faults_in_the_guard_page_and_the_report_names_the_area() {
+    let mut guest = Guest::boot(BootOptions::default().mem("256M").append("crash=vmalloc-overrun"));
+    guest.wait_for("#PF");
+    guest.wait_for("=> not mapped");
+    let line = guest.wait_for("is in the guard page after Vmalloc area");
+    assert!(line.contains("1 pages, caller crash=vmalloc-overrun"), "{line}");
+    assert_eq!(guest.wait_exit().code(), Some(EXIT_FAILURE));
+}

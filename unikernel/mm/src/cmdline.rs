@@ -106,6 +106,9 @@ pub enum CrashKind {
     DoubleFault,
     /// `int3`: a breakpoint the kernel survives (checks the return path).
     Breakpoint,
+    /// `vmalloc-overrun`: write one byte past a 4 KiB vmalloc area, into
+    /// its guard page (#PF naming the area).
+    VmallocOverrun,
 }
 
 impl CrashKind {
@@ -118,6 +121,7 @@ impl CrashKind {
             CrashKind::Panic => "panic",
             CrashKind::DoubleFault => "doublefault",
             CrashKind::Breakpoint => "int3",
+            CrashKind::VmallocOverrun => "vmalloc-overrun",
         }
     }
 
@@ -129,6 +133,7 @@ impl CrashKind {
             CrashKind::Panic,
             CrashKind::DoubleFault,
             CrashKind::Breakpoint,
+            CrashKind::VmallocOverrun,
         ]
         .into_iter()
         .find(|k| k.as_str().eq_ignore_ascii_case(s))
@@ -382,7 +387,7 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
         params.selftest = parse_flag(value)?;
     } else if name_is(name, "crash") {
         params.crash = Some(
-            CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf("pagefault|ud|gp|panic|doublefault|int3"))?,
+            CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf("pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun"))?,
         );
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(
@@ -736,8 +741,8 @@ mod tests {
     #[test]
     fn malformed_choices_flags_and_token() {
         let cases = [
-            ("crash=oops", "expected one of pagefault|ud|gp|panic|doublefault|int3"),
-            ("crash=", "expected one of pagefault|ud|gp|panic|doublefault|int3"),
+            ("crash=oops", "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun"),
+            ("crash=", "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun"),
             ("crash", "missing value"),
             ("loglevel=7", "expected one of error|warn|info|debug|trace"),
             ("loglevel", "missing value"),

@@ -65,3 +65,26 @@ pub fn vfree(addr: VirtAddr) -> Result<VmapArea, VmallocError> {
     vm::vfree(&mut VMAP.lock(), mm, mm.platform(), addr)
 }
 
+
+/// For a fault report: which vmap area `vaddr` belongs to, and whether it
+/// hit the area's guard page (the classic vmalloc overrun). Never blocks:
+/// the fault may have happened with the allocator's lock held.
+pub fn describe_fault_address(vaddr: u64) {
+    let Some(areas) = VMAP.try_lock() else {
+        log::error!("  (vmalloc area lock held: cannot name the area)");
+        return;
+    };
+    let Some(area) = areas.find(VirtAddr(vaddr)) else {
+        return;
+    };
+    let what = if vaddr >= area.guard_page().0 { "the guard page after" } else { "" };
+    log::error!(
+        "  {vaddr:#x} is in {what}{}{:?} area {:#x}-{:#x} ({} pages, caller {})",
+        if what.is_empty() { "" } else { " " },
+        area.kind,
+        area.start.0,
+        area.end().0,
+        area.nr_pages,
+        area.caller
+    );
+}

@@ -546,6 +546,7 @@ fn log_walk(vaddr: u64, what: &str, cr3: u64) {
     if !complete {
         log::error!("  (a table lies outside the physical window; walk truncated)");
     }
+    crate::memory::vmalloc::describe_fault_address(vaddr);
 }
 
 /// Logs formatted text line by line without allocating.
