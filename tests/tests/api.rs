@@ -119,7 +119,7 @@ fn pages_allocations_split_free_fill_and_reset() {
     assert_eq!(h["size"], 32768);
     assert_eq!(h["zone"], "DMA");
     let phys = hex(&h["phys"]);
-    assert!(phys < 16 * MIB && phys % 32768 == 0, "{phys:#x}");
+    assert!(phys < 16 * MIB && phys.is_multiple_of(32768), "{phys:#x}");
     assert_eq!(h["pfn"], phys / 4096);
     assert_eq!(hex(&h["virt"]), 0xffff_8880_0000_0000 + phys);
     let after = buddyinfo(&mut c);

@@ -114,10 +114,10 @@ pub struct LogWriter {
 impl fmt::Write for LogWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for (i, part) in s.split('\n').enumerate() {
-            if i > 0 {
-                if let Some(line) = self.line.take() {
-                    log::info!("{}", line.as_str());
-                }
+            if i > 0
+                && let Some(line) = self.line.take()
+            {
+                log::info!("{}", line.as_str());
             }
             if !part.is_empty() {
                 self.line.get_or_insert_with(LineBuf::new).write_str(part)?;
