@@ -38,7 +38,7 @@ struct FillBody {
 }
 
 /// Allocation types of API.md that this build does not implement yet.
-const NOT_YET: [&str; 6] = ["kmalloc", "vmalloc", "cache", "mempool", "dma", "ioremap"];
+const NOT_YET: [&str; 3] = ["vmalloc", "dma", "ioremap"];
 
 /// Deepest `[`/`{` nesting a body may have. serde-json-core recurses once
 /// per level (also through fields it ignores), so a 64 KiB body of `[`
@@ -99,7 +99,7 @@ pub(super) fn parse_body<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Ap
 }
 
 /// A handle id: decimal digits, at least 1.
-fn parse_id(s: &str) -> Result<u64, ApiError> {
+pub(super) fn parse_id(s: &str) -> Result<u64, ApiError> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::einval(format!("malformed handle id '{s}'")));
     }
@@ -133,9 +133,10 @@ impl<P: Platform> Api<'_, P> {
             Some("pages") => {}
             Some("vmalloc") if self.has_vm() => return self.alloc_vmalloc(req, body.size),
             Some("ioremap") if self.has_vm() => return self.alloc_ioremap(req, body.phys, body.size),
+            Some(kind @ ("kmalloc" | "cache" | "mempool")) => return self.alloc_slab(kind, &req.body),
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
-                    "allocation type \"{kind}\" is not supported yet in this build (only \"pages\")"
+                    "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\")"
                 )));
             }
             Some(kind) => {
@@ -155,10 +156,10 @@ impl<P: Platform> Api<'_, P> {
             }
         };
         let nr_pages = order.nr_pages();
-        if self.held_pages + nr_pages > self.quota_pages {
+        if self.quota_held_pages() + nr_pages > self.quota_pages {
             return Err(ApiError::equota(format!(
                 "API quota reached: {} of {} pages ({} % of managed memory) held, {} more asked",
-                self.held_pages, self.quota_pages, self.quota_pct, nr_pages
+                self.quota_held_pages(), self.quota_pages, self.quota_pct, nr_pages
             )));
         }
         let pfn = self
@@ -304,6 +305,7 @@ impl<P: Platform> Api<'_, P> {
     pub(super) fn reset(&mut self) -> Response {
         // Kmaps and vm areas first: a kmapped page cannot be freed.
         let mut freed = self.reset_vm();
+        freed += self.reset_slab();
         while let Some((_, handle)) = self.handles.pop_first() {
             // Each handle is a block the API allocated with exactly this
             // order, so the free cannot be refused; if it ever were, the
@@ -313,6 +315,7 @@ impl<P: Platform> Api<'_, P> {
             }
             self.held_pages -= handle.order.nr_pages();
         }
+        self.settle_slab();
         #[derive(Serialize)]
         struct Reset {
             freed: u64,

@@ -22,6 +22,7 @@
 mod alloc_cmd;
 mod metrics;
 mod pagemap;
+mod slab;
 mod text;
 mod views;
 mod vm;
@@ -47,6 +48,7 @@ use crate::response::Response;
 use crate::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
 use crate::stack::{App, NetStats};
 
+pub use slab::{KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, settle_kmalloc_caches};
 pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
 pub use vm::{API_CALLER, Vm, VmHandle, VmHandleKind};
 
@@ -116,7 +118,9 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Zones,
     RouteId::Buddyinfo,
     RouteId::Meminfo,
+    RouteId::Slabinfo,
     RouteId::Dma,
+    RouteId::MempoolList,
     RouteId::Allocations,
     RouteId::NetInfo,
     RouteId::Pagemap,
@@ -124,12 +128,19 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::OpenApi,
     RouteId::ProcBuddyinfo,
     RouteId::ProcZoneinfo,
+    RouteId::ProcSlabinfo,
     RouteId::ProcMeminfo,
     RouteId::ProcIomem,
     RouteId::Alloc,
     RouteId::Free,
     RouteId::Fill,
     RouteId::Checksum,
+    RouteId::CacheCreate,
+    RouteId::CacheDestroy,
+    RouteId::CacheShrink,
+    RouteId::MempoolCreate,
+    RouteId::MempoolDestroy,
+    RouteId::MempoolResize,
     RouteId::Reset,
     RouteId::Vmallocinfo,
     RouteId::ProcVmallocinfo,
@@ -174,6 +185,8 @@ pub struct Api<'a, P: Platform> {
     counters: HttpCounters,
     /// vmalloc/ioremap handles, API kmaps, and the kernel's VM state.
     vm: vm::VmState<'a>,
+    /// Slab caches, mempools and the `kmalloc`/`cache`/`mempool` handles.
+    slab: slab::SlabState<'a>,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -203,6 +216,7 @@ impl<'a, P: Platform> Api<'a, P> {
             held_pages: 0,
             counters: HttpCounters::default(),
             vm: vm::VmState::default(),
+            slab: slab::SlabState::new(),
         }
     }
 
@@ -274,6 +288,18 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ProcZoneinfo => text::zoneinfo(self.mm, &self.system.zoneinfo_extra()),
             RouteId::ProcMeminfo => text::meminfo(&self.meminfo()),
             RouteId::ProcIomem => text::iomem(&self.boot, &self.system.kernel_sections()),
+            RouteId::Slabinfo => return self.slabinfo(),
+            RouteId::ProcSlabinfo => return self.proc_slabinfo(),
+            RouteId::MempoolList => return self.mempool_list(),
+            RouteId::CacheCreate => return self.cache_create(&req.body),
+            RouteId::CacheDestroy => return self.cache_destroy(param()),
+            RouteId::CacheShrink => return self.cache_shrink(param()),
+            RouteId::MempoolCreate => return self.mempool_create(&req.body),
+            RouteId::MempoolDestroy => return self.mempool_destroy(param()),
+            RouteId::MempoolResize => return self.mempool_resize(param(), &req.body),
+            RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_slab_handle(param()) => {
+                return self.slab_handle_cmd(id, param(), req);
+            }
             RouteId::Alloc => return self.alloc(req),
             RouteId::Free => return self.free(req, param(), req.query_param("order")),
             RouteId::Fill => return self.fill(req, param()),
@@ -300,6 +326,10 @@ impl<'a, P: Platform> Api<'a, P> {
         let mut mi = Meminfo::from_page_alloc(&self.mm.lock());
         self.system.meminfo(&mut mi);
         self.vm_meminfo(&mut mi);
+        if let Some(pages) = self.slab_pages() {
+            // Slabs and kmalloc_large blocks: all unreclaimable here.
+            mi.set_slab_kb(0, pages * (mm::types::PAGE_SIZE >> 10));
+        }
         mi
     }
 }

@@ -25,6 +25,8 @@ use smoltcp::iface::SocketHandle;
 use super::*;
 use crate::testing::{HttpResponse, Net};
 
+mod slab;
+
 const MIB: u64 = 1 << 20;
 const LOWMEM: u64 = 64 * MIB;
 const MEM_LIMIT: u64 = 120 * MIB;
@@ -130,6 +132,10 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     pa.memblock_free_all(&mb).unwrap();
     pa.setup_watermarks();
     let mm = MemoryManager::new(pa, SimPlatform::new(layout.max_pfn.0));
+    let slab = slab::SimSlab::new(&mm);
+    // As the kernel does before it records the "after boot" buddy state.
+    slab.settle(&mm);
+    mm.mark_boot_complete();
     let system = FakeSystem {
         uptime_ms: Cell::new(1234),
     };
@@ -139,7 +145,7 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
         memblock: &mb,
     };
     let mut t = T {
-        api: Api::new(&mm, boot, &system, opts.quota_pct),
+        api: Api::new(&mm, boot, &system, opts.quota_pct).with_slab(&slab),
         mm: &mm,
         net: Net::with_static(16, opts.token),
         client: None,
@@ -147,6 +153,7 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     };
     body(&mut t);
     mm.lock().check_invariants().unwrap();
+    slab.check_invariants();
 }
 
 impl T<'_> {
@@ -357,13 +364,15 @@ fn buddyinfo_json_and_golden_proc_text() {
         // DMA: frames 1..0x9f (1+2+4+…+64 and 16+8+4+2+1 up to 0x9f),
         // 0x300..0x1000 after the kernel (one order-8, three order-10).
         // DMA32: [16M, 64M) but mem_map's 120 pages at its top (30720
-        // descriptors of 16 bytes): 11 order-10 blocks, and 904 =
-        // 512+256+128+8 pages below mem_map. HighMem: [64M, 120M) = 14
+        // descriptors of 16 bytes): 11 order-10 blocks, and 904 pages
+        // below mem_map less the 62 that the kmalloc caches' spare slabs
+        // take at boot (settle_kmalloc_caches): 842 = 512+256+64+8+2.
+        // HighMem: [64M, 120M) = 14
         // order-10 blocks. Normal is empty: absent. Every count is
         // followed by a space, the last one too.
         let golden = "\
 Node 0, zone      DMA      2      2      2      2      2      1      1      0      1      0      3 \n\
-Node 0, zone    DMA32      0      0      0      1      0      0      0      1      1      1     11 \n\
+Node 0, zone    DMA32      0      1      0      1      0      0      1      0      1      1     11 \n\
 Node 0, zone  HighMem      0      0      0      0      0      0      0      0      0      0     14 \n";
         assert_eq!(r.text(), golden);
         // The same numbers as the JSON view.
@@ -764,7 +773,7 @@ fn bad_requests_are_400_einval() {
             (r#"{"order":1}"#, "missing \"type\""),
             (r#"{"type":"pages"}"#, "missing \"order\""),
             (r#"{"type":"bogus","order":1}"#, "unknown allocation type"),
-            (r#"{"type":"kmalloc","size":64}"#, "not supported yet"),
+            (r#"{"type":"kmalloc","size":0}"#, "out of range"),
             (r#"{"type":"vmalloc","size":4096}"#, "not supported yet"),
             (r#"{"type":"dma","size":4096}"#, "not supported yet"),
         ];
@@ -841,7 +850,7 @@ fn not_found_and_method_not_allowed() {
         assert_eq!(error(&r), (404, "ENOENT".into()));
         // Routes of API.md not built yet: 404 like any absent path.
         for path in [
-            "/api/slabinfo",
+            "/proc/pagetypeinfo",
             "/proc/vmallocinfo",
             "/api/kmap",
             "/ui/app.js",
@@ -854,7 +863,7 @@ fn not_found_and_method_not_allowed() {
                 r.text()
             );
         }
-        let r = t.request("POST", "/api/caches", Some("{}"));
+        let r = t.request("POST", "/api/bench", Some("{}"));
         assert_eq!(error(&r), (404, "ENOENT".into()));
         // Unknown handles.
         for (method, path, body) in [

@@ -70,7 +70,7 @@ pub struct HandleJson {
 }
 
 /// `GfpFlags` in Linux's `%pGg` form, serialized through `Display`.
-pub struct GfpName(mm::gfp::GfpFlags);
+pub struct GfpName(pub mm::gfp::GfpFlags);
 
 impl Serialize for GfpName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

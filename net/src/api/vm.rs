@@ -273,6 +273,7 @@ impl From<&VmHandle> for VmHandleJson {
 enum AnyHandleJson {
     Pages(HandleJson),
     Vm(VmHandleJson),
+    Slab(super::slab::SlabHandleJson),
 }
 
 /// One area of `/api/vmallocinfo`.
@@ -380,7 +381,7 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `/api/allocations`: every handle, by id.
     pub(super) fn allocations_view(&self) -> Response {
-        if self.vm.handles.is_empty() {
+        if self.vm.handles.is_empty() && self.slab.handles.is_empty() {
             return super::views::allocations(self.handles.values());
         }
         let mut all: Vec<(u64, AnyHandleJson)> = self
@@ -388,6 +389,7 @@ impl<'a, P: Platform> Api<'a, P> {
             .values()
             .map(|h| (h.id, AnyHandleJson::Pages(HandleJson::from(h))))
             .chain(self.vm.handles.values().map(|h| (h.id, AnyHandleJson::Vm(VmHandleJson::from(h)))))
+            .chain(self.slab.handles.values().map(|h| (h.id, AnyHandleJson::Slab(h.into()))))
             .collect();
         all.sort_by_key(|(id, _)| *id);
         #[derive(Serialize)]
@@ -419,7 +421,7 @@ impl<'a, P: Platform> Api<'a, P> {
             return Err(ApiError::einval("size must be at least 1 byte"));
         }
         let nr_pages = size.div_ceil(PAGE_SIZE);
-        if self.held_pages.saturating_add(nr_pages) > self.quota_pages {
+        if self.quota_held_pages().saturating_add(nr_pages) > self.quota_pages {
             return Err(ApiError::equota(format!(
                 "API quota reached: {} of {} pages ({} % of managed memory) held, {} more asked",
                 self.held_pages, self.quota_pages, self.quota_pct, nr_pages

@@ -1,132 +1,205 @@
-//! The kernel's global heap — interim.
+//! The kernel's global heap: `kmalloc`/`kfree` on the slab allocator.
 //!
-//! `alloc` (smoltcp's sockets, the HTTP layer's strings and vectors,
-//! virtio-drivers' indirect descriptor lists) needs a `#[global_allocator]`
-//! before the slab allocator exists. This one is `talc` over a few order-10
-//! (4 MiB) blocks taken from the buddy allocator at boot, tagged
-//! `OwnerTag::HEAP`, from ZONE_DMA32 so that every heap object is in the
-//! direct map, physically contiguous within its block and below 4 GiB: the
-//! virtio `Hal` can then hand heap buffers to the device without bouncing.
-//! The slab issue replaces this module with kmalloc behind the global
-//! allocator; until then the heap is fixed-size (8 MiB) and never grows.
+//! Everything the kernel allocates with `alloc` (smoltcp's socket buffers,
+//! virtio-drivers' queues bookkeeping, the HTTP layer's strings and
+//! vectors, the API's tables) is a kmalloc object, so it shows in
+//! `/proc/slabinfo` under `kmalloc-*`, and anything over 8 KiB is a
+//! `kmalloc_large` block straight from the buddy allocator (owner `heap`).
 //!
-//! Rules (DESIGN.md): never allocate while holding the zone lock
-//! (`mm.lock()`) — the heap does not call into the buddy allocator after
-//! boot, but the slab-backed successor will — and never from an interrupt
-//! handler (the heap lock is not interrupt-safe).
+//! * **Alignment.** `mm::kmalloc::kmalloc_size_for_layout` rounds the size
+//!   up to a multiple of the alignment; kmalloc classes (and large blocks)
+//!   are aligned to the largest power of two dividing their size, so any
+//!   `Layout` up to 4 MiB comes back aligned.
+//! * **Early boot.** Until [`init`] has put the slab allocator up, a bump
+//!   allocator over a static `.bss` arena serves; its objects are never
+//!   freed (`dealloc` of an arena pointer is a no-op, `realloc` copies out).
+//! * **Locks** (DESIGN.md): the heap takes the slab lock, and the slab lock
+//!   takes the zone lock on its slow path. So nothing may allocate or free
+//!   while holding `mm.lock()` or the slab lock; a violation panics with a
+//!   message (see `slab_glue::lock`) rather than deadlocking. Interrupt
+//!   handlers never allocate.
 
-use spin::Once;
-use talc::TalcLock;
-use talc::source::Manual;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use mm::gfp::GfpFlags;
-use mm::page::OwnerTag;
-use mm::types::{Order, PAGE_OFFSET, Pfn};
+use mm::kmalloc::kmalloc_size_for_layout;
 
-/// Blocks of `Order::MAX` (4 MiB) the heap takes at boot.
-pub const HEAP_BLOCKS: usize = 2;
+use crate::memory;
+use crate::slab_glue::{self, DirectMap};
 
 #[global_allocator]
-static HEAP: TalcLock<spin::Mutex<()>, Manual> = TalcLock::new(Manual);
+static HEAP: KernelHeap = KernelHeap;
 
-/// Where the heap's memory came from: physically contiguous runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeapRegion {
-    pub phys: u64,
-    pub size: u64,
+/// Bytes of the early-boot arena.
+const EARLY_HEAP_BYTES: usize = 16 * 1024;
+
+/// The early-boot arena in `.bss` (zeroed by the boot stub).
+#[repr(C, align(4096))]
+struct EarlyArena(UnsafeCell<[u8; EARLY_HEAP_BYTES]>);
+
+// SAFETY: the arena's bytes are handed out at most once each: the bump
+// offset only grows, by compare-and-swap, so no two callers share a byte.
+unsafe impl Sync for EarlyArena {}
+
+static EARLY: EarlyArena = EarlyArena(UnsafeCell::new([0; EARLY_HEAP_BYTES]));
+/// Bytes of [`EARLY`] handed out.
+static EARLY_USED: AtomicUsize = AtomicUsize::new(0);
+
+fn early_base() -> *mut u8 {
+    EARLY.0.get().cast::<u8>()
 }
 
-static REGIONS: Once<([HeapRegion; HEAP_BLOCKS], usize)> = Once::new();
-
-/// Heap statistics (`/api/meminfo`-style reporting until slab exists).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeapStats {
-    /// Bytes handed to the allocator.
-    pub total_bytes: usize,
-    /// Bytes in live allocations (as requested).
-    pub allocated_bytes: usize,
-    /// Bytes free for allocation.
-    pub free_bytes: usize,
-    /// Live allocations.
-    pub allocations: usize,
-    /// Allocations since boot.
-    pub total_allocations: u64,
-    /// Free holes between allocations.
-    pub fragments: usize,
-    /// Physically contiguous regions backing the heap.
-    pub regions: usize,
+/// Whether `p` points into the early arena.
+#[inline(always)]
+fn in_early(p: *mut u8) -> bool {
+    (p.addr().wrapping_sub(early_base().addr())) < EARLY_HEAP_BYTES
 }
 
-/// Takes the heap's blocks from the buddy allocator and hands them to the
-/// allocator. Call once, after `memory::init`, before anything allocates.
+/// Bump allocation from the early arena; null when it is full. Its bytes
+/// are zero (`.bss`, never reused), which `alloc_zeroed` relies on.
+#[cold]
+fn early_alloc(layout: Layout) -> *mut u8 {
+    let base = early_base();
+    let mut used = EARLY_USED.load(Ordering::Relaxed);
+    loop {
+        let Some(start) = base
+            .addr()
+            .checked_add(used)
+            .and_then(|a| a.checked_next_multiple_of(layout.align()))
+            .map(|a| a - base.addr())
+        else {
+            return ptr::null_mut();
+        };
+        let end = match start.checked_add(layout.size()) {
+            Some(end) if end <= EARLY_HEAP_BYTES => end,
+            _ => return ptr::null_mut(),
+        };
+        match EARLY_USED.compare_exchange(used, end, Ordering::Relaxed, Ordering::Relaxed) {
+            // `start < EARLY_HEAP_BYTES`: in bounds of the arena, keeping
+            // its provenance.
+            Ok(_) => return base.wrapping_add(start),
+            Err(now) => used = now,
+        }
+    }
+}
+
+/// The `#[global_allocator]`: kmalloc once the slab allocator is up.
+struct KernelHeap;
+
+impl KernelHeap {
+    #[inline(always)]
+    fn kmalloc(&self, layout: Layout, gfp: GfpFlags) -> *mut u8 {
+        let Some(size) = kmalloc_size_for_layout(layout.size(), layout.align()) else {
+            return ptr::null_mut();
+        };
+        let mut slab = slab_glue::lock();
+        match slab.as_mut() {
+            Some(slab) => match slab.kmalloc(&DirectMap, memory::mm(), size, gfp) {
+                Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
+                Err(_) => kmalloc_reserve(slab, size, gfp),
+            },
+            None => {
+                drop(slab);
+                early_alloc(layout)
+            }
+        }
+    }
+}
+
+/// A failed heap allocation is fatal to the kernel (`handle_alloc_error`),
+/// so before giving up it may dip into the watermark reserve as
+/// `GFP_ATOMIC` does (`__GFP_HIGH`): the API, which is what exhausts
+/// memory, cannot push the kernel's own allocations over.
+#[cold]
+#[inline(never)]
+fn kmalloc_reserve(
+    slab: &mut mm::slab::SlabAllocator<'static>,
+    size: usize,
+    gfp: GfpFlags,
+) -> *mut u8 {
+    match slab.kmalloc(&DirectMap, memory::mm(), size, gfp | GfpFlags::GFP_ATOMIC) {
+        Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
+        Err(_) => ptr::null_mut(),
+    }
+}
+
+// SAFETY: every pointer returned is either a fresh kmalloc object or large
+// block of at least `kmalloc_size_for_layout(size, align)` bytes, aligned
+// to `align` (see the module docs), in the direct map and owned by no one
+// else until freed; or fresh bytes of the early arena. `dealloc` and
+// `realloc` give back exactly what was handed out (kfree finds the cache
+// from the address), and ignore arena pointers.
+unsafe impl GlobalAlloc for KernelHeap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.kmalloc(layout, GfpFlags::GFP_KERNEL)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // kzalloc; early arena bytes are zero already.
+        self.kmalloc(layout, GfpFlags::GFP_KERNEL | GfpFlags::ZERO)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        if in_early(p) {
+            return;
+        }
+        if let Some(slab) = slab_glue::lock().as_mut() {
+            // A bad free is reported by the slab layer (serial + counter)
+            // and changes nothing; there is no one to return it to.
+            let _ = slab.kfree(&DirectMap, memory::mm(), p.expose_provenance() as u64);
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if in_early(p) {
+            // SAFETY: the caller guarantees `new_size` with `layout.align()`
+            // is a valid layout (GlobalAlloc::realloc's contract).
+            let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            let new = self.kmalloc(new_layout, GfpFlags::GFP_KERNEL);
+            if !new.is_null() {
+                // SAFETY: `p` is valid for `layout.size()` bytes (the
+                // caller's allocation), `new` for `new_size`; they are
+                // distinct allocations, so they do not overlap.
+                unsafe { ptr::copy_nonoverlapping(p, new, layout.size().min(new_size)) };
+            }
+            return new;
+        }
+        let Some(size) = kmalloc_size_for_layout(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        let mut slab = slab_glue::lock();
+        let Some(slab) = slab.as_mut() else {
+            return ptr::null_mut();
+        };
+        // In place when the object already holds `size` (same address, so
+        // still aligned), else kmalloc(size) + copy + kfree; on failure the
+        // old object is untouched, as `realloc` requires.
+        let addr = p.expose_provenance() as u64;
+        let mm = memory::mm();
+        match slab
+            .krealloc(&DirectMap, mm, addr, size, GfpFlags::GFP_KERNEL)
+            .or_else(|_| slab.krealloc(&DirectMap, mm, addr, size, GfpFlags::GFP_ATOMIC))
+        {
+            Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+}
+
+/// Puts the slab allocator up and the heap on it. Call once, right after
+/// `memory::init`.
+#[inline(never)]
 pub fn init() {
-    let mm = crate::memory::mm();
-    let order = Order::MAX;
-    let mut blocks = [Pfn(0); HEAP_BLOCKS];
-    let mut nr = 0;
-    for slot in &mut blocks {
-        match mm.alloc_pages(GfpFlags::GFP_KERNEL | GfpFlags::DMA32, order, OwnerTag::HEAP) {
-            Ok(pfn) => {
-                *slot = pfn;
-                nr += 1;
-            }
-            Err(e) => log::error!("heap: order-{order} block: {e}"),
-        }
-    }
-    let blocks = &mut blocks[..nr];
-    blocks.sort_unstable();
-    // Merge adjacent blocks into contiguous runs; each run is one talc heap.
-    let mut regions = [HeapRegion::default(); HEAP_BLOCKS];
-    let mut nr_regions: usize = 0;
-    for pfn in blocks.iter() {
-        let phys = pfn.phys().0;
-        match nr_regions.checked_sub(1).map(|i| &mut regions[i]) {
-            Some(last) if last.phys + last.size == phys => last.size += order.size_bytes(),
-            _ => {
-                regions[nr_regions] = HeapRegion { phys, size: order.size_bytes() };
-                nr_regions += 1;
-            }
-        }
-    }
-    let mut talc = HEAP.lock();
-    for r in &regions[..nr_regions] {
-        let base = core::ptr::with_exposed_provenance_mut::<u8>((PAGE_OFFSET + r.phys) as usize);
-        // SAFETY: `[r.phys, r.phys + r.size)` is a run of order-10 blocks
-        // the buddy allocator just gave us (HEAP-owned, never freed), from
-        // ZONE_DMA32 and so inside the direct map, which maps it writable at
-        // `PAGE_OFFSET + phys`. Nothing else refers to it; from here on only
-        // talc touches it. `Manual` allows claiming.
-        match unsafe { talc.claim(base, r.size as usize) } {
-            Some(_) => log::info!(
-                "heap: {} KiB at phys {:#x} (virt {:#x}), talc, interim until kmalloc",
-                r.size >> 10,
-                r.phys,
-                PAGE_OFFSET + r.phys
-            ),
-            None => log::error!("heap: talc refused {:#x}+{:#x}", r.phys, r.size),
-        }
-    }
-    drop(talc);
-    REGIONS.call_once(|| (regions, nr_regions));
-}
-
-/// The physically contiguous regions the heap lives in.
-#[allow(dead_code, reason = "read by the API (/api/meminfo, /proc/iomem)")]
-pub fn regions() -> &'static [HeapRegion] {
-    REGIONS.get().map_or(&[], |(r, n)| &r[..*n])
-}
-
-/// Current heap statistics.
-#[allow(dead_code, reason = "read by the API (/api/meminfo)")]
-pub fn stats() -> HeapStats {
-    let c = *HEAP.lock().counters();
-    HeapStats {
-        total_bytes: c.claimed_bytes,
-        allocated_bytes: c.allocated_bytes,
-        free_bytes: c.available_bytes,
-        allocations: c.allocation_count,
-        total_allocations: c.total_allocation_count,
-        fragments: c.fragment_count,
-        regions: regions().len(),
-    }
+    slab_glue::init();
+    log::info!(
+        "heap: kmalloc (early arena: {} of {} bytes used, kept)",
+        EARLY_USED.load(Ordering::Relaxed),
+        EARLY_HEAP_BYTES
+    );
 }

@@ -19,6 +19,7 @@ mod memory;
 mod net_glue;
 mod pvh;
 mod selftest;
+mod slab_glue;
 mod time;
 
 use core::panic::PanicInfo;

@@ -25,6 +25,7 @@ use crate::api_glue::{self, KernelSystem};
 use crate::drivers::{pci, virtio};
 use crate::memory;
 use crate::pvh::BootInfo;
+use crate::slab_glue;
 
 /// Longest sleep without a deadline: a safety net should the NIC's
 /// interrupt routing be wrong (then packets wait at most this long), and
@@ -59,8 +60,12 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     config.token = params.token.map(String::from);
     let mut stack = NetStack::new(config, &mut nic, tsc::now_ms());
     let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(KernelSystem::new(params.vmalloc_size)));
+    // The kernel's boot-time heap allocations are in place: give its
+    // kmalloc caches headroom before the API records their state.
+    slab_glue::prewarm();
     let mut app = Api::new(memory::mm(), api_glue::boot_view(boot), system, params.api_quota_pct)
-        .with_vm(api_glue::vm());
+        .with_vm(api_glue::vm())
+        .with_slab(&slab_glue::KernelSlab);
     // Everything the kernel allocates for itself at boot is in place: this
     // is the buddy state `POST /api/reset` returns to.
     memory::mm().mark_boot_complete();

@@ -22,6 +22,7 @@
 //!    is still live, then CR3 switched and the identity map dropped (but for
 //!    the kernel image).
 //! 3. `mem_map` allocated from memblock in lowmem, every descriptor reserved.
+//!    Beside it, the slab overlay (`SlabMeta` per lowmem frame), all empty.
 //! 4. memblock hands its free ranges to the buddy allocator and retires.
 //! 5. the vmalloc area is sized (`vmalloc=`) and the pkmap pool set up;
 //!    from here on vmalloc, ioremap and kmap map pages through
@@ -40,7 +41,8 @@ use mm::manager::MemoryManager;
 use mm::memblock::Memblock;
 use mm::page::Page;
 use mm::page_alloc::PageAlloc;
-use mm::types::{PAGE_SIZE, PhysAddr};
+use mm::slab::SlabMeta;
+use mm::types::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use mm::zone::ZoneLayout;
 
 use crate::arch::x86_64::boot;
@@ -55,6 +57,15 @@ static MM: Once<Mm> = Once::new();
 
 /// memblock: live during boot, then kept read-only for `/api/memmap`.
 static MEMBLOCK: Mutex<Memblock> = Mutex::new(Memblock::new());
+
+/// The slab overlay carved out by [`init`], until the slab allocator takes it.
+static SLAB_META: Mutex<Option<&'static mut [SlabMeta]>> = Mutex::new(None);
+
+/// The per-frame slab overlay (one entry per lowmem frame, all
+/// `SlabMeta::EMPTY`), once: the slab allocator's to own.
+pub fn take_slab_meta() -> Option<&'static mut [SlabMeta]> {
+    SLAB_META.lock().take()
+}
 
 /// The memory manager. Panics before [`init`]: nothing may allocate earlier.
 pub fn mm() -> &'static Mm {
@@ -105,6 +116,20 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     );
 
     let direct_map_end = lowmem.min(end_of_ram);
+
+    // The slab layer's per-frame overlay (cf. `struct slab` over `struct
+    // page`): one `SlabMeta` per lowmem frame, beside mem_map.
+    let lowmem_pfns = direct_map_end >> PAGE_SHIFT;
+    let slab_meta_bytes = mm::slab::slab_meta_bytes(lowmem_pfns);
+    let slab_meta_phys = mb
+        .alloc_named(
+            slab_meta_bytes,
+            PAGE_SIZE,
+            PhysAddr(lowmem.min(boot::BOOT_IDENTITY_LIMIT)),
+            "slab_meta",
+        )
+        .unwrap_or_else(|| panic!("memblock: no {slab_meta_bytes} bytes below lowmem for the slab overlay"));
+
     paging::init_final_tables(&mut mb, direct_map_end);
 
     // SAFETY: `mem_map_phys` is a memblock reservation of `mem_map_bytes`
@@ -119,6 +144,26 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         }
         core::slice::from_raw_parts_mut(ptr, max_pfn.index())
     };
+
+    // SAFETY: as for mem_map: a page-aligned memblock reservation of
+    // `slab_meta_bytes` below `direct_map_end`, mapped writable by the
+    // direct map, reserved forever. Every entry is written before the slice
+    // is made, and this is the only reference ever made to it.
+    let slab_meta: &'static mut [SlabMeta] = unsafe {
+        let ptr = paging::phys_to_virt(slab_meta_phys.0).cast::<SlabMeta>();
+        for i in 0..lowmem_pfns as usize {
+            ptr.add(i).write(SlabMeta::EMPTY);
+        }
+        core::slice::from_raw_parts_mut(ptr, lowmem_pfns as usize)
+    };
+    *SLAB_META.lock() = Some(slab_meta);
+    log::info!(
+        "memory: slab overlay {} entries x {} bytes = {} KiB at {:#x}",
+        lowmem_pfns,
+        size_of::<SlabMeta>(),
+        slab_meta_bytes >> 10,
+        slab_meta_phys.0
+    );
 
     let mut pages =
         PageAlloc::new(mem_map, layout).unwrap_or_else(|e| panic!("page allocator: {e:?}"));

@@ -1,0 +1,197 @@
+//! The kernel's slab allocator: `mm`'s [`SlabAllocator`] behind one spin
+//! lock, touching objects through the direct map ([`DirectMap`]) and
+//! growing through the buddy allocator ([`memory::mm`]).
+//!
+//! ```text
+//!  #[global_allocator] ──┐                 ┌── net::api (POST /api/caches, kmalloc handles, …)
+//!                        ▼                 ▼
+//!            SLAB: Mutex<Option<SlabAllocator>>  ── slow path ──► mm.lock() (zone lock)
+//!                        │ objects
+//!                        ▼
+//!            DirectMap: loads/stores at PAGE_OFFSET + phys
+//! ```
+//!
+//! Lock order: slab lock, then the zone lock (taken inside `MemoryManager`'s
+//! `PageSource`). Because the global heap *is* this allocator, nothing may
+//! allocate from (or free to) the heap while holding either lock: the
+//! corruption report hook prints to serial through `log`, which formats
+//! into the UART without allocating. A second acquisition of the slab lock
+//! on this single CPU can only be such a re-entry, so it panics with a
+//! message instead of spinning forever ([`lock`]).
+
+use spin::{Mutex, MutexGuard};
+
+use mm::slab::{Corruption, ObjectMemory, SlabAllocator, SlabFlags, SlabMeta};
+
+use crate::memory;
+
+/// The slab allocator, once [`init`] ran.
+static SLAB: Mutex<Option<SlabAllocator<'static>>> = Mutex::new(None);
+
+/// The slab lock. Panics on re-entry (see the module docs): an allocation
+/// while the lock is held, or from an interrupt handler.
+#[inline(always)]
+pub fn lock() -> MutexGuard<'static, Option<SlabAllocator<'static>>> {
+    match SLAB.try_lock() {
+        Some(guard) => guard,
+        None => reentered(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reentered() -> ! {
+    panic!("slab: lock re-entered (heap used under the slab or zone lock, or from an interrupt)")
+}
+
+/// Objects through the direct map: plain loads and stores at the address.
+///
+/// Every address the slab layer passes lies inside a slab or
+/// `kmalloc_large` block it owns, in lowmem, which the direct map maps
+/// writable at `PAGE_OFFSET + phys` for the life of the kernel.
+pub struct DirectMap;
+
+impl ObjectMemory for DirectMap {
+    #[inline(always)]
+    fn read_u64(&self, addr: u64) -> u64 {
+        // SAFETY: `addr` is 8-byte aligned (trait contract) and inside a
+        // direct-mapped slab page (see the type's docs). The word is a free
+        // pointer, red zone or tracked size: slab metadata that no Rust
+        // reference covers while the slab layer works on it.
+        unsafe { core::ptr::with_exposed_provenance::<u64>(addr as usize).read() }
+    }
+
+    #[inline(always)]
+    fn write_u64(&self, addr: u64, v: u64) {
+        // SAFETY: as for `read_u64`; the word belongs to a free object or to
+        // the metadata of an object being handed out or taken back, so no
+        // live reference aliases it.
+        unsafe { core::ptr::with_exposed_provenance_mut::<u64>(addr as usize).write(v) }
+    }
+
+    #[inline(always)]
+    fn read_u8(&self, addr: u64) -> u8 {
+        // SAFETY: inside a direct-mapped slab page owned by the slab layer
+        // (see the type's docs); any byte is a valid `u8`.
+        unsafe { core::ptr::with_exposed_provenance::<u8>(addr as usize).read() }
+    }
+
+    #[inline(always)]
+    fn write_u8(&self, addr: u64, v: u8) {
+        // SAFETY: as for `read_u8`; the byte is red zone, poison or part
+        // of a free object, which nothing else references.
+        unsafe { core::ptr::with_exposed_provenance_mut::<u8>(addr as usize).write(v) }
+    }
+
+    #[inline(always)]
+    fn fill(&self, addr: u64, len: usize, byte: u8) {
+        // SAFETY: `[addr, addr + len)` is one object (kzalloc, poison) or its
+        // red zone, inside one direct-mapped slab or large block owned by the
+        // slab layer and referenced by no one else at this moment.
+        unsafe {
+            core::ptr::write_bytes(
+                core::ptr::with_exposed_provenance_mut::<u8>(addr as usize),
+                byte,
+                len,
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn check(&self, addr: u64, len: usize, byte: u8) -> Option<usize> {
+        // SAFETY: a red zone or poisoned free object inside a direct-mapped
+        // slab (see `fill`); it is only read, and no one writes it meanwhile
+        // (single CPU, slab lock held).
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                core::ptr::with_exposed_provenance::<u8>(addr as usize),
+                len,
+            )
+        };
+        bytes.iter().position(|&b| b != byte)
+    }
+
+    #[inline(always)]
+    fn copy(&self, dst: u64, src: u64, len: usize) {
+        // SAFETY: `krealloc` copies the old object into a freshly allocated
+        // one: two distinct live objects (so the ranges do not overlap), both
+        // direct-mapped, the new one not yet returned to anyone.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                core::ptr::with_exposed_provenance::<u8>(src as usize),
+                core::ptr::with_exposed_provenance_mut::<u8>(dst as usize),
+                len,
+            )
+        }
+    }
+}
+
+/// Corruption reports (red zone, poison, double or invalid free), under
+/// the slab lock: to serial, without allocating, in Linux's words.
+fn report(cache: &str, corruption: &Corruption) {
+    log::error!("BUG {cache}: {corruption}; object quarantined, continuing");
+}
+
+/// Creates the slab allocator and its kmalloc caches over the overlay
+/// `memory::init` carved out. From here on the global heap is kmalloc.
+///
+/// Out of line, and building the allocator (16 KiB of cache descriptors)
+/// straight into its static: `SlabAllocator::new` alone needs 32 KiB of
+/// the 64 KiB boot stack, which must not also hold copies of it, nor keep
+/// them in `kmain`'s frame for the life of the kernel.
+#[inline(never)]
+pub fn init() {
+    let metas: &'static mut [SlabMeta] =
+        memory::take_slab_meta().expect("memory::init carved out the slab overlay");
+    let frames = metas.len();
+    let mut guard = lock();
+    *guard = Some(SlabAllocator::new(metas, SlabFlags::NONE));
+    let Some(slab) = guard.as_mut() else { return };
+    slab.set_report_hook(report);
+    let caches = slab.caches().count();
+    drop(guard);
+    log::info!(
+        "slab: {caches} kmalloc caches over {frames} lowmem frames; the heap is kmalloc now"
+    );
+}
+
+/// Settles the kmalloc caches (`net::api::settle_kmalloc_caches`: no
+/// empty slab but [`net::api::KMALLOC_SPARE_SLABS`] spare ones per
+/// general-purpose cache). Called once the kernel's boot-time allocations
+/// are in place, just before the "after boot" buddy state is recorded, so
+/// the heap's churn while serving requests goes through slabs it already
+/// holds rather than through the buddy allocator; `POST /api/reset`
+/// settles them the same way.
+pub fn prewarm() {
+    let mm = memory::mm();
+    let mut guard = lock();
+    let Some(slab) = guard.as_mut() else { return };
+    let (freed, taken) = net::api::settle_kmalloc_caches(slab, &DirectMap, mm);
+    let pages = slab.slab_pages();
+    drop(guard);
+    log::info!(
+        "slab: kmalloc caches settled (-{freed} empty, +{taken} spare slabs); {} KiB in slabs",
+        pages * 4
+    );
+}
+
+/// Frames held by slabs and `kmalloc_large` blocks.
+#[allow(
+    dead_code,
+    reason = "boot log and debugging; the API reads it through SlabAccess"
+)]
+pub fn slab_pages() -> u64 {
+    lock().as_ref().map_or(0, |s| s.slab_pages())
+}
+
+/// The slab allocator as `net::api` reaches it.
+pub struct KernelSlab;
+
+impl net::api::SlabAccess for KernelSlab {
+    fn with_slab(&self, f: &mut dyn FnMut(&mut SlabAllocator<'_>, &dyn ObjectMemory)) {
+        let mut guard = lock();
+        if let Some(slab) = guard.as_mut() {
+            f(slab, &DirectMap);
+        }
+    }
+}
