@@ -301,16 +301,43 @@ fn best_of<F: FnMut() -> f64>(mut f: F) -> f64 {
     (0..3).map(|_| f()).fold(f64::INFINITY, f64::min)
 }
 
+/// `PZ_BENCH_ONLY=<allocator substring>[:<workload 0..3>]` (for profiling)
+/// runs only matching rows / one workload; the default runs everything.
+fn selected(name: &str) -> bool {
+    match std::env::var("PZ_BENCH_ONLY") {
+        Ok(f) => name.contains(f.split(':').next().unwrap_or("")),
+        Err(_) => true,
+    }
+}
+
+fn workload_selected(w: usize) -> bool {
+    match std::env::var("PZ_BENCH_ONLY") {
+        Ok(f) => f
+            .split(':')
+            .nth(1)
+            .is_none_or(|x| x.parse::<usize>().is_ok_and(|x| x == w)),
+        Err(_) => true,
+    }
+}
+
 fn run<A: Alloc>(a: &mut A, t: &Tables) -> [f64; 4] {
     let fixed64 = vec![64usize; TABLE];
     const PAIRS: usize = 10_000_000;
     const STEPS: usize = 4_000_000;
-    [
-        best_of(|| lifo_pairs(a, &fixed64, PAIRS)),
-        best_of(|| lifo_pairs(a, &t.uniform, PAIRS)),
-        best_of(|| random_ops(a, &t.uniform, &t.slot, STEPS)),
-        best_of(|| random_ops(a, &t.log_uniform, &t.slot, STEPS)),
-    ]
+    let mut r = [f64::NAN; 4];
+    if workload_selected(0) {
+        r[0] = best_of(|| lifo_pairs(a, &fixed64, PAIRS));
+    }
+    if workload_selected(1) {
+        r[1] = best_of(|| lifo_pairs(a, &t.uniform, PAIRS));
+    }
+    if workload_selected(2) {
+        r[2] = best_of(|| random_ops(a, &t.uniform, &t.slot, STEPS));
+    }
+    if workload_selected(3) {
+        r[3] = best_of(|| random_ops(a, &t.log_uniform, &t.slot, STEPS));
+    }
+    r
 }
 
 fn main() {
@@ -319,31 +346,43 @@ fn main() {
     }
     let t = tables();
     let mut results: Vec<(&str, [f64; 4])> = Vec::new();
-    let mut pz = Pagezone {
-        slab: slab(),
-        mem: raw_ram(),
-        pages: page_alloc(),
-    };
-    results.push(("pagezone (kernel)", run(&mut pz, &t)));
-    pz.slab.shrink_all(&pz.pages);
-    pz.slab
-        .check_invariants(&pz.mem)
-        .expect("slab invariants after the run");
-    let mut pzl = PagezoneLocked {
-        slab: spin::Mutex::new(slab()),
-        mem: raw_ram(),
-        pages: page_alloc(),
-    };
-    results.push(("pagezone +lock", run(&mut pzl, &t)));
-    let mut pza = Pagezone {
-        slab: slab(),
-        mem: ArenaMemory::new(Pfn(0), RAM >> 12),
-        pages: page_alloc(),
-    };
-    results.push(("pagezone (safe arena)", run(&mut pza, &t)));
-    results.push(("talc 5", run(&mut Talc::new(), &t)));
-    results.push(("rlsf 0.2", run(&mut Rlsf::new(), &t)));
-    results.push(("system (glibc)", run(&mut Sys, &t)));
+    if selected("pagezone (kernel)") {
+        let mut pz = Pagezone {
+            slab: slab(),
+            mem: raw_ram(),
+            pages: page_alloc(),
+        };
+        results.push(("pagezone (kernel)", run(&mut pz, &t)));
+        pz.slab.shrink_all(&pz.pages);
+        pz.slab
+            .check_invariants(&pz.mem)
+            .expect("slab invariants after the run");
+    }
+    if selected("pagezone +lock") {
+        let mut pzl = PagezoneLocked {
+            slab: spin::Mutex::new(slab()),
+            mem: raw_ram(),
+            pages: page_alloc(),
+        };
+        results.push(("pagezone +lock", run(&mut pzl, &t)));
+    }
+    if selected("pagezone (safe arena)") {
+        let mut pza = Pagezone {
+            slab: slab(),
+            mem: ArenaMemory::new(Pfn(0), RAM >> 12),
+            pages: page_alloc(),
+        };
+        results.push(("pagezone (safe arena)", run(&mut pza, &t)));
+    }
+    if selected("talc 5") {
+        results.push(("talc 5", run(&mut Talc::new(), &t)));
+    }
+    if selected("rlsf 0.2") {
+        results.push(("rlsf 0.2", run(&mut Rlsf::new(), &t)));
+    }
+    if selected("system (glibc)") {
+        results.push(("system (glibc)", run(&mut Sys, &t)));
+    }
 
     println!(
         "kmalloc benchmark, ns (best of 3); LIFO = per alloc+free pair, random = per operation"

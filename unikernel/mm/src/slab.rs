@@ -574,23 +574,63 @@ pub const fn slab_meta_bytes(lowmem_pfns: u64) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SlabList {
     head: u32,
+    tail: u32,
     nr: u32,
 }
 
 impl SlabList {
-    const EMPTY: SlabList = SlabList { head: NIL, nr: 0 };
+    const EMPTY: SlabList = SlabList {
+        head: NIL,
+        tail: NIL,
+        nr: 0,
+    };
 
+    #[inline]
     fn push(&mut self, metas: &mut [SlabMeta], pfn: u32) {
         let m = &mut metas[pfn as usize];
         m.prev = NIL;
         m.next = self.head;
         if self.head != NIL {
             metas[self.head as usize].prev = pfn;
+        } else {
+            self.tail = pfn;
         }
         self.head = pfn;
         self.nr += 1;
     }
 
+    /// Append (cf. `add_partial(…, DEACTIVATE_TO_TAIL)`).
+    #[inline]
+    fn push_tail(&mut self, metas: &mut [SlabMeta], pfn: u32) {
+        let m = &mut metas[pfn as usize];
+        m.next = NIL;
+        m.prev = self.tail;
+        if self.tail != NIL {
+            metas[self.tail as usize].next = pfn;
+        } else {
+            self.head = pfn;
+        }
+        self.tail = pfn;
+        self.nr += 1;
+    }
+
+    /// Take the head off a non-empty list.
+    #[inline]
+    fn pop(&mut self, metas: &mut [SlabMeta]) -> u32 {
+        let pfn = self.head;
+        let next = metas[pfn as usize].next;
+        metas[pfn as usize].next = NIL;
+        self.head = next;
+        if next != NIL {
+            metas[next as usize].prev = NIL;
+        } else {
+            self.tail = NIL;
+        }
+        self.nr -= 1;
+        pfn
+    }
+
+    #[inline]
     fn remove(&mut self, metas: &mut [SlabMeta], pfn: u32) {
         let (prev, next) = (metas[pfn as usize].prev, metas[pfn as usize].next);
         if prev == NIL {
@@ -600,6 +640,8 @@ impl SlabList {
         }
         if next != NIL {
             metas[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
         }
         metas[pfn as usize].prev = NIL;
         metas[pfn as usize].next = NIL;
@@ -674,6 +716,9 @@ pub(crate) struct KmemCache {
     seq: u32,
 
     // --- slab lists and counters (cf. kmem_cache_node) ---
+    /// Full slabs are counted, not linked (as in SLUB without debugging:
+    /// nothing ever needs to find one but `kmem_cache_destroy`, which
+    /// scans the overlay); `full.head` stays NIL.
     full: SlabList,
     partial: SlabList,
     empty: SlabList,
@@ -734,11 +779,23 @@ impl KmemCache {
         self.list_inuse + self.cpu_inuse as u64
     }
 
-    fn list(&mut self, kind: ListKind) -> &mut SlabList {
+    /// Put an unlinked slab on the list for `kind` (full: just counted).
+    #[inline]
+    fn list_push(&mut self, metas: &mut [SlabMeta], kind: ListKind, pfn: u32) {
         match kind {
-            ListKind::Full => &mut self.full,
-            ListKind::Partial => &mut self.partial,
-            ListKind::Empty => &mut self.empty,
+            ListKind::Full => self.full.nr += 1,
+            ListKind::Partial => self.partial.push(metas, pfn),
+            ListKind::Empty => self.empty.push(metas, pfn),
+        }
+    }
+
+    /// Take a slab off the list for `kind` (full: just uncounted).
+    #[inline]
+    fn list_remove(&mut self, metas: &mut [SlabMeta], kind: ListKind, pfn: u32) {
+        match kind {
+            ListKind::Full => self.full.nr -= 1,
+            ListKind::Partial => self.partial.remove(metas, pfn),
+            ListKind::Empty => self.empty.remove(metas, pfn),
         }
     }
 }
@@ -1084,12 +1141,31 @@ impl<'a> SlabAllocator<'a> {
             });
         }
         self.deactivate_slab(slot);
-        for kind in [ListKind::Full, ListKind::Partial, ListKind::Empty] {
-            while self.caches[slot].list(kind).head != NIL {
-                let pfn = self.caches[slot].list(kind).head;
-                self.caches[slot].list(kind).remove(self.metas, pfn);
+        for kind in [ListKind::Partial, ListKind::Empty] {
+            loop {
+                let c = &mut self.caches[slot];
+                let list = if kind == ListKind::Partial {
+                    &mut c.partial
+                } else {
+                    &mut c.empty
+                };
+                if list.head == NIL {
+                    break;
+                }
+                let pfn = list.pop(self.metas);
                 self.discard_slab(pages, slot, pfn);
             }
+        }
+        // Full slabs (their objects quarantined) are not linked: find their
+        // heads in the overlay (slabs are naturally aligned).
+        let step = 1usize << self.caches[slot].order;
+        let mut pfn = 0;
+        while self.caches[slot].full.nr > 0 && pfn < self.metas.len() {
+            if self.metas[pfn].cache as usize == slot + 1 {
+                self.caches[slot].full.nr -= 1;
+                self.discard_slab(pages, slot, pfn as u32);
+            }
+            pfn += step;
         }
         let generation = self.caches[slot].generation.wrapping_add(1);
         self.caches[slot] = KmemCache {
@@ -1190,25 +1266,53 @@ impl<'a> SlabAllocator<'a> {
         gfp: GfpFlags,
         orig_size: usize,
     ) -> Result<u64, SlabError> {
-        if self.caches[slot].is_debug() {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        if c.is_debug() {
             return self.alloc_debug(mem, pages, slot, gfp, orig_size);
         }
-        self.deactivate_slab(slot);
-        let pfn = self.get_slab(mem, pages, slot, gfp)?;
-        // Freeze it (cf. get_freelist()/freeze_slab()).
+        let metas = &mut *self.metas;
+        // Retire the exhausted active slab: with its free list empty, every
+        // object is in use (or quarantined), so it goes to the full list
+        // (cf. deactivate_slab() of a slab without free objects).
+        let old = c.cpu_slab;
+        if old != NIL {
+            match metas.get_mut(old as usize) {
+                Some(m) if c.freelist == 0 && c.cpu_inuse == c.objects => {
+                    m.freelist = NIL;
+                    m.inuse = c.cpu_inuse as u16;
+                    c.list_inuse += c.cpu_inuse as u64;
+                    c.cpu_inuse = 0;
+                    c.cpu_slab = NIL;
+                    c.full.nr += 1;
+                }
+                _ => self.deactivate_slab(slot),
+            }
+        }
+        // The first partial slab, else an empty one, else a new one
+        // (cf. get_partial() + new_slab()), taken off its list.
         let c = &mut self.caches[slot];
-        c.list(list_kind(&self.metas[pfn as usize]))
-            .remove(self.metas, pfn);
-        let m = &mut self.metas[pfn as usize];
-        c.freelist = slab_va(pfn) + m.freelist as u64;
-        c.cpu_inuse = m.inuse as u32;
+        let metas = &mut *self.metas;
+        let pfn = if c.partial.head != NIL {
+            c.partial.pop(metas)
+        } else if c.empty.head != NIL {
+            c.empty.pop(metas)
+        } else {
+            self.new_slab(mem, pages, slot, gfp)?
+        };
+        // Freeze it (cf. get_freelist()/freeze_slab()) and pop its first
+        // object.
+        let c = &mut self.caches[slot];
+        let Some(m) = self.metas.get_mut(pfn as usize) else {
+            unreachable!("slab {pfn} outside the overlay")
+        };
+        let obj = slab_va(pfn) + m.freelist as u64;
+        c.cpu_inuse = m.inuse as u32 + 1;
         c.list_inuse -= m.inuse as u64;
         c.cpu_slab = pfn;
         m.freelist = NIL;
         m.inuse = c.objects as u16;
-        let obj = c.freelist;
         c.freelist = mem.read_u64(obj + c.offset as u64);
-        c.cpu_inuse += 1;
         if gfp.contains(GfpFlags::ZERO) {
             mem.fill(obj, c.object_size as usize, 0);
         }
@@ -1239,6 +1343,7 @@ impl<'a> SlabAllocator<'a> {
     /// cf. `allocate_slab()` + `shuffle_freelist()`-less `setup_object()`s:
     /// take pages, label every frame with the cache, run constructors,
     /// initialise debug state and chain every object onto the free list.
+    #[inline(never)]
     fn new_slab<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
@@ -1306,15 +1411,16 @@ impl<'a> SlabAllocator<'a> {
             return;
         }
         let c = &mut self.caches[slot];
-        c.list(before).remove(self.metas, pfn);
+        c.list_remove(self.metas, before, pfn);
         if now == ListKind::Empty && c.empty.nr >= SLAB_EMPTY_RESERVE {
             self.discard_slab(pages, slot, pfn);
         } else {
-            c.list(now).push(self.metas, pfn);
+            c.list_push(self.metas, now, pfn);
         }
     }
 
     /// Unlabel a slab (already off every list) and free its pages.
+    #[inline(never)]
     fn discard_slab<S: PageSource + ?Sized>(&mut self, pages: &S, slot: usize, pfn: u32) {
         let c = &mut self.caches[slot];
         c.nr_slabs -= 1;
@@ -1347,7 +1453,7 @@ impl<'a> SlabAllocator<'a> {
         c.freelist = 0;
         c.cpu_slab = NIL;
         let kind = list_kind(m);
-        c.list(kind).push(self.metas, pfn);
+        c.list_push(self.metas, kind, pfn);
     }
 
     // ------------------------------------------------------------------
@@ -1415,11 +1521,66 @@ impl<'a> SlabAllocator<'a> {
         self.slab_free_slow(mem, pages, slot, head, addr)
     }
 
-    /// cf. `__slab_free()` and `free_debug_processing()`: a free to a slab
-    /// other than the active one, a free to a debug cache, or a double free
-    /// of the active free list's head.
+    /// cf. `__slab_free()`: a free to a slab other than the active one, in
+    /// a plain cache. The slab's list changes only on full → partial and
+    /// partial → empty, each done directly. Debug caches and double frees
+    /// go on to [`Self::slab_free_checked`].
     #[inline(never)]
     fn slab_free_slow<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        head: u32,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        let metas = &mut *self.metas;
+        let base = slab_va(head);
+        let Some(m) = metas.get_mut(head as usize) else {
+            return self.slab_free_checked(mem, pages, slot, head, addr);
+        };
+        let first = m.freelist;
+        if head == c.cpu_slab || c.is_debug() || base + first as u64 == addr || m.inuse == 0 {
+            return self.slab_free_checked(mem, pages, slot, head, addr);
+        }
+        let was_full = first == NIL;
+        mem.write_u64(
+            addr + c.offset as u64,
+            if was_full { 0 } else { base + first as u64 },
+        );
+        m.freelist = (addr - base) as u32;
+        m.inuse -= 1;
+        c.list_inuse -= 1;
+        let now_empty = m.inuse == 0;
+        if !was_full && !now_empty {
+            return Ok(()); // stays partial
+        }
+        if was_full {
+            c.full.nr -= 1;
+        } else {
+            c.partial.remove(metas, head);
+        }
+        if !now_empty {
+            // To the tail, as `__slab_free()` does with a slab that was
+            // full: it then collects more frees before it is reused, so
+            // the next freeze finds more than one free object in it.
+            c.partial.push_tail(metas, head);
+        } else if c.empty.nr < SLAB_EMPTY_RESERVE {
+            c.empty.push(metas, head);
+        } else {
+            self.discard_slab(pages, slot, head);
+        }
+        Ok(())
+    }
+
+    /// The general `__slab_free()` with `free_debug_processing()`: a free
+    /// to a debug cache, or a double free (of the active free list's head,
+    /// of a slab's free list head, or into an empty slab).
+    #[cold]
+    #[inline(never)]
+    fn slab_free_checked<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
         pages: &S,

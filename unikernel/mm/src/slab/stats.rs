@@ -187,8 +187,12 @@ impl SlabAllocator<'_> {
     /// objects); for tests and the selftest.
     pub fn check_invariants<M: ObjectMemory>(&self, mem: &M) -> Result<(), SlabCheckError> {
         let mut frames = [0u64; MAX_CACHES];
+        // Full slabs are not linked: found here as the head frames of the
+        // cache that are neither active nor on a list (unlinked, state full).
+        let mut full_slabs = [0u64; MAX_CACHES];
+        let mut full_inuse = [0u64; MAX_CACHES];
         let (mut large_heads, mut large_frames) = (0u64, 0u64);
-        for m in self.metas.iter() {
+        for (pfn, m) in self.metas.iter().enumerate() {
             match m.cache {
                 0 => {}
                 META_LARGE_HEAD => {
@@ -196,7 +200,24 @@ impl SlabAllocator<'_> {
                     large_frames += 1;
                 }
                 META_LARGE_TAIL => large_frames += 1,
-                id if (id as usize) <= MAX_CACHES => frames[id as usize - 1] += 1,
+                id if (id as usize) <= MAX_CACHES => {
+                    let slot = id as usize - 1;
+                    frames[slot] += 1;
+                    let c = &self.caches[slot];
+                    if pfn as u32 & c.pfn_mask == 0
+                        && pfn as u32 != c.cpu_slab
+                        && list_kind(m) == ListKind::Full
+                    {
+                        if m.prev != NIL || m.next != NIL {
+                            return Err(self.check_err(Some(slot), "full slab is linked"));
+                        }
+                        if m.inuse as u32 != c.objects {
+                            return Err(self.check_err(Some(slot), "full slab with free objects"));
+                        }
+                        full_slabs[slot] += 1;
+                        full_inuse[slot] += m.inuse as u64;
+                    }
+                }
                 _ => return Err(self.check_err(None, "frame labelled with an impossible cache")),
             }
         }
@@ -212,12 +233,11 @@ impl SlabAllocator<'_> {
                 }
                 continue;
             }
-            let mut inuse = 0u64;
-            for (list, kind) in [
-                (&c.full, ListKind::Full),
-                (&c.partial, ListKind::Partial),
-                (&c.empty, ListKind::Empty),
-            ] {
+            if c.full.head != NIL || c.full.tail != NIL || full_slabs[slot] != c.full.nr as u64 {
+                return Err(self.check_err(Some(slot), "full slab count does not match the slabs"));
+            }
+            let mut inuse = full_inuse[slot];
+            for (list, kind) in [(&c.partial, ListKind::Partial), (&c.empty, ListKind::Empty)] {
                 inuse += self.check_list(slot, c, list, kind, mem)?;
             }
             if inuse != c.list_inuse {
@@ -305,6 +325,9 @@ impl SlabAllocator<'_> {
         }
         if n != list.nr {
             return Err(self.check_err(Some(slot), "slab list shorter than its count"));
+        }
+        if list.tail != prev {
+            return Err(self.check_err(Some(slot), "slab list tail is not its last slab"));
         }
         Ok(inuse)
     }
