@@ -1,6 +1,6 @@
 //! `/metrics`: Prometheus text exposition (format 0.0.4) of the zones,
 //! the buddy free lists, the API's handles, the vmalloc area and kmap
-//! slots, DMA and HTTP.
+//! slots, the slab caches, DMA and HTTP.
 
 use alloc::string::String;
 use core::fmt::Write;
@@ -21,6 +21,26 @@ type ZoneGauge = (&'static str, &'static str, fn(&mm::zone::Zone) -> u64);
 
 pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+/// `s` as a label value: backslash, double quote and newline escaped
+/// (cache names may hold any printable ASCII).
+pub(super) fn label_value(s: &str) -> impl core::fmt::Display + '_ {
+    struct Escaped<'s>(&'s str);
+    impl core::fmt::Display for Escaped<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            for c in self.0.chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '"' => f.write_str("\\\"")?,
+                    '\n' => f.write_str("\\n")?,
+                    c => f.write_char(c)?,
+                }
+            }
+            Ok(())
+        }
+    }
+    Escaped(s)
 }
 
 impl<P: Platform> Api<'_, P> {
@@ -111,6 +131,7 @@ impl<P: Platform> Api<'_, P> {
         let _ = writeln!(out, "pagezone_api_quota_pages {}", self.quota_pages);
 
         self.vm_metrics(&mut out);
+        self.slab_metrics(&mut out);
 
         let dma = self.system.dma();
         family(

@@ -20,6 +20,7 @@
 //! out of `/openapi.json` and of `Allow`; [`BUILT_ROUTES`] is the list.
 
 mod alloc_cmd;
+mod bench;
 mod metrics;
 mod pagemap;
 mod slab;
@@ -52,11 +53,20 @@ pub use slab::{KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, sett
 pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
 pub use vm::{API_CALLER, Vm, VmHandle, VmHandleKind};
 
-/// What only the kernel knows. Every method is called without any `mm`
-/// lock held and may allocate.
+/// What only the kernel knows. Every method but [`System::now_ns`] is
+/// called without any `mm` lock held and may allocate.
 pub trait System {
     /// Milliseconds since boot (the TSC clock).
     fn uptime_ms(&self) -> u64;
+    /// A monotonic nanosecond clock of arbitrary origin, for timing
+    /// `POST /api/bench` operations (the kernel reads the calibrated TSC).
+    /// Unlike the other methods it may be called between allocator calls,
+    /// so it must be cheap and must neither allocate nor take a lock. The
+    /// default, [`System::uptime_ms`] scaled, is too coarse to time one
+    /// operation.
+    fn now_ns(&self) -> u64 {
+        self.uptime_ms().saturating_mul(1_000_000)
+    }
     /// The image's version string (`/api/health`).
     fn version(&self) -> &str;
     /// Coherent DMA buffers and bounce-pool counters (`/api/dma`).
@@ -131,6 +141,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::ProcSlabinfo,
     RouteId::ProcMeminfo,
     RouteId::ProcIomem,
+    RouteId::ProcPagetypeinfo,
     RouteId::Alloc,
     RouteId::Free,
     RouteId::Fill,
@@ -148,6 +159,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Kmap,
     RouteId::Kunmap,
     RouteId::Pagetable,
+    RouteId::Bench,
 ];
 
 /// One live API allocation.
@@ -288,6 +300,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ProcZoneinfo => text::zoneinfo(self.mm, &self.system.zoneinfo_extra()),
             RouteId::ProcMeminfo => text::meminfo(&self.meminfo()),
             RouteId::ProcIomem => text::iomem(&self.boot, &self.system.kernel_sections()),
+            RouteId::ProcPagetypeinfo => text::pagetypeinfo(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),
             RouteId::MempoolList => return self.mempool_list(),
@@ -311,6 +324,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Kmap => return self.kmap(req),
             RouteId::Kunmap => return self.kunmap(req, param()),
             RouteId::Pagetable => return self.pagetable(req),
+            RouteId::Bench => return self.bench(&req.body),
             _ => {
                 return Err(ApiError::enoent(format!(
                     "{} is not available in this build",

@@ -69,7 +69,7 @@ pub trait SlabAccess {
 
 /// [`ObjectMemory`] over a `dyn` one, for `mm`'s generic entry points
 /// (off the hot path: the kernel's heap calls `mm` with its own type).
-struct DynMem<'m>(&'m dyn ObjectMemory);
+pub(super) struct DynMem<'m>(&'m dyn ObjectMemory);
 
 impl ObjectMemory for DynMem<'_> {
     fn read_u64(&self, addr: u64) -> u64 {
@@ -142,7 +142,7 @@ pub fn settle_kmalloc_caches<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
 /// [`KMALLOC_SPARE_SLABS`]) by allocating objects — the free ones first,
 /// then one object at a time until the cache holds that many slabs — and
 /// freeing them all in reverse order.
-fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
+pub(super) fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
     slab: &mut SlabAllocator<'_>,
     mem: &M,
     pages: &S,
@@ -190,7 +190,7 @@ fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
 }
 
 /// Run `f` under the slab lock; `None` if there is no allocator.
-fn locked<R>(
+pub(super) fn locked<R>(
     access: &dyn SlabAccess,
     f: impl FnOnce(&mut SlabAllocator<'_>, &DynMem<'_>) -> R,
 ) -> Option<R> {
@@ -300,7 +300,7 @@ impl<'a> SlabState<'a> {
 // Errors
 // ----------------------------------------------------------------------
 
-fn slab_error(e: SlabError, what: &str) -> ApiError {
+pub(super) fn slab_error(e: SlabError, what: &str) -> ApiError {
     match e {
         SlabError::NoMemory { order } => {
             ApiError::enomem(format!("{what}: page allocation failure: order:{order}"))
@@ -343,7 +343,7 @@ fn mempool_error(e: MempoolError, what: &str) -> ApiError {
     }
 }
 
-fn no_slab() -> ApiError {
+pub(super) fn no_slab() -> ApiError {
     ApiError::enoent("the slab allocator is not available in this build")
 }
 
@@ -602,7 +602,7 @@ impl<'a, P: Platform> Api<'a, P> {
         self
     }
 
-    fn slab_access(&self) -> Result<&'a dyn SlabAccess, ApiError> {
+    pub(super) fn slab_access(&self) -> Result<&'a dyn SlabAccess, ApiError> {
         self.slab.access.ok_or_else(no_slab)
     }
 
@@ -617,7 +617,7 @@ impl<'a, P: Platform> Api<'a, P> {
         self.held_pages + self.slab.quota_pages()
     }
 
-    fn check_quota(&self, extra_bytes: u64) -> Result<(), ApiError> {
+    pub(super) fn check_quota(&self, extra_bytes: u64) -> Result<(), ApiError> {
         let held = self.quota_held_pages();
         let after = self.held_pages
             + (self.slab.handle_bytes + self.slab.pool_bytes.values().sum::<u64>() + extra_bytes)
@@ -679,6 +679,89 @@ impl<'a, P: Platform> Api<'a, P> {
         })
         .ok_or_else(no_slab)?;
         Ok(infos)
+    }
+
+    /// `/metrics`' slab families: per cache (label `cache`) the objects in
+    /// use and in total, the slabs and the corruption reports by kind, as
+    /// in `/api/slabinfo`; plus the frames all slabs hold. Nothing when
+    /// this build has no slab allocator.
+    pub(super) fn slab_metrics(&self, out: &mut String) {
+        use super::metrics::{family, label_value};
+        use core::fmt::Write;
+        let Ok(infos) = self.cache_infos() else {
+            return;
+        };
+        /// A per-cache gauge: name, help, and how to read it.
+        type CacheGauge = (&'static str, &'static str, fn(&CacheInfo) -> u64);
+        let per_cache: [CacheGauge; 5] = [
+            (
+                "pagezone_slab_active_objects",
+                "Objects in use per slab cache (active_objs).",
+                |c| c.active_objs,
+            ),
+            (
+                "pagezone_slab_objects",
+                "Objects per slab cache, in use or free (num_objs).",
+                |c| c.num_objs,
+            ),
+            (
+                "pagezone_slab_slabs",
+                "Slabs per slab cache (num_slabs).",
+                |c| c.num_slabs,
+            ),
+            (
+                "pagezone_slab_object_size_bytes",
+                "Object size per slab cache, as asked at creation.",
+                |c| u64::from(c.object_size),
+            ),
+            (
+                "pagezone_slab_quarantined_objects",
+                "Objects left allocated after a detected corruption, per slab cache.",
+                |c| c.quarantined,
+            ),
+        ];
+        for (name, help, get) in per_cache {
+            family(out, name, "gauge", help);
+            for c in &infos {
+                let _ = writeln!(
+                    out,
+                    "{name}{{cache=\"{}\"}} {}",
+                    label_value(c.name.as_str()),
+                    get(c)
+                );
+            }
+        }
+        family(
+            out,
+            "pagezone_slab_corruptions_total",
+            "counter",
+            "Corruptions detected per slab cache and kind (red zone, poison, double free, free pointer, invalid free).",
+        );
+        for c in &infos {
+            let k = &c.corruption;
+            for (kind, n) in [
+                ("red_zone", k.red_zone),
+                ("poison", k.poison),
+                ("double_free", k.double_free),
+                ("free_pointer", k.free_pointer),
+                ("invalid_free", k.invalid_free),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "pagezone_slab_corruptions_total{{cache=\"{}\",kind=\"{kind}\"}} {n}",
+                    label_value(c.name.as_str())
+                );
+            }
+        }
+        if let Some(pages) = self.slab_pages() {
+            family(
+                out,
+                "pagezone_slab_pages",
+                "gauge",
+                "Frames held by slabs and kmalloc_large blocks (meminfo Slab).",
+            );
+            let _ = writeln!(out, "pagezone_slab_pages {pages}");
+        }
     }
 
     /// `GET /api/slabinfo`.
@@ -766,7 +849,7 @@ impl<'a, P: Platform> Api<'a, P> {
     // ------------------------------------------------------------------
 
     /// The live cache called `name` (404 otherwise) and its record.
-    fn find_cache(&self, name: &str) -> Result<CacheInfo, ApiError> {
+    pub(super) fn find_cache(&self, name: &str) -> Result<CacheInfo, ApiError> {
         check_name(name, "cache")?;
         let access = self.slab_access()?;
         locked(access, |slab, _| {

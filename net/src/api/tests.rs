@@ -25,6 +25,7 @@ use smoltcp::iface::SocketHandle;
 use super::*;
 use crate::testing::{HttpResponse, Net};
 
+mod extras;
 mod slab;
 
 const MIB: u64 = 1 << 20;
@@ -69,11 +70,34 @@ fn memblock(fw: &[(PhysAddr, PhysAddr, E820Type)]) -> Memblock {
 
 struct FakeSystem {
     uptime_ms: Cell<u64>,
+    /// `now_ns`: calls so far and the time (see there).
+    clock_calls: Cell<u64>,
+    clock_ns: Cell<u64>,
 }
+
+/// What `FakeSystem::now_ns` advances per call: 100 ns, and 40 µs every
+/// [`CLOCK_HICCUP_EVERY`]th call, so timed operations have a tail. A bench
+/// reads the clock an even number of times (start, end, and twice per
+/// operation), so each operation's second read is an odd call: an odd
+/// period makes every `CLOCK_HICCUP_EVERY` operations one slow one.
+const CLOCK_STEP_NS: u64 = 100;
+const CLOCK_HICCUP_NS: u64 = 40_000;
+const CLOCK_HICCUP_EVERY: u64 = 63;
 
 impl System for FakeSystem {
     fn uptime_ms(&self) -> u64 {
         self.uptime_ms.get()
+    }
+    fn now_ns(&self) -> u64 {
+        let n = self.clock_calls.get() + 1;
+        self.clock_calls.set(n);
+        let step = if n.is_multiple_of(CLOCK_HICCUP_EVERY) {
+            CLOCK_HICCUP_NS
+        } else {
+            CLOCK_STEP_NS
+        };
+        self.clock_ns.set(self.clock_ns.get() + step);
+        self.clock_ns.get()
     }
     fn version(&self) -> &str {
         "0.1.0-test"
@@ -138,6 +162,8 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     mm.mark_boot_complete();
     let system = FakeSystem {
         uptime_ms: Cell::new(1234),
+        clock_calls: Cell::new(0),
+        clock_ns: Cell::new(0),
     };
     let boot = BootView {
         cmdline: CMDLINE,
@@ -849,12 +875,7 @@ fn not_found_and_method_not_allowed() {
         let r = t.get("/api/nonexistent");
         assert_eq!(error(&r), (404, "ENOENT".into()));
         // Routes of API.md not built yet: 404 like any absent path.
-        for path in [
-            "/proc/pagetypeinfo",
-            "/proc/vmallocinfo",
-            "/api/kmap",
-            "/ui/app.js",
-        ] {
+        for path in ["/proc/vmallocinfo", "/api/kmap", "/ui/app.js"] {
             let r = t.get(path);
             assert_eq!(error(&r), (404, "ENOENT".into()), "{path}");
             assert!(
@@ -863,8 +884,9 @@ fn not_found_and_method_not_allowed() {
                 r.text()
             );
         }
+        // Built, and `{}` lacks its "workload".
         let r = t.request("POST", "/api/bench", Some("{}"));
-        assert_eq!(error(&r), (404, "ENOENT".into()));
+        assert_eq!(error(&r), (400, "EINVAL".into()));
         // Unknown handles.
         for (method, path, body) in [
             ("DELETE", "/api/alloc/4242", None),
@@ -878,6 +900,8 @@ fn not_found_and_method_not_allowed() {
         for (method, path, allow) in [
             ("DELETE", "/api/zones", "GET, HEAD"),
             ("POST", "/proc/buddyinfo", "GET, HEAD"),
+            ("POST", "/proc/pagetypeinfo", "GET, HEAD"),
+            ("GET", "/api/bench", "POST"),
             ("GET", "/api/alloc", "POST"),
             ("GET", "/api/reset", "POST"),
             ("GET", "/api/alloc/1", "DELETE"),

@@ -67,6 +67,12 @@ pub fn buddyinfo<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
     text_or_error(render_locked(mm, 512, |pa, w| procfs::buddyinfo(pa, w)))
 }
 
+/// `/proc/pagetypeinfo` (cf. `mm/vmstat.c:pagetypeinfo_show()`): one
+/// line per migrate type of each populated zone, 2 to 3 KiB.
+pub fn pagetypeinfo<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
+    text_or_error(render_locked(mm, 4096, |pa, w| procfs::pagetypeinfo(pa, w)))
+}
+
 pub fn zoneinfo<P: Platform>(mm: &MemoryManager<'_, P>, extra: &ZoneinfoExtra) -> Response {
     text_or_error(render_locked(mm, 16 * 1024, |pa, w| {
         procfs::zoneinfo(pa, extra, w)

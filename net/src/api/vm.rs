@@ -75,7 +75,7 @@ pub struct Vm<'a> {
 }
 
 /// `&dyn PageMapper` as a sized `PageMapper` for `mm`'s generic calls.
-struct DynMapper<'m>(&'m dyn PageMapper);
+pub(super) struct DynMapper<'m>(pub(super) &'m dyn PageMapper);
 
 impl PageMapper for DynMapper<'_> {
     fn map_page(&self, virt: VirtAddr, pfn: Pfn, prot: MapProt) -> Result<(), MapError> {
@@ -346,6 +346,11 @@ impl<'a, P: Platform> Api<'a, P> {
     /// Whether this build serves the `vmalloc` and `ioremap` types.
     pub(super) fn has_vm(&self) -> bool {
         self.vm.parts.is_some()
+    }
+
+    /// The kernel's VM state, if this build has one.
+    pub(super) fn vm_state(&self) -> Option<Vm<'a>> {
+        self.vm.parts
     }
 
     /// The VM handle `id` names, if it is one (a malformed id is `None`,

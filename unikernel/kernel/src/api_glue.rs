@@ -1,6 +1,7 @@
 //! The kernel's side of the HTTP API: what `net::api` cannot know from `mm`
-//! alone (clock, DMA buffers, kernel sections, paging statistics, the walk
-//! of the live page tables, byte access through vmalloc-area mappings),
+//! alone (the clocks: milliseconds since boot, and TSC nanoseconds for
+//! `POST /api/bench`; DMA buffers, kernel sections, paging statistics, the
+//! walk of the live page tables, byte access through vmalloc-area mappings),
 //! the boot facts it serves (`/api/memmap`, `/proc/iomem`), and the
 //! virtual-memory state it shares with the kernel ([`vm`]).
 
@@ -38,6 +39,16 @@ impl KernelSystem {
 impl System for KernelSystem {
     fn uptime_ms(&self) -> u64 {
         tsc::now_ms()
+    }
+
+    fn now_ns(&self) -> u64 {
+        // TSC ticks at the calibrated rate; origin at reset, which timing
+        // differences do not care about. No lock, no allocation.
+        let khz = tsc::tsc_khz();
+        if khz == 0 {
+            return tsc::now_us().saturating_mul(1000);
+        }
+        (u128::from(tsc::rdtsc()) * 1_000_000 / u128::from(khz)) as u64
     }
 
     fn version(&self) -> &str {

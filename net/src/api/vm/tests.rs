@@ -689,3 +689,57 @@ fn reset_frees_every_kind_and_restores_boot_state() {
         assert_eq!(t.api.quota().0, 0);
     });
 }
+
+// ----------------------------------------------------------------------
+// POST /api/bench {"workload":"vmalloc"}
+// ----------------------------------------------------------------------
+
+#[test]
+fn bench_vmalloc_maps_and_frees_every_time() {
+    run_with(4 * MIB, |t| {
+        let boot = t.buddyinfo();
+        let boot_info = t.json("/api/vmallocinfo");
+        for (body, size) in [
+            (json!({"workload":"vmalloc","iterations":200}), 16384),
+            (json!({"workload":"vmalloc","iterations":20,"size":5000}), 5000),
+            (json!({"workload":"vmalloc","iterations":3,"size":2 * MIB}), 2 * MIB),
+        ] {
+            let j = t.ok("POST", "/api/bench", Some(body.clone()));
+            assert_eq!(j["workload"], "vmalloc");
+            assert_eq!(j["ops"], body["iterations"], "{j}");
+            assert_eq!(j["size"], size, "{j}");
+            // This system keeps the default clock (uptime_ms scaled): too
+            // coarse for one operation, but the fields are all there.
+            for k in ["ns_per_op", "p50_ns", "p99_ns", "min_ns", "max_ns", "total_ns"] {
+                assert!(j[k].is_u64(), "{k}: {j}");
+            }
+            assert!(j["p50_ns"].as_u64() <= j["p99_ns"].as_u64(), "{j}");
+            assert_eq!(t.buddyinfo(), boot, "{body}");
+            assert_eq!(t.json("/api/vmallocinfo"), boot_info, "{body}");
+            assert_eq!(t.mm.platform().nr_ptes(), 0);
+        }
+        assert_eq!(t.json("/api/allocations"), json!({"allocations":[]}));
+
+        // Bad sizes; the area is 4 MiB, so 4 MiB plus a guard cannot fit.
+        for (body, status, code) in [
+            (json!({"workload":"vmalloc","iterations":10,"size":0}), 400, "EINVAL"),
+            (json!({"workload":"vmalloc","iterations":10,"order":1}), 400, "EINVAL"),
+            (json!({"workload":"vmalloc","iterations":10,"size":4 * MIB}), 507, "ENOMEM"),
+            // 100000 x 256 pages is over the per-run budget.
+            (json!({"workload":"vmalloc","iterations":100_000,"size":MIB}), 400, "EINVAL"),
+        ] {
+            let r = t.post("/api/bench", body.clone());
+            assert_eq!(error(&r), (status, code.to_string()), "{body}: {}", r.text());
+        }
+
+        // A mapping failure in the 13th operation: 507, and what that
+        // operation had mapped is unwound; the 12 before were freed.
+        t.mm.platform().fail_maps_after(Some(50));
+        let r = t.post("/api/bench", json!({"workload":"vmalloc","iterations":100}));
+        assert_eq!(error(&r), (507, "ENOMEM".into()), "{}", r.text());
+        t.mm.platform().fail_maps_after(None);
+        assert_eq!(t.mm.platform().nr_ptes(), 0);
+        assert_eq!(t.areas.lock().nr_areas(), 0);
+        assert_eq!(t.buddyinfo(), boot);
+    });
+}

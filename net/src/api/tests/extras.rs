@@ -1,0 +1,417 @@
+//! `/proc/pagetypeinfo`, `POST /api/bench` (pages, kmalloc and cache
+//! workloads; vmalloc is in `vm/tests.rs`, which has a vmalloc area) and
+//! the slab families of `/metrics`, over the simulated machine.
+
+use super::*;
+
+fn post(t: &mut T<'_>, path: &str, body: Value) -> HttpResponse {
+    t.request("POST", path, Some(&body.to_string()))
+}
+
+fn bench(t: &mut T<'_>, body: Value) -> HttpResponse {
+    post(t, "/api/bench", body)
+}
+
+/// A successful run: 200, `ops == iterations`, the percentiles ordered.
+fn bench_ok(t: &mut T<'_>, body: Value) -> Value {
+    let r = bench(t, body.clone());
+    assert_eq!(r.status, 200, "{body}: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let j: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(j["workload"], body["workload"], "{j}");
+    assert_eq!(j["ops"], body["iterations"], "{j}");
+    let n = |k: &str| {
+        j[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} is not a number: {j}"))
+    };
+    assert!(n("min_ns") <= n("p50_ns"), "{j}");
+    assert!(n("p50_ns") <= n("p99_ns"), "{j}");
+    assert!(n("p99_ns") <= n("max_ns"), "{j}");
+    assert!(
+        n("min_ns") <= n("ns_per_op") && n("ns_per_op") <= n("max_ns"),
+        "{j}"
+    );
+    assert!(n("total_ns") >= n("ns_per_op") * n("ops"), "{j}");
+    j
+}
+
+/// `name → (active_objs, num_objs, num_slabs)` of every cache.
+fn slab_counts(t: &mut T<'_>) -> Vec<(String, u64, u64, u64)> {
+    t.json("/api/slabinfo")["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["active_objs"].as_u64().unwrap(),
+                c["num_objs"].as_u64().unwrap(),
+                c["num_slabs"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------------
+// /proc/pagetypeinfo
+// ----------------------------------------------------------------------
+
+#[test]
+fn pagetypeinfo_is_the_formatter_text_and_matches_buddyinfo() {
+    run(DEFAULT, |t| {
+        let r = t.get("/proc/pagetypeinfo");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        let mut expected = String::new();
+        mm::procfs::pagetypeinfo(&t.mm.lock(), &mut expected).unwrap();
+        assert_eq!(r.text(), expected);
+
+        let text = r.text().to_string();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("Page block order: 9"));
+        assert_eq!(lines.next(), Some("Pages per block:  512"));
+        // One Movable row per populated zone, with buddyinfo's counts;
+        // every other migrate type is empty.
+        let info = t.buddyinfo();
+        let mut movable = Vec::new();
+        for line in text.lines().filter(|l| l.contains(", type ")) {
+            let (head, rest) = line.split_once(", type ").unwrap();
+            let zone = head.split_once("zone ").unwrap().1.trim();
+            let mut fields = rest.split_whitespace();
+            let mtype = fields.next().unwrap();
+            let counts: Vec<u64> = fields.map(|c| c.parse().unwrap()).collect();
+            assert_eq!(counts.len(), 11, "{line}");
+            if mtype == "Movable" {
+                movable.push(zone.to_string());
+                assert_eq!(counts, counts_of(&info, zone), "{line}");
+            } else {
+                assert!(counts.iter().all(|&c| c == 0), "{line}");
+            }
+        }
+        assert_eq!(movable, ["DMA", "DMA32", "HighMem"]);
+
+        // It follows the allocator: an order-3 block moves the counts.
+        let h = t.alloc_ok(json!({"type":"pages","order":3,"gfp":"GFP_DMA"}));
+        let mut after = String::new();
+        mm::procfs::pagetypeinfo(&t.mm.lock(), &mut after).unwrap();
+        assert_ne!(after, expected);
+        assert_eq!(t.get("/proc/pagetypeinfo").text(), after);
+        let r = t.request("DELETE", &format!("/api/alloc/{}", h["id"]), None);
+        assert_eq!(r.status, 200);
+        assert_eq!(t.get("/proc/pagetypeinfo").text(), expected);
+        assert_eq!(error(&t.request("POST", "/proc/pagetypeinfo", None)).0, 405);
+    });
+}
+
+fn counts_of(info: &[(String, Vec<u64>)], zone: &str) -> Vec<u64> {
+    counts(info, zone).to_vec()
+}
+
+// ----------------------------------------------------------------------
+// POST /api/bench
+// ----------------------------------------------------------------------
+
+#[test]
+fn bench_every_workload_leaves_the_allocators_as_they_were() {
+    run(DEFAULT, |t| {
+        let boot = t.buddyinfo();
+        let slabs = slab_counts(t);
+        let runs = [
+            json!({"workload":"pages","iterations":1000}),
+            json!({"workload":"pages","iterations":200,"order":3}),
+            json!({"workload":"pages","iterations":10,"order":10}),
+            json!({"workload":"kmalloc","iterations":1000}),
+            json!({"workload":"kmalloc","iterations":500,"size":100}),
+            json!({"workload":"kmalloc","iterations":100,"size":20000}),
+            json!({"workload":"cache","iterations":1000,"cache":"kmalloc-64"}),
+        ];
+        for body in runs {
+            let j = bench_ok(t, body.clone());
+            // The fake clock: 100 ns an operation, one in 63 at 40 µs.
+            assert_eq!(j["min_ns"], CLOCK_STEP_NS, "{j}");
+            assert_eq!(j["p50_ns"], CLOCK_STEP_NS, "{j}");
+            let iterations = body["iterations"].as_u64().unwrap();
+            if iterations >= 2 * CLOCK_HICCUP_EVERY {
+                assert_eq!(j["max_ns"], CLOCK_HICCUP_NS, "{j}");
+            }
+            if iterations >= 1000 {
+                assert_eq!(j["p99_ns"], CLOCK_HICCUP_NS, "{j}");
+                assert!(j["ns_per_op"].as_u64().unwrap() > CLOCK_STEP_NS, "{j}");
+            }
+            assert_eq!(t.buddyinfo(), boot, "{body}");
+            assert_eq!(slab_counts(t), slabs, "{body}");
+        }
+        // The parameters used are echoed.
+        let j = bench_ok(t, json!({"workload":"pages","iterations":1}));
+        assert_eq!(j["order"], 0);
+        assert_eq!(j["ops"], 1);
+        let j = bench_ok(t, json!({"workload":"kmalloc","iterations":1}));
+        assert_eq!(j["size"], 64);
+        let j = bench_ok(
+            t,
+            json!({"workload":"cache","iterations":1,"cache":"kmalloc-64"}),
+        );
+        assert_eq!(
+            (j["cache"].as_str(), j["size"].as_u64()),
+            (Some("kmalloc-64"), Some(64))
+        );
+        assert!(j.get("order").is_none(), "{j}");
+
+        // Nothing was handed out.
+        assert_eq!(t.json("/api/allocations")["allocations"], json!([]));
+        assert_eq!(t.api.quota().0, 0);
+        assert_eq!(t.buddyinfo(), boot);
+    });
+}
+
+#[test]
+fn bench_of_an_empty_cache_gives_its_new_slab_back() {
+    run(DEFAULT, |t| {
+        for (name, flags) in [
+            ("bench200", json!([])),
+            ("bench-debug", json!(["SLAB_RED_ZONE", "SLAB_POISON"])),
+        ] {
+            let r = post(
+                t,
+                "/api/caches",
+                json!({"name":name,"size":200,"flags":flags}),
+            );
+            assert_eq!(r.status, 201, "{}", r.text());
+            let before = t.buddyinfo();
+            let slabs = slab_counts(t);
+            // The first operation needs a slab the cache does not have.
+            let j = bench_ok(t, json!({"workload":"cache","iterations":300,"cache":name}));
+            assert_eq!(j["size"], 200);
+            assert_eq!(t.buddyinfo(), before, "{name}");
+            assert_eq!(slab_counts(t), slabs, "{name}");
+
+            // A cache with a live object and a slab: the run reuses it.
+            let h = t.alloc_ok(json!({"type":"cache","cache":name}));
+            let before = t.buddyinfo();
+            let slabs = slab_counts(t);
+            bench_ok(t, json!({"workload":"cache","iterations":300,"cache":name}));
+            assert_eq!(t.buddyinfo(), before, "{name}");
+            assert_eq!(slab_counts(t), slabs, "{name}");
+            let r = t.request("DELETE", &format!("/api/alloc/{}", h["id"]), None);
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        // A shrunk kmalloc cache (no spare slab) is settled back too.
+        let r = post(t, "/api/caches/kmalloc-192/shrink", json!({}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let before = t.buddyinfo();
+        let slabs = slab_counts(t);
+        bench_ok(t, json!({"workload":"kmalloc","iterations":100,"size":150}));
+        assert_eq!(t.buddyinfo(), before);
+        assert_eq!(slab_counts(t), slabs);
+        // Corruption counters stayed at zero.
+        let info = t.json("/api/slabinfo");
+        for c in info["caches"].as_array().unwrap() {
+            assert_eq!(c["corruption"]["total"], 0, "{c}");
+        }
+    });
+}
+
+#[test]
+fn bench_bad_requests() {
+    run(DEFAULT, |t| {
+        let boot = t.buddyinfo();
+        for (body, status) in [
+            (json!({}), 400),
+            (json!({"iterations":10}), 400),
+            (json!({"workload":"pages"}), 400),
+            (json!({"workload":"slub","iterations":10}), 400),
+            (json!({"workload":"pages","iterations":0}), 400),
+            (json!({"workload":"pages","iterations":100_001}), 400),
+            (json!({"workload":"pages","iterations":-1}), 400),
+            (json!({"workload":"pages","iterations":"10"}), 400),
+            (json!({"workload":"pages","iterations":10,"order":11}), 400),
+            (json!({"workload":"pages","iterations":10,"size":64}), 400),
+            // 5000 order-10 blocks is over the per-run page budget.
+            (
+                json!({"workload":"pages","iterations":5000,"order":10}),
+                400,
+            ),
+            (json!({"workload":"kmalloc","iterations":10,"size":0}), 400),
+            (
+                json!({"workload":"kmalloc","iterations":10,"size":4_194_305}),
+                400,
+            ),
+            (json!({"workload":"kmalloc","iterations":10,"order":1}), 400),
+            (
+                json!({"workload":"kmalloc","iterations":100_000,"size":4_194_304}),
+                400,
+            ),
+            (json!({"workload":"cache","iterations":10}), 400),
+            (
+                json!({"workload":"cache","iterations":10,"cache":"has space"}),
+                400,
+            ),
+            (
+                json!({"workload":"cache","iterations":10,"cache":"nope"}),
+                404,
+            ),
+            // This build's API has no vmalloc area.
+            (json!({"workload":"vmalloc","iterations":10}), 404),
+        ] {
+            let r = bench(t, body.clone());
+            let code = if status == 404 { "ENOENT" } else { "EINVAL" };
+            assert_eq!(error(&r), (status, code.into()), "{body}: {}", r.text());
+        }
+        for raw in [
+            "",
+            "{",
+            "[1,2]",
+            "{\"workload\":\"pages\",\"iterations\":10} x",
+        ] {
+            let r = t.request("POST", "/api/bench", Some(raw));
+            assert_eq!(error(&r), (400, "EINVAL".into()), "{raw:?}");
+        }
+        let r = t.get("/api/bench");
+        assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some("POST"));
+        assert_eq!(t.buddyinfo(), boot);
+    });
+}
+
+#[test]
+fn bench_needs_the_token() {
+    run(
+        Opts {
+            token: Some(TOKEN),
+            ..DEFAULT
+        },
+        |t| {
+            t.token = None;
+            let r = bench(t, json!({"workload":"pages","iterations":10}));
+            assert_eq!(error(&r), (401, "EACCES".into()));
+            t.token = Some(TOKEN);
+            bench_ok(t, json!({"workload":"pages","iterations":10}));
+        },
+    );
+}
+
+#[test]
+fn bench_out_of_memory_is_507_and_holds_nothing() {
+    run(
+        Opts {
+            quota_pct: 100,
+            ..DEFAULT
+        },
+        |t| {
+            // Take every order-10 block GFP_KERNEL can reach.
+            let mut held = 0;
+            while t
+                .alloc(json!({"type":"pages","order":10,"gfp":"GFP_KERNEL"}))
+                .status
+                == 201
+            {
+                held += 1;
+                assert!(held < 64);
+            }
+            assert!(held > 0);
+            let before = t.buddyinfo();
+            let r = bench(t, json!({"workload":"pages","iterations":1000,"order":10}));
+            assert_eq!(error(&r), (507, "ENOMEM".into()), "{}", r.text());
+            assert!(r.text().contains("order:10"), "{}", r.text());
+            assert_eq!(t.buddyinfo(), before);
+            // Smaller blocks still run.
+            bench_ok(t, json!({"workload":"pages","iterations":100,"order":0}));
+            assert_eq!(t.buddyinfo(), before);
+            let r = t.request("POST", "/api/reset", None);
+            assert_eq!(r.status, 200);
+            assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+        },
+    );
+}
+
+#[test]
+fn bench_of_one_operation_over_the_quota_is_507_equota() {
+    run(
+        Opts {
+            quota_pct: 2,
+            ..DEFAULT
+        },
+        |t| {
+            let r = bench(t, json!({"workload":"pages","iterations":10,"order":10}));
+            assert_eq!(error(&r), (507, "EQUOTA".into()), "{}", r.text());
+            bench_ok(t, json!({"workload":"pages","iterations":10,"order":8}));
+        },
+    );
+}
+
+// ----------------------------------------------------------------------
+// /metrics
+// ----------------------------------------------------------------------
+
+#[test]
+fn metrics_have_slab_families() {
+    run(DEFAULT, |t| {
+        let r = post(t, "/api/caches", json!({"name":"obj200","size":200}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let h = t.alloc_ok(json!({"type":"cache","cache":"obj200"}));
+        let text = t.get("/metrics").text().to_string();
+        for family in [
+            "pagezone_slab_active_objects",
+            "pagezone_slab_objects",
+            "pagezone_slab_slabs",
+            "pagezone_slab_object_size_bytes",
+            "pagezone_slab_quarantined_objects",
+            "pagezone_slab_pages",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} gauge\n")),
+                "{family}"
+            );
+        }
+        assert!(text.contains("# TYPE pagezone_slab_corruptions_total counter\n"));
+        // Every cache has its lines, with /api/slabinfo's numbers.
+        let info = t.json("/api/slabinfo");
+        for c in info["caches"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            for (family, key) in [
+                ("pagezone_slab_active_objects", "active_objs"),
+                ("pagezone_slab_objects", "num_objs"),
+                ("pagezone_slab_slabs", "num_slabs"),
+                ("pagezone_slab_object_size_bytes", "object_size"),
+            ] {
+                let line = format!("{family}{{cache=\"{name}\"}} {}\n", c[key]);
+                assert!(text.contains(&line), "missing {line:?}");
+            }
+            for kind in [
+                "red_zone",
+                "poison",
+                "double_free",
+                "free_pointer",
+                "invalid_free",
+            ] {
+                let line = format!(
+                    "pagezone_slab_corruptions_total{{cache=\"{name}\",kind=\"{kind}\"}} 0\n"
+                );
+                assert!(text.contains(&line), "missing {line:?}");
+            }
+        }
+        assert!(text.contains("pagezone_slab_active_objects{cache=\"obj200\"} 1\n"));
+        assert!(text.contains("pagezone_slab_slabs{cache=\"obj200\"} 1\n"));
+        let pages = info["slab_pages"].as_u64().unwrap();
+        assert!(text.contains(&format!("pagezone_slab_pages {pages}\n")));
+        // Still valid exposition: every sample a name and a number.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+        }
+        let r = t.request("DELETE", &format!("/api/alloc/{}", h["id"]), None);
+        assert_eq!(r.status, 200);
+    });
+}
+
+#[test]
+fn label_values_are_escaped() {
+    assert_eq!(
+        format!("{}", super::super::metrics::label_value(r#"a"b\c"#)),
+        r#"a\"b\\c"#
+    );
+    assert_eq!(
+        format!("{}", super::super::metrics::label_value("kmalloc-64")),
+        "kmalloc-64"
+    );
+}
