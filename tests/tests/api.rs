@@ -279,3 +279,55 @@ fn sixteen_concurrent_keep_alive_clients() {
         h.join().expect("client thread");
     }
 }
+
+#[test]
+fn dma_net_and_memmap_views() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("2G").append("loglevel=info"));
+    let mut c = Client::connect(port);
+
+    // virtio-net's rings and frame buffers are coherent DMA buffers below
+    // 4 GiB, direct-mapped, from the low zones; the bounce pool is idle
+    // because every buffer the driver shares is already reachable.
+    let dma = c.request("GET", "/api/dma", None).json();
+    let coherent = dma["coherent"].as_array().unwrap();
+    for owner in ["virtio-net rx", "virtio-net tx", "virtio-net queue", "swiotlb"] {
+        assert!(coherent.iter().any(|b| b["owner"] == owner), "{owner} in {dma}");
+    }
+    for b in coherent {
+        let (addr, size) = (hex(&b["dma_addr"]), b["size"].as_u64().unwrap());
+        assert!(addr.is_multiple_of(4096) && size.is_multiple_of(4096) && addr + size <= 4 << 30, "{b}");
+        assert_eq!(hex(&b["cpu_addr"]), 0xffff_8880_0000_0000 + addr, "{b}");
+        assert!(b["zone"] == "DMA32" || b["zone"] == "DMA", "{b}");
+    }
+    assert_eq!(dma["bounce"]["slots"], 64);
+    assert_eq!(dma["bounce"]["used"], 0);
+
+    let net = c.request("GET", "/api/net", None).json();
+    assert_eq!(net["mac"], "52:54:00:12:34:56");
+    assert_eq!(net["ipv4"], "10.0.2.15");
+    assert_eq!(net["tcp_sockets"]["total"], 16);
+    assert!(net["tcp_sockets"]["in_use"].as_u64().unwrap() >= 1, "{net}");
+    assert!(net["rx_packets"].as_u64().unwrap() > 0 && net["tx_packets"].as_u64().unwrap() > 0, "{net}");
+
+    // The memory map: sorted, disjoint, the kernel image at 1 MiB, memblock's
+    // named reservations, and the firmware's reserved ranges.
+    let memmap = c.request("GET", "/api/memmap", None).json();
+    assert_eq!(memmap["cmdline"], "loglevel=info");
+    let entries = memmap["entries"].as_array().unwrap();
+    let mut last_end = 0;
+    for e in entries {
+        let (start, end) = (hex(&e["start"]), hex(&e["end"]));
+        assert!(start >= last_end && end > start, "sorted and disjoint: {e}");
+        last_end = end;
+    }
+    let find = |name: &str| entries.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} in {memmap}"));
+    assert_eq!((hex(&find("kernel")["start"]), find("kernel")["type"].clone()), (0x10_0000, json!("kernel")));
+    assert_eq!(find("mem_map")["type"], "memblock");
+    assert_eq!(find("mem_map")["size"], 0x7ffdf * 16, "one 16-byte struct page per frame");
+    assert_eq!(find("firmware")["type"], "reserved");
+    let usable: u64 = entries.iter().filter(|e| e["type"] == "usable").map(|e| e["size"].as_u64().unwrap()).sum();
+    let zones = c.request("GET", "/api/zones", None).json();
+    let managed: u64 = zones["zones"].as_array().unwrap().iter().map(|z| z["managed"].as_u64().unwrap()).sum();
+    // What memblock handed over is what the zones manage (page-rounded).
+    assert!(usable / 4096 >= managed && usable / 4096 - managed < 8, "usable {usable:#x} vs managed {managed} pages");
+}
