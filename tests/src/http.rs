@@ -17,7 +17,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as UTF-8 text.
@@ -27,8 +30,12 @@ impl Response {
 
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -41,11 +48,19 @@ pub struct Client {
 impl Client {
     /// Connects to `127.0.0.1:port` with generous timeouts (TCG guests are slow).
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the guest's port forward");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        let stream =
+            TcpStream::connect(("127.0.0.1", port)).expect("connect to the guest's port forward");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        Client { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
     }
 
     /// Sends raw bytes (for malformed-request tests).
@@ -59,13 +74,22 @@ impl Client {
     }
 
     /// Like [`request`](Self::request) with extra header lines.
-    pub fn request_with(&mut self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Response {
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: pagezone\r\n");
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
         if let Some(b) = body {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
         }
         req.push_str("\r\n");
         if let Some(b) = body {
@@ -82,7 +106,10 @@ impl Client {
         let mut parts = line.trim_end().splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
         assert!(version.starts_with("HTTP/1."), "bad status line {line:?}");
-        let status: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -91,7 +118,9 @@ impl Client {
             if h.is_empty() {
                 break;
             }
-            let (n, v) = h.split_once(':').unwrap_or_else(|| panic!("bad header {h:?}"));
+            let (n, v) = h
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header {h:?}"));
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
         let len: usize = headers
@@ -101,7 +130,11 @@ impl Client {
             .unwrap_or(0);
         let mut body = vec![0; if head_only { 0 } else { len }];
         self.reader.read_exact(&mut body).expect("body");
-        Response { status, headers, body }
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 }
 

@@ -60,7 +60,10 @@ impl BootOptions {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The kernel image: `$PAGEZONE_ELF` (set by `make test`), else built here
@@ -78,7 +81,14 @@ pub fn kernel_image() -> &'static Path {
         let target_dir = root.join("target/tests-kernel");
         let status = Command::new("cargo")
             .current_dir(&root)
-            .args(["build", "-p", "unikernel", "--target", "x86_64-unknown-none", "--release"])
+            .args([
+                "build",
+                "-p",
+                "unikernel",
+                "--target",
+                "x86_64-unknown-none",
+                "--release",
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .status()
@@ -115,7 +125,15 @@ impl Guest {
     pub fn boot(opts: BootOptions) -> Guest {
         let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-M", "q35", "-m", &opts.mem, "-display", "none", "-no-reboot"]);
+        cmd.args([
+            "-M",
+            "q35",
+            "-m",
+            &opts.mem,
+            "-display",
+            "none",
+            "-no-reboot",
+        ]);
         if accel == "kvm" {
             cmd.args(["-accel", "kvm", "-cpu", "host"]);
         } else {
@@ -129,16 +147,25 @@ impl Guest {
             host_port = Some(port);
             cmd.args([
                 "-netdev",
-                &format!("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{}", opts.guest_port),
+                &format!(
+                    "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{}",
+                    opts.guest_port
+                ),
                 "-device",
                 "virtio-net-pci,netdev=net0,disable-legacy=on",
             ]);
         } else {
             cmd.args(["-nic", "none"]);
         }
-        cmd.arg("-kernel").arg(kernel_image()).args(["-append", &opts.append]);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("start qemu-system-x86_64 (run `make deps`)");
+        cmd.arg("-kernel")
+            .arg(kernel_image())
+            .args(["-append", &opts.append]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .expect("start qemu-system-x86_64 (run `make deps`)");
         let stdout = child.stdout.take().expect("piped stdout");
         let child = Arc::new(Mutex::new(child));
 
@@ -168,7 +195,9 @@ impl Guest {
                 match reader.read_until(b'\n', &mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\r', '\n'])
+                            .to_string();
                         if std::env::var_os("PAGEZONE_SERIAL").is_some() {
                             eprintln!("serial| {line}");
                         }
@@ -182,7 +211,14 @@ impl Guest {
             m.lock().unwrap().closed = true;
             cv.notify_all();
         });
-        Guest { child, serial, started: Instant::now(), deadline: opts.deadline, host_port, cursor: 0 }
+        Guest {
+            child,
+            serial,
+            started: Instant::now(),
+            deadline: opts.deadline,
+            host_port,
+            cursor: 0,
+        }
     }
 
     fn remaining(&self) -> Duration {
@@ -211,8 +247,15 @@ impl Guest {
             }
             let now = Instant::now();
             if s.closed || now >= end {
-                let why = if s.closed { "guest exited" } else { "deadline passed" };
-                panic!("{why} before serial output contained {needles:?}; log:\n{}", s.lines.join("\n"));
+                let why = if s.closed {
+                    "guest exited"
+                } else {
+                    "deadline passed"
+                };
+                panic!(
+                    "{why} before serial output contained {needles:?}; log:\n{}",
+                    s.lines.join("\n")
+                );
             }
             s = cv.wait_timeout(s, end - now).unwrap().0;
         }
@@ -227,17 +270,27 @@ impl Guest {
     pub fn wait_exit(&mut self) -> ExitStatus {
         let end = Instant::now() + self.remaining();
         loop {
-            let status = self.child.lock().unwrap().try_wait().expect("wait for qemu");
+            let status = self
+                .child
+                .lock()
+                .unwrap()
+                .try_wait()
+                .expect("wait for qemu");
             if let Some(st) = status {
                 // Let the reader thread drain the pipe.
                 let (m, cv) = &*self.serial;
                 let s = m.lock().unwrap();
-                let _ = cv.wait_timeout_while(s, Duration::from_secs(5), |s| !s.closed).unwrap();
+                let _ = cv
+                    .wait_timeout_while(s, Duration::from_secs(5), |s| !s.closed)
+                    .unwrap();
                 return st;
             }
             if Instant::now() >= end {
                 let _ = self.child.lock().unwrap().kill();
-                panic!("guest did not exit before its deadline; log:\n{}", self.log().join("\n"));
+                panic!(
+                    "guest did not exit before its deadline; log:\n{}",
+                    self.log().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -245,7 +298,10 @@ impl Guest {
 
     /// The API's base URL on the host side of the port forward.
     pub fn base_url(&self) -> String {
-        format!("127.0.0.1:{}", self.host_port.expect("boot with .network()"))
+        format!(
+            "127.0.0.1:{}",
+            self.host_port.expect("boot with .network()")
+        )
     }
 }
 

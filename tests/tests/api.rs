@@ -7,8 +7,16 @@ use tests::{BootOptions, boot_ready};
 const MIB: u64 = 1 << 20;
 
 fn hex(v: &Value) -> u64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("expected a hex string, got {v}"));
-    assert!(s.starts_with("0x") && s[2..].chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{s}");
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
+    assert!(
+        s.starts_with("0x")
+            && s[2..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "{s}"
+    );
     u64::from_str_radix(&s[2..], 16).unwrap()
 }
 
@@ -20,21 +28,32 @@ fn buddyinfo(c: &mut Client) -> Vec<(String, Vec<u64>)> {
         .unwrap()
         .iter()
         .map(|z| {
-            let counts = z["free_area"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+            let counts = z["free_area"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect();
             (z["name"].as_str().unwrap().to_string(), counts)
         })
         .collect()
 }
 
 fn zone_counts<'a>(info: &'a [(String, Vec<u64>)], zone: &str) -> &'a [u64] {
-    &info.iter().find(|(n, _)| n == zone).unwrap_or_else(|| panic!("zone {zone} in {info:?}")).1
+    &info
+        .iter()
+        .find(|(n, _)| n == zone)
+        .unwrap_or_else(|| panic!("zone {zone} in {info:?}"))
+        .1
 }
 
 /// What `expand()` does to free_area when an order-`order` block is taken
 /// from the smallest non-empty order ≥ `order`.
 fn predict_split(before: &[u64], order: usize) -> Vec<u64> {
     let mut after = before.to_vec();
-    let from = (order..after.len()).find(|&o| after[o] > 0).expect("a block to split");
+    let from = (order..after.len())
+        .find(|&o| after[o] > 0)
+        .expect("a block to split");
     after[from] -= 1;
     for counts in &mut after[order..from] {
         *counts += 1;
@@ -48,7 +67,12 @@ fn alloc(c: &mut Client, body: Value) -> tests::http::Response {
 
 fn error_code(r: &tests::http::Response) -> String {
     let j = r.json();
-    assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{j}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{j}"
+    );
     j["error"]["code"].as_str().unwrap().to_string()
 }
 
@@ -68,7 +92,12 @@ fn zones_fields_and_buddyinfo() {
     let names: Vec<_> = zones.iter().map(|z| z["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["DMA", "DMA32", "Normal", "HighMem"]);
     let lowmem_pfn = 896 * MIB / 4096;
-    let expect = [(0, 4096), (4096, lowmem_pfn), (lowmem_pfn, lowmem_pfn), (lowmem_pfn, 0x7ffdf)];
+    let expect = [
+        (0, 4096),
+        (4096, lowmem_pfn),
+        (lowmem_pfn, lowmem_pfn),
+        (lowmem_pfn, 0x7ffdf),
+    ];
     for (zone, (start, end)) in zones.iter().zip(expect) {
         assert_eq!(zone["start_pfn"], start, "{zone}");
         assert_eq!(zone["end_pfn"], end, "{zone}");
@@ -78,12 +107,23 @@ fn zones_fields_and_buddyinfo() {
         }
         assert!(zone["managed"].as_u64() <= zone["present"].as_u64());
         let wm = &zone["watermarks"];
-        assert!(wm["min"].as_u64() <= wm["low"].as_u64() && wm["low"].as_u64() <= wm["high"].as_u64(), "{zone}");
+        assert!(
+            wm["min"].as_u64() <= wm["low"].as_u64() && wm["low"].as_u64() <= wm["high"].as_u64(),
+            "{zone}"
+        );
         assert_eq!(zone["protection"].as_array().unwrap().len(), 4);
         let fa = zone["free_area"].as_array().unwrap();
         assert_eq!(fa.len(), 11);
-        let pages: u64 = fa.iter().enumerate().map(|(o, n)| n.as_u64().unwrap() << o).sum();
-        assert_eq!(pages, zone["free"].as_u64().unwrap(), "free_area adds up to free in {zone}");
+        let pages: u64 = fa
+            .iter()
+            .enumerate()
+            .map(|(o, n)| n.as_u64().unwrap() << o)
+            .sum();
+        assert_eq!(
+            pages,
+            zone["free"].as_u64().unwrap(),
+            "free_area adds up to free in {zone}"
+        );
     }
     assert_eq!(zones[2]["present"], 0);
     assert_eq!(zones[3]["present"], 0x7ffdf - lowmem_pfn);
@@ -91,7 +131,11 @@ fn zones_fields_and_buddyinfo() {
     // /proc/buddyinfo: Linux's format, populated zones only, same numbers.
     let text = c.request("GET", "/proc/buddyinfo", None);
     assert_eq!(text.status, 200);
-    assert!(text.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        text.header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let info = buddyinfo(&mut c);
     let mut expected = String::new();
     for (name, counts) in info.iter().filter(|(n, _)| n != "Normal") {
@@ -123,10 +167,19 @@ fn pages_allocations_split_free_fill_and_reset() {
     assert_eq!(h["pfn"], phys / 4096);
     assert_eq!(hex(&h["virt"]), 0xffff_8880_0000_0000 + phys);
     let after = buddyinfo(&mut c);
-    assert_eq!(zone_counts(&after, "DMA"), predict_split(zone_counts(&boot, "DMA"), 3).as_slice());
+    assert_eq!(
+        zone_counts(&after, "DMA"),
+        predict_split(zone_counts(&boot, "DMA"), 3).as_slice()
+    );
     let id = h["id"].as_u64().unwrap();
     let listed = c.request("GET", "/api/allocations", None).json();
-    assert!(listed["allocations"].as_array().unwrap().iter().any(|a| a["id"] == id));
+    assert!(
+        listed["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id)
+    );
 
     // Freeing with the wrong order is refused and changes nothing.
     let wrong = c.request("DELETE", &format!("/api/alloc/{id}?order=2"), None);
@@ -135,34 +188,65 @@ fn pages_allocations_split_free_fill_and_reset() {
     assert_eq!(buddyinfo(&mut c), after);
     let ok = c.request("DELETE", &format!("/api/alloc/{id}?order=3"), None);
     assert_eq!(ok.status, 200, "{}", ok.text());
-    assert_eq!(buddyinfo(&mut c), boot, "freeing merges back to the boot state");
-    assert_eq!(c.request("DELETE", &format!("/api/alloc/{id}"), None).status, 404);
+    assert_eq!(
+        buddyinfo(&mut c),
+        boot,
+        "freeing merges back to the boot state"
+    );
+    assert_eq!(
+        c.request("DELETE", &format!("/api/alloc/{id}"), None)
+            .status,
+        404
+    );
 
     // GFP_HIGHUSER: a HighMem frame with no kernel mapping; fill and
     // checksum go through kmap_atomic.
-    let hi = alloc(&mut c, json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"})).json();
+    let hi = alloc(
+        &mut c,
+        json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}),
+    )
+    .json();
     assert_eq!(hi["zone"], "HighMem");
     assert!(hi["virt"].is_null());
     assert!(hex(&hi["phys"]) >= 896 * MIB);
     let hid = hi["id"].as_u64().unwrap();
-    let fill = c.request("POST", &format!("/api/alloc/{hid}/fill"), Some(r#"{"byte":165}"#));
+    let fill = c.request(
+        "POST",
+        &format!("/api/alloc/{hid}/fill"),
+        Some(r#"{"byte":165}"#),
+    );
     assert_eq!(fill.status, 200, "{}", fill.text());
     assert_eq!(fill.json()["bytes"], 4096);
-    let sum = c.request("GET", &format!("/api/alloc/{hid}/checksum"), None).json();
+    let sum = c
+        .request("GET", &format!("/api/alloc/{hid}/checksum"), None)
+        .json();
     assert_eq!(sum["bytes"], 4096);
     let mut h = crc32fast::Hasher::new();
     h.update(&[0xA5; 4096]);
     assert_eq!(hex(&sum["crc32"]), h.finalize() as u64);
 
     // A lowmem block of 4 pages with __GFP_ZERO reads back as zeroes.
-    let z = alloc(&mut c, json!({"type":"pages","order":2,"gfp":"GFP_KERNEL|__GFP_ZERO"})).json();
-    let zsum = c.request("GET", &format!("/api/alloc/{}/checksum", z["id"]), None).json();
+    let z = alloc(
+        &mut c,
+        json!({"type":"pages","order":2,"gfp":"GFP_KERNEL|__GFP_ZERO"}),
+    )
+    .json();
+    let zsum = c
+        .request("GET", &format!("/api/alloc/{}/checksum", z["id"]), None)
+        .json();
     let mut h = crc32fast::Hasher::new();
     h.update(&[0; 16384]);
     assert_eq!(hex(&zsum["crc32"]), h.finalize() as u64);
 
     // 20 random allocations, then reset: back to the boot buddyinfo.
-    let gfps = ["GFP_KERNEL", "GFP_DMA", "GFP_DMA32", "GFP_HIGHUSER", "GFP_ATOMIC", "GFP_KERNEL|__GFP_ZERO"];
+    let gfps = [
+        "GFP_KERNEL",
+        "GFP_DMA",
+        "GFP_DMA32",
+        "GFP_HIGHUSER",
+        "GFP_ATOMIC",
+        "GFP_KERNEL|__GFP_ZERO",
+    ];
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..20 {
         seed ^= seed << 13;
@@ -178,7 +262,10 @@ fn pages_allocations_split_free_fill_and_reset() {
     assert_eq!(reset.status, 200);
     assert_eq!(reset.json()["freed"], 22);
     assert_eq!(buddyinfo(&mut c), boot);
-    assert_eq!(c.request("GET", "/api/allocations", None).json()["allocations"], json!([]));
+    assert_eq!(
+        c.request("GET", "/api/allocations", None).json()["allocations"],
+        json!([])
+    );
 }
 
 #[test]
@@ -188,7 +275,11 @@ fn every_error_row_of_the_contract() {
     let boot = buddyinfo(&mut c);
 
     // 400 EINVAL: malformed JSON, out-of-range order, unknown GFP flag.
-    for body in [r#"{"type":"pages","order":"#, r#"{"type":"pages","order":11}"#, r#"{"type":"pages","order":1,"gfp":"GFP_BOGUS"}"#] {
+    for body in [
+        r#"{"type":"pages","order":"#,
+        r#"{"type":"pages","order":11}"#,
+        r#"{"type":"pages","order":1,"gfp":"GFP_BOGUS"}"#,
+    ] {
         let r = c.request("POST", "/api/alloc", Some(body));
         assert_eq!(r.status, 400, "{body}");
         assert_eq!(error_code(&r), "EINVAL");
@@ -201,7 +292,11 @@ fn every_error_row_of_the_contract() {
     // 405 with Allow.
     let r = c.request("DELETE", "/api/zones", None);
     assert_eq!((r.status, error_code(&r).as_str()), (405, "EINVAL"));
-    assert!(r.header("allow").unwrap().contains("GET"), "{:?}", r.headers);
+    assert!(
+        r.header("allow").unwrap().contains("GET"),
+        "{:?}",
+        r.headers
+    );
     // 507 ENOMEM: ZONE_DMA runs dry long before the quota.
     let mut ids = 0;
     let last = loop {
@@ -239,7 +334,11 @@ fn every_error_row_of_the_contract() {
 
 #[test]
 fn token_and_quota() {
-    let (_guest, port) = boot_ready(BootOptions::default().mem("512M").append("token=s3cret api_quota=2"));
+    let (_guest, port) = boot_ready(
+        BootOptions::default()
+            .mem("512M")
+            .append("token=s3cret api_quota=2"),
+    );
     let mut c = Client::connect(port);
     // 401 EACCES without the bearer token; GETs stay open.
     let r = alloc(&mut c, json!({"type":"pages","order":0}));
@@ -250,8 +349,20 @@ fn token_and_quota() {
     // order-10 block crosses it.
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let r = c.request_with("POST", "/api/alloc", Some(r#"{"type":"pages","order":10,"gfp":"GFP_KERNEL"}"#), &auth);
-        statuses.push((r.status, if r.status == 201 { String::new() } else { error_code(&r) }));
+        let r = c.request_with(
+            "POST",
+            "/api/alloc",
+            Some(r#"{"type":"pages","order":10,"gfp":"GFP_KERNEL"}"#),
+            &auth,
+        );
+        statuses.push((
+            r.status,
+            if r.status == 201 {
+                String::new()
+            } else {
+                error_code(&r)
+            },
+        ));
     }
     assert_eq!(statuses[0].0, 201);
     assert_eq!(statuses[1].0, 201);
@@ -290,12 +401,23 @@ fn dma_net_and_memmap_views() {
     // because every buffer the driver shares is already reachable.
     let dma = c.request("GET", "/api/dma", None).json();
     let coherent = dma["coherent"].as_array().unwrap();
-    for owner in ["virtio-net rx", "virtio-net tx", "virtio-net queue", "swiotlb"] {
-        assert!(coherent.iter().any(|b| b["owner"] == owner), "{owner} in {dma}");
+    for owner in [
+        "virtio-net rx",
+        "virtio-net tx",
+        "virtio-net queue",
+        "swiotlb",
+    ] {
+        assert!(
+            coherent.iter().any(|b| b["owner"] == owner),
+            "{owner} in {dma}"
+        );
     }
     for b in coherent {
         let (addr, size) = (hex(&b["dma_addr"]), b["size"].as_u64().unwrap());
-        assert!(addr.is_multiple_of(4096) && size.is_multiple_of(4096) && addr + size <= 4 << 30, "{b}");
+        assert!(
+            addr.is_multiple_of(4096) && size.is_multiple_of(4096) && addr + size <= 4 << 30,
+            "{b}"
+        );
         assert_eq!(hex(&b["cpu_addr"]), 0xffff_8880_0000_0000 + addr, "{b}");
         assert!(b["zone"] == "DMA32" || b["zone"] == "DMA", "{b}");
     }
@@ -307,7 +429,10 @@ fn dma_net_and_memmap_views() {
     assert_eq!(net["ipv4"], "10.0.2.15");
     assert_eq!(net["tcp_sockets"]["total"], 16);
     assert!(net["tcp_sockets"]["in_use"].as_u64().unwrap() >= 1, "{net}");
-    assert!(net["rx_packets"].as_u64().unwrap() > 0 && net["tx_packets"].as_u64().unwrap() > 0, "{net}");
+    assert!(
+        net["rx_packets"].as_u64().unwrap() > 0 && net["tx_packets"].as_u64().unwrap() > 0,
+        "{net}"
+    );
 
     // The memory map: sorted, disjoint, the kernel image at 1 MiB, memblock's
     // named reservations, and the firmware's reserved ranges.
@@ -320,16 +445,43 @@ fn dma_net_and_memmap_views() {
         assert!(start >= last_end && end > start, "sorted and disjoint: {e}");
         last_end = end;
     }
-    let find = |name: &str| entries.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} in {memmap}"));
-    assert_eq!((hex(&find("kernel")["start"]), find("kernel")["type"].clone()), (0x10_0000, json!("kernel")));
+    let find = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {memmap}"))
+    };
+    assert_eq!(
+        (
+            hex(&find("kernel")["start"]),
+            find("kernel")["type"].clone()
+        ),
+        (0x10_0000, json!("kernel"))
+    );
     assert_eq!(find("mem_map")["type"], "memblock");
-    assert_eq!(find("mem_map")["size"], 0x7ffdf * 16, "one 16-byte struct page per frame");
+    assert_eq!(
+        find("mem_map")["size"],
+        0x7ffdf * 16,
+        "one 16-byte struct page per frame"
+    );
     assert_eq!(find("firmware")["type"], "reserved");
-    let usable: u64 = entries.iter().filter(|e| e["type"] == "usable").map(|e| e["size"].as_u64().unwrap()).sum();
+    let usable: u64 = entries
+        .iter()
+        .filter(|e| e["type"] == "usable")
+        .map(|e| e["size"].as_u64().unwrap())
+        .sum();
     let zones = c.request("GET", "/api/zones", None).json();
-    let managed: u64 = zones["zones"].as_array().unwrap().iter().map(|z| z["managed"].as_u64().unwrap()).sum();
+    let managed: u64 = zones["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["managed"].as_u64().unwrap())
+        .sum();
     // What memblock handed over is what the zones manage (page-rounded).
-    assert!(usable / 4096 >= managed && usable / 4096 - managed < 8, "usable {usable:#x} vs managed {managed} pages");
+    assert!(
+        usable / 4096 >= managed && usable / 4096 - managed < 8,
+        "usable {usable:#x} vs managed {managed} pages"
+    );
 }
 
 /// Garbage in, nothing lost: random bytes, random JSON-ish bodies and
@@ -349,17 +501,47 @@ fn random_garbage_never_hurts_the_kernel() {
         seed
     };
     let pieces = [
-        "{", "}", "\"type\"", ":", "\"pages\"", "\"order\"", "-1", "99999999999999999999", "1e9", ",", "[", "]",
-        "\"gfp\"", "\"GFP_DMA|GFP_DMA32\"", "null", "\"kmalloc\"", "\"size\"", "0", "\u{0}", "\\u0000", "\"vmalloc\"",
-        "\"ioremap\"", "\"phys\"", "\"0xffffffffffffffff\"", "\"cache\"", "\"nope\"", "true",
+        "{",
+        "}",
+        "\"type\"",
+        ":",
+        "\"pages\"",
+        "\"order\"",
+        "-1",
+        "99999999999999999999",
+        "1e9",
+        ",",
+        "[",
+        "]",
+        "\"gfp\"",
+        "\"GFP_DMA|GFP_DMA32\"",
+        "null",
+        "\"kmalloc\"",
+        "\"size\"",
+        "0",
+        "\u{0}",
+        "\\u0000",
+        "\"vmalloc\"",
+        "\"ioremap\"",
+        "\"phys\"",
+        "\"0xffffffffffffffff\"",
+        "\"cache\"",
+        "\"nope\"",
+        "true",
     ];
     for i in 0..150 {
         let mut body = String::new();
         for _ in 0..(next() % 12) {
             body.push_str(pieces[(next() % pieces.len() as u64) as usize]);
         }
-        let path = ["/api/alloc", "/api/caches", "/api/mempools", "/api/kmap", "/api/bench", "/api/alloc/1/fill"]
-            [(next() % 6) as usize];
+        let path = [
+            "/api/alloc",
+            "/api/caches",
+            "/api/mempools",
+            "/api/kmap",
+            "/api/bench",
+            "/api/alloc/1/fill",
+        ][(next() % 6) as usize];
         let r = c.request("POST", path, Some(&body));
         assert!(
             matches!(r.status, 200 | 201 | 400 | 404 | 409 | 507),
@@ -387,5 +569,10 @@ fn random_garbage_never_hurts_the_kernel() {
     assert_eq!(c.request("POST", "/api/reset", None).status, 200);
     assert_eq!(buddyinfo(&mut c), boot);
     assert_eq!(request(port, "GET", "/api/health", None).status, 200);
-    assert!(guest.log().iter().all(|l| !l.contains("PANIC") && !l.contains("EXCEPTION")));
+    assert!(
+        guest
+            .log()
+            .iter()
+            .all(|l| !l.contains("PANIC") && !l.contains("EXCEPTION"))
+    );
 }

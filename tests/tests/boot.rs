@@ -14,9 +14,15 @@ struct ZoneLine {
 }
 
 fn field(line: &str, key: &str) -> u64 {
-    let at = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key}= in {line}"));
+    let at = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"));
     let rest = &line[at + key.len() + 2..];
-    rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn zones(guest: &mut Guest) -> Vec<ZoneLine> {
@@ -42,7 +48,10 @@ fn buddyinfo(guest: &mut Guest, populated: usize) -> Vec<(String, Vec<u64>)> {
     (0..populated)
         .map(|_| {
             let line = guest.wait_for("Node 0, zone ");
-            assert!(line.ends_with(' '), "buddyinfo lines end with a space: {line:?}");
+            assert!(
+                line.ends_with(' '),
+                "buddyinfo lines end with a space: {line:?}"
+            );
             let rest = &line[line.find("Node 0, zone ").unwrap() + 13..];
             let mut words = rest.split_whitespace();
             let name = words.next().unwrap().to_string();
@@ -64,7 +73,10 @@ fn two_gib_guest_has_every_zone_kind_and_the_right_boundaries() {
     let lowmem_pfn = (896u64 << 20) >> 12;
     assert_eq!((zones[0].start_pfn, zones[0].end_pfn), (0, 4096));
     assert_eq!((zones[1].start_pfn, zones[1].end_pfn), (4096, lowmem_pfn));
-    assert_eq!((zones[2].start_pfn, zones[2].end_pfn, zones[2].present), (lowmem_pfn, lowmem_pfn, 0));
+    assert_eq!(
+        (zones[2].start_pfn, zones[2].end_pfn, zones[2].present),
+        (lowmem_pfn, lowmem_pfn, 0)
+    );
     assert_eq!(zones[3].start_pfn, lowmem_pfn);
     // q35 with 2 GiB: RAM to 0x7ffdf000 (the firmware keeps the last pages).
     assert_eq!(zones[3].end_pfn, 0x7ffdf);
@@ -73,7 +85,10 @@ fn two_gib_guest_has_every_zone_kind_and_the_right_boundaries() {
     assert_eq!(zones[0].present, 159 + 3840);
     for z in &zones {
         assert!(z.managed <= z.present, "{z:?}");
-        assert_eq!(z.free, z.managed, "nothing allocated before the buddy table is printed: {z:?}");
+        assert_eq!(
+            z.free, z.managed,
+            "nothing allocated before the buddy table is printed: {z:?}"
+        );
     }
     // Nothing but kernel reservations lies in HighMem.
     assert_eq!(zones[3].managed, zones[3].present);
@@ -100,23 +115,38 @@ fn small_guest_has_no_highmem() {
     assert_eq!(zones[3].present, 0);
     assert_eq!(zones[3].start_pfn, zones[3].end_pfn);
     let info = buddyinfo(&mut guest, 2);
-    assert_eq!(info.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["DMA", "DMA32"]);
+    assert_eq!(
+        info.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["DMA", "DMA32"]
+    );
 }
 
 #[test]
 fn lowmem_and_mem_on_the_command_line_move_the_boundaries() {
-    let mut guest = Guest::boot(BootOptions::default().mem("2G").append("lowmem=512M mem=1G"));
+    let mut guest = Guest::boot(
+        BootOptions::default()
+            .mem("2G")
+            .append("lowmem=512M mem=1G"),
+    );
     guest.wait_for("mem=0x40000000");
     let zones = zones(&mut guest);
     let lowmem_pfn = (512u64 << 20) >> 12;
     assert_eq!(zones[1].end_pfn, lowmem_pfn);
     assert_eq!(zones[3].start_pfn, lowmem_pfn);
-    assert_eq!(zones[3].end_pfn, (1u64 << 30) >> 12, "mem=1G caps the end of RAM");
+    assert_eq!(
+        zones[3].end_pfn,
+        (1u64 << 30) >> 12,
+        "mem=1G caps the end of RAM"
+    );
 }
 
 #[test]
 fn malformed_command_line_options_are_reported_and_ignored() {
-    let mut guest = Guest::boot(BootOptions::default().mem("256M").append("mem=12Q lowmem=banana frobnicate"));
+    let mut guest = Guest::boot(
+        BootOptions::default()
+            .mem("256M")
+            .append("mem=12Q lowmem=banana frobnicate"),
+    );
     guest.wait_for("mem=12Q");
     guest.wait_for("lowmem=banana");
     guest.wait_for("frobnicate");
@@ -130,15 +160,29 @@ fn malformed_command_line_options_are_reported_and_ignored() {
 fn selftest_boot_passes_and_exits_33() {
     let mut guest = Guest::boot(BootOptions::default().mem("2G").append("selftest"));
     let status = guest.wait_exit();
-    assert_eq!(status.code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
-    assert!(guest.log().iter().any(|l| l.contains("selftest: PASS")), "log:\n{}", guest.log().join("\n"));
+    assert_eq!(
+        status.code(),
+        Some(EXIT_SUCCESS),
+        "log:\n{}",
+        guest.log().join("\n")
+    );
+    assert!(
+        guest.log().iter().any(|l| l.contains("selftest: PASS")),
+        "log:\n{}",
+        guest.log().join("\n")
+    );
 }
 
 #[test]
 fn selftest_passes_without_highmem_too() {
     let mut guest = Guest::boot(BootOptions::default().mem("128M").append("selftest"));
     let status = guest.wait_exit();
-    assert_eq!(status.code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
+    assert_eq!(
+        status.code(),
+        Some(EXIT_SUCCESS),
+        "log:\n{}",
+        guest.log().join("\n")
+    );
 }
 
 #[test]
@@ -162,23 +206,42 @@ fn a_panic_is_reported_and_exits_35() {
 #[test]
 fn lowmem_above_4g_populates_zone_normal_and_selftest_covers_all_four_zones() {
     // q35 with 8 GiB: 2 GiB below the PCI hole, 6 GiB from 4 GiB up.
-    let mut guest = Guest::boot(BootOptions::default().mem("8G").append("lowmem=6G selftest"));
+    let mut guest = Guest::boot(
+        BootOptions::default()
+            .mem("8G")
+            .append("lowmem=6G selftest"),
+    );
     let zones = zones(&mut guest);
     let (g4, g6) = ((4u64 << 30) >> 12, (6u64 << 30) >> 12);
     assert_eq!((zones[1].start_pfn, zones[1].end_pfn), (4096, g4));
-    assert_eq!((zones[2].start_pfn, zones[2].end_pfn, zones[2].present), (g4, g6, g6 - g4));
+    assert_eq!(
+        (zones[2].start_pfn, zones[2].end_pfn, zones[2].present),
+        (g4, g6, g6 - g4)
+    );
     assert_eq!(zones[3].start_pfn, g6);
     assert!(zones.iter().all(|z| z.present > 0), "{zones:?}");
     guest.wait_for("selftest: zone Normal orders 0-10 ok");
-    assert_eq!(guest.wait_exit().code(), Some(EXIT_SUCCESS), "log:\n{}", guest.log().join("\n"));
+    assert_eq!(
+        guest.wait_exit().code(),
+        Some(EXIT_SUCCESS),
+        "log:\n{}",
+        guest.log().join("\n")
+    );
 }
 
 #[test]
 fn a_vmalloc_overrun_faults_in_the_guard_page_and_the_report_names_the_area() {
-    let mut guest = Guest::boot(BootOptions::default().mem("256M").append("crash=vmalloc-overrun"));
+    let mut guest = Guest::boot(
+        BootOptions::default()
+            .mem("256M")
+            .append("crash=vmalloc-overrun"),
+    );
     guest.wait_for("#PF");
     guest.wait_for("=> not mapped");
     let line = guest.wait_for("is in the guard page after Vmalloc area");
-    assert!(line.contains("1 pages, caller crash=vmalloc-overrun"), "{line}");
+    assert!(
+        line.contains("1 pages, caller crash=vmalloc-overrun"),
+        "{line}"
+    );
     assert_eq!(guest.wait_exit().code(), Some(EXIT_FAILURE));
 }

@@ -67,7 +67,12 @@ impl Drop for Group {
 // ----------------------------------------------------------------------
 
 /// One HTTP exchange with chromedriver (`Connection: close`).
-fn wd_http(port: u16, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+fn wd_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.map(Value::to_string).unwrap_or_default();
@@ -90,7 +95,11 @@ fn wd_http(port: u16, method: &str, path: &str, body: Option<&Value>) -> std::io
         }
     };
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
     let length: usize = head
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -131,7 +140,10 @@ impl Drop for TempDir {
 impl Browser {
     fn start() -> Browser {
         for (bin, what) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
-            let found = Command::new("sh").args(["-c", &format!("command -v {bin}")]).stdout(Stdio::null()).status();
+            let found = Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
+                .stdout(Stdio::null())
+                .status();
             assert!(
                 found.is_ok_and(|s| s.success()),
                 "{bin} not found: install Debian's {what} (`.ci/deps.sh browser`, run by `make test`)"
@@ -155,10 +167,14 @@ impl Browser {
             {
                 break;
             }
-            assert!(Instant::now() < end, "chromedriver did not become ready on 127.0.0.1:{port}");
+            assert!(
+                Instant::now() < end,
+                "chromedriver did not become ready on 127.0.0.1:{port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let profile = std::env::temp_dir().join(format!("pagezone-chromium-{}-{port}", std::process::id()));
+        let profile =
+            std::env::temp_dir().join(format!("pagezone-chromium-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -175,21 +191,35 @@ impl Browser {
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let profile = TempDir(profile);
-        let (status, v) = wd_http(port, "POST", "/session", Some(&caps)).expect("create a WebDriver session");
+        let (status, v) =
+            wd_http(port, "POST", "/session", Some(&caps)).expect("create a WebDriver session");
         assert_eq!(status, 200, "new session: {v}");
-        let session = v["value"]["sessionId"].as_str().expect("sessionId").to_string();
-        Browser { port, session, _driver: driver, _profile: profile }
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
+        Browser {
+            port,
+            session,
+            _driver: driver,
+            _profile: profile,
+        }
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let path = format!("/session/{}{path}", self.session);
-        let (status, v) = wd_http(self.port, method, &path, body.as_ref()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let (status, v) = wd_http(self.port, method, &path, body.as_ref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
         v["value"].clone()
     }
 
     fn cdp(&self, cmd: &str, params: Value) -> Value {
-        self.cmd("POST", "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params})))
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
     }
 
     fn goto(&self, url: &str) {
@@ -198,12 +228,23 @@ impl Browser {
 
     /// Run `script` (a function body; `arguments` available) in the page.
     fn js(&self, script: &str, args: Value) -> Value {
-        self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": args})))
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
     }
 
     fn find(&self, css: &str) -> String {
-        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
-        v[ELEMENT_KEY].as_str().unwrap_or_else(|| panic!("element {css}: {v}")).to_string()
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("element {css}: {v}"))
+            .to_string()
     }
 
     fn click(&self, css: &str) {
@@ -215,28 +256,45 @@ impl Browser {
     fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css);
         self.cmd("POST", &format!("/element/{e}/clear"), Some(json!({})));
-        self.cmd("POST", &format!("/element/{e}/value"), Some(json!({ "text": text })));
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
     }
 
     fn text(&self, css: &str) -> String {
         let e = self.find(css);
-        self.cmd("GET", &format!("/element/{e}/text"), None).as_str().unwrap_or_default().to_string()
+        self.cmd("GET", &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     fn set_window(&self, width: u32, height: u32) {
-        self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})));
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
     }
 
     /// The browser log since the last call (chromedriver's legacy endpoint).
     fn browser_log(&self) -> Vec<Value> {
-        self.cmd("POST", "/se/log", Some(json!({"type": "browser"}))).as_array().cloned().unwrap_or_default()
+        self.cmd("POST", "/se/log", Some(json!({"type": "browser"})))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A PNG of the whole page, not just the viewport.
     fn full_page_png(&self) -> Vec<u8> {
         let m = self.cdp("Page.getLayoutMetrics", json!({}));
         let size = &m["cssContentSize"];
-        let (w, h) = (size["width"].as_f64().unwrap_or(1280.0), size["height"].as_f64().unwrap_or(800.0));
+        let (w, h) = (
+            size["width"].as_f64().unwrap_or(1280.0),
+            size["height"].as_f64().unwrap_or(800.0),
+        );
         let shot = self.cdp(
             "Page.captureScreenshot",
             json!({"format": "png", "captureBeyondViewport": true,
@@ -252,7 +310,9 @@ impl Browser {
         loop {
             match f(self) {
                 Ok(v) => return v,
-                Err(last) if Instant::now() >= end => panic!("timed out waiting for {what}; last: {last}"),
+                Err(last) if Instant::now() >= end => {
+                    panic!("timed out waiting for {what}; last: {last}")
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
@@ -262,7 +322,12 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Let chromedriver close Chromium cleanly; the group kill follows.
-        let _ = wd_http(self.port, "DELETE", &format!("/session/{}", self.session), None);
+        let _ = wd_http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
     }
 }
 
@@ -302,7 +367,12 @@ fn api_buddyinfo(c: &mut Client) -> Counts {
         .unwrap()
         .iter()
         .map(|z| {
-            let counts = z["free_area"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+            let counts = z["free_area"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect();
             (z["name"].as_str().unwrap().to_string(), counts)
         })
         .collect()
@@ -325,7 +395,11 @@ fn page_bars(b: &Browser) -> Result<Counts, String> {
         }
         let counts = texts
             .iter()
-            .map(|t| t.as_str().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| format!("{name}: bar label {t}")))
+            .map(|t| {
+                t.as_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| format!("{name}: bar label {t}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         out.push((name, counts));
     }
@@ -336,14 +410,20 @@ fn page_bars(b: &Browser) -> Result<Counts, String> {
 }
 
 fn zone<'a>(info: &'a Counts, name: &str) -> &'a [u64] {
-    &info.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("zone {name} in {info:?}")).1
+    &info
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("zone {name} in {info:?}"))
+        .1
 }
 
 /// What `expand()` does to free_area when an order-`order` block is taken
 /// from the smallest non-empty order ≥ `order`.
 fn predict_split(before: &[u64], order: usize) -> Vec<u64> {
     let mut after = before.to_vec();
-    let from = (order..after.len()).find(|&o| after[o] > 0).expect("a block to split");
+    let from = (order..after.len())
+        .find(|&o| after[o] > 0)
+        .expect("a block to split");
     after[from] -= 1;
     for n in &mut after[order..from] {
         *n += 1;
@@ -361,7 +441,13 @@ fn page_allocations(b: &Browser) -> Vec<(u64, String, String)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|r| (r[0].as_u64().unwrap(), r[1].as_str().unwrap().into(), r[2].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r[0].as_u64().unwrap(),
+                r[1].as_str().unwrap().into(),
+                r[2].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 
@@ -369,12 +455,19 @@ fn page_allocations(b: &Browser) -> Vec<(u64, String, String)> {
 fn wait_bars(b: &Browser, what: &str, want: &Counts) -> Counts {
     b.wait_until(what, |b| {
         let bars = page_bars(b)?;
-        if &bars == want { Ok(bars) } else { Err(format!("page {bars:?} want {want:?}")) }
+        if &bars == want {
+            Ok(bars)
+        } else {
+            Err(format!("page {bars:?} want {want:?}"))
+        }
     })
 }
 
 fn workspace_target() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let dir = root.join("target");
     std::fs::create_dir_all(&dir).expect("create target/");
     dir
@@ -391,21 +484,37 @@ window.addEventListener('unhandledrejection', e => window.__pagezoneErrors.push(
 
 #[test]
 fn dashboard_in_headless_chromium() {
-    let opts = BootOptions { deadline: Duration::from_secs(400), ..BootOptions::default() };
+    let opts = BootOptions {
+        deadline: Duration::from_secs(400),
+        ..BootOptions::default()
+    };
     let (_guest, port) = boot_ready(opts.mem("2G"));
     let mut api = Client::connect(port);
     let b = Browser::start();
     b.cdp("Page.enable", json!({}));
-    b.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": ERROR_COLLECTOR }));
+    b.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": ERROR_COLLECTOR }),
+    );
     b.set_window(1280, 800);
     b.goto(&format!("http://127.0.0.1:{port}/"));
-    assert_eq!(b.js("return document.title", json!([])), "Pagezone — physical memory, live");
+    assert_eq!(
+        b.js("return document.title", json!([])),
+        "Pagezone — physical memory, live"
+    );
 
     // 1. The zone bars show exactly /api/buddyinfo.
     let before = api_buddyinfo(&mut api);
     let bars = wait_bars(&b, "zone bars equal to /api/buddyinfo", &before);
-    assert_eq!(bars.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["DMA", "DMA32", "Normal", "HighMem"]);
-    assert_eq!(api_buddyinfo(&mut api), before, "the kernel changed under the test");
+    assert_eq!(
+        bars.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["DMA", "DMA32", "Normal", "HighMem"]
+    );
+    assert_eq!(
+        api_buddyinfo(&mut api),
+        before,
+        "the kernel changed under the test"
+    );
 
     // 2. Allocate order-5 pages in DMA32 from the control panel.
     assert!(page_allocations(&b).is_empty());
@@ -418,44 +527,96 @@ fn dashboard_in_headless_chromium() {
     b.click("#alloc-submit");
     let after = wait_bars(&b, "DMA32 bars to show the order-5 split", &expected);
     assert_ne!(zone(&after, "DMA32"), zone(&before, "DMA32"));
-    assert_eq!(api_buddyinfo(&mut api), after, "page and /api/buddyinfo agree after the allocation");
+    assert_eq!(
+        api_buddyinfo(&mut api),
+        after,
+        "page and /api/buddyinfo agree after the allocation"
+    );
     let rows = b.wait_until("a row in the allocations list", |b| {
         let rows = page_allocations(b);
-        if rows.len() == 1 { Ok(rows) } else { Err(format!("{rows:?}")) }
+        if rows.len() == 1 {
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
+        }
     });
     let (id, row_zone, row_order) = rows[0].clone();
     assert_eq!((row_zone.as_str(), row_order.as_str()), ("DMA32", "5"));
     let handles = api.request("GET", "/api/allocations", None).json();
     let handle = &handles["allocations"][0];
     assert_eq!(handle["id"], id);
-    assert_eq!((handle["zone"].as_str(), handle["order"].as_u64()), (Some("DMA32"), Some(5)));
-    assert_eq!(b.js("return document.querySelector('#result').dataset.state", json!([])), "ok");
-    assert!(b.text("#result-body").contains("\"zone\": \"DMA32\""), "{}", b.text("#result-body"));
+    assert_eq!(
+        (handle["zone"].as_str(), handle["order"].as_u64()),
+        (Some("DMA32"), Some(5))
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#result').dataset.state",
+            json!([])
+        ),
+        "ok"
+    );
+    assert!(
+        b.text("#result-body").contains("\"zone\": \"DMA32\""),
+        "{}",
+        b.text("#result-body")
+    );
 
     // 3. Free it from the list: the bars come back, the row goes.
-    b.click(&format!("#allocations tr[data-id=\"{id}\"] button[data-action=free]"));
-    wait_bars(&b, "the bars to return to their value before the allocation", &before);
+    b.click(&format!(
+        "#allocations tr[data-id=\"{id}\"] button[data-action=free]"
+    ));
+    wait_bars(
+        &b,
+        "the bars to return to their value before the allocation",
+        &before,
+    );
     b.wait_until("the row to leave the list", |b| {
         let rows = page_allocations(b);
-        if rows.is_empty() { Ok(()) } else { Err(format!("{rows:?}")) }
+        if rows.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
     });
     assert_eq!(api_buddyinfo(&mut api), before);
-    assert_eq!(api.request("GET", "/api/allocations", None).json()["allocations"], json!([]));
+    assert_eq!(
+        api.request("GET", "/api/allocations", None).json()["allocations"],
+        json!([])
+    );
 
     // 4. An invalid request shows the API's own error text.
-    let direct = api.request("POST", "/api/alloc", Some(r#"{"type":"pages","order":11,"gfp":"GFP_DMA32"}"#));
+    let direct = api.request(
+        "POST",
+        "/api/alloc",
+        Some(r#"{"type":"pages","order":11,"gfp":"GFP_DMA32"}"#),
+    );
     assert_eq!(direct.status, 400);
-    let message = direct.json()["error"]["message"].as_str().unwrap().to_string();
+    let message = direct.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     b.type_into("#alloc-order", "11");
     b.click("#alloc-submit");
     b.wait_until("the API's error text on the page", |b| {
-        let state = b.js("return document.querySelector('#result').dataset.state", json!([]));
+        let state = b.js(
+            "return document.querySelector('#result').dataset.state",
+            json!([]),
+        );
         let shown = b.text("#result-message");
-        if state == "error" && shown == message { Ok(()) } else { Err(format!("state {state}, shown {shown:?}, want {message:?}")) }
+        if state == "error" && shown == message {
+            Ok(())
+        } else {
+            Err(format!("state {state}, shown {shown:?}, want {message:?}"))
+        }
     });
     let head = b.text("#result-head");
     assert!(head.contains("400") && head.contains("EINVAL"), "{head}");
-    assert_eq!(api_buddyinfo(&mut api), before, "a refused request changed nothing");
+    assert_eq!(
+        api_buddyinfo(&mut api),
+        before,
+        "a refused request changed nothing"
+    );
 
     // Every control of the control panel has an accessible name, and the
     // panels of endpoints not in this build say so instead of erroring.
@@ -472,7 +633,13 @@ fn dashboard_in_headless_chromium() {
     );
     assert_eq!(notes, json!([]), "panels showing API errors");
     let mut not_built = Vec::new();
-    for path in ["/api/slabinfo", "/api/vmallocinfo", "/api/kmap", "/api/mempools", "/api/pagemap"] {
+    for path in [
+        "/api/slabinfo",
+        "/api/vmallocinfo",
+        "/api/kmap",
+        "/api/mempools",
+        "/api/pagemap",
+    ] {
         let r = api.request("GET", path, None);
         if r.status == 404 {
             not_built.push(path);
@@ -480,7 +647,12 @@ fn dashboard_in_headless_chromium() {
                 "return [...document.querySelectorAll('[data-unavailable]')].map(n => n.textContent).join('\\n');",
                 json!([]),
             );
-            assert!(note.as_str().unwrap().contains(&format!("{path} is not available in this build")), "{path}: {note}");
+            assert!(
+                note.as_str()
+                    .unwrap()
+                    .contains(&format!("{path} is not available in this build")),
+                "{path}: {note}"
+            );
         } else {
             assert_eq!(r.status, 200, "{path}");
         }
@@ -490,7 +662,11 @@ fn dashboard_in_headless_chromium() {
     // must not scroll sideways.
     b.wait_until("the map strip to be drawn", |b| {
         let sub = b.text("#memmap-sub");
-        if sub.contains("frames") { Ok(()) } else { Err(sub) }
+        if sub.contains("frames") {
+            Ok(())
+        } else {
+            Err(sub)
+        }
     });
     b.js("window.scrollTo(0, 0)", json!([]));
     let png = b.full_page_png();
@@ -501,12 +677,23 @@ fn dashboard_in_headless_chromium() {
 
     b.set_window(420, 800);
     b.wait_until("the narrow layout without sideways scrolling", |b| {
-        let v = b.js("return [document.documentElement.scrollWidth, window.innerWidth]", json!([]));
+        let v = b.js(
+            "return [document.documentElement.scrollWidth, window.innerWidth]",
+            json!([]),
+        );
         let (sw, iw) = (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0));
-        if iw > 0 && sw <= iw { Ok(()) } else { Err(format!("scrollWidth {sw} > innerWidth {iw}")) }
+        if iw > 0 && sw <= iw {
+            Ok(())
+        } else {
+            Err(format!("scrollWidth {sw} > innerWidth {iw}"))
+        }
     });
     b.js("window.scrollTo(0, 0)", json!([]));
-    std::fs::write(workspace_target().join("dashboard-narrow.png"), b.full_page_png()).expect("write the screenshot");
+    std::fs::write(
+        workspace_target().join("dashboard-narrow.png"),
+        b.full_page_png(),
+    )
+    .expect("write the screenshot");
 
     // 6. No JavaScript error, from the page's collector or the browser log.
     // The only tolerated log lines are the network's own reports of the
@@ -520,8 +707,12 @@ fn dashboard_in_headless_chromium() {
         .filter(|e| {
             let msg = e["message"].as_str().unwrap_or_default();
             let expected_network = e["source"] == "network"
-                && ((msg.contains("status of 404") && not_built.iter().any(|p| msg.contains(&format!("{port}{p} "))))
-                    || (msg.contains("status of 400") && msg.contains(&format!("{port}/api/alloc "))));
+                && ((msg.contains("status of 404")
+                    && not_built
+                        .iter()
+                        .any(|p| msg.contains(&format!("{port}{p} "))))
+                    || (msg.contains("status of 400")
+                        && msg.contains(&format!("{port}/api/alloc "))));
             !expected_network
         })
         .collect();

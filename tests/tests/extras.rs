@@ -18,7 +18,10 @@ fn get(c: &mut Client, path: &str) -> Value {
 fn text(c: &mut Client, path: &str) -> String {
     let r = c.request("GET", path, None);
     assert_eq!(r.status, 200, "{path}");
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"), "{path}");
+    assert!(
+        r.header("content-type").unwrap().starts_with("text/plain"),
+        "{path}"
+    );
     r.text()
 }
 
@@ -28,7 +31,12 @@ fn post(c: &mut Client, path: &str, body: Value) -> Response {
 
 fn error(r: &Response) -> (u16, String) {
     let j = r.json();
-    assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{j}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{j}"
+    );
     (r.status, j["error"]["code"].as_str().unwrap().to_string())
 }
 
@@ -39,7 +47,12 @@ fn buddyinfo(c: &mut Client) -> Vec<(String, Vec<u64>)> {
         .unwrap()
         .iter()
         .map(|z| {
-            let counts = z["free_area"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+            let counts = z["free_area"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect();
             (z["name"].as_str().unwrap().to_string(), counts)
         })
         .collect()
@@ -51,7 +64,12 @@ fn num_slabs(c: &mut Client) -> Vec<(String, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| (x["name"].as_str().unwrap().to_string(), x["num_slabs"].as_u64().unwrap()))
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap().to_string(),
+                x["num_slabs"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -62,11 +80,20 @@ fn bench(c: &mut Client, body: Value) -> Value {
     let wall_ns = started.elapsed().as_nanos() as u64;
     assert_eq!(r.status, 200, "{body}: {}", r.text());
     let j = r.json();
-    let n = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k} is not a number: {j}"));
+    let n = |k: &str| {
+        j[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} is not a number: {j}"))
+    };
     assert_eq!(j["workload"], body["workload"], "{j}");
     assert_eq!(j["ops"], body["iterations"], "{j}");
-    assert!(n("min_ns") <= n("p50_ns") && n("p50_ns") <= n("p99_ns") && n("p99_ns") <= n("max_ns"), "{j}");
-    assert!(n("ns_per_op") >= n("min_ns") && n("ns_per_op") <= n("max_ns"), "{j}");
+    assert!(
+        n("min_ns") <= n("p50_ns") && n("p50_ns") <= n("p99_ns") && n("p99_ns") <= n("max_ns"),
+        "{j}"
+    );
+    assert!(
+        n("ns_per_op") >= n("min_ns") && n("ns_per_op") <= n("max_ns"),
+        "{j}"
+    );
     // The TSC clock runs: an alloc + free pair takes some time, and less
     // than a millisecond on average even under TCG.
     assert!(n("p50_ns") > 0, "{j}");
@@ -74,7 +101,10 @@ fn bench(c: &mut Client, body: Value) -> Value {
     assert!(n("total_ns") >= n("ns_per_op") * n("ops"), "{j}");
     // The guest's run cannot have taken longer than the request did (with
     // a generous allowance for the calibration of a TSC under emulation).
-    assert!(n("total_ns") <= wall_ns * 2 + 1_000_000_000, "{j}: host saw {wall_ns} ns");
+    assert!(
+        n("total_ns") <= wall_ns * 2 + 1_000_000_000,
+        "{j}: host saw {wall_ns} ns"
+    );
     eprintln!("bench {body} -> {j}");
     j
 }
@@ -111,9 +141,16 @@ fn pagetypeinfo_bench_and_slab_metrics() {
     assert_eq!(lines.next(), Some("Pages per block:  512"));
     assert_eq!(lines.next(), Some(""));
     let header = lines.next().unwrap();
-    assert!(header.starts_with("Free pages count per migrate type at order "), "{header}");
+    assert!(
+        header.starts_with("Free pages count per migrate type at order "),
+        "{header}"
+    );
     let orders: Vec<&str> = header.split_whitespace().skip(8).collect();
-    assert_eq!(orders, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"], "{header}");
+    assert_eq!(
+        orders,
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
+        "{header}"
+    );
     let populated: Vec<String> = get(&mut c, "/api/zones")["zones"]
         .as_array()
         .unwrap()
@@ -121,15 +158,24 @@ fn pagetypeinfo_bench_and_slab_metrics() {
         .filter(|z| z["present"].as_u64().unwrap() > 0)
         .map(|z| z["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(populated, ["DMA", "DMA32", "HighMem"], "2 GiB with lowmem=896M");
+    assert_eq!(
+        populated,
+        ["DMA", "DMA32", "HighMem"],
+        "2 GiB with lowmem=896M"
+    );
     let mut movable = Vec::new();
-    for line in pt.lines().filter(|l| l.starts_with("Node ") && l.contains(", type ")) {
+    for line in pt
+        .lines()
+        .filter(|l| l.starts_with("Node ") && l.contains(", type "))
+    {
         let (head, rest) = line.split_once(", type ").unwrap();
         let zone = head.split_once("zone ").unwrap().1.trim().to_string();
         let mut fields = rest.split_whitespace();
         let mtype = fields.next().unwrap();
         // Linux prints ">100000" for a list it stopped counting.
-        let counts: Vec<u64> = fields.map(|f| f.trim_start_matches('>').parse().unwrap()).collect();
+        let counts: Vec<u64> = fields
+            .map(|f| f.trim_start_matches('>').parse().unwrap())
+            .collect();
         assert_eq!(counts.len(), 11, "{line}");
         if mtype == "Movable" {
             let want = &before.iter().find(|(n, _)| *n == zone).unwrap().1;
@@ -141,13 +187,23 @@ fn pagetypeinfo_bench_and_slab_metrics() {
         }
     }
     assert_eq!(movable, populated);
-    let blocks = pt.split_once("Number of blocks type").map(|(_, b)| b).expect("block counts");
+    let blocks = pt
+        .split_once("Number of blocks type")
+        .map(|(_, b)| b)
+        .expect("block counts");
     for zone in &populated {
-        assert!(blocks.contains(&format!("zone {zone:>8} ")), "{zone}: {blocks}");
+        assert!(
+            blocks.contains(&format!("zone {zone:>8} ")),
+            "{zone}: {blocks}"
+        );
     }
 
     // POST /api/bench: every workload, buddyinfo untouched.
-    let r = post(&mut c, "/api/caches", json!({"name":"bench-obj","size":200}));
+    let r = post(
+        &mut c,
+        "/api/caches",
+        json!({"name":"bench-obj","size":200}),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let before = buddyinfo(&mut c);
     let slabs = num_slabs(&mut c);
@@ -171,10 +227,22 @@ fn pagetypeinfo_bench_and_slab_metrics() {
     assert_eq!(get(&mut c, "/api/allocations")["allocations"], json!([]));
     for (body, status, code) in [
         (json!({"workload":"pages","iterations":0}), 400, "EINVAL"),
-        (json!({"workload":"pages","iterations":100_001}), 400, "EINVAL"),
-        (json!({"workload":"pages","iterations":10,"order":11}), 400, "EINVAL"),
+        (
+            json!({"workload":"pages","iterations":100_001}),
+            400,
+            "EINVAL",
+        ),
+        (
+            json!({"workload":"pages","iterations":10,"order":11}),
+            400,
+            "EINVAL",
+        ),
         (json!({"workload":"heap","iterations":10}), 400, "EINVAL"),
-        (json!({"workload":"cache","iterations":10,"cache":"no-such-cache"}), 404, "ENOENT"),
+        (
+            json!({"workload":"cache","iterations":10,"cache":"no-such-cache"}),
+            404,
+            "ENOENT",
+        ),
     ] {
         let r = post(&mut c, "/api/bench", body.clone());
         assert_eq!(error(&r), (status, code.to_string()), "{body}");
@@ -188,16 +256,25 @@ fn pagetypeinfo_bench_and_slab_metrics() {
     assert!(caches.iter().any(|x| x["name"] == "kmalloc-64"));
     for x in caches {
         let name = x["name"].as_str().unwrap();
-        for family in ["pagezone_slab_active_objects", "pagezone_slab_objects", "pagezone_slab_slabs"] {
+        for family in [
+            "pagezone_slab_active_objects",
+            "pagezone_slab_objects",
+            "pagezone_slab_slabs",
+        ] {
             let prefix = format!("{family}{{cache=\"{name}\"}} ");
             assert!(m.lines().any(|l| l.starts_with(&prefix)), "no {prefix:?}");
         }
         for key in ["num_slabs", "object_size"] {
-            let family = if key == "num_slabs" { "pagezone_slab_slabs" } else { "pagezone_slab_object_size_bytes" };
+            let family = if key == "num_slabs" {
+                "pagezone_slab_slabs"
+            } else {
+                "pagezone_slab_object_size_bytes"
+            };
             let line = format!("{family}{{cache=\"{name}\"}} {}", x[key]);
             assert!(m.lines().any(|l| l == line), "no {line:?}");
         }
-        let line = format!("pagezone_slab_corruptions_total{{cache=\"{name}\",kind=\"red_zone\"}} 0");
+        let line =
+            format!("pagezone_slab_corruptions_total{{cache=\"{name}\",kind=\"red_zone\"}} 0");
         assert!(m.lines().any(|l| l == line), "no {line:?}");
     }
     for family in [

@@ -15,14 +15,27 @@ const PKMAP_BASE: u64 = 0xffff_fe00_0000_0000;
 const LOWMEM: u64 = 896 * MIB;
 
 fn hex(v: &Value) -> u64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("expected a hex string, got {v}"));
-    assert!(s.starts_with("0x") && s[2..].chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{s}");
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
+    assert!(
+        s.starts_with("0x")
+            && s[2..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "{s}"
+    );
     u64::from_str_radix(&s[2..], 16).unwrap()
 }
 
 fn ok(c: &mut Client, method: &str, path: &str, body: Option<Value>) -> Value {
     let r = c.request(method, path, body.as_ref().map(Value::to_string).as_deref());
-    assert!(r.status == 200 || r.status == 201, "{method} {path}: {} {}", r.status, r.text());
+    assert!(
+        r.status == 200 || r.status == 201,
+        "{method} {path}: {} {}",
+        r.status,
+        r.text()
+    );
     r.json()
 }
 
@@ -45,7 +58,12 @@ fn alloc(c: &mut Client, body: Value) -> Value {
 
 fn error(r: &Response) -> (u16, String) {
     let j = r.json();
-    assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{j}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{j}"
+    );
     (r.status, j["error"]["code"].as_str().unwrap().to_string())
 }
 
@@ -78,17 +96,33 @@ fn vmalloc_highmem_kmap_and_reset_on_real_page_tables() {
             .unwrap_or_else(|| panic!("{caller} in\n{boot_vmallocinfo}"));
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(fields.len(), 5, "{line}");
-        assert!(fields[3].starts_with("phys=0x") && fields[3].len() == 23, "{line}");
+        assert!(
+            fields[3].starts_with("phys=0x") && fields[3].len() == 23,
+            "{line}"
+        );
         assert_eq!(fields[4], "ioremap", "{line}");
         let (start, end) = fields[0].split_once('-').unwrap();
-        let (start, end) = (u64::from_str_radix(&start[2..], 16).unwrap(), u64::from_str_radix(&end[2..], 16).unwrap());
-        assert!(start >= VMALLOC_START && end - start == fields[1].parse::<u64>().unwrap(), "{line}");
+        let (start, end) = (
+            u64::from_str_radix(&start[2..], 16).unwrap(),
+            u64::from_str_radix(&end[2..], 16).unwrap(),
+        );
+        assert!(
+            start >= VMALLOC_START && end - start == fields[1].parse::<u64>().unwrap(),
+            "{line}"
+        );
         // Mapped uncached; the guard page (the last page of the range) is not.
         let w = walk(&mut c, start);
         assert_eq!(w["mapped"], true, "{caller}: {w}");
         let flags = &w["levels"][3]["flags"];
-        assert!(flags.as_array().unwrap().contains(&json!("PCD")), "{caller}: {w}");
-        assert_eq!(walk(&mut c, end - PAGE)["mapped"], false, "{caller}'s guard page");
+        assert!(
+            flags.as_array().unwrap().contains(&json!("PCD")),
+            "{caller}: {w}"
+        );
+        assert_eq!(
+            walk(&mut c, end - PAGE)["mapped"],
+            false,
+            "{caller}'s guard page"
+        );
     }
     let info = get(&mut c, "/api/vmallocinfo");
     assert_eq!(hex(&info["start"]), VMALLOC_START);
@@ -97,7 +131,14 @@ fn vmalloc_highmem_kmap_and_reset_on_real_page_tables() {
 
     // Fragment HighMem: 512 single pages, every other one given back.
     let ids: Vec<u64> = (0..512)
-        .map(|_| alloc(&mut c, json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}))["id"].as_u64().unwrap())
+        .map(|_| {
+            alloc(
+                &mut c,
+                json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}),
+            )["id"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     for id in ids.iter().step_by(2) {
         ok(&mut c, "DELETE", &format!("/api/alloc/{id}"), None);
@@ -109,7 +150,10 @@ fn vmalloc_highmem_kmap_and_reset_on_real_page_tables() {
     assert_eq!(h["type"], "vmalloc");
     assert_eq!(h["nr_pages"], 256);
     let virt = hex(&h["virt"]);
-    assert!(virt >= VMALLOC_START && virt + MIB <= VMALLOC_START + (1 << 30), "{virt:#x}");
+    assert!(
+        virt >= VMALLOC_START && virt + MIB <= VMALLOC_START + (1 << 30),
+        "{virt:#x}"
+    );
     let mut frames = Vec::new();
     for i in 0..256 {
         let w = walk(&mut c, virt + i * PAGE);
@@ -117,10 +161,18 @@ fn vmalloc_highmem_kmap_and_reset_on_real_page_tables() {
         assert_eq!(w["page_size"], 4096, "page {i}");
         assert_eq!(w["region"], "vmalloc");
         let levels = w["levels"].as_array().unwrap();
-        let names: Vec<&str> = levels.iter().map(|l| l["level"].as_str().unwrap()).collect();
+        let names: Vec<&str> = levels
+            .iter()
+            .map(|l| l["level"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["PGD", "PUD", "PMD", "PTE"], "page {i}");
         assert_eq!(levels[3]["index"], ((virt + i * PAGE) >> 12) & 511);
-        let flags: Vec<&str> = levels[3]["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        let flags: Vec<&str> = levels[3]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
         for f in ["PRESENT", "WRITABLE", "NX"] {
             assert!(flags.contains(&f), "page {i}: {flags:?}");
         }
@@ -128,33 +180,70 @@ fn vmalloc_highmem_kmap_and_reset_on_real_page_tables() {
         frames.push(hex(&w["phys"]));
     }
     assert_eq!(frames[0], hex(&h["phys"]));
-    assert!(frames.iter().all(|&p| p >= LOWMEM), "frames come from HighMem first: {frames:x?}");
+    assert!(
+        frames.iter().all(|&p| p >= LOWMEM),
+        "frames come from HighMem first: {frames:x?}"
+    );
     let contiguous = frames.windows(2).filter(|w| w[1] == w[0] + PAGE).count();
-    assert!(contiguous <= 8, "{contiguous} contiguous neighbours: {frames:x?}");
+    assert!(
+        contiguous <= 8,
+        "{contiguous} contiguous neighbours: {frames:x?}"
+    );
     let guard = walk(&mut c, virt + MIB);
     assert_eq!(guard["mapped"], false);
     assert_eq!(guard["area"]["guard"], true);
     let id = h["id"].as_u64().unwrap();
-    assert_eq!(ok(&mut c, "POST", &format!("/api/alloc/{id}/fill"), Some(json!({"byte":0x5A}))), json!({"bytes":MIB}));
+    assert_eq!(
+        ok(
+            &mut c,
+            "POST",
+            &format!("/api/alloc/{id}/fill"),
+            Some(json!({"byte":0x5A}))
+        ),
+        json!({"bytes":MIB})
+    );
     let sum = get(&mut c, &format!("/api/alloc/{id}/checksum"));
     assert_eq!(hex(&sum["crc32"]), crc32(&vec![0x5A; MIB as usize]));
     let vi = text(&mut c, "/proc/vmallocinfo");
-    let line = vi.lines().find(|l| l.starts_with(&format!("0x{virt:016x}-"))).unwrap_or_else(|| panic!("{vi}"));
-    assert_eq!(line, format!("0x{virt:016x}-0x{:016x} 1052672 api_alloc pages=256 vmalloc", virt + MIB + PAGE));
+    let line = vi
+        .lines()
+        .find(|l| l.starts_with(&format!("0x{virt:016x}-")))
+        .unwrap_or_else(|| panic!("{vi}"));
+    assert_eq!(
+        line,
+        format!(
+            "0x{virt:016x}-0x{:016x} 1052672 api_alloc pages=256 vmalloc",
+            virt + MIB + PAGE
+        )
+    );
     assert_eq!(get(&mut c, "/api/meminfo")["VmallocUsed"], 1024);
 
     // A HighMem page: no direct mapping, reached by kmap_atomic for fill
     // and checksum, and by a pkmap slot for kmap.
-    let p = alloc(&mut c, json!({"type":"pages","order":2,"gfp":"GFP_HIGHUSER"}));
+    let p = alloc(
+        &mut c,
+        json!({"type":"pages","order":2,"gfp":"GFP_HIGHUSER"}),
+    );
     assert_eq!(p["zone"], "HighMem");
     assert_eq!(p["virt"], Value::Null);
     let (pid, phys) = (p["id"].as_u64().unwrap(), hex(&p["phys"]));
     let would_be = walk(&mut c, PAGE_OFFSET + phys);
-    assert_eq!(would_be["mapped"], false, "HighMem is never in the direct map: {would_be}");
+    assert_eq!(
+        would_be["mapped"], false,
+        "HighMem is never in the direct map: {would_be}"
+    );
     assert_eq!(would_be["region"], "direct map");
     // ...while a lowmem frame's direct-map address walks to it.
-    assert_eq!(hex(&walk(&mut c, PAGE_OFFSET + 0x20_0000)["phys"]), 0x20_0000);
-    ok(&mut c, "POST", &format!("/api/alloc/{pid}/fill"), Some(json!({"byte":0xA5})));
+    assert_eq!(
+        hex(&walk(&mut c, PAGE_OFFSET + 0x20_0000)["phys"]),
+        0x20_0000
+    );
+    ok(
+        &mut c,
+        "POST",
+        &format!("/api/alloc/{pid}/fill"),
+        Some(json!({"byte":0xA5})),
+    );
     let sum = get(&mut c, &format!("/api/alloc/{pid}/checksum"));
     assert_eq!(hex(&sum["crc32"]), crc32(&vec![0xA5; 4 * PAGE as usize]));
     let k = ok(&mut c, "POST", "/api/kmap", Some(json!({"id":pid})));
@@ -166,23 +255,50 @@ fn vmalloc_highmem_kmap_and_reset_on_real_page_tables() {
     assert_eq!(km["pkmap"]["slots"], 1024);
     assert_eq!(km["atomic"]["slots"], 16);
     assert_eq!(km["atomic"]["used"], 0);
-    let entry = km["pkmap"]["entries"].as_array().unwrap().iter().find(|e| e["slot"] == slot).cloned().unwrap();
-    assert_eq!((entry["pfn"].clone(), entry["count"].clone()), (json!(phys / PAGE), json!(2)));
+    let entry = km["pkmap"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["slot"] == slot)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (entry["pfn"].clone(), entry["count"].clone()),
+        (json!(phys / PAGE), json!(2))
+    );
     let kw = walk(&mut c, kvirt);
-    assert_eq!((kw["region"].clone(), hex(&kw["phys"])), (json!("pkmap"), phys));
+    assert_eq!(
+        (kw["region"].clone(), hex(&kw["phys"])),
+        (json!("pkmap"), phys)
+    );
     let busy = c.request("DELETE", &format!("/api/alloc/{pid}"), None);
-    assert_eq!(error(&busy), (409, "EBUSY".into()), "a kmapped page cannot be freed");
-    assert_eq!(ok(&mut c, "DELETE", &format!("/api/kmap/{slot}"), None)["count"], 1);
-    assert_eq!(error(&c.request("DELETE", &format!("/api/kmap/{slot}"), None)), (404, "ENOENT".into()));
+    assert_eq!(
+        error(&busy),
+        (409, "EBUSY".into()),
+        "a kmapped page cannot be freed"
+    );
+    assert_eq!(
+        ok(&mut c, "DELETE", &format!("/api/kmap/{slot}"), None)["count"],
+        1
+    );
+    assert_eq!(
+        error(&c.request("DELETE", &format!("/api/kmap/{slot}"), None)),
+        (404, "ENOENT".into())
+    );
     // A lowmem page's kmap is its direct-map address.
     let low = alloc(&mut c, json!({"type":"pages","order":0,"gfp":"GFP_KERNEL"}));
     let k = ok(&mut c, "POST", "/api/kmap", Some(json!({"id":low["id"]})));
-    assert_eq!((k["slot"].clone(), k["virt"].clone()), (Value::Null, low["virt"].clone()));
+    assert_eq!(
+        (k["slot"].clone(), k["virt"].clone()),
+        (Value::Null, low["virt"].clone())
+    );
     ok(&mut c, "POST", "/api/kmap", Some(json!({"id":pid})));
 
     // Reset frees everything, kmaps included: vmallocinfo and buddyinfo
     // are back to their boot values (vmalloc's page tables too).
-    let freed = ok(&mut c, "POST", "/api/reset", None)["freed"].as_u64().unwrap();
+    let freed = ok(&mut c, "POST", "/api/reset", None)["freed"]
+        .as_u64()
+        .unwrap();
     assert_eq!(freed, 256 + 1 + 2);
     assert_eq!(text(&mut c, "/proc/vmallocinfo"), boot_vmallocinfo);
     assert_eq!(buddyinfo(&mut c), boot_buddy);
@@ -208,10 +324,16 @@ fn mem_tail_is_reserved_and_ioremap_maps_it() {
     assert_eq!(hex(&tail["start"]), 1 << 30);
     assert!(hex(&tail["end"]) > (1 << 30) + 8 * MIB, "{tail}");
     let iomem = text(&mut c, "/proc/iomem");
-    let line = iomem.lines().find(|l| l.starts_with("40000000-")).unwrap_or_else(|| panic!("{iomem}"));
+    let line = iomem
+        .lines()
+        .find(|l| l.starts_with("40000000-"))
+        .unwrap_or_else(|| panic!("{iomem}"));
     assert!(line.ends_with(" : Reserved"), "{line}");
 
-    let h = alloc(&mut c, json!({"type":"ioremap","phys":"0x40000000","size":0x80_0000}));
+    let h = alloc(
+        &mut c,
+        json!({"type":"ioremap","phys":"0x40000000","size":0x80_0000}),
+    );
     assert_eq!(h["type"], "ioremap");
     assert_eq!(h["nr_pages"], 2048);
     assert_eq!(h["ram"], true);
@@ -220,25 +342,48 @@ fn mem_tail_is_reserved_and_ioremap_maps_it() {
     let w = walk(&mut c, virt + 0x7f_f000);
     assert_eq!(hex(&w["phys"]), 0x4000_0000 + 0x7f_f000);
     let flags = w["levels"][3]["flags"].as_array().unwrap().clone();
-    assert!(flags.contains(&json!("PCD")) && flags.contains(&json!("PWT")), "uncached: {flags:?}");
-    assert_eq!(walk(&mut c, virt + 0x80_0000)["mapped"], false, "guard page");
-    assert_eq!(ok(&mut c, "POST", &format!("/api/alloc/{id}/fill"), Some(json!({"byte":0x3C}))), json!({"bytes":0x80_0000}));
+    assert!(
+        flags.contains(&json!("PCD")) && flags.contains(&json!("PWT")),
+        "uncached: {flags:?}"
+    );
+    assert_eq!(
+        walk(&mut c, virt + 0x80_0000)["mapped"],
+        false,
+        "guard page"
+    );
+    assert_eq!(
+        ok(
+            &mut c,
+            "POST",
+            &format!("/api/alloc/{id}/fill"),
+            Some(json!({"byte":0x3C}))
+        ),
+        json!({"bytes":0x80_0000})
+    );
     let sum = get(&mut c, &format!("/api/alloc/{id}/checksum"));
     assert_eq!(hex(&sum["crc32"]), crc32(&vec![0x3C; 0x80_0000]));
     let vi = text(&mut c, "/proc/vmallocinfo");
     assert!(
-        vi.lines().any(|l| l.ends_with(" 8392704 api_alloc phys=0x0000000040000000 ioremap")),
+        vi.lines()
+            .any(|l| l.ends_with(" 8392704 api_alloc phys=0x0000000040000000 ioremap")),
         "{vi}"
     );
     assert_eq!(get(&mut c, "/api/meminfo")["VmallocUsed"], 0);
 
     // Buddy-owned RAM is refused; so is the kernel's own.
     for phys in ["0x2000000", "0x100000"] {
-        let r = c.request("POST", "/api/alloc", Some(&json!({"type":"ioremap","phys":phys,"size":4096}).to_string()));
+        let r = c.request(
+            "POST",
+            "/api/alloc",
+            Some(&json!({"type":"ioremap","phys":phys,"size":4096}).to_string()),
+        );
         assert_eq!(error(&r), (409, "EBUSY".into()), "{phys}: {}", r.text());
     }
     // A device range maps, but is never touched.
-    let lapic = alloc(&mut c, json!({"type":"ioremap","phys":"0xfee00000","size":4096}));
+    let lapic = alloc(
+        &mut c,
+        json!({"type":"ioremap","phys":"0xfee00000","size":4096}),
+    );
     assert_eq!(lapic["ram"], false);
     let r = c.request("GET", &format!("/api/alloc/{}/checksum", lapic["id"]), None);
     assert_eq!(error(&r), (409, "EBUSY".into()));

@@ -132,8 +132,12 @@ impl<P: Platform> Api<'_, P> {
             None => return Err(ApiError::einval("missing \"type\"")),
             Some("pages") => {}
             Some("vmalloc") if self.has_vm() => return self.alloc_vmalloc(req, body.size),
-            Some("ioremap") if self.has_vm() => return self.alloc_ioremap(req, body.phys, body.size),
-            Some(kind @ ("kmalloc" | "cache" | "mempool")) => return self.alloc_slab(kind, &req.body),
+            Some("ioremap") if self.has_vm() => {
+                return self.alloc_ioremap(req, body.phys, body.size);
+            }
+            Some(kind @ ("kmalloc" | "cache" | "mempool")) => {
+                return self.alloc_slab(kind, &req.body);
+            }
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
                     "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\")"
@@ -159,7 +163,10 @@ impl<P: Platform> Api<'_, P> {
         if self.quota_held_pages() + nr_pages > self.quota_pages {
             return Err(ApiError::equota(format!(
                 "API quota reached: {} of {} pages ({} % of managed memory) held, {} more asked",
-                self.quota_held_pages(), self.quota_pages, self.quota_pct, nr_pages
+                self.quota_held_pages(),
+                self.quota_pages,
+                self.quota_pct,
+                nr_pages
             )));
         }
         let pfn = self
@@ -199,7 +206,12 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `DELETE /api/alloc/{id}[?order=K]`.
-    pub(super) fn free(&mut self, req: &Request, id: &str, order: Option<&str>) -> Result<Response, ApiError> {
+    pub(super) fn free(
+        &mut self,
+        req: &Request,
+        id: &str,
+        order: Option<&str>,
+    ) -> Result<Response, ApiError> {
         if let Some(h) = self.vm_lookup(id) {
             return self.free_vm(req, h, order);
         }

@@ -49,7 +49,9 @@ use crate::response::Response;
 use crate::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
 use crate::stack::{App, NetStats};
 
-pub use slab::{KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, settle_kmalloc_caches};
+pub use slab::{
+    KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, settle_kmalloc_caches,
+};
 pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
 pub use vm::{API_CALLER, Vm, VmHandle, VmHandleKind};
 

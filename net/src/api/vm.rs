@@ -39,7 +39,9 @@ use spin::Mutex;
 
 use mm::crc32::Crc32;
 use mm::highmem::{KmapAtomicStack, KmapError, Pkmap, pkmap_nr};
-use mm::layout::{FIXMAP_BASE, LAST_PKMAP, NR_FIX_KMAP, PKMAP_BASE, VMALLOC_MAX_SIZE, VMALLOC_START};
+use mm::layout::{
+    FIXMAP_BASE, LAST_PKMAP, NR_FIX_KMAP, PKMAP_BASE, VMALLOC_MAX_SIZE, VMALLOC_START,
+};
 use mm::pgtable::{self, Walk};
 use mm::platform::{MapError, MapProt, PageMapper, Platform};
 use mm::procfs::{E820Type, Meminfo};
@@ -175,13 +177,13 @@ pub fn vm_error(e: VmallocError) -> ApiError {
 pub fn kmap_error(e: KmapError) -> ApiError {
     let message = e.to_string();
     match e {
-        KmapError::NoSlot | KmapError::AtomicOverflow | KmapError::Map(MapError::NoMemory { .. }) => {
-            ApiError::enomem(message)
-        }
+        KmapError::NoSlot
+        | KmapError::AtomicOverflow
+        | KmapError::Map(MapError::NoMemory { .. }) => ApiError::enomem(message),
         KmapError::NoSuchSlot { .. } | KmapError::NotMapped { .. } => ApiError::enoent(message),
-        KmapError::Map(_) | KmapError::AtomicUnderflow { .. } | KmapError::AtomicOutOfOrder { .. } => {
-            ApiError::ebusy(message)
-        }
+        KmapError::Map(_)
+        | KmapError::AtomicUnderflow { .. }
+        | KmapError::AtomicOutOfOrder { .. } => ApiError::ebusy(message),
     }
 }
 
@@ -191,7 +193,11 @@ fn parse_hex(what: &str, s: &str) -> Result<u64, ApiError> {
         .or_else(|| s.strip_prefix("0X"))
         .filter(|d| !d.is_empty() && d.len() <= 16 && d.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|d| u64::from_str_radix(d, 16).ok())
-        .ok_or_else(|| ApiError::einval(format!("malformed {what} '{s}': expected \"0x\" and 1 to 16 hex digits")))
+        .ok_or_else(|| {
+            ApiError::einval(format!(
+                "malformed {what} '{s}': expected \"0x\" and 1 to 16 hex digits"
+            ))
+        })
 }
 
 fn not_built(req: &Request) -> ApiError {
@@ -247,7 +253,9 @@ impl From<&VmHandle> for VmHandleJson {
     fn from(h: &VmHandle) -> VmHandleJson {
         let vmalloc = h.kind == VmHandleKind::Vmalloc;
         // The zone of the first frame, like a pages handle's.
-        let zone = vmalloc.then(|| ZoneType::ALL.iter().find(|z| h.zone_pages[z.index()] != 0)).flatten();
+        let zone = vmalloc
+            .then(|| ZoneType::ALL.iter().find(|z| h.zone_pages[z.index()] != 0))
+            .flatten();
         VmHandleJson {
             id: h.id,
             kind: h.kind.name(),
@@ -356,7 +364,10 @@ impl<'a, P: Platform> Api<'a, P> {
     /// The VM handle `id` names, if it is one (a malformed id is `None`,
     /// for the caller's own parsing to report).
     pub(super) fn vm_lookup(&self, id: &str) -> Option<VmHandle> {
-        let id = id.parse::<u64>().ok().filter(|_| id.bytes().all(|b| b.is_ascii_digit()))?;
+        let id = id
+            .parse::<u64>()
+            .ok()
+            .filter(|_| id.bytes().all(|b| b.is_ascii_digit()))?;
         self.vm.handles.get(&id).copied()
     }
 
@@ -393,15 +404,30 @@ impl<'a, P: Platform> Api<'a, P> {
             .handles
             .values()
             .map(|h| (h.id, AnyHandleJson::Pages(HandleJson::from(h))))
-            .chain(self.vm.handles.values().map(|h| (h.id, AnyHandleJson::Vm(VmHandleJson::from(h)))))
-            .chain(self.slab.handles.values().map(|h| (h.id, AnyHandleJson::Slab(h.into()))))
+            .chain(
+                self.vm
+                    .handles
+                    .values()
+                    .map(|h| (h.id, AnyHandleJson::Vm(VmHandleJson::from(h)))),
+            )
+            .chain(
+                self.slab
+                    .handles
+                    .values()
+                    .map(|h| (h.id, AnyHandleJson::Slab(h.into()))),
+            )
             .collect();
         all.sort_by_key(|(id, _)| *id);
         #[derive(Serialize)]
         struct Allocations {
             allocations: Vec<AnyHandleJson>,
         }
-        Response::json(200, &Allocations { allocations: all.into_iter().map(|(_, h)| h).collect() })
+        Response::json(
+            200,
+            &Allocations {
+                allocations: all.into_iter().map(|(_, h)| h).collect(),
+            },
+        )
     }
 
     // ------------------------------------------------------------------
@@ -419,7 +445,11 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// `{"type":"vmalloc","size":N}` → `vmalloc(N)`.
-    pub(super) fn alloc_vmalloc(&mut self, req: &Request, size: Option<u64>) -> Result<Response, ApiError> {
+    pub(super) fn alloc_vmalloc(
+        &mut self,
+        req: &Request,
+        size: Option<u64>,
+    ) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
         let size = size.ok_or_else(|| ApiError::einval("missing \"size\" (bytes)"))?;
         if size == 0 {
@@ -433,12 +463,16 @@ impl<'a, P: Platform> Api<'a, P> {
             )));
         }
         let mapper = DynMapper(vm.mapper);
-        let area = vmalloc::vmalloc(&mut vm.areas.lock(), self.mm, &mapper, size, API_CALLER).map_err(vm_error)?;
+        let area = vmalloc::vmalloc(&mut vm.areas.lock(), self.mm, &mapper, size, API_CALLER)
+            .map_err(vm_error)?;
         let mut zone_pages = [0; NR_ZONES];
         {
             let pa = self.mm.lock();
             for i in 0..area.nr_pages {
-                let zone = vm.mapper.translate(VirtAddr(area.start.0 + i * PAGE_SIZE)).and_then(|pfn| pa.zone_of(pfn));
+                let zone = vm
+                    .mapper
+                    .translate(VirtAddr(area.start.0 + i * PAGE_SIZE))
+                    .and_then(|pfn| pa.zone_of(pfn));
                 if let Some(z) = zone {
                     zone_pages[z.index()] += 1;
                 }
@@ -463,7 +497,11 @@ impl<'a, P: Platform> Api<'a, P> {
     /// kernel's.
     fn check_ioremap_range(&self, phys: u64, end: u64) -> Result<(), ApiError> {
         let mb = self.boot.memblock;
-        let held_back = |a: u64| mb.limited_regions().iter().any(|r| r.base.0 <= a && a < r.end().0);
+        let held_back = |a: u64| {
+            mb.limited_regions()
+                .iter()
+                .any(|r| r.base.0 <= a && a < r.end().0)
+        };
         for &(s, e, t) in self.boot.firmware_map {
             if t != E820Type::Ram || e.0 <= phys || end <= s.0 {
                 continue;
@@ -472,7 +510,11 @@ impl<'a, P: Platform> Api<'a, P> {
             while at < e.0.min(end) {
                 if !held_back(at) {
                     let pfn = Pfn::from_phys(PhysAddr(at));
-                    let managed = self.mm.lock().page(pfn).is_some_and(|p| !p.is_reserved() && !p.is_nomap());
+                    let managed = self
+                        .mm
+                        .lock()
+                        .page(pfn)
+                        .is_some_and(|p| !p.is_reserved() && !p.is_nomap());
                     if managed {
                         return Err(vm_error(VmallocError::RamInUse { pfn }));
                     }
@@ -495,7 +537,12 @@ impl<'a, P: Platform> Api<'a, P> {
     fn is_ram(&self, phys: u64, end: u64) -> bool {
         let mut at = phys;
         while at < end {
-            match self.boot.firmware_map.iter().find(|(s, e, t)| *t == E820Type::Ram && s.0 <= at && at < e.0) {
+            match self
+                .boot
+                .firmware_map
+                .iter()
+                .find(|(s, e, t)| *t == E820Type::Ram && s.0 <= at && at < e.0)
+            {
                 Some((_, e, _)) => at = e.0,
                 None => return false,
             }
@@ -504,9 +551,17 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// `{"type":"ioremap","phys":"0x…","size":N}` → `ioremap(phys, N)`.
-    pub(super) fn alloc_ioremap(&mut self, req: &Request, phys: Option<&str>, size: Option<u64>) -> Result<Response, ApiError> {
+    pub(super) fn alloc_ioremap(
+        &mut self,
+        req: &Request,
+        phys: Option<&str>,
+        size: Option<u64>,
+    ) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
-        let phys = parse_hex("phys", phys.ok_or_else(|| ApiError::einval("missing \"phys\" (\"0x…\")"))?)?;
+        let phys = parse_hex(
+            "phys",
+            phys.ok_or_else(|| ApiError::einval("missing \"phys\" (\"0x…\")"))?,
+        )?;
         let size = size.ok_or_else(|| ApiError::einval("missing \"size\" (bytes)"))?;
         if size == 0 {
             return Err(ApiError::einval("size must be at least 1 byte"));
@@ -514,12 +569,24 @@ impl<'a, P: Platform> Api<'a, P> {
         let end = phys
             .checked_add(size)
             .filter(|&e| e <= 1 << 52)
-            .ok_or_else(|| ApiError::einval(format!("range {phys:#x}+{size:#x} is beyond the physical address space")))?;
+            .ok_or_else(|| {
+                ApiError::einval(format!(
+                    "range {phys:#x}+{size:#x} is beyond the physical address space"
+                ))
+            })?;
         self.check_ioremap_range(phys, end)?;
         let mapper = DynMapper(vm.mapper);
         let (virt, nr_pages) = {
             let mut areas = vm.areas.lock();
-            let virt = vmalloc::ioremap(&mut areas, self.mm, &mapper, PhysAddr(phys), size, API_CALLER).map_err(vm_error)?;
+            let virt = vmalloc::ioremap(
+                &mut areas,
+                self.mm,
+                &mapper,
+                PhysAddr(phys),
+                size,
+                API_CALLER,
+            )
+            .map_err(vm_error)?;
             let area_start = VirtAddr(virt.0 & !(PAGE_SIZE - 1));
             (virt, areas.find(area_start).map_or(0, |a| a.nr_pages))
         };
@@ -542,7 +609,9 @@ impl<'a, P: Platform> Api<'a, P> {
         let mapper = DynMapper(vm.mapper);
         let mut areas = vm.areas.lock();
         match h.kind {
-            VmHandleKind::Vmalloc => vmalloc::vfree(&mut areas, self.mm, &mapper, h.area_start).map(drop),
+            VmHandleKind::Vmalloc => {
+                vmalloc::vfree(&mut areas, self.mm, &mapper, h.area_start).map(drop)
+            }
             VmHandleKind::Ioremap => vmalloc::iounmap(&mut areas, &mapper, h.virt).map(drop),
         }
     }
@@ -554,10 +623,19 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// `DELETE /api/alloc/{id}` of a VM handle: `vfree` or `iounmap`.
-    pub(super) fn free_vm(&mut self, req: &Request, h: VmHandle, order: Option<&str>) -> Result<Response, ApiError> {
+    pub(super) fn free_vm(
+        &mut self,
+        req: &Request,
+        h: VmHandle,
+        order: Option<&str>,
+    ) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
         if order.is_some() {
-            return Err(ApiError::einval(format!("?order= applies to pages handles; {} is {}", h.id, h.kind.name())));
+            return Err(ApiError::einval(format!(
+                "?order= applies to pages handles; {} is {}",
+                h.id,
+                h.kind.name()
+            )));
         }
         match self.release_vm(vm, &h) {
             Ok(()) => {}
@@ -576,14 +654,27 @@ impl<'a, P: Platform> Api<'a, P> {
             order: Option<u8>,
             nr_pages: u64,
         }
-        Ok(Response::json(200, &Freed { freed: h.id, order: None, nr_pages: h.nr_pages }))
+        Ok(Response::json(
+            200,
+            &Freed {
+                freed: h.id,
+                order: None,
+                nr_pages: h.nr_pages,
+            },
+        ))
     }
 
     /// Runs `f` over `[start, start + len)` of a VM handle's mapping, page
     /// by page: through the mapping itself where the kernel lends it
     /// ([`super::System::with_kernel_page`]), else through the frame the PTE
     /// maps (host fakes).
-    fn touch_mapping(&self, vm: Vm<'a>, start: u64, len: u64, f: &mut dyn FnMut(&mut [u8])) -> Result<(), ApiError> {
+    fn touch_mapping(
+        &self,
+        vm: Vm<'a>,
+        start: u64,
+        len: u64,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), ApiError> {
         let end = start + len;
         let mut at = start;
         while at < end {
@@ -594,7 +685,9 @@ impl<'a, P: Platform> Api<'a, P> {
             match self.system.with_kernel_page(VirtAddr(page), &mut part) {
                 Some(true) => {}
                 Some(false) => {
-                    return Err(ApiError::ebusy(format!("{page:#x} is not a mapped page of an API area")));
+                    return Err(ApiError::ebusy(format!(
+                        "{page:#x} is not a mapped page of an API area"
+                    )));
                 }
                 None => {
                     let pfn = vm
@@ -621,7 +714,12 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// `POST /api/alloc/{id}/fill` of a VM handle, through its mapping.
-    pub(super) fn fill_vm(&mut self, req: &Request, h: VmHandle, byte: u8) -> Result<Response, ApiError> {
+    pub(super) fn fill_vm(
+        &mut self,
+        req: &Request,
+        h: VmHandle,
+        byte: u8,
+    ) -> Result<Response, ApiError> {
         let vm = self.touchable(req, &h)?;
         self.touch_mapping(vm, h.virt.0, h.size, &mut |bytes| bytes.fill(byte))?;
         #[derive(Serialize)]
@@ -641,7 +739,13 @@ impl<'a, P: Platform> Api<'a, P> {
             bytes: u64,
             crc32: Hex,
         }
-        Ok(Response::json(200, &Checksum { bytes: h.size, crc32: Hex::padded32(crc.finish()) }))
+        Ok(Response::json(
+            200,
+            &Checksum {
+                bytes: h.size,
+                crc32: Hex::padded32(crc.finish()),
+            },
+        ))
     }
 
     /// `POST /api/reset`'s VM part, run first: drops the API's kmaps (so
@@ -681,8 +785,8 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `/metrics`' vmalloc and kmap families.
     pub(super) fn vm_metrics(&self, out: &mut String) {
-        use core::fmt::Write;
         use super::metrics::family;
+        use core::fmt::Write;
         let Some(vm) = self.vm.parts else {
             return;
         };
@@ -697,17 +801,42 @@ impl<'a, P: Platform> Api<'a, P> {
             (areas.stats(), by_kind)
         };
         let gauges = [
-            ("pagezone_vmalloc_total_bytes", "Size of the vmalloc area (VmallocTotal).", stats.total_bytes),
-            ("pagezone_vmalloc_used_bytes", "Bytes of all vmap areas, guard pages excluded.", stats.used_bytes),
-            ("pagezone_vmalloc_pages", "Pages of vmalloc areas (VmallocUsed).", stats.vmalloc_pages),
-            ("pagezone_vmalloc_largest_free_bytes", "Largest free range of the vmalloc area.", stats.largest_free_bytes),
-            ("pagezone_api_vm_handles", "Live API vmalloc and ioremap allocations.", self.vm.handles.len() as u64),
+            (
+                "pagezone_vmalloc_total_bytes",
+                "Size of the vmalloc area (VmallocTotal).",
+                stats.total_bytes,
+            ),
+            (
+                "pagezone_vmalloc_used_bytes",
+                "Bytes of all vmap areas, guard pages excluded.",
+                stats.used_bytes,
+            ),
+            (
+                "pagezone_vmalloc_pages",
+                "Pages of vmalloc areas (VmallocUsed).",
+                stats.vmalloc_pages,
+            ),
+            (
+                "pagezone_vmalloc_largest_free_bytes",
+                "Largest free range of the vmalloc area.",
+                stats.largest_free_bytes,
+            ),
+            (
+                "pagezone_api_vm_handles",
+                "Live API vmalloc and ioremap allocations.",
+                self.vm.handles.len() as u64,
+            ),
         ];
         for (name, help, v) in gauges {
             family(out, name, "gauge", help);
             let _ = writeln!(out, "{name} {v}");
         }
-        family(out, "pagezone_vmalloc_areas", "gauge", "Live vmap areas by kind.");
+        family(
+            out,
+            "pagezone_vmalloc_areas",
+            "gauge",
+            "Live vmap areas by kind.",
+        );
         for (kind, n) in &by_kind {
             let _ = writeln!(out, "pagezone_vmalloc_areas{{kind=\"{kind}\"}} {n}");
         }
@@ -715,11 +844,25 @@ impl<'a, P: Platform> Api<'a, P> {
             let pkmap = vm.pkmap.lock();
             (pkmap.nr_used(), pkmap.nr_mapped())
         };
-        family(out, "pagezone_pkmap_slots", "gauge", "Persistent kmap slots: with a user, or mapped at all.");
+        family(
+            out,
+            "pagezone_pkmap_slots",
+            "gauge",
+            "Persistent kmap slots: with a user, or mapped at all.",
+        );
         let _ = writeln!(out, "pagezone_pkmap_slots{{state=\"used\"}} {used}");
         let _ = writeln!(out, "pagezone_pkmap_slots{{state=\"mapped\"}} {mapped}");
-        family(out, "pagezone_kmap_atomic_slots_used", "gauge", "kmap_atomic (fixmap) slots in use.");
-        let _ = writeln!(out, "pagezone_kmap_atomic_slots_used {}", vm.kmap_atomic.lock().depth());
+        family(
+            out,
+            "pagezone_kmap_atomic_slots_used",
+            "gauge",
+            "kmap_atomic (fixmap) slots in use.",
+        );
+        let _ = writeln!(
+            out,
+            "pagezone_kmap_atomic_slots_used {}",
+            vm.kmap_atomic.lock().depth()
+        );
     }
 
     /// `GET /api/vmallocinfo`.
@@ -772,7 +915,12 @@ impl<'a, P: Platform> Api<'a, P> {
             let mut text = String::with_capacity(capacity);
             let (done, nr) = {
                 let areas = vm.areas.lock();
-                (areas.write_vmallocinfo(&mut super::text::Bounded(&mut text)).is_ok(), areas.nr_areas())
+                (
+                    areas
+                        .write_vmallocinfo(&mut super::text::Bounded(&mut text))
+                        .is_ok(),
+                    areas.nr_areas(),
+                )
             };
             if done {
                 return Ok(Response::text(200, text));
@@ -846,7 +994,11 @@ impl<'a, P: Platform> Api<'a, P> {
                     lazy_unmapped: lazy,
                     entries,
                 },
-                atomic: Atomic { base: Hex::new(FIXMAP_BASE), slots: NR_FIX_KMAP, used: atomic_used },
+                atomic: Atomic {
+                    base: Hex::new(FIXMAP_BASE),
+                    slots: NR_FIX_KMAP,
+                    used: atomic_used,
+                },
             },
         ))
     }
@@ -857,23 +1009,40 @@ impl<'a, P: Platform> Api<'a, P> {
     pub(super) fn kmap(&mut self, req: &Request) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
         let body: KmapBody = parse_body(&req.body)?;
-        let id = body.id.ok_or_else(|| ApiError::einval("missing \"id\" (a pages handle)"))?;
+        let id = body
+            .id
+            .ok_or_else(|| ApiError::einval("missing \"id\" (a pages handle)"))?;
         if let Some(h) = self.vm.handles.get(&id) {
             return Err(ApiError::einval(format!(
                 "allocation {id} is {}: kmap takes a pages handle (a vm area is mapped already)",
                 h.kind.name()
             )));
         }
-        let handle = self.handles.get(&id).copied().ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
+        let handle = self
+            .handles
+            .get(&id)
+            .copied()
+            .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
         let (virt, count) = {
             let mut pkmap = vm.pkmap.lock();
-            let virt = pkmap.kmap(&DynMapper(vm.mapper), handle.pfn).map_err(kmap_error)?;
-            let count = pkmap_nr(virt).and_then(|s| pkmap.slots().find(|e| e.slot == s)).map(|e| e.count);
+            let virt = pkmap
+                .kmap(&DynMapper(vm.mapper), handle.pfn)
+                .map_err(kmap_error)?;
+            let count = pkmap_nr(virt)
+                .and_then(|s| pkmap.slots().find(|e| e.slot == s))
+                .map(|e| e.count);
             (virt, count)
         };
         let slot = pkmap_nr(virt);
         if let Some(slot) = slot {
-            self.vm.kmaps.entry(slot).or_insert(ApiKmap { pfn: handle.pfn, users: 0 }).users += 1;
+            self.vm
+                .kmaps
+                .entry(slot)
+                .or_insert(ApiKmap {
+                    pfn: handle.pfn,
+                    users: 0,
+                })
+                .users += 1;
         }
         #[derive(Serialize)]
         struct Kmapped {
@@ -883,7 +1052,16 @@ impl<'a, P: Platform> Api<'a, P> {
             id: u64,
             count: Option<u32>,
         }
-        Ok(Response::json(200, &Kmapped { slot, virt: Hex::new(virt.0), pfn: handle.pfn.0, id, count }))
+        Ok(Response::json(
+            200,
+            &Kmapped {
+                slot,
+                virt: Hex::new(virt.0),
+                pfn: handle.pfn.0,
+                id,
+                count,
+            },
+        ))
     }
 
     /// `DELETE /api/kmap/{slot}`: `kunmap()` of one of the API's kmaps.
@@ -900,7 +1078,10 @@ impl<'a, P: Platform> Api<'a, P> {
         let (pfn, count) = {
             let mut pkmap = vm.pkmap.lock();
             let pfn = pkmap.kunmap_slot(nr).map_err(kmap_error)?;
-            (pfn, pkmap.slots().find(|e| e.slot == nr).map_or(0, |e| e.count))
+            (
+                pfn,
+                pkmap.slots().find(|e| e.slot == nr).map_or(0, |e| e.count),
+            )
         };
         if k.users <= 1 {
             self.vm.kmaps.remove(&nr);
@@ -913,15 +1094,27 @@ impl<'a, P: Platform> Api<'a, P> {
             pfn: u64,
             count: u32,
         }
-        Ok(Response::json(200, &Kunmapped { slot: nr, pfn: pfn.0, count }))
+        Ok(Response::json(
+            200,
+            &Kunmapped {
+                slot: nr,
+                pfn: pfn.0,
+                count,
+            },
+        ))
     }
 
     /// `GET /api/pagetable?addr=0x…`: the live tables' walk, from the
     /// kernel ([`super::System::pagetable`]).
     pub(super) fn pagetable(&self, req: &Request) -> Result<Response, ApiError> {
-        let addr = req.query_param("addr").ok_or_else(|| ApiError::einval("missing ?addr=0x…"))?;
+        let addr = req
+            .query_param("addr")
+            .ok_or_else(|| ApiError::einval("missing ?addr=0x…"))?;
         let addr = parse_hex("addr", addr)?;
-        let walk: Walk = self.system.pagetable(VirtAddr(addr)).ok_or_else(|| not_built(req))?;
+        let walk: Walk = self
+            .system
+            .pagetable(VirtAddr(addr))
+            .ok_or_else(|| not_built(req))?;
         #[derive(Serialize)]
         struct LevelJson {
             level: &'static str,

@@ -60,8 +60,11 @@ impl System for KernelSystem {
     }
 
     fn kernel_sections(&self) -> KernelSections {
-        let (text, rodata, data) =
-            (&raw const __text_start as u64, &raw const __rodata_start as u64, &raw const __data_start as u64);
+        let (text, rodata, data) = (
+            &raw const __text_start as u64,
+            &raw const __rodata_start as u64,
+            &raw const __data_start as u64,
+        );
         let bss = boot::bss();
         let range = |a: u64, b: u64| Some((PhysAddr(a), PhysAddr(b)));
         KernelSections {
@@ -112,7 +115,10 @@ impl System for KernelSystem {
         // it is the API's (vmalloc) or reserved RAM no Rust object lives in
         // (the `mem=` tail), so no other reference to these bytes exists.
         let bytes = unsafe {
-            core::slice::from_raw_parts_mut(core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize), FRAME_BYTES)
+            core::slice::from_raw_parts_mut(
+                core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize),
+                FRAME_BYTES,
+            )
         };
         f(bytes);
         Some(true)
@@ -138,7 +144,13 @@ pub fn boot_view(boot: &'static BootInfo) -> BootView<'static> {
     let firmware_map: Vec<(PhysAddr, PhysAddr, E820Type)> = boot
         .memmap()
         .iter()
-        .map(|e| (PhysAddr(e.addr), PhysAddr(e.end()), E820Type::from_raw(e.kind.as_e820())))
+        .map(|e| {
+            (
+                PhysAddr(e.addr),
+                PhysAddr(e.end()),
+                E820Type::from_raw(e.kind.as_e820()),
+            )
+        })
         .collect();
     let memblock = memory::memblock().clone();
     BootView {

@@ -135,11 +135,18 @@ fn crash(kind: &str) {
         "vmalloc-overrun" => match memory::vmalloc::vmalloc(4096, "crash=vmalloc-overrun") {
             Ok(area) => {
                 let past_end = area.start.0 + area.size;
-                log::warn!("crash=vmalloc-overrun: writing one byte past {:#x}+{:#x}", area.start.0, area.size);
+                log::warn!(
+                    "crash=vmalloc-overrun: writing one byte past {:#x}+{:#x}",
+                    area.start.0,
+                    area.size
+                );
                 // SAFETY: a deliberate #PF: `past_end` is the area's guard
                 // page, which is never mapped, so the write faults before
                 // touching memory, and the page-fault handler does not return.
-                unsafe { core::ptr::with_exposed_provenance_mut::<u8>(past_end as usize).write_volatile(0x42) };
+                unsafe {
+                    core::ptr::with_exposed_provenance_mut::<u8>(past_end as usize)
+                        .write_volatile(0x42)
+                };
                 unreachable!("the guard page was mapped");
             }
             Err(e) => log::error!("crash=vmalloc-overrun: vmalloc failed: {e}"),

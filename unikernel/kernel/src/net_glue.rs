@@ -20,8 +20,8 @@ use net::api::Api;
 use net::stack::{NetConfig, NetStack};
 use x86_64::instructions::interrupts;
 
-use crate::arch::x86_64::{apic, tsc};
 use crate::api_glue::{self, KernelSystem};
+use crate::arch::x86_64::{apic, tsc};
 use crate::drivers::{pci, virtio};
 use crate::memory;
 use crate::pvh::BootInfo;
@@ -59,13 +59,20 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     config.port = params.port;
     config.token = params.token.map(String::from);
     let mut stack = NetStack::new(config, &mut nic, tsc::now_ms());
-    let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(KernelSystem::new(params.vmalloc_size)));
+    let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        KernelSystem::new(params.vmalloc_size),
+    ));
     // The kernel's boot-time heap allocations are in place: give its
     // kmalloc caches headroom before the API records their state.
     slab_glue::prewarm();
-    let mut app = Api::new(memory::mm(), api_glue::boot_view(boot), system, params.api_quota_pct)
-        .with_vm(api_glue::vm())
-        .with_slab(&slab_glue::KernelSlab);
+    let mut app = Api::new(
+        memory::mm(),
+        api_glue::boot_view(boot),
+        system,
+        params.api_quota_pct,
+    )
+    .with_vm(api_glue::vm())
+    .with_slab(&slab_glue::KernelSlab);
     // Everything the kernel allocates for itself at boot is in place: this
     // is the buddy state `POST /api/reset` returns to.
     memory::mm().mark_boot_complete();
@@ -82,7 +89,14 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
                 virtio::STATS.irqs.load(Ordering::Relaxed),
                 apic::timer_irqs()
             );
-            crate::serial_println!("READY http://{}.{}.{}.{}:{}", ip[0], ip[1], ip[2], ip[3], port);
+            crate::serial_println!(
+                "READY http://{}.{}.{}.{}:{}",
+                ip[0],
+                ip[1],
+                ip[2],
+                ip[3],
+                port
+            );
         }
         if busy {
             continue;

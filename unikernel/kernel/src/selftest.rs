@@ -32,7 +32,12 @@ pub fn run() -> bool {
         let mut pages = mm.lock();
         let platform = mm.platform();
         let mut touch = |pfn: Pfn, order: Order| touch_block(platform, pfn, order);
-        mm::selftest::run(&mut pages, &mut scratch[..], &mut touch, &mut LogWriter::default())
+        mm::selftest::run(
+            &mut pages,
+            &mut scratch[..],
+            &mut touch,
+            &mut LogWriter::default(),
+        )
     };
     match report {
         Ok(r) => log::info!("selftest: allocator scenario ok: {r:?}"),
@@ -93,18 +98,28 @@ fn check_direct_map(mm: &memory::Mm) -> bool {
     let last_low = Pfn(lowmem.0.min(max.0) - 1);
     let (walk, _) = walk_current(PAGE_OFFSET + last_low.phys().0);
     if walk.phys != Some(last_low.phys().0) {
-        log::error!("selftest: direct map of {:#x} walks to {:?}", last_low.phys().0, walk.phys);
+        log::error!(
+            "selftest: direct map of {:#x} walks to {:?}",
+            last_low.phys().0,
+            walk.phys
+        );
         ok = false;
     }
     // The first HighMem frame's would-be direct-map address is unmapped.
     if lowmem < max {
         let (walk, _) = walk_current(PAGE_OFFSET + lowmem.phys().0);
         if walk.mapped() {
-            log::error!("selftest: HighMem frame {:#x} is in the direct map:\n{walk}", lowmem.phys().0);
+            log::error!(
+                "selftest: HighMem frame {:#x} is in the direct map:\n{walk}",
+                lowmem.phys().0
+            );
             ok = false;
         } else {
-            log::info!("selftest: HighMem {:#x} has no direct mapping (walk stops at {})", lowmem.phys().0,
-                walk.levels().last().map_or("PGD", |l| l.level.name()));
+            log::info!(
+                "selftest: HighMem {:#x} has no direct mapping (walk stops at {})",
+                lowmem.phys().0,
+                walk.levels().last().map_or("PGD", |l| l.level.name())
+            );
         }
     }
     ok
@@ -127,22 +142,33 @@ fn check_vmalloc(mm: &memory::Mm) -> bool {
         let virt = area.start.0 + i * PAGE_SIZE;
         // SAFETY: `virt` is a page of the vmalloc area just made, mapped
         // writable to a frame only this function owns until the vfree below.
-        unsafe { core::ptr::with_exposed_provenance_mut::<u64>(virt as usize).write_volatile(0x5e1f_0000 + i) };
+        unsafe {
+            core::ptr::with_exposed_provenance_mut::<u64>(virt as usize)
+                .write_volatile(0x5e1f_0000 + i)
+        };
         let Some(pfn) = mm.platform().translate(VirtAddr(virt)) else {
             log::error!("selftest: vmalloc page {virt:#x} is not mapped");
             ok = false;
             continue;
         };
         let mut seen = 0;
-        mm.platform().with_frame(pfn, &mut |bytes| seen = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()));
+        mm.platform().with_frame(pfn, &mut |bytes| {
+            seen = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default())
+        });
         if seen != 0x5e1f_0000 + i {
-            log::error!("selftest: vmalloc page {virt:#x} -> pfn {:#x} reads {seen:#x}", pfn.0);
+            log::error!(
+                "selftest: vmalloc page {virt:#x} -> pfn {:#x} reads {seen:#x}",
+                pfn.0
+            );
             ok = false;
         }
     }
     let (guard, _) = walk_current(area.guard_page().0);
     if guard.mapped() {
-        log::error!("selftest: vmalloc guard page {:#x} is mapped", area.guard_page().0);
+        log::error!(
+            "selftest: vmalloc guard page {:#x} is mapped",
+            area.guard_page().0
+        );
         ok = false;
     }
     if let Err(e) = memory::vmalloc::vfree(area.start) {
@@ -154,7 +180,10 @@ fn check_vmalloc(mm: &memory::Mm) -> bool {
         ok = false;
     }
     if ok {
-        log::info!("selftest: vmalloc {NR} pages at {:#x}, guard unmapped, vfree clean", area.start.0);
+        log::info!(
+            "selftest: vmalloc {NR} pages at {:#x}, guard unmapped, vfree clean",
+            area.start.0
+        );
     }
     ok
 }
@@ -171,12 +200,21 @@ fn check_kmap(mm: &memory::Mm) -> bool {
         Ok(virt) => {
             // SAFETY: the pkmap slot maps `pfn`, which this function owns,
             // writable, until the kunmap below.
-            unsafe { core::ptr::with_exposed_provenance_mut::<u64>(virt.0 as usize).write_volatile(0x6b6d_6170) };
+            unsafe {
+                core::ptr::with_exposed_provenance_mut::<u64>(virt.0 as usize)
+                    .write_volatile(0x6b6d_6170)
+            };
             let mut seen = 0;
-            mm.platform().with_frame(pfn, &mut |b| seen = u64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+            mm.platform().with_frame(pfn, &mut |b| {
+                seen = u64::from_le_bytes(b[..8].try_into().unwrap_or_default())
+            });
             let highmem = virt.0 >= mm::layout::PKMAP_BASE;
             if seen != 0x6b6d_6170 || (!highmem && pfn >= mm.lock().lowmem_pfn()) {
-                log::error!("selftest: kmap of pfn {:#x} at {:#x} reads {seen:#x}", pfn.0, virt.0);
+                log::error!(
+                    "selftest: kmap of pfn {:#x} at {:#x} reads {seen:#x}",
+                    pfn.0,
+                    virt.0
+                );
                 ok = false;
             }
             ok &= memory::highmem::kunmap(pfn).is_ok();
@@ -186,7 +224,9 @@ fn check_kmap(mm: &memory::Mm) -> bool {
             ok = false;
         }
     }
-    memory::highmem::pkmap().lock().flush_all_zero_pkmaps(mm.platform());
+    memory::highmem::pkmap()
+        .lock()
+        .flush_all_zero_pkmaps(mm.platform());
     ok &= mm.free_pages(pfn, Order::ZERO).is_ok();
     if ok {
         log::info!("selftest: kmap/kunmap of HighMem pfn {:#x}", pfn.0);

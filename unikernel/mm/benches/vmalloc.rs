@@ -39,7 +39,8 @@ struct ArrayPtes {
 
 impl ArrayPtes {
     fn slot(&self, virt: VirtAddr) -> Option<&AtomicU64> {
-        self.ptes.get((virt.0.checked_sub(VMALLOC_START)? / PAGE_SIZE) as usize)
+        self.ptes
+            .get((virt.0.checked_sub(VMALLOC_START)? / PAGE_SIZE) as usize)
     }
 }
 
@@ -48,7 +49,10 @@ impl PageMapper for ArrayPtes {
         let pte = self.slot(virt).ok_or(MapError::BadAddress { virt })?;
         pte.compare_exchange(0, (pfn.0 << 12) | 1, Ordering::Relaxed, Ordering::Relaxed)
             .map(|_| ())
-            .map_err(|old| MapError::AlreadyMapped { virt, pfn: Pfn(old >> 12) })
+            .map_err(|old| MapError::AlreadyMapped {
+                virt,
+                pfn: Pfn(old >> 12),
+            })
     }
 
     fn unmap_page(&self, virt: VirtAddr) -> Option<Pfn> {
@@ -68,7 +72,9 @@ impl PageMapper for ArrayPtes {
 /// areas live.
 fn time_pairs<P: Platform>(mm: &MemoryManager<'_, P>, mapper: &impl PageMapper) -> f64 {
     let mut areas = Box::new(VmapAreaAllocator::new(VirtAddr(VMALLOC_START), 1 << 30));
-    let keep: Vec<_> = (0..16).map(|_| vmalloc(&mut *areas, mm, mapper, SIZE, "bench_keep").unwrap()).collect();
+    let keep: Vec<_> = (0..16)
+        .map(|_| vmalloc(&mut *areas, mm, mapper, SIZE, "bench_keep").unwrap())
+        .collect();
     let mut pair = || {
         let area = vmalloc(&mut *areas, mm, mapper, black_box(SIZE), "bench").unwrap();
         vfree(&mut *areas, mm, mapper, black_box(area.start)).unwrap();
@@ -101,8 +107,12 @@ fn main() {
     let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
 
     let sim = time_pairs(&mm, mm.platform());
-    println!("vmalloc+vfree 16 KiB, SimPlatform page table: {sim:.0} ns per pair (Linux test_vmalloc: ~950 ns)");
-    let array = ArrayPtes { ptes: (0..4096).map(|_| AtomicU64::new(0)).collect() };
+    println!(
+        "vmalloc+vfree 16 KiB, SimPlatform page table: {sim:.0} ns per pair (Linux test_vmalloc: ~950 ns)"
+    );
+    let array = ArrayPtes {
+        ptes: (0..4096).map(|_| AtomicU64::new(0)).collect(),
+    };
     let flat = time_pairs(&mm, &array);
     println!("vmalloc+vfree 16 KiB, flat PTE array:        {flat:.0} ns per pair");
     assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());

@@ -386,9 +386,9 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
     } else if name_is(name, "selftest") {
         params.selftest = parse_flag(value)?;
     } else if name_is(name, "crash") {
-        params.crash = Some(
-            CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf("pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun"))?,
-        );
+        params.crash = Some(CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf(
+            "pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
+        ))?);
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(
             LogLevel::from_name(need(value)?)
@@ -741,8 +741,14 @@ mod tests {
     #[test]
     fn malformed_choices_flags_and_token() {
         let cases = [
-            ("crash=oops", "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun"),
-            ("crash=", "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun"),
+            (
+                "crash=oops",
+                "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
+            ),
+            (
+                "crash=",
+                "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
+            ),
             ("crash", "missing value"),
             ("loglevel=7", "expected one of error|warn|info|debug|trace"),
             ("loglevel", "missing value"),

@@ -141,10 +141,18 @@ impl fmt::Display for DmaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             DmaError::InvalidSize { size } => write!(f, "invalid DMA size {size}"),
-            DmaError::NoMemory { size, cause } => write!(f, "no memory for {size} DMA bytes: {cause}"),
-            DmaError::RegistryFull => write!(f, "coherent DMA registry full ({MAX_COHERENT} buffers)"),
+            DmaError::NoMemory { size, cause } => {
+                write!(f, "no memory for {size} DMA bytes: {cause}")
+            }
+            DmaError::RegistryFull => {
+                write!(f, "coherent DMA registry full ({MAX_COHERENT} buffers)")
+            }
             DmaError::NotFound { dma_addr } => write!(f, "no DMA buffer at {dma_addr}"),
-            DmaError::SizeMismatch { dma_addr, allocated, requested } => write!(
+            DmaError::SizeMismatch {
+                dma_addr,
+                allocated,
+                requested,
+            } => write!(
                 f,
                 "DMA buffer at {dma_addr} has {allocated} bytes, free asked for {requested}"
             ),
@@ -153,7 +161,10 @@ impl fmt::Display for DmaError {
             DmaError::NoBouncePool => write!(f, "no bounce pool"),
             DmaError::BadBouncePool => write!(f, "bounce pool already set up or too large"),
             DmaError::BounceFull { size, free_slots } => {
-                write!(f, "bounce pool full: {size} bytes wanted, {free_slots} slots free")
+                write!(
+                    f,
+                    "bounce pool full: {size} bytes wanted, {free_slots} slots free"
+                )
             }
             DmaError::TooManyMappings => write!(f, "too many bounce mappings"),
             DmaError::BadSegments => write!(f, "bad segment list"),
@@ -269,7 +280,10 @@ struct BouncePool {
 
 impl BouncePool {
     fn used(&self) -> usize {
-        self.slot_used[..self.nr_slots].iter().filter(|&&u| u).count()
+        self.slot_used[..self.nr_slots]
+            .iter()
+            .filter(|&&u| u)
+            .count()
     }
 
     /// First fit: the lowest run of `n` free slots (cf. `swiotlb_search_area()`).
@@ -300,7 +314,10 @@ impl Default for Dma {
 impl Dma {
     /// No buffers, no bounce pool.
     pub const fn new() -> Self {
-        Dma { coherent: [None; MAX_COHERENT], bounce: None }
+        Dma {
+            coherent: [None; MAX_COHERENT],
+            bounce: None,
+        }
     }
 
     /// `dma_alloc_coherent()`: `size` bytes (rounded up to a buddy block) of
@@ -316,7 +333,11 @@ impl Dma {
             Some(order) if size > 0 => order,
             _ => return Err(DmaError::InvalidSize { size }),
         };
-        let slot = self.coherent.iter().position(Option::is_none).ok_or(DmaError::RegistryFull)?;
+        let slot = self
+            .coherent
+            .iter()
+            .position(Option::is_none)
+            .ok_or(DmaError::RegistryFull)?;
         // cf. dma_direct_alloc(): GFP_DMA32 for a 32-bit coherent mask; the
         // zonelist falls back to ZONE_DMA.
         let gfp = GfpFlags::GFP_KERNEL | GfpFlags::DMA32 | GfpFlags::ZERO;
@@ -336,7 +357,14 @@ impl Dma {
             let _ = mm.free_pages(pfn, order);
             return Err(DmaError::Unreachable { pfn });
         }
-        let info = CoherentInfo { owner, cpu_addr, dma_addr: pfn.phys(), size, order, zone };
+        let info = CoherentInfo {
+            owner,
+            cpu_addr,
+            dma_addr: pfn.phys(),
+            size,
+            order,
+            zone,
+        };
         self.coherent[slot] = Some(info);
         Ok(DmaBuffer { info })
     }
@@ -369,20 +397,29 @@ impl Dma {
             return Err(DmaError::NotFound { dma_addr });
         };
         if info.size != size {
-            return Err(DmaError::SizeMismatch { dma_addr, allocated: info.size, requested: size });
+            return Err(DmaError::SizeMismatch {
+                dma_addr,
+                allocated: info.size,
+                requested: size,
+            });
         }
         if self.bounce.as_ref().is_some_and(|b| b.base == dma_addr) {
             // The bounce area lives as long as the pool.
             return Err(DmaError::NotFound { dma_addr });
         }
-        mm.free_pages(Pfn::from_phys(dma_addr), info.order).map_err(DmaError::Free)?;
+        mm.free_pages(Pfn::from_phys(dma_addr), info.order)
+            .map_err(DmaError::Free)?;
         self.coherent[slot] = None;
         Ok(())
     }
 
     /// The registry entry of the coherent buffer at `dma_addr`.
     pub fn coherent_at(&self, dma_addr: PhysAddr) -> Option<CoherentInfo> {
-        self.coherent.iter().flatten().find(|e| e.dma_addr == dma_addr).copied()
+        self.coherent
+            .iter()
+            .flatten()
+            .find(|e| e.dma_addr == dma_addr)
+            .copied()
     }
 
     /// Sets up the bounce pool: one coherent area of `nr_slots` slots (cf.
@@ -520,7 +557,10 @@ impl Dma {
 
     /// Everything `/api/dma` shows.
     pub fn snapshot(&self) -> DmaSnapshot {
-        DmaSnapshot { coherent: self.coherent, bounce: self.bounce_stats() }
+        DmaSnapshot {
+            coherent: self.coherent,
+            bounce: self.bounce_stats(),
+        }
     }
 }
 

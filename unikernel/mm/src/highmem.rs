@@ -70,9 +70,14 @@ impl fmt::Display for KmapError {
             KmapError::NoSuchSlot { slot } => write!(f, "pkmap slot {slot} is not in use"),
             KmapError::Map(e) => write!(f, "kmap: {e}"),
             KmapError::AtomicOverflow => write!(f, "more than {NR_FIX_KMAP} nested kmap_atomic"),
-            KmapError::AtomicUnderflow { virt } => write!(f, "kunmap_atomic({virt}) with no kmap_atomic active"),
+            KmapError::AtomicUnderflow { virt } => {
+                write!(f, "kunmap_atomic({virt}) with no kmap_atomic active")
+            }
             KmapError::AtomicOutOfOrder { expected, got } => {
-                write!(f, "kunmap_atomic({got}) out of order: {expected} is the most recent mapping")
+                write!(
+                    f,
+                    "kunmap_atomic({got}) out of order: {expected} is the most recent mapping"
+                )
             }
         }
     }
@@ -199,7 +204,9 @@ impl Pkmap {
                 self.find_free_slot().ok_or(KmapError::NoSlot)?
             }
         };
-        mapper.map_page(pkmap_addr(nr), pfn, MapProt::KERNEL).map_err(KmapError::Map)?;
+        mapper
+            .map_page(pkmap_addr(nr), pfn, MapProt::KERNEL)
+            .map_err(KmapError::Map)?;
         self.count[nr] = 1;
         self.pfn[nr] = pfn;
         self.last_pkmap_nr = nr;
@@ -207,7 +214,9 @@ impl Pkmap {
     }
 
     fn find_free_slot(&self) -> Option<usize> {
-        (1..=LAST_PKMAP).map(|k| (self.last_pkmap_nr + k) % LAST_PKMAP).find(|&nr| self.count[nr] == 0)
+        (1..=LAST_PKMAP)
+            .map(|k| (self.last_pkmap_nr + k) % LAST_PKMAP)
+            .find(|&nr| self.count[nr] == 0)
     }
 
     /// Unmaps every slot whose count is 1 (mapped, no user) and flushes the
@@ -262,12 +271,14 @@ impl Pkmap {
 
     /// Every mapped slot (count ≥ 1), in slot order, for `/api/kmap`.
     pub fn slots(&self) -> impl Iterator<Item = PkmapEntry> + '_ {
-        (0..LAST_PKMAP).filter(|&nr| self.count[nr] != 0).map(|nr| PkmapEntry {
-            slot: nr,
-            virt: pkmap_addr(nr),
-            pfn: self.pfn[nr],
-            count: self.count[nr],
-        })
+        (0..LAST_PKMAP)
+            .filter(|&nr| self.count[nr] != 0)
+            .map(|nr| PkmapEntry {
+                slot: nr,
+                virt: pkmap_addr(nr),
+                pfn: self.pfn[nr],
+                count: self.count[nr],
+            })
     }
 
     /// Slots with at least one user (`/api/kmap` `used`).
@@ -304,20 +315,29 @@ impl Default for KmapAtomicStack {
 impl KmapAtomicStack {
     /// No slot in use.
     pub const fn new() -> KmapAtomicStack {
-        KmapAtomicStack { depth: 0, pfns: [Pfn(0); NR_FIX_KMAP] }
+        KmapAtomicStack {
+            depth: 0,
+            pfns: [Pfn(0); NR_FIX_KMAP],
+        }
     }
 
     /// Maps `pfn` in the next slot and returns `(slot, address)` (cf.
     /// `__kmap_local_pfn_prot()`: `kmap_local_idx_push()` then `set_pte_at()`).
     /// Any frame, lowmem included (the caller takes the direct-map shortcut
     /// of `kmap_local_page()` itself if it wants it).
-    pub fn push(&mut self, mapper: &impl PageMapper, pfn: Pfn) -> Result<(usize, VirtAddr), KmapError> {
+    pub fn push(
+        &mut self,
+        mapper: &impl PageMapper,
+        pfn: Pfn,
+    ) -> Result<(usize, VirtAddr), KmapError> {
         if self.depth == NR_FIX_KMAP {
             return Err(KmapError::AtomicOverflow);
         }
         let idx = self.depth;
         let virt = fixmap_addr(idx);
-        mapper.map_page(virt, pfn, MapProt::KERNEL).map_err(KmapError::Map)?;
+        mapper
+            .map_page(virt, pfn, MapProt::KERNEL)
+            .map_err(KmapError::Map)?;
         self.pfns[idx] = pfn;
         self.depth += 1;
         Ok((idx, virt))
@@ -334,7 +354,10 @@ impl KmapAtomicStack {
         };
         let expected = fixmap_addr(idx);
         if page != expected {
-            return Err(KmapError::AtomicOutOfOrder { expected, got: virt });
+            return Err(KmapError::AtomicOutOfOrder {
+                expected,
+                got: virt,
+            });
         }
         let _ = mapper.unmap_page(expected);
         mapper.flush_tlb_range(expected, VirtAddr(expected.0 + PAGE_SIZE));

@@ -2,23 +2,23 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub mod types;
-pub mod page;
-pub mod gfp;
-pub mod zone;
-pub mod page_alloc;
-pub mod memblock;
 pub mod cmdline;
+pub mod crc32;
+pub mod dma;
+pub mod gfp;
+pub mod highmem;
+pub mod kmalloc;
+pub mod layout;
+pub mod manager;
+pub mod memblock;
+pub mod mempool;
+pub mod page;
+pub mod page_alloc;
 pub mod pgtable;
+pub mod platform;
 pub mod procfs;
 pub mod selftest;
-pub mod platform;
-pub mod manager;
-pub mod crc32;
-pub mod layout;
-pub mod dma;
 pub mod slab;
-pub mod kmalloc;
-pub mod mempool;
+pub mod types;
 pub mod vmalloc;
-pub mod highmem;
+pub mod zone;

@@ -32,7 +32,11 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// that `POST /api/reset` must return to.
     pub fn new(pages: PageAlloc<'a>, platform: P) -> Self {
         let boot_buddyinfo = buddy_snapshot(&pages);
-        MemoryManager { zone_lock: Mutex::new(pages), platform, boot_buddyinfo: Mutex::new(boot_buddyinfo) }
+        MemoryManager {
+            zone_lock: Mutex::new(pages),
+            platform,
+            boot_buddyinfo: Mutex::new(boot_buddyinfo),
+        }
     }
 
     /// The allocator, locked: for views and for callers that batch work.
@@ -67,7 +71,12 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// `alloc_pages()` with `__GFP_ZERO` honoured: the block is zeroed
     /// through the platform (kmap_atomic for HighMem) after the lock is
     /// dropped.
-    pub fn alloc_pages(&self, gfp: GfpFlags, order: Order, owner: OwnerTag) -> Result<Pfn, AllocError> {
+    pub fn alloc_pages(
+        &self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, AllocError> {
         let pfn = self.lock().alloc_pages(gfp, order, owner)?;
         if gfp.contains(GfpFlags::ZERO) {
             self.fill(pfn, order.nr_pages(), 0);
@@ -77,7 +86,11 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
 
     /// `get_zeroed_page()`: one zeroed lowmem frame.
     pub fn get_zeroed_page(&self, gfp: GfpFlags, owner: OwnerTag) -> Result<Pfn, AllocError> {
-        self.alloc_pages(gfp.difference(GfpFlags::HIGHMEM).union(GfpFlags::ZERO), Order::ZERO, owner)
+        self.alloc_pages(
+            gfp.difference(GfpFlags::HIGHMEM).union(GfpFlags::ZERO),
+            Order::ZERO,
+            owner,
+        )
     }
 
     /// `__free_pages()`: refused, with nothing changed, unless `pfn` heads an
@@ -90,7 +103,8 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// returns the number of bytes written.
     pub fn fill(&self, pfn: Pfn, nr_pages: u64, byte: u8) -> u64 {
         for i in 0..nr_pages {
-            self.platform.with_frame(pfn.add(i), &mut |bytes| bytes.fill(byte));
+            self.platform
+                .with_frame(pfn.add(i), &mut |bytes| bytes.fill(byte));
         }
         nr_pages * crate::types::PAGE_SIZE
     }
@@ -100,7 +114,8 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     pub fn checksum(&self, pfn: Pfn, nr_pages: u64) -> (u64, u32) {
         let mut crc = crate::crc32::Crc32::new();
         for i in 0..nr_pages {
-            self.platform.with_frame(pfn.add(i), &mut |bytes| crc.update(bytes));
+            self.platform
+                .with_frame(pfn.add(i), &mut |bytes| crc.update(bytes));
         }
         (nr_pages * crate::types::PAGE_SIZE, crc.finish())
     }
@@ -138,12 +153,20 @@ mod tests {
     fn gfp_zero_zeroes_highmem_through_the_platform() {
         let mut mem_map = std::vec![Page::new_reserved(); (64 << 20) >> 12];
         let mm = manager(&mut mem_map);
-        let pfn = mm.alloc_pages(GfpFlags::GFP_HIGHUSER | GfpFlags::ZERO, Order::new(1).unwrap(), OwnerTag::API).unwrap();
+        let pfn = mm
+            .alloc_pages(
+                GfpFlags::GFP_HIGHUSER | GfpFlags::ZERO,
+                Order::new(1).unwrap(),
+                OwnerTag::API,
+            )
+            .unwrap();
         assert!(pfn.0 >= (32 << 20) >> 12, "GFP_HIGHUSER lands in HighMem");
         assert!(mm.platform().frame(pfn).iter().all(|&b| b == 0));
         assert!(mm.platform().frame(pfn.add(1)).iter().all(|&b| b == 0));
         // Without __GFP_ZERO the arena's 0xCC shows through.
-        let dirty = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+        let dirty = mm
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
         assert_eq!(mm.platform().frame(dirty)[0], 0xCC);
     }
 
@@ -151,7 +174,9 @@ mod tests {
     fn fill_then_checksum_round_trips() {
         let mut mem_map = std::vec![Page::new_reserved(); (64 << 20) >> 12];
         let mm = manager(&mut mem_map);
-        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(2).unwrap(), OwnerTag::API).unwrap();
+        let pfn = mm
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
         assert_eq!(mm.fill(pfn, 4, 0xA5), 4 * 4096);
         let (bytes, crc) = mm.checksum(pfn, 4);
         assert_eq!(bytes, 16384);

@@ -56,11 +56,23 @@ pub struct MapProt {
 impl MapProt {
     /// `PAGE_KERNEL`: read/write, no-execute, write-back (vmalloc, vmap,
     /// kmap).
-    pub const KERNEL: MapProt = MapProt { writable: true, executable: false, cache: CacheMode::WriteBack };
+    pub const KERNEL: MapProt = MapProt {
+        writable: true,
+        executable: false,
+        cache: CacheMode::WriteBack,
+    };
     /// `PAGE_KERNEL_RO`.
-    pub const KERNEL_RO: MapProt = MapProt { writable: false, executable: false, cache: CacheMode::WriteBack };
+    pub const KERNEL_RO: MapProt = MapProt {
+        writable: false,
+        executable: false,
+        cache: CacheMode::WriteBack,
+    };
     /// `PAGE_KERNEL_NOCACHE` / `PAGE_KERNEL_IO`: what `ioremap()` uses.
-    pub const KERNEL_NOCACHE: MapProt = MapProt { writable: true, executable: false, cache: CacheMode::Uncached };
+    pub const KERNEL_NOCACHE: MapProt = MapProt {
+        writable: true,
+        executable: false,
+        cache: CacheMode::Uncached,
+    };
 }
 
 /// Why a [`PageMapper::map_page`] failed. A failed call leaves no PTE
@@ -195,7 +207,11 @@ pub mod sim {
 
         /// Every present PTE in `[start, end)`, in address order.
         pub fn ptes_in(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, Pfn, MapProt)> {
-            self.mmu().ptes.range(start.0..end.0).map(|(&v, &(p, prot))| (VirtAddr(v), p, prot)).collect()
+            self.mmu()
+                .ptes
+                .range(start.0..end.0)
+                .map(|(&v, &(p, prot))| (VirtAddr(v), p, prot))
+                .collect()
         }
 
         /// Number of present PTEs.
@@ -291,7 +307,10 @@ pub mod sim {
         }
 
         fn translate(&self, virt: VirtAddr) -> Option<Pfn> {
-            self.mmu().ptes.get(&(virt.0 & !(PAGE_SIZE - 1))).map(|&(p, _)| p)
+            self.mmu()
+                .ptes
+                .get(&(virt.0 & !(PAGE_SIZE - 1)))
+                .map(|&(p, _)| p)
         }
     }
 }

@@ -63,7 +63,13 @@ pub const PAGEBLOCK_ORDER: u32 = 9;
 
 /// `migratetype_names[]` for a kernel without CMA but with memory
 /// isolation, in Linux's order.
-pub const MIGRATETYPE_NAMES: [&str; 5] = ["Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"];
+pub const MIGRATETYPE_NAMES: [&str; 5] = [
+    "Unmovable",
+    "Movable",
+    "Reclaimable",
+    "HighAtomic",
+    "Isolate",
+];
 
 /// Index of "Movable" in [`MIGRATETYPE_NAMES`]. There is no page mobility
 /// grouping here, so every free block and every pageblock is reported as
@@ -88,9 +94,19 @@ pub fn pagetypeinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
     w.write_char('\n')?;
     for zone in pa.zones().iter().filter(|z| populated(z)) {
         for (mtype, name) in MIGRATETYPE_NAMES.iter().enumerate() {
-            write!(w, "Node {:>4}, zone {:>8}, type {:>12} ", NODE_ID, zone.name(), name)?;
+            write!(
+                w,
+                "Node {:>4}, zone {:>8}, type {:>12} ",
+                NODE_ID,
+                zone.name(),
+                name
+            )?;
             for area in &zone.free_area {
-                let count = if mtype == MIGRATE_MOVABLE { area.nr_free } else { 0 };
+                let count = if mtype == MIGRATE_MOVABLE {
+                    area.nr_free
+                } else {
+                    0
+                };
                 // Linux stops counting a list at 100000 entries and marks it.
                 if count >= 100_000 {
                     write!(w, ">{:>6} ", 100_000)?;
@@ -118,7 +134,11 @@ pub fn pagetypeinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
         }
         write!(w, "Node {}, zone {:>8} ", NODE_ID, zone.name())?;
         for mtype in 0..MIGRATETYPE_NAMES.len() {
-            write!(w, "{:>12} ", if mtype == MIGRATE_MOVABLE { blocks } else { 0 })?;
+            write!(
+                w,
+                "{:>12} ",
+                if mtype == MIGRATE_MOVABLE { blocks } else { 0 }
+            )?;
         }
         w.write_char('\n')?;
     }

@@ -215,24 +215,39 @@ impl fmt::Display for VmallocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VmallocError::BadSize { size } => write!(f, "invalid size {size}"),
-            VmallocError::BadAlign { align } => write!(f, "alignment {align:#x} is not a power of two"),
+            VmallocError::BadAlign { align } => {
+                write!(f, "alignment {align:#x} is not a power of two")
+            }
             VmallocError::NoSpace { size, align } => {
-                write!(f, "vmap allocation for size {size} (align {align:#x}) failed: use vmalloc=<size> to increase size")
+                write!(
+                    f,
+                    "vmap allocation for size {size} (align {align:#x}) failed: use vmalloc=<size> to increase size"
+                )
             }
             VmallocError::InUse { nr_areas } => write!(f, "{nr_areas} vmap areas still in use"),
             VmallocError::TooManyAreas { max } => write!(f, "all {max} vmap areas in use"),
-            VmallocError::NotAreaStart { addr, area: Some(a) } => {
+            VmallocError::NotAreaStart {
+                addr,
+                area: Some(a),
+            } => {
                 write!(f, "{addr} is inside the area at {a}, not its start")
             }
             VmallocError::NotAreaStart { addr, area: None } => write!(f, "no vm area at {addr}"),
-            VmallocError::WrongKind { addr, kind, expected } => {
+            VmallocError::WrongKind {
+                addr,
+                kind,
+                expected,
+            } => {
                 write!(f, "area {addr} is {}, not {}", kind.name(), expected.name())
             }
             VmallocError::NoMemory { nr_pages_done, err } => {
                 write!(f, "out of memory after {nr_pages_done} pages: {err}")
             }
             VmallocError::Map(e) => write!(f, "mapping failed: {e}"),
-            VmallocError::RamInUse { pfn } => write!(f, "ioremap on RAM managed by the page allocator (pfn {pfn})"),
+            VmallocError::RamInUse { pfn } => write!(
+                f,
+                "ioremap on RAM managed by the page allocator (pfn {pfn})"
+            ),
             VmallocError::NotMapped { virt } => write!(f, "page {virt} of the area was not mapped"),
             VmallocError::FreeFrame { pfn, err } => write!(f, "freeing pfn {pfn}: {err}"),
         }
@@ -279,7 +294,10 @@ pub struct VmallocStats {
 /// capacity): the kernel keeps it in a static behind its lock, built by the
 /// `const fn` [`VmapAreaAllocator::new`] and sized with
 /// [`VmapAreaAllocator::reinit`]; tests keep it in a `Box`.
-pub struct VmapAreaAllocator<const N: usize = MAX_VMAP_AREAS, const F: usize = { MAX_VMAP_AREAS + 1 }> {
+pub struct VmapAreaAllocator<
+    const N: usize = MAX_VMAP_AREAS,
+    const F: usize = { MAX_VMAP_AREAS + 1 },
+> {
     start: u64,
     end: u64,
     /// Busy areas sorted by start, `[..nr_busy]` valid.
@@ -316,7 +334,14 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         } else {
             0
         };
-        VmapAreaAllocator { start: s, end: e, busy: [VmapArea::EMPTY; N], nr_busy: 0, free, nr_free }
+        VmapAreaAllocator {
+            start: s,
+            end: e,
+            busy: [VmapArea::EMPTY; N],
+            nr_busy: 0,
+            free,
+            nr_free,
+        }
     }
 
     /// Re-targets an empty allocator to `[start, start + size)` in place —
@@ -325,7 +350,9 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// stack). Refused while areas are live.
     pub fn reinit(&mut self, start: VirtAddr, size: u64) -> Result<(), VmallocError> {
         if self.nr_busy != 0 {
-            return Err(VmallocError::InUse { nr_areas: self.nr_busy });
+            return Err(VmallocError::InUse {
+                nr_areas: self.nr_busy,
+            });
         }
         let fresh = VmapAreaAllocator::<0, 1>::with_capacity(start, size);
         (self.start, self.end, self.nr_free) = (fresh.start, fresh.end, fresh.nr_free);
@@ -375,7 +402,10 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         }
         let align = if align < PAGE_SIZE { PAGE_SIZE } else { align };
         let Some((idx, nva_start)) = self.find_lowest_match(total, align) else {
-            return Err(VmallocError::NoSpace { size: size_pages, align });
+            return Err(VmallocError::NoSpace {
+                size: size_pages,
+                align,
+            });
         };
         self.adjust_va_to_fit_type(idx, nva_start, total);
         let area = VmapArea {
@@ -397,10 +427,13 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// `align`ed start (cf. `find_vmap_lowest_match()`, which gets there in
     /// O(log n) with the augmented tree; first fit over the array here).
     fn find_lowest_match(&self, total: u64, align: u64) -> Option<(usize, u64)> {
-        self.free[..self.nr_free].iter().enumerate().find_map(|(i, r)| {
-            let nva = r.start.checked_add(align - 1)? & !(align - 1);
-            (nva < r.end && r.end - nva >= total).then_some((i, nva))
-        })
+        self.free[..self.nr_free]
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| {
+                let nva = r.start.checked_add(align - 1)? & !(align - 1);
+                (nva < r.end && r.end - nva >= total).then_some((i, nva))
+            })
     }
 
     /// Carves `[nva_start, nva_start + total)` out of free range `idx`
@@ -423,7 +456,10 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             (false, false) => {
                 self.free.copy_within(idx + 1..self.nr_free, idx + 2);
                 self.free[idx].end = nva_start;
-                self.free[idx + 1] = FreeRange { start: nva_end, end: r.end };
+                self.free[idx + 1] = FreeRange {
+                    start: nva_end,
+                    end: r.end,
+                };
                 self.nr_free += 1;
             }
         }
@@ -444,8 +480,14 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     fn index_of_start(&self, start: VirtAddr) -> Result<usize, VmallocError> {
         match self.busy_index_containing(start) {
             Some(i) if self.busy[i].start == start => Ok(i),
-            Some(i) => Err(VmallocError::NotAreaStart { addr: start, area: Some(self.busy[i].start) }),
-            None => Err(VmallocError::NotAreaStart { addr: start, area: None }),
+            Some(i) => Err(VmallocError::NotAreaStart {
+                addr: start,
+                area: Some(self.busy[i].start),
+            }),
+            None => Err(VmallocError::NotAreaStart {
+                addr: start,
+                area: None,
+            }),
         }
     }
 
@@ -497,7 +539,9 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
 
     /// Free ranges `[start, end)` in address order.
     pub fn free_ranges(&self) -> impl Iterator<Item = (VirtAddr, VirtAddr)> + '_ {
-        self.free[..self.nr_free].iter().map(|r| (VirtAddr(r.start), VirtAddr(r.end)))
+        self.free[..self.nr_free]
+            .iter()
+            .map(|r| (VirtAddr(r.start), VirtAddr(r.end)))
     }
 
     /// Number of live areas.
@@ -521,7 +565,11 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             used_bytes: used,
             reserved_bytes: reserved,
             vmalloc_pages: vpages,
-            largest_free_bytes: self.free[..self.nr_free].iter().map(|r| r.end - r.start).max().unwrap_or(0),
+            largest_free_bytes: self.free[..self.nr_free]
+                .iter()
+                .map(|r| r.end - r.start)
+                .max()
+                .unwrap_or(0),
             nr_areas: self.nr_busy,
             nr_free_ranges: self.nr_free,
         }
@@ -533,7 +581,13 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// `pages=` appears for vmalloc areas only and `phys=` for ioremap only.
     pub fn write_vmallocinfo(&self, w: &mut dyn fmt::Write) -> fmt::Result {
         for a in self.iter() {
-            write!(w, "0x{:016x}-0x{:016x} {:7}", a.start.0, a.reserved_end().0, a.reserved_size())?;
+            write!(
+                w,
+                "0x{:016x}-0x{:016x} {:7}",
+                a.start.0,
+                a.reserved_end().0,
+                a.reserved_size()
+            )?;
             if !a.caller.is_empty() {
                 write!(w, " {}", a.caller)?;
             }
@@ -555,7 +609,10 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         let busy = &self.busy[..self.nr_busy];
         let free = &self.free[..self.nr_free];
-        if busy.iter().any(|a| a.start.0 % PAGE_SIZE != 0 || a.size == 0 || a.size % PAGE_SIZE != 0) {
+        if busy
+            .iter()
+            .any(|a| a.start.0 % PAGE_SIZE != 0 || a.size == 0 || a.size % PAGE_SIZE != 0)
+        {
             return Err("busy area not page-aligned or empty");
         }
         if busy.iter().any(|a| a.nr_pages != a.size / PAGE_SIZE) {
@@ -607,7 +664,16 @@ pub fn vmalloc<P: Platform, const N: usize, const F: usize>(
     size: u64,
     caller: &'static str,
 ) -> Result<VmapArea, VmallocError> {
-    __vmalloc_node_range(areas, mm, mapper, size, 1, GfpFlags::GFP_KERNEL | GfpFlags::HIGHMEM, MapProt::KERNEL, caller)
+    __vmalloc_node_range(
+        areas,
+        mm,
+        mapper,
+        size,
+        1,
+        GfpFlags::GFP_KERNEL | GfpFlags::HIGHMEM,
+        MapProt::KERNEL,
+        caller,
+    )
 }
 
 /// `vzalloc(size)`: [`vmalloc`] with every frame zeroed through the
@@ -648,7 +714,10 @@ pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
             Ok(pfn) => pfn,
             Err(err) => {
                 unwind(areas, mm, mapper, &area, i);
-                return Err(VmallocError::NoMemory { nr_pages_done: i, err });
+                return Err(VmallocError::NoMemory {
+                    nr_pages_done: i,
+                    err,
+                });
             }
         };
         if let Err(e) = mapper.map_page(virt, pfn, prot) {
@@ -686,7 +755,9 @@ fn unwind<P: Platform, const N: usize, const F: usize>(
 type Release<'r> = Option<&'r mut dyn FnMut(Pfn) -> Result<(), FreeError>>;
 
 /// Frees the frames of a vmalloc area through `mm`.
-fn release_to<'r, P: Platform>(mm: &'r MemoryManager<'_, P>) -> impl FnMut(Pfn) -> Result<(), FreeError> + 'r {
+fn release_to<'r, P: Platform>(
+    mm: &'r MemoryManager<'_, P>,
+) -> impl FnMut(Pfn) -> Result<(), FreeError> + 'r {
     move |pfn| mm.free_pages(pfn, Order::ZERO)
 }
 
@@ -694,10 +765,19 @@ fn release_to<'r, P: Platform>(mm: &'r MemoryManager<'_, P>) -> impl FnMut(Pfn) 
 /// with `release`, hands each frame they mapped to it — only after the
 /// flush that covers it (cf. `vunmap_range()` then `__free_page()` in
 /// `vfree()`). Carries on past problems and reports the first one.
-fn unmap_area_pages(mapper: &impl PageMapper, start: VirtAddr, nr_pages: u64, mut release: Release<'_>) -> Result<(), VmallocError> {
+fn unmap_area_pages(
+    mapper: &impl PageMapper,
+    start: VirtAddr,
+    nr_pages: u64,
+    mut release: Release<'_>,
+) -> Result<(), VmallocError> {
     let mut first_err = None;
     let mut pfns = [Pfn(0); TEARDOWN_BATCH];
-    let batch = if release.is_some() { TEARDOWN_BATCH as u64 } else { nr_pages.max(1) };
+    let batch = if release.is_some() {
+        TEARDOWN_BATCH as u64
+    } else {
+        nr_pages.max(1)
+    };
     let mut done = 0;
     while done < nr_pages {
         let n = batch.min(nr_pages - done);
@@ -715,7 +795,10 @@ fn unmap_area_pages(mapper: &impl PageMapper, start: VirtAddr, nr_pages: u64, mu
                 }
             }
         }
-        mapper.flush_tlb_range(VirtAddr(start.0 + done * PAGE_SIZE), VirtAddr(start.0 + (done + n) * PAGE_SIZE));
+        mapper.flush_tlb_range(
+            VirtAddr(start.0 + done * PAGE_SIZE),
+            VirtAddr(start.0 + (done + n) * PAGE_SIZE),
+        );
         if let Some(release) = release.as_mut() {
             for &pfn in &pfns[..got] {
                 if let Err(err) = release(pfn) {
@@ -735,12 +818,19 @@ fn take_area<const N: usize, const F: usize>(
     addr: VirtAddr,
     kind: VmapKind,
 ) -> Result<VmapArea, VmallocError> {
-    let area = *areas.find(addr).filter(|a| a.start == addr).ok_or_else(|| VmallocError::NotAreaStart {
-        addr,
-        area: areas.find(addr).map(|a| a.start),
-    })?;
+    let area = *areas
+        .find(addr)
+        .filter(|a| a.start == addr)
+        .ok_or_else(|| VmallocError::NotAreaStart {
+            addr,
+            area: areas.find(addr).map(|a| a.start),
+        })?;
     if area.kind != kind {
-        return Err(VmallocError::WrongKind { addr, kind: area.kind, expected: kind });
+        return Err(VmallocError::WrongKind {
+            addr,
+            kind: area.kind,
+            expected: kind,
+        });
     }
     Ok(area)
 }
@@ -777,7 +867,9 @@ pub fn vmap<const N: usize, const F: usize>(
     prot: MapProt,
     caller: &'static str,
 ) -> Result<VmapArea, VmallocError> {
-    let size = (pfns.len() as u64).checked_mul(PAGE_SIZE).ok_or(VmallocError::BadSize { size: u64::MAX })?;
+    let size = (pfns.len() as u64)
+        .checked_mul(PAGE_SIZE)
+        .ok_or(VmallocError::BadSize { size: u64::MAX })?;
     let area = areas.alloc(size, 1, VmapKind::Vmap, caller)?;
     for (i, &pfn) in pfns.iter().enumerate() {
         if let Err(e) = mapper.map_page(VirtAddr(area.start.0 + i as u64 * PAGE_SIZE), pfn, prot) {
@@ -786,7 +878,12 @@ pub fn vmap<const N: usize, const F: usize>(
             return Err(VmallocError::Map(e));
         }
     }
-    let a = areas.area_mut(area.start).ok_or(VmallocError::NotAreaStart { addr: area.start, area: None })?;
+    let a = areas
+        .area_mut(area.start)
+        .ok_or(VmallocError::NotAreaStart {
+            addr: area.start,
+            area: None,
+        })?;
     a.phys = pfns[0].phys();
     Ok(*a)
 }
@@ -841,7 +938,10 @@ pub fn ioremap<P: Platform, const N: usize, const F: usize>(
         // Frames past max_pfn have no descriptor: nothing to check there.
         let end_pfn = Pfn::from_phys(PhysAddr(end)).min(pages.max_pfn());
         while pfn < end_pfn {
-            if pages.page(pfn).is_some_and(|p| !p.is_reserved() && !p.is_nomap()) {
+            if pages
+                .page(pfn)
+                .is_some_and(|p| !p.is_reserved() && !p.is_nomap())
+            {
                 return Err(VmallocError::RamInUse { pfn });
             }
             pfn = pfn.add(1);
@@ -852,7 +952,11 @@ pub fn ioremap<P: Platform, const N: usize, const F: usize>(
     let area = areas.alloc(map_size, 1 << order, VmapKind::Ioremap, caller)?;
     for i in 0..area.nr_pages {
         let pfn = Pfn::from_phys(PhysAddr(base + i * PAGE_SIZE));
-        if let Err(e) = mapper.map_page(VirtAddr(area.start.0 + i * PAGE_SIZE), pfn, MapProt::KERNEL_NOCACHE) {
+        if let Err(e) = mapper.map_page(
+            VirtAddr(area.start.0 + i * PAGE_SIZE),
+            pfn,
+            MapProt::KERNEL_NOCACHE,
+        ) {
             let _ = unmap_area_pages(mapper, area.start, i, None);
             let _ = areas.free(area.start);
             return Err(VmallocError::Map(e));
@@ -872,7 +976,11 @@ pub fn iounmap<const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let area = take_area(areas, VirtAddr(addr.0 & !(PAGE_SIZE - 1)), VmapKind::Ioremap)?;
+    let area = take_area(
+        areas,
+        VirtAddr(addr.0 & !(PAGE_SIZE - 1)),
+        VmapKind::Ioremap,
+    )?;
     let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None);
     let area = areas.free(area.start)?;
     teardown.map(|()| area)

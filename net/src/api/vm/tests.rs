@@ -65,7 +65,8 @@ fn memblock(fw: &[(PhysAddr, PhysAddr, E820Type)]) -> Memblock {
     mb.enforce_memory_limit(PhysAddr(MEM_LIMIT)).unwrap();
     let max_pfn = mb.end_of_ram().0 / PAGE_SIZE;
     let size = max_pfn * core::mem::size_of::<Page>() as u64;
-    mb.alloc_named(size, PAGE_SIZE, PhysAddr(LOWMEM), "mem_map").unwrap();
+    mb.alloc_named(size, PAGE_SIZE, PhysAddr(LOWMEM), "mem_map")
+        .unwrap();
     mb
 }
 
@@ -134,12 +135,27 @@ fn run_with(vmalloc_size: u64, body: impl FnOnce(&mut T<'_>)) {
     pa.setup_watermarks();
     // The arena backs every firmware RAM frame, the mem= tail included.
     let mm = MemoryManager::new(pa, SimPlatform::new(RAM_END / PAGE_SIZE));
-    let areas = Box::new(Mutex::new(VmapAreaAllocator::new(VirtAddr(VMALLOC_START), vmalloc_size)));
+    let areas = Box::new(Mutex::new(VmapAreaAllocator::new(
+        VirtAddr(VMALLOC_START),
+        vmalloc_size,
+    )));
     let pkmap = Box::new(Mutex::new(Pkmap::new(Pfn(LOWMEM / PAGE_SIZE))));
     let atomic = Mutex::new(KmapAtomicStack::new());
-    let system = FakeSystem { uptime_ms: Cell::new(99), sim: mm.platform() };
-    let boot = BootView { cmdline: "lowmem=64M mem=120M", firmware_map: &fw, memblock: &mb };
-    let vm = Vm { areas: &areas, pkmap: &pkmap, kmap_atomic: &atomic, mapper: mm.platform() };
+    let system = FakeSystem {
+        uptime_ms: Cell::new(99),
+        sim: mm.platform(),
+    };
+    let boot = BootView {
+        cmdline: "lowmem=64M mem=120M",
+        firmware_map: &fw,
+        memblock: &mb,
+    };
+    let vm = Vm {
+        areas: &areas,
+        pkmap: &pkmap,
+        kmap_atomic: &atomic,
+        mapper: mm.platform(),
+    };
     let mut t = T {
         api: Api::new(&mm, boot, &system, DEFAULT_API_QUOTA_PCT).with_vm(vm),
         mm: &mm,
@@ -162,7 +178,10 @@ impl T<'_> {
     fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 10.0.2.15\r\n");
         if let Some(body) = body {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
         }
         req.push_str("\r\n");
         req.push_str(body.unwrap_or(""));
@@ -216,14 +235,27 @@ impl T<'_> {
 }
 
 fn hex(v: &Value) -> u64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("expected a hex string, got {v}"));
-    assert!(s.starts_with("0x") && s[2..].bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{s}");
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
+    assert!(
+        s.starts_with("0x")
+            && s[2..]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+        "{s}"
+    );
     u64::from_str_radix(&s[2..], 16).unwrap()
 }
 
 fn error(r: &HttpResponse) -> (u16, String) {
     let j: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()));
-    assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{j}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{j}"
+    );
     (r.status, j["error"]["code"].as_str().unwrap().to_string())
 }
 
@@ -271,7 +303,10 @@ fn vmalloc_maps_256_pages_with_a_guard_and_shows_everywhere() {
             assert_eq!(w["region"], "vmalloc");
             assert_eq!(w["area"]["guard"], false);
             let levels = w["levels"].as_array().unwrap();
-            let names: Vec<&str> = levels.iter().map(|l| l["level"].as_str().unwrap()).collect();
+            let names: Vec<&str> = levels
+                .iter()
+                .map(|l| l["level"].as_str().unwrap())
+                .collect();
             assert_eq!(names, ["PGD", "PUD", "PMD", "PTE"]);
             let pte = &levels[3];
             assert_eq!(pte["index"], (virt + i * PAGE_SIZE) >> 12 & 511);
@@ -298,7 +333,10 @@ fn vmalloc_maps_256_pages_with_a_guard_and_shows_everywhere() {
         // size and end including the guard page.
         assert_eq!(
             t.text("/proc/vmallocinfo"),
-            format!("0x{virt:016x}-0x{:016x} 1052672 api_alloc pages=256 vmalloc\n", virt + (1 << 20) + 4096)
+            format!(
+                "0x{virt:016x}-0x{:016x} 1052672 api_alloc pages=256 vmalloc\n",
+                virt + (1 << 20) + 4096
+            )
         );
         let mi = t.json("/api/meminfo");
         assert_eq!(mi["VmallocTotal"], 1 << 20);
@@ -309,16 +347,30 @@ fn vmalloc_maps_256_pages_with_a_guard_and_shows_everywhere() {
 
         // Fill and checksum go through the mapping, page by page.
         let id = h["id"].as_u64().unwrap();
-        assert_eq!(t.ok("POST", &format!("/api/alloc/{id}/fill"), Some(json!({"byte":0xA5}))), json!({"bytes":1 << 20}));
+        assert_eq!(
+            t.ok(
+                "POST",
+                &format!("/api/alloc/{id}/fill"),
+                Some(json!({"byte":0xA5}))
+            ),
+            json!({"bytes":1 << 20})
+        );
         let c = t.ok("GET", &format!("/api/alloc/{id}/checksum"), None);
         assert_eq!(c["bytes"], 1 << 20);
         assert_eq!(hex(&c["crc32"]), crc32(&vec![0xA5; 1 << 20]));
-        let pfn = t.mm.platform().translate(VirtAddr(virt + 77 * PAGE_SIZE)).unwrap();
+        let pfn =
+            t.mm.platform()
+                .translate(VirtAddr(virt + 77 * PAGE_SIZE))
+                .unwrap();
         assert!(t.mm.platform().frame(pfn).iter().all(|&b| b == 0xA5));
 
         let listed = t.json("/api/allocations");
         assert_eq!(listed["allocations"][0]["type"], "vmalloc");
-        assert_eq!(t.api.quota().0, 256, "vmalloc pages count against the quota");
+        assert_eq!(
+            t.api.quota().0,
+            256,
+            "vmalloc pages count against the quota"
+        );
 
         // vfree: PTEs gone (and flushed: see run_with), frames back.
         let r = t.ok("DELETE", &format!("/api/alloc/{id}"), None);
@@ -327,7 +379,10 @@ fn vmalloc_maps_256_pages_with_a_guard_and_shows_everywhere() {
         assert_eq!(t.buddyinfo(), boot);
         assert_eq!(t.api.quota().0, 0);
         assert_eq!(t.json("/api/vmallocinfo")["areas"], json!([]));
-        assert_eq!(error(&t.request("DELETE", &format!("/api/alloc/{id}"), None)), (404, "ENOENT".into()));
+        assert_eq!(
+            error(&t.request("DELETE", &format!("/api/alloc/{id}"), None)),
+            (404, "ENOENT".into())
+        );
     });
 }
 
@@ -337,15 +392,24 @@ fn vmalloc_frames_are_scattered_when_memory_is_fragmented() {
         // Take 64 HighMem pages and give every other one back: the free
         // singles are where order-0 requests go first.
         let ids: Vec<u64> = (0..64)
-            .map(|_| t.alloc_ok(json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}))["id"].as_u64().unwrap())
+            .map(|_| {
+                t.alloc_ok(json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}))["id"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         for id in ids.iter().step_by(2) {
             t.ok("DELETE", &format!("/api/alloc/{id}"), None);
         }
         let h = t.alloc_ok(json!({"type":"vmalloc","size":32 * 4096}));
         let virt = hex(&h["virt"]);
-        let frames: Vec<u64> = (0..32).map(|i| hex(&t.walk(virt + i * PAGE_SIZE)["phys"])).collect();
-        let contiguous = frames.windows(2).filter(|w| w[1] == w[0] + PAGE_SIZE).count();
+        let frames: Vec<u64> = (0..32)
+            .map(|i| hex(&t.walk(virt + i * PAGE_SIZE)["phys"]))
+            .collect();
+        let contiguous = frames
+            .windows(2)
+            .filter(|w| w[1] == w[0] + PAGE_SIZE)
+            .count();
         assert_eq!(contiguous, 0, "{frames:x?}");
         assert_eq!(t.ok("POST", "/api/reset", None), json!({"freed": 33}));
         assert_eq!(t.buddyinfo(), t.mm.boot_buddyinfo());
@@ -358,12 +422,37 @@ fn vmalloc_errors() {
         let boot = t.buddyinfo();
         for (body, status, code, why) in [
             (json!({"type":"vmalloc"}), 400, "EINVAL", "(bytes)"),
-            (json!({"type":"vmalloc","size":0}), 400, "EINVAL", "at least"),
-            (json!({"type":"vmalloc","size":-1}), 400, "EINVAL", "malformed JSON"),
-            (json!({"type":"vmalloc","size":"1"}), 400, "EINVAL", "malformed JSON"),
+            (
+                json!({"type":"vmalloc","size":0}),
+                400,
+                "EINVAL",
+                "at least",
+            ),
+            (
+                json!({"type":"vmalloc","size":-1}),
+                400,
+                "EINVAL",
+                "malformed JSON",
+            ),
+            (
+                json!({"type":"vmalloc","size":"1"}),
+                400,
+                "EINVAL",
+                "malformed JSON",
+            ),
             // The area is 4 MiB: 4 MiB plus a guard page does not fit.
-            (json!({"type":"vmalloc","size":4 * MIB}), 507, "ENOMEM", "vmalloc=<size>"),
-            (json!({"type":"vmalloc","size":u64::MAX}), 507, "EQUOTA", "quota"),
+            (
+                json!({"type":"vmalloc","size":4 * MIB}),
+                507,
+                "ENOMEM",
+                "vmalloc=<size>",
+            ),
+            (
+                json!({"type":"vmalloc","size":u64::MAX}),
+                507,
+                "EQUOTA",
+                "quota",
+            ),
         ] {
             let r = t.post("/api/alloc", body.clone());
             assert_eq!(error(&r), (status, code.to_string()), "{body}");
@@ -382,12 +471,20 @@ fn vmalloc_errors() {
         let id = h["id"].as_u64().unwrap();
         let r = t.request("DELETE", &format!("/api/alloc/{id}?order=1"), None);
         assert_eq!(error(&r), (400, "EINVAL".into()));
-        for (body, status) in [(json!({"byte":256}), 400), (json!({}), 400), (json!({"byte":7}), 200)] {
+        for (body, status) in [
+            (json!({"byte":256}), 400),
+            (json!({}), 400),
+            (json!({"byte":7}), 200),
+        ] {
             let r = t.post(&format!("/api/alloc/{id}/fill"), body.clone());
             assert_eq!(r.status, status, "{body}: {}", r.text());
         }
         t.ok("DELETE", &format!("/api/alloc/{id}"), None);
-        assert_eq!(t.buddyinfo(), boot, "no request leaked or freed anything else");
+        assert_eq!(
+            t.buddyinfo(),
+            boot,
+            "no request leaked or freed anything else"
+        );
     });
 }
 
@@ -398,33 +495,71 @@ fn error_mapping_is_api_md_s_table() {
     let cases: [(VmallocError, u16); 13] = [
         (VmallocError::NoSpace { size: 1, align: 1 }, 507),
         (VmallocError::TooManyAreas { max: 1 }, 507),
-        (VmallocError::NoMemory { nr_pages_done: 1, err: AllocError::NoMemory { order: mm::types::Order::ZERO, gfp: mm::gfp::GfpFlags::GFP_KERNEL } }, 507),
+        (
+            VmallocError::NoMemory {
+                nr_pages_done: 1,
+                err: AllocError::NoMemory {
+                    order: mm::types::Order::ZERO,
+                    gfp: mm::gfp::GfpFlags::GFP_KERNEL,
+                },
+            },
+            507,
+        ),
         (VmallocError::Map(MapError::NoMemory { virt: v }), 507),
         (VmallocError::BadSize { size: 0 }, 400),
         (VmallocError::BadAlign { align: 3 }, 400),
         (VmallocError::Map(MapError::BadAddress { virt: v }), 400),
-        (VmallocError::NotAreaStart { addr: v, area: None }, 404),
-        (VmallocError::WrongKind { addr: v, kind: VmapKind::Vmap, expected: VmapKind::Vmalloc }, 409),
+        (
+            VmallocError::NotAreaStart {
+                addr: v,
+                area: None,
+            },
+            404,
+        ),
+        (
+            VmallocError::WrongKind {
+                addr: v,
+                kind: VmapKind::Vmap,
+                expected: VmapKind::Vmalloc,
+            },
+            409,
+        ),
         (VmallocError::RamInUse { pfn: Pfn(1) }, 409),
         (VmallocError::InUse { nr_areas: 1 }, 409),
-        (VmallocError::Map(MapError::AlreadyMapped { virt: v, pfn: Pfn(1) }), 409),
+        (
+            VmallocError::Map(MapError::AlreadyMapped {
+                virt: v,
+                pfn: Pfn(1),
+            }),
+            409,
+        ),
         (VmallocError::NotMapped { virt: v }, 409),
     ];
     for (e, status) in cases {
         let api = vm_error(e);
         assert_eq!(api.status, status, "{e:?}");
-        assert_eq!(api.code, match status {
-            507 => "ENOMEM",
-            400 => "EINVAL",
-            404 => "ENOENT",
-            _ => "EBUSY",
-        });
+        assert_eq!(
+            api.code,
+            match status {
+                507 => "ENOMEM",
+                400 => "EINVAL",
+                404 => "ENOENT",
+                _ => "EBUSY",
+            }
+        );
     }
     use mm::highmem::KmapError;
     assert_eq!(kmap_error(KmapError::NoSlot).status, 507);
     assert_eq!(kmap_error(KmapError::NoSuchSlot { slot: 3 }).status, 404);
     assert_eq!(kmap_error(KmapError::NotMapped { pfn: Pfn(3) }).status, 404);
-    assert_eq!(kmap_error(KmapError::AtomicOutOfOrder { expected: v, got: v }).status, 409);
+    assert_eq!(
+        kmap_error(KmapError::AtomicOutOfOrder {
+            expected: v,
+            got: v
+        })
+        .status,
+        409
+    );
 }
 
 // ----------------------------------------------------------------------
@@ -447,18 +582,36 @@ fn ioremap_of_the_mem_tail_fills_and_checksums() {
         let w = t.walk(virt + 5 * PAGE_SIZE);
         assert_eq!(hex(&w["phys"]), tail + 5 * PAGE_SIZE);
         let id = h["id"].as_u64().unwrap();
-        assert_eq!(t.ok("POST", &format!("/api/alloc/{id}/fill"), Some(json!({"byte":0x5A}))), json!({"bytes":0x40_0000}));
-        assert!(t.mm.platform().frame(Pfn(tail / PAGE_SIZE + 1023)).iter().all(|&b| b == 0x5A));
+        assert_eq!(
+            t.ok(
+                "POST",
+                &format!("/api/alloc/{id}/fill"),
+                Some(json!({"byte":0x5A}))
+            ),
+            json!({"bytes":0x40_0000})
+        );
+        assert!(
+            t.mm.platform()
+                .frame(Pfn(tail / PAGE_SIZE + 1023))
+                .iter()
+                .all(|&b| b == 0x5A)
+        );
         let c = t.ok("GET", &format!("/api/alloc/{id}/checksum"), None);
         assert_eq!(hex(&c["crc32"]), crc32(&vec![0x5A; 0x40_0000]));
         assert_eq!(t.api.quota().0, 0, "ioremap holds no memory");
 
         // An unaligned range: the bytes asked for, no more.
-        let h2 = t.alloc_ok(json!({"type":"ioremap","phys":format!("{:#x}", tail + 0x10_0100),"size":0x1000}));
+        let h2 = t.alloc_ok(
+            json!({"type":"ioremap","phys":format!("{:#x}", tail + 0x10_0100),"size":0x1000}),
+        );
         assert_eq!(hex(&h2["virt"]) % PAGE_SIZE, 0x100);
         assert_eq!(h2["nr_pages"], 2);
         let id2 = h2["id"].as_u64().unwrap();
-        t.ok("POST", &format!("/api/alloc/{id2}/fill"), Some(json!({"byte":1})));
+        t.ok(
+            "POST",
+            &format!("/api/alloc/{id2}/fill"),
+            Some(json!({"byte":1})),
+        );
         let frame = t.mm.platform().frame(Pfn((tail + 0x10_0000) / PAGE_SIZE));
         assert_eq!((frame[0xff], frame[0x100], frame[0xfff]), (0x5A, 1, 1));
         let next = t.mm.platform().frame(Pfn((tail + 0x10_1000) / PAGE_SIZE));
@@ -467,12 +620,25 @@ fn ioremap_of_the_mem_tail_fills_and_checksums() {
         let text = t.text("/proc/vmallocinfo");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
-        assert!(lines[0].ends_with(&format!(" 4198400 api_alloc phys=0x{tail:016x} ioremap")), "{text}");
-        assert!(lines[1].ends_with(&format!("   12288 api_alloc phys=0x{:016x} ioremap", tail + 0x10_0000)), "{text}");
+        assert!(
+            lines[0].ends_with(&format!(" 4198400 api_alloc phys=0x{tail:016x} ioremap")),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with(&format!(
+                "   12288 api_alloc phys=0x{:016x} ioremap",
+                tail + 0x10_0000
+            )),
+            "{text}"
+        );
         let info = t.json("/api/vmallocinfo");
         assert_eq!(info["areas"][0]["kind"], "ioremap");
         assert_eq!(hex(&info["areas"][0]["phys"]), tail);
-        assert_eq!(t.json("/api/meminfo")["VmallocUsed"], 0, "VmallocUsed counts vmalloc pages only");
+        assert_eq!(
+            t.json("/api/meminfo")["VmallocUsed"],
+            0,
+            "VmallocUsed counts vmalloc pages only"
+        );
 
         t.ok("DELETE", &format!("/api/alloc/{id}"), None);
         t.ok("DELETE", &format!("/api/alloc/{id2}"), None);
@@ -499,12 +665,18 @@ fn ioremap_refuses_owned_ram_and_does_not_touch_devices() {
             ("0x12345678901234567", 4096, 400, "malformed phys"),
             ("0xffffffffffff0000", 0x10_0000, 400, "beyond the physical"),
         ] {
-            let r = t.post("/api/alloc", json!({"type":"ioremap","phys":phys,"size":size}));
+            let r = t.post(
+                "/api/alloc",
+                json!({"type":"ioremap","phys":phys,"size":size}),
+            );
             let code = if status == 409 { "EBUSY" } else { "EINVAL" };
             assert_eq!(error(&r), (status, code.into()), "{phys}+{size}");
             assert!(r.text().contains(why), "{phys}: {}", r.text());
         }
-        for body in [json!({"type":"ioremap","size":4096}), json!({"type":"ioremap","phys":"0x7800000"})] {
+        for body in [
+            json!({"type":"ioremap","size":4096}),
+            json!({"type":"ioremap","phys":"0x7800000"}),
+        ] {
             assert_eq!(error(&t.post("/api/alloc", body)), (400, "EINVAL".into()));
         }
         // A device range maps, but fill and checksum refuse to touch it.
@@ -535,13 +707,19 @@ fn kmap_of_highmem_and_lowmem_pages() {
         assert_eq!(high["virt"], Value::Null);
         let (hid, hpfn) = (high["id"].as_u64().unwrap(), high["pfn"].as_u64().unwrap());
         let k = t.ok("POST", "/api/kmap", Some(json!({"id":hid})));
-        assert_eq!(k, json!({"slot":0,"virt":format!("{PKMAP_BASE:#x}"),"pfn":hpfn,"id":hid,"count":2}));
+        assert_eq!(
+            k,
+            json!({"slot":0,"virt":format!("{PKMAP_BASE:#x}"),"pfn":hpfn,"id":hid,"count":2})
+        );
         // The slot maps the page: its walk ends at the frame.
         assert_eq!(hex(&t.walk(PKMAP_BASE)["phys"]), hpfn * PAGE_SIZE);
         assert_eq!(t.walk(PKMAP_BASE)["region"], "pkmap");
         // Again: the same slot, one more user.
         let k2 = t.ok("POST", "/api/kmap", Some(json!({"id":hid})));
-        assert_eq!((k2["slot"].clone(), k2["count"].clone()), (json!(0), json!(3)));
+        assert_eq!(
+            (k2["slot"].clone(), k2["count"].clone()),
+            (json!(0), json!(3))
+        );
         let info = t.json("/api/kmap");
         assert_eq!(hex(&info["pkmap"]["base"]), PKMAP_BASE);
         assert_eq!(info["pkmap"]["slots"], 1024);
@@ -556,10 +734,19 @@ fn kmap_of_highmem_and_lowmem_pages() {
         // A kmapped page cannot be freed.
         let r = t.request("DELETE", &format!("/api/alloc/{hid}"), None);
         assert_eq!(error(&r), (409, "EBUSY".into()));
-        assert_eq!(t.ok("DELETE", "/api/kmap/0", None), json!({"slot":0,"pfn":hpfn,"count":2}));
-        assert_eq!(t.ok("DELETE", "/api/kmap/0", None), json!({"slot":0,"pfn":hpfn,"count":1}));
+        assert_eq!(
+            t.ok("DELETE", "/api/kmap/0", None),
+            json!({"slot":0,"pfn":hpfn,"count":2})
+        );
+        assert_eq!(
+            t.ok("DELETE", "/api/kmap/0", None),
+            json!({"slot":0,"pfn":hpfn,"count":1})
+        );
         // count 1: still mapped, awaiting the lazy flush; no API user left.
-        assert_eq!(error(&t.request("DELETE", "/api/kmap/0", None)), (404, "ENOENT".into()));
+        assert_eq!(
+            error(&t.request("DELETE", "/api/kmap/0", None)),
+            (404, "ENOENT".into())
+        );
         let info = t.json("/api/kmap");
         assert_eq!(info["pkmap"]["used"], 0);
         assert_eq!(info["pkmap"]["mapped"], 1);
@@ -583,7 +770,12 @@ fn kmap_of_highmem_and_lowmem_pages() {
             let r = t.post("/api/kmap", body.clone());
             assert_eq!(r.status, status, "{body}: {}", r.text());
         }
-        for (path, status) in [("/api/kmap/x", 400), ("/api/kmap/-1", 400), ("/api/kmap/1024", 404), ("/api/kmap/5", 404)] {
+        for (path, status) in [
+            ("/api/kmap/x", 400),
+            ("/api/kmap/-1", 400),
+            ("/api/kmap/1024", 404),
+            ("/api/kmap/5", 404),
+        ] {
             assert_eq!(t.request("DELETE", path, None).status, status, "{path}");
         }
     });
@@ -613,7 +805,13 @@ fn kmap_slots_run_out_with_507_and_unused_ones_are_flushed_lazily() {
         let freed = t.ok("POST", "/api/reset", None)["freed"].as_u64().unwrap();
         assert_eq!(freed, 1025);
         let info = t.json("/api/kmap");
-        assert_eq!((info["pkmap"]["used"].clone(), info["pkmap"]["mapped"].clone()), (json!(0), json!(0)));
+        assert_eq!(
+            (
+                info["pkmap"]["used"].clone(),
+                info["pkmap"]["mapped"].clone()
+            ),
+            (json!(0), json!(0))
+        );
         assert_eq!(t.mm.platform().nr_ptes(), 0);
         assert_eq!(t.buddyinfo(), boot);
     });
@@ -650,17 +848,33 @@ fn pagetable_walks_and_bad_addresses() {
     run(|t| {
         // Lowmem: its direct-map address is mapped; HighMem's is not.
         let low = t.walk(PAGE_OFFSET + 0x20_0000);
-        assert_eq!((low["mapped"].clone(), low["region"].clone()), (json!(true), json!("direct map")));
+        assert_eq!(
+            (low["mapped"].clone(), low["region"].clone()),
+            (json!(true), json!("direct map"))
+        );
         assert_eq!(hex(&low["phys"]), 0x20_0000);
         let high = t.walk(PAGE_OFFSET + LOWMEM);
         assert_eq!(high["mapped"], false);
         assert_eq!(high["page_size"], Value::Null);
-        assert_eq!(high["levels"].as_array().unwrap().last().unwrap()["entry"], "0x0");
+        assert_eq!(
+            high["levels"].as_array().unwrap().last().unwrap()["entry"],
+            "0x0"
+        );
         let nc = t.walk(0x8000_0000_0000_0000);
-        assert_eq!(nc, json!({"addr":"0x8000000000000000","canonical":false,"mapped":false,"phys":null,
-            "page_size":null,"region":"non-canonical","area":null,"levels":[]}));
+        assert_eq!(
+            nc,
+            json!({"addr":"0x8000000000000000","canonical":false,"mapped":false,"phys":null,
+            "page_size":null,"region":"non-canonical","area":null,"levels":[]})
+        );
         assert_eq!(t.walk(0x10_0000)["region"], "kernel image");
-        for q in ["", "?addr=", "?addr=123", "?addr=0xg", "?addr=0x11112222333344445", "?x=0x1"] {
+        for q in [
+            "",
+            "?addr=",
+            "?addr=123",
+            "?addr=0xg",
+            "?addr=0x11112222333344445",
+            "?x=0x1",
+        ] {
             let r = t.request("GET", &format!("/api/pagetable{q}"), None);
             assert_eq!(error(&r), (400, "EINVAL".into()), "{q}");
         }
@@ -673,12 +887,20 @@ fn reset_frees_every_kind_and_restores_boot_state() {
         let boot = t.buddyinfo();
         let boot_info = t.json("/api/vmallocinfo");
         let v = t.alloc_ok(json!({"type":"vmalloc","size":5000}));
-        assert_eq!((v["size"].clone(), v["nr_pages"].clone()), (json!(8192), json!(2)));
+        assert_eq!(
+            (v["size"].clone(), v["nr_pages"].clone()),
+            (json!(8192), json!(2))
+        );
         t.alloc_ok(json!({"type":"ioremap","phys":format!("{MEM_LIMIT:#x}"),"size":4096}));
         let p = t.alloc_ok(json!({"type":"pages","order":2,"gfp":"GFP_HIGHUSER"}));
         t.ok("POST", "/api/kmap", Some(json!({"id":p["id"]})));
         let all = t.json("/api/allocations")["allocations"].clone();
-        let kinds: Vec<&str> = all.as_array().unwrap().iter().map(|h| h["type"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["type"].as_str().unwrap())
+            .collect();
         assert_eq!(kinds, ["vmalloc", "ioremap", "pages"], "by id");
         assert_eq!(t.ok("POST", "/api/reset", None), json!({"freed":3}));
         assert_eq!(t.json("/api/vmallocinfo"), boot_info);
@@ -701,8 +923,14 @@ fn bench_vmalloc_maps_and_frees_every_time() {
         let boot_info = t.json("/api/vmallocinfo");
         for (body, size) in [
             (json!({"workload":"vmalloc","iterations":200}), 16384),
-            (json!({"workload":"vmalloc","iterations":20,"size":5000}), 5000),
-            (json!({"workload":"vmalloc","iterations":3,"size":2 * MIB}), 2 * MIB),
+            (
+                json!({"workload":"vmalloc","iterations":20,"size":5000}),
+                5000,
+            ),
+            (
+                json!({"workload":"vmalloc","iterations":3,"size":2 * MIB}),
+                2 * MIB,
+            ),
         ] {
             let j = t.ok("POST", "/api/bench", Some(body.clone()));
             assert_eq!(j["workload"], "vmalloc");
@@ -710,7 +938,14 @@ fn bench_vmalloc_maps_and_frees_every_time() {
             assert_eq!(j["size"], size, "{j}");
             // This system keeps the default clock (uptime_ms scaled): too
             // coarse for one operation, but the fields are all there.
-            for k in ["ns_per_op", "p50_ns", "p99_ns", "min_ns", "max_ns", "total_ns"] {
+            for k in [
+                "ns_per_op",
+                "p50_ns",
+                "p99_ns",
+                "min_ns",
+                "max_ns",
+                "total_ns",
+            ] {
                 assert!(j[k].is_u64(), "{k}: {j}");
             }
             assert!(j["p50_ns"].as_u64() <= j["p99_ns"].as_u64(), "{j}");
@@ -722,14 +957,35 @@ fn bench_vmalloc_maps_and_frees_every_time() {
 
         // Bad sizes; the area is 4 MiB, so 4 MiB plus a guard cannot fit.
         for (body, status, code) in [
-            (json!({"workload":"vmalloc","iterations":10,"size":0}), 400, "EINVAL"),
-            (json!({"workload":"vmalloc","iterations":10,"order":1}), 400, "EINVAL"),
-            (json!({"workload":"vmalloc","iterations":10,"size":4 * MIB}), 507, "ENOMEM"),
+            (
+                json!({"workload":"vmalloc","iterations":10,"size":0}),
+                400,
+                "EINVAL",
+            ),
+            (
+                json!({"workload":"vmalloc","iterations":10,"order":1}),
+                400,
+                "EINVAL",
+            ),
+            (
+                json!({"workload":"vmalloc","iterations":10,"size":4 * MIB}),
+                507,
+                "ENOMEM",
+            ),
             // 100000 x 256 pages is over the per-run budget.
-            (json!({"workload":"vmalloc","iterations":100_000,"size":MIB}), 400, "EINVAL"),
+            (
+                json!({"workload":"vmalloc","iterations":100_000,"size":MIB}),
+                400,
+                "EINVAL",
+            ),
         ] {
             let r = t.post("/api/bench", body.clone());
-            assert_eq!(error(&r), (status, code.to_string()), "{body}: {}", r.text());
+            assert_eq!(
+                error(&r),
+                (status, code.to_string()),
+                "{body}: {}",
+                r.text()
+            );
         }
 
         // A mapping failure in the 13th operation: 507, and what that

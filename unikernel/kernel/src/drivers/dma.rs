@@ -59,7 +59,8 @@ pub fn dma_free_coherent(buf: DmaBuffer) -> Result<(), DmaError> {
 
 /// Frees the coherent buffer at `dma_addr` of `size` bytes.
 pub fn free_coherent_at(dma_addr: u64, size: u64) -> Result<(), DmaError> {
-    DMA.lock().free_coherent_at(memory::mm(), PhysAddr(dma_addr), size)
+    DMA.lock()
+        .free_coherent_at(memory::mm(), PhysAddr(dma_addr), size)
 }
 
 /// Bounces `segs` (see [`Dma::map_single`]).
@@ -69,7 +70,8 @@ pub fn map_single(segs: &[PhysSegment], dir: DmaDirection) -> Result<PhysAddr, D
 
 /// Ends a bounce mapping (see [`Dma::unmap_single`]).
 pub fn unmap_single(dma_addr: u64, dir: DmaDirection) -> Result<u64, DmaError> {
-    DMA.lock().unmap_single(memory::mm(), PhysAddr(dma_addr), dir)
+    DMA.lock()
+        .unmap_single(memory::mm(), PhysAddr(dma_addr), dir)
 }
 
 /// Whether `dma_addr` lies in the bounce area (lock-free).
@@ -79,7 +81,10 @@ pub fn in_bounce_area(dma_addr: u64) -> bool {
 
 /// [`dma_snapshot`] in the API's shape (for `net::api::System::dma`). The
 /// snapshot is copied under the lock; the conversion allocates after it.
-#[allow(dead_code, reason = "for the kernel's net::api::System impl (wired by the lead)")]
+#[allow(
+    dead_code,
+    reason = "for the kernel's net::api::System impl (wired by the lead)"
+)]
 pub fn dma_info() -> net::api::DmaInfo {
     let snap = dma_snapshot();
     net::api::DmaInfo {

@@ -9,7 +9,8 @@
 //! contract wants the full 256 MiB mapped.
 
 use virtio_drivers::transport::pci::bus::{
-    BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, MemoryBarType, PciRoot,
+    BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, MemoryBarType,
+    PciRoot,
 };
 use virtio_drivers::transport::pci::virtio_device_type;
 
@@ -47,7 +48,9 @@ impl ConfigurationAccess for Ecam {
         match self.reg(df, offset) {
             // SAFETY: `reg` returns an aligned address inside the ioremapped
             // (uncached) ECAM pages of a mapped bus. Volatile: config space.
-            Some(addr) => unsafe { core::ptr::with_exposed_provenance::<u32>(addr as usize).read_volatile() },
+            Some(addr) => unsafe {
+                core::ptr::with_exposed_provenance::<u32>(addr as usize).read_volatile()
+            },
             None => u32::MAX,
         }
     }
@@ -63,7 +66,11 @@ impl ConfigurationAccess for Ecam {
     }
 
     unsafe fn unsafe_clone(&self) -> Self {
-        Ecam { virt: self.virt, bus_start: self.bus_start, nr_buses: self.nr_buses }
+        Ecam {
+            virt: self.virt,
+            bus_start: self.bus_start,
+            nr_buses: self.nr_buses,
+        }
     }
 }
 
@@ -102,8 +109,16 @@ pub fn init() -> Option<PciRoot<Ecam>> {
     );
     // A second accessor over the same window for registers `PciRoot` has no
     // getter for (interrupt line/pin), which it never writes.
-    CONFIG_READER.call_once(|| Ecam { virt, bus_start: mcfg.bus_start, nr_buses });
-    Some(PciRoot::new(Ecam { virt, bus_start: mcfg.bus_start, nr_buses }))
+    CONFIG_READER.call_once(|| Ecam {
+        virt,
+        bus_start: mcfg.bus_start,
+        nr_buses,
+    });
+    Some(PciRoot::new(Ecam {
+        virt,
+        bus_start: mcfg.bus_start,
+        nr_buses,
+    }))
 }
 
 /// A human name for a function (virtio type, else its class).
@@ -161,7 +176,12 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
                 Err(e) => log::warn!("PCI {df}: BARs unreadable: {e:?}"),
             }
         }
-        found.push(PciFunction { df, info, irq_line, irq_pin });
+        found.push(PciFunction {
+            df,
+            info,
+            irq_line,
+            irq_pin,
+        });
     }
     found
 }
@@ -180,7 +200,12 @@ impl core::fmt::Display for IntxText {
 
 fn log_bar(df: DeviceFunction, index: usize, bar: &BarInfo) {
     match bar {
-        BarInfo::Memory { address_type, prefetchable, address, size } => log::info!(
+        BarInfo::Memory {
+            address_type,
+            prefetchable,
+            address,
+            size,
+        } => log::info!(
             "PCI {df}   BAR{index} mem{} {address:#x} size {size:#x}{}",
             match address_type {
                 MemoryBarType::Width64 => "64",
@@ -200,7 +225,9 @@ static CONFIG_READER: spin::Once<Ecam> = spin::Once::new();
 
 /// One config-space dword (all ones before [`init`]).
 pub fn config_read(df: DeviceFunction, offset: u8) -> u32 {
-    CONFIG_READER.get().map_or(u32::MAX, |e| e.read_word(df, offset))
+    CONFIG_READER
+        .get()
+        .map_or(u32::MAX, |e| e.read_word(df, offset))
 }
 
 /// Turns on memory decoding and bus mastering for `df` (the device is about

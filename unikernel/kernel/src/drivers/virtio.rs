@@ -77,11 +77,16 @@ fn segments(va: u64, len: u64, out: &mut [PhysSegment; MAX_SEGMENTS]) -> Option<
     while done < len {
         let v = va + done;
         let chunk = (PAGE_SIZE - v % PAGE_SIZE).min(len - done);
-        let pa = pt.translate_addr(x86_64::VirtAddr::try_new(v).ok()?)?.as_u64();
+        let pa = pt
+            .translate_addr(x86_64::VirtAddr::try_new(v).ok()?)?
+            .as_u64();
         match n.checked_sub(1).map(|i| &mut out[i]) {
             Some(last) if last.addr.0 + last.len == pa => last.len += chunk,
             _ => {
-                *out.get_mut(n)? = PhysSegment { addr: mm::types::PhysAddr(pa), len: chunk };
+                *out.get_mut(n)? = PhysSegment {
+                    addr: mm::types::PhysAddr(pa),
+                    len: chunk,
+                };
                 n += 1;
             }
         }
@@ -98,7 +103,10 @@ fn segments(va: u64, len: u64, out: &mut [PhysSegment; MAX_SEGMENTS]) -> Option<
 // (itself, or a bounce copy), and `unshare` copies back before the driver
 // reads.
 unsafe impl Hal for KernelHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (virtio_drivers::PhysAddr, NonNull<u8>) {
+    fn dma_alloc(
+        pages: usize,
+        _direction: BufferDirection,
+    ) -> (virtio_drivers::PhysAddr, NonNull<u8>) {
         match dma::dma_alloc_coherent(pages as u64 * PAGE_SIZE, "virtio-net queue") {
             Ok(buf) => {
                 // Ownership passes to the driver (the registry keeps the
@@ -117,7 +125,11 @@ unsafe impl Hal for KernelHal {
         }
     }
 
-    unsafe fn dma_dealloc(paddr: virtio_drivers::PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+    unsafe fn dma_dealloc(
+        paddr: virtio_drivers::PhysAddr,
+        _vaddr: NonNull<u8>,
+        pages: usize,
+    ) -> i32 {
         match dma::free_coherent_at(paddr, pages as u64 * PAGE_SIZE) {
             Ok(()) => 0,
             Err(e) => {
@@ -130,10 +142,14 @@ unsafe impl Hal for KernelHal {
     unsafe fn mmio_phys_to_virt(paddr: virtio_drivers::PhysAddr, size: usize) -> NonNull<u8> {
         // BARs are mapped whole by `pci::enable_device`; anything else is
         // mapped now.
-        let va = ioremap::find(paddr, size as u64)
-            .map(|v| v.0)
-            .or_else(|| ioremap::ioremap_caller(paddr, size as u64, "virtio-pci").ok().map(|v| v.0));
-        match va.and_then(|va| NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(va as usize))) {
+        let va = ioremap::find(paddr, size as u64).map(|v| v.0).or_else(|| {
+            ioremap::ioremap_caller(paddr, size as u64, "virtio-pci")
+                .ok()
+                .map(|v| v.0)
+        });
+        match va
+            .and_then(|va| NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(va as usize)))
+        {
             Some(ptr) => ptr,
             // The trait has no error path; the transport validated the range
             // against the BAR, so this means the vmalloc window is exhausted.
@@ -159,7 +175,11 @@ unsafe impl Hal for KernelHal {
         }
     }
 
-    unsafe fn unshare(paddr: virtio_drivers::PhysAddr, _buffer: NonNull<[u8]>, direction: BufferDirection) {
+    unsafe fn unshare(
+        paddr: virtio_drivers::PhysAddr,
+        _buffer: NonNull<[u8]>,
+        direction: BufferDirection,
+    ) {
         if dma::in_bounce_area(paddr)
             && let Err(e) = dma::unmap_single(paddr, dma_direction(direction))
         {
@@ -278,7 +298,12 @@ impl Frames {
         // bytes in the direct map (mapped writable) and `slot < QUEUE_SIZE`
         // (slot numbers come from our own tables); exclusivity is the
         // caller's promise.
-        unsafe { core::slice::from_raw_parts_mut(core::ptr::with_exposed_provenance_mut(base), SLOT_BYTES) }
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                core::ptr::with_exposed_provenance_mut(base),
+                SLOT_BYTES,
+            )
+        }
     }
 }
 
@@ -436,9 +461,11 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
     }
 
     // Interrupt: INTx via the IOAPIC.
-    let q35 = functions
-        .iter()
-        .any(|g| g.df.bus == 0 && g.df.device == 0 && (g.info.vendor_id, g.info.device_id) == (0x8086, 0x29c0));
+    let q35 = functions.iter().any(|g| {
+        g.df.bus == 0
+            && g.df.device == 0
+            && (g.info.vendor_id, g.info.device_id) == (0x8086, 0x29c0)
+    });
     match intx_gsi(f, q35) {
         Some((gsi, how)) => {
             IRQ_GSI.store(gsi, Ordering::Relaxed);
@@ -453,7 +480,10 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
                 );
             } else {
                 IRQ_GSI.store(u32::MAX, Ordering::Relaxed);
-                log::error!("virtio-net {}: no IOAPIC has GSI {gsi}; timer polling only", f.df);
+                log::error!(
+                    "virtio-net {}: no IOAPIC has GSI {gsi}; timer polling only",
+                    f.df
+                );
             }
         }
         None => log::error!("virtio-net {}: no usable INTx; timer polling only", f.df),
@@ -581,7 +611,15 @@ impl Device for VirtioNet {
             Ok((hdr, len)) if hdr + len <= SLOT_BYTES && len > 0 => {
                 STATS.rx_packets.fetch_add(1, Ordering::Relaxed);
                 STATS.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
-                Some((NetRx { shared, slot, hdr, len }, NetTx { shared }))
+                Some((
+                    NetRx {
+                        shared,
+                        slot,
+                        hdr,
+                        len,
+                    },
+                    NetTx { shared },
+                ))
             }
             other => {
                 if let Err(e) = other {

@@ -110,7 +110,10 @@ pub fn with_kmap_atomic<R>(pfn: Pfn, f: impl FnOnce(&mut [u8]) -> R) -> R {
         // it was popped), and the caller owns `pfn`; nothing else refers to
         // the slot's address until it is popped below.
         let bytes = unsafe {
-            core::slice::from_raw_parts_mut(core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize), FRAME_BYTES)
+            core::slice::from_raw_parts_mut(
+                core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize),
+                FRAME_BYTES,
+            )
         };
         let r = f(bytes);
         if let Err(e) = KMAP_ATOMIC.lock().pop(&mapper, virt) {

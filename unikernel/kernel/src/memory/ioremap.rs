@@ -21,16 +21,30 @@ use mm::vmalloc::{self as vm, VmallocError, VmapArea, VmapKind};
 use super::vmalloc::areas;
 
 /// Maps `[phys, phys + size)` uncached; see the module doc.
-#[allow(dead_code, reason = "kernel API; the HTTP API calls mm::vmalloc::ioremap itself")]
+#[allow(
+    dead_code,
+    reason = "kernel API; the HTTP API calls mm::vmalloc::ioremap itself"
+)]
 pub fn ioremap(phys: u64, size: u64) -> Result<VirtAddr, VmallocError> {
     ioremap_caller(phys, size, "ioremap")
 }
 
 /// [`ioremap`] recording `caller` for `/proc/vmallocinfo` (one word, as
 /// Linux prints a symbol there: parsers split the line on spaces).
-pub fn ioremap_caller(phys: u64, size: u64, caller: &'static str) -> Result<VirtAddr, VmallocError> {
+pub fn ioremap_caller(
+    phys: u64,
+    size: u64,
+    caller: &'static str,
+) -> Result<VirtAddr, VmallocError> {
     let mm = super::mm();
-    let virt = vm::ioremap(&mut areas(), mm, mm.platform(), PhysAddr(phys), size, caller)?;
+    let virt = vm::ioremap(
+        &mut areas(),
+        mm,
+        mm.platform(),
+        PhysAddr(phys),
+        size,
+        caller,
+    )?;
     log::debug!("ioremap: {phys:#x}+{size:#x} at {:#x} ({caller})", virt.0);
     Ok(virt)
 }
@@ -57,5 +71,9 @@ pub fn find(phys: u64, size: u64) -> Option<VirtAddr> {
 /// Bytes of all ioremap areas (whole pages).
 #[allow(dead_code, reason = "statistics")]
 pub fn mapped_bytes() -> u64 {
-    areas().iter().filter(|a| a.kind == VmapKind::Ioremap).map(|a| a.nr_pages * PAGE_SIZE).sum()
+    areas()
+        .iter()
+        .filter(|a| a.kind == VmapKind::Ioremap)
+        .map(|a| a.nr_pages * PAGE_SIZE)
+        .sum()
 }

@@ -66,7 +66,10 @@ struct Detached {
 }
 
 /// Lock order: page-table lock → this (both short).
-static DETACHED: Mutex<Detached> = Mutex::new(Detached { frames: [Pfn(0); MAX_DETACHED], len: 0 });
+static DETACHED: Mutex<Detached> = Mutex::new(Detached {
+    frames: [Pfn(0); MAX_DETACHED],
+    len: 0,
+});
 
 /// Live page-table pages taken from the buddy allocator since boot.
 pub fn table_pages() -> u64 {
@@ -109,7 +112,8 @@ fn in_vmalloc_window(virt: u64) -> bool {
 
 /// Every window this mapper serves.
 fn in_windows(virt: u64) -> bool {
-    in_vmalloc_window(virt) || (PKMAP_BASE..FIXMAP_BASE + NR_FIX_KMAP as u64 * PAGE_SIZE).contains(&virt)
+    in_vmalloc_window(virt)
+        || (PKMAP_BASE..FIXMAP_BASE + NR_FIX_KMAP as u64 * PAGE_SIZE).contains(&virt)
 }
 
 /// PTE flags for `prot` (cf. `pgprot_t` → `_PAGE_*`). Never `GLOBAL`: a CR3
@@ -159,7 +163,8 @@ impl Spares {
     /// Gives back the frames no table needed (page-table lock not held).
     fn release(&mut self) {
         for frame in self.frames.iter_mut().filter_map(Option::take) {
-            let _ = super::mm().free_pages(Pfn(frame.start_address().as_u64() / PAGE_SIZE), Order::ZERO);
+            let _ = super::mm()
+                .free_pages(Pfn(frame.start_address().as_u64() / PAGE_SIZE), Order::ZERO);
         }
     }
 }
@@ -195,7 +200,10 @@ fn is_table(entry: &PageTableEntry) -> bool {
 
 /// Clears the PTE of `virt` (page-table lock held) and, in the vmalloc
 /// window, detaches every table the removal left empty, bottom-up.
-fn unmap_locked(pt: &mut x86_64::structures::paging::OffsetPageTable<'_>, virt: u64) -> Option<Pfn> {
+fn unmap_locked(
+    pt: &mut x86_64::structures::paging::OffsetPageTable<'_>,
+    virt: u64,
+) -> Option<Pfn> {
     let idx = |shift: u32| ((virt >> shift) & 511) as usize;
     let l4: *mut PageTable = pt.level_4_table_mut();
     // SAFETY: `l4` is the live root table and we hold the page-table lock
@@ -270,7 +278,8 @@ fn free_detached() {
 
 impl PageMapper for KernelPlatform {
     fn map_page(&self, virt: VirtAddr, pfn: Pfn, prot: MapProt) -> Result<(), MapError> {
-        if !virt.0.is_multiple_of(PAGE_SIZE) || !in_windows(virt.0) || pfn.phys().0 >= phys_limit() {
+        if !virt.0.is_multiple_of(PAGE_SIZE) || !in_windows(virt.0) || pfn.phys().0 >= phys_limit()
+        {
             return Err(MapError::BadAddress { virt });
         }
         let page = Page::<Size4KiB>::containing_address(XVirt::new(virt.0));
@@ -285,7 +294,15 @@ impl PageMapper for KernelPlatform {
                 // (`PageAlreadyMapped` otherwise), so no existing reference
                 // changes meaning. The caller owns `pfn` (vmalloc, vmap,
                 // kmap) or it is device memory or reserved RAM (ioremap).
-                unsafe { pt.map_to_with_table_flags(page, frame, flags, F::PRESENT | F::WRITABLE, &mut spares) }
+                unsafe {
+                    pt.map_to_with_table_flags(
+                        page,
+                        frame,
+                        flags,
+                        F::PRESENT | F::WRITABLE,
+                        &mut spares,
+                    )
+                }
             };
             match attempt {
                 // A fresh entry: not-present translations are never cached.
@@ -296,14 +313,18 @@ impl PageMapper for KernelPlatform {
                 Err(MapToError::FrameAllocationFailed) => match alloc_table_frame() {
                     Some(f) if spares.push(f) => {}
                     Some(f) => {
-                        let _ = super::mm().free_pages(Pfn(f.start_address().as_u64() / PAGE_SIZE), Order::ZERO);
+                        let _ = super::mm()
+                            .free_pages(Pfn(f.start_address().as_u64() / PAGE_SIZE), Order::ZERO);
                         break Err(MapError::NoMemory { virt });
                     }
                     None => break Err(MapError::NoMemory { virt }),
                 },
                 Err(MapToError::ParentEntryHugePage) => break Err(MapError::NoMemory { virt }),
                 Err(MapToError::PageAlreadyMapped(old)) => {
-                    break Err(MapError::AlreadyMapped { virt, pfn: Pfn(old.start_address().as_u64() / PAGE_SIZE) });
+                    break Err(MapError::AlreadyMapped {
+                        virt,
+                        pfn: Pfn(old.start_address().as_u64() / PAGE_SIZE),
+                    });
                 }
             }
         };
@@ -336,9 +357,10 @@ impl PageMapper for KernelPlatform {
     fn translate(&self, virt: VirtAddr) -> Option<Pfn> {
         let v = XVirt::try_new(virt.0).ok()?;
         match kernel_page_table().translate(v) {
-            TranslateResult::Mapped { frame: MappedFrame::Size4KiB(f), .. } => {
-                Some(Pfn(f.start_address().as_u64() / PAGE_SIZE))
-            }
+            TranslateResult::Mapped {
+                frame: MappedFrame::Size4KiB(f),
+                ..
+            } => Some(Pfn(f.start_address().as_u64() / PAGE_SIZE)),
             _ => None,
         }
     }

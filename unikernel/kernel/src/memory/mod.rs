@@ -128,7 +128,9 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
             PhysAddr(lowmem.min(boot::BOOT_IDENTITY_LIMIT)),
             "slab_meta",
         )
-        .unwrap_or_else(|| panic!("memblock: no {slab_meta_bytes} bytes below lowmem for the slab overlay"));
+        .unwrap_or_else(|| {
+            panic!("memblock: no {slab_meta_bytes} bytes below lowmem for the slab overlay")
+        });
 
     paging::init_final_tables(&mut mb, direct_map_end);
 

@@ -12,19 +12,23 @@ use spin::{Mutex, MutexGuard};
 
 use mm::cmdline::DEFAULT_VMALLOC_SIZE;
 use mm::layout::{VMALLOC_MAX_SIZE, VMALLOC_START};
-use mm::vmalloc::{self as vm, VmallocError, VmapArea, VmapAreaAllocator};
 use mm::types::VirtAddr;
+use mm::vmalloc::{self as vm, VmallocError, VmapArea, VmapAreaAllocator};
 
 /// The vmap areas (about 300 KiB: built in place by the `const fn`
 /// constructor, never on a stack), re-targeted by [`init`].
-static VMAP: Mutex<VmapAreaAllocator> =
-    Mutex::new(VmapAreaAllocator::new(VirtAddr(VMALLOC_START), DEFAULT_VMALLOC_SIZE));
+static VMAP: Mutex<VmapAreaAllocator> = Mutex::new(VmapAreaAllocator::new(
+    VirtAddr(VMALLOC_START),
+    DEFAULT_VMALLOC_SIZE,
+));
 
 /// Sizes the area to `vmalloc=` (clamped to what the layout leaves room
 /// for); before any ioremap.
 pub(super) fn init(vmalloc_size: u64) {
     let size = if vmalloc_size > VMALLOC_MAX_SIZE {
-        log::warn!("vmalloc={vmalloc_size:#x} is larger than the {VMALLOC_MAX_SIZE:#x} the layout allows; clamped");
+        log::warn!(
+            "vmalloc={vmalloc_size:#x} is larger than the {VMALLOC_MAX_SIZE:#x} the layout allows; clamped"
+        );
         VMALLOC_MAX_SIZE
     } else {
         vmalloc_size
@@ -65,7 +69,6 @@ pub fn vfree(addr: VirtAddr) -> Result<VmapArea, VmallocError> {
     vm::vfree(&mut VMAP.lock(), mm, mm.platform(), addr)
 }
 
-
 /// For a fault report: which vmap area `vaddr` belongs to, and whether it
 /// hit the area's guard page (the classic vmalloc overrun). Never blocks:
 /// the fault may have happened with the allocator's lock held.
@@ -77,7 +80,11 @@ pub fn describe_fault_address(vaddr: u64) {
     let Some(area) = areas.find(VirtAddr(vaddr)) else {
         return;
     };
-    let what = if vaddr >= area.guard_page().0 { "the guard page after" } else { "" };
+    let what = if vaddr >= area.guard_page().0 {
+        "the guard page after"
+    } else {
+        ""
+    };
     log::error!(
         "  {vaddr:#x} is in {what}{}{:?} area {:#x}-{:#x} ({} pages, caller {})",
         if what.is_empty() { "" } else { " " },

@@ -24,12 +24,18 @@ fn kmap_of_lowmem_is_the_direct_map() {
     let (sim, mut pk) = setup();
     let pfn = Pfn(0x1234);
     assert_eq!(pk.kmap(&sim, pfn), Ok(VirtAddr(PAGE_OFFSET + 0x123_4000)));
-    assert_eq!(pk.page_address(pfn), Some(VirtAddr(PAGE_OFFSET + 0x123_4000)));
+    assert_eq!(
+        pk.page_address(pfn),
+        Some(VirtAddr(PAGE_OFFSET + 0x123_4000))
+    );
     assert_eq!(pk.nr_mapped(), 0);
     assert_eq!(sim.nr_ptes(), 0);
     assert_eq!(pk.kunmap(pfn), Ok(()));
     // The last lowmem frame, and the first HighMem one.
-    assert_eq!(pk.kmap(&sim, Pfn(LOWMEM_END.0 - 1)).unwrap().0, PAGE_OFFSET + (32 << 20) - P);
+    assert_eq!(
+        pk.kmap(&sim, Pfn(LOWMEM_END.0 - 1)).unwrap().0,
+        PAGE_OFFSET + (32 << 20) - P
+    );
     assert_eq!(pk.kmap(&sim, high(0)), Ok(pkmap_addr(0)));
 }
 
@@ -37,7 +43,11 @@ fn kmap_of_lowmem_is_the_direct_map() {
 fn kmap_refcounts_and_lazy_unmap() {
     let (sim, mut pk) = setup();
     let pfn = high(7);
-    assert_eq!(pk.page_address(pfn), None, "an unmapped HighMem page has no address");
+    assert_eq!(
+        pk.page_address(pfn),
+        None,
+        "an unmapped HighMem page has no address"
+    );
     let v = pk.kmap(&sim, pfn).unwrap();
     assert_eq!(v, VirtAddr(PKMAP_BASE));
     assert_eq!(sim.translate(v), Some(pfn));
@@ -45,7 +55,15 @@ fn kmap_refcounts_and_lazy_unmap() {
     assert_eq!(pk.kmap(&sim, pfn), Ok(v), "second kmap reuses the slot");
     assert_eq!(sim.map_unmap_counts(), (1, 0));
     let e: Vec<_> = pk.slots().collect();
-    assert_eq!(e, [PkmapEntry { slot: 0, virt: v, pfn, count: 3 }]);
+    assert_eq!(
+        e,
+        [PkmapEntry {
+            slot: 0,
+            virt: v,
+            pfn,
+            count: 3
+        }]
+    );
     assert_eq!(e[0].users(), 2);
     assert_eq!(pk.nr_used(), 1);
     pk.kunmap(pfn).unwrap();
@@ -56,7 +74,10 @@ fn kmap_refcounts_and_lazy_unmap() {
     assert_eq!(sim.translate(v), Some(pfn));
     assert_eq!(pk.page_address(pfn), Some(v));
     assert_eq!(pk.kunmap(pfn), Err(KmapError::NotMapped { pfn }));
-    assert_eq!(pk.kunmap(high(8)), Err(KmapError::NotMapped { pfn: high(8) }));
+    assert_eq!(
+        pk.kunmap(high(8)),
+        Err(KmapError::NotMapped { pfn: high(8) })
+    );
     // kmap again: the cached mapping comes back without a new PTE.
     assert_eq!(pk.kmap(&sim, pfn), Ok(v));
     assert_eq!(sim.map_unmap_counts(), (1, 0));
@@ -71,7 +92,11 @@ fn slot_exhaustion_fails_with_no_slot_then_recovers() {
     }
     assert_eq!(sim.nr_ptes(), LAST_PKMAP);
     assert_eq!(pk.kmap(&sim, high(5000)), Err(KmapError::NoSlot));
-    assert_eq!(pk.flush_stats(), (0, 0), "nothing to flush: every slot has a user");
+    assert_eq!(
+        pk.flush_stats(),
+        (0, 0),
+        "nothing to flush: every slot has a user"
+    );
     // Already-mapped pages can still take more users.
     assert_eq!(pk.kmap(&sim, high(3)), Ok(pkmap_addr(3)));
     // Release one slot: the next kmap flushes it lazily and takes it.
@@ -118,7 +143,11 @@ fn free_slots_are_used_next_fit() {
     pk.kunmap(high(1)).unwrap();
     // Slot 1 is unused but mapped (cached); the next new page takes slot 4.
     assert_eq!(pk.kmap(&sim, high(9)), Ok(pkmap_addr(4)));
-    assert_eq!(pk.kmap(&sim, high(1)), Ok(pkmap_addr(1)), "cached mapping reused");
+    assert_eq!(
+        pk.kmap(&sim, high(1)),
+        Ok(pkmap_addr(1)),
+        "cached mapping reused"
+    );
 }
 
 #[test]
@@ -129,7 +158,10 @@ fn kunmap_by_slot() {
     assert_eq!(pk.kunmap_slot(slot), Ok(high(1)));
     assert_eq!(pk.kunmap_slot(slot), Err(KmapError::NoSuchSlot { slot }));
     assert_eq!(pk.kunmap_slot(3), Err(KmapError::NoSuchSlot { slot: 3 }));
-    assert_eq!(pk.kunmap_slot(LAST_PKMAP), Err(KmapError::NoSuchSlot { slot: LAST_PKMAP }));
+    assert_eq!(
+        pk.kunmap_slot(LAST_PKMAP),
+        Err(KmapError::NoSuchSlot { slot: LAST_PKMAP })
+    );
     assert_eq!(pkmap_nr(VirtAddr(PKMAP_BASE + 5 * P + 17)), Some(5));
     assert_eq!(pkmap_nr(VirtAddr(PKMAP_BASE - 1)), None);
     assert_eq!(pkmap_nr(fixmap_addr(0)), None);
@@ -139,7 +171,10 @@ fn kunmap_by_slot() {
 fn kmap_map_failure_consumes_no_slot() {
     let (sim, mut pk) = setup();
     sim.fail_maps_after(Some(0));
-    assert!(matches!(pk.kmap(&sim, high(1)), Err(KmapError::Map(MapError::NoMemory { .. }))));
+    assert!(matches!(
+        pk.kmap(&sim, high(1)),
+        Err(KmapError::Map(MapError::NoMemory { .. }))
+    ));
     assert_eq!(pk.nr_mapped(), 0);
     sim.fail_maps_after(None);
     assert_eq!(pk.kmap(&sim, high(1)), Ok(pkmap_addr(0)));
@@ -151,11 +186,20 @@ fn kmap_atomic_is_a_stack() {
     let mut st = KmapAtomicStack::new();
     let (i0, a) = st.push(&sim, high(1)).unwrap();
     let (i1, b) = st.push(&sim, Pfn(5)).unwrap();
-    assert_eq!((i0, a, i1, b), (0, VirtAddr(FIXMAP_BASE), 1, VirtAddr(FIXMAP_BASE + P)));
+    assert_eq!(
+        (i0, a, i1, b),
+        (0, VirtAddr(FIXMAP_BASE), 1, VirtAddr(FIXMAP_BASE + P))
+    );
     assert_eq!(sim.translate(a), Some(high(1)));
     assert_eq!(sim.translate(b), Some(Pfn(5)));
     // Out of order: reported, nothing unmapped.
-    assert_eq!(st.pop(&sim, a), Err(KmapError::AtomicOutOfOrder { expected: b, got: a }));
+    assert_eq!(
+        st.pop(&sim, a),
+        Err(KmapError::AtomicOutOfOrder {
+            expected: b,
+            got: a
+        })
+    );
     assert_eq!(st.depth(), 2);
     assert_eq!(sim.translate(a), Some(high(1)));
     // In order, with any address inside the page.
@@ -190,7 +234,16 @@ fn kmap_atomic_depth_is_bounded() {
 
 #[test]
 fn errors_display() {
-    let s = std::format!("{}", KmapError::AtomicOutOfOrder { expected: fixmap_addr(1), got: fixmap_addr(0) });
+    let s = std::format!(
+        "{}",
+        KmapError::AtomicOutOfOrder {
+            expected: fixmap_addr(1),
+            got: fixmap_addr(0)
+        }
+    );
     assert!(s.contains("out of order"), "{s}");
-    assert_eq!(std::format!("{}", KmapError::NoSlot), "all 1024 pkmap slots are in use");
+    assert_eq!(
+        std::format!("{}", KmapError::NoSlot),
+        "all 1024 pkmap slots are in use"
+    );
 }

@@ -89,24 +89,51 @@ fn pagetypeinfo_golden_q35_2g() {
     let (pa, _mb) = boot(q35_2g_memblock(), 896 * MIB);
     // Same free blocks as buddyinfo, all Movable; pageblocks of 512 pages:
     // DMA 4096/512 = 8, DMA32 225280/512 = 440, HighMem 294880/512 → 576.
-    let row = |zone: &str, ty: &str, counts: &str| std::format!("Node    0, zone {zone:>8}, type {ty:>12} {counts}\n");
+    let row = |zone: &str, ty: &str, counts: &str| {
+        std::format!("Node    0, zone {zone:>8}, type {ty:>12} {counts}\n")
+    };
     let zeros = "     0      0      0      0      0      0      0      0      0      0      0 ";
     let mut expected = String::from(
         "Page block order: 9\nPages per block:  512\n\n\
 Free pages count per migrate type at order       0      1      2      3      4      5      6      7      8      9     10 \n",
     );
     for (zone, movable) in [
-        ("DMA", "     2      2      2      2      2      1      1      0      1      0      3 "),
-        ("DMA32", "     0      0      0      0      0      0      0      0      0      0    218 "),
-        ("HighMem", "     0      0      0      0      0      1      1      1      1      1    287 "),
+        (
+            "DMA",
+            "     2      2      2      2      2      1      1      0      1      0      3 ",
+        ),
+        (
+            "DMA32",
+            "     0      0      0      0      0      0      0      0      0      0    218 ",
+        ),
+        (
+            "HighMem",
+            "     0      0      0      0      0      1      1      1      1      1    287 ",
+        ),
     ] {
-        for ty in ["Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"] {
-            expected.push_str(&row(zone, ty, if ty == "Movable" { movable } else { zeros }));
+        for ty in [
+            "Unmovable",
+            "Movable",
+            "Reclaimable",
+            "HighAtomic",
+            "Isolate",
+        ] {
+            expected.push_str(&row(
+                zone,
+                ty,
+                if ty == "Movable" { movable } else { zeros },
+            ));
         }
     }
     expected.push_str("\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n");
     for (zone, blocks) in [("DMA", 8), ("DMA32", 440), ("HighMem", 576)] {
-        expected.push_str(&std::format!("Node 0, zone {zone:>8} {:>12} {blocks:>12} {:>12} {:>12} {:>12} \n", 0, 0, 0, 0));
+        expected.push_str(&std::format!(
+            "Node 0, zone {zone:>8} {:>12} {blocks:>12} {:>12} {:>12} {:>12} \n",
+            0,
+            0,
+            0,
+            0
+        ));
     }
     assert_eq!(render(|s| pagetypeinfo(&pa, s)), expected);
 }

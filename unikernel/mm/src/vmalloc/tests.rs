@@ -33,7 +33,8 @@ fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
     let mut mb = Memblock::new();
     mb.add(PhysAddr(0), RAM).unwrap();
     mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
-    mb.reserve(PhysAddr(RESERVED_BASE), RESERVED_SIZE, "mem_limit").unwrap();
+    mb.reserve(PhysAddr(RESERVED_BASE), RESERVED_SIZE, "mem_limit")
+        .unwrap();
     let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(LOWMEM, RAM)).unwrap();
     pa.memblock_free_all(&mb).unwrap();
     pa.setup_watermarks();
@@ -41,7 +42,10 @@ fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
 }
 
 fn areas() -> Box<VmapAreaAllocator> {
-    Box::new(VmapAreaAllocator::new(VirtAddr(VMALLOC_START), VMALLOC_SIZE))
+    Box::new(VmapAreaAllocator::new(
+        VirtAddr(VMALLOC_START),
+        VMALLOC_SIZE,
+    ))
 }
 
 /// A deterministic xorshift64 for the random test_vmalloc cases.
@@ -75,10 +79,15 @@ const P: u64 = PAGE_SIZE;
 fn fix_size_alloc_test() {
     let mut a = areas();
     for _ in 0..10_000 {
-        let area = a.alloc(3 * P, 1, VmapKind::Vmalloc, "fix_size_alloc_test").unwrap();
+        let area = a
+            .alloc(3 * P, 1, VmapKind::Vmalloc, "fix_size_alloc_test")
+            .unwrap();
         // First fit with everything freed: always the bottom of the area.
         assert_eq!(area.start, VirtAddr(VMALLOC_START));
-        assert_eq!((area.size, area.nr_pages, area.reserved_size()), (3 * P, 3, 4 * P));
+        assert_eq!(
+            (area.size, area.nr_pages, area.reserved_size()),
+            (3 * P, 3, 4 * P)
+        );
         a.free(area.start).unwrap();
     }
     assert_pristine(&a);
@@ -116,11 +125,16 @@ fn full_fit_alloc_test() {
 #[test]
 fn long_busy_list_alloc_test() {
     let mut a = areas();
-    let busy: Vec<_> = (0..4000).map(|_| a.alloc(P, 1, VmapKind::Vmalloc, "busy").unwrap()).collect();
+    let busy: Vec<_> = (0..4000)
+        .map(|_| a.alloc(P, 1, VmapKind::Vmalloc, "busy").unwrap())
+        .collect();
     for _ in 0..2000 {
         let tmp = a.alloc(P, 1, VmapKind::Vmalloc, "long_busy").unwrap();
         assert_eq!(tmp.start.0, VMALLOC_START + 4000 * 2 * P);
-        assert_eq!(a.find(VirtAddr(tmp.start.0 + 7)).map(|x| x.start), Some(tmp.start));
+        assert_eq!(
+            a.find(VirtAddr(tmp.start.0 + 7)).map(|x| x.start),
+            Some(tmp.start)
+        );
         a.free(tmp.start).unwrap();
     }
     // Lookup by address across the long list: start, middle, guard page.
@@ -156,7 +170,9 @@ fn fix_align_alloc_test() {
     let mut a = areas();
     let mut live = Vec::new();
     for i in 0..1000 {
-        let area = a.alloc(5 * P, 32 << 10, VmapKind::Vmalloc, "fix_align").unwrap();
+        let area = a
+            .alloc(5 * P, 32 << 10, VmapKind::Vmalloc, "fix_align")
+            .unwrap();
         assert_eq!(area.start.0 % (32 << 10), 0);
         // Keep every other one so later ones must skip unaligned holes.
         if i % 2 == 0 {
@@ -181,7 +197,9 @@ fn random_size_align_alloc_test() {
         let rnd = rng.next() & 0xff;
         let align = 1u64 << (rnd % 23);
         let size = (rnd % 10 + 1) * P;
-        let area = a.alloc(size, align, VmapKind::Vmalloc, "random_size_align").unwrap();
+        let area = a
+            .alloc(size, align, VmapKind::Vmalloc, "random_size_align")
+            .unwrap();
         assert_eq!(area.start.0 % align.max(P), 0);
         assert_eq!(area.size, size);
         live.push(area.start);
@@ -221,24 +239,44 @@ fn align_shift_alloc_test() {
         }
     }
     assert_eq!(failed, 64 - 41, "the test fails as it should");
-    assert_eq!(a.alloc(P, 3 * P, VmapKind::Vmalloc, "x"), Err(VmallocError::BadAlign { align: 3 * P }));
-    assert_eq!(a.alloc(P, 0, VmapKind::Vmalloc, "x"), Err(VmallocError::BadAlign { align: 0 }));
+    assert_eq!(
+        a.alloc(P, 3 * P, VmapKind::Vmalloc, "x"),
+        Err(VmallocError::BadAlign { align: 3 * P })
+    );
+    assert_eq!(
+        a.alloc(P, 0, VmapKind::Vmalloc, "x"),
+        Err(VmallocError::BadAlign { align: 0 })
+    );
     assert_pristine(&a);
 }
 
 #[test]
 fn bad_sizes_and_exhaustion() {
     let mut a = areas();
-    assert_eq!(a.alloc(0, 1, VmapKind::Vmalloc, "x"), Err(VmallocError::BadSize { size: 0 }));
-    assert_eq!(a.alloc(u64::MAX, 1, VmapKind::Vmalloc, "x"), Err(VmallocError::BadSize { size: u64::MAX }));
+    assert_eq!(
+        a.alloc(0, 1, VmapKind::Vmalloc, "x"),
+        Err(VmallocError::BadSize { size: 0 })
+    );
+    assert_eq!(
+        a.alloc(u64::MAX, 1, VmapKind::Vmalloc, "x"),
+        Err(VmallocError::BadSize { size: u64::MAX })
+    );
     // The whole area minus the guard fits exactly once.
-    let all = a.alloc(VMALLOC_SIZE - P, 1, VmapKind::Vmalloc, "all").unwrap();
+    let all = a
+        .alloc(VMALLOC_SIZE - P, 1, VmapKind::Vmalloc, "all")
+        .unwrap();
     assert_eq!(a.stats().nr_free_ranges, 0);
-    assert_eq!(a.alloc(P, 1, VmapKind::Vmalloc, "x"), Err(VmallocError::NoSpace { size: P, align: P }));
+    assert_eq!(
+        a.alloc(P, 1, VmapKind::Vmalloc, "x"),
+        Err(VmallocError::NoSpace { size: P, align: P })
+    );
     a.free(all.start).unwrap();
     assert_eq!(
         a.alloc(VMALLOC_SIZE, 1, VmapKind::Vmalloc, "x"),
-        Err(VmallocError::NoSpace { size: VMALLOC_SIZE, align: P })
+        Err(VmallocError::NoSpace {
+            size: VMALLOC_SIZE,
+            align: P
+        })
     );
     // Sub-page sizes round up to a page.
     assert_eq!(a.alloc(1, 1, VmapKind::Vmalloc, "x").unwrap().size, P);
@@ -246,9 +284,17 @@ fn bad_sizes_and_exhaustion() {
 
 #[test]
 fn capacity_is_enforced_and_recovers() {
-    let mut a = Box::new(VmapAreaAllocator::<8, 9>::with_capacity(VirtAddr(VMALLOC_START), 1 << 20));
-    let mut v: Vec<_> = (0..8).map(|_| a.alloc(P, 1, VmapKind::Vmalloc, "x").unwrap().start).collect();
-    assert_eq!(a.alloc(P, 1, VmapKind::Vmalloc, "x"), Err(VmallocError::TooManyAreas { max: 8 }));
+    let mut a = Box::new(VmapAreaAllocator::<8, 9>::with_capacity(
+        VirtAddr(VMALLOC_START),
+        1 << 20,
+    ));
+    let mut v: Vec<_> = (0..8)
+        .map(|_| a.alloc(P, 1, VmapKind::Vmalloc, "x").unwrap().start)
+        .collect();
+    assert_eq!(
+        a.alloc(P, 1, VmapKind::Vmalloc, "x"),
+        Err(VmallocError::TooManyAreas { max: 8 })
+    );
     // Free every other one: 4 busy, 5 free ranges; NE splits still fit in F.
     for s in v.iter().step_by(2) {
         a.free(*s).unwrap();
@@ -267,21 +313,35 @@ fn capacity_is_enforced_and_recovers() {
 #[test]
 fn free_requires_an_area_start_and_merges_in_any_order() {
     let mut a = areas();
-    let v: Vec<_> = (1..=6).map(|n| a.alloc(n * P, 1, VmapKind::Vmalloc, "x").unwrap()).collect();
+    let v: Vec<_> = (1..=6)
+        .map(|n| a.alloc(n * P, 1, VmapKind::Vmalloc, "x").unwrap())
+        .collect();
     assert_eq!(
         a.free(VirtAddr(v[2].start.0 + P)),
-        Err(VmallocError::NotAreaStart { addr: VirtAddr(v[2].start.0 + P), area: Some(v[2].start) })
+        Err(VmallocError::NotAreaStart {
+            addr: VirtAddr(v[2].start.0 + P),
+            area: Some(v[2].start)
+        })
     );
     assert_eq!(
         a.free(VirtAddr(VMALLOC_START + VMALLOC_SIZE - P)),
-        Err(VmallocError::NotAreaStart { addr: VirtAddr(VMALLOC_START + VMALLOC_SIZE - P), area: None })
+        Err(VmallocError::NotAreaStart {
+            addr: VirtAddr(VMALLOC_START + VMALLOC_SIZE - P),
+            area: None
+        })
     );
     // Free 1, 3, 5 (holes), then 4 (merges with 3's and 5's holes: LE+RE),
     // then 0, 2.
     for i in [1, 3, 5, 4, 0, 2] {
         assert_eq!(a.free(v[i].start), Ok(v[i]));
         a.check_invariants().unwrap();
-        assert_eq!(a.free(v[i].start).unwrap_err(), VmallocError::NotAreaStart { addr: v[i].start, area: None });
+        assert_eq!(
+            a.free(v[i].start).unwrap_err(),
+            VmallocError::NotAreaStart {
+                addr: v[i].start,
+                area: None
+            }
+        );
     }
     assert_pristine(&a);
 }
@@ -300,7 +360,10 @@ fn stats_and_iteration_follow_the_areas() {
     assert_eq!(s.vmalloc_pages, 4);
     assert_eq!(s.nr_areas, 2);
     assert_eq!(s.largest_free_bytes, VMALLOC_SIZE - 5 * P - 3 * P - 2 * P);
-    assert_eq!(a.iter().map(|v| v.start).collect::<Vec<_>>(), vec![x.start, z.start]);
+    assert_eq!(
+        a.iter().map(|v| v.start).collect::<Vec<_>>(),
+        vec![x.start, z.start]
+    );
     assert_eq!(a.free_ranges().count(), 2);
     assert!(a.is_vmalloc_addr(VirtAddr(VMALLOC_START)));
     assert!(!a.is_vmalloc_addr(VirtAddr(VMALLOC_START + VMALLOC_SIZE)));
@@ -309,7 +372,10 @@ fn stats_and_iteration_follow_the_areas() {
 #[test]
 fn new_shrinks_to_whole_pages() {
     let a = VmapAreaAllocator::<4, 5>::with_capacity(VirtAddr(VMALLOC_START + 1), 3 * P);
-    assert_eq!(a.range(), (VirtAddr(VMALLOC_START + P), VirtAddr(VMALLOC_START + 3 * P)));
+    assert_eq!(
+        a.range(),
+        (VirtAddr(VMALLOC_START + P), VirtAddr(VMALLOC_START + 3 * P))
+    );
     let empty = VmapAreaAllocator::<4, 5>::with_capacity(VirtAddr(u64::MAX - 10), 100);
     assert_eq!(empty.stats().total_bytes, 0);
     assert_eq!(empty.free_ranges().count(), 0);
@@ -322,7 +388,9 @@ fn new_shrinks_to_whole_pages() {
 
 /// Frames of `area` in page order, read from the simulated page table.
 fn frames_of(sim: &SimPlatform, area: &VmapArea) -> Vec<Pfn> {
-    (0..area.nr_pages).map(|i| sim.translate(VirtAddr(area.start.0 + i * P)).unwrap()).collect()
+    (0..area.nr_pages)
+        .map(|i| sim.translate(VirtAddr(area.start.0 + i * P)).unwrap())
+        .collect()
 }
 
 fn lowmem_pfn() -> Pfn {
@@ -339,7 +407,9 @@ fn vmalloc_1mib_maps_256_scattered_highmem_frames_and_vfree_restores_buddyinfo()
     // other one.
     let mut taken = Vec::new();
     loop {
-        let pfn = mm.alloc_pages(GfpFlags::GFP_HIGHUSER, Order::ZERO, OwnerTag::API).unwrap();
+        let pfn = mm
+            .alloc_pages(GfpFlags::GFP_HIGHUSER, Order::ZERO, OwnerTag::API)
+            .unwrap();
         if pfn < lowmem_pfn() {
             mm.free_pages(pfn, Order::ZERO).unwrap();
             break;
@@ -372,7 +442,10 @@ fn vmalloc_1mib_maps_256_scattered_highmem_frames_and_vfree_restores_buddyinfo()
             assert_eq!(page.owner, OwnerTag::VMALLOC);
         }
     }
-    assert!(frames.windows(2).all(|w| w[1].0 != w[0].0 + 1), "no two neighbours physically contiguous");
+    assert!(
+        frames.windows(2).all(|w| w[1].0 != w[0].0 + 1),
+        "no two neighbours physically contiguous"
+    );
     let mut distinct = frames.clone();
     distinct.sort();
     distinct.dedup();
@@ -400,8 +473,14 @@ fn vmalloc_prefers_highmem_and_falls_back_to_lower_zones() {
     let area = vmalloc(&mut *a, &mm, sim, 40 << 20, "big").unwrap();
     let frames = frames_of(sim, &area);
     let pages = mm.lock();
-    let high = frames.iter().filter(|&&f| pages.zone_of(f) == Some(ZoneType::HighMem)).count();
-    assert!(high > 0 && high < frames.len(), "HighMem first ({high}), then lower zones");
+    let high = frames
+        .iter()
+        .filter(|&&f| pages.zone_of(f) == Some(ZoneType::HighMem))
+        .count();
+    assert!(
+        high > 0 && high < frames.len(),
+        "HighMem first ({high}), then lower zones"
+    );
     // HighMem was taken before any lowmem frame.
     let first_low = frames.iter().position(|&f| f < lowmem_pfn()).unwrap();
     assert!(frames[..first_low].iter().all(|&f| f >= lowmem_pfn()));
@@ -420,7 +499,11 @@ fn vzalloc_zeroes_and_vmalloc_does_not() {
     let dirty = vmalloc(&mut *a, &mm, sim, 3 * P, "dirty").unwrap();
     let clean = vzalloc(&mut *a, &mm, sim, 5 * P + 1, "clean").unwrap();
     assert_eq!(clean.nr_pages, 6);
-    assert_eq!(clean.start, dirty.reserved_end(), "first fit: right after the guard");
+    assert_eq!(
+        clean.start,
+        dirty.reserved_end(),
+        "first fit: right after the guard"
+    );
     for f in frames_of(sim, &dirty) {
         assert!(sim.frame(f).iter().all(|&b| b == 0xCC));
     }
@@ -442,8 +525,13 @@ fn vmalloc_out_of_memory_unwinds_everything() {
     let mut a = areas();
     let boot = mm.buddyinfo();
     let err = vmalloc(&mut *a, &mm, sim, RAM, "too_big").unwrap_err();
-    let VmallocError::NoMemory { nr_pages_done, .. } = err else { panic!("{err:?}") };
-    assert!(nr_pages_done > 10_000, "failed late, after {nr_pages_done} pages");
+    let VmallocError::NoMemory { nr_pages_done, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        nr_pages_done > 10_000,
+        "failed late, after {nr_pages_done} pages"
+    );
     assert_eq!(mm.buddyinfo(), boot);
     assert_eq!(sim.nr_ptes(), 0);
     assert_eq!(sim.unflushed(), 0);
@@ -463,7 +551,12 @@ fn vmalloc_map_failure_unwinds_everything() {
     let boot = mm.buddyinfo();
     sim.fail_maps_after(Some(10));
     let err = vmalloc(&mut *a, &mm, sim, 16 * P, "map_fails").unwrap_err();
-    assert_eq!(err, VmallocError::Map(MapError::NoMemory { virt: VirtAddr(VMALLOC_START + 10 * P) }));
+    assert_eq!(
+        err,
+        VmallocError::Map(MapError::NoMemory {
+            virt: VirtAddr(VMALLOC_START + 10 * P)
+        })
+    );
     sim.fail_maps_after(None);
     assert_eq!(mm.buddyinfo(), boot);
     assert_eq!(sim.nr_ptes(), 0);
@@ -481,23 +574,45 @@ fn vfree_refuses_what_is_not_a_vmalloc_area_start() {
     let inside = VirtAddr(area.start.0 + P);
     assert_eq!(
         vfree(&mut *a, &mm, sim, inside),
-        Err(VmallocError::NotAreaStart { addr: inside, area: Some(area.start) })
+        Err(VmallocError::NotAreaStart {
+            addr: inside,
+            area: Some(area.start)
+        })
     );
     assert_eq!(
         vfree(&mut *a, &mm, sim, area.guard_page()),
-        Err(VmallocError::NotAreaStart { addr: area.guard_page(), area: Some(area.start) })
+        Err(VmallocError::NotAreaStart {
+            addr: area.guard_page(),
+            area: Some(area.start)
+        })
     );
     let nowhere = VirtAddr(VMALLOC_START + (1 << 29));
-    assert_eq!(vfree(&mut *a, &mm, sim, nowhere), Err(VmallocError::NotAreaStart { addr: nowhere, area: None }));
-    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+    assert_eq!(
+        vfree(&mut *a, &mm, sim, nowhere),
+        Err(VmallocError::NotAreaStart {
+            addr: nowhere,
+            area: None
+        })
+    );
+    let pfn = mm
+        .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+        .unwrap();
     let v = vmap(&mut *a, sim, &[pfn], MapProt::KERNEL, "vmap").unwrap();
     assert_eq!(
         vfree(&mut *a, &mm, sim, v.start),
-        Err(VmallocError::WrongKind { addr: v.start, kind: VmapKind::Vmap, expected: VmapKind::Vmalloc })
+        Err(VmallocError::WrongKind {
+            addr: v.start,
+            kind: VmapKind::Vmap,
+            expected: VmapKind::Vmalloc
+        })
     );
     assert_eq!(
         vunmap(&mut *a, sim, area.start),
-        Err(VmallocError::WrongKind { addr: area.start, kind: VmapKind::Vmalloc, expected: VmapKind::Vmap })
+        Err(VmallocError::WrongKind {
+            addr: area.start,
+            kind: VmapKind::Vmalloc,
+            expected: VmapKind::Vmap
+        })
     );
     // Nothing changed by the refusals.
     assert_eq!(sim.ptes_in(area.start, area.end()).len(), 4);
@@ -517,7 +632,10 @@ fn vfree_reports_a_missing_pte_but_still_frees() {
     let mut a = areas();
     let area = vmalloc(&mut *a, &mm, sim, 2 * P, "x").unwrap();
     let lost = sim.unmap_page(area.start).unwrap();
-    assert_eq!(vfree(&mut *a, &mm, sim, area.start), Err(VmallocError::NotMapped { virt: area.start }));
+    assert_eq!(
+        vfree(&mut *a, &mm, sim, area.start),
+        Err(VmallocError::NotMapped { virt: area.start })
+    );
     assert_pristine(&*a);
     mm.free_pages(lost, Order::ZERO).unwrap();
     assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
@@ -578,12 +696,19 @@ fn vmap_maps_given_frames_and_vunmap_leaves_them() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = areas();
-    let pfns: Vec<Pfn> = [GfpFlags::GFP_HIGHUSER, GfpFlags::GFP_DMA, GfpFlags::GFP_KERNEL]
-        .iter()
-        .map(|&g| mm.alloc_pages(g, Order::ZERO, OwnerTag::API).unwrap())
-        .collect();
+    let pfns: Vec<Pfn> = [
+        GfpFlags::GFP_HIGHUSER,
+        GfpFlags::GFP_DMA,
+        GfpFlags::GFP_KERNEL,
+    ]
+    .iter()
+    .map(|&g| mm.alloc_pages(g, Order::ZERO, OwnerTag::API).unwrap())
+    .collect();
     let v = vmap(&mut *a, sim, &pfns, MapProt::KERNEL_RO, "vmap_test").unwrap();
-    assert_eq!((v.kind, v.nr_pages, v.phys), (VmapKind::Vmap, 3, pfns[0].phys()));
+    assert_eq!(
+        (v.kind, v.nr_pages, v.phys),
+        (VmapKind::Vmap, 3, pfns[0].phys())
+    );
     assert_eq!(frames_of(sim, &v), pfns);
     assert_eq!(sim.pte(v.start).unwrap().1, MapProt::KERNEL_RO);
     assert!(sim.pte(v.guard_page()).is_none());
@@ -595,10 +720,16 @@ fn vmap_maps_given_frames_and_vunmap_leaves_them() {
         mm.free_pages(p, Order::ZERO).unwrap();
     }
     assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
-    assert_eq!(vmap(&mut *a, sim, &[], MapProt::KERNEL, "empty"), Err(VmallocError::BadSize { size: 0 }));
+    assert_eq!(
+        vmap(&mut *a, sim, &[], MapProt::KERNEL, "empty"),
+        Err(VmallocError::BadSize { size: 0 })
+    );
     // A map failure in the middle unwinds.
     sim.fail_maps_after(Some(1));
-    assert!(matches!(vmap(&mut *a, sim, &pfns, MapProt::KERNEL, "x"), Err(VmallocError::Map(_))));
+    assert!(matches!(
+        vmap(&mut *a, sim, &pfns, MapProt::KERNEL, "x"),
+        Err(VmallocError::Map(_))
+    ));
     sim.fail_maps_after(None);
     assert_eq!(sim.nr_ptes(), 0);
     assert_pristine(&*a);
@@ -614,10 +745,21 @@ fn ioremap_of_reserved_ram_maps_it_uncached() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = areas();
-    let virt = ioremap(&mut *a, &mm, sim, PhysAddr(RESERVED_BASE), RESERVED_SIZE, "mem_tail").unwrap();
+    let virt = ioremap(
+        &mut *a,
+        &mm,
+        sim,
+        PhysAddr(RESERVED_BASE),
+        RESERVED_SIZE,
+        "mem_tail",
+    )
+    .unwrap();
     let area = *a.find(virt).unwrap();
     assert_eq!(area.start, virt);
-    assert_eq!((area.kind, area.nr_pages, area.phys), (VmapKind::Ioremap, 512, PhysAddr(RESERVED_BASE)));
+    assert_eq!(
+        (area.kind, area.nr_pages, area.phys),
+        (VmapKind::Ioremap, 512, PhysAddr(RESERVED_BASE))
+    );
     // 2 MiB → aligned to 2^IOREMAP_MAX_ORDER (512 KiB).
     assert_eq!(virt.0 % (1 << IOREMAP_MAX_ORDER), 0);
     let ptes = sim.ptes_in(area.start, area.reserved_end());
@@ -632,7 +774,11 @@ fn ioremap_of_reserved_ram_maps_it_uncached() {
     assert_eq!(sim.nr_ptes(), 0);
     assert_eq!(sim.unflushed(), 0);
     assert_pristine(&*a);
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo(), "ioremap touches no frame");
+    assert_eq!(
+        mm.buddyinfo(),
+        mm.boot_buddyinfo(),
+        "ioremap touches no frame"
+    );
 }
 
 #[test]
@@ -653,12 +799,18 @@ fn ioremap_widens_to_pages_and_returns_the_offset() {
     // iounmap takes the returned address (offset inside the first page).
     assert_eq!(
         iounmap(&mut *a, sim, VirtAddr(virt.0 + P)),
-        Err(VmallocError::NotAreaStart { addr: VirtAddr(area.start.0 + P), area: Some(area.start) })
+        Err(VmallocError::NotAreaStart {
+            addr: VirtAddr(area.start.0 + P),
+            area: Some(area.start)
+        })
     );
     iounmap(&mut *a, sim, virt).unwrap();
     assert_eq!(sim.nr_ptes(), 0);
     // Degenerate ranges.
-    assert_eq!(ioremap(&mut *a, &mm, sim, phys, 0, "x"), Err(VmallocError::BadSize { size: 0 }));
+    assert_eq!(
+        ioremap(&mut *a, &mm, sim, phys, 0, "x"),
+        Err(VmallocError::BadSize { size: 0 })
+    );
     assert_eq!(
         ioremap(&mut *a, &mm, sim, PhysAddr(u64::MAX - 10), 100, "x"),
         Err(VmallocError::BadSize { size: 100 })
@@ -682,16 +834,30 @@ fn ioremap_of_buddy_ram_is_refused() {
         Err(VmallocError::RamInUse { pfn: Pfn(0x101) })
     );
     // Allocated RAM (a block head and its tail).
-    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API).unwrap();
-    assert_eq!(ioremap(&mut *a, &mm, sim, pfn.phys(), P, "x"), Err(VmallocError::RamInUse { pfn }));
+    let pfn = mm
+        .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API)
+        .unwrap();
+    assert_eq!(
+        ioremap(&mut *a, &mm, sim, pfn.phys(), P, "x"),
+        Err(VmallocError::RamInUse { pfn })
+    );
     assert_eq!(
         ioremap(&mut *a, &mm, sim, pfn.add(1).phys(), P, "x"),
         Err(VmallocError::RamInUse { pfn: pfn.add(1) })
     );
     // A range that starts reserved and runs into managed RAM.
     assert_eq!(
-        ioremap(&mut *a, &mm, sim, PhysAddr(RESERVED_BASE), RESERVED_SIZE + 1, "x"),
-        Err(VmallocError::RamInUse { pfn: Pfn((RESERVED_BASE + RESERVED_SIZE) >> 12) })
+        ioremap(
+            &mut *a,
+            &mm,
+            sim,
+            PhysAddr(RESERVED_BASE),
+            RESERVED_SIZE + 1,
+            "x"
+        ),
+        Err(VmallocError::RamInUse {
+            pfn: Pfn((RESERVED_BASE + RESERVED_SIZE) >> 12)
+        })
     );
     // The BIOS page (reserved) is fine.
     let bios = ioremap(&mut *a, &mm, sim, PhysAddr(0), P, "bios").unwrap();
@@ -712,8 +878,18 @@ fn vmallocinfo_uses_linux_line_format() {
     let sim = mm.platform();
     let mut a = areas();
     let v = vmalloc(&mut *a, &mm, sim, 4 * P, "api_vmalloc+0x0/0x0").unwrap();
-    let io = ioremap(&mut *a, &mm, sim, PhysAddr(0xb000_0000), 0x10_0000, "pci_ecam").unwrap();
-    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+    let io = ioremap(
+        &mut *a,
+        &mm,
+        sim,
+        PhysAddr(0xb000_0000),
+        0x10_0000,
+        "pci_ecam",
+    )
+    .unwrap();
+    let pfn = mm
+        .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+        .unwrap();
     let m = vmap(&mut *a, sim, &[pfn], MapProt::KERNEL, "vmap_test").unwrap();
     let mut s = String::new();
     a.write_vmallocinfo(&mut s).unwrap();
@@ -729,7 +905,11 @@ fn vmallocinfo_uses_linux_line_format() {
         io.0 + 0x10_1000,
     );
     assert_eq!(s, expected);
-    assert_eq!(io.0, VMALLOC_START + (1 << IOREMAP_MAX_ORDER), "ioremap skipped to its alignment");
+    assert_eq!(
+        io.0,
+        VMALLOC_START + (1 << IOREMAP_MAX_ORDER),
+        "ioremap skipped to its alignment"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -823,10 +1003,19 @@ proptest! {
 fn reinit_retargets_an_empty_allocator() {
     let mut a = areas();
     let v = a.alloc(P, 1, VmapKind::Vmalloc, "x").unwrap();
-    assert_eq!(a.reinit(VirtAddr(VMALLOC_START), 1 << 20), Err(VmallocError::InUse { nr_areas: 1 }));
+    assert_eq!(
+        a.reinit(VirtAddr(VMALLOC_START), 1 << 20),
+        Err(VmallocError::InUse { nr_areas: 1 })
+    );
     a.free(v.start).unwrap();
     a.reinit(VirtAddr(VMALLOC_START), 1 << 20).unwrap();
     assert_eq!(a.stats().total_bytes, 1 << 20);
     assert_pristine(&*a);
-    assert_eq!(a.alloc(1 << 20, 1, VmapKind::Vmalloc, "x").unwrap_err(), VmallocError::NoSpace { size: 1 << 20, align: P });
+    assert_eq!(
+        a.alloc(1 << 20, 1, VmapKind::Vmalloc, "x").unwrap_err(),
+        VmallocError::NoSpace {
+            size: 1 << 20,
+            align: P
+        }
+    );
 }

@@ -64,7 +64,9 @@ fn write(reg: usize, value: u32) {
     let base = BASE.load(Ordering::Relaxed);
     debug_assert_ne!(base, 0);
     // SAFETY: as in `read`.
-    unsafe { core::ptr::with_exposed_provenance_mut::<u32>(base as usize + reg).write_volatile(value) }
+    unsafe {
+        core::ptr::with_exposed_provenance_mut::<u32>(base as usize + reg).write_volatile(value)
+    }
 }
 
 /// Signals end of interrupt to the local APIC (all non-spurious vectors).
@@ -84,7 +86,9 @@ pub fn init(acpi_base: u64) -> bool {
     }
     let phys = msr & 0x000f_ffff_ffff_f000;
     if phys != acpi_base {
-        log::warn!("apic: MADT says LAPIC at {acpi_base:#x}, IA32_APIC_BASE {phys:#x}; using the MSR");
+        log::warn!(
+            "apic: MADT says LAPIC at {acpi_base:#x}, IA32_APIC_BASE {phys:#x}; using the MSR"
+        );
     }
     if msr & APIC_BASE_ENABLE == 0 {
         // SAFETY: setting the global enable bit with the same base.

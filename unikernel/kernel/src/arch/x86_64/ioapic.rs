@@ -35,7 +35,8 @@ impl IoApic {
         // The select/data pair is only used under the IOAPICS lock, with
         // interrupts off, so no other access interleaves.
         unsafe {
-            core::ptr::with_exposed_provenance_mut::<u32>(self.virt as usize + IOREGSEL).write_volatile(reg);
+            core::ptr::with_exposed_provenance_mut::<u32>(self.virt as usize + IOREGSEL)
+                .write_volatile(reg);
             core::ptr::with_exposed_provenance::<u32>(self.virt as usize + IOWIN).read_volatile()
         }
     }
@@ -43,8 +44,10 @@ impl IoApic {
     fn write(&self, reg: u32, value: u32) {
         // SAFETY: as in `read`.
         unsafe {
-            core::ptr::with_exposed_provenance_mut::<u32>(self.virt as usize + IOREGSEL).write_volatile(reg);
-            core::ptr::with_exposed_provenance_mut::<u32>(self.virt as usize + IOWIN).write_volatile(value);
+            core::ptr::with_exposed_provenance_mut::<u32>(self.virt as usize + IOREGSEL)
+                .write_volatile(reg);
+            core::ptr::with_exposed_provenance_mut::<u32>(self.virt as usize + IOWIN)
+                .write_volatile(value);
         }
     }
 
@@ -72,14 +75,19 @@ fn with_ioapics<R>(f: impl FnOnce(&mut [Option<IoApic>; MAX_IOAPICS]) -> R) -> R
 /// Maps every IOAPIC of the MADT and masks all of its pins.
 pub fn init(info: &crate::acpi::AcpiInfo) {
     for (i, io) in info.ioapics().iter().enumerate().take(MAX_IOAPICS) {
-        let virt = match crate::memory::ioremap::ioremap_caller(u64::from(io.addr), 0x20, "IOAPIC") {
+        let virt = match crate::memory::ioremap::ioremap_caller(u64::from(io.addr), 0x20, "IOAPIC")
+        {
             Ok(v) => v.0,
             Err(e) => {
                 log::error!("ioapic[{}]: ioremap of {:#x}: {e}", io.id, io.addr);
                 continue;
             }
         };
-        let mut chip = IoApic { virt, gsi_base: io.gsi_base, nr_pins: 0 };
+        let mut chip = IoApic {
+            virt,
+            gsi_base: io.gsi_base,
+            nr_pins: 0,
+        };
         let version = chip.read(REG_VERSION);
         chip.nr_pins = ((version >> 16) & 0xff) + 1;
         for pin in 0..chip.nr_pins {
@@ -139,7 +147,11 @@ fn set_mask(gsi: u32, masked: bool) {
     with_ioapics(|chips| {
         if let Some((chip, pin)) = locate(chips, gsi) {
             let lo = chip.read(REG_REDTBL + 2 * pin);
-            let lo = if masked { lo | RTE_MASKED as u32 } else { lo & !(RTE_MASKED as u32) };
+            let lo = if masked {
+                lo | RTE_MASKED as u32
+            } else {
+                lo & !(RTE_MASKED as u32)
+            };
             chip.write(REG_REDTBL + 2 * pin, lo);
         }
     })

@@ -96,7 +96,11 @@ pub fn calibrate() -> u64 {
         khz / 1000,
         khz % 1000,
         runs,
-        if invariant { ", invariant" } else { ", not flagged invariant" }
+        if invariant {
+            ", invariant"
+        } else {
+            ", not flagged invariant"
+        }
     );
     khz
 }
