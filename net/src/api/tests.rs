@@ -1091,3 +1091,98 @@ fn concurrent_clients_and_pipelining_through_the_api() {
         assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
     });
 }
+
+/// A seeded random walk over every command, valid and invalid: each answer
+/// has an allowed status and API.md's error body, the allocator's
+/// invariants hold after every step, and reset brings the buddy state back
+/// to boot — no request, however odd, leaks or corrupts anything.
+#[test]
+fn random_command_walk_keeps_every_invariant() {
+    run(DEFAULT, |t| {
+        let mut seed = 0x243f_6a88_85a3_08d3u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let gfps = [
+            "GFP_KERNEL",
+            "GFP_DMA",
+            "GFP_DMA32",
+            "GFP_HIGHUSER",
+            "GFP_ATOMIC",
+            "GFP_KERNEL|__GFP_ZERO",
+            "__GFP_HIGHMEM",
+            "GFP_DMA|GFP_DMA32",
+            "bogus",
+        ];
+        let mut ids: Vec<u64> = Vec::new();
+        let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+        for step in 0..400 {
+            let gfp = gfps[next(gfps.len() as u64) as usize];
+            let id = if ids.is_empty() || next(5) == 0 {
+                next(1000)
+            } else {
+                ids[next(ids.len() as u64) as usize]
+            };
+            let (method, path, body) = match next(12) {
+                0 | 1 => ("POST", "/api/alloc".to_string(),
+                    Some(json!({"type":"pages","order":next(13),"gfp":gfp}).to_string())),
+                2 => ("POST", "/api/alloc".to_string(),
+                    Some(json!({"type":"kmalloc","size":next(20000),"gfp":gfp}).to_string())),
+                3 => ("POST", "/api/alloc".to_string(),
+                    Some(json!({"type":"cache","cache":(["c1","c2","kmalloc-64","nope"][next(4) as usize])}).to_string())),
+                4 => ("POST", "/api/alloc".to_string(),
+                    Some(json!({"type":"mempool","pool":(["p1","nope"][next(2) as usize])}).to_string())),
+                5 => ("DELETE", format!("/api/alloc/{id}?order={}", next(12)), None),
+                6 => ("DELETE", format!("/api/alloc/{id}"), None),
+                7 => ("POST", format!("/api/alloc/{id}/fill"), Some(json!({"byte":next(300)}).to_string())),
+                8 => ("GET", format!("/api/alloc/{id}/checksum"), None),
+                9 => ("POST", "/api/caches".to_string(), Some(json!({
+                    "name":(["c1","c2"][next(2) as usize]),"size":next(5000),"align":(1u64 << next(13)),
+                    "flags":([["SLAB_POISON"],["SLAB_RED_ZONE"],["SLAB_BOGUS"]][next(3) as usize])}).to_string())),
+                10 => match next(3) {
+                    0 => ("DELETE", format!("/api/caches/{}", ["c1","c2","kmalloc-64"][next(3) as usize]), None),
+                    1 => ("POST", format!("/api/caches/{}/shrink", ["c1","c2","kmalloc-64"][next(3) as usize]), None),
+                    _ => ("POST", "/api/mempools".to_string(),
+                        Some(json!({"name":"p1","cache":(["c1","c2"][next(2) as usize]),"min_nr":next(80)}).to_string())),
+                },
+                _ => match next(2) {
+                    0 => ("POST", "/api/mempools/p1/resize".to_string(), Some(json!({"min_nr":next(80)}).to_string())),
+                    _ => ("DELETE", "/api/mempools/p1".to_string(), None),
+                },
+            };
+            let r = t.request(method, &path, body.as_deref());
+            assert!(
+                matches!(r.status, 200 | 201 | 400 | 404 | 409 | 507),
+                "step {step}: {method} {path} {body:?} → {} {}",
+                r.status,
+                r.text()
+            );
+            *by_status.entry(r.status).or_default() += 1;
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            if r.status >= 400 {
+                assert!(
+                    v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+                    "{v}"
+                );
+            } else if r.status == 201 && path == "/api/alloc" {
+                ids.push(v["id"].as_u64().unwrap());
+            }
+            t.mm.lock().check_invariants().unwrap();
+        }
+        // The walk really exercised both sides: successes and every kind
+        // of refusal.
+        for status in [200, 201, 400, 404, 409] {
+            assert!(
+                by_status.get(&status).is_some_and(|&n| n >= 5),
+                "{by_status:?}"
+            );
+        }
+        let r = t.request("POST", "/api/reset", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+        assert_eq!(t.json("/api/allocations")["allocations"], json!([]));
+    });
+}
