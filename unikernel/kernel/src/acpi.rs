@@ -101,7 +101,6 @@ impl AcpiInfo {
         &self.overrides[..self.nr_overrides]
     }
 
-    #[allow(dead_code, reason = "API for the memory and network bring-up")]
     /// GSI of ISA `irq` after overrides (identity if none).
     pub fn isa_irq_to_gsi(&self, irq: u8) -> u32 {
         self.overrides()
@@ -114,7 +113,6 @@ impl AcpiInfo {
 static ACPI_INFO: Once<AcpiInfo> = Once::new();
 
 /// The result of [`init`], if ACPI was found.
-#[allow(dead_code, reason = "API for the memory and network bring-up")]
 pub fn info() -> Option<&'static AcpiInfo> {
     ACPI_INFO.get()
 }

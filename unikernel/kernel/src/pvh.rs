@@ -85,7 +85,6 @@ impl MemType {
         }
     }
 
-    #[allow(dead_code, reason = "API for the memory and network bring-up")]
     pub const fn as_e820(self) -> u32 {
         match self {
             MemType::Ram => 1,
@@ -146,9 +145,7 @@ pub struct BootInfo {
     /// Physical address of the ACPI RSDP, from start_info or a BIOS-area scan.
     pub rsdp: Option<u64>,
     /// Where `hvm_start_info` itself lies (to reserve it if still needed).
-    #[allow(dead_code, reason = "API for the memory and network bring-up")]
     pub start_info_phys: u64,
-    #[allow(dead_code, reason = "API for the memory and network bring-up")]
     pub start_info_size: u64,
 }
 
@@ -176,14 +173,8 @@ struct CmdlineBuf {
 static CMDLINE: Once<CmdlineBuf> = Once::new();
 static BOOT_INFO: Once<BootInfo> = Once::new();
 
-/// The parsed boot information, once [`parse`] ran.
-#[allow(dead_code, reason = "API for the memory and network bring-up")]
-pub fn boot_info() -> Option<&'static BootInfo> {
-    BOOT_INFO.get()
-}
-
 /// Parses `hvm_start_info` at `start_info_phys`, logs the memory map and
-/// command line like Linux does, and keeps the result (see [`boot_info`]).
+/// command line like Linux does, and keeps the result for the kernel's life.
 ///
 /// Panics if no PVH start info is found there: nothing else can be trusted.
 pub fn parse(start_info_phys: u64) -> &'static BootInfo {

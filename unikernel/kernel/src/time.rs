@@ -6,7 +6,6 @@ use spin::Mutex;
 
 static CLOCK: Mutex<Option<fn() -> u64>> = Mutex::new(None);
 
-#[allow(dead_code, reason = "API for the memory and network bring-up")]
 /// Registers the milliseconds-since-boot source used by [`now_ms`].
 pub fn set_clock(clock: fn() -> u64) {
     x86_64::instructions::interrupts::without_interrupts(|| *CLOCK.lock() = Some(clock));

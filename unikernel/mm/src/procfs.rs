@@ -83,8 +83,8 @@ const MIGRATE_MOVABLE: usize = 1;
 /// first PFN whose first frame has a descriptor, as Linux counts them).
 pub fn pagetypeinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
     let pageblock_pages = 1u64 << PAGEBLOCK_ORDER;
-    write!(w, "Page block order: {PAGEBLOCK_ORDER}\n")?;
-    write!(w, "Pages per block:  {pageblock_pages}\n")?;
+    writeln!(w, "Page block order: {PAGEBLOCK_ORDER}")?;
+    writeln!(w, "Pages per block:  {pageblock_pages}")?;
     w.write_char('\n')?;
 
     write!(w, "{:<43} ", "Free pages count per migrate type at order")?;

@@ -123,12 +123,6 @@ pub fn with_kmap_atomic<R>(pfn: Pfn, f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
-/// Number of kmap_atomic slots in use right now.
-#[allow(dead_code, reason = "read through kmap_atomic_stack() by /api/kmap")]
-pub fn kmap_atomic_used() -> usize {
-    KMAP_ATOMIC.lock().depth()
-}
-
 /// `mm`'s view of the machine: frames through the direct map when it
 /// reaches them, through kmap_atomic otherwise.
 pub struct KernelPlatform {

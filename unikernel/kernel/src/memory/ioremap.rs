@@ -15,7 +15,7 @@
 //! alias cached direct-map entries (cf. the `walk_system_ram_range()` check
 //! in `__ioremap_caller()`); reserved and not-RAM frames are fine.
 
-use mm::types::{PAGE_SIZE, PhysAddr, VirtAddr};
+use mm::types::{PhysAddr, VirtAddr};
 use mm::vmalloc::{self as vm, VmallocError, VmapArea, VmapKind};
 
 use super::vmalloc::areas;
@@ -50,7 +50,10 @@ pub fn ioremap_caller(
 }
 
 /// `iounmap(addr)`: `addr` as [`ioremap`] returned it.
-#[allow(dead_code, reason = "kernel API: the devices we drive live forever")]
+#[allow(
+    dead_code,
+    reason = "kernel API; the devices we drive stay mapped for the kernel's life"
+)]
 pub fn iounmap(addr: VirtAddr) -> Result<VmapArea, VmallocError> {
     let mm = super::mm();
     vm::iounmap(&mut areas(), mm.platform(), addr)
@@ -66,14 +69,4 @@ pub fn find(phys: u64, size: u64) -> Option<VirtAddr> {
         .filter(|a| a.kind == VmapKind::Ioremap)
         .find(|a| a.phys.0 <= phys && end <= a.phys.0 + a.size)
         .map(|a| VirtAddr(a.start.0 + (phys - a.phys.0)))
-}
-
-/// Bytes of all ioremap areas (whole pages).
-#[allow(dead_code, reason = "statistics")]
-pub fn mapped_bytes() -> u64 {
-    areas()
-        .iter()
-        .filter(|a| a.kind == VmapKind::Ioremap)
-        .map(|a| a.nr_pages * PAGE_SIZE)
-        .sum()
 }

@@ -73,7 +73,6 @@ pub fn mm() -> &'static Mm {
 }
 
 /// The retired memblock (regions and reservations as at hand-over).
-#[allow(dead_code, reason = "read by the HTTP API (issue #3)")]
 pub fn memblock() -> spin::MutexGuard<'static, Memblock> {
     MEMBLOCK.lock()
 }

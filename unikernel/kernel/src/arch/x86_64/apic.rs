@@ -7,7 +7,7 @@
 //! network stack's next deadline and sleeps in `hlt`; the interrupt only
 //! records that it fired. No periodic tick exists.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
@@ -47,7 +47,6 @@ const DIVIDE_BY_16: u32 = 0x3;
 static BASE: AtomicU64 = AtomicU64::new(0);
 /// Timer ticks per millisecond at divide-by-16.
 static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
-static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
 static TIMER_IRQS: AtomicU64 = AtomicU64::new(0);
 
 fn read(reg: usize) -> u32 {
@@ -151,7 +150,6 @@ pub fn arm_oneshot_us(us: u64) {
     let per_ms = TICKS_PER_MS.load(Ordering::Relaxed);
     let ticks = (u128::from(us) * u128::from(per_ms)).div_ceil(1000);
     let ticks = ticks.clamp(1, u128::from(u32::MAX)) as u32;
-    TIMER_FIRED.store(false, Ordering::Relaxed);
     write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
     write(REG_TIMER_INIT, ticks);
 }
@@ -161,19 +159,12 @@ pub fn cancel_timer() {
     write(REG_TIMER_INIT, 0);
 }
 
-/// Whether the one-shot fired since it was last armed.
-#[allow(dead_code, reason = "diagnostics")]
-pub fn timer_fired() -> bool {
-    TIMER_FIRED.load(Ordering::Relaxed)
-}
-
 /// Timer interrupts since boot.
 pub fn timer_irqs() -> u64 {
     TIMER_IRQS.load(Ordering::Relaxed)
 }
 
 fn timer_interrupt(_frame: &mut TrapFrame) {
-    TIMER_FIRED.store(true, Ordering::Relaxed);
     TIMER_IRQS.fetch_add(1, Ordering::Relaxed);
     eoi();
 }

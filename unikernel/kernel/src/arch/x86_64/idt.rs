@@ -339,7 +339,6 @@ pub fn init() {
     log::info!("IDT loaded: 24 exception gates, vectors 32-255 -> irq stubs");
 }
 
-#[allow(dead_code, reason = "API for the memory and network bring-up")]
 /// Routes vector `vector` (32-255) to `handler`. Returns false for an
 /// exception vector.
 pub fn set_irq_handler(vector: u8, handler: IrqHandler) -> bool {

@@ -51,12 +51,6 @@ impl IoApic {
         }
     }
 
-    fn read_rte(&self, pin: u32) -> u64 {
-        let lo = self.read(REG_REDTBL + 2 * pin);
-        let hi = self.read(REG_REDTBL + 2 * pin + 1);
-        (u64::from(hi) << 32) | u64::from(lo)
-    }
-
     fn write_rte(&self, pin: u32, rte: u64) {
         // Mask first, so a half-written entry never fires; high word, then
         // the low word that carries the mask bit.
@@ -155,10 +149,4 @@ fn set_mask(gsi: u32, masked: bool) {
             chip.write(REG_REDTBL + 2 * pin, lo);
         }
     })
-}
-
-/// The redirection entry of `gsi`, for diagnostics.
-#[allow(dead_code, reason = "diagnostics")]
-pub fn rte(gsi: u32) -> Option<u64> {
-    with_ioapics(|chips| locate(chips, gsi).map(|(chip, pin)| chip.read_rte(pin)))
 }

@@ -20,7 +20,6 @@ pub static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
 /// Physical addresses below this are reachable at `phys + PHYS_OFFSET`.
 static PHYS_LIMIT: AtomicU64 = AtomicU64::new(BOOT_IDENTITY_LIMIT);
 
-#[allow(dead_code, reason = "API for the memory and network bring-up")]
 /// Switches the window to `[0, limit)` at `offset` (the direct map), after
 /// CR3 points at tables that map it.
 pub fn set_phys_window(offset: u64, limit: u64) {

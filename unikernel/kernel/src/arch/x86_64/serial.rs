@@ -137,7 +137,6 @@ pub fn with_console<R>(f: impl FnOnce(&mut Uart) -> R) -> R {
     })
 }
 
-#[allow(dead_code, reason = "API for the memory and network bring-up")]
 /// Writes formatted text to the console, no prefix (for lines such as
 /// `READY http://…` that tests match exactly).
 pub fn print(args: fmt::Arguments<'_>) {

@@ -37,7 +37,6 @@ pub fn mark_boot() {
 }
 
 /// TSC frequency in kHz, 0 before [`calibrate`].
-#[allow(dead_code, reason = "API for /api/bench (TSC-timed workloads)")]
 pub fn tsc_khz() -> u64 {
     TSC_KHZ.load(Ordering::Relaxed)
 }
