@@ -63,6 +63,28 @@ impl Client {
         }
     }
 
+    /// Connects and checks the connection is served (a HEAD of
+    /// `/api/health` answered), retrying while the guest's sockets are all
+    /// busy and it resets new connections, for at most `patience`.
+    pub fn connect_patiently(port: u16, patience: Duration) -> Client {
+        let end = std::time::Instant::now() + patience;
+        loop {
+            let mut c = Client::connect(port);
+            let head = b"HEAD /api/health HTTP/1.1\r\nHost: pagezone\r\n\r\n";
+            let answer = c
+                .writer
+                .write_all(head)
+                .and_then(|()| c.try_read_response(true));
+            match answer {
+                Ok(r) if r.status == 200 => return c,
+                _ if std::time::Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                other => panic!("no served connection within {patience:?}: {other:?}"),
+            }
+        }
+    }
+
     /// Sends raw bytes (for malformed-request tests).
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("send");
@@ -99,10 +121,20 @@ impl Client {
         self.read_response(method == "HEAD")
     }
 
-    /// Reads one response (headers, then exactly Content-Length bytes).
+    /// Reads one response (headers, then exactly Content-Length bytes);
+    /// panics on a broken connection or a malformed response.
     pub fn read_response(&mut self, head_only: bool) -> Response {
+        self.try_read_response(head_only)
+            .unwrap_or_else(|e| panic!("reading the response: {e}"))
+    }
+
+    /// Like [`read_response`](Self::read_response), with I/O errors (a
+    /// reset or closed connection) returned instead of panicking.
+    pub fn try_read_response(&mut self, head_only: bool) -> std::io::Result<Response> {
         let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         let mut parts = line.trim_end().splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
         assert!(version.starts_with("HTTP/1."), "bad status line {line:?}");
@@ -113,7 +145,7 @@ impl Client {
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
-            self.reader.read_line(&mut h).expect("header line");
+            self.reader.read_line(&mut h)?;
             let h = h.trim_end();
             if h.is_empty() {
                 break;
@@ -129,11 +161,49 @@ impl Client {
             .map(|(_, v)| v.parse().expect("numeric Content-Length"))
             .unwrap_or(0);
         let mut body = vec![0; if head_only { 0 } else { len }];
-        self.reader.read_exact(&mut body).expect("body");
-        Response {
+        self.reader.read_exact(&mut body)?;
+        Ok(Response {
             status,
             headers,
             body,
+        })
+    }
+}
+
+/// One request on a fresh connection, retried while the connection is
+/// refused or reset (all of the guest's sockets busy) until `patience` runs
+/// out: what a well-behaved client does when a server is saturated.
+pub fn request_patiently(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    patience: Duration,
+) -> Response {
+    let end = std::time::Instant::now() + patience;
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+            let mut c = Client {
+                reader: BufReader::new(stream.try_clone()?),
+                writer: stream,
+            };
+            let mut req = format!("{method} {path} HTTP/1.1\r\nHost: pagezone\r\n");
+            if let Some(b) = body {
+                req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+            }
+            req.push_str("\r\n");
+            req.push_str(body.unwrap_or(""));
+            c.writer.write_all(req.as_bytes())?;
+            c.try_read_response(method == "HEAD")
+        });
+        match attempt {
+            Ok(r) => return r,
+            Err(e) if std::time::Instant::now() < end => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{method} {path}: no answer within {patience:?}: {e}"),
         }
     }
 }

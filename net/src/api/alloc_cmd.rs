@@ -25,7 +25,7 @@ struct AllocBody<'b> {
     order: Option<u64>,
     #[serde(borrow)]
     gfp: Option<&'b str>,
-    /// Bytes (`vmalloc`, `ioremap`).
+    /// Bytes (`vmalloc`, `ioremap`, `dma`).
     size: Option<u64>,
     /// `"0x…"` (`ioremap`).
     #[serde(borrow)]
@@ -38,7 +38,7 @@ struct FillBody {
 }
 
 /// Allocation types of API.md that this build does not implement yet.
-const NOT_YET: [&str; 3] = ["vmalloc", "dma", "ioremap"];
+const NOT_YET: [&str; 2] = ["vmalloc", "ioremap"];
 
 /// Deepest `[`/`{` nesting a body may have. serde-json-core recurses once
 /// per level (also through fields it ignores), so a 64 KiB body of `[`
@@ -109,6 +109,25 @@ pub(super) fn parse_id(s: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::einval(format!("malformed handle id '{s}'")))
 }
 
+/// `?order=K` of a free: decimal digits, 0..=10.
+pub(super) fn parse_order_param(s: &str) -> Result<Order, ApiError> {
+    let value = s
+        .parse::<u64>()
+        .ok()
+        .filter(|_| !s.starts_with('+'))
+        .ok_or_else(|| ApiError::einval(format!("malformed order '{s}'")))?;
+    parse_order(value)
+}
+
+/// The `{"byte":0-255}` body of a fill.
+pub(super) fn parse_fill_byte(body: &[u8]) -> Result<u8, ApiError> {
+    let body: FillBody = parse_body(body)?;
+    let byte = body
+        .byte
+        .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
+    u8::try_from(byte).map_err(|_| ApiError::einval(format!("byte {byte} is out of range 0..=255")))
+}
+
 fn parse_order(value: u64) -> Result<Order, ApiError> {
     u8::try_from(value)
         .ok()
@@ -138,9 +157,10 @@ impl<P: Platform> Api<'_, P> {
             Some(kind @ ("kmalloc" | "cache" | "mempool")) => {
                 return self.alloc_slab(kind, &req.body);
             }
+            Some("dma") => return self.alloc_dma(body.size),
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
-                    "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\")"
+                    "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\", \"dma\")"
                 )));
             }
             Some(kind) => {
@@ -219,14 +239,7 @@ impl<P: Platform> Api<'_, P> {
         self.check_not_kmapped(&handle)?;
         let order = match order {
             None => handle.order,
-            Some(s) => {
-                let value = s
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|_| !s.starts_with('+'))
-                    .ok_or_else(|| ApiError::einval(format!("malformed order '{s}'")))?;
-                parse_order(value)?
-            }
+            Some(s) => parse_order_param(s)?,
         };
         // The allocator itself refuses a wrong order (cf. bad_page()), so
         // the check is the kernel's, not a copy of it.
@@ -273,12 +286,7 @@ impl<P: Platform> Api<'_, P> {
             Some(_) => None,
             None => Some(self.lookup(id)?),
         };
-        let body: FillBody = parse_body(&req.body)?;
-        let byte = body
-            .byte
-            .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
-        let byte = u8::try_from(byte)
-            .map_err(|_| ApiError::einval(format!("byte {byte} is out of range 0..=255")))?;
+        let byte = parse_fill_byte(&req.body)?;
         let handle = match (handle, vm_handle) {
             (Some(handle), _) => handle,
             (None, Some(h)) => return self.fill_vm(req, h, byte),
@@ -317,6 +325,7 @@ impl<P: Platform> Api<'_, P> {
     pub(super) fn reset(&mut self) -> Response {
         // Kmaps and vm areas first: a kmapped page cannot be freed.
         let mut freed = self.reset_vm();
+        freed += self.reset_dma();
         freed += self.reset_slab();
         while let Some((_, handle)) = self.handles.pop_first() {
             // Each handle is a block the API allocated with exactly this

@@ -12,8 +12,10 @@
 //!
 //! What only the kernel knows (uptime, version, DMA buffers, the kernel
 //! image's sections, vmalloc and direct-map figures for meminfo) comes
-//! through the [`System`] trait; boot-time facts (command line, firmware
-//! map, the retired memblock) through [`BootView`].
+//! through the [`System`] trait, and so do the `dma` handles' buffers
+//! (`dma_alloc_coherent` on the kernel's one registry, see `dma.rs`);
+//! boot-time facts (command line, firmware map, the retired memblock)
+//! through [`BootView`].
 //!
 //! Routes of API.md whose subsystems are not built yet answer 404 ENOENT
 //! "… is not available in this build", exactly as if absent, and are left
@@ -21,6 +23,7 @@
 
 mod alloc_cmd;
 mod bench;
+mod dma;
 mod metrics;
 mod pagemap;
 mod slab;
@@ -49,6 +52,8 @@ use crate::response::Response;
 use crate::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
 use crate::stack::{App, NetStats};
 
+pub use dma::{DMA_OWNER, DmaCallError, DmaHandle, MAX_DMA_SIZE};
+pub use mm::dma::CoherentInfo;
 pub use slab::{
     KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, settle_kmalloc_caches,
 };
@@ -74,6 +79,22 @@ pub trait System {
     /// Coherent DMA buffers and bounce-pool counters (`/api/dma`).
     fn dma(&self) -> DmaInfo {
         DmaInfo::default()
+    }
+    /// `dma_alloc_coherent(size)` on the kernel's coherent DMA registry
+    /// (the one its drivers use), recorded with owner [`DMA_OWNER`], for
+    /// `POST /api/alloc {"type":"dma"}`: zeroed, physically contiguous
+    /// frames below 4 GiB in the direct map. `size` is 1..=[`MAX_DMA_SIZE`].
+    /// The default: not available in this build.
+    fn dma_alloc_coherent(&self, size: u64) -> Result<CoherentInfo, DmaCallError> {
+        let _ = size;
+        Err(DmaCallError::NotAvailable)
+    }
+    /// `dma_free_coherent()` of a buffer [`System::dma_alloc_coherent`]
+    /// returned, named by its DMA address and the size it was allocated
+    /// with; refused, with nothing freed, for any other address or size.
+    fn dma_free_coherent(&self, dma_addr: PhysAddr, size: u64) -> Result<(), DmaCallError> {
+        let _ = (dma_addr, size);
+        Err(DmaCallError::NotAvailable)
     }
     /// The kernel image's sections, nested under System RAM in
     /// `/proc/iomem`.
@@ -201,6 +222,8 @@ pub struct Api<'a, P: Platform> {
     vm: vm::VmState<'a>,
     /// Slab caches, mempools and the `kmalloc`/`cache`/`mempool` handles.
     slab: slab::SlabState<'a>,
+    /// The `dma` handles (coherent buffers from the kernel's registry).
+    dma: dma::DmaState,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -231,6 +254,7 @@ impl<'a, P: Platform> Api<'a, P> {
             counters: HttpCounters::default(),
             vm: vm::VmState::default(),
             slab: slab::SlabState::new(),
+            dma: dma::DmaState::default(),
         }
     }
 
@@ -314,6 +338,9 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::MempoolResize => return self.mempool_resize(param(), &req.body),
             RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_slab_handle(param()) => {
                 return self.slab_handle_cmd(id, param(), req);
+            }
+            RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_dma_handle(param()) => {
+                return self.dma_handle_cmd(id, param(), req);
             }
             RouteId::Alloc => return self.alloc(req),
             RouteId::Free => return self.free(req, param(), req.query_param("order")),

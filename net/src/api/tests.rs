@@ -5,7 +5,7 @@
 //! the legacy hole, ACPI tables at the top, `lowmem=64M` (so HighMem
 //! exists) and `mem=120M` (so a `mem_limit` tail exists).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::format;
 use std::string::{String, ToString};
 use std::vec;
@@ -25,6 +25,7 @@ use smoltcp::iface::SocketHandle;
 use super::*;
 use crate::testing::{HttpResponse, Net};
 
+mod dma;
 mod extras;
 mod slab;
 
@@ -68,7 +69,11 @@ fn memblock(fw: &[(PhysAddr, PhysAddr, E820Type)]) -> Memblock {
     mb
 }
 
-struct FakeSystem {
+struct FakeSystem<'m> {
+    /// The simulated kernel's coherent DMA registry (`mm::dma::Dma` on the
+    /// same `MemoryManager`): the API's `dma` buffers live here.
+    mm: &'m MemoryManager<'m, SimPlatform>,
+    dma: RefCell<mm::dma::Dma>,
     uptime_ms: Cell<u64>,
     /// `now_ns`: calls so far and the time (see there).
     clock_calls: Cell<u64>,
@@ -84,7 +89,7 @@ const CLOCK_STEP_NS: u64 = 100;
 const CLOCK_HICCUP_NS: u64 = 40_000;
 const CLOCK_HICCUP_EVERY: u64 = 63;
 
-impl System for FakeSystem {
+impl System for FakeSystem<'_> {
     fn uptime_ms(&self) -> u64 {
         self.uptime_ms.get()
     }
@@ -103,20 +108,44 @@ impl System for FakeSystem {
         "0.1.0-test"
     }
     fn dma(&self) -> DmaInfo {
+        // A made-up driver buffer first (its frames are not really taken),
+        // then the registry's real ones.
+        let snap = self.dma.borrow().snapshot();
+        let mut coherent = vec![CoherentBuffer {
+            owner: "virtio-net rx".into(),
+            cpu_addr: 0xffff_8880_0020_0000,
+            dma_addr: 0x20_0000,
+            size_bytes: 16384,
+            zone: "DMA32",
+        }];
+        coherent.extend(snap.coherent().map(|b| CoherentBuffer {
+            owner: b.owner.into(),
+            cpu_addr: b.cpu_addr.0,
+            dma_addr: b.dma_addr.0,
+            size_bytes: b.size,
+            zone: b.zone.name(),
+        }));
         DmaInfo {
-            coherent: vec![CoherentBuffer {
-                owner: "virtio-net rx".into(),
-                cpu_addr: 0xffff_8880_0020_0000,
-                dma_addr: 0x20_0000,
-                size_bytes: 16384,
-                zone: "DMA32",
-            }],
+            coherent,
             bounce: BounceInfo {
                 slots: 64,
                 used: 1,
                 bytes_bounced: 1514,
             },
         }
+    }
+    fn dma_alloc_coherent(&self, size: u64) -> Result<mm::dma::CoherentInfo, DmaCallError> {
+        let buf = self
+            .dma
+            .borrow_mut()
+            .dma_alloc_coherent(self.mm, size, DMA_OWNER)?;
+        Ok(buf.info())
+    }
+    fn dma_free_coherent(&self, dma_addr: PhysAddr, size: u64) -> Result<(), DmaCallError> {
+        Ok(self
+            .dma
+            .borrow_mut()
+            .free_coherent_at(self.mm, dma_addr, size)?)
     }
     fn kernel_sections(&self) -> KernelSections {
         KernelSections {
@@ -161,6 +190,8 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     slab.settle(&mm);
     mm.mark_boot_complete();
     let system = FakeSystem {
+        mm: &mm,
+        dma: RefCell::new(mm::dma::Dma::new()),
         uptime_ms: Cell::new(1234),
         clock_calls: Cell::new(0),
         clock_ns: Cell::new(0),
@@ -801,7 +832,10 @@ fn bad_requests_are_400_einval() {
             (r#"{"type":"bogus","order":1}"#, "unknown allocation type"),
             (r#"{"type":"kmalloc","size":0}"#, "out of range"),
             (r#"{"type":"vmalloc","size":4096}"#, "not supported yet"),
-            (r#"{"type":"dma","size":4096}"#, "not supported yet"),
+            (r#"{"type":"dma","size":0}"#, "out of range"),
+            (r#"{"type":"dma","size":4194305}"#, "out of range"),
+            (r#"{"type":"dma"}"#, "missing \"size\""),
+            (r#"{"type":"dma","size":-1}"#, "malformed JSON"),
         ];
         for (body, why) in cases {
             let r = t.request("POST", "/api/alloc", Some(body));
@@ -1119,6 +1153,7 @@ fn random_command_walk_keeps_every_invariant() {
         ];
         let mut ids: Vec<u64> = Vec::new();
         let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+        let mut dma_buffers = 0;
         for step in 0..400 {
             let gfp = gfps[next(gfps.len() as u64) as usize];
             let id = if ids.is_empty() || next(5) == 0 {
@@ -1129,6 +1164,8 @@ fn random_command_walk_keeps_every_invariant() {
             let (method, path, body) = match next(12) {
                 0 | 1 => ("POST", "/api/alloc".to_string(),
                     Some(json!({"type":"pages","order":next(13),"gfp":gfp}).to_string())),
+                2 if next(3) == 0 => ("POST", "/api/alloc".to_string(),
+                    Some(json!({"type":"dma","size":next(5 << 20)}).to_string())),
                 2 => ("POST", "/api/alloc".to_string(),
                     Some(json!({"type":"kmalloc","size":next(20000),"gfp":gfp}).to_string())),
                 3 => ("POST", "/api/alloc".to_string(),
@@ -1169,6 +1206,7 @@ fn random_command_walk_keeps_every_invariant() {
                 );
             } else if r.status == 201 && path == "/api/alloc" {
                 ids.push(v["id"].as_u64().unwrap());
+                dma_buffers += u32::from(v["type"] == "dma");
             }
             t.mm.lock().check_invariants().unwrap();
         }
@@ -1180,9 +1218,18 @@ fn random_command_walk_keeps_every_invariant() {
                 "{by_status:?}"
             );
         }
+        assert!(dma_buffers >= 3, "{dma_buffers} dma buffers");
         let r = t.request("POST", "/api/reset", None);
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
         assert_eq!(t.json("/api/allocations")["allocations"], json!([]));
+        assert!(
+            !t.json("/api/dma")["coherent"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["owner"] == DMA_OWNER),
+            "reset freed every dma buffer"
+        );
     });
 }

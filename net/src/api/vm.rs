@@ -282,6 +282,7 @@ enum AnyHandleJson {
     Pages(HandleJson),
     Vm(VmHandleJson),
     Slab(super::slab::SlabHandleJson),
+    Dma(super::dma::DmaHandleJson),
 }
 
 /// One area of `/api/vmallocinfo`.
@@ -397,7 +398,8 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `/api/allocations`: every handle, by id.
     pub(super) fn allocations_view(&self) -> Response {
-        if self.vm.handles.is_empty() && self.slab.handles.is_empty() {
+        if self.vm.handles.is_empty() && self.slab.handles.is_empty() && self.dma.handles.is_empty()
+        {
             return super::views::allocations(self.handles.values());
         }
         let mut all: Vec<(u64, AnyHandleJson)> = self
@@ -415,6 +417,12 @@ impl<'a, P: Platform> Api<'a, P> {
                     .handles
                     .values()
                     .map(|h| (h.id, AnyHandleJson::Slab(h.into()))),
+            )
+            .chain(
+                self.dma
+                    .handles
+                    .values()
+                    .map(|h| (h.id, AnyHandleJson::Dma(h.into()))),
             )
             .collect();
         all.sort_by_key(|(id, _)| *id);
@@ -1016,6 +1024,11 @@ impl<'a, P: Platform> Api<'a, P> {
             return Err(ApiError::einval(format!(
                 "allocation {id} is {}: kmap takes a pages handle (a vm area is mapped already)",
                 h.kind.name()
+            )));
+        }
+        if self.dma.handles.contains_key(&id) {
+            return Err(ApiError::einval(format!(
+                "allocation {id} is dma: kmap takes a pages handle (a coherent buffer is direct-mapped already)"
             )));
         }
         let handle = self

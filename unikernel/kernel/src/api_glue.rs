@@ -13,7 +13,7 @@ use mm::platform::{FRAME_BYTES, PageMapper};
 use mm::procfs::{E820Type, KernelSections, Meminfo};
 use mm::types::{PAGE_SIZE, PhysAddr, VirtAddr};
 use mm::vmalloc::VmapKind;
-use net::api::{API_CALLER, BootView, DmaInfo, System, Vm};
+use net::api::{API_CALLER, BootView, CoherentInfo, DMA_OWNER, DmaCallError, DmaInfo, System, Vm};
 
 use crate::arch::x86_64::{boot, paging, tsc};
 use crate::memory;
@@ -57,6 +57,17 @@ impl System for KernelSystem {
 
     fn dma(&self) -> DmaInfo {
         crate::drivers::dma::dma_info()
+    }
+
+    fn dma_alloc_coherent(&self, size: u64) -> Result<CoherentInfo, DmaCallError> {
+        // The same registry (and lock) as virtio-net's buffers; the API
+        // keeps the address and size and frees by them.
+        let buf = crate::drivers::dma::dma_alloc_coherent(size, DMA_OWNER)?;
+        Ok(buf.info())
+    }
+
+    fn dma_free_coherent(&self, dma_addr: PhysAddr, size: u64) -> Result<(), DmaCallError> {
+        Ok(crate::drivers::dma::free_coherent_at(dma_addr.0, size)?)
     }
 
     fn kernel_sections(&self) -> KernelSections {

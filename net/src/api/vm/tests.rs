@@ -999,3 +999,26 @@ fn bench_vmalloc_maps_and_frees_every_time() {
         assert_eq!(t.buddyinfo(), boot);
     });
 }
+
+// ----------------------------------------------------------------------
+// {"type":"dma"} on a system without coherent DMA
+// ----------------------------------------------------------------------
+
+/// This fake keeps `System`'s DMA defaults: the type is known, but the
+/// system has no registry to take buffers from.
+#[test]
+fn dma_without_a_dma_system_is_400_not_available() {
+    run(|t| {
+        let boot = t.buddyinfo();
+        let r = t.post("/api/alloc", json!({"type":"dma","size":4096}));
+        assert_eq!(error(&r), (400, "EINVAL".to_string()));
+        assert!(r.text().contains("not available"), "{}", r.text());
+        // Size checks come first, as for every other type.
+        let r = t.post("/api/alloc", json!({"type":"dma","size":0}));
+        assert_eq!(error(&r), (400, "EINVAL".to_string()));
+        assert!(r.text().contains("out of range"), "{}", r.text());
+        assert_eq!(t.json("/api/allocations"), json!({"allocations":[]}));
+        assert_eq!(t.buddyinfo(), boot);
+        assert_eq!(t.api.quota().0, 0);
+    });
+}

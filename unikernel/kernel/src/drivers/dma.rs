@@ -46,13 +46,17 @@ pub fn dma_snapshot() -> DmaSnapshot {
     DMA.lock().snapshot()
 }
 
-/// `dma_alloc_coherent()` on the kernel's memory manager.
+/// `dma_alloc_coherent()` on the kernel's memory manager (virtio-net's
+/// buffers, and the API's `dma` handles with owner `"api"`).
 pub fn dma_alloc_coherent(size: u64, owner: &'static str) -> Result<DmaBuffer, DmaError> {
     DMA.lock().dma_alloc_coherent(memory::mm(), size, owner)
 }
 
 /// `dma_free_coherent()`.
-#[allow(dead_code, reason = "API for /api/alloc type dma (issue #3 API side)")]
+#[allow(
+    dead_code,
+    reason = "virtio-net and the API free by address (free_coherent_at)"
+)]
 pub fn dma_free_coherent(buf: DmaBuffer) -> Result<(), DmaError> {
     DMA.lock().dma_free_coherent(memory::mm(), buf)
 }
@@ -81,10 +85,6 @@ pub fn in_bounce_area(dma_addr: u64) -> bool {
 
 /// [`dma_snapshot`] in the API's shape (for `net::api::System::dma`). The
 /// snapshot is copied under the lock; the conversion allocates after it.
-#[allow(
-    dead_code,
-    reason = "for the kernel's net::api::System impl (wired by the lead)"
-)]
 pub fn dma_info() -> net::api::DmaInfo {
     let snap = dma_snapshot();
     net::api::DmaInfo {
