@@ -130,7 +130,7 @@ impl OwnerTag {
     pub const SLAB: OwnerTag = OwnerTag(9);
     /// Backing a vmalloc area.
     pub const VMALLOC: OwnerTag = OwnerTag(10);
-    /// virtio-net DMA buffers (coherent or bounce).
+    /// Coherent DMA buffers and the bounce pool (virtio-net's and the API's).
     pub const DMA: OwnerTag = OwnerTag(11);
     /// The kernel's global heap.
     pub const HEAP: OwnerTag = OwnerTag(12);
@@ -149,7 +149,7 @@ impl OwnerTag {
         (OwnerTag::SELFTEST, "selftest"),
         (OwnerTag::SLAB, "slab"),
         (OwnerTag::VMALLOC, "vmalloc"),
-        (OwnerTag::DMA, "virtio-net dma"),
+        (OwnerTag::DMA, "dma"),
         (OwnerTag::HEAP, "heap"),
         (OwnerTag::NET, "net"),
     ];
@@ -286,7 +286,7 @@ mod tests {
             assert_eq!(OwnerTag::from_name(name), Some(tag));
         }
         assert_eq!(OwnerTag(999).name(), "unknown");
-        assert_eq!(OwnerTag::DMA.name(), "virtio-net dma");
+        assert_eq!(OwnerTag::DMA.name(), "dma");
         assert_eq!(OwnerTag::from_name("bogus"), None);
     }
 }
