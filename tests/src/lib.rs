@@ -6,6 +6,7 @@
 //! TCG is the default accelerator (the KVM here is a slow nested one);
 //! `ACCEL=kvm` selects KVM.
 
+pub mod check;
 pub mod http;
 
 use std::io::{BufRead, BufReader};

@@ -1,24 +1,11 @@
 //! The HTTP API of a real guest, over QEMU's port forward on 127.0.0.1.
 
 use serde_json::{Value, json};
+use tests::check::{hex, predict_split, zone_counts};
 use tests::http::{Client, request, request_patiently};
 use tests::{BootOptions, boot_ready};
 
 const MIB: u64 = 1 << 20;
-
-fn hex(v: &Value) -> u64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
-    assert!(
-        s.starts_with("0x")
-            && s[2..]
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-        "{s}"
-    );
-    u64::from_str_radix(&s[2..], 16).unwrap()
-}
 
 fn buddyinfo(c: &mut Client) -> Vec<(String, Vec<u64>)> {
     let r = c.request("GET", "/api/buddyinfo", None);
@@ -37,28 +24,6 @@ fn buddyinfo(c: &mut Client) -> Vec<(String, Vec<u64>)> {
             (z["name"].as_str().unwrap().to_string(), counts)
         })
         .collect()
-}
-
-fn zone_counts<'a>(info: &'a [(String, Vec<u64>)], zone: &str) -> &'a [u64] {
-    &info
-        .iter()
-        .find(|(n, _)| n == zone)
-        .unwrap_or_else(|| panic!("zone {zone} in {info:?}"))
-        .1
-}
-
-/// What `expand()` does to free_area when an order-`order` block is taken
-/// from the smallest non-empty order ≥ `order`.
-fn predict_split(before: &[u64], order: usize) -> Vec<u64> {
-    let mut after = before.to_vec();
-    let from = (order..after.len())
-        .find(|&o| after[o] > 0)
-        .expect("a block to split");
-    after[from] -= 1;
-    for counts in &mut after[order..from] {
-        *counts += 1;
-    }
-    after
 }
 
 fn alloc(c: &mut Client, body: Value) -> tests::http::Response {

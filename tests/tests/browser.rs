@@ -24,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tests::check::{predict_split, zone_counts};
 use tests::http::Client;
 use tests::{BootOptions, boot_ready, free_port};
 
@@ -409,28 +410,6 @@ fn page_bars(b: &Browser) -> Result<Counts, String> {
     Ok(out)
 }
 
-fn zone<'a>(info: &'a Counts, name: &str) -> &'a [u64] {
-    &info
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("zone {name} in {info:?}"))
-        .1
-}
-
-/// What `expand()` does to free_area when an order-`order` block is taken
-/// from the smallest non-empty order ≥ `order`.
-fn predict_split(before: &[u64], order: usize) -> Vec<u64> {
-    let mut after = before.to_vec();
-    let from = (order..after.len())
-        .find(|&o| after[o] > 0)
-        .expect("a block to split");
-    after[from] -= 1;
-    for n in &mut after[order..from] {
-        *n += 1;
-    }
-    after
-}
-
 /// `(id, zone, order)` of every row of the allocations list.
 fn page_allocations(b: &Browser) -> Vec<(u64, String, String)> {
     let v = b.js(
@@ -526,7 +505,7 @@ fn dashboard_in_headless_chromium() {
     b.click("input[name=gfp][value=GFP_DMA32]");
     b.click("#alloc-submit");
     let after = wait_bars(&b, "DMA32 bars to show the order-5 split", &expected);
-    assert_ne!(zone(&after, "DMA32"), zone(&before, "DMA32"));
+    assert_ne!(zone_counts(&after, "DMA32"), zone_counts(&before, "DMA32"));
     assert_eq!(
         api_buddyinfo(&mut api),
         after,

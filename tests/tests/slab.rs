@@ -3,18 +3,11 @@
 //! format, and reset back to the boot state.
 
 use serde_json::{Value, json};
+use tests::check::hex;
 use tests::http::Client;
 use tests::{BootOptions, boot_ready};
 
 const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
-
-fn hex(v: &Value) -> u64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
-    assert!(s.starts_with("0x"), "{s}");
-    u64::from_str_radix(&s[2..], 16).unwrap()
-}
 
 fn buddyinfo(c: &mut Client) -> Value {
     let r = c.request("GET", "/api/buddyinfo", None);

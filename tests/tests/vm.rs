@@ -3,6 +3,7 @@
 //! `mem=` tail and of the kernel's devices, and reset back to boot.
 
 use serde_json::{Value, json};
+use tests::check::hex;
 use tests::http::{Client, Response};
 use tests::{BootOptions, boot_ready};
 
@@ -13,20 +14,6 @@ const VMALLOC_START: u64 = 0xffff_c900_0000_0000;
 const PKMAP_BASE: u64 = 0xffff_fe00_0000_0000;
 /// `lowmem=` default: frames from here up are HighMem.
 const LOWMEM: u64 = 896 * MIB;
-
-fn hex(v: &Value) -> u64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
-    assert!(
-        s.starts_with("0x")
-            && s[2..]
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-        "{s}"
-    );
-    u64::from_str_radix(&s[2..], 16).unwrap()
-}
 
 fn ok(c: &mut Client, method: &str, path: &str, body: Option<Value>) -> Value {
     let r = c.request(method, path, body.as_ref().map(Value::to_string).as_deref());
