@@ -29,13 +29,13 @@ mod dma;
 mod extras;
 mod slab;
 
-const MIB: u64 = 1 << 20;
-const LOWMEM: u64 = 64 * MIB;
-const MEM_LIMIT: u64 = 120 * MIB;
+pub(super) const MIB: u64 = 1 << 20;
+pub(super) const LOWMEM: u64 = 64 * MIB;
+pub(super) const MEM_LIMIT: u64 = 120 * MIB;
 const CMDLINE: &str = "lowmem=64M mem=120M";
 const TOKEN: &str = "s3cret";
 
-fn e820() -> Vec<(PhysAddr, PhysAddr, E820Type)> {
+pub(super) fn e820() -> Vec<(PhysAddr, PhysAddr, E820Type)> {
     let r = |s: u64, e: u64, t| (PhysAddr(s), PhysAddr(e), t);
     vec![
         r(0, 0x9fc00, E820Type::Ram),
@@ -52,7 +52,7 @@ fn e820() -> Vec<(PhysAddr, PhysAddr, E820Type)> {
 /// memblock as the kernel builds it (cf. `memblock_setup()`): RAM from
 /// the firmware map, page 0, a 2 MiB kernel at 1 MiB, `mem=`, and the
 /// `mem_map` allocation below lowmem.
-fn memblock(fw: &[(PhysAddr, PhysAddr, E820Type)]) -> Memblock {
+pub(super) fn memblock(fw: &[(PhysAddr, PhysAddr, E820Type)]) -> Memblock {
     let mut mb = Memblock::new();
     for &(s, e, t) in fw {
         if t == E820Type::Ram {

@@ -15,13 +15,12 @@ use std::vec::Vec;
 use mm::highmem::{KmapAtomicStack, Pkmap};
 use mm::layout::{PKMAP_BASE, VMALLOC_START};
 use mm::manager::MemoryManager;
-use mm::memblock::Memblock;
 use mm::page::Page;
 use mm::page_alloc::{AllocError, PageAlloc};
 use mm::pgtable::{self, Walk};
 use mm::platform::PageMapper;
 use mm::platform::sim::SimPlatform;
-use mm::procfs::{E820Type, KernelSections};
+use mm::procfs::KernelSections;
 use mm::types::{PAGE_OFFSET, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use mm::vmalloc::{VmallocError, VmapAreaAllocator, VmapKind};
 use mm::zone::ZoneLayout;
@@ -33,42 +32,11 @@ use super::super::{Api, BootView, DEFAULT_API_QUOTA_PCT, System};
 use super::{Vm, kmap_error, vm_error};
 use crate::testing::{HttpResponse, Net};
 
-const MIB: u64 = 1 << 20;
-const LOWMEM: u64 = 64 * MIB;
-const MEM_LIMIT: u64 = 120 * MIB;
+// The machine of `api/tests.rs`: its firmware map, memblock and sizes.
+use super::super::tests::{LOWMEM, MEM_LIMIT, MIB, e820, memblock};
+
 /// End of firmware RAM (the `mem=` tail is `[MEM_LIMIT, RAM_END)`).
 const RAM_END: u64 = 0x07fe_0000;
-
-fn e820() -> Vec<(PhysAddr, PhysAddr, E820Type)> {
-    let r = |s: u64, e: u64, t| (PhysAddr(s), PhysAddr(e), t);
-    vec![
-        r(0, 0x9fc00, E820Type::Ram),
-        r(0x9fc00, 0xa0000, E820Type::Reserved),
-        r(0xf0000, 0x10_0000, E820Type::Reserved),
-        r(0x10_0000, RAM_END, E820Type::Ram),
-        r(RAM_END, 0x07ff_0000, E820Type::Acpi),
-        r(0x07ff_0000, 0x0800_0000, E820Type::Nvs),
-        r(0xb000_0000, 0xc000_0000, E820Type::Reserved),
-        r(0xfffc_0000, 0x1_0000_0000, E820Type::Reserved),
-    ]
-}
-
-fn memblock(fw: &[(PhysAddr, PhysAddr, E820Type)]) -> Memblock {
-    let mut mb = Memblock::new();
-    for &(s, e, t) in fw {
-        if t == E820Type::Ram {
-            mb.add(s, e.0 - s.0).unwrap();
-        }
-    }
-    mb.reserve(PhysAddr(0), PAGE_SIZE, "firmware").unwrap();
-    mb.reserve(PhysAddr(MIB), 2 * MIB, "kernel").unwrap();
-    mb.enforce_memory_limit(PhysAddr(MEM_LIMIT)).unwrap();
-    let max_pfn = mb.end_of_ram().0 / PAGE_SIZE;
-    let size = max_pfn * core::mem::size_of::<Page>() as u64;
-    mb.alloc_named(size, PAGE_SIZE, PhysAddr(LOWMEM), "mem_map")
-        .unwrap();
-    mb
-}
 
 /// A 4-level walk synthesized from the sim: the direct map of lowmem is
 /// present, the windows resolve through the sim's PTEs, the rest is not
