@@ -5,20 +5,13 @@
 extern crate alloc;
 
 pub mod api;
-pub mod conn;
-pub mod error;
-pub mod http;
-pub mod json;
-pub mod response;
-pub mod router;
-pub mod stack;
+pub mod server;
 #[cfg(test)]
 mod testing;
 
 pub use api::{Api, BootView, System};
-pub use conn::{ConnConfig, ConnState, Connection, Stream, StreamError};
-pub use error::ApiError;
-pub use http::{HttpError, Method, Request, RequestParser, Version, query_param};
-pub use response::Response;
-pub use router::{RouteId, RouteMatch, route};
-pub use stack::{App, NetConfig, NetStack, NetStats};
+pub use server::{
+    ApiError, App, ConnConfig, ConnState, Connection, HttpError, Method, NetConfig, NetStack,
+    NetStats, Request, RequestParser, Response, RouteId, RouteMatch, Stream, StreamError,
+    Version, query_param, route,
+};

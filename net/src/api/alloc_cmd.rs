@@ -12,9 +12,9 @@ use mm::types::{MAX_ORDER, Order};
 
 use super::views::{HandleJson, Hex};
 use super::{Api, Handle};
-use crate::error::ApiError;
-use crate::http::Request;
-use crate::response::Response;
+use crate::server::error::ApiError;
+use crate::server::http::Request;
+use crate::server::response::Response;
 
 /// The body of `POST /api/alloc`, every field optional so that each
 /// missing one gets its own message.

@@ -45,8 +45,8 @@ use super::alloc_cmd::parse_body;
 use super::slab::{DynMem, locked, no_slab, settle_cache, slab_error};
 use super::vm::{DynMapper, vm_error};
 use super::{Api, System};
-use crate::error::ApiError;
-use crate::response::Response;
+use crate::server::error::ApiError;
+use crate::server::response::Response;
 
 /// Most operations one run may time.
 pub const MAX_BENCH_ITERATIONS: u64 = 100_000;

@@ -36,10 +36,10 @@ use mm::zone::ZoneType;
 use super::Api;
 use super::alloc_cmd::{parse_fill_byte, parse_id, parse_order_param};
 use super::views::{GfpName, Hex};
-use crate::error::ApiError;
-use crate::http::Request;
-use crate::response::Response;
-use crate::router::RouteId;
+use crate::server::error::ApiError;
+use crate::server::http::Request;
+use crate::server::response::Response;
+use crate::server::router::RouteId;
 
 /// The owner the API's coherent buffers carry in the DMA registry
 /// (`/api/dma`'s `owner`).

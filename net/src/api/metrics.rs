@@ -10,8 +10,8 @@ use mm::types::PAGE_SIZE;
 
 use super::Api;
 use super::views::zone_copies;
-use crate::response::Response;
-use crate::stack::NetStats;
+use crate::server::response::Response;
+use crate::server::stack::NetStats;
 
 /// `Content-Type` of the exposition format.
 const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";

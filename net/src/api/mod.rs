@@ -1,5 +1,5 @@
 //! The HTTP API of API.md over the memory manager: an [`App`] for
-//! [`crate::stack::NetStack`].
+//! [`crate::server::stack::NetStack`].
 //!
 //! [`Api`] owns what the API hands out — the handle table, every entry a
 //! block it allocated with `OwnerTag::API` — and is the only code that can
@@ -46,11 +46,11 @@ use mm::procfs::{E820Type, KernelSections, Meminfo, ZoneinfoExtra};
 use mm::types::{Order, Pfn, PhysAddr, VirtAddr};
 use mm::zone::ZoneType;
 
-use crate::error::ApiError;
-use crate::http::Request;
-use crate::response::Response;
-use crate::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
-use crate::stack::{App, NetStats};
+use crate::server::error::ApiError;
+use crate::server::http::Request;
+use crate::server::response::Response;
+use crate::server::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
+use crate::server::stack::{App, NetStats};
 
 pub use dma::{DMA_OWNER, DmaCallError, DmaHandle, MAX_DMA_SIZE};
 pub use mm::dma::CoherentInfo;
@@ -319,7 +319,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Metrics => self.metrics(net),
             RouteId::OpenApi => Response::bytes(
                 200,
-                crate::response::CONTENT_TYPE_JSON,
+                crate::server::response::CONTENT_TYPE_JSON,
                 OPENAPI_JSON.as_bytes(),
             ),
             RouteId::ProcBuddyinfo => text::buddyinfo(self.mm),

@@ -23,8 +23,8 @@ use mm::platform::Platform;
 use mm::types::Pfn;
 use mm::zone::{NR_ZONES, ZoneType};
 
-use crate::error::ApiError;
-use crate::response::Response;
+use crate::server::error::ApiError;
+use crate::server::response::Response;
 
 /// Most frames one request may cover (4 GiB of 4 KiB frames).
 pub const MAX_COUNT: u64 = 1 << 20;

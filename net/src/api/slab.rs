@@ -51,10 +51,10 @@ use super::Api;
 use super::alloc_cmd::{parse_body, parse_id};
 use super::text::Bounded;
 use super::views::{GfpName, Hex};
-use crate::error::ApiError;
-use crate::http::Request;
-use crate::response::Response;
-use crate::router::RouteId;
+use crate::server::error::ApiError;
+use crate::server::http::Request;
+use crate::server::response::Response;
+use crate::server::router::RouteId;
 
 /// How the API reaches the slab allocator.
 ///

@@ -16,8 +16,8 @@ use mm::platform::Platform;
 use mm::procfs::{self, IomemEntry, KernelSections, Meminfo, ZoneinfoExtra};
 
 use super::BootView;
-use crate::error::ApiError;
-use crate::response::Response;
+use crate::server::error::ApiError;
+use crate::server::response::Response;
 
 /// Largest text view (a zoneinfo of four zones is about 12 KiB).
 const MAX_TEXT_BYTES: usize = 1 << 20;

@@ -15,8 +15,8 @@ use mm::types::{MAX_ORDER, NR_ORDERS, PhysAddr};
 use mm::zone::{NR_ZONES, Zone, ZoneType};
 
 use super::{BootView, Handle, System};
-use crate::response::Response;
-use crate::stack::NetStats;
+use crate::server::response::Response;
+use crate::server::stack::NetStats;
 
 /// An address or hash as API.md wants it: a lower-case `"0x…"` string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,9 +52,9 @@ use mm::zone::{NR_ZONES, ZoneType};
 use super::alloc_cmd::parse_body;
 use super::views::{HandleJson, Hex};
 use super::{Api, Handle};
-use crate::error::ApiError;
-use crate::http::Request;
-use crate::response::Response;
+use crate::server::error::ApiError;
+use crate::server::http::Request;
+use crate::server::response::Response;
 
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use core::sync::atomic::Ordering;
 use alloc::string::String;
 
 use net::api::Api;
-use net::stack::{NetConfig, NetStack};
+use net::{NetConfig, NetStack};
 use x86_64::instructions::interrupts;
 
 use crate::api_glue::{self, KernelSystem};

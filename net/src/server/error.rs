@@ -18,8 +18,8 @@ use alloc::string::String;
 use core::fmt;
 use serde::Serialize;
 
-use crate::http::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
-use crate::response::Response;
+use crate::server::http::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
+use crate::server::response::Response;
 
 /// An error answer of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,14 +123,14 @@ impl ApiError {
                 message: &self.message,
             },
         };
-        let mut response = match crate::json::to_vec(&body) {
-            Ok(bytes) => Response::bytes(self.status, crate::response::CONTENT_TYPE_JSON, bytes),
+        let mut response = match crate::server::json::to_vec(&body) {
+            Ok(bytes) => Response::bytes(self.status, crate::server::response::CONTENT_TYPE_JSON, bytes),
             // Only a message over 16 MiB gets here: drop it, keep the code.
             Err(_) => {
                 let bytes = format!(r#"{{"error":{{"code":"{}","message":""}}}}"#, self.code);
                 Response::bytes(
                     self.status,
-                    crate::response::CONTENT_TYPE_JSON,
+                    crate::server::response::CONTENT_TYPE_JSON,
                     bytes.into_bytes(),
                 )
             }
@@ -154,7 +154,7 @@ impl fmt::Display for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::ConnectionHeader;
+    use crate::server::response::ConnectionHeader;
 
     fn wire(e: ApiError) -> std::string::String {
         std::string::String::from_utf8(e.into_response().to_bytes(false, ConnectionHeader::Default))

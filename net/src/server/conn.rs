@@ -27,9 +27,9 @@ use alloc::borrow::Cow;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 
-use crate::error::ApiError;
-use crate::http::{Method, Request, RequestParser, Version};
-use crate::response::{ConnectionHeader, Response};
+use crate::server::error::ApiError;
+use crate::server::http::{Method, Request, RequestParser, Version};
+use crate::server::response::{ConnectionHeader, Response};
 
 /// Default [`ConnConfig::idle_timeout_ms`].
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
@@ -354,8 +354,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
-    use crate::router::{RouteMatch, route};
+    use crate::server::http::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
+    use crate::server::router::{RouteMatch, route};
     use serde::Serialize;
     use std::format;
     use std::string::{String, ToString};

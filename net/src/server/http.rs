@@ -36,7 +36,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::error::ApiError;
+use crate::server::error::ApiError;
 
 /// Largest request head: request line, headers and the empty line.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;

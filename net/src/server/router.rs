@@ -13,7 +13,7 @@
 
 use alloc::string::String;
 
-use crate::http::Method;
+use crate::server::http::Method;
 
 /// Most `{param}`s a pattern may hold (checked by a test).
 pub const MAX_PARAMS: usize = 4;

@@ -12,8 +12,8 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 use serde::Serialize;
 
-use crate::error::ApiError;
-use crate::json;
+use crate::server::error::ApiError;
+use crate::server::json;
 
 /// `Content-Type` of JSON bodies.
 pub const CONTENT_TYPE_JSON: &str = "application/json";

@@ -42,9 +42,9 @@ use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
-use crate::conn::{ConnConfig, ConnState, Connection, Stream, StreamError};
-use crate::http::Request;
-use crate::response::Response;
+use crate::server::conn::{ConnConfig, ConnState, Connection, Stream, StreamError};
+use crate::server::http::Request;
+use crate::server::response::Response;
 
 /// Receive buffer per TCP socket. A request head (8 KiB) fits; a 64 KiB
 /// body flows through under TCP flow control.
@@ -61,7 +61,7 @@ pub const LINGER_MS: u64 = 10_000;
 /// given up (half-open handshakes, vanished clients). Longer than the
 /// connection idle timeout, else an idle close would reset at once
 /// instead of sending its FIN.
-pub const TCP_TIMEOUT_MS: u64 = 2 * crate::conn::DEFAULT_IDLE_TIMEOUT_MS;
+pub const TCP_TIMEOUT_MS: u64 = 2 * crate::server::conn::DEFAULT_IDLE_TIMEOUT_MS;
 /// Default [`NetConfig::dhcp_timeout_ms`].
 pub const DEFAULT_DHCP_TIMEOUT_MS: u64 = 3_000;
 /// Default [`NetConfig::max_connections`].
