@@ -298,9 +298,19 @@ impl Connection {
     }
 
     fn queue(&mut self, response: Response, head_request: bool, connection: ConnectionHeader) {
-        let (head, body) = response.into_wire(head_request, connection);
+        let (head, body, tail) = response.into_wire(head_request, connection);
+        // The queue grows fallibly: should the heap refuse even that, the
+        // answer cannot be sent whole, so the connection ends after what
+        // is already queued rather than the kernel aborting.
+        if self.out.try_reserve(2 + tail.len()).is_err() {
+            self.closing = true;
+            return;
+        }
         self.push_out(Cow::Owned(head));
         self.push_out(body);
+        for piece in tail {
+            self.push_out(Cow::Owned(piece));
+        }
     }
 
     fn push_out(&mut self, chunk: Cow<'static, [u8]>) {

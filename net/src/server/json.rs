@@ -2,12 +2,15 @@
 //! slice: [`to_vec`] retries with a doubled buffer until the value fits, so
 //! responses of any size work without guessing a bound per endpoint.
 //!
+//! Every buffer is reserved fallibly (`try_reserve_exact`): when the heap
+//! cannot give one, the answer is [`JsonError::NoMemory`] — a 507 for the
+//! client — never an aborted kernel.
+//!
 //! `serde-json-core` panics (`unreachable!`) on a few shapes it does not
 //! support; Serialize types given to this module must avoid them: `char`,
 //! `u128`/`i128`, map keys that are not strings, enum tuple variants, and
 //! any `Serialize` impl that calls `Error::custom`.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use serde::Serialize;
 
@@ -19,24 +22,38 @@ const INITIAL_BYTES: usize = 512;
 /// reason than a full buffer (serde-json-core reports both the same way).
 pub const MAX_JSON_BYTES: usize = 16 << 20;
 
-/// The value would serialize to more than [`MAX_JSON_BYTES`].
+/// Why [`to_vec`] produced nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JsonTooLarge;
+pub enum JsonError {
+    /// The value would serialize to more than [`MAX_JSON_BYTES`].
+    TooLarge,
+    /// The heap could not give the buffer.
+    NoMemory,
+}
+
+/// A zeroed buffer of `size` bytes, or `None` when the heap refuses.
+pub fn try_zeroed(size: usize) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size).ok()?;
+    buf.resize(size, 0);
+    Some(buf)
+}
 
 /// Serialize `value` as compact JSON into a vector of exactly its length.
-pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JsonTooLarge> {
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JsonError> {
     let mut size = INITIAL_BYTES;
     loop {
-        let mut buf = vec![0u8; size];
+        let mut buf = try_zeroed(size).ok_or(JsonError::NoMemory)?;
         match serde_json_core::to_slice(value, &mut buf) {
             Ok(len) => {
+                // No `shrink_to_fit`: it reallocates infallibly.
                 buf.truncate(len);
                 return Ok(buf);
             }
             Err(serde_json_core::ser::Error::BufferFull) if size < MAX_JSON_BYTES => {
                 size = (size * 2).min(MAX_JSON_BYTES);
             }
-            Err(_) => return Err(JsonTooLarge),
+            Err(_) => return Err(JsonError::TooLarge),
         }
     }
 }
@@ -83,6 +100,6 @@ mod tests {
     #[test]
     fn too_large_is_an_error_not_a_loop() {
         let huge = "y".repeat(MAX_JSON_BYTES);
-        assert_eq!(to_vec(huge.as_str()), Err(JsonTooLarge));
+        assert_eq!(to_vec(huge.as_str()), Err(JsonError::TooLarge));
     }
 }

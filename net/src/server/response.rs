@@ -9,7 +9,7 @@
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write as _;
+use core::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::server::error::ApiError;
@@ -31,6 +31,11 @@ pub struct Response {
     /// must not appear here. CR and LF in values are replaced by spaces.
     pub headers: Vec<(&'static str, String)>,
     pub body: Cow<'static, [u8]>,
+    /// Further pieces of the body, sent after `body` in order. A large
+    /// view is built by [`BodyWriter`] in pieces of at most
+    /// [`PIECE_BYTES`], each its own (fallible) allocation, so it never
+    /// needs one contiguous high-order buffer from a memory-starved heap.
+    pub tail: Vec<Vec<u8>>,
 }
 
 /// Which `Connection` header the serializer adds.
@@ -46,13 +51,16 @@ pub enum ConnectionHeader {
 
 impl Response {
     /// `status` with `value` serialized as JSON. Should the value be too
-    /// large to serialize (over [`json::MAX_JSON_BYTES`]) the answer is
-    /// a 507 ENOMEM error instead.
+    /// large to serialize (over [`json::MAX_JSON_BYTES`]), or the heap
+    /// refuse the buffer, the answer is a 507 ENOMEM error instead.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
         match json::to_vec(value) {
             Ok(body) => Response::bytes(status, CONTENT_TYPE_JSON, body),
-            Err(json::JsonTooLarge) => {
+            Err(json::JsonError::TooLarge) => {
                 ApiError::enomem("response too large to serialize").into_response()
+            }
+            Err(json::JsonError::NoMemory) => {
+                ApiError::enomem("out of memory building the response").into_response()
             }
         }
     }
@@ -73,6 +81,7 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            tail: Vec::new(),
         }
     }
 
@@ -116,7 +125,7 @@ impl Response {
             push_header(&mut head, "Content-Type", self.content_type);
         }
         if !self.bodiless() {
-            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+            let _ = write!(head, "Content-Length: {}\r\n", self.body_len());
         }
         for (name, value) in &self.headers {
             push_header(&mut head, name, value);
@@ -130,42 +139,153 @@ impl Response {
         head.into_bytes()
     }
 
-    /// The body as sent on the wire: empty for HEAD and bodiless statuses.
-    pub fn wire_body(&self, head_request: bool) -> &[u8] {
-        if head_request || self.bodiless() {
-            &[]
-        } else {
-            &self.body
-        }
+    /// Bytes of the whole body (`body` and every `tail` piece).
+    pub fn body_len(&self) -> usize {
+        self.body.len() + self.tail.iter().map(Vec::len).sum::<usize>()
     }
 
-    /// Split into what goes on the wire: the head, then the body (empty for
-    /// HEAD and bodiless statuses). Small bodies are appended to the head
-    /// so that one `send` carries both; large ones stay as they are (a
-    /// `'static` asset is never copied).
+    /// The whole body in one buffer (tests, diagnostics).
+    pub fn body_bytes(&self) -> Vec<u8> {
+        let mut all = self.body.to_vec();
+        for piece in &self.tail {
+            all.extend_from_slice(piece);
+        }
+        all
+    }
+
+    /// Split into what goes on the wire: the head, then the body pieces
+    /// (none for HEAD and bodiless statuses). A small single-piece body is
+    /// appended to the head so that one `send` carries both; larger ones
+    /// stay as they are (a `'static` asset is never copied).
     pub fn into_wire(
         self,
         head_request: bool,
         connection: ConnectionHeader,
-    ) -> (Vec<u8>, Cow<'static, [u8]>) {
+    ) -> (Vec<u8>, Cow<'static, [u8]>, Vec<Vec<u8>>) {
         const INLINE_BODY_BYTES: usize = 2048;
         let mut head = self.head_bytes(connection);
         if head_request || self.bodiless() {
-            return (head, Cow::Borrowed(&[]));
+            return (head, Cow::Borrowed(&[]), Vec::new());
         }
-        if self.body.len() <= INLINE_BODY_BYTES {
+        if self.tail.is_empty() && self.body.len() <= INLINE_BODY_BYTES {
             head.extend_from_slice(&self.body);
-            return (head, Cow::Borrowed(&[]));
+            return (head, Cow::Borrowed(&[]), Vec::new());
         }
-        (head, self.body)
+        (head, self.body, self.tail)
     }
 
     /// The whole response as bytes (tests, diagnostics). `head_request`
     /// drops the body but keeps the GET `Content-Length`.
     pub fn to_bytes(&self, head_request: bool, connection: ConnectionHeader) -> Vec<u8> {
         let mut out = self.head_bytes(connection);
-        out.extend_from_slice(self.wire_body(head_request));
+        if !(head_request || self.bodiless()) {
+            out.extend_from_slice(&self.body_bytes());
+        }
         out
+    }
+}
+
+/// Largest piece [`BodyWriter`] allocates: a kmalloc-4096 object, one
+/// page, never a multi-page `kmalloc_large` block.
+pub const PIECE_BYTES: usize = 4096;
+
+/// The heap refused a piece of a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl From<OutOfMemory> for ApiError {
+    fn from(_: OutOfMemory) -> ApiError {
+        ApiError::enomem("out of memory building the response")
+    }
+}
+
+/// A response body written in page-sized pieces, every allocation
+/// fallible (cf. `seq_file`, which fills a view page by page): as
+/// `fmt::Write` for text, [`BodyWriter::json`] for one JSON value at a
+/// time. The first failed allocation sticks ([`BodyWriter::finish`] then
+/// answers [`OutOfMemory`]) and later writes are dropped, so a view
+/// renderer can write on and check once.
+#[derive(Debug, Default)]
+pub struct BodyWriter {
+    pieces: Vec<Vec<u8>>,
+    failed: bool,
+}
+
+impl BodyWriter {
+    pub fn new() -> BodyWriter {
+        BodyWriter::default()
+    }
+
+    /// Append `bytes`, opening new pieces as the last one fills.
+    pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<(), OutOfMemory> {
+        if self.failed {
+            return Err(OutOfMemory);
+        }
+        while !bytes.is_empty() {
+            let room = self
+                .pieces
+                .last()
+                .map_or(0, |p| PIECE_BYTES - p.len());
+            if room == 0 {
+                if self.pieces.try_reserve(1).is_err() {
+                    self.failed = true;
+                    return Err(OutOfMemory);
+                }
+                let mut piece = Vec::new();
+                if piece.try_reserve_exact(PIECE_BYTES).is_err() {
+                    self.failed = true;
+                    return Err(OutOfMemory);
+                }
+                self.pieces.push(piece);
+                continue;
+            }
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            if let Some(last) = self.pieces.last_mut() {
+                // Within the capacity reserved above: no allocation.
+                last.extend_from_slice(now);
+            }
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    /// Append `value` as compact JSON (serialized on its own first, so it
+    /// should be one element of a list, not the whole list).
+    pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), OutOfMemory> {
+        match json::to_vec(value) {
+            Ok(bytes) => self.write_bytes(&bytes),
+            Err(_) => {
+                self.failed = true;
+                Err(OutOfMemory)
+            }
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The response, or [`OutOfMemory`] if any piece could not be had.
+    pub fn finish(self, status: u16, content_type: &'static str) -> Result<Response, OutOfMemory> {
+        if self.failed {
+            return Err(OutOfMemory);
+        }
+        let mut pieces = self.pieces.into_iter();
+        let first = pieces.next().unwrap_or_default();
+        let mut response = Response::bytes(status, content_type, first);
+        response.tail = pieces.collect();
+        Ok(response)
+    }
+}
+
+impl fmt::Write for BodyWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes()).map_err(|_| fmt::Error)
     }
 }
 
@@ -287,11 +407,32 @@ mod tests {
     }
 
     #[test]
+    fn body_writer_pieces_are_page_sized_and_sent_in_order() {
+        use core::fmt::Write as _;
+        let mut w = BodyWriter::new();
+        for i in 0..3000 {
+            write!(w, "line {i}\n").unwrap();
+        }
+        let expected: String = (0..3000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(w.len(), expected.len());
+        let r = w.finish(200, CONTENT_TYPE_TEXT).unwrap();
+        assert!(r.body.len() == PIECE_BYTES && r.tail.iter().all(|p| p.len() <= PIECE_BYTES));
+        assert_eq!(r.tail.len(), expected.len().div_ceil(PIECE_BYTES) - 1);
+        assert_eq!(r.body_bytes(), expected.as_bytes());
+        let wire = r.to_bytes(false, ConnectionHeader::Default);
+        let head = format!("Content-Length: {}\r\n", expected.len());
+        assert!(wire.windows(head.len()).any(|w| w == head.as_bytes()));
+        assert!(wire.ends_with(expected.as_bytes()));
+        let (_, body, tail) = r.into_wire(false, ConnectionHeader::Default);
+        assert_eq!(body.len() + tail.iter().map(Vec::len).sum::<usize>(), expected.len());
+    }
+
+    #[test]
     fn bodiless_statuses_have_no_length() {
         let mut r = Response::text(204, "ignored");
-        assert_eq!(r.wire_body(false), b"");
+        assert!(r.to_bytes(false, ConnectionHeader::Default).ends_with(b"\r\n\r\n"));
         r.status = 201;
-        assert_eq!(r.wire_body(false), b"ignored");
+        assert!(r.to_bytes(false, ConnectionHeader::Default).ends_with(b"\r\n\r\nignored"));
         assert_eq!(
             Response::empty(201).to_bytes(false, ConnectionHeader::Default),
             b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".as_slice()
