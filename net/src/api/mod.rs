@@ -22,6 +22,7 @@
 //! out of `/openapi.json` and of `Allow`; [`BUILT_ROUTES`] is the list.
 
 mod alloc_cmd;
+mod allocations;
 mod bench;
 mod dma;
 mod metrics;
@@ -155,6 +156,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Dma,
     RouteId::MempoolList,
     RouteId::Allocations,
+    RouteId::HandleInfo,
     RouteId::NetInfo,
     RouteId::Pagemap,
     RouteId::Metrics,
@@ -310,7 +312,8 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Buddyinfo => views::buddyinfo(self.mm),
             RouteId::Meminfo => views::meminfo(&self.meminfo()),
             RouteId::Dma => views::dma(&self.system.dma()),
-            RouteId::Allocations => self.allocations_view(),
+            RouteId::Allocations => return self.allocations_view(req),
+            RouteId::HandleInfo => return self.handle_view(param()),
             RouteId::NetInfo => views::net(net),
             RouteId::Pagemap => {
                 let q = |name| req.query_param(name);

@@ -27,6 +27,7 @@ use crate::testing::{HttpResponse, Net};
 
 mod dma;
 mod extras;
+mod failure;
 mod slab;
 
 pub(super) const MIB: u64 = 1 << 20;
@@ -791,7 +792,10 @@ fn twenty_random_allocations_then_reset_restore_boot_buddyinfo() {
         assert_eq!(reset.body, br#"{"freed":20}"#);
         assert_eq!(t.buddyinfo(), boot);
         assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
-        assert_eq!(t.json("/api/allocations"), json!({"allocations":[]}));
+        assert_eq!(
+            t.json("/api/allocations"),
+            json!({"total":0,"offset":0,"limit":1000,"allocations":[]})
+        );
         assert_eq!(t.api.quota().0, 0);
         let reset = t.request("POST", "/api/reset", None);
         assert_eq!(reset.body, br#"{"freed":0}"#);
@@ -938,7 +942,7 @@ fn not_found_and_method_not_allowed() {
             ("GET", "/api/bench", "POST"),
             ("GET", "/api/alloc", "POST"),
             ("GET", "/api/reset", "POST"),
-            ("GET", "/api/alloc/1", "DELETE"),
+            ("PUT", "/api/alloc/1", "GET, HEAD, DELETE"),
             ("PUT", "/api/alloc/1/fill", "POST"),
             ("POST", "/api/alloc/1/checksum", "GET, HEAD"),
             ("POST", "/", "GET, HEAD"),

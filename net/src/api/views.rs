@@ -444,19 +444,6 @@ pub fn dma(info: &DmaInfo) -> Response {
 // /api/allocations, /api/net
 // ----------------------------------------------------------------------
 
-pub fn allocations<'h>(handles: impl Iterator<Item = &'h Handle>) -> Response {
-    #[derive(Serialize)]
-    struct Allocations {
-        allocations: Vec<HandleJson>,
-    }
-    Response::json(
-        200,
-        &Allocations {
-            allocations: handles.map(HandleJson::from).collect(),
-        },
-    )
-}
-
 /// `"52:54:00:12:34:56"`.
 pub struct Mac(pub [u8; 6]);
 

@@ -50,7 +50,7 @@ use mm::vmalloc::{self as vmalloc, VmallocError, VmapArea, VmapAreaAllocator};
 use mm::zone::{NR_ZONES, ZoneType};
 
 use super::alloc_cmd::parse_body;
-use super::views::{HandleJson, Hex};
+use super::views::Hex;
 use super::{Api, Handle};
 use crate::server::error::ApiError;
 use crate::server::http::Request;
@@ -147,7 +147,7 @@ struct ApiKmap {
 #[derive(Default)]
 pub(super) struct VmState<'a> {
     parts: Option<Vm<'a>>,
-    handles: BTreeMap<u64, VmHandle>,
+    pub(super) handles: BTreeMap<u64, VmHandle>,
     /// API kmap references by pkmap slot.
     kmaps: BTreeMap<usize, ApiKmap>,
 }
@@ -211,7 +211,7 @@ struct KmapBody {
 
 /// A VM handle as API.md's `Handle` (same keys as a `pages` handle).
 #[derive(Serialize)]
-struct VmHandleJson {
+pub(super) struct VmHandleJson {
     id: u64,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -273,16 +273,6 @@ impl From<&VmHandle> for VmHandleJson {
             caller: API_CALLER,
         }
     }
-}
-
-/// Any handle, for `/api/allocations`.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum AnyHandleJson {
-    Pages(HandleJson),
-    Vm(VmHandleJson),
-    Slab(super::slab::SlabHandleJson),
-    Dma(super::dma::DmaHandleJson),
 }
 
 /// One area of `/api/vmallocinfo`.
@@ -397,47 +387,6 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// `/api/allocations`: every handle, by id.
-    pub(super) fn allocations_view(&self) -> Response {
-        if self.vm.handles.is_empty() && self.slab.handles.is_empty() && self.dma.handles.is_empty()
-        {
-            return super::views::allocations(self.handles.values());
-        }
-        let mut all: Vec<(u64, AnyHandleJson)> = self
-            .handles
-            .values()
-            .map(|h| (h.id, AnyHandleJson::Pages(HandleJson::from(h))))
-            .chain(
-                self.vm
-                    .handles
-                    .values()
-                    .map(|h| (h.id, AnyHandleJson::Vm(VmHandleJson::from(h)))),
-            )
-            .chain(
-                self.slab
-                    .handles
-                    .values()
-                    .map(|h| (h.id, AnyHandleJson::Slab(h.into()))),
-            )
-            .chain(
-                self.dma
-                    .handles
-                    .values()
-                    .map(|h| (h.id, AnyHandleJson::Dma(h.into()))),
-            )
-            .collect();
-        all.sort_by_key(|(id, _)| *id);
-        #[derive(Serialize)]
-        struct Allocations {
-            allocations: Vec<AnyHandleJson>,
-        }
-        Response::json(
-            200,
-            &Allocations {
-                allocations: all.into_iter().map(|(_, h)| h).collect(),
-            },
-        )
-    }
-
     // ------------------------------------------------------------------
     // POST /api/alloc {"type":"vmalloc"|"ioremap"}
     // ------------------------------------------------------------------

@@ -124,7 +124,11 @@ impl ApiError {
             },
         };
         let mut response = match crate::server::json::to_vec(&body) {
-            Ok(bytes) => Response::bytes(self.status, crate::server::response::CONTENT_TYPE_JSON, bytes),
+            Ok(bytes) => Response::bytes(
+                self.status,
+                crate::server::response::CONTENT_TYPE_JSON,
+                bytes,
+            ),
             // Only a message over 16 MiB gets here: drop it, keep the code.
             Err(_) => {
                 let bytes = format!(r#"{{"error":{{"code":"{}","message":""}}}}"#, self.code);

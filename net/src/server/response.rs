@@ -222,10 +222,7 @@ impl BodyWriter {
             return Err(OutOfMemory);
         }
         while !bytes.is_empty() {
-            let room = self
-                .pieces
-                .last()
-                .map_or(0, |p| PIECE_BYTES - p.len());
+            let room = self.pieces.last().map_or(0, |p| PIECE_BYTES - p.len());
             if room == 0 {
                 if self.pieces.try_reserve(1).is_err() {
                     self.failed = true;
@@ -424,15 +421,24 @@ mod tests {
         assert!(wire.windows(head.len()).any(|w| w == head.as_bytes()));
         assert!(wire.ends_with(expected.as_bytes()));
         let (_, body, tail) = r.into_wire(false, ConnectionHeader::Default);
-        assert_eq!(body.len() + tail.iter().map(Vec::len).sum::<usize>(), expected.len());
+        assert_eq!(
+            body.len() + tail.iter().map(Vec::len).sum::<usize>(),
+            expected.len()
+        );
     }
 
     #[test]
     fn bodiless_statuses_have_no_length() {
         let mut r = Response::text(204, "ignored");
-        assert!(r.to_bytes(false, ConnectionHeader::Default).ends_with(b"\r\n\r\n"));
+        assert!(
+            r.to_bytes(false, ConnectionHeader::Default)
+                .ends_with(b"\r\n\r\n")
+        );
         r.status = 201;
-        assert!(r.to_bytes(false, ConnectionHeader::Default).ends_with(b"\r\n\r\nignored"));
+        assert!(
+            r.to_bytes(false, ConnectionHeader::Default)
+                .ends_with(b"\r\n\r\nignored")
+        );
         assert_eq!(
             Response::empty(201).to_bytes(false, ConnectionHeader::Default),
             b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".as_slice()

@@ -91,6 +91,7 @@ routes! {
     Get "/proc/pagetypeinfo" => ProcPagetypeinfo,
     // Commands.
     Post "/api/alloc" => Alloc,
+    Get "/api/alloc/{id}" => HandleInfo,
     /// `?order=K` on a `pages` handle
     Delete "/api/alloc/{id}" => Free,
     Post "/api/alloc/{id}/fill" => Fill,
@@ -292,6 +293,7 @@ mod tests {
             (Method::Delete, "/api/kmap/3", RouteId::Kunmap),
             (Method::Post, "/api/reset", RouteId::Reset),
             (Method::Post, "/api/bench", RouteId::Bench),
+            (Method::Get, "/api/alloc/5", RouteId::HandleInfo),
         ];
         for &(m, path, id) in expected {
             assert_eq!(found(m, path).0, id, "{m} {path}");
@@ -387,7 +389,7 @@ mod tests {
         assert_eq!(allow(Method::Post, "/api/health"), "GET, HEAD");
         assert_eq!(allow(Method::Delete, "/"), "GET, HEAD");
         assert_eq!(allow(Method::Get, "/api/alloc"), "POST");
-        assert_eq!(allow(Method::Get, "/api/alloc/5"), "DELETE");
+        assert_eq!(allow(Method::Put, "/api/alloc/5"), "GET, HEAD, DELETE");
         assert_eq!(allow(Method::Put, "/api/kmap"), "GET, HEAD, POST");
         assert_eq!(allow(Method::Delete, "/api/mempools"), "GET, HEAD, POST");
         assert_eq!(allow(Method::Get, "/api/caches/x"), "DELETE");

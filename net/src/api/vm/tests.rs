@@ -872,7 +872,10 @@ fn reset_frees_every_kind_and_restores_boot_state() {
         assert_eq!(kinds, ["vmalloc", "ioremap", "pages"], "by id");
         assert_eq!(t.ok("POST", "/api/reset", None), json!({"freed":3}));
         assert_eq!(t.json("/api/vmallocinfo"), boot_info);
-        assert_eq!(t.json("/api/allocations"), json!({"allocations":[]}));
+        assert_eq!(
+            t.json("/api/allocations"),
+            json!({"total":0,"offset":0,"limit":1000,"allocations":[]})
+        );
         assert_eq!(t.json("/api/kmap")["pkmap"]["entries"], json!([]));
         assert_eq!(t.mm.platform().nr_ptes(), 0);
         assert_eq!(t.buddyinfo(), boot);
@@ -921,7 +924,10 @@ fn bench_vmalloc_maps_and_frees_every_time() {
             assert_eq!(t.json("/api/vmallocinfo"), boot_info, "{body}");
             assert_eq!(t.mm.platform().nr_ptes(), 0);
         }
-        assert_eq!(t.json("/api/allocations"), json!({"allocations":[]}));
+        assert_eq!(
+            t.json("/api/allocations"),
+            json!({"total":0,"offset":0,"limit":1000,"allocations":[]})
+        );
 
         // Bad sizes; the area is 4 MiB, so 4 MiB plus a guard cannot fit.
         for (body, status, code) in [
@@ -985,7 +991,10 @@ fn dma_without_a_dma_system_is_400_not_available() {
         let r = t.post("/api/alloc", json!({"type":"dma","size":0}));
         assert_eq!(error(&r), (400, "EINVAL".to_string()));
         assert!(r.text().contains("out of range"), "{}", r.text());
-        assert_eq!(t.json("/api/allocations"), json!({"allocations":[]}));
+        assert_eq!(
+            t.json("/api/allocations"),
+            json!({"total":0,"offset":0,"limit":1000,"allocations":[]})
+        );
         assert_eq!(t.buddyinfo(), boot);
         assert_eq!(t.api.quota().0, 0);
     });

@@ -128,7 +128,10 @@ fn idle_client_is_closed_and_its_socket_recycled() {
     assert_eq!(net.stack.stats().tcp_sockets_in_use, 1);
     // The idle deadline drives the timer.
     let delay = net.stack.poll_delay_ms(net.now_ms).unwrap();
-    assert!(delay <= crate::server::conn::DEFAULT_IDLE_TIMEOUT_MS, "{delay}");
+    assert!(
+        delay <= crate::server::conn::DEFAULT_IDLE_TIMEOUT_MS,
+        "{delay}"
+    );
     net.run_for(crate::server::conn::DEFAULT_IDLE_TIMEOUT_MS + 50, &mut app);
     // The server sent its FIN; the client never closes (abandoned).
     assert_eq!(net.socket(idle).state(), tcp::State::CloseWait);

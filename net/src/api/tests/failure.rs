@@ -1,0 +1,68 @@
+//! "Failure is an answer" (API.md v2): paging of `/api/allocations`, one
+//! handle by id, and the answers that used to be wrong.
+
+use super::*;
+
+#[test]
+fn allocations_page_through_every_type_in_id_order() {
+    run(DEFAULT, |t| {
+        let mut ids = Vec::new();
+        for i in 0..7u64 {
+            let body = match i % 3 {
+                0 => json!({"type":"pages","order":0}),
+                1 => json!({"type":"kmalloc","size":64}),
+                _ => json!({"type":"dma","size":4096}),
+            };
+            ids.push(t.alloc_ok(body)["id"].as_u64().unwrap());
+        }
+        let page = t.json("/api/allocations?offset=2&limit=3");
+        assert_eq!(page["total"], 7);
+        assert_eq!(
+            (page["offset"].as_u64(), page["limit"].as_u64()),
+            (Some(2), Some(3))
+        );
+        let got: Vec<u64> = page["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, ids[2..5]);
+        assert_eq!(page["allocations"][0]["type"], "dma");
+        assert_eq!(page["allocations"][1]["type"], "pages");
+        assert_eq!(page["allocations"][2]["type"], "kmalloc");
+        // Past the end: an empty page, the total still told.
+        let tail = t.json("/api/allocations?offset=99");
+        assert_eq!(tail["allocations"], json!([]));
+        assert_eq!(tail["total"], 7);
+        for bad in ["limit=1001", "limit=-1", "offset=x", "limit=%2B5"] {
+            let r = t.get(&format!("/api/allocations?{bad}"));
+            assert_eq!(error(&r).0, 400, "{bad}: {}", r.text());
+        }
+        // One handle by id, each type.
+        for &id in &ids {
+            let h = t.json(&format!("/api/alloc/{id}"));
+            assert_eq!(h["id"], id);
+        }
+        let missing = t.get("/api/alloc/999");
+        assert_eq!(error(&missing), (404, "ENOENT".into()));
+        t.request("POST", "/api/reset", None);
+    });
+}
+
+#[test]
+fn a_large_listing_is_sent_in_page_sized_pieces() {
+    run(DEFAULT, |t| {
+        for _ in 0..300 {
+            t.alloc_ok(json!({"type":"kmalloc","size":8}));
+        }
+        let r = t.get("/api/allocations");
+        assert_eq!(r.status, 200);
+        assert!(r.body.len() > 3 * crate::server::response::PIECE_BYTES);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["total"], 300);
+        assert_eq!(v["allocations"].as_array().unwrap().len(), 300);
+        t.request("POST", "/api/reset", None);
+        assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+    });
+}
