@@ -220,7 +220,7 @@ pub enum SlabHandleKind {
 }
 
 impl SlabHandleKind {
-    const fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             SlabHandleKind::Kmalloc => "kmalloc",
             SlabHandleKind::Cache => "cache",
@@ -356,11 +356,61 @@ fn parse_gfp(gfp: Option<&str>) -> Result<GfpFlags, ApiError> {
     }
 }
 
-/// A cache or pool name from a path or body, for messages and lookups.
+/// `kmalloc(0)`: Linux returns `ZERO_SIZE_PTR` (16), a non-NULL
+/// pointer that faults on any access, and allocates nothing; `kfree()`
+/// of it is a no-op. So the answer is a success (200, not 201: nothing
+/// was created, there is no handle to free) that says so.
+fn zero_size_ptr() -> Response {
+    #[derive(Serialize)]
+    struct ZeroSize {
+        id: Option<u64>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        size: u64,
+        ksize: u64,
+        virt: Hex,
+        phys: Option<Hex>,
+        note: &'static str,
+    }
+    Response::json(
+        200,
+        &ZeroSize {
+            id: None,
+            kind: "kmalloc",
+            size: 0,
+            ksize: 0,
+            virt: Hex::new(mm::kmalloc::ZERO_SIZE_PTR),
+            phys: None,
+            note: "ZERO_SIZE_PTR: kmalloc(0) allocates nothing; kfree() of it is a no-op",
+        },
+    )
+}
+
+/// Longest cache or mempool name ([`NAME_PATTERN`]'s bound).
+pub const NAME_MAX: usize = 32;
+
+/// The one rule for cache and mempool names, as `/openapi.json` states it:
+/// 1..=32 of `A-Z a-z 0-9 . _ -`, so that every name the API creates is
+/// one path segment that `DELETE /api/caches/{name}` can address without
+/// escaping (`a/b` or `a%20b` never exist). Every kernel cache name
+/// (`kmalloc-64`, `dma-kmalloc-8`, …) follows it too.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,32}$";
+
+/// Whether `name` follows [`NAME_PATTERN`].
+pub fn valid_name(name: &str) -> bool {
+    (1..=NAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && CacheName::new(name).is_some()
+}
+
+/// A cache or pool name from a path or body: refused (400) unless it
+/// follows [`NAME_PATTERN`], on create and on lookup alike.
 fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
-    if CacheName::new(name).is_none() {
+    if !valid_name(name) {
         return Err(ApiError::einval(format!(
-            "malformed {what} name '{name}' (1..=32 printable characters without spaces)"
+            "malformed {what} name '{name}' (must match {NAME_PATTERN})"
         )));
     }
     Ok(())
@@ -1094,14 +1144,17 @@ impl<'a, P: Platform> Api<'a, P> {
         let (kind, size, pool_name, placed) = match kind {
             "kmalloc" => {
                 let size = body.size.ok_or_else(|| {
-                    ApiError::einval(format!("missing \"size\" (1..={KMALLOC_MAX_SIZE})"))
+                    ApiError::einval(format!("missing \"size\" (0..={KMALLOC_MAX_SIZE})"))
                 })?;
+                if size == 0 {
+                    return Ok(zero_size_ptr());
+                }
                 let size = usize::try_from(size)
                     .ok()
                     .filter(|&s| (1..=KMALLOC_MAX_SIZE).contains(&s))
                     .ok_or_else(|| {
                         ApiError::einval(format!(
-                            "size {size} is out of range 1..={KMALLOC_MAX_SIZE}"
+                            "size {size} is out of range 0..={KMALLOC_MAX_SIZE}"
                         ))
                     })?;
                 let footprint = kmalloc_size_roundup(size).map_or_else(

@@ -834,7 +834,7 @@ fn bad_requests_are_400_einval() {
             (r#"{"order":1}"#, "missing \"type\""),
             (r#"{"type":"pages"}"#, "missing \"order\""),
             (r#"{"type":"bogus","order":1}"#, "unknown allocation type"),
-            (r#"{"type":"kmalloc","size":0}"#, "out of range"),
+            (r#"{"type":"kmalloc","size":4194305}"#, "out of range"),
             (r#"{"type":"vmalloc","size":4096}"#, "not supported yet"),
             (r#"{"type":"dma","size":0}"#, "out of range"),
             (r#"{"type":"dma","size":4194305}"#, "out of range"),

@@ -980,6 +980,13 @@ impl<'a, P: Platform> Api<'a, P> {
                 "allocation {id} is dma: kmap takes a pages handle (a coherent buffer is direct-mapped already)"
             )));
         }
+        if let Some(h) = self.slab.handles.get(&id) {
+            return Err(ApiError::einval(format!(
+                "allocation {id} is {}: kmap takes a pages handle (a slab object lives in lowmem, direct-mapped already at {})",
+                h.kind.name(),
+                Hex::new(h.addr)
+            )));
+        }
         let handle = self
             .handles
             .get(&id)

@@ -66,3 +66,44 @@ fn a_large_listing_is_sent_in_page_sized_pieces() {
         assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
     });
 }
+
+#[test]
+fn kmalloc_of_zero_is_zero_size_ptr_and_allocates_nothing() {
+    run(DEFAULT, |t| {
+        let slab_before = t.json("/api/slabinfo");
+        let r = t.alloc(json!({"type":"kmalloc","size":0}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["virt"], "0x10");
+        assert_eq!(v["id"], Value::Null);
+        assert_eq!(t.json("/api/allocations")["total"], 0);
+        assert_eq!(t.json("/api/slabinfo"), slab_before);
+        assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+    });
+}
+
+#[test]
+fn cache_names_follow_one_rule_on_create_and_in_openapi() {
+    run(DEFAULT, |t| {
+        for bad in ["a/b", "a b", "a%2Fb", "", "x?y", "ä", &"n".repeat(33)] {
+            let body = json!({"name": bad, "size": 64}).to_string();
+            let r = t.request("POST", "/api/caches", Some(&body));
+            assert_eq!(error(&r).0, 400, "{bad:?}: {}", r.text());
+            let body = json!({"name": bad, "cache": "kmalloc-64", "min_nr": 1}).to_string();
+            let r = t.request("POST", "/api/mempools", Some(&body));
+            assert_eq!(error(&r).0, 400, "{bad:?}: {}", r.text());
+        }
+        for good in ["a.b_c-1", &"n".repeat(32)] {
+            let body = json!({"name": good, "size": 64}).to_string();
+            let r = t.request("POST", "/api/caches", Some(&body));
+            assert_eq!(r.status, 201, "{good}: {}", r.text());
+            let r = t.request("DELETE", &format!("/api/caches/{good}"), None);
+            assert_eq!(r.status, 200, "{good}: {}", r.text());
+        }
+        let spec: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        let name = &spec["paths"]["/api/caches"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["properties"]["name"];
+        assert_eq!(name["pattern"], super::super::slab::NAME_PATTERN);
+        assert_eq!(name["maxLength"], super::super::slab::NAME_MAX);
+    });
+}
