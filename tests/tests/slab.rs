@@ -79,17 +79,17 @@ fn kmalloc_40_then_a_cache_of_200_byte_objects_step_by_step() {
     );
 
     // kmalloc(40) is a kmalloc-64 object.
-    let before = counts(&mut c, "kmalloc-64").0;
+    let before = counts(&mut c, "kmalloc-cg-64").0;
     let h = alloc_ok(&mut c, json!({"type":"kmalloc","size":40}));
     assert_eq!(h["type"], "kmalloc");
     assert_eq!(h["size"], 40);
     assert_eq!(h["ksize"], 64);
-    assert_eq!(h["cache"], "kmalloc-64");
+    assert_eq!(h["cache"], "kmalloc-cg-64");
     let phys = hex(&h["phys"]);
     assert_eq!(phys % 64, 0);
     assert_eq!(hex(&h["virt"]), PAGE_OFFSET + phys);
     assert_eq!(h["pfn"], phys / 4096);
-    assert_eq!(counts(&mut c, "kmalloc-64").0, before + 1);
+    assert_eq!(counts(&mut c, "kmalloc-cg-64").0, before + 1);
     let id = h["id"].as_u64().unwrap();
     let r = post(&mut c, &format!("/api/alloc/{id}/fill"), json!({"byte":90}));
     assert_eq!((r.status, r.json()["bytes"].as_u64()), (200, Some(40)));
@@ -103,7 +103,7 @@ fn kmalloc_40_then_a_cache_of_200_byte_objects_step_by_step() {
         (Some(40), u64::from(crc.finalize()))
     );
     free(&mut c, id);
-    assert_eq!(counts(&mut c, "kmalloc-64").0, before);
+    assert_eq!(counts(&mut c, "kmalloc-cg-64").0, before);
 
     // A cache of 200-byte objects aligned to 64: 256-byte stride, 16 per page.
     let r = post(

@@ -153,7 +153,13 @@ pub(super) fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
     let Some(info) = slab.cache_info(id) else {
         return (freed, 0);
     };
-    if info.flags.contains(SlabFlags::CACHE_DMA) {
+    // DMA twins are not the heap's; the accounted (`kmalloc-cg-*`) twins
+    // hold only API objects: neither keeps spare slabs, so after a reset
+    // they hold nothing.
+    if info
+        .flags
+        .intersects(SlabFlags::CACHE_DMA.union(SlabFlags::ACCOUNT))
+    {
         return (freed, 0);
     }
     let target = target_slabs.unwrap_or(info.num_slabs + KMALLOC_SPARE_SLABS);
@@ -998,9 +1004,23 @@ impl<'a, P: Platform> Api<'a, P> {
         let info = self.find_cache(name)?;
         let access = self.slab_access()?;
         let mm = self.mm;
-        let freed = locked(access, |slab, _| slab.kmem_cache_shrink(mm, info.id))
-            .ok_or_else(no_slab)?
-            .map_err(|e| slab_error(e, &format!("kmem_cache_shrink({name})")))?;
+        // The heap's own kmalloc caches keep their spare slabs (see
+        // `settle_kmalloc_caches`): a user's shrink cannot make the next
+        // kernel allocation go to the buddy allocator, and reset need not
+        // take pages back for them.
+        let heap_cache = info.kind == CacheKind::Kmalloc
+            && !info
+                .flags
+                .intersects(SlabFlags::CACHE_DMA.union(SlabFlags::ACCOUNT));
+        let freed = locked(access, |slab, _| {
+            if heap_cache {
+                slab.kmem_cache_shrink_keep(mm, info.id, KMALLOC_SPARE_SLABS as u32)
+            } else {
+                slab.kmem_cache_shrink(mm, info.id)
+            }
+        })
+        .ok_or_else(no_slab)?
+        .map_err(|e| slab_error(e, &format!("kmem_cache_shrink({name})")))?;
         #[derive(Serialize)]
         struct Shrunk {
             freed_slabs: usize,
@@ -1163,7 +1183,7 @@ impl<'a, P: Platform> Api<'a, P> {
                 );
                 self.check_quota(footprint)?;
                 let placed = locked(access, |slab, mem| {
-                    slab.kmalloc(mem, mm, size, gfp)
+                    slab.kmalloc(mem, mm, size, gfp | GfpFlags::ACCOUNT)
                         .map(|addr| place(slab, addr))
                 })
                 .ok_or_else(no_slab)?

@@ -67,6 +67,12 @@ impl GfpFlags {
     /// `__GFP_HARDWALL`: enforce cpuset memory allocation policy.
     pub const HARDWALL: GfpFlags = GfpFlags(0x10_0000);
 
+    /// `__GFP_ACCOUNT`: charge the allocation to the caller's memory
+    /// cgroup; kmalloc serves it from the `kmalloc-cg-*` caches. The API
+    /// sets it on every object it allocates, so user-driven objects never
+    /// share a slab with the kernel's own heap.
+    pub const ACCOUNT: GfpFlags = GfpFlags(0x40_0000);
+
     /// `__GFP_RECLAIM` = direct + kswapd reclaim.
     pub const RECLAIM: GfpFlags = GfpFlags(0x400 | 0x800);
 
@@ -107,7 +113,7 @@ impl GfpFlags {
         GfpFlags(bits & Self::ALL_BITS)
     }
 
-    const ALL_BITS: u32 = 0x1f_fdff;
+    const ALL_BITS: u32 = 0x1f_fdff | 0x40_0000;
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: GfpFlags) -> bool {
@@ -190,7 +196,7 @@ impl GfpFlags {
     /// specific composite first (cf. `__def_gfpflag_names` in
     /// `include/trace/events/mmflags.h`), so printing picks `GFP_HIGHUSER`
     /// over `GFP_USER|__GFP_HIGHMEM`.
-    const NAMES: [(&'static str, GfpFlags); 27] = [
+    const NAMES: [(&'static str, GfpFlags); 28] = [
         ("GFP_HIGHUSER", Self::GFP_HIGHUSER),
         ("GFP_USER", Self::GFP_USER),
         ("GFP_KERNEL", Self::GFP_KERNEL),
@@ -217,6 +223,7 @@ impl GfpFlags {
         ("__GFP_RECLAIM", Self::RECLAIM),
         ("__GFP_DIRECT_RECLAIM", Self::DIRECT_RECLAIM),
         ("__GFP_KSWAPD_RECLAIM", Self::KSWAPD_RECLAIM),
+        ("__GFP_ACCOUNT", Self::ACCOUNT),
         // Aliases accepted on input only; `Display` never reaches them
         // because GFP_DMA/GFP_DMA32 above consume the bits first.
         ("__GFP_DMA", Self::DMA),

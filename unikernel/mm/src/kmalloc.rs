@@ -6,7 +6,9 @@
 //! (powers of two plus `kmalloc-96` and `kmalloc-192`, which Linux keeps
 //! because 96- and 192-byte requests are common and would waste a third in
 //! the next power of two); `GFP_DMA` picks the `dma-kmalloc-*` twin, whose
-//! slabs come from ZONE_DMA. The size → cache step is one load from a
+//! slabs come from ZONE_DMA, and `__GFP_ACCOUNT` the `kmalloc-cg-*` twin
+//! (Linux's memcg-accounted caches), which keeps the objects users ask for
+//! out of the slabs the kernel's own heap lives in. The size → cache step is one load from a
 //! 1 KiB table indexed by `(size - 1) / 8` (Linux splits it into
 //! `size_index[]` + `fls()`; one table is faster and a kilobyte is cheap).
 //! Larger requests, up to 4 MiB (order 10), bypass the slab and take a
@@ -51,8 +53,33 @@ pub const KMALLOC_SIZES: [usize; NR_KMALLOC_SIZES] = [
 ];
 /// Number of kmalloc classes.
 pub const NR_KMALLOC_SIZES: usize = 13;
-/// Cache slots reserved for kmalloc: normal classes, then their DMA twins.
-pub const NR_KMALLOC_SLOTS: usize = 2 * NR_KMALLOC_SIZES;
+/// Cache slots reserved for kmalloc: normal classes, the `kmalloc-cg-*`
+/// twins for `__GFP_ACCOUNT`, then the DMA twins — Linux 6.1's creation
+/// order (`enum kmalloc_cache_type`: KMALLOC_NORMAL, KMALLOC_CGROUP, …,
+/// KMALLOC_DMA), so `/proc/slabinfo` lists them as Linux does.
+pub const NR_KMALLOC_SLOTS: usize = 3 * NR_KMALLOC_SIZES;
+
+/// Which twin a request uses (cf. `kmalloc_type()`): DMA wins over
+/// accounting, as in Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KmallocType {
+    Normal = 0,
+    Cgroup = 1,
+    Dma = 2,
+}
+
+impl KmallocType {
+    const ALL: [KmallocType; 3] = [KmallocType::Normal, KmallocType::Cgroup, KmallocType::Dma];
+
+    /// `kmalloc_type()` without a branch: the DMA bit is bit 0, the
+    /// ACCOUNT bit bit 22.
+    #[inline(always)]
+    const fn index(gfp: GfpFlags) -> usize {
+        let dma = gfp.bits() & GfpFlags::DMA.bits();
+        let cg = (gfp.bits() >> 22) & 1 & !dma;
+        (2 * dma + cg) as usize
+    }
+}
 
 /// Linux's `kmalloc_index()`: 0 for size 0, 1 for 65..=96, 2 for
 /// 129..=192, else `ceil(log2(size))` from 3 (≤ 8) to 13 (≤ 8 KiB); `None`
@@ -118,11 +145,16 @@ pub const fn kmalloc_size_for_layout(size: usize, align: usize) -> Option<usize>
     }
 }
 
-/// `kmalloc-8` … `kmalloc-8k`, `dma-kmalloc-…` (cf. `kmalloc_info[]`).
-fn kmalloc_name(size: usize, dma: bool) -> CacheName {
+/// `kmalloc-8` … `kmalloc-8k`, `dma-kmalloc-…`, `kmalloc-cg-…` (cf.
+/// `kmalloc_info[]`).
+fn kmalloc_name(size: usize, kind: KmallocType) -> CacheName {
     use core::fmt::Write;
-    let mut name = CacheName::new(if dma { "dma-kmalloc-" } else { "kmalloc-" })
-        .unwrap_or_else(|| unreachable!());
+    let prefix = match kind {
+        KmallocType::Normal => "kmalloc-",
+        KmallocType::Dma => "dma-kmalloc-",
+        KmallocType::Cgroup => "kmalloc-cg-",
+    };
+    let mut name = CacheName::new(prefix).unwrap_or_else(|| unreachable!());
     let _ = if size >= 1024 {
         write!(name, "{}k", size / 1024)
     } else {
@@ -132,22 +164,23 @@ fn kmalloc_name(size: usize, dma: bool) -> CacheName {
 }
 
 impl SlabAllocator<'_> {
-    /// cf. `create_kmalloc_caches()`: normal classes, then the DMA ones.
-    /// Each aligned to the largest power of two dividing its size.
+    /// cf. `create_kmalloc_caches()`: normal classes, then the DMA ones,
+    /// then the accounted (`kmalloc-cg-*`) ones. Each aligned to the
+    /// largest power of two dividing its size.
     pub(crate) fn create_kmalloc_caches(&mut self, debug: SlabFlags) {
-        for dma in [false, true] {
+        for kind in KmallocType::ALL {
             for (i, &size) in KMALLOC_SIZES.iter().enumerate() {
-                let flags = if dma {
-                    debug.union(SlabFlags::CACHE_DMA)
-                } else {
-                    debug
+                let flags = match kind {
+                    KmallocType::Normal => debug,
+                    KmallocType::Dma => debug.union(SlabFlags::CACHE_DMA),
+                    KmallocType::Cgroup => debug.union(SlabFlags::ACCOUNT),
                 };
                 let align = 1usize << size.trailing_zeros();
                 let geo = calculate_sizes(size, align, flags, false);
-                let slot = i + if dma { NR_KMALLOC_SIZES } else { 0 };
+                let slot = i + kind as usize * NR_KMALLOC_SIZES;
                 self.setup_cache(
                     slot,
-                    kmalloc_name(size, dma),
+                    kmalloc_name(size, kind),
                     size,
                     geo,
                     flags,
@@ -159,7 +192,8 @@ impl SlabAllocator<'_> {
     }
 
     /// `kmalloc()`: `size` bytes aligned as the module docs say, `GFP_DMA`
-    /// honoured, `__GFP_ZERO` zeroes. `kmalloc(0)` is [`ZERO_SIZE_PTR`].
+    /// and `__GFP_ACCOUNT` pick their twin caches, `__GFP_ZERO` zeroes.
+    /// `kmalloc(0)` is [`ZERO_SIZE_PTR`].
     #[inline]
     pub fn kmalloc<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
@@ -169,8 +203,8 @@ impl SlabAllocator<'_> {
         gfp: GfpFlags,
     ) -> Result<u64, SlabError> {
         if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE {
-            let dma = (gfp.bits() & GfpFlags::DMA.bits()) as usize * NR_KMALLOC_SIZES;
-            let slot = SIZE_TO_SLOT[((size - 1) >> 3) & (SIZE_TO_SLOT.len() - 1)] as usize + dma;
+            let twin = KmallocType::index(gfp) * NR_KMALLOC_SIZES;
+            let slot = SIZE_TO_SLOT[((size - 1) >> 3) & (SIZE_TO_SLOT.len() - 1)] as usize + twin;
             return self.slab_alloc(mem, pages, slot, gfp, size);
         }
         self.kmalloc_big(mem, pages, size, gfp)

@@ -116,6 +116,9 @@ impl SlabFlags {
     pub const HWCACHE_ALIGN: SlabFlags = SlabFlags(0x0000_2000);
     /// `SLAB_CACHE_DMA`: slab pages from ZONE_DMA.
     pub const CACHE_DMA: SlabFlags = SlabFlags(0x0000_4000);
+    /// `SLAB_ACCOUNT`: objects are charged to a memory cgroup; set on the
+    /// `kmalloc-cg-*` caches.
+    pub const ACCOUNT: SlabFlags = SlabFlags(0x0400_0000);
     /// Flags that send a cache down the checked slow path
     /// (cf. `SLAB_DEBUG_FLAGS`).
     pub const DEBUG_FLAGS: SlabFlags = SlabFlags(0x100 | 0x400 | 0x800);
@@ -1196,6 +1199,28 @@ impl<'a> SlabAllocator<'a> {
             freed += 1;
         }
         freed
+    }
+
+    /// [`SlabAllocator::kmem_cache_shrink`] that leaves up to `keep` empty
+    /// slabs in place, the most recently emptied going first, and the
+    /// active slab as it is (cf. SLUB keeping `min_partial` slabs). For
+    /// caches whose spare slabs are policy: the kernel heap's kmalloc
+    /// caches keep theirs when a user shrinks them. Returns slabs freed.
+    pub fn kmem_cache_shrink_keep<S: PageSource + ?Sized>(
+        &mut self,
+        pages: &S,
+        id: CacheId,
+        keep: u32,
+    ) -> Result<usize, SlabError> {
+        let slot = self.resolve(id)?;
+        let mut freed = 0;
+        while self.caches[slot].empty.nr > keep && self.caches[slot].empty.head != NIL {
+            let pfn = self.caches[slot].empty.head;
+            self.caches[slot].empty.remove(self.metas, pfn);
+            self.discard_slab(pages, slot, pfn);
+            freed += 1;
+        }
+        Ok(freed)
     }
 
     /// Shrink every cache (cf. `kmem_cache_shrink_all()`); slabs freed.

@@ -224,3 +224,32 @@ fn every_layout_alignment_comes_back_aligned() {
     }
     f.slab.check_invariants(m).unwrap();
 }
+
+/// `__GFP_ACCOUNT` objects come from the `kmalloc-cg-*` twins, never from
+/// a slab the unaccounted (kernel) objects share; DMA wins over it.
+#[test]
+fn accounted_kmalloc_uses_the_cg_twin() {
+    let mut f = Fixture::new(16);
+    let (p, m) = (&f.pages, &f.mem);
+    let kernel = f.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
+    let user = f
+        .slab
+        .kmalloc(m, p, 64, GfpFlags::GFP_KERNEL | GfpFlags::ACCOUNT)
+        .unwrap();
+    assert_eq!(f.slab.cache_of(kernel), f.slab.find_cache("kmalloc-64"));
+    assert_eq!(f.slab.cache_of(user), f.slab.find_cache("kmalloc-cg-64"));
+    assert_ne!(kernel >> 12, user >> 12, "different slabs");
+    let dma = f
+        .slab
+        .kmalloc(
+            m,
+            p,
+            64,
+            GfpFlags::GFP_KERNEL | GfpFlags::DMA | GfpFlags::ACCOUNT,
+        )
+        .unwrap();
+    assert_eq!(f.slab.cache_of(dma), f.slab.find_cache("dma-kmalloc-64"));
+    for a in [kernel, user, dma] {
+        f.slab.kfree(m, p, a).unwrap();
+    }
+}

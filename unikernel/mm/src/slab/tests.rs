@@ -873,7 +873,7 @@ fn slabinfo_golden() {
         *lines.last().unwrap(),
         "kmalloc-8              0      0      8  512    1 : tunables    0    0    0 : slabdata      0      0      0"
     );
-    assert_eq!(lines.len(), 2 + 1 + 26);
+    assert_eq!(lines.len(), 2 + 1 + crate::kmalloc::NR_KMALLOC_SLOTS);
     assert!(
         out.ends_with('\n') && lines.iter().all(|l| !l.ends_with(' ')),
         "no trailing spaces"
