@@ -17,6 +17,7 @@ pub mod page_alloc;
 pub mod pgtable;
 pub mod platform;
 pub mod procfs;
+pub mod selfcheck;
 pub mod selftest;
 pub mod slab;
 pub mod types;
