@@ -15,8 +15,17 @@
 
 use core::fmt;
 
+use crate::highmem::{KmapAtomicStack, Pkmap, fixmap_addr, pkmap_addr};
+use crate::layout::{LAST_PKMAP, NR_FIX_KMAP};
+use crate::page::OwnerTag;
 use crate::page_alloc::PageAlloc;
-use crate::slab::CacheName;
+use crate::platform::PageMapper;
+use crate::slab::{CacheName, ObjectMemory, SlabAllocator};
+use crate::types::{PAGE_SIZE, VirtAddr};
+use crate::vmalloc::{VmapAreaAllocator, VmapKind};
+
+#[cfg(test)]
+mod tests;
 
 /// [`Problem::subsystem`] of the buddy allocator and `mem_map`; its
 /// problems' `addr` is a PFN.
@@ -55,6 +64,14 @@ impl Problem {
             what,
             addr,
             cache: None,
+        }
+    }
+
+    /// The same problem, concerning `addr`.
+    pub const fn at(self, addr: u64) -> Problem {
+        Problem {
+            addr: Some(addr),
+            ..self
         }
     }
 }
@@ -141,6 +158,197 @@ impl Checked {
 /// `CONFIG_DEBUG_VM`, applied to every frame at once).
 pub fn check_buddy(pa: &PageAlloc<'_>, sink: &mut dyn FnMut(Problem), checked: &mut Checked) {
     pa.check_each(sink, checked);
+}
+
+/// The slab allocator: lists and counters recounted, each slab's free list
+/// inside its slab and acyclic, free + in use = objects, and for
+/// `SLAB_POISON` / `SLAB_RED_ZONE` caches every free object's poison and
+/// red zone intact (cf. `validate_slab_cache()` → `validate_slab()` →
+/// `check_object()`).
+pub fn check_slab<M: ObjectMemory>(
+    slab: &SlabAllocator<'_>,
+    mem: &M,
+    sink: &mut dyn FnMut(Problem),
+    checked: &mut Checked,
+) {
+    slab.check_each(mem, sink, checked);
+}
+
+/// The slab overlay against `mem_map`: every slab frame is allocated,
+/// marked `SLAB` and owned by `slab`; every `kmalloc_large` frame is
+/// allocated and owned by `heap` (cf. `PageSlab()` checks in
+/// `virt_to_slab()` / `free_large_kmalloc()`). Needs both locks
+/// (slab → zone).
+pub fn check_slab_pages(
+    slab: &SlabAllocator<'_>,
+    pa: &PageAlloc<'_>,
+    sink: &mut dyn FnMut(Problem),
+    _checked: &mut Checked,
+) {
+    slab.for_each_frame(|pfn, large, cache| {
+        let addr = Some(crate::slab::slab_va(pfn.0 as u32));
+        let report = |what| Problem {
+            cache,
+            ..Problem::new(SLAB, what, addr)
+        };
+        let Some(page) = pa.page(pfn) else {
+            sink(report("slab frame past max_pfn"));
+            return;
+        };
+        if !page.is_allocated() {
+            sink(report("slab frame is not allocated in mem_map"));
+        } else if large {
+            if page.owner != OwnerTag::HEAP || page.is_slab() {
+                sink(report("kmalloc_large frame not a heap block in mem_map"));
+            }
+        } else if !page.is_slab() || page.owner != OwnerTag::SLAB {
+            sink(report("slab frame not marked SLAB in mem_map"));
+        }
+    });
+}
+
+/// The vmalloc area against the page table and `mem_map`: areas sorted,
+/// disjoint and inside the range (the area allocator's own walk); each
+/// vmalloc page mapped to an allocated frame owned by `vmalloc`, each vmap
+/// page mapped to a frame that is not free, each ioremap page mapped to
+/// exactly `phys + i * PAGE_SIZE` and never to managed RAM, and every guard
+/// page unmapped (cf. what `vmalloc_dump_obj()` / `vread_iter()` rely on).
+pub fn check_vmap_areas<const N: usize, const F: usize>(
+    areas: &VmapAreaAllocator<N, F>,
+    mapper: &impl PageMapper,
+    pa: &PageAlloc<'_>,
+    sink: &mut dyn FnMut(Problem),
+    checked: &mut Checked,
+) {
+    areas.check_each(sink, checked);
+    for a in areas.iter() {
+        checked.vmap_areas += 1;
+        for i in 0..a.nr_pages {
+            let virt = VirtAddr(a.start.0 + i * PAGE_SIZE);
+            let at = Some(virt.0);
+            let Some(pfn) = mapper.translate(virt) else {
+                sink(Problem::new(VMALLOC, "page of an area is not mapped", at));
+                continue;
+            };
+            checked.ptes += 1;
+            if i == 0 && a.kind != VmapKind::Ioremap && pfn.phys() != a.phys {
+                sink(Problem::new(
+                    VMALLOC,
+                    "first page does not map the area's phys",
+                    at,
+                ));
+            }
+            let page = pa.page(pfn);
+            let what = match a.kind {
+                VmapKind::Vmalloc => match page {
+                    None => Some("vmalloc page maps a frame past max_pfn"),
+                    Some(p) if !p.is_allocated() => {
+                        Some("vmalloc page maps a frame that is not allocated")
+                    }
+                    Some(p) if p.owner != OwnerTag::VMALLOC => {
+                        Some("vmalloc page maps a frame not owned by vmalloc")
+                    }
+                    Some(_) => None,
+                },
+                VmapKind::Vmap => match page {
+                    Some(p) if !p.is_reserved() && !p.is_allocated() => {
+                        Some("vmap page maps a free frame")
+                    }
+                    _ => None,
+                },
+                VmapKind::Ioremap => {
+                    if pfn.phys().0 != a.phys.0 + i * PAGE_SIZE {
+                        Some("ioremap page does not map phys + offset")
+                    } else if page.is_some_and(|p| !p.is_reserved() && !p.is_nomap()) {
+                        Some("ioremap page maps RAM managed by the page allocator")
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(what) = what {
+                sink(Problem::new(VMALLOC, what, at));
+            }
+        }
+        checked.guard_pages += 1;
+        if mapper.translate(a.guard_page()).is_some() {
+            sink(Problem::new(
+                VMALLOC,
+                "guard page is mapped",
+                Some(a.guard_page().0),
+            ));
+        }
+    }
+}
+
+/// The pkmap window against the page table: a slot with a mapping (users,
+/// or count 1 awaiting `flush_all_zero_pkmaps()`) has a PTE to its HighMem
+/// frame; a free slot has none (cf. the `BUG_ON(!pte_none(...))` in
+/// `map_new_virtual()` and `kmap_high()`'s `BUG_ON(pkmap_count < 2)`).
+/// `nr_used` / `nr_mapped` are computed from the counts themselves, so
+/// there is no stored counter to disagree.
+pub fn check_pkmap(
+    pkmap: &Pkmap,
+    mapper: &impl PageMapper,
+    sink: &mut dyn FnMut(Problem),
+    checked: &mut Checked,
+) {
+    for nr in 0..LAST_PKMAP {
+        checked.pkmap_slots += 1;
+        let virt = pkmap_addr(nr);
+        let at = Some(virt.0);
+        let (count, pfn) = pkmap.slot_state(nr);
+        match (count, mapper.translate(virt)) {
+            (0, None) => {}
+            (0, Some(_)) => sink(Problem::new(PKMAP, "free slot has a PTE", at)),
+            (_, None) => sink(Problem::new(PKMAP, "mapped slot has no PTE", at)),
+            (_, Some(p)) => {
+                checked.ptes += 1;
+                if p != pfn {
+                    sink(Problem::new(PKMAP, "slot PTE maps another frame", at));
+                }
+                if pkmap.page_address(pfn) != Some(virt) {
+                    sink(Problem::new(
+                        PKMAP,
+                        "slot maps a lowmem frame or one kmapped twice",
+                        at,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The kmap_atomic stack against the fixmap: slots below the depth are
+/// mapped to the frames pushed, slots at or above it are not (cf.
+/// `kmap_local_idx_push()` / `kunmap_local_indexed()`, which keep exactly
+/// that invariant).
+pub fn check_kmap_atomic(
+    stack: &KmapAtomicStack,
+    mapper: &impl PageMapper,
+    sink: &mut dyn FnMut(Problem),
+    checked: &mut Checked,
+) {
+    for idx in 0..NR_FIX_KMAP {
+        checked.kmap_atomic_slots += 1;
+        let virt = fixmap_addr(idx);
+        let at = Some(virt.0);
+        match (stack.slot(idx), mapper.translate(virt)) {
+            (None, None) => {}
+            (None, Some(_)) => sink(Problem::new(
+                KMAP_ATOMIC,
+                "slot above the stack has a PTE",
+                at,
+            )),
+            (Some(_), None) => sink(Problem::new(KMAP_ATOMIC, "stacked slot has no PTE", at)),
+            (Some(want), Some(got)) => {
+                checked.ptes += 1;
+                if want != got {
+                    sink(Problem::new(KMAP_ATOMIC, "slot PTE maps another frame", at));
+                }
+            }
+        }
+    }
 }
 
 /// Collects into a fixed buffer: the first `N` problems and how many there
