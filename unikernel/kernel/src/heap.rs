@@ -10,6 +10,17 @@
 //!   up to a multiple of the alignment; kmalloc classes (and large blocks)
 //!   are aligned to the largest power of two dividing their size, so any
 //!   `Layout` up to 4 MiB comes back aligned.
+//! * **Flags.** Every heap request is `GFP_KERNEL | __GFP_NOFAIL` first:
+//!   `__GFP_NOFAIL` exempts it from fault injection (`failslab`,
+//!   `fail_page_alloc`; cf. `should_failslab()` / `should_fail_alloc_page()`),
+//!   so arming those never aborts the kernel. It cannot make memory appear:
+//!   here there is nothing to reclaim, so the fallback follows.
+//! * **Reserve.** If that fails, [`kmalloc_reserve`] retries with
+//!   `GFP_ATOMIC | __GFP_MEMALLOC | __GFP_NOFAIL`: below MIN as atomic
+//!   requests may go, then into the kernel heap's own reserve
+//!   (`mm::reserve`), which the API cannot reach (`GfpFlags::parse`
+//!   refuses `__GFP_MEMALLOC`). Only when that is exhausted too does an
+//!   allocation fail (and the kernel abort).
 //! * **Early boot.** Until [`init`] has put the slab allocator up, a bump
 //!   allocator over a static `.bss` arena serves; its objects are never
 //!   freed (`dealloc` of an arena pointer is a no-op, `realloc` copies out).
@@ -24,6 +35,7 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use mm::cmdline::BootParams;
 use mm::gfp::GfpFlags;
 use mm::kmalloc::kmalloc_size_for_layout;
 
@@ -89,6 +101,16 @@ fn early_alloc(layout: Layout) -> *mut u8 {
 /// The `#[global_allocator]`: kmalloc once the slab allocator is up.
 struct KernelHeap;
 
+/// What every heap request asks first: a normal kernel allocation that
+/// fault injection must never fail.
+const GFP_HEAP: GfpFlags = GfpFlags::GFP_KERNEL.union(GfpFlags::NOFAIL);
+
+/// The fallback: atomic (below MIN), then the kernel reserve; still exempt
+/// from fault injection.
+const GFP_HEAP_RESERVE: GfpFlags = GfpFlags::GFP_ATOMIC
+    .union(GfpFlags::MEMALLOC)
+    .union(GfpFlags::NOFAIL);
+
 impl KernelHeap {
     #[inline(always)]
     fn kmalloc(&self, layout: Layout, gfp: GfpFlags) -> *mut u8 {
@@ -110,9 +132,11 @@ impl KernelHeap {
 }
 
 /// A failed heap allocation is fatal to the kernel (`handle_alloc_error`),
-/// so before giving up it may dip into the watermark reserve as
-/// `GFP_ATOMIC` does (`__GFP_HIGH`): the API, which is what exhausts
-/// memory, cannot push the kernel's own allocations over.
+/// so before giving up it may dip below MIN as `GFP_ATOMIC` does
+/// (`__GFP_HIGH`), and then into the kernel reserve (`__GFP_MEMALLOC`,
+/// cf. `ALLOC_NO_WATERMARKS`): the API, which is what exhausts memory and
+/// may itself use `GFP_ATOMIC`, cannot push the kernel's own allocations
+/// over.
 #[cold]
 #[inline(never)]
 fn kmalloc_reserve(
@@ -120,7 +144,10 @@ fn kmalloc_reserve(
     size: usize,
     gfp: GfpFlags,
 ) -> *mut u8 {
-    match slab.kmalloc(&DirectMap, memory::mm(), size, gfp | GfpFlags::GFP_ATOMIC) {
+    // Only __GFP_ZERO carries over: without __GFP_DIRECT_RECLAIM the
+    // request gets the full atomic discount below MIN.
+    let gfp = (gfp & GfpFlags::ZERO) | GFP_HEAP_RESERVE;
+    match slab.kmalloc(&DirectMap, memory::mm(), size, gfp) {
         Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
         Err(_) => ptr::null_mut(),
     }
@@ -135,13 +162,13 @@ fn kmalloc_reserve(
 unsafe impl GlobalAlloc for KernelHeap {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.kmalloc(layout, GfpFlags::GFP_KERNEL)
+        self.kmalloc(layout, GFP_HEAP)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // kzalloc; early arena bytes are zero already.
-        self.kmalloc(layout, GfpFlags::GFP_KERNEL | GfpFlags::ZERO)
+        self.kmalloc(layout, GFP_HEAP | GfpFlags::ZERO)
     }
 
     #[inline]
@@ -161,7 +188,7 @@ unsafe impl GlobalAlloc for KernelHeap {
             // SAFETY: the caller guarantees `new_size` with `layout.align()`
             // is a valid layout (GlobalAlloc::realloc's contract).
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-            let new = self.kmalloc(new_layout, GfpFlags::GFP_KERNEL);
+            let new = self.kmalloc(new_layout, GFP_HEAP);
             if !new.is_null() {
                 // SAFETY: `p` is valid for `layout.size()` bytes (the
                 // caller's allocation), `new` for `new_size`; they are
@@ -183,8 +210,8 @@ unsafe impl GlobalAlloc for KernelHeap {
         let addr = p.expose_provenance() as u64;
         let mm = memory::mm();
         match slab
-            .krealloc(&DirectMap, mm, addr, size, GfpFlags::GFP_KERNEL)
-            .or_else(|_| slab.krealloc(&DirectMap, mm, addr, size, GfpFlags::GFP_ATOMIC))
+            .krealloc(&DirectMap, mm, addr, size, GFP_HEAP)
+            .or_else(|_| slab.krealloc(&DirectMap, mm, addr, size, GFP_HEAP_RESERVE))
         {
             Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
             Err(_) => ptr::null_mut(),
@@ -192,11 +219,11 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 }
 
-/// Puts the slab allocator up and the heap on it. Call once, right after
-/// `memory::init`.
+/// Puts the slab allocator up and the heap on it (with `failslab=` from
+/// the command line armed). Call once, right after `memory::init`.
 #[inline(never)]
-pub fn init() {
-    slab_glue::init();
+pub fn init(params: &BootParams<'_>) {
+    slab_glue::init(params.failslab);
     log::info!(
         "heap: kmalloc (early arena: {} of {} bytes used, kept)",
         EARLY_USED.load(Ordering::Relaxed),

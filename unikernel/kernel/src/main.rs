@@ -50,7 +50,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     let params = mm::cmdline::parse(boot_info.cmdline, |w| log::warn!("cmdline: {w}"));
 
     memory::init(boot_info, &params);
-    heap::init();
+    heap::init(&params);
     arch::x86_64::init_interrupt_controllers();
     drivers::dma::init();
 

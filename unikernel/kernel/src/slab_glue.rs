@@ -21,6 +21,7 @@
 
 use spin::{Mutex, MutexGuard};
 
+use mm::fault_inject::FaultConfig;
 use mm::slab::{Corruption, ObjectMemory, SlabAllocator, SlabFlags, SlabMeta};
 
 use crate::memory;
@@ -139,8 +140,11 @@ fn report(cache: &str, corruption: &Corruption) {
 /// straight into its static: `SlabAllocator::new` alone needs 32 KiB of
 /// the 64 KiB boot stack, which must not also hold copies of it, nor keep
 /// them in `kmain`'s frame for the life of the kernel.
+///
+/// `failslab` (the `failslab=` boot option) is armed here, before the
+/// first kmalloc; the heap itself is exempt (`__GFP_NOFAIL`).
 #[inline(never)]
-pub fn init() {
+pub fn init(failslab: Option<FaultConfig>) {
     let metas: &'static mut [SlabMeta] =
         memory::take_slab_meta().expect("memory::init carved out the slab overlay");
     let frames = metas.len();
@@ -148,11 +152,17 @@ pub fn init() {
     *guard = Some(SlabAllocator::new(metas, SlabFlags::NONE));
     let Some(slab) = guard.as_mut() else { return };
     slab.set_report_hook(report);
+    if let Some(cfg) = failslab {
+        slab.failslab_mut().attr.setup(cfg);
+    }
     let caches = slab.caches().count();
     drop(guard);
     log::info!(
         "slab: {caches} kmalloc caches over {frames} lowmem frames; the heap is kmalloc now"
     );
+    if let Some(cfg) = failslab {
+        memory::log_fault_injection("failslab", cfg);
+    }
 }
 
 /// Settles the kmalloc caches (`net::api::settle_kmalloc_caches`: no

@@ -18,6 +18,8 @@
 
 use core::fmt;
 
+use crate::fault_inject::{FaultAttrError, FaultConfig};
+
 /// Default `lowmem=`: RAM above 896 MiB is ZONE_HIGHMEM, as on i386 Linux.
 pub const DEFAULT_LOWMEM: u64 = 896 << 20;
 /// Default `vmalloc=`: the size of the vmalloc area.
@@ -59,6 +61,12 @@ pub struct BootParams<'a> {
     pub crash: Option<CrashKind>,
     /// `loglevel=`: console verbosity; `None` keeps the kernel's default.
     pub loglevel: Option<LogLevel>,
+    /// `fail_page_alloc=<interval>,<probability>,<space>,<times>`: arm the
+    /// buddy allocator's fault injection (cf. `setup_fail_page_alloc()`).
+    pub fail_page_alloc: Option<FaultConfig>,
+    /// `failslab=<interval>,<probability>,<space>,<times>`: arm the slab
+    /// allocator's fault injection (cf. `setup_failslab()`).
+    pub failslab: Option<FaultConfig>,
 }
 
 impl Default for BootParams<'_> {
@@ -74,6 +82,8 @@ impl Default for BootParams<'_> {
             selftest: false,
             crash: None,
             loglevel: None,
+            fail_page_alloc: None,
+            failslab: None,
         }
     }
 }
@@ -249,6 +259,8 @@ pub enum Problem {
     NotOneOf(&'static str),
     /// `ip=` did not parse; says which part.
     BadIp(&'static str),
+    /// `fail_page_alloc=` / `failslab=` did not parse; says why.
+    FaultAttr(FaultAttrError),
 }
 
 impl fmt::Display for Problem {
@@ -264,6 +276,12 @@ impl fmt::Display for Problem {
             }
             Problem::NotOneOf(set) => write!(f, "expected one of {set}"),
             Problem::BadIp(why) => write!(f, "expected dhcp or A.B.C.D/N,GW: {why}"),
+            Problem::FaultAttr(FaultAttrError::NotFourFields) => {
+                f.write_str("expected <interval>,<probability>,<space>,<times>")
+            }
+            Problem::FaultAttr(e) => {
+                write!(f, "expected <interval>,<probability>,<space>,<times>: {e}")
+            }
         }
     }
 }
@@ -389,6 +407,11 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
         params.crash = Some(CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf(
             "pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
         ))?);
+    } else if name_is(name, "fail_page_alloc") {
+        params.fail_page_alloc =
+            Some(FaultConfig::parse(need(value)?).map_err(Problem::FaultAttr)?);
+    } else if name_is(name, "failslab") {
+        params.failslab = Some(FaultConfig::parse(need(value)?).map_err(Problem::FaultAttr)?);
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(
             LogLevel::from_name(need(value)?)
@@ -551,6 +574,75 @@ mod tests {
         assert!(!d.selftest);
         assert_eq!(d.crash, None);
         assert_eq!(d.loglevel, None);
+        assert_eq!(d.fail_page_alloc, None);
+        assert_eq!(d.failslab, None);
+    }
+
+    #[test]
+    fn fault_injection_options() {
+        let p = parse_ok("fail_page_alloc=3,100,8192,-1 failslab=1,10,0,5");
+        assert_eq!(
+            p.fail_page_alloc,
+            Some(FaultConfig {
+                interval: 3,
+                probability: 100,
+                space: 8192,
+                times: -1,
+            })
+        );
+        assert_eq!(
+            p.failslab,
+            Some(FaultConfig {
+                interval: 1,
+                probability: 10,
+                space: 0,
+                times: 5,
+            })
+        );
+        // Linux spells it with '-' too (parameq()).
+        assert!(
+            parse_ok("fail-page-alloc=1,1,0,1")
+                .fail_page_alloc
+                .is_some()
+        );
+        let form = "expected <interval>,<probability>,<space>,<times>";
+        let cases = [
+            ("fail_page_alloc", "missing value".to_string()),
+            ("fail_page_alloc=", form.to_string()),
+            ("fail_page_alloc=1,100,0", form.to_string()),
+            ("fail_page_alloc=1,100,0,1,2", form.to_string()),
+            (
+                "fail_page_alloc=0,100,0,1",
+                std::format!("{form}: interval: out of range (expected 1..=9223372036854775807)"),
+            ),
+            (
+                "failslab=1,101,0,1",
+                std::format!("{form}: probability: out of range (expected 0..=100)"),
+            ),
+            (
+                "failslab=1,50,-1,1",
+                std::format!("{form}: space: out of range (expected 0..=9223372036854775807)"),
+            ),
+            (
+                "failslab=1,50,0,-2",
+                std::format!("{form}: times: out of range (expected -1..=9223372036854775807)"),
+            ),
+            (
+                "failslab=1,5O,0,1",
+                std::format!("{form}: probability: not a decimal integer"),
+            ),
+        ];
+        for (line, why) in cases {
+            let (p, w) = one_warning(line);
+            assert_eq!(p, BootParams::default(), "{line}");
+            assert_eq!(
+                w,
+                std::format!("ignoring malformed option \"{line}\": {why}")
+            );
+        }
+        // A bad repeat keeps the earlier valid value.
+        let (p, _) = parse_all("failslab=2,50,0,-1 failslab=2,500,0,-1");
+        assert_eq!(p.failslab.map(|c| c.probability), Some(50));
     }
 
     #[test]
@@ -577,6 +669,8 @@ mod tests {
                 selftest: true,
                 crash: Some(CrashKind::GeneralProtection),
                 loglevel: Some(LogLevel::Debug),
+                fail_page_alloc: None,
+                failslab: None,
             }
         );
     }

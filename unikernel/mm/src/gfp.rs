@@ -231,6 +231,14 @@ impl GfpFlags {
 
     const INPUT_ONLY: [(&'static str, GfpFlags); 1] = [("__GFP_DMA32", Self::DMA32)];
 
+    /// Flags only the kernel itself may pass: `__GFP_MEMALLOC` opens the
+    /// kernel heap's reserve ([`crate::reserve`]), `__GFP_NOFAIL` exempts a
+    /// request from fault injection, and `__GFP_NOMEMALLOC` only makes
+    /// sense beside them. [`GfpFlags::parse`] refuses them so an API
+    /// request can never reach the reserve; `Display` still prints them.
+    pub const KERNEL_ONLY: GfpFlags =
+        GfpFlags(Self::MEMALLOC.0 | Self::NOFAIL.0 | Self::NOMEMALLOC.0);
+
     fn lookup(name: &str) -> Option<GfpFlags> {
         Self::NAMES
             .iter()
@@ -244,7 +252,8 @@ impl GfpFlags {
     /// Names are Linux's, joined by `|` with optional whitespace. The empty
     /// string is an error (the API supplies its own default). Conflicting
     /// zone modifiers are refused rather than silently resolved, because
-    /// Linux treats them as a bug (cf. `GFP_ZONE_BAD`).
+    /// Linux treats them as a bug (cf. `GFP_ZONE_BAD`), and so are the
+    /// [`GfpFlags::KERNEL_ONLY`] flags.
     pub fn parse(s: &str) -> Result<GfpFlags, GfpParseError<'_>> {
         let mut flags = GfpFlags::empty();
         for part in s.split('|') {
@@ -253,6 +262,9 @@ impl GfpFlags {
                 return Err(GfpParseError::Empty);
             }
             match Self::lookup(name) {
+                Some(f) if f.intersects(Self::KERNEL_ONLY) => {
+                    return Err(GfpParseError::KernelOnly(name));
+                }
                 Some(f) => flags |= f,
                 None => return Err(GfpParseError::UnknownFlag(name)),
             }
@@ -273,6 +285,8 @@ pub enum GfpParseError<'a> {
     UnknownFlag(&'a str),
     /// More than one zone modifier (cf. `GFP_ZONE_BAD`).
     ZoneConflict(GfpFlags),
+    /// A [`GfpFlags::KERNEL_ONLY`] flag; carries its name.
+    KernelOnly(&'a str),
 }
 
 impl fmt::Display for GfpParseError<'_> {
@@ -282,6 +296,9 @@ impl fmt::Display for GfpParseError<'_> {
             GfpParseError::UnknownFlag(n) => write!(f, "unknown gfp flag '{n}'"),
             GfpParseError::ZoneConflict(g) => {
                 write!(f, "conflicting zone modifiers in {g} (GFP_ZONE_BAD)")
+            }
+            GfpParseError::KernelOnly(n) => {
+                write!(f, "gfp flag '{n}' is reserved for the kernel")
             }
         }
     }
@@ -416,6 +433,35 @@ mod tests {
         ));
         let msg = format!("{}", GfpFlags::parse("GFP_KERNAL").unwrap_err());
         assert!(msg.contains("GFP_KERNAL"), "{msg}");
+    }
+
+    #[test]
+    fn kernel_only_flags_are_refused() {
+        for name in ["__GFP_MEMALLOC", "__GFP_NOFAIL", "__GFP_NOMEMALLOC"] {
+            assert_eq!(GfpFlags::parse(name), Err(GfpParseError::KernelOnly(name)));
+            let line = format!("GFP_ATOMIC | {name}");
+            assert_eq!(
+                GfpFlags::parse(&line),
+                Err(GfpParseError::KernelOnly(name)),
+                "{line}"
+            );
+        }
+        let msg = format!("{}", GfpFlags::parse("__GFP_MEMALLOC").unwrap_err());
+        assert_eq!(msg, "gfp flag '__GFP_MEMALLOC' is reserved for the kernel");
+        // Every other name is still accepted, and the kernel-only ones
+        // still print (traces show them).
+        for (name, flag) in GfpFlags::NAMES.iter().chain(GfpFlags::INPUT_ONLY.iter()) {
+            if !flag.intersects(GfpFlags::KERNEL_ONLY) {
+                assert_eq!(GfpFlags::parse(name), Ok(*flag), "{name}");
+            }
+        }
+        assert_eq!(
+            format!(
+                "{}",
+                GfpFlags::GFP_ATOMIC | GfpFlags::MEMALLOC | GfpFlags::NOFAIL
+            ),
+            "GFP_ATOMIC|__GFP_NOFAIL|__GFP_MEMALLOC"
+        );
     }
 
     #[test]

@@ -295,6 +295,12 @@ impl Pkmap {
     pub fn flush_stats(&self) -> (u64, u64) {
         (self.nr_flushes, self.nr_lazy_unmapped)
     }
+
+    /// Slot `nr`'s raw `pkmap_count` and frame (meaningful while the count
+    /// is non-zero), for [`crate::selfcheck::check_pkmap`].
+    pub(crate) fn slot_state(&self, nr: usize) -> (u32, Pfn) {
+        (self.count[nr], self.pfn[nr])
+    }
 }
 
 /// The kmap_atomic / kmap_local slots of one CPU (cf. `current->kmap_ctrl`
@@ -368,5 +374,14 @@ impl KmapAtomicStack {
     /// Slots in use (`/api/kmap` `atomic.used`).
     pub const fn depth(&self) -> usize {
         self.depth
+    }
+
+    /// The frame stacked in slot `idx`, `None` at or above the depth.
+    pub const fn slot(&self, idx: usize) -> Option<Pfn> {
+        if idx < self.depth {
+            Some(self.pfns[idx])
+        } else {
+            None
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod cmdline;
 pub mod crc32;
 pub mod dma;
+pub mod fault_inject;
 pub mod gfp;
 pub mod highmem;
 pub mod kmalloc;
@@ -17,6 +18,8 @@ pub mod page_alloc;
 pub mod pgtable;
 pub mod platform;
 pub mod procfs;
+pub mod reserve;
+pub mod selfcheck;
 pub mod selftest;
 pub mod slab;
 pub mod types;

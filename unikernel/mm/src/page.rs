@@ -136,8 +136,11 @@ impl OwnerTag {
     pub const HEAP: OwnerTag = OwnerTag(12);
     /// Network stack buffers.
     pub const NET: OwnerTag = OwnerTag(13);
+    /// A frame sitting in the kernel heap's reserve pool, not handed out
+    /// (see [`crate::reserve`]); only the reserve gives it back.
+    pub const RESERVE: OwnerTag = OwnerTag(14);
 
-    const NAMES: [(OwnerTag, &'static str); 14] = [
+    const NAMES: [(OwnerTag, &'static str); 15] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -152,6 +155,7 @@ impl OwnerTag {
         (OwnerTag::DMA, "dma"),
         (OwnerTag::HEAP, "heap"),
         (OwnerTag::NET, "net"),
+        (OwnerTag::RESERVE, "reserve"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.
@@ -287,6 +291,7 @@ mod tests {
         }
         assert_eq!(OwnerTag(999).name(), "unknown");
         assert_eq!(OwnerTag::DMA.name(), "dma");
+        assert_eq!(OwnerTag::RESERVE.name(), "reserve");
         assert_eq!(OwnerTag::from_name("bogus"), None);
     }
 }

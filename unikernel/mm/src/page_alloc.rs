@@ -13,6 +13,8 @@
 //!    [`PageAlloc::memblock_free_all`] to do 2–3 from a [`Memblock`]
 //!    (managed pages; cf. `memblock_free_all()`).
 //! 4. [`PageAlloc::setup_watermarks`] (cf. `init_per_zone_wmark_min()`).
+//! 5. [`PageAlloc::setup_kernel_reserve`]: the kernel heap's own reserve
+//!    ([`crate::reserve`]), which only `__GFP_MEMALLOC` requests reach.
 //!
 //! Then [`PageAlloc::alloc_pages`] / [`PageAlloc::free_pages`]. There are no
 //! per-CPU lists and no migrate types: one CPU, and no compaction to help.
@@ -24,9 +26,11 @@
 
 use core::fmt;
 
+use crate::fault_inject::FailPageAlloc;
 use crate::gfp::GfpFlags;
 use crate::memblock::Memblock;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
+use crate::reserve::KernelReserve;
 use crate::types::{
     MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
 };
@@ -70,7 +74,8 @@ pub enum InitError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AllocError {
     /// No allowed zone has a free block of `order` above its watermark
-    /// (cf. the "page allocation failure" report).
+    /// (cf. the "page allocation failure" report) — or `fail_page_alloc`
+    /// injected the failure, which callers must not be able to tell apart.
     NoMemory {
         /// Requested order.
         order: Order,
@@ -94,7 +99,8 @@ pub enum FreeError {
         pfn: Pfn,
     },
     /// RAM that was never handed to the buddy allocator (firmware, kernel,
-    /// memblock allocations).
+    /// memblock allocations), or a frame sitting in the kernel heap's
+    /// reserve pool (owner `reserve`, see [`crate::reserve`]).
     Reserved {
         /// The frame given.
         pfn: Pfn,
@@ -183,10 +189,15 @@ const SWAP_CLUSTER_MAX: u64 = 32;
 
 /// The zoned buddy allocator over a borrowed `mem_map`.
 pub struct PageAlloc<'a> {
-    mem_map: &'a mut [Page],
-    zones: [Zone; NR_ZONES],
+    pub(crate) mem_map: &'a mut [Page],
+    pub(crate) zones: [Zone; NR_ZONES],
     layout: ZoneLayout,
     min_free_kbytes: u64,
+    /// The kernel heap's reserve, once [`PageAlloc::setup_kernel_reserve`]
+    /// carved it.
+    pub(crate) reserve: Option<KernelReserve>,
+    /// `fail_page_alloc` fault injection (disabled by default).
+    fail_page_alloc: FailPageAlloc,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -239,6 +250,8 @@ impl<'a> PageAlloc<'a> {
             zones,
             layout,
             min_free_kbytes: 0,
+            reserve: None,
+            fail_page_alloc: FailPageAlloc::new(),
         })
     }
 
@@ -384,7 +397,7 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// Managed pages of the zones with a direct mapping.
-    fn lowmem_managed_pages(&self) -> u64 {
+    pub(crate) fn lowmem_managed_pages(&self) -> u64 {
         self.zones
             .iter()
             .filter(|z| !z.ztype.is_highmem())
@@ -475,7 +488,15 @@ impl<'a> PageAlloc<'a> {
     /// every zone below it. A first pass accepts a zone only above its LOW
     /// watermark; the slow path retries down to MIN, which `__GFP_HIGH` and
     /// atomic requests may undercut (cf. `gfp_to_alloc_flags()`). There is
-    /// nothing to reclaim, so a request that fails both passes fails.
+    /// nothing to reclaim, so a request that fails both passes fails —
+    /// `__GFP_NOFAIL` included, which here only means "exempt from fault
+    /// injection" — unless it carries `__GFP_MEMALLOC` (and not
+    /// `__GFP_NOMEMALLOC`): that one is served from the kernel heap's
+    /// reserve (cf. `ALLOC_NO_WATERMARKS` from `__gfp_pfmemalloc_flags()`;
+    /// see [`crate::reserve`] for how ours is stronger).
+    ///
+    /// Before any zone is tried, `fail_page_alloc` may fail the request on
+    /// purpose (cf. `prepare_alloc_pages()` → `should_fail_alloc_page()`).
     ///
     /// The block's head is marked HEAD with `order`, refcount 1 and `owner`;
     /// the other frames TAIL. Memory is **not** zeroed even with
@@ -490,6 +511,11 @@ impl<'a> PageAlloc<'a> {
         if gfp.is_zone_bad() {
             return Err(AllocError::ZoneBad { gfp });
         }
+        // cf. prepare_alloc_pages(): gfp_zone() (which BUGs on a bad
+        // combination), then should_fail_alloc_page().
+        if self.fail_page_alloc.should_fail_alloc_page(gfp, order) {
+            return Err(AllocError::NoMemory { order, gfp });
+        }
         let highest = gfp.gfp_zone();
         // Fast path: ALLOC_WMARK_LOW (cf. get_page_from_freelist() in __alloc_pages()).
         if let Some(pfn) = self.get_page_from_freelist(order, highest, |z| z.watermarks.low) {
@@ -502,6 +528,13 @@ impl<'a> PageAlloc<'a> {
             self.get_page_from_freelist(order, highest, |z| gfp.min_watermark(z.watermarks.min))
         {
             self.prep_new_page(pfn, order, owner);
+            return Ok(pfn);
+        }
+        // cf. __gfp_pfmemalloc_flags(): __GFP_NOMEMALLOC wins.
+        if gfp.contains(GfpFlags::MEMALLOC)
+            && !gfp.contains(GfpFlags::NOMEMALLOC)
+            && let Some(pfn) = self.alloc_from_reserve(gfp, order, owner)
+        {
             return Ok(pfn);
         }
         Err(AllocError::NoMemory { order, gfp })
@@ -554,7 +587,7 @@ impl<'a> PageAlloc<'a> {
 
     /// Take the smallest free block of at least `order` and split it down
     /// (cf. `__rmqueue_smallest()`).
-    fn rmqueue_smallest(&mut self, zi: usize, order: Order) -> Option<Pfn> {
+    pub(crate) fn rmqueue_smallest(&mut self, zi: usize, order: Order) -> Option<Pfn> {
         for current in order.index()..NR_ORDERS {
             let head = self.zones[zi].free_area[current].head;
             if head == NIL {
@@ -578,7 +611,7 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// Mark an allocated block (cf. `prep_new_page()` + `prep_compound_page()`).
-    fn prep_new_page(&mut self, pfn: Pfn, order: Order, owner: OwnerTag) {
+    pub(crate) fn prep_new_page(&mut self, pfn: Pfn, order: Order, owner: OwnerTag) {
         let nr = order.nr_pages() as usize;
         let block = &mut self.mem_map[pfn.index()..pfn.index() + nr];
         for (i, p) in block.iter_mut().enumerate() {
@@ -616,6 +649,9 @@ impl<'a> PageAlloc<'a> {
             return Err(FreeError::NotHead { pfn });
         }
         if page.is_head() {
+            if page.owner == OwnerTag::RESERVE {
+                return Err(FreeError::Reserved { pfn }); // in the heap's reserve pool
+            }
             let allocated = Order::new(page.order).unwrap_or(Order::MAX);
             if allocated != order {
                 return Err(FreeError::WrongOrder {
@@ -639,10 +675,15 @@ impl<'a> PageAlloc<'a> {
     /// (cf. `__free_pages()` → `__free_one_page()`).
     ///
     /// Every misuse — wrong order, double free, a tail frame, reserved or
-    /// non-RAM frames — is refused before anything changes, so a buggy
-    /// caller cannot corrupt the free lists.
+    /// non-RAM frames, a frame of the kernel heap's reserve pool — is
+    /// refused before anything changes, so a buggy caller cannot corrupt
+    /// the free lists. A block the reserve handed out goes back to the
+    /// reserve, not to the buddy lists.
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let zi = self.check_free(pfn, order)?;
+        if self.free_to_reserve(pfn, order) {
+            return Ok(());
+        }
         let nr = order.nr_pages() as usize;
         for p in &mut self.mem_map[pfn.index()..pfn.index() + nr] {
             p.flags.remove(
@@ -803,7 +844,9 @@ impl<'a> PageAlloc<'a> {
 
     fn allocated_block(&mut self, pfn: Pfn) -> Result<(usize, usize), FreeError> {
         let page = self.page(pfn).ok_or(FreeError::NotRam { pfn })?;
-        if page.is_head() {
+        if page.is_head() && page.owner == OwnerTag::RESERVE {
+            Err(FreeError::Reserved { pfn }) // the reserve pool's, not a caller's
+        } else if page.is_head() {
             Ok((pfn.index(), 1usize << page.order))
         } else if page.is_tail() {
             Err(FreeError::NotHead { pfn })
@@ -817,7 +860,11 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// Relabel an allocated block (e.g. the slab layer takes ownership).
+    /// `reserve` is the reserve pool's own label and refused.
     pub fn set_owner(&mut self, pfn: Pfn, owner: OwnerTag) -> Result<(), FreeError> {
+        if owner == OwnerTag::RESERVE {
+            return Err(FreeError::Reserved { pfn });
+        }
         let (i, nr) = self.allocated_block(pfn)?;
         for p in &mut self.mem_map[i..i + nr] {
             p.owner = owner;
@@ -867,6 +914,16 @@ impl<'a> PageAlloc<'a> {
     /// One past the last frame with a descriptor.
     pub fn max_pfn(&self) -> Pfn {
         self.layout.max_pfn
+    }
+
+    /// `fail_page_alloc` fault injection (disabled by default).
+    pub fn fail_page_alloc(&self) -> &FailPageAlloc {
+        &self.fail_page_alloc
+    }
+
+    /// `fail_page_alloc`, to arm or tune (the debugfs files in Linux).
+    pub fn fail_page_alloc_mut(&mut self) -> &mut FailPageAlloc {
+        &mut self.fail_page_alloc
     }
 
     /// Free frames over all zones (cf. `nr_free_pages()`).
@@ -926,157 +983,6 @@ impl<'a> PageAlloc<'a> {
         let pa = va.0.checked_sub(PAGE_OFFSET)?;
         (pa < self.lowmem_pfn().phys().0).then_some(PhysAddr(pa))
     }
-
-    // ----------------------------------------------------------------
-    // Consistency check
-    // ----------------------------------------------------------------
-
-    /// Recount everything from scratch and compare with the counters:
-    /// every free-list entry is a BUDDY head of the list's order, naturally
-    /// aligned, inside its zone, with consistent back links; `nr_free` and
-    /// `free_pages` match the lists; no frame of a free block is anything but
-    /// free; every managed frame is either in a free block or allocated; and
-    /// no BUDDY head is missing from the lists. O(max_pfn); for tests and
-    /// the in-guest selftest.
-    pub fn check_invariants(&self) -> Result<(), &'static str> {
-        let max = self.layout.max_pfn.0;
-        let mut buddy_heads_listed = 0u64;
-        for (zi, zone) in self.zones.iter().enumerate() {
-            let mut free_pages = 0u64;
-            for (order, area) in zone.free_area.iter().enumerate() {
-                let mut count = 0u64;
-                let mut prev = NIL;
-                let mut cur = area.head;
-                while cur != NIL {
-                    if count >= area.nr_free {
-                        return Err("free list longer than nr_free (or cyclic)");
-                    }
-                    let pfn = cur as u64;
-                    if pfn >= max {
-                        return Err("free list entry past max_pfn");
-                    }
-                    let p = &self.mem_map[pfn as usize];
-                    if !p.is_buddy() || p.order as usize != order {
-                        return Err("free list entry is not a BUDDY head of the list's order");
-                    }
-                    if p.zone as usize != zi {
-                        return Err("free list entry in the wrong zone");
-                    }
-                    if pfn & ((1 << order) - 1) != 0 {
-                        return Err("free block not aligned to its order");
-                    }
-                    if pfn < zone.start_pfn.0 || pfn + (1 << order) > zone.end_pfn.0 {
-                        return Err("free block outside its zone");
-                    }
-                    if p.prev != prev {
-                        return Err("free list back link broken");
-                    }
-                    for t in &self.mem_map[pfn as usize + 1..(pfn + (1 << order)) as usize] {
-                        if t.flags.intersects(
-                            PageFlags::BUDDY
-                                .union(PageFlags::HEAD)
-                                .union(PageFlags::TAIL)
-                                .union(PageFlags::RESERVED)
-                                .union(PageFlags::NOMAP),
-                        ) || t.zone as usize != zi
-                        {
-                            return Err("frame inside a free block is not free");
-                        }
-                    }
-                    count += 1;
-                    free_pages += 1 << order;
-                    prev = cur;
-                    cur = p.next;
-                }
-                if count != area.nr_free {
-                    return Err("nr_free does not match the free list");
-                }
-                if area.tail != prev {
-                    return Err("free list tail pointer broken");
-                }
-                buddy_heads_listed += count;
-            }
-            if free_pages != zone.free_pages {
-                return Err("zone free_pages does not match the free lists");
-            }
-            if zone.free_pages > zone.managed_pages || zone.managed_pages > zone.present_pages {
-                return Err("free <= managed <= present violated");
-            }
-        }
-        // Whole-map pass: recount present/managed and orphan BUDDY heads.
-        let mut present = [0u64; NR_ZONES];
-        let mut managed = [0u64; NR_ZONES];
-        let mut buddy_heads = 0u64;
-        let mut in_free_block = 0u64; // frames left in the current free block
-        let mut in_alloc_block = 0u64; // frames left in the current allocated block
-        for (pfn, p) in self.mem_map[..max as usize].iter().enumerate() {
-            let zi = p.zone as usize;
-            if zi >= NR_ZONES || !self.zones[zi].spans(Pfn(pfn as u64)) {
-                return Err("page zone link does not match the layout");
-            }
-            if p.is_highmem() != (zi == ZoneType::HighMem.index()) {
-                return Err("HIGHMEM flag does not match the zone");
-            }
-            if !p.is_nomap() {
-                present[zi] += 1;
-            }
-            if p.is_nomap() && !p.is_reserved() {
-                return Err("non-RAM frame is not reserved");
-            }
-            if p.is_reserved() {
-                if p.flags.intersects(
-                    PageFlags::BUDDY
-                        .union(PageFlags::HEAD)
-                        .union(PageFlags::TAIL),
-                ) {
-                    return Err("reserved frame is in the buddy allocator");
-                }
-                if in_free_block > 0 || in_alloc_block > 0 {
-                    return Err("reserved frame inside a block");
-                }
-                continue;
-            }
-            managed[zi] += 1;
-            if p.is_buddy() {
-                buddy_heads += 1;
-                if in_free_block > 0 || in_alloc_block > 0 {
-                    return Err("free block head inside another block");
-                }
-                in_free_block = 1 << p.order;
-            } else if p.is_head() {
-                if in_free_block > 0 || in_alloc_block > 0 {
-                    return Err("allocated block head inside another block");
-                }
-                if p.order as usize > MAX_ORDER || pfn & ((1 << p.order) - 1) != 0 {
-                    return Err("allocated block misaligned");
-                }
-                in_alloc_block = 1 << p.order;
-            } else if p.is_tail() {
-                if in_alloc_block == 0 {
-                    return Err("tail frame outside an allocated block");
-                }
-            } else if in_free_block == 0 {
-                return Err("managed frame is neither free nor allocated");
-            }
-            in_free_block = in_free_block.saturating_sub(1);
-            in_alloc_block = in_alloc_block.saturating_sub(1);
-        }
-        if in_free_block > 0 || in_alloc_block > 0 {
-            return Err("block runs past max_pfn");
-        }
-        if buddy_heads != buddy_heads_listed {
-            return Err("BUDDY head missing from the free lists");
-        }
-        for zi in 0..NR_ZONES {
-            if present[zi] != self.zones[zi].present_pages {
-                return Err("present_pages does not match mem_map");
-            }
-            if managed[zi] != self.zones[zi].managed_pages {
-                return Err("managed_pages does not match mem_map");
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Zone {
@@ -1116,5 +1022,6 @@ pub fn int_sqrt(x: u64) -> u64 {
     }
 }
 
+mod check;
 #[cfg(test)]
 mod tests;

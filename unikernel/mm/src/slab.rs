@@ -53,6 +53,7 @@ pub use mem::ArenaMemory;
 pub use mem::{ObjectMemory, PlatformMemory};
 pub use stats::{CacheInfo, SlabCheckError};
 
+use crate::fault_inject::FailSlab;
 use crate::gfp::GfpFlags;
 use crate::manager::MemoryManager;
 use crate::page::{NIL, OwnerTag};
@@ -119,18 +120,22 @@ impl SlabFlags {
     /// `SLAB_ACCOUNT`: objects are charged to a memory cgroup; set on the
     /// `kmalloc-cg-*` caches.
     pub const ACCOUNT: SlabFlags = SlabFlags(0x0400_0000);
+    /// `SLAB_FAILSLAB`: the cache takes part in `failslab` fault injection
+    /// when its `cache-filter` is on (cf. `mm/failslab.c`).
+    pub const FAILSLAB: SlabFlags = SlabFlags(0x0200_0000);
     /// Flags that send a cache down the checked slow path
     /// (cf. `SLAB_DEBUG_FLAGS`).
     pub const DEBUG_FLAGS: SlabFlags = SlabFlags(0x100 | 0x400 | 0x800);
 
-    const NAMES: [(SlabFlags, &'static str); 5] = [
+    const NAMES: [(SlabFlags, &'static str); 6] = [
         (SlabFlags::HWCACHE_ALIGN, "SLAB_HWCACHE_ALIGN"),
         (SlabFlags::CACHE_DMA, "SLAB_CACHE_DMA"),
         (SlabFlags::POISON, "SLAB_POISON"),
         (SlabFlags::RED_ZONE, "SLAB_RED_ZONE"),
         (SlabFlags::CONSISTENCY_CHECKS, "SLAB_CONSISTENCY_CHECKS"),
+        (SlabFlags::FAILSLAB, "SLAB_FAILSLAB"),
     ];
-    const ALL_BITS: u32 = 0x100 | 0x400 | 0x800 | 0x2000 | 0x4000;
+    const ALL_BITS: u32 = 0x100 | 0x400 | 0x800 | 0x2000 | 0x4000 | 0x0200_0000;
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: SlabFlags) -> bool {
@@ -951,6 +956,8 @@ pub struct SlabAllocator<'a> {
     /// Live `kmalloc_large` blocks and their pages.
     pub(crate) large_allocs: u64,
     pub(crate) large_pages: u64,
+    /// `failslab` fault injection, checked before every object allocation.
+    failslab: FailSlab,
 }
 
 impl fmt::Debug for SlabAllocator<'_> {
@@ -984,6 +991,7 @@ impl<'a> SlabAllocator<'a> {
             stray_frees: 0,
             large_allocs: 0,
             large_pages: 0,
+            failslab: FailSlab::new(),
         };
         s.create_kmalloc_caches(kmalloc_debug);
         s
@@ -992,6 +1000,16 @@ impl<'a> SlabAllocator<'a> {
     /// Install the corruption reporter.
     pub fn set_report_hook(&mut self, hook: ReportFn) {
         self.report = Some(hook);
+    }
+
+    /// `failslab` fault injection (disabled by default).
+    pub fn failslab(&self) -> &FailSlab {
+        &self.failslab
+    }
+
+    /// `failslab`, to arm or tune (the debugfs files in Linux).
+    pub fn failslab_mut(&mut self) -> &mut FailSlab {
+        &mut self.failslab
     }
 
     /// Lowmem frames covered by the overlay.
@@ -1254,7 +1272,9 @@ impl<'a> SlabAllocator<'a> {
 
     /// The fast path (cf. `slab_alloc_node()`): pop the active slab's free
     /// list. `orig_size` is what the caller asked for (tracked with red
-    /// zones, cf. `kmalloc_redzone`).
+    /// zones, cf. `kmalloc_redzone`). `failslab` is asked first, as
+    /// `slab_pre_alloc_hook()` does for every cache, kmalloc's included;
+    /// an injected failure changes nothing but the injection counters.
     #[inline(always)]
     pub(crate) fn slab_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
@@ -1264,6 +1284,9 @@ impl<'a> SlabAllocator<'a> {
         gfp: GfpFlags,
         orig_size: usize,
     ) -> Result<u64, SlabError> {
+        if self.failslab.attr.is_armed() {
+            self.should_failslab(slot & (MAX_CACHES - 1), gfp)?;
+        }
         let c = &mut self.caches[slot & (MAX_CACHES - 1)];
         let obj = c.freelist;
         if obj != 0 {
@@ -1275,6 +1298,24 @@ impl<'a> SlabAllocator<'a> {
             return Ok(obj);
         }
         self.slab_alloc_slow(mem, pages, slot & (MAX_CACHES - 1), gfp, orig_size)
+    }
+
+    /// cf. `should_failslab()`: `Err` (as if the cache could not grow)
+    /// when `failslab` injects a failure for this cache and `gfp`.
+    #[cold]
+    #[inline(never)]
+    fn should_failslab(&mut self, slot: usize, gfp: GfpFlags) -> Result<(), SlabError> {
+        let c = &self.caches[slot];
+        let (flags, object_size, order) = (c.flags, c.object_size, c.order);
+        if self
+            .failslab
+            .should_failslab(flags, u64::from(object_size), gfp)
+        {
+            return Err(SlabError::NoMemory {
+                order: Order::new(order).unwrap_or(Order::ZERO),
+            });
+        }
+        Ok(())
     }
 
     /// cf. `___slab_alloc()`: the active slab is exhausted (or there is

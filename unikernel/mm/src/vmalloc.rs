@@ -33,10 +33,11 @@ use crate::manager::MemoryManager;
 use crate::page::OwnerTag;
 use crate::page_alloc::{AllocError, FreeError};
 use crate::platform::{MapError, MapProt, PageMapper, Platform};
+use crate::selfcheck::{Checked, Problem, VMALLOC};
 use crate::types::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Capacity of the default [`VmapAreaAllocator`]: live areas at once. Linux
 /// has no such limit (areas come from a slab cache); 4096 areas cost about
@@ -605,24 +606,41 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// Recounts the structure: busy areas sorted, page-aligned, inside the
     /// range and disjoint; free ranges sorted, non-empty, never adjacent
     /// (fully merged); and busy ∪ free tiles the range exactly. O(n); for
-    /// tests.
+    /// tests. The first problem of [`VmapAreaAllocator::check_each`].
     pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let mut first = None;
+        self.check_each(
+            &mut |p| {
+                first.get_or_insert(p.what);
+            },
+            &mut Checked::default(),
+        );
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The walk behind [`VmapAreaAllocator::check_invariants`], reporting
+    /// every problem with the address it concerns (cf. the augmented-tree
+    /// checks of `lib/test_vmalloc.c`'s users: no overlap, fully merged
+    /// free space).
+    pub(crate) fn check_each(&self, sink: &mut dyn FnMut(Problem), _checked: &mut Checked) {
+        let mut bad = |what, at: u64| sink(Problem::new(VMALLOC, what, Some(at)));
         let busy = &self.busy[..self.nr_busy];
         let free = &self.free[..self.nr_free];
-        if busy
-            .iter()
-            .any(|a| a.start.0 % PAGE_SIZE != 0 || a.size == 0 || a.size % PAGE_SIZE != 0)
-        {
-            return Err("busy area not page-aligned or empty");
+        for a in busy {
+            if a.start.0 % PAGE_SIZE != 0 || a.size == 0 || a.size % PAGE_SIZE != 0 {
+                bad("busy area not page-aligned or empty", a.start.0);
+            }
         }
-        if busy.iter().any(|a| a.nr_pages != a.size / PAGE_SIZE) {
-            return Err("nr_pages disagrees with size");
+        for a in busy {
+            if a.nr_pages != a.size / PAGE_SIZE {
+                bad("nr_pages disagrees with size", a.start.0);
+            }
         }
-        if free.iter().any(|r| r.start >= r.end) {
-            return Err("empty free range");
+        for r in free.iter().filter(|r| r.start >= r.end) {
+            bad("empty free range", r.start);
         }
-        if free.windows(2).any(|w| w[0].end >= w[1].start) {
-            return Err("free ranges unsorted, overlapping or unmerged");
+        for w in free.windows(2).filter(|w| w[0].end >= w[1].start) {
+            bad("free ranges unsorted, overlapping or unmerged", w[1].start);
         }
         // Walk both lists in address order: they must tile [start, end).
         let (mut b, mut f, mut at) = (0, 0, self.start);
@@ -634,13 +652,13 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
                 at = free[f].end;
                 f += 1;
             } else {
-                return Err("gap or overlap between busy and free ranges");
+                bad("gap or overlap between busy and free ranges", at);
+                return;
             }
         }
         if at != self.end || b != busy.len() || f != free.len() {
-            return Err("ranges run past the end of the area");
+            bad("ranges run past the end of the area", at);
         }
-        Ok(())
     }
 }
 

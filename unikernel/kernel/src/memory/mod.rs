@@ -177,6 +177,11 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         freed,
         (freed * PAGE_SIZE) >> 20
     );
+    setup_kernel_reserve(&mut pages);
+    if let Some(cfg) = params.fail_page_alloc {
+        pages.fail_page_alloc_mut().attr.setup(cfg);
+        log_fault_injection("fail_page_alloc", cfg);
+    }
     log_zones(&pages);
     drop(mb);
 
@@ -188,6 +193,42 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     vmalloc::init(params.vmalloc_size);
     let lowmem_pfn = mm.lock().lowmem_pfn();
     highmem::init_pkmap(lowmem_pfn);
+}
+
+/// Carves the kernel heap's reserve (`mm::reserve`): the pages only the
+/// heap's `__GFP_MEMALLOC` fallback can reach once the API has drained the
+/// zones. Without it the kernel still runs, with no such guarantee.
+fn setup_kernel_reserve(pages: &mut PageAlloc<'_>) {
+    match pages.setup_kernel_reserve() {
+        Ok(r) => {
+            log::info!(
+                "kernel reserve: {} pages ({} KiB) in {} at pfn {:#x}",
+                r.nr_pages,
+                (r.nr_pages * PAGE_SIZE) >> 10,
+                r.zone.name(),
+                r.start_pfn.0
+            );
+            if r.nr_pages < r.wanted_pages {
+                log::warn!(
+                    "kernel reserve: wanted {} pages, no free block that large",
+                    r.wanted_pages
+                );
+            }
+        }
+        Err(e) => log::warn!("kernel reserve: none ({e})"),
+    }
+}
+
+/// One line when a boot option arms fault injection (cf. Linux's
+/// `FAULT_INJECTION: ...` notices).
+pub fn log_fault_injection(name: &str, cfg: mm::fault_inject::FaultConfig) {
+    log::warn!(
+        "{name}: fault injection armed (interval {}, probability {}%, space {}, times {})",
+        cfg.interval,
+        cfg.probability,
+        cfg.space,
+        cfg.times
+    );
 }
 
 /// memblock from the firmware map (cf. `e820__memblock_setup()`), with the

@@ -220,3 +220,22 @@ fn zone_gfp_targets_each_zone() {
         (0..=10).rev().collect::<Vec<u8>>()
     );
 }
+
+#[test]
+fn passes_beside_the_kernel_reserve() {
+    // As the kernel boots: the heap's reserve carved after the watermarks.
+    let (mut pa, _mb) = boot(q35_2g_memblock(), 896 * MIB);
+    let reserve = pa.setup_kernel_reserve().unwrap();
+    assert_eq!((reserve.zone, reserve.nr_pages), (ZoneType::Dma32, 1024));
+    let before = free_area_snapshot(&pa);
+    let free = pa.nr_free_pages();
+    let (r, log, _) = run_on(&mut pa, 512);
+    r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_untouched(&pa, &before, free);
+    assert_eq!(
+        pa.kernel_reserve(),
+        Some(reserve),
+        "the selftest never reaches it"
+    );
+    pa.check_kernel_reserve().unwrap();
+}

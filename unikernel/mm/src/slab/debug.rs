@@ -54,7 +54,7 @@ fn valid_pointer(c: &KmemCache, base: u64, p: u64) -> bool {
 /// cf. `check_object(…, SLUB_RED_INACTIVE)`: a free object's red zone and
 /// poison are intact. Returns the kind and object offset of the first bad
 /// byte.
-fn check_free_object<M: ObjectMemory>(
+pub(super) fn check_free_object<M: ObjectMemory>(
     c: &KmemCache,
     mem: &M,
     p: u64,

@@ -5,11 +5,14 @@
 
 use core::fmt;
 
+use super::debug::check_free_object;
 use super::{
-    CacheId, CacheKind, CacheName, CorruptionCounts, KmemCache, ListKind, MAX_CACHES,
-    META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator, SlabFlags, SlabList,
-    list_kind, slab_va,
+    CacheId, CacheKind, CacheName, CorruptionCounts, CorruptionKind, KmemCache, ListKind,
+    MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator, SlabFlags,
+    SlabList, list_kind, slab_va,
 };
+use crate::selfcheck::{Checked, Problem, SLAB};
+use crate::types::Pfn;
 
 /// One cache as `/api/slabinfo` shows it (API.md `Cache`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,9 +186,36 @@ impl SlabAllocator<'_> {
     /// Recount everything: list links and membership, each slab's free list
     /// (bounded walk, every pointer an object start of its slab, length =
     /// objects − inuse), the active slab, `nr_slabs`, `list_inuse`, the
-    /// overlay's frame labels, and the `kmalloc_large` totals. O(lowmem +
-    /// objects); for tests and the selftest.
+    /// overlay's frame labels, the `kmalloc_large` totals, and the poison
+    /// and red zone of every free object of a debug cache. O(lowmem +
+    /// objects); for tests and the selftest. The first problem of
+    /// [`SlabAllocator::check_each`].
     pub fn check_invariants<M: ObjectMemory>(&self, mem: &M) -> Result<(), SlabCheckError> {
+        let mut first = None;
+        let dash = self.dash();
+        self.check_each(
+            mem,
+            &mut |p| {
+                first.get_or_insert(SlabCheckError {
+                    cache: p.cache.unwrap_or(dash),
+                    what: p.what,
+                });
+            },
+            &mut Checked::default(),
+        );
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The walk behind [`SlabAllocator::check_invariants`] (cf.
+    /// `validate_slab_cache()` → `validate_slab()` → `check_object()`),
+    /// reporting every problem with its cache and slab or object address,
+    /// and counting what it walked.
+    pub(crate) fn check_each<M: ObjectMemory>(
+        &self,
+        mem: &M,
+        sink: &mut dyn FnMut(Problem),
+        checked: &mut Checked,
+    ) {
         let mut frames = [0u64; MAX_CACHES];
         // Full slabs are not linked: found here as the head frames of the
         // cache that are neither active nor on a list (unlinked, state full).
@@ -193,6 +223,7 @@ impl SlabAllocator<'_> {
         let mut full_inuse = [0u64; MAX_CACHES];
         let (mut large_heads, mut large_frames) = (0u64, 0u64);
         for (pfn, m) in self.metas.iter().enumerate() {
+            let pfn = pfn as u32;
             match m.cache {
                 0 => {}
                 META_LARGE_HEAD => {
@@ -204,86 +235,116 @@ impl SlabAllocator<'_> {
                     let slot = id as usize - 1;
                     frames[slot] += 1;
                     let c = &self.caches[slot];
-                    if pfn as u32 & c.pfn_mask == 0
-                        && pfn as u32 != c.cpu_slab
-                        && list_kind(m) == ListKind::Full
+                    if pfn & c.pfn_mask == 0 && pfn != c.cpu_slab && list_kind(m) == ListKind::Full
                     {
                         if m.prev != NIL || m.next != NIL {
-                            return Err(self.check_err(Some(slot), "full slab is linked"));
+                            sink(self.problem(Some(slot), "full slab is linked", pfn));
                         }
                         if m.inuse as u32 != c.objects {
-                            return Err(self.check_err(Some(slot), "full slab with free objects"));
+                            sink(self.problem(Some(slot), "full slab with free objects", pfn));
                         }
                         full_slabs[slot] += 1;
                         full_inuse[slot] += m.inuse as u64;
                     }
                 }
-                _ => return Err(self.check_err(None, "frame labelled with an impossible cache")),
+                _ => sink(self.problem(None, "frame labelled with an impossible cache", pfn)),
             }
         }
         if large_heads != self.large_allocs || large_frames != self.large_pages {
-            return Err(
-                self.check_err(None, "kmalloc_large counters do not match the frame labels")
-            );
+            sink(Problem {
+                cache: Some(self.dash()),
+                ..Problem::new(
+                    SLAB,
+                    "kmalloc_large counters do not match the frame labels",
+                    None,
+                )
+            });
         }
         for (slot, c) in self.caches.iter().enumerate() {
             if !c.live {
                 if frames[slot] != 0 {
-                    return Err(self.check_err(Some(slot), "frames labelled with a dead cache"));
+                    sink(cache_problem(c, "frames labelled with a dead cache"));
                 }
                 continue;
             }
+            checked.caches += 1;
+            checked.slabs += c.nr_slabs;
+            checked.objects += c.nr_slabs * c.objects as u64;
             if c.full.head != NIL || c.full.tail != NIL || full_slabs[slot] != c.full.nr as u64 {
-                return Err(self.check_err(Some(slot), "full slab count does not match the slabs"));
+                sink(cache_problem(c, "full slab count does not match the slabs"));
             }
             let mut inuse = full_inuse[slot];
             for (list, kind) in [(&c.partial, ListKind::Partial), (&c.empty, ListKind::Empty)] {
-                inuse += self.check_list(slot, c, list, kind, mem)?;
+                inuse += self.check_list(slot, c, list, kind, mem, sink, checked);
             }
             if inuse != c.list_inuse {
-                return Err(self.check_err(Some(slot), "list_inuse does not match the slabs"));
+                sink(cache_problem(c, "list_inuse does not match the slabs"));
             }
             let mut nr_slabs = (c.full.nr + c.partial.nr + c.empty.nr) as u64;
             if c.cpu_slab != NIL {
                 nr_slabs += 1;
-                self.check_slab_frames(slot, c, c.cpu_slab)?;
-                let m = &self.metas[c.cpu_slab as usize];
+                let cpu = c.cpu_slab;
+                self.check_slab_frames(slot, c, cpu, sink);
+                let m = &self.metas[cpu as usize];
                 if m.prev != NIL || m.next != NIL {
-                    return Err(self.check_err(Some(slot), "active slab is linked on a list"));
+                    sink(self.problem(Some(slot), "active slab is linked on a list", cpu));
                 }
                 let free = if c.freelist == 0 {
-                    0
+                    Some(0)
                 } else {
-                    self.count_free(slot, c, c.cpu_slab, c.freelist - slab_va(c.cpu_slab), mem)?
+                    let first = c.freelist.wrapping_sub(slab_va(cpu));
+                    self.walk_free(slot, c, cpu, first, mem, sink, checked)
                 };
-                if free + c.cpu_inuse as u64 != c.objects as u64 {
-                    return Err(self
-                        .check_err(Some(slot), "active free list length != objects - cpu_inuse"));
+                if free.is_some_and(|f| f + c.cpu_inuse as u64 != c.objects as u64) {
+                    sink(self.problem(
+                        Some(slot),
+                        "active free list length != objects - cpu_inuse",
+                        cpu,
+                    ));
                 }
             } else if c.freelist != 0 || c.cpu_inuse != 0 {
-                return Err(self.check_err(Some(slot), "free list without an active slab"));
+                sink(cache_problem(c, "free list without an active slab"));
             }
             if nr_slabs != c.nr_slabs {
-                return Err(self.check_err(Some(slot), "nr_slabs does not match the lists"));
+                sink(cache_problem(c, "nr_slabs does not match the lists"));
             }
             if frames[slot] != c.nr_slabs << c.order {
-                return Err(self.check_err(Some(slot), "frame labels do not match nr_slabs"));
+                sink(cache_problem(c, "frame labels do not match nr_slabs"));
             }
             if c.quarantined > c.active_objs() {
-                return Err(self.check_err(Some(slot), "more quarantined than allocated objects"));
+                sink(cache_problem(c, "more quarantined than allocated objects"));
             }
         }
-        Ok(())
     }
 
-    fn check_err(&self, slot: Option<usize>, what: &'static str) -> SlabCheckError {
-        let cache = match slot {
-            Some(s) => self.caches[s].name,
-            None => CacheName::new("-").unwrap_or(self.caches[0].name),
-        };
-        SlabCheckError { cache, what }
+    /// Every frame the slab layer holds, in PFN order: `(pfn, is a
+    /// kmalloc_large frame, cache of a slab frame)`.
+    pub(crate) fn for_each_frame(&self, mut f: impl FnMut(Pfn, bool, Option<CacheName>)) {
+        for (pfn, m) in self.metas.iter().enumerate() {
+            let pfn = Pfn(pfn as u64);
+            match m.cache {
+                0 => {}
+                META_LARGE_HEAD | META_LARGE_TAIL => f(pfn, true, None),
+                id => f(pfn, false, self.caches.get(id as usize - 1).map(|c| c.name)),
+            }
+        }
     }
 
+    /// The name of no cache, for kmalloc_large bookkeeping.
+    fn dash(&self) -> CacheName {
+        CacheName::new("-").unwrap_or(self.caches[0].name)
+    }
+
+    /// A problem of the slab at head frame `pfn` (its address).
+    fn problem(&self, slot: Option<usize>, what: &'static str, pfn: u32) -> Problem {
+        Problem {
+            cache: Some(slot.map_or_else(|| self.dash(), |s| self.caches[s].name)),
+            ..Problem::new(SLAB, what, Some(slab_va(pfn)))
+        }
+    }
+
+    /// Walks one cache list; returns the objects in use on it.
+    #[allow(clippy::too_many_arguments)]
     fn check_list<M: ObjectMemory>(
         &self,
         slot: usize,
@@ -291,32 +352,38 @@ impl SlabAllocator<'_> {
         list: &SlabList,
         kind: ListKind,
         mem: &M,
-    ) -> Result<u64, SlabCheckError> {
+        sink: &mut dyn FnMut(Problem),
+        checked: &mut Checked,
+    ) -> u64 {
         let mut inuse = 0;
         let mut prev = NIL;
         let mut cur = list.head;
         let mut n = 0;
         while cur != NIL {
             if n >= list.nr {
-                return Err(
-                    self.check_err(Some(slot), "slab list longer than its count (or cyclic)")
-                );
+                let what = "slab list longer than its count (or cyclic)";
+                sink(self.problem(Some(slot), what, cur));
+                return inuse;
             }
-            self.check_slab_frames(slot, c, cur)?;
+            if (cur as usize) >= self.metas.len() {
+                sink(self.problem(Some(slot), "slab list link past the overlay", cur));
+                return inuse;
+            }
+            self.check_slab_frames(slot, c, cur, sink);
             let m = &self.metas[cur as usize];
             if m.prev != prev {
-                return Err(self.check_err(Some(slot), "slab list back link broken"));
+                sink(self.problem(Some(slot), "slab list back link broken", cur));
             }
             if list_kind(m) != kind {
-                return Err(self.check_err(Some(slot), "slab on the wrong list for its state"));
+                sink(self.problem(Some(slot), "slab on the wrong list for its state", cur));
             }
             let free = if m.freelist == NIL {
-                0
+                Some(0)
             } else {
-                self.count_free(slot, c, cur, m.freelist as u64, mem)?
+                self.walk_free(slot, c, cur, m.freelist as u64, mem, sink, checked)
             };
-            if free + m.inuse as u64 != c.objects as u64 {
-                return Err(self.check_err(Some(slot), "free list length != objects - inuse"));
+            if free.is_some_and(|f| f + m.inuse as u64 != c.objects as u64) {
+                sink(self.problem(Some(slot), "free list length != objects - inuse", cur));
             }
             inuse += m.inuse as u64;
             prev = cur;
@@ -324,12 +391,12 @@ impl SlabAllocator<'_> {
             n += 1;
         }
         if n != list.nr {
-            return Err(self.check_err(Some(slot), "slab list shorter than its count"));
+            sink(self.problem(Some(slot), "slab list shorter than its count", prev));
         }
         if list.tail != prev {
-            return Err(self.check_err(Some(slot), "slab list tail is not its last slab"));
+            sink(self.problem(Some(slot), "slab list tail is not its last slab", list.tail));
         }
-        Ok(inuse)
+        inuse
     }
 
     fn check_slab_frames(
@@ -337,46 +404,90 @@ impl SlabAllocator<'_> {
         slot: usize,
         c: &KmemCache,
         pfn: u32,
-    ) -> Result<(), SlabCheckError> {
+        sink: &mut dyn FnMut(Problem),
+    ) {
         if pfn & c.pfn_mask != 0 {
-            return Err(self.check_err(Some(slot), "slab not aligned to its order"));
+            sink(self.problem(Some(slot), "slab not aligned to its order", pfn));
         }
         let nr = 1usize << c.order;
         let frames = self.metas.get(pfn as usize..pfn as usize + nr);
         if !frames.is_some_and(|f| f.iter().all(|m| m.cache as usize == slot + 1)) {
-            return Err(self.check_err(Some(slot), "slab frame not labelled with its cache"));
+            sink(self.problem(Some(slot), "slab frame not labelled with its cache", pfn));
         }
-        Ok(())
     }
 
-    /// Length of a free list starting at slab offset `first`.
-    fn count_free<M: ObjectMemory>(
+    /// Walks a free list from slab offset `first` (cf. `on_freelist()`,
+    /// bounded by the object count so a cycle ends it): every pointer an
+    /// object start inside the slab, and in a debug cache every free
+    /// object's poison and red zone intact (cf. `check_object(…,
+    /// SLUB_RED_INACTIVE)`). Returns its length, `None` if it broke off.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_free<M: ObjectMemory>(
         &self,
         slot: usize,
         c: &KmemCache,
         pfn: u32,
         first: u64,
         mem: &M,
-    ) -> Result<u64, SlabCheckError> {
+        sink: &mut dyn FnMut(Problem),
+        checked: &mut Checked,
+    ) -> Option<u64> {
         let base = slab_va(pfn);
+        let debug = c
+            .flags
+            .intersects(SlabFlags::POISON.union(SlabFlags::RED_ZONE));
         let mut off = first;
         let mut n = 0u64;
         loop {
             if off >= c.objs_end as u64 || !off.is_multiple_of(c.size as u64) {
-                return Err(self.check_err(Some(slot), "free pointer off an object boundary"));
+                sink(self.problem(Some(slot), "free pointer off an object boundary", pfn));
+                return None;
             }
             n += 1;
             if n > c.objects as u64 {
-                return Err(self.check_err(Some(slot), "free list longer than the slab (cycle)"));
+                sink(self.problem(Some(slot), "free list longer than the slab (cycle)", pfn));
+                return None;
             }
-            let next = mem.read_u64(base + off + c.offset as u64);
+            checked.free_objects += 1;
+            let obj = base + off;
+            if debug {
+                checked.poison_checked += 1;
+                match check_free_object(c, mem, obj) {
+                    Some((CorruptionKind::RedZone, _)) => {
+                        sink(cache_problem(c, "free object's red zone overwritten").at(obj))
+                    }
+                    Some(_) => sink(cache_problem(c, "free object's poison overwritten").at(obj)),
+                    None => {}
+                }
+            }
+            let next = mem.read_u64(obj + c.offset as u64);
             if next == 0 {
-                return Ok(n);
+                return Some(n);
             }
             off = match next.checked_sub(base) {
                 Some(o) => o,
-                None => return Err(self.check_err(Some(slot), "free pointer outside its slab")),
+                None => {
+                    sink(self.problem(Some(slot), "free pointer outside its slab", pfn));
+                    return None;
+                }
             };
         }
+    }
+}
+
+/// A problem of cache `c` as a whole (a counter, a list).
+fn cache_problem(c: &KmemCache, what: &'static str) -> Problem {
+    Problem {
+        cache: Some(c.name),
+        ..Problem::new(SLAB, what, None)
+    }
+}
+
+#[cfg(test)]
+impl SlabAllocator<'_> {
+    /// Where a cache keeps the free pointer inside a free object, for tests
+    /// that break a free list on purpose.
+    pub(crate) fn free_pointer_offset(&self, id: CacheId) -> u32 {
+        self.caches[id.slot()].offset
     }
 }

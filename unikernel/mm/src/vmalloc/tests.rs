@@ -19,17 +19,17 @@ use crate::platform::CacheMode;
 use crate::platform::sim::SimPlatform;
 use crate::zone::{ZoneLayout, ZoneType};
 
-const RAM: u64 = 64 << 20;
-const LOWMEM: u64 = 32 << 20;
-const RESERVED_BASE: u64 = 56 << 20;
+pub(crate) const RAM: u64 = 64 << 20;
+pub(crate) const LOWMEM: u64 = 32 << 20;
+pub(crate) const RESERVED_BASE: u64 = 56 << 20;
 const RESERVED_SIZE: u64 = 2 << 20;
 const VMALLOC_SIZE: u64 = 1 << 30;
 
-fn mem_map() -> Vec<Page> {
+pub(crate) fn mem_map() -> Vec<Page> {
     vec![Page::new_reserved(); (RAM >> 12) as usize]
 }
 
-fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
+pub(crate) fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
     let mut mb = Memblock::new();
     mb.add(PhysAddr(0), RAM).unwrap();
     mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
@@ -41,7 +41,7 @@ fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
     MemoryManager::new(pa, SimPlatform::new(RAM >> 12))
 }
 
-fn areas() -> Box<VmapAreaAllocator> {
+pub(crate) fn areas() -> Box<VmapAreaAllocator> {
     Box::new(VmapAreaAllocator::new(
         VirtAddr(VMALLOC_START),
         VMALLOC_SIZE,
