@@ -25,8 +25,10 @@ mod alloc_cmd;
 mod allocations;
 mod bench;
 mod dma;
+mod fault;
 mod metrics;
 mod pagemap;
+mod selfcheck;
 mod slab;
 mod text;
 mod views;
@@ -185,6 +187,9 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Kunmap,
     RouteId::Pagetable,
     RouteId::Bench,
+    RouteId::Selfcheck,
+    RouteId::FaultAttrGet,
+    RouteId::FaultAttrSet,
 ];
 
 /// One live API allocation.
@@ -273,8 +278,9 @@ impl<'a, P: Platform> Api<'a, P> {
     fn dispatch(&mut self, req: &Request, net: &NetStats) -> (Option<RouteId>, Response) {
         match route_in(&self.routes, req.method, &req.path) {
             RouteMatch::Found(id, params) => {
-                let param = params.iter().next().map(|(_, v)| v);
-                let result = self.serve(id, param, req, net);
+                let mut values = params.iter().map(|(_, v)| v);
+                let (param, param2) = (values.next(), values.next());
+                let result = self.serve(id, param, param2, req, net);
                 (Some(id), result.unwrap_or_else(ApiError::into_response))
             }
             RouteMatch::MethodNotAllowed(allow) => {
@@ -299,10 +305,12 @@ impl<'a, P: Platform> Api<'a, P> {
         &mut self,
         id: RouteId,
         param: Option<&str>,
+        param2: Option<&str>,
         req: &Request,
         net: &NetStats,
     ) -> Result<Response, ApiError> {
         let param = || param.unwrap_or_default();
+        let param2 = || param2.unwrap_or_default();
         Ok(match id {
             RouteId::Dashboard => Response::bytes(200, "text/html; charset=utf-8", DASHBOARD)
                 .with_header("Cache-Control", "no-cache"),
@@ -357,6 +365,15 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Kunmap => return self.kunmap(req, param()),
             RouteId::Pagetable => return self.pagetable(req),
             RouteId::Bench => return self.bench(&req.body),
+            RouteId::Selfcheck => return self.selfcheck(),
+            RouteId::FaultAttrGet | RouteId::FaultAttrSet => {
+                let (fault, attr) = (param(), param2());
+                return if id == RouteId::FaultAttrGet {
+                    self.fault_attr_get(fault, attr)
+                } else {
+                    self.fault_attr_set(fault, attr, req)
+                };
+            }
             _ => {
                 return Err(ApiError::enoent(format!(
                     "{} is not available in this build",

@@ -77,6 +77,8 @@ routes! {
     /// `?addr=0x…`
     Get "/api/pagetable" => Pagetable,
     Get "/api/net" => NetInfo,
+    /// The consistency walk of every allocator.
+    Get "/api/selfcheck" => Selfcheck,
     /// `?start_pfn=&count=` (the dashboard's memory map)
     Get "/api/pagemap" => Pagemap,
     Get "/metrics" => Metrics,
@@ -89,6 +91,9 @@ routes! {
     Get "/proc/meminfo" => ProcMeminfo,
     Get "/proc/iomem" => ProcIomem,
     Get "/proc/pagetypeinfo" => ProcPagetypeinfo,
+    // Fault injection (Linux's debugfs).
+    Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
+    Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
     // Commands.
     Post "/api/alloc" => Alloc,
     Get "/api/alloc/{id}" => HandleInfo,
@@ -294,6 +299,17 @@ mod tests {
             (Method::Post, "/api/reset", RouteId::Reset),
             (Method::Post, "/api/bench", RouteId::Bench),
             (Method::Get, "/api/alloc/5", RouteId::HandleInfo),
+            (Method::Get, "/api/selfcheck", RouteId::Selfcheck),
+            (
+                Method::Get,
+                "/sys/kernel/debug/failslab/probability",
+                RouteId::FaultAttrGet,
+            ),
+            (
+                Method::Put,
+                "/sys/kernel/debug/fail_page_alloc/times",
+                RouteId::FaultAttrSet,
+            ),
         ];
         for &(m, path, id) in expected {
             assert_eq!(found(m, path).0, id, "{m} {path}");

@@ -107,3 +107,92 @@ fn cache_names_follow_one_rule_on_create_and_in_openapi() {
         assert_eq!(name["maxLength"], super::super::slab::NAME_MAX);
     });
 }
+
+#[test]
+fn selfcheck_is_clean_after_boot_and_after_work() {
+    run(DEFAULT, |t| {
+        let r = t.json("/api/selfcheck");
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["problems"], json!([]));
+        let pages = r["checked"]["pages"].as_u64().unwrap();
+        assert_eq!(pages, t.mm.lock().max_pfn().0);
+        assert!(r["checked"]["free_blocks"].as_u64().unwrap() > 0);
+        for body in [
+            json!({"type":"pages","order":3}),
+            json!({"type":"kmalloc","size":100}),
+            json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}),
+        ] {
+            t.alloc_ok(body);
+        }
+        let r = t.json("/api/selfcheck");
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["checked"]["handles"], 3);
+        t.request("POST", "/api/reset", None);
+        assert_eq!(t.json("/api/selfcheck")["ok"], true);
+    });
+}
+
+#[test]
+fn fault_injection_attributes_read_write_and_fail_exactly() {
+    run(DEFAULT, |t| {
+        let base = "/sys/kernel/debug/fail_page_alloc";
+        for (attr, value) in [
+            ("probability", "100"),
+            ("interval", "1"),
+            ("times", "2"),
+            ("ignore-gfp-wait", "0"),
+            ("min-order", "0"),
+        ] {
+            let r = t.request("PUT", &format!("{base}/{attr}"), Some(value));
+            assert_eq!(
+                (r.status, r.text().to_string()),
+                (200, format!("{value}\n")),
+                "{attr}"
+            );
+            assert_eq!(
+                t.get(&format!("{base}/{attr}")).text(),
+                format!("{value}\n")
+            );
+        }
+        let statuses: Vec<u16> = (0..3)
+            .map(|_| t.alloc(json!({"type":"pages","order":0})).status)
+            .collect();
+        assert_eq!(statuses, [507, 507, 201]);
+        assert_eq!(t.get(&format!("{base}/injected")).text(), "2\n");
+        assert_eq!(t.get(&format!("{base}/times")).text(), "0\n");
+        for (attr, bad) in [
+            ("probability", "101"),
+            ("interval", "0"),
+            ("times", "-2"),
+            ("probability", "abc"),
+        ] {
+            let r = t.request("PUT", &format!("{base}/{attr}"), Some(bad));
+            assert_eq!(error(&r).0, 400, "{attr}={bad}: {}", r.text());
+        }
+        assert_eq!(error(&t.get(&format!("{base}/nope"))).0, 404);
+        assert_eq!(error(&t.get("/sys/kernel/debug/fail_nothing/times")).0, 404);
+        // failslab: every accounted kmalloc fails while armed.
+        let slab = "/sys/kernel/debug/failslab";
+        for (attr, value) in [
+            ("probability", "100"),
+            ("times", "-1"),
+            ("ignore-gfp-wait", "0"),
+        ] {
+            assert_eq!(
+                t.request("PUT", &format!("{slab}/{attr}"), Some(value))
+                    .status,
+                200
+            );
+        }
+        let r = t.alloc(json!({"type":"kmalloc","size":64}));
+        assert_eq!(error(&r), (507, "ENOMEM".into()));
+        assert_eq!(
+            t.request("PUT", &format!("{slab}/probability"), Some("0"))
+                .status,
+            200
+        );
+        t.alloc_ok(json!({"type":"kmalloc","size":64}));
+        t.request("POST", "/api/reset", None);
+        assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+    });
+}
