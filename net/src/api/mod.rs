@@ -311,6 +311,16 @@ impl<'a, P: Platform> Api<'a, P> {
     ) -> Result<Response, ApiError> {
         let param = || param.unwrap_or_default();
         let param2 = || param2.unwrap_or_default();
+        if matches!(
+            id,
+            RouteId::Alloc
+                | RouteId::CacheCreate
+                | RouteId::MempoolCreate
+                | RouteId::Kmap
+                | RouteId::Bench
+        ) {
+            self.check_kernel_reserve()?;
+        }
         Ok(match id {
             RouteId::Dashboard => Response::bytes(200, "text/html; charset=utf-8", DASHBOARD)
                 .with_header("Cache-Control", "no-cache"),
@@ -318,7 +328,9 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Memmap => views::memmap(&self.boot),
             RouteId::Zones => views::zones(self.mm),
             RouteId::Buddyinfo => views::buddyinfo(self.mm),
-            RouteId::Meminfo => views::meminfo(&self.meminfo()),
+            RouteId::Meminfo => {
+                views::meminfo(&self.meminfo(), self.mm.lock().kernel_reserve())
+            }
             RouteId::Dma => views::dma(&self.system.dma()),
             RouteId::Allocations => return self.allocations_view(req),
             RouteId::HandleInfo => return self.handle_view(param()),
@@ -381,6 +393,25 @@ impl<'a, P: Platform> Api<'a, P> {
                 )));
             }
         })
+    }
+
+    /// Refuse (507) a command that would make the kernel hold more memory
+    /// while its heap is living on its reserve: the heap dips into the
+    /// reserve only when the zones are dry, so the API's own bookkeeping
+    /// for one more handle (a table node, a response) must not be what
+    /// empties it. Freeing and `POST /api/reset` stay open.
+    fn check_kernel_reserve(&self) -> Result<(), ApiError> {
+        let Some(r) = self.mm.lock().kernel_reserve() else {
+            return Ok(());
+        };
+        if r.free_pages * 2 < r.nr_pages {
+            return Err(ApiError::enomem(format!(
+                "kernel memory is low: the heap has used {} of its {} reserve pages; free handles or POST /api/reset",
+                r.nr_pages - r.free_pages,
+                r.nr_pages
+            )));
+        }
+        Ok(())
     }
 
     /// `/proc/meminfo`'s values: the allocator's part copied under the

@@ -11,6 +11,8 @@ use mm::manager::{BuddySnapshot, MemoryManager};
 use mm::memblock::Memblock;
 use mm::platform::Platform;
 use mm::procfs::{E820Type, Meminfo};
+use mm::reserve::ReserveStats;
+use mm::types::PAGE_SIZE;
 use mm::types::{MAX_ORDER, NR_ORDERS, PhysAddr};
 use mm::zone::{NR_ZONES, Zone, ZoneType};
 
@@ -221,7 +223,7 @@ pub fn buddyinfo_json(snapshot: &BuddySnapshot) -> Response {
 // ----------------------------------------------------------------------
 
 /// `{"MemTotal":N,…}` in `/proc/meminfo` order, from the same list.
-struct MeminfoMap<'m>(&'m Meminfo);
+struct MeminfoMap<'m>(&'m Meminfo, Option<ReserveStats>);
 
 impl Serialize for MeminfoMap<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -229,12 +231,22 @@ impl Serialize for MeminfoMap<'_> {
         for (key, value, _) in self.0.fields() {
             map.serialize_entry(key, &value)?;
         }
+        // Pagezone's own lines, after Linux's (JSON only: the /proc text
+        // stays Linux's byte for byte): the kernel heap's reserve, which
+        // only `__GFP_MEMALLOC` (the heap) reaches.
+        if let Some(r) = self.1 {
+            let kb = |pages: u64| pages * (PAGE_SIZE >> 10);
+            map.serialize_entry("KernelReserve", &kb(r.nr_pages))?;
+            map.serialize_entry("KernelReserveFree", &kb(r.free_pages))?;
+            map.serialize_entry("KernelReserveMinFree", &kb(r.min_free_pages))?;
+        }
         map.end()
     }
 }
 
-pub fn meminfo(mi: &Meminfo) -> Response {
-    Response::json(200, &MeminfoMap(mi))
+/// `/api/meminfo`: `/proc/meminfo`'s keys, then `KernelReserve*`.
+pub fn meminfo(mi: &Meminfo, reserve: Option<ReserveStats>) -> Response {
+    Response::json(200, &MeminfoMap(mi, reserve))
 }
 
 // ----------------------------------------------------------------------
