@@ -83,11 +83,23 @@ fn two_gib_guest_has_every_zone_kind_and_the_right_boundaries() {
     assert_eq!(zones[3].present, 0x7ffdf - lowmem_pfn);
     // DMA: RAM is [0, 0x9fc00) + [1M, 16M) = 159 + 3840 frames.
     assert_eq!(zones[0].present, 159 + 3840);
+    // The kernel heap's reserve (lowmem/128 pages, clamped to 1024) is
+    // carved out of the highest lowmem zone before the table is printed;
+    // nothing else is allocated yet.
+    assert!(
+        guest
+            .log()
+            .iter()
+            .any(|l| l.contains("kernel reserve: 1024 pages (4096 KiB) in DMA32")),
+        "the reserve's boot line"
+    );
     for z in &zones {
         assert!(z.managed <= z.present, "{z:?}");
+        let reserve = if z.name == "DMA32" { 1024 } else { 0 };
         assert_eq!(
-            z.free, z.managed,
-            "nothing allocated before the buddy table is printed: {z:?}"
+            z.free + reserve,
+            z.managed,
+            "nothing but the kernel reserve allocated before the buddy table is printed: {z:?}"
         );
     }
     // Nothing but kernel reservations lies in HighMem.
