@@ -6,6 +6,7 @@
 //! TCG is the default accelerator (the KVM here is a slow nested one);
 //! `ACCEL=kvm` selects KVM.
 
+pub mod api;
 pub mod check;
 pub mod http;
 
