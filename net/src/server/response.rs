@@ -408,7 +408,7 @@ mod tests {
         use core::fmt::Write as _;
         let mut w = BodyWriter::new();
         for i in 0..3000 {
-            write!(w, "line {i}\n").unwrap();
+            writeln!(w, "line {i}").unwrap();
         }
         let expected: String = (0..3000).map(|i| format!("line {i}\n")).collect();
         assert_eq!(w.len(), expected.len());
