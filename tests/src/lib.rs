@@ -9,6 +9,7 @@
 pub mod api;
 pub mod check;
 pub mod http;
+pub mod walk;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
