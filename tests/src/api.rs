@@ -104,48 +104,6 @@ pub fn assert_selfcheck_ok(c: &mut Client, when: &str) -> Value {
     s
 }
 
-/// `POST /api/reset`, then every zone must hold exactly its boot number of
-/// free pages; returns `freed`. The exact per-order split is not checked:
-/// after a scenario that grew the kernel heap's own kmalloc caches (a
-/// handle table of thousands of entries), reset gives every page back but
-/// settles the caches' spare slabs on other pages than at boot — the
-/// open part of issue 9, which [`reset_to_boot`] asserts where it holds.
-pub fn reset_to_boot_free_totals(c: &mut Client, boot: &Value, when: &str) -> u64 {
-    let r = post(c, "/api/reset", &json!({}));
-    assert_eq!(r.status, 200, "{when}: reset: {}", body_excerpt(&r));
-    let freed = r.json()["freed"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{when}: reset answer {}", body_excerpt(&r)));
-    let after = buddyinfo(c);
-    let totals = |zones: &Value| -> Vec<u64> {
-        zones
-            .as_array()
-            .map(|zs| {
-                zs.iter()
-                    .map(|z| {
-                        z["free_area"]
-                            .as_array()
-                            .map(|fa| {
-                                fa.iter()
-                                    .enumerate()
-                                    .map(|(o, n)| n.as_u64().unwrap_or(0) << o)
-                                    .sum()
-                            })
-                            .unwrap_or(0)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    assert_eq!(
-        totals(&after),
-        totals(boot),
-        "{when}: free pages after reset differ from boot ({})",
-        free_pages_diff(boot, &after)
-    );
-    freed
-}
-
 /// `POST /api/reset`, then `/api/buddyinfo` must equal `boot`; returns `freed`.
 pub fn reset_to_boot(c: &mut Client, boot: &Value, when: &str) -> u64 {
     let r = post(c, "/api/reset", &json!({}));

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use tests::api::{
     all_allocations, alloc, alloc_until_fail, assert_selfcheck_ok, assert_views_ok, buddyinfo,
-    error_code, get_json, post, reset_to_boot_free_totals, with_guest_log,
+    error_code, get_json, post, reset_to_boot, with_guest_log,
 };
 use tests::http::{Client, Response};
 use tests::{BootOptions, Guest, boot_ready};
@@ -90,7 +90,7 @@ fn views_selfcheck_reset(c: &mut Client, boot: &Value, handles: usize, when: &st
     );
     assert_views_ok(c, when);
     assert_selfcheck_ok(c, when);
-    let freed = reset_to_boot_free_totals(c, boot, when);
+    let freed = reset_to_boot(c, boot, when);
     assert!(freed >= handles as u64, "{when}: freed {freed} < {handles}");
     assert_selfcheck_ok(c, &format!("{when}, after reset"));
 }
@@ -143,7 +143,6 @@ fn highmem_after_lowmem(lowmem_gfp: &str, when: &str) {
 }
 
 #[test]
-#[ignore = "open in issue 9: after this scenario reset leaves 2-4 pages elsewhere than at boot (kernel kmalloc spare slabs re-settled on other pages); run with --ignored"]
 fn recipe_b_kernel_pages_then_all_of_highmem_then_paged_allocations() {
     highmem_after_lowmem("GFP_KERNEL", "recipe (b)");
 }
@@ -152,7 +151,6 @@ fn recipe_b_kernel_pages_then_all_of_highmem_then_paged_allocations() {
 /// MIN: the handles for HighMem pages must then come from the kernel heap's
 /// reserve, and running out of it must be a 507 too.
 #[test]
-#[ignore = "open in issue 9: after this scenario reset leaves 2-4 pages elsewhere than at boot (kernel kmalloc spare slabs re-settled on other pages); run with --ignored"]
 fn recipe_b_after_atomic_drain() {
     highmem_after_lowmem("GFP_ATOMIC", "recipe (b) after (a)");
 }
@@ -339,7 +337,6 @@ fn every_allocator_runs_dry_in_2g() {
 }
 
 #[test]
-#[ignore = "open in issue 9: after this scenario reset leaves 2-4 pages elsewhere than at boot (kernel kmalloc spare slabs re-settled on other pages); run with --ignored"]
 fn every_allocator_runs_dry_in_32m() {
     every_allocator_runs_dry("32M");
 }

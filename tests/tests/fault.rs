@@ -166,7 +166,6 @@ fn rx_packets(c: &mut Client) -> u64 {
 }
 
 #[test]
-#[ignore = "open in issue 9: the run itself passes (no panic, every answer 2xx/4xx/507, RX keeps flowing), but reset then leaves a page elsewhere than at boot; run with --ignored"]
 fn sixteen_clients_drive_everything_while_allocations_fail() {
     let (guest, port) = boot_ready(BootOptions::default().mem("2G"));
     let mut c = Client::connect(port);

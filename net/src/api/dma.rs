@@ -336,6 +336,9 @@ impl<P: Platform> Api<'_, P> {
             }
             self.held_pages -= h.order.nr_pages();
         }
+        // An emptied BTreeMap keeps its root node: drop it too, or that
+        // node stays wherever the heap put it during the run.
+        self.dma.handles = BTreeMap::new();
         freed
     }
 }

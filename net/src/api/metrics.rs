@@ -215,12 +215,12 @@ impl<P: Platform> Api<'_, P> {
             "counter",
             "HTTP requests answered by the API, by route and status (this one not yet counted).",
         );
-        for ((route, status), n) in &self.counters.by_route {
+        self.counters.for_each(|route, status, n| {
             let _ = writeln!(
                 out,
                 "pagezone_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
-        }
+        });
         family(
             &mut out,
             "pagezone_uptime_seconds",

@@ -52,7 +52,7 @@ use mm::zone::ZoneType;
 use crate::server::error::ApiError;
 use crate::server::http::Request;
 use crate::server::response::Response;
-use crate::server::router::{ROUTES, Route, RouteId, RouteMatch, route_in};
+use crate::server::router::{NR_ROUTES, ROUTES, Route, RouteId, RouteMatch, route_in};
 use crate::server::stack::{App, NetStats};
 
 pub use dma::{DMA_OWNER, DmaCallError, DmaHandle, MAX_DMA_SIZE};
@@ -205,11 +205,68 @@ pub struct Handle {
     pub created_ms: u64,
 }
 
-/// Per-route request counters for `/metrics`.
-#[derive(Debug, Default)]
+/// Statuses counted per route; anything else is counted as `0`.
+const COUNTED_STATUSES: [u16; 14] = [
+    200, 201, 204, 304, 400, 401, 404, 405, 409, 413, 431, 500, 503, 507,
+];
+
+/// Per-route request counters for `/metrics`: a fixed table, so counting
+/// a request never allocates — in particular not the first 507 of a
+/// route, which comes exactly when memory is gone, and would otherwise
+/// leave a node of the kernel heap wherever memory was then.
+#[derive(Debug)]
 struct HttpCounters {
-    /// `(route pattern or "unmatched", status) → count`.
-    by_route: BTreeMap<(&'static str, u16), u64>,
+    /// `[route as usize or NR_ROUTES for "unmatched"][status slot]`.
+    counts: [[u64; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1],
+}
+
+impl Default for HttpCounters {
+    fn default() -> Self {
+        HttpCounters {
+            counts: [[0; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1],
+        }
+    }
+}
+
+impl HttpCounters {
+    fn record(&mut self, route: Option<RouteId>, status: u16) {
+        let r = route.map_or(NR_ROUTES, |id| id as usize);
+        let s = COUNTED_STATUSES
+            .iter()
+            .position(|&c| c == status)
+            .unwrap_or(COUNTED_STATUSES.len());
+        if let Some(n) = self.counts.get_mut(r).and_then(|row| row.get_mut(s)) {
+            *n += 1;
+        }
+    }
+
+    /// `(route pattern or "unmatched", status, count)` of every non-zero
+    /// counter, ordered by pattern then status.
+    fn for_each(&self, mut f: impl FnMut(&'static str, u16, u64)) {
+        let pattern = |r: usize| {
+            ROUTES
+                .iter()
+                .find(|route| route.id as usize == r)
+                .map_or("unmatched", |route| route.id.pattern())
+        };
+        let mut order = [0usize; NR_ROUTES + 1];
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i;
+        }
+        order.sort_unstable_by_key(|&r| pattern(r));
+        for r in order {
+            let mut row: [(u16, u64); COUNTED_STATUSES.len() + 1] = [(0, 0); COUNTED_STATUSES.len() + 1];
+            for (i, &n) in self.counts[r].iter().enumerate() {
+                row[i] = (COUNTED_STATUSES.get(i).copied().unwrap_or(0), n);
+            }
+            row.sort_unstable_by_key(|&(status, _)| status);
+            for (status, n) in row {
+                if n > 0 {
+                    f(pattern(r), status, n);
+                }
+            }
+        }
+    }
 }
 
 /// The API application; see the module doc.
@@ -329,7 +386,8 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Zones => views::zones(self.mm),
             RouteId::Buddyinfo => views::buddyinfo(self.mm),
             RouteId::Meminfo => {
-                views::meminfo(&self.meminfo(), self.mm.lock().kernel_reserve())
+                let reserve = self.mm.lock().kernel_reserve();
+                views::meminfo(&self.meminfo(), reserve)
             }
             RouteId::Dma => views::dma(&self.system.dma()),
             RouteId::Allocations => return self.allocations_view(req),
@@ -396,19 +454,30 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// Refuse (507) a command that would make the kernel hold more memory
-    /// while its heap is living on its reserve: the heap dips into the
-    /// reserve only when the zones are dry, so the API's own bookkeeping
-    /// for one more handle (a table node, a response) must not be what
-    /// empties it. Freeing and `POST /api/reset` stay open.
+    /// when its heap has little left to grow into: the kernel reserve
+    /// (which the heap grows into first after boot) has less than an
+    /// eighth (at least 16 pages) left *and* the zone it lies in is at or
+    /// below its min watermark, where a `GFP_KERNEL` request for the heap
+    /// fails and only the atomic slack below min is left. The API's own
+    /// bookkeeping for one more handle (a table node, a response) then
+    /// cannot be what empties it. Frees and `POST /api/reset` stay open.
     fn check_kernel_reserve(&self) -> Result<(), ApiError> {
-        let Some(r) = self.mm.lock().kernel_reserve() else {
-            return Ok(());
+        // Copy out, then drop the zone lock before formatting (no heap
+        // allocation under it).
+        let (r, zone_free, zone_min) = {
+            let pa = self.mm.lock();
+            let Some(r) = pa.kernel_reserve() else {
+                return Ok(());
+            };
+            let zone = pa.zone(r.zone);
+            (r, zone.free_pages, zone.watermarks.min)
         };
-        if r.free_pages * 2 < r.nr_pages {
+        if r.free_pages < (r.nr_pages / 8).max(16) && zone_free <= zone_min {
             return Err(ApiError::enomem(format!(
-                "kernel memory is low: the heap has used {} of its {} reserve pages; free handles or POST /api/reset",
+                "kernel memory is low: the heap has used {} of its {} reserve pages and {} is at its min watermark; free handles or POST /api/reset",
                 r.nr_pages - r.free_pages,
-                r.nr_pages
+                r.nr_pages,
+                r.zone.name()
             )));
         }
         Ok(())
@@ -431,8 +500,7 @@ impl<'a, P: Platform> Api<'a, P> {
 impl<P: Platform> App for Api<'_, P> {
     fn handle(&mut self, req: &Request, net: &NetStats) -> Response {
         let (route, response) = self.dispatch(req, net);
-        let key = (route.map_or("unmatched", RouteId::pattern), response.status);
-        *self.counters.by_route.entry(key).or_insert(0) += 1;
+        self.counters.record(route, response.status);
         response
     }
 }

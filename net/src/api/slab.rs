@@ -41,7 +41,8 @@ use mm::manager::MemoryManager;
 use mm::mempool::{self as mp, MAX_MEMPOOLS, MEMPOOL_MAX_NR, MempoolError, Mempools};
 use mm::platform::{FRAME_BYTES, Platform};
 use mm::slab::{
-    CacheId, CacheInfo, CacheKind, CacheName, MAX_CACHES, ObjectMemory, SlabAllocator, SlabError,
+    CacheId, CacheInfo, CacheKind, CacheName, ExactPages, MAX_CACHES, ObjectMemory, SlabAllocator,
+    SlabError,
     SlabFlags,
 };
 use mm::types::{Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn};
@@ -278,9 +279,10 @@ pub(super) struct SlabState<'a> {
     pool_bytes: BTreeMap<String, u64>,
     /// Sum of the handles' footprints.
     handle_bytes: u64,
-    /// Slabs of each kmalloc cache when the API was given the allocator
-    /// (after the kernel settled them), by cache slot.
-    boot_slabs: [u64; MAX_CACHES],
+    /// Every kmalloc slab when the API was given the allocator (after the
+    /// kernel settled the caches, right before the boot buddy state is
+    /// recorded): the frames `POST /api/reset` gives back to those caches.
+    boot_slabs: Vec<(CacheId, Pfn)>,
 }
 
 impl<'a> SlabState<'a> {
@@ -291,7 +293,7 @@ impl<'a> SlabState<'a> {
             pools: Box::new(Mempools::new()),
             pool_bytes: BTreeMap::new(),
             handle_bytes: 0,
-            boot_slabs: [0; MAX_CACHES],
+            boot_slabs: Vec::new(),
         }
     }
 
@@ -645,16 +647,34 @@ impl<'a, P: Platform> Api<'a, P> {
     /// through `access` (the kernel's slab allocator, or a test's).
     ///
     /// Give it the allocator once the kernel has settled the kmalloc caches
-    /// ([`settle_kmalloc_caches`]): their slab counts now are what `POST
-    /// /api/reset` returns them to.
+    /// ([`settle_kmalloc_caches`]), right before the boot buddy state is
+    /// recorded: the kmalloc slabs' frames now are what `POST /api/reset`
+    /// gives those caches back.
     pub fn with_slab(mut self, access: &'a dyn SlabAccess) -> Self {
         self.slab.access = Some(access);
-        let boot = &mut self.slab.boot_slabs;
-        locked(access, |slab, _| {
+        // Nothing may allocate under the slab lock: count, reserve outside
+        // (with room for slabs the reservation itself may add), then fill.
+        fn kmalloc_heads<'s>(
+            slab: &'s SlabAllocator<'_>,
+        ) -> impl Iterator<Item = (CacheId, Pfn)> + 's {
+            let mut kmalloc = [None; MAX_CACHES];
             for c in slab.caches().filter(|c| c.kind == CacheKind::Kmalloc) {
-                boot[c.id.slot()] = c.num_slabs;
+                kmalloc[c.id.slot()] = Some(c.id);
+            }
+            slab.slab_heads()
+                .filter(move |(id, _)| kmalloc[id.slot()] == Some(*id))
+        }
+        let count = locked(access, |slab, _| kmalloc_heads(slab).count()).unwrap_or(0);
+        let mut boot = Vec::with_capacity(count + 64);
+        locked(access, |slab, _| {
+            for head in kmalloc_heads(slab) {
+                if boot.len() == boot.capacity() {
+                    break;
+                }
+                boot.push(head);
             }
         });
+        self.slab.boot_slabs = boot;
         self
     }
 
@@ -688,13 +708,18 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// The last step of `POST /api/reset`, once every handle of every kind
-    /// is freed: a kmalloc cache that holds another number of slabs than at
-    /// boot — the API's objects, or the kernel's on its behalf (a table of
-    /// thousands of handles), made it grow and freeing them left extra
-    /// empty slabs, or `POST /api/caches/kmalloc-…/shrink` released its
-    /// spares — is settled back to its boot slab count
-    /// ([`settle_kmalloc_caches`]; more only if its live objects need
-    /// more), so every other page it took is returned.
+    /// is freed: every kmalloc cache gives back its empty slabs (to the
+    /// zones, or to the kernel reserve the heap grew into after boot), then
+    /// each boot-time slab that is gone is rebuilt, empty, on exactly its
+    /// boot frames ([`PageAlloc::take_page_off_buddy`] through
+    /// [`ExactPages`]). The buddy allocator always coalesces fully, so its
+    /// free lists are a function of which frames are allocated: the same
+    /// frames back means `/api/buddyinfo` is its boot value again, however
+    /// the heap's slabs were reshuffled meanwhile — the API's objects in
+    /// `kmalloc-cg-*`, the kernel's on its behalf (a table of thousands of
+    /// handles, a connection's buffers) in the reserve.
+    ///
+    /// [`PageAlloc::take_page_off_buddy`]: mm::page_alloc::PageAlloc::take_page_off_buddy
     pub(super) fn settle_slab(&mut self) {
         let Some(access) = self.slab.access else {
             return;
@@ -702,14 +727,25 @@ impl<'a, P: Platform> Api<'a, P> {
         let mm = self.mm;
         let boot = &self.slab.boot_slabs;
         locked(access, |slab, mem| {
-            let mut changed = [None; MAX_CACHES];
+            let mut kmalloc = [None; MAX_CACHES];
             for c in slab.caches().filter(|c| c.kind == CacheKind::Kmalloc) {
-                if c.num_slabs != boot[c.id.slot()] {
-                    changed[c.id.slot()] = Some(c.id);
-                }
+                kmalloc[c.id.slot()] = Some(c.id);
             }
-            for id in changed.into_iter().flatten() {
-                settle_cache(slab, mem, mm, id, Some(boot[id.slot()]));
+            for id in kmalloc.into_iter().flatten() {
+                let _ = slab.kmem_cache_shrink(mm, id);
+            }
+            for &(id, pfn) in boot {
+                if slab.cache_of_pfn(pfn) == Some(id) {
+                    continue; // still there, holding live objects
+                }
+                // Taken by something live since (only when the reserve
+                // overflowed): nothing better to do than leave it.
+                let _ = slab.grow_empty_slab(
+                    mem,
+                    &ExactPages { mm, pfn },
+                    id,
+                    GfpFlags::GFP_KERNEL,
+                );
             }
         });
     }

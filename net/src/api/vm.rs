@@ -732,6 +732,8 @@ impl<'a, P: Platform> Api<'a, P> {
                 self.held_pages -= h.nr_pages;
             }
         }
+        // An emptied BTreeMap keeps its root node: drop it too.
+        self.vm.handles = BTreeMap::new();
         freed
     }
 

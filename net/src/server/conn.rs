@@ -340,6 +340,12 @@ impl Connection {
                 self.out_offset = 0;
             }
         }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            // Drained: give the queue's ring back (a pipelining client
+            // grows it to hundreds of slots), so an idle connection holds
+            // nothing it allocated while memory was short.
+            self.out = VecDeque::new();
+        }
         Ok(())
     }
 

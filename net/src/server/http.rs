@@ -343,13 +343,12 @@ impl RequestParser {
         self.line_start = 0;
         self.seen_line = false;
         if self.pos == self.buf.len() {
-            // Keep-alive connections idle with an empty buffer; give back
-            // a large one.
-            self.buf.clear();
+            // Keep-alive connections idle with no buffer at all: a buffer
+            // kept across requests would stay wherever the heap put it
+            // while memory was short (and a pipelining client grows it to
+            // a multi-page block), long after the pressure is gone.
+            self.buf = Vec::new();
             self.pos = 0;
-            if self.buf.capacity() > 2 * MAX_HEAD_BYTES {
-                self.buf = Vec::new();
-            }
         }
         Ok(Some(request))
     }

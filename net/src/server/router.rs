@@ -38,6 +38,9 @@ macro_rules! routes {
             )*
         }
 
+        /// How many routes [`ROUTES`] has (`RouteId as usize` is below it).
+        pub const NR_ROUTES: usize = [$( RouteId::$id, )*].len();
+
         /// Every route of API.md, in matching order.
         pub static ROUTES: &[Route] = &[
             $( Route { method: Method::$method, pattern: $pattern, id: RouteId::$id }, )*

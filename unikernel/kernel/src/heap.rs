@@ -38,6 +38,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use mm::cmdline::BootParams;
 use mm::gfp::GfpFlags;
 use mm::kmalloc::kmalloc_size_for_layout;
+use mm::slab::HeapPages;
 
 use crate::memory;
 use crate::slab_glue::{self, DirectMap};
@@ -102,7 +103,11 @@ fn early_alloc(layout: Layout) -> *mut u8 {
 struct KernelHeap;
 
 /// What every heap request asks first: a normal kernel allocation that
-/// fault injection must never fail.
+/// fault injection must never fail. Its pages come through
+/// [`HeapPages`], which adds `__GFP_MEMALLOC`: after boot the heap grows
+/// into the kernel reserve before the zones (so the API's churn of the
+/// zones never moves the heap's pages, and reset finds the buddy state of
+/// boot), and the reserve is also the zones' last resort.
 const GFP_HEAP: GfpFlags = GfpFlags::GFP_KERNEL.union(GfpFlags::NOFAIL);
 
 /// The fallback: atomic (below MIN), then the kernel reserve; still exempt
@@ -119,7 +124,7 @@ impl KernelHeap {
         };
         let mut slab = slab_glue::lock();
         match slab.as_mut() {
-            Some(slab) => match slab.kmalloc(&DirectMap, memory::mm(), size, gfp) {
+            Some(slab) => match slab.kmalloc(&DirectMap, &HeapPages(memory::mm()), size, gfp) {
                 Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
                 Err(_) => kmalloc_reserve(slab, size, gfp),
             },
@@ -147,7 +152,7 @@ fn kmalloc_reserve(
     // Only __GFP_ZERO carries over: without __GFP_DIRECT_RECLAIM the
     // request gets the full atomic discount below MIN.
     let gfp = (gfp & GfpFlags::ZERO) | GFP_HEAP_RESERVE;
-    match slab.kmalloc(&DirectMap, memory::mm(), size, gfp) {
+    match slab.kmalloc(&DirectMap, &HeapPages(memory::mm()), size, gfp) {
         Ok(addr) => ptr::with_exposed_provenance_mut(addr as usize),
         Err(_) => ptr::null_mut(),
     }
@@ -179,7 +184,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         if let Some(slab) = slab_glue::lock().as_mut() {
             // A bad free is reported by the slab layer (serial + counter)
             // and changes nothing; there is no one to return it to.
-            let _ = slab.kfree(&DirectMap, memory::mm(), p.expose_provenance() as u64);
+            let _ = slab.kfree(&DirectMap, &HeapPages(memory::mm()), p.expose_provenance() as u64);
         }
     }
 
@@ -208,7 +213,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         // still aligned), else kmalloc(size) + copy + kfree; on failure the
         // old object is untouched, as `realloc` requires.
         let addr = p.expose_provenance() as u64;
-        let mm = memory::mm();
+        let mm = &HeapPages(memory::mm());
         match slab
             .krealloc(&DirectMap, mm, addr, size, GFP_HEAP)
             .or_else(|_| slab.krealloc(&DirectMap, mm, addr, size, GFP_HEAP_RESERVE))

@@ -58,7 +58,10 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// Records the current buddy state as "right after boot". The kernel
     /// calls it once its own boot-time allocations (heap, DMA rings, page
     /// tables for MMIO) are done, just before it announces READY.
+    /// From here on the kernel heap grows into the kernel reserve first
+    /// ([`PageAlloc::set_heap_reserve_first`]).
     pub fn mark_boot_complete(&self) {
+        self.lock().set_heap_reserve_first(true);
         let now = self.buddyinfo();
         *self.boot_buddyinfo.lock() = now;
     }

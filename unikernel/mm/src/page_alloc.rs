@@ -1023,5 +1023,6 @@ pub fn int_sqrt(x: u64) -> u64 {
 }
 
 mod check;
+mod take;
 #[cfg(test)]
 mod tests;

@@ -113,6 +113,9 @@ pub struct KernelReserve {
     min_free_pages: u64,
     allocations: u64,
     failures: u64,
+    /// After boot the heap grows into the reserve before the zones (see
+    /// [`PageAlloc::alloc_heap_pages`]).
+    heap_first: bool,
 }
 
 impl KernelReserve {
@@ -127,6 +130,7 @@ impl KernelReserve {
             min_free_pages: order.nr_pages(),
             allocations: 0,
             failures: 0,
+            heap_first: false,
         }
     }
 
@@ -256,6 +260,47 @@ impl PageAlloc<'_> {
     /// Whether `pfn` lies in the reserve's block (handed out or not).
     pub fn in_kernel_reserve(&self, pfn: Pfn) -> bool {
         self.reserve.as_ref().is_some_and(|r| r.contains(pfn))
+    }
+
+    /// From now on the kernel heap grows into the reserve first (the
+    /// kernel calls it once its boot-time allocations are in place, with
+    /// `mark_boot_complete`). Whatever the API then does to the zones, the
+    /// heap's later pages — its answers, a connection's buffers, a table of
+    /// thousands of handles — come from the reserve while it has room, so
+    /// they never take or split a block the buddy allocator had at boot,
+    /// and `POST /api/reset` finds the zones as boot left them. The zones
+    /// are the fallback, then (as before) the reserve is the last resort.
+    pub fn set_heap_reserve_first(&mut self, on: bool) {
+        if let Some(r) = self.reserve.as_mut() {
+            r.heap_first = on;
+        }
+    }
+
+    /// A block for the kernel heap (`gfp` carries `__GFP_MEMALLOC`):
+    /// from the reserve first once [`PageAlloc::set_heap_reserve_first`]
+    /// is on, else (or when the reserve has no room) as
+    /// [`PageAlloc::alloc_pages`] — which itself falls back to the reserve.
+    pub fn alloc_heap_pages(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, crate::page_alloc::AllocError> {
+        let first = self
+            .reserve
+            .as_ref()
+            .is_some_and(|r| r.heap_first && r.free_pages >= order.nr_pages());
+        if first && gfp.contains(GfpFlags::MEMALLOC) && !gfp.contains(GfpFlags::NOMEMALLOC) {
+            let failures = self.reserve.as_ref().map_or(0, |r| r.failures);
+            if let Some(pfn) = self.alloc_from_reserve(gfp, order, owner) {
+                return Ok(pfn);
+            }
+            // No room of that order: not a failure of the reserve yet.
+            if let Some(r) = self.reserve.as_mut() {
+                r.failures = failures;
+            }
+        }
+        self.alloc_pages(gfp, order, owner)
     }
 
     /// Serve a `__GFP_MEMALLOC` request that both watermark passes refused

@@ -482,16 +482,85 @@ pub fn alloc_slab_pages_from(
     kind: SlabPageKind,
 ) -> Result<Pfn, AllocError> {
     let gfp = gfp.difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO));
-    let owner = match kind {
-        SlabPageKind::Slab => OwnerTag::SLAB,
-        SlabPageKind::Large => OwnerTag::HEAP,
-    };
-    let pfn = pa.alloc_pages(gfp, order, owner)?;
+    let pfn = pa.alloc_pages(gfp, order, kind.owner())?;
+    mark_slab_pages(pa, pfn, order, kind, gfp)
+}
+
+impl SlabPageKind {
+    /// The owner tag its frames carry.
+    const fn owner(self) -> OwnerTag {
+        match self {
+            SlabPageKind::Slab => OwnerTag::SLAB,
+            SlabPageKind::Large => OwnerTag::HEAP,
+        }
+    }
+}
+
+/// Label a fresh block as a slab (cf. `__folio_set_slab()`), or give it
+/// back and fail.
+fn mark_slab_pages(
+    pa: &mut PageAlloc<'_>,
+    pfn: Pfn,
+    order: Order,
+    kind: SlabPageKind,
+    gfp: GfpFlags,
+) -> Result<Pfn, AllocError> {
     if kind == SlabPageKind::Slab && pa.set_slab(pfn, true).is_err() {
         let _ = pa.free_pages(pfn, order);
         return Err(AllocError::NoMemory { order, gfp });
     }
     Ok(pfn)
+}
+
+/// The kernel heap's page source: [`PageAlloc::alloc_heap_pages`] with
+/// `__GFP_MEMALLOC`, so after boot the heap grows into the kernel reserve
+/// before the zones, and the zones' last resort is the reserve too.
+pub struct HeapPages<'m, 'a, P: Platform>(pub &'m MemoryManager<'a, P>);
+
+impl<P: Platform> PageSource for HeapPages<'_, '_, P> {
+    fn alloc_slab_pages(
+        &self,
+        gfp: GfpFlags,
+        order: Order,
+        kind: SlabPageKind,
+    ) -> Result<Pfn, AllocError> {
+        let gfp = gfp
+            .difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO))
+            .union(GfpFlags::MEMALLOC);
+        let mut pa = self.0.lock();
+        let pfn = pa.alloc_heap_pages(gfp, order, kind.owner())?;
+        mark_slab_pages(&mut pa, pfn, order, kind, gfp)
+    }
+
+    fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
+        free_slab_pages_to(&mut self.0.lock(), pfn, order, kind)
+    }
+}
+
+/// A page source that hands out exactly one given block, taken off the
+/// buddy free lists ([`PageAlloc::take_page_off_buddy`]); for
+/// [`SlabAllocator::grow_empty_slab`] when `POST /api/reset` puts a cache's
+/// boot-time slabs back on their boot frames. Frees go to the buddy.
+pub struct ExactPages<'m, 'a, P: Platform> {
+    pub mm: &'m MemoryManager<'a, P>,
+    pub pfn: Pfn,
+}
+
+impl<P: Platform> PageSource for ExactPages<'_, '_, P> {
+    fn alloc_slab_pages(
+        &self,
+        gfp: GfpFlags,
+        order: Order,
+        kind: SlabPageKind,
+    ) -> Result<Pfn, AllocError> {
+        let mut pa = self.mm.lock();
+        pa.take_page_off_buddy(self.pfn, order, kind.owner())?;
+        mark_slab_pages(&mut pa, self.pfn, order, kind, gfp)
+    }
+
+    fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
+        free_slab_pages_to(&mut self.mm.lock(), pfn, order, kind)
+    }
 }
 
 /// Inverse of [`alloc_slab_pages_from`] (cf. `__free_slab()`).
@@ -1239,6 +1308,42 @@ impl<'a> SlabAllocator<'a> {
             freed += 1;
         }
         Ok(freed)
+    }
+
+    /// Add one empty slab to cache `id`, its pages from `pages` (cf.
+    /// `new_slab()` without handing out an object). `POST /api/reset` uses
+    /// it with a page source that returns one given block, to put the
+    /// kernel heap's boot-time slabs back on exactly their boot frames.
+    pub fn grow_empty_slab<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        id: CacheId,
+        gfp: GfpFlags,
+    ) -> Result<Pfn, SlabError> {
+        let slot = self.resolve(id)?;
+        let pfn = self.new_slab(mem, pages, slot, gfp)?;
+        let c = &mut self.caches[slot];
+        c.list_push(self.metas, ListKind::Empty, pfn);
+        Ok(Pfn(u64::from(pfn)))
+    }
+
+    /// Every slab's head frame with its cache, in frame order: one pass
+    /// over the overlay (full slabs are counted, not linked, so lists
+    /// alone would miss them).
+    pub fn slab_heads(&self) -> impl Iterator<Item = (CacheId, Pfn)> + '_ {
+        self.metas.iter().enumerate().filter_map(|(pfn, m)| {
+            let slot = (m.cache as usize).wrapping_sub(1);
+            let c = self.caches.get(slot)?;
+            (c.live && pfn & ((1usize << c.order) - 1) == 0)
+                .then(|| (self.id_of(slot), Pfn(pfn as u64)))
+        })
+    }
+
+    /// The cache whose slab frame `pfn` is, if any.
+    pub fn cache_of_pfn(&self, pfn: Pfn) -> Option<CacheId> {
+        let slot = (self.metas.get(pfn.index())?.cache as usize).wrapping_sub(1);
+        (slot < MAX_CACHES).then(|| self.id_of(slot))
     }
 
     /// Shrink every cache (cf. `kmem_cache_shrink_all()`); slabs freed.
