@@ -52,7 +52,7 @@ fn soak_random_walk_over_every_command() {
         let mut resets = 0u64;
         let mut drains = 0u64;
         while Instant::now() < end {
-            if w.steps % (RESET_EVERY * DRAIN_EVERY) == 0 {
+            if w.steps.is_multiple_of(RESET_EVERY * DRAIN_EVERY) {
                 let gfp = DRAIN_GFPS[(drains % 3) as usize];
                 for order in (0..=10u32).rev() {
                     let body = json!({"type":"pages","order":order,"gfp":gfp});
