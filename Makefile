@@ -29,7 +29,7 @@ QEMU_ARGS = -M q35 -m $(MEM) $(QEMU_ACCEL) -display none -no-reboot \
 	-device virtio-net-pci,netdev=net0,disable-legacy=on \
 	-kernel $(KERNEL_ELF) -append "$(APPEND)"
 
-.PHONY: all deps kernel run debug test test-host test-qemu bench clean FORCE
+.PHONY: all deps kernel run debug test test-host test-qemu bench soak clean FORCE
 
 all: kernel
 
@@ -57,6 +57,13 @@ debug: deps kernel
 test: deps kernel
 	@.ci/deps.sh rust qemu browser
 	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
+
+# Issue 9: a seeded random walk over every command for SOAK_SECONDS
+# (SOAK_SEED=N repeats one); selfcheck and reset-to-boot every 200 steps.
+SOAK_SECONDS ?= 300
+
+soak: deps kernel
+	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) SOAK_SECONDS=$(SOAK_SECONDS) cargo test -p tests --test soak -- --ignored --nocapture
 
 bench:
 	@.ci/deps.sh rust

@@ -24,7 +24,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -34,7 +34,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
@@ -43,7 +43,7 @@ impl Rng {
     pub fn size(&mut self, max: u64) -> u64 {
         let bits = 64 - max.leading_zeros() as u64;
         let b = self.below(bits) + 1;
-        (self.next() % (1u64 << b)).clamp(1, max)
+        (self.next_u64() % (1u64 << b)).clamp(1, max)
     }
 }
 
