@@ -4,6 +4,8 @@
 #                with 127.0.0.1:$(PORT) forwarded to the guest's API port
 #   make test    host unit/property tests, then QEMU boot and browser tests
 #   make debug   boot halted with a gdb stub on :1234 (see README)
+#   make soak    a seeded random walk over every command for SOAK_SECONDS
+#                (default 300), selfcheck and reset-to-boot every 200 steps
 #   make bench   host benchmarks
 #   make kernel  just build target/pagezone.elf
 
@@ -58,8 +60,9 @@ test: deps kernel
 	@.ci/deps.sh rust qemu browser
 	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
 
-# Issue 9: a seeded random walk over every command for SOAK_SECONDS
-# (SOAK_SEED=N repeats one); selfcheck and reset-to-boot every 200 steps.
+# A seeded random walk over every command for SOAK_SECONDS (SOAK_SEED=N
+# repeats one), memory run dry every third window; selfcheck and
+# reset-to-boot every 200 steps. CI runs it for 60 s.
 SOAK_SECONDS ?= 300
 
 soak: deps kernel
