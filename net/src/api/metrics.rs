@@ -10,6 +10,7 @@ use mm::types::PAGE_SIZE;
 
 use super::Api;
 use super::views::zone_copies;
+use crate::server::error::ApiError;
 use crate::server::response::Response;
 use crate::server::stack::NetStats;
 
@@ -47,7 +48,10 @@ impl<P: Platform> Api<'_, P> {
     pub(super) fn metrics(&self, net: &NetStats) -> Response {
         let (zones, _) = zone_copies(self.mm);
         let zones = zones.iter().flatten();
-        let mut out = String::with_capacity(8 * 1024);
+        let mut out = String::new();
+        if out.try_reserve(64 * 1024).is_err() {
+            return ApiError::enomem("out of memory building the response").into_response();
+        }
 
         let per_zone: [ZoneGauge; 4] = [
             ("pagezone_zone_free_pages", "Free pages per zone.", |z| {

@@ -255,7 +255,8 @@ impl HttpCounters {
         }
         order.sort_unstable_by_key(|&r| pattern(r));
         for r in order {
-            let mut row: [(u16, u64); COUNTED_STATUSES.len() + 1] = [(0, 0); COUNTED_STATUSES.len() + 1];
+            let mut row: [(u16, u64); COUNTED_STATUSES.len() + 1] =
+                [(0, 0); COUNTED_STATUSES.len() + 1];
             for (i, &n) in self.counts[r].iter().enumerate() {
                 row[i] = (COUNTED_STATUSES.get(i).copied().unwrap_or(0), n);
             }

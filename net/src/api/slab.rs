@@ -42,8 +42,7 @@ use mm::mempool::{self as mp, MAX_MEMPOOLS, MEMPOOL_MAX_NR, MempoolError, Mempoo
 use mm::platform::{FRAME_BYTES, Platform};
 use mm::slab::{
     CacheId, CacheInfo, CacheKind, CacheName, ExactPages, MAX_CACHES, ObjectMemory, SlabAllocator,
-    SlabError,
-    SlabFlags,
+    SlabError, SlabFlags,
 };
 use mm::types::{Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn};
 use mm::zone::ZoneType;
@@ -54,7 +53,7 @@ use super::text::Bounded;
 use super::views::{GfpName, Hex};
 use crate::server::error::ApiError;
 use crate::server::http::Request;
-use crate::server::response::Response;
+use crate::server::response::{Response, try_string, try_vec};
 use crate::server::router::RouteId;
 
 /// How the API reaches the slab allocator.
@@ -740,12 +739,8 @@ impl<'a, P: Platform> Api<'a, P> {
                 }
                 // Taken by something live since (only when the reserve
                 // overflowed): nothing better to do than leave it.
-                let _ = slab.grow_empty_slab(
-                    mem,
-                    &ExactPages { mm, pfn },
-                    id,
-                    GfpFlags::GFP_KERNEL,
-                );
+                let _ =
+                    slab.grow_empty_slab(mem, &ExactPages { mm, pfn }, id, GfpFlags::GFP_KERNEL);
             }
         });
     }
@@ -763,7 +758,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// before it.
     fn cache_infos(&self) -> Result<Vec<CacheInfo>, ApiError> {
         let access = self.slab_access()?;
-        let mut infos = Vec::with_capacity(MAX_CACHES);
+        let mut infos = try_vec(MAX_CACHES)?;
         locked(access, |slab, _| {
             for info in slab.caches().take(MAX_CACHES) {
                 infos.push(info);
@@ -895,7 +890,7 @@ impl<'a, P: Platform> Api<'a, P> {
         let access = self.slab_access()?;
         let mut capacity = 16 * 1024;
         while capacity <= 1 << 20 {
-            let mut text = String::with_capacity(capacity);
+            let mut text = try_string(capacity)?;
             let done = locked(access, |slab, _| {
                 slab.slabinfo(&mut Bounded(&mut text)).is_ok()
             })

@@ -1136,8 +1136,43 @@ fn concurrent_clients_and_pipelining_through_the_api() {
 /// to boot — no request, however odd, leaks or corrupts anything.
 #[test]
 fn random_command_walk_keeps_every_invariant() {
+    run(DEFAULT, |t| command_walk(t, 0x243f_6a88_85a3_08d3, false));
+}
+
+/// The same walk with Linux's fault injection failing 10 % of the page and
+/// slab allocations (`GFP_KERNEL` included): every answer is still one of
+/// the contract's, `/api/selfcheck` stays clean, and reset is exact.
+#[test]
+fn random_command_walk_under_injected_failures() {
     run(DEFAULT, |t| {
-        let mut seed = 0x243f_6a88_85a3_08d3u64;
+        for (fault, attr, value) in [
+            ("fail_page_alloc", "probability", "10"),
+            ("fail_page_alloc", "times", "-1"),
+            ("fail_page_alloc", "ignore-gfp-wait", "0"),
+            ("fail_page_alloc", "min-order", "0"),
+            ("failslab", "probability", "10"),
+            ("failslab", "times", "-1"),
+            ("failslab", "ignore-gfp-wait", "0"),
+        ] {
+            let path = format!("/sys/kernel/debug/{fault}/{attr}");
+            assert_eq!(t.request("PUT", &path, Some(value)).status, 200, "{path}");
+        }
+        command_walk(t, 0x1319_8a2e_0370_7344, true);
+        let injected: u64 = ["fail_page_alloc", "failslab"]
+            .iter()
+            .map(|f| {
+                let r = t.get(&format!("/sys/kernel/debug/{f}/injected"));
+                r.text().trim().parse::<u64>().unwrap()
+            })
+            .sum();
+        assert!(injected >= 10, "{injected} failures injected");
+        assert_eq!(t.json("/api/selfcheck")["ok"], true);
+    });
+}
+
+fn command_walk(t: &mut T<'_>, seed: u64, injecting: bool) {
+    {
+        let mut seed = seed;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -1213,6 +1248,10 @@ fn random_command_walk_keeps_every_invariant() {
                 dma_buffers += u32::from(v["type"] == "dma");
             }
             t.mm.lock().check_invariants().unwrap();
+            if step % 50 == 0 {
+                let check = t.json("/api/selfcheck");
+                assert_eq!(check["ok"], true, "step {step}: {check}");
+            }
         }
         // The walk really exercised both sides: successes and every kind
         // of refusal.
@@ -1223,6 +1262,12 @@ fn random_command_walk_keeps_every_invariant() {
             );
         }
         assert!(dma_buffers >= 3, "{dma_buffers} dma buffers");
+        if injecting {
+            assert!(
+                by_status.get(&507).is_some_and(|&n| n >= 5),
+                "{by_status:?}"
+            );
+        }
         let r = t.request("POST", "/api/reset", None);
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
@@ -1235,5 +1280,5 @@ fn random_command_walk_keeps_every_invariant() {
                 .any(|b| b["owner"] == DMA_OWNER),
             "reset freed every dma buffer"
         );
-    });
+    }
 }

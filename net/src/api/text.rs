@@ -17,7 +17,7 @@ use mm::procfs::{self, IomemEntry, KernelSections, Meminfo, ZoneinfoExtra};
 
 use super::BootView;
 use crate::server::error::ApiError;
-use crate::server::response::Response;
+use crate::server::response::{Response, try_string};
 
 /// Largest text view (a zoneinfo of four zones is about 12 KiB).
 const MAX_TEXT_BYTES: usize = 1 << 20;
@@ -40,26 +40,26 @@ pub fn render_locked<P: Platform>(
     mm: &MemoryManager<'_, P>,
     initial_bytes: usize,
     f: impl Fn(&PageAlloc<'_>, &mut Bounded<'_>) -> fmt::Result,
-) -> Option<String> {
+) -> Result<String, ApiError> {
     let mut capacity = initial_bytes;
     while capacity <= MAX_TEXT_BYTES {
-        let mut text = String::with_capacity(capacity);
+        let mut text = try_string(capacity)?;
         let done = {
             let pa = mm.lock();
             f(&pa, &mut Bounded(&mut text)).is_ok()
         };
         if done {
-            return Some(text);
+            return Ok(text);
         }
         capacity *= 2;
     }
-    None
+    Err(ApiError::enomem("view too large to render"))
 }
 
-fn text_or_error(text: Option<String>) -> Response {
+fn text_or_error(text: Result<String, ApiError>) -> Response {
     match text {
-        Some(text) => Response::text(200, text),
-        None => ApiError::enomem("view too large to render").into_response(),
+        Ok(text) => Response::text(200, text),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -80,9 +80,13 @@ pub fn zoneinfo<P: Platform>(mm: &MemoryManager<'_, P>, extra: &ZoneinfoExtra) -
 }
 
 pub fn meminfo(mi: &Meminfo) -> Response {
-    let mut text = String::with_capacity(2048);
-    // Writing into a growable String cannot fail.
-    let _ = procfs::meminfo(mi, &mut text);
+    let mut text = match try_string(4096) {
+        Ok(text) => text,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if procfs::meminfo(mi, &mut Bounded(&mut text)).is_err() {
+        return ApiError::enomem("view too large to render").into_response();
+    }
     Response::text(200, text)
 }
 
@@ -94,8 +98,13 @@ pub fn iomem(boot: &BootView<'_>, kernel: &KernelSections) -> Response {
             procfs::build_iomem_entries(boot.memblock, boot.firmware_map, *kernel, &mut entries);
         // A full slice may mean truncation: retry larger (bounded).
         if n < capacity || capacity >= 4096 {
-            let mut text = String::with_capacity(n * 48);
-            let _ = procfs::iomem(&entries[..n], &mut text);
+            let mut text = match try_string(n * 96 + 64) {
+                Ok(text) => text,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            if procfs::iomem(&entries[..n], &mut Bounded(&mut text)).is_err() {
+                return ApiError::enomem("view too large to render").into_response();
+            }
             return Response::text(200, text);
         }
         capacity *= 2;

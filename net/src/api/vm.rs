@@ -54,7 +54,7 @@ use super::views::Hex;
 use super::{Api, Handle};
 use crate::server::error::ApiError;
 use crate::server::http::Request;
-use crate::server::response::Response;
+use crate::server::response::{Response, try_string};
 
 #[cfg(test)]
 mod tests;
@@ -870,7 +870,7 @@ impl<'a, P: Platform> Api<'a, P> {
         let vm = self.vm_parts(req)?;
         let mut capacity = (vm.areas.lock().nr_areas() + 8) * 128;
         loop {
-            let mut text = String::with_capacity(capacity);
+            let mut text = try_string(capacity)?;
             let (done, nr) = {
                 let areas = vm.areas.lock();
                 (

@@ -199,6 +199,21 @@ impl From<OutOfMemory> for ApiError {
     }
 }
 
+/// An empty `String` with room for `capacity` bytes, or [`OutOfMemory`]
+/// when the heap cannot give it (`String::with_capacity` would abort).
+pub fn try_string(capacity: usize) -> Result<String, OutOfMemory> {
+    let mut s = String::new();
+    s.try_reserve_exact(capacity).map_err(|_| OutOfMemory)?;
+    Ok(s)
+}
+
+/// An empty `Vec` with room for `capacity` items, or [`OutOfMemory`].
+pub fn try_vec<T>(capacity: usize) -> Result<Vec<T>, OutOfMemory> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(capacity).map_err(|_| OutOfMemory)?;
+    Ok(v)
+}
+
 /// A response body written in page-sized pieces, every allocation
 /// fallible (cf. `seq_file`, which fills a view page by page): as
 /// `fmt::Write` for text, [`BodyWriter::json`] for one JSON value at a

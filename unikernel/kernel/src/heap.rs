@@ -184,7 +184,11 @@ unsafe impl GlobalAlloc for KernelHeap {
         if let Some(slab) = slab_glue::lock().as_mut() {
             // A bad free is reported by the slab layer (serial + counter)
             // and changes nothing; there is no one to return it to.
-            let _ = slab.kfree(&DirectMap, &HeapPages(memory::mm()), p.expose_provenance() as u64);
+            let _ = slab.kfree(
+                &DirectMap,
+                &HeapPages(memory::mm()),
+                p.expose_provenance() as u64,
+            );
         }
     }
 

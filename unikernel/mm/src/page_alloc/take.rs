@@ -9,9 +9,9 @@
 //! allocating "any" frames would split other blocks.
 
 use super::PageAlloc;
+use crate::gfp::GfpFlags;
 use crate::page::OwnerTag;
 use crate::page_alloc::AllocError;
-use crate::gfp::GfpFlags;
 use crate::types::{NR_ORDERS, Order, Pfn};
 
 impl PageAlloc<'_> {
@@ -91,27 +91,56 @@ mod tests {
         let boot: std::vec::Vec<_> = pa.zones().iter().map(|z| z.free_area_counts()).collect();
         // Three scattered frames, as a heap's slabs would be.
         let taken: std::vec::Vec<Pfn> = (0..3)
-            .map(|_| pa.alloc_pages(GfpFlags::GFP_KERNEL, o0, OwnerTag::SLAB).unwrap())
+            .map(|_| {
+                pa.alloc_pages(GfpFlags::GFP_KERNEL, o0, OwnerTag::SLAB)
+                    .unwrap()
+            })
             .collect();
         let with: std::vec::Vec<_> = pa.zones().iter().map(|z| z.free_area_counts()).collect();
         for &pfn in &taken {
             pa.free_pages(pfn, o0).unwrap();
         }
-        assert_eq!(pa.zones().iter().map(|z| z.free_area_counts()).collect::<std::vec::Vec<_>>(), boot);
+        assert_eq!(
+            pa.zones()
+                .iter()
+                .map(|z| z.free_area_counts())
+                .collect::<std::vec::Vec<_>>(),
+            boot
+        );
         // Churn elsewhere, then take exactly those frames back.
-        let other = pa.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(3).unwrap(), OwnerTag::API).unwrap();
+        let other = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(3).unwrap(), OwnerTag::API)
+            .unwrap();
         pa.free_pages(other, Order::new(3).unwrap()).unwrap();
         for &pfn in taken.iter().rev() {
             pa.take_page_off_buddy(pfn, o0, OwnerTag::SLAB).unwrap();
         }
-        assert_eq!(pa.zones().iter().map(|z| z.free_area_counts()).collect::<std::vec::Vec<_>>(), with);
+        assert_eq!(
+            pa.zones()
+                .iter()
+                .map(|z| z.free_area_counts())
+                .collect::<std::vec::Vec<_>>(),
+            with
+        );
         pa.check_invariants().unwrap();
         // An allocated frame cannot be taken; nothing changes.
-        assert!(pa.take_page_off_buddy(taken[0], o0, OwnerTag::SLAB).is_err());
+        assert!(
+            pa.take_page_off_buddy(taken[0], o0, OwnerTag::SLAB)
+                .is_err()
+        );
         // Nor a misaligned block.
         let free = Pfn(taken[0].0 ^ 1);
-        assert!(pa.take_page_off_buddy(Pfn(free.0 | 1), Order::new(1).unwrap(), OwnerTag::SLAB).is_err());
-        assert_eq!(pa.zones().iter().map(|z| z.free_area_counts()).collect::<std::vec::Vec<_>>(), with);
+        assert!(
+            pa.take_page_off_buddy(Pfn(free.0 | 1), Order::new(1).unwrap(), OwnerTag::SLAB)
+                .is_err()
+        );
+        assert_eq!(
+            pa.zones()
+                .iter()
+                .map(|z| z.free_area_counts())
+                .collect::<std::vec::Vec<_>>(),
+            with
+        );
         pa.check_invariants().unwrap();
     }
 }
