@@ -35,6 +35,111 @@ struct AllocBody<'b> {
 #[derive(Deserialize)]
 struct FillBody {
     byte: Option<u64>,
+    offset: Option<u64>,
+    length: Option<u64>,
+}
+
+/// The part of an allocation a fill or checksum touches: `offset` and
+/// `length` bytes (API.md v2), the whole allocation by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Touch {
+    pub offset: u64,
+    pub length: u64,
+    /// Whether the request named a range (the answer then says `offset`).
+    pub ranged: bool,
+}
+
+impl Touch {
+    /// `[offset, offset + length)` inside `total` bytes, or 400.
+    fn within(offset: Option<u64>, length: Option<u64>, total: u64) -> Result<Touch, ApiError> {
+        let ranged = offset.is_some() || length.is_some();
+        let offset = offset.unwrap_or(0);
+        if offset > total {
+            return Err(ApiError::einval(format!(
+                "offset {offset} is past the allocation's {total} bytes"
+            )));
+        }
+        let length = length.unwrap_or(total - offset);
+        if length > total - offset {
+            return Err(ApiError::einval(format!(
+                "offset {offset} + length {length} is past the allocation's {total} bytes"
+            )));
+        }
+        Ok(Touch {
+            offset,
+            length,
+            ranged,
+        })
+    }
+
+    /// The `offset` field of the answer: present only when asked for.
+    pub fn offset_field(self) -> Option<u64> {
+        self.ranged.then_some(self.offset)
+    }
+}
+
+/// `POST …/fill` body: `{"byte":0-255,"offset"?,"length"?}` over an
+/// allocation of `total` bytes.
+pub(super) fn parse_fill(body: &[u8], total: u64) -> Result<(u8, Touch), ApiError> {
+    let body: FillBody = parse_body(body)?;
+    let byte = body
+        .byte
+        .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
+    let byte = u8::try_from(byte)
+        .map_err(|_| ApiError::einval(format!("byte {byte} is out of range 0..=255")))?;
+    Ok((byte, Touch::within(body.offset, body.length, total)?))
+}
+
+/// `GET …/checksum?offset=&length=` over an allocation of `total` bytes.
+pub(super) fn parse_checksum_range(req: &Request, total: u64) -> Result<Touch, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        match req.query_param(name) {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<u64>()
+                .ok()
+                .filter(|_| !s.starts_with('+'))
+                .map(Some)
+                .ok_or_else(|| ApiError::einval(format!("malformed {name} '{s}'"))),
+        }
+    };
+    Touch::within(number("offset")?, number("length")?, total)
+}
+
+/// `{"bytes":N[,"offset":O]}`, the answer to a fill.
+#[derive(Serialize)]
+pub(super) struct Filled {
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// `{"bytes":N,"crc32":"0x…"[,"offset":O]}`, the answer to a checksum.
+#[derive(Serialize)]
+pub(super) struct Checksummed {
+    pub bytes: u64,
+    pub crc32: Hex,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl Checksummed {
+    pub fn new(touch: Touch, crc: u32) -> Checksummed {
+        Checksummed {
+            bytes: touch.length,
+            crc32: Hex::padded32(crc),
+            offset: touch.offset_field(),
+        }
+    }
+}
+
+impl Filled {
+    pub fn new(touch: Touch) -> Filled {
+        Filled {
+            bytes: touch.length,
+            offset: touch.offset_field(),
+        }
+    }
 }
 
 /// Allocation types of API.md that this build does not implement yet.
@@ -117,15 +222,6 @@ pub(super) fn parse_order_param(s: &str) -> Result<Order, ApiError> {
         .filter(|_| !s.starts_with('+'))
         .ok_or_else(|| ApiError::einval(format!("malformed order '{s}'")))?;
     parse_order(value)
-}
-
-/// The `{"byte":0-255}` body of a fill.
-pub(super) fn parse_fill_byte(body: &[u8]) -> Result<u8, ApiError> {
-    let body: FillBody = parse_body(body)?;
-    let byte = body
-        .byte
-        .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
-    u8::try_from(byte).map_err(|_| ApiError::einval(format!("byte {byte} is out of range 0..=255")))
 }
 
 fn parse_order(value: u64) -> Result<Order, ApiError> {
@@ -286,18 +382,17 @@ impl<P: Platform> Api<'_, P> {
             Some(_) => None,
             None => Some(self.lookup(id)?),
         };
-        let byte = parse_fill_byte(&req.body)?;
         let handle = match (handle, vm_handle) {
             (Some(handle), _) => handle,
-            (None, Some(h)) => return self.fill_vm(req, h, byte),
+            (None, Some(h)) => return self.fill_vm(req, h),
             (None, None) => return Err(ApiError::enoent(format!("no allocation with id {id}"))),
         };
-        let bytes = self.mm.fill(handle.pfn, handle.order.nr_pages(), byte);
-        #[derive(Serialize)]
-        struct Filled {
-            bytes: u64,
-        }
-        Ok(Response::json(200, &Filled { bytes }))
+        let total = handle.order.nr_pages() * mm::types::PAGE_SIZE;
+        let (byte, touch) = parse_fill(&req.body, total)?;
+        let phys = handle.pfn.0 * mm::types::PAGE_SIZE + touch.offset;
+        self.mm
+            .with_bytes(phys, touch.length, &mut |bytes| bytes.fill(byte));
+        Ok(Response::json(200, &Filled::new(touch)))
     }
 
     /// `GET /api/alloc/{id}/checksum`.
@@ -306,19 +401,13 @@ impl<P: Platform> Api<'_, P> {
             return self.checksum_vm(req, h);
         }
         let handle = self.lookup(id)?;
-        let (bytes, crc) = self.mm.checksum(handle.pfn, handle.order.nr_pages());
-        #[derive(Serialize)]
-        struct Checksum {
-            bytes: u64,
-            crc32: Hex,
-        }
-        Ok(Response::json(
-            200,
-            &Checksum {
-                bytes,
-                crc32: Hex::padded32(crc),
-            },
-        ))
+        let total = handle.order.nr_pages() * mm::types::PAGE_SIZE;
+        let touch = parse_checksum_range(req, total)?;
+        let mut crc = mm::crc32::Crc32::new();
+        let phys = handle.pfn.0 * mm::types::PAGE_SIZE + touch.offset;
+        self.mm
+            .with_bytes(phys, touch.length, &mut |bytes| crc.update(bytes));
+        Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
     }
 
     /// `POST /api/reset`: free every handle.

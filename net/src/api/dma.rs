@@ -34,7 +34,9 @@ use mm::types::{MAX_ORDER, Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use mm::zone::ZoneType;
 
 use super::Api;
-use super::alloc_cmd::{parse_fill_byte, parse_id, parse_order_param};
+use super::alloc_cmd::{
+    Checksummed, Filled, parse_checksum_range, parse_fill, parse_id, parse_order_param,
+};
 use super::views::{GfpName, Hex};
 use crate::server::error::ApiError;
 use crate::server::http::Request;
@@ -254,28 +256,21 @@ impl<P: Platform> Api<'_, P> {
         match route {
             RouteId::Free => self.free_dma(&h, req.query_param("order")),
             RouteId::Fill => {
-                let byte = parse_fill_byte(&req.body)?;
-                let bytes = self.mm.fill(h.pfn(), h.order.nr_pages(), byte);
-                #[derive(Serialize)]
-                struct Filled {
-                    bytes: u64,
-                }
-                Ok(Response::json(200, &Filled { bytes }))
+                let total = h.order.nr_pages() * mm::types::PAGE_SIZE;
+                let (byte, touch) = parse_fill(&req.body, total)?;
+                let phys = h.pfn().0 * mm::types::PAGE_SIZE + touch.offset;
+                self.mm
+                    .with_bytes(phys, touch.length, &mut |bytes| bytes.fill(byte));
+                Ok(Response::json(200, &Filled::new(touch)))
             }
             RouteId::Checksum => {
-                let (bytes, crc) = self.mm.checksum(h.pfn(), h.order.nr_pages());
-                #[derive(Serialize)]
-                struct Checksum {
-                    bytes: u64,
-                    crc32: Hex,
-                }
-                Ok(Response::json(
-                    200,
-                    &Checksum {
-                        bytes,
-                        crc32: Hex::padded32(crc),
-                    },
-                ))
+                let total = h.order.nr_pages() * mm::types::PAGE_SIZE;
+                let touch = parse_checksum_range(req, total)?;
+                let phys = h.pfn().0 * mm::types::PAGE_SIZE + touch.offset;
+                let mut crc = mm::crc32::Crc32::new();
+                self.mm
+                    .with_bytes(phys, touch.length, &mut |bytes| crc.update(bytes));
+                Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
             }
             _ => Err(ApiError::enoent(format!(
                 "{} is not available in this build",

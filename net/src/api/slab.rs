@@ -39,7 +39,7 @@ use mm::gfp::GfpFlags;
 use mm::kmalloc::{KMALLOC_MAX_SIZE, kmalloc_size_roundup};
 use mm::manager::MemoryManager;
 use mm::mempool::{self as mp, MAX_MEMPOOLS, MEMPOOL_MAX_NR, MempoolError, Mempools};
-use mm::platform::{FRAME_BYTES, Platform};
+use mm::platform::Platform;
 use mm::slab::{
     CacheId, CacheInfo, CacheKind, CacheName, ExactPages, MAX_CACHES, ObjectMemory, SlabAllocator,
     SlabError, SlabFlags,
@@ -48,7 +48,9 @@ use mm::types::{Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn};
 use mm::zone::ZoneType;
 
 use super::Api;
-use super::alloc_cmd::{parse_body, parse_id};
+use super::alloc_cmd::{
+    Checksummed, Filled, parse_body, parse_checksum_range, parse_fill, parse_id,
+};
 use super::text::Bounded;
 use super::views::{GfpName, Hex};
 use crate::server::error::ApiError;
@@ -593,11 +595,6 @@ struct PoolBody<'b> {
 #[derive(Deserialize)]
 struct ResizeBody {
     min_nr: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct FillBody {
-    byte: Option<u64>,
 }
 
 fn parse_min_nr(v: Option<u64>) -> Result<usize, ApiError> {
@@ -1370,35 +1367,21 @@ impl<'a, P: Platform> Api<'a, P> {
                 ))
             }
             RouteId::Fill => {
-                let body: FillBody = parse_body(&req.body)?;
-                let byte = body
-                    .byte
-                    .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
-                let byte = u8::try_from(byte).map_err(|_| {
-                    ApiError::einval(format!("byte {byte} is out of range 0..=255"))
-                })?;
-                object_bytes(self.mm, h.phys(), h.size, |bytes| bytes.fill(byte));
-                #[derive(Serialize)]
-                struct Filled {
-                    bytes: u64,
-                }
-                Ok(Response::json(200, &Filled { bytes: h.size }))
+                let (byte, touch) = parse_fill(&req.body, h.size)?;
+                self.mm
+                    .with_bytes(h.phys() + touch.offset, touch.length, &mut |bytes| {
+                        bytes.fill(byte)
+                    });
+                Ok(Response::json(200, &Filled::new(touch)))
             }
             _ => {
+                let touch = parse_checksum_range(req, h.size)?;
                 let mut crc = mm::crc32::Crc32::new();
-                object_bytes(self.mm, h.phys(), h.size, |bytes| crc.update(bytes));
-                #[derive(Serialize)]
-                struct Checksum {
-                    bytes: u64,
-                    crc32: Hex,
-                }
-                Ok(Response::json(
-                    200,
-                    &Checksum {
-                        bytes: h.size,
-                        crc32: Hex::padded32(crc.finish()),
-                    },
-                ))
+                self.mm
+                    .with_bytes(h.phys() + touch.offset, touch.length, &mut |bytes| {
+                        crc.update(bytes)
+                    });
+                Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
             }
         }
     }
@@ -1443,26 +1426,5 @@ impl<'a, P: Platform> Api<'a, P> {
         drop(handles);
         self.slab.pool_bytes.clear();
         freed
-    }
-}
-
-/// Runs `f` over the `len` bytes at physical `phys` (a slab object or
-/// large block, possibly spanning frames) through the platform's mappings.
-fn object_bytes<P: Platform>(
-    mm: &MemoryManager<'_, P>,
-    phys: u64,
-    len: u64,
-    mut f: impl FnMut(&mut [u8]),
-) {
-    let mut done = 0u64;
-    while done < len {
-        let at = phys + done;
-        let off = (at as usize) & (FRAME_BYTES - 1);
-        let n = (len - done).min((FRAME_BYTES - off) as u64) as usize;
-        mm.platform()
-            .with_frame(Pfn(at >> PAGE_SHIFT), &mut |frame| {
-                f(&mut frame[off..off + n])
-            });
-        done += n as u64;
     }
 }

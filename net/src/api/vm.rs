@@ -49,7 +49,7 @@ use mm::types::{PAGE_OFFSET, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use mm::vmalloc::{self as vmalloc, VmallocError, VmapArea, VmapAreaAllocator};
 use mm::zone::{NR_ZONES, ZoneType};
 
-use super::alloc_cmd::parse_body;
+use super::alloc_cmd::{Checksummed, Filled, parse_body, parse_checksum_range, parse_fill};
 use super::views::Hex;
 use super::{Api, Handle};
 use crate::server::error::ApiError;
@@ -670,38 +670,24 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     /// `POST /api/alloc/{id}/fill` of a VM handle, through its mapping.
-    pub(super) fn fill_vm(
-        &mut self,
-        req: &Request,
-        h: VmHandle,
-        byte: u8,
-    ) -> Result<Response, ApiError> {
+    pub(super) fn fill_vm(&mut self, req: &Request, h: VmHandle) -> Result<Response, ApiError> {
+        let (byte, touch) = parse_fill(&req.body, h.size)?;
         let vm = self.touchable(req, &h)?;
-        self.touch_mapping(vm, h.virt.0, h.size, &mut |bytes| bytes.fill(byte))?;
-        #[derive(Serialize)]
-        struct Filled {
-            bytes: u64,
-        }
-        Ok(Response::json(200, &Filled { bytes: h.size }))
+        self.touch_mapping(vm, h.virt.0 + touch.offset, touch.length, &mut |bytes| {
+            bytes.fill(byte)
+        })?;
+        Ok(Response::json(200, &Filled::new(touch)))
     }
 
     /// `GET /api/alloc/{id}/checksum` of a VM handle, through its mapping.
     pub(super) fn checksum_vm(&mut self, req: &Request, h: VmHandle) -> Result<Response, ApiError> {
+        let touch = parse_checksum_range(req, h.size)?;
         let vm = self.touchable(req, &h)?;
         let mut crc = Crc32::new();
-        self.touch_mapping(vm, h.virt.0, h.size, &mut |bytes| crc.update(bytes))?;
-        #[derive(Serialize)]
-        struct Checksum {
-            bytes: u64,
-            crc32: Hex,
-        }
-        Ok(Response::json(
-            200,
-            &Checksum {
-                bytes: h.size,
-                crc32: Hex::padded32(crc.finish()),
-            },
-        ))
+        self.touch_mapping(vm, h.virt.0 + touch.offset, touch.length, &mut |bytes| {
+            crc.update(bytes)
+        })?;
+        Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
     }
 
     /// `POST /api/reset`'s VM part, run first: drops the API's kmaps (so

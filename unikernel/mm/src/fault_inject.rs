@@ -543,3 +543,55 @@ fn parse_bool(name: &'static str, s: &str) -> Result<bool, FaultAttrError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Something a hot path asks "could you fail at all?" through a cached
+/// flag rather than through its fields.
+pub trait Armed {
+    /// Whether a call could fail now.
+    fn is_armed(&self) -> bool;
+}
+
+impl Armed for FailPageAlloc {
+    fn is_armed(&self) -> bool {
+        self.attr.is_armed()
+    }
+}
+
+impl Armed for FailSlab {
+    fn is_armed(&self) -> bool {
+        self.attr.is_armed()
+    }
+}
+
+/// `&mut` access to a fault capability that refreshes its owner's cached
+/// "armed" flag when dropped, so the allocation fast paths test one bool
+/// (as Linux tests a static key) and never see a stale one.
+pub struct ArmedMut<'a, T: Armed> {
+    inner: &'a mut T,
+    armed: &'a mut bool,
+}
+
+impl<'a, T: Armed> ArmedMut<'a, T> {
+    pub(crate) fn new(inner: &'a mut T, armed: &'a mut bool) -> Self {
+        ArmedMut { inner, armed }
+    }
+}
+
+impl<T: Armed> core::ops::Deref for ArmedMut<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.inner
+    }
+}
+
+impl<T: Armed> core::ops::DerefMut for ArmedMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.inner
+    }
+}
+
+impl<T: Armed> Drop for ArmedMut<'_, T> {
+    fn drop(&mut self) {
+        *self.armed = self.inner.is_armed();
+    }
+}

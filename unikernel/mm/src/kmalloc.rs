@@ -203,8 +203,11 @@ impl SlabAllocator<'_> {
         gfp: GfpFlags,
     ) -> Result<u64, SlabError> {
         if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE {
-            let twin = KmallocType::index(gfp) * NR_KMALLOC_SIZES;
-            let slot = SIZE_TO_SLOT[((size - 1) >> 3) & (SIZE_TO_SLOT.len() - 1)] as usize + twin;
+            let mut slot = SIZE_TO_SLOT[((size - 1) >> 3) & (SIZE_TO_SLOT.len() - 1)] as usize;
+            // The kernel heap asks neither DMA nor accounting: one test.
+            if gfp.intersects(GfpFlags::DMA.union(GfpFlags::ACCOUNT)) {
+                slot += KmallocType::index(gfp) * NR_KMALLOC_SIZES;
+            }
             return self.slab_alloc(mem, pages, slot, gfp, size);
         }
         self.kmalloc_big(mem, pages, size, gfp)

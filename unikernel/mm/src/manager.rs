@@ -112,6 +112,23 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         nr_pages * crate::types::PAGE_SIZE
     }
 
+    /// Runs `f` over the `len` bytes from physical address `phys`, a frame
+    /// at a time through the platform's mappings (`kmap_atomic` for
+    /// HighMem): for touching part of an allocation (`fill`/`checksum`
+    /// with `offset`/`length`) or an object inside a slab.
+    pub fn with_bytes(&self, phys: u64, len: u64, f: &mut dyn FnMut(&mut [u8])) {
+        let frame = crate::types::PAGE_SIZE;
+        let mut done = 0u64;
+        while done < len {
+            let at = phys + done;
+            let off = (at % frame) as usize;
+            let n = (len - done).min(frame - off as u64) as usize;
+            self.platform
+                .with_frame(Pfn(at / frame), &mut |bytes| f(&mut bytes[off..off + n]));
+            done += n as u64;
+        }
+    }
+
     /// CRC-32 (IEEE) of `nr_pages` frames from `pfn`, read through the
     /// platform's mappings; returns `(bytes, crc)`.
     pub fn checksum(&self, pfn: Pfn, nr_pages: u64) -> (u64, u32) {

@@ -26,7 +26,7 @@
 
 use core::fmt;
 
-use crate::fault_inject::FailPageAlloc;
+use crate::fault_inject::{ArmedMut, FailPageAlloc};
 use crate::gfp::GfpFlags;
 use crate::memblock::Memblock;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
@@ -198,6 +198,8 @@ pub struct PageAlloc<'a> {
     pub(crate) reserve: Option<KernelReserve>,
     /// `fail_page_alloc` fault injection (disabled by default).
     fail_page_alloc: FailPageAlloc,
+    /// `fail_page_alloc.is_armed()`, cached for the fast path.
+    fail_page_alloc_armed: bool,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -252,6 +254,7 @@ impl<'a> PageAlloc<'a> {
             min_free_kbytes: 0,
             reserve: None,
             fail_page_alloc: FailPageAlloc::new(),
+            fail_page_alloc_armed: false,
         })
     }
 
@@ -513,7 +516,7 @@ impl<'a> PageAlloc<'a> {
         }
         // cf. prepare_alloc_pages(): gfp_zone() (which BUGs on a bad
         // combination), then should_fail_alloc_page().
-        if self.fail_page_alloc.should_fail_alloc_page(gfp, order) {
+        if self.fail_page_alloc_armed && self.should_fail_alloc_page(gfp, order) {
             return Err(AllocError::NoMemory { order, gfp });
         }
         let highest = gfp.gfp_zone();
@@ -922,8 +925,18 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// `fail_page_alloc`, to arm or tune (the debugfs files in Linux).
-    pub fn fail_page_alloc_mut(&mut self) -> &mut FailPageAlloc {
-        &mut self.fail_page_alloc
+    pub fn fail_page_alloc_mut(&mut self) -> ArmedMut<'_, FailPageAlloc> {
+        ArmedMut::new(&mut self.fail_page_alloc, &mut self.fail_page_alloc_armed)
+    }
+
+    /// cf. `should_fail_alloc_page()`, once the cached flag says it may.
+    #[cold]
+    #[inline(never)]
+    fn should_fail_alloc_page(&mut self, gfp: GfpFlags, order: Order) -> bool {
+        let fail = self.fail_page_alloc.should_fail_alloc_page(gfp, order);
+        // `times` may have run out.
+        self.fail_page_alloc_armed = self.fail_page_alloc.attr.is_armed();
+        fail
     }
 
     /// Free frames over all zones (cf. `nr_free_pages()`).

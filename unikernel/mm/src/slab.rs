@@ -53,7 +53,7 @@ pub use mem::ArenaMemory;
 pub use mem::{ObjectMemory, PlatformMemory};
 pub use stats::{CacheInfo, SlabCheckError};
 
-use crate::fault_inject::FailSlab;
+use crate::fault_inject::{ArmedMut, FailSlab};
 use crate::gfp::GfpFlags;
 use crate::manager::MemoryManager;
 use crate::page::{NIL, OwnerTag};
@@ -1027,6 +1027,8 @@ pub struct SlabAllocator<'a> {
     pub(crate) large_pages: u64,
     /// `failslab` fault injection, checked before every object allocation.
     failslab: FailSlab,
+    /// `failslab.is_armed()`, cached for the fast path (see `ArmedMut`).
+    failslab_armed: bool,
 }
 
 impl fmt::Debug for SlabAllocator<'_> {
@@ -1061,6 +1063,7 @@ impl<'a> SlabAllocator<'a> {
             large_allocs: 0,
             large_pages: 0,
             failslab: FailSlab::new(),
+            failslab_armed: false,
         };
         s.create_kmalloc_caches(kmalloc_debug);
         s
@@ -1077,8 +1080,8 @@ impl<'a> SlabAllocator<'a> {
     }
 
     /// `failslab`, to arm or tune (the debugfs files in Linux).
-    pub fn failslab_mut(&mut self) -> &mut FailSlab {
-        &mut self.failslab
+    pub fn failslab_mut(&mut self) -> ArmedMut<'_, FailSlab> {
+        ArmedMut::new(&mut self.failslab, &mut self.failslab_armed)
     }
 
     /// Lowmem frames covered by the overlay.
@@ -1389,7 +1392,7 @@ impl<'a> SlabAllocator<'a> {
         gfp: GfpFlags,
         orig_size: usize,
     ) -> Result<u64, SlabError> {
-        if self.failslab.attr.is_armed() {
+        if self.failslab_armed {
             self.should_failslab(slot & (MAX_CACHES - 1), gfp)?;
         }
         let c = &mut self.caches[slot & (MAX_CACHES - 1)];
@@ -1412,10 +1415,12 @@ impl<'a> SlabAllocator<'a> {
     fn should_failslab(&mut self, slot: usize, gfp: GfpFlags) -> Result<(), SlabError> {
         let c = &self.caches[slot];
         let (flags, object_size, order) = (c.flags, c.object_size, c.order);
-        if self
+        let fail = self
             .failslab
-            .should_failslab(flags, u64::from(object_size), gfp)
-        {
+            .should_failslab(flags, u64::from(object_size), gfp);
+        // `times` may have run out.
+        self.failslab_armed = self.failslab.attr.is_armed();
+        if fail {
             return Err(SlabError::NoMemory {
                 order: Order::new(order).unwrap_or(Order::ZERO),
             });

@@ -196,3 +196,68 @@ fn fault_injection_attributes_read_write_and_fail_exactly() {
         assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
     });
 }
+
+#[test]
+fn fill_and_checksum_touch_part_of_a_handle() {
+    run(DEFAULT, |t| {
+        for body in [
+            json!({"type":"pages","order":1,"gfp":"GFP_HIGHUSER"}),
+            json!({"type":"kmalloc","size":100}),
+            json!({"type":"dma","size":8192}),
+        ] {
+            let h = t.alloc_ok(body.clone());
+            let id = h["id"].as_u64().unwrap();
+            let total = match h["type"].as_str().unwrap() {
+                "kmalloc" => 100,
+                _ => 8192,
+            };
+            let fill = |t: &mut T<'_>, v: Value| {
+                t.request(
+                    "POST",
+                    &format!("/api/alloc/{id}/fill"),
+                    Some(&v.to_string()),
+                )
+            };
+            // Zero the whole, then 0xAB over [10, 10 + 50): a page boundary
+            // is crossed for the 8 KiB handles when offset is 4090.
+            assert_eq!(fill(t, json!({"byte":0})).status, 200);
+            let off = if total > 4096 { 4090 } else { 10 };
+            let r = fill(t, json!({"byte":0xab,"offset":off,"length":50}));
+            assert_eq!(r.status, 200, "{body}: {}", r.text());
+            assert_eq!(
+                serde_json::from_slice::<Value>(&r.body).unwrap(),
+                json!({"bytes":50,"offset":off})
+            );
+            // The part reads back as 50 × 0xAB …
+            let part = t.json(&format!("/api/alloc/{id}/checksum?offset={off}&length=50"));
+            assert_eq!(
+                (part["bytes"].as_u64(), part["offset"].as_u64()),
+                (Some(50), Some(off))
+            );
+            assert_eq!(hex(&part["crc32"]), crc32(&[0xab; 50]), "{body}");
+            // … and the whole as zeros around it.
+            let mut whole = vec![0u8; total as usize];
+            whole[off as usize..off as usize + 50].fill(0xab);
+            let all = t.json(&format!("/api/alloc/{id}/checksum"));
+            assert_eq!(all["offset"], Value::Null);
+            assert_eq!(hex(&all["crc32"]), crc32(&whole), "{body}");
+            // Out of range: 400, nothing written.
+            for bad in [
+                json!({"byte":1,"offset":total + 1}),
+                json!({"byte":1,"offset":total - 1,"length":2}),
+            ] {
+                assert_eq!(error(&fill(t, bad.clone())).0, 400, "{bad}");
+            }
+            let r = t.get(&format!("/api/alloc/{id}/checksum?offset=x"));
+            assert_eq!(error(&r).0, 400);
+            let r = t.get(&format!("/api/alloc/{id}/checksum?length={}", total + 1));
+            assert_eq!(error(&r).0, 400);
+            assert_eq!(
+                hex(&t.json(&format!("/api/alloc/{id}/checksum"))["crc32"]),
+                crc32(&whole)
+            );
+        }
+        t.request("POST", "/api/reset", None);
+        assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+    });
+}

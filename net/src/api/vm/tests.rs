@@ -999,3 +999,39 @@ fn dma_without_a_dma_system_is_400_not_available() {
         assert_eq!(t.api.quota().0, 0);
     });
 }
+
+/// `fill`/`checksum` with `offset`/`length` through a vmalloc mapping,
+/// across a page boundary.
+#[test]
+fn vmalloc_fill_and_checksum_of_a_part() {
+    run(|t| {
+        let h = t.alloc_ok(json!({"type":"vmalloc","size":8192}));
+        let id = h["id"].as_u64().unwrap();
+        t.ok(
+            "POST",
+            &format!("/api/alloc/{id}/fill"),
+            Some(json!({"byte":0})),
+        );
+        let r = t.ok(
+            "POST",
+            &format!("/api/alloc/{id}/fill"),
+            Some(json!({"byte":7,"offset":4000,"length":200})),
+        );
+        assert_eq!(r, json!({"bytes":200,"offset":4000}));
+        let part = t.ok(
+            "GET",
+            &format!("/api/alloc/{id}/checksum?offset=4000&length=200"),
+            None,
+        );
+        let mut crc = mm::crc32::Crc32::new();
+        crc.update(&[7u8; 200]);
+        assert_eq!(hex(&part["crc32"]), u64::from(crc.finish()));
+        let r = t.request(
+            "GET",
+            &format!("/api/alloc/{id}/checksum?offset=8193"),
+            None,
+        );
+        assert_eq!(r.status, 400);
+        t.request("POST", "/api/reset", None);
+    });
+}

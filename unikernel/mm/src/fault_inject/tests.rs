@@ -501,9 +501,11 @@ fn failslab_cache_filter_picks_flagged_caches() {
         SlabFlags::from_name("SLAB_FAILSLAB"),
         Some(SlabFlags::FAILSLAB)
     );
-    let fs = f.slab.failslab_mut();
-    fs.attr = attr(1, 100, 0, -1);
-    fs.set("cache-filter", "1").unwrap();
+    {
+        let mut fs = f.slab.failslab_mut();
+        fs.attr = attr(1, 100, 0, -1);
+        fs.set("cache-filter", "1").unwrap();
+    }
     let gfp = GfpFlags::GFP_ATOMIC;
     let p = f
         .slab
@@ -535,7 +537,7 @@ proptest! {
         let mut pa = boot(24);
         let boot_state = buddyinfo(&pa);
         {
-            let f = pa.fail_page_alloc_mut();
+            let mut f = pa.fail_page_alloc_mut();
             f.attr = attr(1, 10, 0, -1);
             f.attr.set_seed(seed);
             f.min_order = 0;
