@@ -363,3 +363,50 @@ fn every_allocator_runs_dry_in_32m() {
 fn every_allocator_runs_dry_in_16m() {
     every_allocator_runs_dry("16M");
 }
+
+/// The first "wrong answer": kmalloc of every size until 507, one
+/// size after the other without a reset between, then every view — reset
+/// must still give back the boot buddyinfo exactly (it once left the same
+/// free total in another split).
+#[test]
+fn kmalloc_of_every_size_until_507_then_reset_is_exact() {
+    let (guest, mut c, boot) = boot("32M", "api_quota=100");
+    with_guest_log(&guest, || {
+        let sizes = [
+            8usize,
+            16,
+            32,
+            64,
+            96,
+            128,
+            192,
+            256,
+            512,
+            1024,
+            2048,
+            4096,
+            8192,
+            16384,
+            65536,
+            1 << 20,
+            4 << 20,
+        ];
+        let mut total = 0;
+        for size in sizes {
+            let body = json!({"type":"kmalloc","size":size});
+            let (n, failed) = alloc_until_fail(&mut c, &body, 200_000, WINDOW);
+            let failed = failed.unwrap_or_else(|| panic!("kmalloc({size}) never failed"));
+            assert_507(&failed, "ENOMEM", &format!("kmalloc({size}) until 507"));
+            total += n;
+        }
+        assert!(total > 1000, "{total} objects");
+        let listed = get_json(&mut c, "/api/allocations?limit=1");
+        assert_eq!(listed["total"], total as u64);
+        let when = "every kmalloc size until 507";
+        assert_views_ok(&mut c, when);
+        assert_selfcheck_ok(&mut c, when);
+        let freed = reset_to_boot(&mut c, &boot, when);
+        assert_eq!(freed, total as u64);
+        assert_selfcheck_ok(&mut c, &format!("{when}, after reset"));
+    });
+}
