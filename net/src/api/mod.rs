@@ -25,6 +25,7 @@ mod alloc_cmd;
 mod allocations;
 mod bench;
 mod dma;
+pub mod dmesg;
 mod fault;
 mod metrics;
 mod pagemap;
@@ -129,6 +130,17 @@ pub trait System {
         let _ = (virt, f);
         None
     }
+    /// The first record of the kernel log ring with `seq >= since`, copied
+    /// out (`/api/dmesg`); `None` when there is none (the default: no ring).
+    fn log_record(&self, since: u64) -> Option<dmesg::LogRecord> {
+        let _ = since;
+        None
+    }
+    /// Log one line at `level` (to the console and the ring), as `printk`
+    /// does: the OOM killer's report. The default drops it.
+    fn printk(&self, level: dmesg::LogLevel, line: &str) {
+        let _ = (level, line);
+    }
 }
 
 /// Boot-time facts, fixed after boot.
@@ -188,6 +200,8 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Pagetable,
     RouteId::Bench,
     RouteId::Selfcheck,
+    RouteId::Dmesg,
+    RouteId::DmesgJson,
     RouteId::FaultAttrGet,
     RouteId::FaultAttrSet,
 ];
@@ -437,6 +451,8 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Pagetable => return self.pagetable(req),
             RouteId::Bench => return self.bench(&req.body),
             RouteId::Selfcheck => return self.selfcheck(),
+            RouteId::Dmesg => return self.dmesg_text(req),
+            RouteId::DmesgJson => return self.dmesg_json(req),
             RouteId::FaultAttrGet | RouteId::FaultAttrSet => {
                 let (fault, attr) = (param(), param2());
                 return if id == RouteId::FaultAttrGet {

@@ -26,6 +26,7 @@ use super::*;
 use crate::testing::{HttpResponse, Net};
 
 mod dma;
+mod dmesg;
 mod extras;
 mod failure;
 mod slab;
@@ -79,6 +80,8 @@ struct FakeSystem<'m> {
     /// `now_ns`: calls so far and the time (see there).
     clock_calls: Cell<u64>,
     clock_ns: Cell<u64>,
+    /// The kernel log ring, as the kernel's logger fills it.
+    log: RefCell<crate::api::dmesg::LogRing<64>>,
 }
 
 /// What `FakeSystem::now_ns` advances per call: 100 ns, and 40 µs every
@@ -91,6 +94,15 @@ const CLOCK_HICCUP_NS: u64 = 40_000;
 const CLOCK_HICCUP_EVERY: u64 = 63;
 
 impl System for FakeSystem<'_> {
+    fn log_record(&self, since: u64) -> Option<crate::api::dmesg::LogRecord> {
+        self.log.borrow().first_since(since)
+    }
+
+    fn printk(&self, level: crate::api::dmesg::LogLevel, line: &str) {
+        let ts_us = self.uptime_ms.get() * 1000;
+        self.log.borrow_mut().push(ts_us, level, line);
+    }
+
     fn uptime_ms(&self) -> u64 {
         self.uptime_ms.get()
     }
@@ -196,6 +208,7 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
         uptime_ms: Cell::new(1234),
         clock_calls: Cell::new(0),
         clock_ns: Cell::new(0),
+        log: RefCell::new(crate::api::dmesg::LogRing::new()),
     };
     let boot = BootView {
         cmdline: CMDLINE,

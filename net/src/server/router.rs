@@ -82,6 +82,9 @@ routes! {
     Get "/api/net" => NetInfo,
     /// The consistency walk of every allocator.
     Get "/api/selfcheck" => Selfcheck,
+    /// `?since=SEQ`: the kernel log ring as `dmesg` prints it.
+    Get "/api/dmesg" => Dmesg,
+    Get "/api/dmesg.json" => DmesgJson,
     /// `?start_pfn=&count=` (the dashboard's memory map)
     Get "/api/pagemap" => Pagemap,
     Get "/metrics" => Metrics,
@@ -303,6 +306,8 @@ mod tests {
             (Method::Post, "/api/bench", RouteId::Bench),
             (Method::Get, "/api/alloc/5", RouteId::HandleInfo),
             (Method::Get, "/api/selfcheck", RouteId::Selfcheck),
+            (Method::Get, "/api/dmesg", RouteId::Dmesg),
+            (Method::Get, "/api/dmesg.json", RouteId::DmesgJson),
             (
                 Method::Get,
                 "/sys/kernel/debug/failslab/probability",

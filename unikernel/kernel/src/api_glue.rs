@@ -55,6 +55,21 @@ impl System for KernelSystem {
         env!("CARGO_PKG_VERSION")
     }
 
+    fn log_record(&self, since: u64) -> Option<net::api::dmesg::LogRecord> {
+        crate::logger::record(since)
+    }
+
+    fn printk(&self, level: net::api::dmesg::LogLevel, line: &str) {
+        use net::api::dmesg::LogLevel;
+        let level = match level {
+            LogLevel::Emerg | LogLevel::Alert | LogLevel::Crit | LogLevel::Err => log::Level::Error,
+            LogLevel::Warning => log::Level::Warn,
+            LogLevel::Notice | LogLevel::Info => log::Level::Info,
+            LogLevel::Debug => log::Level::Debug,
+        };
+        log::log!(level, "{line}");
+    }
+
     fn dma(&self) -> DmaInfo {
         crate::drivers::dma::dma_info()
     }

@@ -6,8 +6,36 @@
 use core::fmt::{self, Write};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use net::api::dmesg::{LogLevel, LogRecord, LogRing};
+use spin::Mutex;
 
 use crate::arch::x86_64::serial;
+
+/// Records the log ring keeps (about 110 KiB of `.bss`).
+const LOG_RING_RECORDS: usize = 512;
+
+/// The kernel log ring behind `/api/dmesg` (cf. printk's ring buffer):
+/// every record that reaches the console lands here too.
+static RING: Mutex<LogRing<LOG_RING_RECORDS>> = Mutex::new(LogRing::new());
+
+/// The first record with `seq >= since`, copied out (`/api/dmesg`).
+pub fn record(since: u64) -> Option<LogRecord> {
+    x86_64::instructions::interrupts::without_interrupts(|| RING.lock().first_since(since))
+}
+
+/// Appends a line to the ring without waiting: a record logged while the
+/// ring is held (an exception inside a reader) reaches the console only.
+fn push(ms: u64, level: Level, line: &str) {
+    let level = match level {
+        Level::Error => LogLevel::Err,
+        Level::Warn => LogLevel::Warning,
+        Level::Info => LogLevel::Info,
+        Level::Debug | Level::Trace => LogLevel::Debug,
+    };
+    if let Some(mut ring) = RING.try_lock() {
+        ring.push(ms * 1000, level, line);
+    }
+}
 
 struct SerialLogger;
 
@@ -43,6 +71,14 @@ impl Log for SerialLogger {
             }
             let _ = writeln!(uart, "{}", record.args());
         });
+        // The same record for the ring, formatted without the heap.
+        let mut line = LineBuf::new();
+        let target = record.target();
+        if !target.starts_with(env!("CARGO_CRATE_NAME")) {
+            let _ = write!(line, "{target}: ");
+        }
+        let _ = write!(line, "{}", record.args());
+        push(now.unwrap_or(0), record.level(), line.as_str());
     }
 
     fn flush(&self) {}
