@@ -24,4 +24,5 @@ pub mod selftest;
 pub mod slab;
 pub mod types;
 pub mod vmalloc;
+pub mod vmstat;
 pub mod zone;

@@ -34,6 +34,7 @@ use crate::reserve::KernelReserve;
 use crate::types::{
     MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
 };
+use crate::vmstat::{VmEvent, VmEvents};
 use crate::zone::{NR_ZONES, Watermarks, Zone, ZoneLayout, ZoneType};
 
 /// Errors while building the allocator or handing it boot memory.
@@ -200,6 +201,9 @@ pub struct PageAlloc<'a> {
     fail_page_alloc: FailPageAlloc,
     /// `fail_page_alloc.is_armed()`, cached for the fast path.
     fail_page_alloc_armed: bool,
+    /// VM event counters: `pgalloc_*` and `pgfree` counted here, the
+    /// others by the mechanisms that own them.
+    pub(crate) vm_events: VmEvents,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -255,6 +259,7 @@ impl<'a> PageAlloc<'a> {
             reserve: None,
             fail_page_alloc: FailPageAlloc::new(),
             fail_page_alloc_armed: false,
+            vm_events: VmEvents::new(),
         })
     }
 
@@ -346,6 +351,9 @@ impl<'a> PageAlloc<'a> {
                 }
                 self.zones[zi].managed_pages += nr;
                 self.free_one_page(pfn, order, zi, true);
+                // cf. __free_pages_core() → __free_pages_ok(): boot memory
+                // counts as freed, so pgfree starts at the managed pages.
+                self.vm_events.count(VmEvent::PgFree, nr);
                 pfn += nr;
             }
         }
@@ -582,6 +590,9 @@ impl<'a> PageAlloc<'a> {
                 continue;
             }
             if let Some(pfn) = self.rmqueue_smallest(zi, order) {
+                // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
+                self.vm_events
+                    .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
                 return Some(pfn);
             }
         }
@@ -684,6 +695,9 @@ impl<'a> PageAlloc<'a> {
     /// reserve, not to the buddy lists.
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let zi = self.check_free(pfn, order)?;
+        // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE, wherever
+        // the block goes.
+        self.vm_events.count(VmEvent::PgFree, order.nr_pages());
         if self.free_to_reserve(pfn, order) {
             return Ok(());
         }
@@ -927,6 +941,20 @@ impl<'a> PageAlloc<'a> {
     /// `fail_page_alloc`, to arm or tune (the debugfs files in Linux).
     pub fn fail_page_alloc_mut(&mut self) -> ArmedMut<'_, FailPageAlloc> {
         ArmedMut::new(&mut self.fail_page_alloc, &mut self.fail_page_alloc_armed)
+    }
+
+    /// The VM event counters (`/proc/vmstat`'s events). The page allocator
+    /// counts `pgalloc_<zone>` (every block it hands out, the reserve's
+    /// included; not [`PageAlloc::take_page_off_buddy`], as in Linux) and
+    /// `pgfree` (every block freed, boot memory included).
+    pub fn vm_events(&self) -> &VmEvents {
+        &self.vm_events
+    }
+
+    /// The VM event counters, for the mechanisms outside the page
+    /// allocator that count events (faults, OOM kills, reclaim stalls…).
+    pub fn vm_events_mut(&mut self) -> &mut VmEvents {
+        &mut self.vm_events
     }
 
     /// cf. `should_fail_alloc_page()`, once the cached flag says it may.

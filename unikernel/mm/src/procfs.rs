@@ -1,5 +1,6 @@
 //! Linux `/proc` text views of the memory manager: `buddyinfo`, `zoneinfo`,
-//! `meminfo` and `iomem`, byte-compatible with Linux 6.1's format strings.
+//! `meminfo`, `iomem` and `vmstat`, byte-compatible with Linux 6.1's format
+//! strings.
 //!
 //! Existing tools (`free`, `vmstat`, `sar`, monitoring agents, ad-hoc
 //! `awk` scripts) parse these files by column and label, so the layout is
@@ -9,7 +10,9 @@
 //! so the set of lines is what a parser expects from an x86_64 kernel built
 //! with `CONFIG_HIGHMEM`-style zones, `CONFIG_SWAP`, `CONFIG_MEMORY_FAILURE`,
 //! `CONFIG_TRANSPARENT_HUGEPAGE` and `CONFIG_HUGETLB_PAGE`, without NUMA,
-//! CMA, zswap or zsmalloc.
+//! CMA, zswap or zsmalloc. `/proc/vmstat` is the exception: API.md
+//! promises that its counters are all real, so it leaves out the lines it
+//! cannot fill (see `procfs/vmstat.rs`).
 //!
 //! There is no heap in this crate: every view writes into a
 //! [`core::fmt::Write`], and `/proc/iomem`'s resource tree is built into a
@@ -922,6 +925,9 @@ pub fn free_area_snapshot(pa: &PageAlloc<'_>) -> [[u64; NR_ORDERS]; NR_ZONES] {
     }
     out
 }
+
+mod vmstat;
+pub use vmstat::{VmstatExtra, vmstat, vmstat_fields};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -27,6 +27,7 @@ use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, PageFlags};
 use crate::page_alloc::PageAlloc;
 use crate::types::{MAX_ORDER, Order, Pfn};
+use crate::vmstat::VmEvent;
 use crate::zone::ZoneType;
 
 /// Smallest reserve, in pages (256 KiB).
@@ -329,6 +330,9 @@ impl PageAlloc<'_> {
         r.min_free_pages = r.min_free_pages.min(r.free_pages);
         r.allocations += 1;
         let pfn = r.start_pfn.add(first as u64);
+        // An allocation like any other: pgalloc_<zone> of the reserve's zone.
+        self.vm_events
+            .count_zid(VmEvent::PgAllocDma, r.zone.index(), n);
         for p in &mut self.mem_map[pfn.index()..pfn.index() + n as usize] {
             p.flags.remove(PageFlags::HEAD); // every pool frame is a head
         }

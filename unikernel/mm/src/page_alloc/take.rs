@@ -22,6 +22,10 @@ impl PageAlloc<'_> {
     /// watermark applies: the caller wants these frames, not memory.
     /// Refused with nothing changed unless every frame of the block is
     /// free (`AllocError::NoMemory`).
+    ///
+    /// Like Linux's, it counts no `pgalloc_*` event: it takes frames back,
+    /// it does not serve an allocation. Freeing the block later counts
+    /// `pgfree` as any free does.
     pub fn take_page_off_buddy(
         &mut self,
         pfn: Pfn,
