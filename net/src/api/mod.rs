@@ -34,6 +34,7 @@ mod slab;
 mod text;
 mod views;
 mod vm;
+mod vmstat;
 
 #[cfg(test)]
 mod tests;
@@ -201,6 +202,8 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Bench,
     RouteId::Selfcheck,
     RouteId::Dmesg,
+    RouteId::ProcVmstat,
+    RouteId::Vmstat,
     RouteId::DmesgJson,
     RouteId::FaultAttrGet,
     RouteId::FaultAttrSet,
@@ -452,6 +455,8 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Bench => return self.bench(&req.body),
             RouteId::Selfcheck => return self.selfcheck(),
             RouteId::Dmesg => return self.dmesg_text(req),
+            RouteId::ProcVmstat => self.proc_vmstat(),
+            RouteId::Vmstat => return self.api_vmstat(),
             RouteId::DmesgJson => return self.dmesg_json(req),
             RouteId::FaultAttrGet | RouteId::FaultAttrSet => {
                 let (fault, attr) = (param(), param2());

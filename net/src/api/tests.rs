@@ -30,6 +30,7 @@ mod dmesg;
 mod extras;
 mod failure;
 mod slab;
+mod vmstat;
 
 pub(super) const MIB: u64 = 1 << 20;
 pub(super) const LOWMEM: u64 = 64 * MIB;

@@ -56,7 +56,7 @@ pub fn render_locked<P: Platform>(
     Err(ApiError::enomem("view too large to render"))
 }
 
-fn text_or_error(text: Result<String, ApiError>) -> Response {
+pub fn text_or_error(text: Result<String, ApiError>) -> Response {
     match text {
         Ok(text) => Response::text(200, text),
         Err(e) => e.into_response(),

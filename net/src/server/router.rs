@@ -85,6 +85,7 @@ routes! {
     /// `?since=SEQ`: the kernel log ring as `dmesg` prints it.
     Get "/api/dmesg" => Dmesg,
     Get "/api/dmesg.json" => DmesgJson,
+    Get "/api/vmstat" => Vmstat,
     /// `?start_pfn=&count=` (the dashboard's memory map)
     Get "/api/pagemap" => Pagemap,
     Get "/metrics" => Metrics,
@@ -97,6 +98,7 @@ routes! {
     Get "/proc/meminfo" => ProcMeminfo,
     Get "/proc/iomem" => ProcIomem,
     Get "/proc/pagetypeinfo" => ProcPagetypeinfo,
+    Get "/proc/vmstat" => ProcVmstat,
     // Fault injection (Linux's debugfs).
     Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
     Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
@@ -308,6 +310,8 @@ mod tests {
             (Method::Get, "/api/selfcheck", RouteId::Selfcheck),
             (Method::Get, "/api/dmesg", RouteId::Dmesg),
             (Method::Get, "/api/dmesg.json", RouteId::DmesgJson),
+            (Method::Get, "/proc/vmstat", RouteId::ProcVmstat),
+            (Method::Get, "/api/vmstat", RouteId::Vmstat),
             (
                 Method::Get,
                 "/sys/kernel/debug/failslab/probability",
