@@ -13,6 +13,7 @@ pub mod layout;
 pub mod manager;
 pub mod memblock;
 pub mod mempool;
+pub mod oom;
 pub mod page;
 pub mod page_alloc;
 pub mod pgtable;
