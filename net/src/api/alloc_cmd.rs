@@ -413,6 +413,7 @@ impl<P: Platform> Api<'_, P> {
     /// `POST /api/reset`: free every handle.
     pub(super) fn reset(&mut self) -> Response {
         // Kmaps and vm areas first: a kmapped page cannot be freed.
+        self.reset_tasks();
         let mut freed = self.reset_vm();
         freed += self.reset_dma();
         freed += self.reset_slab();

@@ -31,6 +31,7 @@ mod metrics;
 mod pagemap;
 mod selfcheck;
 mod slab;
+mod tasks;
 mod text;
 mod views;
 mod vm;
@@ -204,6 +205,14 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::Dmesg,
     RouteId::ProcVmstat,
     RouteId::Vmstat,
+    RouteId::TaskCreate,
+    RouteId::TaskList,
+    RouteId::TaskGet,
+    RouteId::TaskDelete,
+    RouteId::TaskOomScoreAdj,
+    RouteId::ProcOomScore,
+    RouteId::ProcOomScoreAdj,
+    RouteId::Oom,
     RouteId::DmesgJson,
     RouteId::FaultAttrGet,
     RouteId::FaultAttrSet,
@@ -306,6 +315,8 @@ pub struct Api<'a, P: Platform> {
     slab: slab::SlabState<'a>,
     /// The `dma` handles (coherent buffers from the kernel's registry).
     dma: dma::DmaState,
+    /// Tasks, which handles they own, and the OOM killer's record.
+    tasks: tasks::TaskState,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -337,6 +348,7 @@ impl<'a, P: Platform> Api<'a, P> {
             vm: vm::VmState::default(),
             slab: slab::SlabState::new(),
             dma: dma::DmaState::default(),
+            tasks: tasks::TaskState::default(),
         }
     }
 
@@ -441,7 +453,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_dma_handle(param()) => {
                 return self.dma_handle_cmd(id, param(), req);
             }
-            RouteId::Alloc => return self.alloc(req),
+            RouteId::Alloc => return self.alloc_for_task(req),
             RouteId::Free => return self.free(req, param(), req.query_param("order")),
             RouteId::Fill => return self.fill(req, param()),
             RouteId::Checksum => return self.checksum(req, param()),
@@ -457,6 +469,14 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Dmesg => return self.dmesg_text(req),
             RouteId::ProcVmstat => self.proc_vmstat(),
             RouteId::Vmstat => return self.api_vmstat(),
+            RouteId::TaskCreate => return self.task_create(req),
+            RouteId::TaskList => return self.task_list(),
+            RouteId::TaskGet => return self.task_get(param()),
+            RouteId::TaskDelete => return self.task_delete(param()),
+            RouteId::TaskOomScoreAdj => return self.task_set_adj(param(), req),
+            RouteId::ProcOomScore => return self.proc_oom(param(), false),
+            RouteId::ProcOomScoreAdj => return self.proc_oom(param(), true),
+            RouteId::Oom => self.oom_view(),
             RouteId::DmesgJson => return self.dmesg_json(req),
             RouteId::FaultAttrGet | RouteId::FaultAttrSet => {
                 let (fault, attr) = (param(), param2());

@@ -29,6 +29,7 @@ mod dma;
 mod dmesg;
 mod extras;
 mod failure;
+mod oom;
 mod slab;
 mod vmstat;
 

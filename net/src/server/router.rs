@@ -86,6 +86,13 @@ routes! {
     Get "/api/dmesg" => Dmesg,
     Get "/api/dmesg.json" => DmesgJson,
     Get "/api/vmstat" => Vmstat,
+    // Tasks and the OOM killer.
+    Post "/api/tasks" => TaskCreate,
+    Get "/api/tasks" => TaskList,
+    Get "/api/tasks/{pid}" => TaskGet,
+    Delete "/api/tasks/{pid}" => TaskDelete,
+    Put "/api/tasks/{pid}/oom_score_adj" => TaskOomScoreAdj,
+    Get "/api/oom" => Oom,
     /// `?start_pfn=&count=` (the dashboard's memory map)
     Get "/api/pagemap" => Pagemap,
     Get "/metrics" => Metrics,
@@ -99,6 +106,8 @@ routes! {
     Get "/proc/iomem" => ProcIomem,
     Get "/proc/pagetypeinfo" => ProcPagetypeinfo,
     Get "/proc/vmstat" => ProcVmstat,
+    Get "/proc/{pid}/oom_score" => ProcOomScore,
+    Get "/proc/{pid}/oom_score_adj" => ProcOomScoreAdj,
     // Fault injection (Linux's debugfs).
     Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
     Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
@@ -312,6 +321,22 @@ mod tests {
             (Method::Get, "/api/dmesg.json", RouteId::DmesgJson),
             (Method::Get, "/proc/vmstat", RouteId::ProcVmstat),
             (Method::Get, "/api/vmstat", RouteId::Vmstat),
+            (Method::Get, "/proc/7/oom_score", RouteId::ProcOomScore),
+            (
+                Method::Get,
+                "/proc/7/oom_score_adj",
+                RouteId::ProcOomScoreAdj,
+            ),
+            (Method::Post, "/api/tasks", RouteId::TaskCreate),
+            (Method::Get, "/api/tasks", RouteId::TaskList),
+            (Method::Get, "/api/tasks/7", RouteId::TaskGet),
+            (Method::Delete, "/api/tasks/7", RouteId::TaskDelete),
+            (
+                Method::Put,
+                "/api/tasks/7/oom_score_adj",
+                RouteId::TaskOomScoreAdj,
+            ),
+            (Method::Get, "/api/oom", RouteId::Oom),
             (
                 Method::Get,
                 "/sys/kernel/debug/failslab/probability",

@@ -132,6 +132,8 @@ pub const MAINTAINED: &[VmEvent] = &[
     VmEvent::PgAllocNormal,
     VmEvent::PgAllocHigh,
     VmEvent::PgFree,
+    // Counted by the HTTP layer's OOM killer (`net::api::tasks`).
+    VmEvent::OomKill,
 ];
 
 impl VmEvent {

@@ -119,7 +119,8 @@ mod tests {
              pgalloc_dma32 0\n\
              pgalloc_normal 0\n\
              pgalloc_high 0\n\
-             pgfree 10000\n"
+             pgfree 10000\n\
+             oom_kill 0\n"
         );
     }
 
@@ -162,7 +163,8 @@ mod tests {
              pgalloc_dma32 1\n\
              pgalloc_normal 0\n\
              pgalloc_high 4\n\
-             pgfree 10004\n"
+             pgfree 10004\n\
+             oom_kill 0\n"
         );
         // Only some of the extras known: the others are left out.
         let partial = VmstatExtra {

@@ -1,0 +1,555 @@
+//! Tasks and the OOM killer over HTTP (API.md v2, "Tasks and the OOM
+//! killer"): `POST/GET /api/tasks`, `GET/DELETE /api/tasks/{pid}`,
+//! `PUT /api/tasks/{pid}/oom_score_adj`, `/proc/{pid}/oom_score[_adj]`,
+//! `GET /api/oom`, and `"task"`/`"oom"` on `POST /api/alloc`.
+//!
+//! The mechanism is `mm::oom` (the task table, `oom_badness()`,
+//! `select_bad_process()`, the report in Linux's words); this module owns
+//! which handle belongs to which task and runs `out_of_memory()` in the
+//! allocation slow path: a request whose GFP may reclaim directly
+//! (`GFP_KERNEL`, `GFP_HIGHUSER…`; never `GFP_ATOMIC`/`GFP_NOWAIT`) that
+//! the allocator refuses with ENOMEM makes the OOM killer pick the task
+//! with the highest badness, print the report to the kernel log, free the
+//! victim's handles (what `oom_reaper` does) and count `oom_kill`; then the
+//! request is retried. With `"oom":false` (`__GFP_RETRY_MAYFAIL`) it is
+//! not. There is nothing to reclaim yet, so direct reclaim is skipped —
+//! the OOM killer comes straight after the watermark passes.
+//!
+//! A task's pages are counted from its live handles whenever they are
+//! needed (a handle freed by any path simply stops counting), as anon
+//! (`pages`, `dma`) or kernel (slab and vmalloc) memory.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use mm::gfp::GfpFlags;
+use mm::oom::{
+    self, MmCounter, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, OomContext, Pid, TaskError, TaskTable,
+    ZoneReport,
+};
+use mm::platform::Platform;
+use mm::types::{Order, PAGE_SIZE};
+use mm::vmstat::VmEvent;
+use mm::zone::{NR_ZONES, ZoneType};
+
+use super::Api;
+use super::alloc_cmd::parse_body;
+use super::dmesg::LogLevel;
+use crate::server::error::ApiError;
+use crate::server::http::{Headers, Method, Request, Version};
+use crate::server::response::{CONTENT_TYPE_TEXT, Response};
+
+/// OOM reports `/api/oom` keeps (the newest).
+pub const OOM_REPORTS_KEPT: usize = 8;
+/// Kills one request may cause before it gives up.
+const MAX_KILLS_PER_REQUEST: usize = 8;
+
+/// The tasks, the handles they own and the OOM killer's record.
+#[derive(Default)]
+pub(super) struct TaskState {
+    table: TaskTable,
+    /// Handle id → owning task.
+    owners: BTreeMap<u64, Pid>,
+    kills: u64,
+    reports: VecDeque<OomReport>,
+    next_report_seq: u64,
+}
+
+/// One OOM kill (or a refusal with no victim) as `/api/oom` shows it.
+#[derive(Clone)]
+struct OomReport {
+    seq: u64,
+    victim: Option<VictimJson>,
+    gfp: String,
+    order: u8,
+    text: String,
+}
+
+#[derive(Clone, Serialize)]
+struct VictimJson {
+    pid: u32,
+    name: String,
+    oom_score: u64,
+    rss_pages: u64,
+}
+
+#[derive(Serialize)]
+struct TaskJson<'t> {
+    pid: u32,
+    name: &'t str,
+    oom_score_adj: i16,
+    rss_pages: u64,
+    oom_score: u64,
+}
+
+#[derive(Deserialize)]
+struct TaskBody<'b> {
+    #[serde(borrow)]
+    name: Option<&'b str>,
+    oom_score_adj: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AdjBody {
+    value: Option<i64>,
+}
+
+/// The fields of an alloc body this module reads (the rest are the
+/// allocation's own).
+#[derive(Deserialize)]
+struct OomFields<'b> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'b str>,
+    #[serde(borrow)]
+    gfp: Option<&'b str>,
+    order: Option<u64>,
+    task: Option<u64>,
+    oom: Option<bool>,
+    wait_ms: Option<u64>,
+}
+
+fn task_error(e: TaskError) -> ApiError {
+    let message = format!("{e}");
+    match e {
+        TaskError::NoSuchTask { .. } => ApiError::enoent(message),
+        TaskError::TableFull | TaskError::PidsExhausted => ApiError::enomem(message),
+        _ => ApiError::einval(message),
+    }
+}
+
+fn parse_pid(s: &str) -> Result<Pid, ApiError> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|&p| p > 0 && !s.starts_with('+'))
+        .map(Pid)
+        .ok_or_else(|| ApiError::einval(format!("malformed pid '{s}'")))
+}
+
+fn adj_in_range(v: i64) -> Result<i32, ApiError> {
+    i32::try_from(v)
+        .ok()
+        .filter(|v| (i32::from(OOM_SCORE_ADJ_MIN)..=i32::from(OOM_SCORE_ADJ_MAX)).contains(v))
+        .ok_or_else(|| ApiError::einval(format!("oom_score_adj {v} is out of range -1000..=1000")))
+}
+
+impl<P: Platform> Api<'_, P> {
+    /// `totalpages` of `constrained_alloc()` for an unconstrained
+    /// allocation: RAM (no swap).
+    fn oom_totalpages(&self) -> u64 {
+        oom::oom_totalpages(self.mm.lock().totalram_pages(), 0)
+    }
+
+    /// Pages a live handle holds and how Linux would count them, or
+    /// `None` if `id` is no live handle.
+    fn handle_pages(&self, id: u64) -> Option<(MmCounter, u64)> {
+        if let Some(h) = self.handles.get(&id) {
+            return Some((MmCounter::Anon, h.order.nr_pages()));
+        }
+        if let Some(h) = self.dma_handle_pages(id) {
+            return Some((MmCounter::Anon, h));
+        }
+        if let Some(pages) = self.vm_handle_pages(id) {
+            return Some((MmCounter::Kernel, pages));
+        }
+        self.slab_handle_pages(id)
+            .map(|pages| (MmCounter::Kernel, pages))
+    }
+
+    /// Recount every task's pages from its live handles (and forget the
+    /// handles freed since).
+    fn sync_task_counters(&mut self) {
+        let mut live: Vec<(u64, Pid, MmCounter, u64)> = Vec::new();
+        let mut dead: Vec<u64> = Vec::new();
+        for (&id, &pid) in &self.tasks.owners {
+            match self.handle_pages(id) {
+                Some((counter, pages)) => live.push((id, pid, counter, pages)),
+                None => dead.push(id),
+            }
+        }
+        for id in dead {
+            self.tasks.owners.remove(&id);
+        }
+        let pids: Vec<Pid> = self.tasks.table.iter().map(|t| t.pid()).collect();
+        for pid in pids {
+            for counter in [MmCounter::Anon, MmCounter::File, MmCounter::Kernel] {
+                let held = self.tasks.table.get(pid).map_or(0, |t| t.counter(counter));
+                let _ = self.tasks.table.uncharge(pid, counter, held);
+            }
+        }
+        for (_, pid, counter, pages) in live {
+            let _ = self.tasks.table.charge(pid, counter, pages);
+        }
+    }
+
+    fn task_json(&self, pid: Pid, totalpages: u64) -> Option<Response> {
+        let t = self.tasks.table.get(pid)?;
+        Some(Response::json(
+            200,
+            &TaskJson {
+                pid: t.pid().0,
+                name: t.name(),
+                oom_score_adj: t.oom_score_adj(),
+                rss_pages: t.total_pages(),
+                oom_score: oom::proc_oom_score(t, totalpages),
+            },
+        ))
+    }
+
+    /// `POST /api/tasks`.
+    pub(super) fn task_create(&mut self, req: &Request) -> Result<Response, ApiError> {
+        let body: TaskBody<'_> = parse_body(&req.body)?;
+        let name = body
+            .name
+            .ok_or_else(|| ApiError::einval("missing \"name\""))?;
+        let adj = adj_in_range(body.oom_score_adj.unwrap_or(0))?;
+        let pid = self.tasks.table.create(name, adj).map_err(task_error)?;
+        let total = self.oom_totalpages();
+        let mut r = self
+            .task_json(pid, total)
+            .ok_or_else(|| ApiError::enoent("task vanished"))?;
+        r.status = 201;
+        Ok(r)
+    }
+
+    /// `GET /api/tasks`.
+    pub(super) fn task_list(&mut self) -> Result<Response, ApiError> {
+        self.sync_task_counters();
+        let total = self.oom_totalpages();
+        #[derive(Serialize)]
+        struct Tasks<'t> {
+            tasks: Vec<TaskJson<'t>>,
+        }
+        let tasks = self
+            .tasks
+            .table
+            .iter()
+            .map(|t| TaskJson {
+                pid: t.pid().0,
+                name: t.name(),
+                oom_score_adj: t.oom_score_adj(),
+                rss_pages: t.total_pages(),
+                oom_score: oom::proc_oom_score(t, total),
+            })
+            .collect();
+        Ok(Response::json(200, &Tasks { tasks }))
+    }
+
+    /// `GET /api/tasks/{pid}`.
+    pub(super) fn task_get(&mut self, pid: &str) -> Result<Response, ApiError> {
+        let pid = parse_pid(pid)?;
+        self.sync_task_counters();
+        let total = self.oom_totalpages();
+        self.task_json(pid, total)
+            .ok_or_else(|| ApiError::enoent(format!("no task with pid {}", pid.0)))
+    }
+
+    /// `DELETE /api/tasks/{pid}`: the task exits; its handles are freed.
+    pub(super) fn task_delete(&mut self, pid: &str) -> Result<Response, ApiError> {
+        let pid = parse_pid(pid)?;
+        if self.tasks.table.get(pid).is_none() {
+            return Err(ApiError::enoent(format!("no task with pid {}", pid.0)));
+        }
+        let freed = self.free_task_handles(pid);
+        let _ = self.tasks.table.remove(pid);
+        #[derive(Serialize)]
+        struct Exited {
+            pid: u32,
+            freed: u64,
+        }
+        Ok(Response::json(200, &Exited { pid: pid.0, freed }))
+    }
+
+    /// `PUT /api/tasks/{pid}/oom_score_adj` `{"value":N}`.
+    pub(super) fn task_set_adj(&mut self, pid: &str, req: &Request) -> Result<Response, ApiError> {
+        let pid = parse_pid(pid)?;
+        let body: AdjBody = parse_body(&req.body)?;
+        let value = adj_in_range(
+            body.value
+                .ok_or_else(|| ApiError::einval("missing \"value\" (-1000..=1000)"))?,
+        )?;
+        self.tasks
+            .table
+            .set_oom_score_adj(pid, value)
+            .map_err(task_error)?;
+        self.task_get(&format!("{}", pid.0))
+    }
+
+    /// `GET /proc/{pid}/oom_score` and `/proc/{pid}/oom_score_adj`.
+    pub(super) fn proc_oom(&mut self, pid: &str, adj: bool) -> Result<Response, ApiError> {
+        let pid = parse_pid(pid)?;
+        self.sync_task_counters();
+        let total = self.oom_totalpages();
+        let t = self
+            .tasks
+            .table
+            .get(pid)
+            .ok_or_else(|| ApiError::enoent(format!("no task with pid {}", pid.0)))?;
+        let mut text = String::new();
+        let _ = if adj {
+            oom::write_proc_oom_score_adj(&mut text, t)
+        } else {
+            oom::write_proc_oom_score(&mut text, t, total)
+        };
+        Ok(Response::bytes(200, CONTENT_TYPE_TEXT, text.into_bytes()))
+    }
+
+    /// `GET /api/oom`.
+    pub(super) fn oom_view(&self) -> Response {
+        #[derive(Serialize)]
+        struct ReportJson<'r> {
+            seq: u64,
+            victim: &'r Option<VictimJson>,
+            gfp: &'r str,
+            order: u8,
+            text: &'r str,
+        }
+        #[derive(Serialize)]
+        struct Oom<'r> {
+            kills: u64,
+            reports: Vec<ReportJson<'r>>,
+        }
+        Response::json(
+            200,
+            &Oom {
+                kills: self.tasks.kills,
+                reports: self
+                    .tasks
+                    .reports
+                    .iter()
+                    .map(|r| ReportJson {
+                        seq: r.seq,
+                        victim: &r.victim,
+                        gfp: &r.gfp,
+                        order: r.order,
+                        text: &r.text,
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    /// Free every handle `pid` owns, through the ordinary free paths.
+    /// Returns how many were freed.
+    fn free_task_handles(&mut self, pid: Pid) -> u64 {
+        let ids: Vec<u64> = self
+            .tasks
+            .owners
+            .iter()
+            .filter(|&(_, &p)| p == pid)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut freed = 0;
+        for id in ids {
+            let path = format!("/api/alloc/{id}");
+            let req = Request {
+                method: Method::Delete,
+                path,
+                query: String::new(),
+                version: Version::Http11,
+                headers: Headers::default(),
+                body: Vec::new(),
+            };
+            let param = format!("{id}");
+            if self.free_any(&req, &param).is_ok() {
+                freed += 1;
+            }
+            self.tasks.owners.remove(&id);
+        }
+        freed
+    }
+
+    /// `out_of_memory()`: pick a victim, report, kill. `false` when no
+    /// task can be killed (the report then says so and is kept too).
+    fn out_of_memory(&mut self, gfp: GfpFlags, order: Order, invoker: Option<Pid>) -> bool {
+        self.sync_task_counters();
+        let totalpages = self.oom_totalpages();
+        let victim = oom::select_bad_process(&self.tasks.table, totalpages);
+        let zones: [ZoneReport; NR_ZONES] = {
+            let pa = self.mm.lock();
+            core::array::from_fn(|i| ZoneReport::from_zone(pa.zone(ZoneType::ALL[i])))
+        };
+        let (comm, adj) = invoker
+            .and_then(|p| self.tasks.table.get(p))
+            .map_or(("api", 0), |t| (t.name(), t.oom_score_adj()));
+        let mut text = String::new();
+        let _ = oom::write_oom_report(
+            &mut text,
+            &OomContext {
+                comm,
+                oom_score_adj: adj,
+                gfp_mask: gfp,
+                order,
+            },
+            &zones,
+            &self.tasks.table,
+            victim.as_ref().map(|v| &v.task),
+        );
+        for line in text.lines() {
+            let level = if line.starts_with("Out of memory") {
+                LogLevel::Err
+            } else {
+                LogLevel::Warning
+            };
+            self.system.printk(level, line);
+        }
+        let victim_json = victim.as_ref().map(|v| VictimJson {
+            pid: v.task.pid().0,
+            name: String::from(v.task.name()),
+            oom_score: oom::proc_oom_score(&v.task, totalpages),
+            rss_pages: v.task.total_pages(),
+        });
+        if self.tasks.reports.len() == OOM_REPORTS_KEPT {
+            self.tasks.reports.pop_front();
+        }
+        self.tasks.reports.push_back(OomReport {
+            seq: self.tasks.next_report_seq,
+            victim: victim_json,
+            gfp: format!("{gfp}"),
+            order: order.get(),
+            text,
+        });
+        self.tasks.next_report_seq += 1;
+        let Some(victim) = victim else {
+            return false;
+        };
+        let pid = victim.task.pid();
+        self.free_task_handles(pid);
+        let _ = self.tasks.table.remove(pid);
+        self.tasks.kills += 1;
+        self.mm.lock().vm_events_mut().inc(VmEvent::OomKill);
+        true
+    }
+
+    /// `POST /api/alloc` with `"task"`, `"oom"` and `"wait_ms"`: the
+    /// allocation itself, then (on ENOMEM, for a GFP that may reclaim) the
+    /// OOM killer and a retry, at most [`MAX_KILLS_PER_REQUEST`] times.
+    pub(super) fn alloc_for_task(&mut self, req: &Request) -> Result<Response, ApiError> {
+        let f: OomFields<'_> = parse_body(&req.body)?;
+        let task = match f.task {
+            None => None,
+            Some(p) => {
+                let pid = u32::try_from(p)
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .map(Pid)
+                    .ok_or_else(|| ApiError::einval(format!("malformed task {p}")))?;
+                if self.tasks.table.get(pid).is_none() {
+                    return Err(ApiError::enoent(format!("no task with pid {p}")));
+                }
+                Some(pid)
+            }
+        };
+        match f.wait_ms {
+            None | Some(0) => {}
+            Some(w) if w <= 30_000 => {
+                return Err(ApiError::einval(
+                    "\"wait_ms\" > 0 (sleeping allocations) is not available in this build",
+                ));
+            }
+            Some(w) => {
+                return Err(ApiError::einval(format!(
+                    "wait_ms {w} is out of range 0..=30000"
+                )));
+            }
+        }
+        // The GFP the slow path looks at (the allocation parses it again
+        // and answers for malformed ones).
+        let gfp = f
+            .gfp
+            .and_then(|s| GfpFlags::parse(s).ok())
+            .unwrap_or(GfpFlags::GFP_KERNEL);
+        let order = match f.kind {
+            Some("pages") => f
+                .order
+                .and_then(|o| u8::try_from(o).ok())
+                .and_then(Order::new)
+                .unwrap_or(Order::ZERO),
+            _ => Order::ZERO,
+        };
+        let may_oom = gfp.contains(GfpFlags::DIRECT_RECLAIM) && f.oom != Some(false);
+        let mut kills = 0;
+        loop {
+            let first_id = self.next_id;
+            match self.alloc(req) {
+                Ok(r) => {
+                    if let (Some(pid), true) = (task, self.next_id > first_id) {
+                        self.tasks.owners.insert(first_id, pid);
+                    }
+                    return Ok(r);
+                }
+                Err(e)
+                    if e.status == 507
+                        && e.code == "ENOMEM"
+                        && may_oom
+                        && kills < MAX_KILLS_PER_REQUEST =>
+                {
+                    if !self.out_of_memory(gfp, order, task) {
+                        let mut e = e;
+                        let _ = write!(
+                            e.message,
+                            "; out of memory and no killable task (see GET /api/oom)"
+                        );
+                        return Err(e);
+                    }
+                    kills += 1;
+                    // The requesting task itself may have been the victim.
+                    if let Some(pid) = task
+                        && self.tasks.table.get(pid).is_none()
+                    {
+                        return Err(ApiError::enomem(format!(
+                            "the OOM killer chose task {} itself",
+                            pid.0
+                        )));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `POST /api/reset`'s task part: every task and OOM record goes.
+    pub(super) fn reset_tasks(&mut self) {
+        self.tasks.owners = BTreeMap::new();
+        let pids: Vec<Pid> = self.tasks.table.iter().map(|t| t.pid()).collect();
+        for pid in pids {
+            let _ = self.tasks.table.remove(pid);
+        }
+    }
+}
+
+impl<P: Platform> Api<'_, P> {
+    fn dma_handle_pages(&self, id: u64) -> Option<u64> {
+        self.dma.handles.get(&id).map(|h| h.order.nr_pages())
+    }
+
+    fn vm_handle_pages(&self, id: u64) -> Option<u64> {
+        self.vm
+            .handles
+            .get(&id)
+            .filter(|h| h.kind == super::VmHandleKind::Vmalloc)
+            .map(|h| h.nr_pages)
+    }
+
+    fn slab_handle_pages(&self, id: u64) -> Option<u64> {
+        self.slab
+            .handles
+            .get(&id)
+            .map(|h| h.footprint.div_ceil(PAGE_SIZE))
+    }
+
+    /// `DELETE /api/alloc/{id}` of any handle type.
+    fn free_any(&mut self, req: &Request, id: &str) -> Result<Response, ApiError> {
+        if self.is_slab_handle(id) {
+            return self.slab_handle_cmd(crate::server::router::RouteId::Free, id, req);
+        }
+        if self.is_dma_handle(id) {
+            return self.dma_handle_cmd(crate::server::router::RouteId::Free, id, req);
+        }
+        self.free(req, id, None)
+    }
+}
