@@ -25,5 +25,6 @@ pub mod selftest;
 pub mod slab;
 pub mod types;
 pub mod vmalloc;
+pub mod vmscan;
 pub mod vmstat;
 pub mod zone;

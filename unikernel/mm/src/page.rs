@@ -41,6 +41,12 @@ impl PageFlags {
     /// Not RAM at all (hole, device range); never allocatable
     /// (cf. memblock `MEMBLOCK_NOMAP` / pfn not `pfn_valid()`).
     pub const NOMAP: PageFlags = PageFlags(1 << 6);
+    /// On an LRU list (cf. `PG_lru`); `prev`/`next` link it there.
+    pub const LRU: PageFlags = PageFlags(1 << 7);
+    /// On the active rather than the inactive list (cf. `PG_active`).
+    pub const ACTIVE: PageFlags = PageFlags(1 << 8);
+    /// Accessed since the LRU last looked (cf. `PG_referenced`).
+    pub const REFERENCED: PageFlags = PageFlags(1 << 9);
 
     const NAMES: [(PageFlags, &'static str); 7] = [
         (PageFlags::RESERVED, "reserved"),
@@ -140,7 +146,10 @@ impl OwnerTag {
     /// (see [`crate::reserve`]); only the reserve gives it back.
     pub const RESERVE: OwnerTag = OwnerTag(14);
 
-    const NAMES: [(OwnerTag, &'static str); 15] = [
+    /// Page-cache pages (clean, file-backed; on the LRU).
+    pub const PAGECACHE: OwnerTag = OwnerTag(15);
+
+    const NAMES: [(OwnerTag, &'static str); 16] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -156,6 +165,7 @@ impl OwnerTag {
         (OwnerTag::HEAP, "heap"),
         (OwnerTag::NET, "net"),
         (OwnerTag::RESERVE, "reserve"),
+        (OwnerTag::PAGECACHE, "pagecache"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.

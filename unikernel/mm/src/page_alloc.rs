@@ -197,6 +197,8 @@ pub struct PageAlloc<'a> {
     /// The kernel heap's reserve, once [`PageAlloc::setup_kernel_reserve`]
     /// carved it.
     pub(crate) reserve: Option<KernelReserve>,
+    /// Each zone's file LRU (cf. `lruvec`), see [`crate::vmscan`].
+    pub(crate) lru: [crate::vmscan::Lruvec; NR_ZONES],
     /// `fail_page_alloc` fault injection (disabled by default).
     fail_page_alloc: FailPageAlloc,
     /// `fail_page_alloc.is_armed()`, cached for the fast path.
@@ -257,6 +259,7 @@ impl<'a> PageAlloc<'a> {
             layout,
             min_free_kbytes: 0,
             reserve: None,
+            lru: [crate::vmscan::Lruvec::EMPTY; NR_ZONES],
             fail_page_alloc: FailPageAlloc::new(),
             fail_page_alloc_armed: false,
             vm_events: VmEvents::new(),
@@ -695,6 +698,11 @@ impl<'a> PageAlloc<'a> {
     /// reserve, not to the buddy lists.
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let zi = self.check_free(pfn, order)?;
+        // A page still on the LRU leaves it as it is freed (cf.
+        // `__folio_clear_lru_flags()` in `__folio_put()`).
+        if self.mem_map[pfn.index()].flags.contains(PageFlags::LRU) {
+            let _ = self.lru_del(pfn);
+        }
         // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE, wherever
         // the block goes.
         self.vm_events.count(VmEvent::PgFree, order.nr_pages());

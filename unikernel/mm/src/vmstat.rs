@@ -127,11 +127,29 @@ pub const NR_VM_EVENTS: usize = VmEvent::CmaAllocFail as usize + 1;
 /// change that starts counting it (a host test checks that the others stay
 /// 0 under the page allocator).
 pub const MAINTAINED: &[VmEvent] = &[
+    // The page cache's reads (`net::api::pagecache`).
+    VmEvent::PgpgIn,
     VmEvent::PgAllocDma,
     VmEvent::PgAllocDma32,
     VmEvent::PgAllocNormal,
     VmEvent::PgAllocHigh,
+    // Direct reclaim in the allocation slow path (`net::api::tasks`).
+    VmEvent::AllocStallDma,
+    VmEvent::AllocStallDma32,
+    VmEvent::AllocStallNormal,
+    VmEvent::AllocStallHigh,
     VmEvent::PgFree,
+    // LRU aging and reclaim (`crate::vmscan`).
+    VmEvent::PgActivate,
+    VmEvent::PgDeactivate,
+    VmEvent::PgMajFault,
+    VmEvent::PgRefill,
+    VmEvent::PgStealKswapd,
+    VmEvent::PgStealDirect,
+    VmEvent::PgScanKswapd,
+    VmEvent::PgScanDirect,
+    VmEvent::PgScanFile,
+    VmEvent::PgStealFile,
     // Counted by the HTTP layer's OOM killer (`net::api::tasks`).
     VmEvent::OomKill,
 ];

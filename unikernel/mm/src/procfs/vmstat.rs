@@ -115,11 +115,26 @@ mod tests {
         assert_eq!(
             render(&pa, &VmstatExtra::NONE),
             "nr_free_pages 10000\n\
+             pgpgin 0\n\
              pgalloc_dma 0\n\
              pgalloc_dma32 0\n\
              pgalloc_normal 0\n\
              pgalloc_high 0\n\
+             allocstall_dma 0\n\
+             allocstall_dma32 0\n\
+             allocstall_normal 0\n\
+             allocstall_high 0\n\
              pgfree 10000\n\
+             pgactivate 0\n\
+             pgdeactivate 0\n\
+             pgmajfault 0\n\
+             pgrefill 0\n\
+             pgsteal_kswapd 0\n\
+             pgsteal_direct 0\n\
+             pgscan_kswapd 0\n\
+             pgscan_direct 0\n\
+             pgscan_file 0\n\
+             pgsteal_file 0\n\
              oom_kill 0\n"
         );
     }
@@ -159,11 +174,26 @@ mod tests {
              nr_slab_unreclaimable 3\n\
              nr_kernel_stack 16\n\
              nr_page_table_pages 5\n\
+             pgpgin 0\n\
              pgalloc_dma 8\n\
              pgalloc_dma32 1\n\
              pgalloc_normal 0\n\
              pgalloc_high 4\n\
+             allocstall_dma 0\n\
+             allocstall_dma32 0\n\
+             allocstall_normal 0\n\
+             allocstall_high 0\n\
              pgfree 10004\n\
+             pgactivate 0\n\
+             pgdeactivate 0\n\
+             pgmajfault 0\n\
+             pgrefill 0\n\
+             pgsteal_kswapd 0\n\
+             pgsteal_direct 0\n\
+             pgscan_kswapd 0\n\
+             pgscan_direct 0\n\
+             pgscan_file 0\n\
+             pgsteal_file 0\n\
              oom_kill 0\n"
         );
         // Only some of the extras known: the others are left out.
@@ -172,7 +202,11 @@ mod tests {
             ..VmstatExtra::NONE
         };
         let text = render(&pa, &partial);
-        assert!(text.starts_with("nr_free_pages 9991\nnr_page_table_pages 7\npgalloc_dma 8\n"));
+        assert!(
+            text.starts_with(
+                "nr_free_pages 9991\nnr_page_table_pages 7\npgpgin 0\npgalloc_dma 8\n"
+            )
+        );
         // The JSON fields are the same lines.
         let fields: Vec<String> = vmstat_fields(&pa, &extra)
             .map(|(k, v)| format!("{k} {v}\n"))
