@@ -143,6 +143,11 @@ pub trait System {
     fn printk(&self, level: dmesg::LogLevel, line: &str) {
         let _ = (level, line);
     }
+    /// The sequence number the log ring gives its next record (`None`:
+    /// no ring), so a report can name the records it was printed as.
+    fn log_next_seq(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Boot-time facts, fixed after boot.
@@ -476,7 +481,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::TaskOomScoreAdj => return self.task_set_adj(param(), req),
             RouteId::ProcOomScore => return self.proc_oom(param(), false),
             RouteId::ProcOomScoreAdj => return self.proc_oom(param(), true),
-            RouteId::Oom => self.oom_view(),
+            RouteId::Oom => return self.oom_view(),
             RouteId::DmesgJson => return self.dmesg_json(req),
             RouteId::FaultAttrGet | RouteId::FaultAttrSet => {
                 let (fault, attr) = (param(), param2());

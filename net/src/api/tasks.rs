@@ -19,7 +19,7 @@
 //! needed (a handle freed by any path simply stops counting), as anon
 //! (`pages`, `dma`) or kernel (slab and vmalloc) memory.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -42,7 +42,9 @@ use super::alloc_cmd::parse_body;
 use super::dmesg::LogLevel;
 use crate::server::error::ApiError;
 use crate::server::http::{Headers, Method, Request, Version};
-use crate::server::response::{CONTENT_TYPE_TEXT, Response};
+use crate::server::response::{
+    BodyWriter, CONTENT_TYPE_JSON, CONTENT_TYPE_TEXT, OutOfMemory, Response,
+};
 
 /// OOM reports `/api/oom` keeps (the newest).
 pub const OOM_REPORTS_KEPT: usize = 8;
@@ -50,30 +52,46 @@ pub const OOM_REPORTS_KEPT: usize = 8;
 const MAX_KILLS_PER_REQUEST: usize = 8;
 
 /// The tasks, the handles they own and the OOM killer's record.
+///
+/// The record holds no heap memory: an OOM kill happens exactly when
+/// memory is gone, and anything allocated then would stay wherever the
+/// heap found room (and keep `POST /api/reset` from finding the boot
+/// state). A report's text is the kernel log records it was printed as,
+/// read back from the log ring when `/api/oom` is asked.
 #[derive(Default)]
 pub(super) struct TaskState {
     table: TaskTable,
     /// Handle id → owning task.
     owners: BTreeMap<u64, Pid>,
     kills: u64,
-    reports: VecDeque<OomReport>,
+    /// The newest reports, oldest first.
+    reports: [Option<OomReport>; OOM_REPORTS_KEPT],
     next_report_seq: u64,
 }
 
 /// One OOM kill (or a refusal with no victim) as `/api/oom` shows it.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct OomReport {
     seq: u64,
-    victim: Option<VictimJson>,
-    gfp: String,
+    victim: Option<Victim>,
+    gfp: GfpFlags,
     order: u8,
-    text: String,
+    /// The kernel log records `[first, end)` that hold its text.
+    log: Option<(u64, u64)>,
 }
 
-#[derive(Clone, Serialize)]
-struct VictimJson {
+#[derive(Clone, Copy)]
+struct Victim {
     pid: u32,
-    name: String,
+    name: oom::TaskName,
+    oom_score: u64,
+    rss_pages: u64,
+}
+
+#[derive(Serialize)]
+struct VictimJson<'v> {
+    pid: u32,
+    name: &'v str,
     oom_score: u64,
     rss_pages: u64,
 }
@@ -299,38 +317,54 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `GET /api/oom`.
-    pub(super) fn oom_view(&self) -> Response {
-        #[derive(Serialize)]
-        struct ReportJson<'r> {
-            seq: u64,
-            victim: &'r Option<VictimJson>,
-            gfp: &'r str,
-            order: u8,
-            text: &'r str,
+    pub(super) fn oom_view(&self) -> Result<Response, ApiError> {
+        let mut w = BodyWriter::new();
+        write!(w, r#"{{"kills":{},"reports":["#, self.tasks.kills).map_err(|_| OutOfMemory)?;
+        for (i, r) in self.tasks.reports.iter().flatten().enumerate() {
+            if i > 0 {
+                w.write_bytes(b",")?;
+            }
+            #[derive(Serialize)]
+            struct Head<'v> {
+                seq: u64,
+                victim: Option<VictimJson<'v>>,
+                gfp: super::views::GfpName,
+                order: u8,
+            }
+            let head = w_json_prefix(&Head {
+                seq: r.seq,
+                victim: r.victim.as_ref().map(|v| VictimJson {
+                    pid: v.pid,
+                    name: v.name.as_str(),
+                    oom_score: v.oom_score,
+                    rss_pages: v.rss_pages,
+                }),
+                gfp: super::views::GfpName(r.gfp),
+                order: r.order,
+            })?;
+            // `{…}` without its closing brace, then `"text"`.
+            w.write_bytes(&head[..head.len() - 1])?;
+            w.write_bytes(br#","text":"#)?;
+            let mut text = String::new();
+            if let Some((first, end)) = r.log {
+                let mut seq = first;
+                while seq < end {
+                    let Some(rec) = self.system.log_record(seq) else {
+                        break;
+                    };
+                    if rec.seq >= end {
+                        break;
+                    }
+                    text.push_str(rec.text());
+                    text.push('\n');
+                    seq = rec.seq + 1;
+                }
+            }
+            w.json(text.as_str())?;
+            w.write_bytes(b"}")?;
         }
-        #[derive(Serialize)]
-        struct Oom<'r> {
-            kills: u64,
-            reports: Vec<ReportJson<'r>>,
-        }
-        Response::json(
-            200,
-            &Oom {
-                kills: self.tasks.kills,
-                reports: self
-                    .tasks
-                    .reports
-                    .iter()
-                    .map(|r| ReportJson {
-                        seq: r.seq,
-                        victim: &r.victim,
-                        gfp: &r.gfp,
-                        order: r.order,
-                        text: &r.text,
-                    })
-                    .collect(),
-            },
-        )
+        w.write_bytes(b"]}")?;
+        Ok(w.finish(200, CONTENT_TYPE_JSON)?)
     }
 
     /// Free every handle `pid` owns, through the ordinary free paths.
@@ -389,6 +423,7 @@ impl<P: Platform> Api<'_, P> {
             &self.tasks.table,
             victim.as_ref().map(|v| &v.task),
         );
+        let first = self.system.log_next_seq();
         for line in text.lines() {
             let level = if line.starts_with("Out of memory") {
                 LogLevel::Err
@@ -397,22 +432,29 @@ impl<P: Platform> Api<'_, P> {
             };
             self.system.printk(level, line);
         }
-        let victim_json = victim.as_ref().map(|v| VictimJson {
-            pid: v.task.pid().0,
-            name: String::from(v.task.name()),
-            oom_score: oom::proc_oom_score(&v.task, totalpages),
-            rss_pages: v.task.total_pages(),
-        });
-        if self.tasks.reports.len() == OOM_REPORTS_KEPT {
-            self.tasks.reports.pop_front();
-        }
-        self.tasks.reports.push_back(OomReport {
+        let log = first.zip(self.system.log_next_seq());
+        // The report's text lives on in the log ring only.
+        drop(text);
+        let report = OomReport {
             seq: self.tasks.next_report_seq,
-            victim: victim_json,
-            gfp: format!("{gfp}"),
+            victim: victim.as_ref().map(|v| Victim {
+                pid: v.task.pid().0,
+                name: *v.task.comm(),
+                oom_score: oom::proc_oom_score(&v.task, totalpages),
+                rss_pages: v.task.total_pages(),
+            }),
+            gfp,
             order: order.get(),
-            text,
-        });
+            log,
+        };
+        let reports = &mut self.tasks.reports;
+        if reports.iter().all(Option::is_some) {
+            reports.rotate_left(1);
+            reports[OOM_REPORTS_KEPT - 1] = None;
+        }
+        if let Some(slot) = reports.iter_mut().find(|r| r.is_none()) {
+            *slot = Some(report);
+        }
         self.tasks.next_report_seq += 1;
         let Some(victim) = victim else {
             return false;
@@ -471,7 +513,11 @@ impl<P: Platform> Api<'_, P> {
                 .unwrap_or(Order::ZERO),
             _ => Order::ZERO,
         };
-        let may_oom = gfp.contains(GfpFlags::DIRECT_RECLAIM) && f.oom != Some(false);
+        // With no task at all there is nothing to kill (and no report to
+        // print for every refusal).
+        let may_oom = gfp.contains(GfpFlags::DIRECT_RECLAIM)
+            && f.oom != Some(false)
+            && !self.tasks.table.is_empty();
         let mut kills = 0;
         loop {
             let first_id = self.next_id;
@@ -552,4 +598,9 @@ impl<P: Platform> Api<'_, P> {
         }
         self.free(req, id, None)
     }
+}
+
+/// `value` as JSON, for splicing into a streamed object.
+fn w_json_prefix<T: Serialize>(value: &T) -> Result<Vec<u8>, OutOfMemory> {
+    crate::server::json::to_vec(value).map_err(|_| OutOfMemory)
 }

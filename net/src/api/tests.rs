@@ -100,6 +100,10 @@ impl System for FakeSystem<'_> {
         self.log.borrow().first_since(since)
     }
 
+    fn log_next_seq(&self) -> Option<u64> {
+        Some(self.log.borrow().next_seq())
+    }
+
     fn printk(&self, level: crate::api::dmesg::LogLevel, line: &str) {
         let ts_us = self.uptime_ms.get() * 1000;
         self.log.borrow_mut().push(ts_us, level, line);

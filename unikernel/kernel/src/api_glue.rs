@@ -59,6 +59,10 @@ impl System for KernelSystem {
         crate::logger::record(since)
     }
 
+    fn log_next_seq(&self) -> Option<u64> {
+        Some(crate::logger::next_seq())
+    }
+
     fn printk(&self, level: net::api::dmesg::LogLevel, line: &str) {
         use net::api::dmesg::LogLevel;
         let level = match level {

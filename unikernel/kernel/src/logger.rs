@@ -23,6 +23,11 @@ pub fn record(since: u64) -> Option<LogRecord> {
     x86_64::instructions::interrupts::without_interrupts(|| RING.lock().first_since(since))
 }
 
+/// The sequence number the ring gives its next record.
+pub fn next_seq() -> u64 {
+    x86_64::instructions::interrupts::without_interrupts(|| RING.lock().next_seq())
+}
+
 /// Appends a line to the ring without waiting: a record logged while the
 /// ring is held (an exception inside a reader) reaches the console only.
 fn push(ms: u64, level: Level, line: &str) {
