@@ -74,3 +74,63 @@ fn oom_killer_kills_the_adj_500_task_and_never_the_minus_1000_one() {
         reset_to_boot(&mut c, &boot, "after the OOM kill");
     });
 }
+
+/// Page cache goes before anyone is killed; after eviction a read brings
+/// the same bytes back as major faults.
+#[test]
+fn pagecache_is_reclaimed_before_the_oom_killer_and_reads_back_unchanged() {
+    let (guest, port) = boot_ready(BootOptions::default().mem("128M").append("api_quota=100"));
+    let mut c = Client::connect(port);
+    let boot = buddyinfo(&mut c);
+    with_guest_log(&guest, || {
+        let victim = task(&mut c, "victim", 500);
+        let r = post(
+            &mut c,
+            "/api/alloc",
+            &json!({"type":"pagecache","size":8 << 20}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let file = r.json()["id"].as_u64().unwrap();
+        let crc = get_json(&mut c, &format!("/api/alloc/{file}/checksum"))["crc32"].clone();
+        let majfault = get_json(&mut c, "/api/vmstat")["pgmajfault"]
+            .as_u64()
+            .unwrap();
+        // The task fills memory (the OOM killer allowed): the 2048 file
+        // pages are reclaimed first, so nobody is killed for them.
+        let body = json!({"type":"pages","order":0,"task":victim});
+        let (n, failed) = alloc_until_fail(&mut c, &body, 2048, 16);
+        assert_eq!((n, failed.map(|r| r.status)), (2048, None));
+        assert_eq!(get_json(&mut c, "/api/oom")["kills"], 0);
+        // Keep going: once the file is gone, the task itself is the victim.
+        let (_, failed) = alloc_until_fail(&mut c, &body, 100_000, 1);
+        let failed = failed.expect("memory runs out");
+        assert_eq!(failed.status, 507, "{}", failed.text());
+        let resident = get_json(&mut c, &format!("/api/alloc/{file}"))["resident_pages"].clone();
+        assert_eq!(resident, 0, "the whole file was reclaimed first");
+        let vmstat = get_json(&mut c, "/api/vmstat");
+        let stolen =
+            vmstat["pgsteal_kswapd"].as_u64().unwrap() + vmstat["pgsteal_direct"].as_u64().unwrap();
+        assert!(stolen >= 2048, "{vmstat}");
+        assert_eq!(
+            get_json(&mut c, "/api/oom")["kills"],
+            1,
+            "{}",
+            failed.text()
+        );
+        assert!(
+            get_json(&mut c, "/api/tasks")["tasks"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        // Memory is back; the file reads back the same.
+        let again = get_json(&mut c, &format!("/api/alloc/{file}/checksum"));
+        assert_eq!(again["crc32"], crc);
+        let faults = get_json(&mut c, "/api/vmstat")["pgmajfault"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(faults - majfault, 2048);
+        assert_selfcheck_ok(&mut c, "after reclaim and the kill");
+        reset_to_boot(&mut c, &boot, "after reclaim and the kill");
+    });
+}

@@ -254,6 +254,7 @@ impl<P: Platform> Api<'_, P> {
                 return self.alloc_slab(kind, &req.body);
             }
             Some("dma") => return self.alloc_dma(body.size),
+            Some("pagecache") => return self.alloc_pagecache(body.size),
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
                     "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\", \"dma\")"
@@ -414,7 +415,8 @@ impl<P: Platform> Api<'_, P> {
     pub(super) fn reset(&mut self) -> Response {
         // Kmaps and vm areas first: a kmapped page cannot be freed.
         self.reset_tasks();
-        let mut freed = self.reset_vm();
+        let mut freed = self.reset_pagecache();
+        freed += self.reset_vm();
         freed += self.reset_dma();
         freed += self.reset_slab();
         while let Some((_, handle)) = self.handles.pop_first() {

@@ -35,23 +35,26 @@ pub(super) enum AnyHandleJson {
     Vm(VmHandleJson),
     Slab(slab::SlabHandleJson),
     Dma(dma::DmaHandleJson),
+    PageCache(super::pagecache::PageCacheJson),
 }
 
 /// Merges four id-ordered streams into one id-ordered stream, without
 /// collecting them.
-struct MergeById<A: Iterator, B: Iterator, C: Iterator, D: Iterator> {
+struct MergeById<A: Iterator, B: Iterator, C: Iterator, D: Iterator, E: Iterator> {
     a: Peekable<A>,
     b: Peekable<B>,
     c: Peekable<C>,
     d: Peekable<D>,
+    e: Peekable<E>,
 }
 
-impl<A, B, C, D> Iterator for MergeById<A, B, C, D>
+impl<A, B, C, D, E> Iterator for MergeById<A, B, C, D, E>
 where
     A: Iterator<Item = (u64, AnyHandleJson)>,
     B: Iterator<Item = (u64, AnyHandleJson)>,
     C: Iterator<Item = (u64, AnyHandleJson)>,
     D: Iterator<Item = (u64, AnyHandleJson)>,
+    E: Iterator<Item = (u64, AnyHandleJson)>,
 {
     type Item = AnyHandleJson;
 
@@ -62,13 +65,15 @@ where
             id(self.b.peek()),
             id(self.c.peek()),
             id(self.d.peek()),
+            id(self.e.peek()),
         ];
         let (which, _) = ids.iter().enumerate().min_by_key(|(_, id)| **id)?;
         let next = match which {
             0 => self.a.next(),
             1 => self.b.next(),
             2 => self.c.next(),
-            _ => self.d.next(),
+            3 => self.d.next(),
+            _ => self.e.next(),
         };
         next.map(|(_, h)| h)
     }
@@ -113,6 +118,12 @@ impl<P: Platform> Api<'_, P> {
                 .map(|h| (h.id, AnyHandleJson::Slab(h.into())))
                 .peekable(),
             d: dma.map(|h| (h.id, AnyHandleJson::Dma(h.into()))).peekable(),
+            e: self
+                .pagecache
+                .handles
+                .values()
+                .map(|h| (h.id, AnyHandleJson::PageCache(h.into())))
+                .peekable(),
         }
     }
 
@@ -153,6 +164,8 @@ impl<P: Platform> Api<'_, P> {
             AnyHandleJson::Slab(h.into())
         } else if let Some(h) = self.dma.handles.get(&id) {
             AnyHandleJson::Dma(h.into())
+        } else if let Some(h) = self.pagecache.handles.get(&id) {
+            AnyHandleJson::PageCache(h.into())
         } else {
             return Err(ApiError::enoent(alloc::format!(
                 "no allocation with id {id}"

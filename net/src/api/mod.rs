@@ -28,6 +28,7 @@ mod dma;
 pub mod dmesg;
 mod fault;
 mod metrics;
+mod pagecache;
 mod pagemap;
 mod selfcheck;
 mod slab;
@@ -322,6 +323,8 @@ pub struct Api<'a, P: Platform> {
     dma: dma::DmaState,
     /// Tasks, which handles they own, and the OOM killer's record.
     tasks: tasks::TaskState,
+    /// Page-cache handles, their frames on the LRU, and kswapd.
+    pagecache: pagecache::PageCacheState,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -354,6 +357,7 @@ impl<'a, P: Platform> Api<'a, P> {
             slab: slab::SlabState::new(),
             dma: dma::DmaState::default(),
             tasks: tasks::TaskState::default(),
+            pagecache: pagecache::PageCacheState::default(),
         }
     }
 
@@ -403,13 +407,11 @@ impl<'a, P: Platform> Api<'a, P> {
     ) -> Result<Response, ApiError> {
         let param = || param.unwrap_or_default();
         let param2 = || param2.unwrap_or_default();
+        // (`POST /api/alloc` checks inside its slow path, where reclaim
+        // and the OOM killer can still make room.)
         if matches!(
             id,
-            RouteId::Alloc
-                | RouteId::CacheCreate
-                | RouteId::MempoolCreate
-                | RouteId::Kmap
-                | RouteId::Bench
+            RouteId::CacheCreate | RouteId::MempoolCreate | RouteId::Kmap | RouteId::Bench
         ) {
             self.check_kernel_reserve()?;
         }
@@ -454,6 +456,11 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::MempoolResize => return self.mempool_resize(param(), &req.body),
             RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_slab_handle(param()) => {
                 return self.slab_handle_cmd(id, param(), req);
+            }
+            RouteId::Free | RouteId::Fill | RouteId::Checksum
+                if self.is_pagecache_handle(param()) =>
+            {
+                return self.pagecache_cmd(id, param(), req);
             }
             RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_dma_handle(param()) => {
                 return self.dma_handle_cmd(id, param(), req);
@@ -508,7 +515,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// fails and only the atomic slack below min is left. The API's own
     /// bookkeeping for one more handle (a table node, a response) then
     /// cannot be what empties it. Frees and `POST /api/reset` stay open.
-    fn check_kernel_reserve(&self) -> Result<(), ApiError> {
+    pub(super) fn check_kernel_reserve(&self) -> Result<(), ApiError> {
         // Copy out, then drop the zone lock before formatting (no heap
         // allocation under it).
         let (r, zone_free, zone_min) = {
@@ -540,13 +547,32 @@ impl<'a, P: Platform> Api<'a, P> {
             // Slabs and kmalloc_large blocks: all unreclaimable here.
             mi.set_slab_kb(0, pages * (mm::types::PAGE_SIZE >> 10));
         }
+        // The page cache: every LRU page is a file page.
+        let kb = mm::types::PAGE_SIZE >> 10;
+        let (mut inactive, mut active) = (0, 0);
+        {
+            let pa = self.mm.lock();
+            for zt in ZoneType::ALL {
+                let (i, a) = pa.lru_sizes(zt);
+                inactive += i;
+                active += a;
+            }
+        }
+        mi.cached_kb = self.pagecache_pages() * kb;
+        mi.active_kb = active * kb;
+        mi.inactive_kb = inactive * kb;
+        mi.active_file_kb = active * kb;
+        mi.inactive_file_kb = inactive * kb;
         mi
     }
 }
 
 impl<P: Platform> App for Api<'_, P> {
     fn handle(&mut self, req: &Request, net: &NetStats) -> Response {
+        // kswapd, woken by an earlier request, runs before this one.
+        self.kswapd();
         let (route, response) = self.dispatch(req, net);
+        self.note_watermarks();
         self.counters.record(route, response.status);
         response
     }

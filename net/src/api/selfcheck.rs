@@ -101,6 +101,9 @@ impl<P: Platform> Api<'_, P> {
             if let Err(what) = pa.check_kernel_reserve() {
                 problems.push(Problem::new("reserve", what, None));
             }
+            if let Err(what) = pa.check_lru() {
+                problems.push(Problem::new("lru", what, None));
+            }
             // The API's own claims: a pages handle heads an allocated
             // block of its order that the API owns.
             for h in self.handles.values() {

@@ -50,6 +50,8 @@ use crate::server::response::{
 pub const OOM_REPORTS_KEPT: usize = 8;
 /// Kills one request may cause before it gives up.
 const MAX_KILLS_PER_REQUEST: usize = 8;
+/// Direct-reclaim rounds one request may run (cf. `MAX_RECLAIM_RETRIES`).
+const MAX_RECLAIM_ROUNDS: usize = 16;
 
 /// The tasks, the handles they own and the OOM killer's record.
 ///
@@ -171,6 +173,9 @@ impl<P: Platform> Api<'_, P> {
         if let Some(h) = self.dma_handle_pages(id) {
             return Some((MmCounter::Anon, h));
         }
+        if let Some(h) = self.pagecache.handles.get(&id) {
+            return Some((MmCounter::File, h.resident_pages()));
+        }
         if let Some(pages) = self.vm_handle_pages(id) {
             return Some((MmCounter::Kernel, pages));
         }
@@ -178,29 +183,46 @@ impl<P: Platform> Api<'_, P> {
             .map(|pages| (MmCounter::Kernel, pages))
     }
 
-    /// Recount every task's pages from its live handles (and forget the
-    /// handles freed since).
+    /// Recount every task's pages from its live handles, without
+    /// allocating: this runs in the OOM path, when memory is gone, over
+    /// possibly tens of thousands of handles. Handles freed since (by any
+    /// path) stop counting; up to a batch of their stale entries is dropped
+    /// each time.
     fn sync_task_counters(&mut self) {
-        let mut live: Vec<(u64, Pid, MmCounter, u64)> = Vec::new();
-        let mut dead: Vec<u64> = Vec::new();
+        let mut sums: [(Pid, [u64; 3]); oom::MAX_TASKS] = [(Pid(0), [0; 3]); oom::MAX_TASKS];
+        let mut nr = 0;
+        for t in self.tasks.table.iter().take(oom::MAX_TASKS) {
+            sums[nr] = (t.pid(), [0; 3]);
+            nr += 1;
+        }
+        let mut dead = [0u64; 64];
+        let mut nr_dead = 0;
         for (&id, &pid) in &self.tasks.owners {
             match self.handle_pages(id) {
-                Some((counter, pages)) => live.push((id, pid, counter, pages)),
-                None => dead.push(id),
+                Some((counter, pages)) => {
+                    if let Some((_, c)) = sums[..nr].iter_mut().find(|(p, _)| *p == pid) {
+                        c[counter as usize] += pages;
+                    }
+                }
+                None if nr_dead < dead.len() => {
+                    dead[nr_dead] = id;
+                    nr_dead += 1;
+                }
+                None => {}
             }
         }
-        for id in dead {
-            self.tasks.owners.remove(&id);
+        for id in &dead[..nr_dead] {
+            self.tasks.owners.remove(id);
         }
-        let pids: Vec<Pid> = self.tasks.table.iter().map(|t| t.pid()).collect();
-        for pid in pids {
-            for counter in [MmCounter::Anon, MmCounter::File, MmCounter::Kernel] {
+        for &(pid, counts) in &sums[..nr] {
+            for (i, counter) in [MmCounter::Anon, MmCounter::File, MmCounter::Kernel]
+                .into_iter()
+                .enumerate()
+            {
                 let held = self.tasks.table.get(pid).map_or(0, |t| t.counter(counter));
                 let _ = self.tasks.table.uncharge(pid, counter, held);
+                let _ = self.tasks.table.charge(pid, counter, counts[i]);
             }
-        }
-        for (_, pid, counter, pages) in live {
-            let _ = self.tasks.table.charge(pid, counter, pages);
         }
     }
 
@@ -367,34 +389,32 @@ impl<P: Platform> Api<'_, P> {
         Ok(w.finish(200, CONTENT_TYPE_JSON)?)
     }
 
-    /// Free every handle `pid` owns, through the ordinary free paths.
-    /// Returns how many were freed.
+    /// Free every handle `pid` owns, through the ordinary free paths, a
+    /// fixed-size batch at a time (no allocation that grows with the
+    /// number of handles: this is the OOM killer's reaper). Returns how
+    /// many were freed.
     fn free_task_handles(&mut self, pid: Pid) -> u64 {
-        let ids: Vec<u64> = self
-            .tasks
-            .owners
-            .iter()
-            .filter(|&(_, &p)| p == pid)
-            .map(|(&id, _)| id)
-            .collect();
         let mut freed = 0;
-        for id in ids {
-            let path = format!("/api/alloc/{id}");
-            let req = Request {
-                method: Method::Delete,
-                path,
-                query: String::new(),
-                version: Version::Http11,
-                headers: Headers::default(),
-                body: Vec::new(),
-            };
-            let param = format!("{id}");
-            if self.free_any(&req, &param).is_ok() {
-                freed += 1;
+        loop {
+            let mut batch = [0u64; 256];
+            let mut n = 0;
+            for (&id, _) in self.tasks.owners.iter().filter(|&(_, &p)| p == pid) {
+                batch[n] = id;
+                n += 1;
+                if n == batch.len() {
+                    break;
+                }
             }
-            self.tasks.owners.remove(&id);
+            if n == 0 {
+                return freed;
+            }
+            for &id in &batch[..n] {
+                self.tasks.owners.remove(&id);
+                if self.free_handle(id) {
+                    freed += 1;
+                }
+            }
         }
-        freed
     }
 
     /// `out_of_memory()`: pick a victim, report, kill. `false` when no
@@ -410,31 +430,26 @@ impl<P: Platform> Api<'_, P> {
         let (comm, adj) = invoker
             .and_then(|p| self.tasks.table.get(p))
             .map_or(("api", 0), |t| (t.name(), t.oom_score_adj()));
-        let mut text = String::new();
-        let _ = oom::write_oom_report(
-            &mut text,
-            &OomContext {
-                comm,
-                oom_score_adj: adj,
-                gfp_mask: gfp,
-                order,
-            },
-            &zones,
-            &self.tasks.table,
-            victim.as_ref().map(|v| &v.task),
-        );
+        // Printed line by line into the kernel log without the heap (this
+        // runs when memory is gone); the ring is where the text lives on.
         let first = self.system.log_next_seq();
-        for line in text.lines() {
-            let level = if line.starts_with("Out of memory") {
-                LogLevel::Err
-            } else {
-                LogLevel::Warning
-            };
-            self.system.printk(level, line);
+        {
+            let mut printer = LinePrinter::new(self.system);
+            let _ = oom::write_oom_report(
+                &mut printer,
+                &OomContext {
+                    comm,
+                    oom_score_adj: adj,
+                    gfp_mask: gfp,
+                    order,
+                },
+                &zones,
+                &self.tasks.table,
+                victim.as_ref().map(|v| &v.task),
+            );
+            printer.flush();
         }
         let log = first.zip(self.system.log_next_seq());
-        // The report's text lives on in the log ring only.
-        drop(text);
         let report = OomReport {
             seq: self.tasks.next_report_seq,
             victim: victim.as_ref().map(|v| Victim {
@@ -515,18 +530,30 @@ impl<P: Platform> Api<'_, P> {
         };
         // With no task at all there is nothing to kill (and no report to
         // print for every refusal).
-        let may_oom = gfp.contains(GfpFlags::DIRECT_RECLAIM)
-            && f.oom != Some(false)
-            && !self.tasks.table.is_empty();
+        let may_reclaim = gfp.contains(GfpFlags::DIRECT_RECLAIM);
+        let may_oom = may_reclaim && f.oom != Some(false) && !self.tasks.table.is_empty();
         let mut kills = 0;
+        let mut reclaims = 0;
         loop {
             let first_id = self.next_id;
-            match self.alloc(req) {
+            let attempt = self.check_kernel_reserve().and_then(|()| self.alloc(req));
+            match attempt {
                 Ok(r) => {
                     if let (Some(pid), true) = (task, self.next_id > first_id) {
                         self.tasks.owners.insert(first_id, pid);
                     }
                     return Ok(r);
+                }
+                // cf. __alloc_pages_slowpath(): direct reclaim first (while
+                // it makes progress), then the OOM killer.
+                Err(e)
+                    if e.status == 507
+                        && e.code == "ENOMEM"
+                        && may_reclaim
+                        && reclaims < MAX_RECLAIM_ROUNDS
+                        && self.direct_reclaim(gfp, order) > 0 =>
+                {
+                    reclaims += 1;
                 }
                 Err(e)
                     if e.status == 507
@@ -588,8 +615,27 @@ impl<P: Platform> Api<'_, P> {
             .map(|h| h.footprint.div_ceil(PAGE_SIZE))
     }
 
+    /// `DELETE /api/alloc/{id}` of any handle type; `false` if there was
+    /// no such handle (freed by another path already) or it was refused.
+    fn free_handle(&mut self, id: u64) -> bool {
+        let mut digits = [0u8; 20];
+        let id = fmt_u64(id, &mut digits);
+        let req = Request {
+            method: Method::Delete,
+            path: String::new(),
+            query: String::new(),
+            version: Version::Http11,
+            headers: Headers::default(),
+            body: Vec::new(),
+        };
+        self.free_any(&req, id).is_ok()
+    }
+
     /// `DELETE /api/alloc/{id}` of any handle type.
     fn free_any(&mut self, req: &Request, id: &str) -> Result<Response, ApiError> {
+        if self.is_pagecache_handle(id) {
+            return self.pagecache_cmd(crate::server::router::RouteId::Free, id, req);
+        }
         if self.is_slab_handle(id) {
             return self.slab_handle_cmd(crate::server::router::RouteId::Free, id, req);
         }
@@ -603,4 +649,67 @@ impl<P: Platform> Api<'_, P> {
 /// `value` as JSON, for splicing into a streamed object.
 fn w_json_prefix<T: Serialize>(value: &T) -> Result<Vec<u8>, OutOfMemory> {
     crate::server::json::to_vec(value).map_err(|_| OutOfMemory)
+}
+
+/// `n` in decimal, in `buf`, without the heap.
+fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    core::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// `fmt::Write` onto the kernel log, one `printk` per line, through a
+/// fixed line buffer (lines longer than it are cut, as printk cuts).
+struct LinePrinter<'s> {
+    system: &'s dyn super::System,
+    line: [u8; 256],
+    len: usize,
+}
+
+impl<'s> LinePrinter<'s> {
+    fn new(system: &'s dyn super::System) -> Self {
+        LinePrinter {
+            system,
+            line: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let text = match core::str::from_utf8(&self.line[..self.len]) {
+            Ok(s) => s,
+            Err(e) => core::str::from_utf8(&self.line[..e.valid_up_to()]).unwrap_or(""),
+        };
+        let level = if text.starts_with("Out of memory") {
+            LogLevel::Err
+        } else {
+            LogLevel::Warning
+        };
+        self.system.printk(level, text);
+        self.len = 0;
+    }
+}
+
+impl core::fmt::Write for LinePrinter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for (i, part) in s.split('\n').enumerate() {
+            if i > 0 {
+                self.flush();
+            }
+            let n = part.len().min(self.line.len() - self.len);
+            self.line[self.len..self.len + n].copy_from_slice(&part.as_bytes()[..n]);
+            self.len += n;
+        }
+        Ok(())
+    }
 }

@@ -30,6 +30,7 @@ mod dmesg;
 mod extras;
 mod failure;
 mod oom;
+mod pagecache;
 mod slab;
 mod vmstat;
 
