@@ -74,6 +74,8 @@ pub struct Walker {
     caches: Vec<String>,
     pools: Vec<String>,
     slots: Vec<u64>,
+    /// Tasks this walker created (pids); their handles vanish with them.
+    tasks: Vec<u64>,
     made: u64,
     /// Answers seen, by status.
     pub statuses: BTreeMap<u16, u64>,
@@ -92,6 +94,7 @@ impl Walker {
             caches: Vec::new(),
             pools: Vec::new(),
             slots: Vec::new(),
+            tasks: Vec::new(),
             made: 0,
             statuses: BTreeMap::new(),
             steps: 0,
@@ -104,6 +107,7 @@ impl Walker {
         self.caches.clear();
         self.pools.clear();
         self.slots.clear();
+        self.tasks.clear();
     }
 
     fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Response {
@@ -122,8 +126,19 @@ impl Walker {
     }
 
     fn alloc_body(&mut self) -> Value {
+        let mut body = self.alloc_body_untasked();
+        // A third of the allocations belong to a task (when there is one).
+        if !self.tasks.is_empty() && self.rng.below(3) == 0 {
+            let pid = *self.rng.pick(&self.tasks);
+            body["task"] = json!(pid);
+        }
+        body
+    }
+
+    fn alloc_body_untasked(&mut self) -> Value {
         let r = &mut self.rng;
-        match r.below(7) {
+        match r.below(8) {
+            7 => json!({"type":"pagecache","size":r.size(1 << 20)}),
             0 | 1 => {
                 json!({"type":"pages","order":r.below(11),"gfp":*r.pick(&GFPS)})
             }
@@ -268,6 +283,28 @@ impl Walker {
                 }
                 None => self.view(),
             },
+            17 if self.tasks.len() < 4 => {
+                let adj = self.rng.below(2001) as i64 - 1000;
+                let name = format!("t{}", self.made);
+                self.made += 1;
+                let r = self.send(
+                    "POST",
+                    "/api/tasks",
+                    Some(json!({"name":name,"oom_score_adj":adj})),
+                );
+                if r.status == 201 {
+                    self.tasks.push(r.json()["pid"].as_u64().expect("a pid"));
+                }
+                (format!("task {name} adj {adj}"), r)
+            }
+            18 if !self.tasks.is_empty() => {
+                let pid = *self.rng.pick(&self.tasks);
+                let r = self.send("DELETE", &format!("/api/tasks/{pid}"), None);
+                if matches!(r.status, 200 | 404) {
+                    self.tasks.retain(|p| *p != pid);
+                }
+                (format!("task {pid} exits"), r)
+            }
             _ => self.view(),
         };
         *self.statuses.entry(r.status).or_default() += 1;
@@ -283,6 +320,12 @@ impl Walker {
             "/api/pagetable?addr=0xffff888000100000",
             "/sys/kernel/debug/fail_page_alloc/probability",
             "/sys/kernel/debug/failslab/times",
+            "/api/dmesg?since=0",
+            "/api/dmesg.json",
+            "/proc/vmstat",
+            "/api/vmstat",
+            "/api/oom",
+            "/api/tasks",
         ];
         let path = if self.rng.below(4) == 0 {
             *self.rng.pick(&extra)

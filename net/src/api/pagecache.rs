@@ -329,6 +329,15 @@ impl<P: Platform> Api<'_, P> {
             return;
         }
         self.pagecache.kswapd_runs += 1;
+        // Shrinkers first (cf. `shrink_slab()`): empty slabs of the caches
+        // that are not the kernel heap's own go back, and pkmap slots no
+        // one uses are unmapped.
+        self.shrink_slab_caches();
+        if let Some(vm) = self.vm_state() {
+            vm.pkmap
+                .lock()
+                .flush_all_zero_pkmaps(&super::vm::DynMapper(vm.mapper));
+        }
         let mut reclaimed = 0usize;
         for zt in ZoneType::ALL.iter().rev() {
             while reclaimed < KSWAPD_BATCH {

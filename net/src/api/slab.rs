@@ -742,6 +742,33 @@ impl<'a, P: Platform> Api<'a, P> {
         });
     }
 
+    /// kswapd's slab shrinker: every empty slab of the API's caches, the
+    /// accounted and DMA kmalloc twins goes back (the kernel heap's own
+    /// kmalloc caches keep their spare slabs). Returns slabs freed.
+    pub(super) fn shrink_slab_caches(&mut self) -> usize {
+        let Some(access) = self.slab.access else {
+            return 0;
+        };
+        let mm = self.mm;
+        locked(access, |slab, _| {
+            let mut ids = [None; MAX_CACHES];
+            for c in slab.caches() {
+                let heap = c.kind == CacheKind::Kmalloc
+                    && !c
+                        .flags
+                        .intersects(SlabFlags::CACHE_DMA.union(SlabFlags::ACCOUNT));
+                if !heap && c.kind != CacheKind::Kernel {
+                    ids[c.id.slot()] = Some(c.id);
+                }
+            }
+            ids.into_iter()
+                .flatten()
+                .map(|id| slab.kmem_cache_shrink(mm, id).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+    }
+
     /// Whether `id` names a live slab handle.
     pub(super) fn is_slab_handle(&self, id: &str) -> bool {
         parse_id(id).is_ok_and(|id| self.slab.handles.contains_key(&id))

@@ -91,6 +91,34 @@ fn pagecache_is_reclaimed_under_pressure_and_read_back_unchanged() {
 fn kswapd_reclaims_to_the_high_watermark_after_the_request_that_woke_it() {
     run(FULL, |t| {
         let boot = t.boot_buddyinfo();
+        // A cache left with empty slabs: kswapd's shrinker returns them.
+        let r = t.request(
+            "POST",
+            "/api/caches",
+            Some(r#"{"name":"shrinkme","size":2000}"#),
+        );
+        assert_eq!(r.status, 201);
+        let objs: Vec<u64> = (0..10)
+            .map(|_| {
+                t.alloc_ok(json!({"type":"cache","cache":"shrinkme"}))["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        for id in objs {
+            t.request("DELETE", &format!("/api/alloc/{id}"), None);
+        }
+        let slabs = |t: &mut T<'_>| -> u64 {
+            t.json("/api/slabinfo")["caches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "shrinkme")
+                .unwrap()["num_slabs"]
+                .as_u64()
+                .unwrap()
+        };
+        assert!(slabs(t) > 0);
         let file_pages = 4096u64;
         let h = t.alloc_ok(json!({"type":"pagecache","size":file_pages * PAGE_SIZE}));
         let id = h["id"].as_u64().unwrap();
