@@ -637,6 +637,28 @@ fn dashboard_in_headless_chromium() {
         }
     }
 
+    // 4b. The Pressure panel: a task made from its form shows in the
+    // table with its oom_score, and its controls are labelled.
+    b.type_into("#task-name", "webtask");
+    b.type_into("#task-adj", "300");
+    b.click("#task-form button[type=submit]");
+    let row = b.wait_until("the new task in the Pressure panel", |b| {
+        let t = b.text("#tasks tbody");
+        if t.contains("webtask") { Ok(t) } else { Err(t) }
+    });
+    assert!(row.contains("300"), "{row}");
+    let tasks = api.request("GET", "/api/tasks", None).json();
+    assert_eq!(tasks["tasks"][0]["name"], "webtask", "{tasks}");
+    let unlabelled = b.js(
+        "return [...document.querySelectorAll('#pressure-panel input, #pressure-panel button')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map(e => e.outerHTML);",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!([]), "pressure controls without a label");
+    let pid = tasks["tasks"][0]["pid"].as_u64().unwrap();
+    assert_eq!(api.request("DELETE", &format!("/api/tasks/{pid}"), None).status, 200);
+
     // 5. Screenshots: full page at 1280 wide, then a narrow window that
     // must not scroll sideways.
     b.wait_until("the map strip to be drawn", |b| {
