@@ -531,7 +531,16 @@ impl<P: Platform> Api<'_, P> {
         // With no task at all there is nothing to kill (and no report to
         // print for every refusal).
         let may_reclaim = gfp.contains(GfpFlags::DIRECT_RECLAIM);
-        let may_oom = may_reclaim && f.oom != Some(false) && !self.tasks.table.is_empty();
+        // cf. __alloc_pages_slowpath(): __GFP_NORETRY gives up after one
+        // round of reclaim and never calls the OOM killer;
+        // __GFP_RETRY_MAYFAIL (or "oom":false) reclaims but never kills.
+        let no_retry = gfp.contains(GfpFlags::NORETRY);
+        let may_oom = may_reclaim
+            && f.oom != Some(false)
+            && !no_retry
+            && !gfp.contains(GfpFlags::RETRY_MAYFAIL)
+            && !self.tasks.table.is_empty();
+        let max_reclaims = if no_retry { 1 } else { MAX_RECLAIM_ROUNDS };
         let mut kills = 0;
         let mut reclaims = 0;
         loop {
@@ -550,7 +559,7 @@ impl<P: Platform> Api<'_, P> {
                     if e.status == 507
                         && e.code == "ENOMEM"
                         && may_reclaim
-                        && reclaims < MAX_RECLAIM_ROUNDS
+                        && reclaims < max_reclaims
                         && self.direct_reclaim(gfp, order) > 0 =>
                 {
                     reclaims += 1;

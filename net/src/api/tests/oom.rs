@@ -112,6 +112,15 @@ fn the_oom_killer_picks_by_badness_and_spares_minus_1000() {
         let r = t.alloc(json!({"type":"pages","order":0,"gfp":"GFP_NOWAIT|__GFP_HIGHMEM"}));
         assert_eq!(error(&r), (507, "ENOMEM".into()));
         assert_eq!(t.json("/api/oom")["kills"], 0);
+        // Nor may __GFP_NORETRY or __GFP_RETRY_MAYFAIL requests.
+        for gfp in [
+            "GFP_HIGHUSER|__GFP_NORETRY",
+            "GFP_HIGHUSER|__GFP_RETRY_MAYFAIL",
+        ] {
+            let r = t.alloc(json!({"type":"pages","order":0,"gfp":gfp}));
+            assert_eq!(error(&r), (507, "ENOMEM".into()), "{gfp}");
+        }
+        assert_eq!(t.json("/api/oom")["kills"], 0);
         // GFP_KERNEL does: the hog (adj 500) goes first, though smaller.
         let r = t.alloc(json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}));
         assert_eq!(r.status, 201, "{}", r.text());
