@@ -1073,5 +1073,22 @@ pub fn int_sqrt(x: u64) -> u64 {
 
 mod check;
 mod take;
+
+/// A small machine for host tests of the modules above the allocator: 64 MiB
+/// of RAM from 0 with page 0 reserved, lowmem 32 MiB (so HighMem exists),
+/// memory handed over and watermarks set. The caller provides `mem_map`
+/// (`(64 << 20) >> 12` entries of `Page::new_reserved()`).
+#[cfg(test)]
+pub(crate) fn test_machine_64m(mem_map: &mut [crate::page::Page]) -> PageAlloc<'_> {
+    let ram = 64u64 << 20;
+    let mut mb = Memblock::new();
+    mb.add(crate::types::PhysAddr(0), ram).unwrap();
+    mb.reserve(crate::types::PhysAddr(0), 0x1000, "bios")
+        .unwrap();
+    let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(32 << 20, ram)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    pa
+}
 #[cfg(test)]
 mod tests;

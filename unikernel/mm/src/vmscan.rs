@@ -397,21 +397,12 @@ const _: () = assert!(NR_ZONES == 4);
 mod tests {
     use super::*;
     use crate::gfp::GfpFlags;
-    use crate::memblock::Memblock;
     use crate::page::{OwnerTag, Page};
-    use crate::types::{Order, PhysAddr};
-    use crate::zone::ZoneLayout;
+    use crate::types::Order;
     use std::vec::Vec;
 
     fn pa(mem_map: &mut [Page]) -> PageAlloc<'_> {
-        let ram = 64u64 << 20;
-        let mut mb = Memblock::new();
-        mb.add(PhysAddr(0), ram).unwrap();
-        mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
-        let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(32 << 20, ram)).unwrap();
-        pa.memblock_free_all(&mb).unwrap();
-        pa.setup_watermarks();
-        pa
+        crate::page_alloc::test_machine_64m(mem_map)
     }
 
     fn page(pa: &mut PageAlloc<'_>) -> Pfn {

@@ -71,20 +71,10 @@ impl PageAlloc<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memblock::Memblock;
     use crate::page::Page;
-    use crate::types::PhysAddr;
-    use crate::zone::ZoneLayout;
 
     fn pa(mem_map: &mut [Page]) -> PageAlloc<'_> {
-        let ram = 64u64 << 20;
-        let mut mb = Memblock::new();
-        mb.add(PhysAddr(0), ram).unwrap();
-        mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
-        let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(32 << 20, ram)).unwrap();
-        pa.memblock_free_all(&mb).unwrap();
-        pa.setup_watermarks();
-        pa
+        crate::page_alloc::test_machine_64m(mem_map)
     }
 
     #[test]
