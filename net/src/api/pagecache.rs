@@ -224,10 +224,12 @@ impl<P: Platform> Api<'_, P> {
     /// `GET …/checksum` of a page-cache handle: evicted pages are read
     /// back in (major faults); every page read is marked accessed.
     fn pagecache_checksum(&mut self, id: u64, req: &Request) -> Result<Response, ApiError> {
-        let (size, nr) = {
-            let h = &self.pagecache.handles[&id];
-            (h.size, h.pages.len())
-        };
+        let (size, nr) = self
+            .pagecache
+            .handles
+            .get(&id)
+            .map(|h| (h.size, h.pages.len()))
+            .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
         let touch = parse_checksum_range(req, size)?;
         let mut crc = mm::crc32::Crc32::new();
         let (first, end) = (touch.offset, touch.offset + touch.length);
@@ -237,7 +239,12 @@ impl<P: Platform> Api<'_, P> {
             if index >= nr {
                 break;
             }
-            let resident = self.pagecache.handles[&id].pages[index];
+            let resident = self
+                .pagecache
+                .handles
+                .get(&id)
+                .and_then(|h| h.pages.get(index).copied())
+                .flatten();
             let pfn = match resident {
                 Some(pfn) => pfn,
                 None => {
