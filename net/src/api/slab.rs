@@ -113,8 +113,8 @@ pub const KMALLOC_SPARE_SLABS: u64 = 2;
 /// through slabs the caches already hold, not through the buddy
 /// allocator, so `/api/buddyinfo` stays put between requests. The kernel
 /// settles the caches once at boot, before it records the "after boot"
-/// buddy state; `POST /api/reset` settles again only the caches whose slab
-/// count changed since then (see [`Api::settle_slab`]).
+/// buddy state; `POST /api/reset` then puts exactly those boot slabs back
+/// (see [`Api::settle_slab`]).
 ///
 /// The objects taken are chained through their first word, so this needs
 /// no memory of its own: safe under the slab lock.
