@@ -27,6 +27,7 @@ mod bench;
 mod dma;
 pub mod dmesg;
 mod fault;
+mod fixed_text;
 mod metrics;
 mod pagecache;
 mod pagemap;

@@ -16,6 +16,7 @@ use mm::platform::Platform;
 use mm::selfcheck::{self as sc, Checked, Problem, Problems};
 
 use super::Api;
+use super::fixed_text::FixedText;
 use super::slab::locked;
 use super::vm::DynMapper;
 use crate::server::error::ApiError;
@@ -44,50 +45,8 @@ struct ProblemJson {
     subsystem: &'static str,
     what: &'static str,
     addr: Option<super::views::Hex>,
-    text: heapless_text::Text,
-}
-
-/// A problem's `Display`, rendered without the heap.
-mod heapless_text {
-    use core::fmt::{self, Write};
-    use serde::{Serialize, Serializer};
-
-    pub struct Text {
-        buf: [u8; 160],
-        len: usize,
-    }
-
-    impl Text {
-        pub fn of(value: &dyn fmt::Display) -> Text {
-            let mut t = Text {
-                buf: [0; 160],
-                len: 0,
-            };
-            let _ = write!(t, "{value}");
-            t
-        }
-    }
-
-    impl Write for Text {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            for c in s.chars() {
-                let mut b = [0; 4];
-                let e = c.encode_utf8(&mut b);
-                if self.len + e.len() > self.buf.len() {
-                    return Err(fmt::Error);
-                }
-                self.buf[self.len..self.len + e.len()].copy_from_slice(e.as_bytes());
-                self.len += e.len();
-            }
-            Ok(())
-        }
-    }
-
-    impl Serialize for Text {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_str(core::str::from_utf8(&self.buf[..self.len]).unwrap_or(""))
-        }
-    }
+    /// The problem's `Display`, rendered without the heap.
+    text: FixedText<160>,
 }
 
 impl<P: Platform> Api<'_, P> {
@@ -162,7 +121,7 @@ impl<P: Platform> Api<'_, P> {
             subsystem: p.subsystem,
             what: p.what,
             addr: p.addr.map(super::views::Hex::new),
-            text: heapless_text::Text::of(p),
+            text: FixedText::of(p),
         }));
         #[derive(Serialize)]
         struct Report<'r> {

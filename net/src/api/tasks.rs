@@ -40,6 +40,7 @@ use mm::zone::{NR_ZONES, ZoneType};
 use super::Api;
 use super::alloc_cmd::parse_body;
 use super::dmesg::LogLevel;
+use super::fixed_text::FixedText;
 use crate::server::error::ApiError;
 use crate::server::http::{Headers, Method, Request, Version};
 use crate::server::response::{
@@ -627,8 +628,7 @@ impl<P: Platform> Api<'_, P> {
     /// `DELETE /api/alloc/{id}` of any handle type; `false` if there was
     /// no such handle (freed by another path already) or it was refused.
     fn free_handle(&mut self, id: u64) -> bool {
-        let mut digits = [0u8; 20];
-        let id = fmt_u64(id, &mut digits);
+        let id = FixedText::<20>::of(&id);
         let req = Request {
             method: Method::Delete,
             path: String::new(),
@@ -637,7 +637,7 @@ impl<P: Platform> Api<'_, P> {
             headers: Headers::default(),
             body: Vec::new(),
         };
-        self.free_any(&req, id).is_ok()
+        self.free_any(&req, id.as_str()).is_ok()
     }
 
     /// `DELETE /api/alloc/{id}` of any handle type.
@@ -660,52 +660,33 @@ fn w_json_prefix<T: Serialize>(value: &T) -> Result<Vec<u8>, OutOfMemory> {
     crate::server::json::to_vec(value).map_err(|_| OutOfMemory)
 }
 
-/// `n` in decimal, in `buf`, without the heap.
-fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    core::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
 /// `fmt::Write` onto the kernel log, one `printk` per line, through a
 /// fixed line buffer (lines longer than it are cut, as printk cuts).
 struct LinePrinter<'s> {
     system: &'s dyn super::System,
-    line: [u8; 256],
-    len: usize,
+    line: FixedText<256>,
 }
 
 impl<'s> LinePrinter<'s> {
     fn new(system: &'s dyn super::System) -> Self {
         LinePrinter {
             system,
-            line: [0; 256],
-            len: 0,
+            line: FixedText::new(),
         }
     }
 
     fn flush(&mut self) {
-        if self.len == 0 {
+        if self.line.is_empty() {
             return;
         }
-        let text = match core::str::from_utf8(&self.line[..self.len]) {
-            Ok(s) => s,
-            Err(e) => core::str::from_utf8(&self.line[..e.valid_up_to()]).unwrap_or(""),
-        };
+        let text = self.line.as_str();
         let level = if text.starts_with("Out of memory") {
             LogLevel::Err
         } else {
             LogLevel::Warning
         };
         self.system.printk(level, text);
-        self.len = 0;
+        self.line.clear();
     }
 }
 
@@ -715,9 +696,7 @@ impl core::fmt::Write for LinePrinter<'_> {
             if i > 0 {
                 self.flush();
             }
-            let n = part.len().min(self.line.len() - self.len);
-            self.line[self.len..self.len + n].copy_from_slice(&part.as_bytes()[..n]);
-            self.len += n;
+            self.line.write_str(part)?;
         }
         Ok(())
     }
