@@ -12,6 +12,6 @@ mod testing;
 pub use api::{Api, BootView, System};
 pub use server::{
     ApiError, App, ConnConfig, ConnState, Connection, HttpError, Method, NetConfig, NetStack,
-    NetStats, Request, RequestParser, Response, RouteId, RouteMatch, Stream, StreamError,
-    Version, query_param, route,
+    NetStats, Request, RequestParser, Response, RouteId, RouteMatch, Stream, StreamError, Version,
+    query_param, route,
 };

@@ -657,7 +657,11 @@ fn dashboard_in_headless_chromium() {
     );
     assert_eq!(unlabelled, json!([]), "pressure controls without a label");
     let pid = tasks["tasks"][0]["pid"].as_u64().unwrap();
-    assert_eq!(api.request("DELETE", &format!("/api/tasks/{pid}"), None).status, 200);
+    assert_eq!(
+        api.request("DELETE", &format!("/api/tasks/{pid}"), None)
+            .status,
+        200
+    );
 
     // 5. Screenshots: full page at 1280 wide, then a narrow window that
     // must not scroll sideways.

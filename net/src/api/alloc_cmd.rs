@@ -30,6 +30,8 @@ struct AllocBody<'b> {
     /// `"0x…"` (`ioremap`).
     #[serde(borrow)]
     phys: Option<&'b str>,
+    /// Demand-zero (`vmalloc` only).
+    lazy: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -243,10 +245,17 @@ impl<P: Platform> Api<'_, P> {
     /// `POST /api/alloc`.
     pub(super) fn alloc(&mut self, req: &Request) -> Result<Response, ApiError> {
         let body: AllocBody<'_> = parse_body(&req.body)?;
+        if body.lazy.is_some() && body.kind != Some("vmalloc") {
+            return Err(ApiError::einval(
+                "\"lazy\" applies to \"vmalloc\" only (demand-zero areas)",
+            ));
+        }
         match body.kind {
             None => return Err(ApiError::einval("missing \"type\"")),
             Some("pages") => {}
-            Some("vmalloc") if self.has_vm() => return self.alloc_vmalloc(req, body.size),
+            Some("vmalloc") if self.has_vm() => {
+                return self.alloc_vmalloc(req, body.size, body.lazy == Some(true));
+            }
             Some("ioremap") if self.has_vm() => {
                 return self.alloc_ioremap(req, body.phys, body.size);
             }

@@ -66,7 +66,7 @@ pub use slab::{
     KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, settle_kmalloc_caches,
 };
 pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
-pub use vm::{API_CALLER, Vm, VmHandle, VmHandleKind};
+pub use vm::{API_CALLER, PageAccess, PageTouch, Vm, VmHandle, VmHandleKind};
 
 /// What only the kernel knows. Every method but [`System::now_ns`] is
 /// called without any `mm` lock held and may allocate.
@@ -125,13 +125,17 @@ pub trait System {
         let _ = addr;
         None
     }
-    /// Runs `f` over the 4 KiB page mapped at `virt` (page-aligned), through
-    /// that mapping: a page of an API vmalloc or ioremap area, for fill and
-    /// checksum. `Some(false)` if `virt` is not such a mapped page; `None`
-    /// (the default) if this system does not lend kernel mappings, and the
-    /// API then goes through the frame the PTE maps (host fakes).
-    fn with_kernel_page(&self, virt: VirtAddr, f: &mut dyn FnMut(&mut [u8])) -> Option<bool> {
-        let _ = (virt, f);
+    /// Touches the 4 KiB page at `virt` (page-aligned) through its kernel
+    /// mapping: a page of an API vmalloc or ioremap area, for fill and
+    /// checksum. In a lazy area an untouched page is faulted in by the CPU
+    /// itself — the access goes through the #PF handler (zero page on a
+    /// read, a new frame on a write) — and a fault the handler cannot
+    /// resolve comes back as [`PageTouch::Fault`] instead of an oops.
+    /// `None` (the default) if this system does not lend kernel mappings:
+    /// the API then walks the PTE and resolves lazy faults itself (host
+    /// fakes, which have no MMU).
+    fn touch_kernel_page(&self, virt: VirtAddr, access: PageAccess<'_>) -> Option<PageTouch> {
+        let _ = (virt, access);
         None
     }
     /// The first record of the kernel log ring with `seq >= since`, copied

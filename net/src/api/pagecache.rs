@@ -256,7 +256,10 @@ impl<P: Platform> Api<'_, P> {
                     if let Some(h) = self.pagecache.handles.get_mut(&id) {
                         h.pages[index] = Some(pfn);
                     }
+                    // A major fault is a fault: `handle_mm_fault()` counts
+                    // PGFAULT on entry, `filemap_fault()` PGMAJFAULT.
                     let mut pa = self.mm.lock();
+                    pa.vm_events_mut().inc(VmEvent::PgFault);
                     pa.vm_events_mut().inc(VmEvent::PgMajFault);
                     pa.vm_events_mut().count(VmEvent::PgpgIn, SECTORS_PER_PAGE);
                     pfn

@@ -178,7 +178,7 @@ impl<P: Platform> Api<'_, P> {
             return Some((MmCounter::File, h.resident_pages()));
         }
         if let Some(pages) = self.vm_handle_pages(id) {
-            return Some((MmCounter::Kernel, pages));
+            return Some(pages);
         }
         self.slab_handle_pages(id)
             .map(|pages| (MmCounter::Kernel, pages))
@@ -190,10 +190,11 @@ impl<P: Platform> Api<'_, P> {
     /// path) stop counting; up to a batch of their stale entries is dropped
     /// each time.
     fn sync_task_counters(&mut self) {
-        let mut sums: [(Pid, [u64; 3]); oom::MAX_TASKS] = [(Pid(0), [0; 3]); oom::MAX_TASKS];
+        // Per task: pages by counter, then lazy pages not yet backed.
+        let mut sums: [(Pid, [u64; 4]); oom::MAX_TASKS] = [(Pid(0), [0; 4]); oom::MAX_TASKS];
         let mut nr = 0;
         for t in self.tasks.table.iter().take(oom::MAX_TASKS) {
-            sums[nr] = (t.pid(), [0; 3]);
+            sums[nr] = (t.pid(), [0; 4]);
             nr += 1;
         }
         let mut dead = [0u64; 64];
@@ -203,6 +204,7 @@ impl<P: Platform> Api<'_, P> {
                 Some((counter, pages)) => {
                     if let Some((_, c)) = sums[..nr].iter_mut().find(|(p, _)| *p == pid) {
                         c[counter as usize] += pages;
+                        c[3] += self.unpopulated_pages(id);
                     }
                 }
                 None if nr_dead < dead.len() => {
@@ -224,6 +226,7 @@ impl<P: Platform> Api<'_, P> {
                 let _ = self.tasks.table.uncharge(pid, counter, held);
                 let _ = self.tasks.table.charge(pid, counter, counts[i]);
             }
+            let _ = self.tasks.table.set_unpopulated(pid, counts[3]);
         }
     }
 
@@ -595,6 +598,42 @@ impl<P: Platform> Api<'_, P> {
         }
     }
 
+    /// `pagefault_out_of_memory()` for a page fault in handle `id` at
+    /// `addr` that found no frame (`VM_FAULT_OOM`), on its `round`-th
+    /// failure: direct reclaim while it frees anything, then the OOM
+    /// killer, invoked by the handle's task. `Ok` means "touch the page
+    /// again"; 507 when nothing can be freed or killed, when the rounds
+    /// run out, or when the victim was the area's own task (in Linux the
+    /// faulting process dies).
+    pub(super) fn pagefault_out_of_memory(
+        &mut self,
+        id: u64,
+        addr: u64,
+        round: usize,
+    ) -> Result<(), ApiError> {
+        let gfp = mm::fault::LAZY_FAULT_GFP;
+        let oom = |why: &str| ApiError::enomem(format!("page fault at {addr:#x}: {why}"));
+        if round > MAX_RECLAIM_ROUNDS + MAX_KILLS_PER_REQUEST {
+            return Err(oom(
+                "out of memory, still, after reclaim and the OOM killer",
+            ));
+        }
+        if round <= MAX_RECLAIM_ROUNDS && self.direct_reclaim(gfp, Order::ZERO) > 0 {
+            return Ok(());
+        }
+        let task = self.tasks.owners.get(&id).copied();
+        if !self.out_of_memory(gfp, Order::ZERO, task) {
+            return Err(oom("out of memory and no killable task (see GET /api/oom)"));
+        }
+        if !self.vm.handles.contains_key(&id) {
+            let pid = task.map_or(0, |p| p.0);
+            return Err(oom(&format!(
+                "the OOM killer killed task {pid}, which owned this area (see GET /api/oom)"
+            )));
+        }
+        Ok(())
+    }
+
     /// `POST /api/reset`'s task part: every task and OOM record goes.
     pub(super) fn reset_tasks(&mut self) {
         self.tasks.owners = BTreeMap::new();
@@ -610,12 +649,31 @@ impl<P: Platform> Api<'_, P> {
         self.dma.handles.get(&id).map(|h| h.order.nr_pages())
     }
 
-    fn vm_handle_pages(&self, id: u64) -> Option<u64> {
+    /// Pages of a lazy vmalloc handle not yet written (0 for the rest).
+    fn unpopulated_pages(&self, id: u64) -> u64 {
+        self.vm
+            .handles
+            .get(&id)
+            .filter(|h| h.lazy)
+            .map_or(0, |h| h.nr_pages - h.resident)
+    }
+
+    /// A vmalloc handle's frames: kernel memory, except that a lazy area's
+    /// written pages count as anonymous memory (its `MM_ANONPAGES`), which
+    /// is what demand-zero memory is in Linux.
+    fn vm_handle_pages(&self, id: u64) -> Option<(MmCounter, u64)> {
         self.vm
             .handles
             .get(&id)
             .filter(|h| h.kind == super::VmHandleKind::Vmalloc)
-            .map(|h| h.nr_pages)
+            .map(|h| {
+                let counter = if h.lazy {
+                    MmCounter::Anon
+                } else {
+                    MmCounter::Kernel
+                };
+                (counter, h.resident)
+            })
     }
 
     fn slab_handle_pages(&self, id: u64) -> Option<u64> {

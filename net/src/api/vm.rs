@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use spin::Mutex;
 
 use mm::crc32::Crc32;
+use mm::fault::{self as pf, FaultAccess, FaultError};
 use mm::highmem::{KmapAtomicStack, KmapError, Pkmap, pkmap_nr};
 use mm::layout::{
     FIXMAP_BASE, LAST_PKMAP, NR_FIX_KMAP, PKMAP_BASE, VMALLOC_MAX_SIZE, VMALLOC_START,
@@ -94,6 +95,45 @@ impl PageMapper for DynMapper<'_> {
     }
 }
 
+/// One access to a page of a VM handle ([`super::System::touch_kernel_page`]).
+pub enum PageAccess<'f> {
+    /// Read the page (checksum): a lazy page not yet touched reads as the
+    /// zero page.
+    Read(&'f mut dyn FnMut(&[u8])),
+    /// Write the page (fill): a lazy page gets a frame of its own first.
+    Write(&'f mut dyn FnMut(&mut [u8])),
+}
+
+impl PageAccess<'_> {
+    /// The access as the fault handler sees it.
+    pub fn fault_access(&self) -> FaultAccess {
+        match self {
+            PageAccess::Read(_) => FaultAccess::Read,
+            PageAccess::Write(_) => FaultAccess::Write,
+        }
+    }
+
+    /// Runs the access over `bytes`.
+    pub fn run(&mut self, bytes: &mut [u8]) {
+        match self {
+            PageAccess::Read(f) => f(bytes),
+            PageAccess::Write(f) => f(bytes),
+        }
+    }
+}
+
+/// What [`super::System::touch_kernel_page`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageTouch {
+    /// The access ran.
+    Done,
+    /// `virt` is not a page of an API area (or, eager, not mapped).
+    NotOurs,
+    /// The page fault the access raised could not be resolved; the access
+    /// did not run.
+    Fault(FaultError),
+}
+
 /// What a VM handle maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmHandleKind {
@@ -134,6 +174,12 @@ pub struct VmHandle {
     /// touch it; vmalloc: always.
     pub ram: bool,
     pub created_ms: u64,
+    /// A demand-zero vmalloc (`"lazy":true`): pages get frames when first
+    /// written.
+    pub lazy: bool,
+    /// Pages backed by a frame of their own: `nr_pages` for an eager
+    /// vmalloc, those written so far for a lazy one, 0 for ioremap.
+    pub resident: u64,
 }
 
 /// The API's share of one pkmap slot.
@@ -162,6 +208,7 @@ pub fn vm_error(e: VmallocError) -> ApiError {
         | VmallocError::Map(MapError::NoMemory { .. }) => ApiError::enomem(message),
         VmallocError::BadSize { .. }
         | VmallocError::BadAlign { .. }
+        | VmallocError::NoZeroPage
         | VmallocError::Map(MapError::BadAddress { .. }) => ApiError::einval(message),
         VmallocError::NotAreaStart { .. } => ApiError::enoent(message),
         VmallocError::WrongKind { .. }
@@ -230,6 +277,13 @@ pub(super) struct VmHandleJson {
     /// ioremap: whether the range is RAM (fill/checksum allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
     ram: Option<bool>,
+    /// Lazy vmalloc only: `true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lazy: Option<bool>,
+    /// Lazy vmalloc only: pages written so far, each with a frame of its
+    /// own (`nr_pages` is what is reserved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resident_pages: Option<u64>,
     caller: &'static str,
 }
 
@@ -266,10 +320,17 @@ impl From<&VmHandle> for VmHandleJson {
             pfn: h.phys.0 / PAGE_SIZE,
             phys: Hex::new(h.phys.0),
             virt: Hex::new(h.virt.0),
-            gfp: vmalloc.then_some("GFP_KERNEL|__GFP_HIGHMEM"),
+            gfp: match (vmalloc, h.lazy) {
+                (false, _) => None,
+                (true, false) => Some("GFP_KERNEL|__GFP_HIGHMEM"),
+                // What each page fault allocates with (pf::LAZY_FAULT_GFP).
+                (true, true) => Some("GFP_KERNEL|__GFP_HIGHMEM|__GFP_ZERO"),
+            },
             created_ms: h.created_ms,
             zones: vmalloc.then_some(ZonePages(h.zone_pages)),
             ram: (!vmalloc).then_some(h.ram),
+            lazy: h.lazy.then_some(true),
+            resident_pages: h.lazy.then_some(h.resident),
             caller: API_CALLER,
         }
     }
@@ -393,23 +454,42 @@ impl<'a, P: Platform> Api<'a, P> {
     fn insert_vm_handle(&mut self, mut handle: VmHandle) -> Response {
         handle.id = self.next_id;
         self.next_id += 1;
-        if handle.kind == VmHandleKind::Vmalloc {
-            self.held_pages += handle.nr_pages;
-        }
+        self.held_pages += handle.resident;
         self.vm.handles.insert(handle.id, handle);
         Response::json(201, &VmHandleJson::from(&handle))
     }
 
-    /// `{"type":"vmalloc","size":N}` → `vmalloc(N)`.
+    /// `{"type":"vmalloc","size":N}` → `vmalloc(N)`; with `"lazy":true`,
+    /// [`vmalloc::vmalloc_lazy`]: only address space is reserved, so the
+    /// quota (which counts frames) does not apply until pages are written.
     pub(super) fn alloc_vmalloc(
         &mut self,
         req: &Request,
         size: Option<u64>,
+        lazy: bool,
     ) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
         let size = size.ok_or_else(|| ApiError::einval("missing \"size\" (bytes)"))?;
         if size == 0 {
             return Err(ApiError::einval("size must be at least 1 byte"));
+        }
+        if lazy {
+            let area =
+                vmalloc::vmalloc_lazy(&mut vm.areas.lock(), size, API_CALLER).map_err(vm_error)?;
+            return Ok(self.insert_vm_handle(VmHandle {
+                id: 0,
+                kind: VmHandleKind::Vmalloc,
+                virt: area.start,
+                area_start: area.start,
+                phys: PhysAddr(0),
+                size: area.size,
+                nr_pages: area.nr_pages,
+                zone_pages: [0; NR_ZONES],
+                ram: true,
+                created_ms: self.system.uptime_ms(),
+                lazy: true,
+                resident: 0,
+            }));
         }
         let nr_pages = size.div_ceil(PAGE_SIZE);
         if self.quota_held_pages().saturating_add(nr_pages) > self.quota_pages {
@@ -445,6 +525,8 @@ impl<'a, P: Platform> Api<'a, P> {
             zone_pages,
             ram: true,
             created_ms: self.system.uptime_ms(),
+            lazy: false,
+            resident: area.nr_pages,
         }))
     }
 
@@ -557,6 +639,8 @@ impl<'a, P: Platform> Api<'a, P> {
             zone_pages: [0; NR_ZONES],
             ram: self.is_ram(phys, end),
             created_ms: self.system.uptime_ms(),
+            lazy: false,
+            resident: 0,
         }))
     }
 
@@ -573,8 +657,8 @@ impl<'a, P: Platform> Api<'a, P> {
     }
 
     fn forget_vm(&mut self, h: &VmHandle) {
-        if self.vm.handles.remove(&h.id).is_some() && h.kind == VmHandleKind::Vmalloc {
-            self.held_pages -= h.nr_pages;
+        if let Some(h) = self.vm.handles.remove(&h.id) {
+            self.held_pages -= h.resident;
         }
     }
 
@@ -620,42 +704,199 @@ impl<'a, P: Platform> Api<'a, P> {
         ))
     }
 
-    /// Runs `f` over `[start, start + len)` of a VM handle's mapping, page
-    /// by page: through the mapping itself where the kernel lends it
-    /// ([`super::System::with_kernel_page`]), else through the frame the PTE
-    /// maps (host fakes).
+    /// Runs `access` over `[start, start + len)` of a VM handle's mapping,
+    /// page by page: through the mapping itself where the kernel lends it
+    /// ([`super::System::touch_kernel_page`], where a lazy page faults in
+    /// through the CPU's #PF), else through the frame the PTE maps, with
+    /// lazy faults resolved here (host fakes, which have no MMU). Stops at
+    /// the first page whose fault cannot be resolved and says where.
     fn touch_mapping(
-        &self,
+        &mut self,
         vm: Vm<'a>,
+        id: u64,
         start: u64,
         len: u64,
-        f: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(), ApiError> {
+        access: &mut PageAccess<'_>,
+    ) -> Result<Option<(u64, FaultError)>, ApiError> {
         let end = start + len;
         let mut at = start;
+        let zero = vm.areas.lock().zero_page();
+        let lazy = self.vm.handles.get(&id).is_some_and(|h| h.lazy);
         while at < end {
             let page = at & !(PAGE_SIZE - 1);
             let off = (at - page) as usize;
             let n = (PAGE_SIZE - (at - page)).min(end - at) as usize;
-            let mut part = |bytes: &mut [u8]| f(&mut bytes[off..off + n]);
-            match self.system.with_kernel_page(VirtAddr(page), &mut part) {
-                Some(true) => {}
-                Some(false) => {
+            // A lazy page written for the first time gains a frame: note
+            // whether it had one, to account the new one afterwards.
+            let before = vm.mapper.translate(VirtAddr(page));
+            let had_frame = before.is_some() && before != zero;
+            let touched = match access {
+                PageAccess::Read(f) => {
+                    let mut part = |b: &[u8]| f(&b[off..off + n]);
+                    self.touch_page(vm, VirtAddr(page), lazy, PageAccess::Read(&mut part))
+                }
+                PageAccess::Write(f) => {
+                    let mut part = |b: &mut [u8]| f(&mut b[off..off + n]);
+                    self.touch_page(vm, VirtAddr(page), lazy, PageAccess::Write(&mut part))
+                }
+            };
+            match touched {
+                PageTouch::Done => {}
+                PageTouch::NotOurs => {
                     return Err(ApiError::ebusy(format!(
                         "{page:#x} is not a mapped page of an API area"
                     )));
                 }
-                None => {
-                    let pfn = vm
-                        .mapper
-                        .translate(VirtAddr(page))
-                        .ok_or_else(|| ApiError::ebusy(format!("{page:#x} is not mapped")))?;
-                    self.mm.platform().with_frame(pfn, &mut part);
-                }
+                PageTouch::Fault(e) => return Ok(Some((at, e))),
+            }
+            if lazy && !had_frame {
+                self.account_fault_in(vm, id, VirtAddr(page), zero);
             }
             at += n as u64;
         }
+        Ok(None)
+    }
+
+    /// One page of [`Api::touch_mapping`]: through the kernel's mapping,
+    /// or on the host through the frame.
+    fn touch_page(
+        &self,
+        vm: Vm<'a>,
+        page: VirtAddr,
+        lazy: bool,
+        mut access: PageAccess<'_>,
+    ) -> PageTouch {
+        let kernel = match &mut access {
+            PageAccess::Read(f) => self.system.touch_kernel_page(page, PageAccess::Read(*f)),
+            PageAccess::Write(f) => self.system.touch_kernel_page(page, PageAccess::Write(*f)),
+        };
+        match kernel {
+            Some(t) => t,
+            None => match self.touch_through_frame(vm, page, lazy, &mut access) {
+                Ok(()) => PageTouch::Done,
+                Err(e) => PageTouch::Fault(e),
+            },
+        }
+    }
+
+    /// The host path of [`Api::touch_mapping`] for one page: resolve a
+    /// lazy fault the way the #PF handler would, then touch the frame the
+    /// PTE maps.
+    fn touch_through_frame(
+        &self,
+        vm: Vm<'a>,
+        page: VirtAddr,
+        lazy: bool,
+        access: &mut PageAccess<'_>,
+    ) -> Result<(), FaultError> {
+        let zero = vm.areas.lock().zero_page();
+        let pte = vm.mapper.translate(page);
+        let needs_fault = match (pte, access.fault_access()) {
+            (None, _) => true,
+            (Some(pfn), FaultAccess::Write) => Some(pfn) == zero,
+            (Some(_), FaultAccess::Read) => false,
+        };
+        if needs_fault {
+            if !lazy {
+                return Err(FaultError::BadArea);
+            }
+            let mapper = DynMapper(vm.mapper);
+            pf::handle_vmalloc_fault(
+                &mut vm.areas.lock(),
+                self.mm,
+                &mapper,
+                page,
+                access.fault_access(),
+            )?;
+        }
+        let pfn = vm.mapper.translate(page).ok_or(FaultError::BadArea)?;
+        self.mm.platform().with_frame(pfn, &mut |b| access.run(b));
         Ok(())
+    }
+
+    /// After a lazy page was touched: if it now has a frame of its own,
+    /// charge it to the handle (resident pages, zones, the API's pages).
+    fn account_fault_in(&mut self, vm: Vm<'a>, id: u64, page: VirtAddr, zero: Option<Pfn>) {
+        let Some(pfn) = vm.mapper.translate(page).filter(|&p| Some(p) != zero) else {
+            return;
+        };
+        let zone = self.mm.lock().zone_of(pfn);
+        let Some(h) = self.vm.handles.get_mut(&id) else {
+            return;
+        };
+        h.resident += 1;
+        if let Some(z) = zone {
+            h.zone_pages[z.index()] += 1;
+        }
+        if page == h.area_start {
+            h.phys = pfn.phys();
+        }
+        self.held_pages += 1;
+    }
+
+    /// Touches a range of a VM handle, recovering from page faults that
+    /// found no memory as `pagefault_out_of_memory()` does — direct
+    /// reclaim, then the OOM killer — and touching again; 507 when neither
+    /// helps or when the victim was the area's own task.
+    fn touch_handle(
+        &mut self,
+        vm: Vm<'a>,
+        id: u64,
+        start: u64,
+        len: u64,
+        access: &mut PageAccess<'_>,
+    ) -> Result<(), ApiError> {
+        let end = start + len;
+        let mut at = start;
+        // Rounds of recovery for the page at `at`: a page that needed
+        // reclaim does not use up the next page's rounds.
+        let mut rounds = 0;
+        loop {
+            match self.touch_mapping(vm, id, at, end - at, access)? {
+                None => return Ok(()),
+                Some((stop, FaultError::BadArea)) => {
+                    return Err(ApiError::ebusy(format!(
+                        "page fault at {stop:#x} outside any lazy area"
+                    )));
+                }
+                Some((stop, FaultError::Oom)) => {
+                    rounds = if stop == at { rounds + 1 } else { 1 };
+                    self.pagefault_out_of_memory(id, stop, rounds)?;
+                    at = stop;
+                }
+            }
+        }
+    }
+
+    /// `POST /api/alloc/{id}/fill` of a VM handle, through its mapping.
+    pub(super) fn fill_vm(&mut self, req: &Request, h: VmHandle) -> Result<Response, ApiError> {
+        let (byte, touch) = parse_fill(&req.body, h.size)?;
+        let vm = self.touchable(req, &h)?;
+        let mut fill = |bytes: &mut [u8]| bytes.fill(byte);
+        self.touch_handle(
+            vm,
+            h.id,
+            h.virt.0 + touch.offset,
+            touch.length,
+            &mut PageAccess::Write(&mut fill),
+        )?;
+        Ok(Response::json(200, &Filled::new(touch)))
+    }
+
+    /// `GET /api/alloc/{id}/checksum` of a VM handle, through its mapping.
+    pub(super) fn checksum_vm(&mut self, req: &Request, h: VmHandle) -> Result<Response, ApiError> {
+        let touch = parse_checksum_range(req, h.size)?;
+        let vm = self.touchable(req, &h)?;
+        let mut crc = Crc32::new();
+        let mut sum = |bytes: &[u8]| crc.update(bytes);
+        self.touch_handle(
+            vm,
+            h.id,
+            h.virt.0 + touch.offset,
+            touch.length,
+            &mut PageAccess::Read(&mut sum),
+        )?;
+        Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
     }
 
     fn touchable(&self, req: &Request, h: &VmHandle) -> Result<Vm<'a>, ApiError> {
@@ -667,27 +908,6 @@ impl<'a, P: Platform> Api<'a, P> {
             )));
         }
         Ok(vm)
-    }
-
-    /// `POST /api/alloc/{id}/fill` of a VM handle, through its mapping.
-    pub(super) fn fill_vm(&mut self, req: &Request, h: VmHandle) -> Result<Response, ApiError> {
-        let (byte, touch) = parse_fill(&req.body, h.size)?;
-        let vm = self.touchable(req, &h)?;
-        self.touch_mapping(vm, h.virt.0 + touch.offset, touch.length, &mut |bytes| {
-            bytes.fill(byte)
-        })?;
-        Ok(Response::json(200, &Filled::new(touch)))
-    }
-
-    /// `GET /api/alloc/{id}/checksum` of a VM handle, through its mapping.
-    pub(super) fn checksum_vm(&mut self, req: &Request, h: VmHandle) -> Result<Response, ApiError> {
-        let touch = parse_checksum_range(req, h.size)?;
-        let vm = self.touchable(req, &h)?;
-        let mut crc = Crc32::new();
-        self.touch_mapping(vm, h.virt.0 + touch.offset, touch.length, &mut |bytes| {
-            crc.update(bytes)
-        })?;
-        Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
     }
 
     /// `POST /api/reset`'s VM part, run first: drops the API's kmaps (so
@@ -714,9 +934,7 @@ impl<'a, P: Platform> Api<'a, P> {
             if self.release_vm(vm, &h).is_ok() {
                 freed += 1;
             }
-            if h.kind == VmHandleKind::Vmalloc {
-                self.held_pages -= h.nr_pages;
-            }
+            self.held_pages -= h.resident;
         }
         // An emptied BTreeMap keeps its root node: drop it too.
         self.vm.handles = BTreeMap::new();

@@ -13,7 +13,10 @@ use mm::platform::{FRAME_BYTES, PageMapper};
 use mm::procfs::{E820Type, KernelSections, Meminfo};
 use mm::types::{PAGE_SIZE, PhysAddr, VirtAddr};
 use mm::vmalloc::VmapKind;
-use net::api::{API_CALLER, BootView, CoherentInfo, DMA_OWNER, DmaCallError, DmaInfo, System, Vm};
+use net::api::{
+    API_CALLER, BootView, CoherentInfo, DMA_OWNER, DmaCallError, DmaInfo, PageAccess, PageTouch,
+    System, Vm,
+};
 
 use crate::arch::x86_64::{boot, paging, tsc};
 use crate::memory;
@@ -125,33 +128,67 @@ impl System for KernelSystem {
         Some(paging::walk_current(addr.0).0)
     }
 
-    fn with_kernel_page(&self, virt: VirtAddr, f: &mut dyn FnMut(&mut [u8])) -> Option<bool> {
-        // Only a mapped page of an area the API made: its vmalloc areas
-        // (frames it owns) and its ioremaps (the API refuses any RAM but
-        // the `mem=` tail and touches device ranges not at all).
-        let owned = virt.0.is_multiple_of(PAGE_SIZE)
-            && memory::vmalloc::areas().find(virt).is_some_and(|a| {
-                virt.0 < a.end().0
-                    && a.caller == API_CALLER
-                    && matches!(a.kind, VmapKind::Vmalloc | VmapKind::Ioremap)
-            });
-        if !owned || memory::mm().platform().translate(virt).is_none() {
-            return Some(false);
-        }
-        // SAFETY: `virt` is a page of a live vmalloc-area mapping the API
-        // made (checked above under the vmap lock; the API is single-threaded
-        // and does not free the area while `f` runs), its PTE is present and
-        // writable (vmalloc and ioremap map read/write), and the frame behind
-        // it is the API's (vmalloc) or reserved RAM no Rust object lives in
-        // (the `mem=` tail), so no other reference to these bytes exists.
-        let bytes = unsafe {
-            core::slice::from_raw_parts_mut(
-                core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize),
-                FRAME_BYTES,
-            )
+    fn touch_kernel_page(&self, virt: VirtAddr, access: PageAccess<'_>) -> Option<PageTouch> {
+        // Only a page of an area the API made: its vmalloc areas (frames it
+        // owns) and its ioremaps (the API refuses any RAM but the `mem=`
+        // tail and touches device ranges not at all).
+        let area = memory::vmalloc::areas().find(virt).copied();
+        let Some(area) = area.filter(|a| {
+            virt.0.is_multiple_of(PAGE_SIZE)
+                && virt.0 < a.end().0
+                && a.caller == API_CALLER
+                && matches!(a.kind, VmapKind::Vmalloc | VmapKind::Ioremap)
+        }) else {
+            return Some(PageTouch::NotOurs);
         };
-        f(bytes);
-        Some(true)
+        let mapped = memory::mm().platform().translate(virt);
+        if area.lazy {
+            // Let the CPU fault the page in: the #PF handler maps the zero
+            // page (read) or a zeroed frame (write), or the probe comes
+            // back with why it could not. A page with a frame of its own
+            // needs no fault.
+            let zero = memory::fault::zero_page();
+            // SAFETY: `virt` is in a lazy vmalloc area (checked above). The
+            // write probe runs only on a page not yet written (unmapped or
+            // the zero page), whose bytes are all 0; the API is single-
+            // threaded, so that cannot change before the store.
+            let probed = unsafe {
+                match (&access, mapped) {
+                    (PageAccess::Read(_), None) => memory::fault::probe_read(virt),
+                    (PageAccess::Write(_), None) => memory::fault::probe_write(virt),
+                    (PageAccess::Write(_), Some(pfn)) if pfn == zero => {
+                        memory::fault::probe_write(virt)
+                    }
+                    _ => Ok(()),
+                }
+            };
+            if let Err(e) = probed {
+                return Some(PageTouch::Fault(e));
+            }
+        } else if mapped.is_none() {
+            return Some(PageTouch::NotOurs);
+        }
+        let ptr = core::ptr::with_exposed_provenance_mut::<u8>(virt.0 as usize);
+        match access {
+            PageAccess::Read(f) => {
+                // SAFETY: `virt` is a present page of a live area the API
+                // made (checked or faulted in above; single-threaded, so
+                // nothing unmaps it while `f` runs), readable, and mapping
+                // the API's frame, the zero page, or reserved RAM no Rust
+                // object lives in: no `&mut` to these bytes exists.
+                let bytes = unsafe { core::slice::from_raw_parts(ptr.cast_const(), FRAME_BYTES) };
+                f(bytes);
+            }
+            PageAccess::Write(f) => {
+                // SAFETY: as above, and writable: an eager vmalloc or an
+                // ioremap maps read/write, and a lazy page was just given a
+                // frame of its own by the write probe. No other reference
+                // to the frame exists.
+                let bytes = unsafe { core::slice::from_raw_parts_mut(ptr, FRAME_BYTES) };
+                f(bytes);
+            }
+        }
+        Some(PageTouch::Done)
     }
 }
 

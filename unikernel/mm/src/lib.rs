@@ -5,6 +5,7 @@
 pub mod cmdline;
 pub mod crc32;
 pub mod dma;
+pub mod fault;
 pub mod fault_inject;
 pub mod gfp;
 pub mod highmem;

@@ -154,6 +154,9 @@ pub struct Task {
     comm: TaskName,
     oom_score_adj: i16,
     counters: [u64; NR_MM_COUNTERS],
+    /// Pages of address space reserved but not yet backed (lazy areas
+    /// not yet written): in `total_vm`, in no rss, freed by nothing.
+    unpopulated: u64,
 }
 
 impl Task {
@@ -163,6 +166,7 @@ impl Task {
         comm: TaskName::EMPTY,
         oom_score_adj: 0,
         counters: [0; NR_MM_COUNTERS],
+        unpopulated: 0,
     };
 
     /// Its pid.
@@ -201,10 +205,17 @@ impl Task {
         self.counter(MmCounter::Kernel)
     }
 
-    /// Every page charged to the task: what killing it frees. Reported as
-    /// `total_vm` (a task has no mappings beyond its handles).
+    /// Every page charged to the task: what killing it frees.
     pub const fn total_pages(&self) -> u64 {
         self.rss_pages() + self.kernel_pages()
+    }
+
+    /// `total_vm`: every page of the task's handles, backed or not — what
+    /// it holds plus the unwritten part of its lazy areas (a task has no
+    /// mappings beyond its handles). Larger than RAM is fine: that is
+    /// overcommit.
+    pub const fn total_vm(&self) -> u64 {
+        self.total_pages() + self.unpopulated
     }
 
     /// [`oom_badness`] of this task.
@@ -364,6 +375,7 @@ impl TaskTable {
             comm,
             oom_score_adj,
             counters: [0; NR_MM_COUNTERS],
+            unpopulated: 0,
         };
         self.nr_tasks += 1;
         Ok(pid)
@@ -425,6 +437,13 @@ impl TaskTable {
         *slot = slot
             .checked_add(nr_pages)
             .ok_or(TaskError::ChargeOverflow { pid, counter })?;
+        Ok(())
+    }
+
+    /// Sets the task's reserved-but-unbacked pages (see [`Task::total_vm`]).
+    pub fn set_unpopulated(&mut self, pid: Pid, nr_pages: u64) -> Result<(), TaskError> {
+        let i = self.index(pid)?;
+        self.tasks[i].unpopulated = nr_pages;
         Ok(())
     }
 
@@ -684,7 +703,7 @@ pub fn dump_tasks(w: &mut dyn Write, tasks: &TaskTable) -> fmt::Result {
             t.pid,
             0,
             t.pid,
-            t.total_pages(),
+            t.total_vm(),
             t.rss_pages(),
             PGTABLES_BYTES,
             SWAPENTS,
@@ -740,7 +759,7 @@ pub fn oom_kill_message(w: &mut dyn Write, victim: &Task) -> fmt::Result {
          file-rss:{}kB, shmem-rss:0kB, UID:0 pgtables:{}kB oom_score_adj:{}",
         victim.pid,
         victim.comm,
-        pages_to_kb(victim.total_pages()),
+        pages_to_kb(victim.total_vm()),
         pages_to_kb(victim.counter(MmCounter::Anon)),
         pages_to_kb(victim.counter(MmCounter::File)),
         PGTABLES_BYTES >> 10,

@@ -213,6 +213,8 @@ pub fn check_slab_pages(
 /// page mapped to a frame that is not free, each ioremap page mapped to
 /// exactly `phys + i * PAGE_SIZE` and never to managed RAM, and every guard
 /// page unmapped (cf. what `vmalloc_dump_obj()` / `vread_iter()` rely on).
+/// A lazy area's pages are unmapped, the zero page, or a frame of their own
+/// — as many of those as the area's `resident` count.
 pub fn check_vmap_areas<const N: usize, const F: usize>(
     areas: &VmapAreaAllocator<N, F>,
     mapper: &impl PageMapper,
@@ -221,17 +223,25 @@ pub fn check_vmap_areas<const N: usize, const F: usize>(
     checked: &mut Checked,
 ) {
     areas.check_each(sink, checked);
+    let zero = areas.zero_page();
     for a in areas.iter() {
         checked.vmap_areas += 1;
+        let mut own_frames = 0;
         for i in 0..a.nr_pages {
             let virt = VirtAddr(a.start.0 + i * PAGE_SIZE);
             let at = Some(virt.0);
             let Some(pfn) = mapper.translate(virt) else {
-                sink(Problem::new(VMALLOC, "page of an area is not mapped", at));
+                if !a.lazy {
+                    sink(Problem::new(VMALLOC, "page of an area is not mapped", at));
+                }
                 continue;
             };
             checked.ptes += 1;
-            if i == 0 && a.kind != VmapKind::Ioremap && pfn.phys() != a.phys {
+            if a.lazy && Some(pfn) == zero {
+                continue;
+            }
+            own_frames += 1;
+            if i == 0 && !a.lazy && a.kind != VmapKind::Ioremap && pfn.phys() != a.phys {
                 sink(Problem::new(
                     VMALLOC,
                     "first page does not map the area's phys",
@@ -269,6 +279,13 @@ pub fn check_vmap_areas<const N: usize, const F: usize>(
             if let Some(what) = what {
                 sink(Problem::new(VMALLOC, what, at));
             }
+        }
+        if a.lazy && own_frames != a.resident {
+            sink(Problem::new(
+                VMALLOC,
+                "resident count disagrees with the frames mapped",
+                Some(a.start.0),
+            ));
         }
         checked.guard_pages += 1;
         if mapper.translate(a.guard_page()).is_some() {

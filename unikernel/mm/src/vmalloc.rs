@@ -94,6 +94,15 @@ pub struct VmapArea {
     pub phys: PhysAddr,
     /// Who asked (cf. `vm_struct->caller`, printed with `%pS`).
     pub caller: &'static str,
+    /// Demand-zero ([`vmalloc_lazy`]): nothing is mapped up front; the #PF
+    /// handler ([`crate::fault`]) maps the zero page on a read and a zeroed
+    /// frame on the first write to each page.
+    pub lazy: bool,
+    /// Pages backed by a frame of their own: `nr_pages` for an eager
+    /// vmalloc area, the pages written so far for a lazy one (zero-page
+    /// mappings excluded). 0 for vmap and ioremap, whose frames are not the
+    /// area's.
+    pub resident: u64,
 }
 
 impl VmapArea {
@@ -104,6 +113,8 @@ impl VmapArea {
         nr_pages: 0,
         phys: PhysAddr(0),
         caller: "",
+        lazy: false,
+        resident: 0,
     };
 
     /// End of the usable range, which is also the guard page's address.
@@ -192,6 +203,8 @@ pub enum VmallocError {
     },
     /// Installing a PTE failed (all given back).
     Map(MapError),
+    /// A lazy area was asked for before the kernel set the zero page.
+    NoZeroPage,
     /// `ioremap` of RAM that the buddy allocator manages (cf. "ioremap on
     /// RAM at %pa - %pa" in `__ioremap_caller()`).
     RamInUse {
@@ -245,6 +258,7 @@ impl fmt::Display for VmallocError {
                 write!(f, "out of memory after {nr_pages_done} pages: {err}")
             }
             VmallocError::Map(e) => write!(f, "mapping failed: {e}"),
+            VmallocError::NoZeroPage => write!(f, "no zero page: lazy areas are unavailable"),
             VmallocError::RamInUse { pfn } => write!(
                 f,
                 "ioremap on RAM managed by the page allocator (pfn {pfn})"
@@ -275,8 +289,8 @@ pub struct VmallocStats {
     pub used_bytes: u64,
     /// Bytes reserved by all areas, guards included.
     pub reserved_bytes: u64,
-    /// Pages of `vmalloc` areas only (Linux's `VmallocUsed` =
-    /// `vmalloc_nr_pages()`).
+    /// Frames owned by `vmalloc` areas (Linux's `VmallocUsed` =
+    /// `vmalloc_nr_pages()`): lazy areas count their resident pages only.
     pub vmalloc_pages: u64,
     /// Largest free range (`VmallocChunk`; Linux prints 0 since 4.12, we
     /// still compute it).
@@ -307,6 +321,9 @@ pub struct VmapAreaAllocator<
     /// Free ranges sorted, disjoint and never adjacent (merged), `[..nr_free]`.
     free: [FreeRange; F],
     nr_free: usize,
+    /// The shared zero page lazy areas map on a read fault (cf.
+    /// `ZERO_PAGE()`); `None` until the kernel provides it.
+    zero_page: Option<Pfn>,
 }
 
 impl VmapAreaAllocator {
@@ -342,7 +359,20 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             nr_busy: 0,
             free,
             nr_free,
+            zero_page: None,
         }
+    }
+
+    /// Sets the frame of the shared zero page (cf. `empty_zero_page`): a
+    /// reserved, zeroed frame nothing ever writes, mapped read-only by read
+    /// faults in lazy areas and never freed by [`vfree`].
+    pub fn set_zero_page(&mut self, pfn: Pfn) {
+        self.zero_page = Some(pfn);
+    }
+
+    /// The shared zero page, once set.
+    pub const fn zero_page(&self) -> Option<Pfn> {
+        self.zero_page
     }
 
     /// Re-targets an empty allocator to `[start, start + size)` in place —
@@ -416,6 +446,8 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             nr_pages: size_pages / PAGE_SIZE,
             phys: PhysAddr(0),
             caller,
+            lazy: false,
+            resident: 0,
         };
         let pos = self.busy[..self.nr_busy].partition_point(|a| a.start.0 < nva_start);
         self.busy.copy_within(pos..self.nr_busy, pos + 1);
@@ -497,6 +529,13 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         Some(&mut self.busy[i])
     }
 
+    /// The area whose usable range (guard page excluded) contains `addr`.
+    pub(crate) fn area_containing_mut(&mut self, addr: VirtAddr) -> Option<&mut VmapArea> {
+        let i = self.busy_index_containing(addr)?;
+        let area = &mut self.busy[i];
+        (addr.0 < area.end().0).then_some(area)
+    }
+
     /// Releases the area starting at `start` (guard included) and merges
     /// the range with its free neighbours (cf. `free_vmap_area()` →
     /// `merge_or_add_vmap_area()`). Refused unless `start` starts an area.
@@ -558,7 +597,7 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             used += a.size;
             reserved += a.reserved_size();
             if a.kind == VmapKind::Vmalloc {
-                vpages += a.nr_pages;
+                vpages += a.resident;
             }
         }
         VmallocStats {
@@ -592,8 +631,10 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             if !a.caller.is_empty() {
                 write!(w, " {}", a.caller)?;
             }
-            if a.kind == VmapKind::Vmalloc && a.nr_pages != 0 {
-                write!(w, " pages={}", a.nr_pages)?;
+            // `vm->nr_pages`: the frames the area owns (for a lazy area,
+            // those faulted in so far).
+            if a.kind == VmapKind::Vmalloc && a.resident != 0 {
+                write!(w, " pages={}", a.resident)?;
             }
             if a.kind == VmapKind::Ioremap && a.phys.0 != 0 {
                 write!(w, " phys=0x{:016x}", a.phys.0)?;
@@ -634,6 +675,18 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         for a in busy {
             if a.nr_pages != a.size / PAGE_SIZE {
                 bad("nr_pages disagrees with size", a.start.0);
+            }
+            // (An eager area is at 0 while `vmalloc` maps it, or when made
+            // by `alloc` alone; the page walk checks it against the PTEs.)
+            let resident_ok = match a.kind {
+                VmapKind::Vmalloc => a.resident <= a.nr_pages,
+                _ => !a.lazy && a.resident == 0,
+            };
+            if !resident_ok {
+                bad(
+                    "resident page count impossible for the area's kind",
+                    a.start.0,
+                );
             }
         }
         for r in free.iter().filter(|r| r.start >= r.end) {
@@ -750,10 +803,42 @@ pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
     match areas.area_mut(area.start) {
         Some(a) => {
             a.phys = phys;
+            a.resident = a.nr_pages;
             Ok(*a)
         }
         // Unreachable: we hold the allocator and just created it.
-        None => Ok(VmapArea { phys, ..area }),
+        None => Ok(VmapArea {
+            phys,
+            resident: area.nr_pages,
+            ..area
+        }),
+    }
+}
+
+/// A demand-zero vmalloc: reserves `size` bytes (rounded up to pages, plus
+/// the guard page) and maps nothing. Each page is populated by the #PF
+/// handler on first touch ([`crate::fault::handle_vmalloc_fault`]): a read
+/// maps the shared zero page read-only, a write installs a zeroed frame
+/// of its own. Linux's vmalloc is never lazy — this is what its anonymous
+/// user memory does (`do_anonymous_page()`), moved into the vmalloc area
+/// so that a kernel without user space can show it. Freed by [`vfree`].
+/// Refused without a zero page ([`VmapAreaAllocator::set_zero_page`]).
+pub fn vmalloc_lazy<const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    size: u64,
+    caller: &'static str,
+) -> Result<VmapArea, VmallocError> {
+    if areas.zero_page.is_none() {
+        return Err(VmallocError::NoZeroPage);
+    }
+    let area = areas.alloc(size, 1, VmapKind::Vmalloc, caller)?;
+    match areas.area_mut(area.start) {
+        Some(a) => {
+            a.lazy = true;
+            Ok(*a)
+        }
+        // Unreachable: we hold the allocator and just created it.
+        None => Ok(VmapArea { lazy: true, ..area }),
     }
 }
 
@@ -765,7 +850,13 @@ fn unwind<P: Platform, const N: usize, const F: usize>(
     area: &VmapArea,
     nr_mapped: u64,
 ) {
-    let _ = unmap_area_pages(mapper, area.start, nr_mapped, Some(&mut release_to(mm)));
+    let _ = unmap_area_pages(
+        mapper,
+        area.start,
+        nr_mapped,
+        Some(&mut release_to(mm)),
+        None,
+    );
     let _ = areas.free(area.start);
 }
 
@@ -783,11 +874,16 @@ fn release_to<'r, P: Platform>(
 /// with `release`, hands each frame they mapped to it — only after the
 /// flush that covers it (cf. `vunmap_range()` then `__free_page()` in
 /// `vfree()`). Carries on past problems and reports the first one.
+///
+/// `lazy_zero` marks a demand-zero area: pages never touched are not
+/// mapped (not a problem), and those mapping this frame — the shared zero
+/// page — are unmapped but not released.
 fn unmap_area_pages(
     mapper: &impl PageMapper,
     start: VirtAddr,
     nr_pages: u64,
     mut release: Release<'_>,
+    lazy_zero: Option<Pfn>,
 ) -> Result<(), VmallocError> {
     let mut first_err = None;
     let mut pfns = [Pfn(0); TEARDOWN_BATCH];
@@ -803,11 +899,13 @@ fn unmap_area_pages(
         for j in done..done + n {
             let virt = VirtAddr(start.0 + j * PAGE_SIZE);
             match mapper.unmap_page(virt) {
+                Some(pfn) if Some(pfn) == lazy_zero => {}
                 Some(pfn) if release.is_some() => {
                     pfns[got] = pfn;
                     got += 1;
                 }
                 Some(_) => {}
+                None if lazy_zero.is_some() => {}
                 None => {
                     first_err.get_or_insert(VmallocError::NotMapped { virt });
                 }
@@ -866,7 +964,16 @@ pub fn vfree<P: Platform, const N: usize, const F: usize>(
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
     let area = take_area(areas, addr, VmapKind::Vmalloc)?;
-    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, Some(&mut release_to(mm)));
+    // A lazy area without a zero page cannot exist (vmalloc_lazy refuses),
+    // so `lazy_zero` is `Some` exactly for lazy areas.
+    let lazy_zero = if area.lazy { areas.zero_page } else { None };
+    let teardown = unmap_area_pages(
+        mapper,
+        area.start,
+        area.nr_pages,
+        Some(&mut release_to(mm)),
+        lazy_zero,
+    );
     let area = areas.free(area.start)?;
     teardown.map(|()| area)
 }
@@ -891,7 +998,7 @@ pub fn vmap<const N: usize, const F: usize>(
     let area = areas.alloc(size, 1, VmapKind::Vmap, caller)?;
     for (i, &pfn) in pfns.iter().enumerate() {
         if let Err(e) = mapper.map_page(VirtAddr(area.start.0 + i as u64 * PAGE_SIZE), pfn, prot) {
-            let _ = unmap_area_pages(mapper, area.start, i as u64, None);
+            let _ = unmap_area_pages(mapper, area.start, i as u64, None, None);
             let _ = areas.free(area.start);
             return Err(VmallocError::Map(e));
         }
@@ -914,7 +1021,7 @@ pub fn vunmap<const N: usize, const F: usize>(
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
     let area = take_area(areas, addr, VmapKind::Vmap)?;
-    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None);
+    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None, None);
     let area = areas.free(area.start)?;
     teardown.map(|()| area)
 }
@@ -975,7 +1082,7 @@ pub fn ioremap<P: Platform, const N: usize, const F: usize>(
             pfn,
             MapProt::KERNEL_NOCACHE,
         ) {
-            let _ = unmap_area_pages(mapper, area.start, i, None);
+            let _ = unmap_area_pages(mapper, area.start, i, None, None);
             let _ = areas.free(area.start);
             return Err(VmallocError::Map(e));
         }
@@ -999,7 +1106,7 @@ pub fn iounmap<const N: usize, const F: usize>(
         VirtAddr(addr.0 & !(PAGE_SIZE - 1)),
         VmapKind::Ioremap,
     )?;
-    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None);
+    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None, None);
     let area = areas.free(area.start)?;
     teardown.map(|()| area)
 }

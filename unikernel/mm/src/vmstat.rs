@@ -142,6 +142,8 @@ pub const MAINTAINED: &[VmEvent] = &[
     // LRU aging and reclaim (`crate::vmscan`).
     VmEvent::PgActivate,
     VmEvent::PgDeactivate,
+    // Demand paging (`crate::fault`) and the page cache's major faults.
+    VmEvent::PgFault,
     VmEvent::PgMajFault,
     VmEvent::PgRefill,
     VmEvent::PgStealKswapd,

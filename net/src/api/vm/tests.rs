@@ -18,8 +18,8 @@ use mm::manager::MemoryManager;
 use mm::page::Page;
 use mm::page_alloc::{AllocError, PageAlloc};
 use mm::pgtable::{self, Walk};
-use mm::platform::PageMapper;
 use mm::platform::sim::SimPlatform;
+use mm::platform::{PageMapper, Platform};
 use mm::procfs::KernelSections;
 use mm::types::{PAGE_OFFSET, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use mm::vmalloc::{VmallocError, VmapAreaAllocator, VmapKind};
@@ -37,6 +37,10 @@ use super::super::tests::{LOWMEM, MEM_LIMIT, MIB, e820, memblock};
 
 /// End of firmware RAM (the `mem=` tail is `[MEM_LIMIT, RAM_END)`).
 const RAM_END: u64 = 0x07fe_0000;
+
+/// The shared zero page: the first frame of the (memblock-reserved) kernel
+/// image.
+const ZERO_PAGE: Pfn = Pfn(MIB / PAGE_SIZE);
 
 /// A 4-level walk synthesized from the sim: the direct map of lowmem is
 /// present, the windows resolve through the sim's PTEs, the rest is not
@@ -107,6 +111,9 @@ fn run_with(vmalloc_size: u64, body: impl FnOnce(&mut T<'_>)) {
         VirtAddr(VMALLOC_START),
         vmalloc_size,
     )));
+    // The zero page is a frame of the kernel image, as in the kernel.
+    mm.platform().with_frame(ZERO_PAGE, &mut |b| b.fill(0));
+    areas.lock().set_zero_page(ZERO_PAGE);
     let pkmap = Box::new(Mutex::new(Pkmap::new(Pfn(LOWMEM / PAGE_SIZE))));
     let atomic = Mutex::new(KmapAtomicStack::new());
     let system = FakeSystem {
@@ -1033,5 +1040,155 @@ fn vmalloc_fill_and_checksum_of_a_part() {
         );
         assert_eq!(r.status, 400);
         t.request("POST", "/api/reset", None);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Lazy (demand-zero) vmalloc
+// ---------------------------------------------------------------------------
+
+/// Status and message of an error answer.
+fn error_message(r: &HttpResponse) -> (u16, String) {
+    let j: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()));
+    (
+        r.status,
+        j["error"]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+fn vmstat(t: &mut T<'_>, name: &str) -> u64 {
+    t.json("/api/vmstat")[name].as_u64().unwrap()
+}
+
+fn resident(t: &mut T<'_>, id: u64) -> u64 {
+    t.json(&format!("/api/alloc/{id}"))["resident_pages"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn lazy_vmalloc_reserves_address_space_and_faults_pages_in() {
+    run(|t| {
+        let boot = t.buddyinfo();
+        let pgfault0 = vmstat(t, "pgfault");
+        // 64 MiB of address space on a 120 MiB machine, far beyond the
+        // API's quota: only frames count.
+        let h = t.alloc_ok(json!({"type":"vmalloc","size":64 * MIB,"lazy":true}));
+        assert_eq!(
+            (h["lazy"].as_bool(), h["resident_pages"].as_u64()),
+            (Some(true), Some(0))
+        );
+        assert_eq!(h["nr_pages"], 16384);
+        assert_eq!(h["gfp"], "GFP_KERNEL|__GFP_HIGHMEM|__GFP_ZERO");
+        let id = h["id"].as_u64().unwrap();
+        let start = hex(&h["virt"]);
+        assert_eq!(t.buddyinfo(), boot, "nothing allocated up front");
+        assert_eq!(
+            t.mm.platform()
+                .ptes_in(VirtAddr(start), VirtAddr(start + 64 * MIB))
+                .len(),
+            0
+        );
+
+        // A read of 3 pages maps the zero page and allocates nothing.
+        let r = t.request(
+            "GET",
+            &format!("/api/alloc/{id}/checksum?offset=0&length={}", 3 * PAGE_SIZE),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(hex(&v["crc32"]), crc32(&vec![0; 3 * PAGE_SIZE as usize]));
+        assert_eq!(resident(t, id), 0);
+        assert_eq!(vmstat(t, "pgfault") - pgfault0, 3);
+        assert_eq!(t.buddyinfo(), boot);
+        for i in 0..3 {
+            let pte = t.mm.platform().pte(VirtAddr(start + i * PAGE_SIZE));
+            assert_eq!(pte, Some((ZERO_PAGE, mm::platform::MapProt::KERNEL_RO)));
+        }
+
+        // Writing 5 pages (2 of them read before) gives each its own frame.
+        let r = t.post(
+            &format!("/api/alloc/{id}/fill"),
+            json!({"byte":0xAB,"offset":PAGE_SIZE + 1,"length":5 * PAGE_SIZE - 2}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(resident(t, id), 5);
+        assert_eq!(vmstat(t, "pgfault") - pgfault0, 3 + 5);
+        let h = t.json(&format!("/api/alloc/{id}"));
+        assert_eq!(h["zones"]["HighMem"], 5, "{h}");
+        assert!(hex(&h["phys"]) == 0, "page 0 was only read: {h}");
+        let info = t.text("/proc/meminfo");
+        assert!(
+            info.contains(&format!("VmallocUsed:    {:8} kB", 5 * 4)),
+            "{info}"
+        );
+        // The bytes read back: page 0 zero, then 0xAB from byte 4097 on.
+        let len = 8 * PAGE_SIZE;
+        let r = t.request(
+            "GET",
+            &format!("/api/alloc/{id}/checksum?offset=0&length={len}"),
+            None,
+        );
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        let mut want = vec![0u8; len as usize];
+        want[(PAGE_SIZE + 1) as usize..(6 * PAGE_SIZE - 1) as usize].fill(0xAB);
+        assert_eq!(hex(&v["crc32"]), crc32(&want));
+        assert_eq!(resident(t, id), 5, "reads never add frames");
+        let sc = t.json("/api/selfcheck");
+        assert_eq!(sc["ok"], true, "{sc}");
+
+        let r = t.request("DELETE", &format!("/api/alloc/{id}"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(t.buddyinfo(), boot, "vfree gave every faulted frame back");
+    });
+}
+
+#[test]
+fn lazy_vmalloc_at_exhaustion_answers_507_and_keeps_what_it_wrote() {
+    run(|t| {
+        let boot = t.buddyinfo();
+        let h = t.alloc_ok(json!({"type":"vmalloc","size":200 * MIB,"lazy":true}));
+        let id = h["id"].as_u64().unwrap();
+        // More than the machine has: the fill faults until memory is gone,
+        // then (no task to kill) answers 507 naming the address.
+        let r = t.post(&format!("/api/alloc/{id}/fill"), json!({"byte":1}));
+        let (status, message) = error_message(&r);
+        assert_eq!(status, 507, "{message}");
+        assert!(message.contains("page fault at 0x"), "{message}");
+        assert!(message.contains("no killable task"), "{message}");
+        let written = resident(t, id);
+        assert!(
+            written > 10_000,
+            "{written} pages written before memory ran out"
+        );
+        let sc = t.json("/api/selfcheck");
+        assert_eq!(sc["ok"], true, "{sc}");
+        let r = t.post("/api/reset", json!({}));
+        assert_eq!(r.status, 200);
+        assert_eq!(t.buddyinfo(), boot);
+    });
+}
+
+#[test]
+fn lazy_applies_to_vmalloc_only() {
+    run(|t| {
+        for body in [
+            json!({"type":"pages","order":0,"lazy":true}),
+            json!({"type":"kmalloc","size":64,"lazy":false}),
+        ] {
+            let r = t.post("/api/alloc", body.clone());
+            let (status, message) = error_message(&r);
+            assert_eq!(status, 400, "{body}: {message}");
+            assert!(
+                message.contains("\"lazy\" applies to \"vmalloc\" only"),
+                "{message}"
+            );
+        }
+        let h = t.alloc_ok(json!({"type":"vmalloc","size":8192,"lazy":false}));
+        assert!(
+            h.get("lazy").is_none() && h.get("resident_pages").is_none(),
+            "{h}"
+        );
     });
 }

@@ -28,6 +28,7 @@
 //!    from here on vmalloc, ioremap and kmap map pages through
 //!    [`mapper`]'s `PageMapper` on the live tables.
 
+pub mod fault;
 pub mod highmem;
 pub mod ioremap;
 pub mod mapper;

@@ -37,6 +37,8 @@ pub(super) fn init(vmalloc_size: u64) {
     if let Err(e) = areas.reinit(VirtAddr(VMALLOC_START), size) {
         log::error!("vmalloc: cannot resize the area: {e}");
     }
+    // Lazy areas map this read-only until a page is written.
+    areas.set_zero_page(super::fault::zero_page());
     let (start, end) = areas.range();
     log::info!(
         "vmalloc: area {:#x}-{:#x} ({} MiB), up to {} areas, one guard page each",

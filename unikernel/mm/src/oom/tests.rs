@@ -527,3 +527,24 @@ fn kill_message_splits_anon_and_file() {
          file-rss:96kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0\n"
     );
 }
+
+#[test]
+fn total_vm_counts_unbacked_lazy_pages_but_badness_does_not() {
+    let mut tasks = small_tasks();
+    let before = tasks.get(Pid(2)).unwrap().badness(1 << 20);
+    // 768 MiB of lazy address space, none written.
+    tasks.set_unpopulated(Pid(2), 196_608).unwrap();
+    let t = tasks.get(Pid(2)).unwrap();
+    assert_eq!(t.total_vm(), t.total_pages() + 196_608);
+    assert_eq!(t.badness(1 << 20), before, "only what a kill frees counts");
+    let mut s = String::new();
+    oom_kill_message(&mut s, t).unwrap();
+    assert!(
+        s.contains(&format!("total-vm:{}kB,", 4256 + 196_608 * 4)),
+        "{s}"
+    );
+    assert_eq!(
+        tasks.set_unpopulated(Pid(99), 1),
+        Err(TaskError::NoSuchTask { pid: Pid(99) })
+    );
+}

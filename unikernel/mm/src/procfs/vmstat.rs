@@ -127,6 +127,7 @@ mod tests {
              pgfree 10000\n\
              pgactivate 0\n\
              pgdeactivate 0\n\
+             pgfault 0\n\
              pgmajfault 0\n\
              pgrefill 0\n\
              pgsteal_kswapd 0\n\
@@ -186,6 +187,7 @@ mod tests {
              pgfree 10004\n\
              pgactivate 0\n\
              pgdeactivate 0\n\
+             pgfault 0\n\
              pgmajfault 0\n\
              pgrefill 0\n\
              pgsteal_kswapd 0\n\

@@ -382,6 +382,9 @@ extern "C" fn interrupt_dispatch(frame: &mut TrapFrame) {
         }
         return;
     }
+    if vector == u64::from(VECTOR_PAGE_FAULT) && crate::memory::fault::handle_page_fault(frame) {
+        return;
+    }
     if vector == u64::from(VECTOR_BREAKPOINT) {
         // int3 leaves RIP after the instruction: resuming continues there.
         log::info!(
