@@ -663,6 +663,37 @@ fn dashboard_in_headless_chromium() {
         200
     );
 
+    // 4c. A lazy area shows reserved vs resident pages: 16 MiB reserved,
+    // 3 pages written.
+    let r = api.request(
+        "POST",
+        "/api/alloc",
+        Some(r#"{"type":"vmalloc","size":16777216,"lazy":true}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let lazy = r.json()["id"].as_u64().unwrap();
+    let r = api.request(
+        "POST",
+        &format!("/api/alloc/{lazy}/fill"),
+        Some(r#"{"byte":7,"length":12288}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let row = b.wait_until("the lazy area in the Pressure panel", |b| {
+        let t = b.text("#lazy-areas tbody");
+        if t.contains("4096") { Ok(t) } else { Err(t) }
+    });
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[..3],
+        [lazy.to_string().as_str(), "4096", "3"],
+        "{row}"
+    );
+    assert_eq!(
+        api.request("DELETE", &format!("/api/alloc/{lazy}"), None)
+            .status,
+        200
+    );
+
     // 5. Screenshots: full page at 1280 wide, then a narrow window that
     // must not scroll sideways.
     b.wait_until("the map strip to be drawn", |b| {
