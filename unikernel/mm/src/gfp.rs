@@ -13,7 +13,7 @@
 use core::fmt;
 use core::ops::{BitAnd, BitOr, BitOrAssign, Not};
 
-use crate::zone::ZoneType;
+use crate::zone::{MigrateType, ZoneType};
 
 /// A set of GFP flags (cf. `gfp_t`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -93,6 +93,11 @@ impl GfpFlags {
     pub const GFP_DMA32: GfpFlags = Self::DMA32;
     /// `GFP_HIGHUSER`: user page that may live in HighMem.
     pub const GFP_HIGHUSER: GfpFlags = GfpFlags(Self::GFP_USER.0 | Self::HIGHMEM.0);
+    /// `GFP_HIGHUSER_MOVABLE`: a user page that may live in HighMem and may
+    /// be migrated (what anonymous memory and the page cache use).
+    pub const GFP_HIGHUSER_MOVABLE: GfpFlags = GfpFlags(Self::GFP_HIGHUSER.0 | Self::MOVABLE.0);
+    /// The mobility bits (cf. `GFP_MOVABLE_MASK`).
+    pub const MOVABLE_MASK: GfpFlags = GfpFlags(Self::MOVABLE.0 | Self::RECLAIMABLE.0);
 
     /// Zone modifier bits (cf. `GFP_ZONEMASK`).
     pub const ZONEMASK: GfpFlags =
@@ -158,6 +163,22 @@ impl GfpFlags {
         }
     }
 
+    /// The migrate type an allocation with these flags comes from (cf.
+    /// `gfp_migratetype()`): `__GFP_MOVABLE` → Movable, `__GFP_RECLAIMABLE`
+    /// → Reclaimable, neither → Unmovable. Both at once is a caller bug in
+    /// Linux (it would read as HighAtomic); [`GfpFlags::parse`] refuses it
+    /// and the kernel never asks, so it is served as Unmovable.
+    pub const fn migratetype(self) -> MigrateType {
+        match (
+            self.contains(Self::MOVABLE),
+            self.contains(Self::RECLAIMABLE),
+        ) {
+            (true, false) => MigrateType::Movable,
+            (false, true) => MigrateType::Reclaimable,
+            _ => MigrateType::Unmovable,
+        }
+    }
+
     /// May the allocation sleep? (cf. `gfpflags_allow_blocking()`).
     pub const fn allows_blocking(self) -> bool {
         self.contains(Self::DIRECT_RECLAIM)
@@ -196,7 +217,8 @@ impl GfpFlags {
     /// specific composite first (cf. `__def_gfpflag_names` in
     /// `include/trace/events/mmflags.h`), so printing picks `GFP_HIGHUSER`
     /// over `GFP_USER|__GFP_HIGHMEM`.
-    const NAMES: [(&'static str, GfpFlags); 28] = [
+    const NAMES: [(&'static str, GfpFlags); 29] = [
+        ("GFP_HIGHUSER_MOVABLE", Self::GFP_HIGHUSER_MOVABLE),
         ("GFP_HIGHUSER", Self::GFP_HIGHUSER),
         ("GFP_USER", Self::GFP_USER),
         ("GFP_KERNEL", Self::GFP_KERNEL),
@@ -272,6 +294,9 @@ impl GfpFlags {
         if flags.is_zone_bad() {
             return Err(GfpParseError::ZoneConflict(flags));
         }
+        if flags.contains(Self::MOVABLE_MASK) {
+            return Err(GfpParseError::MobilityConflict);
+        }
         Ok(flags)
     }
 }
@@ -287,6 +312,9 @@ pub enum GfpParseError<'a> {
     ZoneConflict(GfpFlags),
     /// A [`GfpFlags::KERNEL_ONLY`] flag; carries its name.
     KernelOnly(&'a str),
+    /// Both `__GFP_MOVABLE` and `__GFP_RECLAIMABLE` (no such migrate type;
+    /// cf. the `VM_WARN_ON` in `gfp_migratetype()`).
+    MobilityConflict,
 }
 
 impl fmt::Display for GfpParseError<'_> {
@@ -300,6 +328,10 @@ impl fmt::Display for GfpParseError<'_> {
             GfpParseError::KernelOnly(n) => {
                 write!(f, "gfp flag '{n}' is reserved for the kernel")
             }
+            GfpParseError::MobilityConflict => write!(
+                f,
+                "__GFP_MOVABLE and __GFP_RECLAIMABLE together name no migrate type"
+            ),
         }
     }
 }

@@ -16,6 +16,9 @@ use core::fmt;
 /// Free-list link meaning "no frame" (end of list / not linked).
 pub const NIL: u32 = u32::MAX;
 
+/// Where [`PageFlags::PB_MIGRATE`] starts.
+const PB_MIGRATE_SHIFT: u16 = 13;
+
 /// Per-frame state bits (cf. `enum pageflags` plus the page-type field).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PageFlags(pub u16);
@@ -47,6 +50,11 @@ impl PageFlags {
     pub const ACTIVE: PageFlags = PageFlags(1 << 8);
     /// Accessed since the LRU last looked (cf. `PG_referenced`).
     pub const REFERENCED: PageFlags = PageFlags(1 << 9);
+    /// Bits 13–15 of a pageblock's first frame hold the pageblock's
+    /// [`crate::zone::MigrateType`] (Linux keeps these `PB_migrate` bits in
+    /// a separate `pageblock_flags` bitmap; here they ride in the
+    /// descriptor, which has room). Meaningless on other frames.
+    pub const PB_MIGRATE: PageFlags = PageFlags(0b111 << PB_MIGRATE_SHIFT);
 
     const NAMES: [(PageFlags, &'static str); 7] = [
         (PageFlags::RESERVED, "reserved"),
@@ -229,6 +237,18 @@ impl Page {
             prev: NIL,
             next: NIL,
         }
+    }
+
+    /// The pageblock migrate type stored in this frame (meaningful on a
+    /// pageblock's first frame only; cf. `get_pfnblock_flags_mask()`).
+    pub const fn pageblock_migratetype(&self) -> u8 {
+        ((self.flags.0 & PageFlags::PB_MIGRATE.0) >> PB_MIGRATE_SHIFT) as u8
+    }
+
+    /// Store a pageblock migrate type (cf. `set_pfnblock_flags_mask()`).
+    pub fn set_pageblock_migratetype(&mut self, mt: u8) {
+        self.flags.0 = (self.flags.0 & !PageFlags::PB_MIGRATE.0)
+            | ((u16::from(mt) & 0b111) << PB_MIGRATE_SHIFT);
     }
 
     /// Free block head on a free list (cf. `PageBuddy()`).

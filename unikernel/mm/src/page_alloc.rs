@@ -16,8 +16,11 @@
 //! 5. [`PageAlloc::setup_kernel_reserve`]: the kernel heap's own reserve
 //!    ([`crate::reserve`]), which only `__GFP_MEMALLOC` requests reach.
 //!
-//! Then [`PageAlloc::alloc_pages`] / [`PageAlloc::free_pages`]. There are no
-//! per-CPU lists and no migrate types: one CPU, and no compaction to help.
+//! Then [`PageAlloc::alloc_pages`] / [`PageAlloc::free_pages`]. Free blocks
+//! are grouped by mobility (see [`mobility`]): each pageblock of 512 frames
+//! has a migrate type, each order one free list per type, and an
+//! allocation takes from its own type's lists before it steals from
+//! another's. There are no per-CPU lists: one CPU.
 //! The crate never touches frame contents: `__GFP_ZERO` is the caller's job
 //! (it owns the mappings), which keeps this code pure bookkeeping that runs
 //! unchanged on the host.
@@ -35,7 +38,11 @@ use crate::types::{
     MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
 };
 use crate::vmstat::{VmEvent, VmEvents};
-use crate::zone::{NR_ZONES, Watermarks, Zone, ZoneLayout, ZoneType};
+use crate::zone::{
+    MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Watermarks, Zone,
+    ZoneLayout, ZoneType,
+};
+use mobility::AllocFlags;
 
 /// Errors while building the allocator or handing it boot memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +213,9 @@ pub struct PageAlloc<'a> {
     /// VM event counters: `pgalloc_*` and `pgfree` counted here, the
     /// others by the mechanisms that own them.
     pub(crate) vm_events: VmEvents,
+    /// Fallback allocations from another migrate type (the
+    /// `mm_page_alloc_extfrag` events), see [`mobility`].
+    pub(crate) extfrag: mobility::ExtfragStats,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -253,6 +263,13 @@ impl<'a> PageAlloc<'a> {
         for p in mem_map[max as usize..].iter_mut() {
             *p = Page::new_reserved();
         }
+        // cf. memmap_init_range(): every pageblock starts out Movable.
+        for p in mem_map[..max as usize]
+            .iter_mut()
+            .step_by(PAGEBLOCK_NR_PAGES as usize)
+        {
+            p.set_pageblock_migratetype(MigrateType::Movable as u8);
+        }
         Ok(PageAlloc {
             mem_map,
             zones,
@@ -263,6 +280,7 @@ impl<'a> PageAlloc<'a> {
             fail_page_alloc: FailPageAlloc::new(),
             fail_page_alloc_armed: false,
             vm_events: VmEvents::new(),
+            extfrag: mobility::ExtfragStats::ZERO,
         })
     }
 
@@ -353,7 +371,8 @@ impl<'a> PageAlloc<'a> {
                     p.refcount = 0;
                 }
                 self.zones[zi].managed_pages += nr;
-                self.free_one_page(pfn, order, zi, true);
+                let mt = self.pageblock_migratetype(Pfn(pfn));
+                self.free_one_page(pfn, order, zi, mt, true);
                 // cf. __free_pages_core() → __free_pages_ok(): boot memory
                 // counts as freed, so pgfree starts at the managed pages.
                 self.vm_events.count(VmEvent::PgFree, nr);
@@ -531,15 +550,36 @@ impl<'a> PageAlloc<'a> {
             return Err(AllocError::NoMemory { order, gfp });
         }
         let highest = gfp.gfp_zone();
-        // Fast path: ALLOC_WMARK_LOW (cf. get_page_from_freelist() in __alloc_pages()).
-        if let Some(pfn) = self.get_page_from_freelist(order, highest, |z| z.watermarks.low) {
+        // Fast path: ALLOC_WMARK_LOW, and ALLOC_NOFRAGMENT where Linux sets
+        // it (cf. get_page_from_freelist() in __alloc_pages()).
+        let fast = AllocFlags {
+            harder: false,
+            nofragment: self.alloc_flags_nofragment(highest),
+        };
+        if let Some(pfn) =
+            self.get_page_from_freelist(gfp, order, highest, |z| z.watermarks.low, fast)
+        {
             self.prep_new_page(pfn, order, owner);
             return Ok(pfn);
         }
         // Slow path: ALLOC_WMARK_MIN, with ALLOC_MIN_RESERVE/ALLOC_NON_BLOCK
-        // discounts (cf. __alloc_pages_slowpath()).
-        if let Some(pfn) =
-            self.get_page_from_freelist(order, highest, |z| gfp.min_watermark(z.watermarks.min))
+        // discounts, and ALLOC_HARDER for atomic requests (cf.
+        // __alloc_pages_slowpath() → gfp_to_alloc_flags()).
+        let slow = AllocFlags {
+            harder: gfp.can_dip_below_min() && gfp.is_non_block(),
+            nofragment: false,
+        };
+        let min = |z: &Zone| gfp.min_watermark(z.watermarks.min);
+        if let Some(pfn) = self.get_page_from_freelist(gfp, order, highest, min, slow) {
+            self.prep_new_page(pfn, order, owner);
+            return Ok(pfn);
+        }
+        // A request that would reclaim first gives back the high-order
+        // atomic reserve (all but one pageblock), as
+        // __alloc_pages_direct_reclaim() does before its retry.
+        if gfp.allows_blocking()
+            && self.unreserve_highatomic_pageblock(highest, gfp.migratetype(), false)
+            && let Some(pfn) = self.get_page_from_freelist(gfp, order, highest, min, slow)
         {
             self.prep_new_page(pfn, order, owner);
             return Ok(pfn);
@@ -577,53 +617,117 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// Walk the zonelist and take the first block a zone can give above
-    /// `mark(zone)` (cf. `get_page_from_freelist()`).
+    /// `mark(zone)` (cf. `get_page_from_freelist()`), from the migrate type
+    /// `gfp` asks for. With `nofragment`, a pass that found nothing without
+    /// breaking into another type's pageblocks is repeated allowing it.
     fn get_page_from_freelist(
         &mut self,
+        gfp: GfpFlags,
         order: Order,
         highest: ZoneType,
         mark: impl Fn(&Zone) -> u64,
+        mut flags: AllocFlags,
     ) -> Option<Pfn> {
-        for zi in (0..=highest.index()).rev() {
-            let zone = &self.zones[zi];
-            if !zone.is_populated() {
-                continue;
+        let mt = gfp.migratetype();
+        loop {
+            for zi in (0..=highest.index()).rev() {
+                let zone = &self.zones[zi];
+                if !zone.is_populated() {
+                    continue;
+                }
+                if !zone.watermark_ok_flags(order, mark(zone), highest, flags.harder) {
+                    continue;
+                }
+                if let Some(pfn) = self.rmqueue(zi, order, mt, flags) {
+                    // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
+                    self.vm_events
+                        .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
+                    // cf. the reserve_highatomic_pageblock() call after a
+                    // successful high-order ALLOC_HARDER allocation.
+                    if order.get() > 0 && flags.harder {
+                        self.reserve_highatomic_pageblock(pfn, zi);
+                    }
+                    return Some(pfn);
+                }
             }
-            if !zone.watermark_ok(order, mark(zone), highest) {
-                continue;
+            if !flags.nofragment {
+                return None;
             }
-            if let Some(pfn) = self.rmqueue_smallest(zi, order) {
-                // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
-                self.vm_events
-                    .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
-                return Some(pfn);
-            }
+            flags.nofragment = false;
         }
-        None
     }
 
-    /// Take the smallest free block of at least `order` and split it down
+    /// cf. `rmqueue_buddy()`: an ALLOC_HARDER request tries the HighAtomic
+    /// reserve first, then its own type with fallback ([`PageAlloc::rmqueue_mt`]).
+    fn rmqueue(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<Pfn> {
+        if flags.harder
+            && let Some(pfn) = self.rmqueue_smallest(zi, order, MigrateType::HighAtomic)
+        {
+            return Some(pfn);
+        }
+        self.__rmqueue(zi, order, mt, flags)
+    }
+
+    /// A block of `order` from zone `zi` for migrate type `mt`, stealing
+    /// from other types if its own lists are empty (no watermark); for
+    /// the kernel heap's reserve and tests.
+    pub(crate) fn rmqueue_mt(&mut self, zi: usize, order: Order, mt: MigrateType) -> Option<Pfn> {
+        self.__rmqueue(zi, order, mt, AllocFlags::default())
+    }
+
+    /// cf. `__rmqueue()`: the smallest block of `mt`'s lists; failing
+    /// that, steal from a fallback type and try again.
+    fn __rmqueue(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<Pfn> {
+        loop {
+            if let Some(pfn) = self.rmqueue_smallest(zi, order, mt) {
+                return Some(pfn);
+            }
+            if !self.rmqueue_fallback(zi, order, mt, flags) {
+                return None;
+            }
+        }
+    }
+
+    /// Take the smallest free block of at least `order` from `mt`'s lists
+    /// and split it down, the halves going to `mt`'s lists
     /// (cf. `__rmqueue_smallest()`).
-    pub(crate) fn rmqueue_smallest(&mut self, zi: usize, order: Order) -> Option<Pfn> {
+    pub(crate) fn rmqueue_smallest(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+    ) -> Option<Pfn> {
         for current in order.index()..NR_ORDERS {
-            let head = self.zones[zi].free_area[current].head;
+            let head = self.zones[zi].free_area[current].free_list[mt.index()].head;
             if head == NIL {
                 continue;
             }
             self.del_from_free_list(head, current, zi);
-            self.expand(head as u64, order.index(), current, zi);
+            self.expand(head as u64, order.index(), current, zi, mt);
             return Some(Pfn(head as u64));
         }
         None
     }
 
-    /// Return the upper halves of a split block to the lower free lists,
-    /// keeping the lowest `2^low` frames (cf. `expand()`).
-    fn expand(&mut self, pfn: u64, low: usize, mut high: usize, zi: usize) {
+    /// Return the upper halves of a split block to the lower free lists of
+    /// `mt`, keeping the lowest `2^low` frames (cf. `expand()`).
+    fn expand(&mut self, pfn: u64, low: usize, mut high: usize, zi: usize, mt: MigrateType) {
         while high > low {
             high -= 1;
             let buddy = pfn + (1u64 << high);
-            self.add_to_free_list(buddy as u32, high, zi, false);
+            self.add_to_free_list(buddy as u32, high, zi, mt, false);
         }
     }
 
@@ -720,7 +824,9 @@ impl<'a> PageAlloc<'a> {
             p.refcount = 0;
             p.owner = OwnerTag::NONE;
         }
-        self.free_one_page(pfn.0, order.index(), zi, false);
+        // cf. free_pages_prepare() → get_pfnblock_migratetype().
+        let mt = self.pageblock_migratetype(pfn);
+        self.free_one_page(pfn.0, order.index(), zi, mt, false);
         Ok(())
     }
 
@@ -745,14 +851,29 @@ impl<'a> PageAlloc<'a> {
         p.is_buddy() && p.order as usize == order && p.zone as usize == zi
     }
 
-    /// Put a block on its free list, merging with free buddies first
-    /// (cf. `__free_one_page()`). `to_tail` is `FPI_TO_TAIL`.
-    fn free_one_page(&mut self, mut pfn: u64, mut order: usize, zi: usize, to_tail: bool) {
+    /// Put a block on `mt`'s free list, merging with free buddies first
+    /// (cf. `__free_one_page()`). `to_tail` is `FPI_TO_TAIL`. From
+    /// pageblock order up, a block of a type that keeps its own accounting
+    /// (HighAtomic, CMA, Isolate) does not merge with one of another type.
+    pub(crate) fn free_one_page(
+        &mut self,
+        mut pfn: u64,
+        mut order: usize,
+        zi: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
         let mut buddy_pfn = pfn;
         while order < MAX_ORDER {
             buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
             if !self.page_is_buddy(buddy_pfn, order, zi) {
                 break;
+            }
+            if order >= PAGEBLOCK_ORDER {
+                let buddy_mt = self.pageblock_migratetype(Pfn(buddy_pfn));
+                if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
+                    break;
+                }
             }
             self.del_from_free_list(buddy_pfn as u32, order, zi);
             let b = &mut self.mem_map[buddy_pfn as usize];
@@ -766,7 +887,7 @@ impl<'a> PageAlloc<'a> {
         // handed out first.
         let to_tail = to_tail
             || (order < MAX_ORDER - 1 && self.buddy_merge_likely(pfn, buddy_pfn, order, zi));
-        self.add_to_free_list(pfn as u32, order, zi, to_tail);
+        self.add_to_free_list(pfn as u32, order, zi, mt, to_tail);
     }
 
     fn buddy_merge_likely(&self, pfn: u64, buddy_pfn: u64, order: usize, zi: usize) -> bool {
@@ -782,12 +903,19 @@ impl<'a> PageAlloc<'a> {
     // Free lists (cf. add_to_free_list() / del_page_from_free_list())
     // ----------------------------------------------------------------
 
-    fn add_to_free_list(&mut self, pfn: u32, order: usize, zi: usize, to_tail: bool) {
-        let area = self.zones[zi].free_area[order];
+    fn add_to_free_list(
+        &mut self,
+        pfn: u32,
+        order: usize,
+        zi: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        let list = self.zones[zi].free_area[order].free_list[mt.index()];
         let (prev, next) = if to_tail {
-            (area.tail, NIL)
+            (list.tail, NIL)
         } else {
-            (NIL, area.head)
+            (NIL, list.head)
         };
         {
             let p = &mut self.mem_map[pfn as usize];
@@ -803,17 +931,21 @@ impl<'a> PageAlloc<'a> {
             self.mem_map[next as usize].prev = pfn;
         }
         let area = &mut self.zones[zi].free_area[order];
+        let list = &mut area.free_list[mt.index()];
         if prev == NIL {
-            area.head = pfn;
+            list.head = pfn;
         }
         if next == NIL {
-            area.tail = pfn;
+            list.tail = pfn;
         }
         area.nr_free += 1;
         self.zones[zi].free_pages += 1 << order; // cf. account_freepages()
     }
 
     /// O(1) unlink; clears BUDDY and the free-page count of the block.
+    /// The block's list is whichever has it as head (or tail) when it is
+    /// first (or last); in the middle, its neighbours are all that change
+    /// (Linux's lists are circular through their heads, so it never asks).
     fn del_from_free_list(&mut self, pfn: u32, order: usize, zi: usize) {
         let (prev, next) = {
             let p = &mut self.mem_map[pfn as usize];
@@ -825,17 +957,28 @@ impl<'a> PageAlloc<'a> {
         };
         let area = &mut self.zones[zi].free_area[order];
         if prev == NIL {
-            area.head = next;
+            if let Some(list) = area.free_list.iter_mut().find(|l| l.head == pfn) {
+                list.head = next;
+            }
         } else {
             self.mem_map[prev as usize].next = next;
         }
         if next == NIL {
-            area.tail = prev;
+            if let Some(list) = area.free_list.iter_mut().find(|l| l.tail == pfn) {
+                list.tail = prev;
+            }
         } else {
             self.mem_map[next as usize].prev = prev;
         }
         area.nr_free -= 1;
         self.zones[zi].free_pages -= 1 << order;
+    }
+
+    /// Move a free block to the tail of `mt`'s list of its order (cf.
+    /// `move_to_free_list()`).
+    fn move_to_free_list(&mut self, pfn: u32, order: usize, zi: usize, mt: MigrateType) {
+        self.del_from_free_list(pfn, order, zi);
+        self.add_to_free_list(pfn, order, zi, mt, true);
     }
 
     // ----------------------------------------------------------------
@@ -1037,11 +1180,29 @@ impl<'a> PageAlloc<'a> {
 impl Zone {
     /// Can this zone serve `order` without going below `mark` plus the
     /// reserve it keeps from requests preferring `highest_zoneidx`?
-    /// (cf. `__zone_watermark_ok()`; `mark` already includes any reserve
-    /// discount.)
+    /// (cf. `zone_watermark_ok()` for a request without ALLOC_HARDER;
+    /// `mark` already includes any reserve discount.)
     pub fn watermark_ok(&self, order: Order, mark: u64, highest_zoneidx: ZoneType) -> bool {
+        self.watermark_ok_flags(order, mark, highest_zoneidx, false)
+    }
+
+    /// cf. `__zone_watermark_ok()`: the HighAtomic reserve does not count
+    /// as free unless `harder` (ALLOC_HARDER) may use it, and a high-order
+    /// request needs a block on a list it may take from.
+    pub fn watermark_ok_flags(
+        &self,
+        order: Order,
+        mark: u64,
+        highest_zoneidx: ZoneType,
+        harder: bool,
+    ) -> bool {
+        // cf. __zone_watermark_unusable_free().
+        let mut unusable = order.nr_pages() as i128 - 1;
+        if !harder {
+            unusable += self.nr_reserved_highatomic as i128;
+        }
         // free_pages may go negative here - that's OK (as in Linux).
-        let free = self.free_pages as i128 - (order.nr_pages() as i128 - 1);
+        let free = self.free_pages as i128 - unusable;
         let min = mark as i128 + self.lowmem_reserve[highest_zoneidx.index()] as i128;
         if free <= min {
             return false;
@@ -1049,9 +1210,13 @@ impl Zone {
         if order.get() == 0 {
             return true;
         }
-        self.free_area[order.index()..]
-            .iter()
-            .any(|a| a.nr_free > 0)
+        self.free_area[order.index()..].iter().any(|a| {
+            a.nr_free > 0
+                && (MigrateType::ALL[..MIGRATE_PCPTYPES]
+                    .iter()
+                    .any(|&mt| !a.is_empty(mt))
+                    || (harder && !a.is_empty(MigrateType::HighAtomic)))
+        })
     }
 }
 
@@ -1072,6 +1237,7 @@ pub fn int_sqrt(x: u64) -> u64 {
 }
 
 mod check;
+pub mod mobility;
 mod take;
 
 /// A small machine for host tests of the modules above the allocator: 64 MiB

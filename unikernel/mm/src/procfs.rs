@@ -23,7 +23,7 @@ use core::fmt::{self, Write};
 use crate::memblock::Memblock;
 use crate::page_alloc::PageAlloc;
 use crate::types::{NR_ORDERS, PAGE_SHIFT, PhysAddr};
-use crate::zone::{NR_ZONES, Zone};
+use crate::zone::{MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Zone};
 
 /// The only NUMA node (`pgdat->node_id`).
 pub const NODE_ID: u32 = 0;
@@ -60,34 +60,15 @@ pub fn buddyinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
 // /proc/pagetypeinfo
 // ----------------------------------------------------------------------
 
-/// `pageblock_order` on x86_64 (`HUGETLB_PAGE_ORDER`): the granule Linux
-/// tags with a migrate type.
-pub const PAGEBLOCK_ORDER: u32 = 9;
-
-/// `migratetype_names[]` for a kernel without CMA but with memory
-/// isolation, in Linux's order.
-pub const MIGRATETYPE_NAMES: [&str; 5] = [
-    "Unmovable",
-    "Movable",
-    "Reclaimable",
-    "HighAtomic",
-    "Isolate",
-];
-
-/// Index of "Movable" in [`MIGRATETYPE_NAMES`]. There is no page mobility
-/// grouping here, so every free block and every pageblock is reported as
-/// Movable — what Linux tags all of memory as at boot (`memmap_init()`).
-const MIGRATE_MOVABLE: usize = 1;
-
 /// `/proc/pagetypeinfo` (cf. `pagetypeinfo_show()`,
 /// `pagetypeinfo_showfree_print()`, `pagetypeinfo_showblockcount_print()`):
-/// populated zones only; free counts per migrate type and order, then
-/// pageblocks per migrate type (every pageblock stepping from the zone's
-/// first PFN whose first frame has a descriptor, as Linux counts them).
+/// populated zones only; free blocks per migrate type and order, counted
+/// by walking each list as Linux does (stopping at 100000 and printing
+/// `>100000`), then pageblocks per migrate type, stepping from the zone's
+/// first PFN over frames that have a descriptor in this zone.
 pub fn pagetypeinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
-    let pageblock_pages = 1u64 << PAGEBLOCK_ORDER;
     writeln!(w, "Page block order: {PAGEBLOCK_ORDER}")?;
-    writeln!(w, "Pages per block:  {pageblock_pages}")?;
+    writeln!(w, "Pages per block:  {PAGEBLOCK_NR_PAGES}")?;
     w.write_char('\n')?;
 
     write!(w, "{:<43} ", "Free pages count per migrate type at order")?;
@@ -95,24 +76,19 @@ pub fn pagetypeinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
         write!(w, "{order:>6} ")?;
     }
     w.write_char('\n')?;
-    for zone in pa.zones().iter().filter(|z| populated(z)) {
-        for (mtype, name) in MIGRATETYPE_NAMES.iter().enumerate() {
+    for (zi, zone) in pa.zones().iter().enumerate().filter(|(_, z)| populated(z)) {
+        for mt in MigrateType::ALL {
             write!(
                 w,
                 "Node {:>4}, zone {:>8}, type {:>12} ",
                 NODE_ID,
                 zone.name(),
-                name
+                mt.name()
             )?;
-            for area in &zone.free_area {
-                let count = if mtype == MIGRATE_MOVABLE {
-                    area.nr_free
-                } else {
-                    0
-                };
-                // Linux stops counting a list at 100000 entries and marks it.
-                if count >= 100_000 {
-                    write!(w, ">{:>6} ", 100_000)?;
+            for order in 0..crate::types::NR_ORDERS {
+                let (count, overflow) = pa.count_free_list(zi, order, mt, 100_000);
+                if overflow {
+                    write!(w, ">{count:>6} ")?;
                 } else {
                     write!(w, "{count:>6} ")?;
                 }
@@ -122,26 +98,15 @@ pub fn pagetypeinfo(pa: &PageAlloc<'_>, w: &mut impl Write) -> fmt::Result {
     }
 
     write!(w, "\n{:<23}", "Number of blocks type ")?;
-    for name in MIGRATETYPE_NAMES {
-        write!(w, "{name:>12} ")?;
+    for mt in MigrateType::ALL {
+        write!(w, "{:>12} ", mt.name())?;
     }
     w.write_char('\n')?;
     for zone in pa.zones().iter().filter(|z| populated(z)) {
-        let mut blocks = 0u64;
-        let mut pfn = zone.start_pfn.0;
-        while pfn < zone.end_pfn.0 {
-            if pa.page(crate::types::Pfn(pfn)).is_some() {
-                blocks += 1;
-            }
-            pfn += pageblock_pages;
-        }
+        let counts = pa.pageblock_counts(zone.ztype);
         write!(w, "Node {}, zone {:>8} ", NODE_ID, zone.name())?;
-        for mtype in 0..MIGRATETYPE_NAMES.len() {
-            write!(
-                w,
-                "{:>12} ",
-                if mtype == MIGRATE_MOVABLE { blocks } else { 0 }
-            )?;
+        for n in counts {
+            write!(w, "{n:>12} ")?;
         }
         w.write_char('\n')?;
     }

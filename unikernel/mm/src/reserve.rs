@@ -28,7 +28,7 @@ use crate::page::{NIL, OwnerTag, PageFlags};
 use crate::page_alloc::PageAlloc;
 use crate::types::{MAX_ORDER, Order, Pfn};
 use crate::vmstat::VmEvent;
-use crate::zone::ZoneType;
+use crate::zone::{MigrateType, ZoneType};
 
 /// Smallest reserve, in pages (256 KiB).
 pub const KERNEL_RESERVE_MIN_PAGES: u64 = 64;
@@ -241,7 +241,8 @@ impl PageAlloc<'_> {
         let wanted = Order::new(wanted_pages.trailing_zeros() as u8).unwrap_or(Order::MAX);
         for o in (0..=wanted.get()).rev() {
             let order = Order::new(o).unwrap_or(Order::ZERO);
-            if let Some(pfn) = self.rmqueue_smallest(zone.index(), order) {
+            // Kernel memory: Unmovable, stealing pageblocks as it must.
+            if let Some(pfn) = self.rmqueue_mt(zone.index(), order, MigrateType::Unmovable) {
                 for i in 0..order.nr_pages() {
                     self.mark_pool_frame(pfn.add(i));
                 }

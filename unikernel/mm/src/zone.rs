@@ -162,29 +162,131 @@ const fn min(a: u64, b: u64) -> u64 {
     if a < b { a } else { b }
 }
 
-/// One free list: blocks of a single order in one zone (cf. `struct
-/// free_area`, without migrate types).
+/// `pageblock_order` on x86_64 (`HUGETLB_PAGE_ORDER`): the granule that
+/// carries a migrate type.
+pub const PAGEBLOCK_ORDER: usize = 9;
+/// Frames per pageblock (cf. `pageblock_nr_pages`).
+pub const PAGEBLOCK_NR_PAGES: u64 = 1 << PAGEBLOCK_ORDER;
+
+/// What may be done with a page's contents, which decides where it is
+/// allocated from so that unmovable pages do not pin every pageblock
+/// (cf. `enum migratetype` in `include/linux/mmzone.h`, Linux's order with
+/// `CONFIG_CMA` and `CONFIG_MEMORY_ISOLATION`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MigrateType {
+    /// Kernel memory that cannot move (slab, page tables, most of the API).
+    Unmovable = 0,
+    /// Can be migrated (`__GFP_MOVABLE`: user-style and page-cache pages).
+    Movable = 1,
+    /// Can be freed by reclaim (`__GFP_RECLAIMABLE`: reclaimable slabs).
+    Reclaimable = 2,
+    /// Pageblocks kept for high-order atomic allocations
+    /// (`reserve_highatomic_pageblock()`).
+    HighAtomic = 3,
+    /// A CMA area: lent to movable allocations only.
+    Cma = 4,
+    /// Being isolated (compaction, CMA): no allocation from it.
+    Isolate = 5,
+}
+
+/// Number of migrate types (cf. `MIGRATE_TYPES`).
+pub const MIGRATE_TYPES: usize = 6;
+/// Types that have per-CPU lists and merge freely (cf. `MIGRATE_PCPTYPES`).
+pub const MIGRATE_PCPTYPES: usize = 3;
+
+impl MigrateType {
+    /// Every type, in index order.
+    pub const ALL: [MigrateType; MIGRATE_TYPES] = [
+        MigrateType::Unmovable,
+        MigrateType::Movable,
+        MigrateType::Reclaimable,
+        MigrateType::HighAtomic,
+        MigrateType::Cma,
+        MigrateType::Isolate,
+    ];
+
+    /// `migratetype_names[]`: what `/proc/pagetypeinfo` prints.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MigrateType::Unmovable => "Unmovable",
+            MigrateType::Movable => "Movable",
+            MigrateType::Reclaimable => "Reclaimable",
+            MigrateType::HighAtomic => "HighAtomic",
+            MigrateType::Cma => "CMA",
+            MigrateType::Isolate => "Isolate",
+        }
+    }
+
+    /// The array index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The type with index `i`.
+    pub const fn from_index(i: usize) -> Option<MigrateType> {
+        if i < MIGRATE_TYPES {
+            Some(Self::ALL[i])
+        } else {
+            None
+        }
+    }
+
+    /// Whether free blocks of this type may merge with blocks of another
+    /// type at pageblock order and above (cf. `migratetype_is_mergeable()`):
+    /// HighAtomic, CMA and Isolate blocks keep their own accounting.
+    pub const fn is_mergeable(self) -> bool {
+        self.index() < MIGRATE_PCPTYPES
+    }
+}
+
+/// One free list of one order and migrate type (cf. `free_list[]`).
 ///
-/// The list is intrusive and doubly linked through `Page::prev/next` so a
-/// buddy can be unlinked in O(1) when it merges. `tail` lets boot-time frees
-/// append (cf. `FPI_TO_TAIL`) so early allocations come from low addresses.
+/// Intrusive and doubly linked through `Page::prev/next` so a buddy can be
+/// unlinked in O(1) when it merges. `tail` lets boot-time frees append
+/// (cf. `FPI_TO_TAIL`) so early allocations come from low addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FreeArea {
+pub struct FreeList {
     /// PFN of the first free block, or [`NIL`].
     pub head: u32,
     /// PFN of the last free block, or [`NIL`].
     pub tail: u32,
-    /// Number of blocks (not pages) on the list (cf. `nr_free`).
+}
+
+impl FreeList {
+    /// An empty list.
+    pub const EMPTY: FreeList = FreeList {
+        head: NIL,
+        tail: NIL,
+    };
+
+    /// Whether no block is on it (cf. `free_area_empty()`).
+    pub const fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+}
+
+/// The free blocks of one order in one zone, one list per migrate type
+/// (cf. `struct free_area`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreeArea {
+    /// One list per [`MigrateType`].
+    pub free_list: [FreeList; MIGRATE_TYPES],
+    /// Blocks (not pages) on all the lists (cf. `nr_free`).
     pub nr_free: u64,
 }
 
 impl FreeArea {
-    /// An empty list.
+    /// No free block.
     pub const EMPTY: FreeArea = FreeArea {
-        head: NIL,
-        tail: NIL,
+        free_list: [FreeList::EMPTY; MIGRATE_TYPES],
         nr_free: 0,
     };
+
+    /// Whether the list of `mt` is empty (cf. `free_area_empty()`).
+    pub const fn is_empty(&self, mt: MigrateType) -> bool {
+        self.free_list[mt.index()].is_empty()
+    }
 }
 
 impl Default for FreeArea {
@@ -255,6 +357,9 @@ pub struct Zone {
     /// higher: `lowmem_reserve[j]` applies when the request could have used
     /// zone `j` (cf. `lowmem_reserve[]`, shown as "protection" in zoneinfo).
     pub lowmem_reserve: [u64; crate::zone::NR_ZONES],
+    /// Pages in pageblocks reserved for high-order atomic allocations
+    /// (cf. `nr_reserved_highatomic`).
+    pub nr_reserved_highatomic: u64,
 }
 
 impl Zone {
@@ -274,6 +379,7 @@ impl Zone {
                 high: 0,
             },
             lowmem_reserve: [0; NR_ZONES],
+            nr_reserved_highatomic: 0,
         }
     }
 

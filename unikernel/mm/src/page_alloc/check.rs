@@ -59,72 +59,74 @@ impl PageAlloc<'_> {
             let mut free_pages = 0u64;
             for (order, area) in zone.free_area.iter().enumerate() {
                 let mut count = 0u64;
-                let mut prev = NIL;
-                let mut cur = area.head;
                 // A walk cut short (cycle, wild link) leaves the counts unknown.
                 let mut complete = true;
-                while cur != NIL {
-                    let pfn = cur as u64;
-                    if count >= area.nr_free {
-                        bad("free list longer than nr_free (or cyclic)", pfn);
-                        complete = false;
-                        break;
-                    }
-                    if pfn >= max {
-                        bad("free list entry past max_pfn", pfn);
-                        complete = false;
-                        break;
-                    }
-                    let p = &self.mem_map[pfn as usize];
-                    if !p.is_buddy() || p.order as usize != order {
-                        bad(
-                            "free list entry is not a BUDDY head of the list's order",
-                            pfn,
-                        );
-                        complete = false;
-                        break;
-                    }
-                    if p.zone as usize != zi {
-                        bad("free list entry in the wrong zone", pfn);
-                    }
-                    let end = pfn + (1 << order);
-                    if pfn & ((1 << order) - 1) != 0 {
-                        bad("free block not aligned to its order", pfn);
-                    }
-                    if pfn < zone.start_pfn.0 || end > zone.end_pfn.0 {
-                        bad("free block outside its zone", pfn);
-                    }
-                    if p.prev != prev {
-                        bad("free list back link broken", pfn);
-                    }
-                    if p.owner != OwnerTag::NONE || p.refcount != 0 {
-                        // cf. page_bad_reason(): "nonzero _refcount", "non-NULL mapping"
-                        bad("free frame has an owner or a refcount", pfn);
-                    }
-                    for t in (pfn + 1)..end.min(max) {
-                        let q = &self.mem_map[t as usize];
-                        if q.flags.intersects(NOT_FREE) || q.zone as usize != zi {
-                            bad("frame inside a free block is not free", t);
-                        } else if q.owner != OwnerTag::NONE || q.refcount != 0 {
-                            bad("free frame has an owner or a refcount", t);
+                for list in &area.free_list {
+                    let mut prev = NIL;
+                    let mut cur = list.head;
+                    while cur != NIL {
+                        let pfn = cur as u64;
+                        if count >= area.nr_free {
+                            bad("free list longer than nr_free (or cyclic)", pfn);
+                            complete = false;
+                            break;
                         }
+                        if pfn >= max {
+                            bad("free list entry past max_pfn", pfn);
+                            complete = false;
+                            break;
+                        }
+                        let p = &self.mem_map[pfn as usize];
+                        if !p.is_buddy() || p.order as usize != order {
+                            bad(
+                                "free list entry is not a BUDDY head of the list's order",
+                                pfn,
+                            );
+                            complete = false;
+                            break;
+                        }
+                        if p.zone as usize != zi {
+                            bad("free list entry in the wrong zone", pfn);
+                        }
+                        let end = pfn + (1 << order);
+                        if pfn & ((1 << order) - 1) != 0 {
+                            bad("free block not aligned to its order", pfn);
+                        }
+                        if pfn < zone.start_pfn.0 || end > zone.end_pfn.0 {
+                            bad("free block outside its zone", pfn);
+                        }
+                        if p.prev != prev {
+                            bad("free list back link broken", pfn);
+                        }
+                        if p.owner != OwnerTag::NONE || p.refcount != 0 {
+                            // cf. page_bad_reason(): "nonzero _refcount", "non-NULL mapping"
+                            bad("free frame has an owner or a refcount", pfn);
+                        }
+                        for t in (pfn + 1)..end.min(max) {
+                            let q = &self.mem_map[t as usize];
+                            if q.flags.intersects(NOT_FREE) || q.zone as usize != zi {
+                                bad("frame inside a free block is not free", t);
+                            } else if q.owner != OwnerTag::NONE || q.refcount != 0 {
+                                bad("free frame has an owner or a refcount", t);
+                            }
+                        }
+                        count += 1;
+                        free_pages += 1 << order;
+                        prev = cur;
+                        cur = p.next;
                     }
-                    count += 1;
-                    free_pages += 1 << order;
-                    prev = cur;
-                    cur = p.next;
+                    if !complete {
+                        break;
+                    }
+                    if list.tail != prev {
+                        bad("free list tail pointer broken", list.tail as u64);
+                    }
                 }
                 checked.free_blocks += count;
                 checked.free_pages += count << order;
                 buddy_heads_listed += count;
-                if !complete {
-                    continue;
-                }
-                if count != area.nr_free {
-                    bad("nr_free does not match the free list", prev as u64);
-                }
-                if area.tail != prev {
-                    bad("free list tail pointer broken", area.tail as u64);
+                if complete && count != area.nr_free {
+                    bad("nr_free does not match the free lists", zone.start_pfn.0);
                 }
             }
             if free_pages != zone.free_pages {

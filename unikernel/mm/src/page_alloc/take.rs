@@ -49,6 +49,9 @@ impl PageAlloc<'_> {
         let Some((head, mut o, zi)) = found else {
             return Err(refused);
         };
+        // cf. take_page_off_buddy(): the pieces go back to the lists of the
+        // head's pageblock type.
+        let mt = self.pageblock_migratetype(Pfn(head));
         self.del_from_free_list(head as u32, o, zi);
         // Split down to `order`, giving back the half without `pfn` each
         // time (cf. `break_down_buddy_pages()`).
@@ -57,10 +60,10 @@ impl PageAlloc<'_> {
             o -= 1;
             let half = 1u64 << o;
             if pfn.0 >= start + half {
-                self.add_to_free_list(start as u32, o, zi, false);
+                self.add_to_free_list(start as u32, o, zi, mt, false);
                 start += half;
             } else {
-                self.add_to_free_list((start + half) as u32, o, zi, false);
+                self.add_to_free_list((start + half) as u32, o, zi, mt, false);
             }
         }
         self.prep_new_page(pfn, order, owner);

@@ -120,7 +120,7 @@ fn falls_back_to_a_smaller_block() {
         .iter()
         .any(|a| a.nr_free > 0)
     {
-        let pfn = pa.rmqueue_smallest(zi, order(5)).unwrap();
+        let pfn = pa.rmqueue_mt(zi, order(5), MigrateType::Movable).unwrap();
         pa.prep_new_page(pfn, order(5), OwnerTag::API);
         held.push(pfn);
     }

@@ -156,7 +156,7 @@ fn buddy_survives_a_cyclic_free_list() {
     let mut pa = mm.lock();
     let dma = pa.zone(ZoneType::Dma).free_area[10];
     assert!(dma.nr_free >= 2);
-    let first = dma.head as usize;
+    let first = dma.free_list[crate::zone::MigrateType::Movable.index()].head as usize;
     pa.mem_map_mut()[first].next = first as u32; // points at itself
     let (problems, _) = run(|s, c| check_buddy(&pa, s, c));
     // The walk stops at nr_free entries instead of spinning.

@@ -150,8 +150,9 @@ fn each_allocation_counts_its_zone_and_each_free_counts_pgfree() {
         (GfpFlags::GFP_KERNEL, 0, ZoneType::Dma32),
         (GfpFlags::GFP_HIGHUSER, 3, ZoneType::HighMem),
         (GfpFlags::GFP_DMA, 2, ZoneType::Dma),
-        // DMA32's one order-10 block.
-        (GfpFlags::GFP_DMA32, 10, ZoneType::Dma32),
+        // The order-9 half of DMA32's one order-10 block, which the kernel
+        // reserve (Unmovable) claimed at boot.
+        (GfpFlags::GFP_DMA32, 9, ZoneType::Dma32),
         // None left there: falls back to DMA.
         (GfpFlags::GFP_KERNEL, 10, ZoneType::Dma),
     ];
