@@ -441,6 +441,9 @@ impl<P: Platform> Api<'_, P> {
         // node stays wherever the heap put it during the run.
         self.handles = alloc::collections::BTreeMap::new();
         self.settle_slab();
+        // HighAtomic pageblocks reserved during the run go back to Movable
+        // and their free blocks merge again, as at boot.
+        self.mm.lock().release_highatomic_reserve();
         #[derive(Serialize)]
         struct Reset {
             freed: u64,

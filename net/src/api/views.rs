@@ -14,7 +14,7 @@ use mm::procfs::{E820Type, Meminfo};
 use mm::reserve::ReserveStats;
 use mm::types::PAGE_SIZE;
 use mm::types::{MAX_ORDER, NR_ORDERS, PhysAddr};
-use mm::zone::{NR_ZONES, Zone, ZoneType};
+use mm::zone::{MIGRATE_TYPES, MigrateType, NR_ZONES, Zone, ZoneType};
 
 use super::{BootView, Handle, System};
 use crate::server::response::Response;
@@ -138,12 +138,42 @@ struct ZoneJson {
     watermarks: WatermarksJson,
     protection: [u64; NR_ZONES],
     free_area: [u64; NR_ORDERS],
+    /// Free blocks per order on each migrate type's lists (what
+    /// `/proc/pagetypeinfo` prints), e.g. `{"Unmovable":[…],"Movable":[…],…}`.
+    free_lists: ByType<[u64; NR_ORDERS]>,
+    /// Pageblocks of each migrate type.
+    pageblocks: ByType<u64>,
+    /// Pages in HighAtomic pageblocks (`nr_reserved_highatomic`).
+    nr_reserved_highatomic: u64,
     start: Hex,
     end: Hex,
 }
 
-impl From<&Zone> for ZoneJson {
-    fn from(z: &Zone) -> ZoneJson {
+/// One value per migrate type, serialized as a map by type name.
+#[derive(Clone, Copy)]
+pub struct ByType<T>(pub [T; MIGRATE_TYPES]);
+
+impl<T: Serialize> Serialize for ByType<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(MIGRATE_TYPES))?;
+        for (mt, v) in MigrateType::ALL.iter().zip(&self.0) {
+            map.serialize_entry(mt.name(), v)?;
+        }
+        map.end()
+    }
+}
+
+/// A zone with its mobility counts, copied out under the lock.
+#[derive(Clone, Copy)]
+pub struct ZoneCopy {
+    pub zone: Zone,
+    pub free_lists: ByType<[u64; NR_ORDERS]>,
+    pub pageblocks: ByType<u64>,
+}
+
+impl From<&ZoneCopy> for ZoneJson {
+    fn from(c: &ZoneCopy) -> ZoneJson {
+        let z = &c.zone;
         ZoneJson {
             name: z.name(),
             start_pfn: z.start_pfn.0,
@@ -159,6 +189,9 @@ impl From<&Zone> for ZoneJson {
             },
             protection: z.lowmem_reserve,
             free_area: z.free_area_counts(),
+            free_lists: c.free_lists,
+            pageblocks: c.pageblocks,
+            nr_reserved_highatomic: z.nr_reserved_highatomic,
             start: Hex::new(z.start_pfn.phys().0),
             end: Hex::new(z.end_pfn.phys().0),
         }
@@ -175,8 +208,29 @@ pub fn zone_copies<P: Platform>(mm: &MemoryManager<'_, P>) -> ([Option<Zone>; NR
     (zones, pa.lowmem_pfn().phys())
 }
 
+/// Every zone with its free lists by migrate type and its pageblock
+/// counts (walks the lists and the pageblocks under the lock; no
+/// allocation).
+pub fn zone_mobility_copies<P: Platform>(
+    mm: &MemoryManager<'_, P>,
+) -> ([Option<ZoneCopy>; NR_ZONES], PhysAddr) {
+    let pa = mm.lock();
+    let mut zones = [None; NR_ZONES];
+    for (zi, (slot, zone)) in zones.iter_mut().zip(pa.zones()).enumerate() {
+        let free_lists = ByType(MigrateType::ALL.map(|mt| {
+            core::array::from_fn(|o| pa.count_free_list(zi, o, mt, u64::MAX).0)
+        }));
+        *slot = Some(ZoneCopy {
+            zone: *zone,
+            free_lists,
+            pageblocks: ByType(pa.pageblock_counts(zone.ztype)),
+        });
+    }
+    (zones, pa.lowmem_pfn().phys())
+}
+
 pub fn zones<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
-    let (zones, lowmem) = zone_copies(mm);
+    let (zones, lowmem) = zone_mobility_copies(mm);
     #[derive(Serialize)]
     struct Zones {
         max_order: usize,
