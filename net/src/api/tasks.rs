@@ -636,6 +636,7 @@ impl<P: Platform> Api<'_, P> {
             version: Version::Http11,
             headers: Headers::default(),
             body: Vec::new(),
+            park: None,
         };
         self.free_any(&req, id.as_str()).is_ok()
     }

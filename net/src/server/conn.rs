@@ -22,13 +22,31 @@
 //! With a [`ConnConfig::token`], every request but GET and HEAD must carry
 //! `Authorization: Bearer <token>`, else it gets 401 EACCES (API.md) and
 //! never reaches the handler.
+//!
+//! **Parked requests.** A handler may answer "not yet"
+//! ([`Response::pending`]: a request sleeping on a wait queue, e.g. an
+//! allocation with `wait_ms`). The connection then keeps that request and
+//! hands it to the handler again — marked as a retry with
+//! [`crate::server::http::Park`] — on every later poll, until it answers;
+//! the handler owns the waiting and its deadline, the connection only
+//! promises to ask by the `until_ms` it was given ([`Connection::deadline_ms`]
+//! reports it, so the main loop's timer fires in time). Meanwhile it reads
+//! nothing more (pipelined requests wait their turn in order; TCP holds
+//! the rest back), answers nothing, and neither times out as idle nor as a
+//! slow request. A retry that stays pending changes nothing a caller can
+//! see, so it is not progress. A peer that closes its side while its
+//! request is parked has gone away (as nginx treats a client abort): the
+//! connection closes and [`Connection::take_cancelled`] hands the token
+//! back for the handler's owner to cancel the wait; so does
+//! [`Connection::abandon`] for a connection dropped because its socket
+//! died.
 
 use alloc::borrow::Cow;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 
 use crate::server::error::ApiError;
-use crate::server::http::{Method, Request, RequestParser, Version};
+use crate::server::http::{Method, Park, Request, RequestParser, Version};
 use crate::server::response::{ConnectionHeader, Response};
 
 /// Default [`ConnConfig::idle_timeout_ms`].
@@ -103,6 +121,17 @@ enum Step {
     NeedInput,
     /// The output queue is over its limit.
     QueueFull,
+    /// A request is parked and still pending.
+    Parked,
+}
+
+/// A request the handler has not answered yet; see the module doc.
+#[derive(Debug)]
+struct Parked {
+    request: Request,
+    token: u64,
+    since_ms: u64,
+    until_ms: u64,
 }
 
 /// The state of one connection; see the module doc.
@@ -123,6 +152,11 @@ pub struct Connection {
     closing: bool,
     closed: bool,
     requests: u64,
+    /// The request the handler answered with [`Response::pending`].
+    parked: Option<Parked>,
+    /// The token of a parked request dropped by a close, for
+    /// [`Connection::take_cancelled`].
+    cancelled: Option<u64>,
 }
 
 impl Connection {
@@ -139,6 +173,8 @@ impl Connection {
             closing: false,
             closed: false,
             requests: 0,
+            parked: None,
+            cancelled: None,
         }
     }
 
@@ -175,6 +211,14 @@ impl Connection {
             match self.answer(now_ms, handler) {
                 Step::Answered => continue,
                 Step::QueueFull => break,
+                Step::Parked => {
+                    // Send what was answered before it; read nothing more.
+                    // A peer that closed while its request sleeps is gone.
+                    if self.flush(stream, now_ms).is_err() || !stream.may_recv() {
+                        return self.finish(stream);
+                    }
+                    break;
+                }
                 Step::NeedInput => {}
             }
             if !stream.may_recv() {
@@ -195,20 +239,27 @@ impl Connection {
                 Err(_) => return self.finish(stream),
             }
         }
-        if self
-            .deadline_ms()
-            .is_some_and(|deadline| now_ms >= deadline)
+        // (A parked request is the handler's to end, at its `until_ms`.)
+        if self.parked.is_none()
+            && self
+                .deadline_ms()
+                .is_some_and(|deadline| now_ms >= deadline)
         {
             return self.finish(stream);
         }
         ConnState::Open
     }
 
-    /// When this connection times out if nothing happens (for the main
-    /// loop's timer); `None` once closed.
+    /// When this connection must be polled again if nothing happens (for
+    /// the main loop's timer): its idle or request timeout, or, while a
+    /// request is parked, the `until_ms` the handler gave; `None` once
+    /// closed.
     pub fn deadline_ms(&self) -> Option<u64> {
         if self.closed {
             return None;
+        }
+        if let Some(parked) = &self.parked {
+            return Some(parked.until_ms);
         }
         let idle = self
             .last_activity_ms
@@ -239,30 +290,73 @@ impl Connection {
         self.parser.buffered()
     }
 
+    /// The token of the request parked now, if one is.
+    pub fn parked_token(&self) -> Option<u64> {
+        self.parked.as_ref().map(|p| p.token)
+    }
+
+    /// The token of a parked request that a close dropped unanswered
+    /// (once): its wait must be cancelled.
+    pub fn take_cancelled(&mut self) -> Option<u64> {
+        self.cancelled.take()
+    }
+
+    /// Drop the connection's state without a word (its socket is gone);
+    /// returns the token of a parked request whose wait must be cancelled.
+    pub fn abandon(&mut self) -> Option<u64> {
+        self.closed = true;
+        self.parser = RequestParser::new();
+        self.out = VecDeque::new();
+        self.out_offset = 0;
+        self.out_bytes = 0;
+        let parked = self.parked.take().map(|p| p.token);
+        parked.or_else(|| self.cancelled.take())
+    }
+
     /// Answer buffered complete requests until none is left, the output
     /// queue is full, or an answer ends the connection.
     fn answer(&mut self, now_ms: u64, handler: &mut impl FnMut(&Request) -> Response) -> Step {
         let mut answered = false;
+        if let Some(mut parked) = self.parked.take() {
+            parked.request.park = Some(Park {
+                token: parked.token,
+                since_ms: parked.since_ms,
+            });
+            let response = handler(&parked.request);
+            if let Some(pending) = response.pending {
+                parked.token = pending.token;
+                parked.until_ms = pending.until_ms;
+                self.parked = Some(parked);
+                return Step::Parked;
+            }
+            // The idle and request clocks start again from the answer.
+            self.last_activity_ms = now_ms;
+            self.request_started_ms = self.parser.has_partial().then_some(now_ms);
+            answered = true;
+            if !self.respond(&parked.request, response) {
+                return Step::Answered;
+            }
+        }
         while self.out_bytes < OUT_QUEUE_SOFT_LIMIT {
             match self.parser.next_request() {
                 Some(Ok(request)) => {
                     answered = true;
-                    self.requests += 1;
                     self.request_started_ms = self.parser.has_partial().then_some(now_ms);
                     let response = if self.authorized(&request) {
                         handler(&request)
                     } else {
                         ApiError::eacces("missing or wrong bearer token").into_response()
                     };
-                    let keep_alive = request.keep_alive();
-                    let connection = match (keep_alive, request.version) {
-                        (false, _) => ConnectionHeader::Close,
-                        (true, Version::Http10) => ConnectionHeader::KeepAlive,
-                        (true, Version::Http11) => ConnectionHeader::Default,
-                    };
-                    self.queue(response, request.method == Method::Head, connection);
-                    if !keep_alive {
-                        self.closing = true;
+                    if let Some(pending) = response.pending {
+                        self.parked = Some(Parked {
+                            request,
+                            token: pending.token,
+                            since_ms: now_ms,
+                            until_ms: pending.until_ms,
+                        });
+                        return Step::Parked;
+                    }
+                    if !self.respond(&request, response) {
                         return Step::Answered;
                     }
                 }
@@ -285,6 +379,23 @@ impl Connection {
         } else {
             Step::QueueFull
         }
+    }
+
+    /// Queue the answer to `request`; `false` if the connection closes
+    /// after it.
+    fn respond(&mut self, request: &Request, response: Response) -> bool {
+        self.requests += 1;
+        let keep_alive = request.keep_alive();
+        let connection = match (keep_alive, request.version) {
+            (false, _) => ConnectionHeader::Close,
+            (true, Version::Http10) => ConnectionHeader::KeepAlive,
+            (true, Version::Http11) => ConnectionHeader::Default,
+        };
+        self.queue(response, request.method == Method::Head, connection);
+        if !keep_alive {
+            self.closing = true;
+        }
+        keep_alive
     }
 
     fn authorized(&self, request: &Request) -> bool {
@@ -357,6 +468,9 @@ impl Connection {
         self.out_bytes = 0;
         self.parser = RequestParser::new();
         self.request_started_ms = None;
+        if let Some(parked) = self.parked.take() {
+            self.cancelled = Some(parked.token);
+        }
         ConnState::Closed
     }
 }

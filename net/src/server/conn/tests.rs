@@ -127,7 +127,16 @@ fn api(req: &Request) -> Response {
 
 /// Poll until the connection closes or stops making progress.
 fn drive(conn: &mut Connection, fake: &mut Fake, now_ms: u64) -> ConnState {
-    let mut handler = api;
+    drive_with(conn, fake, now_ms, &mut api)
+}
+
+/// [`drive`] with any handler.
+fn drive_with(
+    conn: &mut Connection,
+    fake: &mut Fake,
+    now_ms: u64,
+    mut handler: impl FnMut(&Request) -> Response,
+) -> ConnState {
     for _ in 0..100_000 {
         let before = (fake.sent.len(), fake.pending_input());
         let state = conn.poll(fake, now_ms, &mut handler);
@@ -863,4 +872,175 @@ mod props {
             check_output(&run(segments, chunk));
         }
     }
+}
+
+/// A handler that parks `/sleep` requests until `*wake` holds, then
+/// answers 201; everything else is [`api`]. Records each call's `park`.
+struct Sleeper {
+    wake: bool,
+    calls: Vec<Option<crate::server::http::Park>>,
+    next_token: u64,
+}
+
+impl Sleeper {
+    fn new() -> Sleeper {
+        Sleeper {
+            wake: false,
+            calls: Vec::new(),
+            next_token: 7,
+        }
+    }
+
+    fn handle(&mut self, req: &Request) -> Response {
+        if req.path != "/sleep" {
+            return api(req);
+        }
+        self.calls.push(req.park);
+        if self.wake {
+            Response::text(201, "woke")
+        } else {
+            // A new token per retry: the connection keeps the latest.
+            self.next_token += 1;
+            Response::pending(self.next_token, 50_000)
+        }
+    }
+}
+
+const SLEEP: &[u8] = b"POST /sleep HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn parked_request_waits_then_answers_in_order() {
+    let mut input = Vec::from(SLEEP);
+    input.extend_from_slice(b"GET /api/health HTTP/1.1\r\n\r\n");
+    let mut fake = Fake::with(b"GET /api/zones HTTP/1.1\r\n\r\n");
+    fake.push(&input);
+    let mut conn = Connection::new(ConnConfig::default(), 1_000);
+    let mut s = Sleeper::new();
+    let mut handler = |r: &Request| s.handle(r);
+    assert_eq!(conn.poll(&mut fake, 1_000, &mut handler), ConnState::Open);
+    // The request before it is answered; nothing after it is.
+    assert_eq!(responses(&fake.sent, &[]).len(), 1);
+    assert_eq!(conn.requests_served(), 1);
+    assert_eq!(conn.parked_token(), Some(8));
+    assert_eq!(conn.deadline_ms(), Some(50_000), "the handler's until_ms");
+    // Long past the idle and request timeouts: still parked, still asked.
+    for now in [20_000, 45_000] {
+        let before = (
+            fake.sent.len(),
+            conn.requests_served(),
+            conn.buffered_input(),
+        );
+        assert_eq!(conn.poll(&mut fake, now, &mut handler), ConnState::Open);
+        assert_eq!(
+            (
+                fake.sent.len(),
+                conn.requests_served(),
+                conn.buffered_input()
+            ),
+            before,
+            "a retry that stays pending changes nothing"
+        );
+    }
+    assert_eq!(conn.parked_token(), Some(10));
+    drop(handler);
+    assert_eq!(s.calls[0], None, "the first call is no retry");
+    let park = |token| {
+        Some(crate::server::http::Park {
+            token,
+            since_ms: 1_000,
+        })
+    };
+    assert_eq!(s.calls[1..], [park(8), park(9)]);
+    s.wake = true;
+    let mut handler = |r: &Request| s.handle(r);
+    assert_eq!(conn.poll(&mut fake, 46_000, &mut handler), ConnState::Open);
+    let r = responses(&fake.sent, &[]);
+    assert_eq!(
+        r.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 201, 200],
+        "answers in request order"
+    );
+    assert_eq!(r[1].body_str(), "woke");
+    assert_eq!(conn.parked_token(), None);
+    assert_eq!(conn.requests_served(), 3);
+    // The idle clock restarted at the answer.
+    assert_eq!(conn.deadline_ms(), Some(46_000 + DEFAULT_IDLE_TIMEOUT_MS));
+    assert_eq!(conn.take_cancelled(), None);
+}
+
+#[test]
+fn parked_request_with_connection_close_closes_after_its_answer() {
+    let mut fake =
+        Fake::with(b"POST /sleep HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Sleeper::new();
+    assert_eq!(
+        conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r)),
+        ConnState::Open
+    );
+    assert!(fake.sent.is_empty());
+    s.wake = true;
+    assert_eq!(
+        conn.poll(&mut fake, 5, &mut |r: &Request| s.handle(r)),
+        ConnState::Closed
+    );
+    let r = responses(&fake.sent, &[]);
+    assert_eq!((r.len(), r[0].status), (1, 201));
+    assert_eq!(r[0].header("Connection"), Some("close"));
+    assert_eq!(conn.take_cancelled(), None, "answered, not cancelled");
+}
+
+#[test]
+fn peer_gone_while_parked_cancels_once() {
+    // The peer's FIN after the request: it went away.
+    let mut fake = Fake::with(SLEEP);
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Sleeper::new();
+    assert_eq!(
+        conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r)),
+        ConnState::Open
+    );
+    fake.eof = true;
+    assert_eq!(
+        conn.poll(&mut fake, 1, &mut |r: &Request| s.handle(r)),
+        ConnState::Closed
+    );
+    assert!(fake.closed && fake.sent.is_empty());
+    assert_eq!(conn.take_cancelled(), Some(9), "the latest token");
+    assert_eq!(conn.take_cancelled(), None);
+    assert_eq!(conn.deadline_ms(), None);
+
+    // A socket that died under it (a parked connection neither reads nor
+    // writes, so it cannot see that): the owner abandons the connection.
+    let mut fake = Fake::with(SLEEP);
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r));
+    let token = conn.parked_token();
+    assert!(token.is_some());
+    assert_eq!(conn.abandon(), token);
+    assert_eq!(conn.abandon(), None);
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn parked_connection_reads_nothing_more() {
+    let mut fake = Fake::with(SLEEP);
+    for _ in 0..100 {
+        fake.push(b"GET /api/health HTTP/1.1\r\n\r\n");
+    }
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Sleeper::new();
+    conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r));
+    let left = fake.pending_input();
+    for now in 1..20 {
+        conn.poll(&mut fake, now, &mut |r: &Request| s.handle(r));
+    }
+    assert_eq!(fake.pending_input(), left, "TCP holds the pipeline back");
+    assert!(conn.buffered_input() <= RECV_CHUNK);
+    s.wake = true;
+    assert_eq!(
+        drive_with(&mut conn, &mut fake, 30, &mut |r: &Request| s.handle(r)),
+        ConnState::Open
+    );
+    assert_eq!(responses(&fake.sent, &[]).len(), 101);
 }
