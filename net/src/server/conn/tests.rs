@@ -942,7 +942,6 @@ fn parked_request_waits_then_answers_in_order() {
         );
     }
     assert_eq!(conn.parked_token(), Some(10));
-    drop(handler);
     assert_eq!(s.calls[0], None, "the first call is no retry");
     let park = |token| {
         Some(crate::server::http::Park {
