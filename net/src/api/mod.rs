@@ -327,8 +327,11 @@ pub struct Api<'a, P: Platform> {
     tasks: tasks::TaskState,
     /// Page-cache handles, their frames on the LRU, and kswapd.
     pagecache: pagecache::PageCacheState,
-    /// Sleeping allocations (`wait_ms`, `mempool_alloc`).
-    waits: wait::Waits,
+    /// Sleeping allocations (`wait_ms`, `mempool_alloc`). Boxed (once, at
+    /// boot): the queues are kilobytes, and the `Api` lives in the main
+    /// loop's frame of a 64 KiB kernel stack that the deepest views
+    /// (`/api/vmstat`: 12 KiB) come close to using up.
+    waits: alloc::boxed::Box<wait::Waits>,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -362,7 +365,7 @@ impl<'a, P: Platform> Api<'a, P> {
             dma: dma::DmaState::default(),
             tasks: tasks::TaskState::default(),
             pagecache: pagecache::PageCacheState::default(),
-            waits: wait::Waits::default(),
+            waits: alloc::boxed::Box::default(),
         }
     }
 
