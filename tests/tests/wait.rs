@@ -111,8 +111,10 @@ fn sleeping_allocation_is_woken_by_a_free_and_times_out_otherwise() {
             "{}",
             r.text()
         );
+        // Not before its time (the guest's clock, a few ms of rounding);
+        // late only as much as a loaded host delays a TCG guest's timer.
         assert!(
-            (Duration::from_millis(1500)..Duration::from_millis(2500)).contains(&waited),
+            (Duration::from_millis(1490)..Duration::from_millis(4500)).contains(&waited),
             "{waited:?}"
         );
         assert_eq!(
