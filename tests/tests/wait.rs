@@ -131,6 +131,21 @@ fn sleeping_allocation_is_woken_by_a_free_and_times_out_otherwise() {
         );
         assert_eq!((r.status, error_code(&r).as_str()), (400, "EINVAL"));
         assert_selfcheck_ok(&mut c, "after the sleeps");
+        // A reset ends every sleep: the sleeper answers 507, allocates
+        // nothing, and the buddy allocator is at its boot state.
+        let sleeper = alloc_in_thread(port, json!({"type":"pages","order":0,"wait_ms":20_000}));
+        until_waiters(&mut c, "pages", 1);
+        let r = c.request("POST", "/api/reset", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let (r, _) = sleeper.join().unwrap();
+        assert_eq!(r.status, 507, "{}", r.text());
+        assert!(r.text().contains("POST /api/reset"), "{}", r.text());
+        assert_eq!(waiters(&mut c, "pages"), 0);
+        assert_eq!(
+            buddyinfo(&mut c),
+            boot,
+            "right after a reset with a sleeper"
+        );
         reset_to_boot(&mut c, &boot, "after sleeping allocations");
     });
 }
