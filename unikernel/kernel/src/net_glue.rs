@@ -120,9 +120,14 @@ fn build_api(
     api_quota_pct: u8,
 ) -> alloc::boxed::Box<Api<'static, memory::highmem::KernelPlatform>> {
     alloc::boxed::Box::new(
-        Api::new(memory::mm(), api_glue::boot_view(boot), system, api_quota_pct)
-            .with_vm(api_glue::vm())
-            .with_slab(&slab_glue::KernelSlab),
+        Api::new(
+            memory::mm(),
+            api_glue::boot_view(boot),
+            system,
+            api_quota_pct,
+        )
+        .with_vm(api_glue::vm())
+        .with_slab(&slab_glue::KernelSlab),
     )
 }
 
