@@ -149,7 +149,9 @@ impl Walker {
                 json!({"type":"cache","cache":*r.pick(&self.caches)})
             }
             6 if !self.pools.is_empty() => {
-                json!({"type":"mempool","pool":*r.pick(&self.pools)})
+                // An empty reserve would sleep (30 s by default) with no
+                // one to free: sleep briefly, or not at all.
+                json!({"type":"mempool","pool":*r.pick(&self.pools),"wait_ms":r.below(2) * 20})
             }
             _ => json!({"type":"kmalloc","size":r.size(4096)}),
         }

@@ -272,7 +272,9 @@ fn kmap_slots(c: &mut Client) -> usize {
 }
 
 /// A pool over a cache of 64 KiB objects: mempool_alloc takes from the
-/// cache until it runs dry, then the pool's reserve, then 507.
+/// cache until it runs dry, then the pool's reserve, then 507 (with
+/// `"wait_ms":0`: by default a `GFP_KERNEL` mempool_alloc would sleep for
+/// an element; see wait.rs).
 fn mempool(c: &mut Client) -> usize {
     let r = post(
         c,
@@ -289,7 +291,7 @@ fn mempool(c: &mut Client) -> usize {
     let max = present_pages(c) / 16 + 64;
     let n = until_507(
         c,
-        &json!({"type":"mempool","pool":"exh-pool"}),
+        &json!({"type":"mempool","pool":"exh-pool","wait_ms":0}),
         max,
         "ENOMEM",
     );

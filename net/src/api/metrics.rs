@@ -135,6 +135,7 @@ impl<P: Platform> Api<'_, P> {
         let _ = writeln!(out, "pagezone_api_quota_pages {}", self.quota_pages);
 
         self.vm_metrics(&mut out);
+        self.wait_metrics(&mut out);
         self.slab_metrics(&mut out);
 
         let dma = self.system.dma();

@@ -38,6 +38,7 @@ mod text;
 mod views;
 mod vm;
 mod vmstat;
+mod wait;
 
 #[cfg(test)]
 mod tests;
@@ -330,6 +331,11 @@ pub struct Api<'a, P: Platform> {
     tasks: tasks::TaskState,
     /// Page-cache handles, their frames on the LRU, and kswapd.
     pagecache: pagecache::PageCacheState,
+    /// Sleeping allocations (`wait_ms`, `mempool_alloc`). Boxed (once, at
+    /// boot): the queues are kilobytes, and the `Api` lives in the main
+    /// loop's frame of a 64 KiB kernel stack that the deepest views
+    /// (`/api/vmstat`: 12 KiB) come close to using up.
+    waits: alloc::boxed::Box<wait::Waits>,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -363,6 +369,7 @@ impl<'a, P: Platform> Api<'a, P> {
             dma: dma::DmaState::default(),
             tasks: tasks::TaskState::default(),
             pagecache: pagecache::PageCacheState::default(),
+            waits: alloc::boxed::Box::default(),
         }
     }
 
@@ -474,7 +481,12 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Free => return self.free(req, param(), req.query_param("order")),
             RouteId::Fill => return self.fill(req, param()),
             RouteId::Checksum => return self.checksum(req, param()),
-            RouteId::Reset => self.reset(),
+            RouteId::Reset => {
+                // Sleepers first: their retries then answer 507 without
+                // allocating behind the reset's back.
+                self.reset_waits();
+                self.reset()
+            }
             RouteId::Vmallocinfo => return self.vmallocinfo(req),
             RouteId::ProcVmallocinfo => return self.proc_vmallocinfo(req),
             RouteId::KmapInfo => return self.kmap_info(req),
@@ -578,8 +590,33 @@ impl<P: Platform> App for Api<'_, P> {
         self.kswapd();
         let (route, response) = self.dispatch(req, net);
         self.note_watermarks();
+        if response.pending.is_some() {
+            // Asleep: counted once answered.
+            return response;
+        }
+        // Commands that give memory back wake the allocations sleeping
+        // for it (the OOM reaper and reclaim wake them where they free).
+        if response.status == 200
+            && matches!(
+                route,
+                Some(
+                    RouteId::Free
+                        | RouteId::TaskDelete
+                        | RouteId::CacheShrink
+                        | RouteId::CacheDestroy
+                        | RouteId::MempoolDestroy
+                        | RouteId::MempoolResize
+                )
+            )
+        {
+            self.wake_page_waiters();
+        }
         self.counters.record(route, response.status);
         response
+    }
+
+    fn cancel(&mut self, token: u64) {
+        self.finish_wait(token, false);
     }
 }
 

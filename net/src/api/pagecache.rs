@@ -298,6 +298,10 @@ impl<P: Platform> Api<'_, P> {
             }
             self.mm.lock().count_steal(who, n as u64);
         }
+        if freed > 0 {
+            // Reclaim made room: sleeping allocations retry.
+            self.wake_page_waiters();
+        }
         freed
     }
 

@@ -1161,6 +1161,8 @@ impl<'a, P: Platform> Api<'a, P> {
             .ok_or_else(no_slab)?
             .map_err(|e| mempool_error(e, &format!("mempool_destroy({name})")))?;
         self.slab.pool_bytes.remove(name);
+        // Its sleepers retry and find it gone (404).
+        self.wake_mempool_waiters(name);
         #[derive(Serialize)]
         struct Destroyed<'n> {
             destroyed: &'n str,
@@ -1202,6 +1204,8 @@ impl<'a, P: Platform> Api<'a, P> {
         if let Some(bytes) = self.slab.pool_bytes.get_mut(name) {
             *bytes = reserve_bytes;
         }
+        // A grown reserve may hold elements for its sleepers.
+        self.wake_mempool_waiters(name);
         result.map_err(|e| mempool_error(e, &format!("mempool_resize({name}, {min_nr})")))?;
         Ok(Response::json(200, &self.pool_json(name)?))
     }
@@ -1380,6 +1384,10 @@ impl<'a, P: Platform> Api<'a, P> {
                 // API's: freed, or quarantined after a reported corruption.
                 self.forget_slab(id);
                 result.map_err(|e| mempool_error(e, &format!("free of allocation {id}")))?;
+                if let Some(pool) = h.pool {
+                    // mempool_free(): wake_up(&pool->wait).
+                    self.wake_mempool_waiters(pool.as_str());
+                }
                 #[derive(Serialize)]
                 struct Freed {
                     freed: u64,

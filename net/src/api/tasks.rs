@@ -1,7 +1,8 @@
 //! Tasks and the OOM killer over HTTP (API.md v2, "Tasks and the OOM
 //! killer"): `POST/GET /api/tasks`, `GET/DELETE /api/tasks/{pid}`,
 //! `PUT /api/tasks/{pid}/oom_score_adj`, `/proc/{pid}/oom_score[_adj]`,
-//! `GET /api/oom`, and `"task"`/`"oom"` on `POST /api/alloc`.
+//! `GET /api/oom`, and `"task"`/`"oom"`/`"wait_ms"` on `POST /api/alloc`
+//! (the sleeping itself is `wait.rs`'s).
 //!
 //! The mechanism is `mm::oom` (the task table, `oom_badness()`,
 //! `select_bad_process()`, the report in Linux's words); this module owns
@@ -41,6 +42,7 @@ use super::Api;
 use super::alloc_cmd::parse_body;
 use super::dmesg::LogLevel;
 use super::fixed_text::FixedText;
+use super::wait::{MEMPOOL_DEFAULT_WAIT_MS, Queue, Retry, check_wait_ms, pool_key};
 use crate::server::error::ApiError;
 use crate::server::http::{Headers, Method, Request, Version};
 use crate::server::response::{
@@ -128,10 +130,30 @@ struct OomFields<'b> {
     kind: Option<&'b str>,
     #[serde(borrow)]
     gfp: Option<&'b str>,
+    #[serde(borrow)]
+    pool: Option<&'b str>,
     order: Option<u64>,
     task: Option<u64>,
     oom: Option<bool>,
     wait_ms: Option<u64>,
+}
+
+/// What [`Api::alloc_plan`] read from an alloc body.
+struct AllocPlan {
+    task: Option<Pid>,
+    gfp: GfpFlags,
+    order: Order,
+    may_reclaim: bool,
+    may_oom: bool,
+    max_reclaims: usize,
+    /// Sleep on this queue, with this key, this long, if all else fails.
+    sleep: Option<(Queue, u64, u64)>,
+}
+
+/// Whether a refusal is one that waiting can cure: out of memory, or the
+/// API quota (both freed by the same frees).
+fn may_sleep_on(e: &ApiError) -> bool {
+    e.status == 507
 }
 
 fn task_error(e: TaskError) -> ApiError {
@@ -486,10 +508,8 @@ impl<P: Platform> Api<'_, P> {
         true
     }
 
-    /// `POST /api/alloc` with `"task"`, `"oom"` and `"wait_ms"`: the
-    /// allocation itself, then (on ENOMEM, for a GFP that may reclaim) the
-    /// OOM killer and a retry, at most [`MAX_KILLS_PER_REQUEST`] times.
-    pub(super) fn alloc_for_task(&mut self, req: &Request) -> Result<Response, ApiError> {
+    /// What an alloc body asks of the slow path, checked.
+    fn alloc_plan(&self, req: &Request) -> Result<AllocPlan, ApiError> {
         let f: OomFields<'_> = parse_body(&req.body)?;
         let task = match f.task {
             None => None,
@@ -505,19 +525,6 @@ impl<P: Platform> Api<'_, P> {
                 Some(pid)
             }
         };
-        match f.wait_ms {
-            None | Some(0) => {}
-            Some(w) if w <= 30_000 => {
-                return Err(ApiError::einval(
-                    "\"wait_ms\" > 0 (sleeping allocations) is not available in this build",
-                ));
-            }
-            Some(w) => {
-                return Err(ApiError::einval(format!(
-                    "wait_ms {w} is out of range 0..=30000"
-                )));
-            }
-        }
         // The GFP the slow path looks at (the allocation parses it again
         // and answers for malformed ones).
         let gfp = f
@@ -532,31 +539,119 @@ impl<P: Platform> Api<'_, P> {
                 .unwrap_or(Order::ZERO),
             _ => Order::ZERO,
         };
-        // With no task at all there is nothing to kill (and no report to
-        // print for every refusal).
         let may_reclaim = gfp.contains(GfpFlags::DIRECT_RECLAIM);
+        check_wait_ms(f.wait_ms, may_reclaim)?;
+        // cf. mempool_alloc(): the pool's allocations are __GFP_NORETRY
+        // (one round of reclaim, never the OOM killer), and with
+        // __GFP_DIRECT_RECLAIM it sleeps on the pool instead of failing.
+        let mempool = f.kind == Some("mempool");
         // cf. __alloc_pages_slowpath(): __GFP_NORETRY gives up after one
         // round of reclaim and never calls the OOM killer;
         // __GFP_RETRY_MAYFAIL (or "oom":false) reclaims but never kills.
-        let no_retry = gfp.contains(GfpFlags::NORETRY);
+        // With no task at all there is nothing to kill (and no report to
+        // print for every refusal).
+        let no_retry = gfp.contains(GfpFlags::NORETRY) || mempool;
         let may_oom = may_reclaim
             && f.oom != Some(false)
             && !no_retry
             && !gfp.contains(GfpFlags::RETRY_MAYFAIL)
             && !self.tasks.table.is_empty();
-        let max_reclaims = if no_retry { 1 } else { MAX_RECLAIM_ROUNDS };
+        let wait_ms = match (mempool, f.wait_ms) {
+            (true, None) => MEMPOOL_DEFAULT_WAIT_MS,
+            (_, w) => w.unwrap_or(0),
+        };
+        let sleep = (may_reclaim && wait_ms > 0).then(|| {
+            if mempool {
+                (
+                    Queue::Mempool,
+                    pool_key(f.pool.unwrap_or_default()),
+                    wait_ms,
+                )
+            } else {
+                (Queue::Pages, 0, wait_ms)
+            }
+        });
+        Ok(AllocPlan {
+            task,
+            gfp,
+            order,
+            may_reclaim,
+            may_oom,
+            max_reclaims: if no_retry { 1 } else { MAX_RECLAIM_ROUNDS },
+            sleep,
+        })
+    }
+
+    /// The allocation itself, once (the fast path), recording its task.
+    fn alloc_attempt(&mut self, req: &Request, task: Option<Pid>) -> Result<Response, ApiError> {
+        let first_id = self.next_id;
+        let r = self.check_kernel_reserve().and_then(|()| self.alloc(req))?;
+        if let (Some(pid), true) = (task, self.next_id > first_id) {
+            self.tasks.owners.insert(first_id, pid);
+        }
+        Ok(r)
+    }
+
+    /// `POST /api/alloc` with `"task"`, `"oom"` and `"wait_ms"`: the
+    /// allocation itself, then (on ENOMEM, for a GFP that may reclaim)
+    /// direct reclaim, the OOM killer and a retry, at most
+    /// [`MAX_KILLS_PER_REQUEST`] times; then, if it may sleep, a wait
+    /// (see `wait.rs`). A parked request's retries come here too.
+    pub(super) fn alloc_for_task(&mut self, req: &Request) -> Result<Response, ApiError> {
+        let Some(park) = req.park else {
+            return self.alloc_slow_path(req);
+        };
+        let result = self.alloc_retry(req, park.token);
+        if !matches!(&result, Ok(r) if r.pending.is_some()) {
+            // Answered (or refused): off the queue (cf. finish_wait()).
+            self.finish_wait(park.token, false);
+        }
+        result
+    }
+
+    /// A sleeping allocation's retry: asleep still, or one more attempt.
+    fn alloc_retry(&mut self, req: &Request, token: u64) -> Result<Response, ApiError> {
+        // Checked again: the task may have been killed meanwhile.
+        let plan = self.alloc_plan(req)?;
+        let wait_ms = plan.sleep.map_or(0, |(_, _, ms)| ms);
+        let (timed_out, waited_ms) = match self.poll_wait(token, wait_ms)? {
+            Retry::Sleep(pending) => return Ok(pending),
+            Retry::Attempt {
+                timed_out,
+                waited_ms,
+            } => (timed_out, waited_ms),
+        };
+        match self.alloc_attempt(req, plan.task) {
+            Err(e) if may_sleep_on(&e) && !timed_out => self.rearm_wait(token),
+            Err(mut e) if may_sleep_on(&e) => {
+                self.finish_wait(token, true);
+                let _ = write!(
+                    e.message,
+                    "; still failing after sleeping {waited_ms} ms (wait_ms {wait_ms})"
+                );
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// The first call: fast path, slow path, then maybe sleep.
+    fn alloc_slow_path(&mut self, req: &Request) -> Result<Response, ApiError> {
+        let plan = self.alloc_plan(req)?;
+        let AllocPlan {
+            task,
+            gfp,
+            order,
+            may_reclaim,
+            may_oom,
+            max_reclaims,
+            sleep,
+        } = plan;
         let mut kills = 0;
         let mut reclaims = 0;
-        loop {
-            let first_id = self.next_id;
-            let attempt = self.check_kernel_reserve().and_then(|()| self.alloc(req));
-            match attempt {
-                Ok(r) => {
-                    if let (Some(pid), true) = (task, self.next_id > first_id) {
-                        self.tasks.owners.insert(first_id, pid);
-                    }
-                    return Ok(r);
-                }
+        let error = loop {
+            match self.alloc_attempt(req, task) {
+                Ok(r) => return Ok(r),
                 // cf. __alloc_pages_slowpath(): direct reclaim first (while
                 // it makes progress), then the OOM killer.
                 Err(e)
@@ -580,7 +675,7 @@ impl<P: Platform> Api<'_, P> {
                             e.message,
                             "; out of memory and no killable task (see GET /api/oom)"
                         );
-                        return Err(e);
+                        break e;
                     }
                     kills += 1;
                     // The requesting task itself may have been the victim.
@@ -593,8 +688,14 @@ impl<P: Platform> Api<'_, P> {
                         )));
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => break e,
             }
+        };
+        match sleep {
+            Some((queue, key, wait_ms)) if may_sleep_on(&error) => {
+                self.prepare_to_wait(queue, key, wait_ms, error)
+            }
+            _ => Err(error),
         }
     }
 
@@ -694,8 +795,14 @@ impl<P: Platform> Api<'_, P> {
             version: Version::Http11,
             headers: Headers::default(),
             body: Vec::new(),
+            park: None,
         };
-        self.free_any(&req, id.as_str()).is_ok()
+        let freed = self.free_any(&req, id.as_str()).is_ok();
+        if freed {
+            // A task's exit and the OOM reaper free through here.
+            self.wake_page_waiters();
+        }
+        freed
     }
 
     /// `DELETE /api/alloc/{id}` of any handle type.

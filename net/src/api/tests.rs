@@ -33,6 +33,7 @@ mod oom;
 mod pagecache;
 mod slab;
 mod vmstat;
+mod wait;
 
 pub(super) const MIB: u64 = 1 << 20;
 pub(super) const LOWMEM: u64 = 64 * MIB;
@@ -181,6 +182,8 @@ impl System for FakeSystem<'_> {
 struct T<'a> {
     api: Api<'a, SimPlatform>,
     mm: &'a MemoryManager<'a, SimPlatform>,
+    /// The kernel side's clock and log.
+    system: &'a FakeSystem<'a>,
     net: Net,
     client: Option<SocketHandle>,
     token: Option<&'static str>,
@@ -225,6 +228,7 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     let mut t = T {
         api: Api::new(&mm, boot, &system, opts.quota_pct).with_slab(&slab),
         mm: &mm,
+        system: &system,
         net: Net::with_static(16, opts.token),
         client: None,
         token: opts.token,

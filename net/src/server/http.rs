@@ -134,6 +134,19 @@ pub struct Request {
     pub version: Version,
     pub headers: Headers,
     pub body: Vec<u8>,
+    /// Set by the connection when it hands the handler a request the
+    /// handler parked earlier ([`crate::server::Response::pending`]): this
+    /// call is a retry. `None` the first time.
+    pub park: Option<Park>,
+}
+
+/// A parked request's retry: which wait it sleeps on and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Park {
+    /// The token the handler parked it with (its last pending answer's).
+    pub token: u64,
+    /// When the connection first parked it (the connection's clock).
+    pub since_ms: u64,
 }
 
 impl Request {
@@ -405,6 +418,7 @@ fn parse_head(head: &[u8]) -> Result<Request, HttpError> {
         version,
         headers,
         body: Vec::new(),
+        park: None,
     })
 }
 

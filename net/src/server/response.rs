@@ -36,6 +36,25 @@ pub struct Response {
     /// [`PIECE_BYTES`], each its own (fallible) allocation, so it never
     /// needs one contiguous high-order buffer from a memory-starved heap.
     pub tail: Vec<Vec<u8>>,
+    /// Not an answer yet: the handler parked the request (see
+    /// [`Response::pending`]). Such a response is never sent.
+    pub pending: Option<Pending>,
+}
+
+/// A handler's "not yet": the request sleeps on the handler's wait queue
+/// under `token`, until `until_ms` at the latest (the clock the
+/// connection is polled with). The connection keeps the request, answers
+/// nothing after it (pipelined requests wait their turn), and hands it to
+/// the handler again on every later poll with [`crate::server::http::Park`]
+/// set, until the handler answers; it polls by `until_ms` at the latest,
+/// so the handler must answer then. Should the client go away first, the
+/// server calls [`crate::server::stack::App::cancel`] with the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// The handler's name for the wait (opaque to the server).
+    pub token: u64,
+    /// The latest time the handler must be asked again.
+    pub until_ms: u64,
 }
 
 /// Which `Connection` header the serializer adds.
@@ -82,6 +101,16 @@ impl Response {
             headers: Vec::new(),
             body: body.into(),
             tail: Vec::new(),
+            pending: None,
+        }
+    }
+
+    /// No answer yet: park the request (see [`Pending`]). Status 0 and no
+    /// body; a connection never puts it on the wire.
+    pub fn pending(token: u64, until_ms: u64) -> Response {
+        Response {
+            pending: Some(Pending { token, until_ms }),
+            ..Response::empty(0)
         }
     }
 

@@ -153,7 +153,16 @@ pub struct NetStats {
 /// The HTTP application behind the stack: the API.
 pub trait App {
     /// Answer one request. `net` is the stack's state as of this poll.
+    /// [`Response::pending`] parks it (see [`crate::server::conn`]): it is
+    /// handed back, with `req.park` set, on every later poll of its
+    /// connection until answered.
     fn handle(&mut self, req: &Request, net: &NetStats) -> Response;
+
+    /// The client of the request parked under `token` went away: end its
+    /// wait (nothing will ask again). The default does nothing.
+    fn cancel(&mut self, token: u64) {
+        let _ = token;
+    }
 }
 
 /// Any `FnMut(&Request, &NetStats) -> Response` is an [`App`] (tests,
@@ -458,7 +467,9 @@ impl NetStack {
                     // Done (or reset, or timed out): serve the next client.
                     socket.abort();
                     let _ = socket.listen(*port);
-                    slot.conn = None;
+                    if let Some(token) = slot.conn.take().and_then(|mut c| c.abandon()) {
+                        app.cancel(token);
+                    }
                     slot.closed_at_ms = None;
                     progressed = true;
                     continue;
@@ -490,12 +501,19 @@ impl NetStack {
             );
             let mut stream = TcpStream { socket };
             let mut handler = |req: &Request| {
-                *http_requests += 1;
-                // The request being answered counts.
+                // The request being answered counts (once, not per retry
+                // of a parked one).
+                if req.park.is_none() {
+                    *http_requests += 1;
+                }
                 stats.http_requests = *http_requests;
                 app.handle(req, &stats)
             };
-            match conn.poll(&mut stream, now_ms, &mut handler) {
+            let state = conn.poll(&mut stream, now_ms, &mut handler);
+            if let Some(token) = conn.take_cancelled() {
+                app.cancel(token);
+            }
+            match state {
                 ConnState::Open => {
                     let after = (
                         conn.requests_served(),

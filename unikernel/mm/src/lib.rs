@@ -28,4 +28,5 @@ pub mod types;
 pub mod vmalloc;
 pub mod vmscan;
 pub mod vmstat;
+pub mod wait;
 pub mod zone;

@@ -6,8 +6,11 @@
 //! emergency reserves: `__GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN`)
 //! and falls back to the pool's reserve only when that fails;
 //! `mempool_free` refills the reserve before giving objects back to the
-//! cache. Linux would then sleep until an element is freed; this kernel
-//! never blocks, so an empty reserve fails cleanly.
+//! cache. Linux would then sleep on `pool->wait` until an element is
+//! freed; `mm` has no one to put to sleep, so an empty reserve fails
+//! cleanly and the caller sleeps (the API parks the request on a
+//! `crate::wait::WaitQueue` keyed by the pool, which `mempool_free`'s
+//! caller wakes).
 //!
 //! The reserve is a fixed array ([`MEMPOOL_MAX_NR`] elements) — no heap,
 //! like the rest of the slab layer. [`Mempools`] is a fixed-size registry
@@ -146,7 +149,7 @@ pub fn mempool_create<M: ObjectMemory, S: PageSource + ?Sized>(
 
 /// `mempool_alloc()`: the cache first, without emergency reserves; the
 /// pool's reserve if that fails; [`MempoolError::NoMemory`] when both are
-/// empty (this kernel never waits).
+/// empty (the caller decides whether to sleep: see the module doc).
 pub fn mempool_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
     pool: &mut Mempool,
     slab: &mut SlabAllocator<'_>,

@@ -390,7 +390,9 @@ fn mempool_reserve_serves_when_the_cache_cannot_grow() {
                 out.push(id(&t.alloc_ok(json!({"type":"mempool","pool":"p"}))));
                 assert_eq!(t.pools()[0]["curr_nr"], left);
             }
-            let r = t.alloc(json!({"type":"mempool","pool":"p"}));
+            // (GFP_KERNEL would sleep for an element: see tests/wait.rs;
+            // "wait_ms":0 asks it not to.)
+            let r = t.alloc(json!({"type":"mempool","pool":"p","wait_ms":0}));
             assert_eq!(error(&r), (507, "ENOMEM".into()));
             let r = t.alloc(json!({"type":"cache","cache":"pool_objs"}));
             assert_eq!(error(&r), (507, "ENOMEM".into()));

@@ -338,3 +338,98 @@ fn dhcp_lease_is_applied_and_reported_once() {
     assert_eq!(net.stack.stats().ipv4, Some((offered, 24)));
     assert_eq!(net.stack.take_ready(), None);
 }
+
+/// An app whose `/sleep` parks until `/wake` is asked (on any
+/// connection) or its deadline (`now + 5 s` when parked) passes, as the
+/// API's sleeping allocations do; it records cancellations.
+struct Sleepy {
+    woken: bool,
+    parked_calls: u64,
+    cancelled: Vec<u64>,
+}
+
+impl App for Sleepy {
+    fn handle(&mut self, req: &Request, net: &NetStats) -> Response {
+        match req.path.as_str() {
+            "/wake" => {
+                self.woken = true;
+                Response::text(200, "ok")
+            }
+            "/sleep" if self.woken => {
+                Response::text(201, format!("after {} requests", net.http_requests))
+            }
+            "/sleep" => {
+                self.parked_calls += 1;
+                let until_ms = req.park.map_or(0, |p| p.since_ms) + 5_000;
+                Response::pending(42, until_ms)
+            }
+            _ => Response::text(200, req.path.clone()),
+        }
+    }
+
+    fn cancel(&mut self, token: u64) {
+        self.cancelled.push(token);
+    }
+}
+
+fn sleepy() -> Sleepy {
+    Sleepy {
+        woken: false,
+        parked_calls: 0,
+        cancelled: Vec::new(),
+    }
+}
+
+#[test]
+fn parked_request_is_woken_by_another_connection_and_does_not_spin() {
+    let mut net = Net::with_static(4, None);
+    let mut app = sleepy();
+    let a = net.connect();
+    let b = net.connect();
+    net.establish(a, &mut app);
+    net.establish(b, &mut app);
+    net.send(a, &get("/sleep"), &mut app);
+    assert!(net.response(a, false, 200, &mut app).is_none(), "parked");
+    net.run_for(100, &mut app);
+    // Nothing else to do: poll says so (no spin), and the timer is due at
+    // the handler's deadline at the latest.
+    let now = net.now_ms;
+    let calls = app.parked_calls;
+    assert!(!net.stack.poll(&mut net.server_end, now, &mut app));
+    assert_eq!(app.parked_calls, calls + 1, "one retry per poll");
+    let delay = net.stack.poll_delay_ms(now).unwrap();
+    assert!(delay <= 5_000, "{delay}");
+    // Other connections are served meanwhile; the wake-up frees `a`.
+    assert_eq!(net.exchange(b, &get("/other"), &mut app).text(), "/other");
+    let woke_at = net.now_ms;
+    assert_eq!(net.exchange(b, &get("/wake"), &mut app).text(), "ok");
+    let r = net.response(a, false, 100, &mut app).expect("answered");
+    assert!(net.now_ms - woke_at < 10, "answered within a few polls");
+    // Requests are counted once each, retries not at all.
+    assert_eq!((r.status, r.text()), (201, "after 3 requests"));
+    assert!(app.cancelled.is_empty());
+    assert_eq!(net.stack.stats().http_requests, 3);
+}
+
+#[test]
+fn client_gone_while_parked_cancels_its_wait() {
+    // An orderly close (FIN) while parked.
+    let mut net = Net::with_static(2, None);
+    let mut app = sleepy();
+    let a = net.connect();
+    net.send(a, &get("/sleep"), &mut app);
+    net.run_for(50, &mut app);
+    assert!(app.cancelled.is_empty());
+    net.socket(a).close();
+    net.run_for(50, &mut app);
+    assert_eq!(app.cancelled, [42]);
+    // A reset.
+    let b = net.connect();
+    net.send(b, &get("/sleep"), &mut app);
+    net.run_for(50, &mut app);
+    net.socket(b).abort();
+    net.run_for(50, &mut app);
+    assert_eq!(app.cancelled, [42, 42]);
+    net.run_for(LINGER_MS + 100, &mut app);
+    assert_eq!(net.stack.stats().tcp_sockets_in_use, 0);
+}
