@@ -121,7 +121,12 @@ fn pages_allocations_split_free_fill_and_reset() {
 
     // Order 3 from ZONE_DMA: below 16 MiB, 32 KiB aligned, split as
     // predicted from the free lists of its migrate type (Unmovable).
-    let predicted = predict_alloc(&c.request("GET", "/api/zones", None).json(), "DMA", "Unmovable", 3);
+    let predicted = predict_alloc(
+        &c.request("GET", "/api/zones", None).json(),
+        "DMA",
+        "Unmovable",
+        3,
+    );
     let r = alloc(&mut c, json!({"type":"pages","order":3,"gfp":"GFP_DMA"}));
     assert_eq!(r.status, 201, "{}", r.text());
     let h = r.json();

@@ -228,6 +228,8 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::DmesgJson,
     RouteId::FaultAttrGet,
     RouteId::FaultAttrSet,
+    RouteId::ExtfragIndex,
+    RouteId::UnusableIndex,
 ];
 
 /// One live API allocation.
@@ -457,6 +459,8 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ProcMeminfo => text::meminfo(&self.meminfo()),
             RouteId::ProcIomem => text::iomem(&self.boot, &self.system.kernel_sections()),
             RouteId::ProcPagetypeinfo => text::pagetypeinfo(self.mm),
+            RouteId::ExtfragIndex => text::extfrag_index(self.mm),
+            RouteId::UnusableIndex => text::unusable_index(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),
             RouteId::MempoolList => return self.mempool_list(),

@@ -73,6 +73,19 @@ pub fn pagetypeinfo<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
     text_or_error(render_locked(mm, 4096, |pa, w| procfs::pagetypeinfo(pa, w)))
 }
 
+/// `/sys/kernel/debug/extfrag/extfrag_index`: one line per populated
+/// zone, 11 indices.
+pub fn extfrag_index<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
+    text_or_error(render_locked(mm, 512, |pa, w| procfs::extfrag_index(pa, w)))
+}
+
+/// `/sys/kernel/debug/extfrag/unusable_index`.
+pub fn unusable_index<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
+    text_or_error(render_locked(mm, 512, |pa, w| {
+        procfs::unusable_index(pa, w)
+    }))
+}
+
 pub fn zoneinfo<P: Platform>(mm: &MemoryManager<'_, P>, extra: &ZoneinfoExtra) -> Response {
     text_or_error(render_locked(mm, 16 * 1024, |pa, w| {
         procfs::zoneinfo(pa, extra, w)

@@ -217,9 +217,10 @@ pub fn zone_mobility_copies<P: Platform>(
     let pa = mm.lock();
     let mut zones = [None; NR_ZONES];
     for (zi, (slot, zone)) in zones.iter_mut().zip(pa.zones()).enumerate() {
-        let free_lists = ByType(MigrateType::ALL.map(|mt| {
-            core::array::from_fn(|o| pa.count_free_list(zi, o, mt, u64::MAX).0)
-        }));
+        let free_lists = ByType(
+            MigrateType::ALL
+                .map(|mt| core::array::from_fn(|o| pa.count_free_list(zi, o, mt, u64::MAX).0)),
+        );
         *slot = Some(ZoneCopy {
             zone: *zone,
             free_lists,

@@ -108,6 +108,10 @@ routes! {
     Get "/proc/vmstat" => ProcVmstat,
     Get "/proc/{pid}/oom_score" => ProcOomScore,
     Get "/proc/{pid}/oom_score_adj" => ProcOomScoreAdj,
+    // External fragmentation (Linux's debugfs), before the fault
+    // attributes' pattern, which would match them too.
+    Get "/sys/kernel/debug/extfrag/extfrag_index" => ExtfragIndex,
+    Get "/sys/kernel/debug/extfrag/unusable_index" => UnusableIndex,
     // Fault injection (Linux's debugfs).
     Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
     Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
@@ -346,6 +350,16 @@ mod tests {
                 Method::Put,
                 "/sys/kernel/debug/fail_page_alloc/times",
                 RouteId::FaultAttrSet,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/debug/extfrag/extfrag_index",
+                RouteId::ExtfragIndex,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/debug/extfrag/unusable_index",
+                RouteId::UnusableIndex,
             ),
         ];
         for &(m, path, id) in expected {

@@ -891,7 +891,12 @@ pub fn free_area_snapshot(pa: &PageAlloc<'_>) -> [[u64; NR_ORDERS]; NR_ZONES] {
     out
 }
 
+mod extfrag;
 mod vmstat;
+pub use extfrag::{
+    ContigPageInfo, extfrag_index, fill_contig_page_info, fragmentation_index,
+    fragmentation_index_of, unusable_free_index, unusable_index,
+};
 pub use vmstat::{VmstatExtra, vmstat, vmstat_fields};
 
 #[cfg(test)]

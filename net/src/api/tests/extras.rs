@@ -84,9 +84,16 @@ fn pagetypeinfo_is_the_formatter_text_and_matches_buddyinfo() {
             let mtype = fields.next().unwrap();
             let counts: Vec<u64> = fields.map(|c| c.parse().unwrap()).collect();
             assert_eq!(counts.len(), 11, "{line}");
-            let z = zones["zones"].as_array().unwrap().iter().find(|z| z["name"] == zone).unwrap();
+            let z = zones["zones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|z| z["name"] == zone)
+                .unwrap();
             assert_eq!(z["free_lists"][mtype], json!(counts), "{line}");
-            if !["Unmovable", "Movable"].contains(&mtype) || (mtype == "Unmovable" && zone != "DMA32") {
+            if !["Unmovable", "Movable"].contains(&mtype)
+                || (mtype == "Unmovable" && zone != "DMA32")
+            {
                 assert!(counts.iter().all(|&c| c == 0), "{line}");
             }
             match sums.iter_mut().find(|(n, _)| n == zone) {
@@ -97,7 +104,10 @@ fn pagetypeinfo_is_the_formatter_text_and_matches_buddyinfo() {
         for (zone, sum) in &sums {
             assert_eq!(sum.as_slice(), counts_of(&info, zone), "{zone}");
         }
-        assert_eq!(sums.iter().map(|(z, _)| z.as_str()).collect::<Vec<_>>(), ["DMA", "DMA32", "HighMem"]);
+        assert_eq!(
+            sums.iter().map(|(z, _)| z.as_str()).collect::<Vec<_>>(),
+            ["DMA", "DMA32", "HighMem"]
+        );
         assert!(text.contains("\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic          CMA      Isolate \n"), "{text}");
 
         // It follows the allocator: an order-3 block moves the counts.
@@ -119,8 +129,14 @@ fn pagetypeinfo_is_the_formatter_text_and_matches_buddyinfo() {
                 .unwrap()
                 .to_string()
         };
-        assert!(row(&freed, "Unmovable").ends_with("      0      1 "), "{freed}");
-        assert!(freed.contains("Node 0, zone      DMA            2            6 "), "{freed}");
+        assert!(
+            row(&freed, "Unmovable").ends_with("      0      1 "),
+            "{freed}"
+        );
+        assert!(
+            freed.contains("Node 0, zone      DMA            2            6 "),
+            "{freed}"
+        );
         assert_eq!(t.buddyinfo(), info);
         assert_eq!(error(&t.request("POST", "/proc/pagetypeinfo", None)).0, 405);
     });
@@ -437,4 +453,53 @@ fn label_values_are_escaped() {
         format!("{}", super::super::metrics::label_value("kmalloc-64")),
         "kmalloc-64"
     );
+}
+
+#[test]
+fn extfrag_and_unusable_index_are_linux_text_from_the_free_lists() {
+    run(DEFAULT, |t| {
+        for (path, render) in [
+            (
+                "/sys/kernel/debug/extfrag/extfrag_index",
+                mm::procfs::extfrag_index as fn(&_, &mut String) -> core::fmt::Result,
+            ),
+            (
+                "/sys/kernel/debug/extfrag/unusable_index",
+                mm::procfs::unusable_index,
+            ),
+        ] {
+            let r = t.get(path);
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+            let mut expected = String::new();
+            render(&t.mm.lock(), &mut expected).unwrap();
+            assert_eq!(r.text(), expected);
+            let lines: Vec<&str> = expected.lines().collect();
+            assert_eq!(lines.len(), 3, "DMA, DMA32, HighMem: {expected}");
+            for line in lines {
+                assert!(line.starts_with("Node 0, zone "), "{line}");
+                assert_eq!(line.split_whitespace().count(), 4 + 11, "{line}");
+            }
+        }
+        // Every order has a free block somewhere in each zone at boot
+        // (HighMem has only order-10 blocks: smaller requests split one):
+        // no request would fail, so every fragmentation index is -1.000,
+        // and HighMem has nothing unusable below order 10.
+        let ext = t
+            .get("/sys/kernel/debug/extfrag/extfrag_index")
+            .text()
+            .to_string();
+        assert!(
+            ext.lines().all(|l| l.matches("-1.000").count() == 11),
+            "{ext}"
+        );
+        let unusable = t
+            .get("/sys/kernel/debug/extfrag/unusable_index")
+            .text()
+            .to_string();
+        assert!(
+            unusable.contains("Node 0, zone  HighMem 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.000 \n"),
+            "{unusable}"
+        );
+    });
 }

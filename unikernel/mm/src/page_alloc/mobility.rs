@@ -402,12 +402,9 @@ impl PageAlloc<'_> {
         for order in PAGEBLOCK_ORDER..MAX_ORDER {
             for zi in 0..self.zones.len() {
                 let mut i = 0;
-                loop {
-                    // Re-walk from the start after each merge: the lists
-                    // changed under us.
-                    let Some(pfn) = self.nth_free_block(zi, order, i) else {
-                        break;
-                    };
+                // Re-walk from the start after each merge: the lists
+                // changed under us.
+                while let Some(pfn) = self.nth_free_block(zi, order, i) {
                     let buddy = pfn ^ (1u64 << order);
                     let (mt, bmt) = (
                         self.pageblock_migratetype(Pfn(pfn)),
