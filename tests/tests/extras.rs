@@ -209,6 +209,27 @@ fn pagetypeinfo_bench_and_slab_metrics() {
         );
     }
 
+    // The fragmentation indices, one line per populated zone, 11 orders:
+    // at boot every order is free somewhere in each zone (-1.000).
+    for (path, each) in [
+        ("/sys/kernel/debug/extfrag/extfrag_index", "-1.000"),
+        ("/sys/kernel/debug/extfrag/unusable_index", ""),
+    ] {
+        let r = c.request("GET", path, None);
+        assert_eq!(r.status, 200, "{path}");
+        let text = r.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), populated.len(), "{text}");
+        for (line, zone) in lines.iter().zip(&populated) {
+            assert!(line.starts_with(&format!("Node 0, zone {zone:>8} ")), "{line}");
+            let fields: Vec<&str> = line.split_whitespace().skip(4).collect();
+            assert_eq!(fields.len(), 11, "{line}");
+            if !each.is_empty() {
+                assert!(fields.iter().all(|f| *f == each), "{line}");
+            }
+        }
+    }
+
     // POST /api/bench: every workload, buddyinfo untouched.
     let r = post(
         &mut c,
