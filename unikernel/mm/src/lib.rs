@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmdline;
+pub mod compaction;
 pub mod crc32;
 pub mod dma;
 pub mod fault;

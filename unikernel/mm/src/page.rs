@@ -50,6 +50,10 @@ impl PageFlags {
     pub const ACTIVE: PageFlags = PageFlags(1 << 8);
     /// Accessed since the LRU last looked (cf. `PG_referenced`).
     pub const REFERENCED: PageFlags = PageFlags(1 << 9);
+    /// An allocated block whose one owner can move it (cf. `__PageMovable()`
+    /// for pages off the LRU): the owner set it, and answers compaction's
+    /// [`crate::compaction::MigrateOwner`] calls. LRU pages are movable too.
+    pub const MOVABLE: PageFlags = PageFlags(1 << 10);
     /// Bits 13–15 of a pageblock's first frame hold the pageblock's
     /// [`crate::zone::MigrateType`] (Linux keeps these `PB_migrate` bits in
     /// a separate `pageblock_flags` bitmap; here they ride in the
@@ -156,8 +160,12 @@ impl OwnerTag {
 
     /// Page-cache pages (clean, file-backed; on the LRU).
     pub const PAGECACHE: OwnerTag = OwnerTag(15);
+    /// A free frame compaction's free scanner took off the free lists as a
+    /// migration target (`isolate_freepages()`), for the length of one
+    /// compaction run.
+    pub const COMPACTION: OwnerTag = OwnerTag(16);
 
-    const NAMES: [(OwnerTag, &'static str); 16] = [
+    const NAMES: [(OwnerTag, &'static str); 17] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -174,6 +182,7 @@ impl OwnerTag {
         (OwnerTag::NET, "net"),
         (OwnerTag::RESERVE, "reserve"),
         (OwnerTag::PAGECACHE, "pagecache"),
+        (OwnerTag::COMPACTION, "compaction"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.

@@ -216,6 +216,8 @@ pub struct PageAlloc<'a> {
     /// Fallback allocations from another migrate type (the
     /// `mm_page_alloc_extfrag` events), see [`mobility`].
     pub(crate) extfrag: mobility::ExtfragStats,
+    /// Each zone's compaction deferral (see [`crate::compaction`]).
+    pub(crate) compact_defer: [crate::compaction::CompactDefer; NR_ZONES],
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -281,6 +283,7 @@ impl<'a> PageAlloc<'a> {
             fail_page_alloc_armed: false,
             vm_events: VmEvents::new(),
             extfrag: mobility::ExtfragStats::ZERO,
+            compact_defer: [crate::compaction::CompactDefer::NEW; NR_ZONES],
         })
     }
 
@@ -736,7 +739,7 @@ impl<'a> PageAlloc<'a> {
         let nr = order.nr_pages() as usize;
         let block = &mut self.mem_map[pfn.index()..pfn.index() + nr];
         for (i, p) in block.iter_mut().enumerate() {
-            p.flags.remove(PageFlags::BUDDY);
+            p.flags.remove(PageFlags::BUDDY.union(PageFlags::MOVABLE));
             p.flags.insert(if i == 0 {
                 PageFlags::HEAD
             } else {
@@ -818,7 +821,8 @@ impl<'a> PageAlloc<'a> {
             p.flags.remove(
                 PageFlags::HEAD
                     .union(PageFlags::TAIL)
-                    .union(PageFlags::SLAB),
+                    .union(PageFlags::SLAB)
+                    .union(PageFlags::MOVABLE),
             );
             p.order = 0;
             p.refcount = 0;
@@ -972,6 +976,40 @@ impl<'a> PageAlloc<'a> {
         }
         area.nr_free -= 1;
         self.zones[zi].free_pages -= 1 << order;
+    }
+
+    /// Take a free block off its list, as the compaction free scanner
+    /// isolates it (cf. `__isolate_free_page()`).
+    pub(crate) fn take_free_block(&mut self, pfn: u32, order: usize, zi: usize) {
+        self.del_from_free_list(pfn, order, zi);
+        let p = &mut self.mem_map[pfn as usize];
+        p.order = 0;
+    }
+
+    /// A zone's compaction deferral state.
+    pub fn compact_defer(&self, zt: ZoneType) -> crate::compaction::CompactDefer {
+        self.compact_defer[zt.index()]
+    }
+
+    /// A zone's compaction deferral state, to update.
+    pub(crate) fn compact_defer_mut(
+        &mut self,
+        zt: ZoneType,
+    ) -> &mut crate::compaction::CompactDefer {
+        &mut self.compact_defer[zt.index()]
+    }
+
+    /// Mark or unmark an allocated block movable by its owner (see
+    /// [`PageFlags::MOVABLE`]).
+    pub fn set_movable(&mut self, pfn: Pfn, movable: bool) -> Result<(), FreeError> {
+        let (i, _) = self.allocated_block(pfn)?;
+        let p = &mut self.mem_map[i];
+        if movable {
+            p.flags.insert(PageFlags::MOVABLE);
+        } else {
+            p.flags.remove(PageFlags::MOVABLE);
+        }
+        Ok(())
     }
 
     /// Move a free block to the tail of `mt`'s list of its order (cf.

@@ -185,6 +185,54 @@ impl PageAlloc<'_> {
         Ok(())
     }
 
+    /// Put `dst` where `src` is on the LRU, with its active and referenced
+    /// state, and take `src` off (cf. `folio_migrate_flags()` plus the LRU
+    /// putback of the new folio in migration). Both are in one zone.
+    pub fn lru_replace(&mut self, src: Pfn, dst: Pfn) -> Result<(), LruError> {
+        let p = self.page(src).ok_or(LruError::NotOnLru)?;
+        if !p.flags.contains(PageFlags::LRU) {
+            return Err(LruError::NotOnLru);
+        }
+        if self
+            .page(dst)
+            .is_none_or(|d| d.flags.contains(PageFlags::LRU))
+        {
+            return Err(LruError::OnLru);
+        }
+        let keep = PageFlags::LRU
+            .union(PageFlags::ACTIVE)
+            .union(PageFlags::REFERENCED);
+        let (prev, next, flags, zi) = (p.prev, p.next, p.flags, p.zone as usize);
+        {
+            let s = &mut self.mem_map[src.index()];
+            s.flags.remove(keep);
+            s.prev = NIL;
+            s.next = NIL;
+        }
+        {
+            let d = &mut self.mem_map[dst.index()];
+            d.flags.remove(keep);
+            d.flags.insert(PageFlags(flags.0 & keep.0));
+            d.prev = prev;
+            d.next = next;
+        }
+        let (s, d) = (src.0 as u32, dst.0 as u32);
+        if prev != NIL {
+            self.mem_map[prev as usize].next = d;
+        }
+        if next != NIL {
+            self.mem_map[next as usize].prev = d;
+        }
+        let l = self.lru_list(zi, flags.contains(PageFlags::ACTIVE));
+        if l.head == s {
+            l.head = d;
+        }
+        if l.tail == s {
+            l.tail = d;
+        }
+        Ok(())
+    }
+
     /// `folio_mark_accessed()`: unreferenced → referenced; referenced and
     /// inactive → active (and unreferenced again); anything else stays.
     pub fn mark_page_accessed(&mut self, pfn: Pfn) -> Result<(), LruError> {

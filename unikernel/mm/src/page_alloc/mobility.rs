@@ -184,6 +184,14 @@ impl PageAlloc<'_> {
             .map(|&mt| (mt, can_steal_fallback(order, start)))
     }
 
+    /// Whether a request of `mt` could claim a pageblock through a free
+    /// block of `order` of another type (cf. `find_suitable_fallback()`
+    /// with `only_stealable`).
+    pub(crate) fn has_stealable_fallback(&self, zi: usize, order: usize, mt: MigrateType) -> bool {
+        self.find_suitable_fallback(zi, order, mt)
+            .is_some_and(|(_, can_steal)| can_steal)
+    }
+
     /// cf. `__rmqueue_fallback()`: steal a block from another type for
     /// `start` — the largest one, to claim a whole pageblock and keep types
     /// apart; but for a movable request that may not claim the pageblock,
