@@ -208,7 +208,18 @@ impl SlabAllocator<'_> {
             if gfp.intersects(GfpFlags::DMA.union(GfpFlags::ACCOUNT)) {
                 slot += KmallocType::index(gfp) * NR_KMALLOC_SIZES;
             }
-            return self.slab_alloc(mem, pages, slot, gfp, size);
+            let r = self.slab_alloc(mem, pages, slot, gfp, size);
+            crate::trace_event!(
+                pages,
+                Kmalloc {
+                    call_site: 0,
+                    ptr: *r.as_ref().unwrap_or(&0),
+                    bytes_req: size as u64,
+                    bytes_alloc: self.cache_stride(slot),
+                    gfp
+                }
+            );
+            return r;
         }
         self.kmalloc_big(mem, pages, size, gfp)
     }
@@ -225,7 +236,20 @@ impl SlabAllocator<'_> {
         if size == 0 {
             return Ok(ZERO_SIZE_PTR);
         }
-        self.kmalloc_large(mem, pages, size, gfp)
+        let r = self.kmalloc_large(mem, pages, size, gfp);
+        // cf. __kmalloc_large_node(): bytes_alloc is PAGE_SIZE << order.
+        let bytes_alloc = Order::from_size_bytes(size as u64).map_or(0, |o| o.size_bytes());
+        crate::trace_event!(
+            pages,
+            Kmalloc {
+                call_site: 0,
+                ptr: *r.as_ref().unwrap_or(&0),
+                bytes_req: size as u64,
+                bytes_alloc,
+                gfp
+            }
+        );
+        r
     }
 
     /// `kzalloc()`: `kmalloc` with `__GFP_ZERO`.
@@ -296,6 +320,13 @@ impl SlabAllocator<'_> {
         pages: &S,
         addr: u64,
     ) -> Result<(), Corruption> {
+        crate::trace_event!(
+            pages,
+            Kfree {
+                call_site: 0,
+                ptr: addr
+            }
+        );
         if addr <= ZERO_SIZE_PTR {
             return Ok(()); // cf. ZERO_OR_NULL_PTR()
         }

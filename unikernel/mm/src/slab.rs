@@ -471,6 +471,38 @@ pub trait PageSource {
     ) -> Result<Pfn, AllocError>;
     /// Unmark and free a block obtained from [`PageSource::alloc_slab_pages`].
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind);
+
+    /// Whether tracepoint `id` is on for the memory manager behind this
+    /// source (for [`crate::trace_event!`] in kmalloc and the slab paths).
+    /// Default: a source with no tracer, never.
+    #[inline(always)]
+    fn trace_enabled(&self, id: crate::trace::EventId) -> bool {
+        let _ = id;
+        false
+    }
+
+    /// Records `event` (after [`PageSource::trace_enabled`]); never
+    /// allocates or blocks.
+    fn trace_record(&self, event: crate::trace::TraceEvent) {
+        let _ = event;
+    }
+}
+
+/// The [`PageSource`] tracepoint methods of a source that reaches a
+/// [`MemoryManager`] as `$mm`.
+macro_rules! trace_via_manager {
+    ($mm:ident => $($path:tt)*) => {
+        #[inline(always)]
+        fn trace_enabled(&self, id: crate::trace::EventId) -> bool {
+            let $mm = self;
+            MemoryManager::trace_enabled($($path)*, id)
+        }
+
+        fn trace_record(&self, event: crate::trace::TraceEvent) {
+            let $mm = self;
+            MemoryManager::trace_record($($path)*, event)
+        }
+    };
 }
 
 /// The buddy-level half of [`PageSource`], for any way of reaching a
@@ -535,6 +567,7 @@ impl<P: Platform> PageSource for HeapPages<'_, '_, P> {
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
         free_slab_pages_to(&mut self.0.lock(), pfn, order, kind)
     }
+    trace_via_manager!(s => s.0);
 }
 
 /// A page source that hands out exactly one given block, taken off the
@@ -561,6 +594,7 @@ impl<P: Platform> PageSource for ExactPages<'_, '_, P> {
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
         free_slab_pages_to(&mut self.mm.lock(), pfn, order, kind)
     }
+    trace_via_manager!(s => s.mm);
 }
 
 /// Inverse of [`alloc_slab_pages_from`] (cf. `__free_slab()`).
@@ -603,6 +637,7 @@ impl<P: Platform> PageSource for MemoryManager<'_, P> {
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
         free_slab_pages_to(&mut self.lock(), pfn, order, kind)
     }
+    trace_via_manager!(s => s);
 }
 
 // ----------------------------------------------------------------------
@@ -1375,7 +1410,26 @@ impl<'a> SlabAllocator<'a> {
     ) -> Result<u64, SlabError> {
         let slot = self.resolve(id)?;
         let orig = self.caches[slot].object_size as usize;
-        self.slab_alloc(mem, pages, slot, gfp, orig)
+        let r = self.slab_alloc(mem, pages, slot, gfp, orig);
+        crate::trace_event!(
+            pages,
+            KmemCacheAlloc {
+                call_site: 0,
+                ptr: *r.as_ref().unwrap_or(&0),
+                bytes_req: orig as u64,
+                bytes_alloc: self.cache_stride(slot),
+                gfp,
+                accounted: gfp.contains(GfpFlags::ACCOUNT)
+                    || self.caches[slot].flags.contains(SlabFlags::ACCOUNT)
+            }
+        );
+        r
+    }
+
+    /// `s->size` of cache `slot` (the object stride), for the `kmalloc`
+    /// and `kmem_cache_alloc` tracepoints.
+    pub(crate) fn cache_stride(&self, slot: usize) -> u64 {
+        u64::from(self.caches[slot & (MAX_CACHES - 1)].size)
     }
 
     /// The fast path (cf. `slab_alloc_node()`): pop the active slab's free
@@ -1646,7 +1700,23 @@ impl<'a> SlabAllocator<'a> {
         id: CacheId,
         addr: u64,
     ) -> Result<(), Corruption> {
+        if pages.trace_enabled(crate::trace::EventId::KmemCacheFree) {
+            self.trace_cache_free(pages, id, addr);
+        }
         self.slab_free(mem, pages, addr, Some(id))
+    }
+
+    /// The `kmem_cache_free` tracepoint, out of line (it copies the name).
+    #[cold]
+    fn trace_cache_free<S: PageSource + ?Sized>(&self, pages: &S, id: CacheId, addr: u64) {
+        let name = self
+            .resolve(id)
+            .map_or(CacheName::EMPTY, |slot| self.caches[slot].name);
+        pages.trace_record(crate::trace::TraceEvent::KmemCacheFree {
+            call_site: 0,
+            ptr: addr,
+            name,
+        });
     }
 
     /// The free fast path (cf. `slab_free()` → `do_slab_free()`): address →
