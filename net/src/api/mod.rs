@@ -35,6 +35,7 @@ mod selfcheck;
 mod slab;
 mod tasks;
 mod text;
+mod trace;
 mod views;
 mod vm;
 mod vmstat;
@@ -227,6 +228,16 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::DmesgJson,
     RouteId::FaultAttrGet,
     RouteId::FaultAttrSet,
+    RouteId::TraceRead,
+    RouteId::TraceClear,
+    RouteId::TracePipe,
+    RouteId::TraceAvailableEvents,
+    RouteId::TraceEnableAllGet,
+    RouteId::TraceEnableAllSet,
+    RouteId::TraceEnableSystemGet,
+    RouteId::TraceEnableSystemSet,
+    RouteId::TraceEnableEventGet,
+    RouteId::TraceEnableEventSet,
 ];
 
 /// One live API allocation.
@@ -503,6 +514,20 @@ impl<'a, P: Platform> Api<'a, P> {
                     self.fault_attr_set(fault, attr, req)
                 };
             }
+            RouteId::TraceRead => return self.trace_read(),
+            RouteId::TraceClear => self.trace_clear(),
+            RouteId::TracePipe => return self.trace_pipe(),
+            RouteId::TraceAvailableEvents => return self.available_events(),
+            RouteId::TraceEnableAllGet
+            | RouteId::TraceEnableSystemGet
+            | RouteId::TraceEnableEventGet => {
+                return self.trace_enable_get(enable_file(id, param(), param2()));
+            }
+            RouteId::TraceEnableAllSet
+            | RouteId::TraceEnableSystemSet
+            | RouteId::TraceEnableEventSet => {
+                return self.trace_enable_set(enable_file(id, param(), param2()), req);
+            }
             _ => {
                 return Err(ApiError::enoent(format!(
                     "{} is not available in this build",
@@ -580,6 +605,17 @@ impl<P: Platform> App for Api<'_, P> {
         self.note_watermarks();
         self.counters.record(route, response.status);
         response
+    }
+}
+
+/// The tracefs `enable` file a route names.
+fn enable_file<'p>(id: RouteId, system: &'p str, event: &'p str) -> trace::EnableFile<'p> {
+    match id {
+        RouteId::TraceEnableAllGet | RouteId::TraceEnableAllSet => trace::EnableFile::All,
+        RouteId::TraceEnableSystemGet | RouteId::TraceEnableSystemSet => {
+            trace::EnableFile::System(system)
+        }
+        _ => trace::EnableFile::Event(system, event),
     }
 }
 
