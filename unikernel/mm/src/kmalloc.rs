@@ -32,8 +32,9 @@ use crate::gfp::GfpFlags;
 use crate::slab::{
     CacheName, Corruption, InvalidFreeKind, META_LARGE_HEAD, META_LARGE_TAIL, ObjectMemory,
     PageSource, SlabAllocator, SlabError, SlabFlags, SlabMeta, SlabPageKind, calculate_sizes,
-    slab_va,
+    slab_va, trace_kfree, trace_slab_alloc,
 };
+use crate::trace::EventId;
 use crate::types::{MAX_ORDER, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn};
 
 /// Smallest kmalloc class, as a shift (cf. `KMALLOC_SHIFT_LOW`).
@@ -209,16 +210,10 @@ impl SlabAllocator<'_> {
                 slot += KmallocType::index(gfp) * NR_KMALLOC_SIZES;
             }
             let r = self.slab_alloc(mem, pages, slot, gfp, size);
-            crate::trace_event!(
-                pages,
-                Kmalloc {
-                    call_site: 0,
-                    ptr: *r.as_ref().unwrap_or(&0),
-                    bytes_req: size as u64,
-                    bytes_alloc: self.cache_stride(slot),
-                    gfp
-                }
-            );
+            if pages.trace_enabled(EventId::Kmalloc) {
+                let bytes = (size, self.cache_stride(slot));
+                trace_slab_alloc(pages, EventId::Kmalloc, &r, bytes, gfp, false);
+            }
             return r;
         }
         self.kmalloc_big(mem, pages, size, gfp)
@@ -237,18 +232,11 @@ impl SlabAllocator<'_> {
             return Ok(ZERO_SIZE_PTR);
         }
         let r = self.kmalloc_large(mem, pages, size, gfp);
-        // cf. __kmalloc_large_node(): bytes_alloc is PAGE_SIZE << order.
-        let bytes_alloc = Order::from_size_bytes(size as u64).map_or(0, |o| o.size_bytes());
-        crate::trace_event!(
-            pages,
-            Kmalloc {
-                call_site: 0,
-                ptr: *r.as_ref().unwrap_or(&0),
-                bytes_req: size as u64,
-                bytes_alloc,
-                gfp
-            }
-        );
+        if pages.trace_enabled(EventId::Kmalloc) {
+            // cf. __kmalloc_large_node(): bytes_alloc is PAGE_SIZE << order.
+            let bytes_alloc = Order::from_size_bytes(size as u64).map_or(0, |o| o.size_bytes());
+            trace_slab_alloc(pages, EventId::Kmalloc, &r, (size, bytes_alloc), gfp, false);
+        }
         r
     }
 
@@ -320,13 +308,9 @@ impl SlabAllocator<'_> {
         pages: &S,
         addr: u64,
     ) -> Result<(), Corruption> {
-        crate::trace_event!(
-            pages,
-            Kfree {
-                call_site: 0,
-                ptr: addr
-            }
-        );
+        if pages.trace_enabled(EventId::Kfree) {
+            trace_kfree(pages, addr);
+        }
         if addr <= ZERO_SIZE_PTR {
             return Ok(()); // cf. ZERO_OR_NULL_PTR()
         }

@@ -488,6 +488,50 @@ pub trait PageSource {
     }
 }
 
+/// The `kmalloc` / `kmem_cache_alloc` tracepoints (`ptr` 0 on failure,
+/// as Linux traces a NULL return), out of line so the inlined fast paths
+/// keep only the enable test. `bytes` is `(bytes_req, bytes_alloc)`;
+/// `accounted` is only printed by `kmem_cache_alloc` (`kmalloc` derives
+/// it from `gfp`).
+#[cold]
+#[inline(never)]
+pub(crate) fn trace_slab_alloc<S: PageSource + ?Sized>(
+    pages: &S,
+    id: crate::trace::EventId,
+    r: &Result<u64, SlabError>,
+    bytes: (usize, u64),
+    gfp: GfpFlags,
+    accounted: bool,
+) {
+    use crate::trace::TraceEvent;
+    let ptr = *r.as_ref().unwrap_or(&0);
+    let (bytes_req, bytes_alloc) = (bytes.0 as u64, bytes.1);
+    pages.trace_record(match id {
+        crate::trace::EventId::KmemCacheAlloc => TraceEvent::KmemCacheAlloc {
+            call_site: 0,
+            ptr,
+            bytes_req,
+            bytes_alloc,
+            gfp,
+            accounted,
+        },
+        _ => TraceEvent::Kmalloc {
+            call_site: 0,
+            ptr,
+            bytes_req,
+            bytes_alloc,
+            gfp,
+        },
+    });
+}
+
+/// The `kfree` tracepoint, out of line.
+#[cold]
+#[inline(never)]
+pub(crate) fn trace_kfree<S: PageSource + ?Sized>(pages: &S, ptr: u64) {
+    pages.trace_record(crate::trace::TraceEvent::Kfree { call_site: 0, ptr });
+}
+
 /// The [`PageSource`] tracepoint methods of a source that reaches a
 /// [`MemoryManager`] as `$mm`.
 macro_rules! trace_via_manager {
@@ -1411,18 +1455,14 @@ impl<'a> SlabAllocator<'a> {
         let slot = self.resolve(id)?;
         let orig = self.caches[slot].object_size as usize;
         let r = self.slab_alloc(mem, pages, slot, gfp, orig);
-        crate::trace_event!(
-            pages,
-            KmemCacheAlloc {
-                call_site: 0,
-                ptr: *r.as_ref().unwrap_or(&0),
-                bytes_req: orig as u64,
-                bytes_alloc: self.cache_stride(slot),
-                gfp,
-                accounted: gfp.contains(GfpFlags::ACCOUNT)
-                    || self.caches[slot].flags.contains(SlabFlags::ACCOUNT)
-            }
-        );
+        if pages.trace_enabled(crate::trace::EventId::KmemCacheAlloc) {
+            // `accounted`: __GFP_ACCOUNT or SLAB_ACCOUNT.
+            let accounted = gfp.contains(GfpFlags::ACCOUNT)
+                || self.caches[slot].flags.contains(SlabFlags::ACCOUNT);
+            let stride = self.cache_stride(slot);
+            let id = crate::trace::EventId::KmemCacheAlloc;
+            trace_slab_alloc(pages, id, &r, (orig, stride), gfp, accounted);
+        }
         r
     }
 
