@@ -261,17 +261,20 @@ const COUNTED_STATUSES: [u16; 14] = [
 /// Per-route request counters for `/metrics`: a fixed table, so counting
 /// a request never allocates — in particular not the first 507 of a
 /// route, which comes exactly when memory is gone, and would otherwise
-/// leave a node of the kernel heap wherever memory was then.
+/// leave a node of the kernel heap wherever memory was then. The table is
+/// allocated once, with the `Api`, on the heap: inline it would grow the
+/// main loop's stack frame by 120 bytes per route (the kernel's boot stack
+/// is 64 KiB, and the deepest request paths need most of it).
 #[derive(Debug)]
 struct HttpCounters {
     /// `[route as usize or NR_ROUTES for "unmatched"][status slot]`.
-    counts: [[u64; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1],
+    counts: alloc::boxed::Box<[[u64; COUNTED_STATUSES.len() + 1]]>,
 }
 
 impl Default for HttpCounters {
     fn default() -> Self {
         HttpCounters {
-            counts: [[0; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1],
+            counts: alloc::vec![[0; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1].into_boxed_slice(),
         }
     }
 }
