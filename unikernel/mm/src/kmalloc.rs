@@ -32,7 +32,7 @@ use crate::gfp::GfpFlags;
 use crate::slab::{
     CacheName, Corruption, InvalidFreeKind, META_LARGE_HEAD, META_LARGE_TAIL, ObjectMemory,
     PageSource, SlabAllocator, SlabError, SlabFlags, SlabMeta, SlabPageKind, calculate_sizes,
-    slab_va, trace_kfree, trace_slab_alloc,
+    ptr_or_null, slab_va, trace_kfree, trace_slab_alloc,
 };
 use crate::trace::EventId;
 use crate::types::{MAX_ORDER, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn};
@@ -212,7 +212,7 @@ impl SlabAllocator<'_> {
             let r = self.slab_alloc(mem, pages, slot, gfp, size);
             if pages.trace_enabled(EventId::Kmalloc) {
                 let bytes = (size, self.cache_stride(slot));
-                trace_slab_alloc(pages, EventId::Kmalloc, &r, bytes, gfp, false);
+                trace_slab_alloc(pages, EventId::Kmalloc, ptr_or_null(&r), bytes, gfp, false);
             }
             return r;
         }
@@ -235,7 +235,14 @@ impl SlabAllocator<'_> {
         if pages.trace_enabled(EventId::Kmalloc) {
             // cf. __kmalloc_large_node(): bytes_alloc is PAGE_SIZE << order.
             let bytes_alloc = Order::from_size_bytes(size as u64).map_or(0, |o| o.size_bytes());
-            trace_slab_alloc(pages, EventId::Kmalloc, &r, (size, bytes_alloc), gfp, false);
+            trace_slab_alloc(
+                pages,
+                EventId::Kmalloc,
+                ptr_or_null(&r),
+                (size, bytes_alloc),
+                gfp,
+                false,
+            );
         }
         r
     }
