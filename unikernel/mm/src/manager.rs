@@ -69,6 +69,33 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         self.tracer.enabled(id)
     }
 
+    /// The `kmem:mm_page_alloc` tracepoint, for every way a block leaves
+    /// the buddy allocator through this manager (`alloc_pages`, slab pages).
+    #[inline(always)]
+    pub(crate) fn trace_page_alloc(&self, pfn: Pfn, order: Order, gfp: GfpFlags) {
+        crate::trace_event!(
+            self,
+            MmPageAlloc {
+                pfn,
+                order: order.get(),
+                migratetype: gfp_migratetype(gfp),
+                gfp
+            }
+        );
+    }
+
+    /// The `kmem:mm_page_free` tracepoint.
+    #[inline(always)]
+    pub(crate) fn trace_page_free(&self, pfn: Pfn, order: Order) {
+        crate::trace_event!(
+            self,
+            MmPageFree {
+                pfn,
+                order: order.get()
+            }
+        );
+    }
+
     /// Records `event` with the platform's clock and CPU; for
     /// [`crate::trace_event!`], after [`MemoryManager::trace_enabled`].
     #[cold]
@@ -120,15 +147,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
         let pfn = self.lock().alloc_pages(gfp, order, owner)?;
-        crate::trace_event!(
-            self,
-            MmPageAlloc {
-                pfn,
-                order: order.get(),
-                migratetype: gfp_migratetype(gfp),
-                gfp
-            }
-        );
+        self.trace_page_alloc(pfn, order, gfp);
         if gfp.contains(GfpFlags::ZERO) {
             self.fill(pfn, order.nr_pages(), 0);
         }
@@ -148,13 +167,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// allocated block of exactly `order`.
     pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         self.lock().free_pages(pfn, order)?;
-        crate::trace_event!(
-            self,
-            MmPageFree {
-                pfn,
-                order: order.get()
-            }
-        );
+        self.trace_page_free(pfn, order);
         Ok(())
     }
 

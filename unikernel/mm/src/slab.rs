@@ -613,13 +613,18 @@ impl<P: Platform> PageSource for HeapPages<'_, '_, P> {
         let gfp = gfp
             .difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO))
             .union(GfpFlags::MEMALLOC);
-        let mut pa = self.0.lock();
-        let pfn = pa.alloc_heap_pages(gfp, order, kind.owner())?;
-        mark_slab_pages(&mut pa, pfn, order, kind, gfp)
+        let pfn = {
+            let mut pa = self.0.lock();
+            let pfn = pa.alloc_heap_pages(gfp, order, kind.owner())?;
+            mark_slab_pages(&mut pa, pfn, order, kind, gfp)?
+        };
+        self.0.trace_page_alloc(pfn, order, gfp);
+        Ok(pfn)
     }
 
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
-        free_slab_pages_to(&mut self.0.lock(), pfn, order, kind)
+        free_slab_pages_to(&mut self.0.lock(), pfn, order, kind);
+        self.0.trace_page_free(pfn, order);
     }
     trace_via_manager!(s => s.0);
 }
@@ -646,7 +651,8 @@ impl<P: Platform> PageSource for ExactPages<'_, '_, P> {
     }
 
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
-        free_slab_pages_to(&mut self.mm.lock(), pfn, order, kind)
+        free_slab_pages_to(&mut self.mm.lock(), pfn, order, kind);
+        self.mm.trace_page_free(pfn, order);
     }
     trace_via_manager!(s => s.mm);
 }
@@ -685,11 +691,14 @@ impl<P: Platform> PageSource for MemoryManager<'_, P> {
         order: Order,
         kind: SlabPageKind,
     ) -> Result<Pfn, AllocError> {
-        alloc_slab_pages_from(&mut self.lock(), gfp, order, kind)
+        let pfn = alloc_slab_pages_from(&mut self.lock(), gfp, order, kind)?;
+        self.trace_page_alloc(pfn, order, gfp);
+        Ok(pfn)
     }
 
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
-        free_slab_pages_to(&mut self.lock(), pfn, order, kind)
+        free_slab_pages_to(&mut self.lock(), pfn, order, kind);
+        self.trace_page_free(pfn, order);
     }
     trace_via_manager!(s => s);
 }

@@ -437,7 +437,7 @@ fn kmalloc_kfree_and_cache_events_through_the_manager() {
         .kmem_cache_create("trace_cache", 200, 64, SlabFlags::NONE, None)
         .unwrap();
     mm.tracer().set_enabled(
-        EventId::system_mask("kmem") & !EventId::MmPageAlloc.bit(),
+        EventId::system_mask("kmem") & !(EventId::MmPageAlloc.bit() | EventId::MmPageFree.bit()),
         true,
     );
 
@@ -495,4 +495,31 @@ fn kmalloc_kfree_and_cache_events_through_the_manager() {
     );
     // A failed kmalloc is traced with ptr=0 (NULL), as Linux does.
     assert!(slab.kmalloc(&mem, &mm, 1 << 30, gfp).is_err());
+}
+
+#[test]
+fn slab_growth_is_a_page_allocation_too() {
+    let mm = manager();
+    let nr = 32u64 << 8;
+    let mem = ArenaMemory::new(Pfn(0), nr);
+    let metas = Box::leak(vec![SlabMeta::EMPTY; nr as usize].into_boxed_slice());
+    let mut slab = SlabAllocator::new(metas, SlabFlags::NONE);
+    mm.tracer()
+        .set_enabled(EventId::MmPageAlloc.bit() | EventId::MmPageFree.bit(), true);
+    let a = slab.kmalloc(&mem, &mm, 40, GfpFlags::GFP_KERNEL).unwrap();
+    let evs: Vec<TraceEvent> = drain(&mm).iter().map(|r| r.event).collect();
+    let [
+        TraceEvent::MmPageAlloc {
+            pfn, order, gfp, ..
+        },
+    ] = evs[..]
+    else {
+        panic!("one slab page for kmalloc-64: {evs:?}");
+    };
+    assert_eq!((order, gfp), (0, GfpFlags::GFP_KERNEL));
+    assert_eq!(pfn.0, (a - crate::types::PAGE_OFFSET) >> 12);
+    slab.kfree(&mem, &mm, a).unwrap();
+    slab.shrink_all(&mm);
+    let evs: Vec<TraceEvent> = drain(&mm).iter().map(|r| r.event).collect();
+    assert_eq!(evs, [TraceEvent::MmPageFree { pfn, order: 0 }]);
 }
