@@ -221,7 +221,10 @@ fn pagetypeinfo_bench_and_slab_metrics() {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), populated.len(), "{text}");
         for (line, zone) in lines.iter().zip(&populated) {
-            assert!(line.starts_with(&format!("Node 0, zone {zone:>8} ")), "{line}");
+            assert!(
+                line.starts_with(&format!("Node 0, zone {zone:>8} ")),
+                "{line}"
+            );
             let fields: Vec<&str> = line.split_whitespace().skip(4).collect();
             assert_eq!(fields.len(), 11, "{line}");
             if !each.is_empty() {
