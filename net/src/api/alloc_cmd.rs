@@ -422,6 +422,9 @@ impl<P: Platform> Api<'_, P> {
 
     /// `POST /api/reset`: free every handle.
     pub(super) fn reset(&mut self) -> Response {
+        // Tracing back to boot first (all events off, ring empty), so the
+        // frees below are not recorded.
+        self.mm.tracer().reset();
         // Kmaps and vm areas first: a kmapped page cannot be freed.
         self.reset_tasks();
         let mut freed = self.reset_pagecache();

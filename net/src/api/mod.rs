@@ -35,6 +35,7 @@ mod selfcheck;
 mod slab;
 mod tasks;
 mod text;
+mod trace;
 mod views;
 mod vm;
 mod vmstat;
@@ -230,6 +231,16 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::FaultAttrSet,
     RouteId::ExtfragIndex,
     RouteId::UnusableIndex,
+    RouteId::TraceRead,
+    RouteId::TraceClear,
+    RouteId::TracePipe,
+    RouteId::TraceAvailableEvents,
+    RouteId::TraceEnableAllGet,
+    RouteId::TraceEnableAllSet,
+    RouteId::TraceEnableSystemGet,
+    RouteId::TraceEnableSystemSet,
+    RouteId::TraceEnableEventGet,
+    RouteId::TraceEnableEventSet,
 ];
 
 /// One live API allocation.
@@ -253,17 +264,20 @@ const COUNTED_STATUSES: [u16; 14] = [
 /// Per-route request counters for `/metrics`: a fixed table, so counting
 /// a request never allocates — in particular not the first 507 of a
 /// route, which comes exactly when memory is gone, and would otherwise
-/// leave a node of the kernel heap wherever memory was then.
+/// leave a node of the kernel heap wherever memory was then. The table is
+/// allocated once, with the `Api`, on the heap: inline it would grow the
+/// main loop's stack frame by 120 bytes per route (the kernel's boot stack
+/// is 64 KiB, and the deepest request paths need most of it).
 #[derive(Debug)]
 struct HttpCounters {
     /// `[route as usize or NR_ROUTES for "unmatched"][status slot]`.
-    counts: [[u64; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1],
+    counts: alloc::boxed::Box<[[u64; COUNTED_STATUSES.len() + 1]]>,
 }
 
 impl Default for HttpCounters {
     fn default() -> Self {
         HttpCounters {
-            counts: [[0; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1],
+            counts: alloc::vec![[0; COUNTED_STATUSES.len() + 1]; NR_ROUTES + 1].into_boxed_slice(),
         }
     }
 }
@@ -519,6 +533,20 @@ impl<'a, P: Platform> Api<'a, P> {
                     self.fault_attr_set(fault, attr, req)
                 };
             }
+            RouteId::TraceRead => return self.trace_read(),
+            RouteId::TraceClear => self.trace_clear(),
+            RouteId::TracePipe => return self.trace_pipe(),
+            RouteId::TraceAvailableEvents => return self.available_events(),
+            RouteId::TraceEnableAllGet
+            | RouteId::TraceEnableSystemGet
+            | RouteId::TraceEnableEventGet => {
+                return self.trace_enable_get(enable_file(id, param(), param2()));
+            }
+            RouteId::TraceEnableAllSet
+            | RouteId::TraceEnableSystemSet
+            | RouteId::TraceEnableEventSet => {
+                return self.trace_enable_set(enable_file(id, param(), param2()), req);
+            }
             _ => {
                 return Err(ApiError::enoent(format!(
                     "{} is not available in this build",
@@ -621,6 +649,17 @@ impl<P: Platform> App for Api<'_, P> {
 
     fn cancel(&mut self, token: u64) {
         self.finish_wait(token, false);
+    }
+}
+
+/// The tracefs `enable` file a route names.
+fn enable_file<'p>(id: RouteId, system: &'p str, event: &'p str) -> trace::EnableFile<'p> {
+    match id {
+        RouteId::TraceEnableAllGet | RouteId::TraceEnableAllSet => trace::EnableFile::All,
+        RouteId::TraceEnableSystemGet | RouteId::TraceEnableSystemSet => {
+            trace::EnableFile::System(system)
+        }
+        _ => trace::EnableFile::Event(system, event),
     }
 }
 

@@ -37,6 +37,10 @@ pub const MAX_PAGECACHE_SIZE: u64 = 1 << 30;
 /// Pages kswapd reclaims at most per run (it runs again after the next
 /// request if the zone is still below high).
 const KSWAPD_BATCH: usize = 4096;
+/// `mm_vmscan_kswapd_wake`'s `zid` (recorded, not printed): kswapd balances
+/// every zone up to the highest, and no request passes it a zone index
+/// or order (so `order=0`).
+const KSWAPD_ZID: i32 = mm::zone::NR_ZONES as i32 - 1;
 /// `pgpgin` is kept in 512-byte sectors (cf. `count_vm_events(PGPGIN)`).
 const SECTORS_PER_PAGE: u64 = PAGE_SIZE / 512;
 
@@ -315,11 +319,20 @@ impl<P: Platform> Api<'_, P> {
             .lock()
             .vm_events_mut()
             .inc(VmEvent::allocstall(highest));
-        self.reclaim(
+        mm::trace_event!(
+            self.mm,
+            MmVmscanDirectReclaimBegin {
+                order: order.get().into(),
+                gfp
+            }
+        );
+        let nr_reclaimed = self.reclaim(
             Reclaimer::Direct,
             highest,
             SWAP_CLUSTER_MAX.max(2 << order.get()),
-        )
+        );
+        mm::trace_event!(self.mm, MmVmscanDirectReclaimEnd { nr_reclaimed });
+        nr_reclaimed
     }
 
     /// After an allocation: a zone below its low watermark wakes kswapd.
@@ -343,6 +356,14 @@ impl<P: Platform> Api<'_, P> {
             return;
         }
         self.pagecache.kswapd_runs += 1;
+        mm::trace_event!(
+            self.mm,
+            MmVmscanKswapdWake {
+                nid: 0,
+                zid: KSWAPD_ZID,
+                order: 0
+            }
+        );
         // Shrinkers first (cf. `shrink_slab()`): empty slabs of the caches
         // that are not the kernel heap's own go back, and pkmap slots no
         // one uses are unmapped.
@@ -369,6 +390,7 @@ impl<P: Platform> Api<'_, P> {
                 reclaimed += got as usize;
             }
         }
+        mm::trace_event!(self.mm, MmVmscanKswapdSleep { nid: 0 });
     }
 
     /// Page-cache pages resident, for meminfo.

@@ -501,6 +501,7 @@ impl<P: Platform> Api<'_, P> {
             return false;
         };
         let pid = victim.task.pid();
+        mm::trace_event!(self.mm, MarkVictim { pid: pid.0 as i32 });
         self.free_task_handles(pid);
         let _ = self.tasks.table.remove(pid);
         self.tasks.kills += 1;

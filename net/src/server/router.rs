@@ -115,6 +115,19 @@ routes! {
     // Fault injection (Linux's debugfs).
     Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
     Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
+    // tracefs (kernel/trace): literal routes before the `{param}` ones.
+    Get "/sys/kernel/tracing/trace" => TraceRead,
+    /// Any body: clears the ring (`echo > trace`).
+    Put "/sys/kernel/tracing/trace" => TraceClear,
+    /// Consuming; does not block yet.
+    Get "/sys/kernel/tracing/trace_pipe" => TracePipe,
+    Get "/sys/kernel/tracing/available_events" => TraceAvailableEvents,
+    Get "/sys/kernel/tracing/events/enable" => TraceEnableAllGet,
+    Put "/sys/kernel/tracing/events/enable" => TraceEnableAllSet,
+    Get "/sys/kernel/tracing/events/{system}/enable" => TraceEnableSystemGet,
+    Put "/sys/kernel/tracing/events/{system}/enable" => TraceEnableSystemSet,
+    Get "/sys/kernel/tracing/events/{system}/{event}/enable" => TraceEnableEventGet,
+    Put "/sys/kernel/tracing/events/{system}/{event}/enable" => TraceEnableEventSet,
     // Commands.
     Post "/api/alloc" => Alloc,
     Get "/api/alloc/{id}" => HandleInfo,
@@ -360,6 +373,52 @@ mod tests {
                 Method::Get,
                 "/sys/kernel/debug/extfrag/unusable_index",
                 RouteId::UnusableIndex,
+            ),
+            (Method::Get, "/sys/kernel/tracing/trace", RouteId::TraceRead),
+            (
+                Method::Put,
+                "/sys/kernel/tracing/trace",
+                RouteId::TraceClear,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/trace_pipe",
+                RouteId::TracePipe,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/available_events",
+                RouteId::TraceAvailableEvents,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/events/enable",
+                RouteId::TraceEnableAllGet,
+            ),
+            (
+                Method::Put,
+                "/sys/kernel/tracing/events/enable",
+                RouteId::TraceEnableAllSet,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/events/kmem/enable",
+                RouteId::TraceEnableSystemGet,
+            ),
+            (
+                Method::Put,
+                "/sys/kernel/tracing/events/vmscan/enable",
+                RouteId::TraceEnableSystemSet,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/events/kmem/mm_page_alloc/enable",
+                RouteId::TraceEnableEventGet,
+            ),
+            (
+                Method::Put,
+                "/sys/kernel/tracing/events/oom/mark_victim/enable",
+                RouteId::TraceEnableEventSet,
             ),
         ];
         for &(m, path, id) in expected {

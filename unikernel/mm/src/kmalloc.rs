@@ -32,8 +32,9 @@ use crate::gfp::GfpFlags;
 use crate::slab::{
     CacheName, Corruption, InvalidFreeKind, META_LARGE_HEAD, META_LARGE_TAIL, ObjectMemory,
     PageSource, SlabAllocator, SlabError, SlabFlags, SlabMeta, SlabPageKind, calculate_sizes,
-    slab_va,
+    ptr_or_null, slab_va, trace_kfree, trace_slab_alloc,
 };
+use crate::trace::EventId;
 use crate::types::{MAX_ORDER, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn};
 
 /// Smallest kmalloc class, as a shift (cf. `KMALLOC_SHIFT_LOW`).
@@ -208,7 +209,12 @@ impl SlabAllocator<'_> {
             if gfp.intersects(GfpFlags::DMA.union(GfpFlags::ACCOUNT)) {
                 slot += KmallocType::index(gfp) * NR_KMALLOC_SIZES;
             }
-            return self.slab_alloc(mem, pages, slot, gfp, size);
+            let r = self.slab_alloc(mem, pages, slot, gfp, size);
+            if pages.trace_enabled(EventId::Kmalloc) {
+                let bytes = (size, self.cache_stride(slot));
+                trace_slab_alloc(pages, EventId::Kmalloc, ptr_or_null(&r), bytes, gfp, false);
+            }
+            return r;
         }
         self.kmalloc_big(mem, pages, size, gfp)
     }
@@ -225,7 +231,20 @@ impl SlabAllocator<'_> {
         if size == 0 {
             return Ok(ZERO_SIZE_PTR);
         }
-        self.kmalloc_large(mem, pages, size, gfp)
+        let r = self.kmalloc_large(mem, pages, size, gfp);
+        if pages.trace_enabled(EventId::Kmalloc) {
+            // cf. __kmalloc_large_node(): bytes_alloc is PAGE_SIZE << order.
+            let bytes_alloc = Order::from_size_bytes(size as u64).map_or(0, |o| o.size_bytes());
+            trace_slab_alloc(
+                pages,
+                EventId::Kmalloc,
+                ptr_or_null(&r),
+                (size, bytes_alloc),
+                gfp,
+                false,
+            );
+        }
+        r
     }
 
     /// `kzalloc()`: `kmalloc` with `__GFP_ZERO`.
@@ -296,6 +315,9 @@ impl SlabAllocator<'_> {
         pages: &S,
         addr: u64,
     ) -> Result<(), Corruption> {
+        if pages.trace_enabled(EventId::Kfree) {
+            trace_kfree(pages, addr);
+        }
         if addr <= ZERO_SIZE_PTR {
             return Ok(()); // cf. ZERO_OR_NULL_PTR()
         }

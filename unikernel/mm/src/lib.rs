@@ -25,6 +25,7 @@ pub mod reserve;
 pub mod selfcheck;
 pub mod selftest;
 pub mod slab;
+pub mod trace;
 pub mod types;
 pub mod vmalloc;
 pub mod vmscan;

@@ -6,6 +6,10 @@
 //! Locking rule (DESIGN.md): nothing here allocates from the global heap,
 //! and byte work (zeroing, fill, checksum) happens with the zone lock
 //! dropped — the caller owns the frames it touches.
+//!
+//! It also owns the [`Tracer`] (tracepoints and their ring, `mm::trace`),
+//! behind a lock of its own and reached by tracepoints with `try_lock`
+//! only, so recording under the zone or slab lock cannot deadlock.
 
 use spin::{Mutex, MutexGuard};
 
@@ -13,6 +17,7 @@ use crate::gfp::GfpFlags;
 use crate::page::OwnerTag;
 use crate::page_alloc::{AllocError, FreeError, PageAlloc};
 use crate::platform::Platform;
+use crate::trace::{EventId, TraceEvent, TraceRecord, Tracer};
 use crate::types::{NR_ORDERS, Order, Pfn};
 use crate::zone::NR_ZONES;
 
@@ -24,6 +29,7 @@ pub struct MemoryManager<'a, P: Platform> {
     zone_lock: Mutex<PageAlloc<'a>>,
     platform: P,
     boot_buddyinfo: Mutex<BuddySnapshot>,
+    tracer: Tracer<'a>,
 }
 
 impl<'a, P: Platform> MemoryManager<'a, P> {
@@ -32,11 +38,71 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// that `POST /api/reset` must return to.
     pub fn new(pages: PageAlloc<'a>, platform: P) -> Self {
         let boot_buddyinfo = buddy_snapshot(&pages);
+        // `page=%p` in page events: the descriptor's address in mem_map.
+        let page_base = pages
+            .page(Pfn(0))
+            .map_or(0, |p| core::ptr::from_ref(p) as u64);
         MemoryManager {
             zone_lock: Mutex::new(pages),
             platform,
             boot_buddyinfo: Mutex::new(boot_buddyinfo),
+            tracer: Tracer::new(page_base),
         }
+    }
+
+    /// The tracepoints' enable mask and ring.
+    pub fn tracer(&self) -> &Tracer<'a> {
+        &self.tracer
+    }
+
+    /// Lends the trace ring its records (once, at boot: the kernel carves
+    /// [`crate::trace::TRACE_BUF_ENTRIES`] of them from memblock, so the
+    /// ring never touches the heap). Until then events are dropped.
+    pub fn attach_trace_buffer(&self, slots: &'a mut [TraceRecord]) {
+        self.tracer.attach(slots);
+    }
+
+    /// Whether tracepoint `id` is on (one relaxed load); for
+    /// [`crate::trace_event!`].
+    #[inline(always)]
+    pub fn trace_enabled(&self, id: EventId) -> bool {
+        self.tracer.enabled(id)
+    }
+
+    /// The `kmem:mm_page_alloc` tracepoint, for every way a block leaves
+    /// the buddy allocator through this manager (`alloc_pages`, slab pages).
+    #[inline(always)]
+    pub(crate) fn trace_page_alloc(&self, pfn: Pfn, order: Order, gfp: GfpFlags) {
+        crate::trace_event!(
+            self,
+            MmPageAlloc {
+                pfn,
+                order: order.get(),
+                migratetype: gfp.migratetype() as u8,
+                gfp
+            }
+        );
+    }
+
+    /// The `kmem:mm_page_free` tracepoint.
+    #[inline(always)]
+    pub(crate) fn trace_page_free(&self, pfn: Pfn, order: Order) {
+        crate::trace_event!(
+            self,
+            MmPageFree {
+                pfn,
+                order: order.get()
+            }
+        );
+    }
+
+    /// Records `event` with the platform's clock and CPU; for
+    /// [`crate::trace_event!`], after [`MemoryManager::trace_enabled`].
+    #[cold]
+    #[inline(never)]
+    pub fn trace_record(&self, event: TraceEvent) {
+        self.tracer
+            .record(self.platform.now_ns(), self.platform.cpu_id(), event);
     }
 
     /// The allocator, locked: for views and for callers that batch work.
@@ -81,6 +147,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
         let pfn = self.lock().alloc_pages(gfp, order, owner)?;
+        self.trace_page_alloc(pfn, order, gfp);
         if gfp.contains(GfpFlags::ZERO) {
             self.fill(pfn, order.nr_pages(), 0);
         }
@@ -99,7 +166,9 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// `__free_pages()`: refused, with nothing changed, unless `pfn` heads an
     /// allocated block of exactly `order`.
     pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
-        self.lock().free_pages(pfn, order)
+        self.lock().free_pages(pfn, order)?;
+        self.trace_page_free(pfn, order);
+        Ok(())
     }
 
     /// Writes `byte` into every byte of `nr_pages` frames from `pfn`;

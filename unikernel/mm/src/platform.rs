@@ -28,6 +28,20 @@ pub trait Platform: Sync {
     /// for the duration of the call (cf. `kmap_local_page()` /
     /// `kunmap_local()`). The caller must own the frame.
     fn with_frame(&self, pfn: Pfn, f: &mut dyn FnMut(&mut [u8]));
+
+    /// Nanoseconds of a monotonic clock (since boot on the kernel: the
+    /// TSC), for tracepoint timestamps. Called from tracepoints, possibly
+    /// under the zone or slab lock: it must neither lock nor allocate. The
+    /// default is a clock that stands still.
+    fn now_ns(&self) -> u64 {
+        0
+    }
+
+    /// The CPU running the caller, for the per-CPU trace rings (0 until
+    /// SMP lands).
+    fn cpu_id(&self) -> usize {
+        0
+    }
 }
 
 /// Memory type of a mapping (the PAT/PCD/PWT bits of a PTE).
@@ -167,6 +181,9 @@ pub mod sim {
     pub struct SimPlatform {
         ram: Mutex<Vec<u8>>,
         mmu: Mutex<SimMmu>,
+        /// The simulated clock: [`Platform::now_ns`] advances it by 1 µs
+        /// per call, so trace timestamps are distinct and increasing.
+        clock_ns: std::sync::atomic::AtomicU64,
     }
 
     /// The simulated page table (virt → PTE) and what the TLB may still
@@ -193,6 +210,7 @@ pub mod sim {
             SimPlatform {
                 ram: Mutex::new(vec![0xCC; nr_frames as usize * FRAME_BYTES]),
                 mmu: Mutex::new(SimMmu::default()),
+                clock_ns: std::sync::atomic::AtomicU64::new(0),
             }
         }
 
@@ -262,6 +280,12 @@ pub mod sim {
             let mut ram = self.ram.lock().unwrap_or_else(|e| e.into_inner());
             let at = pfn.index() * FRAME_BYTES;
             f(&mut ram[at..at + FRAME_BYTES]);
+        }
+
+        fn now_ns(&self) -> u64 {
+            self.clock_ns
+                .fetch_add(1000, std::sync::atomic::Ordering::Relaxed)
+                + 1000
         }
     }
 

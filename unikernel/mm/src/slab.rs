@@ -471,6 +471,92 @@ pub trait PageSource {
     ) -> Result<Pfn, AllocError>;
     /// Unmark and free a block obtained from [`PageSource::alloc_slab_pages`].
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind);
+
+    /// Whether tracepoint `id` is on for the memory manager behind this
+    /// source (for [`crate::trace_event!`] in kmalloc and the slab paths).
+    /// Default: a source with no tracer, never.
+    #[inline(always)]
+    fn trace_enabled(&self, id: crate::trace::EventId) -> bool {
+        let _ = id;
+        false
+    }
+
+    /// Records `event` (after [`PageSource::trace_enabled`]); never
+    /// allocates or blocks.
+    fn trace_record(&self, event: crate::trace::TraceEvent) {
+        let _ = event;
+    }
+}
+
+/// The `kmalloc` / `kmem_cache_alloc` tracepoints (`ptr` 0 on failure,
+/// as Linux traces a NULL return), out of line so the inlined fast paths
+/// keep only the enable test. `bytes` is `(bytes_req, bytes_alloc)`;
+/// `accounted` is only printed by `kmem_cache_alloc` (`kmalloc` derives
+/// it from `gfp`).
+#[cold]
+#[inline(never)]
+pub(crate) fn trace_slab_alloc<S: PageSource + ?Sized>(
+    pages: &S,
+    id: crate::trace::EventId,
+    ptr: u64,
+    bytes: (usize, u64),
+    gfp: GfpFlags,
+    accounted: bool,
+) {
+    use crate::trace::TraceEvent;
+    let (bytes_req, bytes_alloc) = (bytes.0 as u64, bytes.1);
+    pages.trace_record(match id {
+        crate::trace::EventId::KmemCacheAlloc => TraceEvent::KmemCacheAlloc {
+            call_site: 0,
+            ptr,
+            bytes_req,
+            bytes_alloc,
+            gfp,
+            accounted,
+        },
+        _ => TraceEvent::Kmalloc {
+            call_site: 0,
+            ptr,
+            bytes_req,
+            bytes_alloc,
+            gfp,
+        },
+    });
+}
+
+/// The object a slab allocation returned, 0 (NULL) if it failed: by value,
+/// so the fast path's `Result` never has its address taken (which made it
+/// go through the stack and cost a store-forwarding stall per call).
+#[inline(always)]
+pub(crate) fn ptr_or_null(r: &Result<u64, SlabError>) -> u64 {
+    match r {
+        Ok(p) => *p,
+        Err(_) => 0,
+    }
+}
+
+/// The `kfree` tracepoint, out of line.
+#[cold]
+#[inline(never)]
+pub(crate) fn trace_kfree<S: PageSource + ?Sized>(pages: &S, ptr: u64) {
+    pages.trace_record(crate::trace::TraceEvent::Kfree { call_site: 0, ptr });
+}
+
+/// The [`PageSource`] tracepoint methods of a source that reaches a
+/// [`MemoryManager`] as `$mm`.
+macro_rules! trace_via_manager {
+    ($mm:ident => $($path:tt)*) => {
+        #[inline(always)]
+        fn trace_enabled(&self, id: crate::trace::EventId) -> bool {
+            let $mm = self;
+            MemoryManager::trace_enabled($($path)*, id)
+        }
+
+        fn trace_record(&self, event: crate::trace::TraceEvent) {
+            let $mm = self;
+            MemoryManager::trace_record($($path)*, event)
+        }
+    };
 }
 
 /// The buddy-level half of [`PageSource`], for any way of reaching a
@@ -527,14 +613,20 @@ impl<P: Platform> PageSource for HeapPages<'_, '_, P> {
         let gfp = gfp
             .difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO))
             .union(GfpFlags::MEMALLOC);
-        let mut pa = self.0.lock();
-        let pfn = pa.alloc_heap_pages(gfp, order, kind.owner())?;
-        mark_slab_pages(&mut pa, pfn, order, kind, gfp)
+        let pfn = {
+            let mut pa = self.0.lock();
+            let pfn = pa.alloc_heap_pages(gfp, order, kind.owner())?;
+            mark_slab_pages(&mut pa, pfn, order, kind, gfp)?
+        };
+        self.0.trace_page_alloc(pfn, order, gfp);
+        Ok(pfn)
     }
 
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
-        free_slab_pages_to(&mut self.0.lock(), pfn, order, kind)
+        free_slab_pages_to(&mut self.0.lock(), pfn, order, kind);
+        self.0.trace_page_free(pfn, order);
     }
+    trace_via_manager!(s => s.0);
 }
 
 /// A page source that hands out exactly one given block, taken off the
@@ -559,8 +651,10 @@ impl<P: Platform> PageSource for ExactPages<'_, '_, P> {
     }
 
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
-        free_slab_pages_to(&mut self.mm.lock(), pfn, order, kind)
+        free_slab_pages_to(&mut self.mm.lock(), pfn, order, kind);
+        self.mm.trace_page_free(pfn, order);
     }
+    trace_via_manager!(s => s.mm);
 }
 
 /// Inverse of [`alloc_slab_pages_from`] (cf. `__free_slab()`).
@@ -597,12 +691,16 @@ impl<P: Platform> PageSource for MemoryManager<'_, P> {
         order: Order,
         kind: SlabPageKind,
     ) -> Result<Pfn, AllocError> {
-        alloc_slab_pages_from(&mut self.lock(), gfp, order, kind)
+        let pfn = alloc_slab_pages_from(&mut self.lock(), gfp, order, kind)?;
+        self.trace_page_alloc(pfn, order, gfp);
+        Ok(pfn)
     }
 
     fn free_slab_pages(&self, pfn: Pfn, order: Order, kind: SlabPageKind) {
-        free_slab_pages_to(&mut self.lock(), pfn, order, kind)
+        free_slab_pages_to(&mut self.lock(), pfn, order, kind);
+        self.trace_page_free(pfn, order);
     }
+    trace_via_manager!(s => s);
 }
 
 // ----------------------------------------------------------------------
@@ -1375,7 +1473,22 @@ impl<'a> SlabAllocator<'a> {
     ) -> Result<u64, SlabError> {
         let slot = self.resolve(id)?;
         let orig = self.caches[slot].object_size as usize;
-        self.slab_alloc(mem, pages, slot, gfp, orig)
+        let r = self.slab_alloc(mem, pages, slot, gfp, orig);
+        if pages.trace_enabled(crate::trace::EventId::KmemCacheAlloc) {
+            // `accounted`: __GFP_ACCOUNT or SLAB_ACCOUNT.
+            let accounted = gfp.contains(GfpFlags::ACCOUNT)
+                || self.caches[slot].flags.contains(SlabFlags::ACCOUNT);
+            let stride = self.cache_stride(slot);
+            let id = crate::trace::EventId::KmemCacheAlloc;
+            trace_slab_alloc(pages, id, ptr_or_null(&r), (orig, stride), gfp, accounted);
+        }
+        r
+    }
+
+    /// `s->size` of cache `slot` (the object stride), for the `kmalloc`
+    /// and `kmem_cache_alloc` tracepoints.
+    pub(crate) fn cache_stride(&self, slot: usize) -> u64 {
+        u64::from(self.caches[slot & (MAX_CACHES - 1)].size)
     }
 
     /// The fast path (cf. `slab_alloc_node()`): pop the active slab's free
@@ -1646,7 +1759,23 @@ impl<'a> SlabAllocator<'a> {
         id: CacheId,
         addr: u64,
     ) -> Result<(), Corruption> {
+        if pages.trace_enabled(crate::trace::EventId::KmemCacheFree) {
+            self.trace_cache_free(pages, id, addr);
+        }
         self.slab_free(mem, pages, addr, Some(id))
+    }
+
+    /// The `kmem_cache_free` tracepoint, out of line (it copies the name).
+    #[cold]
+    fn trace_cache_free<S: PageSource + ?Sized>(&self, pages: &S, id: CacheId, addr: u64) {
+        let name = self
+            .resolve(id)
+            .map_or(CacheName::EMPTY, |slot| self.caches[slot].name);
+        pages.trace_record(crate::trace::TraceEvent::KmemCacheFree {
+            call_site: 0,
+            ptr: addr,
+            name,
+        });
     }
 
     /// The free fast path (cf. `slab_free()` → `do_slab_free()`): address →

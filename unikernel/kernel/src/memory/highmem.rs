@@ -136,6 +136,10 @@ impl KernelPlatform {
 }
 
 impl Platform for KernelPlatform {
+    fn now_ns(&self) -> u64 {
+        crate::arch::x86_64::tsc::now_ns()
+    }
+
     fn with_frame(&self, pfn: Pfn, f: &mut dyn FnMut(&mut [u8])) {
         let phys = pfn.phys().0;
         if early::phys_accessible(phys, PAGE_SIZE) {

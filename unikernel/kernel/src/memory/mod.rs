@@ -43,6 +43,7 @@ use mm::memblock::Memblock;
 use mm::page::Page;
 use mm::page_alloc::PageAlloc;
 use mm::slab::SlabMeta;
+use mm::trace::TraceRecord;
 use mm::types::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use mm::zone::ZoneLayout;
 
@@ -132,6 +133,19 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
             panic!("memblock: no {slab_meta_bytes} bytes below lowmem for the slab overlay")
         });
 
+    // The trace ring (mm::trace): fixed at boot, never the heap's.
+    let trace_bytes = (mm::trace::TRACE_BUF_ENTRIES * size_of::<TraceRecord>()) as u64;
+    let trace_phys = mb
+        .alloc_named(
+            trace_bytes,
+            PAGE_SIZE,
+            PhysAddr(lowmem.min(boot::BOOT_IDENTITY_LIMIT)),
+            "trace_ring",
+        )
+        .unwrap_or_else(|| {
+            panic!("memblock: no {trace_bytes} bytes below lowmem for the trace ring")
+        });
+
     paging::init_final_tables(&mut mb, direct_map_end);
 
     // SAFETY: `mem_map_phys` is a memblock reservation of `mem_map_bytes`
@@ -187,6 +201,25 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     drop(mb);
 
     let mm = MM.call_once(|| MemoryManager::new(pages, KernelPlatform::new()));
+    // SAFETY: as for mem_map: a page-aligned memblock reservation of
+    // `trace_bytes` below `direct_map_end`, mapped writable by the direct
+    // map, reserved forever; every record is written before the slice is
+    // made, and this is the only reference ever made to it.
+    let trace_ring: &'static mut [TraceRecord] = unsafe {
+        let ptr = paging::phys_to_virt(trace_phys.0).cast::<TraceRecord>();
+        for i in 0..mm::trace::TRACE_BUF_ENTRIES {
+            ptr.add(i).write(TraceRecord::EMPTY);
+        }
+        core::slice::from_raw_parts_mut(ptr, mm::trace::TRACE_BUF_ENTRIES)
+    };
+    mm.attach_trace_buffer(trace_ring);
+    log::info!(
+        "memory: trace ring {} records x {} bytes = {} KiB at {:#x}",
+        mm::trace::TRACE_BUF_ENTRIES,
+        size_of::<TraceRecord>(),
+        trace_bytes >> 10,
+        trace_phys.0
+    );
     log_buddyinfo(mm);
 
     // The virtual side: the vmalloc area sized by `vmalloc=` (before the

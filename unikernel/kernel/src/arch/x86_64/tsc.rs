@@ -123,6 +123,17 @@ pub fn now_us() -> u64 {
     (u128::from(ticks) * 1000 / u128::from(khz)) as u64
 }
 
+/// Nanoseconds since kernel entry (0 before calibration): trace
+/// timestamps. No lock, no allocation.
+pub fn now_ns() -> u64 {
+    let khz = TSC_KHZ.load(Ordering::Relaxed);
+    if khz == 0 {
+        return 0;
+    }
+    let ticks = rdtsc().saturating_sub(TSC_BOOT.load(Ordering::Relaxed));
+    (u128::from(ticks) * 1_000_000 / u128::from(khz)) as u64
+}
+
 /// Milliseconds since kernel entry.
 pub fn now_ms() -> u64 {
     now_us() / 1000

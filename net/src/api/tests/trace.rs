@@ -1,0 +1,249 @@
+//! tracefs over HTTP: enable files, `trace` and `trace_pipe`, clearing,
+//! reset, the ring overflowing, errors.
+
+use super::*;
+
+const TRACING: &str = "/sys/kernel/tracing";
+
+impl T<'_> {
+    fn put_text(&mut self, path: &str, body: &str) -> HttpResponse {
+        self.request("PUT", &format!("{TRACING}/{path}"), Some(body))
+    }
+
+    fn enable(&mut self, path: &str, on: bool) {
+        let r = self.put_text(path, if on { "1\n" } else { "0\n" });
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+
+    fn trace(&mut self) -> String {
+        let r = self.get(&format!("{TRACING}/trace"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        r.text().to_string()
+    }
+
+    fn trace_lines(&mut self) -> Vec<String> {
+        self.trace()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The fields after the timestamp: `event: fields`.
+fn event_part(line: &str) -> &str {
+    let (_, rest) = line.split_once(": ").unwrap();
+    rest
+}
+
+#[test]
+fn available_events_and_enable_files() {
+    run(DEFAULT, |t| {
+        let ev = t.get(&format!("{TRACING}/available_events"));
+        assert_eq!(ev.status, 200);
+        let lines: Vec<&str> = ev.text().lines().collect();
+        for want in [
+            "kmem:mm_page_alloc",
+            "kmem:mm_page_free",
+            "kmem:kmalloc",
+            "kmem:kfree",
+            "kmem:kmem_cache_alloc",
+            "kmem:kmem_cache_free",
+            "vmscan:mm_vmscan_kswapd_wake",
+            "vmscan:mm_vmscan_kswapd_sleep",
+            "vmscan:mm_vmscan_direct_reclaim_begin",
+            "vmscan:mm_vmscan_direct_reclaim_end",
+            "oom:mark_victim",
+        ] {
+            assert!(lines.contains(&want), "{want} in {lines:?}");
+        }
+
+        let get = |t: &mut T<'_>, p: &str| t.get(&format!("{TRACING}/{p}")).text().to_string();
+        assert_eq!(get(t, "events/kmem/mm_page_alloc/enable"), "0\n");
+        assert_eq!(get(t, "events/kmem/enable"), "0\n");
+        let r = t.put_text("events/kmem/mm_page_alloc/enable", "1");
+        assert_eq!((r.status, r.text()), (200, "1\n"));
+        assert_eq!(get(t, "events/kmem/enable"), "X\n");
+        assert_eq!(get(t, "events/enable"), "X\n");
+        t.enable("events/kmem/enable", true);
+        assert_eq!(get(t, "events/kmem/kfree/enable"), "1\n");
+        assert_eq!(get(t, "events/vmscan/enable"), "0\n");
+        t.enable("events/enable", true);
+        assert_eq!(get(t, "events/oom/mark_victim/enable"), "1\n");
+        t.enable("events/enable", false);
+        assert_eq!(get(t, "events/enable"), "0\n");
+
+        // Errors in API.md's format.
+        for body in ["2", "", "yes", "1 1", "\u{ff}"] {
+            let r = t.put_text("events/kmem/kmalloc/enable", body);
+            assert_eq!(r.status, 400, "{body:?}");
+            let e: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(e["error"]["code"], "EINVAL");
+        }
+        for path in [
+            "events/kmem/nope/enable",
+            "events/sched/enable",
+            "events/sched/sched_switch/enable",
+            "events/oom/mm_page_alloc/enable",
+        ] {
+            assert_eq!(t.put_text(path, "1").status, 404, "{path}");
+            let r = t.get(&format!("{TRACING}/{path}"));
+            assert_eq!(r.status, 404, "{path}");
+            let e: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(e["error"]["code"], "ENOENT");
+        }
+        assert_eq!(
+            t.request("DELETE", &format!("{TRACING}/trace"), None)
+                .status,
+            405
+        );
+        assert_eq!(t.get(&format!("{TRACING}/events/enable")).text(), "0\n");
+    });
+}
+
+#[test]
+fn page_alloc_line_is_linux_and_disable_reset_stop_it() {
+    run(DEFAULT, |t| {
+        // Disabled: nothing recorded.
+        t.alloc_ok(json!({"type":"pages","order":1}));
+        let text = t.trace();
+        assert!(
+            text.starts_with(
+                "# tracer: nop\n#\n# entries-in-buffer/entries-written: 0/0   #P:1\n#\n"
+            )
+        );
+        assert!(text.ends_with("#              | |         |   |||||     |         |\n"));
+
+        t.enable("events/kmem/mm_page_alloc/enable", true);
+        let h = t.alloc_ok(json!({"type":"pages","order":3,"gfp":"GFP_KERNEL"}));
+        let pfn = h["pfn"].as_u64().unwrap();
+        let lines = t.trace_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0];
+        assert!(
+            l.starts_with("          <idle>-0       [000] ..... "),
+            "{l}"
+        );
+        let page = t.mm.tracer().page_base() + pfn * core::mem::size_of::<Page>() as u64;
+        assert_eq!(
+            event_part(l),
+            format!(
+                "mm_page_alloc: page={page:016x} pfn={pfn:#x} order=3 migratetype=0 gfp_flags=GFP_KERNEL"
+            )
+        );
+        // The timestamp: %5lu.%06lu.
+        let ts = l[36..].split(':').next().unwrap().trim();
+        let (s, us) = ts.split_once('.').unwrap();
+        assert!(s.parse::<u64>().is_ok() && us.len() == 6, "{ts}");
+        assert!(
+            t.trace()
+                .contains("# entries-in-buffer/entries-written: 1/1   #P:1\n")
+        );
+
+        // Free events are another tracepoint, off.
+        let id = h["id"].as_u64().unwrap();
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+        assert_eq!(t.trace_lines().len(), 1);
+
+        // Disabled again: no new lines.
+        t.enable("events/kmem/mm_page_alloc/enable", false);
+        t.alloc_ok(json!({"type":"pages","order":0}));
+        assert_eq!(t.trace_lines().len(), 1);
+
+        // `echo > trace` clears, the enable state stays.
+        t.enable("events/kmem/enable", true);
+        t.alloc_ok(json!({"type":"pages","order":0}));
+        assert_eq!(t.put_text("trace", "").status, 200);
+        assert!(t.trace_lines().is_empty());
+        assert_eq!(
+            t.get(&format!("{TRACING}/events/kmem/enable")).text(),
+            "1\n"
+        );
+
+        // Reset: ring empty, every event off (and its frees unrecorded).
+        t.alloc_ok(json!({"type":"pages","order":0}));
+        assert_eq!(t.request("POST", "/api/reset", None).status, 200);
+        assert!(t.trace_lines().is_empty());
+        assert_eq!(t.get(&format!("{TRACING}/events/enable")).text(), "0\n");
+        t.alloc_ok(json!({"type":"pages","order":0}));
+        assert!(t.trace_lines().is_empty());
+        assert_eq!(t.request("POST", "/api/reset", None).status, 200);
+        assert_eq!(t.buddyinfo(), t.boot_buddyinfo());
+    });
+}
+
+#[test]
+fn trace_pipe_consumes_and_kmalloc_fields_are_linux() {
+    run(DEFAULT, |t| {
+        t.enable("events/kmem/kmalloc/enable", true);
+        t.enable("events/kmem/kfree/enable", true);
+        let h = t.alloc_ok(json!({"type":"kmalloc","size":40}));
+        let virt = hex(&h["virt"]);
+        let id = h["id"].as_u64().unwrap();
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+        let pipe = t.get(&format!("{TRACING}/trace_pipe"));
+        assert_eq!(pipe.status, 200);
+        let lines: Vec<&str> = pipe.text().lines().collect();
+        assert!(!pipe.text().starts_with('#'), "trace_pipe has no header");
+        assert!(
+            lines.iter().any(|l| event_part(l)
+                == format!("kmalloc: call_site=0x0 ptr={virt:016x} bytes_req=40 bytes_alloc=64 gfp_flags=GFP_KERNEL_ACCOUNT node=-1 accounted=true")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| event_part(l) == format!("kfree: call_site=0x0 ptr={virt:016x}")),
+            "{lines:?}"
+        );
+        // Consumed: a second read has nothing, `trace` neither.
+        assert_eq!(t.get(&format!("{TRACING}/trace_pipe")).text(), "");
+        assert!(t.trace_lines().is_empty());
+    });
+}
+
+#[test]
+fn a_full_ring_keeps_the_newest_and_says_what_it_lost() {
+    run(DEFAULT, |t| {
+        t.enable("events/kmem/mm_page_alloc/enable", true);
+        t.enable("events/kmem/mm_page_free/enable", true);
+        let n = TRACE_RING_ENTRIES as u64; // 2n events: alloc + free each
+        let r = t.request(
+            "POST",
+            "/api/bench",
+            Some(&json!({"workload":"pages","iterations":n}).to_string()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = t.trace();
+        let want = format!(
+            "# entries-in-buffer/entries-written: {n}/{}   #P:1\n",
+            2 * n
+        );
+        assert!(text.contains(&want), "{}", &text[..200]);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len() as u64, n);
+        assert!(event_part(lines.last().unwrap()).starts_with("mm_page_free: "));
+        // Timestamps never go backwards.
+        let ts = |l: &str| l[36..].split(':').next().unwrap().trim().to_string();
+        let stamps: Vec<f64> = lines.iter().map(|l| ts(l).parse().unwrap()).collect();
+        assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
+        // trace_pipe reports the overrun once, then the records.
+        let pipe = t.get(&format!("{TRACING}/trace_pipe")).text().to_string();
+        assert!(
+            pipe.starts_with(&format!("CPU:0 [LOST {n} EVENTS]\n")),
+            "{}",
+            &pipe[..80]
+        );
+        assert_eq!(pipe.lines().count() as u64, n + 1);
+        assert_eq!(t.request("POST", "/api/reset", None).status, 200);
+    });
+}
