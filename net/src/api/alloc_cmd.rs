@@ -327,6 +327,11 @@ impl<P: Platform> Api<'_, P> {
         };
         self.next_id += 1;
         self.held_pages += nr_pages;
+        // A movable allocation's one owner is this handle: compaction may
+        // move it (see `compact.rs`).
+        if gfp.contains(GfpFlags::MOVABLE) {
+            let _ = self.mm.lock().set_movable(pfn, true);
+        }
         self.handles.insert(handle.id, handle);
         Ok(Response::json(201, &HandleJson::from(&handle)))
     }

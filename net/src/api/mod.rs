@@ -24,6 +24,7 @@
 mod alloc_cmd;
 mod allocations;
 mod bench;
+mod compact;
 mod dma;
 pub mod dmesg;
 mod fault;
@@ -231,6 +232,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::FaultAttrSet,
     RouteId::ExtfragIndex,
     RouteId::UnusableIndex,
+    RouteId::Compact,
     RouteId::TraceRead,
     RouteId::TraceClear,
     RouteId::TracePipe,
@@ -474,6 +476,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ProcIomem => text::iomem(&self.boot, &self.system.kernel_sections()),
             RouteId::ProcPagetypeinfo => text::pagetypeinfo(self.mm),
             RouteId::ExtfragIndex => text::extfrag_index(self.mm),
+            RouteId::Compact => return self.compact(req),
             RouteId::UnusableIndex => text::unusable_index(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),

@@ -76,6 +76,26 @@ pub(super) struct PageCacheState {
     pub(super) kswapd_runs: u64,
 }
 
+impl PageCacheState {
+    /// Compaction moved a page from `src` to `dst`: if it is one of ours,
+    /// repoint the file's page and the reverse map (the LRU position moved
+    /// in `mem_map` already). Whether it was ours.
+    pub(super) fn migrated(&mut self, src: Pfn, dst: Pfn) -> bool {
+        let Some((id, index)) = self.rmap.remove(&src.0) else {
+            return false;
+        };
+        self.rmap.insert(dst.0, (id, index));
+        if let Some(slot) = self
+            .handles
+            .get_mut(&id)
+            .and_then(|h| h.pages.get_mut(index))
+        {
+            *slot = Some(dst);
+        }
+        true
+    }
+}
+
 #[derive(Serialize)]
 pub(super) struct PageCacheJson {
     id: u64,
@@ -114,7 +134,9 @@ impl<P: Platform> Api<'_, P> {
     /// Read one page in: a frame (reclaiming if need be), the file's
     /// bytes, onto the LRU. `None` when memory cannot be had.
     fn read_in(&mut self, id: u64, index: usize) -> Option<Pfn> {
-        let gfp = GfpFlags::GFP_HIGHUSER;
+        // What Linux's page cache allocates with (mapping_gfp_mask()):
+        // movable, so compaction may migrate it.
+        let gfp = GfpFlags::GFP_HIGHUSER_MOVABLE;
         let pfn = match self.mm.alloc_pages(gfp, Order::ZERO, OwnerTag::PAGECACHE) {
             Ok(pfn) => pfn,
             Err(_) => {

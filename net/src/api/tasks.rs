@@ -552,8 +552,11 @@ impl<P: Platform> Api<'_, P> {
         // With no task at all there is nothing to kill (and no report to
         // print for every refusal).
         let no_retry = gfp.contains(GfpFlags::NORETRY) || mempool;
+        // cf. __alloc_pages_may_oom(): "The OOM killer will not help
+        // higher order allocs" above PAGE_ALLOC_COSTLY_ORDER.
         let may_oom = may_reclaim
             && f.oom != Some(false)
+            && order.index() <= mm::compaction::PAGE_ALLOC_COSTLY_ORDER
             && !no_retry
             && !gfp.contains(GfpFlags::RETRY_MAYFAIL)
             && !self.tasks.table.is_empty();
@@ -650,6 +653,7 @@ impl<P: Platform> Api<'_, P> {
         } = plan;
         let mut kills = 0;
         let mut reclaims = 0;
+        let mut compacted = false;
         let error = loop {
             match self.alloc_attempt(req, task) {
                 Ok(r) => return Ok(r),
@@ -663,6 +667,18 @@ impl<P: Platform> Api<'_, P> {
                         && self.direct_reclaim(gfp, order) > 0 =>
                 {
                     reclaims += 1;
+                }
+                // Then, for order > 0, direct compaction once, and retry
+                // (cf. __alloc_pages_direct_compact()).
+                Err(e)
+                    if e.status == 507
+                        && e.code == "ENOMEM"
+                        && may_reclaim
+                        && order.get() > 0
+                        && !compacted =>
+                {
+                    compacted = true;
+                    self.direct_compact(gfp, order);
                 }
                 Err(e)
                     if e.status == 507

@@ -25,6 +25,7 @@ use smoltcp::iface::SocketHandle;
 use super::*;
 use crate::testing::{HttpResponse, Net};
 
+mod compact;
 mod dma;
 mod dmesg;
 mod extras;

@@ -198,6 +198,13 @@ pub(super) struct VmState<'a> {
     kmaps: BTreeMap<usize, ApiKmap>,
 }
 
+impl VmState<'_> {
+    /// Whether the API kmaps frame `pfn` (pinning it against migration).
+    pub(super) fn is_kmapped(&self, pfn: Pfn) -> bool {
+        self.kmaps.values().any(|k| k.pfn == pfn)
+    }
+}
+
 /// A `VmallocError` as API.md's status and code.
 pub fn vm_error(e: VmallocError) -> ApiError {
     let message = e.to_string();

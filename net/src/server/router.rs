@@ -144,6 +144,8 @@ routes! {
     Post "/api/kmap" => Kmap,
     Delete "/api/kmap/{slot}" => Kunmap,
     Post "/api/reset" => Reset,
+    /// `{"zone"?:NAME}`: `/proc/sys/vm/compact_memory`.
+    Post "/api/compact" => Compact,
     Post "/api/bench" => Bench,
 }
 
@@ -369,6 +371,7 @@ mod tests {
                 "/sys/kernel/debug/extfrag/extfrag_index",
                 RouteId::ExtfragIndex,
             ),
+            (Method::Post, "/api/compact", RouteId::Compact),
             (
                 Method::Get,
                 "/sys/kernel/debug/extfrag/unusable_index",

@@ -381,8 +381,9 @@ impl<P: Platform> MemoryManager<'_, P> {
                     stats.result = CompactResult::Success;
                     break;
                 }
-                // The migrate scanner stops at the free scanner's block.
-                let limit = (free_pfn + PAGEBLOCK_NR_PAGES).min(end);
+                // The migrate scanner stops below the free scanner's
+                // pageblock: pages moved there must not move again.
+                let limit = free_pfn.clamp(start, end);
                 pa.scan_migratable(
                     &mut migrate_pfn,
                     limit,

@@ -154,6 +154,15 @@ pub const MAINTAINED: &[VmEvent] = &[
     VmEvent::PgStealFile,
     // Counted by the HTTP layer's OOM killer (`net::api::tasks`).
     VmEvent::OomKill,
+    // Compaction and migration (`crate::compaction`).
+    VmEvent::PgMigrateSuccess,
+    VmEvent::PgMigrateFail,
+    VmEvent::CompactMigrateScanned,
+    VmEvent::CompactFreeScanned,
+    VmEvent::CompactIsolated,
+    VmEvent::CompactStall,
+    VmEvent::CompactFail,
+    VmEvent::CompactSuccess,
 ];
 
 impl VmEvent {

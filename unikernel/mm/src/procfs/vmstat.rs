@@ -136,7 +136,15 @@ mod tests {
              pgscan_direct 0\n\
              pgscan_file 0\n\
              pgsteal_file 0\n\
-             oom_kill 0\n"
+             oom_kill 0\n\
+             pgmigrate_success 0\n\
+             pgmigrate_fail 0\n\
+             compact_migrate_scanned 0\n\
+             compact_free_scanned 0\n\
+             compact_isolated 0\n\
+             compact_stall 0\n\
+             compact_fail 0\n\
+             compact_success 0\n"
         );
     }
 
@@ -196,7 +204,15 @@ mod tests {
              pgscan_direct 0\n\
              pgscan_file 0\n\
              pgsteal_file 0\n\
-             oom_kill 0\n"
+             oom_kill 0\n\
+             pgmigrate_success 0\n\
+             pgmigrate_fail 0\n\
+             compact_migrate_scanned 0\n\
+             compact_free_scanned 0\n\
+             compact_isolated 0\n\
+             compact_stall 0\n\
+             compact_fail 0\n\
+             compact_success 0\n"
         );
         // Only some of the extras known: the others are left out.
         let partial = VmstatExtra {

@@ -62,7 +62,7 @@ fn count_inc_get_and_wrap() {
     assert_eq!(ev.get(VmEvent::PgFault), 0);
     let shown: Vec<_> = ev.maintained().map(|(e, _)| e).collect();
     assert_eq!(shown, MAINTAINED);
-    assert!(VmEvent::PgFree.is_maintained() && !VmEvent::PgMigrateSuccess.is_maintained());
+    assert!(VmEvent::PgFree.is_maintained() && !VmEvent::CompactDaemonWake.is_maintained());
     ev.count(VmEvent::PgpgIn, 9); // sectors
     assert_eq!(ev.get(VmEvent::PgpgIn), 9);
     assert_eq!(ev.reported(VmEvent::PgpgIn), 4); // kB
