@@ -180,13 +180,25 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// Direct compaction in the allocation slow path (cf.
     /// `__alloc_pages_direct_compact()`): for order > 0, with the API as the
-    /// pages' owner. Whether a block of `order` is now free.
+    /// pages' owner. Whether it moved pages and a block of `order` is free
+    /// now — worth another attempt. (A zone that could serve the request
+    /// already needs none: the attempt failed for another reason, such as
+    /// injected faults, which Linux checks once per request.)
     pub(super) fn direct_compact(&mut self, gfp: GfpFlags, order: Order) -> bool {
         if order.get() == 0 {
             return false;
         }
         let mm = self.mm;
+        let moved_before = mm
+            .lock()
+            .vm_events()
+            .get(mm::vmstat::VmEvent::PgMigrateSuccess);
         let r = self.with_migrate_owner(|owner| mm.try_to_compact_pages(gfp, order, owner));
-        r == CompactResult::Success
+        let moved = mm
+            .lock()
+            .vm_events()
+            .get(mm::vmstat::VmEvent::PgMigrateSuccess)
+            > moved_before;
+        r == CompactResult::Success && moved
     }
 }

@@ -668,18 +668,18 @@ impl<P: Platform> Api<'_, P> {
                 {
                     reclaims += 1;
                 }
-                // Then, for order > 0, direct compaction once, and retry
-                // (cf. __alloc_pages_direct_compact()).
+                // Then, for order > 0, direct compaction once, and a retry
+                // if it made a block (cf. __alloc_pages_direct_compact()).
                 Err(e)
                     if e.status == 507
                         && e.code == "ENOMEM"
                         && may_reclaim
                         && order.get() > 0
-                        && !compacted =>
-                {
-                    compacted = true;
-                    self.direct_compact(gfp, order);
-                }
+                        && !compacted
+                        && {
+                            compacted = true;
+                            self.direct_compact(gfp, order)
+                        } => {}
                 Err(e)
                     if e.status == 507
                         && e.code == "ENOMEM"

@@ -67,6 +67,9 @@ pub struct BootParams<'a> {
     /// `failslab=<interval>,<probability>,<space>,<times>`: arm the slab
     /// allocator's fault injection (cf. `setup_failslab()`).
     pub failslab: Option<FaultConfig>,
+    /// `cma=SIZE[@BASE]`: a contiguous memory area (cf. `early_cma()`):
+    /// its size in bytes and, if given, its physical base.
+    pub cma: Option<(u64, Option<u64>)>,
 }
 
 impl Default for BootParams<'_> {
@@ -84,6 +87,7 @@ impl Default for BootParams<'_> {
             loglevel: None,
             fail_page_alloc: None,
             failslab: None,
+            cma: None,
         }
     }
 }
@@ -387,6 +391,13 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
         params.mem_limit = Some(size(value)?);
     } else if name_is(name, "lowmem") {
         params.lowmem = size(value)?;
+    } else if name_is(name, "cma") {
+        let v = need(value)?;
+        let (sz, base) = match v.split_once('@') {
+            Some((sz, base)) => (sz, Some(parse_size(base).map_err(Problem::Size)?)),
+            None => (v, None),
+        };
+        params.cma = Some((size(Some(sz))?, base));
     } else if name_is(name, "vmalloc") {
         params.vmalloc_size = size(value)?;
     } else if name_is(name, "port") {
@@ -671,7 +682,13 @@ mod tests {
                 loglevel: Some(LogLevel::Debug),
                 fail_page_alloc: None,
                 failslab: None,
+                cma: None,
             }
+        );
+        assert_eq!(parse_ok("cma=64M").cma, Some((64 << 20, None)));
+        assert_eq!(
+            parse_ok("cma=16M@0x2000000").cma,
+            Some((16 << 20, Some(0x200_0000)))
         );
     }
 

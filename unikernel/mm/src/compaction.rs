@@ -205,6 +205,10 @@ impl PageAlloc<'_> {
 
     /// Whether `pfn` heads a block compaction may migrate: allocated,
     /// order 0, not a slab, and on an LRU or marked movable.
+    pub(crate) fn migratable_page(&self, pfn: Pfn) -> bool {
+        self.migratable(pfn.0)
+    }
+
     fn migratable(&self, pfn: u64) -> bool {
         let p = &self.mem_map[pfn as usize];
         p.is_head()
@@ -316,7 +320,7 @@ impl PageAlloc<'_> {
     /// Move the descriptor state of a migrated page to its target, then
     /// free the source (cf. `folio_migrate_flags()`, `putback`, and the
     /// source's release in `migrate_pages()`).
-    fn finish_migration(&mut self, src: Pfn, dst: Pfn) {
+    pub(crate) fn finish_migration(&mut self, src: Pfn, dst: Pfn) {
         let (owner, movable) = {
             let s = &self.mem_map[src.index()];
             (s.owner, s.flags.contains(PageFlags::MOVABLE))
@@ -545,7 +549,7 @@ fn best_of(a: CompactResult, b: CompactResult) -> CompactResult {
 
 /// Copies one frame to another through the platform, in pieces through a
 /// small buffer (the platform lends one frame at a time).
-fn copy_frame<P: Platform>(platform: &P, src: Pfn, dst: Pfn) {
+pub(crate) fn copy_frame<P: Platform>(platform: &P, src: Pfn, dst: Pfn) {
     const CHUNK: usize = 512;
     let mut buf = [0u8; CHUNK];
     for at in (0..FRAME_BYTES).step_by(CHUNK) {

@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod cma;
 pub mod cmdline;
 pub mod compaction;
 pub mod crc32;

@@ -164,8 +164,10 @@ impl OwnerTag {
     /// migration target (`isolate_freepages()`), for the length of one
     /// compaction run.
     pub const COMPACTION: OwnerTag = OwnerTag(16);
+    /// Handed out by `cma_alloc()` from the CMA area.
+    pub const CMA: OwnerTag = OwnerTag(17);
 
-    const NAMES: [(OwnerTag, &'static str); 17] = [
+    const NAMES: [(OwnerTag, &'static str); 18] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -183,6 +185,7 @@ impl OwnerTag {
         (OwnerTag::RESERVE, "reserve"),
         (OwnerTag::PAGECACHE, "pagecache"),
         (OwnerTag::COMPACTION, "compaction"),
+        (OwnerTag::CMA, "cma"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.

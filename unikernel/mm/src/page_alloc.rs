@@ -42,7 +42,7 @@ use crate::zone::{
     MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Watermarks, Zone,
     ZoneLayout, ZoneType,
 };
-use mobility::AllocFlags;
+pub use mobility::AllocFlags;
 
 /// Errors while building the allocator or handing it boot memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +218,8 @@ pub struct PageAlloc<'a> {
     pub(crate) extfrag: mobility::ExtfragStats,
     /// Each zone's compaction deferral (see [`crate::compaction`]).
     pub(crate) compact_defer: [crate::compaction::CompactDefer; NR_ZONES],
+    /// The CMA area, once [`PageAlloc::activate_cma`] set it up.
+    pub(crate) cma: Option<crate::cma::CmaArea>,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -284,6 +286,7 @@ impl<'a> PageAlloc<'a> {
             vm_events: VmEvents::new(),
             extfrag: mobility::ExtfragStats::ZERO,
             compact_defer: [crate::compaction::CompactDefer::NEW; NR_ZONES],
+            cma: None,
         })
     }
 
@@ -555,9 +558,11 @@ impl<'a> PageAlloc<'a> {
         let highest = gfp.gfp_zone();
         // Fast path: ALLOC_WMARK_LOW, and ALLOC_NOFRAGMENT where Linux sets
         // it (cf. get_page_from_freelist() in __alloc_pages()).
+        let cma = gfp.migratetype() == MigrateType::Movable;
         let fast = AllocFlags {
             harder: false,
             nofragment: self.alloc_flags_nofragment(highest),
+            cma,
         };
         if let Some(pfn) =
             self.get_page_from_freelist(gfp, order, highest, |z| z.watermarks.low, fast)
@@ -571,6 +576,7 @@ impl<'a> PageAlloc<'a> {
         let slow = AllocFlags {
             harder: gfp.can_dip_below_min() && gfp.is_non_block(),
             nofragment: false,
+            cma,
         };
         let min = |z: &Zone| gfp.min_watermark(z.watermarks.min);
         if let Some(pfn) = self.get_page_from_freelist(gfp, order, highest, min, slow) {
@@ -638,7 +644,7 @@ impl<'a> PageAlloc<'a> {
                 if !zone.is_populated() {
                     continue;
                 }
-                if !zone.watermark_ok_flags(order, mark(zone), highest, flags.harder) {
+                if !zone.watermark_ok_flags(order, mark(zone), highest, flags) {
                     continue;
                 }
                 if let Some(pfn) = self.rmqueue(zi, order, mt, flags) {
@@ -693,8 +699,24 @@ impl<'a> PageAlloc<'a> {
         mt: MigrateType,
         flags: AllocFlags,
     ) -> Option<Pfn> {
+        // Balance movable allocations between the regular and the CMA
+        // area: from CMA first when over half of the zone's free memory
+        // is there.
+        let zone = &self.zones[zi];
+        if flags.cma
+            && zone.nr_free_cma > zone.free_pages / 2
+            && let Some(pfn) = self.rmqueue_smallest(zi, order, MigrateType::Cma)
+        {
+            return Some(pfn);
+        }
         loop {
             if let Some(pfn) = self.rmqueue_smallest(zi, order, mt) {
+                return Some(pfn);
+            }
+            // cf. __rmqueue_cma_fallback().
+            if flags.cma
+                && let Some(pfn) = self.rmqueue_smallest(zi, order, MigrateType::Cma)
+            {
                 return Some(pfn);
             }
             if !self.rmqueue_fallback(zi, order, mt, flags) {
@@ -944,6 +966,9 @@ impl<'a> PageAlloc<'a> {
         }
         area.nr_free += 1;
         self.zones[zi].free_pages += 1 << order; // cf. account_freepages()
+        if mt == MigrateType::Cma {
+            self.zones[zi].nr_free_cma += 1 << order;
+        }
     }
 
     /// O(1) unlink; clears BUDDY and the free-page count of the block.
@@ -976,6 +1001,12 @@ impl<'a> PageAlloc<'a> {
         }
         area.nr_free -= 1;
         self.zones[zi].free_pages -= 1 << order;
+        // A free block in a CMA pageblock is on the CMA list: CMA blocks
+        // never change lists but through isolation, which moves a
+        // pageblock's free blocks before it changes the pageblock's type.
+        if self.pageblock_migratetype(Pfn(u64::from(pfn))) == MigrateType::Cma {
+            self.zones[zi].nr_free_cma -= 1 << order;
+        }
     }
 
     /// Take a free block off its list, as the compaction free scanner
@@ -1221,23 +1252,28 @@ impl Zone {
     /// (cf. `zone_watermark_ok()` for a request without ALLOC_HARDER;
     /// `mark` already includes any reserve discount.)
     pub fn watermark_ok(&self, order: Order, mark: u64, highest_zoneidx: ZoneType) -> bool {
-        self.watermark_ok_flags(order, mark, highest_zoneidx, false)
+        self.watermark_ok_flags(order, mark, highest_zoneidx, AllocFlags::default())
     }
 
     /// cf. `__zone_watermark_ok()`: the HighAtomic reserve does not count
-    /// as free unless `harder` (ALLOC_HARDER) may use it, and a high-order
-    /// request needs a block on a list it may take from.
+    /// as free unless ALLOC_HARDER may use it, nor free CMA pages unless
+    /// ALLOC_CMA, and a high-order request needs a block on a list it may
+    /// take from.
     pub fn watermark_ok_flags(
         &self,
         order: Order,
         mark: u64,
         highest_zoneidx: ZoneType,
-        harder: bool,
+        flags: AllocFlags,
     ) -> bool {
+        let harder = flags.harder;
         // cf. __zone_watermark_unusable_free().
         let mut unusable = order.nr_pages() as i128 - 1;
         if !harder {
             unusable += self.nr_reserved_highatomic as i128;
+        }
+        if !flags.cma {
+            unusable += self.nr_free_cma as i128;
         }
         // free_pages may go negative here - that's OK (as in Linux).
         let free = self.free_pages as i128 - unusable;
@@ -1253,6 +1289,7 @@ impl Zone {
                 && (MigrateType::ALL[..MIGRATE_PCPTYPES]
                     .iter()
                     .any(|&mt| !a.is_empty(mt))
+                    || (flags.cma && !a.is_empty(MigrateType::Cma))
                     || (harder && !a.is_empty(MigrateType::HighAtomic)))
         })
     }

@@ -284,7 +284,7 @@ pub fn zoneinfo(pa: &PageAlloc<'_>, extra: &ZoneinfoExtra, w: &mut impl Write) -
             zone.spanned_pages(),
             zone.present_pages,
             zone.managed_pages,
-            0, // no CMA
+            zone.cma_pages,
         )?;
         write!(w, "\n        protection: ({}", zone.lowmem_reserve[0])?;
         for r in &zone.lowmem_reserve[1..] {
@@ -296,10 +296,10 @@ pub fn zoneinfo(pa: &PageAlloc<'_>, extra: &ZoneinfoExtra, w: &mut impl Write) -
             continue;
         }
         for name in ZONE_STAT_NAMES {
-            let value = if name == "nr_free_pages" {
-                zone.free_pages
-            } else {
-                0
+            let value = match name {
+                "nr_free_pages" => zone.free_pages,
+                "nr_free_cma" => zone.nr_free_cma,
+                _ => 0,
             };
             write!(w, "\n      {:<12} {}", name, value)?;
         }
@@ -445,6 +445,10 @@ pub struct Meminfo {
     pub file_huge_pages_kb: u64,
     /// `FilePmdMapped`.
     pub file_pmd_mapped_kb: u64,
+    /// `CmaTotal`: the CMA area (cf. `totalcma_pages`).
+    pub cma_total_kb: u64,
+    /// `CmaFree`: its free pages (`NR_FREE_CMA_PAGES`).
+    pub cma_free_kb: u64,
     /// `HugePages_Total` (a count of huge pages, not kB).
     pub huge_pages_total: u64,
     /// `HugePages_Free`.
@@ -472,7 +476,7 @@ pub struct Meminfo {
 }
 
 /// Number of lines [`Meminfo`] can produce.
-const MEMINFO_LINES: usize = 56;
+const MEMINFO_LINES: usize = 58;
 
 impl Meminfo {
     /// The buddy allocator's part of meminfo (cf. `si_meminfo()` and
@@ -495,6 +499,8 @@ impl Meminfo {
             // cf. vm_commit_limit(): totalram * overcommit_ratio / 100 + swap.
             commit_limit_kb: pages_to_kb(total * 50 / 100),
             hugepagesize_kb: 2048,
+            cma_total_kb: pages_to_kb(pa.cma_area().map_or(0, |a| a.count)),
+            cma_free_kb: pages_to_kb(pa.cma_free_pages()),
             avail_base_pages: free as i64 - pa.totalreserve_pages() as i64,
             wmark_low_pages,
             ..Meminfo::default()
@@ -578,6 +584,8 @@ impl Meminfo {
             Some(("ShmemPmdMapped", self.shmem_pmd_mapped_kb, Kb)),
             Some(("FileHugePages", self.file_huge_pages_kb, Kb)),
             Some(("FilePmdMapped", self.file_pmd_mapped_kb, Kb)),
+            Some(("CmaTotal", self.cma_total_kb, Kb)),
+            Some(("CmaFree", self.cma_free_kb, Kb)),
             Some(("HugePages_Total", self.huge_pages_total, Count5)),
             Some(("HugePages_Free", self.huge_pages_free, Count5)),
             Some(("HugePages_Rsvd", self.huge_pages_rsvd, Count5)),

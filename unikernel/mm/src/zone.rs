@@ -360,6 +360,10 @@ pub struct Zone {
     /// Pages in pageblocks reserved for high-order atomic allocations
     /// (cf. `nr_reserved_highatomic`).
     pub nr_reserved_highatomic: u64,
+    /// Managed pages of a CMA area in this zone (cf. `cma_pages`).
+    pub cma_pages: u64,
+    /// Free pages on the CMA lists (cf. `NR_FREE_CMA_PAGES`).
+    pub nr_free_cma: u64,
 }
 
 impl Zone {
@@ -380,6 +384,8 @@ impl Zone {
             },
             lowmem_reserve: [0; NR_ZONES],
             nr_reserved_highatomic: 0,
+            cma_pages: 0,
+            nr_free_cma: 0,
         }
     }
 

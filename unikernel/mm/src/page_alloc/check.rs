@@ -57,7 +57,15 @@ impl PageAlloc<'_> {
         let mut buddy_heads_listed = 0u64;
         for (zi, zone) in self.zones.iter().enumerate() {
             let mut free_pages = 0u64;
+            let mut free_cma = 0u64;
             for (order, area) in zone.free_area.iter().enumerate() {
+                let mut cur = area.free_list[crate::zone::MigrateType::Cma.index()].head;
+                let mut n = 0u64;
+                while cur != NIL && n <= area.nr_free {
+                    free_cma += 1 << order;
+                    n += 1;
+                    cur = self.mem_map[cur as usize].next;
+                }
                 let mut count = 0u64;
                 // A walk cut short (cycle, wild link) leaves the counts unknown.
                 let mut complete = true;
@@ -128,6 +136,12 @@ impl PageAlloc<'_> {
                 if complete && count != area.nr_free {
                     bad("nr_free does not match the free lists", zone.start_pfn.0);
                 }
+            }
+            if free_cma != zone.nr_free_cma {
+                bad(
+                    "nr_free_cma does not match the CMA free lists",
+                    zone.start_pfn.0,
+                );
             }
             if free_pages != zone.free_pages {
                 bad(

@@ -30,12 +30,15 @@ use crate::zone::{MIGRATE_TYPES, MigrateType, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDE
 /// How an allocation attempt may use a zone (cf. the `ALLOC_*` flags that
 /// concern the free lists).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct AllocFlags {
+pub struct AllocFlags {
     /// `ALLOC_HARDER`: an atomic request in the slow path; may take the
     /// HighAtomic reserve, which then counts as free for it.
     pub harder: bool,
     /// `ALLOC_NOFRAGMENT`: steal from another type only whole pageblocks.
     pub nofragment: bool,
+    /// `ALLOC_CMA`: a movable request, which may use CMA pageblocks
+    /// (`gfp_to_alloc_flags_cma()`); for others they are not free memory.
+    pub cma: bool,
 }
 
 /// Fallbacks of each type, in preference order (cf. `fallbacks[]`).

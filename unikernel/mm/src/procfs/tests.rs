@@ -409,6 +409,8 @@ ShmemHugePages:        0 kB
 ShmemPmdMapped:        0 kB
 FileHugePages:         0 kB
 FilePmdMapped:         0 kB
+CmaTotal:              0 kB
+CmaFree:               0 kB
 HugePages_Total:       0
 HugePages_Free:        0
 HugePages_Rsvd:        0
@@ -444,7 +446,7 @@ fn meminfo_fields_match_text_and_direct_map_1g_is_optional() {
     let (pa, _mb) = boot(q35_2g_memblock(), 896 * MIB);
     let mut mi = Meminfo::from_page_alloc(&pa);
     let keys: Vec<_> = mi.fields().map(|(k, _, _)| k).collect();
-    assert_eq!(keys.len(), 55);
+    assert_eq!(keys.len(), 57);
     assert!(!keys.contains(&"DirectMap1G"));
     mi.direct_map_1g_kb = Some(1 << 20);
     let text = render(|s| meminfo(&mi, s));

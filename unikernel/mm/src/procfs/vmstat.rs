@@ -50,6 +50,7 @@ pub fn vmstat_fields<'a>(
     // enum zone_stat_item, then enum node_stat_item (vmstat_text[] order).
     let state = [
         Some(("nr_free_pages", pa.nr_free_pages())),
+        Some(("nr_free_cma", pa.cma_free_pages())),
         e.nr_slab_reclaimable.map(|v| ("nr_slab_reclaimable", v)),
         e.nr_slab_unreclaimable
             .map(|v| ("nr_slab_unreclaimable", v)),
@@ -115,6 +116,7 @@ mod tests {
         assert_eq!(
             render(&pa, &VmstatExtra::NONE),
             "nr_free_pages 10000\n\
+             nr_free_cma 0\n\
              pgpgin 0\n\
              pgalloc_dma 0\n\
              pgalloc_dma32 0\n\
@@ -179,6 +181,7 @@ mod tests {
         assert_eq!(
             render(&pa, &extra),
             "nr_free_pages 9991\n\
+             nr_free_cma 0\n\
              nr_slab_reclaimable 0\n\
              nr_slab_unreclaimable 3\n\
              nr_kernel_stack 16\n\
@@ -220,11 +223,9 @@ mod tests {
             ..VmstatExtra::NONE
         };
         let text = render(&pa, &partial);
-        assert!(
-            text.starts_with(
-                "nr_free_pages 9991\nnr_page_table_pages 7\npgpgin 0\npgalloc_dma 8\n"
-            )
-        );
+        assert!(text.starts_with(
+            "nr_free_pages 9991\nnr_free_cma 0\nnr_page_table_pages 7\npgpgin 0\npgalloc_dma 8\n"
+        ));
         // The JSON fields are the same lines.
         let fields: Vec<String> = vmstat_fields(&pa, &extra)
             .map(|(k, v)| format!("{k} {v}\n"))
