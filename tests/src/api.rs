@@ -246,3 +246,33 @@ pub fn panic_lines(guest: &crate::Guest) -> Vec<String> {
         .filter(|l| l.contains("PANIC"))
         .collect()
 }
+
+/// Sends raw requests `reqs` pipelined on one keep-alive connection,
+/// `window` in flight at once, and returns every answer in order.
+pub fn pipelined(c: &mut Client, reqs: &[String], window: usize) -> Vec<Response> {
+    let mut out = Vec::with_capacity(reqs.len());
+    let (mut sent, mut in_flight) = (0, 0);
+    while out.len() < reqs.len() {
+        while in_flight < window && sent < reqs.len() {
+            c.send_raw(reqs[sent].as_bytes());
+            sent += 1;
+            in_flight += 1;
+        }
+        out.push(c.read_response(false));
+        in_flight -= 1;
+    }
+    out
+}
+
+/// A raw `POST` with a JSON body, for [`pipelined`].
+pub fn post_req(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: pagezone\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A raw `DELETE`, for [`pipelined`].
+pub fn delete_req(path: &str) -> String {
+    format!("DELETE {path} HTTP/1.1\r\nHost: pagezone\r\n\r\n")
+}

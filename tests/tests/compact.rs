@@ -6,40 +6,14 @@
 
 use serde_json::{Value, json};
 use tests::api::{
-    alloc, assert_selfcheck_ok, buddyinfo, get_json, post, reset_to_boot, with_guest_log,
+    alloc, assert_selfcheck_ok, buddyinfo, delete_req, get_json, pipelined, post, post_req,
+    reset_to_boot, with_guest_log,
 };
 use tests::check::hex;
 use tests::http::Client;
 use tests::{BootOptions, boot_ready};
 
 const PAGE: usize = 4096;
-
-/// Sends `reqs` pipelined, `window` in flight, and returns every answer.
-fn pipelined(c: &mut Client, reqs: &[String], window: usize) -> Vec<tests::http::Response> {
-    let mut out = Vec::with_capacity(reqs.len());
-    let (mut sent, mut in_flight) = (0, 0);
-    while out.len() < reqs.len() {
-        while in_flight < window && sent < reqs.len() {
-            c.send_raw(reqs[sent].as_bytes());
-            sent += 1;
-            in_flight += 1;
-        }
-        out.push(c.read_response(false));
-        in_flight -= 1;
-    }
-    out
-}
-
-fn post_req(path: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: pagezone\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn delete_req(path: &str) -> String {
-    format!("DELETE {path} HTTP/1.1\r\nHost: pagezone\r\n\r\n")
-}
 
 /// Movable order-0 pages until one lands outside HighMem; every other one
 /// (by frame) freed again. Returns the kept `(id, pfn)`s.

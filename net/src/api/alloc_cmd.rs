@@ -264,6 +264,7 @@ impl<P: Platform> Api<'_, P> {
             }
             Some("dma") => return self.alloc_dma(body.size),
             Some("pagecache") => return self.alloc_pagecache(body.size),
+            Some("cma") => return self.alloc_cma(body.size),
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
                     "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\", \"dma\")"
@@ -435,6 +436,7 @@ impl<P: Platform> Api<'_, P> {
         let mut freed = self.reset_pagecache();
         freed += self.reset_vm();
         freed += self.reset_dma();
+        freed += self.reset_cma();
         freed += self.reset_slab();
         while let Some((_, handle)) = self.handles.pop_first() {
             // Each handle is a block the API allocated with exactly this

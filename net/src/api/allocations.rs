@@ -36,25 +36,28 @@ pub(super) enum AnyHandleJson {
     Slab(slab::SlabHandleJson),
     Dma(dma::DmaHandleJson),
     PageCache(super::pagecache::PageCacheJson),
+    Cma(super::cma::CmaHandleJson),
 }
 
-/// Merges four id-ordered streams into one id-ordered stream, without
-/// collecting them.
-struct MergeById<A: Iterator, B: Iterator, C: Iterator, D: Iterator, E: Iterator> {
+/// Merges six id-ordered streams (one per handle table) into one
+/// id-ordered stream, without collecting them.
+struct MergeById<A: Iterator, B: Iterator, C: Iterator, D: Iterator, E: Iterator, F: Iterator> {
     a: Peekable<A>,
     b: Peekable<B>,
     c: Peekable<C>,
     d: Peekable<D>,
     e: Peekable<E>,
+    f: Peekable<F>,
 }
 
-impl<A, B, C, D, E> Iterator for MergeById<A, B, C, D, E>
+impl<A, B, C, D, E, F> Iterator for MergeById<A, B, C, D, E, F>
 where
     A: Iterator<Item = (u64, AnyHandleJson)>,
     B: Iterator<Item = (u64, AnyHandleJson)>,
     C: Iterator<Item = (u64, AnyHandleJson)>,
     D: Iterator<Item = (u64, AnyHandleJson)>,
     E: Iterator<Item = (u64, AnyHandleJson)>,
+    F: Iterator<Item = (u64, AnyHandleJson)>,
 {
     type Item = AnyHandleJson;
 
@@ -66,6 +69,7 @@ where
             id(self.c.peek()),
             id(self.d.peek()),
             id(self.e.peek()),
+            id(self.f.peek()),
         ];
         let (which, _) = ids.iter().enumerate().min_by_key(|(_, id)| **id)?;
         let next = match which {
@@ -73,7 +77,8 @@ where
             1 => self.b.next(),
             2 => self.c.next(),
             3 => self.d.next(),
-            _ => self.e.next(),
+            4 => self.e.next(),
+            _ => self.f.next(),
         };
         next.map(|(_, h)| h)
     }
@@ -99,6 +104,8 @@ impl<P: Platform> Api<'_, P> {
             + self.vm.handles.len()
             + self.slab.handles.len()
             + self.dma.handles.len()
+            + self.pagecache.handles.len()
+            + self.cma.handles.len()
     }
 
     /// Every handle in id order, rendered lazily.
@@ -123,6 +130,12 @@ impl<P: Platform> Api<'_, P> {
                 .handles
                 .values()
                 .map(|h| (h.id, AnyHandleJson::PageCache(h.into())))
+                .peekable(),
+            f: self
+                .cma
+                .handles
+                .values()
+                .map(|h| (h.id, AnyHandleJson::Cma(h.into())))
                 .peekable(),
         }
     }
@@ -166,6 +179,8 @@ impl<P: Platform> Api<'_, P> {
             AnyHandleJson::Dma(h.into())
         } else if let Some(h) = self.pagecache.handles.get(&id) {
             AnyHandleJson::PageCache(h.into())
+        } else if let Some(h) = self.cma.handles.get(&id) {
+            AnyHandleJson::Cma(h.into())
         } else {
             return Err(ApiError::enoent(alloc::format!(
                 "no allocation with id {id}"

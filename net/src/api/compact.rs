@@ -96,7 +96,10 @@ struct ZoneResult {
 
 impl<'a, P: Platform> Api<'a, P> {
     /// Runs `f` with the API as the owner of the movable pages.
-    fn with_migrate_owner<R>(&mut self, f: impl FnOnce(&mut dyn MigrateOwner) -> R) -> R {
+    pub(super) fn with_migrate_owner<R>(
+        &mut self,
+        f: impl FnOnce(&mut dyn MigrateOwner) -> R,
+    ) -> R {
         let mut owner = ApiPages {
             handles: &mut self.handles,
             pagecache: &mut self.pagecache,

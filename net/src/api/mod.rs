@@ -24,6 +24,7 @@
 mod alloc_cmd;
 mod allocations;
 mod bench;
+mod cma;
 mod compact;
 mod dma;
 pub mod dmesg;
@@ -233,6 +234,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::ExtfragIndex,
     RouteId::UnusableIndex,
     RouteId::Compact,
+    RouteId::Cma,
     RouteId::TraceRead,
     RouteId::TraceClear,
     RouteId::TracePipe,
@@ -349,6 +351,8 @@ pub struct Api<'a, P: Platform> {
     tasks: tasks::TaskState,
     /// Page-cache handles, their frames on the LRU, and kswapd.
     pagecache: pagecache::PageCacheState,
+    /// The `cma` handles (runs of the CMA area).
+    cma: cma::CmaState,
     /// Sleeping allocations (`wait_ms`, `mempool_alloc`). Boxed (once, at
     /// boot): the queues are kilobytes, and the `Api` lives in the main
     /// loop's frame of a 64 KiB kernel stack that the deepest views
@@ -387,6 +391,7 @@ impl<'a, P: Platform> Api<'a, P> {
             dma: dma::DmaState::default(),
             tasks: tasks::TaskState::default(),
             pagecache: pagecache::PageCacheState::default(),
+            cma: cma::CmaState::default(),
             waits: alloc::boxed::Box::default(),
         }
     }
@@ -477,6 +482,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ProcPagetypeinfo => text::pagetypeinfo(self.mm),
             RouteId::ExtfragIndex => text::extfrag_index(self.mm),
             RouteId::Compact => return self.compact(req),
+            RouteId::Cma => self.cma_view(),
             RouteId::UnusableIndex => text::unusable_index(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),
@@ -497,6 +503,9 @@ impl<'a, P: Platform> Api<'a, P> {
             }
             RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_dma_handle(param()) => {
                 return self.dma_handle_cmd(id, param(), req);
+            }
+            RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_cma_handle(param()) => {
+                return self.cma_handle_cmd(id, param(), req);
             }
             RouteId::Alloc => return self.alloc_for_task(req),
             RouteId::Free => return self.free(req, param(), req.query_param("order")),

@@ -202,6 +202,9 @@ impl<P: Platform> Api<'_, P> {
         if let Some(pages) = self.vm_handle_pages(id) {
             return Some(pages);
         }
+        if let Some(h) = self.cma.handles.get(&id) {
+            return Some((MmCounter::Kernel, h.count));
+        }
         self.slab_handle_pages(id)
             .map(|pages| (MmCounter::Kernel, pages))
     }
@@ -832,6 +835,9 @@ impl<P: Platform> Api<'_, P> {
         }
         if self.is_dma_handle(id) {
             return self.dma_handle_cmd(crate::server::router::RouteId::Free, id, req);
+        }
+        if self.is_cma_handle(id) {
+            return self.cma_handle_cmd(crate::server::router::RouteId::Free, id, req);
         }
         self.free(req, id, None)
     }

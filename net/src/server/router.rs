@@ -146,6 +146,7 @@ routes! {
     Post "/api/reset" => Reset,
     /// `{"zone"?:NAME}`: `/proc/sys/vm/compact_memory`.
     Post "/api/compact" => Compact,
+    Get "/api/cma" => Cma,
     Post "/api/bench" => Bench,
 }
 
@@ -372,6 +373,7 @@ mod tests {
                 RouteId::ExtfragIndex,
             ),
             (Method::Post, "/api/compact", RouteId::Compact),
+            (Method::Get, "/api/cma", RouteId::Cma),
             (
                 Method::Get,
                 "/sys/kernel/debug/extfrag/unusable_index",

@@ -121,3 +121,14 @@ fn compact_of_everything_and_bad_zones() {
         }
     });
 }
+
+#[test]
+fn without_a_cma_area_cma_is_404_and_the_view_is_empty() {
+    run(DEFAULT, |t| {
+        assert_eq!(t.json("/api/cma"), json!({"areas":[]}));
+        let r = t.alloc(json!({"type":"cma","size":4096}));
+        assert_eq!(error(&r), (404, "ENOENT".to_string()), "{}", r.text());
+        let r = t.alloc(json!({"type":"cma"}));
+        assert_eq!(error(&r).0, 400);
+    });
+}

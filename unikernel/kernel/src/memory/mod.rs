@@ -44,7 +44,7 @@ use mm::page::Page;
 use mm::page_alloc::PageAlloc;
 use mm::slab::SlabMeta;
 use mm::trace::TraceRecord;
-use mm::types::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
+use mm::types::{PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
 use mm::zone::ZoneLayout;
 
 use crate::arch::x86_64::boot;
@@ -87,6 +87,7 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
 
     let end_of_ram = mb.end_of_ram().0;
     let lowmem = lowmem_limit(params.lowmem);
+    let cma = reserve_cma(&mut mb, params, lowmem.min(end_of_ram));
     let layout = ZoneLayout::from_bytes(lowmem, end_of_ram);
     let max_pfn = layout.max_pfn;
     log::info!(
@@ -186,6 +187,18 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     let freed = pages
         .memblock_free_all(&mb)
         .unwrap_or_else(|e| panic!("memblock_free_all: {e:?}"));
+    if let Some(base) = cma {
+        let count = params.cma.map_or(0, |(size, _)| size) >> PAGE_SHIFT;
+        match pages.activate_cma(Pfn::from_phys(base), count) {
+            Ok(area) => log::info!(
+                "cma: {} MiB at {:#x} ({} pageblocks of MIGRATE_CMA), lent to movable allocations",
+                (area.count << PAGE_SHIFT) >> 20,
+                base.0,
+                area.count / mm::zone::PAGEBLOCK_NR_PAGES
+            ),
+            Err(e) => log::warn!("cma: cannot activate the area at {:#x}: {e:?}", base.0),
+        }
+    }
     pages.setup_watermarks();
     log::info!(
         "memblock: released {} pages ({} MiB) to the buddy allocator; retiring",
@@ -227,6 +240,35 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     vmalloc::init(params.vmalloc_size);
     let lowmem_pfn = mm.lock().lowmem_pfn();
     highmem::init_pkmap(lowmem_pfn);
+}
+
+/// `cma=SIZE[@BASE]` (cf. `dma_contiguous_reserve()` →
+/// `cma_declare_contiguous()`): reserve the area in memblock — at `BASE`,
+/// or top-down in lowmem, 4 MiB-aligned (a `MAX_ORDER` block) — so that
+/// the buddy allocator does not get it at hand-over; it joins later, as
+/// CMA pageblocks. The size must be whole pageblocks (2 MiB).
+fn reserve_cma(mb: &mut Memblock, params: &BootParams<'_>, lowmem_end: u64) -> Option<PhysAddr> {
+    let (size, base) = params.cma?;
+    const ALIGN: u64 = 4 << 20;
+    if size % (mm::zone::PAGEBLOCK_NR_PAGES << PAGE_SHIFT) != 0 {
+        log::warn!("cma={size:#x}: not a multiple of 2 MiB pageblocks; ignored");
+        return None;
+    }
+    let placed = match base {
+        Some(b) if b % ALIGN != 0 || b + size > lowmem_end => {
+            log::warn!("cma=…@{b:#x}: not 4 MiB-aligned or not in lowmem; ignored");
+            return None;
+        }
+        Some(b) => mb
+            .reserve(PhysAddr(b), size, "cma")
+            .ok()
+            .map(|()| PhysAddr(b)),
+        None => mb.alloc_named(size, ALIGN, PhysAddr(lowmem_end), "cma"),
+    };
+    if placed.is_none() {
+        log::warn!("cma={size:#x}: no room in lowmem; ignored");
+    }
+    placed
 }
 
 /// Carves the kernel heap's reserve (`mm::reserve`): the pages only the
