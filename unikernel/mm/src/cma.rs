@@ -97,8 +97,8 @@ impl PageAlloc<'_> {
         let end = Pfn(base.0 + count);
         let bad = InitError::BadRange { start: base, end };
         if count == 0
-            || base.0 % PAGEBLOCK_NR_PAGES != 0
-            || count % PAGEBLOCK_NR_PAGES != 0
+            || !base.0.is_multiple_of(PAGEBLOCK_NR_PAGES)
+            || !count.is_multiple_of(PAGEBLOCK_NR_PAGES)
             || self.cma.is_some()
         {
             return Err(bad);

@@ -18,7 +18,7 @@ const CMA_BASE: Pfn = Pfn((24 * MIB) >> 12);
 const CMA_PAGES: u64 = (8 * MIB) >> 12;
 
 fn mem_map() -> Vec<Page> {
-    vec![Page::new_reserved(); (64 * MIB >> 12) as usize]
+    vec![Page::new_reserved(); ((64 * MIB) >> 12) as usize]
 }
 
 fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
@@ -37,7 +37,7 @@ fn machine(mem_map: &mut [Page]) -> MemoryManager<'_, SimPlatform> {
             count: CMA_PAGES
         }
     );
-    MemoryManager::new(pa, SimPlatform::new(64 * MIB >> 12))
+    MemoryManager::new(pa, SimPlatform::new((64 * MIB) >> 12))
 }
 
 fn in_cma(p: Pfn) -> bool {

@@ -106,7 +106,7 @@ fn compact_memory_moves_pages_up_and_frees_high_orders_below() {
     assert!(after[10] > 0, "order-10 blocks again: {after:?}");
     // Used pages gathered at the top: the lowest owned frame is above
     // every free frame but a few.
-    let ev = mm.lock().vm_events().clone();
+    let ev = *mm.lock().vm_events();
     assert_eq!(ev.get(VmEvent::PgMigrateSuccess), s.migrated);
     assert_eq!(ev.get(VmEvent::CompactMigrateScanned), s.migrate_scanned);
     assert_eq!(ev.get(VmEvent::CompactFreeScanned), s.free_scanned);
