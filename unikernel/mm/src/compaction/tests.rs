@@ -84,6 +84,12 @@ fn compact_memory_moves_pages_up_and_frees_high_orders_below() {
     let mut m = mem_map();
     let mm = machine(&mut m);
     let mut owner = checkerboard(&mm);
+    // Some of the kept pages are unmovable (no MOVABLE mark): they stay.
+    let unmovable: Vec<u64> = owner.pages.keys().copied().step_by(7).collect();
+    for &p in &unmovable {
+        mm.lock().set_movable(Pfn(p), false).unwrap();
+        owner.pages.remove(&p);
+    }
     let before = highmem_counts(&mm);
     let free_before = mm.lock().zone(ZoneType::HighMem).free_pages;
     assert_eq!(
@@ -101,9 +107,26 @@ fn compact_memory_moves_pages_up_and_frees_high_orders_below() {
     assert_eq!(owner.pages.len() as u64, n, "no page lost");
     assert_contents(&mm, &owner);
 
+    for &p in &unmovable {
+        let pa = mm.lock();
+        let pg = pa.page(Pfn(p)).unwrap();
+        assert!(
+            pg.is_head() && pg.owner == OwnerTag::API,
+            "unmovable {p:#x} was moved"
+        );
+        drop(pa);
+        assert!(
+            mm.platform()
+                .frame(Pfn(p))
+                .iter()
+                .all(|&b| b == (p % 251) as u8)
+        );
+    }
     let after = highmem_counts(&mm);
     assert_eq!(mm.lock().zone(ZoneType::HighMem).free_pages, free_before);
-    assert!(after[10] > 0, "order-10 blocks again: {after:?}");
+    // An unmovable page every 14 frames pins the layout: free runs up to
+    // 13 frames long form between them (order 3), no longer.
+    assert!(after[3] > 0, "order-3 blocks formed: {after:?}");
     // Used pages gathered at the top: the lowest owned frame is above
     // every free frame but a few.
     let ev = *mm.lock().vm_events();

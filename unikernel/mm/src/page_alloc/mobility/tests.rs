@@ -316,6 +316,24 @@ proptest! {
             }
             prop_assert_eq!(pa.check_invariants(), Ok(()));
         }
+        // A free block's list matches its pageblock's type, or the
+        // ordinary type that stole it: the types that keep their own
+        // accounting (HighAtomic, CMA, Isolate) never mix.
+        for zt in ZoneType::ALL {
+            for o in 0..NR_ORDERS {
+                for mt in MigrateType::ALL {
+                    let mut cur = pa.zones[zt.index()].free_area[o].free_list[mt.index()].head;
+                    while cur != crate::page::NIL {
+                        let pb = pa.pageblock_migratetype(Pfn(u64::from(cur)));
+                        prop_assert!(
+                            pb == mt || (mt.is_mergeable() && pb.is_mergeable()),
+                            "order-{} block {:#x} on the {:?} list in a {:?} pageblock", o, cur, mt, pb
+                        );
+                        cur = pa.mem_map[cur as usize].next;
+                    }
+                }
+            }
+        }
         for zt in ZoneType::ALL {
             let z = pa.zone(zt);
             for (o, area) in z.free_area.iter().enumerate() {
