@@ -7,9 +7,13 @@
 //! from the control panel splits the DMA32 free_area as the buddy allocator
 //! must and adds a row to the allocations list, that the row's Free button
 //! restores the bars, that an invalid request (order 11) shows the API's own
-//! error text, and that the page raised no JavaScript error. Screenshots go
-//! to `target/dashboard.png` (1280 wide, full page) and
-//! `target/dashboard-narrow.png`.
+//! error text, that the migrate-type view and the Fragmentation panel agree
+//! with `/api/zones`, that Compact shows the kernel's before/after free_area
+//! and migrated count, that the extfrag table is the kernel's text, and
+//! that the page raised no JavaScript error. Screenshots go
+//! to `target/dashboard.png` (1280 wide, full page),
+//! `target/dashboard-narrow.png` and `target/dashboard-migratetype.png`
+//! (the memory map coloured by migrate type).
 //!
 //! Chromium and chromedriver run in a process group of their own, killed
 //! when the test ends whatever happens (`Drop`). Without `chromium` and
@@ -379,6 +383,20 @@ fn api_buddyinfo(c: &mut Client) -> Counts {
         .collect()
 }
 
+/// Pageblocks per migrate type over all zones of `/api/zones`, as
+/// `{"Unmovable":n,…}`.
+fn api_pageblock_totals(c: &mut Client) -> Value {
+    let zones = c.request("GET", "/api/zones", None).json();
+    let mut totals = serde_json::Map::new();
+    for z in zones["zones"].as_array().unwrap() {
+        for (mt, n) in z["pageblocks"].as_object().expect("pageblocks") {
+            let sum = totals.get(mt).and_then(Value::as_u64).unwrap_or(0) + n.as_u64().unwrap();
+            totals.insert(mt.clone(), json!(sum));
+        }
+    }
+    Value::Object(totals)
+}
+
 /// The numbers printed under the zone bars, zone by zone, order 0..=10, as
 /// the user reads them (the count labels' text).
 fn page_bars(b: &Browser) -> Result<Counts, String> {
@@ -467,7 +485,9 @@ fn dashboard_in_headless_chromium() {
         deadline: Duration::from_secs(400),
         ..BootOptions::default()
     };
-    let (_guest, port) = boot_ready(opts.mem("2G"));
+    // The API may hold all of HighMem (step 4e takes its every order-10
+    // block): 90 % of managed memory instead of the default 50 %.
+    let (_guest, port) = boot_ready(opts.mem("2G").append("api_quota=90"));
     let mut api = Client::connect(port);
     let b = Browser::start();
     b.cdp("Page.enable", json!({}));
@@ -693,6 +713,233 @@ fn dashboard_in_headless_chromium() {
         api.request("DELETE", &format!("/api/alloc/{lazy}"), None)
             .status,
         200
+    );
+
+    // 4d. The memory map coloured by pageblock migrate type: its legend
+    // counts the pageblocks of all RAM from /api/pagemap's letters, and
+    // must say what /api/zones' "pageblocks" say; so must the
+    // Fragmentation panel's table, zone by zone.
+    b.click("#map-colour option[value=migratetype]");
+    b.wait_until("map legend counts equal to /api/zones pageblocks", |b| {
+        let shown = b.js(
+            "return Object.fromEntries([...document.querySelectorAll('#map-legend [data-mt]')]
+                .map(s => [s.dataset.mt, Number(s.dataset.count)]));",
+            json!([]),
+        );
+        let texts = b.text("#map-legend");
+        let want = api_pageblock_totals(&mut api);
+        if shown == want && texts.contains("pageblock") {
+            Ok(())
+        } else {
+            Err(format!("page {shown} ({texts}) want {want}"))
+        }
+    });
+    b.wait_until("the pageblock table equal to /api/zones", |b| {
+        let shown = b.js(
+            "return Object.fromEntries([...document.querySelectorAll('#pageblock-counts tbody tr')].map(r =>
+                [r.dataset.zone, Object.fromEntries([...r.querySelectorAll('td[data-mt]')]
+                    .map(c => [c.dataset.mt, Number(c.textContent.replace(/,/g, ''))]))]));",
+            json!([]),
+        );
+        let zones = api.request("GET", "/api/zones", None).json();
+        let want: serde_json::Map<String, Value> = zones["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|z| z["spanned"].as_u64() > Some(0))
+            .map(|z| (z["name"].as_str().unwrap().to_string(), z["pageblocks"].clone()))
+            .collect();
+        let want = Value::Object(want);
+        if shown == want { Ok(()) } else { Err(format!("page {shown} want {want}")) }
+    });
+    b.js(
+        "document.querySelector('#memmap-panel').scrollIntoView()",
+        json!([]),
+    );
+    let shot = b.cdp("Page.captureScreenshot", json!({"format": "png"}));
+    std::fs::write(
+        workspace_target().join("dashboard-migratetype.png"),
+        base64_decode(shot["data"].as_str().expect("screenshot data")),
+    )
+    .expect("write the screenshot");
+    b.click("#map-colour option[value=owner]");
+
+    // 4e. Compact HighMem from the Fragmentation panel: movable HighMem
+    // pages with holes between them, low in the zone where the migration
+    // scanner starts (the allocator hands out the top of HighMem first,
+    // where the free scanner starts and nothing would move). So: take
+    // every free order-10 block of HighMem, give the lowest back, allocate
+    // order-0 pages until 64 of them lie in it, then free everything else
+    // and every other one of the 64. The page must show the free_area
+    // before and after (equal to /api/buddyinfo either side) and
+    // "migrated" equal to what the kernel did (pgmigrate_success, and the
+    // handles whose pfn changed).
+    let alloc_movable = |api: &mut Client, order: u32| -> Option<(u64, u64)> {
+        let r = api.request(
+            "POST",
+            "/api/alloc",
+            Some(&format!(
+                r#"{{"type":"pages","order":{order},"gfp":"GFP_HIGHUSER_MOVABLE","oom":false}}"#
+            )),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let h = r.json();
+        let id = h["id"].as_u64().unwrap();
+        if h["zone"] == "HighMem" {
+            Some((id, h["pfn"].as_u64().unwrap()))
+        } else {
+            assert_eq!(
+                api.request("DELETE", &format!("/api/alloc/{id}"), None)
+                    .status,
+                200
+            );
+            None
+        }
+    };
+    let free = |api: &mut Client, id: u64| {
+        assert_eq!(
+            api.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+    };
+    let mut blocks = Vec::new();
+    while let Some(b) = alloc_movable(&mut api, 10) {
+        blocks.push(b);
+        assert!(
+            blocks.len() < 4096,
+            "HighMem never ran out of order-10 blocks"
+        );
+    }
+    blocks.sort_by_key(|&(_, pfn)| pfn);
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    let (low_id, low) = blocks.remove(0);
+    free(&mut api, low_id);
+    let (mut movable, mut filler) = (Vec::new(), Vec::new());
+    while movable.len() < 64 {
+        let page = alloc_movable(&mut api, 0).expect("a HighMem page");
+        if (low..low + 1024).contains(&page.1) {
+            movable.push(page);
+        } else {
+            filler.push(page);
+            assert!(filler.len() < 4096, "no page from the freed block at {low}");
+        }
+    }
+    for &(id, _) in blocks.iter().chain(&filler) {
+        free(&mut api, id);
+    }
+    movable.sort_by_key(|&(_, pfn)| pfn);
+    let mut kept = Vec::new();
+    for (i, &(id, pfn)) in movable.iter().enumerate() {
+        if i % 2 == 1 {
+            free(&mut api, id);
+        } else {
+            kept.push((id, pfn));
+        }
+    }
+    let migrated_before = api.request("GET", "/api/vmstat", None).json()["pgmigrate_success"]
+        .as_u64()
+        .expect("pgmigrate_success");
+    let highmem_before = zone_counts(&api_buddyinfo(&mut api), "HighMem").to_vec();
+    b.click("#compact-zone option[value=HighMem]");
+    b.click("#compact-submit");
+    let shown_migrated: u64 = b.wait_until("the compaction result on the page", |b| {
+        let v = b.js(
+            "const m = document.querySelector('#compact-migrated'); return m ? m.textContent : null;",
+            json!([]),
+        );
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{v}; error: {}", b.text("#compact-result")))
+    });
+    let highmem_after = zone_counts(&api_buddyinfo(&mut api), "HighMem").to_vec();
+    let migrated_after = api.request("GET", "/api/vmstat", None).json()["pgmigrate_success"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(shown_migrated, migrated_after - migrated_before);
+    let moved = kept
+        .iter()
+        .filter(|&&(id, pfn)| {
+            api.request("GET", &format!("/api/alloc/{id}"), None).json()["pfn"].as_u64()
+                != Some(pfn)
+        })
+        .count() as u64;
+    assert_eq!(shown_migrated, moved, "handles moved vs migrated shown");
+    assert!(shown_migrated > 0, "nothing to migrate: {kept:?}");
+    assert_eq!(b.text("#compact-failed"), "0");
+    let histogram = b.js(
+        "return [...document.querySelectorAll('#compact-histogram tbody tr')].map(r =>
+            [r.dataset.zone, r.dataset.when, [...r.querySelectorAll('td.num')]
+                .map(c => Number(c.dataset.count ?? c.textContent))]);",
+        json!([]),
+    );
+    assert_eq!(
+        histogram,
+        json!([
+            ["HighMem", "before", highmem_before],
+            ["HighMem", "after", highmem_after]
+        ]),
+        "the before/after free_area shown"
+    );
+    let zone_rows = b.text("#compact-zones tbody");
+    assert!(zone_rows.starts_with("HighMem"), "{zone_rows}");
+    for (id, _) in kept {
+        free(&mut api, id);
+    }
+
+    // 4f. The extfrag table: one row per populated zone, its 11 values
+    // exactly the kernel's text.
+    b.wait_until("the extfrag table equal to the kernel's text", |b| {
+        let text = api
+            .request("GET", "/sys/kernel/debug/extfrag/extfrag_index", None)
+            .text();
+        let want: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("Node 0, zone"))
+            .map(|rest| {
+                let mut f = rest.split_whitespace();
+                let zone = f.next().unwrap_or_default();
+                json!([zone, f.collect::<Vec<_>>()])
+            })
+            .collect();
+        let shown = b.js(
+            "return [...document.querySelectorAll('#extfrag tbody tr')].map(r =>
+                [r.dataset.zone, [...r.querySelectorAll('td')].map(c => c.textContent)]);",
+            json!([]),
+        );
+        if shown == Value::Array(want.clone()) {
+            Ok(want)
+        } else {
+            Err(format!("page {shown} want {want:?}"))
+        }
+    });
+    let zones = api.request("GET", "/api/zones", None).json();
+    let populated: Vec<Value> = zones["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|z| z["present"].as_u64() > Some(0))
+        .map(|z| z["name"].clone())
+        .collect();
+    let rows = b.js(
+        "return [...document.querySelectorAll('#extfrag tbody tr')].map(r => [r.dataset.zone, r.querySelectorAll('td').length]);",
+        json!([]),
+    );
+    assert_eq!(
+        rows,
+        Value::Array(populated.iter().map(|z| json!([z, 11])).collect()),
+        "one row of 11 per populated zone"
+    );
+    let unlabelled = b.js(
+        "return [...document.querySelectorAll('#frag-panel input, #frag-panel select, #frag-panel button, #memmap-panel input, #memmap-panel select, #memmap-panel button')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map(e => e.outerHTML);",
+        json!([]),
+    );
+    assert_eq!(
+        unlabelled,
+        json!([]),
+        "fragmentation controls without a label"
     );
 
     // 5. Screenshots: full page at 1280 wide, then a narrow window that

@@ -11,8 +11,14 @@
 //! (DESIGN.md), so the run buffer is reserved before the lock is taken and
 //! the walk stops when it is full; the answer then says where to continue
 //! (`next_pfn`). [`MAX_COUNT`] bounds the frames one request may ask for.
+//!
+//! The answer also carries the migrate type of every pageblock the
+//! described range touches, one letter each ([`migratetype_letter`], Linux's
+//! `show_migration_types()` letters), copied into a buffer reserved before
+//! the lock like the runs: at most `MAX_COUNT / 512 + 1` bytes.
 
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use serde::Serialize;
 
@@ -21,7 +27,7 @@ use mm::page::{OwnerTag, Page};
 use mm::page_alloc::PageAlloc;
 use mm::platform::Platform;
 use mm::types::Pfn;
-use mm::zone::{NR_ZONES, ZoneType};
+use mm::zone::{MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType};
 
 use crate::server::error::ApiError;
 use crate::server::response::Response;
@@ -135,6 +141,38 @@ pub fn encode(pa: &PageAlloc<'_>, start: Pfn, end: Pfn, runs: &mut Vec<Run>) -> 
     Pfn(pfn)
 }
 
+/// Most pageblock letters one answer holds: [`MAX_COUNT`] frames touch at
+/// most this many pageblocks.
+pub const MAX_PAGEBLOCKS: usize = (MAX_COUNT / PAGEBLOCK_NR_PAGES) as usize + 1;
+
+/// One letter per migrate type, as Linux's `show_migration_types()` prints
+/// them: `U`nmovable, `M`ovable, r`E`claimable, `H`ighAtomic, `C`MA,
+/// `I`solate.
+pub const fn migratetype_letter(mt: MigrateType) -> u8 {
+    match mt {
+        MigrateType::Unmovable => b'U',
+        MigrateType::Movable => b'M',
+        MigrateType::Reclaimable => b'E',
+        MigrateType::HighAtomic => b'H',
+        MigrateType::Cma => b'C',
+        MigrateType::Isolate => b'I',
+    }
+}
+
+/// The letters of the pageblocks that `[start, end)` touches, from the one
+/// holding `start`, into `letters` (which must have spare capacity for
+/// them: it never grows, so this is safe under the zone lock). Returns the
+/// first frame of the first pageblock.
+pub fn encode_pageblocks(pa: &PageAlloc<'_>, start: Pfn, end: Pfn, letters: &mut Vec<u8>) -> Pfn {
+    let first = start.0 & !(PAGEBLOCK_NR_PAGES - 1);
+    let mut pfn = first;
+    while pfn < end.0 && letters.len() < letters.capacity() {
+        letters.push(migratetype_letter(pa.pageblock_migratetype(Pfn(pfn))));
+        pfn += PAGEBLOCK_NR_PAGES;
+    }
+    Pfn(first)
+}
+
 /// A decimal query parameter, or `default` when absent.
 fn number(name: &str, value: Option<&str>, default: u64) -> Result<u64, ApiError> {
     let Some(s) = value else {
@@ -177,6 +215,13 @@ struct Pagemap {
     lowmem_pfn: u64,
     zones: Vec<ZoneSpan>,
     runs: Vec<RunJson>,
+    /// `PAGEBLOCK_ORDER`: a pageblock is `1 << pageblock_order` frames.
+    pageblock_order: usize,
+    /// First frame of the pageblock holding `start_pfn`.
+    pageblock_start_pfn: u64,
+    /// One [`migratetype_letter`] per pageblock from `pageblock_start_pfn`
+    /// through the one holding `end_pfn - 1`.
+    pageblocks: String,
 }
 
 /// `GET /api/pagemap?start_pfn=N&count=M`: `start_pfn` defaults to 0,
@@ -204,17 +249,22 @@ pub fn pagemap<P: Platform>(
     }
     let end = start.saturating_add(count).min(max_pfn);
 
-    // Reserved before the lock: `encode` never grows it.
+    // Reserved before the lock: `encode` and `encode_pageblocks` never
+    // grow them.
     let mut runs = Vec::with_capacity(MAX_RUNS);
-    let (stop, zones, lowmem) = {
+    let mut letters = Vec::with_capacity(MAX_PAGEBLOCKS);
+    let (stop, zones, lowmem, pageblock_start) = {
         let pa = mm.lock();
         let stop = encode(&pa, Pfn(start), Pfn(end), &mut runs);
+        let pageblock_start = encode_pageblocks(&pa, Pfn(start), stop, &mut letters);
         let mut zones = [(ZoneType::Dma, 0, 0); NR_ZONES];
         for (slot, z) in zones.iter_mut().zip(pa.zones()) {
             *slot = (z.ztype, z.start_pfn.0, z.end_pfn.0);
         }
-        (stop.0, zones, pa.lowmem_pfn().0)
+        (stop.0, zones, pa.lowmem_pfn().0, pageblock_start.0)
     };
+    // Only ASCII letters went in.
+    let pageblocks = String::from_utf8(letters).unwrap_or_default();
 
     let body = Pagemap {
         start_pfn: start,
@@ -240,6 +290,9 @@ pub fn pagemap<P: Platform>(
                 zone: r.zone.name(),
             })
             .collect(),
+        pageblock_order: PAGEBLOCK_ORDER,
+        pageblock_start_pfn: pageblock_start,
+        pageblocks,
     };
     Ok(Response::json(200, &body))
 }
@@ -391,6 +444,108 @@ mod tests {
                 vec![run(4096, 4096, "free", None, "DMA32")]
             );
         });
+    }
+
+    /// `(pageblock_start_pfn, pageblocks)` of an answer.
+    fn pageblocks(j: &Value) -> (u64, String) {
+        assert_eq!(j["pageblock_order"], 9);
+        (
+            j["pageblock_start_pfn"].as_u64().unwrap(),
+            j["pageblocks"].as_str().unwrap().into(),
+        )
+    }
+
+    #[test]
+    fn pageblocks_carry_their_migratetype_and_match_the_zone_counts() {
+        with_mm(|mm| {
+            // Boot leaves every pageblock Movable: 16384 frames, 32 blocks.
+            let (first, letters) = pageblocks(&get(mm, None, None));
+            assert_eq!((first, letters.as_str()), (0, "M".repeat(32).as_str()));
+
+            // An unmovable allocation steals from Movable and claims its
+            // pageblock.
+            let gfp = GfpFlags::parse("GFP_DMA32").unwrap();
+            let pfn = mm.alloc_pages(gfp, Order::ZERO, OwnerTag::API).unwrap();
+            assert_eq!(mm.lock().pageblock_migratetype(pfn), MigrateType::Unmovable);
+            let j = get(mm, None, None);
+            let (first, letters) = pageblocks(&j);
+            assert_eq!(first, 0);
+            assert_eq!(
+                letters.as_bytes()[(pfn.0 / 512) as usize],
+                b'U',
+                "{letters}"
+            );
+
+            // Per zone, the letters counted as pageblock_counts() steps
+            // (from the zone's first frame) equal /api/zones' pageblocks.
+            let pa = mm.lock();
+            for z in pa.zones() {
+                let mut counts = [0u64; mm::zone::MIGRATE_TYPES];
+                let mut p = z.start_pfn.0;
+                while p < z.end_pfn.0 {
+                    let letter = letters.as_bytes()[(p / 512) as usize];
+                    let mt = MigrateType::ALL
+                        .into_iter()
+                        .find(|&mt| migratetype_letter(mt) == letter)
+                        .unwrap();
+                    counts[mt.index()] += 1;
+                    p += 512;
+                }
+                assert_eq!(counts, pa.pageblock_counts(z.ztype), "{}", z.name());
+            }
+            drop(pa);
+
+            // A range inside a pageblock names that block; one across a
+            // boundary names both.
+            let j = get(mm, Some(&(pfn.0 + 1).to_string()), Some("3"));
+            assert_eq!(pageblocks(&j), (pfn.0 & !511, "U".into()));
+            let base = pfn.0 & !511;
+            let j = get(mm, Some(&(base + 511).to_string()), Some("2"));
+            assert_eq!(pageblocks(&j).0, base);
+            assert_eq!(pageblocks(&j).1.len(), 2);
+            mm.free_pages(pfn, Order::ZERO).unwrap();
+        });
+    }
+
+    #[test]
+    fn pageblock_letters_are_bounded_and_follow_a_cut_short_answer() {
+        with_mm(|mm| {
+            // The Linux letters, one per type, all distinct.
+            let letters: Vec<u8> = MigrateType::ALL.map(migratetype_letter).to_vec();
+            assert_eq!(letters, b"UMEHCI");
+            let pa = mm.lock();
+            // Capacity is the bound: a buffer of 2 stops at 2 letters.
+            let mut small = Vec::with_capacity(2);
+            assert_eq!(
+                encode_pageblocks(&pa, Pfn(700), Pfn(16384), &mut small),
+                Pfn(512)
+            );
+            assert_eq!(small, b"MM");
+            drop(pa);
+            // Every frame allocated one by one, every other one freed: the
+            // answer stops at next_pfn and its letters end with its range.
+            let gfp = GfpFlags::parse("GFP_DMA32").unwrap();
+            let mut pfns = Vec::new();
+            while let Ok(p) = mm.alloc_pages(gfp, Order::ZERO, OwnerTag::API) {
+                pfns.push(p);
+            }
+            for p in pfns.iter().filter(|p| p.0 % 2 == 0) {
+                mm.free_pages(*p, Order::ZERO).unwrap();
+            }
+            let j = get(mm, None, None);
+            let next = j["next_pfn"].as_u64().expect("cut short");
+            let (first, letters) = pageblocks(&j);
+            assert_eq!(first, 0);
+            assert_eq!(letters.len() as u64, next.div_ceil(512), "{next}");
+            let j2 = get(mm, Some(&next.to_string()), None);
+            let (first2, letters2) = pageblocks(&j2);
+            assert_eq!(first2, next & !511);
+            assert_eq!(first2 / 512 + letters2.len() as u64, 32);
+            for p in pfns.iter().filter(|p| p.0 % 2 == 1) {
+                mm.free_pages(*p, Order::ZERO).unwrap();
+            }
+        });
+        assert!(MAX_PAGEBLOCKS as u64 * 512 >= MAX_COUNT + 511);
     }
 
     #[test]
