@@ -107,6 +107,9 @@ fn compact_memory_moves_pages_keeps_bytes_and_skips_a_kmapped_one() {
         assert_eq!(k.status, 200, "{}", k.text());
         let slot = k.json()["slot"].as_u64().unwrap();
 
+        let t = "/sys/kernel/tracing";
+        let r = c.request("PUT", &format!("{t}/events/compaction/enable"), Some("1"));
+        assert_eq!(r.status, 200, "{}", r.text());
         let r = post(&mut c, "/api/compact", &json!({"zone":"HighMem"}));
         assert_eq!(r.status, 200, "{}", r.text());
         let out: Value = r.json();
@@ -142,6 +145,13 @@ fn compact_memory_moves_pages_keeps_bytes_and_skips_a_kmapped_one() {
             Some(pinned_pfn),
             "the kmapped page stayed"
         );
+        // compaction:mm_compaction_begin/end in Linux's format.
+        let trace = c.request("GET", &format!("{t}/trace"), None).text();
+        assert!(
+            trace.contains("mm_compaction_begin: zone_start=0x"),
+            "{trace}"
+        );
+        assert!(trace.contains(", mode=sync status=complete"), "{trace}");
         let v = get_json(&mut c, "/api/vmstat");
         assert_eq!(v["pgmigrate_success"].as_u64(), Some(migrated));
         assert!(v["pgmigrate_fail"].as_u64().unwrap() >= 1);
@@ -168,6 +178,10 @@ fn an_order_4_allocation_succeeds_through_direct_compaction() {
     let mut c = Client::connect(port);
     let boot = buddyinfo(&mut c);
     with_guest_log(&guest, || {
+        // Every steal of another type's block is traced.
+        let t = "/sys/kernel/tracing";
+        let path = format!("{t}/events/kmem/mm_page_alloc_extfrag/enable");
+        assert_eq!(c.request("PUT", &path, Some("1")).status, 200);
         // HighMem checkered first (the kernel heap grows for the handles
         // while memory is plentiful), then the low zones out of the way:
         // every block down to order 4 a GFP_KERNEL request can get (few,
@@ -192,6 +206,13 @@ fn an_order_4_allocation_succeeds_through_direct_compaction() {
             }
         }
         assert_eq!(highmem_free_area(&mut c)[4..], [0; 7]);
+        // GFP_HIGHUSER (unmovable) blocks stole from HighMem's Movable ones.
+        let trace = c.request("GET", &format!("{t}/trace"), None).text();
+        assert!(
+            trace.contains("mm_page_alloc_extfrag: page=")
+                && trace.contains("alloc_migratetype=0 fallback_migratetype=1"),
+            "{trace}"
+        );
         for order in (4..=10u32).rev() {
             let body = json!({"type":"pages","order":order,"oom":false});
             let (_, failed) = tests::api::alloc_until_fail(&mut c, &body, 100_000, 16);

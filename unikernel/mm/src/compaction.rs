@@ -372,6 +372,16 @@ impl<P: Platform> MemoryManager<'_, P> {
         }
         let mut migrate_pfn = start;
         let mut free_pfn = (end - 1) & !(PAGEBLOCK_NR_PAGES - 1);
+        crate::trace_event!(
+            self,
+            MmCompactionBegin {
+                zone_start: start,
+                migrate_pfn,
+                free_pfn,
+                zone_end: end,
+                sync: true
+            }
+        );
         let mut targets = [Pfn(0); COMPACT_CLUSTER_MAX];
         let mut nr_targets = 0usize;
         let mut met = false;
@@ -454,6 +464,18 @@ impl<P: Platform> MemoryManager<'_, P> {
         ev.count(VmEvent::CompactIsolated, stats.isolated);
         ev.count(VmEvent::PgMigrateSuccess, stats.migrated);
         ev.count(VmEvent::PgMigrateFail, stats.failed);
+        drop(pa);
+        crate::trace_event!(
+            self,
+            MmCompactionEnd {
+                zone_start: start,
+                migrate_pfn,
+                free_pfn,
+                zone_end: end,
+                sync: true,
+                status: stats.result.name()
+            }
+        );
         stats
     }
 

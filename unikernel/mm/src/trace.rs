@@ -92,6 +92,9 @@ events! {
     MmVmscanDirectReclaimBegin = "vmscan": "mm_vmscan_direct_reclaim_begin",
     MmVmscanDirectReclaimEnd = "vmscan": "mm_vmscan_direct_reclaim_end",
     MarkVictim = "oom": "mark_victim",
+    MmPageAllocExtfrag = "kmem": "mm_page_alloc_extfrag",
+    MmCompactionBegin = "compaction": "mm_compaction_begin",
+    MmCompactionEnd = "compaction": "mm_compaction_end",
 }
 
 impl EventId {
@@ -173,6 +176,33 @@ pub enum TraceEvent {
     MmVmscanDirectReclaimEnd { nr_reclaimed: u64 },
     /// `oom:mark_victim`.
     MarkVictim { pid: i32 },
+    /// `kmem:mm_page_alloc_extfrag` (`__rmqueue_fallback()`): a block of
+    /// another migrate type served the allocation.
+    MmPageAllocExtfrag {
+        pfn: Pfn,
+        alloc_order: u8,
+        fallback_order: u8,
+        alloc_migratetype: u8,
+        fallback_migratetype: u8,
+        change_ownership: bool,
+    },
+    /// `compaction:mm_compaction_begin` (`compact_zone()`).
+    MmCompactionBegin {
+        zone_start: u64,
+        migrate_pfn: u64,
+        free_pfn: u64,
+        zone_end: u64,
+        sync: bool,
+    },
+    /// `compaction:mm_compaction_end`.
+    MmCompactionEnd {
+        zone_start: u64,
+        migrate_pfn: u64,
+        free_pfn: u64,
+        zone_end: u64,
+        sync: bool,
+        status: &'static str,
+    },
 }
 
 impl TraceEvent {
@@ -190,6 +220,9 @@ impl TraceEvent {
             TraceEvent::MmVmscanDirectReclaimBegin { .. } => EventId::MmVmscanDirectReclaimBegin,
             TraceEvent::MmVmscanDirectReclaimEnd { .. } => EventId::MmVmscanDirectReclaimEnd,
             TraceEvent::MarkVictim { .. } => EventId::MarkVictim,
+            TraceEvent::MmPageAllocExtfrag { .. } => EventId::MmPageAllocExtfrag,
+            TraceEvent::MmCompactionBegin { .. } => EventId::MmCompactionBegin,
+            TraceEvent::MmCompactionEnd { .. } => EventId::MmCompactionEnd,
         }
     }
 }
@@ -316,6 +349,49 @@ impl fmt::Display for TraceLine<'_> {
                 write!(f, "nr_reclaimed={nr_reclaimed}")
             }
             TraceEvent::MarkVictim { pid } => write!(f, "pid={pid}"),
+            TraceEvent::MmPageAllocExtfrag {
+                pfn,
+                alloc_order,
+                fallback_order,
+                alloc_migratetype,
+                fallback_migratetype,
+                change_ownership,
+            } => write!(
+                f,
+                "page={:016x} pfn={:#x} alloc_order={alloc_order} fallback_order={fallback_order} \
+                 pageblock_order={} alloc_migratetype={alloc_migratetype} \
+                 fallback_migratetype={fallback_migratetype} fragmenting={} change_ownership={}",
+                page(pfn),
+                pfn.0,
+                crate::zone::PAGEBLOCK_ORDER,
+                u8::from((fallback_order as usize) < crate::zone::PAGEBLOCK_ORDER),
+                u8::from(change_ownership),
+            ),
+            TraceEvent::MmCompactionBegin {
+                zone_start,
+                migrate_pfn,
+                free_pfn,
+                zone_end,
+                sync,
+            } => write!(
+                f,
+                "zone_start={zone_start:#x} migrate_pfn={migrate_pfn:#x} free_pfn={free_pfn:#x} \
+                 zone_end={zone_end:#x}, mode={}",
+                if sync { "sync" } else { "async" }
+            ),
+            TraceEvent::MmCompactionEnd {
+                zone_start,
+                migrate_pfn,
+                free_pfn,
+                zone_end,
+                sync,
+                status,
+            } => write!(
+                f,
+                "zone_start={zone_start:#x} migrate_pfn={migrate_pfn:#x} free_pfn={free_pfn:#x} \
+                 zone_end={zone_end:#x}, mode={} status={status}",
+                if sync { "sync" } else { "async" }
+            ),
         }
     }
 }

@@ -52,6 +52,9 @@ const FALLBACKS: [[MigrateType; 2]; 3] = [
 /// pageblock of another migrate type.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExtfragStats {
+    /// The last fallback, for the `mm_page_alloc_extfrag` tracepoint
+    /// (taken by the allocation that caused it).
+    pub last: Option<crate::trace::TraceEvent>,
     /// Every fallback.
     pub events: u64,
     /// Fallbacks below pageblock order that left the pageblock's type as it
@@ -65,6 +68,7 @@ pub struct ExtfragStats {
 impl ExtfragStats {
     /// No event yet.
     pub const ZERO: ExtfragStats = ExtfragStats {
+        last: None,
         events: 0,
         fragmenting: 0,
         change_ownership: 0,
@@ -251,6 +255,14 @@ impl PageAlloc<'_> {
         if new != old {
             self.extfrag.change_ownership += 1;
         }
+        self.extfrag.last = Some(crate::trace::TraceEvent::MmPageAllocExtfrag {
+            pfn: Pfn(u64::from(head)),
+            alloc_order: order.get(),
+            fallback_order: current as u8,
+            alloc_migratetype: start as u8,
+            fallback_migratetype: fallback as u8,
+            change_ownership: new != old,
+        });
         true
     }
 

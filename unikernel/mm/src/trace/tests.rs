@@ -125,6 +125,38 @@ fn every_event_prints_as_linux_tp_printk() {
             "mm_vmscan_direct_reclaim_end: nr_reclaimed=32",
         ),
         (TraceEvent::MarkVictim { pid: 3 }, "mark_victim: pid=3"),
+        (
+            TraceEvent::MmPageAllocExtfrag {
+                pfn: Pfn(0x400),
+                alloc_order: 0,
+                fallback_order: 10,
+                alloc_migratetype: 0,
+                fallback_migratetype: 1,
+                change_ownership: true,
+            },
+            "mm_page_alloc_extfrag: page=ffff888001004000 pfn=0x400 alloc_order=0 fallback_order=10 pageblock_order=9 alloc_migratetype=0 fallback_migratetype=1 fragmenting=0 change_ownership=1",
+        ),
+        (
+            TraceEvent::MmCompactionBegin {
+                zone_start: 0x1000,
+                migrate_pfn: 0x1000,
+                free_pfn: 0x37e00,
+                zone_end: 0x38000,
+                sync: true,
+            },
+            "mm_compaction_begin: zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x37e00 zone_end=0x38000, mode=sync",
+        ),
+        (
+            TraceEvent::MmCompactionEnd {
+                zone_start: 0x1000,
+                migrate_pfn: 0x2400,
+                free_pfn: 0x2600,
+                zone_end: 0x38000,
+                sync: true,
+                status: "complete",
+            },
+            "mm_compaction_end: zone_start=0x1000 migrate_pfn=0x2400 free_pfn=0x2600 zone_end=0x38000, mode=sync status=complete",
+        ),
     ];
     for &(event, body) in cases {
         let got = line(&rec(12_345_678_000, event), base);
