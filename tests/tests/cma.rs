@@ -15,8 +15,8 @@ use tests::http::Client;
 use tests::{BootOptions, boot_ready};
 
 const MIB: u64 = 1 << 20;
-const AREA_PAGES: u64 = 64 * MIB >> 12;
-const RUN_PAGES: u64 = 32 * MIB >> 12;
+const AREA_PAGES: u64 = (64 * MIB) >> 12;
+const RUN_PAGES: u64 = (32 * MIB) >> 12;
 
 #[test]
 fn cma_area_full_of_movable_pages_gives_a_32m_run_back() {
@@ -161,6 +161,34 @@ fn cma_area_full_of_movable_pages_gives_a_32m_run_back() {
                 .status,
             200
         );
+        assert_eq!(get_json(&mut c, "/api/cma")["areas"][0]["used_pages"], 0);
+
+        // dma_alloc_coherent over 4 MiB comes from the area too (where no
+        // page has to move: the registry knows no page's owner).
+        let r = alloc(&mut c, &json!({"type":"dma","size":6 * MIB}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let d = r.json();
+        assert_eq!(
+            (d["nr_pages"].as_u64(), d["order"].is_null()),
+            (Some(1536), true),
+            "{d}"
+        );
+        let dpfn = d["pfn"].as_u64().unwrap();
+        assert!(dpfn >= base && dpfn + 1536 <= end, "{d}");
+        let sum = get_json(&mut c, &format!("/api/alloc/{}/checksum", d["id"]));
+        assert_eq!(
+            hex(&sum["crc32"]),
+            u64::from(crc32fast::hash(&vec![0u8; 6 * MIB as usize])),
+            "zeroed"
+        );
+        let listed = get_json(&mut c, "/api/dma");
+        assert!(
+            listed.to_string().contains(&format!("{:#x}", dpfn << 12)),
+            "{listed}"
+        );
+        assert_eq!(get_json(&mut c, "/api/cma")["areas"][0]["used_pages"], 1536);
+        let r = c.request("DELETE", &format!("/api/alloc/{}", d["id"]), None);
+        assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(get_json(&mut c, "/api/cma")["areas"][0]["used_pages"], 0);
         reset_to_boot(&mut c, &boot, "after CMA");
         assert_eq!(meminfo_kb(&mut c, "CmaFree"), 64 * 1024);

@@ -47,8 +47,12 @@ use crate::server::router::RouteId;
 /// (`/api/dma`'s `owner`).
 pub const DMA_OWNER: &str = "api";
 
-/// Largest coherent buffer: one buddy block of order `MAX_ORDER` (4 MiB).
+/// Largest coherent buffer from the buddy allocator: one block of order
+/// `MAX_ORDER` (4 MiB).
 pub const MAX_DMA_SIZE: u64 = PAGE_SIZE << MAX_ORDER;
+/// Largest coherent buffer at all: over [`MAX_DMA_SIZE`] it comes from the
+/// CMA area (`cma=`), if there is one.
+pub const MAX_CMA_DMA_SIZE: u64 = mm::dma::MAX_CMA_BYTES;
 
 /// The flags `dma_alloc_coherent()` allocates with (cf. `mm::dma`), shown
 /// as the handle's `gfp`.
@@ -115,8 +119,13 @@ pub struct DmaHandle {
     pub id: u64,
     /// Bytes asked for (what the registry records and the free names).
     pub size: u64,
-    /// The buddy block behind it.
+    /// The buddy block behind it (for a CMA-backed buffer, `MAX_ORDER`;
+    /// see `nr_pages`).
     pub order: Order,
+    /// Pages behind it: `2^order`, or the CMA run's length.
+    pub nr_pages: u64,
+    /// Taken from the CMA area (over 4 MiB).
+    pub cma: bool,
     pub zone: ZoneType,
     /// Where the device reaches it (== physical: no IOMMU).
     pub dma_addr: PhysAddr,
@@ -144,7 +153,8 @@ pub(super) struct DmaHandleJson {
     #[serde(rename = "type")]
     kind: &'static str,
     size: u64,
-    order: u8,
+    /// The buddy block's order; `null` for a CMA run.
+    order: Option<u8>,
     nr_pages: u64,
     zone: &'static str,
     pfn: u64,
@@ -163,8 +173,8 @@ impl From<&DmaHandle> for DmaHandleJson {
             id: h.id,
             kind: "dma",
             size: h.size,
-            order: h.order.get(),
-            nr_pages: h.order.nr_pages(),
+            order: (!h.cma).then_some(h.order.get()),
+            nr_pages: h.nr_pages,
             zone: h.zone.name(),
             pfn: h.pfn().0,
             phys: Hex::new(h.dma_addr.0),
@@ -194,15 +204,24 @@ impl<P: Platform> Api<'_, P> {
         let size = size.ok_or_else(|| {
             ApiError::einval(format!("missing \"size\" (bytes, 1..={MAX_DMA_SIZE})"))
         })?;
-        let order = match Order::from_size_bytes(size) {
-            Some(order) if size > 0 => order,
+        // Up to one buddy block from the buddy allocator; larger buffers
+        // (to MAX_CMA_DMA_SIZE) from the CMA area, as dma_alloc_coherent()
+        // does through dma_alloc_contiguous().
+        let cma = self.mm.lock().cma_area().is_some();
+        let nr_pages = match Order::from_size_bytes(size) {
+            Some(order) if size > 0 => order.nr_pages(),
+            _ if cma && size > MAX_DMA_SIZE && size <= MAX_CMA_DMA_SIZE => size.div_ceil(PAGE_SIZE),
+            _ if !cma => {
+                return Err(ApiError::einval(format!(
+                    "dma size {size} is out of range 1..={MAX_DMA_SIZE} (one buddy block; larger buffers need a CMA area, cma=)"
+                )));
+            }
             _ => {
                 return Err(ApiError::einval(format!(
-                    "dma size {size} is out of range 1..={MAX_DMA_SIZE} (one buddy block)"
+                    "dma size {size} is out of range 1..={MAX_CMA_DMA_SIZE} (over {MAX_DMA_SIZE}: from the CMA area)"
                 )));
             }
         };
-        let nr_pages = order.nr_pages();
         let held = self.quota_held_pages();
         if held.saturating_add(nr_pages) > self.quota_pages {
             return Err(ApiError::equota(format!(
@@ -215,6 +234,8 @@ impl<P: Platform> Api<'_, P> {
             cpu_addr,
             dma_addr,
             order,
+            nr_pages,
+            cma,
             zone,
             ..
         } = info;
@@ -222,20 +243,22 @@ impl<P: Platform> Api<'_, P> {
             id: self.next_id,
             size,
             order,
+            nr_pages,
+            cma,
             zone,
             dma_addr,
             cpu_addr,
             created_ms: self.system.uptime_ms(),
         };
         self.next_id += 1;
-        self.held_pages += order.nr_pages();
+        self.held_pages += nr_pages;
         self.dma.handles.insert(handle.id, handle);
         Ok(Response::json(201, &DmaHandleJson::from(&handle)))
     }
 
     fn forget_dma(&mut self, h: &DmaHandle) {
         if self.dma.handles.remove(&h.id).is_some() {
-            self.held_pages -= h.order.nr_pages();
+            self.held_pages -= h.nr_pages;
         }
     }
 
@@ -256,7 +279,7 @@ impl<P: Platform> Api<'_, P> {
         match route {
             RouteId::Free => self.free_dma(&h, req.query_param("order")),
             RouteId::Fill => {
-                let total = h.order.nr_pages() * mm::types::PAGE_SIZE;
+                let total = h.nr_pages * mm::types::PAGE_SIZE;
                 let (byte, touch) = parse_fill(&req.body, total)?;
                 let phys = h.pfn().0 * mm::types::PAGE_SIZE + touch.offset;
                 self.mm
@@ -264,7 +287,7 @@ impl<P: Platform> Api<'_, P> {
                 Ok(Response::json(200, &Filled::new(touch)))
             }
             RouteId::Checksum => {
-                let total = h.order.nr_pages() * mm::types::PAGE_SIZE;
+                let total = h.nr_pages * mm::types::PAGE_SIZE;
                 let touch = parse_checksum_range(req, total)?;
                 let phys = h.pfn().0 * mm::types::PAGE_SIZE + touch.offset;
                 let mut crc = mm::crc32::Crc32::new();
@@ -283,7 +306,7 @@ impl<P: Platform> Api<'_, P> {
     fn free_dma(&mut self, h: &DmaHandle, order: Option<&str>) -> Result<Response, ApiError> {
         if let Some(s) = order {
             let order = parse_order_param(s)?;
-            if order != h.order {
+            if h.cma || order != h.order {
                 return Err(ApiError::ebusy(format!(
                     "allocation {} has order {}, not {order}; nothing freed",
                     h.id, h.order
@@ -307,15 +330,15 @@ impl<P: Platform> Api<'_, P> {
         #[derive(Serialize)]
         struct Freed {
             freed: u64,
-            order: u8,
+            order: Option<u8>,
             nr_pages: u64,
         }
         Ok(Response::json(
             200,
             &Freed {
                 freed: h.id,
-                order: h.order.get(),
-                nr_pages: h.order.nr_pages(),
+                order: (!h.cma).then_some(h.order.get()),
+                nr_pages: h.nr_pages,
             },
         ))
     }
@@ -329,7 +352,7 @@ impl<P: Platform> Api<'_, P> {
             if self.system.dma_free_coherent(h.dma_addr, h.size).is_ok() {
                 freed += 1;
             }
-            self.held_pages -= h.order.nr_pages();
+            self.held_pages -= h.nr_pages;
         }
         // An emptied BTreeMap keeps its root node: drop it too, or that
         // node stays wherever the heap put it during the run.

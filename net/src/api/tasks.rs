@@ -767,7 +767,7 @@ impl<P: Platform> Api<'_, P> {
 
 impl<P: Platform> Api<'_, P> {
     fn dma_handle_pages(&self, id: u64) -> Option<u64> {
-        self.dma.handles.get(&id).map(|h| h.order.nr_pages())
+        self.dma.handles.get(&id).map(|h| h.nr_pages)
     }
 
     /// Pages of a lazy vmalloc handle not yet written (0 for the rest).

@@ -91,14 +91,15 @@ impl fmt::Display for CmaError {
 impl PageAlloc<'_> {
     /// cf. `cma_init_reserved_areas()` → `init_cma_reserved_pageblock()`:
     /// the reserved (memblock) range `[base, base + count)`, whole
-    /// pageblocks in one zone, becomes the CMA area — its pageblocks
+    /// `MAX_ORDER` blocks (4 MiB, so that isolating part of the area never
+    /// splits a free block at its edge) in one zone, becomes the CMA area — its pageblocks
     /// `MIGRATE_CMA`, its pages freed to the CMA lists.
     pub fn activate_cma(&mut self, base: Pfn, count: u64) -> Result<CmaArea, InitError> {
         let end = Pfn(base.0 + count);
         let bad = InitError::BadRange { start: base, end };
         if count == 0
-            || !base.0.is_multiple_of(PAGEBLOCK_NR_PAGES)
-            || !count.is_multiple_of(PAGEBLOCK_NR_PAGES)
+            || !base.0.is_multiple_of(1 << crate::types::MAX_ORDER)
+            || !count.is_multiple_of(1 << crate::types::MAX_ORDER)
             || self.cma.is_some()
         {
             return Err(bad);
@@ -191,8 +192,13 @@ impl<P: Platform> MemoryManager<'_, P> {
     /// cf. `alloc_contig_range(start, end, MIGRATE_CMA)`: isolate, migrate,
     /// take. `false` (the area as it was) if a page cannot move.
     fn alloc_contig_range(&self, start: u64, end: u64, owner: &mut dyn MigrateOwner) -> bool {
-        let pb_start = start & !(PAGEBLOCK_NR_PAGES - 1);
-        let pb_end = end.next_multiple_of(PAGEBLOCK_NR_PAGES);
+        // Isolate whole MAX_ORDER blocks (cf. start_isolate_page_range()'s
+        // alignment): a free block must not straddle the isolated range's
+        // edge, or half of it would be moved to the Isolate list and left
+        // there when the range goes back to CMA.
+        let block = 1u64 << crate::types::MAX_ORDER;
+        let pb_start = start & !(block - 1);
+        let pb_end = end.next_multiple_of(block);
         self.lock()
             .set_range_type(pb_start, pb_end, MigrateType::Isolate);
         let ok = self.migrate_range(start, end, owner);

@@ -184,8 +184,14 @@ pub struct CoherentInfo {
     pub dma_addr: PhysAddr,
     /// Bytes requested.
     pub size: u64,
-    /// Buddy order of the block backing it (`2^order` pages).
+    /// Buddy order of the block backing it (`2^order` pages); for a
+    /// buffer from the CMA area, the largest order (see `nr_pages`).
     pub order: Order,
+    /// Pages backing it: `2^order`, or a CMA run's length.
+    pub nr_pages: u64,
+    /// Taken from the CMA area (`dma_alloc_contiguous()`): buffers larger
+    /// than one buddy block.
+    pub cma: bool,
     /// Zone the block came from.
     pub zone: ZoneType,
 }
@@ -299,6 +305,23 @@ impl BouncePool {
     }
 }
 
+/// Largest coherent buffer from the buddy allocator: one order-`MAX_ORDER`
+/// block (4 MiB). Larger ones come from the CMA area.
+pub const MAX_BUDDY_BYTES: u64 = PAGE_SIZE << crate::types::MAX_ORDER;
+/// Largest coherent buffer from the CMA area.
+pub const MAX_CMA_BYTES: u64 = 1 << 30;
+
+/// The DMA registry's answer to compaction: it knows no page's owner, so
+/// nothing may move for it.
+struct Unmovable;
+
+impl crate::compaction::MigrateOwner for Unmovable {
+    fn can_migrate(&mut self, _pfn: Pfn) -> bool {
+        false
+    }
+    fn migrated(&mut self, _moves: &[(Pfn, Pfn)]) {}
+}
+
 /// Coherent buffers and the bounce pool. The kernel keeps one behind a lock.
 pub struct Dma {
     coherent: [Option<CoherentInfo>; MAX_COHERENT],
@@ -329,6 +352,9 @@ impl Dma {
         size: u64,
         owner: &'static str,
     ) -> Result<DmaBuffer, DmaError> {
+        if size > MAX_BUDDY_BYTES && size <= MAX_CMA_BYTES && mm.lock().cma_area().is_some() {
+            return self.dma_alloc_contiguous(mm, size, owner);
+        }
         let order = match Order::from_size_bytes(size) {
             Some(order) if size > 0 => order,
             _ => return Err(DmaError::InvalidSize { size }),
@@ -363,6 +389,62 @@ impl Dma {
             dma_addr: pfn.phys(),
             size,
             order,
+            nr_pages: order.nr_pages(),
+            cma: false,
+            zone,
+        };
+        self.coherent[slot] = Some(info);
+        Ok(DmaBuffer { info })
+    }
+
+    /// cf. `dma_alloc_contiguous()` → `cma_alloc()`: a buffer larger than
+    /// one buddy block, from the CMA area, aligned to `get_order(size)`
+    /// (capped at 1 MiB), zeroed. The registry knows no page owners, so a
+    /// run is taken only where no allocated page would have to move.
+    fn dma_alloc_contiguous<P: Platform>(
+        &mut self,
+        mm: &MemoryManager<'_, P>,
+        size: u64,
+        owner: &'static str,
+    ) -> Result<DmaBuffer, DmaError> {
+        let slot = self
+            .coherent
+            .iter()
+            .position(Option::is_none)
+            .ok_or(DmaError::RegistryFull)?;
+        let count = size.div_ceil(PAGE_SIZE);
+        let align = (64 - (count - 1).leading_zeros()) as u8;
+        let no_memory = DmaError::NoMemory {
+            size,
+            cause: AllocError::NoMemory {
+                order: Order::MAX,
+                gfp: GfpFlags::GFP_KERNEL | GfpFlags::DMA32,
+            },
+        };
+        let pfn = mm
+            .cma_alloc(count, align, &mut Unmovable)
+            .map_err(|_| no_memory)?;
+        let (cpu_addr, zone) = {
+            let pages = mm.lock();
+            (pages.page_address(pfn), pages.zone_of(pfn))
+        };
+        let (Some(cpu_addr), Some(zone)) = (cpu_addr, zone) else {
+            let _ = mm.cma_release(pfn, count);
+            return Err(DmaError::Unreachable { pfn });
+        };
+        if pfn.0 + count > MAX_DMA32_PFN {
+            let _ = mm.cma_release(pfn, count);
+            return Err(DmaError::Unreachable { pfn });
+        }
+        mm.fill(pfn, count, 0);
+        let info = CoherentInfo {
+            owner,
+            cpu_addr,
+            dma_addr: pfn.phys(),
+            size,
+            order: Order::MAX,
+            nr_pages: count,
+            cma: true,
             zone,
         };
         self.coherent[slot] = Some(info);
@@ -407,8 +489,13 @@ impl Dma {
             // The bounce area lives as long as the pool.
             return Err(DmaError::NotFound { dma_addr });
         }
-        mm.free_pages(Pfn::from_phys(dma_addr), info.order)
-            .map_err(DmaError::Free)?;
+        if info.cma {
+            mm.cma_release(Pfn::from_phys(dma_addr), info.nr_pages)
+                .map_err(|_| DmaError::NotFound { dma_addr })?;
+        } else {
+            mm.free_pages(Pfn::from_phys(dma_addr), info.order)
+                .map_err(DmaError::Free)?;
+        }
         self.coherent[slot] = None;
         Ok(())
     }

@@ -246,12 +246,12 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
 /// `cma_declare_contiguous()`): reserve the area in memblock — at `BASE`,
 /// or top-down in lowmem, 4 MiB-aligned (a `MAX_ORDER` block) — so that
 /// the buddy allocator does not get it at hand-over; it joins later, as
-/// CMA pageblocks. The size must be whole pageblocks (2 MiB).
+/// CMA pageblocks. The size must be whole 4 MiB blocks.
 fn reserve_cma(mb: &mut Memblock, params: &BootParams<'_>, lowmem_end: u64) -> Option<PhysAddr> {
     let (size, base) = params.cma?;
     const ALIGN: u64 = 4 << 20;
-    if size % (mm::zone::PAGEBLOCK_NR_PAGES << PAGE_SHIFT) != 0 {
-        log::warn!("cma={size:#x}: not a multiple of 2 MiB pageblocks; ignored");
+    if size % ALIGN != 0 {
+        log::warn!("cma={size:#x}: not a multiple of 4 MiB (a MAX_ORDER block); ignored");
         return None;
     }
     let placed = match base {

@@ -226,3 +226,115 @@ fn a_pinned_page_makes_cma_alloc_skip_its_run() {
         })
     );
 }
+
+#[test]
+fn dma_alloc_coherent_over_4m_comes_from_the_area() {
+    let mut m = mem_map();
+    let mm = machine(&mut m);
+    let boot = mm.buddyinfo();
+    // Dirty the area first, so the zeroing shows.
+    for p in CMA_BASE.0..CMA_BASE.0 + CMA_PAGES {
+        mm.platform().with_frame(Pfn(p), &mut |b| b.fill(0xAA));
+    }
+    let mut dma = crate::dma::Dma::new();
+    let buf = dma.dma_alloc_coherent(&mm, 6 * MIB, "test").unwrap();
+    let info = buf.info();
+    assert!(info.cma, "{info:?}");
+    assert_eq!(info.nr_pages, 1536);
+    assert_eq!(info.zone, ZoneType::Dma32);
+    let pfn = Pfn::from_phys(info.dma_addr);
+    assert!(in_cma(pfn) && in_cma(Pfn(pfn.0 + 1535)));
+    for p in pfn.0..pfn.0 + 1536 {
+        assert!(
+            mm.platform().frame(Pfn(p)).iter().all(|&b| b == 0),
+            "zeroed"
+        );
+    }
+    assert_eq!(mm.lock().cma_used_pages(), 1536);
+    dma.dma_free_coherent(&mm, buf).unwrap();
+    assert_eq!(mm.lock().cma_used_pages(), 0);
+    assert_eq!(mm.buddyinfo(), boot);
+    // Larger than the area: refused, nothing taken.
+    assert!(dma.dma_alloc_coherent(&mm, 9 * MIB, "test").is_err());
+    assert_eq!(mm.buddyinfo(), boot);
+}
+
+#[test]
+fn a_full_area_then_a_run_then_a_dma_buffer_keeps_the_counts() {
+    let mut m = mem_map();
+    let mm = machine(&mut m);
+    let gfp = GfpFlags::GFP_USER | GfpFlags::MOVABLE | GfpFlags::DMA32;
+    let mut owner = Owner::default();
+    let mut unmov = Vec::new();
+    while let Ok(p) = mm.alloc_pages(GfpFlags::GFP_DMA32, Order::ZERO, OwnerTag::API) {
+        unmov.push(p);
+    }
+    while let Ok(p) = mm.alloc_pages(gfp, Order::ZERO, OwnerTag::API) {
+        mm.lock().set_movable(p, true).unwrap();
+        owner.pages.insert(p.0, 0);
+    }
+    for p in unmov {
+        mm.free_pages(p, Order::ZERO).unwrap();
+    }
+    mm.lock().check_invariants().unwrap();
+    let got = mm.cma_alloc(1536, 8, &mut owner).unwrap();
+    mm.lock().check_invariants().unwrap();
+    mm.cma_release(got, 1536).unwrap();
+    mm.lock().check_invariants().unwrap();
+    let mut dma = crate::dma::Dma::new();
+    let buf = dma.dma_alloc_coherent(&mm, 5 * MIB, "test").unwrap();
+    mm.lock().check_invariants().unwrap();
+    dma.dma_free_coherent(&mm, buf).unwrap();
+    mm.lock().check_invariants().unwrap();
+    for &p in owner.pages.keys() {
+        mm.free_pages(Pfn(p), Order::ZERO).unwrap();
+    }
+    mm.lock().check_invariants().unwrap();
+    assert_eq!(mm.lock().cma_free_pages(), CMA_PAGES);
+}
+
+#[test]
+fn a_run_inside_a_free_4m_block_keeps_the_counts() {
+    let mut m = mem_map();
+    let mm = machine(&mut m);
+    let mut owner = Owner::default();
+    // The area is free in order-10 blocks; pin a movable page at its very
+    // start so that a one-pageblock run must start after it, inside a free
+    // order-10 block whose head is outside the run.
+    let mut held = Vec::new();
+    while let Ok(p) = mm.alloc_pages(GfpFlags::GFP_DMA32, Order::ZERO, OwnerTag::API) {
+        held.push(p);
+    }
+    let first = mm
+        .alloc_pages(
+            GfpFlags::GFP_USER | GfpFlags::MOVABLE | GfpFlags::DMA32,
+            Order::ZERO,
+            OwnerTag::API,
+        )
+        .unwrap();
+    assert!(in_cma(first));
+    mm.lock().set_movable(first, true).unwrap();
+    owner.pages.insert(first.0, 0);
+    owner.pinned.push(first.0);
+    for p in held {
+        mm.free_pages(p, Order::ZERO).unwrap();
+    }
+    let free_before = mm.lock().cma_free_pages();
+    // 1 MiB-aligned candidates: the first holds the pinned page, the
+    // second starts inside the first pageblock and ends in the next one.
+    let got = mm.cma_alloc(512, 8, &mut owner).unwrap();
+    assert_eq!(got.0, first.0 + 256, "the run after the pinned page's");
+    mm.lock().check_invariants().unwrap();
+    mm.cma_release(got, 512).unwrap();
+    let pa = mm.lock();
+    pa.check_invariants().unwrap();
+    assert_eq!(
+        pa.cma_free_pages(),
+        free_before,
+        "no free page left on an Isolate list"
+    );
+    assert_eq!(
+        pa.pageblock_counts(ZoneType::Dma32)[MigrateType::Isolate.index()],
+        0
+    );
+}
