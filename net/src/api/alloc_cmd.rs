@@ -403,12 +403,37 @@ impl<P: Platform> Api<'_, P> {
             (None, Some(h)) => return self.fill_vm(req, h),
             (None, None) => return Err(ApiError::enoent(format!("no allocation with id {id}"))),
         };
-        let total = handle.order.nr_pages() * mm::types::PAGE_SIZE;
-        let (byte, touch) = parse_fill(&req.body, total)?;
-        let phys = handle.pfn.0 * mm::types::PAGE_SIZE + touch.offset;
+        self.fill_phys(req, handle.pfn, handle.order.nr_pages())
+    }
+
+    /// `fill` of `nr_pages` physically contiguous frames from `pfn`
+    /// (pages, dma and cma handles), through the platform's mappings.
+    pub(super) fn fill_phys(
+        &self,
+        req: &Request,
+        pfn: mm::types::Pfn,
+        nr_pages: u64,
+    ) -> Result<Response, ApiError> {
+        let (byte, touch) = parse_fill(&req.body, nr_pages * mm::types::PAGE_SIZE)?;
+        let phys = pfn.phys().0 + touch.offset;
         self.mm
             .with_bytes(phys, touch.length, &mut |bytes| bytes.fill(byte));
         Ok(Response::json(200, &Filled::new(touch)))
+    }
+
+    /// `checksum` of `nr_pages` physically contiguous frames from `pfn`.
+    pub(super) fn checksum_phys(
+        &self,
+        req: &Request,
+        pfn: mm::types::Pfn,
+        nr_pages: u64,
+    ) -> Result<Response, ApiError> {
+        let touch = parse_checksum_range(req, nr_pages * mm::types::PAGE_SIZE)?;
+        let mut crc = mm::crc32::Crc32::new();
+        let phys = pfn.phys().0 + touch.offset;
+        self.mm
+            .with_bytes(phys, touch.length, &mut |bytes| crc.update(bytes));
+        Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
     }
 
     /// `GET /api/alloc/{id}/checksum`.
@@ -417,13 +442,7 @@ impl<P: Platform> Api<'_, P> {
             return self.checksum_vm(req, h);
         }
         let handle = self.lookup(id)?;
-        let total = handle.order.nr_pages() * mm::types::PAGE_SIZE;
-        let touch = parse_checksum_range(req, total)?;
-        let mut crc = mm::crc32::Crc32::new();
-        let phys = handle.pfn.0 * mm::types::PAGE_SIZE + touch.offset;
-        self.mm
-            .with_bytes(phys, touch.length, &mut |bytes| crc.update(bytes));
-        Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
+        self.checksum_phys(req, handle.pfn, handle.order.nr_pages())
     }
 
     /// `POST /api/reset`: free every handle.

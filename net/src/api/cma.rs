@@ -14,7 +14,7 @@ use mm::types::{PAGE_OFFSET, PAGE_SIZE, Pfn};
 use mm::zone::ZoneType;
 
 use super::Api;
-use super::alloc_cmd::{Checksummed, Filled, parse_checksum_range, parse_fill, parse_id};
+use super::alloc_cmd::parse_id;
 use super::views::Hex;
 use crate::server::error::ApiError;
 use crate::server::http::Request;
@@ -140,7 +140,6 @@ impl<P: Platform> Api<'_, P> {
             .handles
             .get(&id)
             .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
-        let total = h.count * PAGE_SIZE;
         match route {
             RouteId::Free => {
                 self.mm.cma_release(h.pfn, h.count).map_err(cma_error)?;
@@ -160,21 +159,8 @@ impl<P: Platform> Api<'_, P> {
                     },
                 ))
             }
-            RouteId::Fill => {
-                let (byte, touch) = parse_fill(&req.body, total)?;
-                let phys = h.pfn.phys().0 + touch.offset;
-                self.mm
-                    .with_bytes(phys, touch.length, &mut |b| b.fill(byte));
-                Ok(Response::json(200, &Filled::new(touch)))
-            }
-            RouteId::Checksum => {
-                let touch = parse_checksum_range(req, total)?;
-                let phys = h.pfn.phys().0 + touch.offset;
-                let mut crc = mm::crc32::Crc32::new();
-                self.mm
-                    .with_bytes(phys, touch.length, &mut |b| crc.update(b));
-                Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
-            }
+            RouteId::Fill => self.fill_phys(req, h.pfn, h.count),
+            RouteId::Checksum => self.checksum_phys(req, h.pfn, h.count),
             _ => Err(ApiError::enoent(format!("{} is not available", req.path))),
         }
     }

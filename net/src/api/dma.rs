@@ -34,9 +34,7 @@ use mm::types::{MAX_ORDER, Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use mm::zone::ZoneType;
 
 use super::Api;
-use super::alloc_cmd::{
-    Checksummed, Filled, parse_checksum_range, parse_fill, parse_id, parse_order_param,
-};
+use super::alloc_cmd::{parse_id, parse_order_param};
 use super::views::{GfpName, Hex};
 use crate::server::error::ApiError;
 use crate::server::http::Request;
@@ -278,23 +276,8 @@ impl<P: Platform> Api<'_, P> {
             .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
         match route {
             RouteId::Free => self.free_dma(&h, req.query_param("order")),
-            RouteId::Fill => {
-                let total = h.nr_pages * mm::types::PAGE_SIZE;
-                let (byte, touch) = parse_fill(&req.body, total)?;
-                let phys = h.pfn().0 * mm::types::PAGE_SIZE + touch.offset;
-                self.mm
-                    .with_bytes(phys, touch.length, &mut |bytes| bytes.fill(byte));
-                Ok(Response::json(200, &Filled::new(touch)))
-            }
-            RouteId::Checksum => {
-                let total = h.nr_pages * mm::types::PAGE_SIZE;
-                let touch = parse_checksum_range(req, total)?;
-                let phys = h.pfn().0 * mm::types::PAGE_SIZE + touch.offset;
-                let mut crc = mm::crc32::Crc32::new();
-                self.mm
-                    .with_bytes(phys, touch.length, &mut |bytes| crc.update(bytes));
-                Ok(Response::json(200, &Checksummed::new(touch, crc.finish())))
-            }
+            RouteId::Fill => self.fill_phys(req, h.pfn(), h.nr_pages),
+            RouteId::Checksum => self.checksum_phys(req, h.pfn(), h.nr_pages),
             _ => Err(ApiError::enoent(format!(
                 "{} is not available in this build",
                 req.path
