@@ -47,8 +47,10 @@ impl Rng {
     }
 }
 
-const GFPS: [&str; 7] = [
+const GFPS: [&str; 9] = [
     "GFP_KERNEL",
+    "GFP_HIGHUSER_MOVABLE",
+    "GFP_USER|__GFP_MOVABLE",
     "GFP_ATOMIC",
     "GFP_DMA",
     "GFP_DMA32",
@@ -137,8 +139,9 @@ impl Walker {
 
     fn alloc_body_untasked(&mut self) -> Value {
         let r = &mut self.rng;
-        match r.below(8) {
+        match r.below(9) {
             7 => json!({"type":"pagecache","size":r.size(1 << 20)}),
+            8 => json!({"type":"vmalloc","size":r.size(64 << 20),"lazy":true}),
             0 | 1 => {
                 json!({"type":"pages","order":r.below(11),"gfp":*r.pick(&GFPS)})
             }
@@ -307,6 +310,17 @@ impl Walker {
                 }
                 (format!("task {pid} exits"), r)
             }
+            // Compaction now and then, of one zone or all, while the
+            // other commands keep memory fragmented and pages pinned.
+            19 if self.rng.below(2) == 0 => {
+                let body = match self.rng.below(3) {
+                    0 => json!({}),
+                    1 => json!({"zone":"DMA32"}),
+                    _ => json!({"zone":"HighMem"}),
+                };
+                let r = self.send("POST", "/api/compact", Some(body.clone()));
+                (format!("compact {body}"), r)
+            }
             _ => self.view(),
         };
         *self.statuses.entry(r.status).or_default() += 1;
@@ -328,6 +342,10 @@ impl Walker {
             "/api/vmstat",
             "/api/oom",
             "/api/tasks",
+            "/sys/kernel/debug/extfrag/extfrag_index",
+            "/sys/kernel/debug/extfrag/unusable_index",
+            "/api/cma",
+            "/sys/kernel/tracing/trace",
         ];
         let path = if self.rng.below(4) == 0 {
             *self.rng.pick(&extra)
