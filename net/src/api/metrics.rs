@@ -246,6 +246,18 @@ impl<P: Platform> Api<'_, P> {
             "Size of a page.",
         );
         let _ = writeln!(out, "pagezone_page_size_bytes {PAGE_SIZE}");
+        // The usual `*_build_info` gauge: constant 1, the facts in labels.
+        family(
+            &mut out,
+            "pagezone_build_info",
+            "gauge",
+            "A constant 1 labelled with the kernel's version.",
+        );
+        let _ = writeln!(
+            out,
+            "pagezone_build_info{{version=\"{}\"}} 1",
+            self.system.version()
+        );
         Response::bytes(200, CONTENT_TYPE_PROMETHEUS, out.into_bytes())
     }
 }

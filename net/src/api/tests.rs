@@ -657,6 +657,12 @@ fn health_dma_net_dashboard_openapi_metrics() {
         assert!(text.contains("pagezone_buddy_free_blocks{zone=\"HighMem\",order=\"10\"} 14\n"));
         assert!(text.contains("pagezone_api_handles 0\n"));
         assert!(
+            text.contains(
+                "# TYPE pagezone_build_info gauge\npagezone_build_info{version=\"0.1.0-test\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
             text.contains("pagezone_http_requests_total{route=\"/api/health\",status=\"200\"} 1\n")
         );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
