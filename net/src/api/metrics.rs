@@ -191,17 +191,17 @@ impl<P: Platform> Api<'_, P> {
             &mut out,
             "pagezone_tcp_sockets",
             "gauge",
-            "Listening-pool sockets by use.",
-        );
-        let _ = writeln!(
-            out,
-            "pagezone_tcp_sockets{{state=\"total\"}} {}",
-            net.tcp_sockets_total
+            "Listening-pool sockets by use (the states add up to the pool).",
         );
         let _ = writeln!(
             out,
             "pagezone_tcp_sockets{{state=\"in_use\"}} {}",
             net.tcp_sockets_in_use
+        );
+        let _ = writeln!(
+            out,
+            "pagezone_tcp_sockets{{state=\"listening\"}} {}",
+            net.tcp_sockets_total.saturating_sub(net.tcp_sockets_in_use)
         );
         family(
             &mut out,

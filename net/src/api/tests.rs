@@ -662,6 +662,15 @@ fn health_dma_net_dashboard_openapi_metrics() {
             ),
             "{text}"
         );
+        // The socket states partition the pool: sum() is its size.
+        assert!(
+            text.contains("pagezone_tcp_sockets{state=\"in_use\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pagezone_tcp_sockets{state=\"listening\"} 15\n"),
+            "{text}"
+        );
         assert!(
             text.contains("pagezone_http_requests_total{route=\"/api/health\",status=\"200\"} 1\n")
         );

@@ -1013,14 +1013,21 @@ impl<'a, P: Platform> Api<'a, P> {
             let pkmap = vm.pkmap.lock();
             (pkmap.nr_used(), pkmap.nr_mapped())
         };
+        // A partition of the slots, so that sum() is the pool's size.
         family(
             out,
             "pagezone_pkmap_slots",
             "gauge",
-            "Persistent kmap slots: with a user, or mapped at all.",
+            "Persistent kmap slots by state: with a user, mapped without one (awaiting flush_all_zero_pkmaps), free.",
         );
+        let pending = mapped.saturating_sub(used);
+        let free = (LAST_PKMAP as u64).saturating_sub(mapped as u64);
         let _ = writeln!(out, "pagezone_pkmap_slots{{state=\"used\"}} {used}");
-        let _ = writeln!(out, "pagezone_pkmap_slots{{state=\"mapped\"}} {mapped}");
+        let _ = writeln!(
+            out,
+            "pagezone_pkmap_slots{{state=\"flush_pending\"}} {pending}"
+        );
+        let _ = writeln!(out, "pagezone_pkmap_slots{{state=\"free\"}} {free}");
         family(
             out,
             "pagezone_kmap_atomic_slots_used",

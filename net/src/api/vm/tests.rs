@@ -809,6 +809,8 @@ fn metrics_show_vmalloc_and_kmap() {
             "pagezone_vmalloc_areas{kind=\"vmalloc\"} 1",
             "pagezone_vmalloc_areas{kind=\"ioremap\"} 0",
             "pagezone_pkmap_slots{state=\"used\"} 0",
+            "pagezone_pkmap_slots{state=\"flush_pending\"} 0",
+            "pagezone_pkmap_slots{state=\"free\"} 1024",
             "pagezone_kmap_atomic_slots_used 0",
             "pagezone_api_vm_handles 1",
         ] {
