@@ -216,6 +216,19 @@ pub(super) fn parse_id(s: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::einval(format!("malformed handle id '{s}'")))
 }
 
+/// The live handle `id` names in one handle table, with its number; 404
+/// ENOENT if there is none.
+pub(super) fn find_handle<T: Copy>(
+    handles: &alloc::collections::BTreeMap<u64, T>,
+    id: &str,
+) -> Result<(u64, T), ApiError> {
+    let id = parse_id(id)?;
+    let h = *handles
+        .get(&id)
+        .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
+    Ok((id, h))
+}
+
 /// `?order=K` of a free: decimal digits, 0..=10.
 pub(super) fn parse_order_param(s: &str) -> Result<Order, ApiError> {
     let value = s

@@ -14,7 +14,7 @@ use mm::types::{PAGE_OFFSET, PAGE_SIZE, Pfn};
 use mm::zone::ZoneType;
 
 use super::Api;
-use super::alloc_cmd::parse_id;
+use super::alloc_cmd::{find_handle, parse_id};
 use super::views::Hex;
 use crate::server::error::ApiError;
 use crate::server::http::Request;
@@ -134,12 +134,7 @@ impl<P: Platform> Api<'_, P> {
         id: &str,
         req: &Request,
     ) -> Result<Response, ApiError> {
-        let id = parse_id(id)?;
-        let h = *self
-            .cma
-            .handles
-            .get(&id)
-            .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
+        let (id, h) = find_handle(&self.cma.handles, id)?;
         match route {
             RouteId::Free => {
                 self.mm.cma_release(h.pfn, h.count).map_err(cma_error)?;

@@ -34,7 +34,7 @@ use mm::types::{MAX_ORDER, Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use mm::zone::ZoneType;
 
 use super::Api;
-use super::alloc_cmd::{parse_id, parse_order_param};
+use super::alloc_cmd::{find_handle, parse_id, parse_order_param};
 use super::views::{GfpName, Hex};
 use crate::server::error::ApiError;
 use crate::server::http::Request;
@@ -268,12 +268,7 @@ impl<P: Platform> Api<'_, P> {
         id: &str,
         req: &Request,
     ) -> Result<Response, ApiError> {
-        let id = parse_id(id)?;
-        let h = *self
-            .dma
-            .handles
-            .get(&id)
-            .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
+        let (_, h) = find_handle(&self.dma.handles, id)?;
         match route {
             RouteId::Free => self.free_dma(&h, req.query_param("order")),
             RouteId::Fill => self.fill_phys(req, h.pfn(), h.nr_pages),

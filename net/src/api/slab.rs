@@ -49,7 +49,7 @@ use mm::zone::ZoneType;
 
 use super::Api;
 use super::alloc_cmd::{
-    Checksummed, Filled, parse_body, parse_checksum_range, parse_fill, parse_id,
+    Checksummed, Filled, find_handle, parse_body, parse_checksum_range, parse_fill, parse_id,
 };
 use super::text::Bounded;
 use super::views::{GfpName, Hex};
@@ -1361,12 +1361,7 @@ impl<'a, P: Platform> Api<'a, P> {
         id: &str,
         req: &Request,
     ) -> Result<Response, ApiError> {
-        let id = parse_id(id)?;
-        let h = *self
-            .slab
-            .handles
-            .get(&id)
-            .ok_or_else(|| ApiError::enoent(format!("no allocation with id {id}")))?;
+        let (id, h) = find_handle(&self.slab.handles, id)?;
         match route {
             RouteId::Free => {
                 if req.query_param("order").is_some() {

@@ -1004,7 +1004,10 @@ impl<'a> PageAlloc<'a> {
         // A free block in a CMA pageblock is on the CMA list: CMA blocks
         // never change lists but through isolation, which moves a
         // pageblock's free blocks before it changes the pageblock's type.
-        if self.pageblock_migratetype(Pfn(u64::from(pfn))) == MigrateType::Cma {
+        // Only a zone with a CMA area pays for the descriptor read.
+        if self.zones[zi].cma_pages > 0
+            && self.pageblock_migratetype(Pfn(u64::from(pfn))) == MigrateType::Cma
+        {
             self.zones[zi].nr_free_cma -= 1 << order;
         }
     }
