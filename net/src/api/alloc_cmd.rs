@@ -483,9 +483,14 @@ impl<P: Platform> Api<'_, P> {
         // node stays wherever the heap put it during the run.
         self.handles = alloc::collections::BTreeMap::new();
         self.settle_slab();
-        // HighAtomic pageblocks reserved during the run go back to Movable
-        // and their free blocks merge again, as at boot.
-        self.mm.lock().release_highatomic_reserve();
+        // The per-CPU lists go back to the buddy allocator (boot's state
+        // was recorded drained), and HighAtomic pageblocks reserved during
+        // the run go back to Movable and their free blocks merge again.
+        {
+            let mut pa = self.mm.lock();
+            pa.drain_all_pages();
+            pa.release_highatomic_reserve();
+        }
         #[derive(Serialize)]
         struct Reset {
             freed: u64,

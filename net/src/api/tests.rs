@@ -196,11 +196,21 @@ struct T<'a> {
 struct Opts {
     quota_pct: u8,
     token: Option<&'static str>,
+    /// Per-CPU page lists on, as the kernel boots by default. Off (as with
+    /// `pcp=off`) in most tests, which predict the buddy lists exactly.
+    pcp: bool,
 }
 
 const DEFAULT: Opts = Opts {
     quota_pct: DEFAULT_API_QUOTA_PCT,
     token: None,
+    pcp: false,
+};
+
+/// [`DEFAULT`] with the per-CPU lists on.
+const PCP: Opts = Opts {
+    pcp: true,
+    ..DEFAULT
 };
 
 fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
@@ -211,6 +221,7 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     let mut pa = PageAlloc::new(&mut mem_map, layout).unwrap();
     pa.memblock_free_all(&mb).unwrap();
     pa.setup_watermarks();
+    pa.set_pcp_enabled(opts.pcp);
     let mut trace_ring = vec![mm::trace::TraceRecord::EMPTY; TRACE_RING_ENTRIES];
     let mm = MemoryManager::new(pa, SimPlatform::new(layout.max_pfn.0));
     mm.attach_trace_buffer(&mut trace_ring);
@@ -1318,4 +1329,60 @@ fn command_walk(t: &mut T<'_>, seed: u64, injecting: bool) {
             "reset freed every dma buffer"
         );
     }
+}
+
+/// With the per-CPU lists on (the kernel's default): an order-0 request
+/// takes a batch off the buddy lists, a free keeps its page on the list,
+/// `/api/zones` and `/proc/zoneinfo` show the pageset, and reset drains
+/// it so buddyinfo equals boot again.
+#[test]
+fn per_cpu_lists_show_in_zones_and_reset_drains_them() {
+    run(PCP, |t| {
+        let boot = t.buddyinfo();
+        assert_eq!(boot, t.boot_buddyinfo());
+        let zone = |t: &mut T<'_>, name: &str| {
+            t.json("/api/zones")["zones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|z| z["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        let before = zone(t, "DMA32");
+        let (high, batch) = (
+            before["pagesets"][0]["high"].as_u64().unwrap(),
+            before["pagesets"][0]["batch"].as_u64().unwrap(),
+        );
+        assert_eq!(before["pagesets"][0]["cpu"], 0);
+        assert!(high >= 4 * batch && batch >= 1, "{before}");
+        let count0 = before["pagesets"][0]["count"].as_u64().unwrap();
+        let a = t.alloc_ok(json!({"type":"pages","order":0,"gfp":"GFP_DMA32"}));
+        let after = zone(t, "DMA32");
+        let count = after["pagesets"][0]["count"].as_u64().unwrap();
+        let free_drop = before["free"].as_u64().unwrap() - after["free"].as_u64().unwrap();
+        // Either the list had the page already, or a refill moved whole
+        // pages from the buddy lists: free + pcp count lost exactly one.
+        assert_eq!(free_drop + count0, count + 1, "{after}");
+        let id = a["id"].as_u64().unwrap();
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+        let freed = zone(t, "DMA32");
+        assert_eq!(freed["pagesets"][0]["count"].as_u64().unwrap(), count + 1);
+        let zoneinfo = t.get("/proc/zoneinfo");
+        let text = zoneinfo.text();
+        assert!(
+            text.contains(&format!(
+                "  pagesets\n    cpu: 0\n              count: {}\n              high:  {high}\n              batch: {batch}\n",
+                count + 1
+            )),
+            "{text}"
+        );
+        assert_eq!(t.request("POST", "/api/reset", None).status, 200);
+        assert_eq!(zone(t, "DMA32")["pagesets"][0]["count"], 0);
+        assert_eq!(t.buddyinfo(), boot);
+    });
 }

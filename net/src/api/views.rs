@@ -126,6 +126,16 @@ struct WatermarksJson {
     high: u64,
 }
 
+/// One CPU's per-CPU page lists for a zone (`struct per_cpu_pages`).
+#[derive(Serialize)]
+struct PagesetJson {
+    cpu: usize,
+    /// Pages waiting on the lists (not in `free`).
+    count: u32,
+    high: u32,
+    batch: u32,
+}
+
 #[derive(Serialize)]
 struct ZoneJson {
     name: &'static str,
@@ -145,6 +155,8 @@ struct ZoneJson {
     pageblocks: ByType<u64>,
     /// Pages in HighAtomic pageblocks (`nr_reserved_highatomic`).
     nr_reserved_highatomic: u64,
+    /// Each CPU's per-CPU page lists (zoneinfo's "pagesets").
+    pagesets: [PagesetJson; mm::types::NR_CPUS],
     start: Hex,
     end: Hex,
 }
@@ -192,6 +204,12 @@ impl From<&ZoneCopy> for ZoneJson {
             free_lists: c.free_lists,
             pageblocks: c.pageblocks,
             nr_reserved_highatomic: z.nr_reserved_highatomic,
+            pagesets: core::array::from_fn(|cpu| PagesetJson {
+                cpu,
+                count: z.pcp[cpu].count,
+                high: z.pcp[cpu].high,
+                batch: z.pcp[cpu].batch,
+            }),
             start: Hex::new(z.start_pfn.phys().0),
             end: Hex::new(z.end_pfn.phys().0),
         }

@@ -199,8 +199,14 @@ impl<P: Platform> MemoryManager<'_, P> {
         let block = 1u64 << crate::types::MAX_ORDER;
         let pb_start = start & !(block - 1);
         let pb_end = end.next_multiple_of(block);
-        self.lock()
-            .set_range_type(pb_start, pb_end, MigrateType::Isolate);
+        {
+            let mut pa = self.lock();
+            pa.set_range_type(pb_start, pb_end, MigrateType::Isolate);
+            // Free blocks of the range waiting on per-CPU lists go to the
+            // Isolate lists now; later frees there skip the lists (cf. the
+            // drain_all_pages() in alloc_contig_range()).
+            pa.drain_all_pages();
+        }
         let ok = self.migrate_range(start, end, owner);
         let mut pa = self.lock();
         if ok {

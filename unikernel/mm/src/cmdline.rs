@@ -57,6 +57,10 @@ pub struct BootParams<'a> {
     pub api_quota_pct: u8,
     /// `selftest`: run the built-in self tests at boot and exit.
     pub selftest: bool,
+    /// `pcp=off`: no per-CPU page lists, so every allocation and free of
+    /// order 0–3 shows in the buddy lists at once (Pagezone's own switch;
+    /// default on, as Linux has them).
+    pub pcp: bool,
     /// `crash=`: deliberately fault after boot (tests the exception paths).
     pub crash: Option<CrashKind>,
     /// `loglevel=`: console verbosity; `None` keeps the kernel's default.
@@ -83,6 +87,7 @@ impl Default for BootParams<'_> {
             token: None,
             api_quota_pct: DEFAULT_API_QUOTA_PCT,
             selftest: false,
+            pcp: true,
             crash: None,
             loglevel: None,
             fail_page_alloc: None,
@@ -414,6 +419,8 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
         params.api_quota_pct = parse_decimal(need(value)?, 1, 100)? as u8;
     } else if name_is(name, "selftest") {
         params.selftest = parse_flag(value)?;
+    } else if name_is(name, "pcp") {
+        params.pcp = parse_flag(value)?;
     } else if name_is(name, "crash") {
         params.crash = Some(CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf(
             "pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
@@ -583,6 +590,7 @@ mod tests {
         assert_eq!(d.token, None);
         assert_eq!(d.api_quota_pct, 50);
         assert!(!d.selftest);
+        assert!(d.pcp);
         assert_eq!(d.crash, None);
         assert_eq!(d.loglevel, None);
         assert_eq!(d.fail_page_alloc, None);
@@ -661,7 +669,7 @@ mod tests {
         let p = parse_ok(
             "mem=1536M lowmem=0x20000000 vmalloc=256m port=8080 \
              ip=192.168.1.7/16,192.168.0.1 token=s3cr3t api_quota=75 selftest \
-             crash=gp loglevel=debug",
+             crash=gp loglevel=debug pcp=off",
         );
         assert_eq!(
             p,
@@ -678,6 +686,7 @@ mod tests {
                 token: Some("s3cr3t"),
                 api_quota_pct: 75,
                 selftest: true,
+                pcp: false,
                 crash: Some(CrashKind::GeneralProtection),
                 loglevel: Some(LogLevel::Debug),
                 fail_page_alloc: None,

@@ -363,7 +363,10 @@ impl<P: Platform> MemoryManager<'_, P> {
             failed: 0,
         };
         let (start, end) = {
-            let pa = self.lock();
+            let mut pa = self.lock();
+            // Blocks on the per-CPU lists are free memory the scanners
+            // would skip and that could never merge: give them back first.
+            pa.drain_zone_pages(zi);
             let z = pa.zone(zt);
             (z.start_pfn.0, z.end_pfn.0)
         };
@@ -445,6 +448,11 @@ impl<P: Platform> MemoryManager<'_, P> {
                 for &(src, dst) in &moves[..nr_moves] {
                     pa.finish_migration(src, dst);
                 }
+                // The sources went to the per-CPU lists as they were
+                // freed; they must reach the buddy lists to merge (cf.
+                // lru_add_drain_cpu_zone() → drain_local_pages() in
+                // compact_zone()).
+                pa.drain_zone_pages(zi);
                 stats.migrated += nr_moves as u64;
             }
         }
@@ -453,6 +461,7 @@ impl<P: Platform> MemoryManager<'_, P> {
         for &t in &targets[..nr_targets] {
             let _ = pa.free_pages(t, Order::ZERO);
         }
+        pa.drain_zone_pages(zi);
         if let Some((o, mt)) = target
             && pa.compact_finished(zi, o, mt)
         {

@@ -54,15 +54,19 @@ impl PageFlags {
     /// for pages off the LRU): the owner set it, and answers compaction's
     /// [`crate::compaction::MigrateOwner`] calls. LRU pages are movable too.
     pub const MOVABLE: PageFlags = PageFlags(1 << 10);
+    /// Head of a free block sitting on a per-CPU list; `order` is valid
+    /// (see [`crate::page_alloc::pcp`]). Free, but not on the buddy lists.
+    pub const PCP: PageFlags = PageFlags(1 << 11);
     /// Bits 13–15 of a pageblock's first frame hold the pageblock's
     /// [`crate::zone::MigrateType`] (Linux keeps these `PB_migrate` bits in
     /// a separate `pageblock_flags` bitmap; here they ride in the
     /// descriptor, which has room). Meaningless on other frames.
     pub const PB_MIGRATE: PageFlags = PageFlags(0b111 << PB_MIGRATE_SHIFT);
 
-    const NAMES: [(PageFlags, &'static str); 7] = [
+    const NAMES: [(PageFlags, &'static str); 8] = [
         (PageFlags::RESERVED, "reserved"),
         (PageFlags::BUDDY, "buddy"),
+        (PageFlags::PCP, "pcp"),
         (PageFlags::HEAD, "head"),
         (PageFlags::TAIL, "tail"),
         (PageFlags::SLAB, "slab"),
@@ -266,6 +270,11 @@ impl Page {
     /// Free block head on a free list (cf. `PageBuddy()`).
     pub const fn is_buddy(&self) -> bool {
         self.flags.contains(PageFlags::BUDDY)
+    }
+
+    /// Free block head on a per-CPU list.
+    pub const fn is_pcp(&self) -> bool {
+        self.flags.contains(PageFlags::PCP)
     }
 
     /// Head of an allocated block.

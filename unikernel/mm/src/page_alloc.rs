@@ -20,7 +20,8 @@
 //! are grouped by mobility (see [`mobility`]): each pageblock of 512 frames
 //! has a migrate type, each order one free list per type, and an
 //! allocation takes from its own type's lists before it steals from
-//! another's. There are no per-CPU lists: one CPU.
+//! another's. Blocks up to `PAGE_ALLOC_COSTLY_ORDER` pass through per-CPU
+//! lists first (see [`pcp`]).
 //! The crate never touches frame contents: `__GFP_ZERO` is the caller's job
 //! (it owns the mappings), which keeps this code pure bookkeeping that runs
 //! unchanged on the host.
@@ -220,6 +221,9 @@ pub struct PageAlloc<'a> {
     pub(crate) compact_defer: [crate::compaction::CompactDefer; NR_ZONES],
     /// The CMA area, once [`PageAlloc::activate_cma`] set it up.
     pub(crate) cma: Option<crate::cma::CmaArea>,
+    /// Whether [`PageAlloc::setup_watermarks`] sizes the per-CPU lists
+    /// (see [`PageAlloc::set_pcp_enabled`]).
+    pcp_on: bool,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -287,6 +291,7 @@ impl<'a> PageAlloc<'a> {
             extfrag: mobility::ExtfragStats::ZERO,
             compact_defer: [crate::compaction::CompactDefer::NEW; NR_ZONES],
             cma: None,
+            pcp_on: true,
         })
     }
 
@@ -433,6 +438,8 @@ impl<'a> PageAlloc<'a> {
         self.calculate_min_free_kbytes();
         self.setup_per_zone_wmarks();
         self.setup_per_zone_lowmem_reserve();
+        // cf. setup_per_zone_wmarks() → zone_pcp_update(zone, 0).
+        self.zone_pcp_update();
     }
 
     /// Managed pages of the zones with a direct mapping.
@@ -584,10 +591,11 @@ impl<'a> PageAlloc<'a> {
             return Ok(pfn);
         }
         // A request that would reclaim first gives back the high-order
-        // atomic reserve (all but one pageblock), as
-        // __alloc_pages_direct_reclaim() does before its retry.
+        // atomic reserve (all but one pageblock) and drains the per-CPU
+        // lists, as __alloc_pages_direct_reclaim() does before its retry.
         if gfp.allows_blocking()
-            && self.unreserve_highatomic_pageblock(highest, gfp.migratetype(), false)
+            && (self.unreserve_highatomic_pageblock(highest, gfp.migratetype(), false)
+                | (self.drain_all_pages() > 0))
             && let Some(pfn) = self.get_page_from_freelist(gfp, order, highest, min, slow)
         {
             self.prep_new_page(pfn, order, owner);
@@ -666,8 +674,11 @@ impl<'a> PageAlloc<'a> {
         }
     }
 
-    /// cf. `rmqueue_buddy()`: an ALLOC_HARDER request tries the HighAtomic
-    /// reserve first, then its own type with fallback ([`PageAlloc::rmqueue_mt`]).
+    /// cf. `rmqueue()`: orders up to `PAGE_ALLOC_COSTLY_ORDER` from this
+    /// CPU's list; then `rmqueue_buddy()`: an ALLOC_HARDER request tries
+    /// the HighAtomic reserve first, then its own type with fallback
+    /// ([`PageAlloc::rmqueue_mt`]).
+    #[inline]
     fn rmqueue(
         &mut self,
         zi: usize,
@@ -675,6 +686,11 @@ impl<'a> PageAlloc<'a> {
         mt: MigrateType,
         flags: AllocFlags,
     ) -> Option<Pfn> {
+        if pcp::pcp_allowed_order(order.index())
+            && let Some(pfn) = self.rmqueue_pcplist(zi, order.index(), mt, flags)
+        {
+            return Some(pfn);
+        }
         if flags.harder
             && let Some(pfn) = self.rmqueue_smallest(zi, order, MigrateType::HighAtomic)
         {
@@ -850,9 +866,13 @@ impl<'a> PageAlloc<'a> {
             p.refcount = 0;
             p.owner = OwnerTag::NONE;
         }
-        // cf. free_pages_prepare() → get_pfnblock_migratetype().
-        let mt = self.pageblock_migratetype(pfn);
-        self.free_one_page(pfn.0, order.index(), zi, mt, false);
+        if pcp::pcp_allowed_order(order.index()) {
+            self.free_unref_page(pfn, order.index(), zi);
+        } else {
+            // cf. free_pages_prepare() → get_pfnblock_migratetype().
+            let mt = self.pageblock_migratetype(pfn);
+            self.free_one_page(pfn.0, order.index(), zi, mt, false);
+        }
         Ok(())
     }
 
@@ -1316,6 +1336,7 @@ pub fn int_sqrt(x: u64) -> u64 {
 
 mod check;
 pub mod mobility;
+pub mod pcp;
 mod take;
 
 /// A small machine for host tests of the modules above the allocator: 64 MiB

@@ -179,30 +179,9 @@ pub const ZONE_STAT_NAMES: [&str; 10] = [
     "nr_free_cma",
 ];
 
-/// One CPU's per-CPU page list of a zone as zoneinfo shows it (cf. `struct
-/// per_cpu_pages`). We keep no per-CPU lists, so `count` is 0; `batch` 1 is
-/// Linux's floor (cf. `zone_set_pageset_high_and_batch()`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pageset {
-    /// Pages on the list (`pcp->count`).
-    pub count: i32,
-    /// Drain threshold (`pcp->high`).
-    pub high: i32,
-    /// Refill/drain chunk (`pcp->batch`).
-    pub batch: i32,
-}
-
-impl Pageset {
-    /// An empty list with Linux's minimum batch.
-    pub const EMPTY: Pageset = Pageset {
-        count: 0,
-        high: 0,
-        batch: 1,
-    };
-}
-
 /// What `/proc/zoneinfo` prints that the page allocator does not know: the
-/// per-node counters other subsystems keep, and the per-CPU state.
+/// per-node counters other subsystems keep, and the per-CPU state. (The
+/// pagesets themselves are the allocator's, see [`crate::page_alloc::pcp`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZoneinfoExtra {
     /// `nr_slab_reclaimable`, in pages.
@@ -213,8 +192,6 @@ pub struct ZoneinfoExtra {
     pub nr_kernel_stack_kb: u64,
     /// `nr_page_table_pages`.
     pub nr_page_table_pages: u64,
-    /// CPU 0's pageset for each zone, in zone index order.
-    pub pagesets: [Pageset; NR_ZONES],
     /// CPU 0's `vm stats threshold` per zone (0: counters are exact).
     pub stat_threshold: [i32; NR_ZONES],
     /// `node_unreclaimable` (kswapd gave up on the node).
@@ -228,7 +205,6 @@ impl ZoneinfoExtra {
         nr_slab_unreclaimable: 0,
         nr_kernel_stack_kb: 0,
         nr_page_table_pages: 0,
-        pagesets: [Pageset::EMPTY; NR_ZONES],
         stat_threshold: [0; NR_ZONES],
         node_unreclaimable: false,
     };
@@ -303,17 +279,18 @@ pub fn zoneinfo(pa: &PageAlloc<'_>, extra: &ZoneinfoExtra, w: &mut impl Write) -
             };
             write!(w, "\n      {:<12} {}", name, value)?;
         }
-        let pcp = extra.pagesets[zi];
-        write!(
-            w,
-            "\n  pagesets\
-             \n    cpu: {}\
-             \n              count: {}\
-             \n              high:  {}\
-             \n              batch: {}\
-             \n  vm stats threshold: {}",
-            0, pcp.count, pcp.high, pcp.batch, extra.stat_threshold[zi]
-        )?;
+        w.write_str("\n  pagesets")?;
+        for (cpu, pcp) in zone.pcp.iter().enumerate() {
+            write!(
+                w,
+                "\n    cpu: {}\
+                 \n              count: {}\
+                 \n              high:  {}\
+                 \n              batch: {}\
+                 \n  vm stats threshold: {}",
+                cpu, pcp.count, pcp.high, pcp.batch, extra.stat_threshold[zi]
+            )?;
+        }
         write!(
             w,
             "\n  node_unreclaimable:  {}\

@@ -831,7 +831,12 @@ pub fn run(
     touch: &mut dyn FnMut(Pfn, Order) -> bool,
     log: &mut dyn Write,
 ) -> Result<SelftestReport, SelftestFailure> {
+    // The steps predict the buddy lists block for block, so the per-CPU
+    // lists are drained and off while they run, and back on after.
+    let pcp_on = pa.pcp_enabled();
+    pa.set_pcp_enabled(false);
     let r = run_steps(pa, scratch, touch, log);
+    pa.set_pcp_enabled(pcp_on);
     match &r {
         Ok(rep) => {
             let _ = writeln!(

@@ -18,6 +18,10 @@ pub const MAX_ORDER: usize = 10;
 /// Number of free lists per zone, one per order `0..=MAX_ORDER`
 /// (cf. `NR_PAGE_ORDERS`).
 pub const NR_ORDERS: usize = MAX_ORDER + 1;
+
+/// CPUs the per-CPU structures (pagesets) are sized for (cf. `NR_CPUS`);
+/// one until SMP.
+pub const NR_CPUS: usize = 1;
 /// Virtual base of the direct map of lowmem (cf. x86_64 `PAGE_OFFSET` with
 /// 4-level paging): lowmem frame at `phys` is visible at `PAGE_OFFSET + phys`.
 pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;

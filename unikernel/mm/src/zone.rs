@@ -364,6 +364,9 @@ pub struct Zone {
     pub cma_pages: u64,
     /// Free pages on the CMA lists (cf. `NR_FREE_CMA_PAGES`).
     pub nr_free_cma: u64,
+    /// Each CPU's page lists (cf. `per_cpu_pageset`), see
+    /// [`crate::page_alloc::pcp`].
+    pub pcp: [crate::page_alloc::pcp::PerCpuPages; crate::types::NR_CPUS],
 }
 
 impl Zone {
@@ -386,6 +389,7 @@ impl Zone {
             nr_reserved_highatomic: 0,
             cma_pages: 0,
             nr_free_cma: 0,
+            pcp: [crate::page_alloc::pcp::PerCpuPages::BOOT; crate::types::NR_CPUS],
         }
     }
 

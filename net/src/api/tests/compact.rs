@@ -6,7 +6,7 @@ use super::*;
 
 const FULL: Opts = Opts {
     quota_pct: 100,
-    token: None,
+    ..DEFAULT
 };
 
 #[test]

@@ -4,7 +4,7 @@ use super::*;
 
 const FULL: Opts = Opts {
     quota_pct: 100,
-    token: None,
+    ..DEFAULT
 };
 
 fn task(t: &mut T<'_>, name: &str, adj: i64) -> u64 {

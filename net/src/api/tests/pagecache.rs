@@ -4,7 +4,7 @@ use super::*;
 
 const FULL: Opts = Opts {
     quota_pct: 100,
-    token: None,
+    ..DEFAULT
 };
 
 fn expected_crc(id: u64, nr: usize) -> u64 {

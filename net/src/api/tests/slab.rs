@@ -309,7 +309,7 @@ fn mempool_reserve_serves_when_the_cache_cannot_grow() {
     run(
         Opts {
             quota_pct: 100,
-            token: None,
+            ..DEFAULT
         },
         |t| {
             let boot = t.buddyinfo();
@@ -535,7 +535,7 @@ fn slab_handles_count_against_the_quota() {
     run(
         Opts {
             quota_pct: 1,
-            token: None,
+            ..DEFAULT
         },
         |t| {
             // 1 % of ~28k managed pages is ~280 pages: 4 MiB (1024) is over.

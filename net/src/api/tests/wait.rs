@@ -5,7 +5,7 @@ use super::*;
 
 const FULL: Opts = Opts {
     quota_pct: 100,
-    token: None,
+    ..DEFAULT
 };
 
 impl T<'_> {

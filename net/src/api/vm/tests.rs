@@ -105,6 +105,8 @@ fn run_with(vmalloc_size: u64, body: impl FnOnce(&mut T<'_>)) {
     let mut pa = PageAlloc::new(&mut mem_map, layout).unwrap();
     pa.memblock_free_all(&mb).unwrap();
     pa.setup_watermarks();
+    // Exact buddy predictions: no per-CPU lists (as `pcp=off`).
+    pa.set_pcp_enabled(false);
     // The arena backs every firmware RAM frame, the mem= tail included.
     let mm = MemoryManager::new(pa, SimPlatform::new(RAM_END / PAGE_SIZE));
     let areas = Box::new(Mutex::new(VmapAreaAllocator::new(

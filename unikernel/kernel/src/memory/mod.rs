@@ -200,6 +200,12 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         }
     }
     pages.setup_watermarks();
+    if !params.pcp {
+        pages.set_pcp_enabled(false);
+        log::info!(
+            "pcp: per-CPU page lists off (pcp=off): orders 0-3 go straight to the buddy lists"
+        );
+    }
     log::info!(
         "memblock: released {} pages ({} MiB) to the buddy allocator; retiring",
         freed,

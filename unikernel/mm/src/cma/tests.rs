@@ -102,7 +102,7 @@ fn the_area_is_cma_pageblocks_free_to_movable_allocations_only() {
 fn cma_alloc_migrates_movable_pages_out_and_release_gives_the_area_back() {
     let mut m = mem_map();
     let mm = machine(&mut m);
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     // Movable pages all over DMA32, CMA area included; every third kept.
     let gfp = GfpFlags::GFP_USER | GfpFlags::MOVABLE | GfpFlags::DMA32;
     let mut owner = Owner::default();
@@ -169,7 +169,11 @@ fn cma_alloc_migrates_movable_pages_out_and_release_gives_the_area_back() {
     for &p in owner.pages.keys() {
         mm.free_pages(Pfn(p), Order::ZERO).unwrap();
     }
-    assert_eq!(mm.buddyinfo(), boot, "everything back where boot had it");
+    assert_eq!(
+        mm.drained_buddyinfo(),
+        boot,
+        "everything back where boot had it"
+    );
     assert_eq!(mm.lock().cma_free_pages(), CMA_PAGES);
     mm.lock().check_invariants().unwrap();
 }
@@ -231,7 +235,7 @@ fn a_pinned_page_makes_cma_alloc_skip_its_run() {
 fn dma_alloc_coherent_over_4m_comes_from_the_area() {
     let mut m = mem_map();
     let mm = machine(&mut m);
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     // Dirty the area first, so the zeroing shows.
     for p in CMA_BASE.0..CMA_BASE.0 + CMA_PAGES {
         mm.platform().with_frame(Pfn(p), &mut |b| b.fill(0xAA));
@@ -253,10 +257,10 @@ fn dma_alloc_coherent_over_4m_comes_from_the_area() {
     assert_eq!(mm.lock().cma_used_pages(), 1536);
     dma.dma_free_coherent(&mm, buf).unwrap();
     assert_eq!(mm.lock().cma_used_pages(), 0);
-    assert_eq!(mm.buddyinfo(), boot);
+    assert_eq!(mm.drained_buddyinfo(), boot);
     // Larger than the area: refused, nothing taken.
     assert!(dma.dma_alloc_coherent(&mm, 9 * MIB, "test").is_err());
-    assert_eq!(mm.buddyinfo(), boot);
+    assert_eq!(mm.drained_buddyinfo(), boot);
 }
 
 #[test]
@@ -290,6 +294,7 @@ fn a_full_area_then_a_run_then_a_dma_buffer_keeps_the_counts() {
         mm.free_pages(Pfn(p), Order::ZERO).unwrap();
     }
     mm.lock().check_invariants().unwrap();
+    mm.drain_all_pages();
     assert_eq!(mm.lock().cma_free_pages(), CMA_PAGES);
 }
 
@@ -319,6 +324,7 @@ fn a_run_inside_a_free_4m_block_keeps_the_counts() {
     for p in held {
         mm.free_pages(p, Order::ZERO).unwrap();
     }
+    mm.drain_all_pages();
     let free_before = mm.lock().cma_free_pages();
     // 1 MiB-aligned candidates: the first holds the pinned page, the
     // second starts inside the first pageblock and ends in the next one.
@@ -326,6 +332,7 @@ fn a_run_inside_a_free_4m_block_keeps_the_counts() {
     assert_eq!(got.0, first.0 + 256, "the run after the pinned page's");
     mm.lock().check_invariants().unwrap();
     mm.cma_release(got, 512).unwrap();
+    mm.drain_all_pages();
     let pa = mm.lock();
     pa.check_invariants().unwrap();
     assert_eq!(

@@ -46,7 +46,7 @@ fn coherent_alloc_is_zeroed_dma32_and_free_restores_buddyinfo() {
     let mut mem_map = mem_map();
     let mm = manager(&mut mem_map);
     let mut dma = Dma::new();
-    let before = mm.buddyinfo();
+    let before = mm.drained_buddyinfo();
 
     let buf = dma.dma_alloc_coherent(&mm, 5000, "virtio-net rx").unwrap();
     assert_eq!(buf.size(), 5000);
@@ -71,10 +71,10 @@ fn coherent_alloc_is_zeroed_dma32_and_free_restores_buddyinfo() {
         assert!(head.is_head());
         assert_eq!(head.owner, OwnerTag::DMA);
     }
-    assert_ne!(mm.buddyinfo(), before);
+    assert_ne!(mm.drained_buddyinfo(), before);
 
     dma.dma_free_coherent(&mm, buf).unwrap();
-    assert_eq!(mm.buddyinfo(), before);
+    assert_eq!(mm.drained_buddyinfo(), before);
     assert_eq!(dma.snapshot().coherent().count(), 0);
     mm.lock().check_invariants().unwrap();
 }
@@ -84,7 +84,7 @@ fn registry_lists_live_buffers_and_refuses_bad_frees() {
     let mut mem_map = mem_map();
     let mm = manager(&mut mem_map);
     let mut dma = Dma::new();
-    let before = mm.buddyinfo();
+    let before = mm.drained_buddyinfo();
 
     let rx = dma
         .dma_alloc_coherent(&mm, 64 << 10, "virtio-net rx")
@@ -131,7 +131,7 @@ fn registry_lists_live_buffers_and_refuses_bad_frees() {
         Err(DmaError::NotFound { dma_addr: rx_addr })
     );
     dma.dma_free_coherent(&mm, tx).unwrap();
-    assert_eq!(mm.buddyinfo(), before);
+    assert_eq!(mm.drained_buddyinfo(), before);
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn bad_sizes_and_full_registry_fail_cleanly() {
     let mut mem_map = mem_map();
     let mm = manager(&mut mem_map);
     let mut dma = Dma::new();
-    let before = mm.buddyinfo();
+    let before = mm.drained_buddyinfo();
     assert_eq!(
         dma.dma_alloc_coherent(&mm, 0, "x").unwrap_err(),
         DmaError::InvalidSize { size: 0 }
@@ -154,20 +154,20 @@ fn bad_sizes_and_full_registry_fail_cleanly() {
     for _ in 0..MAX_COHERENT {
         bufs.push(dma.dma_alloc_coherent(&mm, 100, "many").unwrap());
     }
-    let after_fill = mm.buddyinfo();
+    let after_fill = mm.drained_buddyinfo();
     assert_eq!(
         dma.dma_alloc_coherent(&mm, 100, "one more").unwrap_err(),
         DmaError::RegistryFull
     );
     assert_eq!(
-        mm.buddyinfo(),
+        mm.drained_buddyinfo(),
         after_fill,
         "a refused alloc takes no frames"
     );
     for b in bufs {
         dma.dma_free_coherent(&mm, b).unwrap();
     }
-    assert_eq!(mm.buddyinfo(), before);
+    assert_eq!(mm.drained_buddyinfo(), before);
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn zone_exhaustion_is_no_memory() {
     let mut mem_map = mem_map();
     let mm = manager(&mut mem_map);
     let mut dma = Dma::new();
-    let before = mm.buddyinfo();
+    let before = mm.drained_buddyinfo();
     // 16 MiB of DMA32 plus ~16 MiB of DMA cannot give more than ~7 blocks of 4 MiB.
     let mut bufs = Vec::new();
     let err = loop {
@@ -195,7 +195,7 @@ fn zone_exhaustion_is_no_memory() {
     for b in bufs {
         dma.dma_free_coherent(&mm, b).unwrap();
     }
-    assert_eq!(mm.buddyinfo(), before);
+    assert_eq!(mm.drained_buddyinfo(), before);
 }
 
 #[test]

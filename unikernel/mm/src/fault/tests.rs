@@ -38,12 +38,12 @@ fn lazy_area_maps_nothing_until_touched() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = setup(sim);
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     let area = vmalloc_lazy(&mut *a, 64 * P, "lazy").unwrap();
     assert!(area.lazy);
     assert_eq!((area.nr_pages, area.resident), (64, 0));
     assert_eq!(sim.nr_ptes(), 0, "nothing mapped up front");
-    assert_eq!(mm.buddyinfo(), boot, "no frame taken");
+    assert_eq!(mm.drained_buddyinfo(), boot, "no frame taken");
     assert_eq!(a.stats().vmalloc_pages, 0, "VmallocUsed counts frames");
     a.check_invariants().unwrap();
 }
@@ -157,7 +157,7 @@ fn vfree_of_a_lazy_area_frees_its_frames_but_never_the_zero_page() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = setup(sim);
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     let area = vmalloc_lazy(&mut *a, 16 * P, "lazy").unwrap();
     // Pages 0..4 read, 2..8 written, 8..16 untouched.
     for i in 0..4 {
@@ -173,7 +173,11 @@ fn vfree_of_a_lazy_area_frees_its_frames_but_never_the_zero_page() {
     assert_eq!(sim.nr_ptes(), 8);
     let freed = vfree(&mut *a, &mm, sim, area.start).unwrap();
     assert_eq!(freed.resident, 6);
-    assert_eq!(mm.buddyinfo(), boot, "every faulted frame went back");
+    assert_eq!(
+        mm.drained_buddyinfo(),
+        boot,
+        "every faulted frame went back"
+    );
     assert_eq!((sim.nr_ptes(), sim.unflushed()), (0, 0));
     mm.lock().check_invariants().unwrap();
     a.check_invariants().unwrap();
@@ -208,7 +212,7 @@ fn fault_at_exhaustion_is_oom_and_changes_nothing() {
     let r = handle_vmalloc_fault(&mut *a, &mm, sim, area.start, FaultAccess::Write).unwrap();
     assert!(matches!(r, FaultResolution::NewFrame(_)));
     vfree(&mut *a, &mm, sim, area.start).unwrap();
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
 }
 
 proptest! {
@@ -225,7 +229,7 @@ proptest! {
         let mm = machine(&mut mm_);
         let sim = mm.platform();
         let mut a = setup(sim);
-        let boot = mm.buddyinfo();
+        let boot = mm.drained_buddyinfo();
         let area = vmalloc_lazy(&mut *a, 32 * P, "prop").unwrap();
         let (mut read, mut written) = ([false; 32], [false; 32]);
         for &(i, write) in &ops {
@@ -252,7 +256,7 @@ proptest! {
         // Spurious faults count too, as `handle_mm_fault()` counts on entry.
         prop_assert_eq!(pgfault(&mm), ops.len() as u64);
         vfree(&mut *a, &mm, sim, area.start).unwrap();
-        prop_assert_eq!(mm.buddyinfo(), boot);
+        prop_assert_eq!(mm.drained_buddyinfo(), boot);
         prop_assert_eq!(sim.nr_ptes(), 0);
     }
 }

@@ -13,6 +13,7 @@ use crate::zone::{NR_ZONES, ZoneType};
 
 /// Flags no frame inside a free block (past its head) may carry.
 const NOT_FREE: PageFlags = PageFlags::BUDDY
+    .union(PageFlags::PCP)
     .union(PageFlags::HEAD)
     .union(PageFlags::TAIL)
     .union(PageFlags::RESERVED)
@@ -44,7 +45,8 @@ impl PageAlloc<'_> {
     pub(crate) fn check_each(&self, sink: &mut dyn FnMut(Problem), checked: &mut Checked) {
         let mut bad = |what, pfn: u64| sink(Problem::new(BUDDY, what, Some(pfn)));
         let listed = self.check_free_lists(&mut bad, checked);
-        self.check_mem_map(listed, &mut bad, checked);
+        let pcp_listed = self.check_pcp_lists(&mut bad, checked);
+        self.check_mem_map(listed, pcp_listed, &mut bad, checked);
     }
 
     /// Walks every free list; returns the number of blocks listed.
@@ -156,11 +158,92 @@ impl PageAlloc<'_> {
         buddy_heads_listed
     }
 
+    /// Walks every per-CPU list: each entry a PCP head of the list's order,
+    /// aligned, in the zone, its other frames free; `count` matches; lists
+    /// only where `high` allows them. Returns the number of blocks listed.
+    fn check_pcp_lists(
+        &self,
+        bad: &mut dyn FnMut(&'static str, u64),
+        checked: &mut Checked,
+    ) -> u64 {
+        use super::pcp::{NR_PCP_LISTS, pindex_to_order};
+        let max = self.layout.max_pfn.0;
+        let mut listed = 0u64;
+        for (zi, zone) in self.zones.iter().enumerate() {
+            for pcp in &zone.pcp {
+                let mut pages = 0u64;
+                for pindex in 0..NR_PCP_LISTS {
+                    let order = pindex_to_order(pindex);
+                    let mut prev = NIL;
+                    let mut cur = pcp.lists[pindex].head;
+                    let mut n = 0u64;
+                    while cur != NIL {
+                        let pfn = u64::from(cur);
+                        if pfn >= max || n > zone.managed_pages {
+                            bad("per-CPU list entry past max_pfn (or cyclic)", pfn);
+                            break;
+                        }
+                        let p = &self.mem_map[pfn as usize];
+                        if !p.is_pcp() || p.is_buddy() || p.order as usize != order {
+                            bad(
+                                "per-CPU list entry is not a PCP head of the list's order",
+                                pfn,
+                            );
+                            break;
+                        }
+                        let end = pfn + (1 << order);
+                        if p.zone as usize != zi || pfn < zone.start_pfn.0 || end > zone.end_pfn.0 {
+                            bad("per-CPU list entry outside its zone", pfn);
+                        }
+                        if pfn & ((1 << order) - 1) != 0 {
+                            bad("per-CPU block not aligned to its order", pfn);
+                        }
+                        if p.prev != prev {
+                            bad("per-CPU list back link broken", pfn);
+                        }
+                        if p.owner != OwnerTag::NONE || p.refcount != 0 {
+                            bad("free frame has an owner or a refcount", pfn);
+                        }
+                        for t in (pfn + 1)..end.min(max) {
+                            let q = &self.mem_map[t as usize];
+                            if q.flags.intersects(NOT_FREE) || q.zone as usize != zi {
+                                bad("frame inside a per-CPU block is not free", t);
+                            }
+                        }
+                        n += 1;
+                        pages += 1 << order;
+                        prev = cur;
+                        cur = p.next;
+                    }
+                    if pcp.lists[pindex].tail != prev {
+                        bad(
+                            "per-CPU list tail pointer broken",
+                            u64::from(pcp.lists[pindex].tail),
+                        );
+                    }
+                    listed += n;
+                }
+                checked.free_pages += pages;
+                if pages != u64::from(pcp.count) {
+                    bad(
+                        "pcp count does not match the per-CPU lists",
+                        zone.start_pfn.0,
+                    );
+                }
+                if pcp.high == 0 && pcp.count > 0 {
+                    bad("pages on a per-CPU list that is off", zone.start_pfn.0);
+                }
+            }
+        }
+        listed
+    }
+
     /// Whole-map pass: zone links, present/managed recount, block shapes,
-    /// orphan BUDDY heads.
+    /// orphan BUDDY and PCP heads.
     fn check_mem_map(
         &self,
         buddy_heads_listed: u64,
+        pcp_heads_listed: u64,
         bad: &mut dyn FnMut(&'static str, u64),
         checked: &mut Checked,
     ) {
@@ -168,6 +251,7 @@ impl PageAlloc<'_> {
         let mut present = [0u64; NR_ZONES];
         let mut managed = [0u64; NR_ZONES];
         let mut buddy_heads = 0u64;
+        let mut pcp_heads = 0u64;
         let mut in_free_block = 0u64; // frames left in the current free block
         let mut in_alloc_block = 0u64; // frames left in the current allocated block
         let mut head_owner = OwnerTag::NONE;
@@ -194,6 +278,7 @@ impl PageAlloc<'_> {
                 checked.reserved_pages += 1;
                 if p.flags.intersects(
                     PageFlags::BUDDY
+                        .union(PageFlags::PCP)
                         .union(PageFlags::HEAD)
                         .union(PageFlags::TAIL),
                 ) {
@@ -208,6 +293,13 @@ impl PageAlloc<'_> {
                     buddy_heads += 1;
                     if in_free_block > 0 || in_alloc_block > 0 {
                         bad("free block head inside another block", pfn_u);
+                    }
+                    in_free_block = 1 << p.order.min(MAX_ORDER as u8);
+                    in_alloc_block = 0;
+                } else if p.is_pcp() {
+                    pcp_heads += 1;
+                    if in_free_block > 0 || in_alloc_block > 0 {
+                        bad("per-CPU block head inside another block", pfn_u);
                     }
                     in_free_block = 1 << p.order.min(MAX_ORDER as u8);
                     in_alloc_block = 0;
@@ -247,6 +339,9 @@ impl PageAlloc<'_> {
         }
         if buddy_heads != buddy_heads_listed {
             bad("BUDDY head missing from the free lists", max);
+        }
+        if pcp_heads != pcp_heads_listed {
+            bad("PCP head missing from the per-CPU lists", max);
         }
         for zi in 0..NR_ZONES {
             let start = self.zones[zi].start_pfn.0;

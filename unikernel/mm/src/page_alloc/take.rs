@@ -41,11 +41,17 @@ impl PageAlloc<'_> {
         }
         // The free block holding `pfn`: its head is `pfn` rounded down to
         // the block's order, marked BUDDY with exactly that order.
-        let found = (order.index()..NR_ORDERS).find_map(|o| {
-            let head = pfn.0 & !((1u64 << o) - 1);
-            let p = &self.mem_map[head as usize];
-            (p.is_buddy() && p.order as usize == o).then_some((head, o, p.zone as usize))
-        });
+        let find = |pa: &Self| {
+            (order.index()..NR_ORDERS).find_map(|o| {
+                let head = pfn.0 & !((1u64 << o) - 1);
+                let p = &pa.mem_map[head as usize];
+                (p.is_buddy() && p.order as usize == o).then_some((head, o, p.zone as usize))
+            })
+        };
+        // A frame on a per-CPU list is free but not on the buddy lists:
+        // drain them and look again.
+        let found =
+            find(self).or_else(|| (self.drain_all_pages() > 0).then(|| find(self)).flatten());
         let Some((head, mut o, zi)) = found else {
             return Err(refused);
         };
@@ -97,6 +103,7 @@ mod tests {
         for &pfn in &taken {
             pa.free_pages(pfn, o0).unwrap();
         }
+        pa.drain_all_pages();
         assert_eq!(
             pa.zones()
                 .iter()

@@ -652,6 +652,7 @@ fn drain(pa: &mut PageAlloc<'_>, gfp: GfpFlags, live: &mut Vec<Pfn>) -> u64 {
 fn atomic_dips_below_min_where_kernel_stops() {
     let (mut pa, _mb) = boot(q35_2g_memblock(), 896 * MIB);
     pa.setup_watermarks();
+    pa.set_pcp_enabled(false); // exact free counts
     let dma = |pa: &PageAlloc<'_>| pa.zone(ZoneType::Dma).free_pages;
     let mut live = Vec::new();
     // GFP_DMA zonelist is DMA only; reserve[0] is 0. The fast path stops at
@@ -698,6 +699,7 @@ fn atomic_dips_below_min_where_kernel_stops() {
 fn fallback_to_lower_zones_stops_at_lowmem_reserve() {
     let (mut pa, _mb) = boot(q35_2g_memblock(), 896 * MIB);
     pa.setup_watermarks();
+    pa.set_pcp_enabled(false); // exact free counts
     let free = |pa: &PageAlloc<'_>, zt| pa.zone(zt).free_pages;
     let mut live = Vec::new();
     // GFP_KERNEL: Normal (empty) → DMA32 → DMA, highest_zoneidx = Normal.
@@ -755,8 +757,15 @@ const GFP_MIX: [GfpFlags; 7] = [
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { order: u8, gfp: usize },
-    Free { idx: prop::sample::Index },
+    Alloc {
+        order: u8,
+        gfp: usize,
+    },
+    Free {
+        idx: prop::sample::Index,
+    },
+    /// Give every per-CPU list back (`drain_all_pages`).
+    Drain,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -764,13 +773,14 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (ord, 0..GFP_MIX.len()).prop_map(|(order, gfp)| Op::Alloc { order, gfp }),
         2 => any::<prop::sample::Index>().prop_map(|idx| Op::Free { idx }),
+        1 => Just(Op::Drain),
     ]
 }
 
 /// 40 MiB with a firmware hole, a reserved kernel, and zone boundaries that
 /// are not MAX_ORDER-aligned: DMA [0,4096), DMA32 [4096,6000),
 /// HighMem [6000,10000).
-fn sim() -> PageAlloc<'static> {
+fn sim(pcp: bool) -> PageAlloc<'static> {
     let layout = ZoneLayout {
         lowmem_pfn: Pfn(6000),
         max_pfn: Pfn(10_000),
@@ -781,6 +791,7 @@ fn sim() -> PageAlloc<'static> {
         &[(1, 159), (512, 10_000)],
     );
     pa.setup_watermarks();
+    pa.set_pcp_enabled(pcp);
     pa
 }
 
@@ -788,8 +799,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_alloc_free_keeps_invariants(ops in prop::collection::vec(op(), 1..150)) {
-        let mut pa = sim();
+    fn random_alloc_free_keeps_invariants(
+        ops in prop::collection::vec(op(), 1..150),
+        pcp in any::<bool>(),
+    ) {
+        let mut pa = sim(pcp);
         let initial: Vec<_> = ZoneType::ALL.iter().map(|&zt| counts(&pa, zt)).collect();
         let initial_free = pa.nr_free_pages();
         let mut live: Vec<(Pfn, Order, GfpFlags)> = Vec::new();
@@ -815,7 +829,16 @@ proptest! {
                         }
                         Err(e) => {
                             prop_assert_eq!(e, AllocError::NoMemory { order: order(o), gfp });
-                            prop_assert!(snapshot(&pa) == before);
+                            if pcp {
+                                // A failing request may have drained the
+                                // per-CPU lists; no page was lost.
+                                prop_assert_eq!(
+                                    pa.nr_free_pages() + pa.nr_pcp_pages(),
+                                    before.0.iter().map(|z| z.free_pages + z.pcp.iter().map(|p| u64::from(p.count)).sum::<u64>()).sum::<u64>()
+                                );
+                            } else {
+                                prop_assert!(snapshot(&pa) == before);
+                            }
                         }
                     }
                 }
@@ -825,12 +848,18 @@ proptest! {
                         pa.free_pages(pfn, ord).unwrap();
                     }
                 }
+                Op::Drain => {
+                    let pcp_pages = pa.nr_pcp_pages();
+                    prop_assert_eq!(pa.drain_all_pages(), pcp_pages);
+                    prop_assert_eq!(pa.nr_pcp_pages(), 0);
+                }
             }
             pa.check_invariants().map_err(TestCaseError::fail)?;
         }
         for (pfn, ord, _) in live {
             pa.free_pages(pfn, ord).unwrap();
         }
+        pa.drain_all_pages();
         let after: Vec<_> = ZoneType::ALL.iter().map(|&zt| counts(&pa, zt)).collect();
         prop_assert_eq!(after, initial);
         prop_assert_eq!(pa.nr_free_pages(), initial_free);
@@ -847,5 +876,266 @@ proptest! {
         prop_assert_eq!(pa.nr_free_pages(), end - start);
         prop_assert_eq!(pa.totalram_pages(), end - start);
         pa.check_invariants().map_err(TestCaseError::fail)?;
+    }
+}
+
+// ----------------------------------------------------------------------
+// Per-CPU page lists (see `pcp`)
+// ----------------------------------------------------------------------
+
+mod pcp_lists {
+    use super::*;
+    use crate::page_alloc::pcp::{order_to_pindex, zone_batchsize, zone_highsize};
+
+    fn q35() -> PageAlloc<'static> {
+        let (mut pa, _mb) = boot(q35_2g_memblock(), 896 * MIB);
+        pa.setup_watermarks();
+        pa
+    }
+
+    fn pcp(pa: &PageAlloc<'_>, zt: ZoneType) -> pcp::PerCpuPages {
+        *pa.pageset(zt.index(), 0)
+    }
+
+    #[test]
+    fn batch_and_high_follow_linux() {
+        // zone_batchsize(): min(managed >> 10, 256) / 4, then 2^n - 1.
+        assert_eq!(zone_batchsize(3486), 1); // 3 / 4 = 0 → 1 → 2^0 - 1 → max 1
+        assert_eq!(zone_batchsize(223_232), 63); // 218 / 4 = 54; 81 → 64 - 1
+        assert_eq!(zone_batchsize(294_880), 63); // 256 / 4 = 64; 96 → 64 - 1
+        assert_eq!(zone_batchsize(4 << 20), 63);
+        assert_eq!(zone_highsize(1171, 63, 1), 1171);
+        assert_eq!(zone_highsize(17, 1, 1), 17);
+        assert_eq!(zone_highsize(100, 63, 1), 252, "at least four batches");
+        let pa = q35();
+        // high = the LOW watermark: DMA 14 + 3, DMA32 937 + 234, HighMem 128 + 309.
+        let hb = |zt| (pcp(&pa, zt).high, pcp(&pa, zt).batch);
+        assert_eq!(hb(ZoneType::Dma), (17, 1));
+        assert_eq!(hb(ZoneType::Dma32), (1171, 63));
+        assert_eq!(
+            hb(ZoneType::Normal),
+            (0, 1),
+            "an empty zone keeps the boot pageset"
+        );
+        assert_eq!(hb(ZoneType::HighMem), (437, 63));
+    }
+
+    #[test]
+    fn an_order0_allocation_takes_a_batch_and_a_free_keeps_the_page() {
+        let mut pa = q35();
+        let free = pa.zone(ZoneType::Dma32).free_pages;
+        let p = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
+        assert_eq!(pa.zone_of(p), Some(ZoneType::Dma32));
+        // rmqueue_bulk() took 63 pages off the buddy lists; 62 wait.
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free - 63);
+        assert_eq!(pcp(&pa, ZoneType::Dma32).count, 62);
+        let list = pcp(&pa, ZoneType::Dma32).lists[order_to_pindex(MigrateType::Unmovable, 0)];
+        assert!(!list.is_empty());
+        pa.check_invariants().unwrap();
+        // The free goes on the list head: the next allocation gets it back.
+        pa.free_pages(p, Order::ZERO).unwrap();
+        assert_eq!(pcp(&pa, ZoneType::Dma32).count, 63);
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free - 63);
+        assert!(pa.page(p).unwrap().is_pcp());
+        let again = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
+        assert_eq!(again, p, "LIFO: the cache-hot page");
+        pa.free_pages(again, Order::ZERO).unwrap();
+        assert_eq!(pa.drain_all_pages(), 63);
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free);
+        pa.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_page_on_a_list_is_free_and_cannot_be_freed_again() {
+        let mut pa = q35();
+        let p = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, order(2), OwnerTag::API)
+            .unwrap();
+        pa.free_pages(p, order(2)).unwrap();
+        assert!(pa.page(p).unwrap().is_pcp());
+        let before = snapshot(&pa);
+        assert_eq!(
+            pa.free_pages(p, order(2)),
+            Err(FreeError::DoubleFree { pfn: p })
+        );
+        assert_eq!(
+            pa.free_pages(p.add(1), Order::ZERO),
+            Err(FreeError::DoubleFree { pfn: p.add(1) })
+        );
+        assert_eq!(
+            pa.set_owner(p, OwnerTag::SLAB),
+            Err(FreeError::DoubleFree { pfn: p })
+        );
+        assert!(snapshot(&pa) == before);
+        assert_eq!(pa.compound_head(p), None);
+    }
+
+    #[test]
+    fn orders_above_costly_bypass_the_lists_and_high_order_batches_shrink() {
+        let mut pa = q35();
+        let free = pa.zone(ZoneType::Dma32).free_pages;
+        let p = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, order(4), OwnerTag::API)
+            .unwrap();
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free - 16);
+        pa.free_pages(p, order(4)).unwrap();
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free);
+        assert_eq!(pa.nr_pcp_pages(), 0);
+        // Order 3: batch 63 >> 3 = 7 blocks.
+        let p = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, order(3), OwnerTag::API)
+            .unwrap();
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free - 7 * 8);
+        assert_eq!(pcp(&pa, ZoneType::Dma32).count, 6 * 8);
+        pa.free_pages(p, order(3)).unwrap();
+        pa.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_list_past_high_gives_batches_back_doubling_while_frees_run() {
+        let mut pa = q35();
+        let zt = ZoneType::Dma32;
+        let free = pa.zone(zt).free_pages;
+        let mut live = Vec::new();
+        for _ in 0..1300 {
+            live.push(
+                pa.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+                    .unwrap(),
+            );
+        }
+        // Refills took whole batches: 21 of 63 for 1300 pages.
+        assert_eq!(free - pa.zone(zt).free_pages, 21 * 63);
+        assert_eq!(pcp(&pa, zt).count, 21 * 63 - 1300);
+        let mut counts = Vec::new();
+        for p in live {
+            pa.free_pages(p, Order::ZERO).unwrap();
+            let c = pcp(&pa, zt).count;
+            assert!(c < 1171, "never at or over high after a free");
+            counts.push(c);
+        }
+        // The first free over high gave back one batch (63), the next a
+        // doubled one (126): free_factor grows while nothing is allocated.
+        let drops: Vec<u32> = counts
+            .windows(2)
+            .filter(|w| w[1] < w[0])
+            .map(|w| w[0] + 1 - w[1])
+            .collect();
+        assert_eq!(&drops[..2], &[63, 126]);
+        pa.check_invariants().unwrap();
+        pa.drain_all_pages();
+        assert_eq!(pa.zone(zt).free_pages, free);
+    }
+
+    #[test]
+    fn off_means_straight_to_the_buddy_and_on_again_resizes() {
+        let mut pa = q35();
+        let p = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
+        assert!(pa.nr_pcp_pages() > 0);
+        pa.set_pcp_enabled(false);
+        assert!(!pa.pcp_enabled());
+        assert_eq!(pa.nr_pcp_pages(), 0, "turning the lists off drains them");
+        assert_eq!(pcp(&pa, ZoneType::Dma32).high, 0);
+        let free = pa.zone(ZoneType::Dma32).free_pages;
+        pa.free_pages(p, Order::ZERO).unwrap();
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free + 1);
+        let q = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
+        assert_eq!(pa.zone(ZoneType::Dma32).free_pages, free);
+        pa.free_pages(q, Order::ZERO).unwrap();
+        pa.set_pcp_enabled(true);
+        assert_eq!(pcp(&pa, ZoneType::Dma32).high, 1171);
+        pa.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn special_pageblocks_wait_on_the_movable_list_and_go_home_on_drain() {
+        let mut pa = q35();
+        let zt = ZoneType::Dma32;
+        let p = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
+        let q = pa
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
+        pa.drain_all_pages();
+        // p's pageblock becomes HighAtomic: its frees wait on the Movable
+        // list and return to the HighAtomic list.
+        pa.set_pageblock_migratetype(p, MigrateType::HighAtomic);
+        pa.free_pages(p, Order::ZERO).unwrap();
+        let movable0 = pcp(&pa, zt).lists[order_to_pindex(MigrateType::Movable, 0)];
+        assert_eq!(movable0.head, p.0 as u32);
+        pa.drain_all_pages();
+        let on_highatomic =
+            pa.zones[zt.index()].free_area[0].free_list[MigrateType::HighAtomic.index()].head;
+        assert_eq!(on_highatomic, p.0 as u32);
+        // An isolated pageblock's frees skip the lists.
+        pa.set_pageblock_migratetype(q, MigrateType::Isolate);
+        pa.free_pages(q, Order::ZERO).unwrap();
+        assert_eq!(pa.nr_pcp_pages(), 0);
+        assert!(!pa.page(q).unwrap().is_pcp() && pa.compound_head(q).is_none());
+        pa.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_blocking_request_drains_the_lists_before_it_fails() {
+        let mut pa = q35();
+        pa.set_pcp_enabled(true);
+        // Fill DMA (batch 1, high 17) from GFP_DMA pages, then free a few:
+        // they wait on DMA's list, invisible to the watermark check.
+        let mut live = Vec::new();
+        while let Ok(p) = pa.alloc_pages(
+            GfpFlags::GFP_NOWAIT | GfpFlags::DMA,
+            Order::ZERO,
+            OwnerTag::API,
+        ) {
+            live.push(p);
+        }
+        for p in live.drain(..10) {
+            pa.free_pages(p, Order::ZERO).unwrap();
+        }
+        assert_eq!(pcp(&pa, ZoneType::Dma).count, 10);
+        let free = pa.zone(ZoneType::Dma).free_pages;
+        // GFP_KERNEL | GFP_DMA may block: the slow path drains and the 10
+        // pages count again.
+        assert!(free <= 14, "at or below MIN: {free}");
+        let p = pa
+            .alloc_pages(
+                GfpFlags::GFP_KERNEL | GfpFlags::DMA,
+                Order::ZERO,
+                OwnerTag::API,
+            )
+            .expect("served after the drain");
+        assert_eq!(pa.zone_of(p), Some(ZoneType::Dma));
+        assert_eq!(pcp(&pa, ZoneType::Dma).count, 0);
+        assert_eq!(pa.zone(ZoneType::Dma).free_pages, free + 10 - 1);
+        // A request that may not block does not drain (cf. the drain in
+        // __alloc_pages_direct_reclaim()): it fails with pages waiting.
+        pa.free_pages(p, Order::ZERO).unwrap();
+        for p in live.drain(..5) {
+            pa.free_pages(p, Order::ZERO).unwrap();
+        }
+        let waiting = pcp(&pa, ZoneType::Dma).count;
+        assert_eq!(waiting, 6);
+        while pa
+            .alloc_pages(
+                GfpFlags::GFP_NOWAIT | GfpFlags::DMA,
+                Order::ZERO,
+                OwnerTag::API,
+            )
+            .is_ok()
+        {}
+        assert_eq!(
+            pcp(&pa, ZoneType::Dma).count,
+            0,
+            "its own list serves it first"
+        );
+        pa.check_invariants().unwrap();
     }
 }

@@ -95,6 +95,7 @@ mod tests {
         pa.mark_ram(Pfn(0), Pfn(10_000)).unwrap();
         pa.free_bootmem(Pfn(0), Pfn(10_000)).unwrap();
         pa.setup_watermarks();
+        pa.set_pcp_enabled(false); // golden counts of the buddy lists
         pa
     }
 

@@ -422,7 +422,7 @@ fn vmalloc_1mib_maps_256_scattered_highmem_frames_and_vfree_restores_buddyinfo()
     for pfn in taken.iter().step_by(2) {
         mm.free_pages(*pfn, Order::ZERO).unwrap();
     }
-    let before = mm.buddyinfo();
+    let before = mm.drained_buddyinfo();
     let flushes = sim.tlb_flushes();
 
     let area = vmalloc(&mut *a, &mm, sim, 1 << 20, "test_vmalloc_1m").unwrap();
@@ -455,7 +455,11 @@ fn vmalloc_1mib_maps_256_scattered_highmem_frames_and_vfree_restores_buddyinfo()
 
     let freed = vfree(&mut *a, &mm, sim, area.start).unwrap();
     assert_eq!(freed.start, area.start);
-    assert_eq!(mm.buddyinfo(), before, "vfree restores buddyinfo exactly");
+    assert_eq!(
+        mm.drained_buddyinfo(),
+        before,
+        "vfree restores buddyinfo exactly"
+    );
     assert_eq!(sim.ptes_in(area.start, area.reserved_end()).len(), 0);
     assert_eq!(sim.unflushed(), 0, "every unmapped page was flushed");
     assert_eq!(sim.tlb_flushes() - flushes, 256 / TEARDOWN_BATCH as u64);
@@ -470,7 +474,7 @@ fn vmalloc_prefers_highmem_and_falls_back_to_lower_zones() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = areas();
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     // HighMem managed = 32 MiB - the 2 MiB reserved; ask for all of it and more.
     let area = vmalloc(&mut *a, &mm, sim, 40 << 20, "big").unwrap();
     let frames = frames_of(sim, &area);
@@ -489,7 +493,7 @@ fn vmalloc_prefers_highmem_and_falls_back_to_lower_zones() {
     assert!(frames[first_low..].iter().all(|&f| f < lowmem_pfn()));
     drop(pages);
     vfree(&mut *a, &mm, sim, area.start).unwrap();
-    assert_eq!(mm.buddyinfo(), boot);
+    assert_eq!(mm.drained_buddyinfo(), boot);
 }
 
 #[test]
@@ -515,7 +519,7 @@ fn vzalloc_zeroes_and_vmalloc_does_not() {
     }
     vfree(&mut *a, &mm, sim, clean.start).unwrap();
     vfree(&mut *a, &mm, sim, dirty.start).unwrap();
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
     assert_eq!(sim.nr_ptes(), 0);
 }
 
@@ -525,7 +529,7 @@ fn vmalloc_out_of_memory_unwinds_everything() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = areas();
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     let err = vmalloc(&mut *a, &mm, sim, RAM, "too_big").unwrap_err();
     let VmallocError::NoMemory { nr_pages_done, .. } = err else {
         panic!("{err:?}")
@@ -534,7 +538,7 @@ fn vmalloc_out_of_memory_unwinds_everything() {
         nr_pages_done > 10_000,
         "failed late, after {nr_pages_done} pages"
     );
-    assert_eq!(mm.buddyinfo(), boot);
+    assert_eq!(mm.drained_buddyinfo(), boot);
     assert_eq!(sim.nr_ptes(), 0);
     assert_eq!(sim.unflushed(), 0);
     assert_pristine(&*a);
@@ -550,7 +554,7 @@ fn vmalloc_map_failure_unwinds_everything() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = areas();
-    let boot = mm.buddyinfo();
+    let boot = mm.drained_buddyinfo();
     sim.fail_maps_after(Some(10));
     let err = vmalloc(&mut *a, &mm, sim, 16 * P, "map_fails").unwrap_err();
     assert_eq!(
@@ -560,7 +564,7 @@ fn vmalloc_map_failure_unwinds_everything() {
         })
     );
     sim.fail_maps_after(None);
-    assert_eq!(mm.buddyinfo(), boot);
+    assert_eq!(mm.drained_buddyinfo(), boot);
     assert_eq!(sim.nr_ptes(), 0);
     assert_eq!(sim.unflushed(), 0);
     assert_pristine(&*a);
@@ -622,7 +626,7 @@ fn vfree_refuses_what_is_not_a_vmalloc_area_start() {
     vunmap(&mut *a, sim, v.start).unwrap();
     vfree(&mut *a, &mm, sim, area.start).unwrap();
     mm.free_pages(pfn, Order::ZERO).unwrap();
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
     assert_pristine(&*a);
 }
 
@@ -640,7 +644,7 @@ fn vfree_reports_a_missing_pte_but_still_frees() {
     );
     assert_pristine(&*a);
     mm.free_pages(lost, Order::ZERO).unwrap();
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
 }
 
 #[test]
@@ -669,7 +673,7 @@ fn guard_pages_are_never_mapped() {
         vfree(&mut *a, &mm, sim, v.start).unwrap();
     }
     assert_eq!(sim.stale_remaps(), 0);
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
     assert_pristine(&*a);
 }
 
@@ -684,7 +688,7 @@ fn fix_size_vmalloc_vfree_loop_on_the_machine() {
         assert_eq!(v.start, VirtAddr(VMALLOC_START));
         vfree(&mut *a, &mm, sim, v.start).unwrap();
     }
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
     assert_eq!(sim.stale_remaps(), 0);
 }
 
@@ -721,7 +725,7 @@ fn vmap_maps_given_frames_and_vunmap_leaves_them() {
     for &p in &pfns {
         mm.free_pages(p, Order::ZERO).unwrap();
     }
-    assert_eq!(mm.buddyinfo(), mm.boot_buddyinfo());
+    assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
     assert_eq!(
         vmap(&mut *a, sim, &[], MapProt::KERNEL, "empty"),
         Err(VmallocError::BadSize { size: 0 })
@@ -777,7 +781,7 @@ fn ioremap_of_reserved_ram_maps_it_uncached() {
     assert_eq!(sim.unflushed(), 0);
     assert_pristine(&*a);
     assert_eq!(
-        mm.buddyinfo(),
+        mm.drained_buddyinfo(),
         mm.boot_buddyinfo(),
         "ioremap touches no frame"
     );

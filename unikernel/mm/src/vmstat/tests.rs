@@ -93,6 +93,9 @@ fn machine() -> PageAlloc<'static> {
     pa.free_bootmem(Pfn(1), Pfn(159)).unwrap();
     pa.free_bootmem(Pfn(512), Pfn(10_000)).unwrap();
     pa.setup_watermarks();
+    // Exact buddy predictions: the per-CPU lists are off here (the
+    // property tests and page_alloc::pcp's tests run them on).
+    pa.set_pcp_enabled(false);
     let r = pa.setup_kernel_reserve().unwrap();
     assert_eq!((r.zone, r.nr_pages), (ZoneType::Dma32, 64));
     pa
@@ -107,16 +110,18 @@ fn pgalloc(pa: &PageAlloc<'_>) -> [u64; NR_ZONES] {
 /// What must hold between the counters and the structures whatever
 /// happened (as long as nothing was taken with `take_page_off_buddy`):
 /// every page ever freed is free now or was allocated since — the free
-/// pages of the zones and of the reserve's pool are `pgfree - pgalloc`;
+/// pages of the zones, of the per-CPU lists and of the reserve's pool are
+/// `pgfree - pgalloc`;
 /// and no event outside [`MAINTAINED`] moved.
 fn check_events(pa: &PageAlloc<'_>) -> Result<(), String> {
     let ev = pa.vm_events();
     let pool_free = pa.kernel_reserve().map_or(0, |r| r.free_pages);
     let allocated: u64 = pgalloc(pa).iter().sum();
-    if pa.nr_free_pages() + pool_free != ev.get(VmEvent::PgFree) - allocated {
+    if pa.nr_free_pages() + pa.nr_pcp_pages() + pool_free != ev.get(VmEvent::PgFree) - allocated {
         return Err(format!(
-            "free {} + pool {} != pgfree {} - pgalloc {}",
+            "free {} + pcp {} + pool {} != pgfree {} - pgalloc {}",
             pa.nr_free_pages(),
+            pa.nr_pcp_pages(),
             pool_free,
             ev.get(VmEvent::PgFree),
             allocated
@@ -282,7 +287,7 @@ fn take_page_off_buddy_counts_no_pgalloc_but_its_free_counts() {
     let ev = pa.vm_events();
     let allocated: u64 = pgalloc(&pa).iter().sum();
     assert_eq!(
-        pa.nr_free_pages() + 64,
+        pa.nr_free_pages() + pa.nr_pcp_pages() + 64,
         ev.get(VmEvent::PgFree) - allocated - 8
     );
 }

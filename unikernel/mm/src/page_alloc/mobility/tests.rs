@@ -139,6 +139,7 @@ fn drain(pa: &mut PageAlloc<'_>, zt: ZoneType, mt: MigrateType) -> Vec<Pfn> {
 fn a_small_movable_fallback_takes_the_smallest_block_without_claiming() {
     let mut m = mem_map();
     let mut pa = test_machine_64m(&mut m);
+    pa.set_pcp_enabled(false); // the frees below go to the buddy lists
     let zt = ZoneType::Dma;
     // All of DMA taken by unmovable pages: every pageblock was claimed.
     let held = drain(&mut pa, zt, MigrateType::Unmovable);
@@ -213,6 +214,7 @@ fn an_unmovable_request_claims_a_mostly_free_pageblock_whole() {
 fn high_order_atomic_allocations_reserve_a_pageblock_that_others_cannot_use() {
     let mut m = mem_map();
     let mut pa = test_machine_64m(&mut m);
+    pa.set_pcp_enabled(false); // exact buddy predictions
     let boot = pa.zones.map(|z| z.free_area_counts());
     let zt = ZoneType::HighMem;
     // Only the slow path may allocate: every zone's low is out of reach.
@@ -298,17 +300,21 @@ proptest! {
     /// HighAtomic reserve released, buddyinfo equals boot.
     #[test]
     fn any_mix_of_types_frees_back_to_boot(
-        ops in proptest::collection::vec((0u8..6, 0u8..4, 0u8..4, any::<u16>()), 1..120)
+        ops in proptest::collection::vec((0u8..6, 0u8..4, 0u8..4, any::<u16>()), 1..120),
+        pcp in any::<bool>(),
     ) {
         let mut m = mem_map();
         let mut pa = test_machine_64m(&mut m);
+        pa.set_pcp_enabled(pcp);
         let boot = pa.zones.map(|z| z.free_area_counts());
         let mut live: Vec<(Pfn, Order)> = Vec::new();
         for (o, zone, mobility, pick) in ops {
             let zone_gfp = [GfpFlags::GFP_DMA, GfpFlags::GFP_DMA32, GfpFlags::empty(), GfpFlags::HIGHMEM][zone as usize];
             let mob = [GfpFlags::empty(), GfpFlags::MOVABLE, GfpFlags::RECLAIMABLE, GfpFlags::empty()][mobility as usize];
             let base = if mobility == 3 { GfpFlags::GFP_ATOMIC } else { GfpFlags::GFP_KERNEL };
-            if pick % 3 == 0 && !live.is_empty() {
+            if pick % 17 == 1 {
+                pa.drain_all_pages();
+            } else if pick % 3 == 0 && !live.is_empty() {
                 let (p, ord) = live.swap_remove(pick as usize % live.len());
                 pa.free_pages(p, ord).unwrap();
             } else if let Ok(p) = pa.alloc_pages(base | zone_gfp | mob, order(o * 2), OwnerTag::API) {
@@ -344,6 +350,7 @@ proptest! {
         for (p, o) in live {
             pa.free_pages(p, o).unwrap();
         }
+        pa.drain_all_pages();
         pa.release_highatomic_reserve();
         prop_assert_eq!(pa.zones.map(|z| z.free_area_counts()), boot);
         prop_assert_eq!(pa.check_invariants(), Ok(()));
