@@ -115,7 +115,8 @@ fn zones_fields_and_buddyinfo() {
 
 #[test]
 fn pages_allocations_split_free_fill_and_reset() {
-    let (_guest, port) = boot_ready(BootOptions::default().mem("2G"));
+    // pcp=off: every split and merge shows in the buddy lists at once.
+    let (_guest, port) = boot_ready(BootOptions::default().mem("2G").append("pcp=off"));
     let mut c = Client::connect(port);
     let boot = buddyinfo(&mut c);
 
@@ -679,5 +680,67 @@ fn dma_alloc_coherent_shares_the_kernels_registry() {
     let reset = c.request("POST", "/api/reset", None);
     assert_eq!(reset.json()["freed"], 3);
     assert_eq!(coherent(&mut c), boot_dma);
+    assert_eq!(buddyinfo(&mut c), boot);
+}
+
+/// The per-CPU page lists as the kernel boots by default: sized as Linux
+/// sizes them, an order-0 request refills a batch, a free waits on the
+/// list, zoneinfo and `/api/zones` agree, and reset drains them so
+/// buddyinfo equals boot.
+#[test]
+fn per_cpu_page_lists_refill_in_batches_and_reset_drains_them() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("2G"));
+    let mut c = Client::connect(port);
+    let boot = buddyinfo(&mut c);
+    let dma32 = |c: &mut Client| {
+        let zones = c.request("GET", "/api/zones", None).json();
+        zones["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["name"] == "DMA32")
+            .unwrap()
+            .clone()
+    };
+    let z = dma32(&mut c);
+    let pcp = &z["pagesets"][0];
+    // zone_batchsize(): min(managed >> 10, 256) / 4 → 2^n - 1; a 2 GiB
+    // guest's DMA32 has well over 256 Ki pages, so batch is 63; high is
+    // the zone's LOW watermark.
+    assert_eq!(pcp["batch"], 63, "{z}");
+    assert_eq!(pcp["high"], z["watermarks"]["low"], "{z}");
+    let (free0, count0) = (z["free"].as_u64().unwrap(), pcp["count"].as_u64().unwrap());
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let r = alloc(&mut c, json!({"type":"pages","order":0,"gfp":"GFP_DMA32"}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        ids.push(r.json()["id"].as_u64().unwrap());
+    }
+    let z = dma32(&mut c);
+    let (free1, count1) = (
+        z["free"].as_u64().unwrap(),
+        z["pagesets"][0]["count"].as_u64().unwrap(),
+    );
+    // The buddy lists gave whole batches of 63; what was not handed out
+    // waits on the list (the kernel's own heap may have taken a few).
+    assert_eq!((free0 - free1) % 63, 0, "{free0} -> {free1}");
+    assert!(free0 + count0 - free1 - count1 >= 100);
+    let text = c.request("GET", "/proc/zoneinfo", None).text();
+    assert!(
+        text.contains(&format!("  pagesets\n    cpu: 0\n              count: {count1}\n              high:  {}\n              batch: 63\n", pcp["high"])),
+        "{text}"
+    );
+    for id in ids {
+        assert_eq!(
+            c.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+    }
+    assert!(dma32(&mut c)["pagesets"][0]["count"].as_u64().unwrap() > 0);
+    assert_ne!(buddyinfo(&mut c), boot, "freed pages wait on the list");
+    let r = c.request("POST", "/api/reset", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(dma32(&mut c)["pagesets"][0]["count"], 0);
     assert_eq!(buddyinfo(&mut c), boot);
 }

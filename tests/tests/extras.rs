@@ -111,7 +111,8 @@ fn bench(c: &mut Client, body: Value) -> Value {
 
 #[test]
 fn pagetypeinfo_bench_and_slab_metrics() {
-    let (_guest, port) = boot_ready(BootOptions::default().mem("2G"));
+    // pcp=off: the benchmarks' frees must show in buddyinfo at once.
+    let (_guest, port) = boot_ready(BootOptions::default().mem("2G").append("pcp=off"));
     let mut c = Client::connect(port);
 
     // Warm the connection's and each route's own allocations up (the

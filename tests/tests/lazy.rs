@@ -41,7 +41,8 @@ fn leaf(c: &mut Client, addr: u64) -> (bool, bool, u64) {
 
 #[test]
 fn lazy_area_of_768m_on_256m_faults_in_exactly_the_pages_written() {
-    let (guest, port) = boot_ready(BootOptions::default().mem("256M"));
+    // pcp=off: a vfree's frames show in buddyinfo at once.
+    let (guest, port) = boot_ready(BootOptions::default().mem("256M").append("pcp=off"));
     let mut c = Client::connect(port);
     let boot = buddyinfo(&mut c);
     with_guest_log(&guest, || {
