@@ -16,6 +16,19 @@ use core::fmt;
 /// Free-list link meaning "no frame" (end of list / not linked).
 pub const NIL: u32 = u32::MAX;
 
+/// First of the list-end markers: on a buddy free list, the first block's
+/// `prev` and the last block's `next` are `LIST_END + migrate type`, so a
+/// block can be unlinked in O(1) without being told its list (Linux's
+/// lists are circular through their head for the same reason). No PFN
+/// reaches it: `max_pfn` is checked against it.
+pub const LIST_END: u32 = 0xFFFF_FF00;
+
+/// Whether a free-list link names a frame rather than a list end.
+#[inline(always)]
+pub const fn is_pfn_link(link: u32) -> bool {
+    link < LIST_END
+}
+
 /// Where [`PageFlags::PB_MIGRATE`] starts.
 const PB_MIGRATE_SHIFT: u16 = 13;
 

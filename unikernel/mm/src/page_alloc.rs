@@ -33,7 +33,7 @@ use core::fmt;
 use crate::fault_inject::{ArmedMut, FailPageAlloc};
 use crate::gfp::GfpFlags;
 use crate::memblock::Memblock;
-use crate::page::{NIL, OwnerTag, Page, PageFlags};
+use crate::page::{LIST_END, NIL, OwnerTag, Page, PageFlags, is_pfn_link};
 use crate::reserve::KernelReserve;
 use crate::types::{
     MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
@@ -243,7 +243,7 @@ impl<'a> PageAlloc<'a> {
     /// in them is irrelevant (cf. `free_area_init()` + `memmap_init()`).
     pub fn new(mem_map: &'a mut [Page], layout: ZoneLayout) -> Result<Self, InitError> {
         let max = layout.max_pfn.0;
-        if max >= NIL as u64 {
+        if max >= LIST_END as u64 {
             return Err(InitError::MaxPfnTooLarge {
                 max_pfn: layout.max_pfn,
             });
@@ -957,34 +957,28 @@ impl<'a> PageAlloc<'a> {
         mt: MigrateType,
         to_tail: bool,
     ) {
-        let list = self.zones[zi].free_area[order].free_list[mt.index()];
-        let (prev, next) = if to_tail {
-            (list.tail, NIL)
-        } else {
-            (NIL, list.head)
-        };
-        {
-            let p = &mut self.mem_map[pfn as usize];
-            p.flags.insert(PageFlags::BUDDY);
-            p.order = order as u8;
-            p.prev = prev;
-            p.next = next;
-        }
-        if prev != NIL {
-            self.mem_map[prev as usize].next = pfn;
-        }
-        if next != NIL {
-            self.mem_map[next as usize].prev = pfn;
-        }
+        let end = LIST_END + mt as u32;
         let area = &mut self.zones[zi].free_area[order];
         let list = &mut area.free_list[mt.index()];
-        if prev == NIL {
+        let (prev, next) = if list.head == NIL {
             list.head = pfn;
-        }
-        if next == NIL {
             list.tail = pfn;
-        }
+            (end, end)
+        } else if to_tail {
+            let prev = core::mem::replace(&mut list.tail, pfn);
+            self.mem_map[prev as usize].next = pfn;
+            (prev, end)
+        } else {
+            let next = core::mem::replace(&mut list.head, pfn);
+            self.mem_map[next as usize].prev = pfn;
+            (end, next)
+        };
         area.nr_free += 1;
+        let p = &mut self.mem_map[pfn as usize];
+        p.flags.insert(PageFlags::BUDDY);
+        p.order = order as u8;
+        p.prev = prev;
+        p.next = next;
         self.zones[zi].free_pages += 1 << order; // cf. account_freepages()
         if mt == MigrateType::Cma {
             self.zones[zi].nr_free_cma += 1 << order;
@@ -992,9 +986,9 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// O(1) unlink; clears BUDDY and the free-page count of the block.
-    /// The block's list is whichever has it as head (or tail) when it is
-    /// first (or last); in the middle, its neighbours are all that change
-    /// (Linux's lists are circular through their heads, so it never asks).
+    /// A first or last block names its list in its end link
+    /// ([`LIST_END`]); in the middle, its neighbours are all that change.
+    #[inline]
     fn del_from_free_list(&mut self, pfn: u32, order: usize, zi: usize) {
         let (prev, next) = {
             let p = &mut self.mem_map[pfn as usize];
@@ -1005,19 +999,17 @@ impl<'a> PageAlloc<'a> {
             links
         };
         let area = &mut self.zones[zi].free_area[order];
-        if prev == NIL {
-            if let Some(list) = area.free_list.iter_mut().find(|l| l.head == pfn) {
-                list.head = next;
-            }
-        } else {
+        if is_pfn_link(prev) {
             self.mem_map[prev as usize].next = next;
-        }
-        if next == NIL {
-            if let Some(list) = area.free_list.iter_mut().find(|l| l.tail == pfn) {
-                list.tail = prev;
-            }
         } else {
+            area.free_list[(prev - LIST_END) as usize].head =
+                if is_pfn_link(next) { next } else { NIL };
+        }
+        if is_pfn_link(next) {
             self.mem_map[next as usize].prev = prev;
+        } else {
+            area.free_list[(next - LIST_END) as usize].tail =
+                if is_pfn_link(prev) { prev } else { NIL };
         }
         area.nr_free -= 1;
         self.zones[zi].free_pages -= 1 << order;
@@ -1290,17 +1282,18 @@ impl Zone {
         flags: AllocFlags,
     ) -> bool {
         let harder = flags.harder;
-        // cf. __zone_watermark_unusable_free().
-        let mut unusable = order.nr_pages() as i128 - 1;
+        // cf. __zone_watermark_unusable_free(). Page counts fit an i64
+        // many times over (the PFN links are 32-bit).
+        let mut unusable = order.nr_pages() as i64 - 1;
         if !harder {
-            unusable += self.nr_reserved_highatomic as i128;
+            unusable += self.nr_reserved_highatomic as i64;
         }
         if !flags.cma {
-            unusable += self.nr_free_cma as i128;
+            unusable += self.nr_free_cma as i64;
         }
         // free_pages may go negative here - that's OK (as in Linux).
-        let free = self.free_pages as i128 - unusable;
-        let min = mark as i128 + self.lowmem_reserve[highest_zoneidx.index()] as i128;
+        let free = self.free_pages as i64 - unusable;
+        let min = mark as i64 + self.lowmem_reserve[highest_zoneidx.index()] as i64;
         if free <= min {
             return false;
         }

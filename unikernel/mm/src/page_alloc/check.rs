@@ -6,7 +6,7 @@
 //! [`crate::selfcheck::check_buddy`].
 
 use super::PageAlloc;
-use crate::page::{NIL, OwnerTag, PageFlags};
+use crate::page::{LIST_END, NIL, OwnerTag, PageFlags, is_pfn_link};
 use crate::selfcheck::{BUDDY, Checked, Problem};
 use crate::types::{MAX_ORDER, Pfn};
 use crate::zone::{NR_ZONES, ZoneType};
@@ -63,7 +63,7 @@ impl PageAlloc<'_> {
             for (order, area) in zone.free_area.iter().enumerate() {
                 let mut cur = area.free_list[crate::zone::MigrateType::Cma.index()].head;
                 let mut n = 0u64;
-                while cur != NIL && n <= area.nr_free {
+                while is_pfn_link(cur) && n <= area.nr_free {
                     free_cma += 1 << order;
                     n += 1;
                     cur = self.mem_map[cur as usize].next;
@@ -71,11 +71,17 @@ impl PageAlloc<'_> {
                 let mut count = 0u64;
                 // A walk cut short (cycle, wild link) leaves the counts unknown.
                 let mut complete = true;
-                for list in &area.free_list {
-                    let mut prev = NIL;
-                    let mut cur = list.head;
-                    while cur != NIL {
+                for (mt, list) in area.free_list.iter().enumerate() {
+                    let end = LIST_END + mt as u32;
+                    let mut prev = end;
+                    let mut cur = if list.head == NIL { end } else { list.head };
+                    while cur != end {
                         let pfn = cur as u64;
+                        if !is_pfn_link(cur) {
+                            bad("free list ends in another list's marker", pfn);
+                            complete = false;
+                            break;
+                        }
                         if count >= area.nr_free {
                             bad("free list longer than nr_free (or cyclic)", pfn);
                             complete = false;
@@ -128,7 +134,8 @@ impl PageAlloc<'_> {
                     if !complete {
                         break;
                     }
-                    if list.tail != prev {
+                    let tail = if list.tail == NIL { end } else { list.tail };
+                    if tail != prev {
                         bad("free list tail pointer broken", list.tail as u64);
                     }
                 }

@@ -143,7 +143,7 @@ impl PageAlloc<'_> {
     ) -> (u64, bool) {
         let mut n = 0;
         let mut cur = self.zones[zi].free_area[order].free_list[mt.index()].head;
-        while cur != NIL {
+        while crate::page::is_pfn_link(cur) {
             if n >= limit {
                 return (limit, true);
             }
@@ -458,7 +458,7 @@ impl PageAlloc<'_> {
     fn nth_free_block(&self, zi: usize, order: usize, mut i: usize) -> Option<u64> {
         for list in &self.zones[zi].free_area[order].free_list {
             let mut cur = list.head;
-            while cur != NIL {
+            while crate::page::is_pfn_link(cur) {
                 if i == 0 {
                     return Some(u64::from(cur));
                 }

@@ -329,7 +329,7 @@ proptest! {
             for o in 0..NR_ORDERS {
                 for mt in MigrateType::ALL {
                     let mut cur = pa.zones[zt.index()].free_area[o].free_list[mt.index()].head;
-                    while cur != crate::page::NIL {
+                    while crate::page::is_pfn_link(cur) {
                         let pb = pa.pageblock_migratetype(Pfn(u64::from(cur)));
                         prop_assert!(
                             pb == mt || (mt.is_mergeable() && pb.is_mergeable()),
