@@ -57,7 +57,10 @@ const COALESCE_OPS: usize = 200_000;
 /// without its `pcp` feature: both mm rows then run the buddy allocator
 /// alone and the pcp row says so. After the merge, turn the feature on
 /// (`default = ["pcp"]` in benches/Cargo.toml); the two rows then differ
-/// only by the `set_pcp_enabled` call in [`mm_fresh`].
+/// only by the `set_pcp_enabled` call in [`mm_fresh`]. With the lists on,
+/// free-all leaves pages parked on them, outside the buddy free lists (as
+/// in Linux until `drain_all_pages()`), so the coalescing check will say
+/// "buddyinfo differs" unless [`coalesced`] drains them first.
 const PCP_API: bool = cfg!(feature = "pcp");
 
 /// What every row implements.
