@@ -6,7 +6,8 @@
 #   make debug   boot halted with a gdb stub on :1234 (see README)
 #   make soak    a seeded random walk over every command for SOAK_SECONDS
 #                (default 300), selfcheck and reset-to-boot every 200 steps
-#   make bench   host benchmarks
+#   make bench   the benchmark tables of docs/benchmarks.md: page, slab and
+#                vmalloc layers on the host, then the booted image in QEMU
 #   make kernel  just build target/pagezone.elf
 
 MEM    ?= 2G
@@ -68,10 +69,15 @@ SOAK_SECONDS ?= 300
 soak: deps kernel
 	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) SOAK_SECONDS=$(SOAK_SECONDS) cargo test -p tests --test soak -- --ignored --nocapture
 
-bench:
-	@.ci/deps.sh rust
-	cargo bench -p mm --features sim --bench vmalloc
+# One process per table, every row of a table from that one run; host
+# tables in --release (cargo bench), then boot times, wrk, image size,
+# smallest -m and idle CPU of the image `make kernel` just built.
+bench: deps kernel
+	@.ci/deps.sh bench
+	cargo bench -p benches --bench pages
 	cargo bench -p benches --bench kmalloc
+	cargo bench -p mm --features sim --bench vmalloc
+	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo bench -p benches --bench system
 
 clean:
 	cargo clean

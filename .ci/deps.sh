@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Pagezone needs, and nothing
 # when it is already there: the pinned Rust toolchain with the
-# x86_64-unknown-none target (rust-toolchain.toml), QEMU, and — for the
-# browser tests — Chromium with its WebDriver. Called by every Makefile
+# x86_64-unknown-none target (rust-toolchain.toml), QEMU, Chromium with its
+# WebDriver (for the browser tests) and wrk (for `make bench`'s HTTP
+# figures). Called by every Makefile
 # target that needs one of them, so `make run` / `make test` work on a fresh
 # Debian machine.
 #
-#   .ci/deps.sh [rust] [qemu] [browser]     (no argument: rust + qemu)
+#   .ci/deps.sh [rust] [qemu] [browser] [bench]     (no argument: rust + qemu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,9 @@ for w in "${want[@]}"; do
             ;;
         browser)
             { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || apt_install chromium chromium-driver
+            ;;
+        bench)
+            command -v wrk >/dev/null || apt_install wrk
             ;;
         *) echo "deps: unknown component '$w'" >&2; exit 2 ;;
     esac

@@ -14,8 +14,11 @@
 //! `&mut SlabAllocator`; `+lock` adds the spin lock the kernel's
 //! `GlobalAlloc` takes around every call; `pagezone (safe arena)` uses the
 //! host `ArenaMemory` (one bounds check per word). talc and rlsf run
-//! unlocked on a claimed heap; `system` is the host's malloc (glibc, with
-//! its per-thread cache).
+//! unlocked on a claimed heap; so do good_memory_allocator, bsa's `Heap`
+//! (power-of-two blocks, buddy merge by list scan) and axallocator's
+//! `SlabByteAllocator` (ArceOS: slabs of 64..4096 bytes over a bsa `Heap`),
+//! each on its own 128 MiB page-aligned buffer; `system` is the host's
+//! malloc (glibc, with its per-thread cache).
 //!
 //! Last, the tracepoints' cost (`mm::trace`), LIFO 64 B pairs with the
 //! kernel heap's arrangement, a `MemoryManager` as the page source:
@@ -31,6 +34,7 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::time::Instant;
 
+use benches::{cell, leaked_arena, median_of_3, print_table};
 use mm::gfp::GfpFlags;
 use mm::manager::MemoryManager;
 use mm::memblock::Memblock;
@@ -255,6 +259,104 @@ impl Alloc for Rlsf {
     }
 }
 
+/// good_memory_allocator keeps pointers to its own fields in the heap: it
+/// must not move once initialised, hence the box.
+struct Galloc(Box<good_memory_allocator::Allocator>);
+
+impl Galloc {
+    fn new() -> Self {
+        let mut a = Box::new(good_memory_allocator::Allocator::empty());
+        // SAFETY: the leaked buffer is ours for the program's lifetime; the
+        // boxed allocator never moves.
+        unsafe { a.init(leaked_arena(HEAP, 4096) as usize, HEAP) };
+        Galloc(a)
+    }
+}
+
+impl Alloc for Galloc {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: size is non-zero.
+        let p = unsafe { self.0.alloc(Layout::from_size_align_unchecked(size, 8)) };
+        assert!(!p.is_null(), "good_memory_allocator: out of memory");
+        p as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, _size: usize) {
+        // SAFETY: p came from alloc.
+        unsafe { self.0.dealloc(p as *mut u8) }
+    }
+}
+
+/// Max block 2^31 bytes: the size the crate's own examples use.
+struct BsaHeap(Box<buddy_system_allocator::Heap<32>>);
+
+impl BsaHeap {
+    fn new() -> Self {
+        let mut h = Box::new(buddy_system_allocator::Heap::<32>::new());
+        // SAFETY: the leaked buffer is ours for the program's lifetime.
+        unsafe { h.init(leaked_arena(HEAP, 4096) as usize, HEAP) };
+        BsaHeap(h)
+    }
+}
+
+impl Alloc for BsaHeap {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: size is non-zero.
+        self.0
+            .alloc(unsafe { Layout::from_size_align_unchecked(size, 8) })
+            .expect("bsa Heap: out of memory")
+            .as_ptr() as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, size: usize) {
+        // SAFETY: p came from alloc with this layout.
+        unsafe {
+            self.0.dealloc(
+                NonNull::new_unchecked(p as *mut u8),
+                Layout::from_size_align_unchecked(size, 8),
+            )
+        }
+    }
+}
+
+struct AxSlab(axallocator::SlabByteAllocator);
+
+impl AxSlab {
+    fn new() -> Self {
+        use axallocator::BaseAllocator;
+        let mut a = axallocator::SlabByteAllocator::new();
+        // The crate wants a page-aligned start and a size that is a multiple
+        // of 32 KiB.
+        a.init(leaked_arena(HEAP, 4096) as usize, HEAP);
+        AxSlab(a)
+    }
+}
+
+impl Alloc for AxSlab {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        use axallocator::ByteAllocator;
+        // SAFETY: size is non-zero.
+        self.0
+            .alloc(unsafe { Layout::from_size_align_unchecked(size, 8) })
+            .expect("axallocator slab: out of memory")
+            .as_ptr() as usize
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, size: usize) {
+        use axallocator::ByteAllocator;
+        // SAFETY: p came from alloc with this layout.
+        unsafe {
+            self.0.dealloc(
+                NonNull::new_unchecked(p as *mut u8),
+                Layout::from_size_align_unchecked(size, 8),
+            )
+        }
+    }
+}
+
 struct Sys;
 
 impl Alloc for Sys {
@@ -342,8 +444,9 @@ fn random_ops<A: Alloc>(a: &mut A, sizes: &[usize], slots_table: &[usize], steps
     ns
 }
 
-fn best_of<F: FnMut() -> f64>(mut f: F) -> f64 {
-    (0..3).map(|_| f()).fold(f64::INFINITY, f64::min)
+/// The median of three runs (every table of `make bench` is made so).
+fn median3(mut f: impl FnMut() -> f64) -> f64 {
+    median_of_3(|| Ok(f())).expect("plain timings")
 }
 
 /// `PZ_BENCH_ONLY=<allocator substring>[:<workload 0..3>]` (for profiling)
@@ -371,16 +474,16 @@ fn run<A: Alloc>(a: &mut A, t: &Tables) -> [f64; 4] {
     const STEPS: usize = 4_000_000;
     let mut r = [f64::NAN; 4];
     if workload_selected(0) {
-        r[0] = best_of(|| lifo_pairs(a, &fixed64, PAIRS));
+        r[0] = median3(|| lifo_pairs(a, &fixed64, PAIRS));
     }
     if workload_selected(1) {
-        r[1] = best_of(|| lifo_pairs(a, &t.uniform, PAIRS));
+        r[1] = median3(|| lifo_pairs(a, &t.uniform, PAIRS));
     }
     if workload_selected(2) {
-        r[2] = best_of(|| random_ops(a, &t.uniform, &t.slot, STEPS));
+        r[2] = median3(|| random_ops(a, &t.uniform, &t.slot, STEPS));
     }
     if workload_selected(3) {
-        r[3] = best_of(|| random_ops(a, &t.log_uniform, &t.slot, STEPS));
+        r[3] = median3(|| random_ops(a, &t.log_uniform, &t.slot, STEPS));
     }
     r
 }
@@ -419,47 +522,84 @@ fn main() {
         };
         results.push(("pagezone (safe arena)", run(&mut pza, &t)));
     }
-    if selected("talc 5") {
-        results.push(("talc 5", run(&mut Talc::new(), &t)));
+    if selected("talc 5.1") {
+        results.push(("talc 5.1", run(&mut Talc::new(), &t)));
     }
     if selected("rlsf 0.2") {
         results.push(("rlsf 0.2", run(&mut Rlsf::new(), &t)));
     }
+    if selected("good_memory_allocator 0.1") {
+        results.push(("good_memory_allocator 0.1", run(&mut Galloc::new(), &t)));
+    }
+    if selected("buddy_system_allocator 0.13 Heap") {
+        results.push((
+            "buddy_system_allocator 0.13 Heap",
+            run(&mut BsaHeap::new(), &t),
+        ));
+    }
+    if selected("axallocator 0.2 slab") {
+        results.push(("axallocator 0.2 slab", run(&mut AxSlab::new(), &t)));
+    }
     if selected("system (glibc)") {
-        results.push(("system (glibc)", run(&mut Sys, &t)));
+        results.push(("system (glibc malloc)", run(&mut Sys, &t)));
     }
 
-    println!(
-        "kmalloc benchmark, ns (best of 3); LIFO = per alloc+free pair, random = per operation"
-    );
-    println!(
-        "{:<22} {:>12} {:>14} {:>14} {:>14}",
-        "allocator", "LIFO 64B", "LIFO 8..4096", "rand uniform", "rand log-unif"
-    );
-    for (name, r) in &results {
-        println!(
-            "{:<22} {:>12.2} {:>14.2} {:>14.2} {:>14.2}",
-            name, r[0], r[1], r[2], r[3]
-        );
+    let mut rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(name, r)| {
+            let mut row = vec![name.to_string()];
+            row.extend(r.iter().map(|ns| cell(&Ok(*ns))));
+            row
+        })
+        .collect();
+    for name in [
+        "buddy_system_allocator 0.13 FrameAllocator",
+        "axallocator 0.2 bitmap",
+    ] {
+        let mut row = vec![name.to_string()];
+        row.extend(std::iter::repeat_n("n/a: pages only".to_string(), 4));
+        rows.push(row);
     }
-    println!("targets: LIFO pair <= 6 ns, random op <= 10 ns");
+    print_table(
+        "Slab layer (kmalloc): ns per alloc+free pair (LIFO) or per random operation; median of 3 runs",
+        &[
+            "allocator",
+            "LIFO 64 B pair",
+            "LIFO 8..4096 pair",
+            "rand uniform 8..4096 op (1024 live)",
+            "rand log-uniform op (1024 live)",
+        ],
+        &rows,
+    );
+    println!();
+    println!(
+        "Issue 12 targets for kmalloc (pagezone (kernel)): LIFO 64 B pair <= 4 ns, random uniform op <= 8 ns."
+    );
 
     if selected("tracing") {
         let fixed64 = vec![64usize; TABLE];
         const PAIRS: usize = 10_000_000;
         let mut pz = traced();
-        let off = best_of(|| lifo_pairs(&mut pz, &fixed64, PAIRS));
+        let off = median3(|| lifo_pairs(&mut pz, &fixed64, PAIRS));
         let events = EventId::Kmalloc.bit() | EventId::Kfree.bit();
         pz.mm.tracer().set_enabled(events, true);
-        let on = best_of(|| lifo_pairs(&mut pz, &fixed64, PAIRS));
+        let on = median3(|| lifo_pairs(&mut pz, &fixed64, PAIRS));
         pz.mm.tracer().set_enabled(events, false);
         let stats = pz.mm.tracer().stats();
-        println!();
-        println!("kmalloc/kfree 64 B, tracing off vs on (LIFO pair), ns");
-        println!("{:<22} {:>12.2}", "tracing off", off);
-        println!(
-            "{:<22} {:>12.2}   ({} records in the ring, {} overwritten)",
-            "tracing on", on, stats.entries, stats.overrun
+        print_table(
+            "kmalloc/kfree 64 B LIFO pair with the kmem:kmalloc/kfree tracepoints off and on, ns (median of 3)",
+            &["tracepoints", "ns per pair", "ring"],
+            &[
+                vec!["off".into(), cell(&Ok(off)), String::new()],
+                vec![
+                    "on".into(),
+                    cell(&Ok(on)),
+                    format!(
+                        "{} records kept, {} overwritten",
+                        stats.entries, stats.overrun
+                    ),
+                ],
+            ],
         );
     }
 }

@@ -1,0 +1,348 @@
+//! The whole-system figures of `make bench` (issue 12): the real image
+//! booted in QEMU (q35, TCG unless `ACCEL=kvm`) through the `tests` crate's
+//! harness — a free 127.0.0.1 port forwarded to the guest, the serial
+//! console read line by line, QEMU killed when its `Guest` drops and by a
+//! watchdog at its deadline. Nothing waits on a fixed sleep: every boot
+//! waits for the `READY http://` line. Only the sampling windows (idle CPU,
+//! wrk's duration) are fixed lengths of time.
+//!
+//! * launch → READY and launch → first HTTP 200, median of `BOOTS` boots at
+//!   `-m 2G`: the clock starts before QEMU is spawned; READY is the serial
+//!   line; the 200 is a `GET /api/health` sent on a new connection as soon
+//!   as READY is seen (QEMU's user network holds a connection attempted
+//!   before the guest listens for about 2 s, so nobody connects earlier).
+//!   The guest's own clock at READY (its last console timestamp before the
+//!   line) is shown too.
+//! * `wrk -c4` and `-c32` (2 threads, `WRK_SECONDS` each) against
+//!   `GET /api/buddyinfo` through the port forward.
+//! * the size of `target/pagezone.elf`, and of a copy stripped with
+//!   `objcopy --strip-all` (what is loaded).
+//! * the smallest `-m` (whole MiB, bisected over `MIN_MEM_MIB`) that boots
+//!   to READY and answers `GET /api/health` with 200.
+//! * idle CPU: host CPU time of the QEMU process (all its threads, from
+//!   `/proc/<pid>/stat`) over `IDLE_SECONDS`, starting one second after the
+//!   first 200, as a percentage of one core (the resolution is one clock
+//!   tick, 1/100 s, over the window).
+//!
+//! Needs the kernel (`make kernel`; `PAGEZONE_ELF` names it, as for the
+//! QEMU tests), `qemu-system-x86_64` and `wrk` (`.ci/deps.sh qemu bench`).
+
+use std::panic::{self, AssertUnwindSafe};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use benches::{median_duration, print_table};
+use tests::http::request;
+use tests::{BootOptions, Guest, kernel_image};
+
+const BOOTS: usize = 5;
+const WRK_SECONDS: u32 = 5;
+const IDLE_SECONDS: u64 = 10;
+const MIN_MEM_MIB: (u32, u32) = (2, 256);
+const READY: &str = "READY http://";
+
+/// What one boot measured.
+struct Boot {
+    guest: Guest,
+    port: u16,
+    ready: Duration,
+    first_200: Duration,
+    /// The guest's clock at READY: the last console timestamp before it.
+    guest_clock: Option<Duration>,
+}
+
+/// Boots a networked guest, waits for READY, sends the first request.
+/// Panics (the harness's way) when the guest exits, idles without a
+/// network, or misses `deadline`.
+fn boot_and_serve(mem: &str, deadline: Duration) -> Boot {
+    let opts = BootOptions {
+        deadline,
+        ..BootOptions::default()
+    }
+    .mem(mem)
+    .network();
+    let t0 = Instant::now();
+    let mut guest = Guest::boot(opts);
+    // The kernel says so when it cannot set up the NIC (too little RAM
+    // for its buffers) and then idles: no need to wait for the deadline.
+    let (which, _) = guest.wait_for_any(&[READY, "no network; idling"]);
+    assert_eq!(which, 0, "the guest has no network");
+    let ready = t0.elapsed();
+    let port = guest.host_port.expect("networked guest");
+    let r = request(port, "GET", "/api/health", None);
+    let first_200 = t0.elapsed();
+    assert_eq!(r.status, 200, "GET /api/health after READY");
+    let log = guest.log();
+    let guest_clock = log
+        .iter()
+        .rposition(|l| l.contains(READY))
+        .and_then(|i| log[..i].iter().rev().find_map(|l| guest_stamp(l)));
+    Boot {
+        guest,
+        port,
+        ready,
+        first_200,
+        guest_clock,
+    }
+}
+
+/// `[    0.265] [ INFO] …` → 0.265 s.
+fn guest_stamp(line: &str) -> Option<Duration> {
+    let inner = line.trim_start().strip_prefix('[')?.split(']').next()?;
+    inner
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(Duration::from_secs_f64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+fn boot_times() -> Vec<Vec<String>> {
+    let (mut ready, mut first, mut stamp) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..BOOTS {
+        let b = boot_and_serve("2G", Duration::from_secs(60));
+        ready.push(b.ready);
+        first.push(b.first_200);
+        stamp.extend(b.guest_clock);
+    }
+    let all = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let row = |name: &str, v: Vec<Duration>| {
+        vec![
+            name.to_string(),
+            median_duration(v.clone()).map_or("?".into(), ms),
+            format!("runs (ms): {}", all(&v)),
+        ]
+    };
+    vec![
+        row(&format!("launch → READY (median of {BOOTS})"), ready),
+        row(
+            &format!("launch → first HTTP 200 (median of {BOOTS})"),
+            first,
+        ),
+        row(&format!("guest clock at READY (median of {BOOTS})"), stamp),
+    ]
+}
+
+/// The figures a wrk run prints, in one cell.
+fn wrk(port: u16, connections: u32) -> String {
+    let url = format!("http://127.0.0.1:{port}/api/buddyinfo");
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{WRK_SECONDS}s"),
+            "--timeout",
+            "10s",
+            "--latency",
+            &url,
+        ])
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => return format!("wrk failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => return format!("n/a: wrk not found ({e}); `.ci/deps.sh bench`"),
+    };
+    let field = |prefix: &str| {
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+    };
+    let rps = field("Requests/sec:").unwrap_or_else(|| "?".into());
+    let p50 = field("50%").unwrap_or_else(|| "?".into());
+    let p99 = field("99%").unwrap_or_else(|| "?".into());
+    let total = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split(" requests in ").next())
+        .unwrap_or("?")
+        .to_string();
+    let mut s = format!("{rps} req/s; latency p50 {p50}, p99 {p99}; {total} requests");
+    if let Some(e) = field("Socket errors:") {
+        s.push_str(&format!("; socket errors: {e}"));
+    }
+    if let Some(n) = field("Non-2xx or 3xx responses:") {
+        s.push_str(&format!("; non-2xx: {n}"));
+    }
+    s
+}
+
+/// The QEMU we spawned: our child named `qemu-system-x86`.
+fn qemu_pid() -> Option<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (comm, rest) = stat.split_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == me && comm.contains("qemu-system")).then_some(pid)
+    })
+}
+
+/// utime + stime of `pid` in clock ticks (fields 14 and 15 of
+/// `/proc/<pid>/stat`, counted after the parenthesised command name).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clk_tck() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn idle_cpu() -> String {
+    let Some(pid) = qemu_pid() else {
+        return "? (QEMU's pid not found)".into();
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (Some(a), t0) = (cpu_ticks(pid), Instant::now()) else {
+        return "? (no /proc stat)".into();
+    };
+    std::thread::sleep(Duration::from_secs(IDLE_SECONDS));
+    let Some(b) = cpu_ticks(pid) else {
+        return "? (no /proc stat)".into();
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let hz = clk_tck();
+    let pct = (b - a) as f64 / hz as f64 / secs * 100.0;
+    if b == a {
+        // One tick over the window is the resolution.
+        let floor = 100.0 / hz as f64 / secs;
+        format!("< {floor:.2} % of one core (0 ticks of 1/{hz} s in {secs:.1} s)")
+    } else {
+        format!(
+            "{pct:.2} % of one core ({} ticks of 1/{hz} s in {secs:.1} s)",
+            b - a
+        )
+    }
+}
+
+/// Whether a guest of `mib` MiB boots to READY and answers a 200; panics
+/// of the harness (guest exited, deadline) count as "no", quietly.
+fn serves_with(mib: u32) -> bool {
+    let hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let ok = panic::catch_unwind(AssertUnwindSafe(|| {
+        boot_and_serve(&format!("{mib}M"), Duration::from_secs(15));
+    }))
+    .is_ok();
+    panic::set_hook(hook);
+    eprintln!(
+        "system: -m {mib}M {}",
+        if ok { "serves" } else { "does not" }
+    );
+    ok
+}
+
+fn smallest_mem() -> String {
+    let (lo, hi) = MIN_MEM_MIB;
+    if !serves_with(hi) {
+        return format!("? (-m {hi}M does not serve)");
+    }
+    if serves_with(lo) {
+        return format!("≤ {lo}M (the lower end of the search)");
+    }
+    // lo fails, hi serves.
+    let (mut bad, mut good) = (lo, hi);
+    while good - bad > 1 {
+        let mid = (bad + good) / 2;
+        if serves_with(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    format!("{good}M ({bad}M does not reach READY + 200)")
+}
+
+fn image_size() -> String {
+    let path = kernel_image();
+    let Ok(meta) = std::fs::metadata(path) else {
+        return format!("? ({} missing)", path.display());
+    };
+    let mut s = format!(
+        "{} bytes ({:.2} MiB)",
+        meta.len(),
+        meta.len() as f64 / (1 << 20) as f64
+    );
+    let stripped = std::env::temp_dir().join(format!("pagezone-bench-{}.elf", std::process::id()));
+    let ok = Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(path)
+        .arg(&stripped)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok && let Ok(m) = std::fs::metadata(&stripped) {
+        s.push_str(&format!(
+            "; {} bytes ({:.2} MiB) after objcopy --strip-all",
+            m.len(),
+            m.len() as f64 / (1 << 20) as f64
+        ));
+    }
+    let _ = std::fs::remove_file(&stripped);
+    s
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` / `cargo test --benches`
+    }
+    let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
+    let image = kernel_image().display().to_string();
+    let mut rows = boot_times();
+    eprintln!("system: boot times done");
+
+    let b = boot_and_serve("2G", Duration::from_secs(120));
+    let idle = idle_cpu();
+    let c4 = wrk(b.port, 4);
+    let c32 = wrk(b.port, 32);
+    drop(b.guest);
+    eprintln!("system: idle CPU and wrk done");
+
+    rows.push(vec![
+        "wrk -t2 -c4 GET /api/buddyinfo".into(),
+        format!("{WRK_SECONDS} s"),
+        c4,
+    ]);
+    rows.push(vec![
+        "wrk -t2 -c32 GET /api/buddyinfo".into(),
+        format!("{WRK_SECONDS} s"),
+        c32,
+    ]);
+    rows.push(vec![
+        "idle CPU of the QEMU process".into(),
+        format!("{IDLE_SECONDS} s"),
+        idle,
+    ]);
+    rows.push(vec![
+        "image size".into(),
+        "target/pagezone.elf".into(),
+        image_size(),
+    ]);
+    rows.push(vec![
+        "smallest -m that boots to READY and serves a 200".into(),
+        format!("{}M..{}M", MIN_MEM_MIB.0, MIN_MEM_MIB.1),
+        smallest_mem(),
+    ]);
+    print_table(
+        &format!("Whole system: QEMU q35, {accel}, -m 2G unless said otherwise ({image})"),
+        &["figure", "value / window", "detail"],
+        &rows,
+    );
+}
