@@ -52,17 +52,6 @@ const RANDOM_OPS: usize = 2 << 20;
 const RANDOM_BUDGET: Duration = Duration::from_millis(600);
 const COALESCE_OPS: usize = 200_000;
 
-/// `PageAlloc::set_pcp_enabled` (issue 12 item 1: per-CPU page lists) is
-/// being added on another branch. Until it is merged, this crate is built
-/// without its `pcp` feature: both mm rows then run the buddy allocator
-/// alone and the pcp row says so. After the merge, turn the feature on
-/// (`default = ["pcp"]` in benches/Cargo.toml); the two rows then differ
-/// only by the `set_pcp_enabled` call in [`mm_fresh`]. With the lists on,
-/// free-all leaves pages parked on them, outside the buddy free lists (as
-/// in Linux until `drain_all_pages()`), so the coalescing check will say
-/// "buddyinfo differs" unless [`coalesced`] drains them first.
-const PCP_API: bool = cfg!(feature = "pcp");
-
 /// What every row implements.
 trait Pages {
     /// A block of `2^order` pages aligned to its size; `None` if refused.
@@ -77,6 +66,9 @@ trait Pages {
     fn free_counts(&self) -> Option<Vec<u64>> {
         None
     }
+    /// Give back whatever is cached outside the free lists (mm: the
+    /// per-CPU lists, `drain_all_pages()`), before the coalescing check.
+    fn settle(&mut self) {}
 }
 
 fn page_layout(nr_pages: usize, align: usize) -> Layout {
@@ -119,10 +111,7 @@ fn mm_fresh(pcp: bool) -> Mm {
     pa.memblock_free_all(&mb).expect("memblock_free_all");
     pa.setup_watermarks();
     // The only difference between the two mm rows.
-    #[cfg(feature = "pcp")]
     pa.set_pcp_enabled(pcp);
-    #[cfg(not(feature = "pcp"))]
-    let _ = pcp;
     Mm(pa)
 }
 
@@ -151,6 +140,9 @@ impl Pages for Mm {
     }
     fn free_run(&mut self, block: usize, nr_pages: usize) {
         self.free(block, order_of(nr_pages));
+    }
+    fn settle(&mut self) {
+        self.0.drain_all_pages();
     }
     fn free_counts(&self) -> Option<Vec<u64>> {
         let pa = &self.0;
@@ -512,11 +504,14 @@ fn largest_run<A: Pages>(a: &mut A) -> usize {
 /// free counts per zone and order).
 fn coalesced<A: Pages>(mut a: A, churn: &OpTable) -> String {
     let fresh = largest_run(&mut a);
+    a.settle();
     let fresh_counts = a.free_counts();
     if let Err(e) = random_ops(&mut a, churn, COALESCE_OPS, Duration::MAX) {
         return format!("? ({e})");
     }
+    a.settle();
     let after = largest_run(&mut a);
+    a.settle();
     let counts = match (fresh_counts, a.free_counts()) {
         (Some(f), Some(n)) if f == n => ", buddyinfo = fresh",
         (Some(_), Some(_)) => ", buddyinfo differs",
@@ -567,7 +562,6 @@ fn main() {
         order0: op_table(0x5eed_0000, 10_000, 0, RANDOM_OPS),
         orders0_3: op_table(0x5eed_0003, 4_000, 3, RANDOM_OPS),
     };
-    let pcp_name = if PCP_API { "mm (pcp)" } else { "mm (pcp) †" };
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut add = |name: &str, f: &mut dyn FnMut() -> Vec<String>| {
         if selected(name) {
@@ -577,7 +571,7 @@ fn main() {
             rows.push(r);
         }
     };
-    add(pcp_name, &mut || row(|| mm_fresh(true), &t, true));
+    add("mm (pcp)", &mut || row(|| mm_fresh(true), &t, true));
     add("mm (pcp bypassed)", &mut || {
         row(|| mm_fresh(false), &t, true)
     });
@@ -612,11 +606,6 @@ fn main() {
         &rows,
     );
     println!();
-    if !PCP_API {
-        println!(
-            "† `PageAlloc::set_pcp_enabled` is not on this branch yet (built without feature `pcp`): this row runs the same buddy-only allocator as \"mm (pcp bypassed)\"."
-        );
-    }
     println!(
         "‡ axallocator's slab is a byte allocator (the kmalloc table has it); its blocks over 4 KiB come from a buddy_system_allocator Heap, the row above."
     );
