@@ -119,11 +119,34 @@ fn frame_run(pfn: u64, page: &Page, zone: ZoneType) -> Run {
 pub fn encode(pa: &PageAlloc<'_>, start: Pfn, end: Pfn, runs: &mut Vec<Run>) -> Pfn {
     let end = end.0.min(pa.max_pfn().0);
     let mut pfn = start.0;
+    // The allocated block being walked: a non-compound block marks its
+    // head only, so its other frames take the head's state and owner.
+    let (mut block_end, mut block_owner) = match pa.compound_head(start) {
+        Some((head, order)) if head < start => (
+            head.0 + order.nr_pages(),
+            pa.page(head).map_or(OwnerTag::NONE, |p| p.owner),
+        ),
+        _ => (0, OwnerTag::NONE),
+    };
     while pfn < end {
         let (Some(page), Some(zone)) = (pa.page(Pfn(pfn)), pa.zone_of(Pfn(pfn))) else {
             break;
         };
-        let here = frame_run(pfn, page, zone);
+        let here = if page.is_head() {
+            block_end = pfn + (1u64 << page.order);
+            block_owner = page.owner;
+            frame_run(pfn, page, zone)
+        } else if pfn < block_end {
+            Run {
+                pfn: Pfn(pfn),
+                nr_pages: 1,
+                state: FrameState::Allocated,
+                owner: block_owner,
+                zone,
+            }
+        } else {
+            frame_run(pfn, page, zone)
+        };
         let full = runs.len() == runs.capacity();
         match runs.last_mut() {
             Some(last)

@@ -242,8 +242,8 @@ impl<P: Platform> MemoryManager<'_, P> {
                 };
                 if p.is_buddy() {
                     (1u64 << p.order, false, false)
-                } else if !p.is_allocated() && !p.is_reserved() {
-                    (1, false, false) // inside a free block
+                } else if !p.is_reserved() && pa.compound_head(Pfn(pfn)).is_none() {
+                    (1, false, false) // inside a free block (or on a per-CPU list)
                 } else {
                     (0, pa.migratable_page(Pfn(pfn)), p.is_highmem())
                 }

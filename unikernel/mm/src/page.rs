@@ -70,17 +70,23 @@ impl PageFlags {
     /// Head of a free block sitting on a per-CPU list; `order` is valid
     /// (see [`crate::page_alloc::pcp`]). Free, but not on the buddy lists.
     pub const PCP: PageFlags = PageFlags(1 << 11);
+    /// Head of a compound block (`__GFP_COMP`, cf. `PG_head`): its other
+    /// frames are marked [`PageFlags::TAIL`] and carry its owner. A block
+    /// allocated without `__GFP_COMP` keeps its metadata in the head alone,
+    /// as Linux's non-compound high-order pages do.
+    pub const COMPOUND: PageFlags = PageFlags(1 << 12);
     /// Bits 13–15 of a pageblock's first frame hold the pageblock's
     /// [`crate::zone::MigrateType`] (Linux keeps these `PB_migrate` bits in
     /// a separate `pageblock_flags` bitmap; here they ride in the
     /// descriptor, which has room). Meaningless on other frames.
     pub const PB_MIGRATE: PageFlags = PageFlags(0b111 << PB_MIGRATE_SHIFT);
 
-    const NAMES: [(PageFlags, &'static str); 8] = [
+    const NAMES: [(PageFlags, &'static str); 9] = [
         (PageFlags::RESERVED, "reserved"),
         (PageFlags::BUDDY, "buddy"),
         (PageFlags::PCP, "pcp"),
         (PageFlags::HEAD, "head"),
+        (PageFlags::COMPOUND, "compound"),
         (PageFlags::TAIL, "tail"),
         (PageFlags::SLAB, "slab"),
         (PageFlags::HIGHMEM, "highmem"),
@@ -295,7 +301,12 @@ impl Page {
         self.flags.contains(PageFlags::HEAD)
     }
 
-    /// Non-first page of an allocated block.
+    /// Head of a compound block (its tails are marked).
+    pub const fn is_compound(&self) -> bool {
+        self.flags.contains(PageFlags::COMPOUND)
+    }
+
+    /// Non-first page of a compound block.
     pub const fn is_tail(&self) -> bool {
         self.flags.contains(PageFlags::TAIL)
     }
@@ -320,7 +331,9 @@ impl Page {
         self.flags.contains(PageFlags::SLAB)
     }
 
-    /// Part of an allocated block (head or tail).
+    /// The head or a marked tail of an allocated block. A frame inside a
+    /// non-compound block is unmarked: ask
+    /// [`crate::page_alloc::PageAlloc::compound_head`].
     pub const fn is_allocated(&self) -> bool {
         self.flags
             .intersects(PageFlags::HEAD.union(PageFlags::TAIL))

@@ -574,7 +574,7 @@ impl<'a> PageAlloc<'a> {
         if let Some(pfn) =
             self.get_page_from_freelist(gfp, order, highest, |z| z.watermarks.low, fast)
         {
-            self.prep_new_page(pfn, order, owner);
+            self.prep_new_page_gfp(pfn, order, owner, gfp);
             return Ok(pfn);
         }
         // Slow path: ALLOC_WMARK_MIN, with ALLOC_MIN_RESERVE/ALLOC_NON_BLOCK
@@ -587,7 +587,7 @@ impl<'a> PageAlloc<'a> {
         };
         let min = |z: &Zone| gfp.min_watermark(z.watermarks.min);
         if let Some(pfn) = self.get_page_from_freelist(gfp, order, highest, min, slow) {
-            self.prep_new_page(pfn, order, owner);
+            self.prep_new_page_gfp(pfn, order, owner, gfp);
             return Ok(pfn);
         }
         // A request that would reclaim first gives back the high-order
@@ -598,7 +598,7 @@ impl<'a> PageAlloc<'a> {
                 | (self.drain_all_pages() > 0))
             && let Some(pfn) = self.get_page_from_freelist(gfp, order, highest, min, slow)
         {
-            self.prep_new_page(pfn, order, owner);
+            self.prep_new_page_gfp(pfn, order, owner, gfp);
             return Ok(pfn);
         }
         // cf. __gfp_pfmemalloc_flags(): __GFP_NOMEMALLOC wins.
@@ -772,23 +772,69 @@ impl<'a> PageAlloc<'a> {
         }
     }
 
-    /// Mark an allocated block (cf. `prep_new_page()` + `prep_compound_page()`).
+    /// Mark an allocated block in its head (cf. `prep_new_page()`); the
+    /// other frames are left as they were inside the free block.
+    #[inline]
     pub(crate) fn prep_new_page(&mut self, pfn: Pfn, order: Order, owner: OwnerTag) {
+        let p = &mut self.mem_map[pfn.index()];
+        p.flags.remove(
+            PageFlags::BUDDY
+                .union(PageFlags::PCP)
+                .union(PageFlags::MOVABLE),
+        );
+        p.flags.insert(PageFlags::HEAD);
+        p.order = order.get();
+        p.refcount = 1;
+        p.owner = owner;
+        p.prev = NIL;
+        p.next = NIL;
+    }
+
+    /// [`PageAlloc::prep_new_page`], and [`PageAlloc::prep_compound_page`]
+    /// for a `__GFP_COMP` block of order > 0.
+    #[inline]
+    fn prep_new_page_gfp(&mut self, pfn: Pfn, order: Order, owner: OwnerTag, gfp: GfpFlags) {
+        self.prep_new_page(pfn, order, owner);
+        if order.get() > 0 && gfp.contains(GfpFlags::COMP) {
+            self.prep_compound_page(pfn, order);
+        }
+    }
+
+    /// Make an allocated block compound: every other frame marked TAIL with
+    /// the head's owner (cf. `prep_compound_page()`).
+    pub(crate) fn prep_compound_page(&mut self, pfn: Pfn, order: Order) {
         let nr = order.nr_pages() as usize;
         let block = &mut self.mem_map[pfn.index()..pfn.index() + nr];
-        for (i, p) in block.iter_mut().enumerate() {
-            p.flags.remove(PageFlags::BUDDY.union(PageFlags::MOVABLE));
-            p.flags.insert(if i == 0 {
-                PageFlags::HEAD
-            } else {
-                PageFlags::TAIL
-            });
-            p.order = if i == 0 { order.get() } else { 0 };
-            p.refcount = if i == 0 { 1 } else { 0 };
+        let (head, tails) = block.split_at_mut(1);
+        head[0].flags.insert(PageFlags::COMPOUND);
+        let (owner, slab) = (head[0].owner, head[0].flags.contains(PageFlags::SLAB));
+        for p in tails {
+            p.flags.insert(PageFlags::TAIL);
+            if slab {
+                p.flags.insert(PageFlags::SLAB);
+            }
             p.owner = owner;
-            p.prev = NIL;
-            p.next = NIL;
         }
+    }
+
+    /// The allocated block a frame lies in, for an unmarked frame (inside a
+    /// non-compound block, or free): the first naturally aligned head above
+    /// it whose order covers it (at most `MAX_ORDER` probes; a free block
+    /// met first means the frame is free).
+    fn find_head(&self, pfn: Pfn) -> Option<(Pfn, Order)> {
+        for o in 1..=MAX_ORDER {
+            let head = pfn.0 & !((1u64 << o) - 1);
+            let p = self.mem_map.get(head as usize)?;
+            if usize::from(p.order) >= o {
+                if p.is_head() {
+                    return Some((Pfn(head), Order::new(p.order)?));
+                }
+                if p.is_buddy() || p.is_pcp() {
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     // ----------------------------------------------------------------
@@ -829,7 +875,10 @@ impl<'a> PageAlloc<'a> {
         if page.is_reserved() {
             return Err(FreeError::Reserved { pfn });
         }
-        // Managed, not allocated, not a free head: inside a free block.
+        // Managed, unmarked: inside a non-compound block, or free.
+        if self.find_head(pfn).is_some() {
+            return Err(FreeError::NotHead { pfn });
+        }
         Err(FreeError::DoubleFree { pfn })
     }
 
@@ -855,16 +904,24 @@ impl<'a> PageAlloc<'a> {
             return Ok(());
         }
         let nr = order.nr_pages() as usize;
-        for p in &mut self.mem_map[pfn.index()..pfn.index() + nr] {
-            p.flags.remove(
-                PageFlags::HEAD
-                    .union(PageFlags::TAIL)
-                    .union(PageFlags::SLAB)
-                    .union(PageFlags::MOVABLE),
-            );
-            p.order = 0;
-            p.refcount = 0;
-            p.owner = OwnerTag::NONE;
+        let block = &mut self.mem_map[pfn.index()..pfn.index() + nr];
+        let (head, tails) = block.split_at_mut(1);
+        let compound = head[0].is_compound();
+        head[0].flags.remove(
+            PageFlags::HEAD
+                .union(PageFlags::COMPOUND)
+                .union(PageFlags::SLAB)
+                .union(PageFlags::MOVABLE),
+        );
+        head[0].order = 0;
+        head[0].refcount = 0;
+        head[0].owner = OwnerTag::NONE;
+        // cf. free_tail_pages_check(): only a compound block marked them.
+        if compound {
+            for p in tails {
+                p.flags.remove(PageFlags::TAIL.union(PageFlags::SLAB));
+                p.owner = OwnerTag::NONE;
+            }
         }
         if pcp::pcp_allowed_order(order.index()) {
             self.free_unref_page(pfn, order.index(), zi);
@@ -1076,8 +1133,11 @@ impl<'a> PageAlloc<'a> {
         if page.is_head() {
             return Some((pfn, Order::new(page.order)?));
         }
-        if !page.is_tail() {
+        if page.is_reserved() || page.is_buddy() || page.is_pcp() {
             return None;
+        }
+        if !page.is_tail() {
+            return self.find_head(pfn);
         }
         // A tail is at most 2^MAX_ORDER - 1 frames past its head.
         for back in 1..(1u64 << MAX_ORDER) {
@@ -1094,18 +1154,24 @@ impl<'a> PageAlloc<'a> {
         None
     }
 
+    /// The head's index and the frames carrying the block's metadata: all
+    /// of a compound block, the head alone otherwise.
     fn allocated_block(&mut self, pfn: Pfn) -> Result<(usize, usize), FreeError> {
         let page = self.page(pfn).ok_or(FreeError::NotRam { pfn })?;
         if page.is_head() && page.owner == OwnerTag::RESERVE {
             Err(FreeError::Reserved { pfn }) // the reserve pool's, not a caller's
-        } else if page.is_head() {
+        } else if page.is_head() && page.is_compound() {
             Ok((pfn.index(), 1usize << page.order))
+        } else if page.is_head() {
+            Ok((pfn.index(), 1))
         } else if page.is_tail() {
             Err(FreeError::NotHead { pfn })
         } else if page.is_nomap() {
             Err(FreeError::NotRam { pfn })
         } else if page.is_reserved() {
             Err(FreeError::Reserved { pfn })
+        } else if self.find_head(pfn).is_some() {
+            Err(FreeError::NotHead { pfn })
         } else {
             Err(FreeError::DoubleFree { pfn })
         }

@@ -335,9 +335,15 @@ impl PageAlloc<'_> {
         self.vm_events
             .count_zid(VmEvent::PgAllocDma, r.zone.index(), n);
         for p in &mut self.mem_map[pfn.index()..pfn.index() + n as usize] {
-            p.flags.remove(PageFlags::HEAD); // every pool frame is a head
+            // Every pool frame is an order-0 head: back to a plain frame.
+            p.flags.remove(PageFlags::HEAD);
+            p.refcount = 0;
+            p.owner = OwnerTag::NONE;
         }
         self.prep_new_page(pfn, order, owner);
+        if order.get() > 0 && gfp.contains(GfpFlags::COMP) {
+            self.prep_compound_page(pfn, order);
+        }
         Some(pfn)
     }
 

@@ -252,7 +252,7 @@ pub fn check_vmap_areas<const N: usize, const F: usize>(
             let what = match a.kind {
                 VmapKind::Vmalloc => match page {
                     None => Some("vmalloc page maps a frame past max_pfn"),
-                    Some(p) if !p.is_allocated() => {
+                    Some(p) if !p.is_head() => {
                         Some("vmalloc page maps a frame that is not allocated")
                     }
                     Some(p) if p.owner != OwnerTag::VMALLOC => {
@@ -261,7 +261,7 @@ pub fn check_vmap_areas<const N: usize, const F: usize>(
                     Some(_) => None,
                 },
                 VmapKind::Vmap => match page {
-                    Some(p) if !p.is_reserved() && !p.is_allocated() => {
+                    Some(p) if !p.is_reserved() && pa.compound_head(pfn).is_none() => {
                         Some("vmap page maps a free frame")
                     }
                     _ => None,

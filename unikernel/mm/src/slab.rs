@@ -567,7 +567,10 @@ pub fn alloc_slab_pages_from(
     order: Order,
     kind: SlabPageKind,
 ) -> Result<Pfn, AllocError> {
-    let gfp = gfp.difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO));
+    // Slab and kmalloc_large blocks are compound, as Linux's are.
+    let gfp = gfp
+        .difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO))
+        .union(GfpFlags::COMP);
     let pfn = pa.alloc_pages(gfp, order, kind.owner())?;
     mark_slab_pages(pa, pfn, order, kind, gfp)
 }
@@ -612,7 +615,7 @@ impl<P: Platform> PageSource for HeapPages<'_, '_, P> {
     ) -> Result<Pfn, AllocError> {
         let gfp = gfp
             .difference(GfpFlags::HIGHMEM.union(GfpFlags::ZERO))
-            .union(GfpFlags::MEMALLOC);
+            .union(GfpFlags::MEMALLOC.union(GfpFlags::COMP));
         let pfn = {
             let mut pa = self.0.lock();
             let pfn = pa.alloc_heap_pages(gfp, order, kind.owner())?;
@@ -647,6 +650,9 @@ impl<P: Platform> PageSource for ExactPages<'_, '_, P> {
     ) -> Result<Pfn, AllocError> {
         let mut pa = self.mm.lock();
         pa.take_page_off_buddy(self.pfn, order, kind.owner())?;
+        if order.get() > 0 {
+            pa.prep_compound_page(self.pfn, order);
+        }
         mark_slab_pages(&mut pa, self.pfn, order, kind, gfp)
     }
 

@@ -262,6 +262,7 @@ impl PageAlloc<'_> {
         let mut in_free_block = 0u64; // frames left in the current free block
         let mut in_alloc_block = 0u64; // frames left in the current allocated block
         let mut head_owner = OwnerTag::NONE;
+        let mut head_compound = false;
         for (pfn, p) in self.mem_map[..max as usize].iter().enumerate() {
             let pfn_u = pfn as u64;
             checked.pages += 1;
@@ -325,11 +326,21 @@ impl PageAlloc<'_> {
                     in_alloc_block = 1 << p.order.min(MAX_ORDER as u8);
                     in_free_block = 0;
                     head_owner = p.owner;
+                    head_compound = p.is_compound();
                 } else if p.is_tail() {
                     if in_alloc_block == 0 {
                         bad("tail frame outside an allocated block", pfn_u);
+                    } else if !head_compound {
+                        bad("TAIL frame in a block that is not compound", pfn_u);
                     } else if p.owner != head_owner {
                         bad("tail frame owner differs from its head", pfn_u);
+                    }
+                } else if in_alloc_block > 0 {
+                    if head_compound {
+                        bad("frame of a compound block not marked TAIL", pfn_u);
+                    } else if p.owner != OwnerTag::NONE || p.refcount != 0 || p.is_slab() {
+                        // cf. free_tail_pages_check() for the compound case.
+                        bad("frame of a non-compound block carries metadata", pfn_u);
                     }
                 } else if in_free_block == 0 {
                     bad("managed frame is neither free nor allocated", pfn_u);

@@ -107,10 +107,15 @@ fn mixed_orders_split_and_coalesce() {
         counts(&pa, ZoneType::Dma),
         [0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
     );
-    // Tail frames are marked, with the owner.
+    // Without __GFP_COMP the tails are left unmarked (the head alone
+    // carries the block), and compound_head() still finds the head.
     let t = pa.page(Pfn(5)).unwrap();
-    assert!(t.is_tail() && t.owner == OwnerTag::API);
+    assert!(!t.is_tail() && t.owner == OwnerTag::NONE && !t.is_allocated());
     assert_eq!(pa.compound_head(Pfn(5)), Some((a, order(3))));
+    assert_eq!(
+        pa.free_pages(Pfn(5), Order::ZERO),
+        Err(FreeError::NotHead { pfn: Pfn(5) })
+    );
     assert_eq!(pa.compound_head(Pfn(13)), Some((c, order(2))));
     pa.free_pages(b, order(2)).unwrap(); // buddy c allocated: no merge
     assert_eq!(

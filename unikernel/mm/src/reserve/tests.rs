@@ -221,7 +221,7 @@ fn memalloc_is_served_only_after_the_zones_are_drained() {
         "only MEMALLOC counts"
     );
 
-    let heap = GfpFlags::GFP_KERNEL | GfpFlags::GFP_ATOMIC | GfpFlags::MEMALLOC;
+    let heap = GfpFlags::GFP_KERNEL | GfpFlags::GFP_ATOMIC | GfpFlags::MEMALLOC | GfpFlags::COMP;
     let a = pa.alloc_pages(heap, order(2), OwnerTag::HEAP).unwrap();
     assert_eq!(a, s.start_pfn);
     let p = pa.page(a).unwrap();

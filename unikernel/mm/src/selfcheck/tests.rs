@@ -96,7 +96,11 @@ fn buddy_reports_every_corrupted_frame_and_check_invariants_the_first() {
     let mut mm_map = mem_map();
     let mm = machine(&mut mm_map);
     let head = mm
-        .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(2).unwrap(), OwnerTag::API)
+        .alloc_pages(
+            GfpFlags::GFP_KERNEL | GfpFlags::COMP,
+            Order::new(2).unwrap(),
+            OwnerTag::API,
+        )
         .unwrap();
     let mut pa = mm.lock();
     // A frame inside the largest free block of DMA: owned while free.

@@ -1080,7 +1080,7 @@ proptest! {
             }
             // Inside a slab (or large block) the buddy allocator marked.
             let page = f.page(addr);
-            prop_assert!(page.is_allocated());
+            prop_assert!(page.is_allocated(), "slab and large blocks are compound");
             prop_assert_eq!(page.is_slab(), len <= 8192 || cache.is_some());
             m.fill(addr, req, tag);
             live.insert(addr, Live { len, req, tag, cache });
