@@ -979,9 +979,7 @@ impl<'a> PageAlloc<'a> {
                 }
             }
             self.del_from_free_list(buddy_pfn as u32, order, zi);
-            let b = &mut self.mem_map[buddy_pfn as usize];
-            b.flags.remove(PageFlags::BUDDY);
-            b.order = 0;
+            self.mem_map[buddy_pfn as usize].order = 0;
             pfn &= buddy_pfn; // the combined block starts at the lower half
             order += 1;
         }
@@ -1045,14 +1043,16 @@ impl<'a> PageAlloc<'a> {
     /// O(1) unlink; clears BUDDY and the free-page count of the block.
     /// A first or last block names its list in its end link
     /// ([`LIST_END`]); in the middle, its neighbours are all that change.
+    /// The block's own links are reset, so a frame's descriptor is a
+    /// function of its state alone (tests compare whole `mem_map`s).
     #[inline]
     fn del_from_free_list(&mut self, pfn: u32, order: usize, zi: usize) {
         let (prev, next) = {
             let p = &mut self.mem_map[pfn as usize];
+            p.flags.remove(PageFlags::BUDDY);
             let links = (p.prev, p.next);
             p.prev = NIL;
             p.next = NIL;
-            p.flags.remove(PageFlags::BUDDY);
             links
         };
         let area = &mut self.zones[zi].free_area[order];
