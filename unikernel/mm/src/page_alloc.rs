@@ -554,6 +554,9 @@ impl<'a> PageAlloc<'a> {
         order: Order,
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
+        if let Some(pfn) = self.alloc_pages_pcp_fast(gfp, order, owner) {
+            return Ok(pfn);
+        }
         if gfp.is_zone_bad() {
             return Err(AllocError::ZoneBad { gfp });
         }

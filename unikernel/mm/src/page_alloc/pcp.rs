@@ -29,9 +29,10 @@
 //! until SMP brings the others up.
 
 use super::PageAlloc;
+use crate::gfp::GfpFlags;
 use crate::page::{NIL, PageFlags};
 use crate::types::{NR_CPUS, Order, Pfn};
-use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
+use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES, ZoneType};
 
 /// The highest order kept on per-CPU lists (cf. `PAGE_ALLOC_COSTLY_ORDER`).
 pub use crate::compaction::PAGE_ALLOC_COSTLY_ORDER;
@@ -172,6 +173,70 @@ impl PageAlloc<'_> {
                 }
             }
         }
+    }
+
+    /// The common case of [`PageAlloc::alloc_pages`] in a few dozen
+    /// instructions: a block of order ≤ costly from the first populated
+    /// zone the request may use, above its LOW watermark, whose per-CPU
+    /// list for the request's migrate type is not empty. Exactly what the
+    /// full path would do in that case (the first zone it tries, the list
+    /// it pops); anything else — no such zone, a watermark or an empty list
+    /// to deal with, fault injection armed, bad zone flags — returns `None`
+    /// with nothing changed and the full path decides.
+    #[inline(always)]
+    pub(super) fn alloc_pages_pcp_fast(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: crate::page::OwnerTag,
+    ) -> Option<Pfn> {
+        let o = order.index();
+        if !pcp_allowed_order(o) || self.fail_page_alloc_armed || gfp.is_zone_bad() {
+            return None;
+        }
+        let highest = gfp.gfp_zone().index();
+        // The zonelist's first populated zone (cf. the first zoneref
+        // get_page_from_freelist() does not skip).
+        let zi = (0..=highest)
+            .rev()
+            .find(|&zi| self.zones[zi].is_populated())?;
+        let zone = &self.zones[zi];
+        // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
+        // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
+        // movable requests; a high-order request needs the full check.
+        let mt = gfp.migratetype();
+        let mut unusable = zone.nr_reserved_highatomic + (1u64 << o) - 1;
+        if mt != MigrateType::Movable {
+            unusable += zone.nr_free_cma;
+        }
+        let mark = zone.watermarks.low + zone.lowmem_reserve[highest];
+        if zone.free_pages <= unusable || zone.free_pages - unusable <= mark {
+            return None;
+        }
+        let flags = super::AllocFlags {
+            harder: false,
+            nofragment: false,
+            cma: mt == MigrateType::Movable,
+        };
+        if o > 0
+            && !zone.watermark_ok_flags(order, zone.watermarks.low, ZoneType::ALL[highest], flags)
+        {
+            return None;
+        }
+        let cpu = self.this_cpu();
+        let pindex = order_to_pindex(mt, o);
+        let pcp = &mut self.zones[zi].pcp[cpu];
+        if pcp.lists[pindex].head == NIL {
+            return None;
+        }
+        pcp.free_factor >>= 1;
+        let pfn = list_pop_head(self.mem_map, &mut pcp.lists[pindex]);
+        pcp.count -= 1 << o;
+        self.vm_events
+            .count_zid(crate::vmstat::VmEvent::PgAllocDma, zi, 1 << o);
+        let pfn = Pfn(u64::from(pfn));
+        self.prep_new_page_gfp(pfn, order, owner, gfp);
+        Some(pfn)
     }
 
     /// cf. `rmqueue_pcplist()` → `__rmqueue_pcplist()`: the first block of
@@ -357,6 +422,7 @@ fn nr_pcp_free(pcp: &mut PerCpuPages, high: u32, free_high: bool) -> u32 {
 // The lists: doubly linked through `Page::prev/next`, as the free lists.
 // ----------------------------------------------------------------------
 
+#[inline(always)]
 fn list_add_head(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u32) {
     let next = list.head;
     let p = &mut mem_map[pfn as usize];
@@ -370,6 +436,7 @@ fn list_add_head(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u3
     list.head = pfn;
 }
 
+#[inline(always)]
 fn list_add_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u32) {
     let prev = list.tail;
     let p = &mut mem_map[pfn as usize];
@@ -384,6 +451,7 @@ fn list_add_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u3
 }
 
 /// Unlink the first block of a non-empty list.
+#[inline(always)]
 fn list_pop_head(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 {
     let pfn = list.head;
     let p = &mut mem_map[pfn as usize];
@@ -399,6 +467,7 @@ fn list_pop_head(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 
 }
 
 /// Unlink the last block of a non-empty list.
+#[inline(always)]
 fn list_pop_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 {
     let pfn = list.tail;
     let p = &mut mem_map[pfn as usize];
