@@ -32,6 +32,8 @@ struct AllocBody<'b> {
     phys: Option<&'b str>,
     /// Demand-zero (`vmalloc` only).
     lazy: Option<bool>,
+    /// Bytes (`percpu` only).
+    align: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +280,7 @@ impl<P: Platform> Api<'_, P> {
             Some("dma") => return self.alloc_dma(body.size),
             Some("pagecache") => return self.alloc_pagecache(body.size),
             Some("cma") => return self.alloc_cma(body.size),
+            Some("percpu") => return self.alloc_percpu(body.size, body.align),
             Some(kind) if NOT_YET.contains(&kind) => {
                 return Err(ApiError::einval(format!(
                     "allocation type \"{kind}\" is not supported yet in this build (only \"pages\", \"kmalloc\", \"cache\", \"mempool\", \"dma\")"
@@ -469,6 +472,7 @@ impl<P: Platform> Api<'_, P> {
         freed += self.reset_vm();
         freed += self.reset_dma();
         freed += self.reset_cma();
+        freed += self.reset_percpu();
         freed += self.reset_slab();
         while let Some((_, handle)) = self.handles.pop_first() {
             // Each handle is a block the API allocated with exactly this

@@ -37,20 +37,30 @@ pub(super) enum AnyHandleJson {
     Dma(dma::DmaHandleJson),
     PageCache(super::pagecache::PageCacheJson),
     Cma(super::cma::CmaHandleJson),
+    Percpu(super::percpu::PercpuHandleJson),
 }
 
-/// Merges six id-ordered streams (one per handle table) into one
+/// Merges seven id-ordered streams (one per handle table) into one
 /// id-ordered stream, without collecting them.
-struct MergeById<A: Iterator, B: Iterator, C: Iterator, D: Iterator, E: Iterator, F: Iterator> {
+struct MergeById<
+    A: Iterator,
+    B: Iterator,
+    C: Iterator,
+    D: Iterator,
+    E: Iterator,
+    F: Iterator,
+    G: Iterator,
+> {
     a: Peekable<A>,
     b: Peekable<B>,
     c: Peekable<C>,
     d: Peekable<D>,
     e: Peekable<E>,
     f: Peekable<F>,
+    g: Peekable<G>,
 }
 
-impl<A, B, C, D, E, F> Iterator for MergeById<A, B, C, D, E, F>
+impl<A, B, C, D, E, F, G> Iterator for MergeById<A, B, C, D, E, F, G>
 where
     A: Iterator<Item = (u64, AnyHandleJson)>,
     B: Iterator<Item = (u64, AnyHandleJson)>,
@@ -58,6 +68,7 @@ where
     D: Iterator<Item = (u64, AnyHandleJson)>,
     E: Iterator<Item = (u64, AnyHandleJson)>,
     F: Iterator<Item = (u64, AnyHandleJson)>,
+    G: Iterator<Item = (u64, AnyHandleJson)>,
 {
     type Item = AnyHandleJson;
 
@@ -70,6 +81,7 @@ where
             id(self.d.peek()),
             id(self.e.peek()),
             id(self.f.peek()),
+            id(self.g.peek()),
         ];
         let (which, _) = ids.iter().enumerate().min_by_key(|(_, id)| **id)?;
         let next = match which {
@@ -78,7 +90,8 @@ where
             2 => self.c.next(),
             3 => self.d.next(),
             4 => self.e.next(),
-            _ => self.f.next(),
+            5 => self.f.next(),
+            _ => self.g.next(),
         };
         next.map(|(_, h)| h)
     }
@@ -106,6 +119,7 @@ impl<P: Platform> Api<'_, P> {
             + self.dma.handles.len()
             + self.pagecache.handles.len()
             + self.cma.handles.len()
+            + self.percpu.handles.len()
     }
 
     /// Every handle in id order, rendered lazily.
@@ -136,6 +150,12 @@ impl<P: Platform> Api<'_, P> {
                 .handles
                 .values()
                 .map(|h| (h.id, AnyHandleJson::Cma(h.into())))
+                .peekable(),
+            g: self
+                .percpu
+                .handles
+                .values()
+                .map(|h| (h.id, AnyHandleJson::Percpu(self.percpu.json(h))))
                 .peekable(),
         }
     }
@@ -181,6 +201,8 @@ impl<P: Platform> Api<'_, P> {
             AnyHandleJson::PageCache(h.into())
         } else if let Some(h) = self.cma.handles.get(&id) {
             AnyHandleJson::Cma(h.into())
+        } else if let Some(h) = self.percpu.handles.get(&id) {
+            AnyHandleJson::Percpu(self.percpu.json(h))
         } else {
             return Err(ApiError::enoent(alloc::format!(
                 "no allocation with id {id}"

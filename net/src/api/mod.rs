@@ -33,6 +33,7 @@ mod fixed_text;
 mod metrics;
 mod pagecache;
 mod pagemap;
+mod percpu;
 mod selfcheck;
 mod slab;
 mod tasks;
@@ -353,6 +354,8 @@ pub struct Api<'a, P: Platform> {
     pagecache: pagecache::PageCacheState,
     /// The `cma` handles (runs of the CMA area).
     cma: cma::CmaState,
+    /// `alloc_percpu()`: the chunks and the `percpu` handles.
+    percpu: percpu::PercpuState,
     /// Sleeping allocations (`wait_ms`, `mempool_alloc`). Boxed (once, at
     /// boot): the queues are kilobytes, and the `Api` lives in the main
     /// loop's frame of a 64 KiB kernel stack that the deepest views
@@ -392,6 +395,7 @@ impl<'a, P: Platform> Api<'a, P> {
             tasks: tasks::TaskState::default(),
             pagecache: pagecache::PageCacheState::default(),
             cma: cma::CmaState::default(),
+            percpu: percpu::PercpuState::default(),
             waits: alloc::boxed::Box::default(),
         }
     }
@@ -507,6 +511,9 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_cma_handle(param()) => {
                 return self.cma_handle_cmd(id, param(), req);
             }
+            RouteId::Free | RouteId::Fill | RouteId::Checksum if self.is_percpu_handle(param()) => {
+                return self.percpu_handle_cmd(id, param(), req);
+            }
             RouteId::Alloc => return self.alloc_for_task(req),
             RouteId::Free => return self.free(req, param(), req.query_param("order")),
             RouteId::Fill => return self.fill(req, param()),
@@ -620,6 +627,7 @@ impl<'a, P: Platform> Api<'a, P> {
             }
         }
         mi.cached_kb = self.pagecache_pages() * kb;
+        mi.percpu_kb = self.percpu_pages() * kb;
         mi.active_kb = active * kb;
         mi.inactive_kb = inactive * kb;
         mi.active_file_kb = active * kb;

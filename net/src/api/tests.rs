@@ -32,6 +32,7 @@ mod extras;
 mod failure;
 mod oom;
 mod pagecache;
+mod percpu;
 mod slab;
 mod trace;
 mod vmstat;

@@ -189,8 +189,10 @@ impl OwnerTag {
     pub const COMPACTION: OwnerTag = OwnerTag(16);
     /// Handed out by `cma_alloc()` from the CMA area.
     pub const CMA: OwnerTag = OwnerTag(17);
+    /// A chunk of the dynamic per-CPU allocator (`alloc_percpu()`).
+    pub const PERCPU: OwnerTag = OwnerTag(18);
 
-    const NAMES: [(OwnerTag, &'static str); 18] = [
+    const NAMES: [(OwnerTag, &'static str); 19] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -209,6 +211,7 @@ impl OwnerTag {
         (OwnerTag::PAGECACHE, "pagecache"),
         (OwnerTag::COMPACTION, "compaction"),
         (OwnerTag::CMA, "cma"),
+        (OwnerTag::PERCPU, "percpu"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.

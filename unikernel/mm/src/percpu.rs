@@ -198,12 +198,9 @@ impl Percpu {
     /// the refusal otherwise.
     pub fn needs_chunk(&self, size: usize, align: usize) -> Result<bool, PcpuError> {
         let (bits, align) = Percpu::check_request(size, align)?;
-        if self
-            .chunks
-            .iter()
-            .flatten()
-            .any(|c| c.free_bytes >= bits * PCPU_MIN_ALLOC_SIZE && c.find_fit(bits, align).is_some())
-        {
+        if self.chunks.iter().flatten().any(|c| {
+            c.free_bytes >= bits * PCPU_MIN_ALLOC_SIZE && c.find_fit(bits, align).is_some()
+        }) {
             return Ok(false);
         }
         if self.chunks.iter().any(Option::is_none) {
@@ -279,8 +276,7 @@ impl Percpu {
     /// without a unit or a chunk that is gone.
     pub fn addr(&self, ptr: PercpuPtr, cpu: usize) -> Option<u64> {
         let c = self.chunks.get(usize::from(ptr.chunk))?.as_ref()?;
-        (cpu < self.nr_units)
-            .then(|| c.base + (cpu * PCPU_UNIT_SIZE) as u64 + u64::from(ptr.off))
+        (cpu < self.nr_units).then(|| c.base + (cpu * PCPU_UNIT_SIZE) as u64 + u64::from(ptr.off))
     }
 
     /// Pages lent to chunks, every unit counted (cf. `pcpu_nr_pages()`,
@@ -315,8 +311,16 @@ impl Percpu {
     pub fn check(&self) -> Result<(), &'static str> {
         let mut live = 0u64;
         for c in self.chunks.iter().flatten() {
-            let used = c.alloc_map.iter().map(|w| w.count_ones() as usize).sum::<usize>();
-            let bounds = c.bound_map.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+            let used = c
+                .alloc_map
+                .iter()
+                .map(|w| w.count_ones() as usize)
+                .sum::<usize>();
+            let bounds = c
+                .bound_map
+                .iter()
+                .map(|w| w.count_ones() as usize)
+                .sum::<usize>();
             if PCPU_UNIT_SIZE - used * PCPU_MIN_ALLOC_SIZE != c.free_bytes {
                 return Err("chunk free_bytes does not match its alloc_map");
             }
@@ -372,8 +376,15 @@ mod tests {
         assert_eq!(p.addr(b, 2), None);
         assert_eq!(p.free(a), Ok((4, None)));
         assert_eq!(p.free(a), Err(PcpuError::NotAllocated));
-        assert_eq!(p.free(PercpuPtr { chunk: 0, off: 12 }), Err(PcpuError::NotAllocated));
-        assert_eq!(p.free(b), Ok((8, Some(BASE))), "the emptied chunk goes back");
+        assert_eq!(
+            p.free(PercpuPtr { chunk: 0, off: 12 }),
+            Err(PcpuError::NotAllocated)
+        );
+        assert_eq!(
+            p.free(b),
+            Ok((8, Some(BASE))),
+            "the emptied chunk goes back"
+        );
         assert_eq!((p.nr_chunks(), p.nr_pages()), (0, 0));
         p.check().unwrap();
     }

@@ -1,0 +1,103 @@
+//! `POST /api/alloc {"type":"percpu"}`: `alloc_percpu()` with one address
+//! per CPU, zeroed, filled and checksummed in every copy; chunks from the
+//! buddy allocator counted as `Percpu` in meminfo and given back when the
+//! last object goes, so reset equals boot.
+
+use super::*;
+
+fn percpu_kb(t: &mut T<'_>) -> u64 {
+    t.json("/api/meminfo")["Percpu"].as_u64().unwrap()
+}
+
+#[test]
+fn percpu_objects_share_a_chunk_and_the_last_free_returns_it() {
+    run(DEFAULT, |t| {
+        let boot = t.buddyinfo();
+        assert_eq!(percpu_kb(t), 0);
+        let a = t.alloc_ok(json!({"type":"percpu","size":24,"align":8}));
+        assert_eq!(a["type"], "percpu");
+        assert_eq!(
+            (a["size"].as_u64(), a["align"].as_u64()),
+            (Some(24), Some(8))
+        );
+        let addrs = a["addresses"].as_array().unwrap();
+        assert_eq!(addrs.len(), mm::types::NR_CPUS, "one address per CPU");
+        // One chunk: a 32 KiB unit per CPU, from the buddy allocator.
+        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        assert_ne!(t.buddyinfo(), boot);
+        // Fresh memory reads as zeroes in every copy.
+        let zeroes = crc32fast(&vec![0u8; 24 * mm::types::NR_CPUS]);
+        let sum = t.json(&format!("/api/alloc/{}/checksum", a["id"]));
+        assert_eq!(sum["bytes"], 24 * mm::types::NR_CPUS as u64);
+        assert_eq!(sum["crc32"], format!("{zeroes:#010x}"));
+        let r = t.request(
+            "POST",
+            &format!("/api/alloc/{}/fill", a["id"]),
+            Some(r#"{"byte":171}"#),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let sum = t.json(&format!("/api/alloc/{}/checksum", a["id"]));
+        let full = crc32fast(&vec![0xABu8; 24 * mm::types::NR_CPUS]);
+        assert_eq!(sum["crc32"], format!("{full:#010x}"));
+        // A second object lands in the same chunk, after the first.
+        let b = t.alloc_ok(json!({"type":"percpu","size":4096,"align":4096}));
+        assert_eq!(b["chunk"], a["chunk"]);
+        assert_eq!(b["offset"], 4096);
+        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        let listed = t.json("/api/allocations")["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["type"] == "percpu")
+            .count();
+        assert_eq!(listed, 2);
+        // Freeing one keeps the chunk; the last returns it.
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{}", a["id"]), None)
+                .status,
+            200
+        );
+        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{}", b["id"]), None)
+                .status,
+            200
+        );
+        assert_eq!(percpu_kb(t), 0);
+        assert_eq!(t.buddyinfo(), boot);
+        // Reset frees what is left, chunk included.
+        t.alloc_ok(json!({"type":"percpu","size":8}));
+        assert_eq!(
+            t.request("POST", "/api/reset", None).body,
+            br#"{"freed":1}"#
+        );
+        assert_eq!(percpu_kb(t), 0);
+        assert_eq!(t.buddyinfo(), boot);
+    });
+}
+
+#[test]
+fn bad_percpu_requests_are_400_and_change_nothing() {
+    run(DEFAULT, |t| {
+        let boot = t.buddyinfo();
+        for body in [
+            json!({"type":"percpu"}),
+            json!({"type":"percpu","size":0}),
+            json!({"type":"percpu","size":32769}),
+            json!({"type":"percpu","size":8,"align":12}),
+            json!({"type":"percpu","size":8,"align":8192}),
+        ] {
+            let r = t.alloc(body.clone());
+            assert_eq!(error(&r), (400, "EINVAL".into()), "{body}");
+        }
+        assert_eq!(t.buddyinfo(), boot);
+        assert_eq!(percpu_kb(t), 0);
+    });
+}
+
+/// CRC-32 (IEEE) as the API reports it.
+fn crc32fast(bytes: &[u8]) -> u32 {
+    let mut c = mm::crc32::Crc32::new();
+    c.update(bytes);
+    c.finish()
+}
