@@ -139,7 +139,8 @@ impl Walker {
 
     fn alloc_body_untasked(&mut self) -> Value {
         let r = &mut self.rng;
-        match r.below(9) {
+        match r.below(10) {
+            9 => json!({"type":"percpu","size":r.size(8192),"align":1u64 << r.below(13)}),
             7 => json!({"type":"pagecache","size":r.size(1 << 20)}),
             8 => json!({"type":"vmalloc","size":r.size(64 << 20),"lazy":true}),
             0 | 1 => {
@@ -345,6 +346,7 @@ impl Walker {
             "/sys/kernel/debug/extfrag/extfrag_index",
             "/sys/kernel/debug/extfrag/unusable_index",
             "/api/cma",
+            "/api/cpus",
             "/sys/kernel/tracing/trace",
         ];
         let path = if self.rng.below(4) == 0 {

@@ -739,8 +739,71 @@ fn per_cpu_page_lists_refill_in_batches_and_reset_drains_them() {
     }
     assert!(dma32(&mut c)["pagesets"][0]["count"].as_u64().unwrap() > 0);
     assert_ne!(buddyinfo(&mut c), boot, "freed pages wait on the list");
+    // /api/cpus: the boot CPU, its APIC id, its lists summed over zones.
+    let cpus = c.request("GET", "/api/cpus", None).json();
+    let cpu0 = &cpus["online"][0];
+    assert_eq!(cpus["online"].as_array().unwrap().len(), 1, "{cpus}");
+    assert_eq!(cpu0["cpu"], 0);
+    assert_eq!(cpu0["apic_id"], 0, "q35's boot CPU");
+    let listed: u64 = cpu0["pagesets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cpu0["pcp"]["count"].as_u64(), Some(listed));
+    assert!(listed > 0);
     let r = c.request("POST", "/api/reset", None);
     assert_eq!(r.status, 200);
     assert_eq!(dma32(&mut c)["pagesets"][0]["count"], 0);
     assert_eq!(buddyinfo(&mut c), boot);
+}
+
+/// alloc_percpu in the guest: one address per CPU in the direct map,
+/// zeroed, filled and read back; the chunk is `Percpu` in meminfo and
+/// goes back with the last object.
+#[test]
+fn percpu_objects_live_in_a_buddy_chunk_counted_as_percpu() {
+    let (_guest, port) = boot_ready(BootOptions::default().mem("512M"));
+    let mut c = Client::connect(port);
+    let percpu_kb = |c: &mut Client| {
+        c.request("GET", "/api/meminfo", None).json()["Percpu"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(percpu_kb(&mut c), 0);
+    let r = alloc(&mut c, json!({"type":"percpu","size":100,"align":64}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let h = r.json();
+    let addrs = h["addresses"].as_array().unwrap();
+    assert_eq!(addrs.len(), 1);
+    assert!(
+        hex(&addrs[0]) >= 0xffff_8880_0000_0000 && hex(&addrs[0]) % 64 == 0,
+        "{h}"
+    );
+    assert_eq!(percpu_kb(&mut c), 32);
+    let id = h["id"].as_u64().unwrap();
+    let zero = c
+        .request("GET", &format!("/api/alloc/{id}/checksum"), None)
+        .json();
+    let r = c.request(
+        "POST",
+        &format!("/api/alloc/{id}/fill"),
+        Some(r#"{"byte":90}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let full = c
+        .request("GET", &format!("/api/alloc/{id}/checksum"), None)
+        .json();
+    assert_eq!(zero["bytes"], 100);
+    assert_ne!(zero["crc32"], full["crc32"]);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[90u8; 100]);
+    assert_eq!(hex(&full["crc32"]), crc.finalize() as u64);
+    assert_eq!(
+        c.request("DELETE", &format!("/api/alloc/{id}"), None)
+            .status,
+        200
+    );
+    assert_eq!(percpu_kb(&mut c), 0);
 }

@@ -70,7 +70,7 @@ pub use mm::dma::CoherentInfo;
 pub use slab::{
     KMALLOC_SPARE_SLABS, SlabAccess, SlabHandle, SlabHandleKind, settle_kmalloc_caches,
 };
-pub use views::{BounceInfo, CoherentBuffer, DmaInfo};
+pub use views::{BounceInfo, CoherentBuffer, CpuInfo, DmaInfo};
 pub use vm::{API_CALLER, PageAccess, PageTouch, Vm, VmHandle, VmHandleKind};
 
 /// What only the kernel knows. Every method but [`System::now_ns`] is
@@ -119,6 +119,11 @@ pub trait System {
     /// filled by `Meminfo::from_page_alloc`.
     fn meminfo(&self, mi: &mut Meminfo) {
         let _ = mi;
+    }
+    /// The online CPUs: each one's number and local APIC id, in CPU
+    /// order (`/api/cpus`). The default: the boot CPU alone, APIC id 0.
+    fn cpus(&self) -> Vec<CpuInfo> {
+        alloc::vec![CpuInfo { cpu: 0, apic_id: 0 }]
     }
     /// Per-node counters and pagesets for `/proc/zoneinfo`.
     fn zoneinfo_extra(&self) -> ZoneinfoExtra {
@@ -236,6 +241,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::UnusableIndex,
     RouteId::Compact,
     RouteId::Cma,
+    RouteId::Cpus,
     RouteId::TraceRead,
     RouteId::TraceClear,
     RouteId::TracePipe,
@@ -487,6 +493,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ExtfragIndex => text::extfrag_index(self.mm),
             RouteId::Compact => return self.compact(req),
             RouteId::Cma => self.cma_view(),
+            RouteId::Cpus => views::cpus(self.mm, &self.system.cpus()),
             RouteId::UnusableIndex => text::unusable_index(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),

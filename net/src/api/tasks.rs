@@ -205,6 +205,15 @@ impl<P: Platform> Api<'_, P> {
         if let Some(h) = self.cma.handles.get(&id) {
             return Some((MmCounter::Kernel, h.count));
         }
+        if let Some(h) = self.percpu.handles.get(&id) {
+            // Per-CPU memory is the kernel's (cf. MM_KERNELPAGES): the
+            // object's bytes in every unit, in whole pages.
+            let units = self.percpu.alloc.nr_units() as u64;
+            return Some((
+                MmCounter::Kernel,
+                (h.size * units).div_ceil(mm::types::PAGE_SIZE),
+            ));
+        }
         self.slab_handle_pages(id)
             .map(|pages| (MmCounter::Kernel, pages))
     }
@@ -838,6 +847,9 @@ impl<P: Platform> Api<'_, P> {
         }
         if self.is_cma_handle(id) {
             return self.cma_handle_cmd(crate::server::router::RouteId::Free, id, req);
+        }
+        if self.is_percpu_handle(id) {
+            return self.percpu_handle_cmd(crate::server::router::RouteId::Free, id, req);
         }
         self.free(req, id, None)
     }

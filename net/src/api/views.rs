@@ -601,3 +601,91 @@ pub fn net(stats: &NetStats) -> Response {
         },
     )
 }
+
+/// One online CPU as the kernel knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuInfo {
+    /// Logical CPU number (the index of its per-CPU structures).
+    pub cpu: usize,
+    /// Its local APIC id (from the MADT).
+    pub apic_id: u32,
+}
+
+/// `GET /api/cpus`: `{"online":[{"cpu","apic_id","pcp":{"count","high","batch"},"pagesets":[…]}]}`.
+/// `pcp` sums the CPU's lists over the zones (pages waiting, and the
+/// `high` marks); `batch` is that of the zone with the most managed pages
+/// (the one ordinary allocations refill from). `pagesets` has each
+/// zone's own.
+pub fn cpus<P: Platform>(mm: &MemoryManager<'_, P>, online: &[CpuInfo]) -> Response {
+    #[derive(Serialize)]
+    struct Pcp {
+        count: u64,
+        high: u64,
+        batch: u32,
+    }
+    #[derive(Serialize)]
+    struct ZonePcp {
+        zone: &'static str,
+        count: u32,
+        high: u32,
+        batch: u32,
+    }
+    #[derive(Serialize)]
+    struct Cpu {
+        cpu: usize,
+        apic_id: u32,
+        pcp: Pcp,
+        pagesets: Vec<ZonePcp>,
+    }
+    #[derive(Serialize)]
+    struct Cpus {
+        online: Vec<Cpu>,
+    }
+    // Every vector is sized before the zone lock is taken: nothing
+    // allocates under it.
+    let mut out: Vec<Cpu> = Vec::new();
+    if out.try_reserve_exact(online.len()).is_err() {
+        return crate::ApiError::enomem("no memory for the CPU list").into_response();
+    }
+    for c in online {
+        let mut pagesets = Vec::new();
+        if pagesets.try_reserve_exact(NR_ZONES).is_err() {
+            return crate::ApiError::enomem("no memory for the CPU list").into_response();
+        }
+        out.push(Cpu {
+            cpu: c.cpu,
+            apic_id: c.apic_id,
+            pcp: Pcp {
+                count: 0,
+                high: 0,
+                batch: 1,
+            },
+            pagesets,
+        });
+    }
+    {
+        let pa = mm.lock();
+        let zones = pa.zones();
+        let biggest = (0..zones.len())
+            .max_by_key(|&i| zones[i].managed_pages)
+            .unwrap_or(0);
+        for cpu in out.iter_mut().filter(|c| c.cpu < mm::types::NR_CPUS) {
+            let n = cpu.cpu;
+            for z in zones.iter().filter(|z| z.is_populated()) {
+                let p = &z.pcp[n];
+                cpu.pagesets.push(ZonePcp {
+                    zone: z.name(),
+                    count: p.count,
+                    high: p.high,
+                    batch: p.batch,
+                });
+            }
+            cpu.pcp = Pcp {
+                count: zones.iter().map(|z| u64::from(z.pcp[n].count)).sum(),
+                high: zones.iter().map(|z| u64::from(z.pcp[n].high)).sum(),
+                batch: zones[biggest].pcp[n].batch,
+            };
+        }
+    }
+    Response::json(200, &Cpus { online: out })
+}

@@ -147,6 +147,8 @@ routes! {
     /// `{"zone"?:NAME}`: `/proc/sys/vm/compact_memory`.
     Post "/api/compact" => Compact,
     Get "/api/cma" => Cma,
+    /// Online CPUs with their per-CPU page lists.
+    Get "/api/cpus" => Cpus,
     Post "/api/bench" => Bench,
 }
 
@@ -374,6 +376,7 @@ mod tests {
             ),
             (Method::Post, "/api/compact", RouteId::Compact),
             (Method::Get, "/api/cma", RouteId::Cma),
+            (Method::Get, "/api/cpus", RouteId::Cpus),
             (
                 Method::Get,
                 "/sys/kernel/debug/extfrag/unusable_index",

@@ -108,6 +108,14 @@ impl System for KernelSystem {
         }
     }
 
+    fn cpus(&self) -> alloc::vec::Vec<net::api::CpuInfo> {
+        // One CPU until SMP brings the others up: the boot CPU.
+        alloc::vec![net::api::CpuInfo {
+            cpu: 0,
+            apic_id: u32::from(crate::arch::x86_64::apic::id()),
+        }]
+    }
+
     fn meminfo(&self, mi: &mut Meminfo) {
         let (n4k, n2m) = memory::paging::direct_map_pages();
         mi.direct_map_4k_kb = n4k * 4;

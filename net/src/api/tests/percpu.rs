@@ -101,3 +101,44 @@ fn crc32fast(bytes: &[u8]) -> u32 {
     c.update(bytes);
     c.finish()
 }
+
+/// `GET /api/cpus`: the boot CPU with its per-CPU page lists, summed over
+/// the zones and zone by zone, matching `/api/zones`.
+#[test]
+fn cpus_lists_the_boot_cpu_with_its_page_lists() {
+    run(PCP, |t| {
+        let a = t.alloc_ok(json!({"type":"pages","order":0,"gfp":"GFP_DMA32"}));
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{}", a["id"]), None)
+                .status,
+            200
+        );
+        let cpus = t.json("/api/cpus");
+        let online = cpus["online"].as_array().unwrap();
+        assert_eq!(online.len(), 1);
+        let cpu = &online[0];
+        assert_eq!(
+            (cpu["cpu"].as_u64(), cpu["apic_id"].as_u64()),
+            (Some(0), Some(0))
+        );
+        let zones = t.json("/api/zones");
+        let mut count = 0;
+        let mut high = 0;
+        for (z, p) in zones["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|z| z["managed"].as_u64() > Some(0))
+            .zip(cpu["pagesets"].as_array().unwrap())
+        {
+            assert_eq!(p["zone"], z["name"]);
+            assert_eq!(p["count"], z["pagesets"][0]["count"]);
+            assert_eq!(p["high"], z["pagesets"][0]["high"]);
+            count += p["count"].as_u64().unwrap();
+            high += p["high"].as_u64().unwrap();
+        }
+        assert!(count > 0, "the freed page waits on a list");
+        assert_eq!(cpu["pcp"]["count"].as_u64(), Some(count));
+        assert_eq!(cpu["pcp"]["high"].as_u64(), Some(high));
+    });
+}
