@@ -778,7 +778,7 @@ fn percpu_objects_live_in_a_buddy_chunk_counted_as_percpu() {
     let addrs = h["addresses"].as_array().unwrap();
     assert_eq!(addrs.len(), 1);
     assert!(
-        hex(&addrs[0]) >= 0xffff_8880_0000_0000 && hex(&addrs[0]) % 64 == 0,
+        hex(&addrs[0]) >= 0xffff_8880_0000_0000 && hex(&addrs[0]).is_multiple_of(64),
         "{h}"
     );
     assert_eq!(percpu_kb(&mut c), 32);

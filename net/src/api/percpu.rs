@@ -195,11 +195,11 @@ impl<P: Platform> Api<'_, P> {
     /// Free a handle's object; an emptied chunk's block goes back.
     fn free_percpu(&mut self, h: &PercpuHandle) {
         let st = &mut self.percpu;
-        if let Ok((_, Some(_base))) = st.alloc.free(h.ptr) {
-            if let Some((pfn, order)) = st.chunk_blocks[usize::from(h.ptr.chunk)].take() {
-                let _ = self.mm.free_pages(pfn, order);
-                self.held_pages -= order.nr_pages();
-            }
+        if let Ok((_, Some(_base))) = st.alloc.free(h.ptr)
+            && let Some((pfn, order)) = st.chunk_blocks[usize::from(h.ptr.chunk)].take()
+        {
+            let _ = self.mm.free_pages(pfn, order);
+            self.held_pages -= order.nr_pages();
         }
         self.percpu.handles.remove(&h.id);
     }

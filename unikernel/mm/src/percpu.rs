@@ -257,7 +257,7 @@ impl Percpu {
             .chunks
             .get_mut(slot)
             .and_then(Option::as_mut)
-            .filter(|_| off % PCPU_MIN_ALLOC_SIZE == 0 && off < PCPU_UNIT_SIZE)
+            .filter(|_| off.is_multiple_of(PCPU_MIN_ALLOC_SIZE) && off < PCPU_UNIT_SIZE)
             .ok_or(PcpuError::NotAllocated)?;
         let bytes = chunk
             .free_area(off / PCPU_MIN_ALLOC_SIZE)

@@ -26,7 +26,7 @@ fn percpu_objects_share_a_chunk_and_the_last_free_returns_it() {
         assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
         assert_ne!(t.buddyinfo(), boot);
         // Fresh memory reads as zeroes in every copy.
-        let zeroes = crc32fast(&vec![0u8; 24 * mm::types::NR_CPUS]);
+        let zeroes = crc32fast(&[0u8; 24 * mm::types::NR_CPUS]);
         let sum = t.json(&format!("/api/alloc/{}/checksum", a["id"]));
         assert_eq!(sum["bytes"], 24 * mm::types::NR_CPUS as u64);
         assert_eq!(sum["crc32"], format!("{zeroes:#010x}"));
@@ -37,7 +37,7 @@ fn percpu_objects_share_a_chunk_and_the_last_free_returns_it() {
         );
         assert_eq!(r.status, 200, "{}", r.text());
         let sum = t.json(&format!("/api/alloc/{}/checksum", a["id"]));
-        let full = crc32fast(&vec![0xABu8; 24 * mm::types::NR_CPUS]);
+        let full = crc32fast(&[0xABu8; 24 * mm::types::NR_CPUS]);
         assert_eq!(sum["crc32"], format!("{full:#010x}"));
         // A second object lands in the same chunk, after the first.
         let b = t.alloc_ok(json!({"type":"percpu","size":4096,"align":4096}));
