@@ -25,12 +25,12 @@
 //!   passed into every call, which takes the zone lock inside. So the lock
 //!   order is slab → zone, and nothing under either lock allocates from the
 //!   heap.
-//! * **Fast path as in SLUB.** Each cache has an active ("cpu") slab whose
-//!   free list is held in the cache descriptor itself
-//!   (`kmem_cache_cpu.freelist`): an allocation pops it with one load, a free
-//!   of an object of the active slab pushes with one store — no search, no
-//!   list move, no `dyn` call. Everything else is `___slab_alloc` /
-//!   `__slab_free`, out of line.
+//! * **Fast path as in SLUB.** Each cache has, per CPU, a frozen slab whose
+//!   free list sits in the CPU's `kmem_cache_cpu` (an array of
+//!   [`NR_CPUS`] inside the cache descriptor): an allocation pops it, a
+//!   free of an object of that slab pushes onto it — no list, no slab
+//!   metadata, no `dyn` call. Everything else is `___slab_alloc` /
+//!   `__slab_free`, out of line (see `cpu.rs`).
 //! * **Debug caches take the slow path** (as `kmem_cache_debug()` does in
 //!   Linux): `SLAB_RED_ZONE`, `SLAB_POISON` and `SLAB_CONSISTENCY_CHECKS`
 //!   caches never freeze an active slab, so every operation is checked. A
@@ -60,6 +60,8 @@ pub(crate) mod tests;
 
 use core::fmt;
 
+pub use cpu::NR_CPUS;
+pub(crate) use cpu::{KmemCacheCpu, SlabCpu};
 pub use error::{Corruption, CorruptionCounts, CorruptionKind, InvalidFreeKind, SlabError};
 pub use flags::{CacheId, CacheKind, CacheName, Ctor, ReportFn, SlabFlags};
 pub(crate) use geometry::{Geometry, calculate_sizes};
@@ -253,40 +255,46 @@ fn list_kind(m: &SlabMeta) -> ListKind {
 // The cache descriptor
 // ----------------------------------------------------------------------
 
-/// A cache of equally sized objects (cf. `struct kmem_cache` with its single
-/// `kmem_cache_cpu`). Hot fields first.
+/// A cache of equally sized objects (cf. `struct kmem_cache` with its one
+/// `kmem_cache_node`, and its `kmem_cache_cpu` for each CPU). The first
+/// cache line holds everything the fast paths touch: where the free
+/// pointer is, how to check that an address is an object start, and CPU
+/// 0's slab (the per-CPU array sits inside the descriptor, as SLAB's
+/// `array_cache *array[NR_CPUS]` did, so one base register reaches both).
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))] // the fast-path fields share one cache line
 pub(crate) struct KmemCache {
-    // --- fast path (cf. kmem_cache_cpu) ---
-    /// First free object of the active slab (address; 0 = none).
-    freelist: u64,
-    /// Head PFN of the active ("frozen") slab, or NIL.
-    cpu_slab: u32,
+    // --- read by the fast paths ---
+    /// Bytes per slab minus one: `addr & slab_mask` is an address's offset
+    /// in its slab, `addr - offset` the slab's start.
+    slab_mask: u64,
+    /// `ceil(2^64 / size)`: `off * div_magic < div_magic` (wrapping) iff
+    /// `off` is a multiple of `size` (Lemire, Kaser and Kurz, "Faster
+    /// remainder by direct computation", 2019; exact for `off`, `size` <
+    /// 2^32): one multiply instead of SLUB's `reciprocal_size` two.
+    div_magic: u64,
     /// Free pointer offset inside an object (cf. `s->offset`).
     offset: u32,
-    /// Objects of the active slab in use (quarantined included).
-    cpu_inuse: u32,
     /// Object stride including metadata and padding (cf. `s->size`).
     size: u32,
-    /// `ceil(2^32 / size)`: object index by multiply (cf. `reciprocal_size`).
-    recip: u32,
     /// `objects * size`: offsets at or past it are slab leftover.
     objs_end: u32,
-    /// Frames per slab minus one.
-    pfn_mask: u32,
     /// Bytes the user may use (cf. `s->object_size`).
     object_size: u32,
+    /// Each CPU's slab and free list (cf. `s->cpu_slab`), indexed by CPU.
+    pub(crate) cpu_slab: [KmemCacheCpu; NR_CPUS],
+    flags: SlabFlags,
+    objects: u32,
 
     // --- geometry and identity ---
+    /// Frames per slab minus one.
+    pfn_mask: u32,
     /// End of object plus red zone (cf. `s->inuse`).
     inuse_off: u32,
     /// Where the requested size is stored when red-zoning (0 = not).
     orig_off: u32,
     align: u32,
-    objects: u32,
     order: u8,
-    flags: SlabFlags,
     allocflags: GfpFlags,
     ctor: Option<Ctor>,
     kind: CacheKind,
@@ -304,9 +312,10 @@ pub(crate) struct KmemCache {
     full: SlabList,
     partial: SlabList,
     empty: SlabList,
-    /// Sum of `inuse` over slabs on the lists (not the active slab).
+    /// Sum of `inuse` over the listed slabs (not the CPU slabs, whose
+    /// count is in their `kmem_cache_cpu`).
     list_inuse: u64,
-    /// Slabs owned, the active one included.
+    /// Slabs owned, the CPU slabs included.
     nr_slabs: u64,
     /// Objects taken out of circulation after a detected corruption.
     quarantined: u64,
@@ -315,21 +324,20 @@ pub(crate) struct KmemCache {
 
 impl KmemCache {
     const EMPTY: KmemCache = KmemCache {
-        freelist: 0,
-        cpu_slab: NIL,
+        slab_mask: 0,
+        div_magic: 0,
         offset: 0,
-        cpu_inuse: 0,
         size: 0,
-        recip: 0,
         objs_end: 0,
-        pfn_mask: 0,
         object_size: 0,
+        cpu_slab: [KmemCacheCpu::EMPTY; NR_CPUS],
+        flags: SlabFlags::NONE,
+        objects: 0,
+        pfn_mask: 0,
         inuse_off: 0,
         orig_off: 0,
         align: 0,
-        objects: 0,
         order: 0,
-        flags: SlabFlags::NONE,
         allocflags: GfpFlags::empty(),
         ctor: None,
         kind: CacheKind::Kernel,
@@ -352,13 +360,18 @@ impl KmemCache {
         },
     };
 
+    /// Whether `off`, an offset inside one of this cache's slabs, is an
+    /// object's first byte (cf. `check_valid_pointer()`, which SLUB runs
+    /// only when debugging; here every free runs it, so a bad pointer is
+    /// refused instead of corrupting a free list).
+    #[inline(always)]
+    fn is_object_offset(&self, off: u64) -> bool {
+        (off.wrapping_mul(self.div_magic) < self.div_magic) & (off < self.objs_end as u64)
+    }
+
     #[inline]
     fn is_debug(&self) -> bool {
         self.flags.intersects(SlabFlags::DEBUG_FLAGS)
-    }
-
-    fn active_objs(&self) -> u64 {
-        self.list_inuse + self.cpu_inuse as u64
     }
 
     /// Put an unlinked slab on the list for `kind` (full: just counted).
@@ -406,6 +419,9 @@ pub struct SlabAllocator<'a> {
     failslab: FailSlab,
     /// `failslab.is_armed()`, cached for the fast path (see `ArmedMut`).
     failslab_armed: bool,
+    /// What the slab layer keeps per CPU beside the caches' own
+    /// `kmem_cache_cpu`s.
+    pub(crate) cpu: [SlabCpu; NR_CPUS],
 }
 
 impl fmt::Debug for SlabAllocator<'_> {
@@ -415,6 +431,11 @@ impl fmt::Debug for SlabAllocator<'_> {
             .field("lowmem_frames", &self.metas.len())
             .finish_non_exhaustive()
     }
+}
+
+/// `ceil(2^64 / size)` for [`KmemCache::is_object_offset`] (`size` ≥ 2).
+pub(crate) const fn div_magic(size: u32) -> u64 {
+    (u64::MAX / size as u64).wrapping_add(1)
 }
 
 /// Direct-map address of a slab's first byte.
@@ -441,6 +462,7 @@ impl<'a> SlabAllocator<'a> {
             large_pages: 0,
             failslab: FailSlab::new(),
             failslab_armed: false,
+            cpu: [SlabCpu::EMPTY; NR_CPUS],
         };
         s.create_kmalloc_caches(kmalloc_debug);
         s
@@ -487,7 +509,8 @@ impl<'a> SlabAllocator<'a> {
         self.caches[slot] = KmemCache {
             offset: geo.offset,
             size: geo.size,
-            recip: (1u64 << 32).div_ceil(geo.size as u64) as u32,
+            slab_mask: (PAGE_SIZE << geo.order) - 1,
+            div_magic: div_magic(geo.size),
             objs_end: geo.objects * geo.size,
             pfn_mask: (1u32 << geo.order) - 1,
             object_size: object_size as u32,
@@ -600,17 +623,16 @@ impl<'a> SlabAllocator<'a> {
         id: CacheId,
     ) -> Result<(), SlabError> {
         let slot = self.resolve(id)?;
-        let c = &self.caches[slot];
-        if c.kind == CacheKind::Kmalloc {
+        if self.caches[slot].kind == CacheKind::Kmalloc {
             return Err(SlabError::Permanent);
         }
-        let active = c.active_objs() - c.quarantined;
+        let active = self.active_objs(slot) - self.caches[slot].quarantined;
         if active > 0 {
             return Err(SlabError::Busy {
                 active_objs: active,
             });
         }
-        self.deactivate_slab(slot);
+        self.flush_all(pages, slot);
         for kind in [ListKind::Partial, ListKind::Empty] {
             loop {
                 let c = &mut self.caches[slot];
@@ -645,8 +667,9 @@ impl<'a> SlabAllocator<'a> {
         Ok(())
     }
 
-    /// `kmem_cache_shrink()`: flush the active slab and give every empty
-    /// slab back to the buddy allocator. Returns the number freed.
+    /// `kmem_cache_shrink()`: flush the CPU slabs (cf. `flush_all()`) and
+    /// give every empty slab back to the buddy allocator. Returns the
+    /// number freed.
     pub fn kmem_cache_shrink<S: PageSource + ?Sized>(
         &mut self,
         pages: &S,
@@ -657,15 +680,16 @@ impl<'a> SlabAllocator<'a> {
     }
 
     pub(crate) fn shrink_slot<S: PageSource + ?Sized>(&mut self, pages: &S, slot: usize) -> usize {
-        self.deactivate_slab(slot);
-        let mut freed = 0;
+        let before = self.caches[slot].nr_slabs;
+        // An empty CPU slab may go straight back to the buddy allocator
+        // here (past the reserve): count what left, not what was listed.
+        self.flush_all(pages, slot);
         while self.caches[slot].empty.head != NIL {
             let pfn = self.caches[slot].empty.head;
             self.caches[slot].empty.remove(self.metas, pfn);
             self.discard_slab(pages, slot, pfn);
-            freed += 1;
         }
-        freed
+        (before - self.caches[slot].nr_slabs) as usize
     }
 
     /// [`SlabAllocator::kmem_cache_shrink`] that leaves up to `keep` empty
@@ -887,9 +911,7 @@ impl<'a> SlabAllocator<'a> {
     /// `object_size` of cache `slot` if `phys` is one of its object starts.
     pub(crate) fn object_size_at(&self, slot: usize, phys: u64) -> Option<usize> {
         let c = self.caches.get(slot)?;
-        let off = phys & (((c.pfn_mask as u64) + 1) * PAGE_SIZE - 1);
-        (c.live && off.is_multiple_of(c.size as u64) && off < c.objs_end as u64)
-            .then_some(c.object_size as usize)
+        (c.live && c.is_object_offset(phys & c.slab_mask)).then_some(c.object_size as usize)
     }
 
     /// The cache an address belongs to (cf. `virt_to_cache()`), whether or

@@ -1,9 +1,109 @@
-//! The allocation and free paths: the inlined fast paths over each cache's
-//! active ("cpu") slab, and the out-of-line slow paths behind them (cf.
-//! `slab_alloc_node()`, `___slab_alloc()`, `do_slab_free()`,
-//! `__slab_free()`, `deactivate_slab()` in `mm/slub.c`).
+//! The per-CPU half of SLUB: each CPU's `kmem_cache_cpu` of every cache,
+//! the inlined fast paths over it, and the out-of-line slow paths behind
+//! them (cf. `slab_alloc_node()`, `___slab_alloc()`, `do_slab_free()`,
+//! `__slab_free()`, `deactivate_slab()`, `flush_all()` in `mm/slub.c`).
+//!
+//! A CPU's slab of a cache is *frozen*: its whole free list has moved into
+//! the CPU's [`KmemCacheCpu::freelist`], its overlay entry says "no free
+//! object, every object in use" (as Linux sets `slab->inuse =
+//! slab->objects` on freezing), and it is on no list. So:
+//!
+//! * **alloc fast path** ([`SlabAllocator::slab_alloc`]) — pop `freelist`:
+//!   one load of the free pointer inside the object, one store of the new
+//!   head, one count;
+//! * **free fast path** ([`SlabAllocator::slab_free`]) — if the object lies
+//!   on this CPU's slab of the cache named by `kmem_cache_free` (for
+//!   `kfree`: of the cache this CPU used last), at an object start, push:
+//!   one store into the object, one of the new head, one count. That test
+//!   is arithmetic on the address (one multiply, no load that depends on
+//!   it); see `slab_free` for why it beats looking the cache up first.
+//!
+//! Neither touches a slab list, a slab's overlay entry, or a cache counter.
+//! Everything else is out of line: [`SlabAllocator::___slab_alloc`] when
+//! the free list is empty (the CPU slab is full: it goes to the full count,
+//! and the first partial, empty or new slab is frozen in its place), and
+//! [`SlabAllocator::slab_free_lookup`] for any other free: the cache from
+//! the overlay (cf. `virt_to_slab()`), then a push onto that cache's CPU
+//! free list or [`SlabAllocator::__slab_free`] into the object's slab.
+//!
+//! **Exact counts.** Linux's `/proc/slabinfo` counts every object of a CPU
+//! slab as active, free or not. Ours keeps [`KmemCacheCpu::inuse`], so
+//! `active_objs` and the full/partial/empty split are exact at every
+//! moment; that one increment is the fast paths' only bookkeeping.
+//!
+//! **Where CPU slabs are flushed** ([`SlabAllocator::flush_all`], cf.
+//! `flush_all()` → `__flush_cpu_slab()` → `deactivate_slab()`): before a
+//! shrink gives empty slabs back (`kmem_cache_shrink`, so also `POST
+//! /api/reset` and the reclaim shrinkers, which shrink), and before
+//! `kmem_cache_destroy`. The views need no flush: they count the CPU slabs
+//! from their `kmem_cache_cpu`.
+//!
+//! **No per-CPU partial list.** SLUB's `put_cpu_partial()` keeps slabs that
+//! regain a free object on a per-CPU list, to spare the node's
+//! `list_lock`. With one CPU and one slab lock that list would be the
+//! cache's partial list under another name (and would hold empty slabs
+//! beyond [`SLAB_EMPTY_RESERVE`] until drained), so a slab that regains a
+//! free object goes to the tail of the partial list directly, as SLUB does
+//! without `CONFIG_SLUB_CPU_PARTIAL`.
 
 use super::*;
+
+/// CPUs the slab layer keeps per-CPU state for (cf. `NR_CPUS`). One until
+/// SMP lands; every per-CPU structure is already an array indexed by CPU.
+pub const NR_CPUS: usize = 1;
+
+/// The CPU this code runs on (cf. `smp_processor_id()`): 0 until SMP, then
+/// the CPU number the kernel keeps in its per-CPU area.
+#[inline(always)]
+pub(crate) const fn smp_processor_id() -> usize {
+    0
+}
+
+/// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
+/// slab and that slab's free list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct KmemCacheCpu {
+    /// First free object of `slab` (its address), 0 if none (cf.
+    /// `c->freelist`). The free pointer inside each free object leads to
+    /// the next, 0 ending the list.
+    pub(crate) freelist: u64,
+    /// Direct-map address of the frozen slab's first byte, 0 if none (cf.
+    /// `c->slab`). An address, not a PFN: the free fast path compares it
+    /// with `addr - (addr & slab_mask)` directly.
+    pub(crate) slab: u64,
+    /// Objects of `slab` not on `freelist`: handed out, or quarantined.
+    pub(crate) inuse: u32,
+}
+
+impl KmemCacheCpu {
+    /// No CPU slab.
+    pub(crate) const EMPTY: KmemCacheCpu = KmemCacheCpu {
+        freelist: 0,
+        slab: 0,
+        inuse: 0,
+    };
+
+    /// Head PFN of the frozen slab (`slab` must be non-zero).
+    #[inline]
+    pub(crate) fn slab_pfn(&self) -> u32 {
+        ((self.slab - PAGE_OFFSET) >> PAGE_SHIFT) as u32
+    }
+}
+
+/// Per-CPU state of the slab layer as a whole (the caches keep theirs in
+/// their `kmem_cache_cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlabCpu {
+    /// The cache this CPU last allocated from, or last freed to through
+    /// the slow path: where `kfree` looks first (see
+    /// [`SlabAllocator::slab_free`]).
+    pub(crate) hint: u8,
+}
+
+impl SlabCpu {
+    pub(crate) const EMPTY: SlabCpu = SlabCpu { hint: 0 };
+}
 
 impl SlabAllocator<'_> {
     // ------------------------------------------------------------------
@@ -39,9 +139,9 @@ impl SlabAllocator<'_> {
         u64::from(self.caches[slot & (MAX_CACHES - 1)].size)
     }
 
-    /// The fast path (cf. `slab_alloc_node()`): pop the active slab's free
-    /// list. `orig_size` is what the caller asked for (tracked with red
-    /// zones, cf. `kmalloc_redzone`). `failslab` is asked first, as
+    /// The fast path (cf. `slab_alloc_node()`): pop this CPU's free list of
+    /// cache `slot`. `orig_size` is what the caller asked for (tracked with
+    /// red zones, cf. `kmalloc_redzone`). `failslab` is asked first, as
     /// `slab_pre_alloc_hook()` does for every cache, kmalloc's included;
     /// an injected failure changes nothing but the injection counters.
     #[inline(always)]
@@ -53,20 +153,37 @@ impl SlabAllocator<'_> {
         gfp: GfpFlags,
         orig_size: usize,
     ) -> Result<u64, SlabError> {
+        let slot = slot & (MAX_CACHES - 1);
         if self.failslab_armed {
-            self.should_failslab(slot & (MAX_CACHES - 1), gfp)?;
+            self.should_failslab(slot, gfp)?;
         }
-        let c = &mut self.caches[slot & (MAX_CACHES - 1)];
-        let obj = c.freelist;
+        let cpu_id = smp_processor_id();
+        self.cpu[cpu_id].hint = slot as u8;
+        let c = &mut self.caches[slot];
+        let cpu = &mut c.cpu_slab[cpu_id];
+        let obj = cpu.freelist;
         if obj != 0 {
-            c.freelist = mem.read_u64(obj + c.offset as u64);
-            c.cpu_inuse += 1;
+            cpu.freelist = mem.read_u64(obj + c.offset as u64);
+            cpu.inuse += 1;
             if gfp.contains(GfpFlags::ZERO) {
                 mem.fill(obj, c.object_size as usize, 0);
             }
             return Ok(obj);
         }
-        self.slab_alloc_slow(mem, pages, slot & (MAX_CACHES - 1), gfp, orig_size)
+        match self.___slab_alloc(mem, pages, slot, gfp, orig_size) {
+            0 => Err(self.slab_alloc_error(slot)),
+            obj => Ok(obj),
+        }
+    }
+
+    /// Why [`Self::___slab_alloc`] failed: the page allocator could not
+    /// supply a slab (the only way it fails).
+    #[cold]
+    fn slab_alloc_error(&self, slot: usize) -> SlabError {
+        let order = self.caches[slot & (MAX_CACHES - 1)].order;
+        SlabError::NoMemory {
+            order: Order::new(order).unwrap_or(Order::ZERO),
+        }
     }
 
     /// cf. `should_failslab()`: `Err` (as if the cache could not grow)
@@ -89,71 +206,73 @@ impl SlabAllocator<'_> {
         Ok(())
     }
 
-    /// cf. `___slab_alloc()`: the active slab is exhausted (or there is
-    /// none). Retire it to the full list, then freeze a partial slab, an
-    /// empty one, or a new one. Debug caches allocate one checked object
-    /// straight from the lists instead.
+    /// cf. `___slab_alloc()`: this CPU's free list of cache `slot` is empty.
+    /// Deactivate the CPU slab (every object of it is in use, so it goes to
+    /// the full count, on no list), then freeze the first partial slab,
+    /// else an empty one, else a new one (cf. `get_partial()`,
+    /// `new_slab()`), taking its whole free list (cf. `get_freelist()`),
+    /// and hand out its first object. Debug caches never freeze a slab:
+    /// they allocate one checked object straight from the lists. The
+    /// object, or 0 when no slab could be had (returned in a register: the
+    /// caller makes the error).
     #[cold]
     #[inline(never)]
-    fn slab_alloc_slow<M: ObjectMemory, S: PageSource + ?Sized>(
+    fn ___slab_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
         pages: &S,
         slot: usize,
         gfp: GfpFlags,
         orig_size: usize,
-    ) -> Result<u64, SlabError> {
+    ) -> u64 {
         let slot = slot & (MAX_CACHES - 1);
-        let c = &mut self.caches[slot];
-        if c.is_debug() {
-            return self.alloc_debug(mem, pages, slot, gfp, orig_size);
+        if self.caches[slot].is_debug() {
+            return self
+                .alloc_debug(mem, pages, slot, gfp, orig_size)
+                .unwrap_or(0);
         }
-        let metas = &mut *self.metas;
-        // Retire the exhausted active slab: with its free list empty, every
-        // object is in use (or quarantined), so it goes to the full list
-        // (cf. deactivate_slab() of a slab without free objects).
-        let old = c.cpu_slab;
-        if old != NIL {
-            match metas.get_mut(old as usize) {
-                Some(m) if c.freelist == 0 && c.cpu_inuse == c.objects => {
-                    m.freelist = NIL;
-                    m.inuse = c.cpu_inuse as u16;
-                    c.list_inuse += c.cpu_inuse as u64;
-                    c.cpu_inuse = 0;
-                    c.cpu_slab = NIL;
-                    c.full.nr += 1;
-                }
-                _ => self.deactivate_slab(slot),
-            }
-        }
-        // The first partial slab, else an empty one, else a new one
-        // (cf. get_partial() + new_slab()), taken off its list.
+        let cpu = smp_processor_id();
         let c = &mut self.caches[slot];
-        let metas = &mut *self.metas;
-        let pfn = if c.partial.head != NIL {
-            c.partial.pop(metas)
-        } else if c.empty.head != NIL {
-            c.empty.pop(metas)
+        let cc = c.cpu_slab[cpu];
+        if cc.slab != 0 && cc.freelist == 0 {
+            // Every object handed out: the slab's overlay entry already says
+            // so (no free list, all in use: how it was frozen), so it only
+            // moves to the full count (cf. deactivate_slab()'s
+            // M_FULL_NOLIST).
+            c.list_inuse += cc.inuse as u64;
+            c.full.nr += 1;
+            c.cpu_slab[cpu] = KmemCacheCpu::EMPTY;
         } else {
-            self.new_slab(mem, pages, slot, gfp)?
+            self.deactivate_slab(pages, cpu, slot);
+        }
+        let c = &mut self.caches[slot];
+        let pfn = if c.partial.head != NIL {
+            c.partial.pop(self.metas)
+        } else if c.empty.head != NIL {
+            c.empty.pop(self.metas)
+        } else {
+            match self.new_slab(mem, pages, slot, gfp) {
+                Ok(pfn) => pfn,
+                Err(_) => return 0,
+            }
         };
-        // Freeze it (cf. get_freelist()/freeze_slab()) and pop its first
-        // object.
         let c = &mut self.caches[slot];
         let Some(m) = self.metas.get_mut(pfn as usize) else {
             unreachable!("slab {pfn} outside the overlay")
         };
-        let obj = slab_va(pfn) + m.freelist as u64;
-        c.cpu_inuse = m.inuse as u32 + 1;
+        let base = slab_va(pfn);
+        let obj = base + m.freelist as u64;
+        let cc = &mut c.cpu_slab[cpu];
+        cc.freelist = mem.read_u64(obj + c.offset as u64);
+        cc.slab = base;
+        cc.inuse = m.inuse as u32 + 1;
         c.list_inuse -= m.inuse as u64;
-        c.cpu_slab = pfn;
         m.freelist = NIL;
         m.inuse = c.objects as u16;
-        c.freelist = mem.read_u64(obj + c.offset as u64);
         if gfp.contains(GfpFlags::ZERO) {
             mem.fill(obj, c.object_size as usize, 0);
         }
-        Ok(obj)
+        obj
     }
 
     /// A slab with a free object, on its list: the first partial one, else
@@ -177,27 +296,76 @@ impl SlabAllocator<'_> {
         Ok(pfn)
     }
 
-    /// cf. `deactivate_slab()`: hand the active slab's free list back to its
-    /// head frame and put it on the list its state calls for.
-    pub(crate) fn deactivate_slab(&mut self, slot: usize) {
-        let c = &mut self.caches[slot];
-        let pfn = c.cpu_slab;
-        if pfn == NIL {
+    // ------------------------------------------------------------------
+    // Deactivation and flushing
+    // ------------------------------------------------------------------
+
+    /// cf. `deactivate_slab()` (with `flush_slab()`'s taking the slab away
+    /// from the CPU): unfreeze CPU `cpu`'s slab of cache `slot` — its free
+    /// list goes back to the overlay, its count to the list counters — and
+    /// put it where its state says: the full count, the head of the partial
+    /// list, the empty list, or back to the buddy allocator when that
+    /// already holds [`SLAB_EMPTY_RESERVE`] slabs (cf. `M_FREE`). No-op
+    /// without a CPU slab. The CPU's free list is a proper list of the
+    /// slab's free objects (the free fast path keeps it so), so unlike
+    /// Linux there is nothing to splice: the head becomes the slab's.
+    #[inline(never)]
+    pub(crate) fn deactivate_slab<S: PageSource + ?Sized>(
+        &mut self,
+        pages: &S,
+        cpu: usize,
+        slot: usize,
+    ) {
+        let cc = core::mem::replace(&mut self.caches[slot].cpu_slab[cpu], KmemCacheCpu::EMPTY);
+        if cc.slab == 0 {
             return;
         }
+        let pfn = cc.slab_pfn();
+        let c = &mut self.caches[slot];
         let m = &mut self.metas[pfn as usize];
-        m.freelist = if c.freelist == 0 {
+        m.freelist = if cc.freelist == 0 {
             NIL
         } else {
-            (c.freelist - slab_va(pfn)) as u32
+            (cc.freelist - cc.slab) as u32
         };
-        m.inuse = c.cpu_inuse as u16;
-        c.list_inuse += c.cpu_inuse as u64;
-        c.cpu_inuse = 0;
-        c.freelist = 0;
-        c.cpu_slab = NIL;
-        let kind = list_kind(m);
-        c.list_push(self.metas, kind, pfn);
+        m.inuse = cc.inuse as u16;
+        c.list_inuse += cc.inuse as u64;
+        match list_kind(m) {
+            ListKind::Empty if c.empty.nr >= SLAB_EMPTY_RESERVE => {
+                self.discard_slab(pages, slot, pfn)
+            }
+            kind => c.list_push(self.metas, kind, pfn),
+        }
+    }
+
+    /// cf. `flush_all()`: deactivate every CPU's slab of cache `slot`, so
+    /// that every slab of the cache is on a list (or counted full). What a
+    /// shrink and `kmem_cache_destroy` do first; the free lists stay intact,
+    /// so nothing is lost but the fast path's next hit.
+    pub(crate) fn flush_all<S: PageSource + ?Sized>(&mut self, pages: &S, slot: usize) {
+        for cpu in 0..NR_CPUS {
+            self.deactivate_slab(pages, cpu, slot);
+        }
+    }
+
+    /// Every CPU slab of cache `slot`: `(cpu, its kmem_cache_cpu)`.
+    pub(crate) fn cpu_slabs(&self, slot: usize) -> impl Iterator<Item = (usize, &KmemCacheCpu)> {
+        self.caches[slot]
+            .cpu_slab
+            .iter()
+            .enumerate()
+            .filter(|(_, cc)| cc.slab != 0)
+    }
+
+    /// Objects of cache `slot` in use: on listed slabs plus on CPU slabs.
+    pub(crate) fn active_objs(&self, slot: usize) -> u64 {
+        let cpu: u64 = self.cpu_slabs(slot).map(|(_, cc)| cc.inuse as u64).sum();
+        self.caches[slot].list_inuse + cpu
+    }
+
+    /// Whether head frame `pfn` is a CPU slab of cache `slot`.
+    pub(crate) fn is_cpu_slab(&self, slot: usize, pfn: u32) -> bool {
+        self.cpu_slabs(slot).any(|(_, cc)| cc.slab == slab_va(pfn))
     }
 
     // ------------------------------------------------------------------
@@ -233,10 +401,21 @@ impl SlabAllocator<'_> {
         });
     }
 
-    /// The free fast path (cf. `slab_free()` → `do_slab_free()`): address →
-    /// frame → cache → object index by reciprocal multiply; an object of the
-    /// active slab is pushed onto its free list. `expect` is the cache named
-    /// by `kmem_cache_free`, `None` for `kfree`.
+    /// The free fast path (cf. `slab_free()` → `do_slab_free()`): an object
+    /// of this CPU's slab of the cache `kmem_cache_free` names — for
+    /// `kfree` (`expect` `None`), of the cache this CPU used last — is
+    /// pushed onto the CPU's free list.
+    ///
+    /// Why a hint: Linux's `do_slab_free()` first finds the cache from the
+    /// object (`virt_to_slab()` → `slab->slab_cache`), so the addresses of
+    /// its two stores (the object's free pointer, `c->freelist`) wait for
+    /// that load, and the next allocation's load of `c->freelist` waits
+    /// for them: a chain of dependent loads through every `kfree`. Here
+    /// the cache comes from the hint, which does not depend on the object,
+    /// and the object is checked to lie on that cache's CPU slab, at an
+    /// object start, with plain arithmetic — which proves it is that
+    /// cache's object. Anything else (another cache, another slab, a bad
+    /// pointer) goes the general way, [`Self::slab_free_lookup`].
     #[inline(always)]
     pub(crate) fn slab_free<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
@@ -245,8 +424,44 @@ impl SlabAllocator<'_> {
         addr: u64,
         expect: Option<CacheId>,
     ) -> Result<(), Corruption> {
-        let phys = addr.wrapping_sub(PAGE_OFFSET);
-        let pfn = (phys >> PAGE_SHIFT) as usize;
+        let cpu_id = smp_processor_id();
+        let hint = match expect {
+            Some(e) => e.slot as usize,
+            None => self.cpu[cpu_id].hint as usize,
+        } & (MAX_CACHES - 1);
+        let c = &mut self.caches[hint];
+        // Wraps to a huge offset below the slab, or without a CPU slab.
+        let off = addr.wrapping_sub(c.cpu_slab[cpu_id].slab);
+        let head = c.cpu_slab[cpu_id].freelist;
+        if c.is_object_offset(off)
+            && head != addr
+            && expect.is_none_or(|e| e.generation == c.generation)
+        {
+            mem.write_u64(addr + c.offset as u64, head);
+            let cpu = &mut c.cpu_slab[cpu_id];
+            cpu.freelist = addr;
+            cpu.inuse -= 1;
+            return Ok(());
+        }
+        self.slab_free_lookup(mem, pages, addr, expect)
+    }
+
+    /// The general free (cf. `kfree()` → `virt_to_slab()` →
+    /// `do_slab_free()`): address → overlay entry → cache; the address must
+    /// be an object start of its slab (and of the cache `kmem_cache_free`
+    /// named); an object of this CPU's slab of its cache is pushed onto the
+    /// CPU's free list, any other goes to [`Self::__slab_free`]. The cache
+    /// becomes this CPU's hint, so a run of frees to one cache takes the
+    /// fast path.
+    #[inline(never)]
+    fn slab_free_lookup<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        addr: u64,
+        expect: Option<CacheId>,
+    ) -> Result<(), Corruption> {
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as usize;
         let Some(meta) = self.metas.get(pfn) else {
             return self.free_not_slab(pages, addr, expect);
         };
@@ -264,80 +479,118 @@ impl SlabAllocator<'_> {
                 None,
             ));
         }
+        let cpu_id = smp_processor_id();
+        self.cpu[cpu_id].hint = slot as u8;
         let c = &mut self.caches[slot];
-        let head = (pfn as u32) & !c.pfn_mask;
-        let off = phys & (((c.pfn_mask as u64) + 1) * PAGE_SIZE - 1);
-        let idx = (off * c.recip as u64) >> 32;
-        if idx * c.size as u64 != off || off >= c.objs_end as u64 {
+        let off = addr & c.slab_mask;
+        if !c.is_object_offset(off) {
             let kind = CorruptionKind::InvalidFree(InvalidFreeKind::NotObjectStart);
             return Err(self.corrupt(slot, kind, addr, None));
         }
-        if head == c.cpu_slab && c.freelist != addr {
-            mem.write_u64(addr + c.offset as u64, c.freelist);
-            c.freelist = addr;
-            c.cpu_inuse -= 1;
+        let base = addr - off;
+        let cpu = &mut c.cpu_slab[cpu_id];
+        if base == cpu.slab {
+            let head = cpu.freelist;
+            if head == addr {
+                return Err(self.double_free_cpu(mem, slot, addr));
+            }
+            mem.write_u64(addr + c.offset as u64, head);
+            cpu.freelist = addr;
+            cpu.inuse -= 1;
             return Ok(());
         }
-        self.slab_free_slow(mem, pages, slot, head, addr)
+        self.__slab_free(mem, pages, slot, base, addr)
     }
 
-    /// cf. `__slab_free()`: a free to a slab other than the active one, in
-    /// a plain cache. The slab's list changes only on full → partial and
-    /// partial → empty, each done directly. Debug caches and double frees
-    /// go on to [`Self::slab_free_checked`].
+    /// `addr` heads this CPU's free list of cache `slot`: freeing it again
+    /// is a double free (cf. `set_freepointer()`'s `BUG_ON(object == fp)`).
+    /// Pop it and keep it out of circulation.
+    #[cold]
     #[inline(never)]
-    fn slab_free_slow<M: ObjectMemory, S: PageSource + ?Sized>(
+    fn double_free_cpu<M: ObjectMemory>(&mut self, mem: &M, slot: usize, addr: u64) -> Corruption {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        let cc = &mut c.cpu_slab[smp_processor_id()];
+        cc.freelist = mem.read_u64(addr + c.offset as u64);
+        cc.inuse += 1;
+        c.quarantined += 1;
+        self.corrupt(slot, CorruptionKind::DoubleFree, addr, None)
+    }
+
+    /// cf. `__slab_free()`: a free into a slab that is no CPU's, of a plain
+    /// cache. Push onto the slab's own free list; its list changes only on
+    /// full → partial (to the tail, as `__slab_free()` does without CPU
+    /// partial lists: the slab then collects more frees before it is frozen
+    /// again) and partial → empty (to the empty list, or back to the buddy
+    /// allocator past the reserve). Debug caches and the double frees this
+    /// path can see (the object heads its slab's free list, or the slab is
+    /// empty already) go on to [`Self::slab_free_checked`].
+    #[inline(always)]
+    fn __slab_free<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
         pages: &S,
         slot: usize,
-        head: u32,
+        base: u64,
         addr: u64,
     ) -> Result<(), Corruption> {
         let slot = slot & (MAX_CACHES - 1);
+        let head = ((base - PAGE_OFFSET) >> PAGE_SHIFT) as u32;
         let c = &mut self.caches[slot];
-        let metas = &mut *self.metas;
-        let base = slab_va(head);
-        let Some(m) = metas.get_mut(head as usize) else {
-            return self.slab_free_checked(mem, pages, slot, head, addr);
-        };
-        let first = m.freelist;
-        if head == c.cpu_slab || c.is_debug() || base + first as u64 == addr || m.inuse == 0 {
+        // `head` is at most the PFN the fast path found in the overlay.
+        let m = &mut self.metas[head as usize];
+        let prior = m.freelist;
+        let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
+        if c.is_debug() || prior_va == addr || m.inuse == 0 {
             return self.slab_free_checked(mem, pages, slot, head, addr);
         }
-        let was_full = first == NIL;
-        mem.write_u64(
-            addr + c.offset as u64,
-            if was_full { 0 } else { base + first as u64 },
-        );
+        mem.write_u64(addr + c.offset as u64, prior_va);
         m.freelist = (addr - base) as u32;
         m.inuse -= 1;
         c.list_inuse -= 1;
-        let now_empty = m.inuse == 0;
-        if !was_full && !now_empty {
-            return Ok(()); // stays partial
+        if prior == NIL && m.inuse != 0 {
+            // Full → partial, the common move: to the tail (see above).
+            c.full.nr -= 1;
+            c.partial.push_tail(self.metas, head);
+        } else if m.inuse == 0 {
+            self.slab_free_relist(pages, slot, head, prior == NIL);
         }
+        Ok(())
+    }
+
+    /// The rarer list moves at the end of `__slab_free()`, out of line so
+    /// that the common cases keep few registers: a slab that is empty now
+    /// leaves the partial list (or the full count, if it `was_full` with
+    /// one object) for the empty list, or goes back to the buddy allocator
+    /// past the reserve (cf. `slab_empty:` → `discard_slab()`).
+    #[inline(never)]
+    fn slab_free_relist<S: PageSource + ?Sized>(
+        &mut self,
+        pages: &S,
+        slot: usize,
+        head: u32,
+        was_full: bool,
+    ) {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        let metas = &mut *self.metas;
         if was_full {
             c.full.nr -= 1;
         } else {
             c.partial.remove(metas, head);
         }
-        if !now_empty {
-            // To the tail, as `__slab_free()` does with a slab that was
-            // full: it then collects more frees before it is reused, so
-            // the next freeze finds more than one free object in it.
+        if metas[head as usize].inuse != 0 {
             c.partial.push_tail(metas, head);
         } else if c.empty.nr < SLAB_EMPTY_RESERVE {
             c.empty.push(metas, head);
         } else {
             self.discard_slab(pages, slot, head);
         }
-        Ok(())
     }
 
     /// The general `__slab_free()` with `free_debug_processing()`: a free
-    /// to a debug cache, or a double free (of the active free list's head,
-    /// of a slab's free list head, or into an empty slab).
+    /// to a debug cache, or a double free into a slab that is no CPU's (of
+    /// its free list's head, or into an empty slab).
     #[cold]
     #[inline(never)]
     fn slab_free_checked<M: ObjectMemory, S: PageSource + ?Sized>(
@@ -348,25 +601,18 @@ impl SlabAllocator<'_> {
         head: u32,
         addr: u64,
     ) -> Result<(), Corruption> {
-        let c = &mut self.caches[slot];
-        if head == c.cpu_slab {
-            // Only reached when `addr` heads the active free list: freeing it
-            // again is a double free (cf. set_freepointer()'s BUG_ON). Pop it
-            // and keep it out of circulation.
-            c.freelist = mem.read_u64(addr + c.offset as u64);
-            c.cpu_inuse += 1;
-            c.quarantined += 1;
-            return Err(self.corrupt(slot, CorruptionKind::DoubleFree, addr, None));
-        }
         let before = list_kind(&self.metas[head as usize]);
-        if c.is_debug() {
+        if self.caches[slot].is_debug() {
             if let Err(e) = self.free_debug_checks(mem, pages, slot, head, addr) {
                 self.relist(pages, slot, head, before);
                 return Err(e);
             }
         } else {
+            // In an empty slab every object is on the free list: the walk in
+            // quarantine_free_object() finds this one wherever it is.
             let m = &self.metas[head as usize];
-            if m.freelist != NIL && slab_va(head) + m.freelist as u64 == addr {
+            let heads_list = m.freelist != NIL && slab_va(head) + m.freelist as u64 == addr;
+            if heads_list || m.inuse == 0 {
                 self.quarantine_free_object(mem, slot, head, addr);
                 self.relist(pages, slot, head, before);
                 return Err(self.corrupt(slot, CorruptionKind::DoubleFree, addr, None));
@@ -387,7 +633,7 @@ impl SlabAllocator<'_> {
         Ok(())
     }
 
-    /// Take the free object `addr` off its (non-active) slab's free list and
+    /// Take the free object `addr` off its (non-CPU) slab's free list and
     /// count it in use and quarantined.
     pub(super) fn quarantine_free_object<M: ObjectMemory>(
         &mut self,

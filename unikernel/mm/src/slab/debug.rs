@@ -122,6 +122,7 @@ impl SlabAllocator<'_> {
     /// object from a listed slab, check it, and make it active. A corrupted
     /// object is quarantined and the next one tried; a corrupted free
     /// pointer isolates the rest of that slab's free list.
+    #[inline(never)]
     pub(super) fn alloc_debug<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
