@@ -48,6 +48,9 @@
 
 use super::*;
 
+#[cfg(test)]
+mod tests;
+
 /// CPUs the slab layer keeps per-CPU state for (cf. `NR_CPUS`). One until
 /// SMP lands; every per-CPU structure is already an array indexed by CPU.
 pub const NR_CPUS: usize = 1;
