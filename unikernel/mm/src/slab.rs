@@ -364,9 +364,13 @@ impl KmemCache {
     /// object's first byte (cf. `check_valid_pointer()`, which SLUB runs
     /// only when debugging; here every free runs it, so a bad pointer is
     /// refused instead of corrupting a free list).
+    ///
+    /// The bound is tested first: `kfree` tries its hint's CPU slab with
+    /// this, and an object of another slab of the same cache is often at a
+    /// multiple of the stride from that slab, but never within it.
     #[inline(always)]
     fn is_object_offset(&self, off: u64) -> bool {
-        (off.wrapping_mul(self.div_magic) < self.div_magic) & (off < self.objs_end as u64)
+        off < self.objs_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
     }
 
     #[inline]

@@ -229,6 +229,41 @@ impl SlabAllocator<'_> {
         orig_size: usize,
     ) -> u64 {
         let slot = slot & (MAX_CACHES - 1);
+        let cpu = smp_processor_id();
+        let c = &mut self.caches[slot];
+        // The common case, kept lean: a plain cache whose CPU slab (if any)
+        // ran out, and a partial slab waiting.
+        if c.is_debug() || c.partial.head == NIL || c.cpu_slab[cpu].freelist != 0 {
+            return self.___slab_alloc_other(mem, pages, slot, gfp, orig_size);
+        }
+        let cc = c.cpu_slab[cpu];
+        if cc.slab != 0 {
+            // Every object handed out: the slab's overlay entry already says
+            // so (no free list, all in use: how it was frozen), so it only
+            // moves to the full count (cf. deactivate_slab()'s
+            // M_FULL_NOLIST).
+            c.list_inuse += cc.inuse as u64;
+            c.full.nr += 1;
+        }
+        let pfn = c.partial.pop(self.metas);
+        self.freeze_slab(mem, slot, cpu, pfn, gfp)
+    }
+
+    /// The rest of [`Self::___slab_alloc`]: a debug cache (one checked
+    /// object from the lists), a CPU slab to deactivate that still has free
+    /// objects (a caller other than the fast path), or no partial slab: an
+    /// empty one, else a new one (cf. `new_slab()`).
+    #[cold]
+    #[inline(never)]
+    fn ___slab_alloc_other<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        gfp: GfpFlags,
+        orig_size: usize,
+    ) -> u64 {
+        let slot = slot & (MAX_CACHES - 1);
         if self.caches[slot].is_debug() {
             return self
                 .alloc_debug(mem, pages, slot, gfp, orig_size)
@@ -238,10 +273,7 @@ impl SlabAllocator<'_> {
         let c = &mut self.caches[slot];
         let cc = c.cpu_slab[cpu];
         if cc.slab != 0 && cc.freelist == 0 {
-            // Every object handed out: the slab's overlay entry already says
-            // so (no free list, all in use: how it was frozen), so it only
-            // moves to the full count (cf. deactivate_slab()'s
-            // M_FULL_NOLIST).
+            // As in ___slab_alloc(): full, and its overlay entry says so.
             c.list_inuse += cc.inuse as u64;
             c.full.nr += 1;
             c.cpu_slab[cpu] = KmemCacheCpu::EMPTY;
@@ -259,7 +291,22 @@ impl SlabAllocator<'_> {
                 Err(_) => return 0,
             }
         };
-        let c = &mut self.caches[slot];
+        self.freeze_slab(mem, slot, cpu, pfn, gfp)
+    }
+
+    /// Freeze slab `pfn` (off every list, with a free object) as CPU
+    /// `cpu`'s slab of cache `slot`, taking its whole free list (cf.
+    /// `get_freelist()`), and hand out its first object.
+    #[inline(always)]
+    fn freeze_slab<M: ObjectMemory>(
+        &mut self,
+        mem: &M,
+        slot: usize,
+        cpu: usize,
+        pfn: u32,
+        gfp: GfpFlags,
+    ) -> u64 {
+        let c = &mut self.caches[slot & (MAX_CACHES - 1)];
         let Some(m) = self.metas.get_mut(pfn as usize) else {
             unreachable!("slab {pfn} outside the overlay")
         };
@@ -450,14 +497,63 @@ impl SlabAllocator<'_> {
     }
 
     /// The general free (cf. `kfree()` → `virt_to_slab()` →
-    /// `do_slab_free()`): address → overlay entry → cache; the address must
-    /// be an object start of its slab (and of the cache `kmem_cache_free`
-    /// named); an object of this CPU's slab of its cache is pushed onto the
-    /// CPU's free list, any other goes to [`Self::__slab_free`]. The cache
-    /// becomes this CPU's hint, so a run of frees to one cache takes the
-    /// fast path.
+    /// `do_slab_free()`): address → overlay entry → cache; an object start
+    /// of a plain cache's slab (and of the cache `kmem_cache_free` named) is
+    /// pushed onto this CPU's free list if the slab is this CPU's, else
+    /// goes to [`Self::__slab_free`]. The cache becomes this CPU's hint, so
+    /// a run of frees to one cache takes the fast path. Anything odd — no
+    /// slab, another cache, not an object start, a debug cache — goes to
+    /// [`Self::slab_free_odd`].
     #[inline(never)]
     fn slab_free_lookup<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        addr: u64,
+        expect: Option<CacheId>,
+    ) -> Result<(), Corruption> {
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as usize;
+        let slot = self
+            .metas
+            .get(pfn)
+            .map_or(usize::MAX, |m| (m.cache as usize).wrapping_sub(1));
+        let Some(c) = self.caches.get_mut(slot) else {
+            return self.slab_free_odd(mem, pages, addr, expect);
+        };
+        let off = addr & c.slab_mask;
+        if !c.is_object_offset(off)
+            || c.is_debug()
+            || expect.is_some_and(|e| e.slot as usize != slot || e.generation != c.generation)
+        {
+            return self.slab_free_odd(mem, pages, addr, expect);
+        }
+        let base = addr - off;
+        let head = pfn & !(c.pfn_mask as usize);
+        let cpu_id = smp_processor_id();
+        let cpu = &mut c.cpu_slab[cpu_id];
+        if base == cpu.slab {
+            let first = cpu.freelist;
+            if first == addr {
+                return Err(self.double_free_cpu(mem, slot, addr));
+            }
+            mem.write_u64(addr + c.offset as u64, first);
+            cpu.freelist = addr;
+            cpu.inuse -= 1;
+            self.cpu[cpu_id].hint = slot as u8;
+            return Ok(());
+        }
+        self.cpu[cpu_id].hint = slot as u8;
+        self.__slab_free(mem, pages, slot, head, addr)
+    }
+
+    /// The frees [`Self::slab_free_lookup`] sets aside, each checked in
+    /// `kfree()`'s order: an address in no slab (a `kmalloc_large` block,
+    /// or an invalid free), the wrong cache for `kmem_cache_free` (cf.
+    /// `cache_from_obj()`), not an object start, or an object of a debug
+    /// cache (cf. `free_debug_processing()`).
+    #[cold]
+    #[inline(never)]
+    fn slab_free_odd<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
         pages: &S,
@@ -482,27 +578,14 @@ impl SlabAllocator<'_> {
                 None,
             ));
         }
-        let cpu_id = smp_processor_id();
-        self.cpu[cpu_id].hint = slot as u8;
-        let c = &mut self.caches[slot];
-        let off = addr & c.slab_mask;
-        if !c.is_object_offset(off) {
+        let c = &self.caches[slot];
+        if !c.is_object_offset(addr & c.slab_mask) {
             let kind = CorruptionKind::InvalidFree(InvalidFreeKind::NotObjectStart);
             return Err(self.corrupt(slot, kind, addr, None));
         }
-        let base = addr - off;
-        let cpu = &mut c.cpu_slab[cpu_id];
-        if base == cpu.slab {
-            let head = cpu.freelist;
-            if head == addr {
-                return Err(self.double_free_cpu(mem, slot, addr));
-            }
-            mem.write_u64(addr + c.offset as u64, head);
-            cpu.freelist = addr;
-            cpu.inuse -= 1;
-            return Ok(());
-        }
-        self.__slab_free(mem, pages, slot, base, addr)
+        // A debug cache: it has no CPU slab; every free is checked.
+        let head = (pfn & !(c.pfn_mask as usize)) as u32;
+        self.slab_free_checked(mem, pages, slot, head, addr)
     }
 
     /// `addr` heads this CPU's free list of cache `slot`: freeing it again
@@ -520,32 +603,32 @@ impl SlabAllocator<'_> {
         self.corrupt(slot, CorruptionKind::DoubleFree, addr, None)
     }
 
-    /// cf. `__slab_free()`: a free into a slab that is no CPU's, of a plain
-    /// cache. Push onto the slab's own free list; its list changes only on
-    /// full → partial (to the tail, as `__slab_free()` does without CPU
-    /// partial lists: the slab then collects more frees before it is frozen
-    /// again) and partial → empty (to the empty list, or back to the buddy
-    /// allocator past the reserve). Debug caches and the double frees this
-    /// path can see (the object heads its slab's free list, or the slab is
-    /// empty already) go on to [`Self::slab_free_checked`].
+    /// cf. `__slab_free()`: a free into slab `head` (no CPU's) of plain
+    /// cache `slot`. Push onto the slab's own free list; its list changes
+    /// only on full → partial (to the tail, as `__slab_free()` does without
+    /// CPU partial lists: the slab then collects more frees before it is
+    /// frozen again) and partial → empty (to the empty list, or back to the
+    /// buddy allocator past the reserve). The double frees this path can
+    /// see — the object heads its slab's free list, or the slab is empty
+    /// already — go on to [`Self::slab_free_checked`].
     #[inline(always)]
     fn __slab_free<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,
         pages: &S,
         slot: usize,
-        base: u64,
+        head: usize,
         addr: u64,
     ) -> Result<(), Corruption> {
         let slot = slot & (MAX_CACHES - 1);
-        let head = ((base - PAGE_OFFSET) >> PAGE_SHIFT) as u32;
         let c = &mut self.caches[slot];
-        // `head` is at most the PFN the fast path found in the overlay.
-        let m = &mut self.metas[head as usize];
+        debug_assert!(!c.is_debug());
+        let base = slab_va(head as u32);
+        let m = &mut self.metas[head];
         let prior = m.freelist;
         let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
-        if c.is_debug() || prior_va == addr || m.inuse == 0 {
-            return self.slab_free_checked(mem, pages, slot, head, addr);
+        if prior_va == addr || m.inuse == 0 {
+            return self.slab_free_checked(mem, pages, slot, head as u32, addr);
         }
         mem.write_u64(addr + c.offset as u64, prior_va);
         m.freelist = (addr - base) as u32;
@@ -554,9 +637,9 @@ impl SlabAllocator<'_> {
         if prior == NIL && m.inuse != 0 {
             // Full → partial, the common move: to the tail (see above).
             c.full.nr -= 1;
-            c.partial.push_tail(self.metas, head);
+            c.partial.push_tail(self.metas, head as u32);
         } else if m.inuse == 0 {
-            self.slab_free_relist(pages, slot, head, prior == NIL);
+            self.slab_free_relist(pages, slot, head as u32, prior == NIL);
         }
         Ok(())
     }
