@@ -33,7 +33,7 @@
 //!   `__slab_free`, out of line (see `cpu.rs`).
 //! * **Debug caches take the slow path** (as `kmem_cache_debug()` does in
 //!   Linux): `SLAB_RED_ZONE`, `SLAB_POISON` and `SLAB_CONSISTENCY_CHECKS`
-//!   caches never freeze an active slab, so every operation is checked. A
+//!   caches never freeze a CPU slab, so every operation is checked. A
 //!   detected corruption is reported through a hook, counted per cache, the
 //!   object is quarantined (left allocated, never handed out again), and the
 //!   operation returns an error instead of panicking.
@@ -698,7 +698,7 @@ impl<'a> SlabAllocator<'a> {
 
     /// [`SlabAllocator::kmem_cache_shrink`] that leaves up to `keep` empty
     /// slabs in place, the most recently emptied going first, and the
-    /// active slab as it is (cf. SLUB keeping `min_partial` slabs). For
+    /// CPU slabs as they are (cf. SLUB keeping `min_partial` slabs). For
     /// caches whose spare slabs are policy: the kernel heap's kmalloc
     /// caches keep theirs when a user shrinks them. Returns slabs freed.
     pub fn kmem_cache_shrink_keep<S: PageSource + ?Sized>(

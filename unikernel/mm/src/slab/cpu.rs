@@ -102,8 +102,8 @@ impl KmemCacheCpu {
 /// their `kmem_cache_cpu`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlabCpu {
-    /// The cache this CPU last allocated from, or last freed to through
-    /// the slow path: where `kfree` looks first (see
+    /// The cache this CPU last allocated from, or last freed to by the
+    /// general free: where `kfree` looks first (see
     /// [`SlabAllocator::slab_free`]).
     pub(crate) hint: u8,
 }

@@ -3,7 +3,7 @@
 //! `check_object()`, `check_valid_pointer()`, `on_freelist()`,
 //! `alloc_debug_processing()`, `free_debug_processing()`).
 //!
-//! Debug caches never freeze an active slab, so every object goes through
+//! Debug caches never freeze a CPU slab, so every object goes through
 //! here. Object layout with debugging:
 //!
 //! ```text

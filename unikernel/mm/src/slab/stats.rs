@@ -185,7 +185,7 @@ impl SlabAllocator<'_> {
 
     /// Recount everything: list links and membership, each slab's free list
     /// (bounded walk, every pointer an object start of its slab, length =
-    /// objects − inuse), the active slab, `nr_slabs`, `list_inuse`, the
+    /// objects − inuse), every CPU slab, `nr_slabs`, `list_inuse`, the
     /// overlay's frame labels, the `kmalloc_large` totals, and the poison
     /// and red zone of every free object of a debug cache. O(lowmem +
     /// objects); for tests and the selftest. The first problem of
