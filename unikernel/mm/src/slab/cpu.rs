@@ -547,7 +547,7 @@ impl SlabAllocator<'_> {
             return Ok(());
         }
         self.cpu[cpu_id].hint = slot as u8;
-        self.__slab_free(mem, pages, slot, head, addr)
+        self.__slab_free(mem, pages, slot, head, base, addr)
     }
 
     /// The frees [`Self::slab_free_lookup`] sets aside, each checked in
@@ -607,8 +607,8 @@ impl SlabAllocator<'_> {
         self.corrupt(slot, CorruptionKind::DoubleFree, addr, None)
     }
 
-    /// cf. `__slab_free()`: a free into slab `head` (no CPU's) of plain
-    /// cache `slot`. Push onto the slab's own free list; its list changes
+    /// cf. `__slab_free()`: a free into slab `head` (no CPU's, its first
+    /// byte at `base`) of plain cache `slot`. Push onto the slab's own free list; its list changes
     /// only on full → partial (to the tail, as `__slab_free()` does without
     /// CPU partial lists: the slab then collects more frees before it is
     /// frozen again) and partial → empty (to the empty list, or back to the
@@ -622,12 +622,12 @@ impl SlabAllocator<'_> {
         pages: &S,
         slot: usize,
         head: usize,
+        base: u64,
         addr: u64,
     ) -> Result<(), Corruption> {
         let slot = slot & (MAX_CACHES - 1);
         let c = &mut self.caches[slot];
-        debug_assert!(!c.is_debug());
-        let base = slab_va(head as u32);
+        debug_assert!(!c.is_debug() && base == slab_va(head as u32));
         let m = &mut self.metas[head];
         let prior = m.freelist;
         let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
@@ -638,12 +638,31 @@ impl SlabAllocator<'_> {
         m.freelist = (addr - base) as u32;
         m.inuse -= 1;
         c.list_inuse -= 1;
-        if prior == NIL && m.inuse != 0 {
-            // Full → partial, the common move: to the tail (see above).
-            c.full.nr -= 1;
-            c.partial.push_tail(self.metas, head as u32);
-        } else if m.inuse == 0 {
+        if m.inuse == 0 {
             self.slab_free_relist(pages, slot, head as u32, prior == NIL);
+            return Ok(());
+        }
+        // Full → partial (to the tail, see above), or nothing: with objects
+        // freed in random order both are common and a branch on which one
+        // mispredicts half the time, so both run the same stores, selected
+        // (the partial case rewrites the slab's own links unchanged).
+        let to_partial = prior == NIL;
+        let pick = core::hint::select_unpredictable;
+        let pfn = head as u32;
+        let tail = c.partial.tail;
+        let (prev, next) = (m.prev, m.next);
+        m.prev = pick(to_partial, tail, prev);
+        m.next = pick(to_partial, NIL, next);
+        c.partial.tail = pick(to_partial, pfn, tail);
+        c.partial.nr += to_partial as u32;
+        c.full.nr -= to_partial as u32;
+        if tail != NIL {
+            // The old tail's link to the slab, or the slab's own to its
+            // next again.
+            let at = pick(to_partial, tail, pfn) as usize;
+            self.metas[at].next = pick(to_partial, pfn, next);
+        } else if to_partial {
+            c.partial.head = pfn;
         }
         Ok(())
     }
