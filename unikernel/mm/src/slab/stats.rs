@@ -189,7 +189,7 @@ impl SlabAllocator<'_> {
     /// overlay's frame labels, the `kmalloc_large` totals, and the poison
     /// and red zone of every free object of a debug cache. O(lowmem +
     /// objects); for tests and the selftest. The first problem of
-    /// [`SlabAllocator::check_each`].
+    /// `SlabAllocator::check_each`.
     pub fn check_invariants<M: ObjectMemory>(&self, mem: &M) -> Result<(), SlabCheckError> {
         let mut first = None;
         let dash = self.dash();
