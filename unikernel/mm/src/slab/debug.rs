@@ -3,7 +3,7 @@
 //! `check_object()`, `check_valid_pointer()`, `on_freelist()`,
 //! `alloc_debug_processing()`, `free_debug_processing()`).
 //!
-//! Debug caches never freeze an active slab, so every object goes through
+//! Debug caches never freeze a CPU slab, so every object goes through
 //! here. Object layout with debugging:
 //!
 //! ```text
@@ -122,6 +122,7 @@ impl SlabAllocator<'_> {
     /// object from a listed slab, check it, and make it active. A corrupted
     /// object is quarantined and the next one tried; a corrupted free
     /// pointer isolates the rest of that slab's free list.
+    #[inline(never)]
     pub(super) fn alloc_debug<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
         mem: &M,

@@ -7,12 +7,12 @@ use core::fmt;
 
 use super::debug::check_free_object;
 use super::{
-    CacheId, CacheKind, CacheName, CorruptionCounts, CorruptionKind, KmemCache, ListKind,
-    MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator, SlabFlags,
-    SlabList, list_kind, slab_va,
+    CacheId, CacheKind, CacheName, CorruptionCounts, CorruptionKind, KmemCache, KmemCacheCpu,
+    ListKind, MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator,
+    SlabFlags, SlabList, list_kind, slab_va,
 };
 use crate::selfcheck::{Checked, Problem, SLAB};
-use crate::types::Pfn;
+use crate::types::{PAGE_OFFSET, PAGE_SIZE, Pfn};
 
 /// One cache as `/api/slabinfo` shows it (API.md `Cache`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +76,8 @@ impl SlabAllocator<'_> {
         let c = &self.caches[slot];
         let (mut full, mut partial, mut empty) =
             (c.full.nr as u64, c.partial.nr as u64, c.empty.nr as u64);
-        if c.cpu_slab != NIL {
-            match c.cpu_inuse {
+        for (_, cc) in self.cpu_slabs(slot) {
+            match cc.inuse {
                 0 => empty += 1,
                 n if n == c.objects => full += 1,
                 _ => partial += 1,
@@ -91,7 +91,7 @@ impl SlabAllocator<'_> {
             align: c.align,
             objs_per_slab: c.objects,
             pages_per_slab: 1 << c.order,
-            active_objs: c.active_objs(),
+            active_objs: self.active_objs(slot),
             num_objs: c.nr_slabs * c.objects as u64,
             active_slabs: full + partial,
             num_slabs: c.nr_slabs,
@@ -185,11 +185,11 @@ impl SlabAllocator<'_> {
 
     /// Recount everything: list links and membership, each slab's free list
     /// (bounded walk, every pointer an object start of its slab, length =
-    /// objects − inuse), the active slab, `nr_slabs`, `list_inuse`, the
+    /// objects − inuse), every CPU slab, `nr_slabs`, `list_inuse`, the
     /// overlay's frame labels, the `kmalloc_large` totals, and the poison
     /// and red zone of every free object of a debug cache. O(lowmem +
     /// objects); for tests and the selftest. The first problem of
-    /// [`SlabAllocator::check_each`].
+    /// `SlabAllocator::check_each`.
     pub fn check_invariants<M: ObjectMemory>(&self, mem: &M) -> Result<(), SlabCheckError> {
         let mut first = None;
         let dash = self.dash();
@@ -235,7 +235,9 @@ impl SlabAllocator<'_> {
                     let slot = id as usize - 1;
                     frames[slot] += 1;
                     let c = &self.caches[slot];
-                    if pfn & c.pfn_mask == 0 && pfn != c.cpu_slab && list_kind(m) == ListKind::Full
+                    if pfn & c.pfn_mask == 0
+                        && list_kind(m) == ListKind::Full
+                        && !self.is_cpu_slab(slot, pfn)
                     {
                         if m.prev != NIL || m.next != NIL {
                             sink(self.problem(Some(slot), "full slab is linked", pfn));
@@ -281,29 +283,9 @@ impl SlabAllocator<'_> {
                 sink(cache_problem(c, "list_inuse does not match the slabs"));
             }
             let mut nr_slabs = (c.full.nr + c.partial.nr + c.empty.nr) as u64;
-            if c.cpu_slab != NIL {
+            for (cpu, cc) in self.cpu_slabs(slot) {
                 nr_slabs += 1;
-                let cpu = c.cpu_slab;
-                self.check_slab_frames(slot, c, cpu, sink);
-                let m = &self.metas[cpu as usize];
-                if m.prev != NIL || m.next != NIL {
-                    sink(self.problem(Some(slot), "active slab is linked on a list", cpu));
-                }
-                let free = if c.freelist == 0 {
-                    Some(0)
-                } else {
-                    let first = c.freelist.wrapping_sub(slab_va(cpu));
-                    self.walk_free(slot, c, cpu, first, mem, sink, checked)
-                };
-                if free.is_some_and(|f| f + c.cpu_inuse as u64 != c.objects as u64) {
-                    sink(self.problem(
-                        Some(slot),
-                        "active free list length != objects - cpu_inuse",
-                        cpu,
-                    ));
-                }
-            } else if c.freelist != 0 || c.cpu_inuse != 0 {
-                sink(cache_problem(c, "free list without an active slab"));
+                self.check_cpu_slab(slot, c, cpu, cc, mem, sink, checked);
             }
             if nr_slabs != c.nr_slabs {
                 sink(cache_problem(c, "nr_slabs does not match the lists"));
@@ -311,7 +293,7 @@ impl SlabAllocator<'_> {
             if frames[slot] != c.nr_slabs << c.order {
                 sink(cache_problem(c, "frame labels do not match nr_slabs"));
             }
-            if c.quarantined > c.active_objs() {
+            if c.quarantined > self.active_objs(slot) {
                 sink(cache_problem(c, "more quarantined than allocated objects"));
             }
         }
@@ -340,6 +322,57 @@ impl SlabAllocator<'_> {
         Problem {
             cache: Some(slot.map_or_else(|| self.dash(), |s| self.caches[s].name)),
             ..Problem::new(SLAB, what, Some(slab_va(pfn)))
+        }
+    }
+
+    /// One CPU's slab of a cache (cf. what `validate_slab_cache()` sees
+    /// after `flush_all()`, checked here without flushing): frames
+    /// labelled, frozen (on no list; its overlay entry has no free list and
+    /// counts every object in use), owned by no other CPU, not of a debug
+    /// cache, and the CPU's free list a proper list of its slab whose
+    /// length is `objects - inuse`.
+    #[allow(clippy::too_many_arguments)]
+    fn check_cpu_slab<M: ObjectMemory>(
+        &self,
+        slot: usize,
+        c: &KmemCache,
+        cpu: usize,
+        cc: &KmemCacheCpu,
+        mem: &M,
+        sink: &mut dyn FnMut(Problem),
+        checked: &mut Checked,
+    ) {
+        let off = cc.slab.wrapping_sub(PAGE_OFFSET);
+        let pfn = cc.slab_pfn();
+        if off & (PAGE_SIZE - 1) != 0 || pfn as usize >= self.metas.len() {
+            sink(cache_problem(c, "CPU slab address is no slab").at(cc.slab));
+            return;
+        }
+        self.check_slab_frames(slot, c, pfn, sink);
+        let m = &self.metas[pfn as usize];
+        if m.prev != NIL || m.next != NIL {
+            sink(self.problem(Some(slot), "CPU slab is linked on a list", pfn));
+        }
+        if m.freelist != NIL || m.inuse as u32 != c.objects {
+            sink(self.problem(Some(slot), "CPU slab is not frozen", pfn));
+        }
+        if self
+            .cpu_slabs(slot)
+            .any(|(o, oc)| o != cpu && oc.slab == cc.slab)
+        {
+            sink(self.problem(Some(slot), "slab is two CPUs' slab", pfn));
+        }
+        if c.is_debug() {
+            sink(self.problem(Some(slot), "debug cache with a CPU slab", pfn));
+        }
+        let free = if cc.freelist == 0 {
+            Some(0)
+        } else {
+            let first = cc.freelist.wrapping_sub(cc.slab);
+            self.walk_free(slot, c, pfn, first, mem, sink, checked)
+        };
+        if free.is_some_and(|f| f + cc.inuse as u64 != c.objects as u64) {
+            sink(self.problem(Some(slot), "CPU free list length != objects - inuse", pfn));
         }
     }
 

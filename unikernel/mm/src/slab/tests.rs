@@ -11,10 +11,13 @@ use std::vec::Vec;
 
 use proptest::prelude::*;
 
+use super::geometry::calculate_order;
 use super::*;
 use crate::kmalloc::{KMALLOC_SIZES, ZERO_SIZE_PTR};
 use crate::memblock::Memblock;
+use crate::page::OwnerTag;
 use crate::page::Page;
+use crate::page_alloc::{AllocError, PageAlloc};
 use crate::types::{NR_ORDERS, PhysAddr};
 use crate::zone::{NR_ZONES, ZoneLayout, ZoneType};
 

@@ -1,0 +1,779 @@
+//! The per-CPU half of SLUB: each CPU's `kmem_cache_cpu` of every cache,
+//! the inlined fast paths over it, and the out-of-line slow paths behind
+//! them (cf. `slab_alloc_node()`, `___slab_alloc()`, `do_slab_free()`,
+//! `__slab_free()`, `deactivate_slab()`, `flush_all()` in `mm/slub.c`).
+//!
+//! A CPU's slab of a cache is *frozen*: its whole free list has moved into
+//! the CPU's [`KmemCacheCpu::freelist`], its overlay entry says "no free
+//! object, every object in use" (as Linux sets `slab->inuse =
+//! slab->objects` on freezing), and it is on no list. So:
+//!
+//! * **alloc fast path** ([`SlabAllocator::slab_alloc`]) — pop `freelist`:
+//!   one load of the free pointer inside the object, one store of the new
+//!   head, one count;
+//! * **free fast path** ([`SlabAllocator::slab_free`]) — if the object lies
+//!   on this CPU's slab of the cache named by `kmem_cache_free` (for
+//!   `kfree`: of the cache this CPU used last), at an object start, push:
+//!   one store into the object, one of the new head, one count. That test
+//!   is arithmetic on the address (one multiply, no load that depends on
+//!   it); see `slab_free` for why it beats looking the cache up first.
+//!
+//! Neither touches a slab list, a slab's overlay entry, or a cache counter.
+//! Behind them: [`SlabAllocator::___slab_alloc`], out of line, when the
+//! free list is empty (the CPU slab is full: it goes to the full count, and
+//! the first partial, empty or new slab is frozen in its place); and for
+//! any other free [`SlabAllocator::slab_free_lookup`]: the cache from the
+//! overlay (cf. `virt_to_slab()`), then a push onto that cache's CPU free
+//! list or [`SlabAllocator::__slab_free`] into the object's own slab.
+//! Those two are inlined into `kfree`: with objects freed in random order
+//! they are the common case (measured: 20 % fewer instructions per random
+//! free than behind a call), and only list moves, errors and debug caches
+//! stay out of line.
+//!
+//! **Exact counts.** Linux's `/proc/slabinfo` counts every object of a CPU
+//! slab as active, free or not. Ours keeps [`KmemCacheCpu::inuse`], so
+//! `active_objs` and the full/partial/empty split are exact at every
+//! moment; that one increment is the fast paths' only bookkeeping.
+//!
+//! **Where CPU slabs are flushed** ([`SlabAllocator::flush_all`], cf.
+//! `flush_all()` → `__flush_cpu_slab()` → `deactivate_slab()`): before a
+//! shrink gives empty slabs back (`kmem_cache_shrink`, so also `POST
+//! /api/reset` and the reclaim shrinkers, which shrink), and before
+//! `kmem_cache_destroy`. The views need no flush: they count the CPU slabs
+//! from their `kmem_cache_cpu`.
+//!
+//! **No per-CPU partial list.** SLUB's `put_cpu_partial()` keeps slabs that
+//! regain a free object on a per-CPU list, to spare the node's
+//! `list_lock`. With one CPU and one slab lock that list would be the
+//! cache's partial list under another name (and would hold empty slabs
+//! beyond [`SLAB_EMPTY_RESERVE`] until drained), so a slab that regains a
+//! free object goes to the tail of the partial list directly, as SLUB does
+//! without `CONFIG_SLUB_CPU_PARTIAL`.
+
+use super::*;
+
+#[cfg(test)]
+mod tests;
+
+/// CPUs with a `kmem_cache_cpu`: the kernel-wide [`crate::types::NR_CPUS`].
+pub use crate::types::NR_CPUS;
+
+/// The CPU this code runs on (cf. `smp_processor_id()`): 0 until SMP, then
+/// the CPU number the kernel keeps in its per-CPU area.
+#[inline(always)]
+pub(crate) const fn smp_processor_id() -> usize {
+    0
+}
+
+/// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
+/// slab and that slab's free list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct KmemCacheCpu {
+    /// First free object of `slab` (its address), 0 if none (cf.
+    /// `c->freelist`). The free pointer inside each free object leads to
+    /// the next, 0 ending the list.
+    pub(crate) freelist: u64,
+    /// Direct-map address of the frozen slab's first byte, 0 if none (cf.
+    /// `c->slab`). An address, not a PFN: the free fast path compares it
+    /// with `addr - (addr & slab_mask)` directly.
+    pub(crate) slab: u64,
+    /// Objects of `slab` not on `freelist`: handed out, or quarantined.
+    pub(crate) inuse: u32,
+}
+
+impl KmemCacheCpu {
+    /// No CPU slab.
+    pub(crate) const EMPTY: KmemCacheCpu = KmemCacheCpu {
+        freelist: 0,
+        slab: 0,
+        inuse: 0,
+    };
+
+    /// Head PFN of the frozen slab (`slab` must be non-zero).
+    #[inline]
+    pub(crate) fn slab_pfn(&self) -> u32 {
+        ((self.slab - PAGE_OFFSET) >> PAGE_SHIFT) as u32
+    }
+}
+
+/// Per-CPU state of the slab layer as a whole (the caches keep theirs in
+/// their `kmem_cache_cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlabCpu {
+    /// The cache this CPU last allocated from, or last freed to by the
+    /// general free: where `kfree` looks first (see
+    /// [`SlabAllocator::slab_free`]).
+    pub(crate) hint: u8,
+}
+
+impl SlabCpu {
+    pub(crate) const EMPTY: SlabCpu = SlabCpu { hint: 0 };
+}
+
+impl SlabAllocator<'_> {
+    // ------------------------------------------------------------------
+    // Allocation
+    // ------------------------------------------------------------------
+
+    /// `kmem_cache_alloc()`: one object, `__GFP_ZERO` honoured.
+    #[inline]
+    pub fn kmem_cache_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        id: CacheId,
+        gfp: GfpFlags,
+    ) -> Result<u64, SlabError> {
+        let slot = self.resolve(id)?;
+        let orig = self.caches[slot].object_size as usize;
+        let r = self.slab_alloc(mem, pages, slot, gfp, orig);
+        if pages.trace_enabled(crate::trace::EventId::KmemCacheAlloc) {
+            // `accounted`: __GFP_ACCOUNT or SLAB_ACCOUNT.
+            let accounted = gfp.contains(GfpFlags::ACCOUNT)
+                || self.caches[slot].flags.contains(SlabFlags::ACCOUNT);
+            let stride = self.cache_stride(slot);
+            let id = crate::trace::EventId::KmemCacheAlloc;
+            trace_slab_alloc(pages, id, ptr_or_null(&r), (orig, stride), gfp, accounted);
+        }
+        r
+    }
+
+    /// `s->size` of cache `slot` (the object stride), for the `kmalloc`
+    /// and `kmem_cache_alloc` tracepoints.
+    pub(crate) fn cache_stride(&self, slot: usize) -> u64 {
+        u64::from(self.caches[slot & (MAX_CACHES - 1)].size)
+    }
+
+    /// The fast path (cf. `slab_alloc_node()`): pop this CPU's free list of
+    /// cache `slot`. `orig_size` is what the caller asked for (tracked with
+    /// red zones, cf. `kmalloc_redzone`). `failslab` is asked first, as
+    /// `slab_pre_alloc_hook()` does for every cache, kmalloc's included;
+    /// an injected failure changes nothing but the injection counters.
+    #[inline(always)]
+    pub(crate) fn slab_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        gfp: GfpFlags,
+        orig_size: usize,
+    ) -> Result<u64, SlabError> {
+        let slot = slot & (MAX_CACHES - 1);
+        if self.failslab_armed {
+            self.should_failslab(slot, gfp)?;
+        }
+        let cpu_id = smp_processor_id();
+        self.cpu[cpu_id].hint = slot as u8;
+        let c = &mut self.caches[slot];
+        let cpu = &mut c.cpu_slab[cpu_id];
+        let obj = cpu.freelist;
+        if obj != 0 {
+            cpu.freelist = mem.read_u64(obj + c.offset as u64);
+            cpu.inuse += 1;
+            if gfp.contains(GfpFlags::ZERO) {
+                mem.fill(obj, c.object_size as usize, 0);
+            }
+            return Ok(obj);
+        }
+        match self.___slab_alloc(mem, pages, slot, gfp, orig_size) {
+            0 => Err(self.slab_alloc_error(slot)),
+            obj => Ok(obj),
+        }
+    }
+
+    /// Why [`Self::___slab_alloc`] failed: the page allocator could not
+    /// supply a slab (the only way it fails).
+    #[cold]
+    fn slab_alloc_error(&self, slot: usize) -> SlabError {
+        let order = self.caches[slot & (MAX_CACHES - 1)].order;
+        SlabError::NoMemory {
+            order: Order::new(order).unwrap_or(Order::ZERO),
+        }
+    }
+
+    /// cf. `should_failslab()`: `Err` (as if the cache could not grow)
+    /// when `failslab` injects a failure for this cache and `gfp`.
+    #[cold]
+    #[inline(never)]
+    fn should_failslab(&mut self, slot: usize, gfp: GfpFlags) -> Result<(), SlabError> {
+        let c = &self.caches[slot];
+        let (flags, object_size, order) = (c.flags, c.object_size, c.order);
+        let fail = self
+            .failslab
+            .should_failslab(flags, u64::from(object_size), gfp);
+        // `times` may have run out.
+        self.failslab_armed = self.failslab.attr.is_armed();
+        if fail {
+            return Err(SlabError::NoMemory {
+                order: Order::new(order).unwrap_or(Order::ZERO),
+            });
+        }
+        Ok(())
+    }
+
+    /// cf. `___slab_alloc()`: this CPU's free list of cache `slot` is empty.
+    /// Deactivate the CPU slab (every object of it is in use, so it goes to
+    /// the full count, on no list), then freeze the first partial slab,
+    /// else an empty one, else a new one (cf. `get_partial()`,
+    /// `new_slab()`), taking its whole free list (cf. `get_freelist()`),
+    /// and hand out its first object. Debug caches never freeze a slab:
+    /// they allocate one checked object straight from the lists. The
+    /// object, or 0 when no slab could be had (returned in a register: the
+    /// caller makes the error).
+    #[cold]
+    #[inline(never)]
+    fn ___slab_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        gfp: GfpFlags,
+        orig_size: usize,
+    ) -> u64 {
+        let slot = slot & (MAX_CACHES - 1);
+        let cpu = smp_processor_id();
+        let c = &mut self.caches[slot];
+        // The common case, kept lean: a plain cache whose CPU slab (if any)
+        // ran out, and a partial slab waiting.
+        if c.is_debug() || c.partial.head == NIL || c.cpu_slab[cpu].freelist != 0 {
+            return self.___slab_alloc_other(mem, pages, slot, gfp, orig_size);
+        }
+        let cc = c.cpu_slab[cpu];
+        if cc.slab != 0 {
+            // Every object handed out: the slab's overlay entry already says
+            // so (no free list, all in use: how it was frozen), so it only
+            // moves to the full count (cf. deactivate_slab()'s
+            // M_FULL_NOLIST).
+            c.list_inuse += cc.inuse as u64;
+            c.full.nr += 1;
+        }
+        let pfn = c.partial.pop(self.metas);
+        self.freeze_slab(mem, slot, cpu, pfn, gfp)
+    }
+
+    /// The rest of [`Self::___slab_alloc`]: a debug cache (one checked
+    /// object from the lists), a CPU slab to deactivate that still has free
+    /// objects (a caller other than the fast path), or no partial slab: an
+    /// empty one, else a new one (cf. `new_slab()`).
+    #[cold]
+    #[inline(never)]
+    fn ___slab_alloc_other<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        gfp: GfpFlags,
+        orig_size: usize,
+    ) -> u64 {
+        let slot = slot & (MAX_CACHES - 1);
+        if self.caches[slot].is_debug() {
+            return self
+                .alloc_debug(mem, pages, slot, gfp, orig_size)
+                .unwrap_or(0);
+        }
+        let cpu = smp_processor_id();
+        let c = &mut self.caches[slot];
+        let cc = c.cpu_slab[cpu];
+        if cc.slab != 0 && cc.freelist == 0 {
+            // As in ___slab_alloc(): full, and its overlay entry says so.
+            c.list_inuse += cc.inuse as u64;
+            c.full.nr += 1;
+            c.cpu_slab[cpu] = KmemCacheCpu::EMPTY;
+        } else {
+            self.deactivate_slab(pages, cpu, slot);
+        }
+        let c = &mut self.caches[slot];
+        let pfn = if c.partial.head != NIL {
+            c.partial.pop(self.metas)
+        } else if c.empty.head != NIL {
+            c.empty.pop(self.metas)
+        } else {
+            match self.new_slab(mem, pages, slot, gfp) {
+                Ok(pfn) => pfn,
+                Err(_) => return 0,
+            }
+        };
+        self.freeze_slab(mem, slot, cpu, pfn, gfp)
+    }
+
+    /// Freeze slab `pfn` (off every list, with a free object) as CPU
+    /// `cpu`'s slab of cache `slot`, taking its whole free list (cf.
+    /// `get_freelist()`), and hand out its first object.
+    #[inline(always)]
+    fn freeze_slab<M: ObjectMemory>(
+        &mut self,
+        mem: &M,
+        slot: usize,
+        cpu: usize,
+        pfn: u32,
+        gfp: GfpFlags,
+    ) -> u64 {
+        let c = &mut self.caches[slot & (MAX_CACHES - 1)];
+        let Some(m) = self.metas.get_mut(pfn as usize) else {
+            unreachable!("slab {pfn} outside the overlay")
+        };
+        let base = slab_va(pfn);
+        let obj = base + m.freelist as u64;
+        let cc = &mut c.cpu_slab[cpu];
+        cc.freelist = mem.read_u64(obj + c.offset as u64);
+        cc.slab = base;
+        cc.inuse = m.inuse as u32 + 1;
+        c.list_inuse -= m.inuse as u64;
+        m.freelist = NIL;
+        m.inuse = c.objects as u16;
+        if gfp.contains(GfpFlags::ZERO) {
+            mem.fill(obj, c.object_size as usize, 0);
+        }
+        obj
+    }
+
+    /// A slab with a free object, on its list: the first partial one, else
+    /// an empty one, else a new one (cf. `get_partial()` + `new_slab()`).
+    pub(super) fn get_slab<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        gfp: GfpFlags,
+    ) -> Result<u32, SlabError> {
+        let c = &self.caches[slot];
+        if c.partial.head != NIL {
+            return Ok(c.partial.head);
+        }
+        if c.empty.head != NIL {
+            return Ok(c.empty.head);
+        }
+        let pfn = self.new_slab(mem, pages, slot, gfp)?;
+        self.caches[slot].empty.push(self.metas, pfn);
+        Ok(pfn)
+    }
+
+    // ------------------------------------------------------------------
+    // Deactivation and flushing
+    // ------------------------------------------------------------------
+
+    /// cf. `deactivate_slab()` (with `flush_slab()`'s taking the slab away
+    /// from the CPU): unfreeze CPU `cpu`'s slab of cache `slot` — its free
+    /// list goes back to the overlay, its count to the list counters — and
+    /// put it where its state says: the full count, the head of the partial
+    /// list, the empty list, or back to the buddy allocator when that
+    /// already holds [`SLAB_EMPTY_RESERVE`] slabs (cf. `M_FREE`). No-op
+    /// without a CPU slab. The CPU's free list is a proper list of the
+    /// slab's free objects (the free fast path keeps it so), so unlike
+    /// Linux there is nothing to splice: the head becomes the slab's.
+    #[inline(never)]
+    pub(crate) fn deactivate_slab<S: PageSource + ?Sized>(
+        &mut self,
+        pages: &S,
+        cpu: usize,
+        slot: usize,
+    ) {
+        let cc = core::mem::replace(&mut self.caches[slot].cpu_slab[cpu], KmemCacheCpu::EMPTY);
+        if cc.slab == 0 {
+            return;
+        }
+        let pfn = cc.slab_pfn();
+        let c = &mut self.caches[slot];
+        let m = &mut self.metas[pfn as usize];
+        m.freelist = if cc.freelist == 0 {
+            NIL
+        } else {
+            (cc.freelist - cc.slab) as u32
+        };
+        m.inuse = cc.inuse as u16;
+        c.list_inuse += cc.inuse as u64;
+        match list_kind(m) {
+            ListKind::Empty if c.empty.nr >= SLAB_EMPTY_RESERVE => {
+                self.discard_slab(pages, slot, pfn)
+            }
+            kind => c.list_push(self.metas, kind, pfn),
+        }
+    }
+
+    /// cf. `flush_all()`: deactivate every CPU's slab of cache `slot`, so
+    /// that every slab of the cache is on a list (or counted full). What a
+    /// shrink and `kmem_cache_destroy` do first; the free lists stay intact,
+    /// so nothing is lost but the fast path's next hit.
+    pub(crate) fn flush_all<S: PageSource + ?Sized>(&mut self, pages: &S, slot: usize) {
+        for cpu in 0..NR_CPUS {
+            self.deactivate_slab(pages, cpu, slot);
+        }
+    }
+
+    /// Every CPU slab of cache `slot`: `(cpu, its kmem_cache_cpu)`.
+    pub(crate) fn cpu_slabs(&self, slot: usize) -> impl Iterator<Item = (usize, &KmemCacheCpu)> {
+        self.caches[slot]
+            .cpu_slab
+            .iter()
+            .enumerate()
+            .filter(|(_, cc)| cc.slab != 0)
+    }
+
+    /// Objects of cache `slot` in use: on listed slabs plus on CPU slabs.
+    pub(crate) fn active_objs(&self, slot: usize) -> u64 {
+        let cpu: u64 = self.cpu_slabs(slot).map(|(_, cc)| cc.inuse as u64).sum();
+        self.caches[slot].list_inuse + cpu
+    }
+
+    /// Whether head frame `pfn` is a CPU slab of cache `slot`.
+    pub(crate) fn is_cpu_slab(&self, slot: usize, pfn: u32) -> bool {
+        self.cpu_slabs(slot).any(|(_, cc)| cc.slab == slab_va(pfn))
+    }
+
+    // ------------------------------------------------------------------
+    // Free
+    // ------------------------------------------------------------------
+
+    /// `kmem_cache_free()`: the object must belong to `id`
+    /// ([`InvalidFreeKind::WrongCache`] otherwise, nothing freed).
+    #[inline]
+    pub fn kmem_cache_free<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        id: CacheId,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        if pages.trace_enabled(crate::trace::EventId::KmemCacheFree) {
+            self.trace_cache_free(pages, id, addr);
+        }
+        self.slab_free(mem, pages, addr, Some(id))
+    }
+
+    /// The `kmem_cache_free` tracepoint, out of line (it copies the name).
+    #[cold]
+    fn trace_cache_free<S: PageSource + ?Sized>(&self, pages: &S, id: CacheId, addr: u64) {
+        let name = self
+            .resolve(id)
+            .map_or(CacheName::EMPTY, |slot| self.caches[slot].name);
+        pages.trace_record(crate::trace::TraceEvent::KmemCacheFree {
+            call_site: 0,
+            ptr: addr,
+            name,
+        });
+    }
+
+    /// The free fast path (cf. `slab_free()` → `do_slab_free()`): an object
+    /// of this CPU's slab of the cache `kmem_cache_free` names — for
+    /// `kfree` (`expect` `None`), of the cache this CPU used last — is
+    /// pushed onto the CPU's free list.
+    ///
+    /// Why a hint: Linux's `do_slab_free()` first finds the cache from the
+    /// object (`virt_to_slab()` → `slab->slab_cache`), so the addresses of
+    /// its two stores (the object's free pointer, `c->freelist`) wait for
+    /// that load, and the next allocation's load of `c->freelist` waits
+    /// for them: a chain of dependent loads through every `kfree`. Here
+    /// the cache comes from the hint, which does not depend on the object,
+    /// and the object is checked to lie on that cache's CPU slab, at an
+    /// object start, with plain arithmetic — which proves it is that
+    /// cache's object. Anything else (another cache, another slab, a bad
+    /// pointer) goes the general way, [`Self::slab_free_lookup`].
+    #[inline(always)]
+    pub(crate) fn slab_free<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        addr: u64,
+        expect: Option<CacheId>,
+    ) -> Result<(), Corruption> {
+        let cpu_id = smp_processor_id();
+        let hint = match expect {
+            Some(e) => e.slot as usize,
+            None => self.cpu[cpu_id].hint as usize,
+        } & (MAX_CACHES - 1);
+        let c = &mut self.caches[hint];
+        // Wraps to a huge offset below the slab, or without a CPU slab.
+        let off = addr.wrapping_sub(c.cpu_slab[cpu_id].slab);
+        let head = c.cpu_slab[cpu_id].freelist;
+        if c.is_object_offset(off)
+            && head != addr
+            && expect.is_none_or(|e| e.generation == c.generation)
+        {
+            mem.write_u64(addr + c.offset as u64, head);
+            let cpu = &mut c.cpu_slab[cpu_id];
+            cpu.freelist = addr;
+            cpu.inuse -= 1;
+            return Ok(());
+        }
+        self.slab_free_lookup(mem, pages, addr, expect)
+    }
+
+    /// The general free (cf. `kfree()` → `virt_to_slab()` →
+    /// `do_slab_free()`): address → overlay entry → cache; an object start
+    /// of a plain cache's slab (and of the cache `kmem_cache_free` named) is
+    /// pushed onto this CPU's free list if the slab is this CPU's, else
+    /// goes to [`Self::__slab_free`]. The cache becomes this CPU's hint, so
+    /// a run of frees to one cache takes the fast path. Anything odd — no
+    /// slab, another cache, not an object start, a debug cache — goes to
+    /// [`Self::slab_free_odd`]. Inlined into `kfree` (see the module docs).
+    #[inline(always)]
+    fn slab_free_lookup<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        addr: u64,
+        expect: Option<CacheId>,
+    ) -> Result<(), Corruption> {
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as usize;
+        let slot = self
+            .metas
+            .get(pfn)
+            .map_or(usize::MAX, |m| (m.cache as usize).wrapping_sub(1));
+        let Some(c) = self.caches.get_mut(slot) else {
+            return self.slab_free_odd(mem, pages, addr, expect);
+        };
+        let off = addr & c.slab_mask;
+        if !c.is_object_offset(off)
+            || c.is_debug()
+            || expect.is_some_and(|e| e.slot as usize != slot || e.generation != c.generation)
+        {
+            return self.slab_free_odd(mem, pages, addr, expect);
+        }
+        let base = addr - off;
+        let head = pfn & !(c.pfn_mask as usize);
+        let cpu_id = smp_processor_id();
+        let cpu = &mut c.cpu_slab[cpu_id];
+        if base == cpu.slab {
+            let first = cpu.freelist;
+            if first == addr {
+                return Err(self.double_free_cpu(mem, slot, addr));
+            }
+            mem.write_u64(addr + c.offset as u64, first);
+            cpu.freelist = addr;
+            cpu.inuse -= 1;
+            self.cpu[cpu_id].hint = slot as u8;
+            return Ok(());
+        }
+        self.cpu[cpu_id].hint = slot as u8;
+        self.__slab_free(mem, pages, slot, head, base, addr)
+    }
+
+    /// The frees [`Self::slab_free_lookup`] sets aside, each checked in
+    /// `kfree()`'s order: an address in no slab (a `kmalloc_large` block,
+    /// or an invalid free), the wrong cache for `kmem_cache_free` (cf.
+    /// `cache_from_obj()`), not an object start, or an object of a debug
+    /// cache (cf. `free_debug_processing()`).
+    #[cold]
+    #[inline(never)]
+    fn slab_free_odd<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        addr: u64,
+        expect: Option<CacheId>,
+    ) -> Result<(), Corruption> {
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as usize;
+        let Some(meta) = self.metas.get(pfn) else {
+            return self.free_not_slab(pages, addr, expect);
+        };
+        let slot = (meta.cache as usize).wrapping_sub(1);
+        if slot >= MAX_CACHES {
+            return self.free_not_slab(pages, addr, expect);
+        }
+        if let Some(e) = expect
+            && (e.slot as usize != slot || e.generation != self.caches[slot].generation)
+        {
+            return Err(self.corrupt(
+                slot,
+                CorruptionKind::InvalidFree(InvalidFreeKind::WrongCache),
+                addr,
+                None,
+            ));
+        }
+        let c = &self.caches[slot];
+        if !c.is_object_offset(addr & c.slab_mask) {
+            let kind = CorruptionKind::InvalidFree(InvalidFreeKind::NotObjectStart);
+            return Err(self.corrupt(slot, kind, addr, None));
+        }
+        // A debug cache: it has no CPU slab; every free is checked.
+        let head = (pfn & !(c.pfn_mask as usize)) as u32;
+        self.slab_free_checked(mem, pages, slot, head, addr)
+    }
+
+    /// `addr` heads this CPU's free list of cache `slot`: freeing it again
+    /// is a double free (cf. `set_freepointer()`'s `BUG_ON(object == fp)`).
+    /// Pop it and keep it out of circulation.
+    #[cold]
+    #[inline(never)]
+    fn double_free_cpu<M: ObjectMemory>(&mut self, mem: &M, slot: usize, addr: u64) -> Corruption {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        let cc = &mut c.cpu_slab[smp_processor_id()];
+        cc.freelist = mem.read_u64(addr + c.offset as u64);
+        cc.inuse += 1;
+        c.quarantined += 1;
+        self.corrupt(slot, CorruptionKind::DoubleFree, addr, None)
+    }
+
+    /// cf. `__slab_free()`: a free into slab `head` (no CPU's, its first
+    /// byte at `base`) of plain cache `slot`. Push onto the slab's own free list; its list changes
+    /// only on full → partial (to the tail, as `__slab_free()` does without
+    /// CPU partial lists: the slab then collects more frees before it is
+    /// frozen again) and partial → empty (to the empty list, or back to the
+    /// buddy allocator past the reserve). The double frees this path can
+    /// see — the object heads its slab's free list, or the slab is empty
+    /// already — go on to [`Self::slab_free_checked`].
+    #[inline(always)]
+    fn __slab_free<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        head: usize,
+        base: u64,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        debug_assert!(!c.is_debug() && base == slab_va(head as u32));
+        let m = &mut self.metas[head];
+        let prior = m.freelist;
+        let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
+        if prior_va == addr || m.inuse == 0 {
+            return self.slab_free_checked(mem, pages, slot, head as u32, addr);
+        }
+        mem.write_u64(addr + c.offset as u64, prior_va);
+        m.freelist = (addr - base) as u32;
+        m.inuse -= 1;
+        c.list_inuse -= 1;
+        if m.inuse == 0 {
+            self.slab_free_relist(pages, slot, head as u32, prior == NIL);
+            return Ok(());
+        }
+        // Full → partial (to the tail, see above), or nothing: with objects
+        // freed in random order both are common and a branch on which one
+        // mispredicts half the time, so both run the same stores, selected
+        // (the partial case rewrites the slab's own links unchanged).
+        let to_partial = prior == NIL;
+        let pick = core::hint::select_unpredictable;
+        let pfn = head as u32;
+        let tail = c.partial.tail;
+        let (prev, next) = (m.prev, m.next);
+        m.prev = pick(to_partial, tail, prev);
+        m.next = pick(to_partial, NIL, next);
+        c.partial.tail = pick(to_partial, pfn, tail);
+        c.partial.nr += to_partial as u32;
+        c.full.nr -= to_partial as u32;
+        if tail != NIL {
+            // The old tail's link to the slab, or the slab's own to its
+            // next again.
+            let at = pick(to_partial, tail, pfn) as usize;
+            self.metas[at].next = pick(to_partial, pfn, next);
+        } else if to_partial {
+            c.partial.head = pfn;
+        }
+        Ok(())
+    }
+
+    /// The rarer list moves at the end of `__slab_free()`, out of line so
+    /// that the common cases keep few registers: a slab that is empty now
+    /// leaves the partial list (or the full count, if it `was_full` with
+    /// one object) for the empty list, or goes back to the buddy allocator
+    /// past the reserve (cf. `slab_empty:` → `discard_slab()`).
+    #[inline(never)]
+    fn slab_free_relist<S: PageSource + ?Sized>(
+        &mut self,
+        pages: &S,
+        slot: usize,
+        head: u32,
+        was_full: bool,
+    ) {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        let metas = &mut *self.metas;
+        if was_full {
+            c.full.nr -= 1;
+        } else {
+            c.partial.remove(metas, head);
+        }
+        if metas[head as usize].inuse != 0 {
+            c.partial.push_tail(metas, head);
+        } else if c.empty.nr < SLAB_EMPTY_RESERVE {
+            c.empty.push(metas, head);
+        } else {
+            self.discard_slab(pages, slot, head);
+        }
+    }
+
+    /// The general `__slab_free()` with `free_debug_processing()`: a free
+    /// to a debug cache, or a double free into a slab that is no CPU's (of
+    /// its free list's head, or into an empty slab).
+    #[cold]
+    #[inline(never)]
+    fn slab_free_checked<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        head: u32,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        let before = list_kind(&self.metas[head as usize]);
+        if self.caches[slot].is_debug() {
+            if let Err(e) = self.free_debug_checks(mem, pages, slot, head, addr) {
+                self.relist(pages, slot, head, before);
+                return Err(e);
+            }
+        } else {
+            // In an empty slab every object is on the free list: the walk in
+            // quarantine_free_object() finds this one wherever it is.
+            let m = &self.metas[head as usize];
+            let heads_list = m.freelist != NIL && slab_va(head) + m.freelist as u64 == addr;
+            if heads_list || m.inuse == 0 {
+                self.quarantine_free_object(mem, slot, head, addr);
+                self.relist(pages, slot, head, before);
+                return Err(self.corrupt(slot, CorruptionKind::DoubleFree, addr, None));
+            }
+        }
+        let c = &mut self.caches[slot];
+        let m = &mut self.metas[head as usize];
+        let old = if m.freelist == NIL {
+            0
+        } else {
+            slab_va(head) + m.freelist as u64
+        };
+        mem.write_u64(addr + c.offset as u64, old);
+        m.freelist = (addr - slab_va(head)) as u32;
+        m.inuse -= 1;
+        c.list_inuse -= 1;
+        self.relist(pages, slot, head, before);
+        Ok(())
+    }
+
+    /// Take the free object `addr` off its (non-CPU) slab's free list and
+    /// count it in use and quarantined.
+    pub(super) fn quarantine_free_object<M: ObjectMemory>(
+        &mut self,
+        mem: &M,
+        slot: usize,
+        head: u32,
+        addr: u64,
+    ) {
+        let c = &mut self.caches[slot];
+        let base = slab_va(head);
+        let m = &mut self.metas[head as usize];
+        let target = addr - base;
+        let next_of = |p: u64| mem.read_u64(p + c.offset as u64);
+        if m.freelist == target as u32 {
+            let next = next_of(addr);
+            m.freelist = if next == 0 { NIL } else { (next - base) as u32 };
+        } else {
+            let mut cur = m.freelist;
+            let mut steps = 0;
+            while cur != NIL && steps < c.objects {
+                let p = base + cur as u64;
+                let next = next_of(p);
+                if next == addr {
+                    mem.write_u64(p + c.offset as u64, next_of(addr));
+                    break;
+                }
+                cur = if next == 0 { NIL } else { (next - base) as u32 };
+                steps += 1;
+            }
+        }
+        m.inuse += 1;
+        c.list_inuse += 1;
+        c.quarantined += 1;
+    }
+}

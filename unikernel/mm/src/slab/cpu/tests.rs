@@ -1,0 +1,510 @@
+//! Host tests for the per-CPU half: the object-boundary test the fast paths
+//! rely on, where a flush puts a CPU slab, the `kfree` hint (it may only
+//! ever free an object of the hinted CPU slab), a refill that fails, and a
+//! property test that interleaves allocations and frees with random
+//! flushes, shrinks, destroys and page-allocator failures, checking every
+//! invariant and every count exactly after each step.
+
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::super::tests::{FailingPages, Fixture};
+use super::*;
+use crate::kmalloc::KMALLOC_SIZES;
+use crate::types::PAGE_SIZE;
+
+/// [`KmemCache::is_object_offset`]'s multiply against `%`, for every
+/// kmalloc stride and a spread of odd ones, at and around every multiple
+/// and at offsets past the last object.
+#[test]
+fn object_offset_test_is_exact() {
+    let mut sizes: Vec<u32> = (8..=4096).step_by(8).collect();
+    sizes.extend([3000, 3008, 4104, 8192, 12_000, 65_536, 1 << 20, 4 << 20]);
+    for size in sizes {
+        let geo = calculate_sizes(size as usize, 0, SlabFlags::NONE, false);
+        let c = KmemCache {
+            size: geo.size,
+            div_magic: div_magic(geo.size),
+            objs_end: geo.objects * geo.size,
+            ..KmemCache::EMPTY
+        };
+        let slab_bytes = PAGE_SIZE << geo.order;
+        let step = geo.size as u64;
+        let mut off = 0u64;
+        while off < slab_bytes {
+            for o in [off, off + 1, off + 7, off + 8, off.wrapping_sub(1)] {
+                let want = o < c.objs_end as u64 && o.is_multiple_of(step);
+                assert_eq!(c.is_object_offset(o), want, "size {size} offset {o}");
+            }
+            off += step;
+        }
+        for o in [slab_bytes, u64::MAX, u64::MAX - step + 1, 1 << 40] {
+            assert!(!c.is_object_offset(o), "size {size} offset {o:#x}");
+        }
+    }
+}
+
+fn cpu_of(f: &Fixture, id: CacheId) -> KmemCacheCpu {
+    f.slab.caches[id.slot()].cpu_slab[smp_processor_id()]
+}
+
+fn alloc_n(f: &mut Fixture, id: CacheId, n: usize) -> Vec<u64> {
+    (0..n)
+        .map(|_| {
+            f.slab
+                .kmem_cache_alloc(&f.mem, &f.pages, id, GfpFlags::GFP_KERNEL)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `deactivate_slab()` puts a partial CPU slab on the partial list, a full
+/// one in the full count, an empty one on the empty list — or back to the
+/// buddy allocator once the reserve is full — and a shrink counts the
+/// slabs it gave back, however they left.
+#[test]
+fn flush_puts_the_cpu_slab_where_its_state_says() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("flush512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let info = |f: &Fixture| {
+        let i = f.slab.cache_info(id).unwrap();
+        (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
+    };
+
+    // Partial CPU slab → partial list.
+    let a = alloc_n(&mut f, id, 3);
+    assert_eq!(info(&f), (0, 1, 0, 3));
+    f.slab.flush_all(&f.pages, id.slot());
+    assert_eq!(cpu_of(&f, id), KmemCacheCpu::EMPTY);
+    assert_eq!(info(&f), (0, 1, 0, 3));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    // The next allocation refreezes it; fill it: full CPU slab → full.
+    let b = alloc_n(&mut f, id, per - 3);
+    assert_eq!(cpu_of(&f, id).freelist, 0);
+    f.slab.flush_all(&f.pages, id.slot());
+    assert_eq!(info(&f), (1, 0, 0, per as u64));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    // Two more slabs made empty on the list fill the reserve; a third,
+    // emptied while frozen and then flushed, goes back to the buddy.
+    let c = alloc_n(&mut f, id, 3 * per);
+    for &o in &c[..2 * per] {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(
+        (i.slabs_empty, i.num_slabs),
+        (2, 4),
+        "two empty slabs on the list, one full, one full CPU slab"
+    );
+    for &o in &c[2 * per..] {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    let cc = cpu_of(&f, id);
+    assert_ne!(cc.slab, 0);
+    assert_eq!(cc.inuse, 0, "the CPU slab is empty but still frozen");
+    assert_eq!(f.slab.cache_info(id).unwrap().slabs_empty, 3);
+    f.slab.flush_all(&f.pages, id.slot());
+    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(
+        (i.slabs_empty, i.slabs_full, i.num_slabs),
+        (2, 1, 3),
+        "past the reserve: freed"
+    );
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    for o in a.into_iter().chain(b) {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    // The full slab became empty on the list: past the reserve, freed.
+    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!((i.active_objs, i.num_slabs), (0, 2));
+    // A shrink counts what it gave back, the CPU slab included.
+    let _ = alloc_n(&mut f, id, 1)
+        .into_iter()
+        .map(|o| f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap())
+        .count();
+    assert_ne!(cpu_of(&f, id).slab, 0);
+    assert_eq!(f.slab.kmem_cache_shrink(&f.pages, id), Ok(2));
+    assert_eq!(f.slab.cache_info(id).unwrap().num_slabs, 0);
+    f.slab.check_invariants(&f.mem).unwrap();
+    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+    f.assert_buddy_restored();
+}
+
+/// The `kfree` hint only picks which CPU slab to test first: an object of
+/// another cache, or of another slab of the hinted cache, still goes to
+/// its own slab; `kmem_cache_free` with a stale id is refused even when
+/// the object lies on the CPU slab of the cache now in that slot.
+#[test]
+fn the_free_hint_never_misdirects_a_free() {
+    let mut f = Fixture::new(24);
+    let (p, m) = (&f.pages, &f.mem);
+    let a = f.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
+    let b = f.slab.kmalloc(m, p, 128, GfpFlags::GFP_KERNEL).unwrap();
+    assert_eq!(
+        f.slab.cpu[0].hint as usize,
+        f.slab.cache_of(b).unwrap().slot()
+    );
+    f.slab.kfree(m, p, a).unwrap();
+    assert_eq!(
+        f.slab.cpu[0].hint as usize,
+        f.slab.cache_of(a).unwrap().slot(),
+        "the lookup moved the hint"
+    );
+    f.slab.kfree(m, p, b).unwrap();
+    for name in ["kmalloc-64", "kmalloc-128"] {
+        let i = f.slab.cache_info(f.slab.find_cache(name).unwrap()).unwrap();
+        assert_eq!(i.active_objs, 0, "{name}");
+    }
+    // Invalid frees inside the hinted CPU slab are still refused.
+    let c = f.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
+    assert_eq!(
+        f.slab.kfree(m, p, c + 8).unwrap_err().kind,
+        CorruptionKind::InvalidFree(InvalidFreeKind::NotObjectStart)
+    );
+    f.slab.kfree(m, p, c).unwrap();
+    assert_eq!(
+        f.slab.kfree(m, p, c).unwrap_err().kind,
+        CorruptionKind::DoubleFree,
+        "a second kfree of the CPU free list's head"
+    );
+    f.slab.check_invariants(m).unwrap();
+
+    // A stale id whose slot now holds a new cache.
+    let old = f
+        .slab
+        .kmem_cache_create("gen_a", 200, 0, SlabFlags::NONE, None)
+        .unwrap();
+    f.slab.kmem_cache_destroy(p, old).unwrap();
+    let new = f
+        .slab
+        .kmem_cache_create("gen_b", 200, 0, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(old.slot(), new.slot());
+    let o = f
+        .slab
+        .kmem_cache_alloc(m, p, new, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    assert_eq!(
+        f.slab.kmem_cache_free(m, p, old, o).unwrap_err().kind,
+        CorruptionKind::InvalidFree(InvalidFreeKind::WrongCache)
+    );
+    assert_eq!(f.slab.cache_info(new).unwrap().active_objs, 1);
+    f.slab.kmem_cache_free(m, p, new, o).unwrap();
+    f.slab.kmem_cache_destroy(p, new).unwrap();
+    f.slab.check_invariants(m).unwrap();
+}
+
+/// A refill that cannot get a slab leaves the exhausted CPU slab in the
+/// full count and the CPU with none: nothing counted twice.
+#[test]
+fn a_failed_refill_leaves_exact_counts() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("refill", 1000, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let objs = alloc_n(&mut f, id, per);
+    let failing = FailingPages::new(&f.pages);
+    failing.fail(true);
+    assert!(matches!(
+        f.slab
+            .kmem_cache_alloc(&f.mem, &failing, id, GfpFlags::GFP_KERNEL),
+        Err(SlabError::NoMemory { .. })
+    ));
+    assert_eq!(cpu_of(&f, id), KmemCacheCpu::EMPTY);
+    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(
+        (i.active_objs, i.slabs_full, i.num_slabs),
+        (per as u64, 1, 1)
+    );
+    f.slab.check_invariants(&f.mem).unwrap();
+    for o in objs {
+        f.slab.kmem_cache_free(&f.mem, &failing, id, o).unwrap();
+    }
+    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+    f.assert_buddy_restored();
+}
+
+// ----------------------------------------------------------------------
+// Property test
+// ----------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// `kmalloc`; `twin` 0 normal, 1 `GFP_DMA`, 2 `__GFP_ACCOUNT`.
+    Kmalloc {
+        size: usize,
+        twin: u8,
+        zero: bool,
+    },
+    /// `kmem_cache_alloc` from user cache `which`.
+    Cache {
+        which: usize,
+    },
+    /// Allocate from user cache `which` until its CPU slab has no free
+    /// object left, so that the next allocation must refill.
+    Exhaust {
+        which: usize,
+    },
+    /// Free the live object `pick` selects.
+    Free {
+        pick: usize,
+    },
+    /// Free a user-cache object, then free it again at once: the second
+    /// free must be reported (the object heads a free list either way)
+    /// and the object quarantined.
+    FreeTwice {
+        pick: usize,
+    },
+    /// `flush_all()` of one cache (by slot), or of every cache.
+    Flush {
+        slot: usize,
+    },
+    FlushEvery,
+    /// Deactivate CPU 0's slab of one cache only.
+    Deactivate {
+        slot: usize,
+    },
+    /// `kmem_cache_shrink` of a user cache, or `shrink_all`.
+    Shrink {
+        which: usize,
+    },
+    /// `kmem_cache_shrink_keep` of a kmalloc cache.
+    ShrinkKeep {
+        slot: usize,
+        keep: u32,
+    },
+    /// Destroy and recreate a user cache that holds no live object.
+    Recreate {
+        which: usize,
+    },
+    /// The page allocator refuses (or serves again) from now on.
+    Fail {
+        on: bool,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        // Mostly a few classes, so CPU slabs run out and refill often.
+        6 => (prop_oneof![
+                3 => prop::sample::select(vec![8usize, 64, 100, 1000, 4096, 8192]),
+                1 => 1usize..=8192,
+            ], prop::sample::select(vec![0u8, 0, 0, 1, 2]), prop::bool::weighted(0.1))
+            .prop_map(|(size, twin, zero)| Op::Kmalloc { size, twin, zero }),
+        4 => (0usize..3).prop_map(|which| Op::Cache { which }),
+        1 => (0usize..3).prop_map(|which| Op::Exhaust { which }),
+        8 => any::<usize>().prop_map(|pick| Op::Free { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::FreeTwice { pick }),
+        2 => (0usize..MAX_CACHES).prop_map(|slot| Op::Flush { slot }),
+        1 => Just(Op::FlushEvery),
+        2 => (0usize..MAX_CACHES).prop_map(|slot| Op::Deactivate { slot }),
+        1 => (0usize..4).prop_map(|which| Op::Shrink { which }),
+        1 => (0usize..crate::kmalloc::NR_KMALLOC_SLOTS, 0u32..4)
+            .prop_map(|(slot, keep)| Op::ShrinkKeep { slot, keep }),
+        1 => (0usize..3).prop_map(|which| Op::Recreate { which }),
+        2 => any::<bool>().prop_map(|on| Op::Fail { on }),
+    ]
+}
+
+/// `(object size, flags)` of the three user caches: a plain one, one with
+/// a multi-page slab, and a debug one.
+const USER: [(usize, SlabFlags); 3] = [
+    (200, SlabFlags::NONE),
+    (3000, SlabFlags::HWCACHE_ALIGN),
+    (96, SlabFlags(SlabFlags::RED_ZONE.0 | SlabFlags::POISON.0)),
+];
+
+struct Live {
+    slot: usize,
+    cache: Option<usize>,
+    req: usize,
+    tag: u8,
+}
+
+/// Every count a view shows, against the model: per cache, objects in use
+/// (live plus quarantined) and quarantined; slab states that add up; slab
+/// frames equal to the frames `mem_map` marks as slab.
+fn check_counts(
+    f: &Fixture,
+    live: &BTreeMap<u64, Live>,
+    quarantined: &[u64; MAX_CACHES],
+) -> Result<(), TestCaseError> {
+    let mut per = [0u64; MAX_CACHES];
+    for l in live.values() {
+        per[l.slot] += 1;
+    }
+    let mut frames = 0;
+    for i in f.slab.caches() {
+        let slot = i.id.slot();
+        prop_assert_eq!(i.active_objs, per[slot] + quarantined[slot], "{}", i.name);
+        prop_assert_eq!(i.quarantined, quarantined[slot], "{}", i.name);
+        prop_assert_eq!(
+            i.slabs_full + i.slabs_partial + i.slabs_empty,
+            i.num_slabs,
+            "{}",
+            i.name
+        );
+        prop_assert_eq!(i.active_slabs, i.slabs_full + i.slabs_partial);
+        prop_assert_eq!(i.num_objs, i.num_slabs * i.objs_per_slab as u64);
+        prop_assert!(i.active_objs <= i.num_objs);
+        frames += i.num_slabs * i.pages_per_slab as u64;
+    }
+    prop_assert_eq!(frames, f.slab.slab_pages() - f.slab.large_stats().1);
+    let pa = f.pages.lock();
+    let marked = (0..pa.lowmem_pfn().0)
+        .filter(|&pfn| pa.page(Pfn(pfn)).is_some_and(|p| p.is_slab()))
+        .count() as u64;
+    prop_assert_eq!(marked, frames, "mem_map's slab frames");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn flushes_shrinks_and_failures_keep_every_count_exact(
+        ops in prop::collection::vec(op(), 1..300),
+    ) {
+        let mut f = Fixture::new(24);
+        let failing = FailingPages::new(&f.pages);
+        let mut ids: Vec<CacheId> = USER
+            .iter()
+            .enumerate()
+            .map(|(i, &(size, flags))| {
+                f.slab.kmem_cache_create(&format!("cpu{i}"), size, 0, flags, None).unwrap()
+            })
+            .collect();
+        let mut live: BTreeMap<u64, Live> = BTreeMap::new();
+        let mut quarantined = [0u64; MAX_CACHES];
+        let mut tag = 0u8;
+        for op in &ops {
+            tag = tag.wrapping_add(1);
+            let (p, m) = (&failing, &f.mem);
+            match *op {
+                Op::Kmalloc { size, twin, zero } => {
+                    let mut gfp = [GfpFlags::GFP_KERNEL, GfpFlags::GFP_KERNEL | GfpFlags::DMA,
+                        GfpFlags::GFP_KERNEL | GfpFlags::ACCOUNT][twin as usize];
+                    if zero { gfp = gfp.union(GfpFlags::ZERO); }
+                    match f.slab.kmalloc(m, p, size, gfp) {
+                        Ok(a) => {
+                            if zero { prop_assert_eq!(m.check(a, size, 0), None); }
+                            let slot = f.slab.cache_of(a).unwrap().slot();
+                            let class = KMALLOC_SIZES.iter().position(|&c| c >= size).unwrap();
+                            // Slots: normal, then kmalloc-cg-*, then dma-kmalloc-*.
+                            let kind = [0, 2, 1][twin as usize];
+                            prop_assert_eq!(slot, class + kind * KMALLOC_SIZES.len());
+                            m.fill(a, size, tag);
+                            let fresh = live.insert(a, Live { slot, cache: None, req: size, tag }).is_none();
+                            prop_assert!(fresh, "handed out twice");
+                        }
+                        Err(e) => prop_assert!(matches!(e, SlabError::NoMemory { .. }), "{:?}", e),
+                    }
+                }
+                Op::Cache { which } => {
+                    match f.slab.kmem_cache_alloc(m, p, ids[which], GfpFlags::GFP_KERNEL) {
+                        Ok(a) => {
+                            prop_assert_eq!(f.slab.cache_of(a), Some(ids[which]));
+                            let req = USER[which].0;
+                            m.fill(a, req, tag);
+                            let l = Live { slot: ids[which].slot(), cache: Some(which), req, tag };
+                            let fresh = live.insert(a, l).is_none();
+                            prop_assert!(fresh, "handed out twice");
+                        }
+                        Err(e) => prop_assert!(matches!(e, SlabError::NoMemory { .. }), "{:?}", e),
+                    }
+                }
+                Op::Exhaust { which } => {
+                    let id = ids[which];
+                    let per = f.slab.cache_info(id).unwrap().objs_per_slab;
+                    for _ in 0..per {
+                        let cc = f.slab.caches[id.slot()].cpu_slab[smp_processor_id()];
+                        if cc.slab != 0 && cc.freelist == 0 { break; }
+                        let Ok(a) = f.slab.kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL) else { break };
+                        let req = USER[which].0;
+                        m.fill(a, req, tag);
+                        let l = Live { slot: id.slot(), cache: Some(which), req, tag };
+                        let fresh = live.insert(a, l).is_none();
+                        prop_assert!(fresh, "handed out twice");
+                    }
+                }
+                Op::Free { pick } | Op::FreeTwice { pick } => {
+                    let twice = matches!(op, Op::FreeTwice { .. });
+                    let candidates: Vec<u64> = live
+                        .iter()
+                        .filter(|(_, l)| !twice || l.cache.is_some())
+                        .map(|(&a, _)| a)
+                        .collect();
+                    if candidates.is_empty() { continue; }
+                    let addr = candidates[pick % candidates.len()];
+                    let l = live.remove(&addr).unwrap();
+                    prop_assert_eq!(m.check(addr, l.req, l.tag), None, "object intact at free");
+                    match l.cache {
+                        Some(w) => f.slab.kmem_cache_free(m, p, ids[w], addr).unwrap(),
+                        None => f.slab.kfree(m, p, addr).unwrap(),
+                    }
+                    if twice {
+                        let w = l.cache.unwrap();
+                        let e = f.slab.kmem_cache_free(m, p, ids[w], addr).unwrap_err();
+                        prop_assert_eq!(e.kind, CorruptionKind::DoubleFree);
+                        quarantined[l.slot] += 1;
+                    }
+                }
+                Op::Flush { slot } => f.slab.flush_all(p, slot),
+                Op::FlushEvery => {
+                    for slot in 0..MAX_CACHES { f.slab.flush_all(p, slot); }
+                }
+                Op::Deactivate { slot } => f.slab.deactivate_slab(p, smp_processor_id(), slot),
+                Op::Shrink { which } => {
+                    if which == 3 { f.slab.shrink_all(p); } else { f.slab.kmem_cache_shrink(p, ids[which]).unwrap(); }
+                }
+                Op::ShrinkKeep { slot, keep } => {
+                    let id = f.slab.id_of(slot);
+                    let before = f.slab.cache_info(id).unwrap();
+                    f.slab.kmem_cache_shrink_keep(p, id, keep).unwrap();
+                    let after = f.slab.cache_info(id).unwrap();
+                    prop_assert!(after.slabs_empty <= before.slabs_empty.min(keep as u64 + 1));
+                }
+                Op::Recreate { which } => {
+                    let slot = ids[which].slot();
+                    if live.values().any(|l| l.cache == Some(which)) { continue; }
+                    f.slab.kmem_cache_destroy(p, ids[which]).unwrap();
+                    quarantined[slot] = 0;
+                    let (size, flags) = USER[which];
+                    ids[which] = f.slab.kmem_cache_create(&format!("cpu{which}"), size, 0, flags, None).unwrap();
+                }
+                Op::Fail { on } => failing.fail(on),
+            }
+            f.slab.check_invariants(&f.mem).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            check_counts(&f, &live, &quarantined)?;
+        }
+        failing.fail(false);
+        for (addr, l) in std::mem::take(&mut live) {
+            prop_assert_eq!(f.mem.check(addr, l.req, l.tag), None);
+            match l.cache {
+                Some(w) => f.slab.kmem_cache_free(&f.mem, &f.pages, ids[w], addr).unwrap(),
+                None => f.slab.kfree(&f.mem, &f.pages, addr).unwrap(),
+            }
+        }
+        check_counts(&f, &live, &quarantined)?;
+        // Quarantined objects of the user caches leave with their caches;
+        // then a shrink gives every slab back, CPU slabs included.
+        for id in ids {
+            f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+        }
+        f.slab.shrink_all(&f.pages);
+        f.slab.check_invariants(&f.mem).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(f.slab.slab_pages(), 0);
+        f.assert_buddy_restored();
+    }
+}
