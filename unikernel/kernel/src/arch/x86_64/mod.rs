@@ -6,6 +6,7 @@ pub mod gdt;
 pub mod idt;
 pub mod ioapic;
 pub mod paging;
+pub mod percpu;
 pub mod pic;
 pub mod qemu;
 pub mod serial;
@@ -15,6 +16,7 @@ pub mod tsc;
 /// interrupts disabled.
 pub fn init() {
     gdt::init();
+    percpu::init_bsp();
     idt::init();
     pic::remap_and_mask();
     log::info!(
