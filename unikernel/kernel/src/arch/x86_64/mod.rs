@@ -10,6 +10,7 @@ pub mod percpu;
 pub mod pic;
 pub mod qemu;
 pub mod serial;
+pub mod smp;
 pub mod tsc;
 
 /// Descriptor tables and interrupt controllers, in dependency order. Leaves
