@@ -11,6 +11,8 @@
 #   make kernel  just build target/pagezone.elf
 
 MEM    ?= 2G
+# CPUs (-smp); the boot CPU serves, the others idle (README "CPUs").
+SMP    ?= 2
 PORT   ?= 8080
 ACCEL  ?= tcg
 APPEND ?=
@@ -26,7 +28,7 @@ else
   QEMU_ACCEL := -accel tcg -cpu max
 endif
 
-QEMU_ARGS = -M q35 -m $(MEM) $(QEMU_ACCEL) -display none -no-reboot \
+QEMU_ARGS = -M q35 -m $(MEM) -smp $(SMP) $(QEMU_ACCEL) -display none -no-reboot \
 	-serial mon:stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$(PORT)-:$(GUEST_PORT) \
 	-device virtio-net-pci,netdev=net0,disable-legacy=on \
@@ -49,7 +51,7 @@ $(KERNEL_ELF): FORCE
 kernel: $(KERNEL_ELF)
 
 run: deps kernel
-	@echo "pagezone: booting ($(MEM), $(ACCEL)); API on http://127.0.0.1:$(PORT)/ — Ctrl-A X quits"
+	@echo "pagezone: booting ($(MEM), $(SMP) CPUs, $(ACCEL)); API on http://127.0.0.1:$(PORT)/ — Ctrl-A X quits"
 	qemu-system-x86_64 $(QEMU_ARGS)
 
 debug: deps kernel

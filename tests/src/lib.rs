@@ -27,6 +27,8 @@ pub const EXIT_FAILURE: i32 = 35;
 #[derive(Clone, Debug)]
 pub struct BootOptions {
     pub mem: String,
+    /// CPUs (`-smp`); 1 unless a test asks for more.
+    pub smp: u32,
     pub append: String,
     /// Forward a free 127.0.0.1 port to the guest's API port.
     pub network: bool,
@@ -39,6 +41,7 @@ impl Default for BootOptions {
     fn default() -> Self {
         BootOptions {
             mem: "2G".into(),
+            smp: 1,
             append: String::new(),
             network: false,
             guest_port: 80,
@@ -50,6 +53,10 @@ impl Default for BootOptions {
 impl BootOptions {
     pub fn mem(mut self, mem: &str) -> Self {
         self.mem = mem.into();
+        self
+    }
+    pub fn smp(mut self, cpus: u32) -> Self {
+        self.smp = cpus;
         self
     }
     pub fn append(mut self, append: &str) -> Self {
@@ -133,6 +140,8 @@ impl Guest {
             "q35",
             "-m",
             &opts.mem,
+            "-smp",
+            &opts.smp.to_string(),
             "-display",
             "none",
             "-no-reboot",

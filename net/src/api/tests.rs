@@ -91,6 +91,8 @@ struct FakeSystem<'m> {
     clock_ns: Cell<u64>,
     /// The kernel log ring, as the kernel's logger fills it.
     log: RefCell<crate::api::dmesg::LogRing<64>>,
+    /// CPUs `cpus()` reports online (APIC id = CPU number, as on q35).
+    online_cpus: Cell<usize>,
 }
 
 /// What `FakeSystem::now_ns` advances per call: 100 ns, and 40 µs every
@@ -103,6 +105,15 @@ const CLOCK_HICCUP_NS: u64 = 40_000;
 const CLOCK_HICCUP_EVERY: u64 = 63;
 
 impl System for FakeSystem<'_> {
+    fn cpus(&self) -> Vec<CpuInfo> {
+        (0..self.online_cpus.get())
+            .map(|cpu| CpuInfo {
+                cpu,
+                apic_id: cpu as u32,
+            })
+            .collect()
+    }
+
     fn log_record(&self, since: u64) -> Option<crate::api::dmesg::LogRecord> {
         self.log.borrow().first_since(since)
     }
@@ -237,6 +248,7 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
         clock_calls: Cell::new(0),
         clock_ns: Cell::new(0),
         log: RefCell::new(crate::api::dmesg::LogRing::new()),
+        online_cpus: Cell::new(1),
     };
     let boot = BootView {
         cmdline: CMDLINE,

@@ -615,7 +615,9 @@ pub struct CpuInfo {
 /// `pcp` sums the CPU's lists over the zones (pages waiting, and the
 /// `high` marks); `batch` is that of the zone with the most managed pages
 /// (the one ordinary allocations refill from). `pagesets` has each
-/// zone's own.
+/// zone's own. A CPU at or above `mm::types::NR_CPUS` has no page lists
+/// (every CPU but 0 until the allocator is SMP-safe): it is listed with
+/// `pcp` zero (`batch` 1) and no pagesets.
 pub fn cpus<P: Platform>(mm: &MemoryManager<'_, P>, online: &[CpuInfo]) -> Response {
     #[derive(Serialize)]
     struct Pcp {

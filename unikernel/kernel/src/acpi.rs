@@ -63,7 +63,8 @@ pub struct AcpiInfo {
     pub nr_ioapics: usize,
     pub overrides: [InterruptOverride; MAX_ISOS],
     pub nr_overrides: usize,
-    /// Enabled (or online-capable) processors.
+    /// Enabled processors (MADT flag bit 0), in MADT order; the first
+    /// [`MAX_CPUS`] of their APIC ids are in `cpu_apic_ids`.
     pub nr_cpus: usize,
     pub cpu_apic_ids: [u32; MAX_CPUS],
     /// MADT flag PCAT_COMPAT: legacy 8259s present (to be masked).
@@ -330,16 +331,23 @@ fn parse_madt(madt: &PhysicalMapping<EarlyHandler, Madt>, info: &mut AcpiInfo) {
         match entry {
             MadtEntry::LocalApic(lapic) => {
                 nr_listed_cpus += 1;
-                let flags = { lapic.flags };
-                // Bit 0 enabled, bit 1 online-capable (ACPI 6.3+).
-                if flags & 0b11 != 0 {
-                    push_cpu(info, u32::from(lapic.apic_id));
+                let (uid, id, flags) = (lapic.processor_id, lapic.apic_id, { lapic.flags });
+                log::info!(
+                    "ACPI: LAPIC (acpi_id[{uid:#04x}] lapic_id[{id:#04x}] {})",
+                    lapic_state(flags)
+                );
+                if flags & MADT_ENABLED != 0 {
+                    push_cpu(info, u32::from(id));
                 }
             }
             MadtEntry::LocalX2Apic(x2) => {
                 nr_listed_cpus += 1;
-                let (id, flags) = ({ x2.x2apic_id }, { x2.flags });
-                if flags & 0b11 != 0 {
+                let (uid, id, flags) = ({ x2.processor_uid }, { x2.x2apic_id }, { x2.flags });
+                log::info!(
+                    "ACPI: X2APIC (apic_id[{id:#x}] uid[{uid:#x}] {})",
+                    lapic_state(flags)
+                );
+                if flags & MADT_ENABLED != 0 {
                     push_cpu(info, id);
                 }
             }
@@ -398,6 +406,26 @@ fn parse_madt(madt: &PhysicalMapping<EarlyHandler, Madt>, info: &mut AcpiInfo) {
     }
 }
 
+/// MADT processor flag: enabled, to be started at boot (ACPI 6.5 §5.2.12.2).
+const MADT_ENABLED: u32 = 1 << 0;
+/// MADT processor flag: not enabled, but may be hot-added (ACPI 6.3+).
+const MADT_ONLINE_CAPABLE: u32 = 1 << 1;
+
+/// How a MADT processor entry's flags read in the log (Linux's wording,
+/// plus "online-capable" for the hot-pluggable ones it does not start).
+fn lapic_state(flags: u32) -> &'static str {
+    if flags & MADT_ENABLED != 0 {
+        "enabled"
+    } else if flags & MADT_ONLINE_CAPABLE != 0 {
+        "disabled, online-capable"
+    } else {
+        "disabled"
+    }
+}
+
+/// Records an enabled processor (cf. `acpi_register_lapic()`): the ones
+/// `smp` starts. Only enabled entries count; an online-capable one is a
+/// hot-plug slot, not a CPU to start at boot.
 fn push_cpu(info: &mut AcpiInfo, apic_id: u32) {
     if info.nr_cpus < MAX_CPUS {
         info.cpu_apic_ids[info.nr_cpus] = apic_id;

@@ -109,11 +109,12 @@ impl System for KernelSystem {
     }
 
     fn cpus(&self) -> alloc::vec::Vec<net::api::CpuInfo> {
-        // One CPU until SMP brings the others up: the boot CPU.
-        alloc::vec![net::api::CpuInfo {
-            cpu: 0,
-            apic_id: u32::from(crate::arch::x86_64::apic::id()),
-        }]
+        // Every online CPU with its APIC id. The page lists exist for CPU 0
+        // only until the allocator is SMP-safe (`mm::types::NR_CPUS` is 1):
+        // the view shows the others with empty pcp.
+        crate::arch::x86_64::smp::online_cpus()
+            .map(|(cpu, apic_id)| net::api::CpuInfo { cpu, apic_id })
+            .collect()
     }
 
     fn meminfo(&self, mi: &mut Meminfo) {
@@ -129,7 +130,8 @@ impl System for KernelSystem {
             .map(|r| r.size_bytes)
             .sum();
         mi.page_tables_kb = (boot_tables >> 10) + memory::mapper::table_pages() * (PAGE_SIZE >> 10);
-        mi.kernel_stack_kb = boot::BOOT_STACK_SIZE >> 10;
+        mi.kernel_stack_kb =
+            (boot::BOOT_STACK_SIZE + crate::arch::x86_64::smp::ap_stack_bytes()) >> 10;
     }
 
     fn pagetable(&self, addr: VirtAddr) -> Option<Walk> {

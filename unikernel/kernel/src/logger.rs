@@ -28,8 +28,14 @@ pub fn next_seq() -> u64 {
     x86_64::instructions::interrupts::without_interrupts(|| RING.lock().next_seq())
 }
 
-/// Appends a line to the ring without waiting: a record logged while the
-/// ring is held (an exception inside a reader) reaches the console only.
+/// How long a record waits for the ring (another CPU appending, or a
+/// reader) before it goes to the console only.
+const RING_SPINS: u32 = 1 << 20;
+
+/// Appends a line to the ring, waiting a bounded time: another CPU holds
+/// it only for one copy, but a record logged while this CPU holds it (an
+/// exception inside a reader) would wait forever, so after [`RING_SPINS`]
+/// it reaches the console only.
 fn push(ms: u64, level: Level, line: &str) {
     let level = match level {
         Level::Error => LogLevel::Err,
@@ -37,9 +43,15 @@ fn push(ms: u64, level: Level, line: &str) {
         Level::Info => LogLevel::Info,
         Level::Debug | Level::Trace => LogLevel::Debug,
     };
-    if let Some(mut ring) = RING.try_lock() {
-        ring.push(ms * 1000, level, line);
-    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        for _ in 0..RING_SPINS {
+            if let Some(mut ring) = RING.try_lock() {
+                ring.push(ms * 1000, level, line);
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    });
 }
 
 struct SerialLogger;

@@ -52,6 +52,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     memory::init(boot_info, &params);
     heap::init(&params);
     arch::x86_64::init_interrupt_controllers();
+    arch::x86_64::smp::init();
     drivers::dma::init();
 
     if let Some(kind) = params.crash {

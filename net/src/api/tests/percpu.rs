@@ -142,3 +142,27 @@ fn cpus_lists_the_boot_cpu_with_its_page_lists() {
         assert_eq!(cpu["pcp"]["high"].as_u64(), Some(high));
     });
 }
+
+/// `GET /api/cpus` with every CPU of an SMP guest online: each listed
+/// with its APIC id, in CPU order. Only CPUs below `mm::types::NR_CPUS`
+/// have page lists (all but CPU 0 until the allocator is SMP-safe): the
+/// others show `pcp` zero and no pagesets rather than an error.
+#[test]
+fn cpus_beyond_nr_cpus_are_listed_with_empty_page_lists() {
+    run(PCP, |t| {
+        t.system.online_cpus.set(4);
+        let cpus = t.json("/api/cpus");
+        let online = cpus["online"].as_array().unwrap();
+        assert_eq!(online.len(), 4, "{cpus}");
+        for (n, cpu) in online.iter().enumerate() {
+            assert_eq!(cpu["cpu"].as_u64(), Some(n as u64), "{cpus}");
+            assert_eq!(cpu["apic_id"].as_u64(), Some(n as u64), "{cpus}");
+            if n < mm::types::NR_CPUS {
+                assert!(!cpu["pagesets"].as_array().unwrap().is_empty(), "{cpu}");
+            } else {
+                assert_eq!(cpu["pcp"], json!({"count":0,"high":0,"batch":1}), "{cpu}");
+                assert_eq!(cpu["pagesets"], json!([]), "{cpu}");
+            }
+        }
+    });
+}

@@ -336,6 +336,7 @@ fn memblock_setup(mb: &mut Memblock, boot: &BootInfo, params: &BootParams<'_>) {
     reserve(mb, boot::kernel_image(), "kernel");
     let si = boot.start_info_phys;
     reserve(mb, si..si + boot.start_info_size.max(1), "boot info");
+    crate::arch::x86_64::smp::reserve_trampoline(mb);
 
     if let Some(limit) = params.mem_limit {
         match mb.enforce_memory_limit(PhysAddr(limit)) {

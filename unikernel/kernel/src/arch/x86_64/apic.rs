@@ -180,3 +180,97 @@ fn error_interrupt(_frame: &mut TrapFrame) {
 fn spurious_interrupt(_frame: &mut TrapFrame) {
     // No EOI for the spurious vector (SDM 11.9).
 }
+
+// ---------------------------------------------------------------------------
+// Secondary CPUs and inter-processor interrupts (used by `smp`). Every CPU
+// reaches its own local APIC at the same physical (and so the same
+// ioremap) address.
+
+const REG_ICR_LOW: usize = 0x300;
+const REG_ICR_HIGH: usize = 0x310;
+/// ICR delivery status: the previous IPI is still being sent.
+const ICR_BUSY: u32 = 1 << 12;
+
+/// ICR delivery mode INIT (`APIC_DM_INIT`).
+pub const ICR_DM_INIT: u32 = 0b101 << 8;
+/// ICR delivery mode Start-Up (`APIC_DM_STARTUP`); the vector is the page
+/// number of the real-mode entry point.
+pub const ICR_DM_STARTUP: u32 = 0b110 << 8;
+/// ICR level: assert (`APIC_INT_ASSERT`).
+pub const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+/// ICR trigger mode: level (`APIC_INT_LEVELTRIG`).
+pub const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
+
+/// True once [`init`] has mapped the register page.
+pub fn is_mapped() -> bool {
+    BASE.load(Ordering::Relaxed) != 0
+}
+
+/// Clears the error status register and returns what it then holds (cf.
+/// the `apic_write(APIC_ESR, 0); apic_read(APIC_ESR)` pairs around
+/// Linux's IPIs): non-zero after an IPI means it was not accepted.
+pub fn clear_esr() -> u32 {
+    write(REG_ESR, 0);
+    read(REG_ESR)
+}
+
+/// The ICR never went idle within its time bound.
+#[derive(Clone, Copy, Debug)]
+pub struct IcrBusy;
+
+/// Waits up to `timeout_us` for the ICR's delivery status to clear (cf.
+/// `native_safe_apic_wait_icr_idle()`, which gives up after 100 ms).
+pub fn wait_icr_idle(timeout_us: u64) -> Result<(), IcrBusy> {
+    let deadline = super::tsc::now_us().saturating_add(timeout_us);
+    while read(REG_ICR_LOW) & ICR_BUSY != 0 {
+        if super::tsc::now_us() >= deadline {
+            return Err(IcrBusy);
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Sends the IPI `icr_low` (delivery mode, level, trigger, vector) to the
+/// physical APIC id `dest` and waits up to `timeout_us` for it to leave
+/// (cf. `apic_icr_write()` + `safe_apic_wait_icr_idle()`). Interrupts are
+/// held off between the two ICR writes: the high half is a destination
+/// another sender on this CPU would overwrite.
+pub fn send_ipi(dest: u8, icr_low: u32, timeout_us: u64) -> Result<(), IcrBusy> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        write(REG_ICR_HIGH, u32::from(dest) << 24);
+        write(REG_ICR_LOW, icr_low);
+    });
+    wait_icr_idle(timeout_us)
+}
+
+/// Enables this application processor's local APIC as [`init`] did the
+/// boot CPU's (cf. `setup_local_APIC()` on a secondary): TPR 0, LINT0 and
+/// LINT1 masked (the 8259s are masked; NMI is not wired to APs), error
+/// vector, the spurious vector with the software enable, and the timer in
+/// one-shot mode at the boot CPU's divider and calibration, not armed.
+/// Returns its APIC id, or why it cannot be used.
+pub fn init_ap() -> Result<u8, &'static str> {
+    if !is_mapped() {
+        return Err("the boot CPU has no local APIC mapping");
+    }
+    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (all x86_64).
+    let msr = unsafe { Msr::new(IA32_APIC_BASE).read() };
+    if msr & APIC_BASE_X2APIC != 0 {
+        return Err("x2APIC mode is on; xAPIC MMIO unusable");
+    }
+    if msr & APIC_BASE_ENABLE == 0 {
+        // SAFETY: setting the global enable bit with the same base.
+        unsafe { Msr::new(IA32_APIC_BASE).write(msr | APIC_BASE_ENABLE) };
+    }
+    write(REG_TPR, 0);
+    write(REG_LVT_LINT0, LVT_MASKED);
+    write(REG_LVT_LINT1, LVT_MASKED);
+    write(REG_LVT_ERROR, u32::from(ERROR_VECTOR));
+    write(REG_ESR, 0);
+    write(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_TIMER_INIT, 0);
+    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
+    Ok(id())
+}

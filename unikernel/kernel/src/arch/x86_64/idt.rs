@@ -339,6 +339,19 @@ pub fn init() {
     log::info!("IDT loaded: 24 exception gates, vectors 32-255 -> irq stubs");
 }
 
+/// Loads the IDT [`init`] built on an application processor: one table
+/// for every CPU, as in Linux (`load_current_idt()` in `cpu_init()`).
+/// Returns false if the boot CPU has not built it.
+pub fn load_ap() -> bool {
+    match IDT.get() {
+        Some(idt) => {
+            idt.load();
+            true
+        }
+        None => false,
+    }
+}
+
 /// Routes vector `vector` (32-255) to `handler`. Returns false for an
 /// exception vector.
 pub fn set_irq_handler(vector: u8, handler: IrqHandler) -> bool {
@@ -382,7 +395,12 @@ extern "C" fn interrupt_dispatch(frame: &mut TrapFrame) {
         }
         return;
     }
-    if vector == u64::from(VECTOR_PAGE_FAULT) && crate::memory::fault::handle_page_fault(frame) {
+    // Demand paging is `mm`'s, which only CPU 0 may enter until the
+    // allocator is SMP-safe: a page fault on another CPU is fatal.
+    if vector == u64::from(VECTOR_PAGE_FAULT)
+        && super::percpu::this_cpu_id() == 0
+        && crate::memory::fault::handle_page_fault(frame)
+    {
         return;
     }
     if vector == u64::from(VECTOR_BREAKPOINT) {
@@ -460,8 +478,9 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         .as_u64();
 
     log::error!(
-        "EXCEPTION: {mnemonic} {name} (vector {vector}) error code {}",
-        ErrorCode(frame)
+        "EXCEPTION: {mnemonic} {name} (vector {vector}) error code {} on CPU {}",
+        ErrorCode(frame),
+        super::percpu::this_cpu_id()
     );
     if vector == usize::from(VECTOR_PAGE_FAULT) {
         // Linux's wording (arch/x86/mm/fault.c:show_fault_oops()).

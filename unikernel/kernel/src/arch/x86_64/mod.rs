@@ -6,15 +6,18 @@ pub mod gdt;
 pub mod idt;
 pub mod ioapic;
 pub mod paging;
+pub mod percpu;
 pub mod pic;
 pub mod qemu;
 pub mod serial;
+pub mod smp;
 pub mod tsc;
 
 /// Descriptor tables and interrupt controllers, in dependency order. Leaves
 /// interrupts disabled.
 pub fn init() {
     gdt::init();
+    percpu::init_bsp();
     idt::init();
     pic::remap_and_mask();
     log::info!(

@@ -1,5 +1,6 @@
 //! COM1 console: a minimal 16550 UART driver (115200 8N1, transmit only)
-//! behind a lock that a fault or panic can break.
+//! behind a lock that a fault or panic can break, shared by every CPU
+//! (the lock records which CPU holds it; see [`with_console`]).
 //!
 //! Why not the `uart_16550` crate: its 0.9 API builds on stable, but its
 //! transmit path can wait on modem-status CTS and its constructors run a
@@ -9,7 +10,7 @@
 
 use core::fmt::{self, Write};
 use core::hint::spin_loop;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use spin::Mutex;
 use x86_64::instructions::interrupts;
@@ -95,9 +96,25 @@ static CONSOLE: Mutex<Uart> = Mutex::new(Uart::new(COM1));
 /// lock is taken by force instead of waited for.
 static FATAL: AtomicBool = AtomicBool::new(false);
 
+/// The CPU that entered the fatal path first (number + 1): its report is
+/// the one printed (cf. Linux's `panic_cpu`); any other CPU that then
+/// reaches the console stops there, as `smp_send_stop()` would stop it.
+static FATAL_CPU: AtomicUsize = AtomicUsize::new(0);
+
 /// How long a non-fatal writer spins before assuming the holder is the
-/// context it interrupted (single CPU: it will not release until we return).
+/// context it interrupted on its own CPU (it will not release until we
+/// return).
 const LOCK_SPINS: u32 = 1 << 20;
+
+/// How long a writer waits for another CPU to finish its line before
+/// stealing the lock anyway: far longer (that CPU is only printing, or its
+/// vCPU was descheduled by the host), but still bounded, so a CPU that died
+/// holding the console cannot silence the others.
+const OTHER_CPU_SPINS: u32 = 1 << 26;
+
+/// The CPU holding the console, as its number + 1; 0 when free (or in the
+/// instant between taking the lock and recording the owner).
+static OWNER: AtomicUsize = AtomicUsize::new(0);
 
 /// Programs COM1. Call first thing in `kmain`.
 pub fn init() {
@@ -106,30 +123,52 @@ pub fn init() {
 
 /// Marks the kernel as dying: every later console user breaks the lock.
 pub fn enter_fatal() {
+    let me = super::percpu::this_cpu_id() + 1;
+    let _ = FATAL_CPU.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst);
     FATAL.store(true, Ordering::SeqCst);
 }
 
 /// Runs `f` with the UART, interrupts off.
 ///
-/// Interrupts are disabled while the lock is held, so on this single CPU a
-/// held lock seen here means we interrupted its holder (an exception or NMI
-/// raised while printing). Waiting would deadlock, so after a bounded spin
-/// (at once on fatal paths) the lock is stolen; at worst two messages
-/// interleave.
+/// Interrupts are disabled while the lock is held, so a holder on this
+/// CPU means we interrupted it (an exception or NMI raised while
+/// printing). Waiting would deadlock, so after a bounded spin (at once on
+/// fatal paths) the lock is stolen; at worst two messages interleave. A
+/// holder on another CPU is waited for, [`OTHER_CPU_SPINS`] at most. Once
+/// a CPU is on the fatal path, every other CPU stops at the console.
 pub fn with_console<R>(f: impl FnOnce(&mut Uart) -> R) -> R {
     interrupts::without_interrupts(|| {
+        let me = super::percpu::this_cpu_id() + 1;
         let mut spins = 0u32;
         loop {
             if let Some(mut uart) = CONSOLE.try_lock() {
-                return f(&mut uart);
+                OWNER.store(me, Ordering::Relaxed);
+                let r = f(&mut uart);
+                OWNER.store(0, Ordering::Relaxed);
+                return r;
             }
-            if FATAL.load(Ordering::Relaxed) || spins >= LOCK_SPINS {
+            let limit = if OWNER.load(Ordering::Relaxed) == me {
+                LOCK_SPINS
+            } else {
+                OTHER_CPU_SPINS
+            };
+            let fatal = FATAL.load(Ordering::SeqCst);
+            if fatal && FATAL_CPU.load(Ordering::SeqCst) != me {
+                // Another CPU is reporting why the kernel dies: stay out
+                // of its way (interrupts are off here) until QEMU exits.
+                loop {
+                    x86_64::instructions::hlt();
+                }
+            }
+            if fatal || spins >= limit {
                 // SAFETY: the holder is the context this one interrupted on
-                // the same CPU (see above), or the kernel is dying; it cannot
-                // run until we return, and the UART tolerates interleaved
-                // bytes. No memory is protected by this lock but the `Uart`,
-                // whose only state is its port number.
+                // the same CPU (see above), a CPU that has not let go for
+                // OTHER_CPU_SPINS, or the kernel is dying; the UART
+                // tolerates interleaved bytes. No memory is protected by
+                // this lock but the `Uart`, whose only state is its port
+                // number, so two holders cannot corrupt anything.
                 unsafe { CONSOLE.force_unlock() };
+                spins = 0;
             }
             spins = spins.saturating_add(1);
             spin_loop();
