@@ -484,8 +484,13 @@ impl<P: Platform> Api<'_, P> {
         self.handles = alloc::collections::BTreeMap::new();
         self.settle_slab();
         // HighAtomic pageblocks reserved during the run go back to Movable
-        // and their free blocks merge again, as at boot.
-        self.mm.lock().release_highatomic_reserve();
+        // and their free blocks merge again, as at boot; and the frames
+        // deferred init has still to hand over come in now, as the boot
+        // state counts them (`mark_boot_complete`).
+        let mut pages = self.mm.lock();
+        pages.release_highatomic_reserve();
+        pages.deferred_init_all();
+        drop(pages);
         #[derive(Serialize)]
         struct Reset {
             freed: u64,

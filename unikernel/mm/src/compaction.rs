@@ -363,7 +363,11 @@ impl<P: Platform> MemoryManager<'_, P> {
             failed: 0,
         };
         let (start, end) = {
-            let pa = self.lock();
+            let mut pa = self.lock();
+            // The scanners read every descriptor of the zone: deferred init
+            // finishes first (Linux compacts only after
+            // page_alloc_init_late()).
+            pa.deferred_init_zone(zt);
             let z = pa.zone(zt);
             (z.start_pfn.0, z.end_pfn.0)
         };

@@ -166,8 +166,12 @@ impl OwnerTag {
     pub const COMPACTION: OwnerTag = OwnerTag(16);
     /// Handed out by `cma_alloc()` from the CMA area.
     pub const CMA: OwnerTag = OwnerTag(17);
+    /// RAM whose descriptor deferred init has not written yet (see
+    /// [`crate::page_alloc::deferred`]): memblock's, not yet the buddy
+    /// allocator's.
+    pub const DEFERRED: OwnerTag = OwnerTag(18);
 
-    const NAMES: [(OwnerTag, &'static str); 18] = [
+    const NAMES: [(OwnerTag, &'static str); 19] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -186,6 +190,7 @@ impl OwnerTag {
         (OwnerTag::PAGECACHE, "pagecache"),
         (OwnerTag::COMPACTION, "compaction"),
         (OwnerTag::CMA, "cma"),
+        (OwnerTag::DEFERRED, "deferred"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.

@@ -43,7 +43,7 @@ impl PageAlloc<'_> {
         // the block's order, marked BUDDY with exactly that order.
         let found = (order.index()..NR_ORDERS).find_map(|o| {
             let head = pfn.0 & !((1u64 << o) - 1);
-            let p = &self.mem_map[head as usize];
+            let p = self.page(Pfn(head))?; // not one deferred init has yet to write
             (p.is_buddy() && p.order as usize == o).then_some((head, o, p.zone as usize))
         });
         let Some((head, mut o, zi)) = found else {
