@@ -64,6 +64,8 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     }
 
     if params.selftest {
+        // The selftest drains and restores every zone: all of it first.
+        memory::mm().lock().deferred_init_all();
         let ok = selftest::run();
         exit_qemu(if ok {
             QemuExitCode::Success

@@ -99,7 +99,8 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
                 port
             );
         }
-        if busy {
+        // Deferred struct-page init, a chunk per turn until it is done.
+        if memory::deferred_init_step() || busy {
             continue;
         }
         idle(stack.poll_delay_ms(tsc::now_ms()));
@@ -160,6 +161,7 @@ fn idle(delay_ms: Option<u64>) {
 
 fn idle_forever(why: &str) -> ! {
     log::error!("{why}: no network; idling");
+    while memory::deferred_init_step() {}
     loop {
         interrupts::enable_and_hlt();
     }
