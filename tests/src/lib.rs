@@ -90,14 +90,15 @@ pub fn kernel_image() -> &'static Path {
                 "unikernel",
                 "--target",
                 "x86_64-unknown-none",
-                "--release",
+                "--profile",
+                "kernel",
             ])
             .arg("--target-dir")
             .arg(&target_dir)
             .status()
             .expect("run cargo to build the kernel");
         assert!(status.success(), "building the kernel failed");
-        target_dir.join("x86_64-unknown-none/release/unikernel")
+        target_dir.join("x86_64-unknown-none/kernel/unikernel")
     })
 }
 

@@ -131,7 +131,7 @@ impl System for KernelSystem {
         let Some(area) = area.filter(|a| {
             virt.0.is_multiple_of(PAGE_SIZE)
                 && virt.0 < a.end().0
-                && a.caller == API_CALLER
+                && a.caller() == API_CALLER
                 && matches!(a.kind, VmapKind::Vmalloc | VmapKind::Ioremap)
         }) else {
             return Some(PageTouch::NotOurs);
