@@ -44,9 +44,10 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     };
     crate::time::boot_phase("virtio-net");
 
+    // (At loglevel=debug: `/api/dma` lists them too.)
     let dma = crate::drivers::dma::dma_snapshot();
     for buf in dma.coherent() {
-        log::info!(
+        log::debug!(
             "dma: coherent {:<18} {:#010x} {:>7} B ({}) cpu {:#x}",
             buf.owner,
             buf.dma_addr.0,

@@ -8,12 +8,14 @@
 //! uses its own [`ConfigurationAccess`] rather than `MmioCam`, whose safety
 //! contract wants the full 256 MiB mapped.
 //!
-//! BARs are sized once per function, with memory and I/O decoding off for
-//! the whole function (cf. `pci_read_bases()` / `__pci_read_base()`), and
-//! remembered. `PciRoot::bar_info` turns decoding off and on again around
-//! every single BAR; each of those command-register writes makes QEMU
-//! rebuild its memory map (a `memory_region_transaction_commit()`), which
-//! cost some 20 ms of boot under TCG for the ~90 of them this used to do.
+//! Every write to a function's command register makes QEMU rebuild its
+//! memory map (a `memory_region_transaction_commit()`), and
+//! `PciRoot::bar_info` turns decoding off and on again around every single
+//! BAR: the boot did some 90 of those, about 20 ms under TCG. So BARs are
+//! sized only for functions this kernel drives (virtio-net), all of a
+//! function's at once with decoding off (cf. `pci_read_bases()`), and
+//! decoding stays off until the driver enables the device; the other
+//! functions keep the firmware's assignment, listed at `loglevel=debug`.
 
 use virtio_drivers::transport::pci::bus::{
     BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, MemoryBarType,
@@ -155,8 +157,8 @@ pub fn describe(info: &DeviceFunctionInfo) -> &'static str {
     }
 }
 
-/// Logs every function on the mapped buses with its BARs and INTx, and
-/// returns them.
+/// Logs every function on the mapped buses with its INTx (and the BARs of
+/// those with a driver here), and returns them.
 pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
     let mut found = Vec::new();
     let bus = acpi::info().and_then(|i| i.mcfg).map_or(0, |m| m.bus_start);
@@ -174,7 +176,9 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
             IntxText(irq_pin, irq_line)
         );
         let mut bars = [const { None }; 6];
-        if info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard {
+        let standard =
+            info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard;
+        if standard && has_driver(&info) {
             match read_bars(root, df) {
                 Ok(b) => bars = b,
                 Err(e) => log::warn!("PCI {df}: BARs unreadable: {e:?}"),
@@ -182,6 +186,15 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
             for (i, bar) in bars.iter().enumerate() {
                 if let Some(bar) = bar {
                     log_bar(df, i, bar);
+                }
+            }
+        } else if standard {
+            // No driver here: the firmware's assignment, unsized (sizing
+            // costs QEMU two memory-map rebuilds per function).
+            for i in 0..6 {
+                let raw = config_read(df, 0x10 + 4 * i);
+                if raw != 0 {
+                    log::debug!("PCI {df}   BAR{i} register {raw:#010x} (no driver: not sized)");
                 }
             }
         }
@@ -196,9 +209,18 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
     found
 }
 
+/// Whether this kernel drives the function (virtio-net only): its BARs
+/// are sized and mapped; the others' are only listed.
+fn has_driver(info: &DeviceFunctionInfo) -> bool {
+    virtio_device_type(info) == Some(virtio_drivers::transport::DeviceType::Network)
+}
+
 /// Sizes every BAR of `df` with decoding off around all of them, not
 /// each (cf. `pci_read_bases()`); a function whose BAR registers all read
-/// zero has none to size, and its decoding is left alone.
+/// zero has none to size, and its decoding is left alone. Decoding stays
+/// off afterwards: only functions a driver here is about to set up come
+/// here, and [`enable_device`] turns it on again (one memory-map rebuild
+/// saved).
 fn read_bars(
     root: &mut PciRoot<Ecam>,
     df: DeviceFunction,
@@ -212,11 +234,7 @@ fn read_bars(
         root.set_command(df, command - decode);
     }
     // With decoding off, `bar_info` leaves the command register alone.
-    let bars = root.bars(df);
-    if command.intersects(decode) {
-        root.set_command(df, command);
-    }
-    bars
+    root.bars(df)
 }
 
 struct IntxText(u8, u8);
@@ -264,9 +282,10 @@ pub fn config_read(df: DeviceFunction, offset: u8) -> u32 {
 }
 
 /// Maps each memory BAR of `f` whole with `ioremap`, so a driver's
-/// sub-ranges are found in one area per BAR, and turns decoding off until
-/// [`enable_device`]: a driver that sizes BARs again (`PciTransport::new`)
-/// then costs no memory-map rebuilds. False if a BAR cannot be mapped.
+/// sub-ranges are found in one area per BAR. Decoding stays off (from
+/// enumeration) until [`enable_device`]: a driver that sizes BARs again
+/// (`PciTransport::new`) then costs no memory-map rebuilds. False if a BAR
+/// cannot be mapped.
 pub fn map_bars(root: &mut PciRoot<Ecam>, f: &PciFunction, caller: &'static str) -> bool {
     for (i, bar) in f.bars.iter().enumerate() {
         if let Some(BarInfo::Memory { address, size, .. }) = bar {

@@ -83,7 +83,7 @@ pub fn init() {
         GS::set_reg(SegmentSelector(0));
         load_tss(gdt.tss);
     }
-    log::info!(
+    log::debug!(
         "GDT loaded (code {:#x}, data {:#x}, tss {:#x}); IST stacks {:#x}-{:#x} for #DF/NMI/#MC",
         gdt.code.0,
         gdt.data.0,

@@ -336,7 +336,7 @@ pub fn init() {
         idt
     });
     idt.load();
-    log::info!("IDT loaded: 24 exception gates, vectors 32-255 -> irq stubs");
+    log::debug!("IDT loaded: 24 exception gates, vectors 32-255 -> irq stubs");
 }
 
 /// Routes vector `vector` (32-255) to `handler`. Returns false for an
