@@ -3,12 +3,13 @@
 #   make run     build the kernel, install what is missing, boot it in QEMU
 #                with 127.0.0.1:$(PORT) forwarded to the guest's API port
 #   make test    host unit/property tests, then QEMU boot and browser tests
-#   make debug   boot halted with a gdb stub on :1234 (see README)
+#   make debug   boot halted with a gdb stub on :1234; prints the gdb command
 #   make soak    a seeded random walk over every command for SOAK_SECONDS
 #                (default 300), selfcheck and reset-to-boot every 200 steps
 #   make bench   the benchmark tables of docs/benchmarks.md: page, slab and
 #                vmalloc layers on the host, then the booted image in QEMU
-#   make kernel  just build target/pagezone.elf
+#   make kernel  just build target/pagezone.elf (stripped) and
+#                target/pagezone.debug (its symbols and DWARF)
 
 MEM    ?= 2G
 # CPUs (-smp); the boot CPU serves, the others idle (README "CPUs").
@@ -19,8 +20,11 @@ APPEND ?=
 GUEST_PORT ?= 80
 
 KERNEL_TARGET := x86_64-unknown-none
-KERNEL_BUILD  := $(or $(CARGO_TARGET_DIR),target)/$(KERNEL_TARGET)/release/unikernel
+# Cargo.toml's `kernel` profile: release, optimised for size.
+KERNEL_BUILD  := $(or $(CARGO_TARGET_DIR),target)/$(KERNEL_TARGET)/kernel/unikernel
 KERNEL_ELF    := target/pagezone.elf
+KERNEL_DEBUG  := target/pagezone.debug
+OBJCOPY       ?= objcopy
 
 ifeq ($(ACCEL),kvm)
   QEMU_ACCEL := -accel kvm -cpu host
@@ -42,11 +46,16 @@ deps:
 	@.ci/deps.sh rust qemu
 
 # Cargo decides what is stale; FORCE makes make always ask it.
+# The image QEMU loads is stripped (under 1 MiB); its symbols and DWARF go
+# to $(KERNEL_DEBUG), which gdb finds through the image's .gnu_debuglink
+# (the GNU way: objcopy --only-keep-debug, --strip-all, --add-gnu-debuglink).
 $(KERNEL_ELF): FORCE
-	@.ci/deps.sh rust
-	cargo build -p unikernel --target $(KERNEL_TARGET) --release
+	@.ci/deps.sh rust objcopy
+	cargo build -p unikernel --target $(KERNEL_TARGET) --profile kernel
 	@mkdir -p $(dir $(KERNEL_ELF))
-	@cp $(KERNEL_BUILD) $(KERNEL_ELF)
+	@$(OBJCOPY) --only-keep-debug $(KERNEL_BUILD) $(KERNEL_DEBUG)
+	@$(OBJCOPY) --strip-all --add-gnu-debuglink=$(KERNEL_DEBUG) $(KERNEL_BUILD) $(KERNEL_ELF)
+	@echo "pagezone: $(KERNEL_ELF) $$(stat -c %s $(KERNEL_ELF)) bytes, symbols in $(KERNEL_DEBUG)"
 
 kernel: $(KERNEL_ELF)
 
@@ -54,9 +63,10 @@ run: deps kernel
 	@echo "pagezone: booting ($(MEM), $(SMP) CPUs, $(ACCEL)); API on http://127.0.0.1:$(PORT)/ — Ctrl-A X quits"
 	qemu-system-x86_64 $(QEMU_ARGS)
 
+# gdb reads the symbols from $(KERNEL_DEBUG) (the image's debuglink).
 debug: deps kernel
 	@echo "pagezone: halted at reset; attach with:"
-	@echo "  gdb $(KERNEL_ELF) -ex 'target remote :1234'"
+	@echo "  gdb $(KERNEL_ELF) -ex 'target remote :1234' -ex 'break unikernel::kmain' -ex continue"
 	qemu-system-x86_64 $(QEMU_ARGS) -s -S
 
 test: deps kernel

@@ -2,12 +2,12 @@
 # Installs what building, running and testing Pagezone needs, and nothing
 # when it is already there: the pinned Rust toolchain with the
 # x86_64-unknown-none target (rust-toolchain.toml), QEMU, Chromium with its
-# WebDriver (for the browser tests) and wrk (for `make bench`'s HTTP
-# figures). Called by every Makefile
-# target that needs one of them, so `make run` / `make test` work on a fresh
-# Debian machine.
+# WebDriver (for the browser tests), wrk (for `make bench`'s HTTP figures)
+# and binutils' objcopy, which `make kernel` splits the image's debug info
+# off with. Called by every Makefile target that needs one of them, so
+# `make run` / `make test` work on a fresh Debian machine.
 #
-#   .ci/deps.sh [rust] [qemu] [browser] [bench]     (no argument: rust + qemu)
+#   .ci/deps.sh [rust] [qemu] [browser] [bench] [objcopy]   (no argument: rust + qemu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,9 @@ for w in "${want[@]}"; do
             ;;
         qemu)
             command -v qemu-system-x86_64 >/dev/null || apt_install qemu-system-x86
+            ;;
+        objcopy)
+            command -v "${OBJCOPY:-objcopy}" >/dev/null || apt_install binutils
             ;;
         browser)
             { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || apt_install chromium chromium-driver

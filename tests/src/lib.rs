@@ -97,14 +97,15 @@ pub fn kernel_image() -> &'static Path {
                 "unikernel",
                 "--target",
                 "x86_64-unknown-none",
-                "--release",
+                "--profile",
+                "kernel",
             ])
             .arg("--target-dir")
             .arg(&target_dir)
             .status()
             .expect("run cargo to build the kernel");
         assert!(status.success(), "building the kernel failed");
-        target_dir.join("x86_64-unknown-none/release/unikernel")
+        target_dir.join("x86_64-unknown-none/kernel/unikernel")
     })
 }
 
@@ -325,11 +326,22 @@ impl Drop for Guest {
     }
 }
 
-/// Boots a networked guest, waits for its `READY http://…` line and returns
-/// it with the host port of the API.
+/// The console line that ends deferred struct-page init: from then on the
+/// buddy allocator holds every free frame, and `/api/buddyinfo` is what
+/// `POST /api/reset` returns to.
+pub const DEFERRED_INIT_DONE: &str = "deferred pages initialised in";
+
+/// Boots a networked guest, waits for its `READY http://…` line and for
+/// the end of deferred struct-page init (either may come first), and
+/// returns it with the host port of the API.
 pub fn boot_ready(opts: BootOptions) -> (Guest, u16) {
     let mut guest = Guest::boot(opts.network());
-    guest.wait_for("READY http://");
+    let (first, _) = guest.wait_for_any(&["READY http://", DEFERRED_INIT_DONE]);
+    guest.wait_for(if first == 0 {
+        DEFERRED_INIT_DONE
+    } else {
+        "READY http://"
+    });
     let port = guest.host_port.expect("networked guest");
     (guest, port)
 }

@@ -488,12 +488,15 @@ impl<P: Platform> Api<'_, P> {
         self.handles = alloc::collections::BTreeMap::new();
         self.settle_slab();
         // The per-CPU lists go back to the buddy allocator (boot's state
-        // was recorded drained), and HighAtomic pageblocks reserved during
-        // the run go back to Movable and their free blocks merge again.
+        // was recorded drained), HighAtomic pageblocks reserved during the
+        // run go back to Movable and their free blocks merge again, and
+        // the frames deferred init has still to hand over come in now, as
+        // the boot state counts them (`mark_boot_complete`).
         {
             let mut pa = self.mm.lock();
             pa.drain_all_pages();
             pa.release_highatomic_reserve();
+            pa.deferred_init_all();
         }
         #[derive(Serialize)]
         struct Reset {

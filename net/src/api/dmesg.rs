@@ -48,10 +48,12 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
+    /// An unused slot: all zeroes (`Emerg` is 0), so a ring in a static
+    /// lies in `.bss`. Never shown: only records pushed are.
     const EMPTY: LogRecord = LogRecord {
         seq: 0,
         ts_us: 0,
-        level: LogLevel::Info,
+        level: LogLevel::Emerg,
         len: 0,
         text: [0; LOG_LINE_MAX],
     };

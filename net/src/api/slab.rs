@@ -660,13 +660,19 @@ impl<'a, P: Platform> Api<'a, P> {
             slab.slab_heads()
                 .filter(move |(id, _)| kmalloc[id.slot()] == Some(*id))
         }
-        let count = locked(access, |slab, _| kmalloc_heads(slab).count()).unwrap_or(0);
+        // Each slab has one head: the caches' slab counts say how many
+        // there are, and the walk of the overlay stops at the last one
+        // (boot's slabs sit low) instead of reading every lowmem frame's.
+        let count = locked(access, |slab, _| {
+            slab.caches()
+                .filter(|c| c.kind == CacheKind::Kmalloc)
+                .map(|c| c.num_slabs as usize)
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
         let mut boot = Vec::with_capacity(count + 64);
         locked(access, |slab, _| {
-            for head in kmalloc_heads(slab) {
-                if boot.len() == boot.capacity() {
-                    break;
-                }
+            for head in kmalloc_heads(slab).take(count) {
                 boot.push(head);
             }
         });

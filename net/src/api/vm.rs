@@ -368,7 +368,7 @@ impl From<&VmapArea> for AreaJson {
             nr_pages: a.nr_pages,
             kind: a.kind.name(),
             phys: Hex::new(a.phys.0),
-            caller: a.caller,
+            caller: a.caller(),
             reserved_size: a.reserved_size(),
         }
     }
@@ -1344,7 +1344,7 @@ impl<'a, P: Platform> Api<'a, P> {
                 start: Hex::new(a.start.0),
                 end: Hex::new(a.end().0),
                 kind: a.kind.name(),
-                caller: a.caller,
+                caller: a.caller(),
                 guard: addr >= a.end().0,
             })
         });

@@ -6,6 +6,8 @@
 
 use core::ptr::NonNull;
 
+use ::acpi::address::AddressSpace;
+use ::acpi::sdt::fadt::Fadt;
 use ::acpi::sdt::madt::{Madt, MadtEntry};
 use ::acpi::sdt::mcfg::Mcfg;
 use ::acpi::{AcpiTables, Handler, PciAddress, PhysicalMapping};
@@ -69,6 +71,9 @@ pub struct AcpiInfo {
     pub cpu_apic_ids: [u32; MAX_CPUS],
     /// MADT flag PCAT_COMPAT: legacy 8259s present (to be masked).
     pub has_8259: bool,
+    /// The ACPI PM timer (FADT PM_TMR_BLK): I/O port and counter width
+    /// (24, or 32 with TMR_VAL_EXT); the TSC's calibration reference.
+    pub pm_timer: Option<(u16, u8)>,
 }
 
 impl AcpiInfo {
@@ -91,6 +96,7 @@ impl AcpiInfo {
             nr_cpus: 0,
             cpu_apic_ids: [0; MAX_CPUS],
             has_8259: true,
+            pm_timer: None,
         }
     }
 
@@ -238,6 +244,7 @@ fn read_volatile_phys<
 
 /// Parses MCFG and MADT from the RSDP at `rsdp` (physical). `None` only if
 /// there is no usable RSDP; missing tables leave defaults and a log line.
+#[inline(never)] // not in `kmain`'s frame, which lives as long as the kernel
 pub fn init(rsdp: Option<u64>) -> Option<&'static AcpiInfo> {
     let Some(rsdp) = rsdp else {
         log::warn!("ACPI: no RSDP; continuing without ACPI (no PCIe ECAM, APIC defaults)");
@@ -291,10 +298,49 @@ pub fn init(rsdp: Option<u64>) -> Option<&'static AcpiInfo> {
             info.lapic_base
         ),
     }
+    match tables.find_table::<Fadt>() {
+        Some(fadt) => info.pm_timer = parse_pm_timer(&fadt),
+        None => log::warn!("ACPI: no FADT; no PM timer"),
+    }
     if info.nr_cpus == 0 {
         info.nr_cpus = 1;
     }
     Some(ACPI_INFO.call_once(|| info))
+}
+
+/// The FADT's PM timer, if it is in I/O space (cf. `acpi_pm_timer`'s
+/// `pmtmr_ioport` from `acpi_gbl_FADT.xpm_timer_block`).
+fn parse_pm_timer(fadt: &PhysicalMapping<EarlyHandler, Fadt>) -> Option<(u16, u8)> {
+    let block = match fadt.pm_timer_block() {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            log::info!("ACPI: FADT has no PM timer");
+            return None;
+        }
+        Err(e) => {
+            log::warn!("ACPI: FADT PM timer block unreadable: {e:?}");
+            return None;
+        }
+    };
+    let port = u16::try_from(block.address).ok();
+    match (block.address_space, port) {
+        (AddressSpace::SystemIo, Some(port)) if port != 0 => {
+            let bits = if { fadt.flags }.pm_timer_is_32_bit() {
+                32
+            } else {
+                24
+            };
+            log::info!("ACPI: PM-Timer IO Port: {port:#x} ({bits} bits)");
+            Some((port, bits))
+        }
+        _ => {
+            log::info!(
+                "ACPI: PM timer not in I/O space ({:#x}); not used",
+                block.address
+            );
+            None
+        }
+    }
 }
 
 fn parse_mcfg(mcfg: &PhysicalMapping<EarlyHandler, Mcfg>, info: &mut AcpiInfo) {

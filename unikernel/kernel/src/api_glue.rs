@@ -45,13 +45,8 @@ impl System for KernelSystem {
     }
 
     fn now_ns(&self) -> u64 {
-        // TSC ticks at the calibrated rate; origin at reset, which timing
-        // differences do not care about. No lock, no allocation.
-        let khz = tsc::tsc_khz();
-        if khz == 0 {
-            return tsc::now_us().saturating_mul(1000);
-        }
-        (u128::from(tsc::rdtsc()) * 1_000_000 / u128::from(khz)) as u64
+        // TSC since entry at the calibrated rate. No lock, no allocation.
+        tsc::now_ns()
     }
 
     fn version(&self) -> &str {
@@ -146,7 +141,7 @@ impl System for KernelSystem {
         let Some(area) = area.filter(|a| {
             virt.0.is_multiple_of(PAGE_SIZE)
                 && virt.0 < a.end().0
-                && a.caller == API_CALLER
+                && a.caller() == API_CALLER
                 && matches!(a.kind, VmapKind::Vmalloc | VmapKind::Ioremap)
         }) else {
             return Some(PageTouch::NotOurs);

@@ -1,7 +1,13 @@
-//! `log` backend on the serial console: `[    1.234] [ INFO] message`, the
-//! timestamp (seconds.milliseconds, like dmesg) only once
-//! [`crate::time::set_clock`] has registered a clock. Messages from other
-//! crates carry their target (`[ WARN] acpi: …`).
+//! `log` backend on the serial console: `[    1.234567] [ INFO] message`,
+//! the timestamp in seconds.microseconds since kernel entry, as printk's.
+//! Messages from other crates carry their target (`[ WARN] acpi: …`).
+//!
+//! The clock runs a few milliseconds into the boot ([`crate::time`]): what
+//! is logged before is held here with its TSC reading and printed, with its
+//! real timestamp, as soon as the clock runs — the way Linux keeps early
+//! messages in its log buffer and replays them to a console that registers
+//! later. A fatal path, a full holding area, or a clock that never comes
+//! prints the held records at once, without a timestamp.
 
 use core::fmt::{self, Write};
 
@@ -10,6 +16,7 @@ use net::api::dmesg::{LogLevel, LogRecord, LogRing};
 use spin::Mutex;
 
 use crate::arch::x86_64::serial;
+use crate::time::ClockState;
 
 /// Records the log ring keeps (about 110 KiB of `.bss`).
 const LOG_RING_RECORDS: usize = 512;
@@ -28,6 +35,92 @@ pub fn next_seq() -> u64 {
     x86_64::instructions::interrupts::without_interrupts(|| RING.lock().next_seq())
 }
 
+/// Records logged before the clock ran (the boot logs about 40).
+const HELD_RECORDS: usize = 64;
+
+/// A record waiting for the clock: TSC ticks since entry, level, text.
+struct Held {
+    ticks: u64,
+    level: Level,
+    line: LineBuf,
+}
+
+/// Records logged before the clock runs, oldest first.
+struct HeldRecords {
+    records: [Option<Held>; HELD_RECORDS],
+    len: usize,
+}
+
+static HELD: Mutex<HeldRecords> = Mutex::new(HeldRecords {
+    records: [const { None }; HELD_RECORDS],
+    len: 0,
+});
+
+/// Prints and rings every held record: with its timestamp if the clock
+/// runs, else without. Called with the console free.
+fn release_held() {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let Some(mut held) = HELD.try_lock() else {
+            return; // a fault while releasing: its own line goes first
+        };
+        let timed = crate::time::now_us().is_some();
+        let len = held.len;
+        for slot in &mut held.records[..len] {
+            let Some(h) = slot.take() else { continue };
+            let us = timed.then(|| crate::arch::x86_64::tsc::ticks_to_ns(h.ticks) / 1000);
+            serial::with_console(|uart| write_line(uart, us, h.level, h.line.as_str()));
+            push(us.unwrap_or(0), h.level, h.line.as_str());
+        }
+        held.len = 0;
+    });
+}
+
+/// Prints whatever is still held, untimed: for fatal paths, so an early
+/// crash shows everything before its report.
+pub fn flush_held() {
+    release_held();
+}
+
+/// Holds a record until the clock runs; false if there is no room (then
+/// the caller prints the held ones and this one untimed).
+fn hold(level: Level, line: LineBuf) -> bool {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let Some(mut held) = HELD.try_lock() else {
+            return false;
+        };
+        let n = held.len;
+        if n >= HELD_RECORDS {
+            return false;
+        }
+        held.records[n] = Some(Held {
+            ticks: crate::arch::x86_64::tsc::ticks_since_boot(),
+            level,
+            line,
+        });
+        held.len = n + 1;
+        true
+    })
+}
+
+fn level_text(level: Level) -> &'static str {
+    match level {
+        Level::Error => "ERROR",
+        Level::Warn => " WARN",
+        Level::Info => " INFO",
+        Level::Debug => "DEBUG",
+        Level::Trace => "TRACE",
+    }
+}
+
+/// One console line: `[    1.234567] [ INFO] text`, no timestamp if `us` is
+/// `None`.
+fn write_line(uart: &mut serial::Uart, us: Option<u64>, level: Level, text: &str) {
+    if let Some(us) = us {
+        let _ = write!(uart, "[{:5}.{:06}] ", us / 1_000_000, us % 1_000_000);
+    }
+    let _ = writeln!(uart, "[{}] {text}", level_text(level));
+}
+
 /// How long a record waits for the ring (another CPU appending, or a
 /// reader) before it goes to the console only.
 const RING_SPINS: u32 = 1 << 20;
@@ -36,7 +129,7 @@ const RING_SPINS: u32 = 1 << 20;
 /// it only for one copy, but a record logged while this CPU holds it (an
 /// exception inside a reader) would wait forever, so after [`RING_SPINS`]
 /// it reaches the console only.
-fn push(ms: u64, level: Level, line: &str) {
+fn push(us: u64, level: Level, line: &str) {
     let level = match level {
         Level::Error => LogLevel::Err,
         Level::Warn => LogLevel::Warning,
@@ -46,7 +139,7 @@ fn push(ms: u64, level: Level, line: &str) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         for _ in 0..RING_SPINS {
             if let Some(mut ring) = RING.try_lock() {
-                ring.push(ms * 1000, level, line);
+                ring.push(us, level, line);
                 return;
             }
             core::hint::spin_loop();
@@ -67,34 +160,24 @@ impl Log for SerialLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let level = match record.level() {
-            Level::Error => "ERROR",
-            Level::Warn => " WARN",
-            Level::Info => " INFO",
-            Level::Debug => "DEBUG",
-            Level::Trace => "TRACE",
-        };
-        // Read the clock before taking the console: a clock that logs or
-        // faults must not find the console held by us.
-        let now = crate::time::now_ms();
-        serial::with_console(|uart| {
-            if let Some(ms) = now {
-                let _ = write!(uart, "[{:5}.{:03}] ", ms / 1000, ms % 1000);
-            }
-            let _ = write!(uart, "[{level}] ");
-            let target = record.target();
-            if !target.starts_with(env!("CARGO_CRATE_NAME")) {
-                let _ = write!(uart, "{target}: ");
-            }
-            let _ = writeln!(uart, "{}", record.args());
-        });
-        // The same record for the ring, formatted without the heap.
+        // The record, formatted without the heap.
         let mut line = LineBuf::new();
         let target = record.target();
         if !target.starts_with(env!("CARGO_CRATE_NAME")) {
             let _ = write!(line, "{target}: ");
         }
         let _ = write!(line, "{}", record.args());
+        // Read the clock before taking the console: a clock that logs or
+        // faults must not find the console held by us.
+        let state = crate::time::clock_state();
+        if state == ClockState::Pending && !serial::is_fatal() && hold(record.level(), line.clone())
+        {
+            return;
+        }
+        // Held records go out first, in order.
+        release_held();
+        let now = crate::time::now_us();
+        serial::with_console(|uart| write_line(uart, now, record.level(), line.as_str()));
         push(now.unwrap_or(0), record.level(), line.as_str());
     }
 
@@ -128,6 +211,7 @@ pub fn apply_cmdline(cmdline: &str) {
 
 /// A fixed line buffer for console output that must not allocate (boot,
 /// or while an allocator lock is held).
+#[derive(Clone)]
 pub struct LineBuf {
     buf: [u8; 256],
     len: usize,
@@ -139,6 +223,11 @@ impl LineBuf {
             buf: [0; 256],
             len: 0,
         }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     pub fn as_str(&self) -> &str {

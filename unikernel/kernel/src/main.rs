@@ -38,28 +38,35 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     boot::log_layout();
 
     arch::x86_64::init();
-    if arch::x86_64::tsc::calibrate() != 0 {
-        time::set_clock(arch::x86_64::tsc::now_ms);
-    }
+    time::boot_phase("cpu");
 
     let boot_info = pvh::parse(start_info_phys);
     logger::apply_cmdline(boot_info.cmdline);
 
-    acpi::init(boot_info.rsdp);
+    let acpi = acpi::init(boot_info.rsdp);
+    // The TSC is calibrated against the ACPI PM timer while the boot goes
+    // on: what is logged until then is printed once the clock runs.
+    arch::x86_64::tsc::start_calibration(acpi.and_then(|a| a.pm_timer));
 
     let params = mm::cmdline::parse(boot_info.cmdline, |w| log::warn!("cmdline: {w}"));
+    time::boot_phase("firmware");
 
     memory::init(boot_info, &params);
+    arch::x86_64::tsc::finish_calibration();
     heap::init(&params);
+    time::boot_phase("slab");
     arch::x86_64::init_interrupt_controllers();
     arch::x86_64::smp::init();
     drivers::dma::init();
+    time::boot_phase("interrupts");
 
     if let Some(kind) = params.crash {
         crash(kind.as_str());
     }
 
     if params.selftest {
+        // The selftest drains and restores every zone: all of it first.
+        memory::mm().lock().deferred_init_all();
         let ok = selftest::run();
         exit_qemu(if ok {
             QemuExitCode::Success
@@ -74,6 +81,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
 /// `crash=KIND` on the command line: trigger a fault to exercise the
 /// exception report (each fatal kind must end with QEMU exit status 35).
 /// `int3` is the non-fatal check that the entry path returns correctly.
+#[inline(never)] // not in `kmain`'s frame, which lives as long as the kernel
 fn crash(kind: &str) {
     log::warn!("crash={kind} requested on the command line");
     match kind {

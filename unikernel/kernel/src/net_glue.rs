@@ -38,13 +38,16 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
         idle_forever("no PCI");
     };
     let functions = pci::enumerate(&mut root);
+    crate::time::boot_phase("pci");
     let Some(mut nic) = virtio::probe(&mut root, &functions) else {
         idle_forever("no network device");
     };
+    crate::time::boot_phase("virtio-net");
 
+    // (At loglevel=debug: `/api/dma` lists them too.)
     let dma = crate::drivers::dma::dma_snapshot();
     for buf in dma.coherent() {
-        log::info!(
+        log::debug!(
             "dma: coherent {:<18} {:#010x} {:>7} B ({}) cpu {:#x}",
             buf.owner,
             buf.dma_addr.0,
@@ -70,18 +73,24 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     // is the buddy state `POST /api/reset` returns to.
     memory::mm().mark_boot_complete();
     log::info!("net: stack up; entering the main loop");
+    crate::time::boot_phase("network stack");
 
     let mut irq_warned = false;
     loop {
         nic.handle_irq();
         let busy = stack.poll(&mut nic, tsc::now_ms(), &mut *app);
         if let Some((ip, port)) = stack.take_ready() {
+            let us = tsc::now_us();
             log::info!(
-                "net: ready after {} ms; NIC irqs {}, APIC timer irqs {}",
-                tsc::now_ms(),
+                "net: ready after {}.{:03} ms; NIC irqs {}, APIC timer irqs {}",
+                us / 1000,
+                us % 1000,
                 virtio::STATS.irqs.load(Ordering::Relaxed),
                 apic::timer_irqs()
             );
+            crate::time::boot_phase("network up");
+            tsc::refine();
+            crate::time::boot_summary("READY");
             crate::serial_println!(
                 "READY http://{}.{}.{}.{}:{}",
                 ip[0],
@@ -91,7 +100,8 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
                 port
             );
         }
-        if busy {
+        // Deferred struct-page init, a chunk per turn until it is done.
+        if memory::deferred_init_step() || busy {
             continue;
         }
         idle(stack.poll_delay_ms(tsc::now_ms()));
@@ -152,6 +162,7 @@ fn idle(delay_ms: Option<u64>) {
 
 fn idle_forever(why: &str) -> ! {
     log::error!("{why}: no network; idling");
+    while memory::deferred_init_step() {}
     loop {
         interrupts::enable_and_hlt();
     }

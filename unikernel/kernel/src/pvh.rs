@@ -177,6 +177,7 @@ static BOOT_INFO: Once<BootInfo> = Once::new();
 /// command line like Linux does, and keeps the result for the kernel's life.
 ///
 /// Panics if no PVH start info is found there: nothing else can be trusted.
+#[inline(never)] // not in `kmain`'s frame, which lives as long as the kernel
 pub fn parse(start_info_phys: u64) -> &'static BootInfo {
     BOOT_INFO.call_once(|| parse_once(start_info_phys))
 }

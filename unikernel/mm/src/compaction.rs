@@ -366,6 +366,10 @@ impl<P: Platform> MemoryManager<'_, P> {
             let mut pa = self.lock();
             // Blocks on the per-CPU lists are free memory the scanners
             // would skip and that could never merge: give them back first.
+            // And the scanners read every descriptor of the zone: deferred
+            // init finishes first (Linux compacts only after
+            // page_alloc_init_late()).
+            pa.deferred_init_zone(zt);
             pa.drain_zone_pages(zi);
             let z = pa.zone(zt);
             (z.start_pfn.0, z.end_pfn.0)

@@ -37,7 +37,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// set). Its free_area counts now become the "after boot" reference
     /// that `POST /api/reset` must return to.
     pub fn new(pages: PageAlloc<'a>, platform: P) -> Self {
-        let boot_buddyinfo = buddy_snapshot(&pages);
+        let boot_buddyinfo = boot_snapshot(&pages);
         // `page=%p` in page events: the descriptor's address in mem_map.
         let page_base = pages
             .page(Pfn(0))
@@ -127,10 +127,16 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// From here on the kernel heap grows into the kernel reserve first
     /// ([`PageAlloc::set_heap_reserve_first`]).
     /// The per-CPU lists are drained first, as `POST /api/reset` drains
-    /// them, so the two states compare block for block.
+    /// them, so the two states compare block for block; and frames
+    /// deferred init has still to hand over count as handed over: "after
+    /// boot" is after deferred init, whenever that finishes.
     pub fn mark_boot_complete(&self) {
-        self.lock().set_heap_reserve_first(true);
-        let now = self.drained_buddyinfo();
+        let now = {
+            let mut pages = self.lock();
+            pages.set_heap_reserve_first(true);
+            pages.drain_all_pages();
+            boot_snapshot(&pages)
+        };
         *self.boot_buddyinfo.lock() = now;
     }
 
@@ -243,6 +249,20 @@ fn buddy_snapshot(pages: &PageAlloc<'_>) -> BuddySnapshot {
     let mut snap = [[0; NR_ORDERS]; NR_ZONES];
     for (slot, zone) in snap.iter_mut().zip(pages.zones()) {
         *slot = zone.free_area_counts();
+    }
+    snap
+}
+
+/// The buddy state once deferred init has handed everything over: now,
+/// plus the blocks it will add (they never merge with blocks outside their
+/// chunks, see [`crate::page_alloc::deferred`]).
+fn boot_snapshot(pages: &PageAlloc<'_>) -> BuddySnapshot {
+    let mut snap = buddy_snapshot(pages);
+    let deferred = pages.deferred_free_area_counts();
+    for (zone, more) in snap.iter_mut().zip(deferred) {
+        for (count, add) in zone.iter_mut().zip(more) {
+            *count += add;
+        }
     }
     snap
 }

@@ -191,8 +191,12 @@ impl OwnerTag {
     pub const CMA: OwnerTag = OwnerTag(17);
     /// A chunk of the dynamic per-CPU allocator (`alloc_percpu()`).
     pub const PERCPU: OwnerTag = OwnerTag(18);
+    /// RAM whose descriptor deferred init has not written yet (see
+    /// [`crate::page_alloc::deferred`]): memblock's, not yet the buddy
+    /// allocator's.
+    pub const DEFERRED: OwnerTag = OwnerTag(19);
 
-    const NAMES: [(OwnerTag, &'static str); 19] = [
+    const NAMES: [(OwnerTag, &'static str); 20] = [
         (OwnerTag::NONE, "none"),
         (OwnerTag::FIRMWARE, "firmware"),
         (OwnerTag::KERNEL_IMAGE, "kernel"),
@@ -212,6 +216,7 @@ impl OwnerTag {
         (OwnerTag::COMPACTION, "compaction"),
         (OwnerTag::CMA, "cma"),
         (OwnerTag::PERCPU, "percpu"),
+        (OwnerTag::DEFERRED, "deferred"),
     ];
 
     /// Human-readable name for API output; `"unknown"` for unlisted tags.

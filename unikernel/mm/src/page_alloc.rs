@@ -224,6 +224,8 @@ pub struct PageAlloc<'a> {
     /// Whether [`PageAlloc::setup_watermarks`] sizes the per-CPU lists
     /// (see [`PageAlloc::set_pcp_enabled`]).
     pcp_on: bool,
+    /// Descriptors not initialised yet (see [`deferred`]).
+    pub(crate) deferred: deferred::DeferredInit,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -242,6 +244,16 @@ impl<'a> PageAlloc<'a> {
     /// (re)initialised here, zone links included, so whatever the caller put
     /// in them is irrelevant (cf. `free_area_init()` + `memmap_init()`).
     pub fn new(mem_map: &'a mut [Page], layout: ZoneLayout) -> Result<Self, InitError> {
+        Self::new_inner(mem_map, layout, true)
+    }
+
+    /// [`PageAlloc::new`], writing the descriptors only with `memmap_init`
+    /// ([`PageAlloc::new_deferred`] writes the ones it needs itself).
+    fn new_inner(
+        mem_map: &'a mut [Page],
+        layout: ZoneLayout,
+        memmap_init: bool,
+    ) -> Result<Self, InitError> {
         let max = layout.max_pfn.0;
         if max >= LIST_END as u64 {
             return Err(InitError::MaxPfnTooLarge {
@@ -258,7 +270,7 @@ impl<'a> PageAlloc<'a> {
             let (s, e) = layout.zone_range(zt);
             Zone::new(zt, s, e)
         });
-        for zone in &zones {
+        for zone in zones.iter().filter(|_| memmap_init) {
             for pfn in zone.start_pfn.0..zone.end_pfn.0 {
                 let mut p = Page::new_reserved();
                 p.zone = zone.ztype as u8;
@@ -275,6 +287,7 @@ impl<'a> PageAlloc<'a> {
         for p in mem_map[..max as usize]
             .iter_mut()
             .step_by(PAGEBLOCK_NR_PAGES as usize)
+            .filter(|_| memmap_init)
         {
             p.set_pageblock_migratetype(MigrateType::Movable as u8);
         }
@@ -292,6 +305,7 @@ impl<'a> PageAlloc<'a> {
             compact_defer: [crate::compaction::CompactDefer::NEW; NR_ZONES],
             cma: None,
             pcp_on: true,
+            deferred: deferred::DeferredInit::NONE,
         })
     }
 
@@ -442,12 +456,15 @@ impl<'a> PageAlloc<'a> {
         self.zone_pcp_update();
     }
 
-    /// Managed pages of the zones with a direct mapping.
+    /// Managed pages of the zones with a direct mapping, the deferred ones
+    /// included (cf. `nr_free_buffer_pages()`, which Linux reads only after
+    /// deferred init: `min_free_kbytes` and the kernel reserve come out as
+    /// if every page were in).
     pub(crate) fn lowmem_managed_pages(&self) -> u64 {
         self.zones
             .iter()
             .filter(|z| !z.ztype.is_highmem())
-            .map(|z| z.managed_pages)
+            .map(|z| z.managed_pages + self.deferred.pending_pages(z.ztype))
             .sum()
     }
 
@@ -651,14 +668,21 @@ impl<'a> PageAlloc<'a> {
         let mt = gfp.migratetype();
         loop {
             for zi in (0..=highest.index()).rev() {
-                let zone = &self.zones[zi];
-                if !zone.is_populated() {
-                    continue;
-                }
-                if !zone.watermark_ok_flags(order, mark(zone), highest, flags) {
-                    continue;
-                }
-                if let Some(pfn) = self.rmqueue(zi, order, mt, flags) {
+                // cf. _deferred_grow_zone(): a zone that cannot serve while
+                // it still has deferred pages grows, and is tried again.
+                let got = loop {
+                    let zone = &self.zones[zi];
+                    if zone.is_populated()
+                        && zone.watermark_ok_flags(order, mark(zone), highest, flags)
+                        && let Some(pfn) = self.rmqueue(zi, order, mt, flags)
+                    {
+                        break Some(pfn);
+                    }
+                    if !self.deferred_grow_zone(zi, order) {
+                        break None;
+                    }
+                };
+                if let Some(pfn) = got {
                     // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
                     self.vm_events
                         .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
@@ -827,7 +851,7 @@ impl<'a> PageAlloc<'a> {
     fn find_head(&self, pfn: Pfn) -> Option<(Pfn, Order)> {
         for o in 1..=MAX_ORDER {
             let head = pfn.0 & !((1u64 << o) - 1);
-            let p = self.mem_map.get(head as usize)?;
+            let p = self.page(Pfn(head))?; // not one deferred init has yet to write
             if usize::from(p.order) >= o {
                 if p.is_head() {
                     return Some((Pfn(head), Order::new(p.order)?));
@@ -846,10 +870,11 @@ impl<'a> PageAlloc<'a> {
 
     /// Classify `pfn` as the head of an allocated block or say why not.
     fn check_free(&self, pfn: Pfn, order: Order) -> Result<usize, FreeError> {
-        if pfn >= self.layout.max_pfn {
+        // Through page(): a descriptor deferred init has not written reads
+        // as reserved.
+        let Some(page) = self.page(pfn) else {
             return Err(FreeError::NotRam { pfn });
-        }
-        let page = &self.mem_map[pfn.index()];
+        };
         if page.is_nomap() {
             return Err(FreeError::NotRam { pfn });
         }
@@ -1276,9 +1301,11 @@ impl<'a> PageAlloc<'a> {
         self.zones.iter().map(|z| z.free_pages).sum()
     }
 
-    /// Frames managed by the buddy allocator (cf. `totalram_pages()`).
+    /// Frames managed by the buddy allocator (cf. `totalram_pages()`), the
+    /// deferred ones included as Linux 6.1's `memblock_free_all()` counts
+    /// them (`/proc/meminfo`'s MemTotal does not change as they come in).
     pub fn totalram_pages(&self) -> u64 {
-        self.zones.iter().map(|z| z.managed_pages).sum()
+        self.zones.iter().map(|z| z.managed_pages).sum::<u64>() + self.deferred.pending_total()
     }
 
     /// Managed HighMem frames (cf. `totalhigh_pages()`).
@@ -1302,8 +1329,13 @@ impl<'a> PageAlloc<'a> {
     }
 
     /// The descriptor of `pfn` (cf. `pfn_to_page()`), `None` past `max_pfn`.
+    /// One deferred init has not written yet reads as reserved (owner
+    /// `deferred`) or, in a hole, as not RAM (see [`deferred`]).
     pub fn page(&self, pfn: Pfn) -> Option<&Page> {
         if pfn < self.layout.max_pfn {
+            if let Some(placeholder) = self.deferred_placeholder(pfn) {
+                return Some(placeholder);
+            }
             self.mem_map.get(pfn.index())
         } else {
             None
@@ -1397,6 +1429,7 @@ pub fn int_sqrt(x: u64) -> u64 {
 }
 
 mod check;
+pub mod deferred;
 pub mod mobility;
 pub mod pcp;
 mod take;

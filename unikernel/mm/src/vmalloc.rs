@@ -92,8 +92,10 @@ pub struct VmapArea {
     /// Physical address of the first page (vmalloc, vmap) or the page-aligned
     /// base of the mapped range (ioremap, cf. `vm_struct->phys_addr`).
     pub phys: PhysAddr,
-    /// Who asked (cf. `vm_struct->caller`, printed with `%pS`).
-    pub caller: &'static str,
+    /// Who asked (cf. `vm_struct->caller`, printed with `%pS`): see
+    /// [`VmapArea::caller`]. An `Option` so that an empty slot is all
+    /// zeroes and the kernel's static allocator costs no image bytes.
+    caller_name: Option<&'static str>,
     /// Demand-zero ([`vmalloc_lazy`]): nothing is mapped up front; the #PF
     /// handler ([`crate::fault`]) maps the zero page on a read and a zeroed
     /// frame on the first write to each page.
@@ -112,10 +114,18 @@ impl VmapArea {
         kind: VmapKind::Vmalloc,
         nr_pages: 0,
         phys: PhysAddr(0),
-        caller: "",
+        caller_name: None,
         lazy: false,
         resident: 0,
     };
+
+    /// Who asked for the area (cf. `vm_struct->caller`, printed with `%pS`).
+    pub const fn caller(&self) -> &'static str {
+        match self.caller_name {
+            Some(c) => c,
+            None => "",
+        }
+    }
 
     /// End of the usable range, which is also the guard page's address.
     pub const fn end(&self) -> VirtAddr {
@@ -445,7 +455,7 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             kind,
             nr_pages: size_pages / PAGE_SIZE,
             phys: PhysAddr(0),
-            caller,
+            caller_name: Some(caller),
             lazy: false,
             resident: 0,
         };
@@ -628,8 +638,8 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
                 a.reserved_end().0,
                 a.reserved_size()
             )?;
-            if !a.caller.is_empty() {
-                write!(w, " {}", a.caller)?;
+            if !a.caller().is_empty() {
+                write!(w, " {}", a.caller())?;
             }
             // `vm->nr_pages`: the frames the area owns (for a lazy area,
             // those faulted in so far).

@@ -24,6 +24,7 @@ static BOUNCE_END: AtomicU64 = AtomicU64::new(0);
 
 /// Sets up the bounce pool. Failure is logged: devices still work on
 /// memory they can reach directly.
+#[inline(never)] // not in `kmain`'s frame, which lives as long as the kernel
 pub fn init() {
     let mut dma = DMA.lock();
     match dma.swiotlb_init(memory::mm(), BOUNCE_SLOTS) {

@@ -7,6 +7,15 @@
 //! for any other bus instead of touching unmapped memory. That is why this
 //! uses its own [`ConfigurationAccess`] rather than `MmioCam`, whose safety
 //! contract wants the full 256 MiB mapped.
+//!
+//! Every write to a function's command register makes QEMU rebuild its
+//! memory map (a `memory_region_transaction_commit()`), and
+//! `PciRoot::bar_info` turns decoding off and on again around every single
+//! BAR: the boot did some 90 of those, about 20 ms under TCG. So BARs are
+//! sized only for functions this kernel drives (virtio-net), all of a
+//! function's at once with decoding off (cf. `pci_read_bases()`), and
+//! decoding stays off until the driver enables the device; the other
+//! functions keep the firmware's assignment, listed at `loglevel=debug`.
 
 use virtio_drivers::transport::pci::bus::{
     BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, MemoryBarType,
@@ -82,6 +91,8 @@ pub struct PciFunction {
     pub irq_line: u8,
     /// INTx pin, 1 = INTA … 4 = INTD; 0 = none.
     pub irq_pin: u8,
+    /// The BARs as sized at enumeration.
+    pub bars: [Option<BarInfo>; 6],
 }
 
 /// Maps the ECAM window of the MCFG's segment 0 and returns the root.
@@ -146,8 +157,8 @@ pub fn describe(info: &DeviceFunctionInfo) -> &'static str {
     }
 }
 
-/// Logs every function on the mapped buses with its BARs and INTx, and
-/// returns them.
+/// Logs every function on the mapped buses with its INTx (and the BARs of
+/// those with a driver here), and returns them.
 pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
     let mut found = Vec::new();
     let bus = acpi::info().and_then(|i| i.mcfg).map_or(0, |m| m.bus_start);
@@ -164,16 +175,27 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
             describe(&info),
             IntxText(irq_pin, irq_line)
         );
-        if info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard {
-            match root.bars(df) {
-                Ok(bars) => {
-                    for (i, bar) in bars.iter().enumerate() {
-                        if let Some(bar) = bar {
-                            log_bar(df, i, bar);
-                        }
-                    }
-                }
+        let mut bars = [const { None }; 6];
+        let standard =
+            info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard;
+        if standard && has_driver(&info) {
+            match read_bars(root, df) {
+                Ok(b) => bars = b,
                 Err(e) => log::warn!("PCI {df}: BARs unreadable: {e:?}"),
+            }
+            for (i, bar) in bars.iter().enumerate() {
+                if let Some(bar) = bar {
+                    log_bar(df, i, bar);
+                }
+            }
+        } else if standard {
+            // No driver here: the firmware's assignment, unsized (sizing
+            // costs QEMU two memory-map rebuilds per function).
+            for i in 0..6 {
+                let raw = config_read(df, 0x10 + 4 * i);
+                if raw != 0 {
+                    log::debug!("PCI {df}   BAR{i} register {raw:#010x} (no driver: not sized)");
+                }
             }
         }
         found.push(PciFunction {
@@ -181,9 +203,38 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
             info,
             irq_line,
             irq_pin,
+            bars,
         });
     }
     found
+}
+
+/// Whether this kernel drives the function (virtio-net only): its BARs
+/// are sized and mapped; the others' are only listed.
+fn has_driver(info: &DeviceFunctionInfo) -> bool {
+    virtio_device_type(info) == Some(virtio_drivers::transport::DeviceType::Network)
+}
+
+/// Sizes every BAR of `df` with decoding off around all of them, not
+/// each (cf. `pci_read_bases()`); a function whose BAR registers all read
+/// zero has none to size, and its decoding is left alone. Decoding stays
+/// off afterwards: only functions a driver here is about to set up come
+/// here, and [`enable_device`] turns it on again (one memory-map rebuild
+/// saved).
+fn read_bars(
+    root: &mut PciRoot<Ecam>,
+    df: DeviceFunction,
+) -> Result<[Option<BarInfo>; 6], virtio_drivers::transport::pci::bus::PciError> {
+    if (0..6).all(|i| config_read(df, 0x10 + 4 * i) == 0) {
+        return Ok([const { None }; 6]);
+    }
+    let (_, command) = root.get_status_command(df);
+    let decode = Command::IO_SPACE | Command::MEMORY_SPACE;
+    if command.intersects(decode) {
+        root.set_command(df, command - decode);
+    }
+    // With decoding off, `bar_info` leaves the command register alone.
+    root.bars(df)
 }
 
 struct IntxText(u8, u8);
@@ -230,29 +281,37 @@ pub fn config_read(df: DeviceFunction, offset: u8) -> u32 {
         .map_or(u32::MAX, |e| e.read_word(df, offset))
 }
 
-/// Turns on memory decoding and bus mastering for `df` (the device is about
-/// to DMA), and maps each memory BAR whole with `ioremap` so the transport's
-/// sub-ranges are found in one area per BAR. False if a BAR cannot be mapped.
-pub fn enable_device(root: &mut PciRoot<Ecam>, df: DeviceFunction, caller: &'static str) -> bool {
-    let bars = match root.bars(df) {
-        Ok(b) => b,
-        Err(e) => {
-            log::error!("PCI {df}: BARs unreadable: {e:?}");
-            return false;
-        }
-    };
-    for (i, bar) in bars.iter().enumerate() {
+/// Maps each memory BAR of `f` whole with `ioremap`, so a driver's
+/// sub-ranges are found in one area per BAR. Decoding stays off (from
+/// enumeration) until [`enable_device`]: a driver that sizes BARs again
+/// (`PciTransport::new`) then costs no memory-map rebuilds. False if a BAR
+/// cannot be mapped.
+pub fn map_bars(root: &mut PciRoot<Ecam>, f: &PciFunction, caller: &'static str) -> bool {
+    for (i, bar) in f.bars.iter().enumerate() {
         if let Some(BarInfo::Memory { address, size, .. }) = bar {
             if *address == 0 || *size == 0 {
                 continue;
             }
             if let Err(e) = ioremap::ioremap_caller(*address, *size, caller) {
-                log::error!("PCI {df}: ioremap of BAR{i} {address:#x}+{size:#x}: {e}");
+                log::error!(
+                    "PCI {}: ioremap of BAR{i} {address:#x}+{size:#x}: {e}",
+                    f.df
+                );
                 return false;
             }
         }
     }
+    let (_, command) = root.get_status_command(f.df);
+    let decode = Command::IO_SPACE | Command::MEMORY_SPACE;
+    if command.intersects(decode) {
+        root.set_command(f.df, command - decode);
+    }
+    true
+}
+
+/// Turns on memory decoding and bus mastering for `df` (the device is
+/// about to DMA; cf. `pci_enable_device()` + `pci_set_master()`).
+pub fn enable_device(root: &mut PciRoot<Ecam>, df: DeviceFunction) {
     let (_, command) = root.get_status_command(df);
     root.set_command(df, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
-    true
 }

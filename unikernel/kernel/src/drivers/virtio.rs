@@ -140,7 +140,7 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: virtio_drivers::PhysAddr, size: usize) -> NonNull<u8> {
-        // BARs are mapped whole by `pci::enable_device`; anything else is
+        // BARs are mapped whole by `pci::map_bars`; anything else is
         // mapped now.
         let va = ioremap::find(paddr, size as u64).map(|v| v.0).or_else(|| {
             ioremap::ioremap_caller(paddr, size as u64, "virtio-pci")
@@ -398,10 +398,12 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
         log::error!("virtio-net: no virtio-net PCI function");
         return None;
     };
-    if !pci::enable_device(root, f.df, "virtio-net_BAR") {
+    if !pci::map_bars(root, f, "virtio-net_BAR") {
         return None;
     }
-    let transport = match PciTransport::new::<KernelHal, _>(root, f.df) {
+    let transport = PciTransport::new::<KernelHal, _>(root, f.df);
+    pci::enable_device(root, f.df);
+    let transport = match transport {
         Ok(t) => t,
         Err(e) => {
             log::error!("virtio-net {}: transport: {e}", f.df);

@@ -80,10 +80,14 @@ pub fn memblock() -> spin::MutexGuard<'static, Memblock> {
 }
 
 /// Brings memory management up. Runs once, on the boot stack, with the boot
-/// identity map still live.
+/// identity map still live. Never inlined: its locals (memblock copies, the
+/// allocator before it moves into its static) must not stay in `kmain`'s
+/// frame, which lives as long as the kernel.
+#[inline(never)]
 pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     let mut mb = MEMBLOCK.lock();
     memblock_setup(&mut mb, boot, params);
+    crate::time::boot_phase("memblock");
 
     let end_of_ram = mb.end_of_ram().0;
     let lowmem = lowmem_limit(params.lowmem);
@@ -148,29 +152,33 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         });
 
     paging::init_final_tables(&mut mb, direct_map_end);
+    crate::time::boot_phase("page tables");
 
+    // Neither array is cleared here: mem_map's descriptors are written by
+    // `PageAlloc::new_deferred` as deferred init reaches them (cf.
+    // CONFIG_DEFERRED_STRUCT_PAGE_INIT), the overlay by the slab allocator
+    // (`SlabAllocator::new`). Writing them here too cost 8 MiB + 3.5 MiB of
+    // stores on a 2 GiB guest.
     // SAFETY: `mem_map_phys` is a memblock reservation of `mem_map_bytes`
     // below `direct_map_end`, so the direct map (live since the CR3 switch
     // above) maps it writable at `PAGE_OFFSET + phys`. It is page-aligned
     // (align 4096 ≥ align_of::<Page>), reserved forever, and this is the
     // only reference ever made to it, so the `'static mut` slice is unique.
+    // Its bytes are whatever RAM held: every field of `Page` is a plain
+    // integer (`#[repr(C)]`, no padding), so any bytes are a valid `Page`,
+    // and `mm` reads none before writing it.
     let mem_map: &'static mut [Page] = unsafe {
         let ptr = paging::phys_to_virt(mem_map_phys.0).cast::<Page>();
-        for i in 0..max_pfn.index() {
-            ptr.add(i).write(Page::new_reserved());
-        }
         core::slice::from_raw_parts_mut(ptr, max_pfn.index())
     };
 
     // SAFETY: as for mem_map: a page-aligned memblock reservation of
     // `slab_meta_bytes` below `direct_map_end`, mapped writable by the
-    // direct map, reserved forever. Every entry is written before the slice
-    // is made, and this is the only reference ever made to it.
+    // direct map, reserved forever, and this is the only reference ever
+    // made to it. `SlabMeta` is plain integers too, and the slab allocator
+    // fills the slice with `SlabMeta::EMPTY` before any other use.
     let slab_meta: &'static mut [SlabMeta] = unsafe {
         let ptr = paging::phys_to_virt(slab_meta_phys.0).cast::<SlabMeta>();
-        for i in 0..lowmem_pfns as usize {
-            ptr.add(i).write(SlabMeta::EMPTY);
-        }
         core::slice::from_raw_parts_mut(ptr, lowmem_pfns as usize)
     };
     *SLAB_META.lock() = Some(slab_meta);
@@ -182,11 +190,21 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         slab_meta_phys.0
     );
 
-    let mut pages =
-        PageAlloc::new(mem_map, layout).unwrap_or_else(|e| panic!("page allocator: {e:?}"));
-    let freed = pages
-        .memblock_free_all(&mb)
-        .unwrap_or_else(|e| panic!("memblock_free_all: {e:?}"));
+    // cf. free_area_init() + memblock_free_all() under
+    // CONFIG_DEFERRED_STRUCT_PAGE_INIT: DMA and the first BOOT_PAGES of
+    // each other zone now, the rest from the main loop (`deferred_init_step`).
+    let mut pages = PageAlloc::new_deferred(mem_map, layout, &mb, DEFERRED_BOOT_PAGES)
+        .unwrap_or_else(|e| panic!("page allocator: {e:?}"));
+    let stats = pages.deferred_stats();
+    log::info!(
+        "memory: mem_map initialised for {} free pages ({} MiB) at boot, {} pages ({} MiB) deferred",
+        stats.boot_pages,
+        (stats.boot_pages * PAGE_SIZE) >> 20,
+        stats.deferred_pages,
+        (stats.deferred_pages * PAGE_SIZE) >> 20
+    );
+    crate::time::boot_phase("mem_map");
+    let freed = stats.boot_pages;
     if let Some(base) = cma {
         let count = params.cma.map_or(0, |(size, _)| size) >> PAGE_SHIFT;
         match pages.activate_cma(Pfn::from_phys(base), count) {
@@ -246,6 +264,58 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     vmalloc::init(params.vmalloc_size);
     let lowmem_pfn = mm.lock().lowmem_pfn();
     highmem::init_pkmap(lowmem_pfn);
+    crate::time::boot_phase("buddy, vmalloc");
+}
+
+/// Pages of each zone but DMA initialised at boot (16 MiB): enough for
+/// everything the kernel allocates before READY (its 4 MiB heap reserve,
+/// slabs, DMA rings); an allocation that needs more grows the zone.
+const DEFERRED_BOOT_PAGES: u64 = 4096;
+
+/// Pages one turn of the main loop initialises (32 MiB; about 0.3 ms under
+/// TCG), so the network is polled between chunks.
+const DEFERRED_CHUNK_PAGES: u64 = 8192;
+
+/// Deferred init's start, and whether its end has been reported.
+static DEFERRED_START_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static DEFERRED_REPORTED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// One turn of deferred struct-page init from the main loop (cf. the
+/// `pgdatinit` kthread's `deferred_init_memmap()`): a chunk, or once
+/// everything is in — here, through an allocation that grew a zone, or a
+/// reset — the report of it. Returns whether there is more to do.
+pub fn deferred_init_step() -> bool {
+    use core::sync::atomic::Ordering;
+    if DEFERRED_REPORTED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let t0 = crate::arch::x86_64::tsc::now_ns();
+    let _ = DEFERRED_START_NS.compare_exchange(0, t0, Ordering::Relaxed, Ordering::Relaxed);
+    let mut pages = mm().lock();
+    if pages.deferred_pending() {
+        pages.deferred_init_chunk(DEFERRED_CHUNK_PAGES);
+        if pages.deferred_pending() {
+            return true;
+        }
+    }
+    let stats = pages.deferred_stats();
+    drop(pages);
+    DEFERRED_REPORTED.store(true, Ordering::Relaxed);
+    let ns = crate::arch::x86_64::tsc::now_ns() - DEFERRED_START_NS.load(Ordering::Relaxed);
+    // cf. deferred_init_memmap(): "node 0 deferred pages initialised in Nms".
+    log::info!(
+        "mm: node 0 deferred pages initialised in {}.{:03} ms ({} pages: {} chunks from the main loop, {} zone growths for {} pages)",
+        ns / 1_000_000,
+        (ns / 1000) % 1000,
+        stats.deferred_pages,
+        stats.chunks,
+        stats.grows,
+        stats.grown_pages
+    );
+    crate::time::boot_phase("deferred mem_map");
+    crate::time::boot_summary("boot complete");
+    false
 }
 
 /// `cma=SIZE[@BASE]` (cf. `dma_contiguous_reserve()` →
@@ -402,13 +472,14 @@ fn log_zones(pages: &PageAlloc<'_>) {
     }
     for zone in pages.zones() {
         log::info!(
-            "zone {:<7} start_pfn={} end_pfn={} spanned={} present={} managed={} free={} min={} low={} high={} protection={:?}",
+            "zone {:<7} start_pfn={} end_pfn={} spanned={} present={} managed={} deferred={} free={} min={} low={} high={} protection={:?}",
             zone.name(),
             zone.start_pfn.0,
             zone.end_pfn.0,
             zone.spanned_pages(),
             zone.present_pages,
             zone.managed_pages,
+            pages.deferred_pages(zone.ztype),
             zone.free_pages,
             zone.watermarks.min,
             zone.watermarks.low,

@@ -144,7 +144,7 @@ pub fn init_final_tables(mb: &mut Memblock, direct_map_end: u64) {
         F::PRESENT | F::WRITABLE | F::GLOBAL | nx,
         &guard,
     );
-    log::info!(
+    log::debug!(
         "paging: kernel text {text:#x}-{rodata:#x} RX, rodata {rodata:#x}-{data:#x} R, data+bss {data:#x}-{:#x} RW; stack guard {:#x} unmapped",
         image.end,
         guard.start

@@ -10,17 +10,15 @@
 
 use spin::{Mutex, MutexGuard};
 
-use mm::cmdline::DEFAULT_VMALLOC_SIZE;
 use mm::layout::{VMALLOC_MAX_SIZE, VMALLOC_START};
 use mm::types::VirtAddr;
 use mm::vmalloc::{self as vm, VmallocError, VmapArea, VmapAreaAllocator};
 
 /// The vmap areas (about 300 KiB: built in place by the `const fn`
-/// constructor, never on a stack), re-targeted by [`init`].
-static VMAP: Mutex<VmapAreaAllocator> = Mutex::new(VmapAreaAllocator::new(
-    VirtAddr(VMALLOC_START),
-    DEFAULT_VMALLOC_SIZE,
-));
+/// constructor, never on a stack), over an empty range until [`init`]
+/// gives it its own: all zeroes, so it lies in `.bss` and costs the image
+/// nothing.
+static VMAP: Mutex<VmapAreaAllocator> = Mutex::new(VmapAreaAllocator::new(VirtAddr(0), 0));
 
 /// Sizes the area to `vmalloc=` (clamped to what the layout leaves room
 /// for); before any ioremap.
@@ -94,6 +92,6 @@ pub fn describe_fault_address(vaddr: u64) {
         area.start.0,
         area.end().0,
         area.nr_pages,
-        area.caller
+        area.caller()
     );
 }

@@ -263,8 +263,13 @@ impl PageAlloc<'_> {
         let mut in_alloc_block = 0u64; // frames left in the current allocated block
         let mut head_owner = OwnerTag::NONE;
         let mut head_compound = false;
-        for (pfn, p) in self.mem_map[..max as usize].iter().enumerate() {
+        for pfn in 0..max as usize {
             let pfn_u = pfn as u64;
+            // A descriptor deferred init has not written reads as its
+            // placeholder, as everywhere.
+            let p = self
+                .deferred_placeholder(Pfn(pfn_u))
+                .unwrap_or(&self.mem_map[pfn]);
             checked.pages += 1;
             let zi = p.zone as usize;
             if zi >= NR_ZONES || !self.zones[zi].spans(Pfn(pfn_u)) {

@@ -44,7 +44,7 @@ impl PageAlloc<'_> {
         let find = |pa: &Self| {
             (order.index()..NR_ORDERS).find_map(|o| {
                 let head = pfn.0 & !((1u64 << o) - 1);
-                let p = &pa.mem_map[head as usize];
+                let p = pa.page(Pfn(head))?; // not one deferred init has yet to write
                 (p.is_buddy() && p.order as usize == o).then_some((head, o, p.zone as usize))
             })
         };

@@ -3,6 +3,12 @@
 //! (cf. `arch/x86/kernel/apic/apic.c`: `setup_local_APIC()`,
 //! `calibrate_APIC_clock()`, `lapic_next_event()`).
 //!
+//! Linux's `calibrate_APIC_clock()` waits out a tick (100 ms of jiffies);
+//! here the timer is started counting down, masked, in [`init`], and read
+//! the first time it is armed ([`arm_oneshot_us`], when the main loop first
+//! goes idle): the rest of the boot is the calibration window, and nothing
+//! waits for it.
+//!
 //! The timer is the idle loop's alarm clock: the main loop arms it for the
 //! network stack's next deadline and sleeps in `hlt`; the interrupt only
 //! records that it fired. No periodic tick exists.
@@ -45,8 +51,12 @@ const DIVIDE_BY_16: u32 = 0x3;
 
 /// Virtual address of the register page (0 until [`init`]).
 static BASE: AtomicU64 = AtomicU64::new(0);
-/// Timer ticks per millisecond at divide-by-16.
+/// Timer ticks per millisecond at divide-by-16; 0 until calibrated.
 static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// TSC nanoseconds when the calibration count-down started.
+static CAL_START_NS: AtomicU64 = AtomicU64::new(0);
+/// Shortest calibration window accepted (the boot always gives more).
+const CALIBRATE_MIN_NS: u64 = 1_000_000;
 static TIMER_IRQS: AtomicU64 = AtomicU64::new(0);
 
 fn read(reg: usize) -> u32 {
@@ -114,27 +124,19 @@ pub fn init(acpi_base: u64) -> bool {
     write(REG_ESR, 0);
     write(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
 
-    // Calibrate: count down from the top, masked, for 10 ms of TSC.
+    // Calibration: count down from the top, masked; read in `calibrate()`
+    // once the boot has gone on for a while.
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
     write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
     write(REG_TIMER_INIT, u32::MAX);
-    let t0 = super::tsc::now_us();
-    super::tsc::delay_us(10_000);
-    let current = read(REG_TIMER_CURRENT);
-    let elapsed_us = super::tsc::now_us() - t0;
-    write(REG_TIMER_INIT, 0);
-    let counted = u64::from(u32::MAX - current);
-    let per_ms = (counted * 1000).checked_div(elapsed_us).unwrap_or(0);
-    TICKS_PER_MS.store(per_ms.max(1), Ordering::Relaxed);
-    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked, idle
+    CAL_START_NS.store(super::tsc::now_ns(), Ordering::Relaxed);
 
     let version = read(REG_VERSION);
     log::info!(
-        "apic: LAPIC id {} version {:#x} ({} LVTs) at phys {phys:#x} (ioremap {virt:#x}); timer {} kHz at /16 (one-shot), vectors timer {TIMER_VECTOR:#x} error {ERROR_VECTOR:#x} spurious {SPURIOUS_VECTOR:#x}",
+        "apic: LAPIC id {} version {:#x} ({} LVTs) at phys {phys:#x} (ioremap {virt:#x}); timer at /16 (one-shot, calibrating against the TSC while the boot goes on), vectors timer {TIMER_VECTOR:#x} error {ERROR_VECTOR:#x} spurious {SPURIOUS_VECTOR:#x}",
         read(REG_ID) >> 24,
         version & 0xff,
         ((version >> 16) & 0xff) + 1,
-        per_ms,
     );
     true
 }
@@ -147,15 +149,44 @@ pub fn id() -> u8 {
 /// Arms the one-shot timer to fire in `us` microseconds (rounded up to a
 /// tick, capped at the 32-bit counter: ~68 s at 1 GHz / 16).
 pub fn arm_oneshot_us(us: u64) {
-    let per_ms = TICKS_PER_MS.load(Ordering::Relaxed);
+    let per_ms = match TICKS_PER_MS.load(Ordering::Relaxed) {
+        0 => calibrate(),
+        n => n,
+    };
     let ticks = (u128::from(us) * u128::from(per_ms)).div_ceil(1000);
     let ticks = ticks.clamp(1, u128::from(u32::MAX)) as u32;
     write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
     write(REG_TIMER_INIT, ticks);
 }
 
+/// Ends the calibration started by [`init`]: timer ticks counted down
+/// against TSC time elapsed (waiting only if less than
+/// [`CALIBRATE_MIN_NS`] went by, which the boot never allows).
+fn calibrate() -> u64 {
+    let t0 = CAL_START_NS.load(Ordering::Relaxed);
+    while super::tsc::now_ns().saturating_sub(t0) < CALIBRATE_MIN_NS {
+        core::hint::spin_loop();
+    }
+    let current = read(REG_TIMER_CURRENT);
+    let elapsed_ns = super::tsc::now_ns() - t0;
+    write(REG_TIMER_INIT, 0);
+    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
+    let counted = u64::from(u32::MAX - current);
+    let per_ms = ((u128::from(counted) * 1_000_000) / u128::from(elapsed_ns.max(1))) as u64;
+    let per_ms = per_ms.max(1);
+    TICKS_PER_MS.store(per_ms, Ordering::Relaxed);
+    log::info!(
+        "apic: timer {per_ms} kHz at /16, calibrated against the TSC over {} us of boot",
+        elapsed_ns / 1000
+    );
+    per_ms
+}
+
 /// Stops the timer (writing 0 to the initial count).
 pub fn cancel_timer() {
+    if TICKS_PER_MS.load(Ordering::Relaxed) == 0 {
+        return; // still counting for the calibration
+    }
     write(REG_TIMER_INIT, 0);
 }
 

@@ -278,7 +278,7 @@ pub fn log_layout() {
         bss.start,
         bss.end
     );
-    log::info!(
+    log::debug!(
         "boot: page tables {:#x}-{:#x} (PML4 {:#x}, identity map of [0, {} GiB) in 2 MiB pages), stack {:#x}-{:#x} (guard page {:#x})",
         tables.start,
         tables.end,

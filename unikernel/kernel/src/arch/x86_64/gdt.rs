@@ -57,7 +57,7 @@ pub fn init() {
     let tops: [u64; NR_IST_STACKS] =
         core::array::from_fn(|slot| base + ((slot + 1) * IST_STACK_SIZE) as u64);
     let gdt = load(&TSS, &GDT, tops);
-    log::info!(
+    log::debug!(
         "GDT loaded (code {:#x}, data {:#x}, tss {:#x}); IST stacks {:#x}-{:#x} for #DF/NMI/#MC",
         gdt.code.0,
         gdt.data.0,

@@ -336,7 +336,7 @@ pub fn init() {
         idt
     });
     idt.load();
-    log::info!("IDT loaded: 24 exception gates, vectors 32-255 -> irq stubs");
+    log::debug!("IDT loaded: 24 exception gates, vectors 32-255 -> irq stubs");
 }
 
 /// Loads the IDT [`init`] built on an application processor: one table

@@ -20,7 +20,7 @@ pub fn init() {
     percpu::init_bsp();
     idt::init();
     pic::remap_and_mask();
-    log::info!(
+    log::debug!(
         "8259 PICs remapped to {:#x}/{:#x} and masked",
         pic::PIC1_VECTOR_BASE,
         pic::PIC2_VECTOR_BASE

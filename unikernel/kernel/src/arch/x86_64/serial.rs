@@ -122,10 +122,17 @@ pub fn init() {
 }
 
 /// Marks the kernel as dying: every later console user breaks the lock.
+/// Records the logger still holds for want of a clock are printed first.
 pub fn enter_fatal() {
     let me = super::percpu::this_cpu_id() + 1;
     let _ = FATAL_CPU.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst);
     FATAL.store(true, Ordering::SeqCst);
+    crate::logger::flush_held();
+}
+
+/// Whether the kernel is dying ([`enter_fatal`]).
+pub fn is_fatal() -> bool {
+    FATAL.load(Ordering::Relaxed)
 }
 
 /// Runs `f` with the UART, interrupts off.

@@ -1,25 +1,58 @@
-//! The time-stamp counter as the kernel's monotonic clock, calibrated at
-//! boot against PIT channel 2 (cf. `arch/x86/kernel/tsc.c:pit_calibrate_tsc()`).
+//! The time-stamp counter as the kernel's monotonic clock, calibrated
+//! without a busy wait on the boot path.
 //!
-//! Channel 2's gate is software-controlled through port 0x61 and its output
-//! readable there (bit 5), so it can time a known interval without
-//! interrupts: load a count for N ms in mode 0 (OUT goes high at terminal
-//! count), spin until OUT is high, and compare TSC readings. The median of a
-//! few short runs is kept. Times are counted from [`mark_boot`] (kernel
-//! entry), not from machine reset.
+//! Neither CPUID leaf 0x15/0x16 nor a hypervisor leaf gives the TSC
+//! frequency under QEMU TCG, so it is measured against a reference clock.
+//! Linux waits for it (`pit_hpet_ptimer_calibrate_cpu()` spins 10 ms or
+//! more against the PIT, with the ACPI PM timer as the reference); here the
+//! reference is read once early ([`start_calibration`], right after ACPI)
+//! and once more when the clock is first wanted at least
+//! [`CALIBRATE_MIN_US`] later ([`clock_ready`]): the boot keeps working in
+//! between, so calibration costs two port reads. Whatever the boot logs
+//! before then is held by the logger and printed with its real timestamp
+//! once the frequency is known. At the end of boot [`refine`] measures again
+//! over the whole boot (cf. `tsc_refine_calibration_work()`), rebasing so
+//! that time never runs backwards.
+//!
+//! The reference is the ACPI PM timer (3.579545 MHz, 24 or 32 bits, from the
+//! FADT; q35 and pc both have one). Without it, the PIT channel 2 is timed
+//! as before (cf. `pit_calibrate_tsc()`): the only path that still spins.
+//! Times are counted from [`mark_boot`] (kernel entry), not from machine
+//! reset.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use x86_64::instructions::port::Port;
 
 /// PIT input clock (Hz).
 const PIT_HZ: u64 = 1_193_182;
-/// Length of one calibration run.
+/// ACPI PM timer clock (Hz), fixed by the ACPI spec (§4.8.3.3).
+const PM_TIMER_HZ: u64 = 3_579_545;
+/// Shortest window the PM-timer calibration accepts: one PM tick and the
+/// read skew (about a microsecond under TCG) stay below 0.05 %.
+pub const CALIBRATE_MIN_US: u64 = 2_000;
+/// Length of one PIT calibration run (fallback only).
 const CALIBRATE_MS: u64 = 5;
 const RUNS: usize = 3;
 
+/// Set when no reference clock answered: time stands still.
+static NO_CLOCK: AtomicBool = AtomicBool::new(false);
+/// Calibrated frequency in kHz; 0 until calibrated.
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+/// The TSC at kernel entry: time zero.
 static TSC_BOOT: AtomicU64 = AtomicU64::new(0);
+/// `now = BASE_NS + (tsc - BASE_TSC) / khz`: [`refine`] moves the base so a
+/// new frequency applies from now on, without a jump.
+static BASE_TSC: AtomicU64 = AtomicU64::new(0);
+static BASE_NS: AtomicU64 = AtomicU64::new(0);
+/// The PM timer's I/O port (0: none) and counter mask.
+static PM_PORT: AtomicU64 = AtomicU64::new(0);
+static PM_MASK: AtomicU64 = AtomicU64::new(0);
+/// The (TSC, PM timer) pair taken by [`start_calibration`].
+static CAL_TSC0: AtomicU64 = AtomicU64::new(0);
+static CAL_PM0: AtomicU64 = AtomicU64::new(0);
+/// PM ticks the first calibration measured over.
+static CAL_PM_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The current TSC.
 pub fn rdtsc() -> u64 {
@@ -33,12 +66,161 @@ pub fn rdtsc() -> u64 {
 
 /// Records the TSC at kernel entry: time zero for [`now_us`].
 pub fn mark_boot() {
-    let _ = TSC_BOOT.compare_exchange(0, rdtsc(), Ordering::Relaxed, Ordering::Relaxed);
+    let now = rdtsc();
+    if TSC_BOOT
+        .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        BASE_TSC.store(now, Ordering::Relaxed);
+    }
 }
 
-/// TSC frequency in kHz, 0 before [`calibrate`].
+/// TSC ticks since kernel entry: what the logger stamps a record with
+/// before the frequency is known.
+pub fn ticks_since_boot() -> u64 {
+    rdtsc().saturating_sub(TSC_BOOT.load(Ordering::Relaxed))
+}
+
+/// Whether calibration failed for good (no PM timer, no PIT).
+pub fn calibration_failed() -> bool {
+    NO_CLOCK.load(Ordering::Relaxed)
+}
+
+/// TSC frequency in kHz, 0 before calibration.
 pub fn tsc_khz() -> u64 {
     TSC_KHZ.load(Ordering::Relaxed)
+}
+
+/// One (TSC, PM timer) reading, the TSC read right after the port.
+fn pm_pair(port: u16) -> (u64, u64) {
+    let mut p = Port::<u32>::new(port);
+    // SAFETY: `port` is the FADT's PM_TMR_BLK, a read-only 32-bit counter
+    // register with no side effects on read.
+    let pm = unsafe { p.read() };
+    (rdtsc(), u64::from(pm))
+}
+
+/// Starts the calibration against the ACPI PM timer at I/O port `port`
+/// (`bits`: 24, or 32 with the FADT's TMR_VAL_EXT): one reading now, the
+/// other when the clock is first wanted. With `None` the PIT fallback runs
+/// at once.
+pub fn start_calibration(pm_timer: Option<(u16, u8)>) {
+    mark_boot();
+    let Some((port, bits)) = pm_timer else {
+        log::warn!("tsc: no ACPI PM timer; calibrating against the PIT (busy wait)");
+        calibrate_pit();
+        return;
+    };
+    let (tsc, pm) = pm_pair(port);
+    PM_MASK.store(
+        if bits >= 32 {
+            u64::from(u32::MAX)
+        } else {
+            0xff_ffff
+        },
+        Ordering::Relaxed,
+    );
+    CAL_TSC0.store(tsc, Ordering::Relaxed);
+    CAL_PM0.store(pm, Ordering::Relaxed);
+    PM_PORT.store(u64::from(port), Ordering::Relaxed);
+}
+
+/// PM ticks and TSC ticks since [`start_calibration`].
+fn pm_window() -> Option<(u64, u64)> {
+    let port = PM_PORT.load(Ordering::Relaxed) as u16;
+    if port == 0 {
+        return None;
+    }
+    let (tsc, pm) = pm_pair(port);
+    let mask = PM_MASK.load(Ordering::Relaxed);
+    let pm_ticks = pm.wrapping_sub(CAL_PM0.load(Ordering::Relaxed)) & mask;
+    Some((pm_ticks, tsc.wrapping_sub(CAL_TSC0.load(Ordering::Relaxed))))
+}
+
+/// Whether the clock runs; finishes the calibration if its window is long
+/// enough. Never waits.
+pub fn clock_ready() -> bool {
+    if TSC_KHZ.load(Ordering::Relaxed) != 0 {
+        return true;
+    }
+    let Some((pm_ticks, tsc_ticks)) = pm_window() else {
+        return false;
+    };
+    if pm_ticks * 1_000_000 < CALIBRATE_MIN_US * PM_TIMER_HZ {
+        return false;
+    }
+    let khz =
+        (u128::from(tsc_ticks) * u128::from(PM_TIMER_HZ) / u128::from(pm_ticks) / 1000) as u64;
+    CAL_PM_TICKS.store(pm_ticks, Ordering::Relaxed);
+    TSC_KHZ.store(khz.max(1), Ordering::Relaxed);
+    true
+}
+
+/// Finishes the calibration now, waiting out what is left of
+/// [`CALIBRATE_MIN_US`] if the boot got here sooner (it normally does not).
+/// Returns the frequency in kHz, 0 if there is no clock.
+pub fn finish_calibration() -> u64 {
+    if PM_PORT.load(Ordering::Relaxed) == 0 {
+        return tsc_khz();
+    }
+    // Bounded: 2 ms of PM ticks, or a PM timer that never moves.
+    for _ in 0..10_000_000u32 {
+        if clock_ready() {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    let khz = tsc_khz();
+    if khz == 0 {
+        NO_CLOCK.store(true, Ordering::Relaxed);
+        log::error!("tsc: the ACPI PM timer does not move; no clock");
+        return 0;
+    }
+    log::info!(
+        "tsc: {}.{:03} MHz (against the ACPI PM timer over {} us of boot, no wait){}",
+        khz / 1000,
+        khz % 1000,
+        CAL_PM_TICKS.load(Ordering::Relaxed) * 1_000_000 / PM_TIMER_HZ,
+        invariant_note()
+    );
+    khz
+}
+
+/// Measures the frequency again over everything since
+/// [`start_calibration`] (cf. `tsc_refine_calibration_work()`), and applies
+/// it from now on. Call once, at the end of boot.
+pub fn refine() {
+    let Some((pm_ticks, tsc_ticks)) = pm_window() else {
+        return;
+    };
+    let old = tsc_khz();
+    // The 24-bit PM timer wraps after 4.7 s: a longer boot keeps the first
+    // figure.
+    if old == 0 || pm_ticks == 0 || tsc_ticks / old >= 4_000 {
+        return;
+    }
+    let khz =
+        (u128::from(tsc_ticks) * u128::from(PM_TIMER_HZ) / u128::from(pm_ticks) / 1000) as u64;
+    let (now_tsc, now_ns) = (rdtsc(), now_ns_at(rdtsc()));
+    BASE_NS.store(now_ns, Ordering::Relaxed);
+    BASE_TSC.store(now_tsc, Ordering::Relaxed);
+    TSC_KHZ.store(khz.max(1), Ordering::Relaxed);
+    log::info!(
+        "tsc: refined to {}.{:03} MHz over {} ms of boot (was {}.{:03})",
+        khz / 1000,
+        khz % 1000,
+        pm_ticks * 1000 / PM_TIMER_HZ,
+        old / 1000,
+        old % 1000
+    );
+}
+
+fn invariant_note() -> &'static str {
+    if x86_64_invariant_tsc() {
+        ", invariant"
+    } else {
+        ", not flagged invariant"
+    }
 }
 
 /// Times `ms` milliseconds of PIT channel 2; returns TSC ticks elapsed, or
@@ -72,15 +254,16 @@ fn pit_run(ms: u64) -> Option<u64> {
     Some(rdtsc() - t0)
 }
 
-/// Calibrates the TSC and returns its frequency in kHz (0 if the PIT did
-/// not answer: then time stands still, which is logged loudly).
-pub fn calibrate() -> u64 {
-    mark_boot();
+/// The fallback without a PM timer: PIT channel 2, median of a few short
+/// runs, spinning (cf. `pit_calibrate_tsc()`). 0 if the PIT did not answer:
+/// then time stands still, which is logged loudly.
+fn calibrate_pit() -> u64 {
     let mut runs = [0u64; RUNS];
     for r in &mut runs {
         match pit_run(CALIBRATE_MS) {
             Some(ticks) => *r = ticks,
             None => {
+                NO_CLOCK.store(true, Ordering::Relaxed);
                 log::error!("tsc: PIT channel 2 never reached terminal count; no clock");
                 return 0;
             }
@@ -89,17 +272,12 @@ pub fn calibrate() -> u64 {
     runs.sort_unstable();
     let khz = runs[RUNS / 2] / CALIBRATE_MS;
     TSC_KHZ.store(khz, Ordering::Relaxed);
-    let invariant = x86_64_invariant_tsc();
     log::info!(
         "tsc: {}.{:03} MHz (PIT ch2, median of {RUNS} x {CALIBRATE_MS} ms: {:?} ticks){}",
         khz / 1000,
         khz % 1000,
         runs,
-        if invariant {
-            ", invariant"
-        } else {
-            ", not flagged invariant"
-        }
+        invariant_note()
     );
     khz
 }
@@ -113,37 +291,43 @@ fn x86_64_invariant_tsc() -> bool {
     max_ext >= 0x8000_0007 && cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
 
-/// Microseconds since kernel entry (0 before calibration).
-pub fn now_us() -> u64 {
+/// Nanoseconds since kernel entry at TSC reading `tsc` (which may lie
+/// before the base [`refine`] moved).
+fn now_ns_at(tsc: u64) -> u64 {
     let khz = TSC_KHZ.load(Ordering::Relaxed);
     if khz == 0 {
         return 0;
     }
-    let ticks = rdtsc().saturating_sub(TSC_BOOT.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1000 / u128::from(khz)) as u64
+    let (base_tsc, base_ns) = (
+        BASE_TSC.load(Ordering::Relaxed),
+        BASE_NS.load(Ordering::Relaxed),
+    );
+    let ns = |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(khz)) as u64;
+    if tsc >= base_tsc {
+        base_ns + ns(tsc - base_tsc)
+    } else {
+        base_ns.saturating_sub(ns(base_tsc - tsc))
+    }
+}
+
+/// Nanoseconds since kernel entry of a TSC reading taken `ticks` after
+/// entry (the logger's held records), 0 before calibration.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    now_ns_at(TSC_BOOT.load(Ordering::Relaxed).saturating_add(ticks))
+}
+
+/// Microseconds since kernel entry (0 before calibration).
+pub fn now_us() -> u64 {
+    now_ns() / 1000
 }
 
 /// Nanoseconds since kernel entry (0 before calibration): trace
 /// timestamps. No lock, no allocation.
 pub fn now_ns() -> u64 {
-    let khz = TSC_KHZ.load(Ordering::Relaxed);
-    if khz == 0 {
-        return 0;
-    }
-    let ticks = rdtsc().saturating_sub(TSC_BOOT.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1_000_000 / u128::from(khz)) as u64
+    now_ns_at(rdtsc())
 }
 
 /// Milliseconds since kernel entry.
 pub fn now_ms() -> u64 {
     now_us() / 1000
-}
-
-/// Busy-waits `us` microseconds (calibration of other timers only).
-pub fn delay_us(us: u64) {
-    let khz = TSC_KHZ.load(Ordering::Relaxed);
-    let end = rdtsc().saturating_add(us.saturating_mul(khz) / 1000);
-    while rdtsc() < end {
-        core::hint::spin_loop();
-    }
 }
