@@ -91,6 +91,27 @@ pub fn tsc_khz() -> u64 {
     TSC_KHZ.load(Ordering::Relaxed)
 }
 
+/// A TSC rate no machine this boots on exceeds (5 GHz): with no calibrated
+/// rate, [`delay_us`] counts ticks at it, so it waits at least as long as
+/// asked.
+const DELAY_FALLBACK_KHZ: u64 = 5_000_000;
+
+/// Busy-waits at least `us` microseconds on the TSC (cf. `udelay()`), for
+/// the waits a device protocol prescribes, such as the SDM's INIT–SIPI
+/// delays of AP bring-up; nothing on the boot path calls it otherwise.
+/// Finishes the calibration first if it can.
+pub fn delay_us(us: u64) {
+    let khz = if clock_ready() {
+        tsc_khz()
+    } else {
+        DELAY_FALLBACK_KHZ
+    };
+    let end = rdtsc().saturating_add(us.saturating_mul(khz) / 1000);
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
 /// One (TSC, PM timer) reading, the TSC read right after the port.
 fn pm_pair(port: u16) -> (u64, u64) {
     let mut p = Port::<u32>::new(port);
