@@ -10,15 +10,17 @@
 //! The stub zeroes .bss, identity-maps the first 4 GiB with 2 MiB pages
 //! (PML4 → one PDPT → four PDs, all in .bss), enables PAE, EFER.LME (+NXE when
 //! the CPU has it) and CR0.PG|WP, loads a 64-bit GDT and far-jumps to 64-bit
-//! code, which switches to a 64 KiB .bss stack and calls
+//! code, which switches to a 128 KiB .bss stack and calls
 //! `kmain(start_info_phys)`. Rust then replaces GDT, IDT and, later, these
 //! page tables; [`boot_page_tables`] tells memblock where they are.
 
 use core::arch::global_asm;
 use core::ops::Range;
 
-/// Size of the boot stack `kmain` runs on.
-pub const BOOT_STACK_SIZE: u64 = 64 * 1024;
+/// Size of the boot stack `kmain` runs on: the main loop, the network
+/// stack and every request run on it (64 KiB was outgrown when the boot
+/// phases, SMP bring-up and the per-CPU allocator's state arrived).
+pub const BOOT_STACK_SIZE: u64 = 128 * 1024;
 /// The boot page tables identity-map `[0, BOOT_IDENTITY_LIMIT)`.
 pub const BOOT_IDENTITY_LIMIT: u64 = 4 << 30;
 
@@ -70,7 +72,7 @@ pvh_boot_stack_guard:
     .skip 4096
     .global pvh_boot_stack_bottom
 pvh_boot_stack_bottom:
-    .skip 65536
+    .skip 131072
     .global pvh_boot_stack_top
 pvh_boot_stack_top:
     .popsection
@@ -244,7 +246,7 @@ pub fn boot_page_tables() -> Range<u64> {
     (&raw const pvh_boot_pgtables_start) as u64..(&raw const pvh_boot_pgtables_end) as u64
 }
 
-/// Physical range of the 64 KiB boot stack (`kmain` never leaves it).
+/// Physical range of the 128 KiB boot stack (`kmain` never leaves it).
 pub fn boot_stack() -> Range<u64> {
     (&raw const pvh_boot_stack_bottom) as u64..(&raw const pvh_boot_stack_top) as u64
 }
