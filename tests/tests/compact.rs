@@ -170,10 +170,16 @@ fn compact_memory_moves_pages_keeps_bytes_and_skips_a_kmapped_one() {
 
 #[test]
 fn an_order_4_allocation_succeeds_through_direct_compaction() {
+    // 32 MiB of HighMem to checker, as in compact_memory's test; lowmem
+    // 160 MiB so that the kernel heap's reserve (lowmem/128, a power of
+    // two: 2 MiB) holds the handle table of the checkered HighMem. With
+    // 1 MiB it ran out, and the last request then passed the API's
+    // "kernel memory is low" check only if the drain happened to leave
+    // DMA32 a page or two above its min watermark.
     let (guest, port) = boot_ready(
         BootOptions::default()
-            .mem("160M")
-            .append("lowmem=128M api_quota=100"),
+            .mem("192M")
+            .append("lowmem=160M api_quota=100"),
     );
     let mut c = Client::connect(port);
     let boot = buddyinfo(&mut c);
