@@ -97,7 +97,8 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
                 ip[3],
                 port
             );
-            // After READY: nobody waits for these lines.
+            // After READY: nobody waits for these.
+            memory::attach_trace_ring();
             tsc::refine();
             crate::time::boot_summary("READY");
         }
@@ -163,6 +164,7 @@ fn idle(delay_ms: Option<u64>) {
 
 fn idle_forever(why: &str) -> ! {
     log::error!("{why}: no network; idling");
+    memory::attach_trace_ring();
     while memory::deferred_init_step() {}
     loop {
         interrupts::enable_and_hlt();
