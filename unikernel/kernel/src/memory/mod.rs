@@ -184,7 +184,7 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         core::slice::from_raw_parts_mut(ptr, lowmem_pfns as usize)
     };
     *SLAB_META.lock() = Some(slab_meta);
-    log::info!(
+    log::debug!(
         "memory: slab overlay {} entries x {} bytes = {} KiB at {:#x}",
         lowmem_pfns,
         size_of::<SlabMeta>(),
@@ -236,7 +236,7 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     let mm = MM.call_once(|| MemoryManager::new(pages, KernelPlatform::new()));
     // The ring is only written when first needed ([`attach_trace_ring`]).
     TRACE_RING_PHYS.store(trace_phys.0, Ordering::Relaxed);
-    log::info!(
+    log::debug!(
         "memory: trace ring {} records x {} bytes = {} KiB at {:#x}",
         mm::trace::TRACE_BUF_ENTRIES,
         size_of::<TraceRecord>(),
