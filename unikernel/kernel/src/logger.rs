@@ -1,5 +1,6 @@
-//! `log` backend on the serial console: `[    1.234567] [ INFO] message`,
-//! the timestamp in seconds.microseconds since kernel entry, as printk's.
+//! `log` backend on the serial console: `[    1.234567] message` (other
+//! levels than INFO tagged: `[ WARN] message`), the timestamp in
+//! seconds.microseconds since kernel entry, as printk's.
 //! Messages from other crates carry their target (`[ WARN] acpi: …`).
 //!
 //! The clock runs a few milliseconds into the boot ([`crate::time`]): what
@@ -112,13 +113,17 @@ fn level_text(level: Level) -> &'static str {
     }
 }
 
-/// One console line: `[    1.234567] [ INFO] text`, no timestamp if `us` is
-/// `None`.
+/// One console line: `[    1.234567] text` for INFO, as Linux's console
+/// prints it, `[    1.234567] [ WARN] text` for the other levels; no
+/// timestamp if `us` is `None`. (Every byte costs: about 0.7 us under TCG.)
 fn write_line(uart: &mut serial::Uart, us: Option<u64>, level: Level, text: &str) {
     if let Some(us) = us {
         let _ = write!(uart, "[{:5}.{:06}] ", us / 1_000_000, us % 1_000_000);
     }
-    let _ = writeln!(uart, "[{}] {text}", level_text(level));
+    if level != Level::Info {
+        let _ = write!(uart, "[{}] ", level_text(level));
+    }
+    let _ = writeln!(uart, "{text}");
 }
 
 /// How long a record waits for the ring (another CPU appending, or a
@@ -153,7 +158,12 @@ static LOGGER: SerialLogger = SerialLogger;
 
 impl Log for SerialLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        // virtio-drivers narrates feature negotiation at INFO: detail here.
+        let level = match metadata.level() {
+            Level::Info if metadata.target().starts_with("virtio_drivers") => Level::Debug,
+            level => level,
+        };
+        level <= log::max_level()
     }
 
     fn log(&self, record: &Record<'_>) {

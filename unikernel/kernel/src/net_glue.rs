@@ -89,8 +89,6 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
                 apic::timer_irqs()
             );
             crate::time::boot_phase("network up");
-            tsc::refine();
-            crate::time::boot_summary("READY");
             crate::serial_println!(
                 "READY http://{}.{}.{}.{}:{}",
                 ip[0],
@@ -99,6 +97,10 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
                 ip[3],
                 port
             );
+            // After READY: nobody waits for these.
+            memory::attach_trace_ring();
+            tsc::refine();
+            crate::time::boot_summary("READY");
         }
         // Deferred struct-page init, a chunk per turn until it is done.
         if memory::deferred_init_step() || busy {
@@ -162,6 +164,7 @@ fn idle(delay_ms: Option<u64>) {
 
 fn idle_forever(why: &str) -> ! {
     log::error!("{why}: no network; idling");
+    memory::attach_trace_ring();
     while memory::deferred_init_step() {}
     loop {
         interrupts::enable_and_hlt();

@@ -201,7 +201,7 @@ fn parse_once(start_info_phys: u64) -> BootInfo {
     } else {
         START_INFO_V0_SIZE
     } as u64;
-    log::info!(
+    log::debug!(
         "PVH: start_info at {start_info_phys:#x} ({start_info_size} bytes), version {}, flags {:#x}, {} module(s)",
         info.version,
         info.flags,

@@ -78,16 +78,19 @@ pub fn boot_phase(name: &'static str) {
 }
 
 /// Every phase's duration so far, in milliseconds, and the total (cf.
-/// `systemd-analyze`'s one-liner): `boot: NAME after T ms:` and the phases
-/// (`cpu 0.123, …`), on as many lines as they need.
+/// `systemd-analyze`'s one-liner): `boot: NAME after T ms:` (T: the end
+/// of the last phase) and the phases (`cpu 0.123, …`), on as many lines
+/// as they need.
 pub fn boot_summary(name: &'static str) {
     let ms = |ns: u64| (ns / 1_000_000, (ns / 1000) % 1000);
-    let (s, f) = ms(tsc::ticks_to_ns(tsc::ticks_since_boot()));
+    let phases = *PHASES.lock();
+    let n = NR_PHASES.load(Ordering::Relaxed);
+    let end = phases[..n].last().map_or(0, |p| p.ticks);
+    let (s, f) = ms(tsc::ticks_to_ns(end));
     let mut line = crate::logger::LineBuf::new();
     let _ = write!(line, "boot: {name} after {s}.{f:03} ms:");
-    let phases = *PHASES.lock();
     let mut prev_ns = 0;
-    for p in &phases[..NR_PHASES.load(Ordering::Relaxed)] {
+    for p in &phases[..n] {
         let ns = tsc::ticks_to_ns(p.ticks);
         let (s, f) = ms(ns.saturating_sub(prev_ns));
         prev_ns = ns;

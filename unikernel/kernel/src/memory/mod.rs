@@ -35,6 +35,8 @@ pub mod mapper;
 pub mod paging;
 pub mod vmalloc;
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use spin::{Mutex, Once};
 
 use mm::cmdline::BootParams;
@@ -182,7 +184,7 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
         core::slice::from_raw_parts_mut(ptr, lowmem_pfns as usize)
     };
     *SLAB_META.lock() = Some(slab_meta);
-    log::info!(
+    log::debug!(
         "memory: slab overlay {} entries x {} bytes = {} KiB at {:#x}",
         lowmem_pfns,
         size_of::<SlabMeta>(),
@@ -238,19 +240,9 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     drop(mb);
 
     let mm = MM.call_once(|| MemoryManager::new(pages, KernelPlatform::new()));
-    // SAFETY: as for mem_map: a page-aligned memblock reservation of
-    // `trace_bytes` below `direct_map_end`, mapped writable by the direct
-    // map, reserved forever; every record is written before the slice is
-    // made, and this is the only reference ever made to it.
-    let trace_ring: &'static mut [TraceRecord] = unsafe {
-        let ptr = paging::phys_to_virt(trace_phys.0).cast::<TraceRecord>();
-        for i in 0..mm::trace::TRACE_BUF_ENTRIES {
-            ptr.add(i).write(TraceRecord::EMPTY);
-        }
-        core::slice::from_raw_parts_mut(ptr, mm::trace::TRACE_BUF_ENTRIES)
-    };
-    mm.attach_trace_buffer(trace_ring);
-    log::info!(
+    // The ring is only written when first needed ([`attach_trace_ring`]).
+    TRACE_RING_PHYS.store(trace_phys.0, Ordering::Relaxed);
+    log::debug!(
         "memory: trace ring {} records x {} bytes = {} KiB at {:#x}",
         mm::trace::TRACE_BUF_ENTRIES,
         size_of::<TraceRecord>(),
@@ -267,6 +259,35 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     crate::time::boot_phase("buddy, vmalloc");
 }
 
+/// Physical address of the trace ring's memblock reservation, until
+/// [`attach_trace_ring`] lends it to the tracer.
+static TRACE_RING_PHYS: AtomicU64 = AtomicU64::new(0);
+
+/// Initialises the trace ring and lends it to the tracer, once (later
+/// calls do nothing). Nothing traces before `READY` — tracepoints are
+/// enabled by API requests, and until the ring is attached they drop their
+/// events — so the kernel calls this once `READY` is out, instead of
+/// writing 576 KiB on the boot path.
+pub fn attach_trace_ring() {
+    let phys = TRACE_RING_PHYS.swap(0, Ordering::Relaxed);
+    if phys == 0 {
+        return;
+    }
+    // SAFETY: as for mem_map: a page-aligned memblock reservation of
+    // TRACE_BUF_ENTRIES records below the direct map's end, mapped
+    // writable by it, reserved forever; every record is written before the
+    // slice is made, and the swap above makes this the only reference
+    // ever made to it.
+    let trace_ring: &'static mut [TraceRecord] = unsafe {
+        let ptr = paging::phys_to_virt(phys).cast::<TraceRecord>();
+        for i in 0..mm::trace::TRACE_BUF_ENTRIES {
+            ptr.add(i).write(TraceRecord::EMPTY);
+        }
+        core::slice::from_raw_parts_mut(ptr, mm::trace::TRACE_BUF_ENTRIES)
+    };
+    mm().attach_trace_buffer(trace_ring);
+}
+
 /// Pages of each zone but DMA initialised at boot (16 MiB): enough for
 /// everything the kernel allocates before READY (its 4 MiB heap reserve,
 /// slabs, DMA rings); an allocation that needs more grows the zone.
@@ -277,16 +298,14 @@ const DEFERRED_BOOT_PAGES: u64 = 4096;
 const DEFERRED_CHUNK_PAGES: u64 = 8192;
 
 /// Deferred init's start, and whether its end has been reported.
-static DEFERRED_START_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-static DEFERRED_REPORTED: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(false);
+static DEFERRED_START_NS: AtomicU64 = AtomicU64::new(0);
+static DEFERRED_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// One turn of deferred struct-page init from the main loop (cf. the
 /// `pgdatinit` kthread's `deferred_init_memmap()`): a chunk, or once
 /// everything is in — here, through an allocation that grew a zone, or a
 /// reset — the report of it. Returns whether there is more to do.
 pub fn deferred_init_step() -> bool {
-    use core::sync::atomic::Ordering;
     if DEFERRED_REPORTED.load(Ordering::Relaxed) {
         return false;
     }

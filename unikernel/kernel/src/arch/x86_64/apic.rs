@@ -133,7 +133,7 @@ pub fn init(acpi_base: u64) -> bool {
 
     let version = read(REG_VERSION);
     log::info!(
-        "apic: LAPIC id {} version {:#x} ({} LVTs) at phys {phys:#x} (ioremap {virt:#x}); timer at /16 (one-shot, calibrating against the TSC while the boot goes on), vectors timer {TIMER_VECTOR:#x} error {ERROR_VECTOR:#x} spurious {SPURIOUS_VECTOR:#x}",
+        "apic: LAPIC id {} version {:#x} ({} LVTs) at phys {phys:#x} (ioremap {virt:#x}); timer at /16 one-shot, vectors timer {TIMER_VECTOR:#x} error {ERROR_VECTOR:#x} spurious {SPURIOUS_VECTOR:#x}",
         read(REG_ID) >> 24,
         version & 0xff,
         ((version >> 16) & 0xff) + 1,
