@@ -8,8 +8,8 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::vec::Vec;
 use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
 
 use mm::gfp::GfpFlags;
 use mm::page::OwnerTag;
@@ -67,17 +67,38 @@ pub(super) struct PercpuHandleJson {
     chunk: u8,
     offset: u32,
     /// CPU `n`'s copy at index `n` (cf. `per_cpu_ptr()`).
-    addresses: Vec<Hex>,
+    addresses: Addresses,
     created_ms: u64,
+}
+
+/// One address per CPU with a unit, serialized as they are computed: the
+/// answer allocates nothing per CPU.
+pub(super) struct Addresses {
+    /// Unit 0's address and the units (the chunk is contiguous).
+    base: Option<u64>,
+    units: usize,
+}
+
+impl Serialize for Addresses {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = if self.base.is_some() { self.units } else { 0 };
+        let mut seq = s.serialize_seq(Some(n))?;
+        if let Some(base) = self.base {
+            for cpu in 0..self.units {
+                seq.serialize_element(&Hex::new(base + (cpu * mm::percpu::PCPU_UNIT_SIZE) as u64))?;
+            }
+        }
+        seq.end()
+    }
 }
 
 impl PercpuState {
     /// The handle as JSON (one address per CPU with a unit).
     pub(super) fn json(&self, h: &PercpuHandle) -> PercpuHandleJson {
-        let addresses = (0..self.alloc.nr_units())
-            .filter_map(|cpu| self.alloc.addr(h.ptr, cpu))
-            .map(Hex::new)
-            .collect();
+        let addresses = Addresses {
+            base: self.alloc.addr(h.ptr, 0),
+            units: self.alloc.nr_units(),
+        };
         PercpuHandleJson {
             id: h.id,
             kind: "percpu",

@@ -166,3 +166,33 @@ fn cpus_beyond_nr_cpus_are_listed_with_empty_page_lists() {
         }
     });
 }
+
+/// A per-CPU chunk the buddy allocator cannot give is 507, changes
+/// nothing, and the next request after the failure succeeds.
+#[test]
+fn a_chunk_that_cannot_be_allocated_is_507_and_changes_nothing() {
+    run(DEFAULT, |t| {
+        let boot = t.buddyinfo();
+        let base = "/sys/kernel/debug/fail_page_alloc";
+        for (attr, value) in [
+            ("probability", "100"),
+            ("interval", "1"),
+            ("times", "1"),
+            ("ignore-gfp-wait", "0"),
+        ] {
+            assert_eq!(
+                t.request("PUT", &format!("{base}/{attr}"), Some(value))
+                    .status,
+                200
+            );
+        }
+        let r = t.alloc(json!({"type":"percpu","size":64}));
+        assert_eq!(error(&r), (507, "ENOMEM".into()));
+        assert_eq!(percpu_kb(t), 0);
+        assert_eq!(t.buddyinfo(), boot);
+        assert_eq!(t.json("/api/allocations")["total"], 0);
+        let ok = t.alloc_ok(json!({"type":"percpu","size":64}));
+        assert_eq!(ok["offset"], 0);
+        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+    });
+}
