@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use mm::manager::{BuddySnapshot, MemoryManager};
 use mm::memblock::Memblock;
@@ -136,6 +136,23 @@ struct PagesetJson {
     batch: u32,
 }
 
+/// The online CPUs' pagesets of a zone, serialized as a list.
+struct Pagesets {
+    sets: [PagesetJson; mm::types::NR_CPUS],
+    online: usize,
+}
+
+impl Serialize for Pagesets {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.online.min(self.sets.len());
+        let mut seq = s.serialize_seq(Some(n))?;
+        for set in &self.sets[..n] {
+            seq.serialize_element(set)?;
+        }
+        seq.end()
+    }
+}
+
 #[derive(Serialize)]
 struct ZoneJson {
     name: &'static str,
@@ -156,7 +173,7 @@ struct ZoneJson {
     /// Pages in HighAtomic pageblocks (`nr_reserved_highatomic`).
     nr_reserved_highatomic: u64,
     /// Each CPU's per-CPU page lists (zoneinfo's "pagesets").
-    pagesets: [PagesetJson; mm::types::NR_CPUS],
+    pagesets: Pagesets,
     start: Hex,
     end: Hex,
 }
@@ -176,9 +193,11 @@ impl<T: Serialize> Serialize for ByType<T> {
 }
 
 /// A zone with its mobility counts, copied out under the lock.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct ZoneCopy {
     pub zone: Zone,
+    /// CPUs online: whose pagesets the zone shows.
+    pub nr_cpus: usize,
     pub free_lists: ByType<[u64; NR_ORDERS]>,
     pub pageblocks: ByType<u64>,
 }
@@ -204,12 +223,15 @@ impl From<&ZoneCopy> for ZoneJson {
             free_lists: c.free_lists,
             pageblocks: c.pageblocks,
             nr_reserved_highatomic: z.nr_reserved_highatomic,
-            pagesets: core::array::from_fn(|cpu| PagesetJson {
-                cpu,
-                count: z.pcp[cpu].count,
-                high: z.pcp[cpu].high,
-                batch: z.pcp[cpu].batch,
-            }),
+            pagesets: Pagesets {
+                sets: core::array::from_fn(|cpu| PagesetJson {
+                    cpu,
+                    count: z.pcp[cpu].count,
+                    high: z.pcp[cpu].high,
+                    batch: z.pcp[cpu].batch,
+                }),
+                online: c.nr_cpus,
+            },
             start: Hex::new(z.start_pfn.phys().0),
             end: Hex::new(z.end_pfn.phys().0),
         }
@@ -219,9 +241,9 @@ impl From<&ZoneCopy> for ZoneJson {
 /// Every zone, copied out of the lock (a fixed array: no allocation).
 pub fn zone_copies<P: Platform>(mm: &MemoryManager<'_, P>) -> ([Option<Zone>; NR_ZONES], PhysAddr) {
     let pa = mm.lock();
-    let mut zones = [None; NR_ZONES];
+    let mut zones = [const { None }; NR_ZONES];
     for (slot, zone) in zones.iter_mut().zip(pa.zones()) {
-        *slot = Some(*zone);
+        *slot = Some(zone.clone());
     }
     (zones, pa.lowmem_pfn().phys())
 }
@@ -233,14 +255,15 @@ pub fn zone_mobility_copies<P: Platform>(
     mm: &MemoryManager<'_, P>,
 ) -> ([Option<ZoneCopy>; NR_ZONES], PhysAddr) {
     let pa = mm.lock();
-    let mut zones = [None; NR_ZONES];
+    let mut zones = [const { None }; NR_ZONES];
     for (zi, (slot, zone)) in zones.iter_mut().zip(pa.zones()).enumerate() {
         let free_lists = ByType(
             MigrateType::ALL
                 .map(|mt| core::array::from_fn(|o| pa.count_free_list(zi, o, mt, u64::MAX).0)),
         );
         *slot = Some(ZoneCopy {
-            zone: *zone,
+            zone: zone.clone(),
+            nr_cpus: pa.nr_cpus(),
             free_lists,
             pageblocks: ByType(pa.pageblock_counts(zone.ztype)),
         });

@@ -7,16 +7,27 @@
 //! and byte work (zeroing, fill, checksum) happens with the zone lock
 //! dropped — the caller owns the frames it touches.
 //!
+//! Locking (cf. `zone->lock` and `pcp->lock`): the allocator sits in a
+//! [`BrLock`] with one flag per CPU. [`MemoryManager::alloc_pages`] and
+//! [`MemoryManager::free_pages`] try the running CPU's per-CPU lists first
+//! holding only that CPU's flag ([`crate::page_alloc::smp`]), so CPUs
+//! allocating and freeing small blocks at once never wait for each other;
+//! everything else — the buddy allocator, refills and trims of the lists,
+//! drains, compaction, the views — takes [`MemoryManager::lock`], every
+//! flag at once.
+//!
 //! It also owns the [`Tracer`] (tracepoints and their ring, `mm::trace`),
 //! behind a lock of its own and reached by tracepoints with `try_lock`
 //! only, so recording under the zone or slab lock cannot deadlock.
 
-use spin::{Mutex, MutexGuard};
+use spin::Mutex;
 
 use crate::gfp::GfpFlags;
 use crate::page::OwnerTag;
 use crate::page_alloc::{AllocError, FreeError, PageAlloc};
+use crate::page_alloc::smp::FreeFast;
 use crate::platform::Platform;
+use crate::sync::{BrLock, BrWriteGuard};
 use crate::trace::{EventId, TraceEvent, TraceRecord, Tracer};
 use crate::types::{NR_ORDERS, Order, Pfn};
 use crate::zone::NR_ZONES;
@@ -26,7 +37,7 @@ pub type BuddySnapshot = [[u64; NR_ORDERS]; NR_ZONES];
 
 /// The page allocator and its platform.
 pub struct MemoryManager<'a, P: Platform> {
-    zone_lock: Mutex<PageAlloc<'a>>,
+    zone_lock: BrLock<PageAlloc<'a>>,
     platform: P,
     boot_buddyinfo: Mutex<BuddySnapshot>,
     tracer: Tracer<'a>,
@@ -43,7 +54,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
             .page(Pfn(0))
             .map_or(0, |p| core::ptr::from_ref(p) as u64);
         MemoryManager {
-            zone_lock: Mutex::new(pages),
+            zone_lock: BrLock::new(pages),
             platform,
             boot_buddyinfo: Mutex::new(boot_buddyinfo),
             tracer: Tracer::new(page_base),
@@ -107,8 +118,28 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
 
     /// The allocator, locked: for views and for callers that batch work.
     /// Never allocate from the heap while holding it.
-    pub fn lock(&self) -> MutexGuard<'_, PageAlloc<'a>> {
-        self.zone_lock.lock()
+    /// (Every CPU's flag: the per-CPU fast paths wait meanwhile. The
+    /// fast paths' counters are folded in first, so what the guard shows
+    /// is exact.)
+    #[inline]
+    pub fn lock(&self) -> BrWriteGuard<'_, PageAlloc<'a>> {
+        let mut pa = self.zone_lock.write();
+        pa.set_this_cpu(self.platform.cpu_id());
+        pa.fold_vm_diffs();
+        pa
+    }
+
+    /// Declares `n` CPUs online: each gets a flag of the lock and a share
+    /// of every zone's per-CPU `high` (cf. the CPU-hotplug callbacks'
+    /// `zone_pcp_update()`). The kernel calls it once its CPUs are up.
+    pub fn set_nr_cpus(&self, n: usize) {
+        self.zone_lock.set_nr_cpus(n);
+        self.lock().set_nr_cpus(n);
+    }
+
+    /// CPUs online.
+    pub fn nr_cpus(&self) -> usize {
+        self.zone_lock.nr_cpus()
     }
 
     /// The platform (mapping services).
@@ -169,6 +200,13 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         order: Order,
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
+        if let Some(pfn) = self.alloc_pages_fast(gfp, order, owner) {
+            self.trace_page_alloc(pfn, order, gfp);
+            if gfp.contains(GfpFlags::ZERO) {
+                self.fill(pfn, order.nr_pages(), 0);
+            }
+            return Ok(pfn);
+        }
         let (pfn, extfrag) = {
             let mut pa = self.lock();
             let pfn = pa.alloc_pages(gfp, order, owner)?;
@@ -201,9 +239,42 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// `__free_pages()`: refused, with nothing changed, unless `pfn` heads an
     /// allocated block of exactly `order`.
     pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
-        self.lock().free_pages(pfn, order)?;
+        match self.free_pages_fast(pfn, order) {
+            FreeFast::Done => {}
+            FreeFast::Trim { zi, pindex, count } => self.lock().pcp_trim(zi, pindex, count),
+            FreeFast::Slow => self.lock().free_pages(pfn, order)?,
+        }
         self.trace_page_free(pfn, order);
         Ok(())
+    }
+
+    /// The running CPU's per-CPU lists, under its flag only
+    /// ([`PageAlloc::alloc_pcp_cpu`]).
+    #[inline(always)]
+    fn alloc_pages_fast(&self, gfp: GfpFlags, order: Order, owner: OwnerTag) -> Option<Pfn> {
+        let cpu = self.platform.cpu_id();
+        let pa = self.zone_lock.read_cpu(cpu)?;
+        #[allow(unsafe_code)]
+        // SAFETY: `pa` holds `cpu`'s flag (so `cpu` < NR_CPUS), and the
+        // platform says this code runs on `cpu`.
+        unsafe {
+            pa.alloc_pcp_cpu(cpu, gfp, order, owner)
+        }
+    }
+
+    /// [`MemoryManager::alloc_pages_fast`]'s counterpart for frees.
+    #[inline(always)]
+    fn free_pages_fast(&self, pfn: Pfn, order: Order) -> FreeFast {
+        let cpu = self.platform.cpu_id();
+        let Some(pa) = self.zone_lock.read_cpu(cpu) else {
+            return FreeFast::Slow;
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: as in `alloc_pages_fast`; the caller of `free_pages` owns
+        // the block it frees (the contract of `__free_pages()`).
+        unsafe {
+            pa.free_pcp_cpu(cpu, pfn, order)
+        }
     }
 
     /// Writes `byte` into every byte of `nr_pages` frames from `pfn`;

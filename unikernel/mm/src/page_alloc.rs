@@ -198,7 +198,7 @@ const SWAP_CLUSTER_MAX: u64 = 32;
 
 /// The zoned buddy allocator over a borrowed `mem_map`.
 pub struct PageAlloc<'a> {
-    pub(crate) mem_map: &'a mut [Page],
+    pub(crate) mem_map: memmap::MemMap<'a>,
     pub(crate) zones: [Zone; NR_ZONES],
     layout: ZoneLayout,
     min_free_kbytes: u64,
@@ -226,6 +226,15 @@ pub struct PageAlloc<'a> {
     pcp_on: bool,
     /// Descriptors not initialised yet (see [`deferred`]).
     pub(crate) deferred: deferred::DeferredInit,
+    /// The CPU the exclusive holder runs on (cf. `smp_processor_id()`):
+    /// whose per-CPU lists the locked paths use. Set by the lock.
+    cpu: usize,
+    /// CPUs online; the per-CPU lists split a zone's LOW watermark among
+    /// them (cf. `zone_highsize()`), and the views show their pagesets.
+    nr_cpus: usize,
+    /// What each CPU's fast paths counted since the last fold (cf.
+    /// `vm_stat_diff`), see [`smp`].
+    pub(crate) vm_diff: [crate::sync::PcpCell<smp::VmDiff>; crate::types::NR_CPUS],
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -292,7 +301,7 @@ impl<'a> PageAlloc<'a> {
             p.set_pageblock_migratetype(MigrateType::Movable as u8);
         }
         Ok(PageAlloc {
-            mem_map,
+            mem_map: memmap::MemMap::new(mem_map),
             zones,
             layout,
             min_free_kbytes: 0,
@@ -306,6 +315,9 @@ impl<'a> PageAlloc<'a> {
             cma: None,
             pcp_on: true,
             deferred: deferred::DeferredInit::NONE,
+            cpu: 0,
+            nr_cpus: 1,
+            vm_diff: [const { crate::sync::PcpCell::new(smp::VmDiff::ZERO) }; crate::types::NR_CPUS],
         })
     }
 
@@ -1430,6 +1442,8 @@ pub fn int_sqrt(x: u64) -> u64 {
 
 mod check;
 pub mod deferred;
+pub mod memmap;
+pub mod smp;
 pub mod mobility;
 pub mod pcp;
 mod take;

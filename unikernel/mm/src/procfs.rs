@@ -280,7 +280,7 @@ pub fn zoneinfo(pa: &PageAlloc<'_>, extra: &ZoneinfoExtra, w: &mut impl Write) -
             write!(w, "\n      {:<12} {}", name, value)?;
         }
         w.write_str("\n  pagesets")?;
-        for (cpu, pcp) in zone.pcp.iter().enumerate() {
+        for (cpu, pcp) in zone.pcp.iter().enumerate().take(pa.nr_cpus()) {
             write!(
                 w,
                 "\n    cpu: {}\

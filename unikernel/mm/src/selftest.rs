@@ -307,7 +307,7 @@ fn free_pages_of(pa: &PageAlloc<'_>) -> [u64; NR_ZONES] {
 
 fn zones_of(pa: &PageAlloc<'_>) -> [Zone; NR_ZONES] {
     let z = pa.zones();
-    [z[0], z[1], z[2], z[3]]
+    [z[0].clone(), z[1].clone(), z[2].clone(), z[3].clone()]
 }
 
 fn invariants(pa: &PageAlloc<'_>, step: Step) -> Outcome<()> {

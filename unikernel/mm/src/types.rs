@@ -19,9 +19,10 @@ pub const MAX_ORDER: usize = 10;
 /// (cf. `NR_PAGE_ORDERS`).
 pub const NR_ORDERS: usize = MAX_ORDER + 1;
 
-/// CPUs the per-CPU structures (pagesets) are sized for (cf. `NR_CPUS`);
-/// one until SMP.
-pub const NR_CPUS: usize = 1;
+/// CPUs the per-CPU structures (pagesets, `kmem_cache_cpu`, vm event
+/// counters) are sized for (cf. `NR_CPUS`); the kernel brings up at most
+/// this many.
+pub const NR_CPUS: usize = 8;
 /// Virtual base of the direct map of lowmem (cf. x86_64 `PAGE_OFFSET` with
 /// 4-level paging): lowmem frame at `phys` is visible at `PAGE_OFFSET + phys`.
 pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;

@@ -334,7 +334,7 @@ impl Watermarks {
 }
 
 /// One zone (cf. `struct zone`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Zone {
     /// Which zone this is.
     pub ztype: ZoneType,
@@ -366,7 +366,7 @@ pub struct Zone {
     pub nr_free_cma: u64,
     /// Each CPU's page lists (cf. `per_cpu_pageset`), see
     /// [`crate::page_alloc::pcp`].
-    pub pcp: [crate::page_alloc::pcp::PerCpuPages; crate::types::NR_CPUS],
+    pub pcp: [crate::sync::PcpCell<crate::page_alloc::pcp::PerCpuPages>; crate::types::NR_CPUS],
 }
 
 impl Zone {
@@ -389,7 +389,8 @@ impl Zone {
             nr_reserved_highatomic: 0,
             cma_pages: 0,
             nr_free_cma: 0,
-            pcp: [crate::page_alloc::pcp::PerCpuPages::BOOT; crate::types::NR_CPUS],
+            pcp: [const { crate::sync::PcpCell::new(crate::page_alloc::pcp::PerCpuPages::BOOT) };
+                crate::types::NR_CPUS],
         }
     }
 

@@ -381,6 +381,6 @@ impl PageAlloc<'_> {
     /// the allocator's back.
     #[cfg(test)]
     pub(crate) fn mem_map_mut(&mut self) -> &mut [crate::page::Page] {
-        self.mem_map
+        &mut self.mem_map
     }
 }

@@ -405,9 +405,9 @@ impl PageAlloc<'_> {
     /// types kept apart merge again — so the buddy state can equal boot's.
     pub fn release_highatomic_reserve(&mut self) {
         for zi in 0..self.zones.len() {
-            let zone = self.zones[zi];
-            let mut pfn = zone.start_pfn.0 & !(PAGEBLOCK_NR_PAGES - 1);
-            while pfn < zone.end_pfn.0 {
+            let (start, end) = (self.zones[zi].start_pfn.0, self.zones[zi].end_pfn.0);
+            let mut pfn = start & !(PAGEBLOCK_NR_PAGES - 1);
+            while pfn < end {
                 if self.pageblock_migratetype(Pfn(pfn)) == MigrateType::HighAtomic {
                     self.set_pageblock_migratetype(Pfn(pfn), MigrateType::Movable);
                     let _ = self.move_freepages_block(Pfn(pfn), MigrateType::Movable);

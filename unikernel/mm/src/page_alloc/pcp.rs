@@ -112,11 +112,30 @@ pub fn zone_highsize(low_wmark: u64, batch: u32, nr_split_cpus: u32) -> u32 {
 }
 
 impl PageAlloc<'_> {
-    /// The CPU whose pagesets the calls use (cf. `this_cpu_ptr()`): 0 until
-    /// SMP.
+    /// The CPU whose pagesets the locked calls use (cf. `this_cpu_ptr()`):
+    /// the one holding the lock ([`PageAlloc::set_this_cpu`]).
     #[inline(always)]
     pub(crate) const fn this_cpu(&self) -> usize {
-        0
+        self.cpu
+    }
+
+    /// Says which CPU holds the lock now; out-of-range CPUs use CPU 0's
+    /// lists.
+    #[inline(always)]
+    pub fn set_this_cpu(&mut self, cpu: usize) {
+        self.cpu = if cpu < NR_CPUS { cpu } else { 0 };
+    }
+
+    /// CPUs online (1 until SMP bring-up says more).
+    pub fn nr_cpus(&self) -> usize {
+        self.nr_cpus
+    }
+
+    /// Sets the CPUs online and resizes the lists' `high` for them (cf.
+    /// `zone_pcp_update()` from the CPU-hotplug callbacks).
+    pub fn set_nr_cpus(&mut self, n: usize) {
+        self.nr_cpus = n.clamp(1, NR_CPUS);
+        self.zone_pcp_update();
     }
 
     /// One CPU's pageset for zone `zt` (`/proc/zoneinfo`'s "pagesets").
@@ -158,7 +177,7 @@ impl PageAlloc<'_> {
             let (high, batch) = if self.pcp_on && zone.is_populated() {
                 let batch = zone_batchsize(zone.managed_pages);
                 (
-                    zone_highsize(zone.watermarks.low, batch, NR_CPUS as u32),
+                    zone_highsize(zone.watermarks.low, batch, self.nr_cpus as u32),
                     batch,
                 )
             } else {
@@ -230,7 +249,7 @@ impl PageAlloc<'_> {
             return None;
         }
         pcp.free_factor >>= 1;
-        let pfn = list_pop_head(self.mem_map, &mut pcp.lists[pindex]);
+        let pfn = list_pop_head(&mut self.mem_map, &mut pcp.lists[pindex]);
         pcp.count -= 1 << o;
         self.vm_events
             .count_zid(crate::vmstat::VmEvent::PgAllocDma, zi, 1 << o);
@@ -268,7 +287,7 @@ impl PageAlloc<'_> {
             }
         }
         let pcp = &mut self.zones[zi].pcp[cpu];
-        let pfn = list_pop_head(self.mem_map, &mut pcp.lists[pindex]);
+        let pfn = list_pop_head(&mut self.mem_map, &mut pcp.lists[pindex]);
         pcp.count -= 1 << order;
         self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
         Some(Pfn(u64::from(pfn)))
@@ -299,7 +318,7 @@ impl PageAlloc<'_> {
             p.flags.insert(PageFlags::PCP);
             p.order = order as u8;
             list_add_tail(
-                self.mem_map,
+                &mut self.mem_map,
                 &mut self.zones[zi].pcp[cpu].lists[pindex],
                 pfn,
             );
@@ -335,7 +354,7 @@ impl PageAlloc<'_> {
         p.flags.insert(PageFlags::PCP);
         p.order = order as u8;
         let pcp = &mut self.zones[zi].pcp[cpu];
-        list_add_head(self.mem_map, &mut pcp.lists[pindex], pfn);
+        list_add_head(&mut self.mem_map, &mut pcp.lists[pindex], pfn);
         pcp.count += 1 << order;
         // High-order blocks freed in a row (no allocation between) are not
         // kept: they fragment the zone (cf. `free_high`).
@@ -362,7 +381,7 @@ impl PageAlloc<'_> {
             let order = pindex_to_order(pindex);
             loop {
                 let pcp = &mut self.zones[zi].pcp[cpu];
-                let pfn = list_pop_tail(self.mem_map, &mut pcp.lists[pindex]);
+                let pfn = list_pop_tail(&mut self.mem_map, &mut pcp.lists[pindex]);
                 pcp.count -= 1 << order;
                 count = count.saturating_sub(1 << order);
                 self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
@@ -402,7 +421,7 @@ impl PageAlloc<'_> {
 /// consecutive such free (up to [`PCP_BATCH_SCALE_MAX`]), keeping at
 /// least `batch` on the list; everything for high-order frees in a row
 /// (cf. `nr_pcp_free()`).
-fn nr_pcp_free(pcp: &mut PerCpuPages, high: u32, free_high: bool) -> u32 {
+pub(super) fn nr_pcp_free(pcp: &mut PerCpuPages, high: u32, free_high: bool) -> u32 {
     if free_high {
         return pcp.count;
     }

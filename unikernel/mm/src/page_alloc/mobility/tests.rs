@@ -215,10 +215,10 @@ fn high_order_atomic_allocations_reserve_a_pageblock_that_others_cannot_use() {
     let mut m = mem_map();
     let mut pa = test_machine_64m(&mut m);
     pa.set_pcp_enabled(false); // exact buddy predictions
-    let boot = pa.zones.map(|z| z.free_area_counts());
+    let boot = pa.zones.each_ref().map(|z| z.free_area_counts());
     let zt = ZoneType::HighMem;
     // Only the slow path may allocate: every zone's low is out of reach.
-    let marks = pa.zones.map(|z| z.watermarks);
+    let marks = pa.zones.each_ref().map(|z| z.watermarks);
     for z in &mut pa.zones {
         z.watermarks.low = 1 << 20;
     }
@@ -306,7 +306,7 @@ proptest! {
         let mut m = mem_map();
         let mut pa = test_machine_64m(&mut m);
         pa.set_pcp_enabled(pcp);
-        let boot = pa.zones.map(|z| z.free_area_counts());
+        let boot = pa.zones.each_ref().map(|z| z.free_area_counts());
         let mut live: Vec<(Pfn, Order)> = Vec::new();
         for (o, zone, mobility, pick) in ops {
             let zone_gfp = [GfpFlags::GFP_DMA, GfpFlags::GFP_DMA32, GfpFlags::empty(), GfpFlags::HIGHMEM][zone as usize];
@@ -352,7 +352,7 @@ proptest! {
         }
         pa.drain_all_pages();
         pa.release_highatomic_reserve();
-        prop_assert_eq!(pa.zones.map(|z| z.free_area_counts()), boot);
+        prop_assert_eq!(pa.zones.each_ref().map(|z| z.free_area_counts()), boot);
         prop_assert_eq!(pa.check_invariants(), Ok(()));
     }
 }
