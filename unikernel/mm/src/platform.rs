@@ -287,6 +287,22 @@ pub mod sim {
                 .fetch_add(1000, std::sync::atomic::Ordering::Relaxed)
                 + 1000
         }
+
+        /// The CPU this host thread plays ([`set_current_cpu`]; 0 unless
+        /// set), so threads can stand for CPUs in concurrency tests.
+        fn cpu_id(&self) -> usize {
+            SIM_CPU.with(|c| c.get())
+        }
+    }
+
+    std::thread_local! {
+        static SIM_CPU: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
+    /// Makes the calling host thread act as CPU `cpu` for every
+    /// [`SimPlatform`] (what [`Platform::cpu_id`] answers on it).
+    pub fn set_current_cpu(cpu: usize) {
+        SIM_CPU.with(|c| c.set(cpu));
     }
 
     impl PageMapper for SimPlatform {

@@ -31,6 +31,9 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(test)]
+mod tests;
+
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::PageAlloc;

@@ -1,0 +1,195 @@
+//! The per-CPU fast paths under real concurrency: host threads stand for
+//! CPUs (`sim::set_current_cpu`) and hammer one [`MemoryManager`] at once —
+//! allocations and frees on every CPU, blocks freed on another CPU than
+//! the one that allocated them, drains and exclusive-side allocations in
+//! the middle — then every buddy invariant is checked and the drained
+//! state must equal boot's.
+
+extern crate std;
+
+use std::sync::mpsc;
+use std::vec::Vec;
+
+use crate::gfp::GfpFlags;
+use crate::manager::MemoryManager;
+use crate::memblock::Memblock;
+use crate::page::{OwnerTag, Page, PageFlags};
+use crate::page_alloc::PageAlloc;
+use crate::platform::Platform;
+use crate::platform::sim::{SimPlatform, set_current_cpu};
+use crate::types::{Order, PhysAddr, Pfn};
+use crate::vmstat::VmEvent;
+use crate::zone::ZoneLayout;
+
+const RAM: u64 = 64 << 20;
+
+fn manager(mem_map: &mut [Page], cpus: usize) -> MemoryManager<'_, SimPlatform> {
+    let mut mb = Memblock::new();
+    mb.add(PhysAddr(0), RAM).unwrap();
+    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+    let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
+    mm.set_nr_cpus(cpus);
+    mm
+}
+
+/// xorshift64*: a fixed, seedable stream per thread.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Writes `stamp` into the block's first 8 bytes (its owner's mark).
+fn stamp(mm: &MemoryManager<'_, SimPlatform>, pfn: Pfn, stamp: u64) {
+    mm.platform()
+        .with_frame(pfn, &mut |b| b[..8].copy_from_slice(&stamp.to_le_bytes()));
+}
+
+fn read_stamp(mm: &MemoryManager<'_, SimPlatform>, pfn: Pfn) -> u64 {
+    let mut v = [0u8; 8];
+    mm.platform().with_frame(pfn, &mut |b| v.copy_from_slice(&b[..8]));
+    u64::from_le_bytes(v)
+}
+
+#[test]
+fn fast_paths_hand_out_each_block_once_on_four_cpus() {
+    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
+    let mm = manager(&mut mem_map, 4);
+    let boot = mm.drained_buddyinfo();
+    let (pgfree0, pgalloc0) = {
+        let pa = mm.lock();
+        let ev = pa.vm_events();
+        (ev.get(VmEvent::PgFree), ev.get(VmEvent::PgAllocDma32))
+    };
+    const OPS: usize = 20_000;
+    // Each CPU sends some blocks to the next CPU, which frees them:
+    // remote frees, as when a page allocated on one CPU dies on another.
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel::<(Pfn, Order, u64)>()).unzip();
+    let mut rxs: Vec<Option<mpsc::Receiver<(Pfn, Order, u64)>>> = rxs.into_iter().map(Some).collect();
+    let allocated = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for cpu in 0..4usize {
+            let mm = &mm;
+            let tx = txs[(cpu + 1) % 4].clone();
+            let rx = rxs[cpu].take().unwrap();
+            let allocated = &allocated;
+            s.spawn(move || {
+                set_current_cpu(cpu);
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (cpu as u64 + 1));
+                let mut live: Vec<(Pfn, Order, u64)> = Vec::new();
+                for i in 0..OPS {
+                    let r = rng.next();
+                    // Remote frees first: blocks another CPU handed over.
+                    while let Ok((pfn, order, mark)) = rx.try_recv() {
+                        assert_eq!(read_stamp(mm, pfn), mark, "a block changed hands while live");
+                        mm.free_pages(pfn, order).unwrap();
+                    }
+                    if live.len() < 300 && (r % 3 != 0 || live.is_empty()) {
+                        let order = Order::new(if r % 8 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                        let gfp = if r % 5 == 0 { GfpFlags::GFP_KERNEL | GfpFlags::COMP } else { GfpFlags::GFP_KERNEL };
+                        let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
+                        allocated.fetch_add(order.nr_pages(), std::sync::atomic::Ordering::Relaxed);
+                        let mark = ((cpu as u64) << 56) | i as u64;
+                        stamp(mm, pfn, mark);
+                        live.push((pfn, order, mark));
+                    } else {
+                        let (pfn, order, mark) = live.swap_remove((r >> 16) as usize % live.len());
+                        assert_eq!(read_stamp(mm, pfn), mark, "two owners of one block");
+                        if r % 7 == 0 {
+                            tx.send((pfn, order, mark)).unwrap();
+                        } else {
+                            mm.free_pages(pfn, order).unwrap();
+                        }
+                    }
+                    // Now and then the exclusive side: a drain of every
+                    // CPU's lists, or an order-5 block from the buddy.
+                    if i % 997 == 0 {
+                        mm.drain_all_pages();
+                    } else if i % 1499 == 0 {
+                        let o = Order::new(5).unwrap();
+                        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API).unwrap();
+                        allocated.fetch_add(o.nr_pages(), std::sync::atomic::Ordering::Relaxed);
+                        mm.free_pages(pfn, o).unwrap();
+                    }
+                }
+                drop(tx);
+                for (pfn, order, mark) in live {
+                    assert_eq!(read_stamp(mm, pfn), mark);
+                    mm.free_pages(pfn, order).unwrap();
+                }
+                // Until every other CPU is done sending.
+                for (pfn, order, mark) in rx {
+                    assert_eq!(read_stamp(mm, pfn), mark);
+                    mm.free_pages(pfn, order).unwrap();
+                }
+            });
+        }
+        drop(txs);
+    });
+    let pa_check = mm.lock().check_invariants();
+    assert_eq!(pa_check, Ok(()));
+    let pa = mm.lock();
+    let ev = pa.vm_events();
+    let allocated = allocated.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(ev.get(VmEvent::PgAllocDma32) - pgalloc0, allocated, "pgalloc counts every page");
+    assert_eq!(ev.get(VmEvent::PgFree) - pgfree0, allocated, "pgfree counts every page");
+    drop(pa);
+    assert_eq!(mm.drained_buddyinfo(), boot, "everything came back");
+}
+
+#[test]
+fn a_cpu_uses_its_own_lists_and_a_drain_empties_all() {
+    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
+    let mm = manager(&mut mem_map, 2);
+    let boot = mm.drained_buddyinfo();
+    let on = |cpu: usize| {
+        set_current_cpu(cpu);
+        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+        mm.free_pages(pfn, Order::ZERO).unwrap();
+        pfn
+    };
+    let a = on(0);
+    let b = on(1);
+    let pa = mm.lock();
+    let zi = pa.zone_of(a).unwrap().index();
+    let (c0, c1) = (pa.zones()[zi].pcp[0].count, pa.zones()[zi].pcp[1].count);
+    // Each CPU refilled its own list with a batch and got its block back.
+    let batch = pa.zones()[zi].pcp[0].batch;
+    assert_eq!((c0, c1), (batch, batch));
+    assert_ne!(a, b, "CPU 1 did not get a block from CPU 0's list");
+    assert!(pa.page(a).unwrap().flags.contains(PageFlags::PCP));
+    drop(pa);
+    // The fast paths ran: CPU 1's second pair never took the exclusive side
+    // (its list serves it), yet counted its events.
+    set_current_cpu(1);
+    let before = mm.lock().vm_events().get(VmEvent::PgFree);
+    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+    assert_eq!(pfn, b, "LIFO: the block just freed comes back");
+    mm.free_pages(pfn, Order::ZERO).unwrap();
+    assert_eq!(mm.lock().vm_events().get(VmEvent::PgFree), before + 1);
+    set_current_cpu(0);
+    assert_eq!(mm.drain_all_pages(), 2 * u64::from(batch));
+    assert_eq!(mm.buddyinfo(), boot);
+}
+
+#[test]
+fn misuse_on_the_fast_path_is_refused_like_the_slow_one() {
+    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
+    let mm = manager(&mut mem_map, 2);
+    set_current_cpu(1);
+    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API).unwrap();
+    assert!(mm.free_pages(pfn, Order::ZERO).is_err(), "wrong order");
+    assert!(mm.free_pages(pfn.add(1), Order::ZERO).is_err(), "not a head");
+    mm.free_pages(pfn, Order::new(1).unwrap()).unwrap();
+    assert!(mm.free_pages(pfn, Order::new(1).unwrap()).is_err(), "double free of a listed block");
+    assert_eq!(mm.lock().check_invariants(), Ok(()));
+    set_current_cpu(0);
+}
