@@ -76,6 +76,11 @@ struct BenchBody<'b> {
     /// `cache`: the cache's name.
     #[serde(borrow)]
     cache: Option<&'b str>,
+    /// CPUs to run on at once (default 1), each doing `iterations`.
+    cpus: Option<u64>,
+    /// With `cpus`: every operation under one global spin lock, the
+    /// comparison for the per-CPU fast paths (default false).
+    global_lock: Option<bool>,
 }
 
 /// One workload with its parameters checked.
@@ -311,6 +316,34 @@ impl<P: Platform> Api<'_, P> {
                 MAX_BENCH_WORK / op_work
             )));
         }
+        let cpus = body.cpus.unwrap_or(1);
+        if cpus != 1 || body.global_lock.is_some() {
+            let Workload::Pages { order } = workload else {
+                return Err(ApiError::einval(format!(
+                    "\"cpus\" and \"global_lock\" apply to the pages workload only \
+                     (the slab allocator is not per-CPU yet), not to {name}"
+                )));
+            };
+            let online = self.system.cpus().len() as u64;
+            if !(1..=online).contains(&cpus) {
+                return Err(ApiError::einval(format!(
+                    "cpus {cpus} is out of range 1..={online} (the CPUs online)"
+                )));
+            }
+            if work.saturating_mul(cpus) > MAX_BENCH_WORK {
+                return Err(ApiError::einval(format!(
+                    "{cpus} CPUs x {iterations} iterations of {op_work} pages is over the \
+                     limit of {MAX_BENCH_WORK} pages per run"
+                )));
+            }
+            self.check_quota(op_bytes.saturating_mul(cpus))?;
+            return self.bench_pages_cpus(
+                order,
+                iterations,
+                cpus as usize,
+                body.global_lock.unwrap_or(false),
+            );
+        }
         self.check_quota(op_bytes)?;
 
         // Reserved before any allocator lock is taken (u64: the bound
@@ -357,6 +390,124 @@ impl<P: Platform> Api<'_, P> {
                 ))
             })
         })
+    }
+
+    /// `alloc_pages(GFP_KERNEL, order)` + `__free_pages()` pairs on `cpus`
+    /// CPUs at once, `iterations` on each, through
+    /// [`System::run_on_cpus`]: the per-CPU fast paths scaling — or, with
+    /// `global_lock`, every pair under one spin lock shared by all CPUs
+    /// (what one lock around the allocator costs). The answer's `ops` and
+    /// `ns_per_op` are the aggregate (all pairs over the wall time), `per_cpu`
+    /// each CPU's own, and min/p50/p99/max describe the per-CPU means.
+    fn bench_pages_cpus(
+        &self,
+        order: Order,
+        iterations: u64,
+        cpus: usize,
+        global_lock: bool,
+    ) -> Result<Response, ApiError> {
+        use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        const N: usize = mm::types::NR_CPUS;
+        let mm = self.mm;
+        // The platform's clock (the TSC in the kernel): `System` is the
+        // boot CPU's, the platform every CPU's.
+        let clock = mm.platform();
+        let ops: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+        let ns: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+        let cpu_of: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+        let failed = AtomicBool::new(false);
+        let lock = spin::Mutex::new(());
+        let job = |slot: usize, cpu: usize| {
+            let t0 = clock.now_ns();
+            let mut done = 0;
+            for _ in 0..iterations {
+                let _g = global_lock.then(|| lock.lock());
+                let Ok(pfn) = mm.alloc_pages(GfpFlags::GFP_KERNEL, order, OwnerTag::API) else {
+                    failed.store(true, Ordering::Relaxed);
+                    break;
+                };
+                if mm.free_pages(pfn, order).is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                    break;
+                }
+                done += 1;
+            }
+            ops[slot].store(done, Ordering::Relaxed);
+            ns[slot].store(clock.now_ns().saturating_sub(t0), Ordering::Relaxed);
+            cpu_of[slot].store(cpu as u64, Ordering::Relaxed);
+        };
+        let start = clock.now_ns();
+        self.system
+            .run_on_cpus(cpus, &job)
+            .map_err(|why| ApiError::ebusy(format!("cannot run on {cpus} CPUs: {why}")))?;
+        let wall = clock.now_ns().saturating_sub(start);
+        if failed.load(Ordering::Relaxed) {
+            return Err(alloc_error(
+                AllocError::NoMemory {
+                    order,
+                    gfp: GfpFlags::GFP_KERNEL,
+                },
+                order,
+            ));
+        }
+        #[derive(Serialize)]
+        struct PerCpu {
+            cpu: u64,
+            ops: u64,
+            ns_per_op: u64,
+        }
+        #[derive(Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            base: BenchJson<'a>,
+            cpus: usize,
+            global_lock: bool,
+            /// Pairs per second over all CPUs.
+            ops_per_sec: u64,
+            per_cpu: &'a [PerCpu],
+        }
+        let mut per_cpu: Vec<PerCpu> = Vec::new();
+        per_cpu
+            .try_reserve_exact(cpus)
+            .map_err(|_| ApiError::enomem("no memory for the per-CPU results"))?;
+        for slot in 0..cpus {
+            let o = ops[slot].load(Ordering::Relaxed);
+            per_cpu.push(PerCpu {
+                cpu: cpu_of[slot].load(Ordering::Relaxed),
+                ops: o,
+                ns_per_op: ns[slot].load(Ordering::Relaxed).checked_div(o).unwrap_or(0),
+            });
+        }
+        let mut means: Vec<u64> = Vec::new();
+        means
+            .try_reserve_exact(cpus)
+            .map_err(|_| ApiError::enomem("no memory for the per-CPU results"))?;
+        means.extend(per_cpu.iter().map(|p| p.ns_per_op));
+        means.sort_unstable();
+        let total: u64 = per_cpu.iter().map(|p| p.ops).sum();
+        let base = BenchJson {
+            workload: "pages",
+            ops: total,
+            ns_per_op: wall.checked_div(total).unwrap_or(0),
+            p50_ns: percentile(&means, 50),
+            p99_ns: percentile(&means, 99),
+            min_ns: means.first().copied().unwrap_or(0),
+            max_ns: means.last().copied().unwrap_or(0),
+            total_ns: wall,
+            order: Some(order.get()),
+            size: None,
+            cache: None,
+        };
+        let json = Json {
+            base,
+            cpus,
+            global_lock,
+            ops_per_sec: (u128::from(total) * 1_000_000_000)
+                .checked_div(u128::from(wall))
+                .map_or(0, |v| v as u64),
+            per_cpu: &per_cpu,
+        };
+        Ok(Response::json(200, &json))
     }
 
     /// `vmalloc(size)` + `vfree()` under one hold of the vmap-area lock.

@@ -123,7 +123,26 @@ pub trait System {
     /// The online CPUs: each one's number and local APIC id, in CPU
     /// order (`/api/cpus`). The default: the boot CPU alone, APIC id 0.
     fn cpus(&self) -> Vec<CpuInfo> {
-        alloc::vec![CpuInfo { cpu: 0, apic_id: 0 }]
+        alloc::vec![CpuInfo {
+            cpu: 0,
+            apic_id: 0,
+            ..CpuInfo::default()
+        }]
+    }
+    /// Runs `job(slot, cpu)` on the first `n` online CPUs at once — slot 0
+    /// on the calling CPU, the others through their work queues — and
+    /// returns when every one has finished. `job` must not use the heap
+    /// (the slab allocator is not per-CPU yet). The default runs one CPU.
+    fn run_on_cpus(&self, n: usize, job: &(dyn Fn(usize, usize) + Sync)) -> Result<(), &'static str> {
+        if n != 1 {
+            return Err("this system runs work on one CPU");
+        }
+        job(0, 0);
+        Ok(())
+    }
+    /// TLB shootdowns sent to other CPUs so far (`/api/cpus`).
+    fn tlb_shootdowns(&self) -> u64 {
+        0
     }
     /// Per-node counters and pagesets for `/proc/zoneinfo`.
     fn zoneinfo_extra(&self) -> ZoneinfoExtra {
@@ -493,7 +512,11 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ExtfragIndex => text::extfrag_index(self.mm),
             RouteId::Compact => return self.compact(req),
             RouteId::Cma => self.cma_view(),
-            RouteId::Cpus => views::cpus(self.mm, &self.system.cpus()),
+            RouteId::Cpus => views::cpus(
+                self.mm,
+                &self.system.cpus(),
+                self.system.tlb_shootdowns(),
+            ),
             RouteId::UnusableIndex => text::unusable_index(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),

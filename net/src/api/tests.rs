@@ -110,8 +110,30 @@ impl System for FakeSystem<'_> {
             .map(|cpu| CpuInfo {
                 cpu,
                 apic_id: cpu as u32,
+                ..CpuInfo::default()
             })
             .collect()
+    }
+
+    /// Host threads stand for the CPUs (`sim::set_current_cpu`).
+    fn run_on_cpus(
+        &self,
+        n: usize,
+        job: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(), &'static str> {
+        if n > self.online_cpus.get() {
+            return Err("not that many CPUs");
+        }
+        std::thread::scope(|s| {
+            for slot in 1..n {
+                s.spawn(move || {
+                    mm::platform::sim::set_current_cpu(slot);
+                    job(slot, slot);
+                });
+            }
+            job(0, 0);
+        });
+        Ok(())
     }
 
     fn log_record(&self, since: u64) -> Option<crate::api::dmesg::LogRecord> {

@@ -626,22 +626,31 @@ pub fn net(stats: &NetStats) -> Response {
 }
 
 /// One online CPU as the kernel knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuInfo {
     /// Logical CPU number (the index of its per-CPU structures).
     pub cpu: usize,
     /// Its local APIC id (from the MADT).
     pub apic_id: u32,
+    /// Work items its queue has run.
+    pub work_done: u64,
+    /// TLB-shootdown IPIs it has handled.
+    pub tlb_flushes: u64,
 }
 
 /// `GET /api/cpus`: `{"online":[{"cpu","apic_id","pcp":{"count","high","batch"},"pagesets":[…]}]}`.
 /// `pcp` sums the CPU's lists over the zones (pages waiting, and the
 /// `high` marks); `batch` is that of the zone with the most managed pages
 /// (the one ordinary allocations refill from). `pagesets` has each
-/// zone's own. A CPU at or above `mm::types::NR_CPUS` has no page lists
-/// (every CPU but 0 until the allocator is SMP-safe): it is listed with
-/// `pcp` zero (`batch` 1) and no pagesets.
-pub fn cpus<P: Platform>(mm: &MemoryManager<'_, P>, online: &[CpuInfo]) -> Response {
+/// zone's own; `work_done` and `tlb_flushes` count the work items the CPU
+/// ran and the shootdown IPIs it handled, and `tlb_shootdowns` (top level)
+/// those sent. A CPU at or above `mm::types::NR_CPUS` has no page lists:
+/// it is listed with `pcp` zero (`batch` 1) and no pagesets.
+pub fn cpus<P: Platform>(
+    mm: &MemoryManager<'_, P>,
+    online: &[CpuInfo],
+    tlb_shootdowns: u64,
+) -> Response {
     #[derive(Serialize)]
     struct Pcp {
         count: u64,
@@ -661,10 +670,13 @@ pub fn cpus<P: Platform>(mm: &MemoryManager<'_, P>, online: &[CpuInfo]) -> Respo
         apic_id: u32,
         pcp: Pcp,
         pagesets: Vec<ZonePcp>,
+        work_done: u64,
+        tlb_flushes: u64,
     }
     #[derive(Serialize)]
     struct Cpus {
         online: Vec<Cpu>,
+        tlb_shootdowns: u64,
     }
     // Every vector is sized before the zone lock is taken: nothing
     // allocates under it.
@@ -686,6 +698,8 @@ pub fn cpus<P: Platform>(mm: &MemoryManager<'_, P>, online: &[CpuInfo]) -> Respo
                 batch: 1,
             },
             pagesets,
+            work_done: c.work_done,
+            tlb_flushes: c.tlb_flushes,
         });
     }
     {
@@ -712,5 +726,11 @@ pub fn cpus<P: Platform>(mm: &MemoryManager<'_, P>, online: &[CpuInfo]) -> Respo
             };
         }
     }
-    Response::json(200, &Cpus { online: out })
+    Response::json(
+        200,
+        &Cpus {
+            online: out,
+            tlb_shootdowns,
+        },
+    )
 }

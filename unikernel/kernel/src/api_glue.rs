@@ -104,12 +104,27 @@ impl System for KernelSystem {
     }
 
     fn cpus(&self) -> alloc::vec::Vec<net::api::CpuInfo> {
-        // Every online CPU with its APIC id. The page lists exist for CPU 0
-        // only until the allocator is SMP-safe (`mm::types::NR_CPUS` is 1):
-        // the view shows the others with empty pcp.
+        use crate::arch::x86_64::ipi;
         crate::arch::x86_64::smp::online_cpus()
-            .map(|(cpu, apic_id)| net::api::CpuInfo { cpu, apic_id })
+            .map(|(cpu, apic_id)| net::api::CpuInfo {
+                cpu,
+                apic_id,
+                work_done: ipi::work_done(cpu),
+                tlb_flushes: ipi::flushes_received(cpu),
+            })
             .collect()
+    }
+
+    fn tlb_shootdowns(&self) -> u64 {
+        crate::arch::x86_64::ipi::shootdowns()
+    }
+
+    fn run_on_cpus(
+        &self,
+        n: usize,
+        job: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(), &'static str> {
+        crate::smp_work::run_on_cpus(n, job)
     }
 
     fn meminfo(&self, mi: &mut Meminfo) {

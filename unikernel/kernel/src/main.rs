@@ -20,6 +20,7 @@ mod net_glue;
 mod pvh;
 mod selftest;
 mod slab_glue;
+mod smp_work;
 mod time;
 
 use core::panic::PanicInfo;
@@ -57,6 +58,13 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     time::boot_phase("slab");
     arch::x86_64::init_interrupt_controllers();
     arch::x86_64::smp::init();
+    // Each online CPU gets its flag of the page allocator's lock and its
+    // share of the per-CPU lists (cf. the hotplug callbacks).
+    let nr_cpu_ids = arch::x86_64::smp::online_cpus()
+        .map(|(cpu, _)| cpu + 1)
+        .max()
+        .unwrap_or(1);
+    memory::mm().set_nr_cpus(nr_cpu_ids);
     drivers::dma::init();
     time::boot_phase("interrupts");
 

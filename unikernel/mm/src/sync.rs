@@ -206,8 +206,9 @@ impl<T> Drop for BrReadGuard<'_, T> {
     }
 }
 
-/// One CPU's slot of per-CPU data (see the module docs).
-#[repr(transparent)]
+/// One CPU's slot of per-CPU data (see the module docs), on cache lines of
+/// its own so CPUs writing neighbouring slots do not share a line.
+#[repr(align(64))]
 pub struct PcpCell<T>(UnsafeCell<T>);
 
 // SAFETY: a slot is written through a shared reference only by the CPU

@@ -140,6 +140,11 @@ impl Platform for KernelPlatform {
         crate::arch::x86_64::tsc::now_ns()
     }
 
+    #[inline(always)]
+    fn cpu_id(&self) -> usize {
+        crate::arch::x86_64::percpu::this_cpu_id()
+    }
+
     fn with_frame(&self, pfn: Pfn, f: &mut dyn FnMut(&mut [u8])) {
         let phys = pfn.phys().0;
         if early::phys_accessible(phys, PAGE_SIZE) {

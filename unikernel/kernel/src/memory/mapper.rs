@@ -349,6 +349,9 @@ impl PageMapper for KernelPlatform {
                 tlb::flush(XVirt::new(first + i * PAGE_SIZE));
             }
         }
+        // cf. flush_tlb_kernel_range(): every other CPU too, before the
+        // range or its frames can be reused.
+        crate::arch::x86_64::ipi::flush_tlb_kernel_range_others(first, nr_pages);
         if nr_pages != 0 && in_vmalloc_window(first) {
             free_detached();
         }

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod gdt;
 pub mod idt;
 pub mod ioapic;
+pub mod ipi;
 pub mod paging;
 pub mod percpu;
 pub mod pic;
@@ -37,4 +38,5 @@ pub fn init_interrupt_controllers() {
     };
     apic::init(info.lapic_base);
     ioapic::init(info);
+    ipi::init();
 }

@@ -601,11 +601,8 @@ extern "C" fn ap_main(apic_id: u32) -> ! {
     ONLINE_MASK.fetch_or(1 << cpu, Ordering::AcqRel);
     NR_ONLINE.fetch_add(1, Ordering::AcqRel);
     slot.set(State::Online);
-    // cf. `do_idle()` → `default_idle()`: `sti; hlt`, woken by any
-    // interrupt (none is routed here yet), back to sleep.
-    loop {
-        interrupts::enable_and_hlt();
-    }
+    // cf. `do_idle()` → `default_idle()`, with this CPU's work queue.
+    super::ipi::ap_idle(cpu)
 }
 
 fn fail(slot: &CpuSlot, cpu: usize, apic_id: u32, why: &str) -> ! {
