@@ -52,6 +52,7 @@ pub fn run() -> bool {
     ok &= check_direct_map(mm);
     ok &= check_vmalloc(mm);
     ok &= check_kmap(mm);
+    ok &= check_tlb_shootdown(mm);
 
     let after = mm.drained_buddyinfo();
     if after != before {
@@ -185,6 +186,108 @@ fn check_vmalloc(mm: &memory::Mm) -> bool {
         log::info!(
             "selftest: vmalloc {NR} pages at {:#x}, guard unmapped, vfree clean",
             area.start.0
+        );
+    }
+    ok
+}
+
+/// TLB shootdown, for real: CPU 1 vmallocs a page, writes the round's
+/// number into it and publishes the address; CPU 0 reads it through that
+/// address (so its TLB now holds the translation) and acknowledges; CPU 1
+/// vfrees the page — whose flush must reach CPU 0 — and vmallocs the next
+/// round's page, which first fit puts at the same address on a different
+/// frame (a plain page allocation holds the freed frame meanwhile). A CPU 0
+/// that kept the stale translation would read the previous round's
+/// number. Skipped on one CPU.
+fn check_tlb_shootdown(mm: &memory::Mm) -> bool {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    const ROUNDS: u64 = 200;
+    if crate::arch::x86_64::smp::online_cpus().count() < 2 {
+        log::info!("selftest: TLB shootdown skipped: one CPU");
+        return true;
+    }
+    let addr = AtomicU64::new(0);
+    let round = AtomicU64::new(0);
+    let acked = AtomicU64::new(0);
+    let stale = AtomicU64::new(0);
+    let reused = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let shootdowns = crate::arch::x86_64::ipi::shootdowns();
+    let job = |slot: usize, _cpu: usize| {
+        if slot == 0 {
+            // The reader.
+            for r in 1..=ROUNDS {
+                while round.load(Ordering::Acquire) < r {
+                    if failed.load(Ordering::Relaxed) != 0 {
+                        return;
+                    }
+                    core::hint::spin_loop();
+                }
+                let at = addr.load(Ordering::Relaxed);
+                // SAFETY: CPU 1 mapped `at` writable for this round and
+                // does not unmap it before our acknowledgement below.
+                let seen = unsafe {
+                    core::ptr::with_exposed_provenance::<u64>(at as usize).read_volatile()
+                };
+                if seen != r {
+                    stale.fetch_add(1, Ordering::Relaxed);
+                }
+                acked.store(r, Ordering::Release);
+            }
+            return;
+        }
+        // The writer.
+        let mut prev: Option<VirtAddr> = None;
+        for r in 1..=ROUNDS {
+            let mut hold = None;
+            if let Some(p) = prev.take() {
+                let _ = memory::vmalloc::vfree(p);
+                hold = mm
+                    .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::SELFTEST)
+                    .ok();
+            }
+            let Ok(area) = memory::vmalloc::vmalloc(PAGE_SIZE, "selftest tlb") else {
+                failed.store(1, Ordering::Relaxed);
+                return;
+            };
+            if let Some(h) = hold {
+                let _ = mm.free_pages(h, Order::ZERO);
+            }
+            if addr.load(Ordering::Relaxed) == area.start.0 {
+                reused.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: a page of the area just made, mapped writable to a
+            // frame this job owns until its vfree.
+            unsafe {
+                core::ptr::with_exposed_provenance_mut::<u64>(area.start.0 as usize)
+                    .write_volatile(r)
+            };
+            addr.store(area.start.0, Ordering::Relaxed);
+            round.store(r, Ordering::Release);
+            while acked.load(Ordering::Acquire) < r {
+                core::hint::spin_loop();
+            }
+            prev = Some(area.start);
+        }
+        if let Some(p) = prev {
+            let _ = memory::vmalloc::vfree(p);
+        }
+    };
+    if let Err(e) = crate::smp_work::run_on_cpus(2, &job) {
+        log::error!("selftest: TLB shootdown: {e}");
+        return false;
+    }
+    let (stale, reused) = (stale.load(Ordering::Relaxed), reused.load(Ordering::Relaxed));
+    let sent = crate::arch::x86_64::ipi::shootdowns() - shootdowns;
+    let ok = failed.load(Ordering::Relaxed) == 0 && stale == 0 && reused > 0 && sent >= ROUNDS;
+    if ok {
+        log::info!(
+            "selftest: TLB shootdown: {ROUNDS} rounds of vmalloc/vfree on CPU 1 read on CPU 0, address reused {reused} times, {sent} shootdowns, no stale read"
+        );
+    } else {
+        log::error!(
+            "selftest: TLB shootdown FAILED: {stale} stale reads, address reused {reused} times, {sent} shootdowns, vmalloc failed: {}",
+            failed.load(Ordering::Relaxed) != 0
         );
     }
     ok

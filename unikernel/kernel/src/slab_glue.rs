@@ -15,9 +15,13 @@
 //! `PageSource`). Because the global heap *is* this allocator, nothing may
 //! allocate from (or free to) the heap while holding either lock: the
 //! corruption report hook prints to serial through `log`, which formats
-//! into the UART without allocating. A second acquisition of the slab lock
-//! on this single CPU can only be such a re-entry, so it panics with a
-//! message instead of spinning forever ([`lock`]).
+//! into the UART without allocating. The lock remembers which CPU holds
+//! it: another CPU spins, but a second acquisition on the holder's own CPU
+//! can only be such a re-entry, so it panics with a message instead of
+//! spinning forever ([`lock`]).
+
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::{Mutex, MutexGuard};
 
@@ -29,13 +33,50 @@ use crate::memory;
 /// The slab allocator, once [`init`] ran.
 static SLAB: Mutex<Option<SlabAllocator<'static>>> = Mutex::new(None);
 
-/// The slab lock. Panics on re-entry (see the module docs): an allocation
-/// while the lock is held, or from an interrupt handler.
+/// The CPU holding [`SLAB`], `usize::MAX` when free (set after taking
+/// the lock, cleared before releasing it).
+static SLAB_OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The slab lock, held. Clears the owner before unlocking.
+pub struct SlabGuard(MutexGuard<'static, Option<SlabAllocator<'static>>>);
+
+impl Deref for SlabGuard {
+    type Target = Option<SlabAllocator<'static>>;
+    #[inline(always)]
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for SlabGuard {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for SlabGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        SLAB_OWNER.store(usize::MAX, Ordering::Relaxed);
+    }
+}
+
+/// The slab lock. Spins while another CPU holds it; panics on re-entry
+/// (see the module docs): an allocation while this CPU holds the lock,
+/// or from an interrupt handler.
 #[inline(always)]
-pub fn lock() -> MutexGuard<'static, Option<SlabAllocator<'static>>> {
-    match SLAB.try_lock() {
-        Some(guard) => guard,
-        None => reentered(),
+pub fn lock() -> SlabGuard {
+    let me = crate::arch::x86_64::percpu::this_cpu_id();
+    loop {
+        if let Some(guard) = SLAB.try_lock() {
+            SLAB_OWNER.store(me, Ordering::Relaxed);
+            return SlabGuard(guard);
+        }
+        if SLAB_OWNER.load(Ordering::Relaxed) == me {
+            reentered();
+        }
+        core::hint::spin_loop();
     }
 }
 

@@ -59,11 +59,19 @@ pub fn run_on_cpus(n: usize, job: &(dyn Fn(usize, usize) + Sync)) -> Result<(), 
             failed = true;
         }
     }
+    // Interrupts on meanwhile: the other CPUs' jobs may unmap kernel
+    // memory, and their TLB shootdowns wait for this CPU's acknowledgement
+    // (cf. the WARN in smp_call_function_many() with interrupts off).
+    let were_enabled = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::enable();
     run.go.store(true, Ordering::Release);
     job(0, cpus[0]);
     // Unconditionally: the tasks borrow this frame.
     while run.remaining.load(Ordering::Acquire) != 0 {
         core::hint::spin_loop();
+    }
+    if !were_enabled {
+        x86_64::instructions::interrupts::disable();
     }
     if failed {
         return Err("a CPU's work queue refused the job");
