@@ -1,8 +1,10 @@
 //! SMP bring-up on real guests: `-smp 2` and `-smp 4` start every CPU of
 //! the MADT through INIT-SIPI-SIPI, each logs itself online, `/api/cpus`
-//! lists them with their APIC ids (q35 numbers them 0..N-1), and the memory
-//! manager — still on CPU 0 only — passes its selftest, selfcheck and
-//! reset-to-boot with the other CPUs idling beside it. `-smp 1` starts none.
+//! lists them with their APIC ids (q35 numbers them 0..N-1) and their own
+//! page lists, the selftest passes (with its TLB-shootdown check across two
+//! CPUs), a benchmark on every CPU at once leaves selfcheck clean and reset
+//! equal to boot, and kernel unmappings shoot down the other CPUs' TLBs.
+//! `-smp 1` starts none.
 
 use serde_json::{Value, json};
 use tests::api::{alloc, assert_selfcheck_ok, buddyinfo, get_json, reset_to_boot, with_guest_log};
@@ -28,8 +30,9 @@ fn assert_all_online(guest: &Guest, n: usize) {
     );
 }
 
-/// `/api/cpus` lists CPUs 0..n with distinct APIC ids 0..n; only CPU 0 has
-/// page lists (`mm::types::NR_CPUS` is 1 until the allocator is SMP-safe).
+/// `/api/cpus` lists CPUs 0..n with distinct APIC ids 0..n, each with its
+/// own pagesets, all with the same `high` and `batch` (the LOW watermark
+/// split n ways).
 fn assert_api_cpus(c: &mut Client, n: usize) -> Value {
     let cpus = get_json(c, "/api/cpus");
     let online = cpus["online"].as_array().expect("online is a list");
@@ -42,13 +45,14 @@ fn assert_api_cpus(c: &mut Client, n: usize) -> Value {
     assert_eq!(numbers, (0..n as u64).collect::<Vec<_>>(), "{cpus}");
     apic_ids.sort_unstable();
     assert_eq!(apic_ids, (0..n as u64).collect::<Vec<_>>(), "{cpus}");
-    assert!(
-        !online[0]["pagesets"].as_array().unwrap().is_empty(),
-        "{cpus}"
-    );
+    let sets0 = online[0]["pagesets"].as_array().unwrap();
+    assert!(!sets0.is_empty(), "{cpus}");
     for cpu in &online[1..] {
-        assert_eq!(cpu["pagesets"], json!([]), "{cpus}");
-        assert_eq!(cpu["pcp"]["count"], 0, "{cpus}");
+        let sets = cpu["pagesets"].as_array().unwrap();
+        assert_eq!(sets.len(), sets0.len(), "{cpus}");
+        for (a, b) in sets.iter().zip(sets0) {
+            assert_eq!((&a["zone"], &a["high"], &a["batch"]), (&b["zone"], &b["high"], &b["batch"]), "{cpus}");
+        }
     }
     cpus
 }
@@ -132,7 +136,84 @@ fn selftest_passes_with_two_cpus() {
         "log:\n{}",
         log.join("\n")
     );
+    assert!(
+        log.iter().any(|l| l.contains("selftest: TLB shootdown: 200 rounds")
+            && l.contains("no stale read")),
+        "log:\n{}",
+        log.join("\n")
+    );
     assert_all_online(&guest, 2);
+}
+
+/// `POST /api/bench` on every CPU at once: each CPU runs its share on its
+/// own page lists (CPUs 1-3 through their work queues), the answer has
+/// their figures, and afterwards nothing is lost: selfcheck is clean and
+/// reset equals boot. Then with every pair under one global lock, and the
+/// bad requests.
+#[test]
+fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
+    let (guest, port) = boot_ready(BootOptions::default().smp(4));
+    with_guest_log(&guest, || {
+        let mut c = Client::connect(port);
+        let boot = buddyinfo(&mut c);
+        for global_lock in [false, true] {
+            let body = json!({"workload":"pages","iterations":5000,"cpus":4,"global_lock":global_lock});
+            let r = c.request("POST", "/api/bench", Some(&body.to_string()));
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v: Value = r.json();
+            assert_eq!(v["ops"], 20000, "{v}");
+            assert_eq!(v["cpus"], 4, "{v}");
+            assert_eq!(v["global_lock"], global_lock, "{v}");
+            let per_cpu = v["per_cpu"].as_array().unwrap();
+            let cpus: Vec<u64> = per_cpu.iter().map(|p| p["cpu"].as_u64().unwrap()).collect();
+            assert_eq!(cpus, [0, 1, 2, 3], "{v}");
+            assert!(per_cpu.iter().all(|p| p["ops"] == 5000 && p["ns_per_op"].as_u64().unwrap() > 0), "{v}");
+            assert!(v["ops_per_sec"].as_u64().unwrap() > 0, "{v}");
+        }
+        let cpus = assert_api_cpus(&mut c, 4);
+        for cpu in &cpus["online"].as_array().unwrap()[1..] {
+            assert_eq!(cpu["work_done"], 2, "one job per bench: {cpus}");
+            assert!(cpu["pcp"]["count"].as_u64().unwrap() > 0, "its own lists were refilled: {cpus}");
+        }
+        assert_selfcheck_ok(&mut c, "after a 4-CPU bench");
+        assert_eq!(reset_to_boot(&mut c, &boot, "after a 4-CPU bench"), 0);
+        // Reset drained every CPU's lists.
+        let cpus = get_json(&mut c, "/api/cpus");
+        for cpu in cpus["online"].as_array().unwrap() {
+            assert_eq!(cpu["pcp"]["count"], 0, "{cpus}");
+        }
+        for (body, needle) in [
+            (json!({"workload":"pages","iterations":10,"cpus":5}), "out of range 1..=4"),
+            (json!({"workload":"pages","iterations":10,"cpus":0}), "out of range 1..=4"),
+            (json!({"workload":"kmalloc","iterations":10,"cpus":2}), "pages workload only"),
+        ] {
+            let r = c.request("POST", "/api/bench", Some(&body.to_string()));
+            assert_eq!(r.status, 400, "{body}: {}", r.text());
+            assert!(r.text().contains(needle), "{body}: {}", r.text());
+        }
+    });
+}
+
+/// vfree on CPU 0 shoots down the other CPUs' TLBs: each IPI is handled
+/// and counted.
+#[test]
+fn vfree_shoots_down_the_other_cpus_tlbs() {
+    let (guest, port) = boot_ready(BootOptions::default().smp(2));
+    with_guest_log(&guest, || {
+        let mut c = Client::connect(port);
+        let before = get_json(&mut c, "/api/cpus");
+        let r = alloc(&mut c, &json!({"type":"vmalloc","size":16384}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_u64().unwrap();
+        let r = c.request("DELETE", &format!("/api/alloc/{id}"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let after = get_json(&mut c, "/api/cpus");
+        let sent = |v: &Value| v["tlb_shootdowns"].as_u64().unwrap();
+        let got = |v: &Value| v["online"][1]["tlb_flushes"].as_u64().unwrap();
+        assert!(sent(&after) > sent(&before), "{before} -> {after}");
+        assert_eq!(got(&after) - got(&before), sent(&after) - sent(&before), "{before} -> {after}");
+        assert_eq!(after["online"][0]["tlb_flushes"], before["online"][0]["tlb_flushes"], "CPU 0 flushes itself without an IPI");
+    });
 }
 
 #[test]
