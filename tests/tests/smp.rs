@@ -156,14 +156,15 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
     with_guest_log(&guest, || {
         let mut c = Client::connect(port);
         let boot = buddyinfo(&mut c);
-        for global_lock in [false, true] {
-            let body = json!({"workload":"pages","iterations":5000,"cpus":4,"global_lock":global_lock});
+        for (workload, global_lock) in [("pages", false), ("pages", true), ("kmalloc", false), ("kmalloc", true)] {
+            let body = json!({"workload":workload,"iterations":5000,"cpus":4,"global_lock":global_lock});
             let r = c.request("POST", "/api/bench", Some(&body.to_string()));
             assert_eq!(r.status, 200, "{}", r.text());
             let v: Value = r.json();
             assert_eq!(v["ops"], 20000, "{v}");
             assert_eq!(v["cpus"], 4, "{v}");
             assert_eq!(v["global_lock"], global_lock, "{v}");
+            assert_eq!(v["workload"], workload, "{v}");
             let per_cpu = v["per_cpu"].as_array().unwrap();
             let cpus: Vec<u64> = per_cpu.iter().map(|p| p["cpu"].as_u64().unwrap()).collect();
             assert_eq!(cpus, [0, 1, 2, 3], "{v}");
@@ -172,7 +173,7 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
         }
         let cpus = assert_api_cpus(&mut c, 4);
         for cpu in &cpus["online"].as_array().unwrap()[1..] {
-            assert_eq!(cpu["work_done"], 2, "one job per bench: {cpus}");
+            assert_eq!(cpu["work_done"], 4, "one job per bench: {cpus}");
             assert!(cpu["pcp"]["count"].as_u64().unwrap() > 0, "its own lists were refilled: {cpus}");
         }
         assert_selfcheck_ok(&mut c, "after a 4-CPU bench");
@@ -185,7 +186,7 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
         for (body, needle) in [
             (json!({"workload":"pages","iterations":10,"cpus":5}), "out of range 1..=4"),
             (json!({"workload":"pages","iterations":10,"cpus":0}), "out of range 1..=4"),
-            (json!({"workload":"kmalloc","iterations":10,"cpus":2}), "pages workload only"),
+            (json!({"workload":"vmalloc","iterations":10,"cpus":2}), "pages and kmalloc"),
         ] {
             let r = c.request("POST", "/api/bench", Some(&body.to_string()));
             assert_eq!(r.status, 400, "{body}: {}", r.text());

@@ -25,6 +25,14 @@
 //!   nothing. A slab cache that had to grow a slab for the run (it had no
 //!   free object) is settled back to its slab count from before, so
 //!   `/api/buddyinfo` after a run equals the one before.
+//! * **Several CPUs at once** (`"cpus":N`, pages and kmalloc): each CPU
+//!   runs `iterations` pairs on its own per-CPU lists or slabs, started
+//!   together by the kernel's work queues ([`super::System::run_on_cpus`]);
+//!   `"global_lock":true` puts every pair under one spin lock, the
+//!   comparison. Afterwards every page is back and every cache has its
+//!   slab count of before, but which frames the slabs hold may differ
+//!   (each CPU froze and released slabs in its own order): `POST
+//!   /api/reset` restores the boot buddy state exactly.
 //! * **Transient, but within the quota.** One operation's allocation must
 //!   fit in the API quota next to what the API holds (507 EQUOTA).
 
@@ -318,12 +326,12 @@ impl<P: Platform> Api<'_, P> {
         }
         let cpus = body.cpus.unwrap_or(1);
         if cpus != 1 || body.global_lock.is_some() {
-            let Workload::Pages { order } = workload else {
+            if !matches!(workload, Workload::Pages { .. } | Workload::Kmalloc { .. }) {
                 return Err(ApiError::einval(format!(
-                    "\"cpus\" and \"global_lock\" apply to the pages workload only \
-                     (the slab allocator is not per-CPU yet), not to {name}"
+                    "\"cpus\" and \"global_lock\" apply to the pages and kmalloc \
+                     workloads, not to {name}"
                 )));
-            };
+            }
             let online = self.system.cpus().len() as u64;
             if !(1..=online).contains(&cpus) {
                 return Err(ApiError::einval(format!(
@@ -337,8 +345,8 @@ impl<P: Platform> Api<'_, P> {
                 )));
             }
             self.check_quota(op_bytes.saturating_mul(cpus))?;
-            return self.bench_pages_cpus(
-                order,
+            return self.bench_cpus(
+                workload,
                 iterations,
                 cpus as usize,
                 body.global_lock.unwrap_or(false),
@@ -392,16 +400,18 @@ impl<P: Platform> Api<'_, P> {
         })
     }
 
-    /// `alloc_pages(GFP_KERNEL, order)` + `__free_pages()` pairs on `cpus`
-    /// CPUs at once, `iterations` on each, through
-    /// [`System::run_on_cpus`]: the per-CPU fast paths scaling — or, with
-    /// `global_lock`, every pair under one spin lock shared by all CPUs
-    /// (what one lock around the allocator costs). The answer's `ops` and
-    /// `ns_per_op` are the aggregate (all pairs over the wall time), `per_cpu`
-    /// each CPU's own, and min/p50/p99/max describe the per-CPU means.
-    fn bench_pages_cpus(
+    /// `alloc_pages(GFP_KERNEL, order)` + `__free_pages()` pairs, or
+    /// `kmalloc(size, GFP_KERNEL)` + `kfree()` pairs as the kernel heap
+    /// makes them ([`super::SlabAccess::kmalloc_kfree`]), on `cpus` CPUs at
+    /// once, `iterations` on each, through [`System::run_on_cpus`]: the
+    /// per-CPU fast paths scaling — or, with `global_lock`, every pair
+    /// under one spin lock shared by all CPUs (what one lock around the
+    /// allocator costs). The answer's `ops` and `ns_per_op` are the
+    /// aggregate (all pairs over the wall time), `per_cpu` each CPU's own,
+    /// and min/p50/p99/max describe the per-CPU means.
+    fn bench_cpus(
         &self,
-        order: Order,
+        workload: Workload,
         iterations: u64,
         cpus: usize,
         global_lock: bool,
@@ -417,16 +427,32 @@ impl<P: Platform> Api<'_, P> {
         let cpu_of: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
         let failed = AtomicBool::new(false);
         let lock = spin::Mutex::new(());
+        let access = match workload {
+            Workload::Kmalloc { .. } => Some(self.slab_access()?),
+            _ => None,
+        };
+        let before = match access {
+            Some(a) => Some(slab_counts_before(a)?),
+            None => None,
+        };
+        let pair = || -> bool {
+            match (workload, access) {
+                (Workload::Pages { order }, _) => {
+                    match mm.alloc_pages(GfpFlags::GFP_KERNEL, order, OwnerTag::API) {
+                        Ok(pfn) => mm.free_pages(pfn, order).is_ok(),
+                        Err(_) => false,
+                    }
+                }
+                (Workload::Kmalloc { size }, Some(a)) => a.kmalloc_kfree(size).is_ok(),
+                _ => false,
+            }
+        };
         let job = |slot: usize, cpu: usize| {
             let t0 = clock.now_ns();
             let mut done = 0;
             for _ in 0..iterations {
                 let _g = global_lock.then(|| lock.lock());
-                let Ok(pfn) = mm.alloc_pages(GfpFlags::GFP_KERNEL, order, OwnerTag::API) else {
-                    failed.store(true, Ordering::Relaxed);
-                    break;
-                };
-                if mm.free_pages(pfn, order).is_err() {
+                if !pair() {
                     failed.store(true, Ordering::Relaxed);
                     break;
                 }
@@ -441,14 +467,23 @@ impl<P: Platform> Api<'_, P> {
             .run_on_cpus(cpus, &job)
             .map_err(|why| ApiError::ebusy(format!("cannot run on {cpus} CPUs: {why}")))?;
         let wall = clock.now_ns().saturating_sub(start);
+        if let (Some(a), Some(before)) = (access, &before) {
+            settle_grown(a, mm, before);
+        }
         if failed.load(Ordering::Relaxed) {
-            return Err(alloc_error(
-                AllocError::NoMemory {
+            return Err(match workload {
+                Workload::Pages { order } => alloc_error(
+                    AllocError::NoMemory {
+                        order,
+                        gfp: GfpFlags::GFP_KERNEL,
+                    },
                     order,
-                    gfp: GfpFlags::GFP_KERNEL,
-                },
-                order,
-            ));
+                ),
+                _ => ApiError::enomem(format!(
+                    "a kmalloc/kfree pair failed on one of {cpus} CPUs (or this system \
+                     has no per-CPU kmalloc path)"
+                )),
+            });
         }
         #[derive(Serialize)]
         struct PerCpu {
@@ -486,7 +521,10 @@ impl<P: Platform> Api<'_, P> {
         means.sort_unstable();
         let total: u64 = per_cpu.iter().map(|p| p.ops).sum();
         let base = BenchJson {
-            workload: "pages",
+            workload: match workload {
+                Workload::Kmalloc { .. } => "kmalloc",
+                _ => "pages",
+            },
             ops: total,
             ns_per_op: wall.checked_div(total).unwrap_or(0),
             p50_ns: percentile(&means, 50),
@@ -494,8 +532,14 @@ impl<P: Platform> Api<'_, P> {
             min_ns: means.first().copied().unwrap_or(0),
             max_ns: means.last().copied().unwrap_or(0),
             total_ns: wall,
-            order: Some(order.get()),
-            size: None,
+            order: match workload {
+                Workload::Pages { order } => Some(order.get()),
+                _ => None,
+            },
+            size: match workload {
+                Workload::Kmalloc { size } => Some(size as u64),
+                _ => None,
+            },
             cache: None,
         };
         let json = Json {
@@ -541,13 +585,7 @@ impl<P: Platform> Api<'_, P> {
     ) -> Result<u64, ApiError> {
         let access = self.slab_access()?;
         let mm = self.mm;
-        let mut before = [u64::MAX; MAX_CACHES];
-        locked(access, |slab, _| {
-            for c in slab.caches() {
-                before[c.id.slot()] = c.num_slabs;
-            }
-        })
-        .ok_or_else(no_slab)?;
+        let before = slab_counts_before(access)?;
         let op = |slab: &mut mm::slab::SlabAllocator<'_>, mem: &DynMem<'_>| match workload {
             Workload::Kmalloc { size } => {
                 let addr = slab
@@ -575,20 +613,42 @@ impl<P: Platform> Api<'_, P> {
                     _ => slab_op_error(e, &format!("kmem_cache_alloc({cache_name}, GFP_KERNEL)")),
                 })
         });
-        locked(access, |slab, mem| {
-            let mut grown = [None; MAX_CACHES];
-            for c in slab.caches() {
-                let was = before[c.id.slot()];
-                if was != u64::MAX && c.num_slabs > was {
-                    grown[c.id.slot()] = Some((c.id, was));
-                }
-            }
-            for (id, was) in grown.into_iter().flatten() {
-                settle_cache(slab, mem, mm, id, Some(was));
-            }
-        });
+        settle_grown(access, mm, &before);
         result
     }
+}
+
+/// Every cache's slab count now, `u64::MAX` for unused slots.
+fn slab_counts_before(access: &dyn super::SlabAccess) -> Result<[u64; MAX_CACHES], ApiError> {
+    let mut before = [u64::MAX; MAX_CACHES];
+    locked(access, |slab, _| {
+        for c in slab.caches() {
+            before[c.id.slot()] = c.num_slabs;
+        }
+    })
+    .ok_or_else(no_slab)?;
+    Ok(before)
+}
+
+/// Settles every cache that grew since `before` back to its slab count
+/// then (see the module doc): a run leaves the slab layer as it found it.
+fn settle_grown<P: Platform>(
+    access: &dyn super::SlabAccess,
+    mm: &mm::manager::MemoryManager<'_, P>,
+    before: &[u64; MAX_CACHES],
+) {
+    locked(access, |slab, mem| {
+        let mut grown = [None; MAX_CACHES];
+        for c in slab.caches() {
+            let was = before[c.id.slot()];
+            if was != u64::MAX && c.num_slabs > was {
+                grown[c.id.slot()] = Some((c.id, was));
+            }
+        }
+        for (id, was) in grown.into_iter().flatten() {
+            settle_cache(slab, mem, mm, id, Some(was));
+        }
+    });
 }
 
 #[cfg(test)]

@@ -62,11 +62,21 @@ use crate::server::router::RouteId;
 ///
 /// The kernel keeps its one `SlabAllocator` behind a spin lock (the global
 /// heap uses it too); host tests keep one over the simulated arena.
-pub trait SlabAccess {
+pub trait SlabAccess: Sync {
     /// Runs `f` once with the allocator locked and the [`ObjectMemory`] its
     /// objects are reached through; does nothing if there is no allocator
     /// (yet). `f` must not allocate from or free to the heap.
     fn with_slab(&self, f: &mut dyn FnMut(&mut SlabAllocator<'_>, &dyn ObjectMemory));
+
+    /// One `kmalloc(size, GFP_KERNEL)` + `kfree()` pair on the calling CPU
+    /// as the kernel's heap makes it — that CPU's fast paths first, the
+    /// lock only when they cannot serve — for `POST /api/bench` on several
+    /// CPUs. `Err` when the allocation failed or this system has no such
+    /// path (the default).
+    fn kmalloc_kfree(&self, size: usize) -> Result<(), &'static str> {
+        let _ = size;
+        Err("no per-CPU kmalloc path here")
+    }
 }
 
 /// [`ObjectMemory`] over a `dyn` one, for `mm`'s generic entry points

@@ -122,6 +122,10 @@ impl KernelHeap {
         let Some(size) = kmalloc_size_for_layout(layout.size(), layout.align()) else {
             return ptr::null_mut();
         };
+        // This CPU's free list first, under its flag alone.
+        if let Some(addr) = slab_glue::kmalloc_fast(size, gfp) {
+            return ptr::with_exposed_provenance_mut(addr as usize);
+        }
         let mut slab = slab_glue::lock();
         match slab.as_mut() {
             Some(slab) => match slab.kmalloc(&DirectMap, &HeapPages(memory::mm()), size, gfp) {
@@ -179,6 +183,9 @@ unsafe impl GlobalAlloc for KernelHeap {
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
         if in_early(p) {
+            return;
+        }
+        if slab_glue::kfree_fast(p.expose_provenance() as u64) {
             return;
         }
         if let Some(slab) = slab_glue::lock().as_mut() {

@@ -65,6 +65,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
         .max()
         .unwrap_or(1);
     memory::mm().set_nr_cpus(nr_cpu_ids);
+    slab_glue::set_nr_cpus(nr_cpu_ids);
     drivers::dma::init();
     time::boot_phase("interrupts");
 

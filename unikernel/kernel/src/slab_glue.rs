@@ -5,7 +5,7 @@
 //! ```text
 //!  #[global_allocator] ──┐                 ┌── net::api (POST /api/caches, kmalloc handles, …)
 //!                        ▼                 ▼
-//!            SLAB: Mutex<Option<SlabAllocator>>  ── slow path ──► mm.lock() (zone lock)
+//!            SLAB: BrLock<Option<SlabAllocator>>  ── slow path ──► mm.lock() (zone lock)
 //!                        │ objects
 //!                        ▼
 //!            DirectMap: loads/stores at PAGE_OFFSET + phys
@@ -21,63 +21,123 @@
 //! spinning forever ([`lock`]).
 
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use spin::{Mutex, MutexGuard};
+use mm::gfp::GfpFlags;
+use mm::sync::{BrLock, BrWriteGuard};
+
+use crate::arch::x86_64::percpu::MAX_CPUS;
 
 use mm::fault_inject::FaultConfig;
 use mm::slab::{Corruption, ObjectMemory, SlabAllocator, SlabFlags, SlabMeta};
 
 use crate::memory;
 
-/// The slab allocator, once [`init`] ran.
-static SLAB: Mutex<Option<SlabAllocator<'static>>> = Mutex::new(None);
+/// The slab allocator, once [`init`] ran, in a big-reader lock
+/// ([`mm::sync::BrLock`]): a CPU's kmalloc/kfree fast paths take only its
+/// own flag ([`kmalloc_fast`], [`kfree_fast`]); everything else takes
+/// every flag ([`lock`]).
+static SLAB: BrLock<Option<SlabAllocator<'static>>> = BrLock::new(None);
 
-/// The CPU holding [`SLAB`], `usize::MAX` when free (set after taking
-/// the lock, cleared before releasing it).
-static SLAB_OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Per CPU: whether it holds [`SLAB`]'s exclusive side, so that a second
+/// acquisition on the same CPU (re-entry) panics instead of spinning on
+/// its own flag forever.
+static HELD: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// The slab lock, held. Clears the owner before unlocking.
-pub struct SlabGuard(MutexGuard<'static, Option<SlabAllocator<'static>>>);
+/// The slab lock's exclusive side, held. Clears [`HELD`] on release.
+pub struct SlabGuard {
+    guard: BrWriteGuard<'static, Option<SlabAllocator<'static>>>,
+    cpu: usize,
+}
 
 impl Deref for SlabGuard {
     type Target = Option<SlabAllocator<'static>>;
     #[inline(always)]
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.guard
     }
 }
 
 impl DerefMut for SlabGuard {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &mut self.guard
     }
 }
 
 impl Drop for SlabGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        SLAB_OWNER.store(usize::MAX, Ordering::Relaxed);
+        HELD[self.cpu].store(false, Ordering::Relaxed);
     }
 }
 
-/// The slab lock. Spins while another CPU holds it; panics on re-entry
-/// (see the module docs): an allocation while this CPU holds the lock,
-/// or from an interrupt handler.
+/// The slab lock, every CPU's flag. Spins while other CPUs hold theirs;
+/// panics on re-entry (see the module docs): an allocation while this CPU
+/// holds the lock, or from an interrupt handler.
 #[inline(always)]
 pub fn lock() -> SlabGuard {
-    let me = crate::arch::x86_64::percpu::this_cpu_id();
-    loop {
-        if let Some(guard) = SLAB.try_lock() {
-            SLAB_OWNER.store(me, Ordering::Relaxed);
-            return SlabGuard(guard);
-        }
-        if SLAB_OWNER.load(Ordering::Relaxed) == me {
-            reentered();
-        }
-        core::hint::spin_loop();
+    let cpu = this_cpu();
+    if HELD[cpu].load(Ordering::Relaxed) {
+        reentered();
     }
+    let mut guard = SLAB.write();
+    HELD[cpu].store(true, Ordering::Relaxed);
+    if let Some(slab) = guard.as_mut() {
+        slab.set_this_cpu(cpu);
+    }
+    SlabGuard { guard, cpu }
+}
+
+/// The running CPU, as an index into [`HELD`].
+#[inline(always)]
+fn this_cpu() -> usize {
+    crate::arch::x86_64::percpu::this_cpu_id() & (MAX_CPUS - 1)
+}
+
+/// Lets `n` CPUs take the fast paths (after SMP bring-up).
+pub fn set_nr_cpus(n: usize) {
+    SLAB.set_nr_cpus(n);
+}
+
+/// `kmalloc(size, gfp)` from this CPU's free list of the size class, under
+/// this CPU's flag alone ([`SlabAllocator::kmalloc_cpu`]); `None` when the
+/// general path must run (empty list, tracing on, re-entry to report).
+#[inline(always)]
+pub fn kmalloc_fast(size: usize, gfp: GfpFlags) -> Option<u64> {
+    let cpu = this_cpu();
+    if HELD[cpu].load(Ordering::Relaxed)
+        || memory::mm().trace_enabled(mm::trace::EventId::Kmalloc)
+    {
+        return None;
+    }
+    let guard = SLAB.read_cpu(cpu)?;
+    let slab = guard.as_ref()?;
+    // SAFETY: `guard` holds `cpu`'s flag and this code runs on `cpu`
+    // (interrupt handlers never allocate, so nothing else uses the slot).
+    unsafe { slab.kmalloc_cpu(cpu, &DirectMap, size, gfp) }
+}
+
+/// `kfree(addr)` onto this CPU's free list when the object is on this
+/// CPU's slab of the cache it used last ([`SlabAllocator::kfree_cpu`]);
+/// `false` when the general path must run.
+#[inline(always)]
+pub fn kfree_fast(addr: u64) -> bool {
+    let cpu = this_cpu();
+    if HELD[cpu].load(Ordering::Relaxed)
+        || memory::mm().trace_enabled(mm::trace::EventId::Kfree)
+    {
+        return false;
+    }
+    let Some(guard) = SLAB.read_cpu(cpu) else {
+        return false;
+    };
+    let Some(slab) = guard.as_ref() else {
+        return false;
+    };
+    // SAFETY: as in `kmalloc_fast`; the heap's caller owns the object it
+    // frees (GlobalAlloc::dealloc's contract).
+    unsafe { slab.kfree_cpu(cpu, &DirectMap, addr) }
 }
 
 #[cold]
@@ -244,5 +304,23 @@ impl net::api::SlabAccess for KernelSlab {
         if let Some(slab) = guard.as_mut() {
             f(slab, &DirectMap);
         }
+    }
+
+    fn kmalloc_kfree(&self, size: usize) -> Result<(), &'static str> {
+        let mm = memory::mm();
+        let addr = match kmalloc_fast(size, GfpFlags::GFP_KERNEL) {
+            Some(addr) => addr,
+            None => lock()
+                .as_mut()
+                .ok_or("no slab allocator")?
+                .kmalloc(&DirectMap, mm, size, GfpFlags::GFP_KERNEL)
+                .map_err(|_| "kmalloc failed")?,
+        };
+        if !kfree_fast(addr) {
+            let mut guard = lock();
+            let slab = guard.as_mut().ok_or("no slab allocator")?;
+            slab.kfree(&DirectMap, mm, addr).map_err(|_| "kfree refused")?;
+        }
+        Ok(())
     }
 }

@@ -115,7 +115,7 @@ const fn bucket_slot(bucket: usize) -> u8 {
 }
 
 /// Size → cache slot, indexed by `(size - 1) >> 3` for sizes 1..=8192.
-static SIZE_TO_SLOT: [u8; KMALLOC_MAX_CACHE_SIZE / 8] = {
+pub(crate) static SIZE_TO_SLOT: [u8; KMALLOC_MAX_CACHE_SIZE / 8] = {
     let mut t = [0u8; KMALLOC_MAX_CACHE_SIZE / 8];
     let mut i = 0;
     while i < t.len() {

@@ -54,6 +54,7 @@ mod flags;
 mod geometry;
 pub mod mem;
 mod source;
+pub mod smp;
 mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -281,8 +282,6 @@ pub(crate) struct KmemCache {
     objs_end: u32,
     /// Bytes the user may use (cf. `s->object_size`).
     object_size: u32,
-    /// Each CPU's slab and free list (cf. `s->cpu_slab`), indexed by CPU.
-    pub(crate) cpu_slab: [KmemCacheCpu; NR_CPUS],
     flags: SlabFlags,
     objects: u32,
 
@@ -330,7 +329,6 @@ impl KmemCache {
         size: 0,
         objs_end: 0,
         object_size: 0,
-        cpu_slab: [KmemCacheCpu::EMPTY; NR_CPUS],
         flags: SlabFlags::NONE,
         objects: 0,
         pfn_mask: 0,
@@ -423,9 +421,13 @@ pub struct SlabAllocator<'a> {
     failslab: FailSlab,
     /// `failslab.is_armed()`, cached for the fast path (see `ArmedMut`).
     failslab_armed: bool,
-    /// What the slab layer keeps per CPU beside the caches' own
-    /// `kmem_cache_cpu`s.
-    pub(crate) cpu: [SlabCpu; NR_CPUS],
+    /// Each CPU's `kmem_cache_cpu` of every cache and its free hint, one
+    /// slot per CPU on cache lines of its own (cf. `s->cpu_slab`, which
+    /// Linux keeps in each CPU's per-CPU area); see [`cpu`].
+    pub(crate) pcpu: [crate::sync::PcpCell<SlabCpu>; NR_CPUS],
+    /// The CPU the exclusive holder runs on, whose slot the locked paths
+    /// use (set by the lock, cf. `smp_processor_id()`).
+    pub(crate) cur_cpu: usize,
 }
 
 impl fmt::Debug for SlabAllocator<'_> {
@@ -466,7 +468,8 @@ impl<'a> SlabAllocator<'a> {
             large_pages: 0,
             failslab: FailSlab::new(),
             failslab_armed: false,
-            cpu: [SlabCpu::EMPTY; NR_CPUS],
+            pcpu: [const { crate::sync::PcpCell::new(SlabCpu::EMPTY) }; NR_CPUS],
+            cur_cpu: 0,
         };
         s.create_kmalloc_caches(kmalloc_debug);
         s

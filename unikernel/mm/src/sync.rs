@@ -12,9 +12,9 @@
 //!   through `&mut` by the exclusive holder, and through a shared
 //!   reference only by the CPU whose [`BrLock`] flag is held.
 //!
-//! This module and the two that build the fast paths on it
-//! (`page_alloc::memmap`, `page_alloc::smp`) are the only places `mm`
-//! uses `unsafe`; everything else is checked by the compiler.
+//! This module and the three that build the fast paths on it
+//! (`page_alloc::memmap`, `page_alloc::smp`, `slab::smp`) are the only
+//! places `mm` uses `unsafe`; everything else is checked by the compiler.
 
 #![allow(unsafe_code)]
 
@@ -87,7 +87,7 @@ unsafe impl<T: Send> Send for BrLock<T> {}
 
 impl<T> BrLock<T> {
     /// A lock for one CPU; [`BrLock::set_nr_cpus`] raises it at bring-up.
-    pub fn new(data: T) -> BrLock<T> {
+    pub const fn new(data: T) -> BrLock<T> {
         BrLock {
             flags: [const { CachePadded(SpinFlag::new()) }; NR_CPUS],
             nr_cpus: AtomicUsize::new(1),

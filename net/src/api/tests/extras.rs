@@ -203,6 +203,63 @@ fn bench_every_workload_leaves_the_allocators_as_they_were() {
     });
 }
 
+/// `"cpus":4`: host threads stand for the CPUs. Each runs its share on
+/// its own page lists, the answer has every CPU's figures, and nothing is
+/// lost; kmalloc pairs go through the slab layer from every thread.
+#[test]
+fn bench_on_four_cpus_runs_each_share_on_its_own_lists() {
+    run(PCP, |t| {
+        t.system.online_cpus.set(4);
+        t.mm.set_nr_cpus(4);
+        let boot = t.mm.drained_buddyinfo();
+        let slabs = slab_counts(t);
+        for (workload, global_lock) in [
+            ("pages", false),
+            ("pages", true),
+            ("kmalloc", false),
+            ("kmalloc", true),
+        ] {
+            let body = json!({"workload":workload,"iterations":2000,"cpus":4,"global_lock":global_lock});
+            let r = bench(t, body.clone());
+            assert_eq!(r.status, 200, "{body}: {}", r.text());
+            let j: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!((j["ops"].as_u64(), j["cpus"].as_u64()), (Some(8000), Some(4)), "{j}");
+            assert_eq!(j["workload"], workload, "{j}");
+            assert_eq!(j["global_lock"], global_lock, "{j}");
+            let per_cpu = j["per_cpu"].as_array().unwrap();
+            let cpus: Vec<u64> = per_cpu.iter().map(|p| p["cpu"].as_u64().unwrap()).collect();
+            assert_eq!(cpus, [0, 1, 2, 3], "{j}");
+            assert!(per_cpu.iter().all(|p| p["ops"] == 2000), "{j}");
+            if workload == "pages" && !global_lock {
+                // Every CPU refilled its own lists, and its last free
+                // left a page waiting on them.
+                let cpus = t.json("/api/cpus");
+                for cpu in cpus["online"].as_array().unwrap() {
+                    assert!(cpu["pcp"]["count"].as_u64().unwrap() > 0, "{cpus}");
+                }
+            }
+        }
+        // Every page came back and every cache has its slab count of before
+        // (which frames the slabs hold may differ: the CPUs froze and
+        // released slabs in their own order); reset restores boot exactly.
+        let pages = |b: &mm::manager::BuddySnapshot| -> u64 {
+            b.iter().flat_map(|z| z.iter().enumerate().map(|(o, n)| n << o)).sum()
+        };
+        assert_eq!(pages(&t.mm.drained_buddyinfo()), pages(&boot));
+        assert_eq!(slab_counts(t), slabs);
+        assert_eq!(post(t, "/api/reset", json!({})).status, 200);
+        assert_eq!(t.mm.drained_buddyinfo(), boot);
+        for (body, status) in [
+            (json!({"workload":"pages","iterations":10,"cpus":5}), 400),
+            (json!({"workload":"cache","iterations":10,"cpus":2,"cache":"kmalloc-64"}), 400),
+            (json!({"workload":"pages","iterations":100000,"cpus":4,"order":10}), 400),
+        ] {
+            let r = bench(t, body.clone());
+            assert_eq!(r.status, status, "{body}: {}", r.text());
+        }
+    });
+}
+
 #[test]
 fn bench_of_an_empty_cache_gives_its_new_slab_back() {
     run(DEFAULT, |t| {

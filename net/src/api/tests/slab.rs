@@ -17,6 +17,7 @@ use super::*;
 pub(super) struct SimSlab<'m> {
     slab: Mutex<SlabAllocator<'static>>,
     platform: &'m SimPlatform,
+    mm: &'m MemoryManager<'m, SimPlatform>,
 }
 
 impl<'m> SimSlab<'m> {
@@ -26,6 +27,7 @@ impl<'m> SimSlab<'m> {
         SimSlab {
             slab: Mutex::new(SlabAllocator::new(metas, SlabFlags::NONE)),
             platform: mm.platform(),
+            mm,
         }
     }
 
@@ -53,6 +55,18 @@ impl SlabAccess for SimSlab<'_> {
             .try_lock()
             .expect("slab lock re-entered (the kernel would panic)");
         f(&mut slab, &PlatformMemory(self.platform));
+    }
+
+    /// Threads standing for CPUs share the one lock here (blocking, not
+    /// `try_lock`: they contend for real); each acts as its CPU.
+    fn kmalloc_kfree(&self, size: usize) -> Result<(), &'static str> {
+        let mut slab = self.slab.lock().unwrap();
+        slab.set_this_cpu(self.platform.cpu_id());
+        let mem = PlatformMemory(self.platform);
+        let addr = slab
+            .kmalloc(&mem, self.mm, size, mm::gfp::GfpFlags::GFP_KERNEL)
+            .map_err(|_| "kmalloc failed")?;
+        slab.kfree(&mem, self.mm, addr).map_err(|_| "kfree refused")
     }
 }
 

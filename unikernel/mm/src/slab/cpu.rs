@@ -58,12 +58,6 @@ mod tests;
 /// CPUs with a `kmem_cache_cpu`: the kernel-wide [`crate::types::NR_CPUS`].
 pub use crate::types::NR_CPUS;
 
-/// The CPU this code runs on (cf. `smp_processor_id()`): 0 until SMP, then
-/// the CPU number the kernel keeps in its per-CPU area.
-#[inline(always)]
-pub(crate) const fn smp_processor_id() -> usize {
-    0
-}
 
 /// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
 /// slab and that slab's free list.
@@ -97,21 +91,40 @@ impl KmemCacheCpu {
     }
 }
 
-/// Per-CPU state of the slab layer as a whole (the caches keep theirs in
-/// their `kmem_cache_cpu`).
+/// One CPU's slab state: its `kmem_cache_cpu` of every cache (cf. the
+/// per-CPU area `s->cpu_slab` points into) and its free hint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlabCpu {
     /// The cache this CPU last allocated from, or last freed to by the
     /// general free: where `kfree` looks first (see
     /// [`SlabAllocator::slab_free`]).
     pub(crate) hint: u8,
+    /// Its `kmem_cache_cpu` of each cache, by cache slot.
+    pub(crate) slabs: [KmemCacheCpu; MAX_CACHES],
 }
 
 impl SlabCpu {
-    pub(crate) const EMPTY: SlabCpu = SlabCpu { hint: 0 };
+    pub(crate) const EMPTY: SlabCpu = SlabCpu {
+        hint: 0,
+        slabs: [KmemCacheCpu::EMPTY; MAX_CACHES],
+    };
 }
 
 impl SlabAllocator<'_> {
+    /// The CPU this code runs on (cf. `smp_processor_id()`): the lock
+    /// holder's ([`SlabAllocator::set_this_cpu`]).
+    #[inline(always)]
+    pub(crate) fn smp_processor_id(&self) -> usize {
+        self.cur_cpu
+    }
+
+    /// Says which CPU holds the slab lock now; out-of-range CPUs use CPU
+    /// 0's slots.
+    #[inline(always)]
+    pub fn set_this_cpu(&mut self, cpu: usize) {
+        self.cur_cpu = if cpu < NR_CPUS { cpu } else { 0 };
+    }
+
     // ------------------------------------------------------------------
     // Allocation
     // ------------------------------------------------------------------
@@ -163,10 +176,11 @@ impl SlabAllocator<'_> {
         if self.failslab_armed {
             self.should_failslab(slot, gfp)?;
         }
-        let cpu_id = smp_processor_id();
-        self.cpu[cpu_id].hint = slot as u8;
-        let c = &mut self.caches[slot];
-        let cpu = &mut c.cpu_slab[cpu_id];
+        let cpu_id = self.smp_processor_id();
+        let pc = &mut *self.pcpu[cpu_id];
+        pc.hint = slot as u8;
+        let c = &self.caches[slot];
+        let cpu = &mut pc.slabs[slot];
         let obj = cpu.freelist;
         if obj != 0 {
             cpu.freelist = mem.read_u64(obj + c.offset as u64);
@@ -232,14 +246,14 @@ impl SlabAllocator<'_> {
         orig_size: usize,
     ) -> u64 {
         let slot = slot & (MAX_CACHES - 1);
-        let cpu = smp_processor_id();
+        let cpu = self.smp_processor_id();
+        let cc = self.pcpu[cpu].slabs[slot];
         let c = &mut self.caches[slot];
         // The common case, kept lean: a plain cache whose CPU slab (if any)
         // ran out, and a partial slab waiting.
-        if c.is_debug() || c.partial.head == NIL || c.cpu_slab[cpu].freelist != 0 {
+        if c.is_debug() || c.partial.head == NIL || cc.freelist != 0 {
             return self.___slab_alloc_other(mem, pages, slot, gfp, orig_size);
         }
-        let cc = c.cpu_slab[cpu];
         if cc.slab != 0 {
             // Every object handed out: the slab's overlay entry already says
             // so (no free list, all in use: how it was frozen), so it only
@@ -272,14 +286,14 @@ impl SlabAllocator<'_> {
                 .alloc_debug(mem, pages, slot, gfp, orig_size)
                 .unwrap_or(0);
         }
-        let cpu = smp_processor_id();
+        let cpu = self.smp_processor_id();
+        let cc = self.pcpu[cpu].slabs[slot];
         let c = &mut self.caches[slot];
-        let cc = c.cpu_slab[cpu];
         if cc.slab != 0 && cc.freelist == 0 {
             // As in ___slab_alloc(): full, and its overlay entry says so.
             c.list_inuse += cc.inuse as u64;
             c.full.nr += 1;
-            c.cpu_slab[cpu] = KmemCacheCpu::EMPTY;
+            self.pcpu[cpu].slabs[slot] = KmemCacheCpu::EMPTY;
         } else {
             self.deactivate_slab(pages, cpu, slot);
         }
@@ -309,13 +323,14 @@ impl SlabAllocator<'_> {
         pfn: u32,
         gfp: GfpFlags,
     ) -> u64 {
-        let c = &mut self.caches[slot & (MAX_CACHES - 1)];
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
         let Some(m) = self.metas.get_mut(pfn as usize) else {
             unreachable!("slab {pfn} outside the overlay")
         };
         let base = slab_va(pfn);
         let obj = base + m.freelist as u64;
-        let cc = &mut c.cpu_slab[cpu];
+        let cc = &mut self.pcpu[cpu].slabs[slot];
         cc.freelist = mem.read_u64(obj + c.offset as u64);
         cc.slab = base;
         cc.inuse = m.inuse as u32 + 1;
@@ -369,7 +384,7 @@ impl SlabAllocator<'_> {
         cpu: usize,
         slot: usize,
     ) {
-        let cc = core::mem::replace(&mut self.caches[slot].cpu_slab[cpu], KmemCacheCpu::EMPTY);
+        let cc = core::mem::replace(&mut self.pcpu[cpu].slabs[slot], KmemCacheCpu::EMPTY);
         if cc.slab == 0 {
             return;
         }
@@ -403,9 +418,9 @@ impl SlabAllocator<'_> {
 
     /// Every CPU slab of cache `slot`: `(cpu, its kmem_cache_cpu)`.
     pub(crate) fn cpu_slabs(&self, slot: usize) -> impl Iterator<Item = (usize, &KmemCacheCpu)> {
-        self.caches[slot]
-            .cpu_slab
+        self.pcpu
             .iter()
+            .map(move |pc| &pc.slabs[slot & (MAX_CACHES - 1)])
             .enumerate()
             .filter(|(_, cc)| cc.slab != 0)
     }
@@ -477,21 +492,22 @@ impl SlabAllocator<'_> {
         addr: u64,
         expect: Option<CacheId>,
     ) -> Result<(), Corruption> {
-        let cpu_id = smp_processor_id();
+        let cpu_id = self.smp_processor_id();
+        let pc = &mut *self.pcpu[cpu_id];
         let hint = match expect {
             Some(e) => e.slot as usize,
-            None => self.cpu[cpu_id].hint as usize,
+            None => pc.hint as usize,
         } & (MAX_CACHES - 1);
-        let c = &mut self.caches[hint];
+        let c = &self.caches[hint];
+        let cpu = &mut pc.slabs[hint];
         // Wraps to a huge offset below the slab, or without a CPU slab.
-        let off = addr.wrapping_sub(c.cpu_slab[cpu_id].slab);
-        let head = c.cpu_slab[cpu_id].freelist;
+        let off = addr.wrapping_sub(cpu.slab);
+        let head = cpu.freelist;
         if c.is_object_offset(off)
             && head != addr
             && expect.is_none_or(|e| e.generation == c.generation)
         {
             mem.write_u64(addr + c.offset as u64, head);
-            let cpu = &mut c.cpu_slab[cpu_id];
             cpu.freelist = addr;
             cpu.inuse -= 1;
             return Ok(());
@@ -532,20 +548,29 @@ impl SlabAllocator<'_> {
         }
         let base = addr - off;
         let head = pfn & !(c.pfn_mask as usize);
-        let cpu_id = smp_processor_id();
-        let cpu = &mut c.cpu_slab[cpu_id];
-        if base == cpu.slab {
+        let offset = c.offset as u64;
+        let cpu_id = self.smp_processor_id();
+        self.pcpu[cpu_id].hint = slot as u8;
+        // This CPU's slab, or — only the exclusive side gets here for
+        // another CPU's — a slab another CPU has frozen: the object goes
+        // back onto that CPU's free list (SLUB's remote free into a frozen
+        // slab, which Linux does with a cmpxchg on the slab's free list).
+        let owner = if base == self.pcpu[cpu_id].slabs[slot].slab {
+            Some(cpu_id)
+        } else {
+            (0..NR_CPUS).find(|&k| self.pcpu[k].slabs[slot].slab == base)
+        };
+        if let Some(k) = owner {
+            let cpu = &mut self.pcpu[k].slabs[slot];
             let first = cpu.freelist;
             if first == addr {
-                return Err(self.double_free_cpu(mem, slot, addr));
+                return Err(self.double_free_cpu(mem, slot, k, addr));
             }
-            mem.write_u64(addr + c.offset as u64, first);
+            mem.write_u64(addr + offset, first);
             cpu.freelist = addr;
             cpu.inuse -= 1;
-            self.cpu[cpu_id].hint = slot as u8;
             return Ok(());
         }
-        self.cpu[cpu_id].hint = slot as u8;
         self.__slab_free(mem, pages, slot, head, base, addr)
     }
 
@@ -596,10 +621,16 @@ impl SlabAllocator<'_> {
     /// Pop it and keep it out of circulation.
     #[cold]
     #[inline(never)]
-    fn double_free_cpu<M: ObjectMemory>(&mut self, mem: &M, slot: usize, addr: u64) -> Corruption {
+    fn double_free_cpu<M: ObjectMemory>(
+        &mut self,
+        mem: &M,
+        slot: usize,
+        cpu: usize,
+        addr: u64,
+    ) -> Corruption {
         let slot = slot & (MAX_CACHES - 1);
         let c = &mut self.caches[slot];
-        let cc = &mut c.cpu_slab[smp_processor_id()];
+        let cc = &mut self.pcpu[cpu & (NR_CPUS - 1)].slabs[slot];
         cc.freelist = mem.read_u64(addr + c.offset as u64);
         cc.inuse += 1;
         c.quarantined += 1;

@@ -47,7 +47,7 @@ fn object_offset_test_is_exact() {
 }
 
 fn cpu_of(f: &Fixture, id: CacheId) -> KmemCacheCpu {
-    f.slab.caches[id.slot()].cpu_slab[smp_processor_id()]
+    f.slab.pcpu[f.slab.smp_processor_id()].slabs[id.slot()]
 }
 
 fn alloc_n(f: &mut Fixture, id: CacheId, n: usize) -> Vec<u64> {
@@ -150,12 +150,12 @@ fn the_free_hint_never_misdirects_a_free() {
     let a = f.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
     let b = f.slab.kmalloc(m, p, 128, GfpFlags::GFP_KERNEL).unwrap();
     assert_eq!(
-        f.slab.cpu[0].hint as usize,
+        f.slab.pcpu[0].hint as usize,
         f.slab.cache_of(b).unwrap().slot()
     );
     f.slab.kfree(m, p, a).unwrap();
     assert_eq!(
-        f.slab.cpu[0].hint as usize,
+        f.slab.pcpu[0].hint as usize,
         f.slab.cache_of(a).unwrap().slot(),
         "the lookup moved the hint"
     );
@@ -428,7 +428,7 @@ proptest! {
                     let id = ids[which];
                     let per = f.slab.cache_info(id).unwrap().objs_per_slab;
                     for _ in 0..per {
-                        let cc = f.slab.caches[id.slot()].cpu_slab[smp_processor_id()];
+                        let cc = f.slab.pcpu[f.slab.smp_processor_id()].slabs[id.slot()];
                         if cc.slab != 0 && cc.freelist == 0 { break; }
                         let Ok(a) = f.slab.kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL) else { break };
                         let req = USER[which].0;
@@ -464,7 +464,10 @@ proptest! {
                 Op::FlushEvery => {
                     for slot in 0..MAX_CACHES { f.slab.flush_all(p, slot); }
                 }
-                Op::Deactivate { slot } => f.slab.deactivate_slab(p, smp_processor_id(), slot),
+                Op::Deactivate { slot } => {
+                    let cpu = f.slab.smp_processor_id();
+                    f.slab.deactivate_slab(p, cpu, slot)
+                }
                 Op::Shrink { which } => {
                     if which == 3 { f.slab.shrink_all(p); } else { f.slab.kmem_cache_shrink(p, ids[which]).unwrap(); }
                 }
