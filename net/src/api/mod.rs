@@ -420,7 +420,7 @@ impl<'a, P: Platform> Api<'a, P> {
             tasks: tasks::TaskState::default(),
             pagecache: pagecache::PageCacheState::default(),
             cma: cma::CmaState::default(),
-            percpu: percpu::PercpuState::default(),
+            percpu: percpu::PercpuState::new(mm.nr_cpus()),
             waits: alloc::boxed::Box::default(),
         }
     }

@@ -47,10 +47,12 @@ pub(super) struct PercpuState {
     pub(super) handles: BTreeMap<u64, PercpuHandle>,
 }
 
-impl Default for PercpuState {
-    fn default() -> Self {
+impl PercpuState {
+    /// One unit per CPU the memory manager has (cf. `nr_cpu_ids`: the
+    /// kernel declares its CPUs before it builds the API).
+    pub(super) fn new(nr_cpus: usize) -> Self {
         PercpuState {
-            alloc: Box::new(Percpu::new(NR_CPUS)),
+            alloc: Box::new(Percpu::new(nr_cpus.clamp(1, NR_CPUS))),
             chunk_blocks: [None; PCPU_MAX_CHUNKS],
             handles: BTreeMap::new(),
         }
