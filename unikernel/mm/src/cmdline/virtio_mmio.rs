@@ -79,6 +79,19 @@ pub struct VirtioMmioDevices {
 }
 
 impl VirtioMmioDevices {
+    /// No devices.
+    pub const fn new() -> Self {
+        VirtioMmioDevices {
+            devices: [VirtioMmioDevice {
+                base: 0,
+                size: 0,
+                irq: 0,
+                id: None,
+            }; MAX_DEVICES],
+            len: 0,
+        }
+    }
+
     /// The entries, in command-line order.
     pub fn as_slice(&self) -> &[VirtioMmioDevice] {
         &self.devices[..self.len]
