@@ -50,10 +50,9 @@ pub fn parse(info: &mut AcpiInfo) -> bool {
     let Some(table) = find_config_table() else {
         return false;
     };
-    let (Some(sig), Some(len), Some(count), Some(lapic)) = (
+    let (Some(sig), Some(len), Some(lapic)) = (
         read_phys::<[u8; 4]>(table),
         read_phys::<u16>(table + 4),
-        read_phys::<u16>(table + 34),
         read_phys::<u32>(table + 36),
     ) else {
         return false;
@@ -63,7 +62,6 @@ pub fn parse(info: &mut AcpiInfo) -> bool {
         return false;
     }
     info.lapic_base = u64::from(lapic);
-    log::debug!("mptable: PCMP at {table:#x}, {len} bytes, entry count {count}");
     let end = table + u64::from(len);
     let mut at = table + 44;
     // By length, not by the entry count, as Linux's `smp_read_mpc()` does
@@ -82,11 +80,6 @@ pub fn parse(info: &mut AcpiInfo) -> bool {
             0 => {
                 // [1] LAPIC id, [3] flags: bit 0 enabled, bit 1 boot CPU.
                 let (id, flags) = (bytes[1], bytes[3]);
-                log::info!(
-                    "mptable: processor lapic_id[{id:#04x}] {}{}",
-                    if flags & 1 != 0 { "enabled" } else { "disabled" },
-                    if flags & 2 != 0 { " (boot CPU)" } else { "" }
-                );
                 if flags & 1 != 0 {
                     if info.nr_cpus < info.cpu_apic_ids.len() {
                         info.cpu_apic_ids[info.nr_cpus] = u32::from(id);
@@ -108,7 +101,6 @@ pub fn parse(info: &mut AcpiInfo) -> bool {
                         gsi_base,
                     };
                     info.nr_ioapics += 1;
-                    log::info!("mptable: IOAPIC[{}] at {addr:#x}, GSI base {gsi_base}", bytes[1]);
                 }
             }
             _ => {}

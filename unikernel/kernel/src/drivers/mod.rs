@@ -3,4 +3,5 @@
 
 pub mod dma;
 pub mod pci;
+pub mod transport;
 pub mod virtio;

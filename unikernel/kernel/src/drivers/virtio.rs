@@ -3,7 +3,7 @@
 //! virtio-mmio (§4.2: QEMU `microvm`, Firecracker) — and the [`KernelHal`]
 //! that gives `virtio-drivers` memory from `mm`. One driver: the transports
 //! differ only in how [`probe_pci`] / [`probe_mmio`] find the device and
-//! its interrupt; both hand a `SomeTransport` to the same set-up.
+//! its interrupt; both hand a [`VirtioTransport`] to the same set-up.
 //!
 //! Buffers: the driver uses `VirtIONetRaw` and owns its frames. Receive and
 //! transmit frames are 2 KiB slots in two coherent DMA buffers ("virtio-net
@@ -29,7 +29,7 @@ use virtio_drivers::device::net::VirtIONetRaw;
 use mm::cmdline::virtio_mmio::VirtioMmioDevice;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
+use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::virtio_device_type;
 use virtio_drivers::{BufferDirection, Hal};
@@ -39,6 +39,7 @@ use mm::dma::{DmaBuffer, DmaDirection, MAX_SEGMENTS, PhysSegment};
 use mm::types::{PAGE_OFFSET, PAGE_SIZE};
 
 use super::dma;
+use super::transport::VirtioTransport;
 use super::pci::{self, Ecam, PciFunction};
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::arch::x86_64::{apic, idt, ioapic, paging as early};
@@ -259,7 +260,7 @@ pub static STATS: NicStats = NicStats {
     irqs: AtomicU64::new(0),
 };
 
-type Raw = VirtIONetRaw<KernelHal, SomeTransport<'static>, QUEUE_SIZE>;
+type Raw = VirtIONetRaw<KernelHal, VirtioTransport, QUEUE_SIZE>;
 
 /// How the NIC is attached: `/api/net`'s `transport`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -455,10 +456,9 @@ pub fn probe_pci(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<
     if irq.is_none() {
         log::error!("virtio-net {}: no usable INTx", f.df);
     }
-    let mut name = [0u8; 16];
-    let name = fmt_name(&mut name, format_args!("{}", f.df));
+    let name = NicName::Pci(f.df);
     setup(
-        SomeTransport::Pci(transport),
+        VirtioTransport::Pci(transport),
         NicTransport::Pci,
         irq,
         name,
@@ -499,30 +499,29 @@ pub fn probe_mmio(devices: &[VirtioMmioDevice]) -> Option<VirtioNet> {
                 continue;
             }
         };
+        // virtio 1.x §4.2.2: Version 1 is the legacy interface, 2 modern.
+        let version = u32::from(transport.version());
         if transport.device_type() != DeviceType::Network {
             log::info!(
-                "virtio-mmio {:#x}: a {:?} device (version {:?}); not driven",
+                "virtio-mmio {:#x}: device ID {} (version {version}); not driven",
                 d.base,
-                transport.device_type(),
-                transport.version()
+                transport.device_type() as u32
             );
             continue;
         }
         log::info!(
-            "virtio-mmio {:#x}+{:#x}: network device, {:?} interface, GSI {}",
+            "virtio-mmio {:#x}+{:#x}: network device, version {version}, GSI {}",
             d.base,
             d.size,
-            transport.version(),
             d.irq
         );
         let irq = Some(NicIrq {
             gsi: d.irq,
             how: "virtio-mmio line",
         });
-        let mut name = [0u8; 16];
-        let name = fmt_name(&mut name, format_args!("mmio@{:#x}", d.base));
+        let name = NicName::Mmio(d.base);
         return setup(
-            SomeTransport::Mmio(transport),
+            VirtioTransport::Mmio(transport),
             NicTransport::Mmio,
             irq,
             name,
@@ -535,25 +534,20 @@ pub fn probe_mmio(devices: &[VirtioMmioDevice]) -> Option<VirtioNet> {
     None
 }
 
-/// `args` formatted into `buf` (truncated to fit): a log prefix without
-/// the heap.
-fn fmt_name<'b>(buf: &'b mut [u8; 16], args: core::fmt::Arguments<'_>) -> &'b str {
-    struct W<'a>(&'a mut [u8], usize);
-    impl core::fmt::Write for W<'_> {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            for &b in s.as_bytes() {
-                if let Some(slot) = self.0.get_mut(self.1) {
-                    *slot = b;
-                    self.1 += 1;
-                }
-            }
-            Ok(())
+/// The NIC in log lines: its PCI address or its MMIO base.
+#[derive(Clone, Copy)]
+enum NicName {
+    Pci(virtio_drivers::transport::pci::bus::DeviceFunction),
+    Mmio(u64),
+}
+
+impl core::fmt::Display for NicName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NicName::Pci(df) => write!(f, "{df}"),
+            NicName::Mmio(base) => write!(f, "mmio@{base:#x}"),
         }
     }
-    let mut w = W(buf, 0);
-    let _ = core::fmt::write(&mut w, args);
-    let len = w.1;
-    core::str::from_utf8(&buf[..len]).unwrap_or("?")
 }
 
 /// The transport-independent part: feature negotiation and queues
@@ -561,10 +555,10 @@ fn fmt_name<'b>(buf: &'b mut [u8; 16], args: core::fmt::Arguments<'_>) -> &'b st
 /// interrupt routed through the IOAPIC (level, active high: PCI INTx and
 /// the virtio-mmio line alike stay asserted until acknowledged).
 fn setup(
-    transport: SomeTransport<'static>,
+    transport: VirtioTransport,
     kind: NicTransport,
     irq: Option<NicIrq>,
-    name: &str,
+    name: NicName,
 ) -> Option<VirtioNet> {
     let raw = match Raw::new(transport) {
         Ok(r) => r,
