@@ -17,9 +17,9 @@ const PROCESSOR_LEN: u64 = 20;
 const OTHER_LEN: u64 = 8;
 
 fn checksum_ok(start: u64, len: u64) -> bool {
-    (start..start + len)
-        .try_fold(0u8, |sum, a| read_phys::<u8>(a).map(|b| sum.wrapping_add(b)))
-        == Some(0)
+    (start..start + len).try_fold(0u8, |sum, a| {
+        read_phys::<u8>(a).map(|b| sum.wrapping_add(b))
+    }) == Some(0)
 }
 
 /// Finds the floating pointer "_MP_" (16 bytes, checksummed) in the first

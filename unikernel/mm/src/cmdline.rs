@@ -573,20 +573,28 @@ mod tests {
             ]
         );
         // A bad entry is reported and skipped; the good ones stay.
-        let (p, w) = one_warning(
-            "virtio_mmio.device=512@0xfeb00000:5 virtio_mmio.device=512@0xfeb00200:0",
-        );
+        let (p, w) =
+            one_warning("virtio_mmio.device=512@0xfeb00000:5 virtio_mmio.device=512@0xfeb00200:0");
         assert_eq!(
             w,
             "ignoring malformed option \"virtio_mmio.device=512@0xfeb00200:0\": expected <size>@<base>:<irq>[:<id>]: irq must be a non-zero decimal number"
         );
         assert_eq!(p.virtio_mmio.as_slice().len(), 1);
         let (p, w) = one_warning("virtio_mmio.device");
-        assert_eq!(w, "ignoring malformed option \"virtio_mmio.device\": missing value");
+        assert_eq!(
+            w,
+            "ignoring malformed option \"virtio_mmio.device\": missing value"
+        );
         assert!(p.virtio_mmio.as_slice().is_empty());
         // The ninth is one too many.
         let nine: String = (0..9u64)
-            .map(|i| format!("virtio_mmio.device=512@{:#x}:{} ", 0xfeb0_0000 + 512 * i, 5 + i))
+            .map(|i| {
+                format!(
+                    "virtio_mmio.device=512@{:#x}:{} ",
+                    0xfeb0_0000 + 512 * i,
+                    5 + i
+                )
+            })
             .collect();
         let (p, w) = one_warning(&nine);
         assert!(w.ends_with("more than 8 devices"), "{w}");

@@ -23,15 +23,15 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use alloc::vec;
+use mm::cmdline::virtio_mmio::VirtioMmioDevice;
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
-use mm::cmdline::virtio_mmio::VirtioMmioDevice;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::virtio_device_type;
+use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal};
 use x86_64::structures::paging::Translate;
 
@@ -39,8 +39,8 @@ use mm::dma::{DmaBuffer, DmaDirection, MAX_SEGMENTS, PhysSegment};
 use mm::types::{PAGE_OFFSET, PAGE_SIZE};
 
 use super::dma;
-use super::transport::VirtioTransport;
 use super::pci::{self, Ecam, PciFunction};
+use super::transport::VirtioTransport;
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::arch::x86_64::{apic, idt, ioapic, paging as early};
 use crate::memory::{ioremap, paging::kernel_page_table};
@@ -481,9 +481,9 @@ pub fn probe_mmio(devices: &[VirtioMmioDevice]) -> Option<VirtioNet> {
                 continue;
             }
         };
-        let Some(header) =
-            NonNull::new(core::ptr::with_exposed_provenance_mut::<VirtIOHeader>(va as usize))
-        else {
+        let Some(header) = NonNull::new(core::ptr::with_exposed_provenance_mut::<VirtIOHeader>(
+            va as usize,
+        )) else {
             continue;
         };
         // SAFETY: `header` is the uncached ioremap of the whole
@@ -621,9 +621,7 @@ fn setup(
             // virtio-mmio lines active-high (its IOAPIC model ignores
             // polarity anyway).
             if ioapic::route(gsi, NIC_VECTOR, true, false, apic::id()) {
-                log::info!(
-                    "virtio-net {name}: GSI {gsi} ({how}) -> vector {NIC_VECTOR:#x}, level"
-                );
+                log::info!("virtio-net {name}: GSI {gsi} ({how}) -> vector {NIC_VECTOR:#x}, level");
             } else {
                 IRQ_GSI.store(u32::MAX, Ordering::Relaxed);
                 log::error!("virtio-net {name}: no IOAPIC has GSI {gsi}; timer polling only");

@@ -130,9 +130,7 @@ fn parse_decimal_u32(s: &str) -> Option<u32> {
 
 /// Parses the value of one `virtio_mmio.device=` (cf. `vm_cmdline_set()`).
 pub fn parse_device(value: &str) -> Result<VirtioMmioDevice, VirtioMmioError> {
-    let (size, rest) = value
-        .split_once('@')
-        .ok_or(VirtioMmioError::MissingBase)?;
+    let (size, rest) = value.split_once('@').ok_or(VirtioMmioError::MissingBase)?;
     let size = parse_size(size).map_err(VirtioMmioError::Size)?;
     let (base, rest) = rest.split_once(':').ok_or(VirtioMmioError::MissingIrq)?;
     let base = parse_number(base).ok_or(VirtioMmioError::BadBase)?;
@@ -182,9 +180,8 @@ pub fn scan_dsdt(aml: &[u8]) -> VirtioMmioDevices {
             .position(|w| &w[..ACPI_HID.len()] == ACPI_HID && w[ACPI_HID.len()] == 0)
             .map(|i| from + i)
     };
-    let u32_at = |i: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(aml.get(i..i + 4)?.try_into().ok()?))
-    };
+    let u32_at =
+        |i: usize| -> Option<u32> { Some(u32::from_le_bytes(aml.get(i..i + 4)?.try_into().ok()?)) };
     let mut next = hid_at(0);
     while let Some(start) = next {
         let body_start = start + ACPI_HID.len() + 1;
@@ -379,7 +376,11 @@ mod tests {
         let irq_end = full.len() - 2;
         for len in 0..=full.len() {
             let found = scan_dsdt(&full[..len]);
-            assert_eq!(found.as_slice().len(), usize::from(len >= irq_end), "len {len}");
+            assert_eq!(
+                found.as_slice().len(),
+                usize::from(len >= irq_end),
+                "len {len}"
+            );
         }
         // A _HID without a _CRS, then a good one: only the good one.
         let mut aml = b"\x08_HID\x0dLNRO0005\x00\x08_UID\x00".to_vec();
@@ -387,7 +388,11 @@ mod tests {
         assert_eq!(scan_dsdt(&aml).as_slice()[0].base, 0xfeb0_0200);
         assert_eq!(scan_dsdt(&aml).as_slice().len(), 1);
         // GSI 0 is no interrupt.
-        assert!(scan_dsdt(&qemu_virtio_device(0, 0xfeb0_0000, 0)).as_slice().is_empty());
+        assert!(
+            scan_dsdt(&qemu_virtio_device(0, 0xfeb0_0000, 0))
+                .as_slice()
+                .is_empty()
+        );
         // Nothing at all.
         assert!(scan_dsdt(b"").as_slice().is_empty());
     }

@@ -314,7 +314,9 @@ fn pit_window() -> Option<(u64, u64)> {
         pit_start();
         return None;
     }
-    let ticks = CAL_PM0.load(Ordering::Relaxed).saturating_sub(u64::from(count));
+    let ticks = CAL_PM0
+        .load(Ordering::Relaxed)
+        .saturating_sub(u64::from(count));
     Some((ticks, tsc.wrapping_sub(CAL_TSC0.load(Ordering::Relaxed))))
 }
 
