@@ -15,7 +15,9 @@
 # microvm, no PCI, virtio-net-device on virtio-mmio, found from the
 # `virtio_mmio.device=` QEMU appends to the command line (ACPI off, as
 # Firecracker boots); MACHINE=microvm-acpi: the same with microvm's ACPI,
-# the device found in the DSDT. run, debug and test's QEMU suites take it.
+# the device found in the DSDT. run and debug take it; `make test` runs
+# its own mix (below), and `MACHINE=… cargo test -p tests --test …` any
+# suite on any machine.
 
 MEM    ?= 2G
 # CPUs (-smp); the boot CPU serves, the others idle (README "CPUs").
@@ -93,7 +95,7 @@ debug: deps kernel
 # microvm, without and with its ACPI.
 test: deps kernel
 	@.ci/deps.sh rust qemu browser
-	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
+	MACHINE=q35 PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
 	MACHINE=microvm PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot --test api
 	MACHINE=microvm-acpi PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot
 

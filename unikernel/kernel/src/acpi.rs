@@ -351,7 +351,7 @@ fn parse_acpi(rsdp: Option<u64>) -> Option<AcpiInfo> {
     let mut info = AcpiInfo::empty();
     match tables.find_table::<Mcfg>() {
         Some(mcfg) => parse_mcfg(&mcfg, &mut info),
-        None => log::warn!("ACPI: no MCFG; PCIe ECAM unavailable"),
+        None => log::info!("ACPI: no MCFG: no PCIe ECAM (a machine without PCI)"),
     }
     match tables.find_table::<Madt>() {
         Some(madt) => parse_madt(&madt, &mut info),
