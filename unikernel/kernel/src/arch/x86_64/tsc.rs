@@ -233,7 +233,9 @@ pub fn finish_calibration() -> u64 {
 /// [`start_calibration`] (cf. `tsc_refine_calibration_work()`), and applies
 /// it from now on. Call once, at the end of boot.
 pub fn refine() {
-    let Some((pm_ticks, tsc_ticks)) = pm_window() else {
+    // With the PIT, a window past 54.9 ms has wrapped and `ref_window`
+    // says so (`None`): a longer boot keeps the first figure.
+    let Some((pm_ticks, tsc_ticks, hz)) = ref_window() else {
         return;
     };
     let old = tsc_khz();
@@ -242,8 +244,7 @@ pub fn refine() {
     if old == 0 || pm_ticks == 0 || tsc_ticks / old >= 4_000 {
         return;
     }
-    let khz =
-        (u128::from(tsc_ticks) * u128::from(PM_TIMER_HZ) / u128::from(pm_ticks) / 1000) as u64;
+    let khz = (u128::from(tsc_ticks) * u128::from(hz) / u128::from(pm_ticks) / 1000) as u64;
     let (now_tsc, now_ns) = (rdtsc(), now_ns_at(rdtsc()));
     BASE_NS.store(now_ns, Ordering::Relaxed);
     BASE_TSC.store(now_tsc, Ordering::Relaxed);
@@ -252,7 +253,7 @@ pub fn refine() {
         "tsc: refined to {}.{:03} MHz over {} ms of boot (was {}.{:03})",
         khz / 1000,
         khz % 1000,
-        pm_ticks * 1000 / PM_TIMER_HZ,
+        pm_ticks * 1000 / hz,
         old / 1000,
         old % 1000
     );
@@ -266,25 +267,44 @@ fn invariant_note() -> &'static str {
     }
 }
 
+/// Read-backs per PIT sample; the one with the tightest TSC bracket wins.
+const PIT_TRIES: usize = 3;
+
 /// Latches and reads PIT channel 0 with the read-back command (8254
 /// datasheet, "Read-Back Command"): OUT (status bit 7) and the count, with
-/// the TSC read right after.
+/// the TSC at the latch. The latch is bracketed by two TSC reads and the
+/// tightest of [`PIT_TRIES`] brackets is kept (cf. `pit_expect_msb()`'s
+/// bracketing): on a busy host the vCPU may be descheduled for
+/// milliseconds, which would otherwise land inside the 2 ms window.
 fn pit_read() -> (u64, bool, u16) {
     let mut cmd = Port::<u8>::new(0x43);
     let mut ch0 = Port::<u8>::new(0x40);
-    // SAFETY: 0x43 (mode/command) and 0x40 (channel 0 data) are the PC's
-    // fixed PIT ports; read-back 0xc2 latches channel 0's status and count,
-    // which the next three reads return. Interrupts are off and nothing
-    // else uses the PIT (IRQ 0 stays masked at the 8259 and the IOAPIC).
-    let (status, lo, hi) = unsafe {
-        cmd.write(0xc2);
-        (ch0.read(), ch0.read(), ch0.read())
-    };
-    (
-        rdtsc(),
-        status & 0x80 != 0,
-        u16::from(lo) | u16::from(hi) << 8,
-    )
+    let mut best: Option<(u64, u64, bool, u16)> = None;
+    for _ in 0..PIT_TRIES {
+        // SAFETY: 0x43 (mode/command) and 0x40 (channel 0 data) are the
+        // PC's fixed PIT ports; read-back 0xc2 latches channel 0's status
+        // and count, which the next three reads return. Interrupts are off
+        // and nothing else uses the PIT (IRQ 0 stays masked at the 8259
+        // and the IOAPIC).
+        let (before, after, status, lo, hi) = unsafe {
+            let before = rdtsc();
+            cmd.write(0xc2);
+            let after = rdtsc();
+            (before, after, ch0.read(), ch0.read(), ch0.read())
+        };
+        let width = after.wrapping_sub(before);
+        if best.is_none_or(|(w, ..)| width < w) {
+            let mid = before + width / 2;
+            best = Some((
+                width,
+                mid,
+                status & 0x80 != 0,
+                u16::from(lo) | u16::from(hi) << 8,
+            ));
+        }
+    }
+    let (_, tsc, out, count) = best.unwrap_or((0, rdtsc(), true, 0));
+    (tsc, out, count)
 }
 
 /// Starts PIT channel 0 counting down once from [`PIT_START`] (mode 0:
@@ -294,14 +314,14 @@ fn pit_start() {
     let mut ch0 = Port::<u8>::new(0x40);
     // SAFETY: as in `pit_read`; 0x30 = channel 0, lobyte/hibyte, mode 0,
     // binary, then the count. Its interrupt (IRQ 0) is masked everywhere.
-    let tsc = unsafe {
+    unsafe {
         cmd.write(0x30);
         ch0.write(PIT_START as u8);
         ch0.write((PIT_START >> 8) as u8);
-        rdtsc()
-    };
+    }
+    let (tsc, _, count) = pit_read();
     CAL_TSC0.store(tsc, Ordering::Relaxed);
-    CAL_PM0.store(u64::from(PIT_START), Ordering::Relaxed);
+    CAL_PM0.store(u64::from(count), Ordering::Relaxed);
     PIT_REF.store(true, Ordering::Relaxed);
 }
 
