@@ -180,6 +180,14 @@ pub fn clock_ready() -> bool {
     if TSC_KHZ.load(Ordering::Relaxed) != 0 {
         return true;
     }
+    // A PIT sample is a dozen port accesses (each an exit to QEMU's device
+    // model): none until the window can have reached its length with a TSC
+    // of 1 GHz or more, i.e. about half of it on these 2 GHz hosts.
+    if PIT_REF.load(Ordering::Relaxed)
+        && rdtsc().wrapping_sub(CAL_TSC0.load(Ordering::Relaxed)) < CALIBRATE_MIN_US * 1_000
+    {
+        return false;
+    }
     let Some((ref_ticks, tsc_ticks, hz)) = ref_window() else {
         return false;
     };
