@@ -172,7 +172,8 @@ const PC_IOAPIC: u32 = 0xfec0_0000;
 
 static ACPI_INFO: Once<AcpiInfo> = Once::new();
 
-/// The result of [`init`], if ACPI was found.
+/// The result of [`init`] (from ACPI, the MP table or the PC defaults:
+/// [`AcpiInfo::source`]); `None` only before it ran.
 pub fn info() -> Option<&'static AcpiInfo> {
     ACPI_INFO.get()
 }
