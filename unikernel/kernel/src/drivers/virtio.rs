@@ -425,8 +425,8 @@ impl VirtioNet {
     }
 }
 
-/// Finds the virtio-net PCI function, brings it up and routes its INTx.
-/// `None` (logged) if there is none or it fails.
+/// Finds the virtio-net PCI function, brings it up and routes its INTx
+/// (cf. `virtio_pci_probe()`). `None` (logged) if there is none or it fails.
 pub fn probe_pci(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<VirtioNet> {
     let Some(f) = functions
         .iter()
@@ -469,6 +469,7 @@ pub fn probe_pci(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<
 /// the DSDT listed (virtio 1.x §4.2.2: magic "virt", device ID 1), brings it
 /// up and routes its line. Transports with another device, or none (device
 /// ID 0), are skipped. `None` (logged) if no network device is there.
+/// cf. `virtio_mmio_probe()`, for each `vm_cmdline_set()` / ACPI device.
 pub fn probe_mmio(devices: &[VirtioMmioDevice]) -> Option<VirtioNet> {
     for d in devices {
         let Ok(size) = usize::try_from(d.size) else {
@@ -550,7 +551,8 @@ impl core::fmt::Display for NicName {
     }
 }
 
-/// The transport-independent part: feature negotiation and queues
+/// The transport-independent part (cf. `virtnet_probe()`): feature
+/// negotiation and queues
 /// (`VirtIONetRaw::new`), frame buffers, receive slots posted, the
 /// interrupt routed through the IOAPIC (level, active high: PCI INTx and
 /// the virtio-mmio line alike stay asserted until acknowledged).
