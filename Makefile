@@ -10,6 +10,14 @@
 #                vmalloc layers on the host, then the booted image in QEMU
 #   make kernel  just build target/pagezone.elf (stripped) and
 #                target/pagezone.debug (its symbols and DWARF)
+#
+# MACHINE=q35 (default): PCI, virtio-net-pci. MACHINE=microvm: QEMU's
+# microvm, no PCI, virtio-net-device on virtio-mmio, found from the
+# `virtio_mmio.device=` QEMU appends to the command line (ACPI off, as
+# Firecracker boots); MACHINE=microvm-acpi: the same with microvm's ACPI,
+# the device found in the DSDT. run and debug take it; `make test` runs
+# its own mix (below), and `MACHINE=… cargo test -p tests --test …` any
+# suite on any machine.
 
 MEM    ?= 2G
 # CPUs (-smp); the boot CPU serves, the others idle (README "CPUs").
@@ -32,10 +40,24 @@ else
   QEMU_ACCEL := -accel tcg -cpu max
 endif
 
-QEMU_ARGS = -M q35 -m $(MEM) -smp $(SMP) $(QEMU_ACCEL) -display none -no-reboot \
+MACHINE ?= q35
+ifeq ($(MACHINE),q35)
+  QEMU_MACHINE := -M q35
+  QEMU_NIC     := -device virtio-net-pci,netdev=net0,disable-legacy=on
+else ifeq ($(MACHINE),microvm)
+  QEMU_MACHINE := -M microvm,acpi=off -global virtio-mmio.force-legacy=false
+  QEMU_NIC     := -device virtio-net-device,netdev=net0
+else ifeq ($(MACHINE),microvm-acpi)
+  QEMU_MACHINE := -M microvm,acpi=on -global virtio-mmio.force-legacy=false
+  QEMU_NIC     := -device virtio-net-device,netdev=net0
+else
+  $(error MACHINE=$(MACHINE): expected q35, microvm or microvm-acpi)
+endif
+
+QEMU_ARGS = $(QEMU_MACHINE) -m $(MEM) -smp $(SMP) $(QEMU_ACCEL) -display none -no-reboot \
 	-serial mon:stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$(PORT)-:$(GUEST_PORT) \
-	-device virtio-net-pci,netdev=net0,disable-legacy=on \
+	$(QEMU_NIC) \
 	-kernel $(KERNEL_ELF) -append "$(APPEND)"
 
 .PHONY: all deps kernel run debug test test-host test-qemu bench soak clean FORCE
@@ -60,7 +82,7 @@ $(KERNEL_ELF): FORCE
 kernel: $(KERNEL_ELF)
 
 run: deps kernel
-	@echo "pagezone: booting ($(MEM), $(SMP) CPUs, $(ACCEL)); API on http://127.0.0.1:$(PORT)/ — Ctrl-A X quits"
+	@echo "pagezone: booting $(MACHINE) ($(MEM), $(SMP) CPUs, $(ACCEL)); API on http://127.0.0.1:$(PORT)/ — Ctrl-A X quits"
 	qemu-system-x86_64 $(QEMU_ARGS)
 
 # gdb reads the symbols from $(KERNEL_DEBUG) (the image's debuglink).
@@ -69,9 +91,13 @@ debug: deps kernel
 	@echo "  gdb $(KERNEL_ELF) -ex 'target remote :1234' -ex 'break unikernel::kmain' -ex continue"
 	qemu-system-x86_64 $(QEMU_ARGS) -s -S
 
+# Everything on q35, then the boot-level suites (boot, api, selftest) on
+# microvm, without and with its ACPI.
 test: deps kernel
 	@.ci/deps.sh rust qemu browser
-	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
+	MACHINE=q35 PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
+	MACHINE=microvm PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot --test api
+	MACHINE=microvm-acpi PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot
 
 # A seeded random walk over every command for SOAK_SECONDS (SOAK_SEED=N
 # repeats one), memory run dry every third window; selfcheck and

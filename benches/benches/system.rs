@@ -7,7 +7,9 @@
 //! wrk's duration) are fixed lengths of time.
 //!
 //! * launch → READY and launch → first HTTP 200, median of `BOOTS` boots at
-//!   `-m 2G`: the clock starts before QEMU is spawned; READY is the serial
+//!   `-m 2G`, on q35 and on microvm (virtio-mmio, `acpi=off`, as
+//!   Firecracker boots), their boots alternating in the same run so both
+//!   see the same host load: the clock starts before QEMU is spawned; READY is the serial
 //!   line; the 200 is a `GET /api/health` sent on a new connection as soon
 //!   as READY is seen (QEMU's user network holds a connection attempted
 //!   before the guest listens for about 2 s, so nobody connects earlier).
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use benches::{median_duration, print_table};
 use tests::http::request;
-use tests::{BootOptions, Guest, kernel_image};
+use tests::{BootOptions, Guest, Machine, kernel_image};
 
 const BOOTS: usize = 5;
 const WRK_SECONDS: u32 = 5;
@@ -54,11 +56,12 @@ struct Boot {
 /// Boots a networked guest, waits for READY, sends the first request.
 /// Panics (the harness's way) when the guest exits, idles without a
 /// network, or misses `deadline`.
-fn boot_and_serve(mem: &str, deadline: Duration) -> Boot {
+fn boot_and_serve(machine: Machine, mem: &str, deadline: Duration) -> Boot {
     let opts = BootOptions {
         deadline,
         ..BootOptions::default()
     }
+    .machine(machine)
     .mem(mem)
     .network();
     let t0 = Instant::now();
@@ -100,13 +103,20 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
+/// The machines whose boot times are compared.
+const MACHINES: [(Machine, &str); 2] = [(Machine::Q35, "q35"), (Machine::Microvm, "microvm")];
+
 fn boot_times() -> Vec<Vec<String>> {
-    let (mut ready, mut first, mut stamp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ready = [Vec::new(), Vec::new()];
+    let mut first = [Vec::new(), Vec::new()];
+    let mut stamp = [Vec::new(), Vec::new()];
     for _ in 0..BOOTS {
-        let b = boot_and_serve("2G", Duration::from_secs(60));
-        ready.push(b.ready);
-        first.push(b.first_200);
-        stamp.extend(b.guest_clock);
+        for (i, &(machine, _)) in MACHINES.iter().enumerate() {
+            let b = boot_and_serve(machine, "2G", Duration::from_secs(60));
+            ready[i].push(b.ready);
+            first[i].push(b.first_200);
+            stamp[i].extend(b.guest_clock);
+        }
     }
     let all = |v: &[Duration]| {
         v.iter()
@@ -121,14 +131,27 @@ fn boot_times() -> Vec<Vec<String>> {
             format!("runs (ms): {}", all(&v)),
         ]
     };
-    vec![
-        row(&format!("launch → READY (median of {BOOTS})"), ready),
-        row(
-            &format!("launch → first HTTP 200 (median of {BOOTS})"),
-            first,
-        ),
-        row(&format!("guest clock at READY (median of {BOOTS})"), stamp),
-    ]
+    let mut rows = Vec::new();
+    for (i, (_, name)) in MACHINES.iter().enumerate() {
+        let on = if i == 0 {
+            String::new()
+        } else {
+            format!(", {name}")
+        };
+        rows.push(row(
+            &format!("launch → READY{on} (median of {BOOTS})"),
+            ready[i].clone(),
+        ));
+        rows.push(row(
+            &format!("launch → first HTTP 200{on} (median of {BOOTS})"),
+            first[i].clone(),
+        ));
+        rows.push(row(
+            &format!("guest clock at READY{on} (median of {BOOTS})"),
+            stamp[i].clone(),
+        ));
+    }
+    rows
 }
 
 /// The figures a wrk run prints, in one cell.
@@ -239,7 +262,7 @@ fn serves_with(mib: u32) -> bool {
     let hook = panic::take_hook();
     panic::set_hook(Box::new(|_| {}));
     let ok = panic::catch_unwind(AssertUnwindSafe(|| {
-        boot_and_serve(&format!("{mib}M"), Duration::from_secs(15));
+        boot_and_serve(Machine::Q35, &format!("{mib}M"), Duration::from_secs(15));
     }))
     .is_ok();
     panic::set_hook(hook);
@@ -308,7 +331,7 @@ fn main() {
     let mut rows = boot_times();
     eprintln!("system: boot times done");
 
-    let b = boot_and_serve("2G", Duration::from_secs(120));
+    let b = boot_and_serve(Machine::Q35, "2G", Duration::from_secs(120));
     let idle = idle_cpu();
     let c4 = wrk(b.port, 4);
     let c32 = wrk(b.port, 32);
@@ -341,7 +364,9 @@ fn main() {
         smallest_mem(),
     ]);
     print_table(
-        &format!("Whole system: QEMU q35, {accel}, -m 2G unless said otherwise ({image})"),
+        &format!(
+            "Whole system: QEMU q35 (microvm where said), {accel}, -m 2G unless said otherwise ({image})"
+        ),
         &["figure", "value / window", "detail"],
         &rows,
     );

@@ -192,6 +192,8 @@ impl Net {
     /// A stack with the static test address and `max_connections`.
     pub fn with_static(max_connections: usize, token: Option<&str>) -> Net {
         let mut config = NetConfig::new(SERVER_MAC);
+        // The simulated NIC is smoltcp's loopback, so say so.
+        config.transport = Some("loopback");
         config.ip = IpConfig::Static {
             addr: SERVER_IP,
             prefix_len: 24,

@@ -4,7 +4,8 @@
 //! a fixed sleep — and kills QEMU when the [`Guest`] is dropped.
 //!
 //! TCG is the default accelerator (the KVM here is a slow nested one);
-//! `ACCEL=kvm` selects KVM.
+//! `ACCEL=kvm` selects KVM. The machine is q35 unless `MACHINE` says
+//! `microvm` or `microvm-acpi` ([`Machine`]): the same suites run on each.
 
 pub mod api;
 pub mod check;
@@ -23,9 +24,94 @@ pub const EXIT_SUCCESS: i32 = 33;
 /// QEMU exit status when the guest writes 0x11: a failed check, exception or panic.
 pub const EXIT_FAILURE: i32 = 35;
 
+/// The QEMU machine a guest boots on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// `-M q35`: PCI (ECAM from the MCFG), `virtio-net-pci`.
+    Q35,
+    /// `-M microvm,acpi=off`: no PCI, no ACPI; `virtio-net-device` on a
+    /// virtio-mmio transport QEMU appends to the command line
+    /// (`virtio_mmio.device=512@0xfeb00e00:12`); CPUs from the MP table.
+    Microvm,
+    /// `-M microvm,acpi=on`: the transport is found in the DSDT; MADT,
+    /// hardware-reduced FADT (no PM timer).
+    MicrovmAcpi,
+}
+
+impl Machine {
+    /// `$MACHINE` (`q35`, `microvm`, `microvm-acpi`), q35 if unset.
+    pub fn from_env() -> Machine {
+        match std::env::var("MACHINE").as_deref() {
+            Err(_) | Ok("") | Ok("q35") => Machine::Q35,
+            Ok("microvm") => Machine::Microvm,
+            Ok("microvm-acpi") => Machine::MicrovmAcpi,
+            Ok(other) => panic!("MACHINE={other}: expected q35, microvm or microvm-acpi"),
+        }
+    }
+
+    /// `-M …` and the options that go with it.
+    pub fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Machine::Q35 => &["-M", "q35"],
+            Machine::Microvm => &[
+                "-M",
+                "microvm,acpi=off",
+                "-global",
+                "virtio-mmio.force-legacy=false",
+            ],
+            Machine::MicrovmAcpi => &[
+                "-M",
+                "microvm,acpi=on",
+                "-global",
+                "virtio-mmio.force-legacy=false",
+            ],
+        }
+    }
+
+    /// The virtio-net device for `-netdev` `net0`.
+    pub fn nic(self) -> &'static str {
+        match self {
+            Machine::Q35 => "virtio-net-pci,netdev=net0,disable-legacy=on",
+            Machine::Microvm | Machine::MicrovmAcpi => "virtio-net-device,netdev=net0",
+        }
+    }
+
+    /// What `/api/net` says the NIC's transport is.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Machine::Q35 => "virtio-pci",
+            Machine::Microvm | Machine::MicrovmAcpi => "virtio-mmio",
+        }
+    }
+
+    pub fn is_microvm(self) -> bool {
+        self != Machine::Q35
+    }
+
+    /// The end of RAM (a PFN) for `-m` of `mem_mib` MiB, below the 32-bit
+    /// hole (up to 2 GiB): q35's firmware keeps the last 33 pages (its
+    /// e820 ends at 0x7ffdf000 for 2 GiB); microvm's RAM is all usable.
+    pub fn ram_end_pfn(self, mem_mib: u64) -> u64 {
+        let pages = mem_mib << 8;
+        if self.is_microvm() { pages } else { pages - 33 }
+    }
+
+    /// What QEMU appends to the guest's command line: microvm without
+    /// ACPI names the virtio-mmio transport it put the NIC on (the last
+    /// of eight, `microvm_fix_kernel_cmdline()`), with or without a NIC.
+    pub fn appended_cmdline(self) -> &'static str {
+        match self {
+            Machine::Microvm => " virtio_mmio.device=512@0xfeb00e00:12",
+            Machine::Q35 | Machine::MicrovmAcpi => "",
+        }
+    }
+}
+
 /// Everything a boot can vary.
 #[derive(Clone, Debug)]
 pub struct BootOptions {
+    /// The machine; [`Machine::from_env`] by default.
+    pub machine: Machine,
     pub mem: String,
     /// CPUs (`-smp`); 1 unless a test asks for more.
     pub smp: u32,
@@ -40,6 +126,7 @@ pub struct BootOptions {
 impl Default for BootOptions {
     fn default() -> Self {
         BootOptions {
+            machine: Machine::from_env(),
             mem: "2G".into(),
             smp: 1,
             append: String::new(),
@@ -65,6 +152,10 @@ impl BootOptions {
     }
     pub fn network(mut self) -> Self {
         self.network = true;
+        self
+    }
+    pub fn machine(mut self, machine: Machine) -> Self {
+        self.machine = machine;
         self
     }
 }
@@ -136,9 +227,8 @@ impl Guest {
     pub fn boot(opts: BootOptions) -> Guest {
         let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
         let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(opts.machine.qemu_args());
         cmd.args([
-            "-M",
-            "q35",
             "-m",
             &opts.mem,
             "-smp",
@@ -165,7 +255,7 @@ impl Guest {
                     opts.guest_port
                 ),
                 "-device",
-                "virtio-net-pci,netdev=net0,disable-legacy=on",
+                opts.machine.nic(),
             ]);
         } else {
             cmd.args(["-nic", "none"]);

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use tests::check::{hex, predict_alloc, zone_counts};
 use tests::http::{Client, request, request_patiently};
-use tests::{BootOptions, boot_ready};
+use tests::{BootOptions, Machine, boot_ready};
 
 const MIB: u64 = 1 << 20;
 
@@ -61,7 +61,7 @@ fn zones_fields_and_buddyinfo() {
         (0, 4096),
         (4096, lowmem_pfn),
         (lowmem_pfn, lowmem_pfn),
-        (lowmem_pfn, 0x7ffdf),
+        (lowmem_pfn, Machine::from_env().ram_end_pfn(2048)),
     ];
     for (zone, (start, end)) in zones.iter().zip(expect) {
         assert_eq!(zone["start_pfn"], start, "{zone}");
@@ -91,7 +91,10 @@ fn zones_fields_and_buddyinfo() {
         );
     }
     assert_eq!(zones[2]["present"], 0);
-    assert_eq!(zones[3]["present"], 0x7ffdf - lowmem_pfn);
+    assert_eq!(
+        zones[3]["present"],
+        Machine::from_env().ram_end_pfn(2048) - lowmem_pfn
+    );
 
     // /proc/buddyinfo: Linux's format, populated zones only, same numbers.
     let text = c.request("GET", "/proc/buddyinfo", None);
@@ -398,6 +401,8 @@ fn dma_net_and_memmap_views() {
     assert_eq!(net["mac"], "52:54:00:12:34:56");
     assert_eq!(net["ipv4"], "10.0.2.15");
     assert_eq!(net["tcp_sockets"]["total"], 16);
+    // virtio-pci on q35, virtio-mmio on microvm: the same driver.
+    assert_eq!(net["transport"], Machine::from_env().transport(), "{net}");
     assert!(net["tcp_sockets"]["in_use"].as_u64().unwrap() >= 1, "{net}");
     assert!(
         net["rx_packets"].as_u64().unwrap() > 0 && net["tx_packets"].as_u64().unwrap() > 0,
@@ -407,7 +412,10 @@ fn dma_net_and_memmap_views() {
     // The memory map: sorted, disjoint, the kernel image at 1 MiB, memblock's
     // named reservations, and the firmware's reserved ranges.
     let memmap = c.request("GET", "/api/memmap", None).json();
-    assert_eq!(memmap["cmdline"], "loglevel=info");
+    assert_eq!(
+        memmap["cmdline"],
+        format!("loglevel=info{}", Machine::from_env().appended_cmdline())
+    );
     let entries = memmap["entries"].as_array().unwrap();
     let mut last_end = 0;
     for e in entries {
@@ -431,7 +439,7 @@ fn dma_net_and_memmap_views() {
     assert_eq!(find("mem_map")["type"], "memblock");
     assert_eq!(
         find("mem_map")["size"],
-        0x7ffdf * 16,
+        Machine::from_env().ram_end_pfn(2048) * 16,
         "one 16-byte struct page per frame"
     );
     assert_eq!(find("firmware")["type"], "reserved");

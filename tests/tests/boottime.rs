@@ -1,7 +1,8 @@
 //! Boot time, measured from the host (issue 12, item 4): QEMU launch →
 //! first serial line, → `READY`, → first HTTP 200 (connecting after
 //! `READY`), and the guest's own entry → `READY` from its console. Five
-//! boots at `-m 2G` under TCG on q35, medians printed.
+//! boots at `-m 2G` under TCG on q35 (or the machine `MACHINE` names:
+//! `MACHINE=microvm`), medians printed.
 //!
 //! It asserts nothing about time (machines differ); it is `#[ignore]`d so
 //! `make test` does not pay for five extra boots. Run it with
@@ -81,7 +82,8 @@ fn launch_to_ready_and_first_200() {
     }
     let col = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
     println!(
-        "median of {runs} (-m {mem}, TCG, q35): launch→first line {:.1} ms, launch→READY {:.1} ms, launch→first 200 {:.1} ms, guest entry→READY {:.1} ms",
+        "median of {runs} (-m {mem}, TCG, {:?}): launch→first line {:.1} ms, launch→READY {:.1} ms, launch→first 200 {:.1} ms, guest entry→READY {:.1} ms",
+        tests::Machine::from_env(),
         col(|s| s.first_line_ms),
         col(|s| s.ready_ms),
         col(|s| s.first_200_ms),

@@ -669,6 +669,7 @@ fn health_dma_net_dashboard_openapi_metrics() {
         assert!(n["rx_packets"].as_u64().unwrap() > 0);
         assert!(n["tx_packets"].as_u64().unwrap() > 0);
         assert_eq!(n["tcp_sockets"], json!({"total":16,"in_use":1}));
+        assert_eq!(n["transport"], "loopback");
 
         let d = t.get("/");
         assert_eq!(d.status, 200);

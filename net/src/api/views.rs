@@ -603,6 +603,7 @@ pub fn net(stats: &NetStats) -> Response {
         tcp_sockets: Sockets,
         tcp_connections: u64,
         http_requests: u64,
+        transport: Option<&'static str>,
     }
     Response::json(
         200,
@@ -621,6 +622,7 @@ pub fn net(stats: &NetStats) -> Response {
             },
             tcp_connections: stats.tcp_connections,
             http_requests: stats.http_requests,
+            transport: stats.transport,
         },
     )
 }

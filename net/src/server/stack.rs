@@ -85,6 +85,9 @@ pub struct NetConfig {
     pub token: Option<alloc::string::String>,
     /// Wait this long for a DHCP lease before the static fallback.
     pub dhcp_timeout_ms: u64,
+    /// How the NIC is attached (`"virtio-pci"`, `"virtio-mmio"`), for
+    /// `/api/net`; `None` where there is no such thing (host tests).
+    pub transport: Option<&'static str>,
 }
 
 impl NetConfig {
@@ -98,6 +101,7 @@ impl NetConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             token: None,
             dhcp_timeout_ms: DEFAULT_DHCP_TIMEOUT_MS,
+            transport: None,
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct NetStats {
     pub tcp_connections: u64,
     /// Requests handed to the [`App`] since boot (401s never reach it).
     pub http_requests: u64,
+    /// [`NetConfig::transport`].
+    pub transport: Option<&'static str>,
 }
 
 /// The HTTP application behind the stack: the API.
@@ -201,6 +207,7 @@ pub struct NetStack {
     addressing: Addressing,
     conn_config: ConnConfig,
     mac: [u8; 6],
+    transport: Option<&'static str>,
     port: u16,
     address_source: AddressSource,
     gateway: Option<[u8; 4]>,
@@ -253,6 +260,7 @@ impl NetStack {
             addressing: Addressing::Configured { dhcp: None },
             conn_config,
             mac: config.mac,
+            transport: config.transport,
             port: config.port,
             address_source: AddressSource::None,
             gateway: None,
@@ -370,6 +378,7 @@ impl NetStack {
             tcp_sockets_in_use: in_use,
             tcp_connections: self.tcp_connections,
             http_requests: self.http_requests,
+            transport: self.transport,
         }
     }
 

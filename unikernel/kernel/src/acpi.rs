@@ -3,6 +3,12 @@
 //! gives the local APIC, the I/O APICs, ISA overrides and the CPU count.
 //! Results land in a plain [`AcpiInfo`]; missing tables are logged, not
 //! fatal (cf. Linux `acpi_boot_table_init()` / `acpi_parse_madt()`).
+//!
+//! Machines without PCI (QEMU `microvm`) declare their virtio-mmio
+//! transports in the DSDT, found by [`mm::cmdline::virtio_mmio::scan_dsdt`].
+//! A machine without ACPI at all (`microvm,acpi=off`, Firecracker) gets the
+//! same [`AcpiInfo`] from the MP table ([`crate::mptable`]), else from the
+//! PC's fixed addresses, so the rest of the kernel asks one place.
 
 use core::ptr::NonNull;
 
@@ -11,6 +17,7 @@ use ::acpi::sdt::fadt::Fadt;
 use ::acpi::sdt::madt::{Madt, MadtEntry};
 use ::acpi::sdt::mcfg::Mcfg;
 use ::acpi::{AcpiTables, Handler, PciAddress, PhysicalMapping};
+use mm::cmdline::virtio_mmio::{self, VirtioMmioDevices};
 use spin::Once;
 
 use crate::arch::x86_64::paging::{phys_accessible, phys_to_virt_early, read_phys_volatile};
@@ -74,6 +81,20 @@ pub struct AcpiInfo {
     /// The ACPI PM timer (FADT PM_TMR_BLK): I/O port and counter width
     /// (24, or 32 with TMR_VAL_EXT); the TSC's calibration reference.
     pub pm_timer: Option<(u16, u8)>,
+    /// Where all this came from.
+    pub source: FirmwareTables,
+    /// virtio-mmio transports the DSDT declares (`LNRO0005`).
+    pub virtio_mmio: VirtioMmioDevices,
+}
+
+/// Which firmware tables described the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirmwareTables {
+    Acpi,
+    /// No ACPI: the MP table (MP spec 1.4).
+    MpTable,
+    /// Neither: the PC's fixed addresses, one CPU.
+    Defaults,
 }
 
 impl AcpiInfo {
@@ -97,7 +118,36 @@ impl AcpiInfo {
             cpu_apic_ids: [0; MAX_CPUS],
             has_8259: true,
             pm_timer: None,
+            source: FirmwareTables::Acpi,
+            virtio_mmio: VirtioMmioDevices::new(),
         }
+    }
+
+    /// Without ACPI: the MP table if there is one, else the PC's fixed
+    /// LAPIC (0xfee00000) and IOAPIC (0xfec00000, GSI 0-23) and one CPU.
+    fn without_acpi() -> Self {
+        let mut info = AcpiInfo::empty();
+        if crate::mptable::parse(&mut info) {
+            info.source = FirmwareTables::MpTable;
+        } else {
+            info.source = FirmwareTables::Defaults;
+            log::warn!(
+                "no ACPI and no MP table: assuming one CPU, LAPIC at {:#x}, IOAPIC at {PC_IOAPIC:#x} (GSI 0-23)",
+                info.lapic_base
+            );
+        }
+        if info.nr_ioapics == 0 {
+            info.ioapics[0] = IoApic {
+                id: 0,
+                addr: PC_IOAPIC,
+                gsi_base: 0,
+            };
+            info.nr_ioapics = 1;
+        }
+        if info.nr_cpus == 0 {
+            info.nr_cpus = 1;
+        }
+        info
     }
 
     pub fn ioapics(&self) -> &[IoApic] {
@@ -117,9 +167,13 @@ impl AcpiInfo {
     }
 }
 
+/// The PC's I/O APIC address, where every machine here puts the first.
+const PC_IOAPIC: u32 = 0xfec0_0000;
+
 static ACPI_INFO: Once<AcpiInfo> = Once::new();
 
-/// The result of [`init`], if ACPI was found.
+/// The result of [`init`] (from ACPI, the MP table or the PC defaults:
+/// [`AcpiInfo::source`]); `None` only before it ran.
 pub fn info() -> Option<&'static AcpiInfo> {
     ACPI_INFO.get()
 }
@@ -242,12 +296,21 @@ fn read_volatile_phys<
     read_phys_volatile(address as u64).unwrap_or(!T::default())
 }
 
-/// Parses MCFG and MADT from the RSDP at `rsdp` (physical). `None` only if
-/// there is no usable RSDP; missing tables leave defaults and a log line.
+/// Parses MCFG, MADT, FADT and the DSDT's virtio-mmio devices from the
+/// RSDP at `rsdp` (physical). Without a usable RSDP, the MP table or the
+/// PC defaults ([`FirmwareTables`]); missing tables leave defaults and a
+/// log line. Never `None` (the `Option` is for callers' convenience).
 #[inline(never)] // not in `kmain`'s frame, which lives as long as the kernel
 pub fn init(rsdp: Option<u64>) -> Option<&'static AcpiInfo> {
+    match parse_acpi(rsdp) {
+        Some(info) => Some(ACPI_INFO.call_once(|| info)),
+        None => Some(ACPI_INFO.call_once(AcpiInfo::without_acpi)),
+    }
+}
+
+fn parse_acpi(rsdp: Option<u64>) -> Option<AcpiInfo> {
     let Some(rsdp) = rsdp else {
-        log::warn!("ACPI: no RSDP; continuing without ACPI (no PCIe ECAM, APIC defaults)");
+        log::info!("ACPI: no RSDP; continuing without ACPI (no PCIe ECAM)");
         return None;
     };
     if !phys_accessible(rsdp, 36) {
@@ -289,7 +352,7 @@ pub fn init(rsdp: Option<u64>) -> Option<&'static AcpiInfo> {
     let mut info = AcpiInfo::empty();
     match tables.find_table::<Mcfg>() {
         Some(mcfg) => parse_mcfg(&mcfg, &mut info),
-        None => log::warn!("ACPI: no MCFG; PCIe ECAM unavailable"),
+        None => log::info!("ACPI: no MCFG: no PCIe ECAM (a machine without PCI)"),
     }
     match tables.find_table::<Madt>() {
         Some(madt) => parse_madt(&madt, &mut info),
@@ -305,7 +368,34 @@ pub fn init(rsdp: Option<u64>) -> Option<&'static AcpiInfo> {
     if info.nr_cpus == 0 {
         info.nr_cpus = 1;
     }
-    Some(ACPI_INFO.call_once(|| info))
+    match tables.dsdt() {
+        Ok(dsdt) if phys_accessible(dsdt.phys_address as u64, u64::from(dsdt.length)) => {
+            // SAFETY: the whole table lies inside the early physical window
+            // (checked above), which maps it readable for the kernel's
+            // lifetime; firmware tables are not written after boot.
+            let aml = unsafe {
+                core::slice::from_raw_parts(
+                    phys_to_virt_early(dsdt.phys_address as u64).cast_const(),
+                    dsdt.length as usize,
+                )
+            };
+            info.virtio_mmio = virtio_mmio::scan_dsdt(aml);
+            for d in info.virtio_mmio.as_slice() {
+                log::info!(
+                    "ACPI: DSDT: virtio-mmio (LNRO0005) at {:#x}+{:#x}, GSI {}",
+                    d.base,
+                    d.size,
+                    d.irq
+                );
+            }
+        }
+        Ok(dsdt) => log::warn!(
+            "ACPI: DSDT at {:#x} lies outside the early physical window; not scanned",
+            dsdt.phys_address
+        ),
+        Err(e) => log::info!("ACPI: no DSDT ({e:?})"),
+    }
+    Some(info)
 }
 
 /// The FADT's PM timer, if it is in I/O space (cf. `acpi_pm_timer`'s

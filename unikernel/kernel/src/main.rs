@@ -16,6 +16,7 @@ mod drivers;
 mod heap;
 mod logger;
 mod memory;
+mod mptable;
 mod net_glue;
 mod pvh;
 mod selftest;

@@ -32,14 +32,40 @@ use crate::slab_glue;
 /// cheap when idle (one wake-up a second).
 pub const MAX_IDLE_MS: u64 = 1_000;
 
-/// Brings up PCI and the NIC, then serves forever.
+/// Finds the NIC — on PCI (ECAM from the MCFG) if the machine has it,
+/// else among the virtio-mmio transports of the command line
+/// (`virtio_mmio.device=`) and of the DSDT — then serves forever.
 pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
-    let Some(mut root) = pci::init() else {
-        idle_forever("no PCI");
+    let mut nic = if let Some(mut root) = pci::init() {
+        let functions = pci::enumerate(&mut root);
+        crate::time::boot_phase("pci");
+        virtio::probe_pci(&mut root, &functions)
+    } else {
+        let from_cmdline = params.virtio_mmio.as_slice();
+        let from_dsdt = crate::acpi::info().map_or(&[][..], |i| i.virtio_mmio.as_slice());
+        let devices = if from_cmdline.is_empty() {
+            from_dsdt
+        } else {
+            from_cmdline
+        };
+        log::info!(
+            "virtio-mmio: {} transport(s) from the command line, {} from the DSDT; using the {}",
+            from_cmdline.len(),
+            from_dsdt.len(),
+            if from_cmdline.is_empty() {
+                "DSDT's"
+            } else {
+                "command line's"
+            }
+        );
+        if devices.is_empty() {
+            idle_forever(
+                "no PCI (no MCFG) and no virtio-mmio device (none on the command line or in the DSDT)",
+            );
+        }
+        virtio::probe_mmio(devices)
     };
-    let functions = pci::enumerate(&mut root);
-    crate::time::boot_phase("pci");
-    let Some(mut nic) = virtio::probe(&mut root, &functions) else {
+    let Some(nic) = nic.as_mut() else {
         idle_forever("no network device");
     };
     crate::time::boot_phase("virtio-net");
@@ -58,10 +84,11 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     }
 
     let mut config = NetConfig::new(nic.mac());
+    config.transport = Some(nic.transport().as_str());
     config.ip = params.ip;
     config.port = params.port;
     config.token = params.token.map(String::from);
-    let mut stack = NetStack::new(config, &mut nic, tsc::now_ms());
+    let mut stack = NetStack::new(config, nic, tsc::now_ms());
     let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(
         KernelSystem::new(params.vmalloc_size),
     ));
@@ -78,7 +105,7 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     let mut irq_warned = false;
     loop {
         nic.handle_irq();
-        let busy = stack.poll(&mut nic, tsc::now_ms(), &mut *app);
+        let busy = stack.poll(nic, tsc::now_ms(), &mut *app);
         if let Some((ip, port)) = stack.take_ready() {
             let us = tsc::now_us();
             log::info!(

@@ -240,7 +240,9 @@ fn parse_once(start_info_phys: u64) -> BootInfo {
         let found = find_rsdp_in_bios_areas();
         match found {
             Some(addr) => log::info!("PVH: no rsdp_paddr; found RSDP at {addr:#x} in BIOS areas"),
-            None => log::warn!("PVH: no rsdp_paddr and no RSDP in the EBDA or 0xE0000-0xFFFFF"),
+            // Normal on machines without ACPI (microvm,acpi=off;
+            // Firecracker): `acpi::init` falls back to the MP table.
+            None => log::info!("PVH: no rsdp_paddr and no RSDP in the EBDA or 0xE0000-0xFFFFF"),
         }
         found
     };

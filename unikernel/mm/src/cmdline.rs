@@ -20,6 +20,10 @@ use core::fmt;
 
 use crate::fault_inject::{FaultAttrError, FaultConfig};
 
+pub mod virtio_mmio;
+
+use virtio_mmio::{VirtioMmioDevices, VirtioMmioError};
+
 /// Default `lowmem=`: RAM above 896 MiB is ZONE_HIGHMEM, as on i386 Linux.
 pub const DEFAULT_LOWMEM: u64 = 896 << 20;
 /// Default `vmalloc=`: the size of the vmalloc area.
@@ -74,6 +78,10 @@ pub struct BootParams<'a> {
     /// `cma=SIZE[@BASE]`: a contiguous memory area (cf. `early_cma()`):
     /// its size in bytes and, if given, its physical base.
     pub cma: Option<(u64, Option<u64>)>,
+    /// `virtio_mmio.device=<size>@<base>:<irq>[:<id>]`, once per device:
+    /// the virtio-mmio transports of a machine without PCI (QEMU `microvm`,
+    /// Firecracker), cf. `vm_cmdline_set()`.
+    pub virtio_mmio: VirtioMmioDevices,
 }
 
 impl Default for BootParams<'_> {
@@ -93,6 +101,7 @@ impl Default for BootParams<'_> {
             fail_page_alloc: None,
             failslab: None,
             cma: None,
+            virtio_mmio: VirtioMmioDevices::default(),
         }
     }
 }
@@ -270,6 +279,8 @@ pub enum Problem {
     BadIp(&'static str),
     /// `fail_page_alloc=` / `failslab=` did not parse; says why.
     FaultAttr(FaultAttrError),
+    /// `virtio_mmio.device=` did not parse, or one too many; says why.
+    VirtioMmio(VirtioMmioError),
 }
 
 impl fmt::Display for Problem {
@@ -291,6 +302,7 @@ impl fmt::Display for Problem {
             Problem::FaultAttr(e) => {
                 write!(f, "expected <interval>,<probability>,<space>,<times>: {e}")
             }
+            Problem::VirtioMmio(e) => write!(f, "expected <size>@<base>:<irq>[:<id>]: {e}"),
         }
     }
 }
@@ -430,6 +442,12 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
             Some(FaultConfig::parse(need(value)?).map_err(Problem::FaultAttr)?);
     } else if name_is(name, "failslab") {
         params.failslab = Some(FaultConfig::parse(need(value)?).map_err(Problem::FaultAttr)?);
+    } else if name_is(name, "virtio_mmio.device") {
+        let device = virtio_mmio::parse_device(need(value)?).map_err(Problem::VirtioMmio)?;
+        params
+            .virtio_mmio
+            .push(device)
+            .map_err(Problem::VirtioMmio)?;
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(
             LogLevel::from_name(need(value)?)
@@ -528,6 +546,60 @@ mod tests {
         let (params, mut warnings) = parse_all(cmdline);
         assert_eq!(warnings.len(), 1, "{cmdline:?}: {warnings:?}");
         (params, warnings.remove(0))
+    }
+
+    #[test]
+    fn virtio_mmio_devices_accumulate_and_bad_ones_are_reported() {
+        use virtio_mmio::VirtioMmioDevice;
+        // QEMU microvm's appended form, twice, plus our own options.
+        let p = parse_ok(
+            "loglevel=info virtio_mmio.device=512@0xfeb00000:5 virtio-mmio.device=4K@0xfeb00200:6:1",
+        );
+        assert_eq!(
+            p.virtio_mmio.as_slice(),
+            &[
+                VirtioMmioDevice {
+                    base: 0xfeb0_0000,
+                    size: 512,
+                    irq: 5,
+                    id: None
+                },
+                VirtioMmioDevice {
+                    base: 0xfeb0_0200,
+                    size: 4096,
+                    irq: 6,
+                    id: Some(1)
+                },
+            ]
+        );
+        // A bad entry is reported and skipped; the good ones stay.
+        let (p, w) =
+            one_warning("virtio_mmio.device=512@0xfeb00000:5 virtio_mmio.device=512@0xfeb00200:0");
+        assert_eq!(
+            w,
+            "ignoring malformed option \"virtio_mmio.device=512@0xfeb00200:0\": expected <size>@<base>:<irq>[:<id>]: irq must be a non-zero decimal number"
+        );
+        assert_eq!(p.virtio_mmio.as_slice().len(), 1);
+        let (p, w) = one_warning("virtio_mmio.device");
+        assert_eq!(
+            w,
+            "ignoring malformed option \"virtio_mmio.device\": missing value"
+        );
+        assert!(p.virtio_mmio.as_slice().is_empty());
+        // The ninth is one too many.
+        let nine: String = (0..9u64)
+            .map(|i| {
+                format!(
+                    "virtio_mmio.device=512@{:#x}:{} ",
+                    0xfeb0_0000 + 512 * i,
+                    5 + i
+                )
+            })
+            .collect();
+        let (p, w) = one_warning(&nine);
+        assert!(w.ends_with("more than 8 devices"), "{w}");
+        assert_eq!(p.virtio_mmio.as_slice().len(), 8);
+        assert_eq!(p.virtio_mmio.as_slice()[7].irq, 12);
     }
 
     #[test]
@@ -692,6 +764,7 @@ mod tests {
                 fail_page_alloc: None,
                 failslab: None,
                 cma: None,
+                virtio_mmio: virtio_mmio::VirtioMmioDevices::default(),
             }
         );
         assert_eq!(parse_ok("cma=64M").cma, Some((64 << 20, None)));

@@ -98,7 +98,9 @@ pub struct PciFunction {
 /// Maps the ECAM window of the MCFG's segment 0 and returns the root.
 pub fn init() -> Option<PciRoot<Ecam>> {
     let Some(mcfg) = acpi::info().and_then(|i| i.mcfg) else {
-        log::error!("pci: no MCFG (ECAM) in ACPI; no PCI");
+        // Not an error: machines such as QEMU `microvm` and Firecracker
+        // have no PCI; the NIC is then a virtio-mmio transport.
+        log::info!("pci: no MCFG (ECAM) in ACPI; no PCI on this machine");
         return None;
     };
     let nr_buses = (u16::from(mcfg.bus_end) + 1 - u16::from(mcfg.bus_start)).min(MAPPED_BUSES);

@@ -1,6 +1,9 @@
-//! virtio-net over virtio-pci (virtio 1.x §4.1, §5.1) as a
-//! `smoltcp::phy::Device`, and the [`KernelHal`] that gives
-//! `virtio-drivers` memory from `mm`.
+//! virtio-net (virtio 1.x §5.1) as a `smoltcp::phy::Device`, over either
+//! transport `virtio-drivers` offers — virtio-pci (§4.1: q35) or
+//! virtio-mmio (§4.2: QEMU `microvm`, Firecracker) — and the [`KernelHal`]
+//! that gives `virtio-drivers` memory from `mm`. One driver: the transports
+//! differ only in how [`probe_pci`] / [`probe_mmio`] find the device and
+//! its interrupt; both hand a [`VirtioTransport`] to the same set-up.
 //!
 //! Buffers: the driver uses `VirtIONetRaw` and owns its frames. Receive and
 //! transmit frames are 2 KiB slots in two coherent DMA buffers ("virtio-net
@@ -10,8 +13,9 @@
 //! addresses and nothing is bounced on the data path; buffers that are not
 //! (stack, vmalloc, HighMem) go through the bounce pool.
 //!
-//! Interrupts: INTx through the IOAPIC, level-triggered. The handler masks
-//! the pin and flags the event; the main loop reads the ISR (which
+//! Interrupts: PCI INTx, or the virtio-mmio line, through the IOAPIC,
+//! level-triggered. The handler masks the pin and flags the event; the
+//! main loop reads the ISR / InterruptStatus and acknowledges (which
 //! deasserts the line), unmasks, and polls the queues.
 
 use core::cell::RefCell;
@@ -19,13 +23,15 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use alloc::vec;
+use mm::cmdline::virtio_mmio::VirtioMmioDevice;
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::virtio_device_type;
+use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal};
 use x86_64::structures::paging::Translate;
 
@@ -34,6 +40,7 @@ use mm::types::{PAGE_OFFSET, PAGE_SIZE};
 
 use super::dma;
 use super::pci::{self, Ecam, PciFunction};
+use super::transport::VirtioTransport;
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::arch::x86_64::{apic, idt, ioapic, paging as early};
 use crate::memory::{ioremap, paging::kernel_page_table};
@@ -42,7 +49,7 @@ use crate::memory::{ioremap, paging::kernel_page_table};
 pub const QUEUE_SIZE: usize = 64;
 /// Bytes per frame slot: virtio-net header (12) + a 1514-byte frame fit.
 pub const SLOT_BYTES: usize = 2048;
-/// Vector of the NIC's INTx.
+/// Vector of the NIC's interrupt (INTx or the virtio-mmio line).
 pub const NIC_VECTOR: u8 = 0x30;
 /// Largest Ethernet frame without FCS.
 const MAX_FRAME: usize = 1514;
@@ -253,7 +260,32 @@ pub static STATS: NicStats = NicStats {
     irqs: AtomicU64::new(0),
 };
 
-type Raw = VirtIONetRaw<KernelHal, PciTransport, QUEUE_SIZE>;
+type Raw = VirtIONetRaw<KernelHal, VirtioTransport, QUEUE_SIZE>;
+
+/// How the NIC is attached: `/api/net`'s `transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NicTransport {
+    /// virtio-pci (modern), found on the PCI bus through ECAM.
+    Pci,
+    /// virtio-mmio, from `virtio_mmio.device=` or the DSDT.
+    Mmio,
+}
+
+impl NicTransport {
+    /// `"virtio-pci"` / `"virtio-mmio"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NicTransport::Pci => "virtio-pci",
+            NicTransport::Mmio => "virtio-mmio",
+        }
+    }
+}
+
+/// Where the NIC's interrupt goes: a GSI of the IOAPIC, and how to say it.
+struct NicIrq {
+    gsi: u32,
+    how: &'static str,
+}
 
 struct Inner {
     raw: Raw,
@@ -365,12 +397,18 @@ impl Shared {
 pub struct VirtioNet {
     shared: Shared,
     mac: [u8; 6],
+    transport: NicTransport,
 }
 
 impl VirtioNet {
     /// The NIC's MAC address.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// How the NIC is attached.
+    pub fn transport(&self) -> NicTransport {
+        self.transport
     }
 
     /// If the NIC interrupted: acknowledge it at the device (reading the
@@ -387,10 +425,9 @@ impl VirtioNet {
     }
 }
 
-/// Finds the virtio-net function, brings it up and routes its interrupt.
-/// `None` (logged) if there is none or it fails: the kernel runs on
-/// without a network.
-pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<VirtioNet> {
+/// Finds the virtio-net PCI function, brings it up and routes its INTx
+/// (cf. `virtio_pci_probe()`). `None` (logged) if there is none or it fails.
+pub fn probe_pci(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<VirtioNet> {
     let Some(f) = functions
         .iter()
         .find(|f| virtio_device_type(&f.info) == Some(DeviceType::Network))
@@ -410,10 +447,125 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
             return None;
         }
     };
+    let q35 = functions.iter().any(|g| {
+        g.df.bus == 0
+            && g.df.device == 0
+            && (g.info.vendor_id, g.info.device_id) == (0x8086, 0x29c0)
+    });
+    let irq = intx_gsi(f, q35).map(|(gsi, how)| NicIrq { gsi, how });
+    if irq.is_none() {
+        log::error!("virtio-net {}: no usable INTx", f.df);
+    }
+    let name = NicName::Pci(f.df);
+    setup(
+        VirtioTransport::Pci(transport),
+        NicTransport::Pci,
+        irq,
+        name,
+    )
+}
+
+/// Finds virtio-net among the virtio-mmio transports the command line or
+/// the DSDT listed (virtio 1.x §4.2.2: magic "virt", device ID 1), brings it
+/// up and routes its line. Transports with another device, or none (device
+/// ID 0), are skipped. `None` (logged) if no network device is there.
+/// cf. `virtio_mmio_probe()`, for each `vm_cmdline_set()` / ACPI device.
+pub fn probe_mmio(devices: &[VirtioMmioDevice]) -> Option<VirtioNet> {
+    for d in devices {
+        let Ok(size) = usize::try_from(d.size) else {
+            continue;
+        };
+        let va = match ioremap::ioremap_caller(d.base, d.size, "virtio-mmio") {
+            Ok(v) => v.0,
+            Err(e) => {
+                log::error!("virtio-mmio {:#x}+{:#x}: ioremap: {e}", d.base, d.size);
+                continue;
+            }
+        };
+        let Some(header) = NonNull::new(core::ptr::with_exposed_provenance_mut::<VirtIOHeader>(
+            va as usize,
+        )) else {
+            continue;
+        };
+        // SAFETY: `header` is the uncached ioremap of the whole
+        // `[base, base + size)` window the firmware or command line gave
+        // (register header and config space), 4 KiB-page mapped for the
+        // kernel's lifetime (never unmapped), so valid for `'static` and
+        // aligned (transports sit on 512-byte boundaries at least). The
+        // constructor checks the magic and version before anything else.
+        let transport = match unsafe { MmioTransport::new(header, size) } {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("virtio-mmio {:#x}: {e}; skipped", d.base);
+                continue;
+            }
+        };
+        // virtio 1.x §4.2.2: Version 1 is the legacy interface, 2 modern.
+        let version = u32::from(transport.version());
+        if transport.device_type() != DeviceType::Network {
+            log::info!(
+                "virtio-mmio {:#x}: device ID {} (version {version}); not driven",
+                d.base,
+                transport.device_type() as u32
+            );
+            continue;
+        }
+        log::info!(
+            "virtio-mmio {:#x}+{:#x}: network device, version {version}, GSI {}",
+            d.base,
+            d.size,
+            d.irq
+        );
+        let irq = Some(NicIrq {
+            gsi: d.irq,
+            how: "virtio-mmio line",
+        });
+        let name = NicName::Mmio(d.base);
+        return setup(
+            VirtioTransport::Mmio(transport),
+            NicTransport::Mmio,
+            irq,
+            name,
+        );
+    }
+    log::error!(
+        "virtio-net: none of {} virtio-mmio transport(s) is a network device",
+        devices.len()
+    );
+    None
+}
+
+/// The NIC in log lines: its PCI address or its MMIO base.
+#[derive(Clone, Copy)]
+enum NicName {
+    Pci(virtio_drivers::transport::pci::bus::DeviceFunction),
+    Mmio(u64),
+}
+
+impl core::fmt::Display for NicName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NicName::Pci(df) => write!(f, "{df}"),
+            NicName::Mmio(base) => write!(f, "mmio@{base:#x}"),
+        }
+    }
+}
+
+/// The transport-independent part (cf. `virtnet_probe()`): feature
+/// negotiation and queues
+/// (`VirtIONetRaw::new`), frame buffers, receive slots posted, the
+/// interrupt routed through the IOAPIC (level, active high: PCI INTx and
+/// the virtio-mmio line alike stay asserted until acknowledged).
+fn setup(
+    transport: VirtioTransport,
+    kind: NicTransport,
+    irq: Option<NicIrq>,
+    name: NicName,
+) -> Option<VirtioNet> {
     let raw = match Raw::new(transport) {
         Ok(r) => r,
         Err(e) => {
-            log::error!("virtio-net {}: init: {e}", f.df);
+            log::error!("virtio-net {name}: init: {e}");
             return None;
         }
     };
@@ -421,7 +573,7 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
     let hdr_len = match raw.fill_buffer_header(&mut probe_hdr) {
         Ok(n) => n,
         Err(e) => {
-            log::error!("virtio-net {}: header size: {e}", f.df);
+            log::error!("virtio-net {name}: header size: {e}");
             return None;
         }
     };
@@ -435,7 +587,7 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
             for buf in [rx, tx].into_iter().flatten() {
                 let _ = dma::dma_free_coherent(buf);
             }
-            log::error!("virtio-net {}: no memory for frame buffers", f.df);
+            log::error!("virtio-net {name}: no memory for frame buffers");
             return None;
         }
     };
@@ -457,44 +609,33 @@ pub fn probe(root: &mut PciRoot<Ecam>, functions: &[PciFunction]) -> Option<Virt
             hdr_len,
         },
         mac,
+        transport: kind,
     };
     for slot in 0..QUEUE_SIZE as u16 {
         net.shared.repost_rx(slot);
     }
 
-    // Interrupt: INTx via the IOAPIC.
-    let q35 = functions.iter().any(|g| {
-        g.df.bus == 0
-            && g.df.device == 0
-            && (g.info.vendor_id, g.info.device_id) == (0x8086, 0x29c0)
-    });
-    match intx_gsi(f, q35) {
-        Some((gsi, how)) => {
+    match irq {
+        Some(NicIrq { gsi, how }) => {
             IRQ_GSI.store(gsi, Ordering::Relaxed);
             idt::set_irq_handler(NIC_VECTOR, nic_interrupt);
-            // PCI INTx: level-triggered; QEMU's DSDT declares the GSI links
-            // active-high (its IOAPIC model ignores polarity anyway).
+            // Level-triggered; QEMU's DSDT declares PCI links and the
+            // virtio-mmio lines active-high (its IOAPIC model ignores
+            // polarity anyway).
             if ioapic::route(gsi, NIC_VECTOR, true, false, apic::id()) {
-                log::info!(
-                    "virtio-net {}: INT{} -> GSI {gsi} ({how}) -> vector {NIC_VECTOR:#x}, level",
-                    f.df,
-                    (b'A' + f.irq_pin - 1) as char
-                );
+                log::info!("virtio-net {name}: GSI {gsi} ({how}) -> vector {NIC_VECTOR:#x}, level");
             } else {
                 IRQ_GSI.store(u32::MAX, Ordering::Relaxed);
-                log::error!(
-                    "virtio-net {}: no IOAPIC has GSI {gsi}; timer polling only",
-                    f.df
-                );
+                log::error!("virtio-net {name}: no IOAPIC has GSI {gsi}; timer polling only");
             }
         }
-        None => log::error!("virtio-net {}: no usable INTx; timer polling only", f.df),
+        None => log::error!("virtio-net {name}: no interrupt; timer polling only"),
     }
     let mut net = net;
     net.shared.inner.get_mut().raw.enable_interrupts();
     log::info!(
-        "virtio-net {}: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {QUEUE_SIZE} x {SLOT_BYTES} B rx/tx slots at {:#x}/{:#x}, header {hdr_len} B",
-        f.df,
+        "virtio-net {name} ({}): MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {QUEUE_SIZE} x {SLOT_BYTES} B rx/tx slots at {:#x}/{:#x}, header {hdr_len} B",
+        kind.as_str(),
         mac[0],
         mac[1],
         mac[2],

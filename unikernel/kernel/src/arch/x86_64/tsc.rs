@@ -15,8 +15,14 @@
 //! that time never runs backwards.
 //!
 //! The reference is the ACPI PM timer (3.579545 MHz, 24 or 32 bits, from the
-//! FADT; q35 and pc both have one). Without it, the PIT channel 2 is timed
-//! as before (cf. `pit_calibrate_tsc()`): the only path that still spins.
+//! FADT; q35 and pc both have one). Without it (QEMU `microvm`, whose ACPI
+//! is hardware-reduced or off, and Firecracker) the same two readings are
+//! taken of the PIT's channel 0, counting down once from 0xffff in mode 0:
+//! the read-back command latches its count and its OUT pin, which rises at
+//! terminal count, 54.9 ms on, so a window that long is seen as such and
+//! started again rather than misread (cf. `pit_hpet_ptimer_calibrate_cpu()`,
+//! which uses channel 2 — gated through port 0x61, which `microvm` lacks).
+//! Only if the PIT does not count either does the kernel run without a clock.
 //! Times are counted from [`mark_boot`] (kernel entry), not from machine
 //! reset.
 
@@ -31,9 +37,8 @@ const PM_TIMER_HZ: u64 = 3_579_545;
 /// Shortest window the PM-timer calibration accepts: one PM tick and the
 /// read skew (about a microsecond under TCG) stay below 0.05 %.
 pub const CALIBRATE_MIN_US: u64 = 2_000;
-/// Length of one PIT calibration run (fallback only).
-const CALIBRATE_MS: u64 = 5;
-const RUNS: usize = 3;
+/// PIT channel 0's initial count: the longest window, 54.9 ms.
+const PIT_START: u16 = 0xffff;
 
 /// Set when no reference clock answered: time stands still.
 static NO_CLOCK: AtomicBool = AtomicBool::new(false);
@@ -53,6 +58,8 @@ static CAL_TSC0: AtomicU64 = AtomicU64::new(0);
 static CAL_PM0: AtomicU64 = AtomicU64::new(0);
 /// PM ticks the first calibration measured over.
 static CAL_PM_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Set when the reference is PIT channel 0 (no PM timer).
+static PIT_REF: AtomicBool = AtomicBool::new(false);
 
 /// The current TSC.
 pub fn rdtsc() -> u64 {
@@ -128,8 +135,8 @@ fn pm_pair(port: u16) -> (u64, u64) {
 pub fn start_calibration(pm_timer: Option<(u16, u8)>) {
     mark_boot();
     let Some((port, bits)) = pm_timer else {
-        log::warn!("tsc: no ACPI PM timer; calibrating against the PIT (busy wait)");
-        calibrate_pit();
+        log::info!("tsc: no ACPI PM timer; calibrating against PIT channel 0");
+        pit_start();
         return;
     };
     let (tsc, pm) = pm_pair(port);
@@ -144,6 +151,15 @@ pub fn start_calibration(pm_timer: Option<(u16, u8)>) {
     CAL_TSC0.store(tsc, Ordering::Relaxed);
     CAL_PM0.store(pm, Ordering::Relaxed);
     PM_PORT.store(u64::from(port), Ordering::Relaxed);
+}
+
+/// Reference ticks (at `hz`) and TSC ticks since [`start_calibration`],
+/// from whichever reference runs.
+fn ref_window() -> Option<(u64, u64, u64)> {
+    if PIT_REF.load(Ordering::Relaxed) {
+        return pit_window().map(|(pit, tsc)| (pit, tsc, PIT_HZ));
+    }
+    pm_window().map(|(pm, tsc)| (pm, tsc, PM_TIMER_HZ))
 }
 
 /// PM ticks and TSC ticks since [`start_calibration`].
@@ -164,15 +180,23 @@ pub fn clock_ready() -> bool {
     if TSC_KHZ.load(Ordering::Relaxed) != 0 {
         return true;
     }
-    let Some((pm_ticks, tsc_ticks)) = pm_window() else {
-        return false;
-    };
-    if pm_ticks * 1_000_000 < CALIBRATE_MIN_US * PM_TIMER_HZ {
+    // A PIT sample is a dozen port accesses (each an exit to QEMU's device
+    // model): none until the window can have reached its length with a TSC
+    // of 1 GHz or more, i.e. about half of it on these 2 GHz hosts.
+    if PIT_REF.load(Ordering::Relaxed)
+        && rdtsc().wrapping_sub(CAL_TSC0.load(Ordering::Relaxed)) < CALIBRATE_MIN_US * 1_000
+    {
         return false;
     }
-    let khz =
-        (u128::from(tsc_ticks) * u128::from(PM_TIMER_HZ) / u128::from(pm_ticks) / 1000) as u64;
-    CAL_PM_TICKS.store(pm_ticks, Ordering::Relaxed);
+    let Some((ref_ticks, tsc_ticks, hz)) = ref_window() else {
+        return false;
+    };
+    if ref_ticks * 1_000_000 < CALIBRATE_MIN_US * hz {
+        return false;
+    }
+    let khz = (u128::from(tsc_ticks) * u128::from(hz) / u128::from(ref_ticks) / 1000) as u64;
+    // In PM-timer ticks, whichever clock measured (the log's "over N us").
+    CAL_PM_TICKS.store(ref_ticks * PM_TIMER_HZ / hz, Ordering::Relaxed);
     TSC_KHZ.store(khz.max(1), Ordering::Relaxed);
     true
 }
@@ -181,10 +205,11 @@ pub fn clock_ready() -> bool {
 /// [`CALIBRATE_MIN_US`] if the boot got here sooner (it normally does not).
 /// Returns the frequency in kHz, 0 if there is no clock.
 pub fn finish_calibration() -> u64 {
-    if PM_PORT.load(Ordering::Relaxed) == 0 {
+    let pit = PIT_REF.load(Ordering::Relaxed);
+    if PM_PORT.load(Ordering::Relaxed) == 0 && !pit {
         return tsc_khz();
     }
-    // Bounded: 2 ms of PM ticks, or a PM timer that never moves.
+    // Bounded: 2 ms of reference ticks, or a reference that never moves.
     for _ in 0..10_000_000u32 {
         if clock_ready() {
             break;
@@ -192,13 +217,18 @@ pub fn finish_calibration() -> u64 {
         core::hint::spin_loop();
     }
     let khz = tsc_khz();
+    let reference = if pit {
+        "PIT channel 0"
+    } else {
+        "the ACPI PM timer"
+    };
     if khz == 0 {
         NO_CLOCK.store(true, Ordering::Relaxed);
-        log::error!("tsc: the ACPI PM timer does not move; no clock");
+        log::error!("tsc: {reference} does not move; no clock");
         return 0;
     }
     log::info!(
-        "tsc: {}.{:03} MHz (against the ACPI PM timer over {} us of boot, no wait){}",
+        "tsc: {}.{:03} MHz (against {reference} over {} us of boot, no wait){}",
         khz / 1000,
         khz % 1000,
         CAL_PM_TICKS.load(Ordering::Relaxed) * 1_000_000 / PM_TIMER_HZ,
@@ -211,7 +241,9 @@ pub fn finish_calibration() -> u64 {
 /// [`start_calibration`] (cf. `tsc_refine_calibration_work()`), and applies
 /// it from now on. Call once, at the end of boot.
 pub fn refine() {
-    let Some((pm_ticks, tsc_ticks)) = pm_window() else {
+    // With the PIT, a window past 54.9 ms has wrapped and `ref_window`
+    // says so (`None`): a longer boot keeps the first figure.
+    let Some((pm_ticks, tsc_ticks, hz)) = ref_window() else {
         return;
     };
     let old = tsc_khz();
@@ -220,8 +252,7 @@ pub fn refine() {
     if old == 0 || pm_ticks == 0 || tsc_ticks / old >= 4_000 {
         return;
     }
-    let khz =
-        (u128::from(tsc_ticks) * u128::from(PM_TIMER_HZ) / u128::from(pm_ticks) / 1000) as u64;
+    let khz = (u128::from(tsc_ticks) * u128::from(hz) / u128::from(pm_ticks) / 1000) as u64;
     let (now_tsc, now_ns) = (rdtsc(), now_ns_at(rdtsc()));
     BASE_NS.store(now_ns, Ordering::Relaxed);
     BASE_TSC.store(now_tsc, Ordering::Relaxed);
@@ -230,7 +261,7 @@ pub fn refine() {
         "tsc: refined to {}.{:03} MHz over {} ms of boot (was {}.{:03})",
         khz / 1000,
         khz % 1000,
-        pm_ticks * 1000 / PM_TIMER_HZ,
+        pm_ticks * 1000 / hz,
         old / 1000,
         old % 1000
     );
@@ -244,63 +275,77 @@ fn invariant_note() -> &'static str {
     }
 }
 
-/// Times `ms` milliseconds of PIT channel 2; returns TSC ticks elapsed, or
-/// `None` if OUT never rose (no PIT).
-fn pit_run(ms: u64) -> Option<u64> {
-    let latch = (PIT_HZ * ms / 1000) as u16;
-    let mut port61 = Port::<u8>::new(0x61);
+/// Read-backs per PIT sample; the one with the tightest TSC bracket wins.
+const PIT_TRIES: usize = 3;
+
+/// Latches and reads PIT channel 0 with the read-back command (8254
+/// datasheet, "Read-Back Command"): OUT (status bit 7) and the count, with
+/// the TSC at the latch. The latch is bracketed by two TSC reads and the
+/// tightest of [`PIT_TRIES`] brackets is kept (cf. `pit_expect_msb()`'s
+/// bracketing): on a busy host the vCPU may be descheduled for
+/// milliseconds, which would otherwise land inside the 2 ms window.
+fn pit_read() -> (u64, bool, u16) {
     let mut cmd = Port::<u8>::new(0x43);
-    let mut ch2 = Port::<u8>::new(0x42);
-    // SAFETY: 0x61 (NMI status/control: bit 0 gate 2, bit 1 speaker), 0x43
-    // (PIT mode) and 0x42 (channel 2 data) are the PC's fixed PIT ports;
-    // channel 2 drives only the speaker, which stays off (bit 1 clear).
-    // Interrupts are off: nobody else uses the PIT.
-    let t0 = unsafe {
-        let v = port61.read();
-        port61.write((v & !0x02) | 0x01);
-        cmd.write(0xb0); // channel 2, lobyte/hibyte, mode 0, binary
-        ch2.write(latch as u8);
-        ch2.write((latch >> 8) as u8);
-        rdtsc()
-    };
-    // Far more than `ms` even under slow emulation; bounds a missing PIT.
-    let mut spins: u64 = 0;
-    // SAFETY: reading port 0x61 has no side effects.
-    while unsafe { port61.read() } & 0x20 == 0 {
-        spins += 1;
-        if spins > 200_000_000 {
-            return None;
+    let mut ch0 = Port::<u8>::new(0x40);
+    let mut best: Option<(u64, u64, bool, u16)> = None;
+    for _ in 0..PIT_TRIES {
+        // SAFETY: 0x43 (mode/command) and 0x40 (channel 0 data) are the
+        // PC's fixed PIT ports; read-back 0xc2 latches channel 0's status
+        // and count, which the next three reads return. Interrupts are off
+        // and nothing else uses the PIT (IRQ 0 stays masked at the 8259
+        // and the IOAPIC).
+        let (before, after, status, lo, hi) = unsafe {
+            let before = rdtsc();
+            cmd.write(0xc2);
+            let after = rdtsc();
+            (before, after, ch0.read(), ch0.read(), ch0.read())
+        };
+        let width = after.wrapping_sub(before);
+        if best.is_none_or(|(w, ..)| width < w) {
+            let mid = before + width / 2;
+            best = Some((
+                width,
+                mid,
+                status & 0x80 != 0,
+                u16::from(lo) | u16::from(hi) << 8,
+            ));
         }
     }
-    Some(rdtsc() - t0)
+    let (_, tsc, out, count) = best.unwrap_or((0, rdtsc(), true, 0));
+    (tsc, out, count)
 }
 
-/// The fallback without a PM timer: PIT channel 2, median of a few short
-/// runs, spinning (cf. `pit_calibrate_tsc()`). 0 if the PIT did not answer:
-/// then time stands still, which is logged loudly.
-fn calibrate_pit() -> u64 {
-    let mut runs = [0u64; RUNS];
-    for r in &mut runs {
-        match pit_run(CALIBRATE_MS) {
-            Some(ticks) => *r = ticks,
-            None => {
-                NO_CLOCK.store(true, Ordering::Relaxed);
-                log::error!("tsc: PIT channel 2 never reached terminal count; no clock");
-                return 0;
-            }
-        }
+/// Starts PIT channel 0 counting down once from [`PIT_START`] (mode 0:
+/// OUT low until terminal count) and takes the first (TSC, count) pair.
+fn pit_start() {
+    let mut cmd = Port::<u8>::new(0x43);
+    let mut ch0 = Port::<u8>::new(0x40);
+    // SAFETY: as in `pit_read`; 0x30 = channel 0, lobyte/hibyte, mode 0,
+    // binary, then the count. Its interrupt (IRQ 0) is masked everywhere.
+    unsafe {
+        cmd.write(0x30);
+        ch0.write(PIT_START as u8);
+        ch0.write((PIT_START >> 8) as u8);
     }
-    runs.sort_unstable();
-    let khz = runs[RUNS / 2] / CALIBRATE_MS;
-    TSC_KHZ.store(khz, Ordering::Relaxed);
-    log::info!(
-        "tsc: {}.{:03} MHz (PIT ch2, median of {RUNS} x {CALIBRATE_MS} ms: {:?} ticks){}",
-        khz / 1000,
-        khz % 1000,
-        runs,
-        invariant_note()
-    );
-    khz
+    let (tsc, _, count) = pit_read();
+    CAL_TSC0.store(tsc, Ordering::Relaxed);
+    CAL_PM0.store(u64::from(count), Ordering::Relaxed);
+    PIT_REF.store(true, Ordering::Relaxed);
+}
+
+/// PIT ticks and TSC ticks since [`pit_start`]; if channel 0 already
+/// reached terminal count (the window passed 54.9 ms, and the count
+/// wrapped), the window starts again and this says `None`.
+fn pit_window() -> Option<(u64, u64)> {
+    let (tsc, out, count) = pit_read();
+    if out {
+        pit_start();
+        return None;
+    }
+    let ticks = CAL_PM0
+        .load(Ordering::Relaxed)
+        .saturating_sub(u64::from(count));
+    Some((ticks, tsc.wrapping_sub(CAL_TSC0.load(Ordering::Relaxed))))
 }
 
 /// CPUID 0x8000_0007 EDX bit 8.
