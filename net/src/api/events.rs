@@ -217,7 +217,10 @@ fn decode_events(token: u64) -> Option<(usize, u32)> {
 
 /// Whether `token` names a stream of this module (not a wait).
 pub(super) fn is_stream_token(token: u64) -> bool {
-    matches!(token >> 56, TOKEN_PIPE | TOKEN_EVENTS)
+    matches!(
+        token >> 56,
+        TOKEN_PIPE | TOKEN_EVENTS | super::page_owner::TOKEN_PAGE_OWNER
+    )
 }
 
 /// A stream answer that goes on: `w`'s pieces, or nothing if the heap

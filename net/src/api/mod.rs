@@ -32,6 +32,7 @@ mod events;
 mod fault;
 mod fixed_text;
 mod metrics;
+mod page_owner;
 mod pagecache;
 mod pagemap;
 mod percpu;
@@ -254,6 +255,7 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::TraceEnableEventGet,
     RouteId::TraceEnableEventSet,
     RouteId::Events,
+    RouteId::PageOwner,
 ];
 
 /// One live API allocation.
@@ -569,6 +571,7 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::TraceClear => self.trace_clear(),
             RouteId::TracePipe => return self.trace_pipe(req),
             RouteId::Events => return self.events(req),
+            RouteId::PageOwner => return self.page_owner(req),
             RouteId::TraceAvailableEvents => return self.available_events(),
             RouteId::TraceEnableAllGet
             | RouteId::TraceEnableSystemGet

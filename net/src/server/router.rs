@@ -114,6 +114,8 @@ routes! {
     // attributes' pattern, which would match them too.
     Get "/sys/kernel/debug/extfrag/extfrag_index" => ExtfragIndex,
     Get "/sys/kernel/debug/extfrag/unusable_index" => UnusableIndex,
+    /// Needs `page_owner=on`; streamed.
+    Get "/sys/kernel/debug/page_owner" => PageOwner,
     // Fault injection (Linux's debugfs).
     Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
     Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
@@ -386,6 +388,11 @@ mod tests {
             ),
             (Method::Get, "/sys/kernel/tracing/trace", RouteId::TraceRead),
             (Method::Get, "/api/events", RouteId::Events),
+            (
+                Method::Get,
+                "/sys/kernel/debug/page_owner",
+                RouteId::PageOwner,
+            ),
             (
                 Method::Put,
                 "/sys/kernel/tracing/trace",

@@ -113,11 +113,11 @@ impl<'a> PageOwner<'a> {
         }
     }
 
-    /// Lends the array (one record per PFN from 0) and turns page_owner on
-    /// (cf. `init_page_owner()`). Blocks allocated before stay unknown,
-    /// as in Linux for pages allocated before page_ext existed.
+    /// Lends the array (one record per PFN from 0, every one
+    /// [`PageOwnerRecord::EMPTY`]) and turns page_owner on (cf.
+    /// `init_page_owner()`). Blocks allocated before stay unknown, as in
+    /// Linux for pages allocated before page_ext existed.
     pub fn attach(&self, records: &'a mut [PageOwnerRecord]) {
-        records.fill(PageOwnerRecord::EMPTY);
         *self.records.lock() = records;
         self.enabled.store(true, Ordering::Relaxed);
     }
@@ -308,6 +308,46 @@ mod tests {
         assert_eq!(po.get(Pfn(8)).unwrap().free_ts_ns, 3000);
         // Out of range: ignored.
         po.set_page_owner(Pfn(64), 0, GfpFlags::GFP_KERNEL, site, || 0);
+    }
+
+    #[test]
+    fn the_manager_records_its_caller_and_clock() {
+        use crate::manager::MemoryManager;
+        use crate::memblock::Memblock;
+        use crate::page::{OwnerTag, Page};
+        use crate::page_alloc::PageAlloc;
+        use crate::platform::sim::SimPlatform;
+        use crate::types::{Order, PhysAddr};
+        use crate::zone::ZoneLayout;
+
+        let ram = 64u64 << 20;
+        let mut mb = Memblock::new();
+        mb.add(PhysAddr(0), ram).unwrap();
+        mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+        let mem_map =
+            Box::leak(vec![Page::new_reserved(); (ram >> 12) as usize].into_boxed_slice());
+        let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(32 << 20, ram)).unwrap();
+        pa.memblock_free_all(&mb).unwrap();
+        pa.setup_watermarks();
+        let mm = MemoryManager::new(pa, SimPlatform::new(ram >> 12));
+        let records =
+            Box::leak(vec![PageOwnerRecord::EMPTY; (ram >> 12) as usize].into_boxed_slice());
+        mm.page_owner().attach(records);
+        let line = line!() + 1;
+        let pfn = mm
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
+        let r = mm.page_owner().get(pfn).unwrap();
+        let site = r.call_site.unwrap();
+        assert_eq!(site.file(), file!(), "the caller of alloc_pages");
+        assert!((line..line + 4).contains(&site.line()), "{site}: the call");
+        assert_eq!(
+            (r.order, r.gfp, r.handle, r.pid),
+            (2, GfpFlags::GFP_KERNEL, 0, 0)
+        );
+        assert!(r.ts_ns > 0, "the platform clock");
+        mm.free_pages(pfn, Order::new(2).unwrap()).unwrap();
+        assert_eq!(mm.page_owner().get(pfn), None);
     }
 
     #[test]

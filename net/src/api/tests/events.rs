@@ -348,3 +348,118 @@ fn a_slow_subscriber_is_told_what_it_lost_and_idle_ones_get_keepalives() {
         t.close_stream(s);
     });
 }
+
+/// Reads `/sys/kernel/debug/page_owner` to its end.
+fn page_owner_text(t: &mut T<'_>) -> String {
+    let mut s = t.open_stream("/sys/kernel/debug/page_owner");
+    assert!(
+        s.head().unwrap().starts_with("HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        s.head()
+    );
+    for _ in 0..100 {
+        if s.body().1 {
+            break;
+        }
+        t.pump(&mut s, 10);
+    }
+    let (text, ended) = s.body();
+    assert!(ended, "the view ends");
+    t.close_stream(s);
+    text
+}
+
+#[test]
+fn page_owner_is_404_when_off_and_says_who_allocated_each_block() {
+    run(DEFAULT, |t| {
+        let r = t.get("/sys/kernel/debug/page_owner");
+        assert_eq!(error(&r), (404, "ENOENT".to_string()), "{}", r.text());
+        let max_pfn = t.mm.lock().layout().max_pfn.index();
+        let records =
+            Box::leak(vec![mm::page_owner::PageOwnerRecord::EMPTY; max_pfn].into_boxed_slice());
+        t.mm.page_owner().attach(records);
+        assert_eq!(page_owner_text(t), "", "nothing allocated since it was on");
+
+        let task = t.request("POST", "/api/tasks", Some(r#"{"name":"worker"}"#));
+        assert_eq!(task.status, 201, "{}", task.text());
+        let pid = serde_json::from_slice::<Value>(&task.body).unwrap()["pid"]
+            .as_u64()
+            .unwrap();
+        let h = t.alloc_ok(json!({"type":"pages","order":3,"gfp":"GFP_DMA32","task":pid}));
+        let (id, pfn) = (h["id"].as_u64().unwrap(), h["pfn"].as_u64().unwrap());
+        let k = t.alloc_ok(json!({"type":"pages","order":0,"gfp":"GFP_ATOMIC"}));
+        // Many blocks: the view takes several rounds.
+        let mut many = Vec::new();
+        for _ in 0..200 {
+            many.push(
+                t.alloc_ok(json!({"type":"pages","order":0}))["id"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+        let text = page_owner_text(t);
+        let blocks: Vec<&str> = text.split_terminator("\n\n").collect();
+        assert!(blocks.len() >= 202, "{} blocks", blocks.len());
+        let block = blocks
+            .iter()
+            .find(|b| {
+                b.lines()
+                    .nth(1)
+                    .is_some_and(|l| l.starts_with(&format!("PFN {pfn} ")))
+            })
+            .unwrap_or_else(|| panic!("no block for pfn {pfn}:\n{text}"));
+        let lines: Vec<&str> = block.lines().collect();
+        assert_eq!(lines.len(), 4, "{block}");
+        let (head, ts) = lines[0].split_once(", ts ").unwrap();
+        let g = mm::gfp::GfpFlags::parse("GFP_DMA32").unwrap();
+        assert_eq!(
+            head,
+            format!(
+                "Page allocated via order 3, mask {:#x}({}), pid {pid}, tgid {pid} (worker)",
+                g.bits(),
+                mm::trace::ShowGfpFlags(g)
+            )
+        );
+        assert!(ts.ends_with(" ns, free_ts 0 ns"), "{ts}");
+        assert_eq!(
+            lines[1],
+            format!(
+                "PFN {pfn} type Unmovable Block {} type Unmovable Flags {}",
+                pfn >> 9,
+                lines[1].rsplit_once(' ').unwrap().1
+            )
+        );
+        assert!(
+            lines[1].ends_with("|node=0|zone=1)"),
+            "DMA32 is zone 1: {}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with(" net/src/api/alloc_cmd.rs:"),
+            "the caller of alloc_pages: {}",
+            lines[2]
+        );
+        assert_eq!(lines[3], format!("Owner api, handle {id}"));
+        let kpfn = k["pfn"].as_u64().unwrap();
+        let kb = blocks
+            .iter()
+            .find(|b| b.contains(&format!("\nPFN {kpfn} ")))
+            .unwrap();
+        let atomic = mm::gfp::GfpFlags::GFP_ATOMIC;
+        let want = format!(
+            "Page allocated via order 0, mask {:#x}(GFP_ATOMIC), pid 0, tgid 0 (swapper/0), ts ",
+            atomic.bits()
+        );
+        assert!(kb.starts_with(&want), "{kb}");
+
+        // Freed: gone from the view.
+        assert_eq!(
+            t.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+        let text = page_owner_text(t);
+        assert!(!text.contains(&format!("\nPFN {pfn} ")));
+        assert_eq!(t.request("POST", "/api/reset", None).status, 200);
+    });
+}
