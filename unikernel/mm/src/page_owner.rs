@@ -198,6 +198,29 @@ impl<'a> PageOwner<'a> {
         }
     }
 
+    /// Migration moved the page at `src` to `dst` (cf. `folio_copy_owner()`
+    /// then the old page's free): `dst` gets `src`'s record, `src` is free
+    /// as of `ts_ns`.
+    pub fn migrate(&self, src: Pfn, dst: Pfn, ts_ns: u64) {
+        if !self.enabled() {
+            return;
+        }
+        let mut records = self.records.lock();
+        let (Ok(s), Ok(d)) = (usize::try_from(src.0), usize::try_from(dst.0)) else {
+            return;
+        };
+        let Some(&rec) = records.get(s).filter(|r| r.allocated) else {
+            return;
+        };
+        if let Some(slot) = records.get_mut(d) {
+            *slot = rec;
+        }
+        if let Some(old) = records.get_mut(s) {
+            old.allocated = false;
+            old.free_ts_ns = ts_ns;
+        }
+    }
+
     /// The record of the block headed at `pfn`, if one is allocated there.
     pub fn get(&self, pfn: Pfn) -> Option<PageOwnerRecord> {
         let records = self.records.lock();
@@ -306,6 +329,11 @@ mod tests {
         assert_eq!(po.get(Pfn(8)), None);
         po.set_page_owner(Pfn(8), 0, GfpFlags::GFP_KERNEL, site, || 4000);
         assert_eq!(po.get(Pfn(8)).unwrap().free_ts_ns, 3000);
+        // Migration moves the record.
+        po.migrate(Pfn(20), Pfn(30), 5000);
+        assert_eq!(po.get(Pfn(20)), None);
+        let moved = po.get(Pfn(30)).unwrap();
+        assert_eq!((moved.ts_ns, moved.gfp), (2000, GfpFlags::GFP_ATOMIC));
         // Out of range: ignored.
         po.set_page_owner(Pfn(64), 0, GfpFlags::GFP_KERNEL, site, || 0);
     }
