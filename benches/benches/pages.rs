@@ -162,7 +162,7 @@ impl Pages for Mm {
 /// branch per tracepoint). The manager and its ring are leaked per run.
 struct MmManager(&'static mm::manager::MemoryManager<'static, mm::platform::sim::SimPlatform>);
 
-fn mm_manager(traced: bool) -> MmManager {
+fn mm_manager(traced: bool, page_owner: bool) -> MmManager {
     use mm::trace::{EventId, TRACE_BUF_ENTRIES, TraceRecord};
     let Mm(pa) = mm_fresh(true);
     let platform = mm::platform::sim::SimPlatform::new(NR_PAGES as u64);
@@ -172,6 +172,11 @@ fn mm_manager(traced: bool) -> MmManager {
     if traced {
         m.tracer()
             .set_enabled(EventId::MmPageAlloc.bit() | EventId::MmPageFree.bit(), true);
+    }
+    if page_owner {
+        let records =
+            Box::leak(vec![mm::page_owner::PageOwnerRecord::EMPTY; NR_PAGES].into_boxed_slice());
+        m.page_owner().attach(records);
     }
     MmManager(m)
 }
@@ -663,11 +668,17 @@ fn main() {
     );
 
     // The cost of tracing (issue 14): the same pairs through the
-    // MemoryManager the kernel calls, with the page tracepoints off and on.
+    // MemoryManager the kernel calls, with the page tracepoints off and on,
+    // and with page_owner on.
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for (name, traced) in [
-        ("MemoryManager, tracing off", false),
-        ("MemoryManager, kmem:mm_page_alloc + mm_page_free on", true),
+    for (name, traced, page_owner) in [
+        ("MemoryManager, tracing off", false, false),
+        (
+            "MemoryManager, kmem:mm_page_alloc + mm_page_free on",
+            true,
+            false,
+        ),
+        ("MemoryManager, page_owner=on (tracing off)", false, true),
     ] {
         if !selected(name) {
             continue;
@@ -675,7 +686,7 @@ fn main() {
         let mut r = vec![name.to_string()];
         for order in [0, 3] {
             r.push(cell(&median_of_3(|| {
-                lifo_pairs(&mut mm_manager(traced), order)
+                lifo_pairs(&mut mm_manager(traced, page_owner), order)
             })));
         }
         eprintln!("pages: {name} done");
@@ -689,6 +700,6 @@ fn main() {
     );
     println!();
     println!(
-        "Off, a tracepoint is one relaxed load of the enable mask and a branch; on, each pair records two fixed-size records into the 8192-entry ring (try_lock, no heap), overwriting the oldest."
+        "Off, a tracepoint (and page_owner's hook) is one relaxed load and a branch; on, each pair records two fixed-size records into the 8192-entry ring (try_lock, no heap), overwriting the oldest; page_owner on writes the block's record at alloc and marks it free at free (one lock each)."
     );
 }
