@@ -371,6 +371,7 @@ impl<'a, P: Platform> Api<'a, P> {
         let mut w = BodyWriter::new();
         let mut batch = [TraceRecord::EMPTY; BATCH];
         let mut read = 0;
+        let mut sent = 0u64;
         while read < RECORDS_PER_ANSWER {
             let r = tracer.read_from(&mut sub.pos, &mut batch);
             sub.lost += r.lost;
@@ -385,6 +386,7 @@ impl<'a, P: Platform> Api<'a, P> {
             let first_seq = sub.pos - r.nr as u64;
             for (i, rec) in batch[..r.nr].iter().enumerate() {
                 if sub.filter.matches(rec, &sub.layout) {
+                    sent += 1;
                     let _ = w.write_str("data: ");
                     write_event_json(&mut w, first_seq + i as u64, rec, &sub.layout, page_base);
                     let _ = w.write_str("\n\n");
@@ -397,7 +399,22 @@ impl<'a, P: Platform> Api<'a, P> {
         if !w.is_empty() {
             sub.last_write_ms = now;
         }
-        more(w, token, now.saturating_add(STREAM_POLL_MS))
+        let until = now.saturating_add(STREAM_POLL_MS);
+        match w.finish(200, "") {
+            Ok(mut r) => {
+                r.stream = Some(Pending {
+                    token,
+                    until_ms: until,
+                });
+                r
+            }
+            Err(_) => {
+                // The heap refused a piece: what this round read is lost
+                // to this subscriber, and it is told so next round.
+                sub.lost += sent;
+                Response::stream_more(&[][..], token, until)
+            }
+        }
     }
 
     /// The client of stream `token` went away; `false` if `token` is no
