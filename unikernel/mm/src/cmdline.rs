@@ -63,7 +63,7 @@ pub struct BootParams<'a> {
     pub pcp: bool,
     /// `page_owner=on`: record who allocated every block
     /// (`/sys/kernel/debug/page_owner`; off by default, as in Linux: it
-    /// costs 40 bytes of memblock per frame).
+    /// costs 48 bytes of memblock per frame).
     pub page_owner: bool,
     /// `crash=`: deliberately fault after boot (tests the exception paths).
     pub crash: Option<CrashKind>,

@@ -58,6 +58,9 @@ pub struct PageOwnerRecord {
     pub allocated: bool,
 }
 
+/// What `page_owner=on` costs per frame (cf. `page_ext`'s size in Linux).
+const _: () = assert!(core::mem::size_of::<PageOwnerRecord>() <= 48);
+
 impl PageOwnerRecord {
     /// A never-allocated frame: fills the array lent to [`PageOwner::attach`].
     pub const EMPTY: PageOwnerRecord = PageOwnerRecord {
