@@ -463,3 +463,63 @@ fn page_owner_is_404_when_off_and_says_who_allocated_each_block() {
         assert_eq!(t.request("POST", "/api/reset", None).status, 200);
     });
 }
+
+#[test]
+fn page_owner_records_follow_pages_that_compaction_moves() {
+    run(
+        Opts {
+            quota_pct: 100,
+            ..DEFAULT
+        },
+        |t| {
+            let max_pfn = t.mm.lock().layout().max_pfn.index();
+            let records =
+                Box::leak(vec![mm::page_owner::PageOwnerRecord::EMPTY; max_pfn].into_boxed_slice());
+            t.mm.page_owner().attach(records);
+            // HighMem filled with movable pages, every other one freed.
+            let mut pages: Vec<(u64, u64)> = Vec::new();
+            loop {
+                let h = t.alloc_ok(
+                    json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER_MOVABLE","oom":false}),
+                );
+                let id = h["id"].as_u64().unwrap();
+                if h["zone"] != "HighMem" {
+                    t.request("DELETE", &format!("/api/alloc/{id}"), None);
+                    break;
+                }
+                pages.push((id, h["pfn"].as_u64().unwrap()));
+            }
+            pages.sort_by_key(|&(_, pfn)| pfn);
+            let mut kept = Vec::new();
+            for (i, &(id, pfn)) in pages.iter().enumerate() {
+                if i % 2 == 1 {
+                    t.request("DELETE", &format!("/api/alloc/{id}"), None);
+                } else {
+                    kept.push((id, pfn));
+                }
+            }
+            let r = t.request("POST", "/api/compact", Some(r#"{"zone":"HighMem"}"#));
+            assert_eq!(r.status, 200, "{}", r.text());
+            let mut moved = 0;
+            for &(id, old) in &kept {
+                let now = t.json(&format!("/api/alloc/{id}"))["pfn"].as_u64().unwrap();
+                let rec =
+                    t.mm.page_owner()
+                        .get(Pfn(now))
+                        .expect("a record where it is");
+                assert_eq!(rec.handle, id, "pfn {now}");
+                if now != old {
+                    moved += 1;
+                    assert!(
+                        t.mm.page_owner()
+                            .get(Pfn(old))
+                            .is_none_or(|r| r.handle != id),
+                        "the old frame's record moved away"
+                    );
+                }
+            }
+            assert!(moved > 0, "compaction moved pages");
+            assert_eq!(t.request("POST", "/api/reset", None).status, 200);
+        },
+    );
+}
