@@ -155,6 +155,56 @@ impl Pages for Mm {
     }
 }
 
+/// `mm` through `MemoryManager` (what the kernel calls: zone lock and
+/// tracepoints), for the tracing table: `traced` enables
+/// `kmem:mm_page_alloc` and `kmem:mm_page_free` into a ring of the
+/// kernel's size; otherwise every event is off (one relaxed load and a
+/// branch per tracepoint). The manager and its ring are leaked per run.
+struct MmManager(&'static mm::manager::MemoryManager<'static, mm::platform::sim::SimPlatform>);
+
+fn mm_manager(traced: bool, page_owner: bool) -> MmManager {
+    use mm::trace::{EventId, TRACE_BUF_ENTRIES, TraceRecord};
+    let Mm(pa) = mm_fresh(true);
+    let platform = mm::platform::sim::SimPlatform::new(NR_PAGES as u64);
+    let m = Box::leak(Box::new(mm::manager::MemoryManager::new(pa, platform)));
+    let ring = Box::leak(vec![TraceRecord::EMPTY; TRACE_BUF_ENTRIES].into_boxed_slice());
+    m.attach_trace_buffer(ring);
+    if traced {
+        m.tracer()
+            .set_enabled(EventId::MmPageAlloc.bit() | EventId::MmPageFree.bit(), true);
+    }
+    if page_owner {
+        let records =
+            Box::leak(vec![mm::page_owner::PageOwnerRecord::EMPTY; NR_PAGES].into_boxed_slice());
+        m.page_owner().attach(records);
+    }
+    MmManager(m)
+}
+
+impl Pages for MmManager {
+    #[inline(always)]
+    fn alloc(&mut self, order: u32) -> Option<usize> {
+        let order = Order::new(order as u8)?;
+        self.0
+            .alloc_pages(GfpFlags::GFP_KERNEL, order, OwnerTag::API)
+            .ok()
+            .map(|pfn| pfn.0 as usize)
+    }
+    #[inline(always)]
+    fn free(&mut self, block: usize, order: u32) {
+        let order = Order::new(order as u8).expect("order");
+        self.0
+            .free_pages(Pfn(block as u64), order)
+            .expect("free_pages");
+    }
+    fn alloc_run(&mut self, nr_pages: usize) -> Option<usize> {
+        self.alloc(order_of(nr_pages))
+    }
+    fn free_run(&mut self, block: usize, nr_pages: usize) {
+        self.free(block, order_of(nr_pages));
+    }
+}
+
 // ----------------------------------------------------------------------
 // buddy_system_allocator: FrameAllocator (frame numbers, BTreeSet free
 // lists) and Heap (intrusive free lists in the arena)
@@ -615,5 +665,41 @@ fn main() {
     println!(
         "Blocks are naturally aligned (2^order pages at a multiple of their size), as alloc_pages returns them. \
          Random ops: the live set starts at half the cap; each op allocates with probability 1 − live/cap, else frees a random live block."
+    );
+
+    // The cost of tracing (issue 14): the same pairs through the
+    // MemoryManager the kernel calls, with the page tracepoints off and on,
+    // and with page_owner on.
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (name, traced, page_owner) in [
+        ("MemoryManager, tracing off", false, false),
+        (
+            "MemoryManager, kmem:mm_page_alloc + mm_page_free on",
+            true,
+            false,
+        ),
+        ("MemoryManager, page_owner=on (tracing off)", false, true),
+    ] {
+        if !selected(name) {
+            continue;
+        }
+        let mut r = vec![name.to_string()];
+        for order in [0, 3] {
+            r.push(cell(&median_of_3(|| {
+                lifo_pairs(&mut mm_manager(traced, page_owner), order)
+            })));
+        }
+        eprintln!("pages: {name} done");
+        rows.push(r);
+    }
+    println!();
+    print_table(
+        "Tracing cost: ns per alloc_pages+free_pages pair (LIFO, pcp on) through MemoryManager; median of 3 runs",
+        &["tracepoints", "order-0 pair", "order-3 pair"],
+        &rows,
+    );
+    println!();
+    println!(
+        "Off, a tracepoint (and page_owner's hook) is one relaxed load and a branch; on, each pair records two fixed-size records into the 8192-entry ring (try_lock, no heap), overwriting the oldest; page_owner on writes the block's record at alloc and marks it free at free (one lock each)."
     );
 }

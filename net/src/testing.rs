@@ -316,6 +316,13 @@ impl Net {
         }
     }
 
+    /// Every byte received on `handle` so far and not yet parsed, taken
+    /// (for streamed answers, which [`Net::response`] cannot frame).
+    pub fn take_received(&mut self, handle: SocketHandle) -> Vec<u8> {
+        let slot = self.inbox.iter_mut().find(|(h, _)| *h == handle).unwrap();
+        core::mem::take(&mut slot.1)
+    }
+
     /// Send one request on `handle` and wait for its response.
     pub fn exchange(
         &mut self,

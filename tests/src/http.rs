@@ -212,3 +212,138 @@ pub fn request_patiently(
 pub fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Response {
     Client::connect(port).request(method, path, body)
 }
+
+/// A streamed answer (`trace_pipe`, `/api/events`): a `GET` on a
+/// connection of its own whose chunked body is read as it arrives.
+pub struct StreamReader {
+    stream: TcpStream,
+    raw: Vec<u8>,
+    head_len: Option<usize>,
+}
+
+impl StreamReader {
+    /// Sends `GET path` and waits (up to 30 s) for the answer's head.
+    pub fn open(port: u16, path: &str) -> StreamReader {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", port)).expect("connect to the guest's port forward");
+        stream.set_nodelay(true).unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: pagezone\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut s = StreamReader {
+            stream,
+            raw: Vec::new(),
+            head_len: None,
+        };
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while s.head_len.is_none() {
+            assert!(std::time::Instant::now() < end, "no head for {path}");
+            s.read_for(Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// The head (status line and headers).
+    pub fn head(&self) -> &str {
+        std::str::from_utf8(&self.raw[..self.head_len.expect("head")]).expect("ASCII head")
+    }
+
+    /// Reads whatever arrives for `d`.
+    pub fn read_for(&mut self, d: Duration) {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                break;
+            }
+            self.stream
+                .set_read_timeout(Some((end - now).max(Duration::from_millis(1))))
+                .unwrap();
+            let mut buf = [0u8; 16384];
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+            if self.head_len.is_none() {
+                self.head_len = self
+                    .raw
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4);
+            }
+        }
+    }
+
+    /// Reads until `done(body so far)` holds or `timeout` passes; the body.
+    pub fn read_until(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let body = self.body().0;
+            if done(&body) || std::time::Instant::now() >= end {
+                return body;
+            }
+            self.read_for(Duration::from_millis(50));
+        }
+    }
+
+    /// The body so far, de-chunked, and whether its last chunk came.
+    pub fn body(&self) -> (String, bool) {
+        let Some(head) = self.head_len else {
+            return (String::new(), false);
+        };
+        let mut rest = &self.raw[head..];
+        let mut out = Vec::new();
+        let ended = loop {
+            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                break false;
+            };
+            let size = std::str::from_utf8(&rest[..eol]).expect("chunk size");
+            let len = usize::from_str_radix(size, 16).expect("hex chunk size");
+            if len == 0 {
+                break true;
+            }
+            let data = &rest[eol + 2..];
+            if data.len() < len + 2 {
+                break false;
+            }
+            assert_eq!(&data[len..len + 2], b"\r\n", "chunk framing");
+            out.extend_from_slice(&data[..len]);
+            rest = &data[len + 2..];
+        };
+        (String::from_utf8(out).expect("UTF-8 stream"), ended)
+    }
+
+    /// The JSON of every SSE `data:` line of unnamed events so far, and
+    /// the named ones (`lost`, `subscribed`) as `(name, data)`.
+    pub fn sse(&self) -> (Vec<serde_json::Value>, Vec<(String, serde_json::Value)>) {
+        let (body, _) = self.body();
+        let (mut data, mut named) = (Vec::new(), Vec::new());
+        // Only complete events (ended by a blank line).
+        let complete = body.rfind("\n\n").map_or("", |i| &body[..i]);
+        for block in complete.split("\n\n").filter(|b| !b.is_empty()) {
+            let mut event = None;
+            let mut payload = None;
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = Some(e.to_string());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    payload = Some(serde_json::from_str(d).expect("SSE data is JSON"));
+                } else {
+                    assert!(line.starts_with(':'), "SSE line {line:?}");
+                }
+            }
+            match (event, payload) {
+                (None, Some(v)) => data.push(v),
+                (Some(e), Some(v)) => named.push((e, v)),
+                _ => {}
+            }
+        }
+        (data, named)
+    }
+}

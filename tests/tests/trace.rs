@@ -4,8 +4,10 @@
 //! the slab lock, recorded without the heap) without wedging anything.
 
 use serde_json::json;
+use std::time::{Duration, Instant};
 use tests::api::{alloc, alloc_until_fail, buddyinfo, post, reset_to_boot, with_guest_log};
-use tests::http::Client;
+
+use tests::http::{Client, StreamReader};
 use tests::{BootOptions, boot_ready};
 
 const TRACING: &str = "/sys/kernel/tracing";
@@ -100,8 +102,12 @@ fn page_alloc_line_kswapd_wake_disable_and_reset() {
         );
 
         // trace_pipe consumes what is there, then has nothing more of it.
-        let pipe = get(&mut c, "trace_pipe");
-        assert!(pipe.lines().any(|l| l.ends_with(&want)), "{pipe}");
+        let mut pipe = StreamReader::open(port, &format!("{TRACING}/trace_pipe"));
+        let text = pipe.read_until(Duration::from_secs(10), |b| {
+            b.lines().any(|l| l.ends_with(&want))
+        });
+        assert!(text.lines().any(|l| l.ends_with(&want)), "{text}");
+        drop(pipe);
         assert!(!trace_lines(&mut c).iter().any(|l| l.ends_with(&want)));
 
         // Pressure: a page cache for kswapd to reclaim, then fill memory
@@ -182,11 +188,227 @@ fn the_kernel_heap_traced_does_not_recurse_or_wedge() {
         );
         // The heap's own: GFP_KERNEL|__GFP_NOFAIL, not accounted.
         assert!(text.contains("gfp_flags=GFP_KERNEL|__GFP_NOFAIL node=-1 accounted=false"));
-        // Reading the pipe allocates while it consumes; it ends anyway.
-        for _ in 0..3 {
-            let pipe = get(&mut c, "trace_pipe");
-            assert!(!pipe.starts_with('#'));
-        }
+        // Reading the pipe allocates while it consumes (each round's
+        // answer is kmalloc'ed, and traced): lines keep coming, and the
+        // server keeps serving everyone else.
+        let mut pipe = StreamReader::open(port, &format!("{TRACING}/trace_pipe"));
+        pipe.read_for(Duration::from_secs(1));
+        let r = alloc(&mut c, &json!({"type":"kmalloc","size":100}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let text = pipe.read_until(Duration::from_secs(10), |b| b.contains("bytes_req=100 "));
+        assert!(!text.starts_with('#') && text.contains(": kmalloc: "));
+        drop(pipe);
         reset_to_boot(&mut c, &boot, "after tracing the heap");
+    });
+}
+
+/// Reads `s` until an event passes `pred` (10 s at most).
+fn sse_until(
+    s: &mut StreamReader,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (events, _) = s.sse();
+        if events.iter().any(&pred) || Instant::now() >= end {
+            return events;
+        }
+        s.read_for(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn trace_pipe_blocks_and_event_streams_filter_live() {
+    let (guest, port) = boot_ready(BootOptions::default().mem("256M"));
+    let mut c = Client::connect(port);
+    let boot = buddyinfo(&mut c);
+    with_guest_log(&guest, || {
+        put(&mut c, "events/kmem/mm_page_alloc/enable", "1");
+        // A blocking trace_pipe: the head comes at once, then lines as
+        // they are recorded — here one written after the request started.
+        let mut pipe = StreamReader::open(port, &format!("{TRACING}/trace_pipe"));
+        assert!(
+            pipe.head().starts_with("HTTP/1.1 200 OK\r\n"),
+            "{}",
+            pipe.head()
+        );
+        assert!(pipe.head().contains("Transfer-Encoding: chunked\r\n"));
+        pipe.read_for(Duration::from_millis(300));
+        assert!(!pipe.body().1, "still open");
+        let r = alloc(&mut c, &json!({"type":"pages","order":5}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let pfn = r.json()["pfn"].as_u64().unwrap();
+        let want = format!(" pfn={pfn:#x} order=5 migratetype=0 gfp_flags=GFP_KERNEL");
+        let text = pipe.read_until(Duration::from_secs(10), |b| b.contains(&want));
+        assert!(text.lines().any(|l| l.ends_with(&want)), "{text}");
+        drop(pipe);
+
+        // Two subscribers with different filters, and a third that sees all.
+        let path = "/api/events?event=kmem:mm_page_alloc&order=4";
+        let mut order4 = StreamReader::open(port, path);
+        let mut dma = StreamReader::open(port, "/api/events?event=kmem&zone=DMA");
+        let mut all = StreamReader::open(port, "/api/events");
+        for s in [&order4, &dma, &all] {
+            assert!(
+                s.head().contains("Content-Type: text/event-stream\r\n"),
+                "{}",
+                s.head()
+            );
+        }
+        let r = c.request("GET", "/api/events?zone=Dma", None);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "EINVAL");
+
+        let a = alloc(&mut c, &json!({"type":"pages","order":4}));
+        let b = alloc(&mut c, &json!({"type":"pages","order":4,"gfp":"GFP_DMA"}));
+        let d = alloc(&mut c, &json!({"type":"pages","order":2,"gfp":"GFP_DMA"}));
+        for r in [&a, &b, &d] {
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+        let pfn = |r: &tests::http::Response| r.json()["pfn"].as_u64().unwrap();
+        let is_alloc_of = |p: u64| {
+            move |e: &serde_json::Value| {
+                e["event"] == "kmem:mm_page_alloc" && e["fields"]["pfn"].as_u64() == Some(p)
+            }
+        };
+        let events = sse_until(&mut order4, is_alloc_of(pfn(&b)));
+        assert!(
+            events
+                .iter()
+                .all(|e| e["event"] == "kmem:mm_page_alloc" && e["order"] == 4),
+            "{events:?}"
+        );
+        let ea = events
+            .iter()
+            .find(|e| is_alloc_of(pfn(&a))(e))
+            .unwrap_or_else(|| panic!("{events:?}"));
+        assert_eq!(ea["fields"]["order"], 4);
+        assert_eq!(ea["fields"]["gfp_flags"], "GFP_KERNEL");
+        assert_eq!(ea["zone"], a.json()["zone"]);
+        assert!(ea["ts_ns"].as_u64().unwrap() > 0);
+        assert!(events.iter().any(is_alloc_of(pfn(&b))));
+        assert!(
+            !events.iter().any(is_alloc_of(pfn(&d))),
+            "order 2 filtered out"
+        );
+
+        let events = sse_until(&mut dma, is_alloc_of(pfn(&d)));
+        assert!(events.iter().all(|e| e["zone"] == "DMA"), "{events:?}");
+        assert!(events.iter().any(is_alloc_of(pfn(&b))));
+        assert!(!events.iter().any(is_alloc_of(pfn(&a))) || a.json()["zone"] == "DMA");
+        let events = sse_until(&mut all, is_alloc_of(pfn(&d)));
+        for r in [&a, &b, &d] {
+            assert_eq!(events.iter().filter(|e| is_alloc_of(pfn(r))(e)).count(), 1);
+        }
+        let (_, named) = all.sse();
+        assert_eq!(named[0].0, "subscribed", "{named:?}");
+        assert!(!named.iter().any(|(e, _)| e == "lost"), "{named:?}");
+        drop((order4, dma, all));
+
+        // Booted without page_owner=on: no such file, as in Linux.
+        let r = c.request("GET", "/sys/kernel/debug/page_owner", None);
+        assert_eq!(r.status, 404, "{}", r.text());
+
+        reset_to_boot(&mut c, &boot, "after the streams");
+    });
+}
+
+/// `/sys/kernel/debug/page_owner`, read to its end.
+fn page_owner_text(port: u16) -> String {
+    let mut s = StreamReader::open(port, "/sys/kernel/debug/page_owner");
+    assert!(s.head().starts_with("HTTP/1.1 200 OK\r\n"), "{}", s.head());
+    let end = Instant::now() + Duration::from_secs(30);
+    while !s.body().1 {
+        assert!(Instant::now() < end, "page_owner did not end");
+        s.read_for(Duration::from_millis(50));
+    }
+    s.body().0
+}
+
+#[test]
+fn page_owner_names_the_handle_task_order_gfp_and_call_site() {
+    let (guest, port) = boot_ready(BootOptions::default().mem("128M").append("page_owner=on"));
+    let mut c = Client::connect(port);
+    let boot = buddyinfo(&mut c);
+    with_guest_log(&guest, || {
+        // The kernel's own blocks since boot are there (heap, slabs).
+        let text = page_owner_text(port);
+        assert!(
+            text.starts_with("Page allocated via order "),
+            "{}",
+            &text[..text.len().min(500)]
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("Owner ") && !l.starts_with("Owner api")),
+            "the kernel's own blocks"
+        );
+
+        let r = post(&mut c, "/api/tasks", &json!({"name":"owner-test"}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let pid = r.json()["pid"].as_u64().unwrap();
+        let r = alloc(
+            &mut c,
+            &json!({"type":"pages","order":2,"gfp":"GFP_DMA32","task":pid}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let (id, pfn) = (
+            r.json()["id"].as_u64().unwrap(),
+            r.json()["pfn"].as_u64().unwrap(),
+        );
+        let text = page_owner_text(port);
+        let block = text
+            .split_terminator("\n\n")
+            .find(|b| {
+                b.lines()
+                    .nth(1)
+                    .is_some_and(|l| l.starts_with(&format!("PFN {pfn} ")))
+            })
+            .unwrap_or_else(|| panic!("no block for PFN {pfn}"));
+        let lines: Vec<&str> = block.lines().collect();
+        assert_eq!(lines.len(), 4, "{block}");
+        assert!(
+            lines[0].starts_with("Page allocated via order 2, mask 0x")
+                && lines[0].contains("GFP_DMA32"),
+            "{block}"
+        );
+        assert!(
+            lines[0].contains(&format!(", pid {pid}, tgid {pid} (owner-test), ts ")),
+            "{block}"
+        );
+        assert!(lines[0].ends_with(" ns, free_ts 0 ns"), "{block}");
+        assert!(
+            lines[1].starts_with(&format!(
+                "PFN {pfn} type Unmovable Block {} type ",
+                pfn >> 9
+            )),
+            "{block}"
+        );
+        assert!(lines[1].ends_with("|node=0|zone=1)"), "DMA32: {block}");
+        assert!(
+            lines[2].starts_with(" net/src/api/alloc_cmd.rs:"),
+            "{block}"
+        );
+        assert_eq!(lines[3], format!("Owner api, handle {id}"));
+
+        let pm = c.request(
+            "GET",
+            &format!("/api/pagemap?start_pfn={pfn}&count=4"),
+            None,
+        );
+        assert_eq!(pm.status, 200, "{}", pm.text());
+        let run = &pm.json()["runs"][0];
+        assert_eq!(run["nr_pages"], 4);
+        assert_eq!(run["alloc"]["handle"].as_u64(), Some(id));
+        assert_eq!(run["alloc"]["pid"].as_u64(), Some(pid));
+        assert_eq!(run["alloc"]["order"], 2);
+
+        let r = c.request("DELETE", &format!("/api/tasks/{pid}"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            !page_owner_text(port).contains(&format!("\nPFN {pfn} ")),
+            "freed"
+        );
+        reset_to_boot(&mut c, &boot, "after page_owner");
     });
 }

@@ -32,6 +32,10 @@ struct ApiPages<'s, 'a> {
     handles: &'s mut BTreeMap<u64, Handle>,
     pagecache: &'s mut PageCacheState,
     vm: &'s VmState<'a>,
+    /// page_owner's records follow the pages (`now_ns`: the old frames'
+    /// free time).
+    page_owner: &'s mm::page_owner::PageOwner<'a>,
+    now_ns: u64,
 }
 
 impl MigrateOwner for ApiPages<'_, '_> {
@@ -40,6 +44,9 @@ impl MigrateOwner for ApiPages<'_, '_> {
     }
 
     fn migrated(&mut self, moves: &[(Pfn, Pfn)]) {
+        for &(src, dst) in moves {
+            self.page_owner.migrate(src, dst, self.now_ns);
+        }
         let mut rest = 0;
         for &(src, dst) in moves {
             if !self.pagecache.migrated(src, dst) {
@@ -100,10 +107,13 @@ impl<'a, P: Platform> Api<'a, P> {
         &mut self,
         f: impl FnOnce(&mut dyn MigrateOwner) -> R,
     ) -> R {
+        let mm = self.mm;
         let mut owner = ApiPages {
             handles: &mut self.handles,
             pagecache: &mut self.pagecache,
             vm: &self.vm,
+            page_owner: mm.page_owner(),
+            now_ns: mm.platform().now_ns(),
         };
         f(&mut owner)
     }

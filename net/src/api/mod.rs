@@ -28,9 +28,11 @@ mod cma;
 mod compact;
 mod dma;
 pub mod dmesg;
+mod events;
 mod fault;
 mod fixed_text;
 mod metrics;
+mod page_owner;
 mod pagecache;
 mod pagemap;
 mod percpu;
@@ -271,6 +273,8 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::TraceEnableSystemSet,
     RouteId::TraceEnableEventGet,
     RouteId::TraceEnableEventSet,
+    RouteId::Events,
+    RouteId::PageOwner,
 ];
 
 /// One live API allocation.
@@ -386,6 +390,9 @@ pub struct Api<'a, P: Platform> {
     /// loop's frame of a 64 KiB kernel stack that the deepest views
     /// (`/api/vmstat`: 12 KiB) come close to using up.
     waits: alloc::boxed::Box<wait::Waits>,
+    /// `trace_pipe` readers and `/api/events` subscribers (boxed once, at
+    /// boot, for the same reason).
+    streams: alloc::boxed::Box<events::TraceStreams>,
 }
 
 impl<'a, P: Platform> Api<'a, P> {
@@ -422,6 +429,7 @@ impl<'a, P: Platform> Api<'a, P> {
             cma: cma::CmaState::default(),
             percpu: percpu::PercpuState::new(mm.nr_cpus()),
             waits: alloc::boxed::Box::default(),
+            streams: alloc::boxed::Box::default(),
         }
     }
 
@@ -584,7 +592,9 @@ impl<'a, P: Platform> Api<'a, P> {
             }
             RouteId::TraceRead => return self.trace_read(),
             RouteId::TraceClear => self.trace_clear(),
-            RouteId::TracePipe => return self.trace_pipe(),
+            RouteId::TracePipe => return self.trace_pipe(req),
+            RouteId::Events => return self.events(req),
+            RouteId::PageOwner => return self.page_owner(req),
             RouteId::TraceAvailableEvents => return self.available_events(),
             RouteId::TraceEnableAllGet
             | RouteId::TraceEnableSystemGet
@@ -676,6 +686,10 @@ impl<P: Platform> App for Api<'_, P> {
             // Asleep: counted once answered.
             return response;
         }
+        if req.park.is_some_and(|p| events::is_stream_token(p.token)) {
+            // A stream's next round: the stream was counted when it began.
+            return response;
+        }
         // Commands that give memory back wake the allocations sleeping
         // for it (the OOM reaper and reclaim wake them where they free).
         if response.status == 200
@@ -698,7 +712,9 @@ impl<P: Platform> App for Api<'_, P> {
     }
 
     fn cancel(&mut self, token: u64) {
-        self.finish_wait(token, false);
+        if !self.end_stream(token) {
+            self.finish_wait(token, false);
+        }
     }
 }
 

@@ -16,6 +16,12 @@
 //! described range touches, one letter each ([`migratetype_letter`], Linux's
 //! `show_migration_types()` letters), copied into a buffer reserved before
 //! the lock like the runs: at most `MAX_COUNT / 512 + 1` bytes.
+//!
+//! With `page_owner=on`, every allocated block page_owner knows is a run
+//! of its own (neighbouring blocks no longer merge) carrying `"alloc"`:
+//! what `/sys/kernel/debug/page_owner` says of it (order, gfp, timestamp,
+//! task, API handle, call site). Without it, runs are as before and carry
+//! no `"alloc"`.
 
 use alloc::format;
 use alloc::string::String;
@@ -25,6 +31,7 @@ use serde::Serialize;
 use mm::manager::MemoryManager;
 use mm::page::{OwnerTag, Page};
 use mm::page_alloc::PageAlloc;
+use mm::page_owner::{PageOwner, PageOwnerRecord};
 use mm::platform::Platform;
 use mm::types::Pfn;
 use mm::zone::{MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, ZoneType};
@@ -88,6 +95,9 @@ pub struct Run {
     /// `OwnerTag::NONE` for free frames and holes.
     pub owner: OwnerTag,
     pub zone: ZoneType,
+    /// page_owner's record of the allocated block this run is (with
+    /// `page_owner=on`; such a run is that one block).
+    pub alloc: Option<PageOwnerRecord>,
 }
 
 impl Run {
@@ -109,6 +119,7 @@ fn frame_run(pfn: u64, page: &Page, zone: ZoneType) -> Run {
         state,
         owner,
         zone,
+        alloc: None,
     }
 }
 
@@ -116,35 +127,64 @@ fn frame_run(pfn: u64, page: &Page, zone: ZoneType) -> Run {
 /// have spare capacity: it never grows, so this is safe under the zone
 /// lock. Returns the first frame not described (`end` unless `runs` filled
 /// up first).
+#[cfg(test)]
 pub fn encode(pa: &PageAlloc<'_>, start: Pfn, end: Pfn, runs: &mut Vec<Run>) -> Pfn {
+    encode_with_owners(pa, start, end, runs, None)
+}
+
+/// [`encode`], each block `owners` has a record of in a run of its own
+/// with that record (`owners`' lock is taken under the zone lock; the
+/// allocator never takes them the other way round).
+pub fn encode_with_owners(
+    pa: &PageAlloc<'_>,
+    start: Pfn,
+    end: Pfn,
+    runs: &mut Vec<Run>,
+    owners: Option<&PageOwner<'_>>,
+) -> Pfn {
     let end = end.0.min(pa.max_pfn().0);
+    let record = |head: Pfn| owners.and_then(|o| o.get(head));
     let mut pfn = start.0;
     // The allocated block being walked: a non-compound block marks its
     // head only, so its other frames take the head's state and owner.
-    let (mut block_end, mut block_owner) = match pa.compound_head(start) {
+    let (mut block_end, mut block_owner, mut block_alloc) = match pa.compound_head(start) {
         Some((head, order)) if head < start => (
             head.0 + order.nr_pages(),
             pa.page(head).map_or(OwnerTag::NONE, |p| p.owner),
+            record(head),
         ),
-        _ => (0, OwnerTag::NONE),
+        _ => (0, OwnerTag::NONE, None),
     };
     while pfn < end {
         let (Some(page), Some(zone)) = (pa.page(Pfn(pfn)), pa.zone_of(Pfn(pfn))) else {
             break;
         };
+        // A frame of a block page_owner knows, after its first: joins it.
+        let mut inside_known = false;
         let here = if page.is_head() {
             block_end = pfn + (1u64 << page.order);
             block_owner = page.owner;
-            frame_run(pfn, page, zone)
+            block_alloc = if page.is_allocated() {
+                record(Pfn(pfn))
+            } else {
+                None
+            };
+            Run {
+                alloc: block_alloc,
+                ..frame_run(pfn, page, zone)
+            }
         } else if pfn < block_end {
+            inside_known = block_alloc.is_some() && pfn != start.0;
             Run {
                 pfn: Pfn(pfn),
                 nr_pages: 1,
                 state: FrameState::Allocated,
                 owner: block_owner,
                 zone,
+                alloc: block_alloc,
             }
         } else {
+            block_alloc = None;
             frame_run(pfn, page, zone)
         };
         let full = runs.len() == runs.capacity();
@@ -152,7 +192,8 @@ pub fn encode(pa: &PageAlloc<'_>, start: Pfn, end: Pfn, runs: &mut Vec<Run>) -> 
             Some(last)
                 if last.end() == pfn
                     && (last.state, last.owner, last.zone)
-                        == (here.state, here.owner, here.zone) =>
+                        == (here.state, here.owner, here.zone)
+                    && ((last.alloc.is_none() && here.alloc.is_none()) || inside_known) =>
             {
                 last.nr_pages += 1;
             }
@@ -217,6 +258,37 @@ struct RunJson {
     state: &'static str,
     owner: Option<&'static str>,
     zone: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alloc: Option<AllocJson>,
+}
+
+/// page_owner's record of a run's block.
+#[derive(Serialize)]
+struct AllocJson {
+    order: u8,
+    gfp: String,
+    ts_ns: u64,
+    /// The task it was allocated for (0: none).
+    pid: u32,
+    /// The API handle it was allocated for (0: the kernel's own).
+    handle: u64,
+    /// The caller of `alloc_pages()`, `file:line:column`.
+    call_site: Option<String>,
+}
+
+impl AllocJson {
+    fn of(r: &PageOwnerRecord) -> AllocJson {
+        AllocJson {
+            order: r.order,
+            gfp: format!("{}", r.gfp),
+            ts_ns: r.ts_ns,
+            pid: r.pid,
+            handle: r.handle,
+            call_site: r
+                .call_site
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -278,7 +350,9 @@ pub fn pagemap<P: Platform>(
     let mut letters = Vec::with_capacity(MAX_PAGEBLOCKS);
     let (stop, zones, lowmem, pageblock_start) = {
         let pa = mm.lock();
-        let stop = encode(&pa, Pfn(start), Pfn(end), &mut runs);
+        let owners = mm.page_owner();
+        let owners = owners.enabled().then_some(owners);
+        let stop = encode_with_owners(&pa, Pfn(start), Pfn(end), &mut runs, owners);
         let pageblock_start = encode_pageblocks(&pa, Pfn(start), stop, &mut letters);
         let mut zones = [(ZoneType::Dma, 0, 0); NR_ZONES];
         for (slot, z) in zones.iter_mut().zip(pa.zones()) {
@@ -311,6 +385,7 @@ pub fn pagemap<P: Platform>(
                 state: r.state.name(),
                 owner: (r.owner != OwnerTag::NONE).then(|| r.owner.name()),
                 zone: r.zone.name(),
+                alloc: r.alloc.as_ref().map(AllocJson::of),
             })
             .collect(),
         pageblock_order: PAGEBLOCK_ORDER,

@@ -181,6 +181,12 @@ fn adj_in_range(v: i64) -> Result<i32, ApiError> {
 }
 
 impl<P: Platform> Api<'_, P> {
+    /// The name of task `pid` (`/sys/kernel/debug/page_owner`'s comm), if
+    /// it still exists.
+    pub(super) fn task_comm(&self, pid: u32) -> Option<&str> {
+        self.tasks.table.get(Pid(pid)).map(|t| t.name())
+    }
+
     /// `totalpages` of `constrained_alloc()` for an unconstrained
     /// allocation: RAM (no swap).
     fn oom_totalpages(&self) -> u64 {
@@ -601,6 +607,12 @@ impl<P: Platform> Api<'_, P> {
     /// The allocation itself, once (the fast path), recording its task.
     fn alloc_attempt(&mut self, req: &Request, task: Option<Pid>) -> Result<Response, ApiError> {
         let first_id = self.next_id;
+        // page_owner's `current`: what this request allocates is for the
+        // handle it will create, and for its task.
+        let mm = self.mm;
+        let _current = mm
+            .page_owner()
+            .set_current(first_id, task.map_or(0, |p| p.0));
         let r = self.check_kernel_reserve().and_then(|()| self.alloc(req))?;
         if let (Some(pid), true) = (task, self.next_id > first_id) {
             self.tasks.owners.insert(first_id, pid);

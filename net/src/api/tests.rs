@@ -28,6 +28,7 @@ use crate::testing::{HttpResponse, Net};
 mod compact;
 mod dma;
 mod dmesg;
+mod events;
 mod extras;
 mod failure;
 mod oom;

@@ -5,17 +5,14 @@
 //! | path | GET | PUT |
 //! |---|---|---|
 //! | `trace` | header + every record, not consumed | any body: clear the ring (what `echo > trace`'s `O_TRUNC` does) |
-//! | `trace_pipe` | the records in the ring now, consumed | — |
+//! | `trace_pipe` | consuming, blocking: a stream of lines (`events.rs`) | — |
 //! | `available_events` | `system:event` lines | — |
 //! | `events/enable`, `events/{system}/enable` | `0`, `1` or `X` (mixed) | `0`/`1` for all of them |
 //! | `events/{system}/{event}/enable` | `0` or `1` | `0`/`1` |
 //!
-//! `trace_pipe` does not block yet: it answers at once with what the ring
-//! holds (possibly nothing) and removes it; records recorded while it
-//! answers (its own `kmalloc`s, if traced) stay for the next read.
 //! `trace` stops recording while it is rendered, as Linux stops tracing
 //! while `trace` is open, so its own allocations never push out what it is
-//! printing. Both render with the ring unlocked, in batches copied out of
+//! printing. It renders with the ring unlocked, in batches copied out of
 //! it, into a [`BodyWriter`] (page-sized fallible pieces): a full ring
 //! needs no contiguous buffer, and a heap that refuses a piece is 507.
 
@@ -64,28 +61,6 @@ impl<'a, P: Platform> Api<'a, P> {
                 break;
             }
             for r in &batch[..n] {
-                let _ = writeln!(w, "{}", r.line(t.page_base()));
-            }
-        }
-        Ok(w.finish(200, CONTENT_TYPE_TEXT)?)
-    }
-
-    /// `GET /sys/kernel/tracing/trace_pipe`: consuming, not blocking.
-    pub(super) fn trace_pipe(&self) -> Result<Response, ApiError> {
-        let t = self.tracer();
-        let limit = t.consume_limit();
-        let mut w = BodyWriter::new();
-        let mut batch = [TraceRecord::EMPTY; BATCH];
-        loop {
-            let c = t.consume(limit, &mut batch);
-            if c.lost > 0 {
-                // cf. print_trace_line(): overwritten before we read them.
-                let _ = writeln!(w, "CPU:0 [LOST {} EVENTS]", c.lost);
-            }
-            if c.nr == 0 {
-                break;
-            }
-            for r in &batch[..c.nr] {
                 let _ = writeln!(w, "{}", r.line(t.page_base()));
             }
         }

@@ -40,10 +40,25 @@
 //! back for the handler's owner to cancel the wait; so does
 //! [`Connection::abandon`] for a connection dropped because its socket
 //! died.
+//!
+//! **Streams.** A handler may answer with the head of a stream
+//! ([`Response::stream`]: `trace_pipe`, `/api/events`). The connection
+//! sends the head at once (`Transfer-Encoding: chunked` to HTTP/1.1,
+//! close-delimited to HTTP/1.0) and keeps the request as it keeps a parked
+//! one, but hands it back only while less than [`STREAM_QUEUE_LIMIT`]
+//! bytes wait to be sent: a reader that does not keep up is not asked for
+//! more, so the queue stays bounded and the producer (the trace ring)
+//! moves on without it. Each answer's body goes out as a chunk; an answer
+//! that is not [`Response::stream_more`] ends the stream (its body is the
+//! last chunk, then the empty one) and the connection carries on with
+//! the next request. A stream whose reader stays stalled for
+//! [`ConnConfig::idle_timeout_ms`] is closed, and a peer that closes ends
+//! it ([`Connection::take_cancelled`]), as for a parked request.
 
 use alloc::borrow::Cow;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use crate::server::error::ApiError;
 use crate::server::http::{Method, Park, Request, RequestParser, Version};
@@ -57,6 +72,8 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const OUT_QUEUE_SOFT_LIMIT: usize = 64 * 1024;
 /// Bytes asked from the stream per `recv` (about one Ethernet MSS).
 const RECV_CHUNK: usize = 1536;
+/// A stream is asked for more only while less than this waits to be sent.
+pub const STREAM_QUEUE_LIMIT: usize = 16 * 1024;
 
 /// A non-blocking byte stream (a smoltcp TCP socket in the kernel, a fake
 /// in tests). The adapter hands a connection over once it is established.
@@ -132,7 +149,14 @@ struct Parked {
     token: u64,
     since_ms: u64,
     until_ms: u64,
+    /// A stream whose head is sent ([`Response::stream`]), and whether its
+    /// body is chunked (else the close ends it).
+    stream: Option<Chunked>,
 }
+
+/// A stream's framing: `Transfer-Encoding: chunked` or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chunked(bool);
 
 /// The state of one connection; see the module doc.
 #[derive(Debug)]
@@ -239,8 +263,13 @@ impl Connection {
                 Err(_) => return self.finish(stream),
             }
         }
-        // (A parked request is the handler's to end, at its `until_ms`.)
-        if self.parked.is_none()
+        // (A parked request is the handler's to end, at its `until_ms`;
+        // a stream with a stalled reader is ours.)
+        let stalled = self
+            .parked
+            .as_ref()
+            .is_some_and(|p| p.stream.is_some() && self.out_bytes >= STREAM_QUEUE_LIMIT);
+        if (self.parked.is_none() || stalled)
             && self
                 .deadline_ms()
                 .is_some_and(|deadline| now_ms >= deadline)
@@ -259,6 +288,13 @@ impl Connection {
             return None;
         }
         if let Some(parked) = &self.parked {
+            if parked.stream.is_some() && self.out_bytes >= STREAM_QUEUE_LIMIT {
+                // Not asked while stalled: a reader stuck this long goes.
+                return Some(
+                    self.last_activity_ms
+                        .saturating_add(self.config.idle_timeout_ms),
+                );
+            }
             return Some(parked.until_ms);
         }
         let idle = self
@@ -317,24 +353,14 @@ impl Connection {
     /// queue is full, or an answer ends the connection.
     fn answer(&mut self, now_ms: u64, handler: &mut impl FnMut(&Request) -> Response) -> Step {
         let mut answered = false;
-        if let Some(mut parked) = self.parked.take() {
-            parked.request.park = Some(Park {
-                token: parked.token,
-                since_ms: parked.since_ms,
-            });
-            let response = handler(&parked.request);
-            if let Some(pending) = response.pending {
-                parked.token = pending.token;
-                parked.until_ms = pending.until_ms;
-                self.parked = Some(parked);
-                return Step::Parked;
-            }
-            // The idle and request clocks start again from the answer.
-            self.last_activity_ms = now_ms;
-            self.request_started_ms = self.parser.has_partial().then_some(now_ms);
-            answered = true;
-            if !self.respond(&parked.request, response) {
-                return Step::Answered;
+        if let Some(parked) = self.parked.take() {
+            let step = match parked.stream {
+                Some(chunked) => self.continue_stream(parked, chunked, now_ms, handler),
+                None => self.retry_parked(parked, now_ms, handler),
+            };
+            match step {
+                Some(step) => return step,
+                None => answered = true,
             }
         }
         while self.out_bytes < OUT_QUEUE_SOFT_LIMIT {
@@ -353,8 +379,30 @@ impl Connection {
                             token: pending.token,
                             since_ms: now_ms,
                             until_ms: pending.until_ms,
+                            stream: None,
                         });
                         return Step::Parked;
+                    }
+                    if let Some(more) = response.stream {
+                        if request.method == Method::Head {
+                            // The head alone; the stream never starts.
+                            self.cancelled = Some(more.token);
+                        } else {
+                            let chunked = self.start_stream(&request, response);
+                            if self.closing {
+                                // Out of memory for its head: no stream.
+                                self.cancelled = Some(more.token);
+                                return Step::Answered;
+                            }
+                            self.parked = Some(Parked {
+                                request,
+                                token: more.token,
+                                since_ms: now_ms,
+                                until_ms: more.until_ms,
+                                stream: Some(chunked),
+                            });
+                            return Step::Parked;
+                        }
                     }
                     if !self.respond(&request, response) {
                         return Step::Answered;
@@ -396,6 +444,125 @@ impl Connection {
             self.closing = true;
         }
         keep_alive
+    }
+
+    /// Hand a parked request back to the handler: `None` once answered
+    /// and the connection goes on with the next request.
+    fn retry_parked(
+        &mut self,
+        mut parked: Parked,
+        now_ms: u64,
+        handler: &mut impl FnMut(&Request) -> Response,
+    ) -> Option<Step> {
+        parked.request.park = Some(Park {
+            token: parked.token,
+            since_ms: parked.since_ms,
+        });
+        let response = handler(&parked.request);
+        if let Some(pending) = response.pending {
+            parked.token = pending.token;
+            parked.until_ms = pending.until_ms;
+            self.parked = Some(parked);
+            return Some(Step::Parked);
+        }
+        // The idle and request clocks start again from the answer.
+        self.last_activity_ms = now_ms;
+        self.request_started_ms = self.parser.has_partial().then_some(now_ms);
+        if !self.respond(&parked.request, response) {
+            return Some(Step::Answered);
+        }
+        None
+    }
+
+    /// Ask a stream's handler for more, if the reader keeps up: `None`
+    /// once the stream ended and the connection goes on with the next
+    /// request.
+    fn continue_stream(
+        &mut self,
+        mut parked: Parked,
+        chunked: Chunked,
+        now_ms: u64,
+        handler: &mut impl FnMut(&Request) -> Response,
+    ) -> Option<Step> {
+        if self.out_bytes >= STREAM_QUEUE_LIMIT {
+            self.parked = Some(parked);
+            return Some(Step::Parked);
+        }
+        parked.request.park = Some(Park {
+            token: parked.token,
+            since_ms: parked.since_ms,
+        });
+        let response = handler(&parked.request);
+        let more = response.stream;
+        self.push_stream_body(chunked, response);
+        if self.closing {
+            // Out of memory for a chunk: the stream ends here.
+            self.cancelled = more.map(|m| m.token);
+            return Some(Step::Answered);
+        }
+        if let Some(more) = more {
+            parked.token = more.token;
+            parked.until_ms = more.until_ms;
+            self.parked = Some(parked);
+            return Some(Step::Parked);
+        }
+        // The end: the empty chunk, or the close for HTTP/1.0.
+        if chunked.0 {
+            self.push_out(Cow::Borrowed(b"0\r\n\r\n"));
+        }
+        if !chunked.0 || !parked.request.keep_alive() {
+            self.closing = true;
+            return Some(Step::Answered);
+        }
+        self.last_activity_ms = now_ms;
+        self.request_started_ms = self.parser.has_partial().then_some(now_ms);
+        None
+    }
+
+    /// Queue a stream's head and first piece (see the module doc).
+    fn start_stream(&mut self, request: &Request, response: Response) -> Chunked {
+        self.requests += 1;
+        let chunked = Chunked(request.version == Version::Http11);
+        let connection = match (chunked.0, request.keep_alive()) {
+            (true, true) => ConnectionHeader::Default,
+            _ => ConnectionHeader::Close,
+        };
+        let head = response.stream_head_bytes(connection, chunked.0);
+        if self.out.try_reserve(1).is_err() {
+            self.closing = true;
+            return chunked;
+        }
+        self.push_out(Cow::Owned(head));
+        self.push_stream_body(chunked, response);
+        chunked
+    }
+
+    /// Queue a stream answer's body, one chunk per piece. Should the heap
+    /// refuse a chunk's buffer, the stream cannot go on whole: the
+    /// connection ends after what is queued.
+    fn push_stream_body(&mut self, chunked: Chunked, response: Response) {
+        let Response { body, tail, .. } = response;
+        let pieces = core::iter::once(&*body).chain(tail.iter().map(Vec::as_slice));
+        for piece in pieces.filter(|p| !p.is_empty()) {
+            let mut chunk = Vec::new();
+            if chunk.try_reserve_exact(piece.len() + 20).is_err()
+                || self.out.try_reserve(1).is_err()
+            {
+                self.closing = true;
+                return;
+            }
+            if chunked.0 {
+                let _ = core::fmt::Write::write_fmt(
+                    &mut HexLen(&mut chunk),
+                    format_args!("{:x}\r\n", piece.len()),
+                );
+            }
+            chunk.extend_from_slice(piece);
+            if chunked.0 {
+                chunk.extend_from_slice(b"\r\n");
+            }
+            self.push_out(Cow::Owned(chunk));
+        }
     }
 
     fn authorized(&self, request: &Request) -> bool {
@@ -472,6 +639,16 @@ impl Connection {
             self.cancelled = Some(parked.token);
         }
         ConnState::Closed
+    }
+}
+
+/// `fmt::Write` into a reserved `Vec` (a chunk's size line).
+struct HexLen<'v>(&'v mut Vec<u8>);
+
+impl core::fmt::Write for HexLen<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 

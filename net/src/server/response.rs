@@ -1,10 +1,13 @@
 //! HTTP responses and their wire form.
 //!
-//! Every response carries `Content-Length` (never chunked: a client can
-//! always tell where it ends, which keeps pipelining simple); `204` and
-//! `304` carry neither a length nor a body, as RFC 9110 §8.6 requires. The
-//! body is a `Cow` so the embedded dashboard assets (`&'static [u8]`) are
-//! sent straight from the image without a copy.
+//! Every response carries `Content-Length` (a client can always tell where
+//! it ends, which keeps pipelining simple), but for a *stream*
+//! ([`Response::stream`]: `trace_pipe`, Server-Sent Events), whose end
+//! nobody knows in advance: it goes out with `Transfer-Encoding: chunked`
+//! (RFC 9112 §7.1), or to HTTP/1.0 clients delimited by the close. `204`
+//! and `304` carry neither a length nor a body, as RFC 9110 §8.6 requires.
+//! The body is a `Cow` so the embedded dashboard assets (`&'static [u8]`)
+//! are sent straight from the image without a copy.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -39,6 +42,9 @@ pub struct Response {
     /// Not an answer yet: the handler parked the request (see
     /// [`Response::pending`]). Such a response is never sent.
     pub pending: Option<Pending>,
+    /// A stream goes on after this body (see [`Response::stream`]): the
+    /// connection asks the handler for more under this token.
+    pub stream: Option<Pending>,
 }
 
 /// A handler's "not yet": the request sleeps on the handler's wait queue
@@ -102,6 +108,7 @@ impl Response {
             body: body.into(),
             tail: Vec::new(),
             pending: None,
+            stream: None,
         }
     }
 
@@ -112,6 +119,35 @@ impl Response {
             pending: Some(Pending { token, until_ms }),
             ..Response::empty(0)
         }
+    }
+
+    /// The head and first bytes of a stream that goes on: the connection
+    /// sends them at once (chunked), then hands the request back, with
+    /// [`crate::server::http::Park`] set to `token`, whenever it has room
+    /// for more and at `until_ms` at the latest. Each such call answers
+    /// [`Response::stream_more`] (its body is the next piece; empty is
+    /// fine) to go on, or anything else to end the stream (its body is the
+    /// last piece; status and headers are ignored, they went out first).
+    /// A client that goes away ends it too, through
+    /// [`crate::server::stack::App::cancel`] with the token. A reader that
+    /// does not keep up is not asked (the queue stays bounded): what the
+    /// handler produces meanwhile is its to drop.
+    pub fn stream(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+        token: u64,
+        until_ms: u64,
+    ) -> Response {
+        Response {
+            stream: Some(Pending { token, until_ms }),
+            ..Response::bytes(status, content_type, body)
+        }
+    }
+
+    /// The next piece of a stream, which goes on (see [`Response::stream`]).
+    pub fn stream_more(body: impl Into<Cow<'static, [u8]>>, token: u64, until_ms: u64) -> Response {
+        Response::stream(200, "", body, token, until_ms)
     }
 
     /// `status` without a body (e.g. `204`).
@@ -142,6 +178,17 @@ impl Response {
 
     /// Status line and headers, up to and including the empty line.
     pub fn head_bytes(&self, connection: ConnectionHeader) -> Vec<u8> {
+        self.head_bytes_framed(connection, true)
+    }
+
+    /// The head of a stream ([`Response::stream`]): `chunked` for an
+    /// HTTP/1.1 client; else no framing header, the body ends with the
+    /// connection (`connection` should then be `Close`).
+    pub fn stream_head_bytes(&self, connection: ConnectionHeader, chunked: bool) -> Vec<u8> {
+        self.head_bytes_framed(connection, chunked)
+    }
+
+    fn head_bytes_framed(&self, connection: ConnectionHeader, chunked: bool) -> Vec<u8> {
         let mut head = String::with_capacity(128 + self.headers.len() * 32);
         // `fmt::Write` for `String` cannot fail.
         let _ = write!(
@@ -153,7 +200,13 @@ impl Response {
         if !self.content_type.is_empty() {
             push_header(&mut head, "Content-Type", self.content_type);
         }
-        if !self.bodiless() {
+        if self.stream.is_some() {
+            // A stream's end is unknown: chunked for HTTP/1.1, the close
+            // for HTTP/1.0 (see `stream_head_bytes`).
+            if chunked {
+                head.push_str("Transfer-Encoding: chunked\r\n");
+            }
+        } else if !self.bodiless() {
             let _ = write!(head, "Content-Length: {}\r\n", self.body_len());
         }
         for (name, value) in &self.headers {

@@ -86,6 +86,8 @@ routes! {
     Get "/api/dmesg" => Dmesg,
     Get "/api/dmesg.json" => DmesgJson,
     Get "/api/vmstat" => Vmstat,
+    /// `?event=&zone=&order=`: the tracepoints as Server-Sent Events.
+    Get "/api/events" => Events,
     // Tasks and the OOM killer.
     Post "/api/tasks" => TaskCreate,
     Get "/api/tasks" => TaskList,
@@ -112,6 +114,8 @@ routes! {
     // attributes' pattern, which would match them too.
     Get "/sys/kernel/debug/extfrag/extfrag_index" => ExtfragIndex,
     Get "/sys/kernel/debug/extfrag/unusable_index" => UnusableIndex,
+    /// Needs `page_owner=on`; streamed.
+    Get "/sys/kernel/debug/page_owner" => PageOwner,
     // Fault injection (Linux's debugfs).
     Get "/sys/kernel/debug/{fault}/{attr}" => FaultAttrGet,
     Put "/sys/kernel/debug/{fault}/{attr}" => FaultAttrSet,
@@ -119,7 +123,7 @@ routes! {
     Get "/sys/kernel/tracing/trace" => TraceRead,
     /// Any body: clears the ring (`echo > trace`).
     Put "/sys/kernel/tracing/trace" => TraceClear,
-    /// Consuming; does not block yet.
+    /// Consuming and blocking: a stream of lines until the client closes.
     Get "/sys/kernel/tracing/trace_pipe" => TracePipe,
     Get "/sys/kernel/tracing/available_events" => TraceAvailableEvents,
     Get "/sys/kernel/tracing/events/enable" => TraceEnableAllGet,
@@ -383,6 +387,12 @@ mod tests {
                 RouteId::UnusableIndex,
             ),
             (Method::Get, "/sys/kernel/tracing/trace", RouteId::TraceRead),
+            (Method::Get, "/api/events", RouteId::Events),
+            (
+                Method::Get,
+                "/sys/kernel/debug/page_owner",
+                RouteId::PageOwner,
+            ),
             (
                 Method::Put,
                 "/sys/kernel/tracing/trace",

@@ -65,6 +65,10 @@ pub struct BootParams<'a> {
     /// order 0–3 shows in the buddy lists at once (Pagezone's own switch;
     /// default on, as Linux has them).
     pub pcp: bool,
+    /// `page_owner=on`: record who allocated every block
+    /// (`/sys/kernel/debug/page_owner`; off by default, as in Linux: it
+    /// costs 48 bytes of memblock per frame).
+    pub page_owner: bool,
     /// `crash=`: deliberately fault after boot (tests the exception paths).
     pub crash: Option<CrashKind>,
     /// `loglevel=`: console verbosity; `None` keeps the kernel's default.
@@ -96,6 +100,7 @@ impl Default for BootParams<'_> {
             api_quota_pct: DEFAULT_API_QUOTA_PCT,
             selftest: false,
             pcp: true,
+            page_owner: false,
             crash: None,
             loglevel: None,
             fail_page_alloc: None,
@@ -433,6 +438,8 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
         params.selftest = parse_flag(value)?;
     } else if name_is(name, "pcp") {
         params.pcp = parse_flag(value)?;
+    } else if name_is(name, "page_owner") {
+        params.page_owner = parse_flag(value)?;
     } else if name_is(name, "crash") {
         params.crash = Some(CrashKind::from_name(need(value)?).ok_or(Problem::NotOneOf(
             "pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
@@ -741,7 +748,7 @@ mod tests {
         let p = parse_ok(
             "mem=1536M lowmem=0x20000000 vmalloc=256m port=8080 \
              ip=192.168.1.7/16,192.168.0.1 token=s3cr3t api_quota=75 selftest \
-             crash=gp loglevel=debug pcp=off",
+             crash=gp loglevel=debug pcp=off page_owner=on",
         );
         assert_eq!(
             p,
@@ -759,6 +766,7 @@ mod tests {
                 api_quota_pct: 75,
                 selftest: true,
                 pcp: false,
+                page_owner: true,
                 crash: Some(CrashKind::GeneralProtection),
                 loglevel: Some(LogLevel::Debug),
                 fail_page_alloc: None,

@@ -22,6 +22,7 @@ pub mod mempool;
 pub mod oom;
 pub mod page;
 pub mod page_alloc;
+pub mod page_owner;
 pub mod percpu;
 pub mod pgtable;
 pub mod platform;

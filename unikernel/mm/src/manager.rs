@@ -41,6 +41,7 @@ pub struct MemoryManager<'a, P: Platform> {
     platform: P,
     boot_buddyinfo: Mutex<BuddySnapshot>,
     tracer: Tracer<'a>,
+    page_owner: crate::page_owner::PageOwner<'a>,
 }
 
 impl<'a, P: Platform> MemoryManager<'a, P> {
@@ -58,7 +59,14 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
             platform,
             boot_buddyinfo: Mutex::new(boot_buddyinfo),
             tracer: Tracer::new(page_base),
+            page_owner: crate::page_owner::PageOwner::new(),
         }
+    }
+
+    /// page_owner (`mm::page_owner`): off until the kernel lends it its
+    /// array (`page_owner=on`).
+    pub fn page_owner(&self) -> &crate::page_owner::PageOwner<'a> {
+        &self.page_owner
     }
 
     /// The tracepoints' enable mask and ring.
@@ -81,9 +89,16 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     }
 
     /// The `kmem:mm_page_alloc` tracepoint, for every way a block leaves
-    /// the buddy allocator through this manager (`alloc_pages`, slab pages).
+    /// the buddy allocator through this manager (`alloc_pages`, slab pages),
+    /// and page_owner's record of it (the caller's location is page_owner's
+    /// call site).
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn trace_page_alloc(&self, pfn: Pfn, order: Order, gfp: GfpFlags) {
+        let now = || self.platform.now_ns();
+        let caller = core::panic::Location::caller();
+        self.page_owner
+            .set_page_owner(pfn, order.get(), gfp, caller, now);
         crate::trace_event!(
             self,
             MmPageAlloc {
@@ -95,9 +110,11 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         );
     }
 
-    /// The `kmem:mm_page_free` tracepoint.
+    /// The `kmem:mm_page_free` tracepoint, and page_owner's free.
     #[inline(always)]
     pub(crate) fn trace_page_free(&self, pfn: Pfn, order: Order) {
+        self.page_owner
+            .reset_page_owner(pfn, || self.platform.now_ns());
         crate::trace_event!(
             self,
             MmPageFree {
@@ -193,7 +210,8 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
 
     /// `alloc_pages()` with `__GFP_ZERO` honoured: the block is zeroed
     /// through the platform (kmap_atomic for HighMem) after the lock is
-    /// dropped.
+    /// dropped. The caller's location is page_owner's call site.
+    #[track_caller]
     pub fn alloc_pages(
         &self,
         gfp: GfpFlags,
@@ -228,6 +246,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     }
 
     /// `get_zeroed_page()`: one zeroed lowmem frame.
+    #[track_caller]
     pub fn get_zeroed_page(&self, gfp: GfpFlags, owner: OwnerTag) -> Result<Pfn, AllocError> {
         self.alloc_pages(
             gfp.difference(GfpFlags::HIGHMEM).union(GfpFlags::ZERO),

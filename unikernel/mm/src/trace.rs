@@ -528,12 +528,19 @@ pub struct TraceStats {
     pub capacity: u64,
 }
 
-/// One CPU's ring: absolute sequence numbers `[head, tail)` are present,
-/// record `seq` lives in `slots[seq % len]`.
+/// One CPU's ring: record `seq` lives in `slots[seq % len]`; sequence
+/// numbers `[oldest, tail)` are still there, `[head, tail)` are not yet
+/// consumed by `trace_pipe` (what `trace` shows). Subscribers
+/// ([`Tracer::read_from`]) keep their own position in `[oldest, tail]`.
 struct CpuBuffer<'a> {
     slots: &'a mut [TraceRecord],
     head: u64,
     tail: u64,
+    /// The oldest record not overwritten nor cleared.
+    oldest: u64,
+    /// Where the last clear left `tail`: what lies below was cleared, not
+    /// lost, for a subscriber that had not read it.
+    cleared_at: u64,
     overrun: u64,
     /// Overwritten since the last consuming read (`[LOST N EVENTS]`).
     lost_unread: u64,
@@ -545,6 +552,8 @@ impl CpuBuffer<'_> {
             slots: &mut [],
             head: 0,
             tail: 0,
+            oldest: 0,
+            cleared_at: 0,
             overrun: 0,
             lost_unread: 0,
         }
@@ -558,15 +567,19 @@ impl CpuBuffer<'_> {
         (seq % self.len()) as usize
     }
 
-    /// Overwrites the oldest record when full; `false` without slots.
+    /// Overwrites the oldest record when full (an overrun if `trace_pipe`
+    /// had not consumed it yet); `false` without slots.
     fn push(&mut self, rec: TraceRecord) -> bool {
         if self.slots.is_empty() {
             return false;
         }
-        if self.tail - self.head == self.len() {
-            self.head += 1;
-            self.overrun += 1;
-            self.lost_unread += 1;
+        if self.tail - self.oldest == self.len() {
+            self.oldest += 1;
+            if self.head < self.oldest {
+                self.head = self.oldest;
+                self.overrun += 1;
+                self.lost_unread += 1;
+            }
         }
         let at = self.slot(self.tail);
         self.slots[at] = rec;
@@ -576,6 +589,8 @@ impl CpuBuffer<'_> {
 
     fn reset(&mut self) {
         self.head = self.tail;
+        self.oldest = self.tail;
+        self.cleared_at = self.tail;
         self.overrun = 0;
         self.lost_unread = 0;
     }
@@ -598,6 +613,16 @@ pub struct Consumed {
     pub nr: usize,
     /// Records overwritten before this read could take them (cf.
     /// `CPU:%d [LOST %lu EVENTS]`); reported once.
+    pub lost: u64,
+}
+
+/// What [`Tracer::read_from`] copied for one subscriber.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberRead {
+    /// Records copied into the batch.
+    pub nr: usize,
+    /// Records overwritten before this subscriber could read them (it did
+    /// not keep up); counted once.
     pub lost: u64,
 }
 
@@ -786,6 +811,37 @@ impl<'a> Tracer<'a> {
             n += 1;
         }
         Consumed { nr: n, lost }
+    }
+}
+
+impl Tracer<'_> {
+    /// A new subscriber's position: it sees what is recorded from now on.
+    pub fn subscribe_position(&self) -> u64 {
+        self.cpus[0].lock().tail
+    }
+
+    /// Copies the records from `*pos` on into `out` and advances `*pos`,
+    /// without consuming: each subscriber (`/api/events`) has its own
+    /// position, and the ring never waits for one. Records overwritten
+    /// before the subscriber got to them are skipped and reported as
+    /// [`SubscriberRead::lost`]; records cleared (`echo > trace`, reset)
+    /// are skipped silently.
+    pub fn read_from(&self, pos: &mut u64, out: &mut [TraceRecord]) -> SubscriberRead {
+        let ring = self.cpus[0].lock();
+        let mut lost = 0;
+        if *pos < ring.oldest {
+            lost = ring.oldest.saturating_sub((*pos).max(ring.cleared_at));
+            *pos = ring.oldest;
+        }
+        // (A position past the end cannot happen: `tail` never goes back.)
+        *pos = (*pos).min(ring.tail);
+        let mut n = 0;
+        while *pos < ring.tail && n < out.len() {
+            out[n] = ring.slots[ring.slot(*pos)];
+            *pos += 1;
+            n += 1;
+        }
+        SubscriberRead { nr: n, lost }
     }
 }
 

@@ -190,10 +190,11 @@ fn trace_pipe_consumes_and_kmalloc_fields_are_linux() {
                 .status,
             200
         );
-        let pipe = t.get(&format!("{TRACING}/trace_pipe"));
-        assert_eq!(pipe.status, 200);
-        let lines: Vec<&str> = pipe.text().lines().collect();
-        assert!(!pipe.text().starts_with('#'), "trace_pipe has no header");
+        let mut stream = t.open_stream(&format!("{TRACING}/trace_pipe"));
+        assert!(stream.head().unwrap().starts_with("HTTP/1.1 200 OK\r\n"));
+        let (text, _) = stream.body();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(!text.starts_with('#'), "trace_pipe has no header");
         assert!(
             lines.iter().any(|l| event_part(l)
                 == format!("kmalloc: call_site=0x0 ptr={virt:016x} bytes_req=40 bytes_alloc=64 gfp_flags=GFP_KERNEL_ACCOUNT node=-1 accounted=true")),
@@ -205,8 +206,14 @@ fn trace_pipe_consumes_and_kmalloc_fields_are_linux() {
                 .any(|l| event_part(l) == format!("kfree: call_site=0x0 ptr={virt:016x}")),
             "{lines:?}"
         );
-        // Consumed: a second read has nothing, `trace` neither.
-        assert_eq!(t.get(&format!("{TRACING}/trace_pipe")).text(), "");
+        // Consumed: nothing more comes, and `trace` has nothing.
+        t.pump(&mut stream, 300);
+        assert_eq!(stream.body().0, text);
+        t.close_stream(stream);
+        let mut again = t.open_stream(&format!("{TRACING}/trace_pipe"));
+        t.pump(&mut again, 300);
+        assert_eq!(again.body(), (String::new(), false));
+        t.close_stream(again);
         assert!(t.trace_lines().is_empty());
     });
 }
@@ -237,7 +244,10 @@ fn a_full_ring_keeps_the_newest_and_says_what_it_lost() {
         let stamps: Vec<f64> = lines.iter().map(|l| ts(l).parse().unwrap()).collect();
         assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
         // trace_pipe reports the overrun once, then the records.
-        let pipe = t.get(&format!("{TRACING}/trace_pipe")).text().to_string();
+        let mut stream = t.open_stream(&format!("{TRACING}/trace_pipe"));
+        t.pump(&mut stream, 300);
+        let pipe = stream.body().0;
+        t.close_stream(stream);
         assert!(
             pipe.starts_with(&format!("CPU:0 [LOST {n} EVENTS]\n")),
             "{}",

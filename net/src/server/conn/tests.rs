@@ -1043,3 +1043,174 @@ fn parked_connection_reads_nothing_more() {
     );
     assert_eq!(responses(&fake.sent, &[]).len(), 101);
 }
+
+/// A handler streaming `/stream`: each call sends what `feed` holds (and
+/// empties it), ending the stream with `"bye\n"` once `end` is set.
+struct Streamer {
+    feed: Vec<u8>,
+    end: bool,
+    calls: usize,
+}
+
+impl Streamer {
+    fn new() -> Streamer {
+        Streamer {
+            feed: Vec::new(),
+            end: false,
+            calls: 0,
+        }
+    }
+
+    fn handle(&mut self, req: &Request, now_ms: u64) -> Response {
+        if req.path != "/stream" {
+            return api(req);
+        }
+        self.calls += 1;
+        let body = core::mem::take(&mut self.feed);
+        match (req.park, self.end) {
+            (None, _) => Response::stream(200, "text/event-stream", body, 5, now_ms + 100),
+            (Some(p), false) => {
+                assert_eq!(p.token, 5);
+                Response::stream_more(body, 5, now_ms + 100)
+            }
+            (Some(_), true) => Response::text(200, "bye\n"),
+        }
+    }
+}
+
+const STREAM: &[u8] = b"GET /stream HTTP/1.1\r\n\r\n";
+
+#[test]
+fn stream_is_chunked_goes_on_then_ends_and_the_connection_carries_on() {
+    let mut fake = Fake::with(STREAM);
+    fake.push(b"GET /api/health HTTP/1.1\r\n\r\n");
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Streamer::new();
+    s.feed = b"hello\n".to_vec();
+    assert_eq!(
+        conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r, 0)),
+        ConnState::Open
+    );
+    assert_eq!(
+        fake.sent_str(),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+         Transfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n"
+    );
+    assert_eq!(conn.parked_token(), Some(5));
+    assert_eq!(conn.deadline_ms(), Some(100), "asked again by until_ms");
+    // Nothing to say: nothing sent, the connection stays (past idle).
+    let sent = fake.sent.len();
+    conn.poll(&mut fake, 50_000, &mut |r: &Request| s.handle(r, 50_000));
+    assert_eq!(fake.sent.len(), sent);
+    s.feed = vec![b'x'; 300];
+    conn.poll(&mut fake, 50_001, &mut |r: &Request| s.handle(r, 50_001));
+    let tail = fake.sent_str()[sent..].to_string();
+    assert_eq!(tail, format!("12c\r\n{}\r\n", "x".repeat(300)));
+    s.end = true;
+    conn.poll(&mut fake, 50_002, &mut |r: &Request| s.handle(r, 50_002));
+    let out = fake.sent_str();
+    let (end, next) = out[sent..].split_at(out[sent..].find("HTTP/1.1").unwrap());
+    assert_eq!(
+        end,
+        format!("12c\r\n{}\r\n4\r\nbye\n\r\n0\r\n\r\n", "x".repeat(300))
+    );
+    let r = responses(next.as_bytes(), &[]);
+    assert_eq!(
+        (r.len(), r[0].status),
+        (1, 200),
+        "the next request answered"
+    );
+    assert_eq!(conn.requests_served(), 2, "the stream counts once");
+    assert_eq!(conn.parked_token(), None);
+    assert_eq!(conn.take_cancelled(), None);
+}
+
+#[test]
+fn stream_to_http10_is_close_delimited() {
+    let mut fake = Fake::with(b"GET /stream HTTP/1.0\r\n\r\n");
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Streamer::new();
+    s.feed = b"a\n".to_vec();
+    conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r, 0));
+    s.feed = b"b\n".to_vec();
+    conn.poll(&mut fake, 1, &mut |r: &Request| s.handle(r, 1));
+    s.end = true;
+    assert_eq!(
+        conn.poll(&mut fake, 2, &mut |r: &Request| s.handle(r, 2)),
+        ConnState::Closed
+    );
+    assert_eq!(
+        fake.sent_str(),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\na\nb\nbye\n"
+    );
+}
+
+#[test]
+fn stream_peer_gone_cancels_and_head_never_starts() {
+    let mut fake = Fake::with(STREAM);
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Streamer::new();
+    conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r, 0));
+    fake.eof = true;
+    assert_eq!(
+        conn.poll(&mut fake, 1, &mut |r: &Request| s.handle(r, 1)),
+        ConnState::Closed
+    );
+    assert_eq!(conn.take_cancelled(), Some(5));
+
+    let mut fake = Fake::with(b"HEAD /stream HTTP/1.1\r\n\r\n");
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r, 0));
+    assert_eq!(
+        fake.sent_str(),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HEAD: GET's headers, no body"
+    );
+    assert_eq!(
+        conn.take_cancelled(),
+        Some(5),
+        "HEAD: the stream ends at once"
+    );
+    assert_eq!(conn.parked_token(), None);
+}
+
+#[test]
+fn slow_stream_reader_is_not_asked_and_a_stalled_one_is_closed() {
+    let mut fake = Fake::with(STREAM);
+    fake.send_budget = 1000;
+    let mut conn = Connection::new(ConnConfig::default(), 0);
+    let mut s = Streamer::new();
+    conn.poll(&mut fake, 0, &mut |r: &Request| s.handle(r, 0));
+    for now in 1..100 {
+        s.feed = vec![b'y'; 1000];
+        conn.poll(&mut fake, now, &mut |r: &Request| s.handle(r, now));
+    }
+    let calls = s.calls;
+    assert!(
+        conn.pending_output() >= STREAM_QUEUE_LIMIT
+            && conn.pending_output() < STREAM_QUEUE_LIMIT + 1100,
+        "{}",
+        conn.pending_output()
+    );
+    assert!(
+        calls < 30,
+        "not asked while the queue is full: {calls} calls"
+    );
+    // Stalled: closed once idle this long (since its last byte went out,
+    // at 1 ms), the token handed back.
+    assert_eq!(conn.deadline_ms(), Some(1 + DEFAULT_IDLE_TIMEOUT_MS));
+    assert_eq!(
+        conn.poll(&mut fake, 5_000, &mut |r: &Request| s.handle(r, 5_000)),
+        ConnState::Open
+    );
+    assert_eq!(s.calls, calls);
+    assert_eq!(
+        conn.poll(
+            &mut fake,
+            1 + DEFAULT_IDLE_TIMEOUT_MS,
+            &mut |r: &Request| s.handle(r, 0)
+        ),
+        ConnState::Closed
+    );
+    assert_eq!(conn.take_cancelled(), Some(5));
+}

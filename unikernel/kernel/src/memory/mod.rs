@@ -153,6 +153,21 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
             panic!("memblock: no {trace_bytes} bytes below lowmem for the trace ring")
         });
 
+    // page_owner's side array (mm::page_owner), only when asked for, as
+    // Linux allocates page_ext only with `page_owner=on`.
+    let page_owner_bytes = max_pfn.0 * size_of::<mm::page_owner::PageOwnerRecord>() as u64;
+    let page_owner_phys = params.page_owner.then(|| {
+        mb.alloc_named(
+            page_owner_bytes,
+            PAGE_SIZE,
+            PhysAddr(lowmem.min(boot::BOOT_IDENTITY_LIMIT)),
+            "page_owner",
+        )
+        .unwrap_or_else(|| {
+            panic!("memblock: no {page_owner_bytes} bytes below lowmem for page_owner")
+        })
+    });
+
     paging::init_final_tables(&mut mb, direct_map_end);
     crate::time::boot_phase("page tables");
 
@@ -240,6 +255,27 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     drop(mb);
 
     let mm = MM.call_once(|| MemoryManager::new(pages, KernelPlatform::new()));
+    if let Some(phys) = page_owner_phys {
+        // SAFETY: a page-aligned memblock reservation of max_pfn records
+        // below the direct map's end (now mapped writable), reserved
+        // forever and used by nothing else; every record is written
+        // before the slice is made, and this is the only reference made.
+        let records: &'static mut [mm::page_owner::PageOwnerRecord] = unsafe {
+            let ptr = paging::phys_to_virt(phys.0).cast::<mm::page_owner::PageOwnerRecord>();
+            for i in 0..max_pfn.index() {
+                ptr.add(i).write(mm::page_owner::PageOwnerRecord::EMPTY);
+            }
+            core::slice::from_raw_parts_mut(ptr, max_pfn.index())
+        };
+        mm.page_owner().attach(records);
+        log::info!(
+            "memory: page_owner on: {} records x {} bytes = {} KiB at {:#x}",
+            max_pfn.0,
+            size_of::<mm::page_owner::PageOwnerRecord>(),
+            page_owner_bytes >> 10,
+            phys.0
+        );
+    }
     // The ring is only written when first needed ([`attach_trace_ring`]).
     TRACE_RING_PHYS.store(trace_phys.0, Ordering::Relaxed);
     log::debug!(

@@ -171,6 +171,7 @@ fn mark_slab_pages(
 pub struct HeapPages<'m, 'a, P: Platform>(pub &'m MemoryManager<'a, P>);
 
 impl<P: Platform> PageSource for HeapPages<'_, '_, P> {
+    #[track_caller]
     fn alloc_slab_pages(
         &self,
         gfp: GfpFlags,
@@ -255,6 +256,7 @@ impl PageSource for spin::Mutex<PageAlloc<'_>> {
 }
 
 impl<P: Platform> PageSource for MemoryManager<'_, P> {
+    #[track_caller]
     fn alloc_slab_pages(
         &self,
         gfp: GfpFlags,

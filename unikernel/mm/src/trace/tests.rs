@@ -555,3 +555,41 @@ fn slab_growth_is_a_page_allocation_too() {
     let evs: Vec<TraceEvent> = drain(&mm).iter().map(|r| r.event).collect();
     assert_eq!(evs, [TraceEvent::MmPageFree { pfn, order: 0 }]);
 }
+
+#[test]
+fn subscribers_read_at_their_own_pace_and_are_told_what_they_lost() {
+    let t = tracer_with(4);
+    t.record(0, 0, ev(0));
+    // Subscribers see what comes after they subscribed.
+    let (mut fast, mut slow) = (t.subscribe_position(), t.subscribe_position());
+    let mut out = [TraceRecord::EMPTY; 8];
+    let ts = |out: &[TraceRecord], n| out[..n].iter().map(|r| r.ts_ns).collect::<Vec<_>>();
+    for i in 1..4 {
+        t.record(i, 0, ev(i));
+    }
+    let r = t.read_from(&mut fast, &mut out);
+    assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![1, 2, 3]));
+    // trace_pipe consuming changes nothing for subscribers, and records
+    // subscribers have read are not consumed for trace_pipe.
+    assert_eq!(t.stats().entries, 4);
+    let mut pipe = [TraceRecord::EMPTY; 8];
+    assert_eq!(t.consume(t.consume_limit(), &mut pipe).nr, 4);
+    for i in 4..10 {
+        t.record(i, 0, ev(i));
+    }
+    // Consumed records overwritten are no overrun; unconsumed ones are.
+    assert_eq!(t.stats().overrun, 2, "4 and 5 went unconsumed");
+    let r = t.read_from(&mut fast, &mut out);
+    assert_eq!((r.lost, ts(&out, r.nr)), (2, vec![6, 7, 8, 9]), "4, 5 lost");
+    let r = t.read_from(&mut slow, &mut out[..2]);
+    assert_eq!((r.lost, ts(&out, r.nr)), (5, vec![6, 7]), "1..=5 lost");
+    let r = t.read_from(&mut slow, &mut out);
+    assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![8, 9]), "lost told once");
+    assert_eq!(t.read_from(&mut slow, &mut out), SubscriberRead::default());
+    // A clear skips what it removed without calling it lost.
+    t.record(10, 0, ev(10));
+    t.clear();
+    t.record(11, 0, ev(11));
+    let r = t.read_from(&mut slow, &mut out);
+    assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![11]));
+}
