@@ -470,6 +470,87 @@ fn workspace_target() -> PathBuf {
     dir
 }
 
+/// The status code of `GET path`, read from the head alone: the connection
+/// is dropped after it, so a stream (`/api/events`) does not hold the test.
+fn head_status(port: u16, path: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the guest");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line from GET {path}"))
+}
+
+/// WCAG contrast of the text of every visible element matching a selector
+/// (`contrast.js`: computed colours composited over computed backgrounds).
+const CONTRAST_JS: &str = include_str!("contrast.js");
+
+/// Runs `contrast.js` on `selector`: `(elements checked, those below 4.5:1)`.
+fn contrast_failures(b: &Browser, selector: &str) -> (u64, Vec<Value>) {
+    let v = b.js(CONTRAST_JS, json!([selector, 4.5]));
+    (
+        v["checked"].as_u64().expect("checked"),
+        v["failures"].as_array().cloned().unwrap_or_default(),
+    )
+}
+
+/// Axis labels of the strips: each `[axis id, [[left, right], …]]` with
+/// the label boxes relative to the axis, and the axis width.
+const AXIS_BOXES: &str = "return ['map-overview-axis', 'map-zoom-axis', 'vmalloc-axis'].map(id => {
+    const a = document.getElementById(id); const r = a.getBoundingClientRect();
+    return [id, r.width, [...a.children].map(s => { const q = s.getBoundingClientRect(); return [q.left - r.left, q.right - r.left, s.textContent]; })];
+});";
+
+/// Asserts that no two labels of an axis overlap and none leaves its axis.
+fn assert_axis_labels_apart(b: &Browser, when: &str) {
+    let axes = b.js(AXIS_BOXES, json!([]));
+    for axis in axes.as_array().unwrap() {
+        let (id, width) = (axis[0].as_str().unwrap(), axis[1].as_f64().unwrap());
+        let boxes: Vec<(f64, f64, String)> = axis[2]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l[0].as_f64().unwrap(),
+                    l[1].as_f64().unwrap(),
+                    l[2].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        if width == 0.0 {
+            continue; // a hidden panel (endpoint not built)
+        }
+        assert!(boxes.len() >= 2, "{when}: #{id} shows {boxes:?}");
+        for (i, a) in boxes.iter().enumerate() {
+            assert!(
+                a.0 >= -0.5 && a.1 <= width + 0.5,
+                "{when}: #{id} label {a:?} leaves the axis (width {width})"
+            );
+            for c in &boxes[i + 1..] {
+                assert!(
+                    a.1 <= c.0 || c.1 <= a.0,
+                    "{when}: #{id} labels overlap: {a:?} and {c:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Installed before the page's own scripts: every uncaught error, rejected
 /// promise and `console.error` lands in `window.__pagezoneErrors`.
 const ERROR_COLLECTOR: &str = r#"
@@ -942,6 +1023,297 @@ fn dashboard_in_headless_chromium() {
         "fragmentation controls without a label"
     );
 
+    // 4g. The live event feed (GET /api/events). Where the kernel serves
+    // it: record mm_page_alloc from the panel's own checkbox, filter on
+    // mm_page_alloc at order 5, and an order-5 allocation made now must
+    // show as a line with its pfn; paused, the next one must not show
+    // until Resume. Where it answers 404, the panel must say so plainly.
+    let events_status = head_status(port, "/api/events");
+    if events_status == 404 {
+        not_built.push("/api/events");
+        let note = b.wait_until("the feed's 'not available' note", |b| {
+            let t = b.text("#events-unavailable");
+            if t.contains("GET /api/events is not available in this build (404") {
+                Ok(t)
+            } else {
+                Err(t)
+            }
+        });
+        assert!(
+            note.contains("no such path") || note.contains("not available"),
+            "{note}"
+        );
+        assert_eq!(
+            b.js(
+                "return document.querySelector('#events-state').textContent",
+                json!([])
+            ),
+            "not available"
+        );
+        eprintln!(
+            "SKIPPED (not a failure): the live-feed assertions need GET /api/events, which answers 404 in this build; the panel's 404 message was checked instead"
+        );
+    } else {
+        assert_eq!(events_status, 200, "GET /api/events");
+        b.wait_until("the feed to connect", |b| {
+            let state = b.js(
+                "return document.querySelector('#events-state').dataset.state",
+                json!([]),
+            );
+            if state == "live" {
+                Ok(())
+            } else {
+                Err(format!("{state}"))
+            }
+        });
+        b.click("#events-record input[data-trace=\"kmem/mm_page_alloc\"]");
+        let enable = "/sys/kernel/tracing/events/kmem/mm_page_alloc/enable";
+        b.wait_until("mm_page_alloc enabled from the page", |_| {
+            let t = api.request("GET", enable, None).text();
+            if t.trim() == "1" { Ok(()) } else { Err(t) }
+        });
+        b.click("#events-filter-event option[value=mm_page_alloc]");
+        b.type_into("#events-filter-order", "5");
+        let alloc_order5 = |api: &mut Client| -> (u64, u64) {
+            let r = api.request(
+                "POST",
+                "/api/alloc",
+                Some(r#"{"type":"pages","order":5,"gfp":"GFP_DMA32"}"#),
+            );
+            assert_eq!(r.status, 201, "{}", r.text());
+            let h = r.json();
+            (h["id"].as_u64().unwrap(), h["pfn"].as_u64().unwrap())
+        };
+        let line_for = |b: &Browser, pfn: u64| -> Value {
+            b.js(
+                "const l = [...document.querySelectorAll('#event-log li[data-event=mm_page_alloc]')]
+                    .find(l => l.dataset.pfn === String(arguments[0]));
+                 return l ? [l.dataset.order, l.dataset.zone, l.textContent] : null;",
+                json!([pfn]),
+            )
+        };
+        let (id, pfn) = alloc_order5(&mut api);
+        let line = b.wait_until("the order-5 allocation in the live feed", |b| {
+            let v = line_for(b, pfn);
+            if v.is_null() {
+                Err(b.text("#event-log"))
+            } else {
+                Ok(v)
+            }
+        });
+        assert_eq!(line[0], "5", "{line}");
+        assert_eq!(line[1], "DMA32", "{line}");
+        assert!(
+            line[2]
+                .as_str()
+                .unwrap()
+                .contains(&format!("pfn=0x{pfn:x}")),
+            "{line}"
+        );
+        // Only matching lines are shown.
+        let others = b.js(
+            "return [...document.querySelectorAll('#event-log li[data-event]')]
+                .filter(l => l.dataset.event !== 'mm_page_alloc' || l.dataset.order !== '5').length",
+            json!([]),
+        );
+        assert_eq!(others, 0, "the filter lets other lines through");
+        b.click("#events-pause");
+        let (id2, pfn2) = alloc_order5(&mut api);
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(line_for(&b, pfn2).is_null(), "a line appeared while paused");
+        let held = b.text("#events-state");
+        assert!(held.starts_with("paused"), "{held}");
+        b.click("#events-pause");
+        b.wait_until("the paused event after Resume", |b| {
+            if line_for(b, pfn2).is_null() {
+                Err(b.text("#events-state"))
+            } else {
+                Ok(())
+            }
+        });
+        let lines = b.js(
+            "return document.querySelectorAll('#event-log li').length",
+            json!([]),
+        );
+        assert!(lines.as_u64().unwrap() <= 200, "{lines} lines kept");
+        for id in [id, id2] {
+            assert_eq!(
+                api.request("DELETE", &format!("/api/alloc/{id}"), None)
+                    .status,
+                200
+            );
+        }
+        b.click("#events-record input[data-trace=\"kmem/mm_page_alloc\"]");
+        b.wait_until("mm_page_alloc disabled again", |_| {
+            let t = api.request("GET", enable, None).text();
+            if t.trim() == "0" { Ok(()) } else { Err(t) }
+        });
+        b.click("#events-filter-event option[value='']");
+        b.type_into("#events-filter-order", "");
+    }
+    // The per-order rates: one row of 11 per source, the buddyinfo row
+    // always filled (signed numbers), its label saying what it counts.
+    b.wait_until("the per-order rates", |b| {
+        let rows = b.js(
+            "return [...document.querySelectorAll('#order-rates tbody tr')].map(r => [r.dataset.row, r.querySelectorAll('td').length,
+                r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(c => c.textContent)]);",
+            json!([]),
+        );
+        let buddy = rows.as_array().and_then(|r| r.iter().find(|r| r[0] == "buddyinfo")).cloned();
+        match buddy {
+            Some(r) if r[1] == 11 && r[3].as_array().unwrap().iter().all(|c| {
+                let c = c.as_str().unwrap();
+                c == "0" || c.starts_with('+') || c.starts_with('−')
+            }) => {
+                assert!(r[2].as_str().unwrap().contains("net change of free blocks"), "{r}");
+                Ok(())
+            }
+            _ => Err(format!("{rows}")),
+        }
+    });
+
+    // The page allocator's per-order counters, where /metrics has them:
+    // four order-5 allocations must show as an order-5 rate above zero.
+    let metrics = api.request("GET", "/metrics", None).text();
+    let counter_cell = |b: &Browser| -> String {
+        b.js(
+            "const c = document.querySelector('#order-rates tr[data-row=metrics-alloc] td[data-order=\"5\"]'); return c ? c.textContent : '';",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    };
+    if metrics.contains("pagezone_page_alloc_total{") {
+        let ids: Vec<u64> = (0..4)
+            .map(|_| {
+                let r = api.request(
+                    "POST",
+                    "/api/alloc",
+                    Some(r#"{"type":"pages","order":5,"gfp":"GFP_DMA32"}"#),
+                );
+                assert_eq!(r.status, 201, "{}", r.text());
+                r.json()["id"].as_u64().unwrap()
+            })
+            .collect();
+        b.wait_until("an order-5 allocation rate from /metrics", |b| {
+            let t = counter_cell(b);
+            match t.parse::<f64>() {
+                Ok(v) if v > 0.0 => Ok(()),
+                _ => Err(t),
+            }
+        });
+        for id in ids {
+            assert_eq!(
+                api.request("DELETE", &format!("/api/alloc/{id}"), None)
+                    .status,
+                200
+            );
+        }
+    } else {
+        let row = b.wait_until("the counter rows' note", |b| {
+            let t = b.text("#order-rates tr[data-row=metrics-alloc] th");
+            if t.contains("not in this build") {
+                Ok(t)
+            } else {
+                Err(t)
+            }
+        });
+        eprintln!(
+            "SKIPPED (not a failure): /metrics has no pagezone_page_alloc_total in this build; the rates table says so: {row:?}"
+        );
+    }
+
+    // 4h. At 1280 wide: every text on the page has WCAG AA contrast
+    // (≥ 4.5:1, from computed styles), the watermark labels included; the
+    // slab table is not clipped; axis labels keep apart; every legend
+    // entry carries a code drawn on the strip besides its colour; meminfo
+    // says its real units; the token is a password field with a toggle.
+    let (checked, failures) = contrast_failures(&b, ".gauge-labels .wm, .gauge-caption");
+    assert!(checked >= 9, "{checked} watermark labels checked");
+    assert_eq!(failures, Vec::<Value>::new(), "watermark label contrast");
+    let wm = b.js(
+        "return [...document.querySelectorAll('#zones .zone:not(.empty) .gauge-labels .wm')].map(s => s.textContent)",
+        json!([]),
+    );
+    for name in ["min", "low", "high"] {
+        assert!(
+            wm.as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t.as_str().unwrap().starts_with(name)),
+            "no {name} label: {wm}"
+        );
+    }
+    let (checked, failures) = contrast_failures(&b, "body *");
+    assert!(checked > 200, "{checked} texts checked");
+    assert_eq!(
+        failures,
+        Vec::<Value>::new(),
+        "texts below 4.5:1 at 1280 px"
+    );
+    let slab = b.js(
+        "const w = document.querySelector('#slab').parentElement; return [w.scrollWidth, w.clientWidth]",
+        json!([]),
+    );
+    assert!(
+        slab[0].as_u64() <= slab[1].as_u64(),
+        "slab table clipped at 1280 px: {slab}"
+    );
+    assert_axis_labels_apart(&b, "1280 px");
+    let legend = b.js(
+        "return [...document.querySelectorAll('#map-legend > *')].map(e => [e.dataset.code || '', (e.querySelector('.code') || {}).textContent || ''])",
+        json!([]),
+    );
+    let codes: Vec<&str> = legend
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[0].as_str().unwrap())
+        .collect();
+    assert!(codes.len() >= 8, "{legend}");
+    for e in legend.as_array().unwrap() {
+        assert!(
+            !e[0].as_str().unwrap().is_empty() && e[0] == e[1],
+            "legend entry without its code: {legend}"
+        );
+    }
+    let mut unique = codes.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), codes.len(), "legend codes repeat: {codes:?}");
+    let mem_total = api.request("GET", "/api/meminfo", None).json()["MemTotal"]
+        .as_u64()
+        .unwrap();
+    let row = b.js(
+        "const r = document.querySelector('#meminfo-all tr[data-field=MemTotal]'); return r ? [...r.cells].map(c => c.textContent) : null",
+        json!([]),
+    );
+    assert_eq!(
+        row[1].as_str().unwrap().replace(',', ""),
+        mem_total.to_string(),
+        "{row}"
+    );
+    assert_eq!(row[2], "kB", "{row}");
+    assert!(
+        !b.text("#meminfo-sub").starts_with("kB"),
+        "meminfo still claims kB"
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#token').type", json!([])),
+        "password"
+    );
+    b.click("#token-show");
+    assert_eq!(
+        b.js("return document.querySelector('#token').type", json!([])),
+        "text"
+    );
+    b.click("#token-show");
+    assert_eq!(
+        b.js("return document.querySelector('#token').type", json!([])),
+        "password"
+    );
+
     // 5. Screenshots: full page at 1280 wide, then a narrow window that
     // must not scroll sideways.
     b.wait_until("the map strip to be drawn", |b| {
@@ -959,7 +1331,13 @@ fn dashboard_in_headless_chromium() {
     std::fs::write(&shot, &png).expect("write the screenshot");
     eprintln!("screenshot: {}", shot.display());
 
-    b.set_window(420, 800);
+    // A phone-sized viewport, exactly 420 CSS px (a headless window cannot
+    // be narrower than 500): no sideways scrolling, the Answer within one
+    // screen of the Allocate form, axis labels apart, contrast still AA.
+    b.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 420, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+    );
     b.wait_until("the narrow layout without sideways scrolling", |b| {
         let v = b.js(
             "return [document.documentElement.scrollWidth, window.innerWidth]",
@@ -972,6 +1350,33 @@ fn dashboard_in_headless_chromium() {
             Err(format!("scrollWidth {sw} > innerWidth {iw}"))
         }
     });
+    assert_eq!(b.js("return window.innerWidth", json!([])), 420);
+    let gap = b.js(
+        "const a = document.querySelector('#form-alloc').getBoundingClientRect(), r = document.querySelector('#result').getBoundingClientRect();
+         return [a.top, a.bottom, r.top, r.bottom, window.innerHeight]",
+        json!([]),
+    );
+    let f = |i: usize| gap[i].as_f64().unwrap();
+    assert!(
+        f(2) >= f(1) - 1.0 && f(3) - f(0) <= f(4),
+        "at 420 px the Answer box is not within one screen of the Allocate form: [form top, form bottom, answer top, answer bottom, viewport] = {gap}"
+    );
+    // Re-rendered for the new width (resize is debounced by 100 ms).
+    b.wait_until("the axes re-laid out for 420 px", |b| {
+        let w = b.js(
+            "return document.getElementById('map-zoom-axis').getBoundingClientRect().width",
+            json!([]),
+        );
+        if w.as_f64().unwrap_or(999.0) < 420.0 {
+            Ok(())
+        } else {
+            Err(format!("{w}"))
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_axis_labels_apart(&b, "420 px");
+    let (_, failures) = contrast_failures(&b, "body *");
+    assert_eq!(failures, Vec::<Value>::new(), "texts below 4.5:1 at 420 px");
     b.js("window.scrollTo(0, 0)", json!([]));
     std::fs::write(
         workspace_target().join("dashboard-narrow.png"),
