@@ -582,6 +582,32 @@ fn dashboard_in_headless_chromium() {
         b.js("return document.title", json!([])),
         "Pagezone — physical memory, live"
     );
+    // The page came gzip-compressed (Chromium sends Accept-Encoding: gzip)
+    // and inflated to exactly web-ui/index.html; a client without
+    // Accept-Encoding gets the HTML itself, byte for byte.
+    let html: &[u8] = include_bytes!("../../web-ui/index.html");
+    let gz = api.request_with("GET", "/", None, &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+    assert!(gz.body.starts_with(&[0x1f, 0x8b, 8]) && gz.body.len() < html.len() / 3);
+    let plain = api.request("GET", "/", None);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    assert!(
+        plain.body == html,
+        "GET / without Accept-Encoding is not index.html"
+    );
+    let sizes = b.js(
+        "const n = performance.getEntriesByType('navigation')[0];
+         return [n.encodedBodySize, n.decodedBodySize];",
+        json!([]),
+    );
+    assert_eq!(
+        sizes,
+        json!([gz.body.len(), html.len()]),
+        "Chromium's transfer (encoded, decoded) sizes of the dashboard"
+    );
 
     // 1. The zone bars show exactly /api/buddyinfo.
     let before = api_buddyinfo(&mut api);

@@ -26,6 +26,7 @@ mod allocations;
 mod bench;
 mod cma;
 mod compact;
+mod dashboard;
 mod dma;
 pub mod dmesg;
 mod events;
@@ -488,8 +489,7 @@ impl<'a, P: Platform> Api<'a, P> {
             self.check_kernel_reserve()?;
         }
         Ok(match id {
-            RouteId::Dashboard => Response::bytes(200, "text/html; charset=utf-8", DASHBOARD)
-                .with_header("Cache-Control", "no-cache"),
+            RouteId::Dashboard => return dashboard::dashboard(req),
             RouteId::Health => views::health(self.system),
             RouteId::Memmap => views::memmap(&self.boot),
             RouteId::Zones => views::zones(self.mm),
@@ -728,9 +728,6 @@ fn enable_file<'p>(id: RouteId, system: &'p str, event: &'p str) -> trace::Enabl
         _ => trace::EnableFile::Event(system, event),
     }
 }
-
-/// The dashboard, embedded in the image.
-static DASHBOARD: &[u8] = include_bytes!("../../../web-ui/index.html");
 
 /// `/openapi.json`: OpenAPI 3.0 for [`BUILT_ROUTES`] (a test keeps the
 /// two in step).

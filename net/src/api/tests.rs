@@ -26,6 +26,7 @@ use super::*;
 use crate::testing::{HttpResponse, Net};
 
 mod compact;
+mod dashboard;
 mod dma;
 mod dmesg;
 mod events;
@@ -675,7 +676,7 @@ fn health_dma_net_dashboard_openapi_metrics() {
         let d = t.get("/");
         assert_eq!(d.status, 200);
         assert_eq!(d.header("content-type"), Some("text/html; charset=utf-8"));
-        assert_eq!(d.body, DASHBOARD);
+        assert!(d.body == include_bytes!("../../../web-ui/index.html"));
 
         // /openapi.json describes exactly the routes that are served.
         let o = t.json("/openapi.json");

@@ -121,6 +121,79 @@ pub struct Headers {
     pub host: Option<String>,
     /// `Expect: 100-continue` (other expectations are ignored).
     pub expect_continue: bool,
+    /// What `Accept-Encoding` says about gzip (the dashboard is sent
+    /// gzip-compressed to clients that accept it).
+    pub accept_encoding: AcceptEncoding,
+}
+
+/// The part of `Accept-Encoding` (RFC 9110 §12.5.3) the server acts on:
+/// whether `gzip` is acceptable. All the request's `Accept-Encoding` lines
+/// are one list. A coding is acceptable when listed with a weight above
+/// zero (no `;q=` means 1); `x-gzip` is `gzip` (RFC 9110 §8.4.1.3); `*`
+/// covers codings not listed; `q=0` refuses. No header, or an empty one,
+/// accepts nothing but `identity` here (RFC 9110 lets a server pick any
+/// coding then, but a plain `curl` wants the HTML). An element whose
+/// weight is not a valid `qvalue` is ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcceptEncoding {
+    /// `gzip` or `x-gzip` listed: whether every listing had weight > 0.
+    gzip: Option<bool>,
+    /// `*` listed: whether every listing had weight > 0.
+    any: Option<bool>,
+}
+
+impl AcceptEncoding {
+    /// Parse one field line's value (repeatable: lines accumulate).
+    pub fn add(&mut self, value: &[u8]) {
+        for element in value.split(|&b| b == b',') {
+            let mut parts = element.split(|&b| b == b';');
+            let coding = trim_ows(parts.next().unwrap_or_default());
+            let mut acceptable = Some(true);
+            for param in parts {
+                let (name, v) = match param.iter().position(|&b| b == b'=') {
+                    Some(eq) => (trim_ows(&param[..eq]), trim_ows(&param[eq + 1..])),
+                    None => (trim_ows(param), &b""[..]),
+                };
+                if name.eq_ignore_ascii_case(b"q") {
+                    acceptable = qvalue_nonzero(v);
+                }
+            }
+            let Some(acceptable) = acceptable else {
+                continue;
+            };
+            let slot =
+                if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+                    &mut self.gzip
+                } else if coding == b"*" {
+                    &mut self.any
+                } else {
+                    continue;
+                };
+            *slot = Some(slot.unwrap_or(true) && acceptable);
+        }
+    }
+
+    /// Whether a gzip-coded body is acceptable.
+    pub fn gzip(&self) -> bool {
+        self.gzip.or(self.any).unwrap_or(false)
+    }
+}
+
+/// RFC 9110 §12.4.2 `qvalue` (`0`, `0.5`, `1.000`, ...): whether it is
+/// above zero, or `None` when it is not a `qvalue`.
+fn qvalue_nonzero(v: &[u8]) -> Option<bool> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(dot) => (&v[..dot], &v[dot + 1..]),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    match int {
+        b"0" => Some(frac.iter().any(|&d| d != b'0')),
+        b"1" if frac.iter().all(|&d| d == b'0') => Some(true),
+        _ => None,
+    }
 }
 
 /// One complete request.
@@ -530,6 +603,8 @@ fn parse_header_line(line: &[u8], headers: &mut Headers) -> Result<(), HttpError
         set_once(&mut headers.host, value, "duplicate Host header")?;
     } else if is("expect") {
         headers.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+    } else if is("accept-encoding") {
+        headers.accept_encoding.add(value);
     }
     Ok(())
 }
@@ -1019,6 +1094,51 @@ mod tests {
         assert!(!ka(
             b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
         ));
+    }
+
+    #[test]
+    fn accept_encoding_gzip() {
+        let gz = |lines: &[&str]| {
+            let mut head = String::from("GET / HTTP/1.1\r\n");
+            for line in lines {
+                head.push_str(&format!("Accept-Encoding: {line}\r\n"));
+            }
+            head.push_str("\r\n");
+            parse_one(head.as_bytes())
+                .unwrap()
+                .headers
+                .accept_encoding
+                .gzip()
+        };
+        assert!(!gz(&[]));
+        assert!(!gz(&[""]));
+        assert!(gz(&["gzip"]));
+        assert!(gz(&["gzip, deflate, br, zstd"]));
+        assert!(gz(&["x-gzip"]));
+        assert!(gz(&["Gzip;Q=0.5"]));
+        assert!(gz(&["gzip;q=0.001"]));
+        assert!(gz(&["gzip;q=1.000"]));
+        assert!(gz(&["gzip ;\tq=1. , br"]));
+        assert!(gz(&["*"]));
+        assert!(gz(&["br;q=0, *;q=0.1"]));
+        assert!(gz(&["br", "gzip"]));
+        assert!(!gz(&["gzip;q=0"]));
+        assert!(!gz(&["gzip;q=0.000"]));
+        assert!(!gz(&["gzip;q=0, *"]));
+        assert!(!gz(&["*, gzip;q=0"]));
+        assert!(!gz(&["*;q=0"]));
+        assert!(!gz(&["gzip", "gzip;q=0"]));
+        assert!(!gz(&["identity"]));
+        assert!(!gz(&["gzipped, gzip-ish, xgzip"]));
+        // Not qvalues: the element is ignored.
+        assert!(!gz(&["gzip;q=2"]));
+        assert!(!gz(&["gzip;q=0.0001"]));
+        assert!(!gz(&["gzip;q=1.5"]));
+        assert!(!gz(&["gzip;q="]));
+        assert!(!gz(&["gzip;q"]));
+        assert!(gz(&["gzip;q=x, *"]));
+        // Other parameters do not matter.
+        assert!(gz(&["gzip;level=9"]));
     }
 
     #[test]
