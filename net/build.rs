@@ -6,6 +6,10 @@
 //!
 //! The output is reproducible: no file name, mtime 0, OS "unknown" (255),
 //! so the image's bytes depend only on the HTML.
+//!
+//! It also writes `$OUT_DIR/openapi.min.json`: `src/api/openapi.json`
+//! without the whitespace between tokens (the file is kept indented for
+//! people; the image carries a third less).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -38,4 +42,37 @@ fn main() {
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("index.html.gz");
     fs::write(&out, &gz).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+
+    let openapi_path = manifest.join("src/api/openapi.json");
+    println!("cargo:rerun-if-changed={}", openapi_path.display());
+    let openapi = fs::read_to_string(&openapi_path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", openapi_path.display()));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("openapi.min.json");
+    fs::write(&out, minify_json(&openapi))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+}
+
+/// `json` without whitespace outside strings (JSON's insignificant
+/// whitespace: space, tab, CR, LF between tokens).
+fn minify_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\r' | '\n') {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -729,6 +729,7 @@ fn enable_file<'p>(id: RouteId, system: &'p str, event: &'p str) -> trace::Enabl
     }
 }
 
-/// `/openapi.json`: OpenAPI 3.0 for [`BUILT_ROUTES`] (a test keeps the
+/// `/openapi.json`: OpenAPI 3.0 for [`BUILT_ROUTES`], minified by
+/// `build.rs` from `openapi.json` (a test keeps the
 /// two in step).
-pub static OPENAPI_JSON: &str = include_str!("openapi.json");
+pub static OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.min.json"));

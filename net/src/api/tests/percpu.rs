@@ -21,14 +21,14 @@ fn percpu_objects_share_a_chunk_and_the_last_free_returns_it() {
             (Some(24), Some(8))
         );
         let addrs = a["addresses"].as_array().unwrap();
-        assert_eq!(addrs.len(), mm::types::NR_CPUS, "one address per CPU");
+        assert_eq!(addrs.len(), t.mm.nr_cpus(), "one address per CPU");
         // One chunk: a 32 KiB unit per CPU, from the buddy allocator.
-        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        assert_eq!(percpu_kb(t), 32 * t.mm.nr_cpus() as u64);
         assert_ne!(t.buddyinfo(), boot);
         // Fresh memory reads as zeroes in every copy.
-        let zeroes = crc32fast(&[0u8; 24 * mm::types::NR_CPUS]);
+        let zeroes = crc32fast(&vec![0u8; 24 * t.mm.nr_cpus()]);
         let sum = t.json(&format!("/api/alloc/{}/checksum", a["id"]));
-        assert_eq!(sum["bytes"], 24 * mm::types::NR_CPUS as u64);
+        assert_eq!(sum["bytes"], 24 * t.mm.nr_cpus() as u64);
         assert_eq!(sum["crc32"], format!("{zeroes:#010x}"));
         let r = t.request(
             "POST",
@@ -37,13 +37,13 @@ fn percpu_objects_share_a_chunk_and_the_last_free_returns_it() {
         );
         assert_eq!(r.status, 200, "{}", r.text());
         let sum = t.json(&format!("/api/alloc/{}/checksum", a["id"]));
-        let full = crc32fast(&[0xABu8; 24 * mm::types::NR_CPUS]);
+        let full = crc32fast(&vec![0xABu8; 24 * t.mm.nr_cpus()]);
         assert_eq!(sum["crc32"], format!("{full:#010x}"));
         // A second object lands in the same chunk, after the first.
         let b = t.alloc_ok(json!({"type":"percpu","size":4096,"align":4096}));
         assert_eq!(b["chunk"], a["chunk"]);
         assert_eq!(b["offset"], 4096);
-        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        assert_eq!(percpu_kb(t), 32 * t.mm.nr_cpus() as u64);
         let listed = t.json("/api/allocations")["allocations"]
             .as_array()
             .unwrap()
@@ -57,7 +57,7 @@ fn percpu_objects_share_a_chunk_and_the_last_free_returns_it() {
                 .status,
             200
         );
-        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        assert_eq!(percpu_kb(t), 32 * t.mm.nr_cpus() as u64);
         assert_eq!(
             t.request("DELETE", &format!("/api/alloc/{}", b["id"]), None)
                 .status,
@@ -193,6 +193,6 @@ fn a_chunk_that_cannot_be_allocated_is_507_and_changes_nothing() {
         assert_eq!(t.json("/api/allocations")["total"], 0);
         let ok = t.alloc_ok(json!({"type":"percpu","size":64}));
         assert_eq!(ok["offset"], 0);
-        assert_eq!(percpu_kb(t), 32 * mm::types::NR_CPUS as u64);
+        assert_eq!(percpu_kb(t), 32 * t.mm.nr_cpus() as u64);
     });
 }
