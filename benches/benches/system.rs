@@ -26,6 +26,14 @@
 //!   first 200, as a percentage of one core (the resolution is one clock
 //!   tick, 1/100 s, over the window).
 //!
+//! * scaling (issue 13): `POST /api/bench` with `"cpus":1` and `"cpus":2`
+//!   on a `-smp 2` guest, order-0 page pairs and kmalloc-64 pairs, each
+//!   on the per-CPU fast paths and with every pair under one global lock;
+//!   pairs per second over all CPUs, median of `SCALING_RUNS`, and the
+//!   2-CPU / 1-CPU ratio. Under TCG each vCPU is a host thread
+//!   (multi-threaded TCG), so this needs two idle host cores to mean
+//!   anything. `SYSTEM_BENCH=scaling` prints this table alone.
+//!
 //! Needs the kernel (`make kernel`; `PAGEZONE_ELF` names it, as for the
 //! QEMU tests), `qemu-system-x86_64` and `wrk` (`.ci/deps.sh qemu bench`).
 
@@ -42,6 +50,8 @@ const WRK_SECONDS: u32 = 5;
 const IDLE_SECONDS: u64 = 10;
 const MIN_MEM_MIB: (u32, u32) = (2, 256);
 const READY: &str = "READY http://";
+const SCALING_RUNS: usize = 3;
+const SCALING_ITERATIONS: u64 = 50_000;
 
 /// What one boot measured.
 struct Boot {
@@ -322,12 +332,68 @@ fn image_size() -> String {
     s
 }
 
+/// Pairs per second of one `POST /api/bench` run.
+fn bench_ops_per_sec(port: u16, workload: &str, cpus: u32, global_lock: bool) -> u64 {
+    let body = format!(
+        r#"{{"workload":"{workload}","iterations":{SCALING_ITERATIONS},"cpus":{cpus},"global_lock":{global_lock}}}"#
+    );
+    let r = request(port, "POST", "/api/bench", Some(&body));
+    assert_eq!(r.status, 200, "{body}: {}", r.text());
+    r.json()["ops_per_sec"].as_u64().expect("ops_per_sec")
+}
+
+fn scaling() -> Vec<Vec<String>> {
+    let opts = BootOptions {
+        deadline: Duration::from_secs(300),
+        ..BootOptions::default()
+    }
+    .smp(2)
+    .mem("512M")
+    .network();
+    let mut guest = Guest::boot(opts);
+    guest.wait_for(READY);
+    let port = guest.host_port.expect("networked guest");
+    let mut rows = Vec::new();
+    for (workload, label) in [("pages", "order-0 page pair"), ("kmalloc", "kmalloc-64 pair")] {
+        for global_lock in [false, true] {
+            let mut one = Vec::new();
+            let mut two = Vec::new();
+            for _ in 0..SCALING_RUNS {
+                one.push(bench_ops_per_sec(port, workload, 1, global_lock));
+                two.push(bench_ops_per_sec(port, workload, 2, global_lock));
+            }
+            one.sort_unstable();
+            two.sort_unstable();
+            let (a, b) = (one[SCALING_RUNS / 2], two[SCALING_RUNS / 2]);
+            rows.push(vec![
+                label.into(),
+                if global_lock { "one global lock" } else { "per-CPU fast paths" }.into(),
+                format!("{:.2} M/s", a as f64 / 1e6),
+                format!("{:.2} M/s", b as f64 / 1e6),
+                format!("{:.2}x", b as f64 / a.max(1) as f64),
+            ]);
+        }
+    }
+    drop(guest);
+    rows
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` / `cargo test --benches`
     }
     let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
     let image = kernel_image().display().to_string();
+    let scaling_rows = scaling();
+    print_table(
+        &format!("Scaling: POST /api/bench on a -smp 2 q35 guest, {accel}, pairs/s over all CPUs, median of {SCALING_RUNS}"),
+        &["pairs", "locking", "1 CPU", "2 CPUs", "2 CPUs / 1 CPU"],
+        &scaling_rows,
+    );
+    eprintln!("system: scaling done");
+    if std::env::var("SYSTEM_BENCH").as_deref() == Ok("scaling") {
+        return; // `SYSTEM_BENCH=scaling`: this table alone
+    }
     let mut rows = boot_times();
     eprintln!("system: boot times done");
 
