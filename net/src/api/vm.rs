@@ -387,7 +387,7 @@ fn region(addr: u64, kernel_image: Option<(u64, u64)>) -> &'static str {
         "vmalloc"
     } else if (PKMAP_BASE..FIXMAP_BASE).contains(&addr) {
         "pkmap"
-    } else if (FIXMAP_BASE..FIXMAP_BASE + NR_FIX_KMAP as u64 * PAGE_SIZE).contains(&addr) {
+    } else if (FIXMAP_BASE..mm::layout::FIXMAP_END).contains(&addr) {
         "fixmap"
     } else {
         "unused"

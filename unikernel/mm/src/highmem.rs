@@ -97,10 +97,19 @@ pub const fn pkmap_nr(virt: VirtAddr) -> Option<usize> {
     }
 }
 
-/// Address of kmap_atomic slot `idx` (cf. `__fix_to_virt(FIX_KMAP_BEGIN + idx)`;
-/// our fixmap grows upward from [`FIXMAP_BASE`]).
+/// Address of CPU 0's kmap_atomic slot `idx` (cf.
+/// `__fix_to_virt(FIX_KMAP_BEGIN + idx)`; our fixmap grows upward from
+/// [`FIXMAP_BASE`]).
 pub const fn fixmap_addr(idx: usize) -> VirtAddr {
-    VirtAddr(FIXMAP_BASE + idx as u64 * PAGE_SIZE)
+    fixmap_addr_cpu(0, idx)
+}
+
+/// Address of CPU `cpu`'s kmap_atomic slot `idx`: each CPU has its own
+/// [`NR_FIX_KMAP`] slots (cf. `FIX_KMAP_BEGIN + idx + KM_MAX_IDX * cpu`),
+/// so CPUs never share a slot and a slot's TLB entry is flushed on its
+/// CPU alone.
+pub const fn fixmap_addr_cpu(cpu: usize, idx: usize) -> VirtAddr {
+    VirtAddr(FIXMAP_BASE + (cpu * NR_FIX_KMAP + idx) as u64 * PAGE_SIZE)
 }
 
 /// One pkmap slot as `/api/kmap` shows it.
@@ -308,6 +317,8 @@ impl Pkmap {
 /// only while the stack is deeper than `i`, and mappings are undone
 /// strictly last-in first-out.
 pub struct KmapAtomicStack {
+    /// The CPU whose fixmap slots these are.
+    cpu: usize,
     depth: usize,
     pfns: [Pfn; NR_FIX_KMAP],
 }
@@ -319,12 +330,23 @@ impl Default for KmapAtomicStack {
 }
 
 impl KmapAtomicStack {
-    /// No slot in use.
+    /// CPU 0's slots, none in use.
     pub const fn new() -> KmapAtomicStack {
+        KmapAtomicStack::for_cpu(0)
+    }
+
+    /// CPU `cpu`'s slots, none in use.
+    pub const fn for_cpu(cpu: usize) -> KmapAtomicStack {
         KmapAtomicStack {
+            cpu,
             depth: 0,
             pfns: [Pfn(0); NR_FIX_KMAP],
         }
+    }
+
+    /// The CPU whose slots these are.
+    pub const fn cpu(&self) -> usize {
+        self.cpu
     }
 
     /// Maps `pfn` in the next slot and returns `(slot, address)` (cf.
@@ -340,7 +362,7 @@ impl KmapAtomicStack {
             return Err(KmapError::AtomicOverflow);
         }
         let idx = self.depth;
-        let virt = fixmap_addr(idx);
+        let virt = fixmap_addr_cpu(self.cpu, idx);
         mapper
             .map_page(virt, pfn, MapProt::KERNEL)
             .map_err(KmapError::Map)?;
@@ -358,7 +380,7 @@ impl KmapAtomicStack {
         let Some(idx) = self.depth.checked_sub(1) else {
             return Err(KmapError::AtomicUnderflow { virt });
         };
-        let expected = fixmap_addr(idx);
+        let expected = fixmap_addr_cpu(self.cpu, idx);
         if page != expected {
             return Err(KmapError::AtomicOutOfOrder {
                 expected,

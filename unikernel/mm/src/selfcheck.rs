@@ -15,7 +15,7 @@
 
 use core::fmt;
 
-use crate::highmem::{KmapAtomicStack, Pkmap, fixmap_addr, pkmap_addr};
+use crate::highmem::{KmapAtomicStack, Pkmap, fixmap_addr_cpu, pkmap_addr};
 use crate::layout::{LAST_PKMAP, NR_FIX_KMAP};
 use crate::page::OwnerTag;
 use crate::page_alloc::PageAlloc;
@@ -348,7 +348,7 @@ pub fn check_kmap_atomic(
 ) {
     for idx in 0..NR_FIX_KMAP {
         checked.kmap_atomic_slots += 1;
-        let virt = fixmap_addr(idx);
+        let virt = fixmap_addr_cpu(stack.cpu(), idx);
         let at = Some(virt.0);
         match (stack.slot(idx), mapper.translate(virt)) {
             (None, None) => {}

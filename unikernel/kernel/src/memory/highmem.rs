@@ -20,12 +20,13 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr as XPhys, VirtAddr as XVirt};
 
 use mm::highmem::{KmapAtomicStack, KmapError, Pkmap};
-use mm::layout::{FIXMAP_BASE, LAST_PKMAP, NR_FIX_KMAP, PKMAP_BASE};
+use mm::layout::{FIXMAP_END, LAST_PKMAP, PKMAP_BASE};
 use mm::platform::{FRAME_BYTES, Platform};
 use mm::types::{PAGE_SIZE, Pfn, VirtAddr};
 
 use super::paging::phys_to_virt;
 use crate::arch::x86_64::paging as early;
+use crate::arch::x86_64::percpu::MAX_CPUS;
 
 /// Creates the page tables under the pkmap and fixmap windows at boot, so
 /// that mapping a slot later is a single PTE write and never allocates.
@@ -35,7 +36,7 @@ pub(super) fn prepare_tables(
 ) {
     let first = Page::<Size4KiB>::containing_address(XVirt::new(PKMAP_BASE));
     let last = Page::<Size4KiB>::containing_address(XVirt::new(
-        FIXMAP_BASE + (NR_FIX_KMAP as u64 - 1) * PAGE_SIZE,
+        FIXMAP_END - PAGE_SIZE,
     ));
     // Touch one page per 2 MiB: a map then unmap leaves its PT in place.
     let mut page = first;
@@ -57,9 +58,21 @@ pub(super) fn prepare_tables(
     let _ = LAST_PKMAP;
 }
 
-/// The kmap_atomic slots of the (only) CPU (cf. `current->kmap_ctrl`):
-/// which fixmap slot is next, and the frames mapped in the used ones.
-static KMAP_ATOMIC: Mutex<KmapAtomicStack> = Mutex::new(KmapAtomicStack::new());
+/// Each CPU's kmap_atomic slots (cf. `current->kmap_ctrl`): which of its
+/// fixmap slots is next, and the frames mapped in the used ones. A CPU
+/// touches only its own (interrupts off meanwhile), so the lock is never
+/// contended; it is there for the views.
+static KMAP_ATOMIC: [Mutex<KmapAtomicStack>; MAX_CPUS] = [
+    Mutex::new(KmapAtomicStack::for_cpu(0)),
+    Mutex::new(KmapAtomicStack::for_cpu(1)),
+    Mutex::new(KmapAtomicStack::for_cpu(2)),
+    Mutex::new(KmapAtomicStack::for_cpu(3)),
+    Mutex::new(KmapAtomicStack::for_cpu(4)),
+    Mutex::new(KmapAtomicStack::for_cpu(5)),
+    Mutex::new(KmapAtomicStack::for_cpu(6)),
+    Mutex::new(KmapAtomicStack::for_cpu(7)),
+];
+const _: () = assert!(MAX_CPUS == 8 && MAX_CPUS <= mm::types::NR_CPUS);
 
 /// The persistent kmap pool, once [`init_pkmap`] ran.
 static PKMAP: Once<Mutex<Pkmap>> = Once::new();
@@ -75,9 +88,10 @@ pub fn pkmap() -> &'static Mutex<Pkmap> {
     PKMAP.get().expect("memory::init has run")
 }
 
-/// The kmap_atomic stack, for `/api/kmap`'s `atomic.used`.
+/// CPU 0's kmap_atomic stack (the API's CPU), for `/api/kmap`'s
+/// `atomic.used` and the selfcheck.
 pub fn kmap_atomic_stack() -> &'static Mutex<KmapAtomicStack> {
-    &KMAP_ATOMIC
+    &KMAP_ATOMIC[0]
 }
 
 /// `kmap(page)`: the direct-map address of a lowmem frame, a pkmap slot
@@ -100,7 +114,8 @@ pub fn kunmap(pfn: Pfn) -> Result<(), KmapError> {
 pub fn with_kmap_atomic<R>(pfn: Pfn, f: impl FnOnce(&mut [u8]) -> R) -> R {
     interrupts::without_interrupts(|| {
         let mapper = KernelPlatform::new();
-        let (idx, virt) = match KMAP_ATOMIC.lock().push(&mapper, pfn) {
+        let stack = &KMAP_ATOMIC[crate::arch::x86_64::percpu::this_cpu_id() & (MAX_CPUS - 1)];
+        let (idx, virt) = match stack.lock().push(&mapper, pfn) {
             Ok(slot) => slot,
             Err(e) => panic!("kmap_atomic of pfn {:#x}: {e}", pfn.0),
         };
@@ -116,7 +131,7 @@ pub fn with_kmap_atomic<R>(pfn: Pfn, f: impl FnOnce(&mut [u8]) -> R) -> R {
             )
         };
         let r = f(bytes);
-        if let Err(e) = KMAP_ATOMIC.lock().pop(&mapper, virt) {
+        if let Err(e) = stack.lock().pop(&mapper, virt) {
             log::error!("BUG: kunmap_atomic of slot {idx}: {e}");
         }
         r

@@ -40,7 +40,7 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr as XPhys, VirtAddr as XVirt};
 
 use mm::gfp::GfpFlags;
-use mm::layout::{FIXMAP_BASE, NR_FIX_KMAP, PKMAP_BASE, VMALLOC_MAX_SIZE, VMALLOC_START};
+use mm::layout::{FIXMAP_BASE, FIXMAP_END, PKMAP_BASE, VMALLOC_MAX_SIZE, VMALLOC_START};
 use mm::page::OwnerTag;
 use mm::platform::{CacheMode, MapError, MapProt, PageMapper};
 use mm::types::{Order, PAGE_SIZE, Pfn, VirtAddr};
@@ -113,7 +113,7 @@ fn in_vmalloc_window(virt: u64) -> bool {
 /// Every window this mapper serves.
 fn in_windows(virt: u64) -> bool {
     in_vmalloc_window(virt)
-        || (PKMAP_BASE..FIXMAP_BASE + NR_FIX_KMAP as u64 * PAGE_SIZE).contains(&virt)
+        || (PKMAP_BASE..FIXMAP_END).contains(&virt)
 }
 
 /// PTE flags for `prot` (cf. `pgprot_t` → `_PAGE_*`). Never `GLOBAL`: a CR3
@@ -350,8 +350,12 @@ impl PageMapper for KernelPlatform {
             }
         }
         // cf. flush_tlb_kernel_range(): every other CPU too, before the
-        // range or its frames can be reused.
-        crate::arch::x86_64::ipi::flush_tlb_kernel_range_others(first, nr_pages);
+        // range or its frames can be reused — but for a kmap_atomic slot,
+        // which only its own CPU ever maps (cf. `arch_kmap_local_post_unmap()`:
+        // a local flush).
+        if !(FIXMAP_BASE..FIXMAP_END).contains(&first) {
+            crate::arch::x86_64::ipi::flush_tlb_kernel_range_others(first, nr_pages);
+        }
         if nr_pages != 0 && in_vmalloc_window(first) {
             free_detached();
         }

@@ -211,6 +211,34 @@ fn kmap_atomic_is_a_stack() {
     assert_eq!(st.pop(&sim, a), Err(KmapError::AtomicUnderflow { virt: a }));
 }
 
+/// Each CPU has its own window of slots: two CPUs' stacks at the same
+/// depth map different addresses, neither sees the other's slots, and a
+/// pop on one refuses the other's address.
+#[test]
+fn every_cpu_has_its_own_kmap_atomic_slots() {
+    let sim = SimPlatform::new(0);
+    let mut cpu0 = KmapAtomicStack::for_cpu(0);
+    let mut cpu3 = KmapAtomicStack::for_cpu(3);
+    let (i0, a0) = cpu0.push(&sim, high(1)).unwrap();
+    let (i3, a3) = cpu3.push(&sim, high(2)).unwrap();
+    assert_eq!((i0, i3), (0, 0));
+    assert_eq!(a0, fixmap_addr(0));
+    assert_eq!(a3, fixmap_addr_cpu(3, 0));
+    assert_eq!(a3.0 - a0.0, 3 * NR_FIX_KMAP as u64 * PAGE_SIZE);
+    assert!(a3.0 + PAGE_SIZE <= crate::layout::FIXMAP_END);
+    assert_eq!(sim.translate(a0), Some(high(1)));
+    assert_eq!(sim.translate(a3), Some(high(2)));
+    assert!(matches!(cpu3.pop(&sim, a0), Err(KmapError::AtomicOutOfOrder { .. })));
+    assert_eq!(cpu3.pop(&sim, a3), Ok(high(2)));
+    assert_eq!(sim.translate(a0), Some(high(1)), "CPU 0's slot untouched");
+    assert_eq!(cpu0.pop(&sim, a0), Ok(high(1)));
+    // The last CPU's last slot ends the fixmap.
+    assert_eq!(
+        fixmap_addr_cpu(crate::types::NR_CPUS - 1, NR_FIX_KMAP - 1).0 + PAGE_SIZE,
+        crate::layout::FIXMAP_END
+    );
+}
+
 #[test]
 fn kmap_atomic_depth_is_bounded() {
     let sim = SimPlatform::new(0);
