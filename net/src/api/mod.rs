@@ -31,6 +31,7 @@ pub mod dmesg;
 mod fault;
 mod fixed_text;
 mod metrics;
+mod node_exporter;
 mod pagecache;
 mod pagemap;
 mod percpu;
@@ -89,6 +90,13 @@ pub trait System {
     }
     /// The image's version string (`/api/health`).
     fn version(&self) -> &str;
+    /// Unix time of the boot, in seconds: the wall clock read at boot
+    /// (the kernel reads the CMOS RTC, which QEMU keeps in UTC) less the
+    /// uptime then (`/metrics`' `pagezone_boot_time_seconds`). `None`
+    /// (the default): no wall clock.
+    fn boot_time_unix(&self) -> Option<u64> {
+        None
+    }
     /// Coherent DMA buffers and bounce-pool counters (`/api/dma`).
     fn dma(&self) -> DmaInfo {
         DmaInfo::default()

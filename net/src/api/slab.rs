@@ -802,7 +802,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// use and in total, the slabs and the corruption reports by kind, as
     /// in `/api/slabinfo`; plus the frames all slabs hold. Nothing when
     /// this build has no slab allocator.
-    pub(super) fn slab_metrics(&self, out: &mut String) {
+    pub(super) fn slab_metrics(&self, out: &mut super::metrics::MetricsOut) {
         use super::metrics::{family, label_value};
         use core::fmt::Write;
         let Ok(infos) = self.cache_infos() else {
@@ -917,6 +917,11 @@ impl<'a, P: Platform> Api<'a, P> {
     /// `GET /proc/slabinfo`: `mm`'s 2.1 formatter into a buffer reserved
     /// before the lock (doubled and retried should it not fit).
     pub(super) fn proc_slabinfo(&self) -> Result<Response, ApiError> {
+        Ok(Response::text(200, self.slabinfo_text()?))
+    }
+
+    /// `/proc/slabinfo`'s text (also parsed by `/metrics`).
+    pub(super) fn slabinfo_text(&self) -> Result<String, ApiError> {
         let access = self.slab_access()?;
         let mut capacity = 16 * 1024;
         while capacity <= 1 << 20 {
@@ -926,7 +931,7 @@ impl<'a, P: Platform> Api<'a, P> {
             })
             .ok_or_else(no_slab)?;
             if done {
-                return Ok(Response::text(200, text));
+                return Ok(text);
             }
             capacity *= 2;
         }

@@ -144,6 +144,9 @@ impl System for FakeSystem<'_> {
     fn version(&self) -> &str {
         "0.1.0-test"
     }
+    fn boot_time_unix(&self) -> Option<u64> {
+        Some(1_700_000_000)
+    }
     fn dma(&self) -> DmaInfo {
         // A made-up driver buffer first (its frames are not really taken),
         // then the registry's real ones.

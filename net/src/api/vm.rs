@@ -32,7 +32,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 use spin::Mutex;
@@ -953,7 +953,7 @@ impl<'a, P: Platform> Api<'a, P> {
     // ------------------------------------------------------------------
 
     /// `/metrics`' vmalloc and kmap families.
-    pub(super) fn vm_metrics(&self, out: &mut String) {
+    pub(super) fn vm_metrics(&self, out: &mut super::metrics::MetricsOut) {
         use super::metrics::family;
         use core::fmt::Write;
         let Some(vm) = self.vm.parts else {
