@@ -70,7 +70,7 @@ debug: deps kernel
 	qemu-system-x86_64 $(QEMU_ARGS) -s -S
 
 test: deps kernel
-	@.ci/deps.sh rust qemu browser
+	@.ci/deps.sh rust qemu browser prometheus schemathesis
 	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
 
 # A seeded random walk over every command for SOAK_SECONDS (SOAK_SEED=N

@@ -33,7 +33,8 @@ fn family(out: &mut impl Write, name: &impl fmt::Display, kind: &str, help: &str
 
 /// `node_buddyinfo_blocks` (`collector/buddyinfo.go`): one gauge per zone
 /// and order, `size` being the order, from lines
-/// `Node 0, zone      DMA      1      0 …`.
+/// `Node 0, zone      DMA      1      0 …`. Labels in the order
+/// node_exporter's client library prints them (sorted by name).
 pub fn buddyinfo(text: &str, out: &mut impl Write) -> fmt::Result {
     family(
         out,
@@ -53,7 +54,7 @@ pub fn buddyinfo(text: &str, out: &mut impl Write) -> fmt::Result {
         for (size, n) in parts.skip(4).enumerate() {
             writeln!(
                 out,
-                "node_buddyinfo_blocks{{node=\"{}\",zone=\"{}\",size=\"{size}\"}} {n}",
+                "node_buddyinfo_blocks{{node=\"{}\",size=\"{size}\",zone=\"{}\"}} {n}",
                 label_value(node),
                 label_value(zone)
             )?;

@@ -26,12 +26,12 @@ fn buddyinfo_is_one_gauge_per_zone_and_order() {
         out,
         "# HELP node_buddyinfo_blocks Count of free blocks according to size.\n\
          # TYPE node_buddyinfo_blocks gauge\n\
-         node_buddyinfo_blocks{node=\"0\",zone=\"DMA\",size=\"0\"} 1\n\
-         node_buddyinfo_blocks{node=\"0\",zone=\"DMA\",size=\"1\"} 0\n\
-         node_buddyinfo_blocks{node=\"0\",zone=\"DMA\",size=\"2\"} 2\n\
-         node_buddyinfo_blocks{node=\"0\",zone=\"DMA32\",size=\"0\"} 370\n\
-         node_buddyinfo_blocks{node=\"0\",zone=\"DMA32\",size=\"1\"} 12\n\
-         node_buddyinfo_blocks{node=\"0\",zone=\"DMA32\",size=\"2\"} 0\n"
+         node_buddyinfo_blocks{node=\"0\",size=\"0\",zone=\"DMA\"} 1\n\
+         node_buddyinfo_blocks{node=\"0\",size=\"1\",zone=\"DMA\"} 0\n\
+         node_buddyinfo_blocks{node=\"0\",size=\"2\",zone=\"DMA\"} 2\n\
+         node_buddyinfo_blocks{node=\"0\",size=\"0\",zone=\"DMA32\"} 370\n\
+         node_buddyinfo_blocks{node=\"0\",size=\"1\",zone=\"DMA32\"} 12\n\
+         node_buddyinfo_blocks{node=\"0\",size=\"2\",zone=\"DMA32\"} 0\n"
     );
 }
 

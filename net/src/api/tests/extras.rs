@@ -520,7 +520,7 @@ fn metrics_are_well_formed_node_exporter_families_from_the_proc_texts() {
             let f: Vec<&str> = line.split_whitespace().collect();
             for (order, n) in f[4..].iter().enumerate() {
                 let series = format!(
-                    "node_buddyinfo_blocks{{node=\"0\",zone=\"{}\",size=\"{order}\"}}",
+                    "node_buddyinfo_blocks{{node=\"0\",size=\"{order}\",zone=\"{}\"}}",
                     f[3]
                 );
                 assert_eq!(sample(&text, &series), n.parse::<f64>().unwrap(), "{series}");
