@@ -203,7 +203,16 @@ fn unused(given: bool, param: &str, workload: &str) -> Result<(), ApiError> {
 impl<P: Platform> Api<'_, P> {
     /// `POST /api/bench`.
     pub(super) fn bench(&mut self, body: &[u8]) -> Result<Response, ApiError> {
-        let body: BenchBody<'_> = parse_body(body)?;
+        let raw = body;
+        let body: BenchBody<'_> = parse_body(raw)?;
+        if let Some(w) = body.workload {
+            let allowed: &[&str] = match w {
+                "pages" => &["workload", "iterations", "order"],
+                "kmalloc" | "vmalloc" => &["workload", "iterations", "size"],
+                _ => &["workload", "iterations", "cache"],
+            };
+            super::alloc_cmd::check_fields(raw, allowed, &format!("the {w} workload"))?;
+        }
         let name = body.workload.ok_or_else(|| {
             ApiError::einval("missing \"workload\" (pages, kmalloc, vmalloc or cache)")
         })?;

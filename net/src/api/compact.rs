@@ -115,7 +115,9 @@ impl<'a, P: Platform> Api<'a, P> {
         let body: CompactBody<'_> = if req.body.iter().all(u8::is_ascii_whitespace) {
             CompactBody { zone: None }
         } else {
-            parse_body(&req.body)?
+            let body = parse_body(&req.body)?;
+            super::alloc_cmd::check_fields(&req.body, &["zone"], "a compaction")?;
+            body
         };
         let zone = match body.zone {
             None => None,

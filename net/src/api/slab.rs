@@ -983,6 +983,7 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `POST /api/caches`: `kmem_cache_create()` of an `api` cache.
     pub(super) fn cache_create(&mut self, body: &[u8]) -> Result<Response, ApiError> {
+        super::alloc_cmd::check_fields(body, &["name", "size", "align", "flags"], "a cache")?;
         let body: CacheBody<'_> = parse_body(body)?;
         let name = body
             .name
@@ -1119,6 +1120,7 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `POST /api/mempools`: `mempool_create()` over a cache.
     pub(super) fn mempool_create(&mut self, body: &[u8]) -> Result<Response, ApiError> {
+        super::alloc_cmd::check_fields(body, &["name", "cache", "min_nr"], "a mempool")?;
         let body: PoolBody<'_> = parse_body(body)?;
         let name = body
             .name
@@ -1186,6 +1188,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// it) and answers 507.
     pub(super) fn mempool_resize(&mut self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
         check_name(name, "mempool")?;
+        super::alloc_cmd::check_fields(body, &["min_nr"], "a resize")?;
         let body: ResizeBody = parse_body(body)?;
         let min_nr = parse_min_nr(body.min_nr)?;
         let cache = {

@@ -280,6 +280,7 @@ impl<P: Platform> Api<'_, P> {
 
     /// `POST /api/tasks`.
     pub(super) fn task_create(&mut self, req: &Request) -> Result<Response, ApiError> {
+        super::alloc_cmd::check_fields(&req.body, &["name", "oom_score_adj"], "a task")?;
         let body: TaskBody<'_> = parse_body(&req.body)?;
         let name = body
             .name
@@ -345,6 +346,7 @@ impl<P: Platform> Api<'_, P> {
     /// `PUT /api/tasks/{pid}/oom_score_adj` `{"value":N}`.
     pub(super) fn task_set_adj(&mut self, pid: &str, req: &Request) -> Result<Response, ApiError> {
         let pid = parse_pid(pid)?;
+        super::alloc_cmd::check_fields(&req.body, &["value"], "oom_score_adj")?;
         let body: AdjBody = parse_body(&req.body)?;
         let value = adj_in_range(
             body.value

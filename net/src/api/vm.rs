@@ -1184,6 +1184,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// direct-map address with `"slot":null` (nothing to undo).
     pub(super) fn kmap(&mut self, req: &Request) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
+        super::alloc_cmd::check_fields(&req.body, &["id"], "a kmap")?;
         let body: KmapBody = parse_body(&req.body)?;
         let id = body
             .id
