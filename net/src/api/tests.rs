@@ -907,7 +907,8 @@ fn bad_requests_are_400_einval() {
             (r#"{"type":"kmalloc","size":4194305}"#, "out of range"),
             (r#"{"type":"vmalloc","size":4096}"#, "not supported yet"),
             (r#"{"type":"dma","size":0}"#, "out of range"),
-            (r#"{"type":"dma","size":4194305}"#, "out of range"),
+            (r#"{"type":"dma","size":1073741825}"#, "out of range"),
+            (r#"{"type":"percpu","size":8,"align":3}"#, "illegal size"),
             (r#"{"type":"dma"}"#, "missing \"size\""),
             (r#"{"type":"dma","size":-1}"#, "malformed JSON"),
         ];
