@@ -63,15 +63,18 @@ for w in "${want[@]}"; do
             command -v prometheus-node-exporter >/dev/null || apt_install prometheus-node-exporter
             ;;
         schemathesis)
+            # schemathesis 3.39 needs a hypothesis of its time (later ones
+            # dropped an API it uses): both pinned.
             version="${SCHEMATHESIS_VERSION:-3.39.16}"
+            hypothesis=6.130.0
             cache="${PAGEZONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pagezone}"
             venv="$cache/schemathesis-$version"
-            if [ ! -x "$venv/bin/st" ]; then
+            if ! { [ -x "$venv/bin/st" ] && "$venv/bin/python" -c "import hypothesis, sys; sys.exit(hypothesis.__version__ != '$hypothesis')" 2>/dev/null; }; then
                 command -v python3 >/dev/null || apt_install python3
                 mkdir -p "$cache"
-                python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
-                echo "deps: installing schemathesis==$version into $venv" >&2
-                "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version" >&2
+                [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
+                echo "deps: installing schemathesis==$version, hypothesis==$hypothesis into $venv" >&2
+                "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version" "hypothesis==$hypothesis" >&2
             fi
             ;;
         *) echo "deps: unknown component '$w'" >&2; exit 2 ;;

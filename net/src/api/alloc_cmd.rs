@@ -292,6 +292,41 @@ pub(super) fn alloc_fields(kind: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// The query parameters `/openapi.json` documents for route `id`, for
+/// the routes that take any; `None` for the others (their query string
+/// is not looked at).
+pub(super) fn documented_query(id: crate::server::router::RouteId) -> Option<&'static [&'static str]> {
+    use crate::server::router::RouteId;
+    Some(match id {
+        RouteId::Allocations => &["offset", "limit"],
+        RouteId::Pagemap => &["start_pfn", "count"],
+        RouteId::Free => &["order"],
+        RouteId::Checksum => &["offset", "length"],
+        RouteId::Pagetable => &["addr"],
+        RouteId::Dmesg | RouteId::DmesgJson => &["since"],
+        _ => return None,
+    })
+}
+
+/// Refuses (400 EINVAL) a query parameter a route does not take, as
+/// [`check_fields`] does for body fields: a misspelt `?lenght=` must not
+/// silently mean "the whole allocation".
+pub(super) fn check_query(req: &Request, allowed: &[&str]) -> Result<(), ApiError> {
+    if req.query.is_empty() {
+        return Ok(());
+    }
+    for pair in req.query.split('&') {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if !allowed.contains(&key) {
+            return Err(ApiError::einval(format!(
+                "unknown query parameter '{key}' (this route takes {})",
+                FieldList(allowed)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A handle id: decimal digits, at least 1.
 pub(super) fn parse_id(s: &str) -> Result<u64, ApiError> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {

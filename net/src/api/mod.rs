@@ -460,6 +460,9 @@ impl<'a, P: Platform> Api<'a, P> {
     ) -> Result<Response, ApiError> {
         let param = || param.unwrap_or_default();
         let param2 = || param2.unwrap_or_default();
+        if let Some(allowed) = alloc_cmd::documented_query(id) {
+            alloc_cmd::check_query(req, allowed)?;
+        }
         // (`POST /api/alloc` checks inside its slow path, where reclaim
         // and the OOM killer can still make room.)
         if matches!(

@@ -285,6 +285,13 @@ impl<P: Platform> Api<'_, P> {
         let name = body
             .name
             .ok_or_else(|| ApiError::einval("missing \"name\""))?;
+        // The body's strings are not unescaped: a backslash is a JSON
+        // escape, which a comm never needs (printable ASCII but '"', '\\').
+        if name.contains('\\') {
+            return Err(ApiError::einval(
+                "a task name is printable ASCII without '\"' or '\\'",
+            ));
+        }
         let adj = adj_in_range(body.oom_score_adj.unwrap_or(0))?;
         let pid = self.tasks.table.create(name, adj).map_err(task_error)?;
         let total = self.oom_totalpages();
