@@ -65,8 +65,7 @@ fn schemathesis_finds_the_description_exactly_as_strict_as_the_server() {
         .append(&format!("token={TOKEN}")),
     );
     let base = format!("http://127.0.0.1:{port}");
-    let examples =
-        std::env::var("PAGEZONE_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "10".into());
+    let examples = std::env::var("PAGEZONE_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "10".into());
     let hooks = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemathesis");
     let started = Instant::now();
     let out = Command::new(&st)
@@ -74,7 +73,14 @@ fn schemathesis_finds_the_description_exactly_as_strict_as_the_server() {
         .arg(format!("{base}/openapi.json"))
         // All checks, the built-in not_a_server_error replaced by the
         // hooks' not_a_server_error_but_507 (507 is an answer here).
-        .args(["--checks", "all", "--exclude-checks", "not_a_server_error", "-D", "all"])
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "not_a_server_error",
+            "-D",
+            "all",
+        ])
         .arg("--experimental=positive_data_acceptance")
         .arg("--experimental-positive-data-acceptance-allowed-statuses=2xx,404,409,507")
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
@@ -92,12 +98,20 @@ fn schemathesis_finds_the_description_exactly_as_strict_as_the_server() {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run schemathesis");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     eprintln!(
         "schemathesis ({:.0} s):\n{}",
         started.elapsed().as_secs_f64(),
-        report.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        report
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(out.status.success(), "schemathesis failed:\n{report}");
     assert!(

@@ -225,8 +225,8 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
         .write_all(metrics.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let problems: Vec<&str> = report
         .lines()
         .filter(|l| {
@@ -237,7 +237,8 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
         .collect();
     assert!(problems.is_empty(), "promtool check metrics:\n{report}");
     assert!(
-        report.contains("node_memory_MemTotal_bytes metric names should be written in 'snake_case'"),
+        report
+            .contains("node_memory_MemTotal_bytes metric names should be written in 'snake_case'"),
         "the only lint is node_exporter's own names: {report}"
     );
     let pagezone_only: String = metrics
@@ -292,7 +293,6 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start node_exporter"),
-
     );
     wait_http(ne_port, "/metrics", "node_exporter");
     let (_, ne_text) = http_get(ne_port, "/metrics").unwrap();
@@ -311,9 +311,16 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
     let mut compared = 0;
     for (series, v) in &theirs.samples {
         let steady = series.contains("protection_")
-            || ["spanned", "present", "managed", "min_pages", "low_pages", "high_pages"]
-                .iter()
-                .any(|f| series.starts_with(&format!("node_zoneinfo_{f}")))
+            || [
+                "spanned",
+                "present",
+                "managed",
+                "min_pages",
+                "low_pages",
+                "high_pages",
+            ]
+            .iter()
+            .any(|f| series.starts_with(&format!("node_zoneinfo_{f}")))
             || series.starts_with("node_memory_MemTotal_bytes")
             || series.starts_with("node_memory_HighTotal_bytes")
             || series.starts_with("node_slabinfo_object_size_bytes");
@@ -342,13 +349,15 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
                 "--config.file={}",
                 dir.0.join("prometheus.yml").display()
             ))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus"),
-
     );
     wait_http(prom_port, "/-/ready", "prometheus");
     let wait_for = |promql: &str, ok: &dyn Fn(f64) -> bool| -> f64 {
@@ -372,10 +381,18 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let r = loop {
         for _ in 0..5 {
-            let h = post(&mut c, "/api/alloc", &json!({"type":"pages","order":3,"gfp":"GFP_DMA32"}));
+            let h = post(
+                &mut c,
+                "/api/alloc",
+                &json!({"type":"pages","order":3,"gfp":"GFP_DMA32"}),
+            );
             assert_eq!(h.status, 201, "{}", h.text());
             let id = &h.json()["id"];
-            assert_eq!(c.request("DELETE", &format!("/api/alloc/{id}"), None).status, 200);
+            assert_eq!(
+                c.request("DELETE", &format!("/api/alloc/{id}"), None)
+                    .status,
+                200
+            );
         }
         if let Some(r) = scalar(prom_port, &rate)
             && r > 0.0
@@ -409,8 +426,8 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
         // Our own reads allocate too: compare only the values that stayed.
         let expect_used =
             (meminfo_kb(&before_mi, "MemTotal") - meminfo_kb(&before_mi, "MemAvailable")) * 1024.0;
-        let stable_used = meminfo_kb(&before_mi, "MemAvailable")
-            == meminfo_kb(&after_mi, "MemAvailable");
+        let stable_used =
+            meminfo_kb(&before_mi, "MemAvailable") == meminfo_kb(&after_mi, "MemAvailable");
         if !(stable_used && before_bi == after_bi) {
             continue;
         }
@@ -425,7 +442,12 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
                         l["zone"] == f[3] && l["size"] == order.to_string() && l["node"] == "0"
                     })
                     .unwrap_or_else(|| panic!("no node_buddyinfo_blocks for {} {order}", f[3]));
-                assert_eq!(found.1, count.parse::<f64>().unwrap(), "{} order {order}", f[3]);
+                assert_eq!(
+                    found.1,
+                    count.parse::<f64>().unwrap(),
+                    "{} order {order}",
+                    f[3]
+                );
                 n += 1;
             }
         }
@@ -444,7 +466,10 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
     wait_for("sum(pagezone_pkmap_slots)", &|v| {
         v == kmap["pkmap"]["slots"].as_f64().unwrap()
     });
-    let uptime_s = get_json(&mut c, "/api/health")["uptime_ms"].as_f64().unwrap() / 1000.0;
+    let uptime_s = get_json(&mut c, "/api/health")["uptime_ms"]
+        .as_f64()
+        .unwrap()
+        / 1000.0;
     let via_prom = scalar(prom_port, "time() - pagezone_boot_time_seconds").unwrap();
     assert!(
         (via_prom - uptime_s).abs() < 5.0,

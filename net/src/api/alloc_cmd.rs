@@ -282,7 +282,9 @@ impl core::fmt::Display for FieldList<'_> {
 pub(super) fn alloc_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "pages" => &["type", "gfp", "task", "oom", "wait_ms", "order"],
-        "kmalloc" | "dma" | "pagecache" | "cma" => &["type", "gfp", "task", "oom", "wait_ms", "size"],
+        "kmalloc" | "dma" | "pagecache" | "cma" => {
+            &["type", "gfp", "task", "oom", "wait_ms", "size"]
+        }
         "vmalloc" => &["type", "gfp", "task", "oom", "wait_ms", "size", "lazy"],
         "ioremap" => &["type", "gfp", "task", "oom", "wait_ms", "size", "phys"],
         "cache" => &["type", "gfp", "task", "oom", "wait_ms", "cache"],
@@ -295,7 +297,9 @@ pub(super) fn alloc_fields(kind: &str) -> Option<&'static [&'static str]> {
 /// The query parameters `/openapi.json` documents for route `id`, for
 /// the routes that take any; `None` for the others (their query string
 /// is not looked at).
-pub(super) fn documented_query(id: crate::server::router::RouteId) -> Option<&'static [&'static str]> {
+pub(super) fn documented_query(
+    id: crate::server::router::RouteId,
+) -> Option<&'static [&'static str]> {
     use crate::server::router::RouteId;
     Some(match id {
         RouteId::Allocations => &["offset", "limit"],

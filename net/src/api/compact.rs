@@ -113,15 +113,14 @@ impl<'a, P: Platform> Api<'a, P> {
     /// `compact_node()`).
     pub(super) fn compact(&mut self, req: &Request) -> Result<Response, ApiError> {
         // No body, or JSON null: every zone.
-        let body: CompactBody<'_> = if req.body.iter().all(u8::is_ascii_whitespace)
-            || req.body.trim_ascii() == b"null"
-        {
-            CompactBody { zone: None }
-        } else {
-            let body = parse_body(&req.body)?;
-            super::alloc_cmd::check_fields(&req.body, &["zone"], "a compaction")?;
-            body
-        };
+        let body: CompactBody<'_> =
+            if req.body.iter().all(u8::is_ascii_whitespace) || req.body.trim_ascii() == b"null" {
+                CompactBody { zone: None }
+            } else {
+                let body = parse_body(&req.body)?;
+                super::alloc_cmd::check_fields(&req.body, &["zone"], "a compaction")?;
+                body
+            };
         let zone = match body.zone {
             None => None,
             Some(name) => Some(

@@ -306,12 +306,7 @@ impl<P: Platform> Api<'_, P> {
             ms / 1000,
             ms % 1000
         );
-        family(
-            out,
-            "pagezone_page_size_bytes",
-            "gauge",
-            "Size of a page.",
-        );
+        family(out, "pagezone_page_size_bytes", "gauge", "Size of a page.");
         let _ = writeln!(out, "pagezone_page_size_bytes {PAGE_SIZE}");
         // The usual `*_build_info` gauge: constant 1, the facts in labels.
         family(
@@ -336,7 +331,12 @@ impl<P: Platform> Api<'_, P> {
                 "Unix time of the boot: the CMOS RTC (UTC) read at boot, less the uptime then.",
             );
             let _ = writeln!(out, "pagezone_boot_time_seconds {boot}");
-            family(out, "node_boot_time_seconds", "gauge", "Node boot time, in unixtime.");
+            family(
+                out,
+                "node_boot_time_seconds",
+                "gauge",
+                "Node boot time, in unixtime.",
+            );
             let _ = writeln!(out, "node_boot_time_seconds {boot}");
             family(
                 out,

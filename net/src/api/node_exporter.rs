@@ -70,45 +70,190 @@ type ZoneField = (&'static str, &'static str, &'static str, bool);
 /// `collector/zoneinfo_linux.go`'s descriptions, keyed by the line
 /// procfs's `parseZoneinfo` takes each value from.
 const ZONE_FIELDS: &[ZoneField] = &[
-    ("nr_free_pages", "nr_free_pages", "Total number of free pages in the zone", false),
+    (
+        "nr_free_pages",
+        "nr_free_pages",
+        "Total number of free pages in the zone",
+        false,
+    ),
     ("min", "min_pages", "Zone watermark pages_min", false),
     ("low", "low_pages", "Zone watermark pages_low", false),
     ("high", "high_pages", "Zone watermark pages_high", false),
-    ("scanned", "scanned_pages", "Pages scanned since last reclaim", false),
-    ("spanned", "spanned_pages", "Total pages spanned by the zone, including holes", false),
-    ("present", "present_pages", "Physical pages existing within the zone", false),
-    ("managed", "managed_pages", "Present pages managed by the buddy system", false),
-    ("nr_active_anon", "nr_active_anon_pages", "Number of anonymous pages recently more used", false),
-    ("nr_inactive_anon", "nr_inactive_anon_pages", "Number of anonymous pages recently less used", false),
-    ("nr_isolated_anon", "nr_isolated_anon_pages", "Temporary isolated pages from anon lru", false),
-    ("nr_anon_pages", "nr_anon_pages", "Number of anonymous pages currently used by the system", false),
+    (
+        "scanned",
+        "scanned_pages",
+        "Pages scanned since last reclaim",
+        false,
+    ),
+    (
+        "spanned",
+        "spanned_pages",
+        "Total pages spanned by the zone, including holes",
+        false,
+    ),
+    (
+        "present",
+        "present_pages",
+        "Physical pages existing within the zone",
+        false,
+    ),
+    (
+        "managed",
+        "managed_pages",
+        "Present pages managed by the buddy system",
+        false,
+    ),
+    (
+        "nr_active_anon",
+        "nr_active_anon_pages",
+        "Number of anonymous pages recently more used",
+        false,
+    ),
+    (
+        "nr_inactive_anon",
+        "nr_inactive_anon_pages",
+        "Number of anonymous pages recently less used",
+        false,
+    ),
+    (
+        "nr_isolated_anon",
+        "nr_isolated_anon_pages",
+        "Temporary isolated pages from anon lru",
+        false,
+    ),
+    (
+        "nr_anon_pages",
+        "nr_anon_pages",
+        "Number of anonymous pages currently used by the system",
+        false,
+    ),
     (
         "nr_anon_transparent_hugepages",
         "nr_anon_transparent_hugepages",
         "Number of anonymous transparent huge pages currently used by the system",
         false,
     ),
-    ("nr_active_file", "nr_active_file_pages", "Number of active pages with file-backing", false),
-    ("nr_inactive_file", "nr_inactive_file_pages", "Number of inactive pages with file-backing", false),
-    ("nr_isolated_file", "nr_isolated_file_pages", "Temporary isolated pages from file lru", false),
-    ("nr_file_pages", "nr_file_pages", "Number of file pages", false),
-    ("nr_slab_reclaimable", "nr_slab_reclaimable_pages", "Number of reclaimable slab pages", false),
-    ("nr_slab_unreclaimable", "nr_slab_unreclaimable_pages", "Number of unreclaimable slab pages", false),
-    ("nr_mlock_stack", "nr_mlock_stack_pages", "mlock()ed pages found and moved off LRU", false),
-    ("nr_kernel_stack", "nr_kernel_stacks", "Number of kernel stacks", false),
-    ("nr_mapped", "nr_mapped_pages", "Number of mapped pages", false),
+    (
+        "nr_active_file",
+        "nr_active_file_pages",
+        "Number of active pages with file-backing",
+        false,
+    ),
+    (
+        "nr_inactive_file",
+        "nr_inactive_file_pages",
+        "Number of inactive pages with file-backing",
+        false,
+    ),
+    (
+        "nr_isolated_file",
+        "nr_isolated_file_pages",
+        "Temporary isolated pages from file lru",
+        false,
+    ),
+    (
+        "nr_file_pages",
+        "nr_file_pages",
+        "Number of file pages",
+        false,
+    ),
+    (
+        "nr_slab_reclaimable",
+        "nr_slab_reclaimable_pages",
+        "Number of reclaimable slab pages",
+        false,
+    ),
+    (
+        "nr_slab_unreclaimable",
+        "nr_slab_unreclaimable_pages",
+        "Number of unreclaimable slab pages",
+        false,
+    ),
+    (
+        "nr_mlock_stack",
+        "nr_mlock_stack_pages",
+        "mlock()ed pages found and moved off LRU",
+        false,
+    ),
+    (
+        "nr_kernel_stack",
+        "nr_kernel_stacks",
+        "Number of kernel stacks",
+        false,
+    ),
+    (
+        "nr_mapped",
+        "nr_mapped_pages",
+        "Number of mapped pages",
+        false,
+    ),
     ("nr_dirty", "nr_dirty_pages", "Number of dirty pages", false),
-    ("nr_writeback", "nr_writeback_pages", "Number of writeback pages", false),
-    ("nr_unevictable", "nr_unevictable_pages", "Number of unevictable pages", false),
-    ("nr_shmem", "nr_shmem_pages", "Number of shmem pages (included tmpfs/GEM pages)", false),
-    ("nr_dirtied", "nr_dirtied_total", "Page dirtyings since bootup", true),
-    ("nr_written", "nr_written_total", "Page writings since bootup", true),
-    ("numa_hit", "numa_hit_total", "Allocated in intended node", true),
-    ("numa_miss", "numa_miss_total", "Allocated in non intended node", true),
-    ("numa_foreign", "numa_foreign_total", "Was intended here, hit elsewhere", true),
-    ("numa_interleave", "numa_interleave_total", "Interleaver preferred this zone", true),
-    ("numa_local", "numa_local_total", "Allocation from local node", true),
-    ("numa_other", "numa_other_total", "Allocation from other node", true),
+    (
+        "nr_writeback",
+        "nr_writeback_pages",
+        "Number of writeback pages",
+        false,
+    ),
+    (
+        "nr_unevictable",
+        "nr_unevictable_pages",
+        "Number of unevictable pages",
+        false,
+    ),
+    (
+        "nr_shmem",
+        "nr_shmem_pages",
+        "Number of shmem pages (included tmpfs/GEM pages)",
+        false,
+    ),
+    (
+        "nr_dirtied",
+        "nr_dirtied_total",
+        "Page dirtyings since bootup",
+        true,
+    ),
+    (
+        "nr_written",
+        "nr_written_total",
+        "Page writings since bootup",
+        true,
+    ),
+    (
+        "numa_hit",
+        "numa_hit_total",
+        "Allocated in intended node",
+        true,
+    ),
+    (
+        "numa_miss",
+        "numa_miss_total",
+        "Allocated in non intended node",
+        true,
+    ),
+    (
+        "numa_foreign",
+        "numa_foreign_total",
+        "Was intended here, hit elsewhere",
+        true,
+    ),
+    (
+        "numa_interleave",
+        "numa_interleave_total",
+        "Interleaver preferred this zone",
+        true,
+    ),
+    (
+        "numa_local",
+        "numa_local_total",
+        "Allocation from local node",
+        true,
+    ),
+    (
+        "numa_other",
+        "numa_other_total",
+        "Allocation from other node",
+        true,
+    ),
 ];
 
 /// Most `protection:` entries a zone line can have (one per zone type).
@@ -302,7 +447,11 @@ pub fn meminfo(text: &str, out: &mut impl Write) -> fmt::Result {
             key: key.strip_suffix(':').unwrap_or(key),
             bytes,
         };
-        let value = if bytes { value.saturating_mul(1024) } else { value };
+        let value = if bytes {
+            value.saturating_mul(1024)
+        } else {
+            value
+        };
         write!(
             out,
             "# HELP node_memory_{key} Memory information field {key}.\n\
@@ -326,9 +475,21 @@ pub fn slabinfo(text: &str, out: &mut impl Write) -> fmt::Result {
             "The total number of allocated objects (i.e., objects that are both in use and not in use).",
             2,
         ),
-        ("object_size_bytes", "The size of objects in this slab, in bytes.", 3),
-        ("objects_per_slab", "The number of objects stored in each slab.", 4),
-        ("pages_per_slab", "The number of pages allocated for each slab.", 5),
+        (
+            "object_size_bytes",
+            "The size of objects in this slab, in bytes.",
+            3,
+        ),
+        (
+            "objects_per_slab",
+            "The number of objects stored in each slab.",
+            4,
+        ),
+        (
+            "pages_per_slab",
+            "The number of pages allocated for each slab.",
+            5,
+        ),
     ];
     let entries = || {
         text.lines()

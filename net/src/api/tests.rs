@@ -928,11 +928,21 @@ fn bad_requests_are_400_einval() {
         let nested = r#"{"type":"pages","order":0,"x":[[[{"a":"]]]]]]"}]]]}"#;
         let r = t.request("POST", "/api/alloc", Some(nested));
         assert_eq!(error(&r), (400, "EINVAL".into()));
-        assert!(r.text().contains(r#"\"x\" does not apply to type \"pages\""#), "{}", r.text());
+        assert!(
+            r.text()
+                .contains(r#"\"x\" does not apply to type \"pages\""#),
+            "{}",
+            r.text()
+        );
         // So is a field of another type ("size" is kmalloc's, not pages').
         let r = t.alloc(json!({"type":"pages","order":0,"size":4096}));
         assert_eq!(error(&r), (400, "EINVAL".into()));
-        assert!(r.text().contains(r#"\"size\" does not apply to type \"pages\""#), "{}", r.text());
+        assert!(
+            r.text()
+                .contains(r#"\"size\" does not apply to type \"pages\""#),
+            "{}",
+            r.text()
+        );
         // And a malformed GFP, whether or not the type's own call reads it.
         let r = t.alloc(json!({"type":"dma","size":4096,"gfp":"GFP_BOGUS"}));
         assert_eq!(error(&r), (400, "EINVAL".into()));

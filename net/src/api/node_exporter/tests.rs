@@ -228,7 +228,10 @@ fn vmstat_keeps_the_default_field_filter() {
     ] {
         assert_eq!(vmstat_field_exported(name), kept, "{name}");
     }
-    let out = render(vmstat, "nr_free_pages 10\npgpgin 4\npgfree 99\npgfault 7\noom_kill 1\n");
+    let out = render(
+        vmstat,
+        "nr_free_pages 10\npgpgin 4\npgfree 99\npgfault 7\noom_kill 1\n",
+    );
     assert_eq!(
         out,
         "# HELP node_vmstat_pgpgin /proc/vmstat information field pgpgin.\n\

@@ -491,7 +491,11 @@ fn metrics_are_well_formed_node_exporter_families_from_the_proc_texts() {
         let after = t.get("/metrics").text().to_string();
         assert!(sample(&after, fail) >= sample(&text, fail) + 1.0);
         for id in held {
-            assert_eq!(t.request("DELETE", &format!("/api/alloc/{id}"), None).status, 200);
+            assert_eq!(
+                t.request("DELETE", &format!("/api/alloc/{id}"), None)
+                    .status,
+                200
+            );
         }
         let text = t.get("/metrics").text().to_string();
 
@@ -504,7 +508,12 @@ fn metrics_are_well_formed_node_exporter_families_from_the_proc_texts() {
         let meminfo = t.get("/proc/meminfo").text().to_string();
         let kb = |key: &str| -> f64 {
             let line = meminfo.lines().find(|l| l.starts_with(key)).unwrap();
-            line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() * 1024.0
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                * 1024.0
         };
         for (metric, key) in [
             ("node_memory_MemTotal_bytes", "MemTotal:"),
@@ -523,24 +532,33 @@ fn metrics_are_well_formed_node_exporter_families_from_the_proc_texts() {
                     "node_buddyinfo_blocks{{node=\"0\",size=\"{order}\",zone=\"{}\"}}",
                     f[3]
                 );
-                assert_eq!(sample(&text, &series), n.parse::<f64>().unwrap(), "{series}");
+                assert_eq!(
+                    sample(&text, &series),
+                    n.parse::<f64>().unwrap(),
+                    "{series}"
+                );
             }
         }
         let zones = t.json("/api/zones");
         for z in zones["zones"].as_array().unwrap() {
             let name = z["name"].as_str().unwrap();
             for (i, p) in z["protection"].as_array().unwrap().iter().enumerate() {
-                let series =
-                    format!("node_zoneinfo_protection_{i}{{node=\"0\",zone=\"{name}\"}}");
+                let series = format!("node_zoneinfo_protection_{i}{{node=\"0\",zone=\"{name}\"}}");
                 assert_eq!(sample(&text, &series), p.as_f64().unwrap(), "{series}");
             }
             let series = format!("node_zoneinfo_managed_pages{{node=\"0\",zone=\"{name}\"}}");
             assert_eq!(sample(&text, &series), z["managed"].as_f64().unwrap());
             let series = format!("node_zoneinfo_min_pages{{node=\"0\",zone=\"{name}\"}}");
-            assert_eq!(sample(&text, &series), z["watermarks"]["min"].as_f64().unwrap());
+            assert_eq!(
+                sample(&text, &series),
+                z["watermarks"]["min"].as_f64().unwrap()
+            );
         }
         assert_eq!(
-            sample(&text, r#"node_slabinfo_object_size_bytes{slab="kmalloc-64"}"#),
+            sample(
+                &text,
+                r#"node_slabinfo_object_size_bytes{slab="kmalloc-64"}"#
+            ),
             64.0
         );
         assert!(text.contains("# TYPE node_vmstat_pgfault untyped\n"));

@@ -389,16 +389,28 @@ proptest! {
 #[test]
 fn alloc_counters_count_blocks_by_zone_and_order_and_failures_by_highest_zone() {
     let mut pa = machine();
-    assert_eq!(*pa.alloc_counters(), AllocCounters::ZERO, "boot frees are not frees");
+    assert_eq!(
+        *pa.alloc_counters(),
+        AllocCounters::ZERO,
+        "boot frees are not frees"
+    );
     let (dma, dma32, high) = (
         ZoneType::Dma.index(),
         ZoneType::Dma32.index(),
         ZoneType::HighMem.index(),
     );
-    let a = pa.alloc_pages(GfpFlags::GFP_KERNEL, order(0), OwnerTag::API).unwrap();
-    let b = pa.alloc_pages(GfpFlags::GFP_KERNEL, order(0), OwnerTag::API).unwrap();
-    let c = pa.alloc_pages(GfpFlags::GFP_HIGHUSER, order(3), OwnerTag::API).unwrap();
-    let d = pa.alloc_pages(GfpFlags::GFP_DMA, order(2), OwnerTag::API).unwrap();
+    let a = pa
+        .alloc_pages(GfpFlags::GFP_KERNEL, order(0), OwnerTag::API)
+        .unwrap();
+    let b = pa
+        .alloc_pages(GfpFlags::GFP_KERNEL, order(0), OwnerTag::API)
+        .unwrap();
+    let c = pa
+        .alloc_pages(GfpFlags::GFP_HIGHUSER, order(3), OwnerTag::API)
+        .unwrap();
+    let d = pa
+        .alloc_pages(GfpFlags::GFP_DMA, order(2), OwnerTag::API)
+        .unwrap();
     let mut expect = AllocCounters::ZERO;
     expect.alloc[dma32][0] = 2;
     expect.alloc[high][3] = 1;
