@@ -94,7 +94,7 @@ debug: deps kernel
 # Everything on q35, then the boot-level suites (boot, api, selftest) on
 # microvm, without and with its ACPI.
 test: deps kernel
-	@.ci/deps.sh rust qemu browser
+	@.ci/deps.sh rust qemu browser prometheus schemathesis
 	MACHINE=q35 PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
 	MACHINE=microvm PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot --test api
 	MACHINE=microvm-acpi PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot

@@ -4,10 +4,18 @@
 # x86_64-unknown-none target (rust-toolchain.toml), QEMU, Chromium with its
 # WebDriver (for the browser tests), wrk (for `make bench`'s HTTP figures)
 # and binutils' objcopy, which `make kernel` splits the image's debug info
-# off with. Called by every Makefile target that needs one of them, so
+# off with; Prometheus, promtool and node_exporter (Debian packages, for
+# the /metrics test) and schemathesis (pinned, from PyPI into a venv under
+# the user's cache dir, never the system's Python; for the OpenAPI test).
+# Called by every Makefile target that needs one of them, so
 # `make run` / `make test` work on a fresh Debian machine.
 #
-#   .ci/deps.sh [rust] [qemu] [browser] [bench] [objcopy]   (no argument: rust + qemu)
+#   .ci/deps.sh [rust] [qemu] [browser] [bench] [objcopy] [prometheus] [schemathesis]
+#   (no argument: rust + qemu)
+#
+# The schemathesis venv is $PAGEZONE_CACHE/schemathesis-$SCHEMATHESIS_VERSION
+# (PAGEZONE_CACHE defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/pagezone);
+# tests/tests/openapi.rs looks for it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +57,25 @@ for w in "${want[@]}"; do
             ;;
         bench)
             command -v wrk >/dev/null || apt_install wrk
+            ;;
+        prometheus)
+            { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || apt_install prometheus
+            command -v prometheus-node-exporter >/dev/null || apt_install prometheus-node-exporter
+            ;;
+        schemathesis)
+            # schemathesis 3.39 needs a hypothesis of its time (later ones
+            # dropped an API it uses): both pinned.
+            version="${SCHEMATHESIS_VERSION:-3.39.16}"
+            hypothesis=6.130.0
+            cache="${PAGEZONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pagezone}"
+            venv="$cache/schemathesis-$version"
+            if ! { [ -x "$venv/bin/st" ] && "$venv/bin/python" -c "import hypothesis, sys; sys.exit(hypothesis.__version__ != '$hypothesis')" 2>/dev/null; }; then
+                command -v python3 >/dev/null || apt_install python3
+                mkdir -p "$cache"
+                [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
+                echo "deps: installing schemathesis==$version, hypothesis==$hypothesis into $venv" >&2
+                "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version" "hypothesis==$hypothesis" >&2
+            fi
             ;;
         *) echo "deps: unknown component '$w'" >&2; exit 2 ;;
     esac

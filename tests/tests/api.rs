@@ -671,12 +671,17 @@ fn dma_alloc_coherent_shares_the_kernels_registry() {
         404
     );
 
-    // Bad sizes are 400; reset frees what is left.
-    for size in [0, 4 * MIB + 1] {
+    // Bad sizes are 400; over one buddy block without a cma= area, 404
+    // (the area is what is missing); reset frees what is left.
+    for (size, status, code) in [
+        (0, 400, "EINVAL"),
+        (1024 * MIB + 1, 400, "EINVAL"),
+        (4 * MIB + 1, 404, "ENOENT"),
+    ] {
         let r = alloc(&mut c, json!({"type":"dma","size":size}));
         assert_eq!(
             (r.status, error_code(&r).as_str()),
-            (400, "EINVAL"),
+            (status, code),
             "{size}"
         );
     }

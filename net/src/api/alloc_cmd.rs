@@ -85,7 +85,9 @@ impl Touch {
 /// `POST …/fill` body: `{"byte":0-255,"offset"?,"length"?}` over an
 /// allocation of `total` bytes.
 pub(super) fn parse_fill(body: &[u8], total: u64) -> Result<(u8, Touch), ApiError> {
-    let body: FillBody = parse_body(body)?;
+    let parsed: FillBody = parse_body(body)?;
+    check_fields(body, &["byte", "offset", "length"], "a fill")?;
+    let body = parsed;
     let byte = body
         .byte
         .ok_or_else(|| ApiError::einval("missing \"byte\" (0..=255)"))?;
@@ -207,6 +209,128 @@ pub(super) fn parse_body<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Ap
     }
 }
 
+/// The top-level keys of a JSON object body, checked against `allowed`:
+/// the first key not in it, if any (a visitor over the object that skips
+/// every value; nothing is allocated).
+struct FieldCheck<'a> {
+    allowed: &'a [&'a str],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldCheck<'_> {
+    type Value = Option<&'de str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldCheck<'_> {
+    type Value = Option<&'de str>;
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut unknown = None;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            map.next_value::<serde::de::IgnoredAny>()?;
+            if unknown.is_none() && !self.allowed.contains(&key) {
+                unknown = Some(key);
+            }
+        }
+        Ok(unknown)
+    }
+}
+
+/// Refuses (400 EINVAL) a JSON object body with a field outside
+/// `allowed`: a field that does not apply to this request (`what` says to
+/// what, e.g. `type "pages"`) or that no request takes, so that a typo
+/// is an error rather than a silently ignored option, and the server is
+/// exactly as strict as `/openapi.json`'s `additionalProperties: false`.
+/// An empty body passes (the caller decides whether one is required).
+pub(super) fn check_fields(body: &[u8], allowed: &[&str], what: &str) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let mut de = serde_json_core::de::Deserializer::new(body, None);
+    match serde::de::DeserializeSeed::deserialize(FieldCheck { allowed }, &mut de) {
+        Ok(None) => Ok(()),
+        Ok(Some(field)) => Err(ApiError::einval(format!(
+            "\"{field}\" does not apply to {what} (it takes {})",
+            FieldList(allowed)
+        ))),
+        Err(e) => Err(ApiError::einval(format!("malformed JSON body: {e}"))),
+    }
+}
+
+/// `"a", "b", "c"`.
+struct FieldList<'a>(&'a [&'a str]);
+
+impl core::fmt::Display for FieldList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "\"{name}\"")?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields `POST /api/alloc` takes for each `type`: the type's own,
+/// and the slow path's (`gfp`, `task`, `oom`, `wait_ms`), which every
+/// type goes through.
+pub(super) fn alloc_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "pages" => &["type", "gfp", "task", "oom", "wait_ms", "order"],
+        "kmalloc" | "dma" | "pagecache" | "cma" => {
+            &["type", "gfp", "task", "oom", "wait_ms", "size"]
+        }
+        "vmalloc" => &["type", "gfp", "task", "oom", "wait_ms", "size", "lazy"],
+        "ioremap" => &["type", "gfp", "task", "oom", "wait_ms", "size", "phys"],
+        "cache" => &["type", "gfp", "task", "oom", "wait_ms", "cache"],
+        "mempool" => &["type", "gfp", "task", "oom", "wait_ms", "pool"],
+        "percpu" => &["type", "gfp", "task", "oom", "wait_ms", "size", "align"],
+        _ => return None,
+    })
+}
+
+/// The query parameters `/openapi.json` documents for route `id`, for
+/// the routes that take any; `None` for the others (their query string
+/// is not looked at).
+pub(super) fn documented_query(
+    id: crate::server::router::RouteId,
+) -> Option<&'static [&'static str]> {
+    use crate::server::router::RouteId;
+    Some(match id {
+        RouteId::Allocations => &["offset", "limit"],
+        RouteId::Pagemap => &["start_pfn", "count"],
+        RouteId::Free => &["order"],
+        RouteId::Checksum => &["offset", "length"],
+        RouteId::Pagetable => &["addr"],
+        RouteId::Dmesg | RouteId::DmesgJson => &["since"],
+        _ => return None,
+    })
+}
+
+/// Refuses (400 EINVAL) a query parameter a route does not take, as
+/// [`check_fields`] does for body fields: a misspelt `?lenght=` must not
+/// silently mean "the whole allocation".
+pub(super) fn check_query(req: &Request, allowed: &[&str]) -> Result<(), ApiError> {
+    if req.query.is_empty() {
+        return Ok(());
+    }
+    for pair in req.query.split('&') {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if !allowed.contains(&key) {
+            return Err(ApiError::einval(format!(
+                "unknown query parameter '{key}' (this route takes {})",
+                FieldList(allowed)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A handle id: decimal digits, at least 1.
 pub(super) fn parse_id(s: &str) -> Result<u64, ApiError> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -264,6 +388,17 @@ impl<P: Platform> Api<'_, P> {
             return Err(ApiError::einval(
                 "\"lazy\" applies to \"vmalloc\" only (demand-zero areas)",
             ));
+        }
+        if let Some(kind) = body.kind
+            && let Some(allowed) = alloc_fields(kind)
+        {
+            check_fields(&req.body, allowed, &format!("type \"{kind}\""))?;
+            // Every type's slow path reads "gfp": a malformed one is an
+            // error whatever the type.
+            if let Some(s) = body.gfp {
+                GfpFlags::parse(s)
+                    .map_err(|e| ApiError::einval(format!("bad gfp \"{s}\": {e}")))?;
+            }
         }
         match body.kind {
             None => return Err(ApiError::einval("missing \"type\"")),

@@ -122,11 +122,15 @@ impl<'a, P: Platform> Api<'a, P> {
     /// (or one) whole, as writing `/proc/sys/vm/compact_memory` does (cf.
     /// `compact_node()`).
     pub(super) fn compact(&mut self, req: &Request) -> Result<Response, ApiError> {
-        let body: CompactBody<'_> = if req.body.iter().all(u8::is_ascii_whitespace) {
-            CompactBody { zone: None }
-        } else {
-            parse_body(&req.body)?
-        };
+        // No body, or JSON null: every zone.
+        let body: CompactBody<'_> =
+            if req.body.iter().all(u8::is_ascii_whitespace) || req.body.trim_ascii() == b"null" {
+                CompactBody { zone: None }
+            } else {
+                let body = parse_body(&req.body)?;
+                super::alloc_cmd::check_fields(&req.body, &["zone"], "a compaction")?;
+                body
+            };
         let zone = match body.zone {
             None => None,
             Some(name) => Some(
@@ -146,7 +150,9 @@ impl<'a, P: Platform> Api<'a, P> {
         if let Some(z) = zone
             && !self.mm.lock().zone(z).is_populated()
         {
-            return Err(ApiError::einval(format!("zone {} has no memory", z.name())));
+            // A zone this machine does not populate: nothing to compact
+            // there (404, as a name that exists in no machine is 400).
+            return Err(ApiError::enoent(format!("zone {} has no memory", z.name())));
         }
         let before = snapshot(self);
         let mm = self.mm;

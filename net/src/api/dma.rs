@@ -209,9 +209,16 @@ impl<P: Platform> Api<'_, P> {
         let nr_pages = match Order::from_size_bytes(size) {
             Some(order) if size > 0 => order.nr_pages(),
             _ if cma && size > MAX_DMA_SIZE && size <= MAX_CMA_DMA_SIZE => size.div_ceil(PAGE_SIZE),
+            // Within the contract's range but beyond one buddy block: what
+            // is missing is the CMA area, as for {"type":"cma"} (404).
+            _ if !cma && size > MAX_DMA_SIZE && size <= MAX_CMA_DMA_SIZE => {
+                return Err(ApiError::enoent(format!(
+                    "dma size {size} is over one buddy block ({MAX_DMA_SIZE}) and there is no CMA area (boot with cma=SIZE)"
+                )));
+            }
             _ if !cma => {
                 return Err(ApiError::einval(format!(
-                    "dma size {size} is out of range 1..={MAX_DMA_SIZE} (one buddy block; larger buffers need a CMA area, cma=)"
+                    "dma size {size} is out of range 1..={MAX_CMA_DMA_SIZE} (over {MAX_DMA_SIZE}: from a CMA area, cma=)"
                 )));
             }
             _ => {

@@ -1,17 +1,25 @@
 //! `/metrics`: Prometheus text exposition (format 0.0.4) of the zones,
 //! the buddy free lists, the API's handles, the vmalloc area and kmap
-//! slots, the slab caches, DMA and HTTP.
+//! slots, the slab caches, DMA and HTTP (`pagezone_*`), the page
+//! allocator's blocks allocated, freed and refused per zone and order,
+//! the boot time, and node_exporter's memory families
+//! ([`super::node_exporter`]) parsed from the very texts `/proc` serves.
+//!
+//! Label sets partition what they count: `sum()` over a family's
+//! label is the whole (the TCP pool, the pkmap slots).
 
 use alloc::string::String;
-use core::fmt::Write;
+use core::fmt::{self, Write};
 
 use mm::platform::Platform;
 use mm::types::PAGE_SIZE;
 
 use super::Api;
+use super::node_exporter;
+use super::text;
 use super::views::zone_copies;
 use crate::server::error::ApiError;
-use crate::server::response::Response;
+use crate::server::response::{Response, try_string};
 use crate::server::stack::NetStats;
 
 /// `Content-Type` of the exposition format.
@@ -20,7 +28,29 @@ const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// A per-zone gauge: name, help, and how to read it from a zone.
 type ZoneGauge = (&'static str, &'static str, fn(&mm::zone::Zone) -> u64);
 
-pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Smallest and largest buffer `/metrics` is rendered into.
+const METRICS_BYTES: (usize, usize) = (96 * 1024, 1 << 20);
+
+/// The exposition being written: a buffer reserved up front that never
+/// grows (a request path allocates fallibly), and whether anything did
+/// not fit, in which case the whole text is rendered again, larger.
+pub(super) struct MetricsOut {
+    text: String,
+    overflow: bool,
+}
+
+impl Write for MetricsOut {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.overflow || self.text.len() + s.len() > self.text.capacity() {
+            self.overflow = true;
+            return Err(fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
+pub(super) fn family(out: &mut MetricsOut, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
@@ -46,12 +76,48 @@ pub(super) fn label_value(s: &str) -> impl core::fmt::Display + '_ {
 
 impl<P: Platform> Api<'_, P> {
     pub(super) fn metrics(&self, net: &NetStats) -> Response {
+        match self.metrics_text(net) {
+            Ok(text) => Response::bytes(200, CONTENT_TYPE_PROMETHEUS, text.into_bytes()),
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// The exposition, rendered into a buffer doubled until it fits.
+    fn metrics_text(&self, net: &NetStats) -> Result<String, ApiError> {
+        // The /proc texts the node_exporter families are parsed from,
+        // rendered first, by the code that serves them.
+        let buddyinfo = text::buddyinfo_text(self.mm)?;
+        let zoneinfo = text::zoneinfo_text(self.mm, &self.system.zoneinfo_extra())?;
+        let meminfo = text::meminfo_text(&self.meminfo())?;
+        let vmstat = self.vmstat_text()?;
+        // No slab allocator in this build: no node_slabinfo_* (as
+        // node_exporter without a /proc/slabinfo).
+        let slabinfo = self.slabinfo_text().ok();
+        let sources = NodeSources {
+            buddyinfo: &buddyinfo,
+            zoneinfo: &zoneinfo,
+            meminfo: &meminfo,
+            vmstat: &vmstat,
+            slabinfo: slabinfo.as_deref(),
+        };
+        let mut capacity = METRICS_BYTES.0;
+        while capacity <= METRICS_BYTES.1 {
+            let mut out = MetricsOut {
+                text: try_string(capacity)?,
+                overflow: false,
+            };
+            self.render_metrics(net, &sources, &mut out);
+            if !out.overflow {
+                return Ok(out.text);
+            }
+            capacity *= 2;
+        }
+        Err(ApiError::enomem("metrics too large to render"))
+    }
+
+    fn render_metrics(&self, net: &NetStats, node: &NodeSources<'_>, out: &mut MetricsOut) {
         let (zones, _) = zone_copies(self.mm);
         let zones = zones.iter().flatten();
-        let mut out = String::new();
-        if out.try_reserve(64 * 1024).is_err() {
-            return ApiError::enomem("out of memory building the response").into_response();
-        }
 
         let per_zone: [ZoneGauge; 4] = [
             ("pagezone_zone_free_pages", "Free pages per zone.", |z| {
@@ -72,13 +138,13 @@ impl<P: Platform> Api<'_, P> {
             ),
         ];
         for (name, help, get) in per_zone {
-            family(&mut out, name, "gauge", help);
+            family(out, name, "gauge", help);
             for z in zones.clone() {
                 let _ = writeln!(out, "{name}{{zone=\"{}\"}} {}", z.name(), get(z));
             }
         }
         family(
-            &mut out,
+            out,
             "pagezone_zone_watermark_pages",
             "gauge",
             "Watermarks per zone, in pages.",
@@ -97,7 +163,7 @@ impl<P: Platform> Api<'_, P> {
             }
         }
         family(
-            &mut out,
+            out,
             "pagezone_buddy_free_blocks",
             "gauge",
             "Free blocks per zone and order (/proc/buddyinfo).",
@@ -113,41 +179,42 @@ impl<P: Platform> Api<'_, P> {
         }
 
         family(
-            &mut out,
+            out,
             "pagezone_api_handles",
             "gauge",
             "Live API allocations.",
         );
         let _ = writeln!(out, "pagezone_api_handles {}", self.handles.len());
         family(
-            &mut out,
+            out,
             "pagezone_api_pages",
             "gauge",
             "Pages held by API allocations.",
         );
         let _ = writeln!(out, "pagezone_api_pages {}", self.held_pages);
         family(
-            &mut out,
+            out,
             "pagezone_api_quota_pages",
             "gauge",
             "API quota in pages.",
         );
         let _ = writeln!(out, "pagezone_api_quota_pages {}", self.quota_pages);
 
-        self.vm_metrics(&mut out);
-        self.wait_metrics(&mut out);
-        self.slab_metrics(&mut out);
+        self.vm_metrics(out);
+        self.wait_metrics(out);
+        self.slab_metrics(out);
+        self.alloc_counter_metrics(out);
 
         let dma = self.system.dma();
         family(
-            &mut out,
+            out,
             "pagezone_dma_coherent_buffers",
             "gauge",
             "Coherent DMA buffers.",
         );
         let _ = writeln!(out, "pagezone_dma_coherent_buffers {}", dma.coherent.len());
         family(
-            &mut out,
+            out,
             "pagezone_dma_coherent_bytes",
             "gauge",
             "Bytes in coherent DMA buffers.",
@@ -155,14 +222,14 @@ impl<P: Platform> Api<'_, P> {
         let bytes: u64 = dma.coherent.iter().map(|b| b.size_bytes).sum();
         let _ = writeln!(out, "pagezone_dma_coherent_bytes {bytes}");
         family(
-            &mut out,
+            out,
             "pagezone_dma_bounce_slots_used",
             "gauge",
             "Bounce-pool slots in use.",
         );
         let _ = writeln!(out, "pagezone_dma_bounce_slots_used {}", dma.bounce.used);
         family(
-            &mut out,
+            out,
             "pagezone_dma_bounced_bytes_total",
             "counter",
             "Bytes copied through the bounce pool.",
@@ -174,21 +241,21 @@ impl<P: Platform> Api<'_, P> {
         );
 
         family(
-            &mut out,
+            out,
             "pagezone_net_rx_packets_total",
             "counter",
             "Frames received.",
         );
         let _ = writeln!(out, "pagezone_net_rx_packets_total {}", net.rx_packets);
         family(
-            &mut out,
+            out,
             "pagezone_net_tx_packets_total",
             "counter",
             "Frames sent.",
         );
         let _ = writeln!(out, "pagezone_net_tx_packets_total {}", net.tx_packets);
         family(
-            &mut out,
+            out,
             "pagezone_tcp_sockets",
             "gauge",
             "Listening-pool sockets by use (the states add up to the pool).",
@@ -204,7 +271,7 @@ impl<P: Platform> Api<'_, P> {
             net.tcp_sockets_total.saturating_sub(net.tcp_sockets_in_use)
         );
         family(
-            &mut out,
+            out,
             "pagezone_tcp_connections_total",
             "counter",
             "TCP connections accepted.",
@@ -215,7 +282,7 @@ impl<P: Platform> Api<'_, P> {
             net.tcp_connections
         );
         family(
-            &mut out,
+            out,
             "pagezone_http_requests_total",
             "counter",
             "HTTP requests answered by the API, by route and status (this one not yet counted).",
@@ -227,7 +294,7 @@ impl<P: Platform> Api<'_, P> {
             );
         });
         family(
-            &mut out,
+            out,
             "pagezone_uptime_seconds",
             "gauge",
             "Seconds since boot.",
@@ -239,16 +306,11 @@ impl<P: Platform> Api<'_, P> {
             ms / 1000,
             ms % 1000
         );
-        family(
-            &mut out,
-            "pagezone_page_size_bytes",
-            "gauge",
-            "Size of a page.",
-        );
+        family(out, "pagezone_page_size_bytes", "gauge", "Size of a page.");
         let _ = writeln!(out, "pagezone_page_size_bytes {PAGE_SIZE}");
         // The usual `*_build_info` gauge: constant 1, the facts in labels.
         family(
-            &mut out,
+            out,
             "pagezone_build_info",
             "gauge",
             "A constant 1 labelled with the kernel's version.",
@@ -256,8 +318,93 @@ impl<P: Platform> Api<'_, P> {
         let _ = writeln!(
             out,
             "pagezone_build_info{{version=\"{}\"}} 1",
-            self.system.version()
+            label_value(self.system.version())
         );
-        Response::bytes(200, CONTENT_TYPE_PROMETHEUS, out.into_bytes())
+        if let Some(boot) = self.system.boot_time_unix() {
+            // A timestamp, so `time() - pagezone_boot_time_seconds` is
+            // the uptime and a reboot shows as a step (node_exporter's
+            // node_boot_time_seconds and node_time_seconds beside it).
+            family(
+                out,
+                "pagezone_boot_time_seconds",
+                "gauge",
+                "Unix time of the boot: the CMOS RTC (UTC) read at boot, less the uptime then.",
+            );
+            let _ = writeln!(out, "pagezone_boot_time_seconds {boot}");
+            family(
+                out,
+                "node_boot_time_seconds",
+                "gauge",
+                "Node boot time, in unixtime.",
+            );
+            let _ = writeln!(out, "node_boot_time_seconds {boot}");
+            family(
+                out,
+                "node_time_seconds",
+                "gauge",
+                "System time in seconds since epoch (1970).",
+            );
+            let ms = self.system.uptime_ms();
+            let _ = writeln!(
+                out,
+                "node_time_seconds {}.{:03}",
+                boot + ms / 1000,
+                ms % 1000
+            );
+        }
+        // node_exporter's families; a family that does not fit sets the
+        // overflow flag like any other write.
+        let _ = node_exporter::buddyinfo(node.buddyinfo, out);
+        let _ = node_exporter::zoneinfo(node.zoneinfo, out);
+        let _ = node_exporter::meminfo(node.meminfo, out);
+        if let Some(slabinfo) = node.slabinfo {
+            let _ = node_exporter::slabinfo(slabinfo, out);
+        }
+        let _ = node_exporter::vmstat(node.vmstat, out);
     }
+
+    /// `pagezone_page_{alloc,free,alloc_fail}_total{zone,order}`: the page
+    /// allocator's [`mm::vmstat::AllocCounters`], every zone and order
+    /// (zeros included, so that `rate()` has a series from the start).
+    fn alloc_counter_metrics(&self, out: &mut MetricsOut) {
+        let counters = *self.mm.lock().alloc_counters();
+        let families = [
+            (
+                "pagezone_page_alloc_total",
+                "Blocks alloc_pages() handed out, by the zone they came from and order.",
+                &counters.alloc,
+            ),
+            (
+                "pagezone_page_free_total",
+                "Blocks freed to the page allocator (boot memory excluded), by zone and order.",
+                &counters.free,
+            ),
+            (
+                "pagezone_page_alloc_fail_total",
+                "alloc_pages() calls that found no memory, by the request's highest zone and order (a request retried after reclaim counts each failed try).",
+                &counters.fail,
+            ),
+        ];
+        for (name, help, table) in families {
+            family(out, name, "counter", help);
+            for zt in mm::zone::ZoneType::ALL {
+                for (order, n) in table[zt.index()].iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{zone=\"{}\",order=\"{order}\"}} {n}",
+                        zt.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The `/proc` texts node_exporter's families are parsed from.
+struct NodeSources<'t> {
+    buddyinfo: &'t str,
+    zoneinfo: &'t str,
+    meminfo: &'t str,
+    vmstat: &'t str,
+    slabinfo: Option<&'t str>,
 }

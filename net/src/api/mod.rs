@@ -33,6 +33,7 @@ mod events;
 mod fault;
 mod fixed_text;
 mod metrics;
+mod node_exporter;
 mod page_owner;
 mod pagecache;
 mod pagemap;
@@ -92,6 +93,13 @@ pub trait System {
     }
     /// The image's version string (`/api/health`).
     fn version(&self) -> &str;
+    /// Unix time of the boot, in seconds: the wall clock read at boot
+    /// (the kernel reads the CMOS RTC, which QEMU keeps in UTC) less the
+    /// uptime then (`/metrics`' `pagezone_boot_time_seconds`). `None`
+    /// (the default): no wall clock.
+    fn boot_time_unix(&self) -> Option<u64> {
+        None
+    }
     /// Coherent DMA buffers and bounce-pool counters (`/api/dma`).
     fn dma(&self) -> DmaInfo {
         DmaInfo::default()
@@ -480,6 +488,9 @@ impl<'a, P: Platform> Api<'a, P> {
     ) -> Result<Response, ApiError> {
         let param = || param.unwrap_or_default();
         let param2 = || param2.unwrap_or_default();
+        if let Some(allowed) = alloc_cmd::documented_query(id) {
+            alloc_cmd::check_query(req, allowed)?;
+        }
         // (`POST /api/alloc` checks inside its slow path, where reclaim
         // and the OOM killer can still make room.)
         if matches!(

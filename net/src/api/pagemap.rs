@@ -321,9 +321,9 @@ struct Pagemap {
 
 /// `GET /api/pagemap?start_pfn=N&count=M`: `start_pfn` defaults to 0,
 /// `count` to the rest of memory (at most [`MAX_COUNT`]). A count of 0,
-/// above [`MAX_COUNT`], a start at or past `max_pfn`, or a value that is
-/// not a decimal number is 400 EINVAL; a range running past `max_pfn` is
-/// clipped.
+/// above [`MAX_COUNT`], or a value that is not a decimal number is 400
+/// EINVAL; a start at or past `max_pfn` is 404 ENOENT (no such frame); a
+/// range running past `max_pfn` is clipped.
 pub fn pagemap<P: Platform>(
     mm: &MemoryManager<'_, P>,
     start_pfn: Option<&str>,
@@ -332,7 +332,8 @@ pub fn pagemap<P: Platform>(
     let start = number("start_pfn", start_pfn, 0)?;
     let max_pfn = mm.lock().max_pfn().0;
     if start >= max_pfn {
-        return Err(ApiError::einval(format!(
+        // A well-formed PFN past the end of memory: no such frame.
+        return Err(ApiError::enoent(format!(
             "start_pfn {start} is not below max_pfn {max_pfn}"
         )));
     }
@@ -656,8 +657,12 @@ mod tests {
             );
             let j = get(mm, Some("300"), Some("2"));
             assert_eq!(runs(&j), vec![run(300, 2, "hole", None, "DMA")]);
+            // Past the end of memory: no such frame.
+            let r = pagemap(mm, Some("16384"), None)
+                .expect_err("past max_pfn")
+                .into_response();
+            assert_eq!(r.status, 404);
             for (start, count) in [
-                (Some("16384"), None),
                 (Some("99999999999999999999"), None),
                 (Some("-1"), None),
                 (Some("0x10"), None),

@@ -137,6 +137,13 @@ impl<P: Platform> Api<'_, P> {
     ) -> Result<Response, ApiError> {
         let size = size.ok_or_else(|| ApiError::einval("missing \"size\" (bytes)"))?;
         let align = align.unwrap_or(8);
+        // cf. pcpu_alloc(): "illegal size or align" unless align is a power
+        // of two up to PAGE_SIZE (and size 1..=PCPU_MIN_UNIT_SIZE, below).
+        if !align.is_power_of_two() || align > PAGE_SIZE {
+            return Err(ApiError::einval(format!(
+                "illegal size ({size}) or align ({align}) for percpu allocation: size 1..=32768 bytes, align a power of two up to 4096"
+            )));
+        }
         let (usize_size, usize_align) = (
             usize::try_from(size).unwrap_or(usize::MAX),
             usize::try_from(align).unwrap_or(usize::MAX),

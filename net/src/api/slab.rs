@@ -812,7 +812,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// use and in total, the slabs and the corruption reports by kind, as
     /// in `/api/slabinfo`; plus the frames all slabs hold. Nothing when
     /// this build has no slab allocator.
-    pub(super) fn slab_metrics(&self, out: &mut String) {
+    pub(super) fn slab_metrics(&self, out: &mut super::metrics::MetricsOut) {
         use super::metrics::{family, label_value};
         use core::fmt::Write;
         let Ok(infos) = self.cache_infos() else {
@@ -927,6 +927,11 @@ impl<'a, P: Platform> Api<'a, P> {
     /// `GET /proc/slabinfo`: `mm`'s 2.1 formatter into a buffer reserved
     /// before the lock (doubled and retried should it not fit).
     pub(super) fn proc_slabinfo(&self) -> Result<Response, ApiError> {
+        Ok(Response::text(200, self.slabinfo_text()?))
+    }
+
+    /// `/proc/slabinfo`'s text (also parsed by `/metrics`).
+    pub(super) fn slabinfo_text(&self) -> Result<String, ApiError> {
         let access = self.slab_access()?;
         let mut capacity = 16 * 1024;
         while capacity <= 1 << 20 {
@@ -936,7 +941,7 @@ impl<'a, P: Platform> Api<'a, P> {
             })
             .ok_or_else(no_slab)?;
             if done {
-                return Ok(Response::text(200, text));
+                return Ok(text);
             }
             capacity *= 2;
         }
@@ -988,6 +993,7 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `POST /api/caches`: `kmem_cache_create()` of an `api` cache.
     pub(super) fn cache_create(&mut self, body: &[u8]) -> Result<Response, ApiError> {
+        super::alloc_cmd::check_fields(body, &["name", "size", "align", "flags"], "a cache")?;
         let body: CacheBody<'_> = parse_body(body)?;
         let name = body
             .name
@@ -1124,6 +1130,7 @@ impl<'a, P: Platform> Api<'a, P> {
 
     /// `POST /api/mempools`: `mempool_create()` over a cache.
     pub(super) fn mempool_create(&mut self, body: &[u8]) -> Result<Response, ApiError> {
+        super::alloc_cmd::check_fields(body, &["name", "cache", "min_nr"], "a mempool")?;
         let body: PoolBody<'_> = parse_body(body)?;
         let name = body
             .name
@@ -1191,6 +1198,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// it) and answers 507.
     pub(super) fn mempool_resize(&mut self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
         check_name(name, "mempool")?;
+        super::alloc_cmd::check_fields(body, &["min_nr"], "a resize")?;
         let body: ResizeBody = parse_body(body)?;
         let min_nr = parse_min_nr(body.min_nr)?;
         let cache = {

@@ -286,10 +286,18 @@ impl<P: Platform> Api<'_, P> {
 
     /// `POST /api/tasks`.
     pub(super) fn task_create(&mut self, req: &Request) -> Result<Response, ApiError> {
+        super::alloc_cmd::check_fields(&req.body, &["name", "oom_score_adj"], "a task")?;
         let body: TaskBody<'_> = parse_body(&req.body)?;
         let name = body
             .name
             .ok_or_else(|| ApiError::einval("missing \"name\""))?;
+        // The body's strings are not unescaped: a backslash is a JSON
+        // escape, which a comm never needs (printable ASCII but '"', '\\').
+        if name.contains('\\') {
+            return Err(ApiError::einval(
+                "a task name is printable ASCII without '\"' or '\\'",
+            ));
+        }
         let adj = adj_in_range(body.oom_score_adj.unwrap_or(0))?;
         let pid = self.tasks.table.create(name, adj).map_err(task_error)?;
         let total = self.oom_totalpages();
@@ -351,6 +359,7 @@ impl<P: Platform> Api<'_, P> {
     /// `PUT /api/tasks/{pid}/oom_score_adj` `{"value":N}`.
     pub(super) fn task_set_adj(&mut self, pid: &str, req: &Request) -> Result<Response, ApiError> {
         let pid = parse_pid(pid)?;
+        super::alloc_cmd::check_fields(&req.body, &["value"], "oom_score_adj")?;
         let body: AdjBody = parse_body(&req.body)?;
         let value = adj_in_range(
             body.value

@@ -168,6 +168,9 @@ impl System for FakeSystem<'_> {
     fn version(&self) -> &str {
         "0.1.0-test"
     }
+    fn boot_time_unix(&self) -> Option<u64> {
+        Some(1_700_000_000)
+    }
     fn dma(&self) -> DmaInfo {
         // A made-up driver buffer first (its frames are not really taken),
         // then the registry's real ones.
@@ -826,6 +829,12 @@ fn highmem_page_has_no_virt_and_fill_checksum_round_trip() {
             &format!("/api/alloc/{zid}/fill"),
             Some(r#" { "byte" : 0 , "x":[1,{"y":2}] } "#),
         );
+        assert_eq!(error(&fill), (400, "EINVAL".into()));
+        let fill = t.request(
+            "POST",
+            &format!("/api/alloc/{zid}/fill"),
+            Some(r#" { "byte" : 0 } "#),
+        );
         assert_eq!(fill.status, 200, "{}", fill.text());
         let fill = t.request(
             "POST",
@@ -923,7 +932,8 @@ fn bad_requests_are_400_einval() {
             (r#"{"type":"kmalloc","size":4194305}"#, "out of range"),
             (r#"{"type":"vmalloc","size":4096}"#, "not supported yet"),
             (r#"{"type":"dma","size":0}"#, "out of range"),
-            (r#"{"type":"dma","size":4194305}"#, "out of range"),
+            (r#"{"type":"dma","size":1073741825}"#, "out of range"),
+            (r#"{"type":"percpu","size":8,"align":3}"#, "illegal size"),
             (r#"{"type":"dma"}"#, "missing \"size\""),
             (r#"{"type":"dma","size":-1}"#, "malformed JSON"),
         ];
@@ -938,12 +948,32 @@ fn bad_requests_are_400_einval() {
         let deep = format!(r#"{{"type":"pages","order":0,"x":{}}}"#, "[".repeat(60_000));
         let r = t.request("POST", "/api/alloc", Some(&deep));
         assert_eq!(error(&r), (400, "EINVAL".into()));
-        let ok_nested = r#"{"type":"pages","order":0,"x":[[[{"a":"]]]]]]"}]]]}"#;
-        let r = t.request("POST", "/api/alloc", Some(ok_nested));
-        assert_eq!(r.status, 201, "{}", r.text());
+        // Shallow nesting parses (brackets inside strings do not count),
+        // and a field no allocation takes is refused, not ignored.
+        let nested = r#"{"type":"pages","order":0,"x":[[[{"a":"]]]]]]"}]]]}"#;
+        let r = t.request("POST", "/api/alloc", Some(nested));
+        assert_eq!(error(&r), (400, "EINVAL".into()));
+        assert!(
+            r.text()
+                .contains(r#"\"x\" does not apply to type \"pages\""#),
+            "{}",
+            r.text()
+        );
+        // So is a field of another type ("size" is kmalloc's, not pages').
+        let r = t.alloc(json!({"type":"pages","order":0,"size":4096}));
+        assert_eq!(error(&r), (400, "EINVAL".into()));
+        assert!(
+            r.text()
+                .contains(r#"\"size\" does not apply to type \"pages\""#),
+            "{}",
+            r.text()
+        );
+        // And a malformed GFP, whether or not the type's own call reads it.
+        let r = t.alloc(json!({"type":"dma","size":4096,"gfp":"GFP_BOGUS"}));
+        assert_eq!(error(&r), (400, "EINVAL".into()));
         assert_eq!(
             t.request("POST", "/api/reset", None).body,
-            br#"{"freed":1}"#
+            br#"{"freed":0}"#
         );
         let h = t.alloc_ok(json!({"type":"pages","order":0}));
         let id = h["id"].as_u64().unwrap();
@@ -1127,7 +1157,8 @@ fn oversize_body_413_and_head_431() {
             "p".repeat(60_000)
         );
         let r = t.request("POST", "/api/alloc", Some(&body));
-        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(error(&r), (400, "EINVAL".into()));
+        assert!(r.text().contains(r#"\"pad\" does not apply"#));
         assert_eq!(t.get("/api/health").status, 200);
     });
 }

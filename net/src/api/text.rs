@@ -64,7 +64,12 @@ pub fn text_or_error(text: Result<String, ApiError>) -> Response {
 }
 
 pub fn buddyinfo<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
-    text_or_error(render_locked(mm, 512, |pa, w| procfs::buddyinfo(pa, w)))
+    text_or_error(buddyinfo_text(mm))
+}
+
+/// `/proc/buddyinfo`'s text (also parsed by `/metrics`).
+pub fn buddyinfo_text<P: Platform>(mm: &MemoryManager<'_, P>) -> Result<String, ApiError> {
+    render_locked(mm, 512, |pa, w| procfs::buddyinfo(pa, w))
 }
 
 /// `/proc/pagetypeinfo` (cf. `mm/vmstat.c:pagetypeinfo_show()`): one
@@ -87,20 +92,28 @@ pub fn unusable_index<P: Platform>(mm: &MemoryManager<'_, P>) -> Response {
 }
 
 pub fn zoneinfo<P: Platform>(mm: &MemoryManager<'_, P>, extra: &ZoneinfoExtra) -> Response {
-    text_or_error(render_locked(mm, 16 * 1024, |pa, w| {
-        procfs::zoneinfo(pa, extra, w)
-    }))
+    text_or_error(zoneinfo_text(mm, extra))
+}
+
+/// `/proc/zoneinfo`'s text (also parsed by `/metrics`).
+pub fn zoneinfo_text<P: Platform>(
+    mm: &MemoryManager<'_, P>,
+    extra: &ZoneinfoExtra,
+) -> Result<String, ApiError> {
+    render_locked(mm, 16 * 1024, |pa, w| procfs::zoneinfo(pa, extra, w))
 }
 
 pub fn meminfo(mi: &Meminfo) -> Response {
-    let mut text = match try_string(4096) {
-        Ok(text) => text,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    text_or_error(meminfo_text(mi))
+}
+
+/// `/proc/meminfo`'s text (also parsed by `/metrics`).
+pub fn meminfo_text(mi: &Meminfo) -> Result<String, ApiError> {
+    let mut text = try_string(4096)?;
     if procfs::meminfo(mi, &mut Bounded(&mut text)).is_err() {
-        return ApiError::enomem("view too large to render").into_response();
+        return Err(ApiError::enomem("view too large to render"));
     }
-    Response::text(200, text)
+    Ok(text)
 }
 
 pub fn iomem(boot: &BootView<'_>, kernel: &KernelSections) -> Response {

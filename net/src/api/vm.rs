@@ -32,7 +32,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 use spin::Mutex;
@@ -615,7 +615,9 @@ impl<'a, P: Platform> Api<'a, P> {
             .checked_add(size)
             .filter(|&e| e <= 1 << 52)
             .ok_or_else(|| {
-                ApiError::einval(format!(
+                // Well-formed, but nothing is there: 404, as a PFN past
+                // the end of memory.
+                ApiError::enoent(format!(
                     "range {phys:#x}+{size:#x} is beyond the physical address space"
                 ))
             })?;
@@ -631,7 +633,14 @@ impl<'a, P: Platform> Api<'a, P> {
                 size,
                 API_CALLER,
             )
-            .map_err(vm_error)?;
+            .map_err(|e| match e {
+                // Past the physical address width the page tables take
+                // (MAXPHYADDR): nothing to map there either.
+                VmallocError::Map(MapError::BadAddress { .. }) => ApiError::enoent(format!(
+                    "range {phys:#x}+{size:#x} is beyond the physical addresses this CPU maps ({e})"
+                )),
+                e => vm_error(e),
+            })?;
             let area_start = VirtAddr(virt.0 & !(PAGE_SIZE - 1));
             (virt, areas.find(area_start).map_or(0, |a| a.nr_pages))
         };
@@ -953,7 +962,7 @@ impl<'a, P: Platform> Api<'a, P> {
     // ------------------------------------------------------------------
 
     /// `/metrics`' vmalloc and kmap families.
-    pub(super) fn vm_metrics(&self, out: &mut String) {
+    pub(super) fn vm_metrics(&self, out: &mut super::metrics::MetricsOut) {
         use super::metrics::family;
         use core::fmt::Write;
         let Some(vm) = self.vm.parts else {
@@ -1184,6 +1193,7 @@ impl<'a, P: Platform> Api<'a, P> {
     /// direct-map address with `"slot":null` (nothing to undo).
     pub(super) fn kmap(&mut self, req: &Request) -> Result<Response, ApiError> {
         let vm = self.vm_parts(req)?;
+        super::alloc_cmd::check_fields(&req.body, &["id"], "a kmap")?;
         let body: KmapBody = parse_body(&req.body)?;
         let id = body
             .id

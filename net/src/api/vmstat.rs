@@ -50,10 +50,13 @@ impl<P: Platform> Api<'_, P> {
 
     /// `GET /proc/vmstat`.
     pub(super) fn proc_vmstat(&self) -> Response {
+        text_or_error(self.vmstat_text())
+    }
+
+    /// `/proc/vmstat`'s text (also parsed by `/metrics`).
+    pub(super) fn vmstat_text(&self) -> Result<alloc::string::String, ApiError> {
         let extra = self.vmstat_extra();
-        text_or_error(render_locked(self.mm, 4096, |pa, w| {
-            procfs::vmstat(pa, &extra, w)
-        }))
+        render_locked(self.mm, 4096, |pa, w| procfs::vmstat(pa, &extra, w))
     }
 
     /// `GET /api/vmstat`: the same fields, copied under the lock into a

@@ -32,7 +32,6 @@
 //! sleeps; `/metrics` shows the queues (`pagezone_wait_queue_*`).
 
 use alloc::format;
-use alloc::string::String;
 use core::fmt::Write as _;
 
 use mm::platform::Platform;
@@ -208,7 +207,7 @@ impl<P: Platform> Api<'_, P> {
     }
 
     /// `/metrics`: the queues.
-    pub(super) fn wait_metrics(&self, out: &mut String) {
+    pub(super) fn wait_metrics(&self, out: &mut super::metrics::MetricsOut) {
         let queues = [
             (Queue::Pages, &self.waits.pages),
             (Queue::Mempool, &self.waits.mempool),

@@ -53,6 +53,10 @@ impl System for KernelSystem {
         env!("CARGO_PKG_VERSION")
     }
 
+    fn boot_time_unix(&self) -> Option<u64> {
+        crate::arch::x86_64::rtc::boot_time_unix(tsc::now_ms)
+    }
+
     fn log_record(&self, since: u64) -> Option<net::api::dmesg::LogRecord> {
         crate::logger::record(since)
     }

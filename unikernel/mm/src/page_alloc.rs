@@ -38,7 +38,7 @@ use crate::reserve::KernelReserve;
 use crate::types::{
     MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
 };
-use crate::vmstat::{VmEvent, VmEvents};
+use crate::vmstat::{AllocCounters, VmEvent, VmEvents};
 use crate::zone::{
     MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Watermarks, Zone,
     ZoneLayout, ZoneType,
@@ -214,6 +214,8 @@ pub struct PageAlloc<'a> {
     /// VM event counters: `pgalloc_*` and `pgfree` counted here, the
     /// others by the mechanisms that own them.
     pub(crate) vm_events: VmEvents,
+    /// Blocks allocated, freed and refused per zone and order.
+    pub(crate) alloc_counters: AllocCounters,
     /// Fallback allocations from another migrate type (the
     /// `mm_page_alloc_extfrag` events), see [`mobility`].
     pub(crate) extfrag: mobility::ExtfragStats,
@@ -310,6 +312,7 @@ impl<'a> PageAlloc<'a> {
             fail_page_alloc: FailPageAlloc::new(),
             fail_page_alloc_armed: false,
             vm_events: VmEvents::new(),
+            alloc_counters: AllocCounters::ZERO,
             extfrag: mobility::ExtfragStats::ZERO,
             compact_defer: [crate::compaction::CompactDefer::NEW; NR_ZONES],
             cma: None,
@@ -577,7 +580,31 @@ impl<'a> PageAlloc<'a> {
     /// the other frames TAIL. Memory is **not** zeroed even with
     /// `__GFP_ZERO`: this crate never touches frame contents, so the caller
     /// zeroes through its mapping (kmap for HighMem).
+    ///
+    /// Every call is counted in [`PageAlloc::alloc_counters`].
     pub fn alloc_pages(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, AllocError> {
+        let got = self.alloc_pages_uncounted(gfp, order, owner);
+        match got {
+            Ok(pfn) => {
+                let zid = self.mem_map[pfn.index()].zone as usize;
+                self.alloc_counters.count_alloc(zid, order.index());
+            }
+            Err(AllocError::NoMemory { .. }) => {
+                self.alloc_counters
+                    .count_fail(gfp.gfp_zone().index(), order.index());
+            }
+            Err(_) => {}
+        }
+        got
+    }
+
+    /// [`PageAlloc::alloc_pages`] without the per-zone, per-order count.
+    fn alloc_pages_uncounted(
         &mut self,
         gfp: GfpFlags,
         order: Order,
@@ -940,6 +967,7 @@ impl<'a> PageAlloc<'a> {
         // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE, wherever
         // the block goes.
         self.vm_events.count(VmEvent::PgFree, order.nr_pages());
+        self.alloc_counters.count_free(zi, order.index());
         if self.free_to_reserve(pfn, order) {
             return Ok(());
         }
@@ -1290,6 +1318,12 @@ impl<'a> PageAlloc<'a> {
     /// `pgfree` (every block freed, boot memory included).
     pub fn vm_events(&self) -> &VmEvents {
         &self.vm_events
+    }
+
+    /// Blocks allocated, freed and refused per zone and order (see
+    /// [`AllocCounters`] for what counts).
+    pub fn alloc_counters(&self) -> &AllocCounters {
+        &self.alloc_counters
     }
 
     /// The VM event counters, for the mechanisms outside the page

@@ -16,6 +16,7 @@
 //! only when the code that counts it lands. The other variants exist so
 //! that those mechanisms have their name ready; they stay 0 and hidden.
 
+use crate::types::NR_ORDERS;
 use crate::zone::{NR_ZONES, ZoneType};
 
 /// One VM event (cf. `enum vm_event_item`). Variants are in Linux's order,
@@ -362,6 +363,88 @@ impl VmEvents {
     /// order: what `/proc/vmstat` prints after the state counters.
     pub fn maintained(&self) -> impl Iterator<Item = (VmEvent, u64)> + '_ {
         MAINTAINED.iter().map(|&e| (e, self.reported(e)))
+    }
+}
+
+/// Blocks handed out, freed and refused by the page allocator, per zone
+/// and order: `/metrics`' `pagezone_page_{alloc,free,alloc_fail}_total`.
+///
+/// Linux has no such table (`pgalloc_<zone>` and `pgfree` count pages,
+/// not blocks, and no zone-and-order split exists in `/proc/vmstat`); its
+/// nearest relative is the `mm_page_alloc` tracepoint's `order` and
+/// `zone` fields, aggregated. [`PageAlloc::alloc_pages`] counts each call:
+/// a success under the zone the block came from, a `NoMemory` failure
+/// under the request's highest zone (`gfp_zone()`, as `allocstall_<zone>`
+/// is counted), so a request that the slow path retries after reclaim
+/// counts each failed attempt. [`PageAlloc::free_pages`] counts each block
+/// freed; the boot hand-over of memblock's memory is not a free here.
+///
+/// [`PageAlloc::alloc_pages`]: crate::page_alloc::PageAlloc::alloc_pages
+/// [`PageAlloc::free_pages`]: crate::page_alloc::PageAlloc::free_pages
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocCounters {
+    /// Blocks allocated, by zone index and order.
+    pub alloc: [[u64; NR_ORDERS]; NR_ZONES],
+    /// Blocks freed, by zone index and order.
+    pub free: [[u64; NR_ORDERS]; NR_ZONES],
+    /// Failed allocations, by the request's highest zone and order.
+    pub fail: [[u64; NR_ORDERS]; NR_ZONES],
+}
+
+impl Default for AllocCounters {
+    fn default() -> Self {
+        AllocCounters::ZERO
+    }
+}
+
+impl AllocCounters {
+    /// All counters 0.
+    pub const ZERO: AllocCounters = AllocCounters {
+        alloc: [[0; NR_ORDERS]; NR_ZONES],
+        free: [[0; NR_ORDERS]; NR_ZONES],
+        fail: [[0; NR_ORDERS]; NR_ZONES],
+    };
+
+    #[inline]
+    fn bump(table: &mut [[u64; NR_ORDERS]; NR_ZONES], zid: usize, order: usize) {
+        if let Some(c) = table.get_mut(zid).and_then(|t| t.get_mut(order)) {
+            *c = c.wrapping_add(1);
+        }
+    }
+
+    /// One block of `order` allocated from zone index `zid`.
+    #[inline]
+    pub(crate) fn count_alloc(&mut self, zid: usize, order: usize) {
+        Self::bump(&mut self.alloc, zid, order);
+    }
+
+    /// One block of `order` freed to zone index `zid`.
+    #[inline]
+    pub(crate) fn count_free(&mut self, zid: usize, order: usize) {
+        Self::bump(&mut self.free, zid, order);
+    }
+
+    /// `n` blocks of `order` allocated from zone index `zid` (a CPU's
+    /// fast-path counts, folded).
+    #[inline]
+    pub(crate) fn add_alloc(&mut self, zid: usize, order: usize, n: u64) {
+        if let Some(c) = self.alloc.get_mut(zid).and_then(|t| t.get_mut(order)) {
+            *c = c.wrapping_add(n);
+        }
+    }
+
+    /// `n` blocks of `order` freed to zone index `zid` (folded).
+    #[inline]
+    pub(crate) fn add_free(&mut self, zid: usize, order: usize, n: u64) {
+        if let Some(c) = self.free.get_mut(zid).and_then(|t| t.get_mut(order)) {
+            *c = c.wrapping_add(n);
+        }
+    }
+
+    /// One failed request of `order` whose highest zone is index `zid`.
+    #[inline]
+    pub(crate) fn count_fail(&mut self, zid: usize, order: usize) {
+        Self::bump(&mut self.fail, zid, order);
     }
 }
 

@@ -113,7 +113,7 @@ fn compact_of_everything_and_bad_zones() {
         assert_eq!(zones, ["DMA", "DMA32", "HighMem"]);
         for (body, code) in [
             (r#"{"zone":"Movable"}"#, 400),
-            (r#"{"zone":"Normal"}"#, 400),
+            (r#"{"zone":"Normal"}"#, 404),
             (r#"{"zone":7}"#, 400),
         ] {
             let r = t.request("POST", "/api/compact", Some(body));

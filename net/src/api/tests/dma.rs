@@ -186,7 +186,7 @@ fn dma_sizes_round_to_one_buddy_block() {
         }
         for (body, why) in [
             (json!({"type":"dma","size":0}), "out of range"),
-            (json!({"type":"dma","size":4 * MIB + 1}), "out of range"),
+            (json!({"type":"dma","size":1024 * MIB + 1}), "out of range"),
             (json!({"type":"dma","size":u64::MAX}), "out of range"),
             (json!({"type":"dma"}), "missing"),
             (json!({"type":"dma","size":"4096"}), "malformed JSON"),
@@ -195,6 +195,11 @@ fn dma_sizes_round_to_one_buddy_block() {
             assert_eq!(error(&r), (400, "EINVAL".into()), "{body}");
             assert!(r.text().contains(why), "{body}: {}", r.text());
         }
+        // Over one buddy block without a CMA area: the area is what is
+        // missing (404, as for {"type":"cma"}).
+        let r = t.alloc(json!({"type":"dma","size":4 * MIB + 1}));
+        assert_eq!(error(&r), (404, "ENOENT".into()));
+        assert!(r.text().contains("no CMA area"), "{}", r.text());
         // The refusals left the registry as it was.
         assert_eq!(api_buffers(t).len(), 6);
         let r = t.request("POST", "/api/reset", None);

@@ -250,7 +250,9 @@ fn bench_on_four_cpus_runs_each_share_on_its_own_lists() {
         assert_eq!(post(t, "/api/reset", json!({})).status, 200);
         assert_eq!(t.mm.drained_buddyinfo(), boot);
         for (body, status) in [
-            (json!({"workload":"pages","iterations":10,"cpus":5}), 400),
+            (json!({"workload":"pages","iterations":10,"cpus":5}), 404),
+            (json!({"workload":"pages","iterations":10,"cpus":9}), 400),
+            (json!({"workload":"pages","iterations":10,"cpus":0}), 400),
             (json!({"workload":"cache","iterations":10,"cpus":2,"cache":"kmalloc-64"}), 400),
             (json!({"workload":"pages","iterations":100000,"cpus":4,"order":10}), 400),
         ] {
@@ -497,6 +499,152 @@ fn metrics_have_slab_families() {
         }
         let r = t.request("DELETE", &format!("/api/alloc/{}", h["id"]), None);
         assert_eq!(r.status, 200);
+    });
+}
+
+/// `(series, value)` of every sample of `text`.
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    samples(text)
+        .into_iter()
+        .find(|(s, _)| s == series)
+        .unwrap_or_else(|| panic!("no {series}"))
+        .1
+}
+
+#[test]
+fn metrics_are_well_formed_node_exporter_families_from_the_proc_texts() {
+    run(DEFAULT, |t| {
+        let before = t.get("/metrics").text().to_string();
+        let series = r#"pagezone_page_alloc_total{zone="HighMem",order="3"}"#;
+        let freed = r#"pagezone_page_free_total{zone="HighMem",order="3"}"#;
+        let h = t.alloc_ok(json!({"type":"pages","order":3,"gfp":"GFP_HIGHUSER"}));
+        assert_eq!(h["zone"], "HighMem");
+        let r = t.request("DELETE", &format!("/api/alloc/{}", h["id"]), None);
+        assert_eq!(r.status, 200);
+        let text = t.get("/metrics").text().to_string();
+        assert_eq!(sample(&text, series), sample(&before, series) + 1.0);
+        assert_eq!(sample(&text, freed), sample(&before, freed) + 1.0);
+        assert!(text.contains("# TYPE pagezone_page_alloc_fail_total counter\n"));
+        // A refused order-10 DMA request (the zone holds none) counts as a
+        // failure under DMA, order 10.
+        let fail = r#"pagezone_page_alloc_fail_total{zone="DMA",order="10"}"#;
+        let mut held = Vec::new();
+        loop {
+            let r = t.alloc(json!({"type":"pages","order":10,"gfp":"GFP_DMA","oom":false}));
+            if r.status != 201 {
+                assert_eq!(r.status, 507, "{}", r.text());
+                break;
+            }
+            held.push(serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["id"].clone());
+        }
+        let after = t.get("/metrics").text().to_string();
+        assert!(sample(&after, fail) >= sample(&text, fail) + 1.0);
+        for id in held {
+            assert_eq!(
+                t.request("DELETE", &format!("/api/alloc/{id}"), None)
+                    .status,
+                200
+            );
+        }
+        let text = t.get("/metrics").text().to_string();
+
+        // Boot time: the System's wall clock, and node_exporter's pair.
+        assert_eq!(sample(&text, "pagezone_boot_time_seconds"), 1_700_000_000.0);
+        assert_eq!(sample(&text, "node_boot_time_seconds"), 1_700_000_000.0);
+        assert_eq!(sample(&text, "node_time_seconds"), 1_700_000_001.234);
+
+        // The node_exporter families carry /proc's numbers.
+        let meminfo = t.get("/proc/meminfo").text().to_string();
+        let kb = |key: &str| -> f64 {
+            let line = meminfo.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                * 1024.0
+        };
+        for (metric, key) in [
+            ("node_memory_MemTotal_bytes", "MemTotal:"),
+            ("node_memory_MemFree_bytes", "MemFree:"),
+            ("node_memory_MemAvailable_bytes", "MemAvailable:"),
+            ("node_memory_HighTotal_bytes", "HighTotal:"),
+            ("node_memory_Active_file_bytes", "Active(file):"),
+        ] {
+            assert_eq!(sample(&text, metric), kb(key), "{metric}");
+        }
+        let buddyinfo = t.get("/proc/buddyinfo").text().to_string();
+        for line in buddyinfo.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            for (order, n) in f[4..].iter().enumerate() {
+                let series = format!(
+                    "node_buddyinfo_blocks{{node=\"0\",size=\"{order}\",zone=\"{}\"}}",
+                    f[3]
+                );
+                assert_eq!(
+                    sample(&text, &series),
+                    n.parse::<f64>().unwrap(),
+                    "{series}"
+                );
+            }
+        }
+        let zones = t.json("/api/zones");
+        for z in zones["zones"].as_array().unwrap() {
+            let name = z["name"].as_str().unwrap();
+            for (i, p) in z["protection"].as_array().unwrap().iter().enumerate() {
+                let series = format!("node_zoneinfo_protection_{i}{{node=\"0\",zone=\"{name}\"}}");
+                assert_eq!(sample(&text, &series), p.as_f64().unwrap(), "{series}");
+            }
+            let series = format!("node_zoneinfo_managed_pages{{node=\"0\",zone=\"{name}\"}}");
+            assert_eq!(sample(&text, &series), z["managed"].as_f64().unwrap());
+            let series = format!("node_zoneinfo_min_pages{{node=\"0\",zone=\"{name}\"}}");
+            assert_eq!(
+                sample(&text, &series),
+                z["watermarks"]["min"].as_f64().unwrap()
+            );
+        }
+        assert_eq!(
+            sample(
+                &text,
+                r#"node_slabinfo_object_size_bytes{slab="kmalloc-64"}"#
+            ),
+            64.0
+        );
+        assert!(text.contains("# TYPE node_vmstat_pgfault untyped\n"));
+
+        // Exposition rules: each family's HELP and TYPE once, before its
+        // samples, and its samples together.
+        let mut seen: Vec<String> = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(!seen.contains(&name), "{name} twice");
+                seen.push(name.clone());
+                current = name;
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "{line} outside its family");
+            }
+        }
+        // The label sets that partition a whole.
+        let pool = t.json("/api/net")["tcp_sockets"]["total"].as_f64().unwrap();
+        let tcp: f64 = samples(&text)
+            .iter()
+            .filter(|(s, _)| s.starts_with("pagezone_tcp_sockets{"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(tcp, pool);
     });
 }
 

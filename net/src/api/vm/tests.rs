@@ -640,13 +640,17 @@ fn ioremap_refuses_owned_ram_and_does_not_touch_devices() {
             ("1234", 4096, 400, "malformed phys"),
             ("0x", 4096, 400, "malformed phys"),
             ("0x12345678901234567", 4096, 400, "malformed phys"),
-            ("0xffffffffffff0000", 0x10_0000, 400, "beyond the physical"),
+            ("0xffffffffffff0000", 0x10_0000, 404, "beyond the physical"),
         ] {
             let r = t.post(
                 "/api/alloc",
                 json!({"type":"ioremap","phys":phys,"size":size}),
             );
-            let code = if status == 409 { "EBUSY" } else { "EINVAL" };
+            let code = match status {
+                409 => "EBUSY",
+                404 => "ENOENT",
+                _ => "EINVAL",
+            };
             assert_eq!(error(&r), (status, code.into()), "{phys}+{size}");
             assert!(r.text().contains(why), "{phys}: {}", r.text());
         }

@@ -44,16 +44,24 @@ use crate::types::{NR_CPUS, Order, Pfn};
 use crate::vmstat::VmEvent;
 use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
 
+/// Orders the fast paths serve (0..=`PAGE_ALLOC_COSTLY_ORDER`).
+const PCP_ORDERS: usize = super::pcp::PAGE_ALLOC_COSTLY_ORDER + 1;
+
 /// What one CPU's fast paths counted since the last fold (cf.
-/// `vm_stat_diff` / the per-CPU `vm_event_states`): `pgalloc_<zone>` and
-/// `pgfree`. [`PageAlloc::fold_vm_diffs`] adds them to the global counters
-/// under the exclusive lock, which every reader of the counters holds.
+/// `vm_stat_diff` / the per-CPU `vm_event_states`): `pgalloc_<zone>`,
+/// `pgfree`, and the blocks for [`crate::vmstat::AllocCounters`].
+/// [`PageAlloc::fold_vm_diffs`] adds them to the global counters under
+/// the exclusive lock, which every reader of the counters holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmDiff {
     /// Pages handed out per zone.
     pub pgalloc: [u64; NR_ZONES],
     /// Pages freed.
     pub pgfree: u64,
+    /// Blocks handed out, by zone and order.
+    pub alloc: [[u64; PCP_ORDERS]; NR_ZONES],
+    /// Blocks freed, by zone and order.
+    pub free: [[u64; PCP_ORDERS]; NR_ZONES],
 }
 
 impl VmDiff {
@@ -61,6 +69,8 @@ impl VmDiff {
     pub const ZERO: VmDiff = VmDiff {
         pgalloc: [0; NR_ZONES],
         pgfree: 0,
+        alloc: [[0; PCP_ORDERS]; NR_ZONES],
+        free: [[0; PCP_ORDERS]; NR_ZONES],
     };
 }
 
@@ -109,6 +119,12 @@ impl PageAlloc<'_> {
                 self.vm_events.count_zid(VmEvent::PgAllocDma, zi, *n);
             }
             self.vm_events.count(VmEvent::PgFree, d.pgfree);
+            for zi in 0..NR_ZONES {
+                for o in 0..PCP_ORDERS {
+                    self.alloc_counters.add_alloc(zi, o, d.alloc[zi][o]);
+                    self.alloc_counters.add_free(zi, o, d.free[zi][o]);
+                }
+            }
             *d = VmDiff::ZERO;
         }
     }
@@ -180,6 +196,7 @@ impl PageAlloc<'_> {
         // SAFETY: our slot, as above.
         let diff = unsafe { self.vm_diff[cpu].slot_mut() };
         diff.pgalloc[zi] += 1 << o;
+        diff.alloc[zi][o] += 1;
         // cf. prep_new_page(): the block is now the caller's.
         // SAFETY: `pfn` came off our list: its descriptor is ours; flags
         // are accessed atomically (see the module docs).
@@ -252,7 +269,9 @@ impl PageAlloc<'_> {
             return FreeFast::Slow;
         }
         // SAFETY: our slot.
-        unsafe { self.vm_diff[cpu].slot_mut() }.pgfree += 1 << o;
+        let diff = unsafe { self.vm_diff[cpu].slot_mut() };
+        diff.pgfree += 1 << o;
+        diff.free[zi][o] += 1;
         // cf. free_pages_prepare(): the descriptors are clean again, tails
         // included for a compound block.
         // SAFETY: the caller's block; flags atomically.

@@ -381,3 +381,65 @@ proptest! {
         check_events(&pa).map_err(TestCaseError::fail)?;
     }
 }
+
+// ----------------------------------------------------------------------
+// Blocks per zone and order (`AllocCounters`)
+// ----------------------------------------------------------------------
+
+#[test]
+fn alloc_counters_count_blocks_by_zone_and_order_and_failures_by_highest_zone() {
+    let mut pa = machine();
+    assert_eq!(
+        *pa.alloc_counters(),
+        AllocCounters::ZERO,
+        "boot frees are not frees"
+    );
+    let (dma, dma32, high) = (
+        ZoneType::Dma.index(),
+        ZoneType::Dma32.index(),
+        ZoneType::HighMem.index(),
+    );
+    let a = pa
+        .alloc_pages(GfpFlags::GFP_KERNEL, order(0), OwnerTag::API)
+        .unwrap();
+    let b = pa
+        .alloc_pages(GfpFlags::GFP_KERNEL, order(0), OwnerTag::API)
+        .unwrap();
+    let c = pa
+        .alloc_pages(GfpFlags::GFP_HIGHUSER, order(3), OwnerTag::API)
+        .unwrap();
+    let d = pa
+        .alloc_pages(GfpFlags::GFP_DMA, order(2), OwnerTag::API)
+        .unwrap();
+    let mut expect = AllocCounters::ZERO;
+    expect.alloc[dma32][0] = 2;
+    expect.alloc[high][3] = 1;
+    expect.alloc[dma][2] = 1;
+    assert_eq!(*pa.alloc_counters(), expect);
+    // A wrong-order free is refused and counts nothing.
+    assert!(pa.free_pages(c, order(2)).is_err());
+    assert_eq!(*pa.alloc_counters(), expect);
+    for (p, o) in [(a, 0), (b, 0), (c, 3), (d, 2)] {
+        pa.free_pages(p, order(o)).unwrap();
+    }
+    expect.free[dma32][0] = 2;
+    expect.free[high][3] = 1;
+    expect.free[dma][2] = 1;
+    assert_eq!(*pa.alloc_counters(), expect);
+    // DMA is 16 MiB: no order-10 block is left there after the boot
+    // reserve; an order-10 GFP_DMA request fails under DMA, order 10.
+    let mut hog = Vec::new();
+    while let Ok(p) = pa.alloc_pages(GfpFlags::GFP_DMA, order(10), OwnerTag::API) {
+        hog.push(p);
+    }
+    expect.alloc[dma][10] = hog.len() as u64;
+    expect.fail[dma][10] = 1;
+    assert_eq!(*pa.alloc_counters(), expect);
+    // A bad zone combination is a caller error, not a failure.
+    assert!(matches!(
+        pa.alloc_pages(GfpFlags::DMA | GfpFlags::DMA32, order(0), OwnerTag::API),
+        Err(AllocError::ZoneBad { .. })
+    ));
+    assert_eq!(*pa.alloc_counters(), expect);
+    check_events(&pa).unwrap();
+}

@@ -10,6 +10,7 @@ pub mod paging;
 pub mod percpu;
 pub mod pic;
 pub mod qemu;
+pub mod rtc;
 pub mod serial;
 pub mod smp;
 pub mod tsc;

@@ -171,10 +171,17 @@ fn a_cpu_uses_its_own_lists_and_a_drain_empties_all() {
     // (its list serves it), yet counted its events.
     set_current_cpu(1);
     let before = mm.lock().vm_events().get(VmEvent::PgFree);
+    let counted = |mm: &MemoryManager<'_, SimPlatform>| {
+        let pa = mm.lock();
+        let c = pa.alloc_counters();
+        (c.alloc[zi][0], c.free[zi][0])
+    };
+    let (allocs, frees) = counted(&mm);
     let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
     assert_eq!(pfn, b, "LIFO: the block just freed comes back");
     mm.free_pages(pfn, Order::ZERO).unwrap();
     assert_eq!(mm.lock().vm_events().get(VmEvent::PgFree), before + 1);
+    assert_eq!(counted(&mm), (allocs + 1, frees + 1), "per-zone, per-order counts folded");
     set_current_cpu(0);
     assert_eq!(mm.drain_all_pages(), 2 * u64::from(batch));
     assert_eq!(mm.buddyinfo(), boot);
