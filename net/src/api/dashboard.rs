@@ -1,14 +1,16 @@
-//! `GET /`: the dashboard, embedded gzip-compressed.
+//! `GET /` (the dashboard) and `GET /openapi.json`, embedded
+//! gzip-compressed.
 //!
-//! `build.rs` compresses `web-ui/index.html` (~138 KB) into ~38 KB of gzip,
-//! which is all the image carries (it must stay under 1 MiB). A client
-//! whose `Accept-Encoding` takes gzip (every browser) gets those bytes as
-//! they are, with `Content-Encoding: gzip`, straight from the image. Any
-//! other client (a plain `curl`) gets the HTML itself: the first such
-//! request inflates it, once, into a buffer in `.bss` (which costs the
-//! image nothing), and later ones are served from there. No request
-//! allocates from the heap for the body, so `/` still answers 200 with
-//! memory exhausted, like the other read-only views.
+//! `build.rs` compresses `web-ui/index.html` (~138 KB) and the minified
+//! `openapi.json` (~100 KB) into ~38 KB and a few KB of gzip, which is all
+//! the image carries (it must stay under 1 MiB). A client whose
+//! `Accept-Encoding` takes gzip (every browser, `curl --compressed`) gets
+//! those bytes as they are, with `Content-Encoding: gzip`, straight from
+//! the image. Any other client (a plain `curl`) gets the document itself:
+//! the first such request inflates it, once, into a buffer in `.bss`
+//! (which costs the image nothing), and later ones are served from there.
+//! No request allocates from the heap for the body, so both still answer
+//! 200 with memory exhausted, like the other read-only views.
 //!
 //! Both answers carry `Vary: Accept-Encoding` (a cache must not hand one
 //! client's representation to another) and keep `Cache-Control:
@@ -25,9 +27,6 @@ use crate::server::response::Response;
 /// `Content-Type` of the dashboard (either encoding).
 const CONTENT_TYPE_HTML: &str = "text/html; charset=utf-8";
 
-/// The dashboard as `build.rs` gzip-compressed it (RFC 1952).
-pub(crate) const DASHBOARD_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/index.html.gz"));
-
 /// The fixed gzip header `build.rs` writes: magic, CM = 8 (deflate),
 /// FLG = 0 (no name, comment or extra field, so the deflate data follows
 /// at once).
@@ -35,73 +34,103 @@ const GZ_HEADER_BYTES: usize = 10;
 /// CRC32 and ISIZE, little-endian.
 const GZ_TRAILER_BYTES: usize = 8;
 
-const _: () = assert!(
-    DASHBOARD_GZ.len() > GZ_HEADER_BYTES + GZ_TRAILER_BYTES
-        && DASHBOARD_GZ[0] == 0x1f
-        && DASHBOARD_GZ[1] == 0x8b
-        && DASHBOARD_GZ[2] == 8
-        && DASHBOARD_GZ[3] == 0,
-    "build.rs must write a plain gzip member (no FNAME/FEXTRA/FCOMMENT)"
-);
+/// Whether `gz` is a plain gzip member as `build.rs` writes them.
+const fn is_plain_gzip(gz: &[u8]) -> bool {
+    gz.len() > GZ_HEADER_BYTES + GZ_TRAILER_BYTES
+        && gz[0] == 0x1f
+        && gz[1] == 0x8b
+        && gz[2] == 8
+        && gz[3] == 0
+}
 
-/// Length of the HTML: the gzip trailer's ISIZE.
-pub(crate) const DASHBOARD_LEN: usize = {
-    let n = DASHBOARD_GZ.len();
-    u32::from_le_bytes([
-        DASHBOARD_GZ[n - 4],
-        DASHBOARD_GZ[n - 3],
-        DASHBOARD_GZ[n - 2],
-        DASHBOARD_GZ[n - 1],
-    ]) as usize
-};
+/// The inflated length of `gz` (its ISIZE).
+const fn gz_len(gz: &[u8]) -> usize {
+    let n = gz.len();
+    u32::from_le_bytes([gz[n - 4], gz[n - 3], gz[n - 2], gz[n - 1]]) as usize
+}
 
-/// Where the HTML is inflated, once (all zeros: `.bss`, not in the image).
-/// Its guard is leaked for good by the one [`PLAIN`] initialisation.
-static PLAIN_BUF: spin::Mutex<[u8; DASHBOARD_LEN]> = spin::Mutex::new([0; DASHBOARD_LEN]);
+/// One embedded document: its gzip bytes, its content type, and where it
+/// is inflated for clients that do not take gzip.
+macro_rules! gz_asset {
+    ($gz:ident, $len:ident, $buf:ident, $once:ident, $plain:ident, $file:literal) => {
+        pub(crate) const $gz: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/", $file));
+        const _: () = assert!(
+            is_plain_gzip($gz),
+            "build.rs must write a plain gzip member (no FNAME/FEXTRA/FCOMMENT)"
+        );
+        /// The inflated length (the gzip trailer's ISIZE).
+        pub(crate) const $len: usize = gz_len($gz);
+        /// Where the document is inflated, once (`.bss`: free in the image).
+        static $buf: spin::Mutex<[u8; $len]> = spin::Mutex::new([0; $len]);
+        static $once: spin::Once<Option<&'static [u8]>> = spin::Once::new();
+        /// The document inflated (once), `None` if the embedded bytes do
+        /// not inflate to exactly `$len` bytes (a build bug).
+        fn $plain() -> Option<&'static [u8]> {
+            *$once.call_once(|| {
+                let buf: &'static mut [u8; $len] = spin::MutexGuard::leak($buf.lock());
+                inflate($gz, buf).then_some(&buf[..])
+            })
+        }
+    };
+}
 
-/// The inflated HTML, or `None` should the embedded stream not inflate to
-/// exactly [`DASHBOARD_LEN`] bytes (a build bug; the host tests would fail).
-static PLAIN: spin::Once<Option<&'static [u8]>> = spin::Once::new();
+gz_asset!(DASHBOARD_GZ, DASHBOARD_LEN, DASHBOARD_BUF, DASHBOARD_PLAIN, dashboard_plain, "index.html.gz");
+gz_asset!(OPENAPI_GZ, OPENAPI_LEN, OPENAPI_BUF, OPENAPI_PLAIN, openapi_plain, "openapi.min.json.gz");
 
-/// `GET /` (and `HEAD /`): gzip when `Accept-Encoding` takes it, else
-/// the HTML.
+/// `GET /` (and `HEAD /`): the dashboard, gzip or inflated.
 pub(crate) fn dashboard(req: &Request) -> Result<Response, ApiError> {
+    serve(req, DASHBOARD_GZ, dashboard_plain, CONTENT_TYPE_HTML, "/")
+}
+
+/// `GET /openapi.json`: the API's description, gzip or inflated.
+pub(crate) fn openapi(req: &Request) -> Result<Response, ApiError> {
+    serve(
+        req,
+        OPENAPI_GZ,
+        openapi_plain,
+        crate::server::response::CONTENT_TYPE_JSON,
+        "/openapi.json",
+    )
+}
+
+/// The minified `openapi.json`, inflated (for host tests and callers that
+/// want the document itself).
+pub fn openapi_json() -> Option<&'static str> {
+    openapi_plain().and_then(|b| core::str::from_utf8(b).ok())
+}
+
+fn serve(
+    req: &Request,
+    gz: &'static [u8],
+    plain: fn() -> Option<&'static [u8]>,
+    content_type: &'static str,
+    path: &str,
+) -> Result<Response, ApiError> {
     let response = if req.headers.accept_encoding.gzip() {
-        Response::bytes(200, CONTENT_TYPE_HTML, DASHBOARD_GZ)
-            .with_header("Content-Encoding", "gzip")
+        Response::bytes(200, content_type, gz).with_header("Content-Encoding", "gzip")
     } else {
-        let html = plain().ok_or_else(|| {
+        let body = plain().ok_or_else(|| {
             ApiError::new(
                 500,
                 "EIO",
-                "the embedded dashboard does not inflate; GET / with Accept-Encoding: gzip",
+                alloc::format!(
+                    "the embedded {path} does not inflate; GET it with Accept-Encoding: gzip"
+                ),
             )
         })?;
-        Response::bytes(200, CONTENT_TYPE_HTML, html)
+        Response::bytes(200, content_type, body)
     };
     Ok(response
         .with_header("Vary", "Accept-Encoding")
         .with_header("Cache-Control", "no-cache"))
 }
 
-/// The HTML, inflated on first use.
-fn plain() -> Option<&'static [u8]> {
-    *PLAIN.call_once(|| {
-        // The only lock ever taken on `PLAIN_BUF`: `call_once` runs this
-        // once, and the guard is never released.
-        let buf: &'static mut [u8; DASHBOARD_LEN] = spin::MutexGuard::leak(PLAIN_BUF.lock());
-        inflate(buf).then_some(&buf[..])
-    })
-}
-
-/// Inflate the embedded deflate stream into `out`, which must come out
-/// exactly full. (The gzip CRC is not checked here: the stream is part of
-/// the image, and the host tests compare the result with the file.)
-fn inflate(out: &mut [u8]) -> bool {
-    let deflate = &DASHBOARD_GZ[GZ_HEADER_BYTES..DASHBOARD_GZ.len() - GZ_TRAILER_BYTES];
+/// Inflates the deflate stream inside `gz` into `out`, which must end
+/// up exactly full (ISIZE bytes). Needs no heap: the decompressor state
+/// (~10 KB) lives on the stack for the call.
+fn inflate(gz: &[u8], out: &mut [u8]) -> bool {
+    let deflate = &gz[GZ_HEADER_BYTES..gz.len() - GZ_TRAILER_BYTES];
     let mut state = DecompressorOxide::new();
-    // The whole stream in one call; `out` is the whole output, so it is
-    // its own 32 KiB history window (non-wrapping).
     let (status, read, written) = decompress(
         &mut state,
         deflate,

@@ -518,11 +518,7 @@ impl<'a, P: Platform> Api<'a, P> {
                 return pagemap::pagemap(self.mm, q("start_pfn"), q("count"));
             }
             RouteId::Metrics => self.metrics(net),
-            RouteId::OpenApi => Response::bytes(
-                200,
-                crate::server::response::CONTENT_TYPE_JSON,
-                OPENAPI_JSON.as_bytes(),
-            ),
+            RouteId::OpenApi => return dashboard::openapi(req),
             RouteId::ProcBuddyinfo => text::buddyinfo(self.mm),
             RouteId::ProcZoneinfo => text::zoneinfo(self.mm, &self.system.zoneinfo_extra()),
             RouteId::ProcMeminfo => text::meminfo(&self.meminfo()),
@@ -740,7 +736,7 @@ fn enable_file<'p>(id: RouteId, system: &'p str, event: &'p str) -> trace::Enabl
     }
 }
 
-/// `/openapi.json`: OpenAPI 3.0 for [`BUILT_ROUTES`], minified by
-/// `build.rs` from `openapi.json` (a test keeps the
-/// two in step).
-pub static OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.min.json"));
+/// `/openapi.json`: OpenAPI 3.0 for [`BUILT_ROUTES`] (a test keeps the
+/// two in step), minified and gzip-compressed by `build.rs`; see
+/// [`dashboard`].
+pub use dashboard::openapi_json;

@@ -141,3 +141,33 @@ fn head_has_each_encoding_length_and_no_body() {
         assert!(r.body.is_empty());
     });
 }
+
+/// `GET /openapi.json` the same way: gzip to clients that take it, the
+/// minified JSON to the others — both the same document as the indented
+/// `openapi.json` in the source tree.
+#[test]
+fn openapi_json_is_served_gzip_or_plain_and_is_the_source_document() {
+    run(DEFAULT, |t| {
+        let source: Value =
+            serde_json::from_str(include_str!("../openapi.json")).expect("openapi.json parses");
+        let get = |t: &mut T<'_>, extra: &str| {
+            t.raw(
+                format!("GET /openapi.json HTTP/1.1\r\nHost: 10.0.2.15\r\n{extra}\r\n").as_bytes(),
+            )
+        };
+        let gz = get(t, "Accept-Encoding: gzip\r\n");
+        assert_eq!(gz.status, 200);
+        assert_eq!(gz.header("content-encoding"), Some("gzip"));
+        assert_eq!(gz.header("content-type"), Some("application/json"));
+        assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+        let inflated = gunzip(&gz.body);
+        assert_eq!(serde_json::from_slice::<Value>(&inflated).unwrap(), source);
+        let plain = get(t, "");
+        assert_eq!(plain.status, 200);
+        assert_eq!(plain.header("content-encoding"), None);
+        assert_eq!(plain.body, inflated, "the same bytes, inflated in the guest");
+        // Minified: no whitespace between tokens, so well under the source.
+        assert!(plain.body.len() * 10 < include_str!("../openapi.json").len() * 8);
+        assert!(gz.body.len() * 5 < plain.body.len(), "{} gzip bytes", gz.body.len());
+    });
+}
