@@ -194,21 +194,16 @@ impl PageAlloc<'_> {
         }
     }
 
-    /// The common case of [`PageAlloc::alloc_pages`] in a few dozen
-    /// instructions: a block of order ≤ costly from the first populated
-    /// zone the request may use, above its LOW watermark, whose per-CPU
-    /// list for the request's migrate type is not empty. Exactly what the
-    /// full path would do in that case (the first zone it tries, the list
-    /// it pops); anything else — no such zone, a watermark or an empty list
-    /// to deal with, fault injection armed, bad zone flags — returns `None`
-    /// with nothing changed and the full path decides.
+    /// The zone and per-CPU list the common case of
+    /// [`PageAlloc::alloc_pages`] serves `gfp`/`order` from, as
+    /// `(zone index, list index)`: order ≤ costly, the first populated
+    /// zone the request may use, above its LOW watermark — the first zone
+    /// the full path would try. `None` when the full path must decide (no
+    /// such zone, a watermark to deal with, fault injection armed, bad
+    /// zone flags). Reads only fields the exclusive side writes, so the
+    /// lock-free fast path ([`super::smp`]) uses it too.
     #[inline(always)]
-    pub(super) fn alloc_pages_pcp_fast(
-        &mut self,
-        gfp: GfpFlags,
-        order: Order,
-        owner: crate::page::OwnerTag,
-    ) -> Option<Pfn> {
+    pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
         let o = order.index();
         if !pcp_allowed_order(o) || self.fail_page_alloc_armed || gfp.is_zone_bad() {
             return None;
@@ -242,8 +237,25 @@ impl PageAlloc<'_> {
         {
             return None;
         }
+        Some((zi, order_to_pindex(mt, o)))
+    }
+
+    /// The common case of [`PageAlloc::alloc_pages`] in a few dozen
+    /// instructions: a block from this CPU's list for
+    /// [`PageAlloc::pcp_fast_target`], if the list is not empty. Exactly
+    /// what the full path would do in that case (the first zone it tries,
+    /// the list it pops); otherwise `None` with nothing changed and the
+    /// full path decides.
+    #[inline(always)]
+    pub(super) fn alloc_pages_pcp_fast(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: crate::page::OwnerTag,
+    ) -> Option<Pfn> {
+        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
+        let o = order.index();
         let cpu = self.this_cpu();
-        let pindex = order_to_pindex(mt, o);
         let pcp = &mut self.zones[zi].pcp[cpu];
         if pcp.lists[pindex].head == NIL {
             return None;

@@ -147,43 +147,12 @@ impl PageAlloc<'_> {
         order: Order,
         owner: OwnerTag,
     ) -> Option<Pfn> {
+        // The same zone, watermark and list as `alloc_pages_pcp_fast`:
+        // the zone fields are written only by the exclusive side, so they
+        // hold still here.
+        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
         let o = order.index();
-        if !pcp_allowed_order(o) || self.fail_page_alloc_armed || gfp.is_zone_bad() {
-            return None;
-        }
-        let highest = gfp.gfp_zone().index();
-        let zi = (0..=highest)
-            .rev()
-            .find(|&zi| self.zones[zi].is_populated())?;
         let zone = &self.zones[zi];
-        let mt = gfp.migratetype();
-        // cf. zone_watermark_fast() for ALLOC_WMARK_LOW, exactly as
-        // `alloc_pages_pcp_fast` does under the lock: the zone fields are
-        // written only by the exclusive side, so they hold still here.
-        let mut unusable = zone.nr_reserved_highatomic + (1u64 << o) - 1;
-        if mt != MigrateType::Movable {
-            unusable += zone.nr_free_cma;
-        }
-        let mark = zone.watermarks.low + zone.lowmem_reserve[highest];
-        if zone.free_pages <= unusable || zone.free_pages - unusable <= mark {
-            return None;
-        }
-        let flags = super::AllocFlags {
-            harder: false,
-            nofragment: false,
-            cma: mt == MigrateType::Movable,
-        };
-        if o > 0
-            && !zone.watermark_ok_flags(
-                order,
-                zone.watermarks.low,
-                crate::zone::ZoneType::ALL[highest],
-                flags,
-            )
-        {
-            return None;
-        }
-        let pindex = order_to_pindex(mt, o);
         // SAFETY: the caller holds `cpu`'s flag: this slot is ours alone.
         let pcp: &mut PerCpuPages = unsafe { zone.pcp[cpu].slot_mut() };
         if pcp.lists[pindex].head == NIL {
