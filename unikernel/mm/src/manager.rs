@@ -218,26 +218,26 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         order: Order,
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
-        if let Some(pfn) = self.alloc_pages_fast(gfp, order, owner) {
-            self.trace_page_alloc(pfn, order, gfp);
-            if gfp.contains(GfpFlags::ZERO) {
-                self.fill(pfn, order.nr_pages(), 0);
+        let pfn = match self.alloc_pages_fast(gfp, order, owner) {
+            Some(pfn) => pfn,
+            None => {
+                let (pfn, extfrag) = {
+                    let mut pa = self.lock();
+                    let pfn = pa.alloc_pages(gfp, order, owner)?;
+                    let extfrag =
+                        if self.trace_enabled(crate::trace::EventId::MmPageAllocExtfrag) {
+                            pa.extfrag.last.take()
+                        } else {
+                            None
+                        };
+                    (pfn, extfrag)
+                };
+                if let Some(ev) = extfrag {
+                    self.trace_record(ev);
+                }
+                pfn
             }
-            return Ok(pfn);
-        }
-        let (pfn, extfrag) = {
-            let mut pa = self.lock();
-            let pfn = pa.alloc_pages(gfp, order, owner)?;
-            let extfrag = if self.trace_enabled(crate::trace::EventId::MmPageAllocExtfrag) {
-                pa.extfrag.last.take()
-            } else {
-                None
-            };
-            (pfn, extfrag)
         };
-        if let Some(ev) = extfrag {
-            self.trace_record(ev);
-        }
         self.trace_page_alloc(pfn, order, gfp);
         if gfp.contains(GfpFlags::ZERO) {
             self.fill(pfn, order.nr_pages(), 0);

@@ -40,7 +40,7 @@ use super::PageAlloc;
 use super::pcp::{PerCpuPages, nr_pcp_free, order_to_pindex, pcp_allowed_order};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, PageFlags};
-use crate::types::{NR_CPUS, Order, Pfn};
+use crate::types::{Order, Pfn};
 use crate::vmstat::VmEvent;
 use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
 
@@ -355,4 +355,3 @@ impl PageAlloc<'_> {
     }
 }
 
-const _: () = assert!(NR_CPUS >= 1);
