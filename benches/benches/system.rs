@@ -354,7 +354,10 @@ fn scaling() -> Vec<Vec<String>> {
     guest.wait_for(READY);
     let port = guest.host_port.expect("networked guest");
     let mut rows = Vec::new();
-    for (workload, label) in [("pages", "order-0 page pair"), ("kmalloc", "kmalloc-64 pair")] {
+    for (workload, label) in [
+        ("pages", "order-0 page pair"),
+        ("kmalloc", "kmalloc-64 pair"),
+    ] {
         for global_lock in [false, true] {
             let mut one = Vec::new();
             let mut two = Vec::new();
@@ -367,7 +370,12 @@ fn scaling() -> Vec<Vec<String>> {
             let (a, b) = (one[SCALING_RUNS / 2], two[SCALING_RUNS / 2]);
             rows.push(vec![
                 label.into(),
-                if global_lock { "one global lock" } else { "per-CPU fast paths" }.into(),
+                if global_lock {
+                    "one global lock"
+                } else {
+                    "per-CPU fast paths"
+                }
+                .into(),
                 format!("{:.2} M/s", a as f64 / 1e6),
                 format!("{:.2} M/s", b as f64 / 1e6),
                 format!("{:.2}x", b as f64 / a.max(1) as f64),
@@ -386,7 +394,9 @@ fn main() {
     let image = kernel_image().display().to_string();
     let scaling_rows = scaling();
     print_table(
-        &format!("Scaling: POST /api/bench on a -smp 2 q35 guest, {accel}, pairs/s over all CPUs, median of {SCALING_RUNS}"),
+        &format!(
+            "Scaling: POST /api/bench on a -smp 2 q35 guest, {accel}, pairs/s over all CPUs, median of {SCALING_RUNS}"
+        ),
         &["pairs", "locking", "1 CPU", "2 CPUs", "2 CPUs / 1 CPU"],
         &scaling_rows,
     );

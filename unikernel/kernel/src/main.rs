@@ -58,7 +58,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     heap::init(&params);
     time::boot_phase("slab");
     arch::x86_64::init_interrupt_controllers();
-    arch::x86_64::smp::init();
+    arch::x86_64::smp::init(params.cpu_init_udelay);
     // Each online CPU gets its flag of the page allocator's lock and its
     // share of the per-CPU lists (cf. the hotplug callbacks).
     let nr_cpu_ids = arch::x86_64::smp::online_cpus()

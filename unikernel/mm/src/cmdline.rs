@@ -86,6 +86,10 @@ pub struct BootParams<'a> {
     /// the virtio-mmio transports of a machine without PCI (QEMU `microvm`,
     /// Firecracker), cf. `vm_cmdline_set()`.
     pub virtio_mmio: VirtioMmioDevices,
+    /// `cpu_init_udelay=N`: microseconds between INIT and the first
+    /// STARTUP IPI when starting the other CPUs; `None` lets the kernel
+    /// choose (0 on modern CPUs, else 10 ms: cf. `smp_quirk_init_udelay()`).
+    pub cpu_init_udelay: Option<u32>,
 }
 
 impl Default for BootParams<'_> {
@@ -107,6 +111,7 @@ impl Default for BootParams<'_> {
             failslab: None,
             cma: None,
             virtio_mmio: VirtioMmioDevices::default(),
+            cpu_init_udelay: None,
         }
     }
 }
@@ -455,6 +460,8 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
             .virtio_mmio
             .push(device)
             .map_err(Problem::VirtioMmio)?;
+    } else if name_is(name, "cpu_init_udelay") {
+        params.cpu_init_udelay = Some(parse_decimal(need(value)?, 0, 1_000_000)? as u32);
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(
             LogLevel::from_name(need(value)?)
@@ -610,6 +617,21 @@ mod tests {
     }
 
     #[test]
+    fn cpu_init_udelay_takes_microseconds() {
+        assert_eq!(parse_ok("").cpu_init_udelay, None);
+        assert_eq!(parse_ok("cpu_init_udelay=0").cpu_init_udelay, Some(0));
+        assert_eq!(
+            parse_ok("cpu-init-udelay=10000").cpu_init_udelay,
+            Some(10_000)
+        );
+        let (p, w) = one_warning("cpu_init_udelay=10ms");
+        assert_eq!(p.cpu_init_udelay, None);
+        assert!(w.contains("cpu_init_udelay=10ms"), "{w}");
+        let (_, w) = one_warning("cpu_init_udelay=1000001");
+        assert!(w.contains("1000000"), "{w}");
+    }
+
+    #[test]
     fn size_decimal_hex_and_suffixes() {
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_size("4096"), Ok(4096));
@@ -748,7 +770,7 @@ mod tests {
         let p = parse_ok(
             "mem=1536M lowmem=0x20000000 vmalloc=256m port=8080 \
              ip=192.168.1.7/16,192.168.0.1 token=s3cr3t api_quota=75 selftest \
-             crash=gp loglevel=debug pcp=off page_owner=on",
+             crash=gp loglevel=debug pcp=off page_owner=on cpu_init_udelay=300",
         );
         assert_eq!(
             p,
@@ -773,6 +795,7 @@ mod tests {
                 failslab: None,
                 cma: None,
                 virtio_mmio: virtio_mmio::VirtioMmioDevices::default(),
+                cpu_init_udelay: Some(300),
             }
         );
         assert_eq!(parse_ok("cma=64M").cma, Some((64 << 20, None)));

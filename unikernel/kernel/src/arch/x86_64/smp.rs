@@ -7,8 +7,8 @@
 //!  init: trampoline copied there, stacks
 //!  vmalloc'd, CPUs numbered in MADT order
 //!  INIT assert + deassert ───────────────► reset; waits for a SIPI
-//!  10 ms (SDM 8.4.4.1)
-//!  SIPI, 200 µs, SIPI, 200 µs ───────────► real mode at page:0 (the trampoline):
+//!  0 or 10 ms (init_udelay)
+//!  SIPI, wait, SIPI, wait ───────────────► real mode at page:0 (the trampoline):
 //!                                          lidt 0, lgdt, CR0.PE, ljmpl
 //!                                        → 32-bit, in the kernel image: CR4, CR3
 //!                                          (the kernel's own tables), EFER.LME|NXE,
@@ -45,10 +45,13 @@ use super::{apic, gdt, idt, tsc};
 pub const AP_STACK_SIZE: u64 = 16 * 1024;
 /// SIPI vectors are page numbers below 1 MiB.
 const TRAMPOLINE_LIMIT: u64 = 1 << 20;
-/// INIT to SIPI (SDM 8.4.4.1; Linux's `UDELAY_10MS_DEFAULT`).
-const INIT_DELAY_US: u64 = 10_000;
-/// After each SIPI (SDM 8.4.4.1).
-const SIPI_DELAY_US: u64 = 200;
+/// INIT to SIPI on CPUs that need it (SDM 8.4.4.1; Linux's
+/// `UDELAY_10MS_DEFAULT`).
+const LEGACY_INIT_DELAY_US: u64 = 10_000;
+/// After each SIPI with the legacy INIT delay (SDM 8.4.4.1), and without
+/// it (`udelay(10)` in `wakeup_secondary_cpu_via_init()`).
+const LEGACY_SIPI_DELAY_US: u64 = 200;
+const MODERN_SIPI_DELAY_US: u64 = 10;
 /// How long an IPI may sit in the ICR (cf. `safe_apic_wait_icr_idle()`).
 const ICR_TIMEOUT_US: u64 = 100_000;
 /// How long the boot CPU waits, after the last SIPI, for every AP to come
@@ -308,7 +311,7 @@ pub fn reserve_trampoline(mb: &mut Memblock) {
 /// (bounded) for each to come online (cf. `native_smp_prepare_cpus()` +
 /// `native_cpu_up()` for each). Call once on the boot CPU, after memory
 /// management, the local APIC and the TSC are up, with interrupts off.
-pub fn init() {
+pub fn init(cpu_init_udelay: Option<u32>) {
     let bsp_apic = if apic::is_mapped() {
         u32::from(apic::id())
     } else {
@@ -348,11 +351,12 @@ pub fn init() {
             slot.set(State::Failed);
         }
     }
-    wake_all(nr_present, vector);
+    let udelay = init_udelay(cpu_init_udelay);
+    wake_all(nr_present, vector, udelay);
     wait_online(nr_present);
     let online = NR_ONLINE.load(Ordering::Acquire);
     log::info!(
-        "smp: Brought up 1 node, {online} CPU{} in {} us (INIT-SIPI-SIPI to {} AP{}; trampoline at {:#x}, SIPI vector {vector:#04x})",
+        "smp: Brought up 1 node, {online} CPU{} in {} us (INIT-SIPI-SIPI to {} AP{}, init_udelay {udelay} us; trampoline at {:#x}, SIPI vector {vector:#04x})",
         if online == 1 { "" } else { "s" },
         tsc::now_us().saturating_sub(t0),
         nr_present - 1,
@@ -472,11 +476,53 @@ fn alloc_stacks(slot: &CpuSlot) -> Result<(), mm::vmalloc::VmallocError> {
     Ok(())
 }
 
-/// INIT to every AP that has stacks, one 10 ms wait, then SIPI, 200 µs,
-/// SIPI, 200 µs to each (cf. `wakeup_secondary_cpu_via_init()`, which does
-/// this per CPU; sending every INIT first shares the 10 ms wait, as Linux
-/// 6.5+'s parallel bring-up shares its waits).
-fn wake_all(nr_present: usize, vector: u8) {
+/// The INIT → STARTUP delay in µs (cf. `smp_quirk_init_udelay()`):
+/// `cpu_init_udelay=` if given; none on the CPUs Linux calls modern
+/// (Intel family 6, AMD family 0xf and later, Hygon 0x18 and later), whose
+/// INIT completes at once; the SDM's 10 ms on anything older.
+fn init_udelay(cmdline: Option<u32>) -> u64 {
+    if let Some(us) = cmdline {
+        return u64::from(us);
+    }
+    // SAFETY: CPUID leaves 0 and 1 exist on every x86_64 CPU and only read.
+    #[allow(unused_unsafe)]
+    let (leaf0, leaf1) = unsafe {
+        (
+            core::arch::x86_64::__cpuid(0),
+            core::arch::x86_64::__cpuid(1),
+        )
+    };
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&leaf0.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&leaf0.edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&leaf0.ecx.to_le_bytes());
+    // cf. `x86_family()`: the extended family adds on when the base is 0xf.
+    let base = (leaf1.eax >> 8) & 0xf;
+    let family = if base == 0xf {
+        base + ((leaf1.eax >> 20) & 0xff)
+    } else {
+        base
+    };
+    let modern = match &vendor {
+        b"GenuineIntel" => family == 6,
+        b"AuthenticAMD" => family >= 0xf,
+        b"HygonGenuine" => family >= 0x18,
+        _ => false,
+    };
+    if modern { 0 } else { LEGACY_INIT_DELAY_US }
+}
+
+/// INIT to every AP that has stacks, one wait of `init_udelay` µs (see
+/// [`init_udelay`]), then SIPI, wait, SIPI, wait to each (cf.
+/// `wakeup_secondary_cpu_via_init()`, which does this per CPU; sending
+/// every INIT first shares the wait, as Linux 6.5+'s parallel bring-up
+/// shares its waits).
+fn wake_all(nr_present: usize, vector: u8, init_udelay: u64) {
+    let sipi_delay_us = if init_udelay == 0 {
+        MODERN_SIPI_DELAY_US
+    } else {
+        LEGACY_SIPI_DELAY_US
+    };
     let init = apic::ICR_TRIGGER_LEVEL | apic::ICR_LEVEL_ASSERT | apic::ICR_DM_INIT;
     let deassert = apic::ICR_TRIGGER_LEVEL | apic::ICR_DM_INIT;
     for (cpu, slot) in aps(nr_present) {
@@ -495,7 +541,7 @@ fn wake_all(nr_present: usize, vector: u8) {
             slot.set(State::Failed);
         }
     }
-    tsc::delay_us(INIT_DELAY_US);
+    tsc::delay_us(init_udelay);
     for (cpu, slot) in aps(nr_present) {
         if slot.state() != State::Absent {
             continue;
@@ -509,7 +555,7 @@ fn wake_all(nr_present: usize, vector: u8) {
                 apic::ICR_DM_STARTUP | u32::from(vector),
                 ICR_TIMEOUT_US,
             );
-            tsc::delay_us(SIPI_DELAY_US);
+            tsc::delay_us(sipi_delay_us);
             // Bits other than 4 (send accept error, as Linux masks with 0xEF).
             let esr = apic::clear_esr() & 0xef;
             if sent.is_err() || esr != 0 {
