@@ -34,6 +34,9 @@
 //!   (multi-threaded TCG), so this needs two idle host cores to mean
 //!   anything. `SYSTEM_BENCH=scaling` prints this table alone.
 //!
+//! `SYSTEM_BENCH=boot` prints the boot rows alone (both machines, the
+//! boots alternating), for measuring boot changes quickly.
+//!
 //! Needs the kernel (`make kernel`; `PAGEZONE_ELF` names it, as for the
 //! QEMU tests), `qemu-system-x86_64` and `wrk` (`.ci/deps.sh qemu bench`).
 
@@ -392,6 +395,19 @@ fn main() {
     }
     let accel = std::env::var("ACCEL").unwrap_or_else(|_| "tcg".into());
     let image = kernel_image().display().to_string();
+    let only = std::env::var("SYSTEM_BENCH").ok();
+    let title = format!(
+        "Whole system: QEMU q35 (microvm where said), {accel}, -m 2G unless said otherwise ({image})"
+    );
+    if only.as_deref() == Some("boot") {
+        // `SYSTEM_BENCH=boot`: the boot rows alone
+        print_table(
+            &title,
+            &["figure", "value / window", "detail"],
+            &boot_times(),
+        );
+        return;
+    }
     let scaling_rows = scaling();
     print_table(
         &format!(
@@ -401,7 +417,7 @@ fn main() {
         &scaling_rows,
     );
     eprintln!("system: scaling done");
-    if std::env::var("SYSTEM_BENCH").as_deref() == Ok("scaling") {
+    if only.as_deref() == Some("scaling") {
         return; // `SYSTEM_BENCH=scaling`: this table alone
     }
     let mut rows = boot_times();
@@ -439,11 +455,5 @@ fn main() {
         format!("{}M..{}M", MIN_MEM_MIB.0, MIN_MEM_MIB.1),
         smallest_mem(),
     ]);
-    print_table(
-        &format!(
-            "Whole system: QEMU q35 (microvm where said), {accel}, -m 2G unless said otherwise ({image})"
-        ),
-        &["figure", "value / window", "detail"],
-        &rows,
-    );
+    print_table(&title, &["figure", "value / window", "detail"], &rows);
 }

@@ -58,15 +58,8 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     heap::init(&params);
     time::boot_phase("slab");
     arch::x86_64::init_interrupt_controllers();
-    arch::x86_64::smp::init(params.cpu_init_udelay);
-    // Each online CPU gets its flag of the page allocator's lock and its
-    // share of the per-CPU lists (cf. the hotplug callbacks).
-    let nr_cpu_ids = arch::x86_64::smp::online_cpus()
-        .map(|(cpu, _)| cpu + 1)
-        .max()
-        .unwrap_or(1);
-    memory::mm().set_nr_cpus(nr_cpu_ids);
-    slab_glue::set_nr_cpus(nr_cpu_ids);
+    // The other CPUs start while this one goes on; `cpus_online` waits.
+    arch::x86_64::smp::start(params.cpu_init_udelay);
     drivers::dma::init();
     time::boot_phase("interrupts");
 
@@ -75,6 +68,7 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     }
 
     if params.selftest {
+        cpus_online();
         // The selftest drains and restores every zone: all of it first.
         memory::mm().lock().deferred_init_all();
         let ok = selftest::run();
@@ -86,6 +80,20 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     }
 
     net_glue::run(boot_info, &params)
+}
+
+/// Waits for the CPUs `smp::start` kicked, then gives each online CPU its
+/// flag of the page allocator's lock and its share of the per-CPU lists
+/// (cf. the hotplug callbacks). Before the allocators' boot state is
+/// recorded and before anything runs on another CPU.
+pub fn cpus_online() {
+    arch::x86_64::smp::finish();
+    let nr_cpu_ids = arch::x86_64::smp::online_cpus()
+        .map(|(cpu, _)| cpu + 1)
+        .max()
+        .unwrap_or(1);
+    memory::mm().set_nr_cpus(nr_cpu_ids);
+    slab_glue::set_nr_cpus(nr_cpu_ids);
 }
 
 /// `crash=KIND` on the command line: trigger a fault to exercise the

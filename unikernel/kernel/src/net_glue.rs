@@ -92,6 +92,10 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(
         KernelSystem::new(params.vmalloc_size),
     ));
+    // The other CPUs have had the device probe and the stack's set-up to
+    // come up in; the allocators learn how many there are before their
+    // boot state is recorded.
+    crate::cpus_online();
     // The kernel's boot-time heap allocations are in place: give its
     // kmalloc caches headroom before the API records their state.
     slab_glue::prewarm();
@@ -190,6 +194,7 @@ fn idle(delay_ms: Option<u64>) {
 }
 
 fn idle_forever(why: &str) -> ! {
+    crate::cpus_online();
     log::error!("{why}: no network; idling");
     memory::attach_trace_ring();
     while memory::deferred_init_step() {}

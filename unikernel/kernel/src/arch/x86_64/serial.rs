@@ -25,19 +25,34 @@ const DLL: u16 = 0; // divisor low (DLAB = 1)
 const IER: u16 = 1; // interrupt enable
 const DLM: u16 = 1; // divisor high (DLAB = 1)
 const FCR: u16 = 2; // FIFO control (write)
+const IIR: u16 = 2; // interrupt identification (read)
 const LCR: u16 = 3; // line control
 const MCR: u16 = 4; // modem control
 const LSR: u16 = 5; // line status
 const LSR_THRE: u8 = 1 << 5; // transmit holding register empty
+/// IIR bits 7:6 read 0b11 once FCR has enabled working FIFOs (16550A).
+const IIR_FIFO_MASK: u8 = 0xc0;
+/// Transmit FIFO depth of a 16550A (Linux's `tx_loadsz` for `PORT_16550A`).
+const FIFO_TX_LOADSZ: u8 = 16;
 
 /// A 16550 on x86 port I/O.
 pub struct Uart {
     base: u16,
+    /// Bytes the transmit FIFO takes at once: 16 on a 16550A, 1 on a UART
+    /// without working FIFOs (found by [`Uart::init`]).
+    tx_loadsz: u8,
+    /// Bytes that may still be written before THRE must be polled again:
+    /// after THRE is seen the FIFO is empty, so `tx_loadsz` fit.
+    room: u8,
 }
 
 impl Uart {
     pub const fn new(base: u16) -> Self {
-        Uart { base }
+        Uart {
+            base,
+            tx_loadsz: 1,
+            room: 0,
+        }
     }
 
     fn out(&self, reg: u16, value: u8) {
@@ -63,17 +78,32 @@ impl Uart {
         self.out(LCR, 0x03); // 8 data bits, no parity, 1 stop bit, DLAB off
         self.out(FCR, 0xc7); // enable + clear FIFOs, 14-byte trigger
         self.out(MCR, 0x03); // DTR | RTS (OUT2 stays off: no IRQ)
+        // cf. `autoconfig()`: FIFOs that work read back as 0b11 in IIR.
+        self.tx_loadsz = if self.inb(IIR) & IIR_FIFO_MASK == IIR_FIFO_MASK {
+            FIFO_TX_LOADSZ
+        } else {
+            1
+        };
+        self.room = 0;
     }
 
-    /// Sends one byte. Waits for THRE a bounded time: with no UART (or a
-    /// stuck one) output is dropped rather than hanging the kernel.
+    /// Sends one byte. THRE is polled only when the bytes written since it
+    /// was last seen may have filled the transmit FIFO, so a 16550A takes
+    /// 16 bytes per poll (cf. Linux 6.1's `serial8250_console_fifo_write()`;
+    /// under QEMU each poll is an exit to the device model). The wait is
+    /// bounded: with no UART (or a stuck one) output is dropped rather
+    /// than hanging the kernel.
     pub fn write_byte(&mut self, byte: u8) {
-        for _ in 0..100_000 {
-            if self.inb(LSR) & LSR_THRE != 0 {
-                break;
+        if self.room == 0 {
+            for _ in 0..100_000 {
+                if self.inb(LSR) & LSR_THRE != 0 {
+                    break;
+                }
+                spin_loop();
             }
-            spin_loop();
+            self.room = self.tx_loadsz;
         }
+        self.room -= 1;
         self.out(THR, byte);
     }
 }
@@ -175,6 +205,10 @@ pub fn with_console<R>(f: impl FnOnce(&mut Uart) -> R) -> R {
                 // this lock but the `Uart`, whose only state is its port
                 // number, so two holders cannot corrupt anything.
                 unsafe { CONSOLE.force_unlock() };
+                // The holder may have been mid-burst: poll THRE first.
+                if let Some(mut uart) = CONSOLE.try_lock() {
+                    uart.room = 0;
+                }
                 spins = 0;
             }
             spins = spins.saturating_add(1);

@@ -307,11 +307,21 @@ pub fn reserve_trampoline(mb: &mut Memblock) {
     }
 }
 
-/// Starts every enabled CPU of the MADT, up to [`MAX_CPUS`], and waits
-/// (bounded) for each to come online (cf. `native_smp_prepare_cpus()` +
-/// `native_cpu_up()` for each). Call once on the boot CPU, after memory
-/// management, the local APIC and the TSC are up, with interrupts off.
-pub fn init(cpu_init_udelay: Option<u32>) {
+/// When [`start`] kicked the APs (TSC µs) and with what INIT delay;
+/// [`finish`] waits for them and reports. `u64::MAX`: nothing to wait for.
+static KICKED_AT_US: AtomicU64 = AtomicU64::new(u64::MAX);
+static INIT_UDELAY_US: AtomicU64 = AtomicU64::new(0);
+/// When the last AP went online (TSC µs; the TSCs of QEMU's vCPUs agree).
+static LAST_ONLINE_US: AtomicU64 = AtomicU64::new(0);
+
+/// Starts every enabled CPU of the MADT, up to [`MAX_CPUS`] (cf.
+/// `native_smp_prepare_cpus()` + the INIT-SIPI-SIPI of `native_cpu_up()`
+/// for each), and returns while they start: the boot CPU goes on booting
+/// and [`finish`] waits for them (as Linux 6.5+'s parallel bring-up kicks
+/// every AP before waiting for any). Call once on the boot CPU, after
+/// memory management, the local APIC and the TSC are up, with interrupts
+/// off.
+pub fn start(cpu_init_udelay: Option<u32>) {
     let bsp_apic = if apic::is_mapped() {
         u32::from(apic::id())
     } else {
@@ -353,12 +363,30 @@ pub fn init(cpu_init_udelay: Option<u32>) {
     }
     let udelay = init_udelay(cpu_init_udelay);
     wake_all(nr_present, vector, udelay);
+    INIT_UDELAY_US.store(udelay, Ordering::Relaxed);
+    KICKED_AT_US.store(t0, Ordering::Release);
+}
+
+/// Waits (bounded) until every AP [`start`] kicked is online or given up
+/// on, and logs the bring-up (cf. the end of `smp_init()`). A no-op if
+/// nothing was kicked; call once, on the boot CPU, before anything
+/// counts the online CPUs for good.
+pub fn finish() {
+    let t0 = KICKED_AT_US.swap(u64::MAX, Ordering::AcqRel);
+    if t0 == u64::MAX {
+        return;
+    }
+    let nr_present = NR_PRESENT.load(Ordering::Acquire);
+    let udelay = INIT_UDELAY_US.load(Ordering::Relaxed);
+    let vector = (TRAMPOLINE_PHYS.load(Ordering::Relaxed) >> 12) as u8;
+    let waited_from = tsc::now_us();
     wait_online(nr_present);
+    let waited_us = tsc::now_us().saturating_sub(waited_from);
     let online = NR_ONLINE.load(Ordering::Acquire);
     log::info!(
-        "smp: Brought up 1 node, {online} CPU{} in {} us (INIT-SIPI-SIPI to {} AP{}, init_udelay {udelay} us; trampoline at {:#x}, SIPI vector {vector:#04x})",
+        "smp: Brought up 1 node, {online} CPU{} in {} us (INIT-SIPI-SIPI to {} AP{}, init_udelay {udelay} us, {waited_us} us waited for; trampoline at {:#x}, SIPI vector {vector:#04x})",
         if online == 1 { "" } else { "s" },
-        tsc::now_us().saturating_sub(t0),
+        LAST_ONLINE_US.load(Ordering::Acquire).saturating_sub(t0),
         nr_present - 1,
         if nr_present == 2 { "" } else { "s" },
         TRAMPOLINE_PHYS.load(Ordering::Relaxed),
@@ -644,6 +672,7 @@ extern "C" fn ap_main(apic_id: u32) -> ! {
         Err(why) => fail(slot, cpu, apic_id, why),
     }
     log::info!("smp: CPU {cpu} (APIC id {apic_id}) online");
+    LAST_ONLINE_US.fetch_max(tsc::now_us(), Ordering::AcqRel);
     ONLINE_MASK.fetch_or(1 << cpu, Ordering::AcqRel);
     NR_ONLINE.fetch_add(1, Ordering::AcqRel);
     slot.set(State::Online);
