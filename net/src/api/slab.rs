@@ -113,10 +113,9 @@ pub const KMALLOC_SPARE_SLABS: u64 = 2;
 
 /// Settles the kmalloc caches: every empty slab (the active one included)
 /// goes back to the page allocator, then each general-purpose (non-DMA)
-/// kmalloc cache is given [`KMALLOC_SPARE_SLABS`] slabs of headroom —
-/// allocate what fills its free objects plus that many slabs, free it all
-/// in reverse order; the emptied slabs stay as the cache's reserve (cf.
-/// `s->min_partial`). Returns the slabs given back and the slabs taken.
+/// kmalloc cache is given [`KMALLOC_SPARE_SLABS`] empty slabs of headroom,
+/// kept as the cache's reserve (cf. `s->min_partial`). Returns the slabs
+/// given back and the slabs taken.
 ///
 /// Why: the kernel's heap is kmalloc, so serving requests allocates and
 /// frees kmalloc objects all the time. With headroom that churn goes
@@ -126,8 +125,7 @@ pub const KMALLOC_SPARE_SLABS: u64 = 2;
 /// buddy state; `POST /api/reset` then puts exactly those boot slabs back
 /// (see [`Api::settle_slab`]).
 ///
-/// The objects taken are chained through their first word, so this needs
-/// no memory of its own: safe under the slab lock.
+/// It needs no memory of its own: safe under the slab lock.
 pub fn settle_kmalloc_caches<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
     slab: &mut SlabAllocator<'_>,
     mem: &M,
@@ -151,9 +149,8 @@ pub fn settle_kmalloc_caches<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
 
 /// [`settle_kmalloc_caches`] for one cache: give back every empty slab,
 /// then grow to `target_slabs` (default: what the live objects need plus
-/// [`KMALLOC_SPARE_SLABS`]) by allocating objects — the free ones first,
-/// then one object at a time until the cache holds that many slabs — and
-/// freeing them all in reverse order.
+/// [`KMALLOC_SPARE_SLABS`]) with empty slabs, one at a time from the page
+/// allocator (`new_slab()` without handing out an object).
 pub(super) fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
     slab: &mut SlabAllocator<'_>,
     mem: &M,
@@ -175,35 +172,17 @@ pub(super) fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
         return (freed, 0);
     }
     let target = target_slabs.unwrap_or(info.num_slabs + KMALLOC_SPARE_SLABS);
-    let mut chain = 0u64;
-    let mut take = |slab: &mut SlabAllocator<'_>| match slab.kmem_cache_alloc(
-        mem,
-        pages,
-        id,
-        GfpFlags::GFP_KERNEL,
-    ) {
-        Ok(obj) => {
-            mem.write_u64(obj, chain);
-            chain = obj;
-            true
+    for _ in info.num_slabs..target {
+        if slab
+            .grow_empty_slab(mem, pages, id, GfpFlags::GFP_KERNEL)
+            .is_err()
+        {
+            break;
         }
-        Err(_) => false,
-    };
-    let mut ok = true;
-    for _ in info.active_objs..info.num_objs {
-        ok = ok && take(slab);
-    }
-    while ok && slab.cache_info(id).is_some_and(|c| c.num_slabs < target) {
-        ok = take(slab);
     }
     let taken = slab
         .cache_info(id)
         .map_or(0, |c| c.num_slabs.saturating_sub(info.num_slabs));
-    while chain != 0 {
-        let next = mem.read_u64(chain);
-        let _ = slab.kmem_cache_free(mem, pages, id, chain);
-        chain = next;
-    }
     (freed, taken)
 }
 
