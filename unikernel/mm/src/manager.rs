@@ -24,8 +24,8 @@ use spin::Mutex;
 
 use crate::gfp::GfpFlags;
 use crate::page::OwnerTag;
-use crate::page_alloc::smp::FreeFast;
 use crate::page_alloc::{AllocError, FreeError, PageAlloc};
+use crate::page_alloc::smp::FreeFast;
 use crate::platform::Platform;
 use crate::sync::{BrLock, BrWriteGuard};
 use crate::trace::{EventId, TraceEvent, TraceRecord, Tracer};
@@ -224,11 +224,12 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
                 let (pfn, extfrag) = {
                     let mut pa = self.lock();
                     let pfn = pa.alloc_pages(gfp, order, owner)?;
-                    let extfrag = if self.trace_enabled(crate::trace::EventId::MmPageAllocExtfrag) {
-                        pa.extfrag.last.take()
-                    } else {
-                        None
-                    };
+                    let extfrag =
+                        if self.trace_enabled(crate::trace::EventId::MmPageAllocExtfrag) {
+                            pa.extfrag.last.take()
+                        } else {
+                            None
+                        };
                     (pfn, extfrag)
                 };
                 if let Some(ev) = extfrag {

@@ -320,8 +320,7 @@ impl<'a> PageAlloc<'a> {
             deferred: deferred::DeferredInit::NONE,
             cpu: 0,
             nr_cpus: 1,
-            vm_diff: [const { crate::sync::PcpCell::new(smp::VmDiff::ZERO) };
-                crate::types::NR_CPUS],
+            vm_diff: [const { crate::sync::PcpCell::new(smp::VmDiff::ZERO) }; crate::types::NR_CPUS],
         })
     }
 
@@ -1478,9 +1477,9 @@ pub fn int_sqrt(x: u64) -> u64 {
 mod check;
 pub mod deferred;
 pub mod memmap;
+pub mod smp;
 pub mod mobility;
 pub mod pcp;
-pub mod smp;
 mod take;
 
 /// A small machine for host tests of the modules above the allocator: 64 MiB

@@ -53,8 +53,8 @@ mod error;
 mod flags;
 mod geometry;
 pub mod mem;
-pub mod smp;
 mod source;
+pub mod smp;
 mod stats;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -190,9 +190,7 @@ impl PageAlloc<'_> {
             if o > 0 && gfp.contains(GfpFlags::COMP) {
                 f.fetch_or(PageFlags::COMPOUND.0, Relaxed);
                 for t in i + 1..i + (1 << o) {
-                    self.mem_map
-                        .flags_atomic(t)
-                        .fetch_or(PageFlags::TAIL.0, Relaxed);
+                    self.mem_map.flags_atomic(t).fetch_or(PageFlags::TAIL.0, Relaxed);
                     (*self.mem_map.ptr(t)).owner = owner;
                 }
             }
@@ -356,3 +354,4 @@ impl PageAlloc<'_> {
         list.head = pfn;
     }
 }
+

@@ -58,6 +58,7 @@ mod tests;
 /// CPUs with a `kmem_cache_cpu`: the kernel-wide [`crate::types::NR_CPUS`].
 pub use crate::types::NR_CPUS;
 
+
 /// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
 /// slab and that slab's free list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

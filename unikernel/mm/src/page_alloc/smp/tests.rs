@@ -17,7 +17,7 @@ use crate::page::{OwnerTag, Page, PageFlags};
 use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 use crate::platform::sim::{SimPlatform, set_current_cpu};
-use crate::types::{Order, Pfn, PhysAddr};
+use crate::types::{Order, PhysAddr, Pfn};
 use crate::vmstat::VmEvent;
 use crate::zone::ZoneLayout;
 
@@ -55,8 +55,7 @@ fn stamp(mm: &MemoryManager<'_, SimPlatform>, pfn: Pfn, stamp: u64) {
 
 fn read_stamp(mm: &MemoryManager<'_, SimPlatform>, pfn: Pfn) -> u64 {
     let mut v = [0u8; 8];
-    mm.platform()
-        .with_frame(pfn, &mut |b| v.copy_from_slice(&b[..8]));
+    mm.platform().with_frame(pfn, &mut |b| v.copy_from_slice(&b[..8]));
     u64::from_le_bytes(v)
 }
 
@@ -74,8 +73,7 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
     // Each CPU sends some blocks to the next CPU, which frees them:
     // remote frees, as when a page allocated on one CPU dies on another.
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel::<(Pfn, Order, u64)>()).unzip();
-    let mut rxs: Vec<Option<mpsc::Receiver<(Pfn, Order, u64)>>> =
-        rxs.into_iter().map(Some).collect();
+    let mut rxs: Vec<Option<mpsc::Receiver<(Pfn, Order, u64)>>> = rxs.into_iter().map(Some).collect();
     let allocated = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
         for cpu in 0..4usize {
@@ -91,21 +89,12 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                     let r = rng.next();
                     // Remote frees first: blocks another CPU handed over.
                     while let Ok((pfn, order, mark)) = rx.try_recv() {
-                        assert_eq!(
-                            read_stamp(mm, pfn),
-                            mark,
-                            "a block changed hands while live"
-                        );
+                        assert_eq!(read_stamp(mm, pfn), mark, "a block changed hands while live");
                         mm.free_pages(pfn, order).unwrap();
                     }
                     if live.len() < 300 && (r % 3 != 0 || live.is_empty()) {
-                        let order =
-                            Order::new(if r % 8 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
-                        let gfp = if r % 5 == 0 {
-                            GfpFlags::GFP_KERNEL | GfpFlags::COMP
-                        } else {
-                            GfpFlags::GFP_KERNEL
-                        };
+                        let order = Order::new(if r % 8 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                        let gfp = if r % 5 == 0 { GfpFlags::GFP_KERNEL | GfpFlags::COMP } else { GfpFlags::GFP_KERNEL };
                         let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
                         allocated.fetch_add(order.nr_pages(), std::sync::atomic::Ordering::Relaxed);
                         let mark = ((cpu as u64) << 56) | i as u64;
@@ -126,9 +115,7 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                         mm.drain_all_pages();
                     } else if i % 1499 == 0 {
                         let o = Order::new(5).unwrap();
-                        let pfn = mm
-                            .alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API)
-                            .unwrap();
+                        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API).unwrap();
                         allocated.fetch_add(o.nr_pages(), std::sync::atomic::Ordering::Relaxed);
                         mm.free_pages(pfn, o).unwrap();
                     }
@@ -152,16 +139,8 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
     let pa = mm.lock();
     let ev = pa.vm_events();
     let allocated = allocated.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        ev.get(VmEvent::PgAllocDma32) - pgalloc0,
-        allocated,
-        "pgalloc counts every page"
-    );
-    assert_eq!(
-        ev.get(VmEvent::PgFree) - pgfree0,
-        allocated,
-        "pgfree counts every page"
-    );
+    assert_eq!(ev.get(VmEvent::PgAllocDma32) - pgalloc0, allocated, "pgalloc counts every page");
+    assert_eq!(ev.get(VmEvent::PgFree) - pgfree0, allocated, "pgfree counts every page");
     drop(pa);
     assert_eq!(mm.drained_buddyinfo(), boot, "everything came back");
 }
@@ -173,9 +152,7 @@ fn a_cpu_uses_its_own_lists_and_a_drain_empties_all() {
     let boot = mm.drained_buddyinfo();
     let on = |cpu: usize| {
         set_current_cpu(cpu);
-        let pfn = mm
-            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
-            .unwrap();
+        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
         mm.free_pages(pfn, Order::ZERO).unwrap();
         pfn
     };
@@ -200,17 +177,11 @@ fn a_cpu_uses_its_own_lists_and_a_drain_empties_all() {
         (c.alloc[zi][0], c.free[zi][0])
     };
     let (allocs, frees) = counted(&mm);
-    let pfn = mm
-        .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
-        .unwrap();
+    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
     assert_eq!(pfn, b, "LIFO: the block just freed comes back");
     mm.free_pages(pfn, Order::ZERO).unwrap();
     assert_eq!(mm.lock().vm_events().get(VmEvent::PgFree), before + 1);
-    assert_eq!(
-        counted(&mm),
-        (allocs + 1, frees + 1),
-        "per-zone, per-order counts folded"
-    );
+    assert_eq!(counted(&mm), (allocs + 1, frees + 1), "per-zone, per-order counts folded");
     set_current_cpu(0);
     assert_eq!(mm.drain_all_pages(), 2 * u64::from(batch));
     assert_eq!(mm.buddyinfo(), boot);
@@ -221,19 +192,11 @@ fn misuse_on_the_fast_path_is_refused_like_the_slow_one() {
     let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
     let mm = manager(&mut mem_map, 2);
     set_current_cpu(1);
-    let pfn = mm
-        .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API)
-        .unwrap();
+    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API).unwrap();
     assert!(mm.free_pages(pfn, Order::ZERO).is_err(), "wrong order");
-    assert!(
-        mm.free_pages(pfn.add(1), Order::ZERO).is_err(),
-        "not a head"
-    );
+    assert!(mm.free_pages(pfn.add(1), Order::ZERO).is_err(), "not a head");
     mm.free_pages(pfn, Order::new(1).unwrap()).unwrap();
-    assert!(
-        mm.free_pages(pfn, Order::new(1).unwrap()).is_err(),
-        "double free of a listed block"
-    );
+    assert!(mm.free_pages(pfn, Order::new(1).unwrap()).is_err(), "double free of a listed block");
     assert_eq!(mm.lock().check_invariants(), Ok(()));
     set_current_cpu(0);
 }

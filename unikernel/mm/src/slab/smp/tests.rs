@@ -27,14 +27,7 @@ const CPUS: usize = 4;
 
 type Mem<'p> = PlatformMemory<'p, SimPlatform>;
 
-fn kmalloc(
-    slab: &BrLock<SlabAllocator<'_>>,
-    mm: &MemoryManager<'_, SimPlatform>,
-    mem: &Mem<'_>,
-    cpu: usize,
-    size: usize,
-    fast: &mut u64,
-) -> u64 {
+fn kmalloc(slab: &BrLock<SlabAllocator<'_>>, mm: &MemoryManager<'_, SimPlatform>, mem: &Mem<'_>, cpu: usize, size: usize, fast: &mut u64) -> u64 {
     if let Some(g) = slab.read_cpu(cpu) {
         // SAFETY: `g` holds `cpu`'s flag and this thread plays `cpu`.
         #[allow(unsafe_code)]
@@ -48,14 +41,7 @@ fn kmalloc(
     g.kmalloc(mem, mm, size, GfpFlags::GFP_KERNEL).unwrap()
 }
 
-fn kfree(
-    slab: &BrLock<SlabAllocator<'_>>,
-    mm: &MemoryManager<'_, SimPlatform>,
-    mem: &Mem<'_>,
-    cpu: usize,
-    addr: u64,
-    fast: &mut u64,
-) {
+fn kfree(slab: &BrLock<SlabAllocator<'_>>, mm: &MemoryManager<'_, SimPlatform>, mem: &Mem<'_>, cpu: usize, addr: u64, fast: &mut u64) {
     if let Some(g) = slab.read_cpu(cpu) {
         // SAFETY: as in `kmalloc`; this thread owns the object.
         #[allow(unsafe_code)]
@@ -102,11 +88,7 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     while let Ok((addr, mark)) = rx.try_recv() {
-                        assert_eq!(
-                            mem.read_u64(addr),
-                            mark,
-                            "an object changed hands while live"
-                        );
+                        assert_eq!(mem.read_u64(addr), mark, "an object changed hands while live");
                         kfree(slab, mm, mem, cpu, addr, &mut fast);
                     }
                     if live.len() < 200 && (rng % 3 != 0 || live.is_empty()) {
