@@ -9,16 +9,18 @@
 //! allocation (DESIGN.md, "No threads, still concurrent").
 //!
 //! * `trace_pipe` consumes, as Linux's does (`tracing_read_pipe()`): what
-//!   one reader takes, no other sees. With nothing in the ring it sends
-//!   nothing and waits; lines arrive as events are recorded, until the
+//!   one reader takes, no other sees; every CPU's records merged by
+//!   timestamp, a CPU's overwritten ones announced as `CPU:N [LOST M
+//!   EVENTS]`. With nothing in the rings it sends nothing and waits; lines arrive as events are recorded, until the
 //!   client closes. Records its own answer records (its `kmalloc`s, if
 //!   traced) come in the next round, never in the same one.
 //! * `/api/events` does not consume: every subscriber has its own position
-//!   in the ring ([`mm::trace::Tracer::read_from`]) and a filter. The
-//!   kernel never waits for one: a subscriber that falls more than the
-//!   ring behind (or whose connection is not read, so the server stops
-//!   asking, see `conn.rs`) loses the overwritten records and is told how
-//!   many, once, by a `lost` event. Subscribers live in a fixed table of
+//!   in each CPU's ring ([`mm::trace::Tracer::read_from`]) and a filter;
+//!   it gets every CPU's records merged by timestamp. The kernel never
+//!   waits for one: a subscriber that falls more than a ring behind (or
+//!   whose connection is not read, so the server stops asking, see
+//!   `conn.rs`) loses the overwritten records and is told how many (over
+//!   every CPU), once, by a `lost` event. Subscribers live in a fixed table of
 //!   [`MAX_SUBSCRIBERS`] (more is 503 EBUSY); nothing per event touches
 //!   the heap but the answer's page-sized pieces.
 //!
@@ -35,7 +37,9 @@
 //! : keep-alive
 //! ```
 //! Events carry no `event:` line (an `EventSource`'s `onmessage` gets
-//! them); `fields` are the tracepoint's `TP_STRUCT__entry` fields with
+//! them); `seq` numbers the records of one CPU (`cpu`) since boot, so
+//! `(cpu, seq)` names a record and a gap in one CPU's `seq`s is a record
+//! filtered out or lost; `fields` are the tracepoint's `TP_STRUCT__entry` fields with
 //! their Linux names (addresses as `"0x…"` strings, `gfp_flags` as
 //! `show_gfp_flags()` prints it); `zone` and `order` are what the filters
 //! test (`null` for events without one). `disabled` lists the filter's
@@ -47,7 +51,7 @@ use alloc::string::String;
 use core::fmt::Write as _;
 
 use mm::platform::Platform;
-use mm::trace::{EventId, ShowGfpFlags, TraceEvent, TraceRecord};
+use mm::trace::{EventId, ShowGfpFlags, TraceEvent, TracePos, TraceRecord};
 use mm::types::{MAX_ORDER, Pfn};
 use mm::zone::{NR_ZONES, PAGEBLOCK_ORDER, ZoneLayout, ZoneType};
 
@@ -182,8 +186,8 @@ fn event_order(ev: &TraceEvent) -> Option<u8> {
 /// One subscriber of `/api/events`.
 #[derive(Clone, Copy, Debug)]
 struct Subscriber {
-    /// Its position in the ring (a sequence number).
-    pos: u64,
+    /// Its position in every CPU's ring.
+    pos: TracePos,
     filter: EventFilter,
     /// The zones' bounds, fixed after boot (for `zone=`).
     layout: ZoneLayout,
@@ -251,10 +255,10 @@ impl<'a, P: Platform> Api<'a, P> {
         let mut w = BodyWriter::new();
         let mut batch = [TraceRecord::EMPTY; BATCH];
         loop {
-            let c = t.consume(limit, &mut batch);
-            if c.lost > 0 {
+            let c = t.consume(&limit, &mut batch);
+            for (cpu, &lost) in c.lost.iter().enumerate().filter(|(_, l)| **l > 0) {
                 // cf. print_trace_line(): overwritten before we read them.
-                let _ = writeln!(w, "CPU:0 [LOST {} EVENTS]", c.lost);
+                let _ = writeln!(w, "CPU:{cpu} [LOST {lost} EVENTS]");
             }
             if c.nr == 0 {
                 break;
@@ -370,10 +374,11 @@ impl<'a, P: Platform> Api<'a, P> {
         let page_base = tracer.page_base();
         let mut w = BodyWriter::new();
         let mut batch = [TraceRecord::EMPTY; BATCH];
+        let mut seqs = [0u64; BATCH];
         let mut read = 0;
         let mut sent = 0u64;
         while read < RECORDS_PER_ANSWER {
-            let r = tracer.read_from(&mut sub.pos, &mut batch);
+            let r = tracer.read_from(&mut sub.pos, &mut batch, Some(&mut seqs));
             sub.lost += r.lost;
             if sub.lost > 0 {
                 let _ = write!(w, "event: lost\ndata: {{\"lost\":{}}}\n\n", sub.lost);
@@ -383,12 +388,11 @@ impl<'a, P: Platform> Api<'a, P> {
                 break;
             }
             read += r.nr;
-            let first_seq = sub.pos - r.nr as u64;
-            for (i, rec) in batch[..r.nr].iter().enumerate() {
+            for (rec, &seq) in batch[..r.nr].iter().zip(&seqs) {
                 if sub.filter.matches(rec, &sub.layout) {
                     sent += 1;
                     let _ = w.write_str("data: ");
-                    write_event_json(&mut w, first_seq + i as u64, rec, &sub.layout, page_base);
+                    write_event_json(&mut w, seq, rec, &sub.layout, page_base);
                     let _ = w.write_str("\n\n");
                 }
             }

@@ -4,7 +4,7 @@
 //!
 //! | path | GET | PUT |
 //! |---|---|---|
-//! | `trace` | header + every record, not consumed | any body: clear the ring (what `echo > trace`'s `O_TRUNC` does) |
+//! | `trace` | header + every CPU's records merged by timestamp, not consumed | any body: clear the rings (what `echo > trace`'s `O_TRUNC` does) |
 //! | `trace_pipe` | consuming, blocking: a stream of lines (`events.rs`) | — |
 //! | `available_events` | `system:event` lines | — |
 //! | `events/enable`, `events/{system}/enable` | `0`, `1` or `X` (mixed) | `0`/`1` for all of them |
@@ -21,7 +21,7 @@ use core::fmt::Write as _;
 use alloc::format;
 
 use mm::platform::Platform;
-use mm::trace::{EventId, NR_TRACE_CPUS, TraceRecord, Tracer, write_header};
+use mm::trace::{EventId, TraceRecord, Tracer, write_header};
 
 use super::Api;
 use crate::server::error::ApiError;
@@ -47,12 +47,13 @@ impl<'a, P: Platform> Api<'a, P> {
         self.mm.tracer()
     }
 
-    /// `GET /sys/kernel/tracing/trace`.
+    /// `GET /sys/kernel/tracing/trace`: every CPU's ring, merged by
+    /// timestamp (cf. `s_show()` over `trace_find_next_entry()`).
     pub(super) fn trace_read(&self) -> Result<Response, ApiError> {
         let t = self.tracer();
         let _stopped = t.pause();
         let mut w = BodyWriter::new();
-        let _ = write_header(&mut w, &t.stats(), NR_TRACE_CPUS);
+        let _ = write_header(&mut w, &t.stats(), self.mm.nr_cpus());
         let mut cursor = t.cursor();
         let mut batch = [TraceRecord::EMPTY; BATCH];
         loop {

@@ -16,9 +16,10 @@
 //! drains, compaction, the views — takes [`MemoryManager::lock`], every
 //! flag at once.
 //!
-//! It also owns the [`Tracer`] (tracepoints and their ring, `mm::trace`),
-//! behind a lock of its own and reached by tracepoints with `try_lock`
-//! only, so recording under the zone or slab lock cannot deadlock.
+//! It also owns the [`Tracer`] (tracepoints and their per-CPU rings,
+//! `mm::trace`), each ring behind a lock of its own and reached by
+//! tracepoints with `try_lock` only, so recording under the zone or slab
+//! lock cannot deadlock.
 
 use spin::Mutex;
 
@@ -74,11 +75,26 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         &self.tracer
     }
 
-    /// Lends the trace ring its records (once, at boot: the kernel carves
-    /// [`crate::trace::TRACE_BUF_ENTRIES`] of them from memblock, so the
-    /// ring never touches the heap). Until then events are dropped.
+    /// Lends CPU 0 its trace ring (hosts and benches that trace on one
+    /// CPU); see [`MemoryManager::attach_trace_buffers`].
     pub fn attach_trace_buffer(&self, slots: &'a mut [TraceRecord]) {
-        self.tracer.attach(slots);
+        self.attach_trace_buffers(slots, 1);
+    }
+
+    /// Lends the per-CPU trace rings their records (once, at boot: the
+    /// kernel carves them from memblock, so no ring touches the heap):
+    /// `slots` split into `nr_cpus` equal rings, CPU 0's first (at most
+    /// [`crate::trace::NR_TRACE_CPUS`]; a remainder is left unused). Until
+    /// then events are dropped.
+    pub fn attach_trace_buffers(&self, slots: &'a mut [TraceRecord], nr_cpus: usize) {
+        let nr = nr_cpus.clamp(1, crate::trace::NR_TRACE_CPUS);
+        let per_cpu = slots.len() / nr;
+        if per_cpu == 0 {
+            return;
+        }
+        for (cpu, ring) in slots.chunks_exact_mut(per_cpu).take(nr).enumerate() {
+            self.tracer.attach(cpu, ring);
+        }
     }
 
     /// Whether tracepoint `id` is on (one relaxed load); for
@@ -130,7 +146,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     #[inline(never)]
     pub fn trace_record(&self, event: TraceEvent) {
         self.tracer
-            .record(self.platform.now_ns(), self.platform.cpu_id(), event);
+            .record_with(|| self.platform.now_ns(), self.platform.cpu_id(), event);
     }
 
     /// The allocator, locked: for views and for callers that batch work.

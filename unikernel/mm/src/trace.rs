@@ -1,5 +1,5 @@
-//! Tracepoints: Linux's `kmem:`, `vmscan:` and `oom:` events recorded into a
-//! bounded ring buffer, printed as tracefs prints them (cf.
+//! Tracepoints: Linux's `kmem:`, `vmscan:` and `oom:` events recorded into
+//! bounded per-CPU ring buffers, printed as tracefs prints them (cf.
 //! `include/trace/events/{kmem,vmscan,oom}.h`, `kernel/trace/ring_buffer.c`,
 //! `kernel/trace/trace.c`, `kernel/trace/trace_output.c`).
 //!
@@ -9,49 +9,52 @@
 //!   disabled tracepoint costs a load and a branch, like a static key that
 //!   is off. The [`crate::trace_event!`] macro is the hook: it builds the
 //!   event only after the test.
-//! * **The ring** — fixed-size [`TraceRecord`]s (event and its fields, a
-//!   timestamp), per CPU (an array of one until SMP lands), each over a
-//!   slice the owner lends once ([`Tracer::attach`]): nothing here touches
-//!   the heap, so recording from the heap's own `kmalloc` cannot recurse,
-//!   and the ring never grows under pressure (reset still equals boot).
-//!   Full rings overwrite their oldest record and count it (`overrun`, cf.
-//!   `ring_buffer_overrun_cpu()`).
-//! * **Never blocking a writer** — a tracepoint takes its CPU ring with
+//! * **The rings** ([`ring`]) — fixed-size [`TraceRecord`]s (event and its
+//!   fields, a timestamp), one ring per CPU, each over a slice the owner
+//!   lends once ([`Tracer::attach`]): nothing here touches the heap, so
+//!   recording from the heap's own `kmalloc` cannot recurse, and a ring
+//!   never grows under pressure (reset still equals boot). A writer records
+//!   into the ring of the CPU it runs on; a full ring overwrites its own
+//!   oldest record and counts it (`overrun`, cf.
+//!   `ring_buffer_overrun_cpu()`), never another CPU's.
+//! * **Never blocking a writer** — a tracepoint takes its CPU's ring with
 //!   `try_lock`; if a reader (or an interrupted writer) holds it, the event
-//!   is dropped and counted ([`TraceStats::dropped`]) instead of
+//!   is dropped and counted in that CPU's `dropped` instead of
 //!   deadlocking, as `ring_buffer_lock_reserve()` refuses nested commits.
 //!
-//! Readers: [`Tracer::cursor`] + [`Tracer::read`] iterate without consuming
-//! (the `trace` file; [`Tracer::pause`] stops recording meanwhile, as
+//! Readers merge the rings by timestamp as Linux's
+//! `trace_find_next_entry()` does (peek every CPU, take the oldest):
+//! [`Tracer::cursor`] + [`Tracer::read`] iterate without consuming (the
+//! `trace` file; [`Tracer::pause`] stops recording meanwhile, as
 //! `tracing_stop()` does while `trace` is open), [`Tracer::consume`] pops
-//! (`trace_pipe`). Both copy records out in batches, so formatting — which
-//! may allocate in the caller — happens with the ring unlocked.
+//! (`trace_pipe`), [`Tracer::read_from`] serves subscribers with per-CPU
+//! positions. All copy records out in batches, so formatting — which may
+//! allocate in the caller — happens with the rings unlocked.
 //!
 //! Output: [`write_header`] is the `trace` file's header and
 //! [`TraceRecord::line`] one line. There are no threads and no kallsyms, so
 //! every line's task is `<idle>-0` (what Linux prints for pid 0: all work
-//! here runs in the one kernel context, between interrupts), its flags are
-//! `.....` and `call_site=` is `0x0` (`%pS` of an unknown address). `%p`
-//! prints as with `no_hash_pointers` (16 hex digits), so `page=` and `ptr=`
-//! are real addresses: `page=` is the frame's descriptor in `mem_map`.
+//! here runs in the one kernel context, between interrupts), its CPU column
+//! the CPU that recorded it, its flags `.....`, and `call_site=` is `0x0`
+//! (`%pS` of an unknown address). `%p` prints as with `no_hash_pointers`
+//! (16 hex digits), so `page=` and `ptr=` are real addresses: `page=` is
+//! the frame's descriptor in `mem_map`.
 
 #[cfg(test)]
 mod tests;
 
-use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub mod ring;
 
-use spin::Mutex;
+use core::fmt;
 
 use crate::gfp::GfpFlags;
 use crate::slab::CacheName;
 use crate::types::Pfn;
 
-/// Records per CPU the kernel lends the ring (cf. `buffer_size_kb`).
-pub const TRACE_BUF_ENTRIES: usize = 8192;
-/// CPUs with a ring of their own. One until SMP lands; readers then merge
-/// by timestamp.
-pub const NR_TRACE_CPUS: usize = 1;
+pub use ring::{
+    ConsumeLimit, Consumed, CpuTraceStats, NR_TRACE_CPUS, PauseGuard, SubscriberRead,
+    TRACE_BUF_ENTRIES, TraceCursor, TracePos, TraceStats, Tracer,
+};
 /// `sizeof(struct page)` here, for `page=%p`.
 const PAGE_DESC_BYTES: u64 = core::mem::size_of::<crate::page::Page>() as u64;
 
@@ -490,7 +493,9 @@ impl fmt::Display for ShowGfpFlags {
 
 /// The `trace` file's header (cf. `s_show()` with no entry yet: `# tracer:
 /// nop`, then `print_event_info()` and `print_func_help_header_irq()`
-/// without TGIDs).
+/// without TGIDs). `stats` sums every CPU's ring, also in a
+/// `per_cpu/cpuN/trace` file, as `get_total_entries()` does; `nr_cpus` is
+/// `#P:`, the CPUs online.
 pub fn write_header(w: &mut dyn fmt::Write, stats: &TraceStats, nr_cpus: usize) -> fmt::Result {
     write!(
         w,
@@ -514,335 +519,35 @@ pub fn write_header(w: &mut dyn fmt::Write, stats: &TraceStats, nr_cpus: usize) 
     )
 }
 
-/// Counters of the ring(s), summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TraceStats {
-    /// Records in the ring now (cf. `ring_buffer_entries_cpu()`).
-    pub entries: u64,
-    /// Records overwritten by newer ones (cf. `ring_buffer_overrun_cpu()`).
-    pub overrun: u64,
-    /// Events dropped because the ring was busy (a reader, or a nested
-    /// writer such as a fault handler) or no ring was lent.
-    pub dropped: u64,
-    /// Records the rings hold at most.
-    pub capacity: u64,
-}
+/// Bytes one record takes in a ring (`bytes:`, `buffer_size_kb`).
+pub const TRACE_RECORD_BYTES: u64 = core::mem::size_of::<TraceRecord>() as u64;
 
-/// One CPU's ring: record `seq` lives in `slots[seq % len]`; sequence
-/// numbers `[oldest, tail)` are still there, `[head, tail)` are not yet
-/// consumed by `trace_pipe` (what `trace` shows). Subscribers
-/// ([`Tracer::read_from`]) keep their own position in `[oldest, tail]`.
-struct CpuBuffer<'a> {
-    slots: &'a mut [TraceRecord],
-    head: u64,
-    tail: u64,
-    /// The oldest record not overwritten nor cleared.
-    oldest: u64,
-    /// Where the last clear left `tail`: what lies below was cleared, not
-    /// lost, for a subscriber that had not read it.
-    cleared_at: u64,
-    overrun: u64,
-    /// Overwritten since the last consuming read (`[LOST N EVENTS]`).
-    lost_unread: u64,
-}
-
-impl CpuBuffer<'_> {
-    const fn empty() -> Self {
-        CpuBuffer {
-            slots: &mut [],
-            head: 0,
-            tail: 0,
-            oldest: 0,
-            cleared_at: 0,
-            overrun: 0,
-            lost_unread: 0,
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.slots.len() as u64
-    }
-
-    fn slot(&self, seq: u64) -> usize {
-        (seq % self.len()) as usize
-    }
-
-    /// Overwrites the oldest record when full (an overrun if `trace_pipe`
-    /// had not consumed it yet); `false` without slots.
-    fn push(&mut self, rec: TraceRecord) -> bool {
-        if self.slots.is_empty() {
-            return false;
-        }
-        if self.tail - self.oldest == self.len() {
-            self.oldest += 1;
-            if self.head < self.oldest {
-                self.head = self.oldest;
-                self.overrun += 1;
-                self.lost_unread += 1;
-            }
-        }
-        let at = self.slot(self.tail);
-        self.slots[at] = rec;
-        self.tail += 1;
-        true
-    }
-
-    fn reset(&mut self) {
-        self.head = self.tail;
-        self.oldest = self.tail;
-        self.cleared_at = self.tail;
-        self.overrun = 0;
-        self.lost_unread = 0;
-    }
-}
-
-/// Where a non-consuming reader is: the next sequence number and the end
-/// fixed when it started (so a reader never chases its own events).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceCursor {
-    next: u64,
-    end: u64,
-    /// Records skipped because they were overwritten while reading.
-    pub skipped: u64,
-}
-
-/// What [`Tracer::consume`] took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Consumed {
-    /// Records copied into the batch.
-    pub nr: usize,
-    /// Records overwritten before this read could take them (cf.
-    /// `CPU:%d [LOST %lu EVENTS]`); reported once.
-    pub lost: u64,
-}
-
-/// What [`Tracer::read_from`] copied for one subscriber.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SubscriberRead {
-    /// Records copied into the batch.
-    pub nr: usize,
-    /// Records overwritten before this subscriber could read them (it did
-    /// not keep up); counted once.
-    pub lost: u64,
-}
-
-/// Stops recording while held (cf. `tracing_stop()` / `tracing_start()`
-/// around a `trace` dump).
-pub struct PauseGuard<'t> {
-    paused: &'t AtomicBool,
-    was: bool,
-}
-
-impl Drop for PauseGuard<'_> {
-    fn drop(&mut self) {
-        self.paused.store(self.was, Ordering::Relaxed);
-    }
-}
-
-/// The tracepoints' enable mask and ring buffer; see the module docs.
-pub struct Tracer<'a> {
-    mask: AtomicU64,
-    paused: AtomicBool,
-    dropped: AtomicU64,
-    cpus: [Mutex<CpuBuffer<'a>>; NR_TRACE_CPUS],
-    page_base: u64,
-}
-
-impl<'a> Tracer<'a> {
-    /// Every event disabled, no ring yet (events are dropped until
-    /// [`Tracer::attach`]). `page_base` is the address of pfn 0's
-    /// descriptor, for `page=%p` (0 if unknown).
-    pub const fn new(page_base: u64) -> Self {
-        Tracer {
-            mask: AtomicU64::new(0),
-            paused: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            cpus: [const { Mutex::new(CpuBuffer::empty()) }; NR_TRACE_CPUS],
-            page_base,
-        }
-    }
-
-    /// Lends CPU 0 its ring (once, at boot; a later call replaces it and
-    /// empties it). Every slot is overwritten before it is read.
-    pub fn attach(&self, slots: &'a mut [TraceRecord]) {
-        let mut ring = self.cpus[0].lock();
-        *ring = CpuBuffer {
-            slots,
-            ..CpuBuffer::empty()
-        };
-    }
-
-    /// The address `page=` prints for pfn 0.
-    pub fn page_base(&self) -> u64 {
-        self.page_base
-    }
-
-    /// Whether `id` is enabled: one relaxed load.
-    #[inline(always)]
-    pub fn enabled(&self, id: EventId) -> bool {
-        self.mask.load(Ordering::Relaxed) & id.bit() != 0
-    }
-
-    /// The enable mask (bit [`EventId::bit`] per event).
-    pub fn mask(&self) -> u64 {
-        self.mask.load(Ordering::Relaxed)
-    }
-
-    /// Enables or disables the events in `mask`
-    /// (`events/{system}/{event}/enable`, `events/{system}/enable`).
-    pub fn set_enabled(&self, mask: u64, on: bool) {
-        if on {
-            self.mask.fetch_or(mask, Ordering::Relaxed);
-        } else {
-            self.mask.fetch_and(!mask, Ordering::Relaxed);
-        }
-    }
-
-    /// Records `event` at `ts_ns` on `cpu`'s ring: dropped (and counted) if
-    /// the ring is busy, while paused, or if none was lent. Never blocks,
-    /// never allocates. Callers test [`Tracer::enabled`] first (the
-    /// [`crate::trace_event!`] macro does).
-    #[cold]
-    #[inline(never)]
-    pub fn record(&self, ts_ns: u64, cpu: usize, event: TraceEvent) {
-        if self.paused.load(Ordering::Relaxed) {
-            return; // as Linux drops events while tracing is stopped
-        }
-        let Some(ring) = self.cpus.get(cpu) else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let rec = TraceRecord {
-            ts_ns,
-            cpu: cpu as u16,
-            event,
-        };
-        let stored = match ring.try_lock() {
-            Some(mut ring) => ring.push(rec),
-            None => false,
-        };
-        if !stored {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Stops recording until the guard drops.
-    pub fn pause(&self) -> PauseGuard<'_> {
-        PauseGuard {
-            paused: &self.paused,
-            was: self.paused.swap(true, Ordering::Relaxed),
-        }
-    }
-
-    /// Empties every ring and zeroes the counters (cf. `echo > trace`:
-    /// `tracing_reset_online_cpus()`). The enable mask is kept.
-    pub fn clear(&self) {
-        for cpu in &self.cpus {
-            cpu.lock().reset();
-        }
-        self.dropped.store(0, Ordering::Relaxed);
-    }
-
-    /// Back to boot: every event disabled, the rings empty.
-    pub fn reset(&self) {
-        self.mask.store(0, Ordering::Relaxed);
-        self.clear();
-    }
-
-    /// The rings' counters.
-    pub fn stats(&self) -> TraceStats {
-        let mut s = TraceStats {
-            dropped: self.dropped.load(Ordering::Relaxed),
-            ..TraceStats::default()
-        };
-        for cpu in &self.cpus {
-            let ring = cpu.lock();
-            s.entries += ring.tail - ring.head;
-            s.overrun += ring.overrun;
-            s.capacity += ring.len();
-        }
-        s
-    }
-
-    /// A non-consuming reader over what the ring holds now.
-    pub fn cursor(&self) -> TraceCursor {
-        let ring = self.cpus[0].lock();
-        TraceCursor {
-            next: ring.head,
-            end: ring.tail,
-            skipped: 0,
-        }
-    }
-
-    /// Copies the next records of `cursor` into `out`; returns how many
-    /// (0 at the end). Records overwritten since the cursor was made are
-    /// skipped and counted in [`TraceCursor::skipped`].
-    pub fn read(&self, cursor: &mut TraceCursor, out: &mut [TraceRecord]) -> usize {
-        let ring = self.cpus[0].lock();
-        if cursor.next < ring.head {
-            cursor.skipped += ring.head - cursor.next;
-            cursor.next = ring.head;
-        }
-        let end = cursor.end.min(ring.tail);
-        let mut n = 0;
-        while cursor.next < end && n < out.len() {
-            out[n] = ring.slots[ring.slot(cursor.next)];
-            cursor.next += 1;
-            n += 1;
-        }
-        n
-    }
-
-    /// The sequence number the next record will get: a consuming reader
-    /// stops there so it never chases its own events.
-    pub fn consume_limit(&self) -> u64 {
-        self.cpus[0].lock().tail
-    }
-
-    /// Pops up to `out.len()` of the oldest records below `limit` (from
-    /// [`Tracer::consume_limit`]) into `out` (cf. `ring_buffer_consume()`).
-    pub fn consume(&self, limit: u64, out: &mut [TraceRecord]) -> Consumed {
-        let mut ring = self.cpus[0].lock();
-        let lost = core::mem::take(&mut ring.lost_unread);
-        let mut n = 0;
-        while ring.head < limit.min(ring.tail) && n < out.len() {
-            out[n] = ring.slots[ring.slot(ring.head)];
-            ring.head += 1;
-            n += 1;
-        }
-        Consumed { nr: n, lost }
-    }
-}
-
-impl Tracer<'_> {
-    /// A new subscriber's position: it sees what is recorded from now on.
-    pub fn subscribe_position(&self) -> u64 {
-        self.cpus[0].lock().tail
-    }
-
-    /// Copies the records from `*pos` on into `out` and advances `*pos`,
-    /// without consuming: each subscriber (`/api/events`) has its own
-    /// position, and the ring never waits for one. Records overwritten
-    /// before the subscriber got to them are skipped and reported as
-    /// [`SubscriberRead::lost`]; records cleared (`echo > trace`, reset)
-    /// are skipped silently.
-    pub fn read_from(&self, pos: &mut u64, out: &mut [TraceRecord]) -> SubscriberRead {
-        let ring = self.cpus[0].lock();
-        let mut lost = 0;
-        if *pos < ring.oldest {
-            lost = ring.oldest.saturating_sub((*pos).max(ring.cleared_at));
-            *pos = ring.oldest;
-        }
-        // (A position past the end cannot happen: `tail` never goes back.)
-        *pos = (*pos).min(ring.tail);
-        let mut n = 0;
-        while *pos < ring.tail && n < out.len() {
-            out[n] = ring.slots[ring.slot(*pos)];
-            *pos += 1;
-            n += 1;
-        }
-        SubscriberRead { nr: n, lost }
-    }
+/// `per_cpu/cpuN/stats` (cf. `tracing_stats_read()` with a clock in ns:
+/// `ns2usecs()` rounds). `commit overrun` is 0: a commit here never
+/// spans pages. `now_ns` is the trace clock now.
+pub fn write_cpu_stats(w: &mut dyn fmt::Write, s: &CpuTraceStats, now_ns: u64) -> fmt::Result {
+    let secs = |ns: u64| {
+        let us = ns.saturating_add(500) / 1000;
+        (us / 1_000_000, us % 1_000_000)
+    };
+    let (old_s, old_us) = secs(s.oldest_ts_ns);
+    let (now_s, now_us) = secs(now_ns);
+    write!(
+        w,
+        "entries: {}\n\
+         overrun: {}\n\
+         commit overrun: 0\n\
+         bytes: {}\n\
+         oldest event ts: {old_s:5}.{old_us:06}\n\
+         now ts: {now_s:5}.{now_us:06}\n\
+         dropped events: {}\n\
+         read events: {}\n",
+        s.entries,
+        s.overrun,
+        s.entries * TRACE_RECORD_BYTES,
+        s.dropped,
+        s.read
+    )
 }
 
 /// A tracepoint: `trace_event!(src, Kmalloc { call_site: 0, ptr, … })`

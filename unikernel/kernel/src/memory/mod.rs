@@ -140,8 +140,11 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
             panic!("memblock: no {slab_meta_bytes} bytes below lowmem for the slab overlay")
         });
 
-    // The trace ring (mm::trace): fixed at boot, never the heap's.
-    let trace_bytes = (mm::trace::TRACE_BUF_ENTRIES * size_of::<TraceRecord>()) as u64;
+    // The trace rings (mm::trace): one per possible CPU (the MADT's, as
+    // Linux sizes its ring buffer for cpu_possible_mask), fixed at boot,
+    // never the heap's.
+    let trace = TraceRings::size(mb.total_memory());
+    let trace_bytes = trace.bytes();
     let trace_phys = mb
         .alloc_named(
             trace_bytes,
@@ -150,7 +153,7 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
             "trace_ring",
         )
         .unwrap_or_else(|| {
-            panic!("memblock: no {trace_bytes} bytes below lowmem for the trace ring")
+            panic!("memblock: no {trace_bytes} bytes below lowmem for the trace rings")
         });
 
     // page_owner's side array (mm::page_owner), only when asked for, as
@@ -276,11 +279,12 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
             phys.0
         );
     }
-    // The ring is only written when first needed ([`attach_trace_ring`]).
-    TRACE_RING_PHYS.store(trace_phys.0, Ordering::Relaxed);
-    log::debug!(
-        "memory: trace ring {} records x {} bytes = {} KiB at {:#x}",
-        mm::trace::TRACE_BUF_ENTRIES,
+    // The rings are only written when first needed ([`attach_trace_ring`]).
+    *TRACE_RINGS.lock() = Some((trace_phys.0, trace));
+    log::info!(
+        "memory: trace rings {} CPUs x {} records x {} bytes = {} KiB at {:#x}",
+        trace.nr_cpus,
+        trace.entries_per_cpu,
         size_of::<TraceRecord>(),
         trace_bytes >> 10,
         trace_phys.0
@@ -295,33 +299,68 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     crate::time::boot_phase("buddy, vmalloc");
 }
 
-/// Physical address of the trace ring's memblock reservation, until
-/// [`attach_trace_ring`] lends it to the tracer.
-static TRACE_RING_PHYS: AtomicU64 = AtomicU64::new(0);
+/// How the trace rings are sized: one ring per possible CPU.
+#[derive(Clone, Copy, Debug)]
+struct TraceRings {
+    nr_cpus: usize,
+    entries_per_cpu: usize,
+}
 
-/// Initialises the trace ring and lends it to the tracer, once (later
-/// calls do nothing). Nothing traces before `READY` — tracepoints are
-/// enabled by API requests, and until the ring is attached they drop their
-/// events — so the kernel calls this once `READY` is out, instead of
-/// writing 576 KiB on the boot path.
-pub fn attach_trace_ring() {
-    let phys = TRACE_RING_PHYS.swap(0, Ordering::Relaxed);
-    if phys == 0 {
-        return;
+impl TraceRings {
+    /// One ring per CPU the MADT lists (at most the kernel's and the
+    /// tracer's CPU limit), each of [`mm::trace::TRACE_BUF_ENTRIES`]
+    /// records, unless all of them would take more than an eighth of RAM
+    /// and more than one full ring: then each CPU gets an equal share of
+    /// that (a 5 MiB guest with 2 CPUs: about 300 KiB each, not 576).
+    fn size(ram_bytes: u64) -> Self {
+        let max_cpus = mm::trace::NR_TRACE_CPUS.min(crate::arch::x86_64::percpu::MAX_CPUS);
+        let nr_cpus = crate::acpi::info().map_or(1, |i| i.nr_cpus).clamp(1, max_cpus);
+        let record = size_of::<TraceRecord>() as u64;
+        let full = mm::trace::TRACE_BUF_ENTRIES as u64;
+        let budget = (ram_bytes / 8).max(full * record);
+        let entries_per_cpu = full.min(budget / record / nr_cpus as u64) as usize;
+        TraceRings {
+            nr_cpus,
+            entries_per_cpu,
+        }
     }
+
+    fn records(self) -> usize {
+        self.nr_cpus * self.entries_per_cpu
+    }
+
+    fn bytes(self) -> u64 {
+        (self.records() * size_of::<TraceRecord>()) as u64
+    }
+}
+
+/// The trace rings' memblock reservation (physical address) and sizes,
+/// until [`attach_trace_ring`] lends them to the tracer.
+static TRACE_RINGS: Mutex<Option<(u64, TraceRings)>> = Mutex::new(None);
+
+/// Initialises the trace rings and lends them to the tracer, one per
+/// possible CPU, once (later calls do nothing). Nothing traces before
+/// `READY` — tracepoints are enabled by API requests, and until the rings
+/// are attached they drop their events — so the kernel calls this once
+/// `READY` is out, instead of writing them on the boot path.
+pub fn attach_trace_ring() {
+    let Some((phys, rings)) = TRACE_RINGS.lock().take() else {
+        return;
+    };
+    let records = rings.records();
     // SAFETY: as for mem_map: a page-aligned memblock reservation of
-    // TRACE_BUF_ENTRIES records below the direct map's end, mapped
-    // writable by it, reserved forever; every record is written before the
-    // slice is made, and the swap above makes this the only reference
-    // ever made to it.
-    let trace_ring: &'static mut [TraceRecord] = unsafe {
+    // `records` records below the direct map's end, mapped writable by
+    // it, reserved forever; every record is written before the slice is
+    // made, and the `take` above makes this the only reference ever made
+    // to it.
+    let trace_rings: &'static mut [TraceRecord] = unsafe {
         let ptr = paging::phys_to_virt(phys).cast::<TraceRecord>();
-        for i in 0..mm::trace::TRACE_BUF_ENTRIES {
+        for i in 0..records {
             ptr.add(i).write(TraceRecord::EMPTY);
         }
-        core::slice::from_raw_parts_mut(ptr, mm::trace::TRACE_BUF_ENTRIES)
+        core::slice::from_raw_parts_mut(ptr, records)
     };
-    mm().attach_trace_buffer(trace_ring);
+    mm().attach_trace_buffers(trace_rings, rings.nr_cpus);
 }
 
 /// Pages of each zone but DMA initialised at boot (16 MiB): enough for

@@ -37,7 +37,7 @@ fn line(r: &TraceRecord, page_base: u64) -> String {
 
 fn tracer_with(n: usize) -> Tracer<'static> {
     let t = Tracer::new(0);
-    t.attach(Box::leak(vec![TraceRecord::EMPTY; n].into_boxed_slice()));
+    t.attach(0, Box::leak(vec![TraceRecord::EMPTY; n].into_boxed_slice()));
     t
 }
 
@@ -331,16 +331,16 @@ fn consuming_reads_remove_and_report_lost_events_once() {
     }
     let limit = t.consume_limit();
     let mut out = [TraceRecord::EMPTY; 3];
-    let c = t.consume(limit, &mut out);
-    assert_eq!((c.nr, c.lost), (3, 2));
+    let c = t.consume(&limit, &mut out);
+    assert_eq!((c.nr, c.total_lost()), (3, 2));
     assert_eq!(out.map(|r| r.ts_ns), [2, 3, 4]);
     // A record after the limit is left for the next read.
     t.record(6, 0, ev(6));
-    let c = t.consume(limit, &mut out);
-    assert_eq!((c.nr, c.lost), (1, 0));
+    let c = t.consume(&limit, &mut out);
+    assert_eq!((c.nr, c.total_lost()), (1, 0));
     assert_eq!(out[0].ts_ns, 5);
     assert_eq!(t.stats().entries, 1);
-    let c = t.consume(t.consume_limit(), &mut out);
+    let c = t.consume(&t.consume_limit(), &mut out);
     assert_eq!((c.nr, out[0].ts_ns), (1, 6));
     assert_eq!(t.stats().entries, 0);
 }
@@ -377,7 +377,7 @@ fn busy_or_missing_ring_drops_instead_of_blocking() {
     assert_eq!(t.stats().dropped, 1, "no ring lent yet");
     let t = tracer_with(4);
     {
-        let _held = t.cpus[0].lock(); // a reader, or an interrupted writer
+        let _held = t.hold_ring(0); // a reader, or an interrupted writer
         t.record(1, 0, ev(1));
     }
     assert_eq!((t.stats().entries, t.stats().dropped), (0, 1));
@@ -402,7 +402,7 @@ fn drain(mm: &MemoryManager<'_, SimPlatform>) -> Vec<TraceRecord> {
     let mut out = [TraceRecord::EMPTY; 16];
     let limit = mm.tracer().consume_limit();
     loop {
-        let c = mm.tracer().consume(limit, &mut out);
+        let c = mm.tracer().consume(&limit, &mut out);
         if c.nr == 0 {
             return all;
         }
@@ -567,29 +567,29 @@ fn subscribers_read_at_their_own_pace_and_are_told_what_they_lost() {
     for i in 1..4 {
         t.record(i, 0, ev(i));
     }
-    let r = t.read_from(&mut fast, &mut out);
+    let r = t.read_from(&mut fast, &mut out, None);
     assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![1, 2, 3]));
     // trace_pipe consuming changes nothing for subscribers, and records
     // subscribers have read are not consumed for trace_pipe.
     assert_eq!(t.stats().entries, 4);
     let mut pipe = [TraceRecord::EMPTY; 8];
-    assert_eq!(t.consume(t.consume_limit(), &mut pipe).nr, 4);
+    assert_eq!(t.consume(&t.consume_limit(), &mut pipe).nr, 4);
     for i in 4..10 {
         t.record(i, 0, ev(i));
     }
     // Consumed records overwritten are no overrun; unconsumed ones are.
     assert_eq!(t.stats().overrun, 2, "4 and 5 went unconsumed");
-    let r = t.read_from(&mut fast, &mut out);
+    let r = t.read_from(&mut fast, &mut out, None);
     assert_eq!((r.lost, ts(&out, r.nr)), (2, vec![6, 7, 8, 9]), "4, 5 lost");
-    let r = t.read_from(&mut slow, &mut out[..2]);
+    let r = t.read_from(&mut slow, &mut out[..2], None);
     assert_eq!((r.lost, ts(&out, r.nr)), (5, vec![6, 7]), "1..=5 lost");
-    let r = t.read_from(&mut slow, &mut out);
+    let r = t.read_from(&mut slow, &mut out, None);
     assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![8, 9]), "lost told once");
-    assert_eq!(t.read_from(&mut slow, &mut out), SubscriberRead::default());
+    assert_eq!(t.read_from(&mut slow, &mut out, None), SubscriberRead::default());
     // A clear skips what it removed without calling it lost.
     t.record(10, 0, ev(10));
     t.clear();
     t.record(11, 0, ev(11));
-    let r = t.read_from(&mut slow, &mut out);
+    let r = t.read_from(&mut slow, &mut out, None);
     assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![11]));
 }
