@@ -28,11 +28,14 @@
 //! operation here works on [`PageAlloc::this_cpu`]'s; there is one CPU
 //! until SMP brings the others up.
 
+#![allow(unsafe_code)]
+
 use super::PageAlloc;
+use super::smp::{list_add_head_raw, list_add_tail_raw, list_pop_head_raw};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, PageFlags};
 use crate::types::{NR_CPUS, Order, Pfn};
-use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES, ZoneType};
+use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
 
 /// The highest order kept on per-CPU lists (cf. `PAGE_ALLOC_COSTLY_ORDER`).
 pub use crate::compaction::PAGE_ALLOC_COSTLY_ORDER;
@@ -194,6 +197,27 @@ impl PageAlloc<'_> {
         }
     }
 
+    /// Every populated zone's pagesets get `high` and `batch` (lists over
+    /// the new `high` drained): tests force refills and trims with small
+    /// ones (cf. writing `percpu_pagelist_high_fraction`, which sets
+    /// `high` only).
+    #[cfg(test)]
+    pub(crate) fn set_pcp_high_batch(&mut self, high: u32, batch: u32) {
+        for zi in 0..NR_ZONES {
+            if !self.zones[zi].is_populated() {
+                continue;
+            }
+            for cpu in 0..NR_CPUS {
+                let pcp = &mut self.zones[zi].pcp[cpu];
+                pcp.high = high;
+                pcp.batch = batch;
+                if pcp.count > high {
+                    self.drain_pages_zone(zi, cpu);
+                }
+            }
+        }
+    }
+
     /// The zone and per-CPU list the common case of
     /// [`PageAlloc::alloc_pages`] serves `gfp`/`order` from, as
     /// `(zone index, list index)`: order ≤ costly, the first populated
@@ -204,38 +228,76 @@ impl PageAlloc<'_> {
     /// lock-free fast path ([`super::smp`]) uses it too.
     #[inline(always)]
     pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
+        // SAFETY: `self` is live; nobody writes it while we hold `&self`.
+        unsafe { Self::pcp_fast_target_raw(core::ptr::from_ref(self).cast_mut(), gfp, order) }
+    }
+
+    /// [`PageAlloc::pcp_fast_target`] through a raw pointer, for the
+    /// shared side: the zone counters other CPUs' zone-lock holders write
+    /// are loaded atomically (racily, as `zone_watermark_fast()` reads
+    /// them), the rest is written by the exclusive side only.
+    ///
+    /// # Safety
+    /// `pa` is live, and the caller holds a flag of its lock (or `&` it).
+    #[inline(always)]
+    pub(super) unsafe fn pcp_fast_target_raw(
+        pa: *mut Self,
+        gfp: GfpFlags,
+        order: Order,
+    ) -> Option<(usize, usize)> {
+        use super::zone_lock::{ld32, ld64};
         let o = order.index();
-        if !pcp_allowed_order(o) || self.fail_page_alloc_armed || gfp.is_zone_bad() {
+        // SAFETY: a field only the exclusive side writes.
+        if !pcp_allowed_order(o) || unsafe { (*pa).fail_page_alloc_armed } || gfp.is_zone_bad() {
             return None;
         }
         let highest = gfp.gfp_zone().index();
         // The zonelist's first populated zone (cf. the first zoneref
         // get_page_from_freelist() does not skip).
+        // SAFETY: `managed_pages` is written by the exclusive side only.
         let zi = (0..=highest)
             .rev()
-            .find(|&zi| self.zones[zi].is_populated())?;
-        let zone = &self.zones[zi];
+            .find(|&zi| unsafe { (*pa).zones[zi].managed_pages } > 0)?;
+        // SAFETY: a raw place; fields read as the table in `zone_lock` says.
+        let zone = unsafe { &raw mut (*pa).zones[zi] };
         // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
         // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
-        // movable requests; a high-order request needs the full check.
+        // movable requests; a high-order request needs a block on a list
+        // it may take from (cf. __zone_watermark_ok()).
         let mt = gfp.migratetype();
-        let mut unusable = zone.nr_reserved_highatomic + (1u64 << o) - 1;
-        if mt != MigrateType::Movable {
-            unusable += zone.nr_free_cma;
-        }
-        let mark = zone.watermarks.low + zone.lowmem_reserve[highest];
-        if zone.free_pages <= unusable || zone.free_pages - unusable <= mark {
-            return None;
-        }
-        let flags = super::AllocFlags {
-            harder: false,
-            nofragment: false,
-            cma: mt == MigrateType::Movable,
+        let cma = mt == MigrateType::Movable;
+        // SAFETY: see above.
+        let (free, mark, mut unusable) = unsafe {
+            let mut unusable = (*zone).nr_reserved_highatomic + (1u64 << o) - 1;
+            if !cma {
+                unusable += ld64(&raw mut (*zone).nr_free_cma);
+            }
+            (
+                ld64(&raw mut (*zone).free_pages),
+                (*zone).watermarks.low + (*zone).lowmem_reserve[highest],
+                unusable,
+            )
         };
-        if o > 0
-            && !zone.watermark_ok_flags(order, zone.watermarks.low, ZoneType::ALL[highest], flags)
-        {
+        unusable = unusable.min(free);
+        if free - unusable <= mark {
             return None;
+        }
+        if o > 0 {
+            // SAFETY: list heads and counts, loaded atomically.
+            let found = (o..crate::types::NR_ORDERS).any(|a| unsafe {
+                let area = &raw mut (*zone).free_area[a];
+                let nonempty = move |m: MigrateType| {
+                    ld32(&raw mut (*area).free_list[m.index()].head) != NIL
+                };
+                ld64(&raw mut (*area).nr_free) > 0
+                    && (MigrateType::ALL[..MIGRATE_PCPTYPES]
+                        .iter()
+                        .any(|&m| nonempty(m))
+                        || (cma && nonempty(MigrateType::Cma)))
+            });
+            if !found {
+                return None;
+            }
         }
         Some((zi, order_to_pindex(mt, o)))
     }
@@ -261,7 +323,8 @@ impl PageAlloc<'_> {
             return None;
         }
         pcp.free_factor >>= 1;
-        let pfn = list_pop_head(&mut self.mem_map, &mut pcp.lists[pindex]);
+        // SAFETY: `&mut self`: the lists and descriptors are ours.
+        let pfn = unsafe { list_pop_head_raw(self.mem_map.base(), &mut pcp.lists[pindex]) };
         pcp.count -= 1 << o;
         self.vm_events
             .count_zid(crate::vmstat::VmEvent::PgAllocDma, zi, 1 << o);
@@ -299,7 +362,8 @@ impl PageAlloc<'_> {
             }
         }
         let pcp = &mut self.zones[zi].pcp[cpu];
-        let pfn = list_pop_head(&mut self.mem_map, &mut pcp.lists[pindex]);
+        // SAFETY: `&mut self`: the lists and descriptors are ours.
+        let pfn = unsafe { list_pop_head_raw(self.mem_map.base(), &mut pcp.lists[pindex]) };
         pcp.count -= 1 << order;
         self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
         Some(Pfn(u64::from(pfn)))
@@ -329,11 +393,14 @@ impl PageAlloc<'_> {
             let p = &mut self.mem_map[pfn as usize];
             p.flags.insert(PageFlags::PCP);
             p.order = order as u8;
-            list_add_tail(
-                &mut self.mem_map,
-                &mut self.zones[zi].pcp[cpu].lists[pindex],
-                pfn,
-            );
+            // SAFETY: `&mut self`: the lists and descriptors are ours.
+            unsafe {
+                list_add_tail_raw(
+                    self.mem_map.base(),
+                    &mut self.zones[zi].pcp[cpu].lists[pindex],
+                    pfn,
+                );
+            }
             alloced += 1;
         }
         self.zones[zi].pcp[cpu].count += alloced << order;
@@ -366,7 +433,8 @@ impl PageAlloc<'_> {
         p.flags.insert(PageFlags::PCP);
         p.order = order as u8;
         let pcp = &mut self.zones[zi].pcp[cpu];
-        list_add_head(&mut self.mem_map, &mut pcp.lists[pindex], pfn);
+        // SAFETY: `&mut self`: the lists and descriptors are ours.
+        unsafe { list_add_head_raw(self.mem_map.base(), &mut pcp.lists[pindex], pfn) };
         pcp.count += 1 << order;
         // High-order blocks freed in a row (no allocation between) are not
         // kept: they fragment the zone (cf. `free_high`).
@@ -384,27 +452,9 @@ impl PageAlloc<'_> {
     /// pageblock's type as it is now (the block may have been isolated or
     /// reserved since it was freed).
     pub(super) fn free_pcppages_bulk(&mut self, zi: usize, cpu: usize, count: u32, pindex: usize) {
-        let mut count = count.min(self.zones[zi].pcp[cpu].count);
-        let mut pindex = pindex;
-        while count > 0 {
-            while self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
-                pindex = (pindex + 1) % NR_PCP_LISTS;
-            }
-            let order = pindex_to_order(pindex);
-            loop {
-                let pcp = &mut self.zones[zi].pcp[cpu];
-                let pfn = list_pop_tail(&mut self.mem_map, &mut pcp.lists[pindex]);
-                pcp.count -= 1 << order;
-                count = count.saturating_sub(1 << order);
-                self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
-                let mt = self.pageblock_migratetype(Pfn(u64::from(pfn)));
-                self.free_one_page(u64::from(pfn), order, zi, mt, false);
-                if count == 0 || self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
-                    break;
-                }
-            }
-            pindex = (pindex + 1) % NR_PCP_LISTS;
-        }
+        // SAFETY: `&mut self`: the exclusive side, which the function's
+        // contract accepts in place of the flag and zone lock.
+        unsafe { Self::free_pcppages_bulk_locked(self, zi, cpu, count, pindex) }
     }
 
     /// Empty one CPU's lists for zone `zi` (cf. `drain_pages_zone()`).
@@ -449,66 +499,3 @@ pub(super) fn nr_pcp_free(pcp: &mut PerCpuPages, high: u32, free_high: bool) -> 
     scaled.clamp(min_nr_free, max_nr_free.max(min_nr_free))
 }
 
-// ----------------------------------------------------------------------
-// The lists: doubly linked through `Page::prev/next`, as the free lists.
-// ----------------------------------------------------------------------
-
-#[inline(always)]
-fn list_add_head(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u32) {
-    let next = list.head;
-    let p = &mut mem_map[pfn as usize];
-    p.prev = NIL;
-    p.next = next;
-    if next == NIL {
-        list.tail = pfn;
-    } else {
-        mem_map[next as usize].prev = pfn;
-    }
-    list.head = pfn;
-}
-
-#[inline(always)]
-fn list_add_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u32) {
-    let prev = list.tail;
-    let p = &mut mem_map[pfn as usize];
-    p.prev = prev;
-    p.next = NIL;
-    if prev == NIL {
-        list.head = pfn;
-    } else {
-        mem_map[prev as usize].next = pfn;
-    }
-    list.tail = pfn;
-}
-
-/// Unlink the first block of a non-empty list.
-#[inline(always)]
-fn list_pop_head(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 {
-    let pfn = list.head;
-    let p = &mut mem_map[pfn as usize];
-    let next = p.next;
-    p.next = NIL;
-    list.head = next;
-    if next == NIL {
-        list.tail = NIL;
-    } else {
-        mem_map[next as usize].prev = NIL;
-    }
-    pfn
-}
-
-/// Unlink the last block of a non-empty list.
-#[inline(always)]
-fn list_pop_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 {
-    let pfn = list.tail;
-    let p = &mut mem_map[pfn as usize];
-    let prev = p.prev;
-    p.prev = NIL;
-    list.tail = prev;
-    if prev == NIL {
-        list.head = NIL;
-    } else {
-        mem_map[prev as usize].next = NIL;
-    }
-    pfn
-}

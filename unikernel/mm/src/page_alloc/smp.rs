@@ -6,28 +6,37 @@
 //!
 //! The allocator sits in a [`crate::sync::BrLock`]: one flag per CPU.
 //! [`PageAlloc::alloc_pcp_cpu`] and [`PageAlloc::free_pcp_cpu`] run with
-//! only their CPU's flag held, next to the same calls on other CPUs; every
-//! other path — refill (`rmqueue_bulk`), trim (`free_pcppages_bulk`),
-//! drains, the buddy allocator itself, compaction, the views — takes the
-//! exclusive side (all flags: `zone->lock` with every `pcp->lock`).
+//! only their CPU's flag held, next to the same calls on other CPUs. A
+//! list that is empty or over `high` is refilled (`rmqueue_bulk`) or
+//! trimmed (`free_pcppages_bulk`, [`PageAlloc::pcp_trim_cpu`]) under that
+//! flag plus the zone's `zone->lock` ([`super::zone_lock`], which says who
+//! protects what). Every other path — a refill that must steal from
+//! another migrate type, drains, the buddy allocator itself, compaction,
+//! the views — takes the exclusive side (all flags).
+//!
+//! The shared side never forms a reference to the whole [`PageAlloc`]:
+//! other CPUs write parts of it at the same time (their slots, and zones
+//! under their zone locks), so it works from the raw pointer
+//! [`crate::sync::BrReadGuard::as_ptr`] gives, reading only fields the
+//! exclusive side alone writes and, atomically, the zone counters.
 //!
 //! What a fast path may touch, and why it is its own:
 //! * its CPU's [`PerCpuPages`] for each zone and its [`VmDiff`] — slots no
 //!   other CPU reads while the flag is held ([`crate::sync::PcpCell`]);
 //! * the descriptors of blocks on its own lists, and of the block its
 //!   caller hands back or receives — owned, as Linux's `struct page` is by
-//!   whoever holds the page, through raw pointers
-//!   ([`super::memmap::MemMap::ptr`]);
+//!   whoever holds the page, through raw pointers;
 //! * `flags` atomically: a pageblock's migrate type is read from its first
 //!   frame's flags by any CPU freeing a page of that pageblock, while that
 //!   frame may be one this CPU is handing out;
-//! * zone fields (watermarks, free counts) read-only: only the exclusive
-//!   side writes them.
+//! * zone counters read racily (atomic loads), as `zone_watermark_fast()`
+//!   reads `NR_FREE_PAGES`; the other zone fields read-only.
 //!
-//! Anything unusual — an empty or full list, a watermark to check fully,
-//! fault injection, a frame on the LRU, in the heap's reserve, not yet
-//! initialised, an isolated pageblock, a misuse to refuse — returns to the
-//! caller, which takes the exclusive side and runs the general path.
+//! Anything unusual — a watermark to check fully, fault injection, a frame
+//! on the LRU, in the heap's reserve, not yet initialised, an isolated
+//! pageblock, a misuse to refuse, a refill that finds its migrate type's
+//! lists empty — returns to the caller, which takes the exclusive side and
+//! runs the general path.
 
 #![allow(unsafe_code)]
 
@@ -36,10 +45,11 @@ mod tests;
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::PageAlloc;
 use super::pcp::{PerCpuPages, nr_pcp_free, order_to_pindex, pcp_allowed_order};
+use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_raw};
+use super::{AllocFlags, PageAlloc};
 use crate::gfp::GfpFlags;
-use crate::page::{NIL, OwnerTag, PageFlags};
+use crate::page::{NIL, OwnerTag, Page, PageFlags};
 use crate::types::{Order, Pfn};
 use crate::vmstat::VmEvent;
 use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
@@ -62,6 +72,9 @@ pub struct VmDiff {
     pub alloc: [[u64; PCP_ORDERS]; NR_ZONES],
     /// Blocks freed, by zone and order.
     pub free: [[u64; PCP_ORDERS]; NR_ZONES],
+    /// Refills and trims done under a zone lock rather than the exclusive
+    /// side (not a Linux counter: shows the zone locks at work).
+    pub zone_locked: [u64; 2],
 }
 
 impl VmDiff {
@@ -71,6 +84,7 @@ impl VmDiff {
         pgfree: 0,
         alloc: [[0; PCP_ORDERS]; NR_ZONES],
         free: [[0; PCP_ORDERS]; NR_ZONES],
+        zone_locked: [0; 2],
     };
 }
 
@@ -80,8 +94,8 @@ pub enum FreeFast {
     /// The block is on this CPU's list.
     Done,
     /// The block is on this CPU's list, which is now over `high`: give
-    /// `count` pages back from list `pindex` of zone `zi` under the
-    /// exclusive lock ([`PageAlloc::pcp_trim`]).
+    /// `count` pages back from list `pindex` of zone `zi` under the zone
+    /// lock ([`PageAlloc::pcp_trim_cpu`]).
     Trim {
         /// Zone index.
         zi: usize,
@@ -125,45 +139,83 @@ impl PageAlloc<'_> {
                     self.alloc_counters.add_free(zi, o, d.free[zi][o]);
                 }
             }
+            self.pcp_zone_locked[0] += d.zone_locked[0];
+            self.pcp_zone_locked[1] += d.zone_locked[1];
             *d = VmDiff::ZERO;
         }
     }
 
+    /// Refills and trims of per-CPU lists done under a zone lock since
+    /// boot, as `(refills, trims)`.
+    pub fn pcp_zone_locked_ops(&self) -> (u64, u64) {
+        (self.pcp_zone_locked[0], self.pcp_zone_locked[1])
+    }
+
     /// [`PageAlloc::alloc_pages`]'s first case on CPU `cpu` without the
     /// exclusive lock: a block popped from `cpu`'s list of the first zone
-    /// the request may use, when that zone is above its LOW watermark and
-    /// the list is not empty — the same block the general path would hand
-    /// out. `None` with nothing changed otherwise.
+    /// the request may use, when that zone is above its LOW watermark —
+    /// the same block the general path would hand out. An empty list is
+    /// refilled with a batch under the zone's lock first, as
+    /// `rmqueue_pcplist()` does. `None` with nothing changed when the
+    /// general path must decide (and a refill that found no block of its
+    /// migrate type without stealing is one such case).
     ///
     /// # Safety
-    /// The caller holds `cpu`'s flag of the [`crate::sync::BrLock`] this
-    /// allocator lives in (so no exclusive holder runs and no other caller
-    /// uses `cpu`'s slots), and `cpu < NR_CPUS`.
+    /// `pa` is the allocator inside the [`crate::sync::BrLock`] whose
+    /// `cpu` flag the caller holds (so no exclusive holder runs and no
+    /// other caller uses `cpu`'s slots), `cpu < NR_CPUS`, and the caller
+    /// holds no zone lock.
     #[inline]
     pub unsafe fn alloc_pcp_cpu(
-        &self,
+        pa: *mut Self,
         cpu: usize,
         gfp: GfpFlags,
         order: Order,
         owner: OwnerTag,
     ) -> Option<Pfn> {
-        // The same zone, watermark and list as `alloc_pages_pcp_fast`:
-        // the zone fields are written only by the exclusive side, so they
-        // hold still here.
-        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
+        // The same zone, watermark and list as `alloc_pages_pcp_fast`.
+        // SAFETY: `pa` is live (the caller's contract).
+        let (zi, pindex) = unsafe { Self::pcp_fast_target_raw(pa, gfp, order) }?;
         let o = order.index();
-        let zone = &self.zones[zi];
-        // SAFETY: the caller holds `cpu`'s flag: this slot is ours alone.
-        let pcp: &mut PerCpuPages = unsafe { zone.pcp[cpu].slot_mut() };
+        // SAFETY: `mem_map` is written only at construction.
+        let map = unsafe { (*pa).mem_map.base() };
+        // SAFETY: the caller holds `cpu`'s flag: this slot is ours alone;
+        // `PcpCell` is an `UnsafeCell`, so the shared place is fine.
+        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
         if pcp.lists[pindex].head == NIL {
-            return None;
+            // cf. rmqueue_pcplist() → __rmqueue_pcplist() → rmqueue_bulk().
+            if pcp.high == 0 {
+                return None;
+            }
+            let mut batch = pcp.batch;
+            if batch > 1 {
+                batch = (batch >> o).max(2);
+            }
+            let mt = gfp.migratetype();
+            let flags = AllocFlags {
+                harder: false,
+                nofragment: false,
+                cma: mt == MigrateType::Movable,
+            };
+            // SAFETY: our flag, then the zone's lock (module docs).
+            let got = unsafe {
+                let _zone_lock = (*pa).zone_lock[zi].lock();
+                Self::rmqueue_bulk_locked(pa, zi, cpu, order, batch, pindex, mt, flags)
+            };
+            if got == 0 {
+                return None;
+            }
+            // SAFETY: our slot.
+            unsafe { (*pa).vm_diff[cpu].slot_mut() }.zone_locked[0] += 1;
         }
+        // SAFETY: our slot again (the refill's borrow of it has ended).
+        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
         pcp.free_factor >>= 1;
         // SAFETY: the list is this CPU's, so are its blocks' descriptors.
-        let pfn = unsafe { self.list_pop_head_raw(&mut pcp.lists[pindex]) };
+        let pfn = unsafe { list_pop_head_raw(map, &mut pcp.lists[pindex]) };
         pcp.count -= 1 << o;
-        // SAFETY: our slot, as above.
-        let diff = unsafe { self.vm_diff[cpu].slot_mut() };
+        // SAFETY: our slot.
+        let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
         diff.pgalloc[zi] += 1 << o;
         diff.alloc[zi][o] += 1;
         // cf. prep_new_page(): the block is now the caller's.
@@ -171,16 +223,14 @@ impl PageAlloc<'_> {
         // are accessed atomically (see the module docs).
         unsafe {
             let i = pfn as usize;
-            let f = self.mem_map.flags_atomic(i);
-            f.fetch_and(
-                !(PageFlags::BUDDY
+            let p = map.add(i);
+            flags_update(
+                p,
+                PageFlags::HEAD,
+                PageFlags::BUDDY
                     .union(PageFlags::PCP)
-                    .union(PageFlags::MOVABLE))
-                .0,
-                Relaxed,
+                    .union(PageFlags::MOVABLE),
             );
-            f.fetch_or(PageFlags::HEAD.0, Relaxed);
-            let p = self.mem_map.ptr(i);
             (*p).order = order.get();
             (*p).refcount = 1;
             (*p).owner = owner;
@@ -188,10 +238,10 @@ impl PageAlloc<'_> {
             (*p).next = NIL;
             // cf. prep_compound_page(), for a `__GFP_COMP` block.
             if o > 0 && gfp.contains(GfpFlags::COMP) {
-                f.fetch_or(PageFlags::COMPOUND.0, Relaxed);
+                flags_update(p, PageFlags::COMPOUND, PageFlags::EMPTY);
                 for t in i + 1..i + (1 << o) {
-                    self.mem_map.flags_atomic(t).fetch_or(PageFlags::TAIL.0, Relaxed);
-                    (*self.mem_map.ptr(t)).owner = owner;
+                    flags_update(map.add(t), PageFlags::TAIL, PageFlags::EMPTY);
+                    (*map.add(t)).owner = owner;
                 }
             }
         }
@@ -209,64 +259,69 @@ impl PageAlloc<'_> {
     /// (no other CPU frees or reads it meanwhile), as any caller of
     /// `free_pages` must.
     #[inline]
-    pub unsafe fn free_pcp_cpu(&self, cpu: usize, pfn: Pfn, order: Order) -> FreeFast {
+    pub unsafe fn free_pcp_cpu(pa: *mut Self, cpu: usize, pfn: Pfn, order: Order) -> FreeFast {
         let o = order.index();
-        if !pcp_allowed_order(o)
-            || pfn >= self.layout.max_pfn
-            || self.early_page_uninitialised(pfn)
-            || self.reserve.as_ref().is_some_and(|r| r.contains(pfn))
-        {
+        // SAFETY: `layout`, `deferred`, `reserve` and `mem_map` are written
+        // by the exclusive side only, which is not running.
+        let (max_pfn, map, slow) = unsafe {
+            (
+                (*pa).layout.max_pfn,
+                (*pa).mem_map.base(),
+                (*pa).deferred.is_uninitialised(pfn.0)
+                    || (*pa).reserve.as_ref().is_some_and(|r| r.contains(pfn)),
+            )
+        };
+        if !pcp_allowed_order(o) || pfn >= max_pfn || slow {
             return FreeFast::Slow;
         }
         let i = pfn.index();
         // SAFETY: in bounds (checked against max_pfn); flags atomically.
-        let flags = PageFlags(unsafe { self.mem_map.flags_atomic(i) }.load(Relaxed));
+        let p = unsafe { map.add(i) };
+        let flags = PageFlags(unsafe { flags_of(p) }.load(Relaxed));
         if !flags.contains(PageFlags::HEAD) || flags.intersects(FREE_SLOW_FLAGS) {
             return FreeFast::Slow;
         }
-        let p = self.mem_map.ptr(i);
         // SAFETY: the caller owns the block, so its head descriptor.
         let (head_order, owner, zi) = unsafe { ((*p).order, (*p).owner, usize::from((*p).zone)) };
         if usize::from(head_order) != o || owner == OwnerTag::RESERVE || zi >= NR_ZONES {
             return FreeFast::Slow;
         }
-        let zone = &self.zones[zi];
         // SAFETY: the caller holds `cpu`'s flag.
-        let pcp: &mut PerCpuPages = unsafe { zone.pcp[cpu].slot_mut() };
-        let mt = self.pageblock_migratetype_atomic(pfn);
+        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
+        // SAFETY: `pfn` < max_pfn.
+        let mt = unsafe { pageblock_mt_raw(map, pfn.0) };
         if pcp.high == 0 || mt == MigrateType::Isolate {
             return FreeFast::Slow;
         }
         // SAFETY: our slot.
-        let diff = unsafe { self.vm_diff[cpu].slot_mut() };
+        let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
         diff.pgfree += 1 << o;
         diff.free[zi][o] += 1;
         // cf. free_pages_prepare(): the descriptors are clean again, tails
-        // included for a compound block.
+        // included for a compound block; cf. free_unref_page_commit(): on
+        // the list, marked PCP.
         // SAFETY: the caller's block; flags atomically.
         unsafe {
-            let f = self.mem_map.flags_atomic(i);
-            f.fetch_and(
-                !(PageFlags::HEAD
+            flags_update(
+                p,
+                PageFlags::PCP,
+                PageFlags::HEAD
                     .union(PageFlags::COMPOUND)
                     .union(PageFlags::SLAB)
-                    .union(PageFlags::MOVABLE))
-                .0,
-                Relaxed,
+                    .union(PageFlags::MOVABLE),
             );
             (*p).refcount = 0;
             (*p).owner = OwnerTag::NONE;
             if flags.contains(PageFlags::COMPOUND) {
                 for t in i + 1..i + (1 << o) {
-                    self.mem_map
-                        .flags_atomic(t)
-                        .fetch_and(!PageFlags::TAIL.union(PageFlags::SLAB).0, Relaxed);
-                    (*self.mem_map.ptr(t)).owner = OwnerTag::NONE;
+                    flags_update(
+                        map.add(t),
+                        PageFlags::EMPTY,
+                        PageFlags::TAIL.union(PageFlags::SLAB),
+                    );
+                    (*map.add(t)).owner = OwnerTag::NONE;
                 }
             }
-            // cf. free_unref_page_commit(): on the list, marked PCP.
-            f.fetch_or(PageFlags::PCP.0, Relaxed);
-            (*p).order = o as u8;
         }
         let pcp_mt = if mt.index() >= MIGRATE_PCPTYPES {
             MigrateType::Movable
@@ -275,7 +330,7 @@ impl PageAlloc<'_> {
         };
         let pindex = order_to_pindex(pcp_mt, o);
         // SAFETY: our list; `pfn` is the caller's block, now on it.
-        unsafe { self.list_add_head_raw(&mut pcp.lists[pindex], pfn.0 as u32) };
+        unsafe { list_add_head_raw(map, &mut pcp.lists[pindex], pfn.0 as u32) };
         pcp.count += 1 << o;
         let free_high = pcp.free_factor > 0 && o > 0;
         let high = if free_high { 0 } else { pcp.high };
@@ -286,10 +341,31 @@ impl PageAlloc<'_> {
         FreeFast::Done
     }
 
-    /// Gives `count` pages back from this CPU's lists of zone `zi`,
-    /// starting at list `pindex`, after [`FreeFast::Trim`] (cf. the
-    /// `free_pcppages_bulk()` call in `free_unref_page_commit()`, done
-    /// under `zone->lock`). Fewer if a drain got there first.
+    /// Gives `count` pages back from CPU `cpu`'s lists of zone `zi`,
+    /// starting at list `pindex`, after [`FreeFast::Trim`], under the
+    /// zone's lock (cf. the `free_pcppages_bulk()` call in
+    /// `free_unref_page_commit()`, under `zone->lock`). Fewer if a drain
+    /// got there first.
+    ///
+    /// # Safety
+    /// As for [`PageAlloc::alloc_pcp_cpu`].
+    pub unsafe fn pcp_trim_cpu(pa: *mut Self, cpu: usize, zi: usize, pindex: usize, count: u32) {
+        // SAFETY: our slot (the caller's flag).
+        let listed = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() }.count;
+        if count == 0 || listed == 0 {
+            return;
+        }
+        // SAFETY: our flag, then the zone's lock (module docs).
+        unsafe {
+            let _zone_lock = (*pa).zone_lock[zi].lock();
+            Self::free_pcppages_bulk_locked(pa, zi, cpu, count, pindex);
+        }
+        // SAFETY: our slot.
+        unsafe { (*pa).vm_diff[cpu].slot_mut() }.zone_locked[1] += 1;
+    }
+
+    /// Gives `count` pages back from this CPU's lists of zone `zi` (the
+    /// exclusive side's [`PageAlloc::pcp_trim_cpu`]).
     pub fn pcp_trim(&mut self, zi: usize, pindex: usize, count: u32) {
         let cpu = self.this_cpu();
         if count > 0 && self.zones[zi].pcp[cpu].count > 0 {
@@ -297,61 +373,180 @@ impl PageAlloc<'_> {
         }
     }
 
-    /// The pageblock's migrate type, read atomically (cf.
-    /// `get_pfnblock_flags_mask()`'s `READ_ONCE`).
-    fn pageblock_migratetype_atomic(&self, pfn: Pfn) -> MigrateType {
-        let first = (pfn.0 & !(crate::zone::PAGEBLOCK_NR_PAGES - 1)) as usize;
-        // SAFETY: `first` ≤ `pfn` < max_pfn ≤ len; flags atomically.
-        let bits = unsafe { self.mem_map.flags_atomic(first) }.load(Relaxed);
-        let p = crate::page::Page {
-            flags: PageFlags(bits),
-            ..crate::page::Page::new_reserved()
-        };
-        MigrateType::from_index(usize::from(p.pageblock_migratetype()))
-            .unwrap_or(MigrateType::Movable)
-    }
-
-    /// Unlinks the first block of a non-empty per-CPU list.
+    /// Move up to `count` blocks of `order` of `mt` (or CMA, for a movable
+    /// request) from zone `zi`'s free lists to the tail of CPU `cpu`'s
+    /// list `pindex`, without stealing from other migrate types; returns
+    /// how many (cf. `rmqueue_bulk()`).
     ///
     /// # Safety
-    /// The list and its blocks' descriptors are the caller's alone.
-    #[inline(always)]
-    unsafe fn list_pop_head_raw(&self, list: &mut FreeList) -> u32 {
-        let pfn = list.head;
-        // SAFETY: the caller's list: its members' links are ours.
+    /// The caller holds `cpu`'s flag and zone `zi`'s lock, or the
+    /// exclusive side; `pa` is live.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rmqueue_bulk_locked(
+        pa: *mut Self,
+        zi: usize,
+        cpu: usize,
+        order: Order,
+        count: u32,
+        pindex: usize,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> u32 {
+        // SAFETY: the caller's contract: the zone's free lists and our
+        // slot are ours; `mem_map` never changes.
         unsafe {
-            let p = self.mem_map.ptr(pfn as usize);
-            let next = (*p).next;
-            (*p).next = NIL;
-            list.head = next;
-            if next == NIL {
-                list.tail = NIL;
-            } else {
-                (*self.mem_map.ptr(next as usize)).prev = NIL;
+            let zf = ZoneFree::new(pa, zi);
+            let map = (*pa).mem_map.base();
+            let pcp = (*pa).zones[zi].pcp[cpu].slot_mut();
+            let mut alloced = 0;
+            while alloced < count {
+                let Some(pfn) = zf.rmqueue_nofallback(order, mt, flags) else {
+                    break;
+                };
+                let p = map.add(pfn as usize);
+                flags_update(p, PageFlags::PCP, PageFlags::EMPTY);
+                (*p).order = order.get();
+                list_add_tail_raw(map, &mut pcp.lists[pindex], pfn);
+                alloced += 1;
             }
+            pcp.count += alloced << order.get();
+            alloced
         }
-        pfn
     }
 
-    /// Links `pfn` at the head of a per-CPU list.
+    /// Give `count` pages back to the buddy allocator from CPU `cpu`'s
+    /// lists of zone `zi`, round-robin from list `pindex`, oldest blocks
+    /// first (cf. `free_pcppages_bulk()`). Each block goes to the free list
+    /// of its pageblock's type as it is now (the block may have been
+    /// isolated or reserved since it was freed).
     ///
     /// # Safety
-    /// The list, its blocks and `pfn`'s descriptor are the caller's alone.
-    #[inline(always)]
-    unsafe fn list_add_head_raw(&self, list: &mut FreeList, pfn: u32) {
-        let next = list.head;
-        // SAFETY: the caller's list and block.
+    /// The caller holds `cpu`'s flag and zone `zi`'s lock, or the
+    /// exclusive side; `pa` is live.
+    pub(super) unsafe fn free_pcppages_bulk_locked(
+        pa: *mut Self,
+        zi: usize,
+        cpu: usize,
+        count: u32,
+        pindex: usize,
+    ) {
+        // SAFETY: as for `rmqueue_bulk_locked`.
         unsafe {
-            let p = self.mem_map.ptr(pfn as usize);
-            (*p).prev = NIL;
-            (*p).next = next;
-            if next == NIL {
-                list.tail = pfn;
-            } else {
-                (*self.mem_map.ptr(next as usize)).prev = pfn;
+            let zf = ZoneFree::new(pa, zi);
+            let map = (*pa).mem_map.base();
+            let pcp = (*pa).zones[zi].pcp[cpu].slot_mut();
+            let mut count = count.min(pcp.count);
+            let mut pindex = pindex;
+            while count > 0 {
+                while pcp.lists[pindex].head == NIL {
+                    pindex = (pindex + 1) % super::pcp::NR_PCP_LISTS;
+                }
+                let order = super::pcp::pindex_to_order(pindex);
+                loop {
+                    let pfn = list_pop_tail_raw(map, &mut pcp.lists[pindex]);
+                    pcp.count -= 1 << order;
+                    count = count.saturating_sub(1 << order);
+                    flags_update(map.add(pfn as usize), PageFlags::EMPTY, PageFlags::PCP);
+                    let mt = zf.pageblock_mt(u64::from(pfn));
+                    zf.free_one_page(u64::from(pfn), order, mt, false);
+                    if count == 0 || pcp.lists[pindex].head == NIL {
+                        break;
+                    }
+                }
+                pindex = (pindex + 1) % super::pcp::NR_PCP_LISTS;
             }
         }
-        list.head = pfn;
     }
 }
 
+// ----------------------------------------------------------------------
+// The per-CPU lists: doubly linked through `Page::prev/next`, reached
+// through raw pointers (the exclusive side uses the same functions).
+// ----------------------------------------------------------------------
+
+/// Unlinks the first block of a non-empty list.
+///
+/// # Safety
+/// The list and its blocks' descriptors are the caller's alone; `map` is
+/// the live `mem_map`.
+#[inline(always)]
+pub(super) unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
+    let pfn = list.head;
+    // SAFETY: the caller's list: its members' links are ours.
+    unsafe {
+        let p = map.add(pfn as usize);
+        let next = (*p).next;
+        (*p).next = NIL;
+        list.head = next;
+        if next == NIL {
+            list.tail = NIL;
+        } else {
+            (*map.add(next as usize)).prev = NIL;
+        }
+    }
+    pfn
+}
+
+/// Unlinks the last block of a non-empty list.
+///
+/// # Safety
+/// As for [`list_pop_head_raw`].
+#[inline(always)]
+pub(super) unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
+    let pfn = list.tail;
+    // SAFETY: the caller's list.
+    unsafe {
+        let p = map.add(pfn as usize);
+        let prev = (*p).prev;
+        (*p).prev = NIL;
+        list.tail = prev;
+        if prev == NIL {
+            list.head = NIL;
+        } else {
+            (*map.add(prev as usize)).next = NIL;
+        }
+    }
+    pfn
+}
+
+/// Links `pfn` at the head of a list.
+///
+/// # Safety
+/// The list, its blocks and `pfn`'s descriptor are the caller's alone.
+#[inline(always)]
+pub(super) unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
+    let next = list.head;
+    // SAFETY: the caller's list and block.
+    unsafe {
+        let p = map.add(pfn as usize);
+        (*p).prev = NIL;
+        (*p).next = next;
+        if next == NIL {
+            list.tail = pfn;
+        } else {
+            (*map.add(next as usize)).prev = pfn;
+        }
+    }
+    list.head = pfn;
+}
+
+/// Links `pfn` at the tail of a list.
+///
+/// # Safety
+/// As for [`list_add_head_raw`].
+#[inline(always)]
+pub(super) unsafe fn list_add_tail_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
+    let prev = list.tail;
+    // SAFETY: the caller's list and block.
+    unsafe {
+        let p = map.add(pfn as usize);
+        (*p).prev = prev;
+        (*p).next = NIL;
+        if prev == NIL {
+            list.head = pfn;
+        } else {
+            (*map.add(prev as usize)).next = pfn;
+        }
+    }
+    list.tail = pfn;
+}
