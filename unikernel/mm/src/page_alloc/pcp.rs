@@ -28,10 +28,7 @@
 //! operation here works on [`PageAlloc::this_cpu`]'s; there is one CPU
 //! until SMP brings the others up.
 
-#![allow(unsafe_code)]
-
 use super::PageAlloc;
-use super::smp::{list_add_head_raw, list_add_tail_raw, list_pop_head_raw};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, PageFlags};
 use crate::types::{NR_CPUS, Order, Pfn};
@@ -218,90 +215,6 @@ impl PageAlloc<'_> {
         }
     }
 
-    /// The zone and per-CPU list the common case of
-    /// [`PageAlloc::alloc_pages`] serves `gfp`/`order` from, as
-    /// `(zone index, list index)`: order ≤ costly, the first populated
-    /// zone the request may use, above its LOW watermark — the first zone
-    /// the full path would try. `None` when the full path must decide (no
-    /// such zone, a watermark to deal with, fault injection armed, bad
-    /// zone flags). Reads only fields the exclusive side writes, so the
-    /// lock-free fast path ([`super::smp`]) uses it too.
-    #[inline(always)]
-    pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
-        // SAFETY: `self` is live; nobody writes it while we hold `&self`.
-        unsafe { Self::pcp_fast_target_raw(core::ptr::from_ref(self).cast_mut(), gfp, order) }
-    }
-
-    /// [`PageAlloc::pcp_fast_target`] through a raw pointer, for the
-    /// shared side: the zone counters other CPUs' zone-lock holders write
-    /// are loaded atomically (racily, as `zone_watermark_fast()` reads
-    /// them), the rest is written by the exclusive side only.
-    ///
-    /// # Safety
-    /// `pa` is live, and the caller holds a flag of its lock (or `&` it).
-    #[inline(always)]
-    pub(super) unsafe fn pcp_fast_target_raw(
-        pa: *mut Self,
-        gfp: GfpFlags,
-        order: Order,
-    ) -> Option<(usize, usize)> {
-        use super::zone_lock::{ld32, ld64};
-        let o = order.index();
-        // SAFETY: a field only the exclusive side writes.
-        if !pcp_allowed_order(o) || unsafe { (*pa).fail_page_alloc_armed } || gfp.is_zone_bad() {
-            return None;
-        }
-        let highest = gfp.gfp_zone().index();
-        // The zonelist's first populated zone (cf. the first zoneref
-        // get_page_from_freelist() does not skip).
-        // SAFETY: `managed_pages` is written by the exclusive side only.
-        let zi = (0..=highest)
-            .rev()
-            .find(|&zi| unsafe { (*pa).zones[zi].managed_pages } > 0)?;
-        // SAFETY: a raw place; fields read as the table in `zone_lock` says.
-        let zone = unsafe { &raw mut (*pa).zones[zi] };
-        // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
-        // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
-        // movable requests; a high-order request needs a block on a list
-        // it may take from (cf. __zone_watermark_ok()).
-        let mt = gfp.migratetype();
-        let cma = mt == MigrateType::Movable;
-        // SAFETY: see above.
-        let (free, mark, mut unusable) = unsafe {
-            let mut unusable = (*zone).nr_reserved_highatomic + (1u64 << o) - 1;
-            if !cma {
-                unusable += ld64(&raw mut (*zone).nr_free_cma);
-            }
-            (
-                ld64(&raw mut (*zone).free_pages),
-                (*zone).watermarks.low + (*zone).lowmem_reserve[highest],
-                unusable,
-            )
-        };
-        unusable = unusable.min(free);
-        if free - unusable <= mark {
-            return None;
-        }
-        if o > 0 {
-            // SAFETY: list heads and counts, loaded atomically.
-            let found = (o..crate::types::NR_ORDERS).any(|a| unsafe {
-                let area = &raw mut (*zone).free_area[a];
-                let nonempty = move |m: MigrateType| {
-                    ld32(&raw mut (*area).free_list[m.index()].head) != NIL
-                };
-                ld64(&raw mut (*area).nr_free) > 0
-                    && (MigrateType::ALL[..MIGRATE_PCPTYPES]
-                        .iter()
-                        .any(|&m| nonempty(m))
-                        || (cma && nonempty(MigrateType::Cma)))
-            });
-            if !found {
-                return None;
-            }
-        }
-        Some((zi, order_to_pindex(mt, o)))
-    }
-
     /// The common case of [`PageAlloc::alloc_pages`] in a few dozen
     /// instructions: a block from this CPU's list for
     /// [`PageAlloc::pcp_fast_target`], if the list is not empty. Exactly
@@ -323,9 +236,8 @@ impl PageAlloc<'_> {
             return None;
         }
         pcp.free_factor >>= 1;
-        // SAFETY: `&mut self`: the lists and descriptors are ours.
-        let pfn = unsafe { list_pop_head_raw(self.mem_map.base(), &mut pcp.lists[pindex]) };
         pcp.count -= 1 << o;
+        let pfn = self.pcp_list_pop_head(zi, cpu, pindex);
         self.vm_events
             .count_zid(crate::vmstat::VmEvent::PgAllocDma, zi, 1 << o);
         let pfn = Pfn(u64::from(pfn));
@@ -361,10 +273,8 @@ impl PageAlloc<'_> {
                 return None;
             }
         }
-        let pcp = &mut self.zones[zi].pcp[cpu];
-        // SAFETY: `&mut self`: the lists and descriptors are ours.
-        let pfn = unsafe { list_pop_head_raw(self.mem_map.base(), &mut pcp.lists[pindex]) };
-        pcp.count -= 1 << order;
+        self.zones[zi].pcp[cpu].count -= 1 << order;
+        let pfn = self.pcp_list_pop_head(zi, cpu, pindex);
         self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
         Some(Pfn(u64::from(pfn)))
     }
@@ -393,14 +303,7 @@ impl PageAlloc<'_> {
             let p = &mut self.mem_map[pfn as usize];
             p.flags.insert(PageFlags::PCP);
             p.order = order as u8;
-            // SAFETY: `&mut self`: the lists and descriptors are ours.
-            unsafe {
-                list_add_tail_raw(
-                    self.mem_map.base(),
-                    &mut self.zones[zi].pcp[cpu].lists[pindex],
-                    pfn,
-                );
-            }
+            self.pcp_list_add(zi, cpu, pindex, pfn, true);
             alloced += 1;
         }
         self.zones[zi].pcp[cpu].count += alloced << order;
@@ -432,9 +335,8 @@ impl PageAlloc<'_> {
         let p = &mut self.mem_map[pfn as usize];
         p.flags.insert(PageFlags::PCP);
         p.order = order as u8;
+        self.pcp_list_add(zi, cpu, pindex, pfn, false);
         let pcp = &mut self.zones[zi].pcp[cpu];
-        // SAFETY: `&mut self`: the lists and descriptors are ours.
-        unsafe { list_add_head_raw(self.mem_map.base(), &mut pcp.lists[pindex], pfn) };
         pcp.count += 1 << order;
         // High-order blocks freed in a row (no allocation between) are not
         // kept: they fragment the zone (cf. `free_high`).
@@ -444,17 +346,6 @@ impl PageAlloc<'_> {
             let n = nr_pcp_free(pcp, high, free_high);
             self.free_pcppages_bulk(zi, cpu, n, pindex);
         }
-    }
-
-    /// Give `count` pages back to the buddy allocator from this CPU's lists,
-    /// round-robin from list `pindex`, oldest blocks first (cf.
-    /// `free_pcppages_bulk()`). Each block goes to the free list of its
-    /// pageblock's type as it is now (the block may have been isolated or
-    /// reserved since it was freed).
-    pub(super) fn free_pcppages_bulk(&mut self, zi: usize, cpu: usize, count: u32, pindex: usize) {
-        // SAFETY: `&mut self`: the exclusive side, which the function's
-        // contract accepts in place of the flag and zone lock.
-        unsafe { Self::free_pcppages_bulk_locked(self, zi, cpu, count, pindex) }
     }
 
     /// Empty one CPU's lists for zone `zi` (cf. `drain_pages_zone()`).

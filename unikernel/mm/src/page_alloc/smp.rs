@@ -145,6 +145,90 @@ impl PageAlloc<'_> {
         }
     }
 
+    /// The zone and per-CPU list the common case of
+    /// [`PageAlloc::alloc_pages`] serves `gfp`/`order` from, as
+    /// `(zone index, list index)`: order ≤ costly, the first populated
+    /// zone the request may use, above its LOW watermark — the first zone
+    /// the full path would try. `None` when the full path must decide (no
+    /// such zone, a watermark to deal with, fault injection armed, bad
+    /// zone flags). Reads only fields the exclusive side writes, so the
+    /// lock-free fast path ([`super::smp`]) uses it too.
+    #[inline(always)]
+    pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
+        // SAFETY: `self` is live; nobody writes it while we hold `&self`.
+        unsafe { Self::pcp_fast_target_raw(core::ptr::from_ref(self).cast_mut(), gfp, order) }
+    }
+
+    /// [`PageAlloc::pcp_fast_target`] through a raw pointer, for the
+    /// shared side: the zone counters other CPUs' zone-lock holders write
+    /// are loaded atomically (racily, as `zone_watermark_fast()` reads
+    /// them), the rest is written by the exclusive side only.
+    ///
+    /// # Safety
+    /// `pa` is live, and the caller holds a flag of its lock (or `&` it).
+    #[inline(always)]
+    pub(super) unsafe fn pcp_fast_target_raw(
+        pa: *mut Self,
+        gfp: GfpFlags,
+        order: Order,
+    ) -> Option<(usize, usize)> {
+        use super::zone_lock::{ld32, ld64};
+        let o = order.index();
+        // SAFETY: a field only the exclusive side writes.
+        if !pcp_allowed_order(o) || unsafe { (*pa).fail_page_alloc_armed } || gfp.is_zone_bad() {
+            return None;
+        }
+        let highest = gfp.gfp_zone().index();
+        // The zonelist's first populated zone (cf. the first zoneref
+        // get_page_from_freelist() does not skip).
+        // SAFETY: `managed_pages` is written by the exclusive side only.
+        let zi = (0..=highest)
+            .rev()
+            .find(|&zi| unsafe { (*pa).zones[zi].managed_pages } > 0)?;
+        // SAFETY: a raw place; fields read as the table in `zone_lock` says.
+        let zone = unsafe { &raw mut (*pa).zones[zi] };
+        // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
+        // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
+        // movable requests; a high-order request needs a block on a list
+        // it may take from (cf. __zone_watermark_ok()).
+        let mt = gfp.migratetype();
+        let cma = mt == MigrateType::Movable;
+        // SAFETY: see above.
+        let (free, mark, mut unusable) = unsafe {
+            let mut unusable = (*zone).nr_reserved_highatomic + (1u64 << o) - 1;
+            if !cma {
+                unusable += ld64(&raw mut (*zone).nr_free_cma);
+            }
+            (
+                ld64(&raw mut (*zone).free_pages),
+                (*zone).watermarks.low + (*zone).lowmem_reserve[highest],
+                unusable,
+            )
+        };
+        unusable = unusable.min(free);
+        if free - unusable <= mark {
+            return None;
+        }
+        if o > 0 {
+            // SAFETY: list heads and counts, loaded atomically.
+            let found = (o..crate::types::NR_ORDERS).any(|a| unsafe {
+                let area = &raw mut (*zone).free_area[a];
+                let nonempty = move |m: MigrateType| {
+                    ld32(&raw mut (*area).free_list[m.index()].head) != NIL
+                };
+                ld64(&raw mut (*area).nr_free) > 0
+                    && (MigrateType::ALL[..MIGRATE_PCPTYPES]
+                        .iter()
+                        .any(|&m| nonempty(m))
+                        || (cma && nonempty(MigrateType::Cma)))
+            });
+            if !found {
+                return None;
+            }
+        }
+        Some((zi, order_to_pindex(mt, o)))
+    }
+
     /// Refills and trims of per-CPU lists done under a zone lock since
     /// boot, as `(refills, trims)`.
     pub fn pcp_zone_locked_ops(&self) -> (u64, u64) {
@@ -373,6 +457,17 @@ impl PageAlloc<'_> {
         }
     }
 
+    /// Give `count` pages back to the buddy allocator from this CPU's lists,
+    /// round-robin from list `pindex`, oldest blocks first (cf.
+    /// `free_pcppages_bulk()`). Each block goes to the free list of its
+    /// pageblock's type as it is now (the block may have been isolated or
+    /// reserved since it was freed).
+    pub(super) fn free_pcppages_bulk(&mut self, zi: usize, cpu: usize, count: u32, pindex: usize) {
+        // SAFETY: `&mut self`: the exclusive side, which the function's
+        // contract accepts in place of the flag and zone lock.
+        unsafe { Self::free_pcppages_bulk_locked(self, zi, cpu, count, pindex) }
+    }
+
     /// Move up to `count` blocks of `order` of `mt` (or CMA, for a movable
     /// request) from zone `zi`'s free lists to the tail of CPU `cpu`'s
     /// list `pindex`, without stealing from other migrate types; returns
@@ -459,6 +554,40 @@ impl PageAlloc<'_> {
     }
 }
 
+/// The exclusive side's list operations (`&mut self` is the proof the raw
+/// functions below ask for).
+impl PageAlloc<'_> {
+    /// Unlinks the first block of list `pindex` of `cpu`'s pageset of zone
+    /// `zi`, which must not be empty.
+    #[inline(always)]
+    pub(super) fn pcp_list_pop_head(&mut self, zi: usize, cpu: usize, pindex: usize) -> u32 {
+        let map = self.mem_map.base();
+        let list = &mut self.zones[zi].pcp[cpu].lists[pindex];
+        assert!(list.head != NIL, "pop from an empty per-CPU list");
+        // SAFETY: `&mut self`: the list and every descriptor are ours; the
+        // list is not empty, so its head is a frame below max_pfn.
+        unsafe { list_pop_head_raw(map, list) }
+    }
+
+    /// Links `pfn` (below max_pfn) at the head or tail of list `pindex`
+    /// of `cpu`'s pageset of zone `zi`.
+    #[inline(always)]
+    pub(super) fn pcp_list_add(&mut self, zi: usize, cpu: usize, pindex: usize, pfn: u32, tail: bool) {
+        assert!(u64::from(pfn) < self.layout.max_pfn.0);
+        let map = self.mem_map.base();
+        let list = &mut self.zones[zi].pcp[cpu].lists[pindex];
+        // SAFETY: `&mut self`: the list and every descriptor are ours;
+        // `pfn` is in bounds (checked).
+        unsafe {
+            if tail {
+                list_add_tail_raw(map, list, pfn);
+            } else {
+                list_add_head_raw(map, list, pfn);
+            }
+        }
+    }
+}
+
 // ----------------------------------------------------------------------
 // The per-CPU lists: doubly linked through `Page::prev/next`, reached
 // through raw pointers (the exclusive side uses the same functions).
@@ -470,7 +599,7 @@ impl PageAlloc<'_> {
 /// The list and its blocks' descriptors are the caller's alone; `map` is
 /// the live `mem_map`.
 #[inline(always)]
-pub(super) unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
+unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
     let pfn = list.head;
     // SAFETY: the caller's list: its members' links are ours.
     unsafe {
@@ -492,7 +621,7 @@ pub(super) unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u
 /// # Safety
 /// As for [`list_pop_head_raw`].
 #[inline(always)]
-pub(super) unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
+unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
     let pfn = list.tail;
     // SAFETY: the caller's list.
     unsafe {
@@ -514,7 +643,7 @@ pub(super) unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u
 /// # Safety
 /// The list, its blocks and `pfn`'s descriptor are the caller's alone.
 #[inline(always)]
-pub(super) unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
+unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
     let next = list.head;
     // SAFETY: the caller's list and block.
     unsafe {
@@ -535,7 +664,7 @@ pub(super) unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn:
 /// # Safety
 /// As for [`list_add_head_raw`].
 #[inline(always)]
-pub(super) unsafe fn list_add_tail_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
+unsafe fn list_add_tail_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
     let prev = list.tail;
     // SAFETY: the caller's list and block.
     unsafe {
