@@ -591,7 +591,27 @@ impl<'a> PageAlloc<'a> {
     /// zeroes through its mapping (kmap for HighMem).
     ///
     /// Every call is counted in [`PageAlloc::alloc_counters`].
+    ///
+    /// The common case — a block on this CPU's list for the first zone,
+    /// above its LOW watermark — is inlined into the caller
+    /// ([`PageAlloc::alloc_pages_pcp_fast`]); everything else is one call
+    /// away, so the fast path saves and restores few registers.
+    #[inline]
     pub fn alloc_pages(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, AllocError> {
+        if let Some(pfn) = self.alloc_pages_pcp_fast(gfp, order, owner) {
+            return Ok(pfn);
+        }
+        self.alloc_pages_slow(gfp, order, owner)
+    }
+
+    /// [`PageAlloc::alloc_pages`] past its per-CPU fast path.
+    #[inline(never)]
+    fn alloc_pages_slow(
         &mut self,
         gfp: GfpFlags,
         order: Order,
@@ -619,9 +639,7 @@ impl<'a> PageAlloc<'a> {
         order: Order,
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
-        if let Some(pfn) = self.alloc_pages_pcp_fast(gfp, order, owner) {
-            return Ok(pfn);
-        }
+        // (The per-CPU fast path has been tried: `alloc_pages`.)
         if gfp.is_zone_bad() {
             return Err(AllocError::ZoneBad { gfp });
         }
@@ -900,7 +918,22 @@ impl<'a> PageAlloc<'a> {
     /// refused before anything changes, so a buggy caller cannot corrupt
     /// the free lists. A block the reserve handed out goes back to the
     /// reserve, not to the buddy lists.
+    ///
+    /// The common case — a plain allocated head of order ≤ 3 going onto
+    /// this CPU's list — is inlined into the caller
+    /// ([`PageAlloc::free_pages_pcp_fast`]); it does what the general path
+    /// would do for such a block, and leaves everything else to it.
+    #[inline]
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        if self.free_pages_pcp_fast(pfn, order) {
+            return Ok(());
+        }
+        self.free_pages_slow(pfn, order)
+    }
+
+    /// [`PageAlloc::free_pages`] past its per-CPU fast path.
+    #[inline(never)]
+    fn free_pages_slow(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let zi = self.check_free(pfn, order)?;
         // A page still on the LRU leaves it as it is freed (cf.
         // `__folio_clear_lru_flags()` in `__folio_put()`).

@@ -29,7 +29,6 @@
 //! until SMP brings the others up.
 
 use super::PageAlloc;
-use crate::gfp::GfpFlags;
 use crate::page::{NIL, PageFlags};
 use crate::types::{NR_CPUS, Order, Pfn};
 use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
@@ -213,36 +212,6 @@ impl PageAlloc<'_> {
                 }
             }
         }
-    }
-
-    /// The common case of [`PageAlloc::alloc_pages`] in a few dozen
-    /// instructions: a block from this CPU's list for
-    /// [`PageAlloc::pcp_fast_target`], if the list is not empty. Exactly
-    /// what the full path would do in that case (the first zone it tries,
-    /// the list it pops); otherwise `None` with nothing changed and the
-    /// full path decides.
-    #[inline(always)]
-    pub(super) fn alloc_pages_pcp_fast(
-        &mut self,
-        gfp: GfpFlags,
-        order: Order,
-        owner: crate::page::OwnerTag,
-    ) -> Option<Pfn> {
-        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
-        let o = order.index();
-        let cpu = self.this_cpu();
-        let pcp = &mut self.zones[zi].pcp[cpu];
-        if pcp.lists[pindex].head == NIL {
-            return None;
-        }
-        pcp.free_factor >>= 1;
-        pcp.count -= 1 << o;
-        let pfn = self.pcp_list_pop_head(zi, cpu, pindex);
-        self.vm_events
-            .count_zid(crate::vmstat::VmEvent::PgAllocDma, zi, 1 << o);
-        let pfn = Pfn(u64::from(pfn));
-        self.prep_new_page_gfp(pfn, order, owner, gfp);
-        Some(pfn)
     }
 
     /// cf. `rmqueue_pcplist()` → `__rmqueue_pcplist()`: the first block of

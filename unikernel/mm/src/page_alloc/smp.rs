@@ -261,8 +261,6 @@ impl PageAlloc<'_> {
         // SAFETY: `pa` is live (the caller's contract).
         let (zi, pindex) = unsafe { Self::pcp_fast_target_raw(pa, gfp, order) }?;
         let o = order.index();
-        // SAFETY: `mem_map` is written only at construction.
-        let map = unsafe { (*pa).mem_map.base() };
         // SAFETY: the caller holds `cpu`'s flag: this slot is ours alone;
         // `PcpCell` is an `UnsafeCell`, so the shared place is fine.
         let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
@@ -292,20 +290,69 @@ impl PageAlloc<'_> {
             // SAFETY: our slot.
             unsafe { (*pa).vm_diff[cpu].slot_mut() }.zone_locked[0] += 1;
         }
-        // SAFETY: our slot again (the refill's borrow of it has ended).
-        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
-        pcp.free_factor >>= 1;
-        // SAFETY: the list is this CPU's, so are its blocks' descriptors.
-        let pfn = unsafe { list_pop_head_raw(map, &mut pcp.lists[pindex]) };
-        pcp.count -= 1 << o;
+        // SAFETY: our slot and list (the refill's borrow has ended).
+        let pfn = unsafe { Self::pcp_pop_prep(pa, cpu, zi, pindex, gfp, order, owner) };
         // SAFETY: our slot.
         let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
         diff.pgalloc[zi] += 1 << o;
         diff.alloc[zi][o] += 1;
-        // cf. prep_new_page(): the block is now the caller's.
-        // SAFETY: `pfn` came off our list: its descriptor is ours; flags
-        // are accessed atomically (see the module docs).
+        Some(Pfn(u64::from(pfn)))
+    }
+
+    /// The common case of [`PageAlloc::alloc_pages`] on the exclusive
+    /// side, in a few dozen instructions: a block from this CPU's list for
+    /// [`PageAlloc::pcp_fast_target`], if the list is not empty — exactly
+    /// what the full path would do then (the first zone it tries, the
+    /// list it pops, the events it counts); otherwise `None` with nothing
+    /// changed and the full path decides (and refills).
+    #[inline(always)]
+    pub(super) fn alloc_pages_pcp_fast(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Option<Pfn> {
+        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
+        let cpu = self.this_cpu();
+        if self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
+            return None;
+        }
+        // SAFETY: `&mut self`: the exclusive side owns every slot and list.
+        let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
+        // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
+        self.vm_events
+            .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
+        self.alloc_counters.count_alloc(zi, order.index());
+        Some(Pfn(u64::from(pfn)))
+    }
+
+    /// Pops the first block of CPU `cpu`'s non-empty list `pindex` of zone
+    /// `zi` and makes it the caller's: `prep_new_page()` (and
+    /// `prep_compound_page()` for a `__GFP_COMP` block).
+    ///
+    /// # Safety
+    /// The caller holds `cpu`'s flag (or the exclusive side), the list is
+    /// not empty, `pa` is live.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pcp_pop_prep(
+        pa: *mut Self,
+        cpu: usize,
+        zi: usize,
+        pindex: usize,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> u32 {
+        let o = order.index();
+        // SAFETY: the caller's contract: the slot, the list and its blocks'
+        // descriptors are ours; flags are written atomically.
         unsafe {
+            let map = (*pa).mem_map.base();
+            let pcp: &mut PerCpuPages = (*pa).zones[zi].pcp[cpu].slot_mut();
+            pcp.free_factor >>= 1;
+            let pfn = list_pop_head_raw(map, &mut pcp.lists[pindex]);
+            pcp.count -= 1 << o;
             let i = pfn as usize;
             let p = map.add(i);
             flags_update(
@@ -328,8 +375,8 @@ impl PageAlloc<'_> {
                     (*map.add(t)).owner = owner;
                 }
             }
+            pfn
         }
-        Some(Pfn(u64::from(pfn)))
     }
 
     /// [`PageAlloc::free_pages`] of an order ≤ 3 block on CPU `cpu`
@@ -344,6 +391,47 @@ impl PageAlloc<'_> {
     /// `free_pages` must.
     #[inline]
     pub unsafe fn free_pcp_cpu(pa: *mut Self, cpu: usize, pfn: Pfn, order: Order) -> FreeFast {
+        // SAFETY: the caller's contract.
+        unsafe { Self::free_pcp_inner::<true>(pa, cpu, pfn, order) }
+    }
+
+    /// The common case of [`PageAlloc::free_pages`] on the exclusive side:
+    /// [`PageAlloc::free_pcp_cpu`]'s block onto this CPU's list (trimmed
+    /// if it grew past `high`), the events counted directly. `false` with
+    /// nothing changed when the general path must decide.
+    #[inline(always)]
+    pub(super) fn free_pages_pcp_fast(&mut self, pfn: Pfn, order: Order) -> bool {
+        let cpu = self.this_cpu();
+        // SAFETY: `&mut self`: the exclusive side; the caller of
+        // `free_pages` owns the block.
+        match unsafe { Self::free_pcp_inner::<false>(self, cpu, pfn, order) } {
+            FreeFast::Done => true,
+            FreeFast::Trim { zi, pindex, count } => {
+                self.pcp_trim_exclusive(zi, cpu, count, pindex);
+                true
+            }
+            FreeFast::Slow => false,
+        }
+    }
+
+    #[inline(never)]
+    fn pcp_trim_exclusive(&mut self, zi: usize, cpu: usize, count: u32, pindex: usize) {
+        self.free_pcppages_bulk(zi, cpu, count, pindex);
+    }
+
+    /// [`PageAlloc::free_pcp_cpu`], counting into the CPU's diff
+    /// (`SHARED`) or straight into the counters (the exclusive side).
+    ///
+    /// # Safety
+    /// As for [`PageAlloc::free_pcp_cpu`]; with `!SHARED`, the caller
+    /// holds the exclusive side.
+    #[inline(always)]
+    unsafe fn free_pcp_inner<const SHARED: bool>(
+        pa: *mut Self,
+        cpu: usize,
+        pfn: Pfn,
+        order: Order,
+    ) -> FreeFast {
         let o = order.index();
         // SAFETY: `layout`, `deferred`, `reserve` and `mem_map` are written
         // by the exclusive side only, which is not running.
@@ -377,10 +465,19 @@ impl PageAlloc<'_> {
         if pcp.high == 0 || mt == MigrateType::Isolate {
             return FreeFast::Slow;
         }
-        // SAFETY: our slot.
-        let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
-        diff.pgfree += 1 << o;
-        diff.free[zi][o] += 1;
+        if SHARED {
+            // SAFETY: our slot.
+            let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
+            diff.pgfree += 1 << o;
+            diff.free[zi][o] += 1;
+        } else {
+            // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE.
+            // SAFETY: the exclusive side owns the counters.
+            unsafe {
+                (*pa).vm_events.count(VmEvent::PgFree, 1 << o);
+                (*pa).alloc_counters.count_free(zi, o);
+            }
+        }
         // cf. free_pages_prepare(): the descriptors are clean again, tails
         // included for a compound block; cf. free_unref_page_commit(): on
         // the list, marked PCP.
