@@ -380,6 +380,31 @@ impl ZoneFree {
     /// `account_freepages()`).
     #[inline]
     pub(crate) unsafe fn add(self, pfn: u32, order: usize, mt: MigrateType, to_tail: bool) {
+        // SAFETY: the method contract.
+        unsafe {
+            self.link(pfn, order, mt, to_tail);
+            self.account_free(1 << order);
+        }
+    }
+
+    /// Adds `nr_pages` to the zone's `NR_FREE_PAGES` (negative: takes
+    /// away). A split or a merge moves pages between lists without
+    /// changing the total, so [`ZoneFree::rmqueue_smallest`] and
+    /// [`ZoneFree::free_one_page`] account once for the whole operation
+    /// (cf. `account_freepages()`); the total is exact at every unlock.
+    #[inline(always)]
+    unsafe fn account_free(self, nr_pages: i64) {
+        // SAFETY: the method contract.
+        unsafe {
+            let fp = &raw mut (*self.zone).free_pages;
+            st64(fp, ld64(fp).wrapping_add_signed(nr_pages));
+        }
+    }
+
+    /// [`ZoneFree::add`] without `NR_FREE_PAGES` (`nr_free` and the CMA
+    /// count are per list, so they are kept here).
+    #[inline(always)]
+    unsafe fn link(self, pfn: u32, order: usize, mt: MigrateType, to_tail: bool) {
         let end = LIST_END + mt as u32;
         // SAFETY: the lock (method contract) makes the lists, the counters
         // and the blocks' descriptors ours; racy readers load atomically.
@@ -408,8 +433,6 @@ impl ZoneFree {
             (*p).order = order as u8;
             (*p).prev = prev;
             (*p).next = next;
-            let fp = &raw mut (*self.zone).free_pages;
-            st64(fp, ld64(fp) + (1 << order));
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << order));
@@ -422,6 +445,16 @@ impl ZoneFree {
     /// in its end link ([`LIST_END`]).
     #[inline]
     pub(crate) unsafe fn del(self, pfn: u32, order: usize) {
+        // SAFETY: the method contract.
+        unsafe {
+            self.unlink(pfn, order);
+            self.account_free(-(1 << order));
+        }
+    }
+
+    /// [`ZoneFree::del`] without `NR_FREE_PAGES`.
+    #[inline(always)]
+    unsafe fn unlink(self, pfn: u32, order: usize) {
         // SAFETY: as for `add`.
         unsafe {
             let p = self.page(u64::from(pfn));
@@ -443,8 +476,6 @@ impl ZoneFree {
                 st32(tail, if is_pfn_link(prev) { prev } else { NIL });
             }
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) - 1);
-            let fp = &raw mut (*self.zone).free_pages;
-            st64(fp, ld64(fp) - (1 << order));
             // A free block in a CMA pageblock is on the CMA list (CMA
             // blocks change lists only through isolation, which moves a
             // pageblock's free blocks before it retypes it). Only a zone
@@ -469,6 +500,7 @@ impl ZoneFree {
         to_tail: bool,
     ) {
         let mut buddy_pfn = pfn;
+        let nr_pages = 1i64 << order;
         // SAFETY: the method contract; every PFN touched is below max_pfn
         // (page_is_buddy checks the buddy) and in this zone.
         unsafe {
@@ -483,7 +515,7 @@ impl ZoneFree {
                         break;
                     }
                 }
-                self.del(buddy_pfn as u32, order);
+                self.unlink(buddy_pfn as u32, order);
                 (*self.page(buddy_pfn)).order = 0;
                 pfn &= buddy_pfn; // the combined block starts at the lower half
                 order += 1;
@@ -497,7 +529,9 @@ impl ZoneFree {
                     let higher_buddy = higher_page ^ (1 << (order + 1));
                     self.page_is_buddy(higher_buddy, order + 1)
                 });
-            self.add(pfn as u32, order, mt, to_tail);
+            self.link(pfn as u32, order, mt, to_tail);
+            // The buddies merged in were free already.
+            self.account_free(nr_pages);
         }
     }
 
@@ -513,14 +547,15 @@ impl ZoneFree {
                 if head == NIL {
                     continue;
                 }
-                self.del(head, current);
+                self.unlink(head, current);
                 // cf. expand(): the upper halves go back, the lowest 2^order
                 // frames are the caller's.
                 let mut high = current;
                 while high > order {
                     high -= 1;
-                    self.add(head + (1u32 << high), high, mt, false);
+                    self.link(head + (1u32 << high), high, mt, false);
                 }
+                self.account_free(-(1 << order));
                 return Some(head);
             }
         }
