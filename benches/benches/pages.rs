@@ -26,6 +26,10 @@
 //!   per-order free counts (buddyinfo) with the fresh ones.
 //!
 //! `PZ_BENCH_ONLY=<row substring>` runs only matching rows (profiling).
+//! `PZ_BENCH_COUNT=<pcp|bypassed|manager>,<pair0|pair3|pair9|rand0|rand03>,<n>`
+//! runs exactly `n` pairs or random operations of one workload on one mm
+//! row and exits, for instruction counts: under callgrind with two `n`,
+//! the difference over Δn is the cost of one pair or operation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -604,9 +608,43 @@ fn selected(name: &str) -> bool {
     std::env::var("PZ_BENCH_ONLY").map_or(true, |f| name.contains(&f))
 }
 
+/// `PZ_BENCH_COUNT` (see the module docs).
+fn count_mode(spec: &str) {
+    fn run<A: Pages>(a: &mut A, work: &str, n: usize) {
+        let random = |a: &mut A, max_order: u8| {
+            let t = op_table(0x5eed_0000 + u64::from(max_order), if max_order == 0 { 10_000 } else { 4_000 }, max_order, n);
+            random_ops(a, &t, n, Duration::MAX).expect("random ops");
+        };
+        match work {
+            "rand0" => random(a, 0),
+            "rand03" => random(a, 3),
+            pair => {
+                let order: u32 = pair.trim_start_matches("pair").parse().expect("pair<order>");
+                for _ in 0..n {
+                    let b = a.alloc(black_box(order)).expect("alloc");
+                    a.free(black_box(b), order);
+                }
+            }
+        }
+    }
+    let mut it = spec.split(',');
+    let (row, work) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+    let n: usize = it.next().and_then(|n| n.parse().ok()).expect("PZ_BENCH_COUNT=row,workload,n");
+    match row {
+        "pcp" => run(&mut mm_fresh(true), work, n),
+        "bypassed" => run(&mut mm_fresh(false), work, n),
+        "manager" => run(&mut mm_manager(false, false), work, n),
+        _ => panic!("row: pcp, bypassed or manager"),
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` / `cargo test --benches`
+    }
+    if let Ok(spec) = std::env::var("PZ_BENCH_COUNT") {
+        count_mode(&spec);
+        return;
     }
     let t = Tables {
         order0: op_table(0x5eed_0000, 10_000, 0, RANDOM_OPS),

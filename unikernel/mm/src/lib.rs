@@ -1,8 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
-// `unsafe` lives in four audited modules — `sync`, `page_alloc::memmap`,
-// `page_alloc::smp` and `slab::smp`: the per-CPU fast paths; everywhere
-// else it is an error.
+// `unsafe` lives in five audited modules — `sync`, `page_alloc::memmap`,
+// `page_alloc::smp`, `page_alloc::zone_lock` and `slab::smp`: the per-CPU
+// fast paths and the zone locks; everywhere else it is an error.
 #![deny(unsafe_code)]
 
 pub mod cma;

@@ -12,7 +12,9 @@
 //! [`MemoryManager::free_pages`] try the running CPU's per-CPU lists first
 //! holding only that CPU's flag ([`crate::page_alloc::smp`]), so CPUs
 //! allocating and freeing small blocks at once never wait for each other;
-//! everything else — the buddy allocator, refills and trims of the lists,
+//! a list's refill or trim adds only its zone's `zone->lock`
+//! ([`crate::page_alloc::zone_lock`]). Everything else — the buddy
+//! allocator, refills that must steal another migrate type's pageblocks,
 //! drains, compaction, the views — takes [`MemoryManager::lock`], every
 //! flag at once.
 //!
@@ -274,41 +276,49 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// `__free_pages()`: refused, with nothing changed, unless `pfn` heads an
     /// allocated block of exactly `order`.
     pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
-        match self.free_pages_fast(pfn, order) {
-            FreeFast::Done => {}
-            FreeFast::Trim { zi, pindex, count } => self.lock().pcp_trim(zi, pindex, count),
-            FreeFast::Slow => self.lock().free_pages(pfn, order)?,
+        if !self.free_pages_fast(pfn, order) {
+            self.lock().free_pages(pfn, order)?;
         }
         self.trace_page_free(pfn, order);
         Ok(())
     }
 
-    /// The running CPU's per-CPU lists, under its flag only
-    /// ([`PageAlloc::alloc_pcp_cpu`]).
+    /// The running CPU's per-CPU lists, under its flag only, refilled
+    /// under the zone's lock when empty ([`PageAlloc::alloc_pcp_cpu`]).
     #[inline(always)]
     fn alloc_pages_fast(&self, gfp: GfpFlags, order: Order, owner: OwnerTag) -> Option<Pfn> {
         let cpu = self.platform.cpu_id();
         let pa = self.zone_lock.read_cpu(cpu)?;
         #[allow(unsafe_code)]
-        // SAFETY: `pa` holds `cpu`'s flag (so `cpu` < NR_CPUS), and the
-        // platform says this code runs on `cpu`.
+        // SAFETY: `pa` holds `cpu`'s flag (so `cpu` < NR_CPUS) and no zone
+        // lock is held; the platform says this code runs on `cpu`.
         unsafe {
-            pa.alloc_pcp_cpu(cpu, gfp, order, owner)
+            PageAlloc::alloc_pcp_cpu(pa.as_ptr(), cpu, gfp, order, owner)
         }
     }
 
-    /// [`MemoryManager::alloc_pages_fast`]'s counterpart for frees.
+    /// [`MemoryManager::alloc_pages_fast`]'s counterpart for frees: `true`
+    /// when the block is on this CPU's list (and the list trimmed under
+    /// the zone's lock if it grew past `high`), `false` with nothing
+    /// changed when the exclusive side must decide.
     #[inline(always)]
-    fn free_pages_fast(&self, pfn: Pfn, order: Order) -> FreeFast {
+    fn free_pages_fast(&self, pfn: Pfn, order: Order) -> bool {
         let cpu = self.platform.cpu_id();
         let Some(pa) = self.zone_lock.read_cpu(cpu) else {
-            return FreeFast::Slow;
+            return false;
         };
         #[allow(unsafe_code)]
         // SAFETY: as in `alloc_pages_fast`; the caller of `free_pages` owns
         // the block it frees (the contract of `__free_pages()`).
         unsafe {
-            pa.free_pcp_cpu(cpu, pfn, order)
+            match PageAlloc::free_pcp_cpu(pa.as_ptr(), cpu, pfn, order) {
+                FreeFast::Done => true,
+                FreeFast::Trim { zi, pindex, count } => {
+                    PageAlloc::pcp_trim_cpu(pa.as_ptr(), cpu, zi, pindex, count);
+                    true
+                }
+                FreeFast::Slow => false,
+            }
         }
     }
 

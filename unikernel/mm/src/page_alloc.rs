@@ -33,14 +33,14 @@ use core::fmt;
 use crate::fault_inject::{ArmedMut, FailPageAlloc};
 use crate::gfp::GfpFlags;
 use crate::memblock::Memblock;
-use crate::page::{LIST_END, NIL, OwnerTag, Page, PageFlags, is_pfn_link};
+use crate::page::{LIST_END, NIL, OwnerTag, Page, PageFlags};
 use crate::reserve::KernelReserve;
 use crate::types::{
     MAX_ORDER, NR_ORDERS, Order, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr,
 };
 use crate::vmstat::{AllocCounters, VmEvent, VmEvents};
 use crate::zone::{
-    MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Watermarks, Zone,
+    MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, Watermarks, Zone,
     ZoneLayout, ZoneType,
 };
 pub use mobility::AllocFlags;
@@ -237,6 +237,13 @@ pub struct PageAlloc<'a> {
     /// What each CPU's fast paths counted since the last fold (cf.
     /// `vm_stat_diff`), see [`smp`].
     pub(crate) vm_diff: [crate::sync::PcpCell<smp::VmDiff>; crate::types::NR_CPUS],
+    /// Each zone's `zone->lock`: what a CPU refilling or trimming its
+    /// per-CPU lists holds besides its own flag (see [`zone_lock`] for
+    /// what it protects).
+    pub(crate) zone_lock: [zone_lock::ZoneLock; NR_ZONES],
+    /// Refills and trims done under a zone lock, folded from the per-CPU
+    /// diffs (see [`PageAlloc::pcp_zone_locked_ops`]).
+    pcp_zone_locked: [u64; 2],
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -321,6 +328,8 @@ impl<'a> PageAlloc<'a> {
             cpu: 0,
             nr_cpus: 1,
             vm_diff: [const { crate::sync::PcpCell::new(smp::VmDiff::ZERO) }; crate::types::NR_CPUS],
+            zone_lock: [const { zone_lock::ZoneLock::new() }; NR_ZONES],
+            pcp_zone_locked: [0; 2],
         })
     }
 
@@ -582,7 +591,27 @@ impl<'a> PageAlloc<'a> {
     /// zeroes through its mapping (kmap for HighMem).
     ///
     /// Every call is counted in [`PageAlloc::alloc_counters`].
+    ///
+    /// The common case — a block on this CPU's list for the first zone,
+    /// above its LOW watermark — is inlined into the caller
+    /// ([`PageAlloc::alloc_pages_pcp_fast`]); everything else is one call
+    /// away, so the fast path saves and restores few registers.
+    #[inline]
     pub fn alloc_pages(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, AllocError> {
+        if let Some(pfn) = self.alloc_pages_pcp_fast(gfp, order, owner) {
+            return Ok(pfn);
+        }
+        self.alloc_pages_slow(gfp, order, owner)
+    }
+
+    /// [`PageAlloc::alloc_pages`] past its per-CPU fast path.
+    #[inline(never)]
+    fn alloc_pages_slow(
         &mut self,
         gfp: GfpFlags,
         order: Order,
@@ -610,9 +639,7 @@ impl<'a> PageAlloc<'a> {
         order: Order,
         owner: OwnerTag,
     ) -> Result<Pfn, AllocError> {
-        if let Some(pfn) = self.alloc_pages_pcp_fast(gfp, order, owner) {
-            return Ok(pfn);
-        }
+        // (The per-CPU fast path has been tried: `alloc_pages`.)
         if gfp.is_zone_bad() {
             return Err(AllocError::ZoneBad { gfp });
         }
@@ -772,72 +799,6 @@ impl<'a> PageAlloc<'a> {
         self.__rmqueue(zi, order, mt, AllocFlags::default())
     }
 
-    /// cf. `__rmqueue()`: the smallest block of `mt`'s lists; failing
-    /// that, steal from a fallback type and try again.
-    fn __rmqueue(
-        &mut self,
-        zi: usize,
-        order: Order,
-        mt: MigrateType,
-        flags: AllocFlags,
-    ) -> Option<Pfn> {
-        // Balance movable allocations between the regular and the CMA
-        // area: from CMA first when over half of the zone's free memory
-        // is there.
-        let zone = &self.zones[zi];
-        if flags.cma
-            && zone.nr_free_cma > zone.free_pages / 2
-            && let Some(pfn) = self.rmqueue_smallest(zi, order, MigrateType::Cma)
-        {
-            return Some(pfn);
-        }
-        loop {
-            if let Some(pfn) = self.rmqueue_smallest(zi, order, mt) {
-                return Some(pfn);
-            }
-            // cf. __rmqueue_cma_fallback().
-            if flags.cma
-                && let Some(pfn) = self.rmqueue_smallest(zi, order, MigrateType::Cma)
-            {
-                return Some(pfn);
-            }
-            if !self.rmqueue_fallback(zi, order, mt, flags) {
-                return None;
-            }
-        }
-    }
-
-    /// Take the smallest free block of at least `order` from `mt`'s lists
-    /// and split it down, the halves going to `mt`'s lists
-    /// (cf. `__rmqueue_smallest()`).
-    pub(crate) fn rmqueue_smallest(
-        &mut self,
-        zi: usize,
-        order: Order,
-        mt: MigrateType,
-    ) -> Option<Pfn> {
-        for current in order.index()..NR_ORDERS {
-            let head = self.zones[zi].free_area[current].free_list[mt.index()].head;
-            if head == NIL {
-                continue;
-            }
-            self.del_from_free_list(head, current, zi);
-            self.expand(head as u64, order.index(), current, zi, mt);
-            return Some(Pfn(head as u64));
-        }
-        None
-    }
-
-    /// Return the upper halves of a split block to the lower free lists of
-    /// `mt`, keeping the lowest `2^low` frames (cf. `expand()`).
-    fn expand(&mut self, pfn: u64, low: usize, mut high: usize, zi: usize, mt: MigrateType) {
-        while high > low {
-            high -= 1;
-            let buddy = pfn + (1u64 << high);
-            self.add_to_free_list(buddy as u32, high, zi, mt, false);
-        }
-    }
-
     /// Mark an allocated block in its head (cf. `prep_new_page()`); the
     /// other frames are left as they were inside the free block.
     #[inline]
@@ -957,7 +918,22 @@ impl<'a> PageAlloc<'a> {
     /// refused before anything changes, so a buggy caller cannot corrupt
     /// the free lists. A block the reserve handed out goes back to the
     /// reserve, not to the buddy lists.
+    ///
+    /// The common case — a plain allocated head of order ≤ 3 going onto
+    /// this CPU's list — is inlined into the caller
+    /// ([`PageAlloc::free_pages_pcp_fast`]); it does what the general path
+    /// would do for such a block, and leaves everything else to it.
+    #[inline]
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        if self.free_pages_pcp_fast(pfn, order) {
+            return Ok(());
+        }
+        self.free_pages_slow(pfn, order)
+    }
+
+    /// [`PageAlloc::free_pages`] past its per-CPU fast path.
+    #[inline(never)]
+    fn free_pages_slow(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let zi = self.check_free(pfn, order)?;
         // A page still on the LRU leaves it as it is freed (cf.
         // `__folio_clear_lru_flags()` in `__folio_put()`).
@@ -1008,144 +984,6 @@ impl<'a> PageAlloc<'a> {
             _ => Err(FreeError::NotRam {
                 pfn: Pfn(addr.0.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT),
             }),
-        }
-    }
-
-    /// Is `buddy` the head of a free block of exactly `order` in zone `zi`?
-    /// (cf. `page_is_buddy()`; the zone check keeps merges from crossing a
-    /// zone boundary that is not `MAX_ORDER`-aligned.)
-    fn page_is_buddy(&self, buddy: u64, order: usize, zi: usize) -> bool {
-        if buddy >= self.layout.max_pfn.0 {
-            return false;
-        }
-        let p = &self.mem_map[buddy as usize];
-        p.is_buddy() && p.order as usize == order && p.zone as usize == zi
-    }
-
-    /// Put a block on `mt`'s free list, merging with free buddies first
-    /// (cf. `__free_one_page()`). `to_tail` is `FPI_TO_TAIL`. From
-    /// pageblock order up, a block of a type that keeps its own accounting
-    /// (HighAtomic, CMA, Isolate) does not merge with one of another type.
-    pub(crate) fn free_one_page(
-        &mut self,
-        mut pfn: u64,
-        mut order: usize,
-        zi: usize,
-        mt: MigrateType,
-        to_tail: bool,
-    ) {
-        let mut buddy_pfn = pfn;
-        while order < MAX_ORDER {
-            buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
-            if !self.page_is_buddy(buddy_pfn, order, zi) {
-                break;
-            }
-            if order >= PAGEBLOCK_ORDER {
-                let buddy_mt = self.pageblock_migratetype(Pfn(buddy_pfn));
-                if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
-                    break;
-                }
-            }
-            self.del_from_free_list(buddy_pfn as u32, order, zi);
-            self.mem_map[buddy_pfn as usize].order = 0;
-            pfn &= buddy_pfn; // the combined block starts at the lower half
-            order += 1;
-        }
-        // cf. buddy_merge_likely(): if the next-larger buddy is free, this
-        // block will probably merge soon; keep it at the tail so it is not
-        // handed out first.
-        let to_tail = to_tail
-            || (order < MAX_ORDER - 1 && self.buddy_merge_likely(pfn, buddy_pfn, order, zi));
-        self.add_to_free_list(pfn as u32, order, zi, mt, to_tail);
-    }
-
-    fn buddy_merge_likely(&self, pfn: u64, buddy_pfn: u64, order: usize, zi: usize) -> bool {
-        if buddy_pfn == pfn {
-            return false;
-        }
-        let higher_page = buddy_pfn & pfn;
-        let higher_buddy = higher_page ^ (1 << (order + 1));
-        self.page_is_buddy(higher_buddy, order + 1, zi)
-    }
-
-    // ----------------------------------------------------------------
-    // Free lists (cf. add_to_free_list() / del_page_from_free_list())
-    // ----------------------------------------------------------------
-
-    fn add_to_free_list(
-        &mut self,
-        pfn: u32,
-        order: usize,
-        zi: usize,
-        mt: MigrateType,
-        to_tail: bool,
-    ) {
-        let end = LIST_END + mt as u32;
-        let area = &mut self.zones[zi].free_area[order];
-        let list = &mut area.free_list[mt.index()];
-        let (prev, next) = if list.head == NIL {
-            list.head = pfn;
-            list.tail = pfn;
-            (end, end)
-        } else if to_tail {
-            let prev = core::mem::replace(&mut list.tail, pfn);
-            self.mem_map[prev as usize].next = pfn;
-            (prev, end)
-        } else {
-            let next = core::mem::replace(&mut list.head, pfn);
-            self.mem_map[next as usize].prev = pfn;
-            (end, next)
-        };
-        area.nr_free += 1;
-        let p = &mut self.mem_map[pfn as usize];
-        p.flags.insert(PageFlags::BUDDY);
-        p.order = order as u8;
-        p.prev = prev;
-        p.next = next;
-        self.zones[zi].free_pages += 1 << order; // cf. account_freepages()
-        if mt == MigrateType::Cma {
-            self.zones[zi].nr_free_cma += 1 << order;
-        }
-    }
-
-    /// O(1) unlink; clears BUDDY and the free-page count of the block.
-    /// A first or last block names its list in its end link
-    /// ([`LIST_END`]); in the middle, its neighbours are all that change.
-    /// The block's own links are reset, so a frame's descriptor is a
-    /// function of its state alone (tests compare whole `mem_map`s).
-    #[inline]
-    fn del_from_free_list(&mut self, pfn: u32, order: usize, zi: usize) {
-        let (prev, next) = {
-            let p = &mut self.mem_map[pfn as usize];
-            p.flags.remove(PageFlags::BUDDY);
-            let links = (p.prev, p.next);
-            p.prev = NIL;
-            p.next = NIL;
-            links
-        };
-        let area = &mut self.zones[zi].free_area[order];
-        if is_pfn_link(prev) {
-            self.mem_map[prev as usize].next = next;
-        } else {
-            area.free_list[(prev - LIST_END) as usize].head =
-                if is_pfn_link(next) { next } else { NIL };
-        }
-        if is_pfn_link(next) {
-            self.mem_map[next as usize].prev = prev;
-        } else {
-            area.free_list[(next - LIST_END) as usize].tail =
-                if is_pfn_link(prev) { prev } else { NIL };
-        }
-        area.nr_free -= 1;
-        self.zones[zi].free_pages -= 1 << order;
-        // A free block in a CMA pageblock is on the CMA list: CMA blocks
-        // never change lists but through isolation, which moves a
-        // pageblock's free blocks before it changes the pageblock's type.
-        // Only a zone with a CMA area pays for the descriptor read.
-        if self.zones[zi].cma_pages > 0
-            && self.pageblock_migratetype(Pfn(u64::from(pfn))) == MigrateType::Cma
-        {
-            self.zones[zi].nr_free_cma -= 1 << order;
         }
     }
 
@@ -1481,6 +1319,7 @@ pub mod smp;
 pub mod mobility;
 pub mod pcp;
 mod take;
+pub mod zone_lock;
 
 /// A small machine for host tests of the modules above the allocator: 64 MiB
 /// of RAM from 0 with page 0 reserved, lowmem 32 MiB (so HighMem exists),

@@ -188,6 +188,15 @@ impl<T> BrReadGuard<'_, T> {
     pub fn cpu(&self) -> usize {
         self.cpu
     }
+
+    /// The data as a raw pointer, for readers that write the parts a
+    /// finer lock of their own gives them (the page allocator's zone
+    /// locks, `page_alloc::zone_lock`) and so must not hold a shared
+    /// reference to the whole while other CPUs do the same.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut T {
+        self.lock.data.get()
+    }
 }
 
 impl<T> Deref for BrReadGuard<'_, T> {

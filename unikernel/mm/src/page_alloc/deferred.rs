@@ -148,6 +148,13 @@ impl DeferredInit {
         &self.spans[self.next[zi]..self.last[zi]]
     }
 
+    /// Whether `pfn`'s descriptor is not written yet (cf.
+    /// `early_page_uninitialised()`), for the per-CPU fast paths.
+    #[inline(always)]
+    pub(super) fn is_uninitialised(&self, pfn: u64) -> bool {
+        self.nr_left != 0 && self.span_of(pfn).is_some()
+    }
+
     /// The span holding `pfn`, if its descriptor is not written yet (cf.
     /// `early_page_uninitialised()`).
     fn span_of(&self, pfn: u64) -> Option<Span> {

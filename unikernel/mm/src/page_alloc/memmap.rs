@@ -6,17 +6,16 @@
 //! Code under the exclusive lock sees a plain slice ([`MemMap`] derefs to
 //! `[Page]`); nothing else runs then. The per-CPU fast paths, which run
 //! concurrently with each other, never form a slice: they reach single
-//! descriptors through [`MemMap::ptr`], and touch only frames that are on
+//! descriptors from [`MemMap::base`], and touch only frames that are on
 //! their own CPU's lists or that their caller owns — the ownership Linux's
-//! `struct page` relies on. `flags` is the one field another CPU may read
-//! at the same time (the pageblock's migrate type rides in its first
-//! frame's flags), so the fast paths access it atomically
-//! ([`MemMap::flags_atomic`]).
+//! `struct page` relies on — and a zone-lock holder only the free blocks
+//! of its zone. `flags` is the one field another CPU may read at the same
+//! time (the pageblock's migrate type rides in its first frame's flags),
+//! so it is accessed atomically there (see [`super::zone_lock`]).
 
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
-use core::sync::atomic::AtomicU16;
 
 use crate::page::Page;
 
@@ -48,27 +47,10 @@ impl<'a> MemMap<'a> {
         }
     }
 
-    /// The descriptor of frame `i`, as a raw pointer (no reference formed).
-    /// `i` must be in bounds.
+    /// The first descriptor, as a raw pointer (no reference formed).
     #[inline(always)]
-    pub(crate) fn ptr(&self, i: usize) -> *mut Page {
-        debug_assert!(i < self.len);
-        // SAFETY: in bounds (caller contract, checked in debug builds), so
-        // the offset stays inside the array the pointer was made from.
-        unsafe { self.ptr.as_ptr().add(i) }
-    }
-
-    /// Frame `i`'s flags word as an atomic.
-    ///
-    /// # Safety
-    /// `i` is in bounds, and every access to this word that may be
-    /// concurrent with this one is atomic too.
-    #[inline(always)]
-    pub(crate) unsafe fn flags_atomic(&self, i: usize) -> &AtomicU16 {
-        // SAFETY: `PageFlags` is a `u16` newtype, so the field is a
-        // properly aligned `u16` inside the live array; the caller
-        // guarantees every concurrent access is atomic.
-        unsafe { AtomicU16::from_ptr(&raw mut (*self.ptr(i)).flags.0) }
+    pub(crate) fn base(&self) -> *mut Page {
+        self.ptr.as_ptr()
     }
 }
 

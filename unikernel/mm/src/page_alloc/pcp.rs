@@ -29,10 +29,9 @@
 //! until SMP brings the others up.
 
 use super::PageAlloc;
-use crate::gfp::GfpFlags;
 use crate::page::{NIL, PageFlags};
 use crate::types::{NR_CPUS, Order, Pfn};
-use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES, ZoneType};
+use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
 
 /// The highest order kept on per-CPU lists (cf. `PAGE_ALLOC_COSTLY_ORDER`).
 pub use crate::compaction::PAGE_ALLOC_COSTLY_ORDER;
@@ -194,80 +193,25 @@ impl PageAlloc<'_> {
         }
     }
 
-    /// The zone and per-CPU list the common case of
-    /// [`PageAlloc::alloc_pages`] serves `gfp`/`order` from, as
-    /// `(zone index, list index)`: order ≤ costly, the first populated
-    /// zone the request may use, above its LOW watermark — the first zone
-    /// the full path would try. `None` when the full path must decide (no
-    /// such zone, a watermark to deal with, fault injection armed, bad
-    /// zone flags). Reads only fields the exclusive side writes, so the
-    /// lock-free fast path ([`super::smp`]) uses it too.
-    #[inline(always)]
-    pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
-        let o = order.index();
-        if !pcp_allowed_order(o) || self.fail_page_alloc_armed || gfp.is_zone_bad() {
-            return None;
+    /// Every populated zone's pagesets get `high` and `batch` (lists over
+    /// the new `high` drained): tests force refills and trims with small
+    /// ones (cf. writing `percpu_pagelist_high_fraction`, which sets
+    /// `high` only).
+    #[cfg(test)]
+    pub(crate) fn set_pcp_high_batch(&mut self, high: u32, batch: u32) {
+        for zi in 0..NR_ZONES {
+            if !self.zones[zi].is_populated() {
+                continue;
+            }
+            for cpu in 0..NR_CPUS {
+                let pcp = &mut self.zones[zi].pcp[cpu];
+                pcp.high = high;
+                pcp.batch = batch;
+                if pcp.count > high {
+                    self.drain_pages_zone(zi, cpu);
+                }
+            }
         }
-        let highest = gfp.gfp_zone().index();
-        // The zonelist's first populated zone (cf. the first zoneref
-        // get_page_from_freelist() does not skip).
-        let zi = (0..=highest)
-            .rev()
-            .find(|&zi| self.zones[zi].is_populated())?;
-        let zone = &self.zones[zi];
-        // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
-        // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
-        // movable requests; a high-order request needs the full check.
-        let mt = gfp.migratetype();
-        let mut unusable = zone.nr_reserved_highatomic + (1u64 << o) - 1;
-        if mt != MigrateType::Movable {
-            unusable += zone.nr_free_cma;
-        }
-        let mark = zone.watermarks.low + zone.lowmem_reserve[highest];
-        if zone.free_pages <= unusable || zone.free_pages - unusable <= mark {
-            return None;
-        }
-        let flags = super::AllocFlags {
-            harder: false,
-            nofragment: false,
-            cma: mt == MigrateType::Movable,
-        };
-        if o > 0
-            && !zone.watermark_ok_flags(order, zone.watermarks.low, ZoneType::ALL[highest], flags)
-        {
-            return None;
-        }
-        Some((zi, order_to_pindex(mt, o)))
-    }
-
-    /// The common case of [`PageAlloc::alloc_pages`] in a few dozen
-    /// instructions: a block from this CPU's list for
-    /// [`PageAlloc::pcp_fast_target`], if the list is not empty. Exactly
-    /// what the full path would do in that case (the first zone it tries,
-    /// the list it pops); otherwise `None` with nothing changed and the
-    /// full path decides.
-    #[inline(always)]
-    pub(super) fn alloc_pages_pcp_fast(
-        &mut self,
-        gfp: GfpFlags,
-        order: Order,
-        owner: crate::page::OwnerTag,
-    ) -> Option<Pfn> {
-        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
-        let o = order.index();
-        let cpu = self.this_cpu();
-        let pcp = &mut self.zones[zi].pcp[cpu];
-        if pcp.lists[pindex].head == NIL {
-            return None;
-        }
-        pcp.free_factor >>= 1;
-        let pfn = list_pop_head(&mut self.mem_map, &mut pcp.lists[pindex]);
-        pcp.count -= 1 << o;
-        self.vm_events
-            .count_zid(crate::vmstat::VmEvent::PgAllocDma, zi, 1 << o);
-        let pfn = Pfn(u64::from(pfn));
-        self.prep_new_page_gfp(pfn, order, owner, gfp);
-        Some(pfn)
     }
 
     /// cf. `rmqueue_pcplist()` → `__rmqueue_pcplist()`: the first block of
@@ -298,9 +242,8 @@ impl PageAlloc<'_> {
                 return None;
             }
         }
-        let pcp = &mut self.zones[zi].pcp[cpu];
-        let pfn = list_pop_head(&mut self.mem_map, &mut pcp.lists[pindex]);
-        pcp.count -= 1 << order;
+        self.zones[zi].pcp[cpu].count -= 1 << order;
+        let pfn = self.pcp_list_pop_head(zi, cpu, pindex);
         self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
         Some(Pfn(u64::from(pfn)))
     }
@@ -329,11 +272,7 @@ impl PageAlloc<'_> {
             let p = &mut self.mem_map[pfn as usize];
             p.flags.insert(PageFlags::PCP);
             p.order = order as u8;
-            list_add_tail(
-                &mut self.mem_map,
-                &mut self.zones[zi].pcp[cpu].lists[pindex],
-                pfn,
-            );
+            self.pcp_list_add(zi, cpu, pindex, pfn, true);
             alloced += 1;
         }
         self.zones[zi].pcp[cpu].count += alloced << order;
@@ -365,8 +304,8 @@ impl PageAlloc<'_> {
         let p = &mut self.mem_map[pfn as usize];
         p.flags.insert(PageFlags::PCP);
         p.order = order as u8;
+        self.pcp_list_add(zi, cpu, pindex, pfn, false);
         let pcp = &mut self.zones[zi].pcp[cpu];
-        list_add_head(&mut self.mem_map, &mut pcp.lists[pindex], pfn);
         pcp.count += 1 << order;
         // High-order blocks freed in a row (no allocation between) are not
         // kept: they fragment the zone (cf. `free_high`).
@@ -375,35 +314,6 @@ impl PageAlloc<'_> {
         if pcp.count >= high {
             let n = nr_pcp_free(pcp, high, free_high);
             self.free_pcppages_bulk(zi, cpu, n, pindex);
-        }
-    }
-
-    /// Give `count` pages back to the buddy allocator from this CPU's lists,
-    /// round-robin from list `pindex`, oldest blocks first (cf.
-    /// `free_pcppages_bulk()`). Each block goes to the free list of its
-    /// pageblock's type as it is now (the block may have been isolated or
-    /// reserved since it was freed).
-    pub(super) fn free_pcppages_bulk(&mut self, zi: usize, cpu: usize, count: u32, pindex: usize) {
-        let mut count = count.min(self.zones[zi].pcp[cpu].count);
-        let mut pindex = pindex;
-        while count > 0 {
-            while self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
-                pindex = (pindex + 1) % NR_PCP_LISTS;
-            }
-            let order = pindex_to_order(pindex);
-            loop {
-                let pcp = &mut self.zones[zi].pcp[cpu];
-                let pfn = list_pop_tail(&mut self.mem_map, &mut pcp.lists[pindex]);
-                pcp.count -= 1 << order;
-                count = count.saturating_sub(1 << order);
-                self.mem_map[pfn as usize].flags.remove(PageFlags::PCP);
-                let mt = self.pageblock_migratetype(Pfn(u64::from(pfn)));
-                self.free_one_page(u64::from(pfn), order, zi, mt, false);
-                if count == 0 || self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
-                    break;
-                }
-            }
-            pindex = (pindex + 1) % NR_PCP_LISTS;
         }
     }
 
@@ -449,66 +359,3 @@ pub(super) fn nr_pcp_free(pcp: &mut PerCpuPages, high: u32, free_high: bool) -> 
     scaled.clamp(min_nr_free, max_nr_free.max(min_nr_free))
 }
 
-// ----------------------------------------------------------------------
-// The lists: doubly linked through `Page::prev/next`, as the free lists.
-// ----------------------------------------------------------------------
-
-#[inline(always)]
-fn list_add_head(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u32) {
-    let next = list.head;
-    let p = &mut mem_map[pfn as usize];
-    p.prev = NIL;
-    p.next = next;
-    if next == NIL {
-        list.tail = pfn;
-    } else {
-        mem_map[next as usize].prev = pfn;
-    }
-    list.head = pfn;
-}
-
-#[inline(always)]
-fn list_add_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList, pfn: u32) {
-    let prev = list.tail;
-    let p = &mut mem_map[pfn as usize];
-    p.prev = prev;
-    p.next = NIL;
-    if prev == NIL {
-        list.head = pfn;
-    } else {
-        mem_map[prev as usize].next = pfn;
-    }
-    list.tail = pfn;
-}
-
-/// Unlink the first block of a non-empty list.
-#[inline(always)]
-fn list_pop_head(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 {
-    let pfn = list.head;
-    let p = &mut mem_map[pfn as usize];
-    let next = p.next;
-    p.next = NIL;
-    list.head = next;
-    if next == NIL {
-        list.tail = NIL;
-    } else {
-        mem_map[next as usize].prev = NIL;
-    }
-    pfn
-}
-
-/// Unlink the last block of a non-empty list.
-#[inline(always)]
-fn list_pop_tail(mem_map: &mut [crate::page::Page], list: &mut FreeList) -> u32 {
-    let pfn = list.tail;
-    let p = &mut mem_map[pfn as usize];
-    let prev = p.prev;
-    p.prev = NIL;
-    list.tail = prev;
-    if prev == NIL {
-        list.head = NIL;
-    } else {
-        mem_map[prev as usize].next = NIL;
-    }
-    pfn
-}

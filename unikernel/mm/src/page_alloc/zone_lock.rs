@@ -1,0 +1,595 @@
+//! `zone->lock`: one spin lock per zone for its buddy free lists, so a
+//! CPU refilling or trimming its per-CPU lists holds only its own
+//! [`crate::sync::BrLock`] flag plus that zone's lock — other CPUs' fast
+//! paths, and their refills and trims of other zones, go on meanwhile (cf.
+//! `rmqueue_bulk()` and `free_pcppages_bulk()` under
+//! `spin_lock_irqsave(&zone->lock)` in Linux 6.1).
+//!
+//! # Who protects what (cf. the comments of `struct zone` in
+//! `include/linux/mmzone.h`)
+//!
+//! The allocator lives in a `BrLock`. Three ways in:
+//! * **exclusive** ([`crate::manager::MemoryManager::lock`]): every CPU's
+//!   flag. No shared-side code runs, so the exclusive holder owns all of
+//!   [`PageAlloc`] and takes no zone lock (holding every flag excludes
+//!   every zone-lock holder, who holds a flag while it holds a zone lock).
+//! * **shared, per-CPU** (`alloc_pcp_cpu` / `free_pcp_cpu` in
+//!   [`super::smp`]): one CPU's flag; touches only that CPU's slots.
+//! * **shared + `zone_lock[zi]`** ([`PageAlloc::pcp_trim_cpu`] and the
+//!   refill inside `alloc_pcp_cpu`): one CPU's flag, then zone `zi`'s
+//!   lock. Lock order: flag, then one zone lock; never two zone locks,
+//!   never a flag while holding a zone lock, so nothing can deadlock.
+//!
+//! | data | written by | read without a lock by |
+//! |---|---|---|
+//! | `Zone::free_area[]` (lists, `nr_free`), `free_pages` (`NR_FREE_PAGES`), `nr_free_cma` | `zone_lock[zi]` or exclusive | fast paths' watermark check (racy, atomic loads — as `zone_page_state()`) |
+//! | descriptor of a `BUDDY` block of zone `zi`: flags, `order`, `prev`, `next` | `zone_lock[zi]` or exclusive | — (flags: others load atomically, see below) |
+//! | `Zone::pcp[cpu]`, `PageAlloc::vm_diff[cpu]` | CPU `cpu` under its flag, or exclusive | — |
+//! | descriptor of a block on CPU `cpu`'s lists, or owned by a caller | that CPU / the caller | — |
+//! | watermarks, `lowmem_reserve`, `managed_pages`, `nr_reserved_highatomic`, `cma_pages`, pageblock migrate types, `layout`, `reserve`, `deferred`, fault injection | exclusive only | everyone |
+//! | `Page::zone` | boot / deferred init (exclusive) | everyone |
+//!
+//! A descriptor's `flags` word is the one field read by CPUs that do not
+//! own the frame: a pageblock's migrate type rides in its first frame's
+//! flags, and the buddy search reads a neighbour's `BUDDY` bit. So every
+//! access to `flags` that can run concurrently is atomic. Writes are plain
+//! atomic stores, not read-modify-writes: a frame's flags are written only
+//! by its owner — the zone lock for a free block, a CPU for its listed
+//! blocks, the caller for an allocated one — and the pageblock bits, which
+//! sit in a frame somebody else may own, only by the exclusive side. The
+//! zone-locked refill therefore never steals another migrate type's
+//! pageblock (`rmqueue_fallback()` rewrites pageblock types and counts
+//! `extfrag` events): when its own type's lists are empty it stops, and
+//! an empty list is refilled, with fallback, on the exclusive side.
+//!
+//! Counters: `NR_FREE_PAGES` (and `nr_free`, `NR_FREE_CMA_PAGES`) are
+//! per-zone counters updated under the zone lock, exact at every unlock —
+//! the watermark checks need them now, and with one writer at a time per
+//! zone there is nothing to fold. Event counters (`pgalloc_*`, `pgfree`,
+//! per-order counts) stay per-CPU diffs ([`super::smp::VmDiff`]) folded on
+//! the exclusive side, which is where every reader of them is.
+//!
+//! # Interrupts
+//! Linux takes `zone->lock` with `spin_lock_irqsave()` because pages are
+//! freed from interrupt context (network buffers in softirq, RCU
+//! callbacks), and an interrupt arriving while its CPU holds the lock
+//! would spin on it forever. Here no interrupt handler allocates or frees
+//! (DESIGN.md: handlers only acknowledge and wake; the network is polled
+//! from the main loop), so no lock of the allocator is ever wanted in
+//! interrupt context and they leave interrupts on. A handler that one day
+//! frees pages must first make these locks (and the `BrLock` flags, as
+//! `pcp_spin_lock()` does) disable interrupts.
+
+#![allow(unsafe_code)]
+
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64};
+
+use super::{AllocFlags, PageAlloc};
+use crate::page::{LIST_END, NIL, Page, PageFlags, is_pfn_link};
+use crate::types::{MAX_ORDER, NR_ORDERS, Order, Pfn};
+use crate::zone::{MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Zone};
+
+/// One zone's spin lock (cf. `zone->lock`), on a cache line of its own so
+/// CPUs locking different zones share no written line.
+#[repr(align(64))]
+pub struct ZoneLock(AtomicBool);
+
+impl ZoneLock {
+    /// Unlocked.
+    pub const fn new() -> ZoneLock {
+        ZoneLock(AtomicBool::new(false))
+    }
+
+    /// Spins until the lock is ours (test-and-test-and-set).
+    #[inline]
+    pub fn lock(&self) -> ZoneLockGuard<'_> {
+        while self
+            .0
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            while self.0.load(Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+        ZoneLockGuard(self)
+    }
+}
+
+impl Default for ZoneLock {
+    fn default() -> ZoneLock {
+        ZoneLock::new()
+    }
+}
+
+/// Holds a [`ZoneLock`]; unlocks on drop.
+pub struct ZoneLockGuard<'a>(&'a ZoneLock);
+
+impl Drop for ZoneLockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.0.store(false, Release);
+    }
+}
+
+/// A `u64` field other CPUs read racily, as an atomic.
+///
+/// # Safety
+/// `p` is valid and aligned; every concurrent access is atomic.
+#[inline(always)]
+pub(super) unsafe fn ld64(p: *mut u64) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { AtomicU64::from_ptr(p) }.load(Relaxed)
+}
+
+/// Stores into a `u64` field other CPUs read racily.
+///
+/// # Safety
+/// As for [`ld64`], and the caller is the field's only writer now.
+#[inline(always)]
+pub(super) unsafe fn st64(p: *mut u64, v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { AtomicU64::from_ptr(p) }.store(v, Relaxed)
+}
+
+/// A `u32` list link other CPUs read racily, as an atomic.
+///
+/// # Safety
+/// As for [`ld64`].
+#[inline(always)]
+pub(super) unsafe fn ld32(p: *mut u32) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { AtomicU32::from_ptr(p) }.load(Relaxed)
+}
+
+/// Stores into a `u32` list link other CPUs read racily.
+///
+/// # Safety
+/// As for [`st64`].
+#[inline(always)]
+pub(super) unsafe fn st32(p: *mut u32, v: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { AtomicU32::from_ptr(p) }.store(v, Relaxed)
+}
+
+/// A descriptor's flags word as an atomic.
+///
+/// # Safety
+/// `p` points into the live `mem_map`.
+#[inline(always)]
+pub(super) unsafe fn flags_of<'x>(p: *mut Page) -> &'x AtomicU16 {
+    // SAFETY: `PageFlags` is a `u16` newtype: an aligned `u16` inside the
+    // live array; every concurrent access to it is atomic (module docs).
+    unsafe { AtomicU16::from_ptr(&raw mut (*p).flags.0) }
+}
+
+/// Sets and clears bits of a flags word its owner alone writes (a plain
+/// load and store: see the module docs for why no other CPU writes it).
+///
+/// # Safety
+/// As for [`flags_of`], and the caller owns the frame.
+#[inline(always)]
+pub(super) unsafe fn flags_update(p: *mut Page, set: PageFlags, clear: PageFlags) -> PageFlags {
+    // SAFETY: the caller's contract.
+    let f = unsafe { flags_of(p) };
+    let old = f.load(Relaxed);
+    f.store((old & !clear.0) | set.0, Relaxed);
+    PageFlags(old)
+}
+
+/// The migrate type in a pageblock's first frame (cf.
+/// `get_pfnblock_flags_mask()`'s `READ_ONCE`).
+///
+/// # Safety
+/// `map` is the live `mem_map` and `pfn` < `max_pfn`.
+#[inline(always)]
+pub(super) unsafe fn pageblock_mt_raw(map: *mut Page, pfn: u64) -> MigrateType {
+    let first = (pfn & !(PAGEBLOCK_NR_PAGES - 1)) as usize;
+    // SAFETY: `first` ≤ `pfn` < max_pfn; flags atomically.
+    let bits = unsafe { flags_of(map.add(first)) }.load(Relaxed);
+    let mask = PageFlags::PB_MIGRATE.0;
+    MigrateType::from_index(usize::from((bits & mask) >> mask.trailing_zeros()))
+        .unwrap_or(MigrateType::Movable)
+}
+
+/// The exclusive side's way into the buddy core: `&mut self` is the proof
+/// [`ZoneFree`]'s contract asks for.
+impl PageAlloc<'_> {
+    /// cf. `__rmqueue()`: the smallest block of `mt`'s lists (CMA's for a
+    /// movable request, see [`ZoneFree::rmqueue_nofallback`]);
+    /// failing that, steal from a fallback type and try again.
+    pub(super) fn __rmqueue(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<Pfn> {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        if let Some(pfn) = unsafe { zf.rmqueue_nofallback(order, mt, flags) } {
+            return Some(Pfn(u64::from(pfn)));
+        }
+        while self.rmqueue_fallback(zi, order, mt, flags) {
+            let zf = self.zone_free(zi);
+            // SAFETY: as above.
+            let got = unsafe {
+                zf.rmqueue_smallest(order.index(), mt).or_else(|| {
+                    if flags.cma {
+                        zf.rmqueue_smallest(order.index(), MigrateType::Cma)
+                    } else {
+                        None
+                    }
+                })
+            };
+            if let Some(pfn) = got {
+                return Some(Pfn(u64::from(pfn)));
+            }
+        }
+        None
+    }
+
+    /// Zone `zi`'s buddy core ([`ZoneFree`]) for the exclusive
+    /// holder: `&mut self` is the proof its methods' contract asks for.
+    #[inline(always)]
+    pub(crate) fn zone_free(&mut self, zi: usize) -> ZoneFree {
+        assert!(zi < NR_ZONES);
+        // SAFETY: `self` is live and `zi` indexes `zones` (checked).
+        unsafe { ZoneFree::new(self, zi) }
+    }
+
+    /// Take the smallest free block of at least `order` from `mt`'s lists
+    /// and split it down, the halves going to `mt`'s lists
+    /// (cf. `__rmqueue_smallest()`).
+    pub(crate) fn rmqueue_smallest(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+    ) -> Option<Pfn> {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.rmqueue_smallest(order.index(), mt) }.map(|pfn| Pfn(u64::from(pfn)))
+    }
+
+    /// Is `buddy` the head of a free block of exactly `order` in zone `zi`?
+    /// (cf. `page_is_buddy()`; the zone check keeps merges from crossing a
+    /// zone boundary that is not `MAX_ORDER`-aligned.)
+    pub(crate) fn page_is_buddy(&mut self, buddy: u64, order: usize, zi: usize) -> bool {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.page_is_buddy(buddy, order) }
+    }
+
+    /// Put a block on `mt`'s free list, merging with free buddies first
+    /// (cf. `__free_one_page()`, see [`ZoneFree::free_one_page`]).
+    #[inline]
+    pub(crate) fn free_one_page(
+        &mut self,
+        pfn: u64,
+        order: usize,
+        zi: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.free_one_page(pfn, order, mt, to_tail) }
+    }
+
+    // ----------------------------------------------------------------
+    // Free lists (cf. add_to_free_list() / del_page_from_free_list())
+    // ----------------------------------------------------------------
+
+    pub(super) fn add_to_free_list(
+        &mut self,
+        pfn: u32,
+        order: usize,
+        zi: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.add(pfn, order, mt, to_tail) }
+    }
+
+    /// O(1) unlink; clears BUDDY and the free-page count of the block.
+    /// The block's own links are reset, so a frame's descriptor is a
+    /// function of its state alone (tests compare whole `mem_map`s).
+    #[inline]
+    pub(super) fn del_from_free_list(&mut self, pfn: u32, order: usize, zi: usize) {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.del(pfn, order) }
+    }
+
+}
+
+/// One zone's buddy free lists as `zone->lock` gives them: the buddy core
+/// (cf. `__free_one_page()`, `__rmqueue_smallest()`, `expand()`,
+/// `add_to_free_list()` / `del_page_from_free_list()`) over raw pointers,
+/// so the exclusive holder and a zone-lock holder run the same code.
+///
+/// Every method is `unsafe` with one contract: the caller holds this
+/// zone's lock (and its CPU's flag), or the exclusive side, for the call.
+#[derive(Clone, Copy)]
+pub(crate) struct ZoneFree {
+    map: *mut Page,
+    max_pfn: u64,
+    zone: *mut Zone,
+    zi: usize,
+}
+
+impl ZoneFree {
+    /// Zone `zi` of the allocator at `pa`.
+    ///
+    /// # Safety
+    /// `pa` is live; `zi` < `NR_ZONES`.
+    #[inline(always)]
+    pub(crate) unsafe fn new(pa: *mut PageAlloc<'_>, zi: usize) -> ZoneFree {
+        // SAFETY: `mem_map` and `layout` are written only at construction;
+        // the zone is reached as a raw place (no reference formed).
+        unsafe {
+            ZoneFree {
+                map: (*pa).mem_map.base(),
+                max_pfn: (*pa).layout.max_pfn.0,
+                zone: &raw mut (*pa).zones[zi],
+                zi,
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn page(self, pfn: u64) -> *mut Page {
+        // SAFETY: callers pass PFNs below max_pfn (≤ the array's length).
+        unsafe { self.map.add(pfn as usize) }
+    }
+
+    /// The pageblock's migrate type, read atomically.
+    ///
+    /// # Safety
+    /// `pfn` < `max_pfn`.
+    #[inline(always)]
+    pub(crate) unsafe fn pageblock_mt(self, pfn: u64) -> MigrateType {
+        // SAFETY: the caller's contract.
+        unsafe { pageblock_mt_raw(self.map, pfn) }
+    }
+
+    /// Is `buddy` the head of a free block of exactly `order` in this zone?
+    /// (cf. `page_is_buddy()`.) The zone is read first: it never changes,
+    /// and a frame of another zone belongs to another lock.
+    #[inline(always)]
+    pub(crate) unsafe fn page_is_buddy(self, buddy: u64, order: usize) -> bool {
+        if buddy >= self.max_pfn {
+            return false;
+        }
+        // SAFETY: in range; `zone` is immutable; `flags` atomically; a
+        // BUDDY frame of this zone is ours under the lock, `order` too.
+        unsafe {
+            let p = self.page(buddy);
+            usize::from((*p).zone) == self.zi
+                && flags_of(p).load(Relaxed) & PageFlags::BUDDY.0 != 0
+                && usize::from((*p).order) == order
+        }
+    }
+
+    /// Links a free block at the head or tail of `mt`'s list of `order`,
+    /// marked BUDDY, and counts it free (cf. `__add_to_free_list()` +
+    /// `account_freepages()`).
+    #[inline]
+    pub(crate) unsafe fn add(self, pfn: u32, order: usize, mt: MigrateType, to_tail: bool) {
+        // SAFETY: the method contract.
+        unsafe {
+            self.link(pfn, order, mt, to_tail);
+            self.account_free(1 << order);
+        }
+    }
+
+    /// Adds `nr_pages` to the zone's `NR_FREE_PAGES` (negative: takes
+    /// away). A split or a merge moves pages between lists without
+    /// changing the total, so [`ZoneFree::rmqueue_smallest`] and
+    /// [`ZoneFree::free_one_page`] account once for the whole operation
+    /// (cf. `account_freepages()`); the total is exact at every unlock.
+    #[inline(always)]
+    unsafe fn account_free(self, nr_pages: i64) {
+        // SAFETY: the method contract.
+        unsafe {
+            let fp = &raw mut (*self.zone).free_pages;
+            st64(fp, ld64(fp).wrapping_add_signed(nr_pages));
+        }
+    }
+
+    /// [`ZoneFree::add`] without `NR_FREE_PAGES` (`nr_free` and the CMA
+    /// count are per list, so they are kept here).
+    #[inline(always)]
+    unsafe fn link(self, pfn: u32, order: usize, mt: MigrateType, to_tail: bool) {
+        let end = LIST_END + mt as u32;
+        // SAFETY: the lock (method contract) makes the lists, the counters
+        // and the blocks' descriptors ours; racy readers load atomically.
+        unsafe {
+            let area = &raw mut (*self.zone).free_area[order];
+            let head = &raw mut (*area).free_list[mt.index()].head;
+            let tail = &raw mut (*area).free_list[mt.index()].tail;
+            let first = ld32(head);
+            let (prev, next) = if first == NIL {
+                st32(head, pfn);
+                st32(tail, pfn);
+                (end, end)
+            } else if to_tail {
+                let prev = ld32(tail);
+                st32(tail, pfn);
+                (*self.page(u64::from(prev))).next = pfn;
+                (prev, end)
+            } else {
+                st32(head, pfn);
+                (*self.page(u64::from(first))).prev = pfn;
+                (end, first)
+            };
+            st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
+            let p = self.page(u64::from(pfn));
+            flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
+            (*p).order = order as u8;
+            (*p).prev = prev;
+            (*p).next = next;
+            if mt == MigrateType::Cma {
+                let fc = &raw mut (*self.zone).nr_free_cma;
+                st64(fc, ld64(fc) + (1 << order));
+            }
+        }
+    }
+
+    /// O(1) unlink; clears BUDDY and the block's links and uncounts it (cf.
+    /// `del_page_from_free_list()`). A first or last block names its list
+    /// in its end link ([`LIST_END`]).
+    #[inline]
+    pub(crate) unsafe fn del(self, pfn: u32, order: usize) {
+        // SAFETY: the method contract.
+        unsafe {
+            self.unlink(pfn, order);
+            self.account_free(-(1 << order));
+        }
+    }
+
+    /// [`ZoneFree::del`] without `NR_FREE_PAGES`.
+    #[inline(always)]
+    unsafe fn unlink(self, pfn: u32, order: usize) {
+        // SAFETY: as for `add`.
+        unsafe {
+            let p = self.page(u64::from(pfn));
+            flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+            let (prev, next) = ((*p).prev, (*p).next);
+            (*p).prev = NIL;
+            (*p).next = NIL;
+            let area = &raw mut (*self.zone).free_area[order];
+            if is_pfn_link(prev) {
+                (*self.page(u64::from(prev))).next = next;
+            } else {
+                let head = &raw mut (*area).free_list[(prev - LIST_END) as usize].head;
+                st32(head, if is_pfn_link(next) { next } else { NIL });
+            }
+            if is_pfn_link(next) {
+                (*self.page(u64::from(next))).prev = prev;
+            } else {
+                let tail = &raw mut (*area).free_list[(next - LIST_END) as usize].tail;
+                st32(tail, if is_pfn_link(prev) { prev } else { NIL });
+            }
+            st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) - 1);
+            // A free block in a CMA pageblock is on the CMA list (CMA
+            // blocks change lists only through isolation, which moves a
+            // pageblock's free blocks before it retypes it). Only a zone
+            // with a CMA area pays for the pageblock read.
+            if (*self.zone).cma_pages > 0 && self.pageblock_mt(u64::from(pfn)) == MigrateType::Cma
+            {
+                let fc = &raw mut (*self.zone).nr_free_cma;
+                st64(fc, ld64(fc) - (1 << order));
+            }
+        }
+    }
+
+    /// Put a block on `mt`'s free list, merging with free buddies first
+    /// (cf. `__free_one_page()`). `to_tail` is `FPI_TO_TAIL`. From
+    /// pageblock order up, a block of a type that keeps its own accounting
+    /// (HighAtomic, CMA, Isolate) does not merge with one of another type.
+    pub(crate) unsafe fn free_one_page(
+        self,
+        mut pfn: u64,
+        mut order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        let mut buddy_pfn = pfn;
+        let nr_pages = 1i64 << order;
+        // SAFETY: the method contract; every PFN touched is below max_pfn
+        // (page_is_buddy checks the buddy) and in this zone.
+        unsafe {
+            while order < MAX_ORDER {
+                buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
+                if !self.page_is_buddy(buddy_pfn, order) {
+                    break;
+                }
+                if order >= PAGEBLOCK_ORDER {
+                    let buddy_mt = self.pageblock_mt(buddy_pfn);
+                    if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
+                        break;
+                    }
+                }
+                self.unlink(buddy_pfn as u32, order);
+                (*self.page(buddy_pfn)).order = 0;
+                pfn &= buddy_pfn; // the combined block starts at the lower half
+                order += 1;
+            }
+            // cf. buddy_merge_likely(): if the next-larger buddy is free,
+            // this block will probably merge soon; keep it at the tail so
+            // it is not handed out first.
+            let to_tail = to_tail
+                || (order < MAX_ORDER - 1 && buddy_pfn != pfn && {
+                    let higher_page = buddy_pfn & pfn;
+                    let higher_buddy = higher_page ^ (1 << (order + 1));
+                    self.page_is_buddy(higher_buddy, order + 1)
+                });
+            self.link(pfn as u32, order, mt, to_tail);
+            // The buddies merged in were free already.
+            self.account_free(nr_pages);
+        }
+    }
+
+    /// Take the smallest free block of at least `order` from `mt`'s lists
+    /// and split it down, the halves going to `mt`'s lists
+    /// (cf. `__rmqueue_smallest()`).
+    #[inline]
+    pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
+        // SAFETY: the method contract.
+        unsafe {
+            for current in order..NR_ORDERS {
+                let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
+                if head == NIL {
+                    continue;
+                }
+                self.unlink(head, current);
+                // cf. expand(): the upper halves go back, the lowest 2^order
+                // frames are the caller's.
+                let mut high = current;
+                while high > order {
+                    high -= 1;
+                    self.link(head + (1u32 << high), high, mt, false);
+                }
+                self.account_free(-(1 << order));
+                return Some(head);
+            }
+        }
+        None
+    }
+
+    /// `__rmqueue()` up to where it would steal from another migrate type:
+    /// from CMA first when over half the zone's free memory is there (a
+    /// movable request), then `mt`'s lists, then CMA's
+    /// (cf. `__rmqueue_cma_fallback()`). `None` means only
+    /// `rmqueue_fallback()` could help.
+    #[inline]
+    pub(crate) unsafe fn rmqueue_nofallback(
+        self,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<u32> {
+        let o = order.index();
+        // SAFETY: the method contract.
+        unsafe {
+            if flags.cma
+                && ld64(&raw mut (*self.zone).nr_free_cma) > ld64(&raw mut (*self.zone).free_pages) / 2
+                && let Some(pfn) = self.rmqueue_smallest(o, MigrateType::Cma)
+            {
+                return Some(pfn);
+            }
+            if let Some(pfn) = self.rmqueue_smallest(o, mt) {
+                return Some(pfn);
+            }
+            if flags.cma {
+                return self.rmqueue_smallest(o, MigrateType::Cma);
+            }
+        }
+        None
+    }
+}
