@@ -19,12 +19,16 @@
 //!   taking the zone lock — `kfree(addr)` finds its cache from the address
 //!   alone: `addr → PFN → SlabMeta.cache → cache → slab head (natural
 //!   alignment of buddy blocks)`.
-//! * **Two locks, one order.** The kernel keeps a [`SlabAllocator`] behind its
-//!   own lock. Only the slow paths (a new slab, returning an empty one,
+//! * **Locks, one order.** The kernel keeps a [`SlabAllocator`] behind a
+//!   big-reader lock ([`crate::sync::BrLock`]): a CPU's fast paths and the
+//!   slow paths that only move slabs between a cache's lists run under the
+//!   CPU's own flag, the latter also under the cache's node `list_lock`
+//!   ([`KmemCacheNode`], [`smp`]); everything else takes every flag. Only
+//!   the exclusive slow paths (a new slab, returning an empty one,
 //!   `kmalloc_large`) call the page allocator, through the [`PageSource`]
 //!   passed into every call, which takes the zone lock inside. So the lock
-//!   order is slab → zone, and nothing under either lock allocates from the
-//!   heap.
+//!   order is CPU flag(s) → `list_lock` → zone, and nothing under any of
+//!   them allocates from the heap.
 //! * **Fast path as in SLUB.** Each cache has, per CPU, a frozen slab whose
 //!   free list sits in the CPU's `kmem_cache_cpu` (an array of
 //!   [`NR_CPUS`] inside the cache descriptor): an allocation pops it, a

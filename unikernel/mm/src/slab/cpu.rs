@@ -558,10 +558,15 @@ impl SlabAllocator<'_> {
         // another CPU's — a slab another CPU has frozen: the object goes
         // back onto that CPU's free list (SLUB's remote free into a frozen
         // slab, which Linux does with a cmpxchg on the slab's free list).
+        // The overlay entry says whether any CPU froze the slab (cf.
+        // `slab->frozen`), so a free into a listed slab — the common case
+        // with objects freed in random order — reads no other CPU's slot.
         let owner = if base == self.pcpu[cpu_id].slabs[slot].slab {
             Some(cpu_id)
-        } else {
+        } else if self.metas[head].prev == FROZEN {
             (0..NR_CPUS).find(|&k| self.pcpu[k].slabs[slot].slab == base)
+        } else {
+            None
         };
         if let Some(k) = owner {
             let cpu = &mut self.pcpu[k].slabs[slot];
