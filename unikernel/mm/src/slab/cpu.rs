@@ -115,7 +115,10 @@ impl SlabAllocator<'_> {
     /// holder's ([`SlabAllocator::set_this_cpu`]).
     #[inline(always)]
     pub(crate) fn smp_processor_id(&self) -> usize {
-        self.cur_cpu
+        // `set_this_cpu` keeps it below NR_CPUS (a power of two): the mask
+        // changes nothing but spares every `pcpu[cpu]` a bounds check.
+        const _: () = assert!(NR_CPUS.is_power_of_two());
+        self.cur_cpu & (NR_CPUS - 1)
     }
 
     /// Says which CPU holds the slab lock now; out-of-range CPUs use CPU
