@@ -11,8 +11,12 @@
 //!            DirectMap: loads/stores at PAGE_OFFSET + phys
 //! ```
 //!
-//! Lock order: slab lock, then the zone lock (taken inside `MemoryManager`'s
-//! `PageSource`). Because the global heap *is* this allocator, nothing may
+//! Lock order: slab lock (one CPU's flag, or all of them), then a cache's
+//! node `list_lock` (taken by the CPU-flag slow paths inside
+//! [`SlabAllocator::kmalloc_cpu`] / [`SlabAllocator::kfree_cpu`]: refilling
+//! from the partial list, remote frees into listed slabs), then the zone
+//! lock (taken inside `MemoryManager`'s `PageSource`, by the exclusive side
+//! only). Because the global heap *is* this allocator, nothing may
 //! allocate from (or free to) the heap while holding either lock: the
 //! corruption report hook prints to serial through `log`, which formats
 //! into the UART without allocating. The lock remembers which CPU holds

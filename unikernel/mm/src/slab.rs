@@ -19,12 +19,16 @@
 //!   taking the zone lock — `kfree(addr)` finds its cache from the address
 //!   alone: `addr → PFN → SlabMeta.cache → cache → slab head (natural
 //!   alignment of buddy blocks)`.
-//! * **Two locks, one order.** The kernel keeps a [`SlabAllocator`] behind its
-//!   own lock. Only the slow paths (a new slab, returning an empty one,
+//! * **Locks, one order.** The kernel keeps a [`SlabAllocator`] behind a
+//!   big-reader lock ([`crate::sync::BrLock`]): a CPU's fast paths and the
+//!   slow paths that only move slabs between a cache's lists run under the
+//!   CPU's own flag, the latter also under the cache's node `list_lock`
+//!   ([`KmemCacheNode`], [`smp`]); everything else takes every flag. Only
+//!   the exclusive slow paths (a new slab, returning an empty one,
 //!   `kmalloc_large`) call the page allocator, through the [`PageSource`]
 //!   passed into every call, which takes the zone lock inside. So the lock
-//!   order is slab → zone, and nothing under either lock allocates from the
-//!   heap.
+//!   order is CPU flag(s) → `list_lock` → zone, and nothing under any of
+//!   them allocates from the heap.
 //! * **Fast path as in SLUB.** Each cache has, per CPU, a frozen slab whose
 //!   free list sits in the CPU's `kmem_cache_cpu` (an array of
 //!   [`NR_CPUS`] inside the cache descriptor): an allocation pops it, a
@@ -171,12 +175,13 @@ impl SlabList {
     };
 
     #[inline]
-    fn push(&mut self, metas: &mut [SlabMeta], pfn: u32) {
-        let m = &mut metas[pfn as usize];
+    fn push<A: MetaAccess + ?Sized>(&mut self, metas: &mut A, pfn: u32) {
+        let head = self.head;
+        let m = metas.at(pfn);
         m.prev = NIL;
-        m.next = self.head;
-        if self.head != NIL {
-            metas[self.head as usize].prev = pfn;
+        m.next = head;
+        if head != NIL {
+            metas.at(head).prev = pfn;
         } else {
             self.tail = pfn;
         }
@@ -186,12 +191,13 @@ impl SlabList {
 
     /// Append (cf. `add_partial(…, DEACTIVATE_TO_TAIL)`).
     #[inline]
-    fn push_tail(&mut self, metas: &mut [SlabMeta], pfn: u32) {
-        let m = &mut metas[pfn as usize];
+    fn push_tail<A: MetaAccess + ?Sized>(&mut self, metas: &mut A, pfn: u32) {
+        let tail = self.tail;
+        let m = metas.at(pfn);
         m.next = NIL;
-        m.prev = self.tail;
-        if self.tail != NIL {
-            metas[self.tail as usize].next = pfn;
+        m.prev = tail;
+        if tail != NIL {
+            metas.at(tail).next = pfn;
         } else {
             self.head = pfn;
         }
@@ -201,13 +207,14 @@ impl SlabList {
 
     /// Take the head off a non-empty list.
     #[inline]
-    fn pop(&mut self, metas: &mut [SlabMeta]) -> u32 {
+    fn pop<A: MetaAccess + ?Sized>(&mut self, metas: &mut A) -> u32 {
         let pfn = self.head;
-        let next = metas[pfn as usize].next;
-        metas[pfn as usize].next = NIL;
+        let m = metas.at(pfn);
+        let next = m.next;
+        m.next = NIL;
         self.head = next;
         if next != NIL {
-            metas[next as usize].prev = NIL;
+            metas.at(next).prev = NIL;
         } else {
             self.tail = NIL;
         }
@@ -216,21 +223,44 @@ impl SlabList {
     }
 
     #[inline]
-    fn remove(&mut self, metas: &mut [SlabMeta], pfn: u32) {
-        let (prev, next) = (metas[pfn as usize].prev, metas[pfn as usize].next);
+    fn remove<A: MetaAccess + ?Sized>(&mut self, metas: &mut A, pfn: u32) {
+        let m = metas.at(pfn);
+        let (prev, next) = (m.prev, m.next);
+        m.prev = NIL;
+        m.next = NIL;
         if prev == NIL {
             self.head = next;
         } else {
-            metas[prev as usize].next = next;
+            metas.at(prev).next = next;
         }
         if next != NIL {
-            metas[next as usize].prev = prev;
+            metas.at(next).prev = prev;
         } else {
             self.tail = prev;
         }
-        metas[pfn as usize].prev = NIL;
-        metas[pfn as usize].next = NIL;
         self.nr -= 1;
+    }
+}
+
+/// How the list operations reach overlay entries: the whole table (the
+/// exclusive side) or, under one cache's `list_lock`, that cache's entries
+/// one at a time ([`smp::LockedMetas`]).
+pub(crate) trait MetaAccess {
+    /// The overlay entry of frame `pfn`.
+    fn at(&mut self, pfn: u32) -> &mut SlabMeta;
+}
+
+impl MetaAccess for [SlabMeta] {
+    #[inline(always)]
+    fn at(&mut self, pfn: u32) -> &mut SlabMeta {
+        &mut self[pfn as usize]
+    }
+}
+
+impl MetaAccess for smp::MetaTable<'_> {
+    #[inline(always)]
+    fn at(&mut self, pfn: u32) -> &mut SlabMeta {
+        &mut self[pfn as usize]
     }
 }
 
@@ -252,6 +282,72 @@ fn list_kind(m: &SlabMeta) -> ListKind {
     }
 }
 
+/// A cache's slab lists and their counters (cf. `struct kmem_cache_node`,
+/// one node here), kept in a [`smp::NodeCell`] beside its `list_lock`.
+///
+/// What protects what:
+/// * these fields, and the overlay entries ([`SlabMeta`] `freelist`,
+///   `inuse`, `prev`, `next`) of the cache's slabs that no CPU has frozen,
+///   with the free objects on their free lists: the cache's `list_lock`
+///   plus one CPU's flag of the slab [`crate::sync::BrLock`] (the shared
+///   side, [`smp`]), or the exclusive side (every flag) alone, which no
+///   `list_lock` holder can run beside;
+/// * a frozen slab's overlay entry (`prev` = [`FROZEN`]): written at
+///   freeze and unfreeze only, under the same rule;
+/// * `SlabMeta::cache` of every frame, `nr_slabs`, the geometry and the
+///   cache's life: the exclusive side only (new slabs and discarded ones
+///   go through the page allocator there), read by anyone;
+/// * a CPU's `kmem_cache_cpu` and the objects on its free list: that CPU's
+///   flag, or the exclusive side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KmemCacheNode {
+    /// Full slabs are counted, not linked (as in SLUB without debugging:
+    /// nothing ever needs to find one but `kmem_cache_destroy`, which
+    /// scans the overlay); `full.head` stays NIL.
+    full: SlabList,
+    partial: SlabList,
+    empty: SlabList,
+    /// Sum of `inuse` over the listed slabs (not the CPU slabs, whose
+    /// count is in their `kmem_cache_cpu`).
+    list_inuse: u64,
+}
+
+impl KmemCacheNode {
+    pub(crate) const EMPTY: KmemCacheNode = KmemCacheNode {
+        full: SlabList::EMPTY,
+        partial: SlabList::EMPTY,
+        empty: SlabList::EMPTY,
+        list_inuse: 0,
+    };
+
+    /// Put an unlinked slab on the list for `kind` (full: just counted).
+    #[inline]
+    fn list_push<A: MetaAccess + ?Sized>(&mut self, metas: &mut A, kind: ListKind, pfn: u32) {
+        match kind {
+            ListKind::Full => {
+                self.full.nr += 1;
+                metas.at(pfn).prev = NIL;
+            }
+            ListKind::Partial => self.partial.push(metas, pfn),
+            ListKind::Empty => self.empty.push(metas, pfn),
+        }
+    }
+
+    /// Take a slab off the list for `kind` (full: just uncounted).
+    #[inline]
+    fn list_remove<A: MetaAccess + ?Sized>(&mut self, metas: &mut A, kind: ListKind, pfn: u32) {
+        match kind {
+            ListKind::Full => self.full.nr -= 1,
+            ListKind::Partial => self.partial.remove(metas, pfn),
+            ListKind::Empty => self.empty.remove(metas, pfn),
+        }
+    }
+}
+
+/// `SlabMeta::prev` of a CPU's (frozen) slab: on no list, and no other
+/// CPU may free into it under the shared side (cf. `slab->frozen`).
+pub(crate) const FROZEN: u32 = NIL - 1;
+
 // ----------------------------------------------------------------------
 // The cache descriptor
 // ----------------------------------------------------------------------
@@ -262,7 +358,7 @@ fn list_kind(m: &SlabMeta) -> ListKind {
 /// pointer is, how to check that an address is an object start, and CPU
 /// 0's slab (the per-CPU array sits inside the descriptor, as SLAB's
 /// `array_cache *array[NR_CPUS]` did, so one base register reaches both).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 #[repr(C, align(64))] // the fast-path fields share one cache line
 pub(crate) struct KmemCache {
     // --- read by the fast paths ---
@@ -305,15 +401,9 @@ pub(crate) struct KmemCache {
     seq: u32,
 
     // --- slab lists and counters (cf. kmem_cache_node) ---
-    /// Full slabs are counted, not linked (as in SLUB without debugging:
-    /// nothing ever needs to find one but `kmem_cache_destroy`, which
-    /// scans the overlay); `full.head` stays NIL.
-    full: SlabList,
-    partial: SlabList,
-    empty: SlabList,
-    /// Sum of `inuse` over the listed slabs (not the CPU slabs, whose
-    /// count is in their `kmem_cache_cpu`).
-    list_inuse: u64,
+    /// The node: slab lists and their counters, behind `list_lock` (see
+    /// [`KmemCacheNode`] for what protects what).
+    node: smp::NodeCell,
     /// Slabs owned, the CPU slabs included.
     nr_slabs: u64,
     /// Objects taken out of circulation after a detected corruption.
@@ -343,10 +433,7 @@ impl KmemCache {
         live: false,
         generation: 0,
         seq: 0,
-        full: SlabList::EMPTY,
-        partial: SlabList::EMPTY,
-        empty: SlabList::EMPTY,
-        list_inuse: 0,
+        node: smp::NodeCell::new(),
         nr_slabs: 0,
         quarantined: 0,
         errors: CorruptionCounts {
@@ -375,26 +462,6 @@ impl KmemCache {
     fn is_debug(&self) -> bool {
         self.flags.intersects(SlabFlags::DEBUG_FLAGS)
     }
-
-    /// Put an unlinked slab on the list for `kind` (full: just counted).
-    #[inline]
-    fn list_push(&mut self, metas: &mut [SlabMeta], kind: ListKind, pfn: u32) {
-        match kind {
-            ListKind::Full => self.full.nr += 1,
-            ListKind::Partial => self.partial.push(metas, pfn),
-            ListKind::Empty => self.empty.push(metas, pfn),
-        }
-    }
-
-    /// Take a slab off the list for `kind` (full: just uncounted).
-    #[inline]
-    fn list_remove(&mut self, metas: &mut [SlabMeta], kind: ListKind, pfn: u32) {
-        match kind {
-            ListKind::Full => self.full.nr -= 1,
-            ListKind::Partial => self.partial.remove(metas, pfn),
-            ListKind::Empty => self.empty.remove(metas, pfn),
-        }
-    }
 }
 
 // ----------------------------------------------------------------------
@@ -408,7 +475,7 @@ impl KmemCache {
 /// [`ObjectMemory`] to touch objects with and the [`PageSource`] to grow or
 /// shrink with.
 pub struct SlabAllocator<'a> {
-    pub(crate) metas: &'a mut [SlabMeta],
+    pub(crate) metas: smp::MetaTable<'a>,
     pub(crate) caches: [KmemCache; MAX_CACHES],
     next_seq: u32,
     report: Option<ReportFn>,
@@ -459,7 +526,7 @@ impl<'a> SlabAllocator<'a> {
     pub fn new(metas: &'a mut [SlabMeta], kmalloc_debug: SlabFlags) -> Self {
         metas.fill(SlabMeta::EMPTY);
         let mut s = SlabAllocator {
-            metas,
+            metas: smp::MetaTable::new(metas),
             caches: [KmemCache::EMPTY; MAX_CACHES],
             next_seq: 0,
             report: None,
@@ -644,14 +711,14 @@ impl<'a> SlabAllocator<'a> {
             loop {
                 let c = &mut self.caches[slot];
                 let list = if kind == ListKind::Partial {
-                    &mut c.partial
+                    &mut c.node.partial
                 } else {
-                    &mut c.empty
+                    &mut c.node.empty
                 };
                 if list.head == NIL {
                     break;
                 }
-                let pfn = list.pop(self.metas);
+                let pfn = list.pop(&mut self.metas);
                 self.discard_slab(pages, slot, pfn);
             }
         }
@@ -659,9 +726,9 @@ impl<'a> SlabAllocator<'a> {
         // heads in the overlay (slabs are naturally aligned).
         let step = 1usize << self.caches[slot].order;
         let mut pfn = 0;
-        while self.caches[slot].full.nr > 0 && pfn < self.metas.len() {
+        while self.caches[slot].node.full.nr > 0 && pfn < self.metas.len() {
             if self.metas[pfn].cache as usize == slot + 1 {
-                self.caches[slot].full.nr -= 1;
+                self.caches[slot].node.full.nr -= 1;
                 self.discard_slab(pages, slot, pfn as u32);
             }
             pfn += step;
@@ -691,9 +758,9 @@ impl<'a> SlabAllocator<'a> {
         // An empty CPU slab may go straight back to the buddy allocator
         // here (past the reserve): count what left, not what was listed.
         self.flush_all(pages, slot);
-        while self.caches[slot].empty.head != NIL {
-            let pfn = self.caches[slot].empty.head;
-            self.caches[slot].empty.remove(self.metas, pfn);
+        while self.caches[slot].node.empty.head != NIL {
+            let pfn = self.caches[slot].node.empty.head;
+            self.caches[slot].node.empty.remove(&mut self.metas, pfn);
             self.discard_slab(pages, slot, pfn);
         }
         (before - self.caches[slot].nr_slabs) as usize
@@ -712,9 +779,9 @@ impl<'a> SlabAllocator<'a> {
     ) -> Result<usize, SlabError> {
         let slot = self.resolve(id)?;
         let mut freed = 0;
-        while self.caches[slot].empty.nr > keep && self.caches[slot].empty.head != NIL {
-            let pfn = self.caches[slot].empty.head;
-            self.caches[slot].empty.remove(self.metas, pfn);
+        while self.caches[slot].node.empty.nr > keep && self.caches[slot].node.empty.head != NIL {
+            let pfn = self.caches[slot].node.empty.head;
+            self.caches[slot].node.empty.remove(&mut self.metas, pfn);
             self.discard_slab(pages, slot, pfn);
             freed += 1;
         }
@@ -735,7 +802,7 @@ impl<'a> SlabAllocator<'a> {
         let slot = self.resolve(id)?;
         let pfn = self.new_slab(mem, pages, slot, gfp)?;
         let c = &mut self.caches[slot];
-        c.list_push(self.metas, ListKind::Empty, pfn);
+        c.node.list_push(&mut self.metas, ListKind::Empty, pfn);
         Ok(Pfn(u64::from(pfn)))
     }
 
@@ -839,11 +906,11 @@ impl<'a> SlabAllocator<'a> {
             return;
         }
         let c = &mut self.caches[slot];
-        c.list_remove(self.metas, before, pfn);
-        if now == ListKind::Empty && c.empty.nr >= SLAB_EMPTY_RESERVE {
+        c.node.list_remove(&mut self.metas, before, pfn);
+        if now == ListKind::Empty && c.node.empty.nr >= SLAB_EMPTY_RESERVE {
             self.discard_slab(pages, slot, pfn);
         } else {
-            c.list_push(self.metas, now, pfn);
+            c.node.list_push(&mut self.metas, now, pfn);
         }
     }
 
@@ -852,7 +919,7 @@ impl<'a> SlabAllocator<'a> {
     fn discard_slab<S: PageSource + ?Sized>(&mut self, pages: &S, slot: usize, pfn: u32) {
         let c = &mut self.caches[slot];
         c.nr_slabs -= 1;
-        c.list_inuse -= self.metas[pfn as usize].inuse as u64;
+        c.node.list_inuse -= self.metas[pfn as usize].inuse as u64;
         let order = c.order;
         let nr = 1usize << order;
         self.metas[pfn as usize..pfn as usize + nr].fill(SlabMeta::EMPTY);

@@ -144,7 +144,7 @@ impl SlabAllocator<'_> {
                 let lost = c.objects - m.inuse as u32;
                 m.freelist = NIL;
                 m.inuse = c.objects as u16;
-                c.list_inuse += lost as u64;
+                c.node.list_inuse += lost as u64;
                 c.quarantined += lost as u64;
                 let offset = Some(c.offset);
                 self.relist(pages, slot, pfn, before);
@@ -153,7 +153,7 @@ impl SlabAllocator<'_> {
             }
             m.freelist = if next == 0 { NIL } else { (next - base) as u32 };
             m.inuse += 1;
-            c.list_inuse += 1;
+            c.node.list_inuse += 1;
             let bad = check_free_object(c, mem, obj);
             if bad.is_some() {
                 c.quarantined += 1;

@@ -12,19 +12,238 @@
 //!   owned, reached through the caller's [`ObjectMemory`].
 //!
 //! Cache geometry (`offset`, `size`, `object_size`) is read-only here; only
-//! the exclusive side writes it. Everything else — an empty free list, an
-//! object of another cache, slab or CPU (a remote free), debug caches,
-//! fault injection, tracing — returns to the caller, which takes the
-//! exclusive side and the general path.
+//! the exclusive side writes it.
+//!
+//! Behind the fast paths, still under the CPU's flag alone, the slow paths
+//! that only move slabs between a cache's lists take that cache's node
+//! `list_lock` ([`NodeCell`], cf. `n->list_lock`):
+//! * an empty CPU free list freezes the first partial (else empty) slab of
+//!   the cache, unfreezing the full CPU slab to the full count (cf.
+//!   `___slab_alloc()` → `get_partial_node()`);
+//! * a free into a slab no CPU has frozen — a remote free of another CPU's
+//!   object into a full or partial slab — pushes onto that slab's free
+//!   list and moves it full → partial (tail) or partial → empty (cf.
+//!   `__slab_free()`).
+//!
+//! What still returns to the caller for the exclusive side and the general
+//! path: a new slab and an empty slab past the reserve (both go through
+//! the page allocator: cf. `new_slab()`, `discard_slab()`), a free into
+//! another CPU's frozen slab (Linux pushes it onto `slab->freelist` with a
+//! `cmpxchg_double`; here it goes onto that CPU's free list, which only the
+//! exclusive side may touch), double and invalid frees (to be reported),
+//! debug caches, fault injection and tracing. See [`super::KmemCacheNode`]
+//! for what protects each field.
 
 #![allow(unsafe_code)]
 
 #[cfg(test)]
 mod tests;
 
-use super::{MAX_CACHES, ObjectMemory, SlabAllocator, SlabCpu};
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::{
+    FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
+    SlabAllocator, SlabCpu, SlabMeta, slab_va,
+};
 use crate::gfp::GfpFlags;
 use crate::kmalloc::{KMALLOC_MAX_CACHE_SIZE, SIZE_TO_SLOT};
+use crate::types::{PAGE_OFFSET, PAGE_SHIFT};
+
+/// A cache's [`KmemCacheNode`] with its `list_lock` (cf. `struct
+/// kmem_cache_node`: `spinlock_t list_lock` beside the lists it guards).
+///
+/// Reached mutably through `&mut` by the exclusive side (no lock: no
+/// shared-side holder can run), and through [`NodeCell::lock`] by a CPU
+/// holding its flag of the slab `BrLock`. [`Deref`] without the lock is
+/// for the exclusive side and the views it runs (as for
+/// [`crate::sync::PcpCell`]).
+pub(crate) struct NodeCell {
+    list_lock: AtomicBool,
+    node: UnsafeCell<KmemCacheNode>,
+}
+
+// SAFETY: the node is written through a shared reference only under
+// `list_lock` (`NodeCell::lock`), and read without it only by the
+// exclusive side of the slab lock, which excludes every `list_lock`
+// holder (see the type's docs).
+unsafe impl Sync for NodeCell {}
+
+impl NodeCell {
+    pub(crate) const fn new() -> NodeCell {
+        NodeCell {
+            list_lock: AtomicBool::new(false),
+            node: UnsafeCell::new(KmemCacheNode::EMPTY),
+        }
+    }
+
+    /// `spin_lock(&n->list_lock)`.
+    ///
+    /// # Safety
+    /// The caller holds one CPU's flag of the slab `BrLock` (so no
+    /// exclusive holder touches the node meanwhile).
+    #[inline]
+    pub(crate) unsafe fn lock(&self) -> NodeGuard<'_> {
+        while self
+            .list_lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            while self.list_lock.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+        NodeGuard { cell: self }
+    }
+}
+
+impl Deref for NodeCell {
+    type Target = KmemCacheNode;
+    #[inline(always)]
+    fn deref(&self) -> &KmemCacheNode {
+        // SAFETY: see the `Sync` impl: only the exclusive side (or a
+        // single-threaded owner) reads the node without its lock.
+        unsafe { &*self.node.get() }
+    }
+}
+
+impl DerefMut for NodeCell {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut KmemCacheNode {
+        self.node.get_mut()
+    }
+}
+
+impl Clone for NodeCell {
+    fn clone(&self) -> Self {
+        NodeCell {
+            list_lock: AtomicBool::new(false),
+            node: UnsafeCell::new(**self),
+        }
+    }
+}
+
+impl core::fmt::Debug for NodeCell {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+/// A held `list_lock`: the node, mutably.
+pub(crate) struct NodeGuard<'a> {
+    cell: &'a NodeCell,
+}
+
+impl Deref for NodeGuard<'_> {
+    type Target = KmemCacheNode;
+    #[inline(always)]
+    fn deref(&self) -> &KmemCacheNode {
+        // SAFETY: `list_lock` is held and the caller of `lock` holds a CPU
+        // flag, so nothing else reaches the node.
+        unsafe { &*self.cell.node.get() }
+    }
+}
+
+impl DerefMut for NodeGuard<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut KmemCacheNode {
+        // SAFETY: as for `deref`; `&mut self` makes the reference unique.
+        unsafe { &mut *self.cell.node.get() }
+    }
+}
+
+impl Drop for NodeGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.cell.list_lock.store(false, Ordering::Release);
+    }
+}
+
+/// The per-frame overlay (cf. the `struct slab`s inside `mem_map`): the
+/// whole table through `&mut` for the exclusive side, one entry at a time
+/// for a `list_lock` holder ([`LockedMetas`]), `SlabMeta::cache` by
+/// anyone ([`MetaTable::cache_of`]).
+pub struct MetaTable<'a> {
+    ptr: *mut SlabMeta,
+    len: usize,
+    _owns: PhantomData<&'a mut [SlabMeta]>,
+}
+
+// SAFETY: the table is a `&'a mut [SlabMeta]` whose entries are written
+// through a shared reference only under their cache's `list_lock`
+// (`LockedMetas`), and whose `cache` fields only the exclusive side
+// writes; the `Deref` reading the whole slice is for the exclusive side.
+unsafe impl Sync for MetaTable<'_> {}
+// SAFETY: owning the table owns the borrowed slice.
+unsafe impl Send for MetaTable<'_> {}
+
+impl<'a> MetaTable<'a> {
+    pub(crate) fn new(metas: &'a mut [SlabMeta]) -> MetaTable<'a> {
+        MetaTable {
+            len: metas.len(),
+            ptr: metas.as_mut_ptr(),
+            _owns: PhantomData,
+        }
+    }
+
+    /// `SlabMeta::cache` of frame `pfn` (0 past the table): written only
+    /// by the exclusive side, so any CPU holding its flag may read it (cf.
+    /// `virt_to_slab()` → `slab->slab_cache`).
+    #[inline(always)]
+    pub(crate) fn cache_of(&self, pfn: usize) -> u16 {
+        if pfn >= self.len {
+            return 0;
+        }
+        // SAFETY: in bounds; only this field is read, by a raw place
+        // expression (no reference to the entry, whose other fields a
+        // `list_lock` holder may be writing), and no one writes it
+        // outside the exclusive side.
+        unsafe { core::ptr::addr_of!((*self.ptr.add(pfn)).cache).read() }
+    }
+}
+
+impl Deref for MetaTable<'_> {
+    type Target = [SlabMeta];
+    #[inline(always)]
+    fn deref(&self) -> &[SlabMeta] {
+        // SAFETY: the slice borrowed for 'a; see the `Sync` impl for who
+        // reads it whole.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl DerefMut for MetaTable<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [SlabMeta] {
+        // SAFETY: the slice borrowed mutably for 'a; `&mut self` is unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// One cache's overlay entries, for the holder of its `list_lock`.
+pub(crate) struct LockedMetas<'t, 'a> {
+    table: &'t MetaTable<'a>,
+    /// The cache's `SlabMeta::cache` value (slot + 1).
+    cache: u16,
+}
+
+impl MetaAccess for LockedMetas<'_, '_> {
+    #[inline(always)]
+    fn at(&mut self, pfn: u32) -> &mut SlabMeta {
+        let pfn = pfn as usize;
+        assert!(
+            pfn < self.table.len && self.table.cache_of(pfn) == self.cache,
+            "list_lock holder reached another cache's slab"
+        );
+        // SAFETY: in bounds, and the entry belongs to the cache whose
+        // `list_lock` the creator of `self` holds (checked above), which
+        // makes it this holder's alone; `&mut self` keeps the returned
+        // reference unique while it lives.
+        unsafe { &mut *self.table.ptr.add(pfn) }
+    }
+}
 
 impl SlabAllocator<'_> {
     /// `kmalloc(size, gfp)` from CPU `cpu`'s free list of the size class,
@@ -53,7 +272,8 @@ impl SlabAllocator<'_> {
         let cc = &mut pc.slabs[slot];
         let obj = cc.freelist;
         if obj == 0 {
-            return None;
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { self.refill_cpu(cpu, mem, slot, gfp) };
         }
         let c = &self.caches[slot];
         cc.freelist = mem.read_u64(obj + u64::from(c.offset));
@@ -82,11 +302,158 @@ impl SlabAllocator<'_> {
         let off = addr.wrapping_sub(cc.slab);
         let head = cc.freelist;
         if !c.is_object_offset(off) || head == addr {
-            return false;
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
         mem.write_u64(addr + u64::from(c.offset), head);
         cc.freelist = addr;
         cc.inuse -= 1;
+        true
+    }
+
+    /// cf. `___slab_alloc()` → `get_partial_node()` under the CPU's flag:
+    /// CPU `cpu`'s free list of plain cache `slot` is empty, so its slab
+    /// (if any) is full. Under the cache's `list_lock`, move that slab to
+    /// the full count, freeze the first partial slab — else an empty one —
+    /// in its place (cf. `acquire_slab()` + `get_freelist()`), and hand out
+    /// its first object. `None`, nothing changed, when the cache is a debug
+    /// one or has no listed slab with a free object (a new slab needs the
+    /// page allocator: the exclusive side's `new_slab()`).
+    ///
+    /// # Safety
+    /// As for [`SlabAllocator::kmalloc_cpu`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn refill_cpu<M: ObjectMemory>(
+        &self,
+        cpu: usize,
+        mem: &M,
+        slot: usize,
+        gfp: GfpFlags,
+    ) -> Option<u64> {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &self.caches[slot];
+        if !c.live || c.is_debug() {
+            return None;
+        }
+        // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
+        let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
+        let cc = &mut pc.slabs[slot];
+        debug_assert_eq!(cc.freelist, 0);
+        // SAFETY: the caller holds a CPU flag of the slab lock.
+        let mut node = unsafe { c.node.lock() };
+        let mut metas = LockedMetas {
+            table: &self.metas,
+            cache: slot as u16 + 1,
+        };
+        let pfn = if node.partial.head != NIL {
+            node.partial.pop(&mut metas)
+        } else if node.empty.head != NIL {
+            node.empty.pop(&mut metas)
+        } else {
+            return None;
+        };
+        if cc.slab != 0 {
+            // Its every object handed out: the overlay entry says so
+            // already (how it was frozen); it only joins the full count
+            // (cf. deactivate_slab()'s M_FULL_NOLIST).
+            metas.at(cc.slab_pfn()).prev = NIL;
+            node.full.nr += 1;
+            node.list_inuse += u64::from(cc.inuse);
+        }
+        let m = metas.at(pfn);
+        let base = slab_va(pfn);
+        let obj = base + u64::from(m.freelist);
+        cc.freelist = mem.read_u64(obj + u64::from(c.offset));
+        cc.slab = base;
+        cc.inuse = u32::from(m.inuse) + 1;
+        node.list_inuse -= u64::from(m.inuse);
+        m.freelist = NIL;
+        m.inuse = c.objects as u16;
+        m.prev = FROZEN;
+        drop(node);
+        pc.hint = slot as u8;
+        if gfp.contains(GfpFlags::ZERO) {
+            mem.fill(obj, c.object_size as usize, 0);
+        }
+        Some(obj)
+    }
+
+    /// `kfree(addr)` that missed the hint, under CPU `cpu`'s flag (cf.
+    /// `kfree()` → `virt_to_slab()` → `do_slab_free()` / `__slab_free()`):
+    /// the cache from the overlay; an object of this CPU's slab of it goes
+    /// onto this CPU's free list, one of a slab no CPU has frozen onto the
+    /// slab's own, under the cache's `list_lock`, moving the slab full →
+    /// partial (to the tail) or partial → empty. `false`, nothing changed,
+    /// for what the exclusive side must do (see the module docs).
+    ///
+    /// # Safety
+    /// As for [`SlabAllocator::kfree_cpu`].
+    #[inline(never)]
+    unsafe fn kfree_cpu_slow<M: ObjectMemory>(&self, cpu: usize, mem: &M, addr: u64) -> bool {
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as usize;
+        let slot = (self.metas.cache_of(pfn) as usize).wrapping_sub(1);
+        let Some(c) = self.caches.get(slot) else {
+            return false;
+        };
+        let off = addr & c.slab_mask;
+        if !c.live || c.is_debug() || !c.is_object_offset(off) {
+            return false;
+        }
+        let base = addr - off;
+        let head = (pfn & !(c.pfn_mask as usize)) as u32;
+        let offset = u64::from(c.offset);
+        // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
+        let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
+        let cc = &mut pc.slabs[slot];
+        if cc.slab == base {
+            // This CPU's slab of another cache than the hint's.
+            if cc.freelist == addr {
+                return false; // a double free, for the general path to report
+            }
+            mem.write_u64(addr + offset, cc.freelist);
+            cc.freelist = addr;
+            cc.inuse -= 1;
+            pc.hint = slot as u8;
+            return true;
+        }
+        // SAFETY: the caller holds a CPU flag of the slab lock.
+        let mut node = unsafe { c.node.lock() };
+        let mut metas = LockedMetas {
+            table: &self.metas,
+            cache: slot as u16 + 1,
+        };
+        let m = metas.at(head);
+        let prior = m.freelist;
+        let prior_va = if prior == NIL { 0 } else { base + u64::from(prior) };
+        if m.prev == FROZEN
+            || prior_va == addr
+            || m.inuse == 0
+            || (m.inuse == 1 && node.empty.nr >= SLAB_EMPTY_RESERVE)
+        {
+            // Another CPU's slab, a double free, or a slab that would go
+            // back to the page allocator: the exclusive side's.
+            return false;
+        }
+        mem.write_u64(addr + offset, prior_va);
+        m.freelist = (addr - base) as u32;
+        m.inuse -= 1;
+        let now_empty = m.inuse == 0;
+        node.list_inuse -= 1;
+        if prior == NIL {
+            // Full → partial (or → empty, a one-object slab).
+            node.full.nr -= 1;
+            if now_empty {
+                node.empty.push(&mut metas, head);
+            } else {
+                node.partial.push_tail(&mut metas, head);
+            }
+        } else if now_empty {
+            node.partial.remove(&mut metas, head);
+            node.empty.push(&mut metas, head);
+        }
+        drop(node);
+        pc.hint = slot as u8;
         true
     }
 }

@@ -8,7 +8,7 @@ use core::fmt;
 use super::debug::check_free_object;
 use super::{
     CacheId, CacheKind, CacheName, CorruptionCounts, CorruptionKind, KmemCache, KmemCacheCpu,
-    ListKind, MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator,
+    FROZEN, ListKind, MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator,
     SlabFlags, SlabList, list_kind, slab_va,
 };
 use crate::selfcheck::{Checked, Problem, SLAB};
@@ -75,7 +75,7 @@ impl SlabAllocator<'_> {
     fn info_slot(&self, slot: usize) -> CacheInfo {
         let c = &self.caches[slot];
         let (mut full, mut partial, mut empty) =
-            (c.full.nr as u64, c.partial.nr as u64, c.empty.nr as u64);
+            (c.node.full.nr as u64, c.node.partial.nr as u64, c.node.empty.nr as u64);
         for (_, cc) in self.cpu_slabs(slot) {
             match cc.inuse {
                 0 => empty += 1,
@@ -272,17 +272,17 @@ impl SlabAllocator<'_> {
             checked.caches += 1;
             checked.slabs += c.nr_slabs;
             checked.objects += c.nr_slabs * c.objects as u64;
-            if c.full.head != NIL || c.full.tail != NIL || full_slabs[slot] != c.full.nr as u64 {
+            if c.node.full.head != NIL || c.node.full.tail != NIL || full_slabs[slot] != c.node.full.nr as u64 {
                 sink(cache_problem(c, "full slab count does not match the slabs"));
             }
             let mut inuse = full_inuse[slot];
-            for (list, kind) in [(&c.partial, ListKind::Partial), (&c.empty, ListKind::Empty)] {
+            for (list, kind) in [(&c.node.partial, ListKind::Partial), (&c.node.empty, ListKind::Empty)] {
                 inuse += self.check_list(slot, c, list, kind, mem, sink, checked);
             }
-            if inuse != c.list_inuse {
+            if inuse != c.node.list_inuse {
                 sink(cache_problem(c, "list_inuse does not match the slabs"));
             }
-            let mut nr_slabs = (c.full.nr + c.partial.nr + c.empty.nr) as u64;
+            let mut nr_slabs = (c.node.full.nr + c.node.partial.nr + c.node.empty.nr) as u64;
             for (cpu, cc) in self.cpu_slabs(slot) {
                 nr_slabs += 1;
                 self.check_cpu_slab(slot, c, cpu, cc, mem, sink, checked);
@@ -350,8 +350,8 @@ impl SlabAllocator<'_> {
         }
         self.check_slab_frames(slot, c, pfn, sink);
         let m = &self.metas[pfn as usize];
-        if m.prev != NIL || m.next != NIL {
-            sink(self.problem(Some(slot), "CPU slab is linked on a list", pfn));
+        if m.prev != FROZEN || m.next != NIL {
+            sink(self.problem(Some(slot), "CPU slab is linked on a list or not marked frozen", pfn));
         }
         if m.freelist != NIL || m.inuse as u32 != c.objects {
             sink(self.problem(Some(slot), "CPU slab is not frozen", pfn));

@@ -5,13 +5,22 @@
 //! than the one that allocated them (into that CPU's frozen slab, or a
 //! listed one). Every object is stamped and checked on free; afterwards
 //! every slab invariant holds and no object is in use.
+//!
+//! The CPU-flag slow paths (refill from the partial list, frees into
+//! unfrozen slabs, both under the cache's `list_lock`) are tested exactly
+//! on one thread first, then under churn with caches shrunk by a
+//! concurrent exclusive holder; drained, the buddy allocator is as at boot.
 
 extern crate std;
 
 use std::sync::mpsc;
 use std::vec::Vec;
 
-use super::super::{ObjectMemory, PlatformMemory, SlabAllocator, SlabFlags, SlabMeta};
+use super::super::{
+    FROZEN, NIL, ObjectMemory, PlatformMemory, SLAB_EMPTY_RESERVE, SlabAllocator, SlabFlags,
+    SlabMeta, slab_va,
+};
+use crate::kmalloc::SIZE_TO_SLOT;
 use crate::gfp::GfpFlags;
 use crate::manager::MemoryManager;
 use crate::memblock::Memblock;
@@ -130,5 +139,249 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
     std::println!("{fast} of about 32000 operations took a fast path");
     assert!(fast > 6_000, "the fast paths ran: {fast}");
     drop(g);
+    assert_eq!(mm.lock().check_invariants(), Ok(()));
+}
+
+/// A fresh manager over `RAM` for `cpus` CPUs, its slab overlay leaked.
+fn setup(cpus: usize) -> (MemoryManager<'static, SimPlatform>, &'static mut [SlabMeta]) {
+    let mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize].leak();
+    let mut mb = Memblock::new();
+    mb.add(PhysAddr(0), RAM).unwrap();
+    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+    let mut pa = PageAlloc::new(mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
+    mm.set_nr_cpus(cpus);
+    let metas = std::vec![SlabMeta::EMPTY; (RAM >> 12) as usize].leak();
+    (mm, metas)
+}
+
+/// The shared side's slow paths, step by step on one thread, with the
+/// exact state after each: a remote free into a full slab (full →
+/// partial, to the tail, under `list_lock`), a CPU whose free list ran dry
+/// freezing that partial slab, a free into another CPU's frozen slab and
+/// a double free left to the exclusive side, and a free that would empty
+/// a slab past the reserve left to it too (it needs the page allocator).
+#[test]
+fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
+    let (mm, metas) = setup(2);
+    let slab = BrLock::new(SlabAllocator::new(metas, SlabFlags::NONE));
+    slab.set_nr_cpus(2);
+    let mem = PlatformMemory(mm.platform());
+    let slot = SIZE_TO_SLOT[(64 - 1) >> 3] as usize;
+    let objects = slab.write().caches[slot].objects as usize;
+    // CPU 0 fills two slabs' worth through the exclusive side: its first
+    // slab goes full when the second is frozen.
+    let mut objs = Vec::new();
+    {
+        let mut g = slab.write();
+        g.set_this_cpu(0);
+        for _ in 0..objects + 1 {
+            objs.push(g.kmalloc(&mem, &mm, 64, GfpFlags::GFP_KERNEL).unwrap());
+        }
+        let n = &*g.caches[slot].node;
+        assert_eq!((n.full.nr, n.partial.nr, n.empty.nr), (1, 0, 0));
+        assert_eq!(n.list_inuse, objects as u64);
+    }
+    let first = slab_va(((objs[0] - crate::types::PAGE_OFFSET) >> 12) as u32);
+    let second = objs[objects];
+    let cpu_slab0 = slab.write().pcpu[0].slabs[slot].slab;
+    assert_eq!(cpu_slab0, second & !0xfff, "the second slab is CPU 0's");
+    // CPU 1 frees two objects of the full slab: full → partial.
+    for &o in &objs[3..5] {
+        let g = slab.read_cpu(1).unwrap();
+        // SAFETY: `g` holds CPU 1's flag; this thread owns the object.
+        assert!(unsafe { g.kfree_cpu(1, &mem, o) }, "free into an unfrozen slab");
+    }
+    {
+        let g = slab.write();
+        let n = &*g.caches[slot].node;
+        assert_eq!((n.full.nr, n.partial.nr, n.empty.nr), (0, 1, 0));
+        assert_eq!(n.list_inuse, objects as u64 - 2);
+        let head = ((first - crate::types::PAGE_OFFSET) >> 12) as usize;
+        assert_eq!(n.partial.head as usize, head);
+        assert_eq!(g.metas[head].inuse as usize, objects - 2);
+        assert_eq!(u64::from(g.metas[head].freelist), objs[4] - first, "LIFO");
+        assert_eq!(g.pcpu[1].hint as usize, slot);
+        g.check_invariants(&mem).unwrap();
+    }
+    // CPU 1 frees an object of CPU 0's frozen slab: not under list_lock.
+    {
+        let g = slab.read_cpu(1).unwrap();
+        // SAFETY: as above.
+        assert!(!unsafe { g.kfree_cpu(1, &mem, second) }, "another CPU's frozen slab");
+        // SAFETY: as above: a double free is the exclusive side's to report.
+        assert!(!unsafe { g.kfree_cpu(1, &mem, objs[4]) }, "double free");
+    }
+    // CPU 1 has no slab: its refill freezes the partial slab, handing out
+    // the object freed last.
+    {
+        let g = slab.read_cpu(1).unwrap();
+        // SAFETY: `g` holds CPU 1's flag.
+        let a = unsafe { g.kmalloc_cpu(1, &mem, 64, GfpFlags::GFP_KERNEL) };
+        assert_eq!(a, Some(objs[4]));
+        // SAFETY: as above.
+        let b = unsafe { g.kmalloc_cpu(1, &mem, 64, GfpFlags::GFP_KERNEL) };
+        assert_eq!(b, Some(objs[3]));
+        // SAFETY: as above: the slab is full again, nothing is listed.
+        let c = unsafe { g.kmalloc_cpu(1, &mem, 64, GfpFlags::GFP_KERNEL) };
+        assert_eq!(c, None, "no listed slab: a new one needs the exclusive side");
+    }
+    {
+        let g = slab.write();
+        let n = &*g.caches[slot].node;
+        assert_eq!((n.full.nr, n.partial.nr, n.empty.nr, n.list_inuse), (0, 0, 0, 0));
+        let cc = g.pcpu[1].slabs[slot];
+        assert_eq!((cc.slab, cc.freelist, cc.inuse as usize), (first, 0, objects));
+        let m = g.metas[cc.slab_pfn() as usize];
+        assert_eq!((m.prev, m.next, m.freelist), (FROZEN, NIL, NIL));
+        g.check_invariants(&mem).unwrap();
+    }
+    // CPU 1's full slab goes to the full count when it refills again, from
+    // an empty slab; frees that would empty a slab past the reserve are
+    // left to the exclusive side.
+    {
+        let mut g = slab.write();
+        g.set_this_cpu(0);
+        // Two more empty slabs on the list: the reserve.
+        let id = g.id_of(slot);
+        for _ in 0..SLAB_EMPTY_RESERVE {
+            g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL).unwrap();
+        }
+    }
+    {
+        let g = slab.read_cpu(1).unwrap();
+        // SAFETY: `g` holds CPU 1's flag.
+        let a = unsafe { g.kmalloc_cpu(1, &mem, 64, GfpFlags::GFP_KERNEL) }.unwrap();
+        // SAFETY: as above; this thread owns `a`.
+        assert!(unsafe { g.kfree_cpu(1, &mem, a) }, "onto its own free list");
+    }
+    {
+        let g = slab.write();
+        let n = &*g.caches[slot].node;
+        assert_eq!((n.full.nr, n.empty.nr), (1, SLAB_EMPTY_RESERVE - 1));
+        g.check_invariants(&mem).unwrap();
+    }
+    {
+        // CPU 0's slab: give it back to the lists so that its objects'
+        // frees go through list_lock; the last would empty a slab while the
+        // reserve is full again.
+        let mut g = slab.write();
+        g.set_this_cpu(0);
+        g.deactivate_slab(&mm, 0, slot);
+        let id = g.id_of(slot);
+        g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL).unwrap();
+        assert_eq!(g.caches[slot].node.empty.nr, SLAB_EMPTY_RESERVE);
+    }
+    {
+        let g = slab.read_cpu(0).unwrap();
+        // SAFETY: `g` holds CPU 0's flag; this thread owns `second`.
+        assert!(!unsafe { g.kfree_cpu(0, &mem, second) }, "would discard past the reserve");
+    }
+    let mut g = slab.write();
+    g.set_this_cpu(0);
+    g.kfree(&mem, &mm, second).unwrap();
+    g.check_invariants(&mem).unwrap();
+}
+
+/// Real threads as CPUs: kmalloc and kfree of mixed sizes with a quarter
+/// of the frees remote (the object passes to the next CPU), bursts that
+/// grow and drain caches so slabs churn through the partial and empty
+/// lists, and a CPU that now and then takes the exclusive side to shrink
+/// every cache (flushing every CPU's slab and giving empty slabs back to
+/// the buddy allocator) while the others run. Afterwards every slab
+/// invariant holds, nothing is in use, and once the caches are shrunk and
+/// the per-CPU page lists drained the buddy allocator is as before.
+#[test]
+fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
+    const CPUS: usize = 4;
+    let (mm, metas) = setup(CPUS);
+    mm.drain_all_pages();
+    let boot = mm.buddyinfo();
+    let slab = BrLock::new(SlabAllocator::new(metas, SlabFlags::NONE));
+    slab.set_nr_cpus(CPUS);
+    let mem = PlatformMemory(mm.platform());
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..CPUS).map(|_| mpsc::channel::<(u64, u64)>()).unzip();
+    let mut rxs: Vec<Option<mpsc::Receiver<(u64, u64)>>> = rxs.into_iter().map(Some).collect();
+    let exclusive_total = std::sync::atomic::AtomicU64::new(0);
+    let ops_total = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for cpu in 0..CPUS {
+            let (slab, mm, mem) = (&slab, &mm, &mem);
+            let (exclusive_total, ops_total) = (&exclusive_total, &ops_total);
+            let tx = txs[(cpu + 1) % CPUS].clone();
+            let rx = rxs[cpu].take().unwrap();
+            s.spawn(move || {
+                set_current_cpu(cpu);
+                let mut fast = 0u64;
+                let mut ops = 0u64;
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (cpu as u64 * 0x1234_5678);
+                let mut live: Vec<(u64, u64)> = Vec::new();
+                for i in 0..20_000u64 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    while let Ok((addr, mark)) = rx.try_recv() {
+                        assert_eq!(mem.read_u64(addr), mark, "an object changed hands while live");
+                        kfree(slab, mm, mem, cpu, addr, &mut fast);
+                        ops += 1;
+                    }
+                    if cpu == 0 && i % 2000 == 1999 {
+                        let mut g = slab.write();
+                        g.set_this_cpu(cpu);
+                        g.shrink_all(mm);
+                        ops += 1;
+                    }
+                    // Bursts: grow to ~600 live objects, then drain to ~0.
+                    let phase = (i / 1500) % 2 == 0;
+                    let want_alloc = if phase { rng % 4 != 0 } else { rng % 4 == 0 };
+                    if live.len() < 600 && (want_alloc || live.is_empty()) {
+                        let size = [8, 32, 64, 64, 96, 192, 512, 1024][(rng >> 8) as usize % 8];
+                        let addr = kmalloc(slab, mm, mem, cpu, size, &mut fast);
+                        let mark = ((cpu as u64) << 48) | i;
+                        mem.write_u64(addr, mark);
+                        live.push((addr, mark));
+                    } else {
+                        let (addr, mark) = live.swap_remove((rng >> 20) as usize % live.len());
+                        assert_eq!(mem.read_u64(addr), mark, "two owners of one object");
+                        if rng % 4 == 0 {
+                            tx.send((addr, mark)).unwrap();
+                            continue;
+                        }
+                        kfree(slab, mm, mem, cpu, addr, &mut fast);
+                    }
+                    ops += 1;
+                }
+                drop(tx);
+                for (addr, mark) in live {
+                    assert_eq!(mem.read_u64(addr), mark);
+                    kfree(slab, mm, mem, cpu, addr, &mut fast);
+                    ops += 1;
+                }
+                for (addr, mark) in rx {
+                    assert_eq!(mem.read_u64(addr), mark);
+                    kfree(slab, mm, mem, cpu, addr, &mut fast);
+                    ops += 1;
+                }
+                exclusive_total.fetch_add(ops - fast, std::sync::atomic::Ordering::Relaxed);
+                ops_total.fetch_add(ops, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+        drop(txs);
+    });
+    let mut g = slab.write();
+    g.check_invariants(&mem).unwrap();
+    let in_use: u64 = g.caches().map(|c| c.active_objs).sum();
+    assert_eq!(in_use, 0, "every object came back");
+    let (excl, ops) = (exclusive_total.into_inner(), ops_total.into_inner());
+    std::println!("{excl} of {ops} operations took the exclusive side");
+    assert!(excl * 10 < ops, "the CPU-flag paths (fast and list_lock) carried the load");
+    g.shrink_all(&mm);
+    assert_eq!(g.slab_pages(), 0, "every slab went back");
+    g.check_invariants(&mem).unwrap();
+    drop(g);
+    mm.drain_all_pages();
+    assert_eq!(mm.buddyinfo(), boot, "drained, the buddy allocator is as at boot");
     assert_eq!(mm.lock().check_invariants(), Ok(()));
 }
