@@ -507,3 +507,31 @@ fn two_cpus_record_into_their_own_rings_and_trace_merges_them() {
         assert_eq!(put(&mut c, "events/enable", "0"), "0\n");
     });
 }
+
+/// The smallest guest that must boot (5 MiB) with two CPUs: the rings
+/// share what one full ring took, so it still boots and traces.
+#[test]
+fn a_5m_guest_with_two_cpus_boots_with_smaller_rings() {
+    let (guest, port) = boot_ready(BootOptions::default().mem("5M").smp(2));
+    let mut c = Client::connect(port);
+    with_guest_log(&guest, || {
+        assert!(
+            guest.log().iter().any(|l| l.contains(
+                "memory: trace rings 2 CPUs x 4096 records x 72 bytes = 576 KiB at "
+            )),
+            "two half rings"
+        );
+        assert_eq!(get(&mut c, "buffer_size_kb"), "288\n");
+        assert_eq!(get(&mut c, "buffer_total_size_kb"), "576\n");
+        put(&mut c, "events/kmem/mm_page_alloc/enable", "1");
+        let r = alloc(&mut c, &json!({"type":"pages","order":0}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let pfn = r.json()["pfn"].as_u64().unwrap();
+        let want = format!(" pfn={pfn:#x} order=0 ");
+        assert!(
+            trace_lines(&mut c).iter().any(|l| l.contains(&want)),
+            "the allocation's line"
+        );
+        assert!(get(&mut c, "trace").contains("#P:2\n"));
+    });
+}
