@@ -276,6 +276,9 @@ pub const BUILT_ROUTES: &[RouteId] = &[
     RouteId::TraceClear,
     RouteId::TracePipe,
     RouteId::TraceAvailableEvents,
+    RouteId::TraceBufferSizeKb,
+    RouteId::TraceBufferTotalSizeKb,
+    RouteId::TracePerCpu,
     RouteId::TraceEnableAllGet,
     RouteId::TraceEnableAllSet,
     RouteId::TraceEnableSystemGet,
@@ -603,6 +606,9 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::Events => return self.events(req),
             RouteId::PageOwner => return self.page_owner(req),
             RouteId::TraceAvailableEvents => return self.available_events(),
+            RouteId::TraceBufferSizeKb => return self.trace_buffer_size_kb(),
+            RouteId::TraceBufferTotalSizeKb => return self.trace_buffer_total_size_kb(),
+            RouteId::TracePerCpu => return self.trace_per_cpu(param(), param2()),
             RouteId::TraceEnableAllGet
             | RouteId::TraceEnableSystemGet
             | RouteId::TraceEnableEventGet => {

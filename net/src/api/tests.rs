@@ -45,8 +45,10 @@ pub(super) const LOWMEM: u64 = 64 * MIB;
 pub(super) const MEM_LIMIT: u64 = 120 * MIB;
 const CMDLINE: &str = "lowmem=64M mem=120M";
 const TOKEN: &str = "s3cret";
-/// Records in the test machine's trace ring (the kernel has 8192).
+/// Records in each of the test machine's trace rings (the kernel has 8192).
 pub(super) const TRACE_RING_ENTRIES: usize = 1024;
+/// CPUs the test machine lends a trace ring (its possible CPUs).
+pub(super) const TRACE_CPUS: usize = 4;
 
 pub(super) fn e820() -> Vec<(PhysAddr, PhysAddr, E820Type)> {
     let r = |s: u64, e: u64, t| (PhysAddr(s), PhysAddr(e), t);
@@ -261,9 +263,9 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
     pa.memblock_free_all(&mb).unwrap();
     pa.setup_watermarks();
     pa.set_pcp_enabled(opts.pcp);
-    let mut trace_ring = vec![mm::trace::TraceRecord::EMPTY; TRACE_RING_ENTRIES];
+    let mut trace_ring = vec![mm::trace::TraceRecord::EMPTY; TRACE_CPUS * TRACE_RING_ENTRIES];
     let mm = MemoryManager::new(pa, SimPlatform::new(layout.max_pfn.0));
-    mm.attach_trace_buffer(&mut trace_ring);
+    mm.attach_trace_buffers(&mut trace_ring, TRACE_CPUS);
     let slab = slab::SimSlab::new(&mm);
     // As the kernel does before it records the "after boot" buddy state.
     slab.settle(&mm);

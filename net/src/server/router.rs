@@ -126,6 +126,10 @@ routes! {
     /// Consuming and blocking: a stream of lines until the client closes.
     Get "/sys/kernel/tracing/trace_pipe" => TracePipe,
     Get "/sys/kernel/tracing/available_events" => TraceAvailableEvents,
+    Get "/sys/kernel/tracing/buffer_size_kb" => TraceBufferSizeKb,
+    Get "/sys/kernel/tracing/buffer_total_size_kb" => TraceBufferTotalSizeKb,
+    /// `{cpu}` is `cpuN`; `{file}` is `trace`, `stats` or `buffer_size_kb`.
+    Get "/sys/kernel/tracing/per_cpu/{cpu}/{file}" => TracePerCpu,
     Get "/sys/kernel/tracing/events/enable" => TraceEnableAllGet,
     Put "/sys/kernel/tracing/events/enable" => TraceEnableAllSet,
     Get "/sys/kernel/tracing/events/{system}/enable" => TraceEnableSystemGet,
@@ -407,6 +411,21 @@ mod tests {
                 Method::Get,
                 "/sys/kernel/tracing/available_events",
                 RouteId::TraceAvailableEvents,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/buffer_size_kb",
+                RouteId::TraceBufferSizeKb,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/buffer_total_size_kb",
+                RouteId::TraceBufferTotalSizeKb,
+            ),
+            (
+                Method::Get,
+                "/sys/kernel/tracing/per_cpu/cpu1/stats",
+                RouteId::TracePerCpu,
             ),
             (
                 Method::Get,

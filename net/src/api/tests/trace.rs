@@ -257,3 +257,218 @@ fn a_full_ring_keeps_the_newest_and_says_what_it_lost() {
         assert_eq!(t.request("POST", "/api/reset", None).status, 200);
     });
 }
+
+/// `"cpus":2` bench with `kmem:mm_page_alloc` on, host threads standing
+/// for the CPUs; answers the bench's `per_cpu[].ops`.
+fn bench_on_two_cpus(t: &mut T<'_>, n: u64) -> Vec<u64> {
+    t.system.online_cpus.set(2);
+    t.mm.set_nr_cpus(2);
+    let body = json!({"workload":"pages","iterations":n,"cpus":2}).to_string();
+    let r = t.request("POST", "/api/bench", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: Value = serde_json::from_slice(&r.body).unwrap();
+    j["per_cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ops"].as_u64().unwrap())
+        .collect()
+}
+
+/// `[00N]` of a trace line.
+fn cpu_column(l: &str) -> &str {
+    &l[25..30]
+}
+
+/// A trace line's timestamp in µs.
+fn line_us(l: &str) -> u64 {
+    let (s, us) = l[36..]
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .split_once('.')
+        .unwrap();
+    s.parse::<u64>().unwrap() * 1_000_000 + us.parse::<u64>().unwrap()
+}
+
+#[test]
+fn two_cpus_merge_in_trace_trace_pipe_events_and_per_cpu_files() {
+    run(DEFAULT, |t| {
+        t.enable("events/kmem/mm_page_alloc/enable", true);
+        let mut sse = t.open_stream("/api/events?event=kmem:mm_page_alloc");
+        let n = 300;
+        assert_eq!(bench_on_two_cpus(t, n), [n, n]);
+        let text = t.trace();
+        assert!(
+            text.contains(&format!(
+                "# entries-in-buffer/entries-written: {0}/{0}   #P:2\n",
+                2 * n
+            )),
+            "{}",
+            &text[..200]
+        );
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let on = |cpu: &str| lines.iter().filter(|l| cpu_column(l) == cpu).count() as u64;
+        assert_eq!(
+            (on("[000]"), on("[001]")),
+            (n, n),
+            "each CPU's allocations, on its column"
+        );
+        assert!(lines.iter().all(|l| l.contains("mm_page_alloc: ")));
+        assert!(
+            lines.windows(2).all(|w| line_us(w[0]) <= line_us(w[1])),
+            "merged by timestamp"
+        );
+        // The per-CPU files: one CPU's lines, its counters, the sizes.
+        let per_cpu = t.get(&format!("{TRACING}/per_cpu/cpu1/trace"));
+        assert_eq!(per_cpu.status, 200);
+        let cpu1: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| cpu_column(l) == "[001]")
+            .collect();
+        let text1 = per_cpu.text();
+        assert!(
+            text1.contains("entries-written: 600/600   #P:2\n"),
+            "the header counts every CPU"
+        );
+        assert_eq!(
+            text1
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            cpu1
+        );
+        let stats = t
+            .get(&format!("{TRACING}/per_cpu/cpu1/stats"))
+            .text()
+            .to_string();
+        let bytes = n * mm::trace::TRACE_RECORD_BYTES;
+        assert!(
+            stats.starts_with(&format!(
+                "entries: {n}\noverrun: 0\ncommit overrun: 0\nbytes: {bytes}\noldest event ts: "
+            )),
+            "{stats}"
+        );
+        assert!(
+            stats.ends_with("dropped events: 0\nread events: 0\n"),
+            "{stats}"
+        );
+        let kb = (TRACE_RING_ENTRIES as u64 * mm::trace::TRACE_RECORD_BYTES) >> 10;
+        assert_eq!(
+            t.get(&format!("{TRACING}/buffer_size_kb")).text(),
+            format!("{kb}\n")
+        );
+        assert_eq!(
+            t.get(&format!("{TRACING}/per_cpu/cpu3/buffer_size_kb"))
+                .text(),
+            format!("{kb}\n")
+        );
+        assert_eq!(
+            t.get(&format!("{TRACING}/buffer_total_size_kb")).text(),
+            format!("{}\n", kb * TRACE_CPUS as u64)
+        );
+        for bad in [
+            "cpu4/trace",
+            "cpu/trace",
+            "cpu01x/stats",
+            "1/trace",
+            "cpu0/bogus",
+        ] {
+            assert_eq!(
+                t.get(&format!("{TRACING}/per_cpu/{bad}")).status,
+                404,
+                "{bad}"
+            );
+        }
+        // /api/events: every record once, merged, numbered per CPU.
+        t.pump(&mut sse, 300);
+        let (events, named) = sse.sse();
+        assert!(named.iter().all(|(e, _)| e == "subscribed"), "{named:?}");
+        assert_eq!(events.len() as u64, 2 * n);
+        let ts: Vec<u64> = events
+            .iter()
+            .map(|e| e["ts_ns"].as_u64().unwrap())
+            .collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+        for cpu in [0, 1] {
+            let seqs: Vec<u64> = events
+                .iter()
+                .filter(|e| e["cpu"] == cpu)
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect();
+            assert_eq!(seqs.len() as u64, n);
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "CPU {cpu}: {seqs:?}"
+            );
+        }
+        t.close_stream(sse);
+        // trace_pipe: the same lines, consumed.
+        let mut pipe = t.open_stream(&format!("{TRACING}/trace_pipe"));
+        t.pump(&mut pipe, 300);
+        let piped = pipe.body().0;
+        t.close_stream(pipe);
+        assert_eq!(piped.lines().collect::<Vec<_>>(), lines);
+        assert!(t.trace_lines().is_empty());
+        let stats = t
+            .get(&format!("{TRACING}/per_cpu/cpu1/stats"))
+            .text()
+            .to_string();
+        assert!(
+            stats.starts_with("entries: 0\n") && stats.ends_with(&format!("read events: {n}\n")),
+            "{stats}"
+        );
+        mm::platform::sim::set_current_cpu(0);
+    });
+}
+
+#[test]
+fn full_rings_lose_per_cpu_and_say_so_exactly() {
+    run(DEFAULT, |t| {
+        t.enable("events/kmem/mm_page_alloc/enable", true);
+        let mut sse = t.open_stream("/api/events?event=kmem:mm_page_alloc");
+        let n = TRACE_RING_ENTRIES as u64 + 100;
+        assert_eq!(bench_on_two_cpus(t, n), [n, n]);
+        let text = t.trace();
+        let m = TRACE_RING_ENTRIES as u64;
+        assert!(
+            text.contains(&format!("entries-written: {}/{}   #P:2\n", 2 * m, 2 * n)),
+            "{}",
+            &text[..200]
+        );
+        for cpu in 0..2 {
+            let s = t
+                .get(&format!("{TRACING}/per_cpu/cpu{cpu}/stats"))
+                .text()
+                .to_string();
+            assert!(
+                s.starts_with(&format!("entries: {m}\noverrun: 100\n")),
+                "{s}"
+            );
+        }
+        let mut pipe = t.open_stream(&format!("{TRACING}/trace_pipe"));
+        t.pump(&mut pipe, 300);
+        let piped = pipe.body().0;
+        t.close_stream(pipe);
+        assert!(
+            piped.starts_with("CPU:0 [LOST 100 EVENTS]\nCPU:1 [LOST 100 EVENTS]\n"),
+            "{}",
+            &piped[..80]
+        );
+        assert_eq!(piped.lines().count() as u64, 2 * m + 2);
+        // The subscriber is told the total once, then gets what is left.
+        t.pump(&mut sse, 300);
+        let (events, named) = sse.sse();
+        let lost: Vec<u64> = named
+            .iter()
+            .filter(|(e, _)| e == "lost")
+            .map(|(_, v)| v["lost"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lost, [200]);
+        assert_eq!(events.len() as u64, 2 * m);
+        t.close_stream(sse);
+        mm::platform::sim::set_current_cpu(0);
+    });
+}

@@ -273,7 +273,10 @@ impl<'a> Tracer<'a> {
 
     /// CPUs that have a ring (the kernel lends one per possible CPU).
     pub fn nr_rings(&self) -> usize {
-        self.cpus.iter().filter(|c| !c.lock().slots.is_empty()).count()
+        self.cpus
+            .iter()
+            .filter(|c| !c.lock().slots.is_empty())
+            .count()
     }
 
     /// Records `cpu`'s ring holds at most (0 if none was lent).

@@ -585,7 +585,10 @@ fn subscribers_read_at_their_own_pace_and_are_told_what_they_lost() {
     assert_eq!((r.lost, ts(&out, r.nr)), (5, vec![6, 7]), "1..=5 lost");
     let r = t.read_from(&mut slow, &mut out, None);
     assert_eq!((r.lost, ts(&out, r.nr)), (0, vec![8, 9]), "lost told once");
-    assert_eq!(t.read_from(&mut slow, &mut out, None), SubscriberRead::default());
+    assert_eq!(
+        t.read_from(&mut slow, &mut out, None),
+        SubscriberRead::default()
+    );
     // A clear skips what it removed without calling it lost.
     t.record(10, 0, ev(10));
     t.clear();

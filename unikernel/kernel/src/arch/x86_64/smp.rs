@@ -16,17 +16,19 @@
 //!                                        → 64-bit: APIC id (CPUID) → its stack
 //!                                          ap_main: claims its slot, GDT+TSS,
 //!                                          GS base, the shared IDT, LAPIC
-//!  waits (bounded) until online ◄──────── "smp: CPU n (APIC id m) online"
-//!                                          sti; hlt forever (idle)
+//!  start() returns: device probe,
+//!  network stack (meanwhile) ◄─────────── "smp: CPU n (APIC id m) online"
+//!  finish(): waits (bounded) for the rest   idle: its work queue, else sti; hlt
 //! ```
 //!
-//! Only the boot CPU allocates (the stacks, before any SIPI); an
-//! application processor never touches `mm`, the heap or the network: the
-//! allocator is not SMP-safe yet (`mm::types::NR_CPUS` is 1), so for now
-//! the other CPUs only idle. Each AP finds its own stack from its APIC id
-//! (as Linux 6.5+'s parallel bring-up does with `STARTUP_READ_APICID`), so
-//! nothing is handed over through a shared slot, and a late AP the boot CPU
-//! gave up on halts on finding its slot abandoned instead of running.
+//! Only the boot CPU allocates during bring-up (the stacks, before any
+//! SIPI). Once online, an AP runs only what is queued on it
+//! (`ipi::queue_work_on`: bench workers, shootdowns); the allocators count
+//! it after [`finish`] (`cpus_online` in `main.rs`). Each AP finds its own
+//! stack from its APIC id (as Linux 6.5+'s parallel bring-up does with
+//! `STARTUP_READ_APICID`), so nothing is handed over through a shared
+//! slot, and a late AP the boot CPU gave up on halts on finding its slot
+//! abandoned instead of running.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -22,15 +22,18 @@ use crate::page::{OwnerTag, Page};
 use crate::page_alloc::PageAlloc;
 use crate::platform::sim::{SimPlatform, set_current_cpu};
 use crate::trace::{EventId, TRACE_RECORD_BYTES, write_cpu_stats, write_header};
-use std::format;
 use crate::types::{Order, PhysAddr};
 use crate::zone::ZoneLayout;
+use std::format;
 
 /// A tracer with a ring of `n` records on each of CPUs `0..cpus`.
 fn tracer(cpus: usize, n: usize) -> Tracer<'static> {
     let t = Tracer::new(0);
     for cpu in 0..cpus {
-        t.attach(cpu, Box::leak(vec![TraceRecord::EMPTY; n].into_boxed_slice()));
+        t.attach(
+            cpu,
+            Box::leak(vec![TraceRecord::EMPTY; n].into_boxed_slice()),
+        );
     }
     t
 }
@@ -72,7 +75,15 @@ const THREE_CPUS: &[(u64, usize)] = &[
     (40, 2),
     (60, 1),
 ];
-const MERGED: &[(u64, u16)] = &[(10, 0), (20, 1), (30, 2), (40, 0), (40, 2), (50, 1), (60, 1)];
+const MERGED: &[(u64, u16)] = &[
+    (10, 0),
+    (20, 1),
+    (30, 2),
+    (40, 0),
+    (40, 2),
+    (50, 1),
+    (60, 1),
+];
 
 #[test]
 fn trace_merges_every_cpu_by_timestamp_with_its_cpu_column() {
@@ -80,7 +91,11 @@ fn trace_merges_every_cpu_by_timestamp_with_its_cpu_column() {
     record_at(&t, THREE_CPUS);
     // Batches of 2: the merge goes on across lock holds.
     let all = read_all(&t, t.cursor(), 2);
-    assert_eq!(ts_cpu(&all), MERGED, "oldest first; a tie goes to the lower CPU");
+    assert_eq!(
+        ts_cpu(&all),
+        MERGED,
+        "oldest first; a tie goes to the lower CPU"
+    );
     let lines: Vec<String> = all.iter().map(|r| r.line(0).to_string()).collect();
     assert_eq!(
         lines[1],
@@ -97,7 +112,10 @@ fn trace_merges_every_cpu_by_timestamp_with_its_cpu_column() {
     // The header counts every CPU.
     let mut h = String::new();
     write_header(&mut h, &t.stats(), 3).unwrap();
-    assert!(h.contains("# entries-in-buffer/entries-written: 7/7   #P:3\n"), "{h}");
+    assert!(
+        h.contains("# entries-in-buffer/entries-written: 7/7   #P:3\n"),
+        "{h}"
+    );
     assert_eq!(t.nr_rings(), 3);
 }
 
@@ -144,7 +162,10 @@ fn subscribers_get_merged_records_with_per_cpu_sequence_numbers() {
     assert_eq!(r.nr, 3);
     assert_eq!(ts_cpu(&out[..3]), MERGED[4..]);
     assert_eq!(seqs[..3], [1, 2, 3]);
-    assert_eq!(t.read_from(&mut pos, &mut out, None), SubscriberRead::default());
+    assert_eq!(
+        t.read_from(&mut pos, &mut out, None),
+        SubscriberRead::default()
+    );
 }
 
 #[test]
@@ -325,7 +346,10 @@ fn stress(ring: usize) -> [u64; 3] {
             lost[cpu],
             stats[cpu].dropped
         );
-        assert_eq!(stats[cpu].overrun, lost[cpu], "CPU {cpu}: overrun is what was lost");
+        assert_eq!(
+            stats[cpu].overrun, lost[cpu],
+            "CPU {cpu}: overrun is what was lost"
+        );
         assert_eq!(stats[cpu].read, per_cpu[cpu]);
         assert_eq!(stats[cpu].entries, 0);
     }
@@ -346,7 +370,10 @@ fn stress(ring: usize) -> [u64; 3] {
             let mine: Vec<&TraceRecord> = consumed.iter().filter(|r| r.cpu == cpu).collect();
             for pair in mine.chunks(2) {
                 match (pair[0].event, pair[1].event) {
-                    (TraceEvent::MmPageAlloc { pfn: a, .. }, TraceEvent::MmPageFree { pfn: f, .. }) => {
+                    (
+                        TraceEvent::MmPageAlloc { pfn: a, .. },
+                        TraceEvent::MmPageFree { pfn: f, .. },
+                    ) => {
                         assert_eq!(a, f)
                     }
                     other => panic!("CPU {cpu}: {other:?}"),
@@ -369,3 +396,4 @@ fn four_cpus_tracing_at_once_overwrite_and_count_exactly_in_small_rings() {
     let [_, lost, _] = stress(64);
     assert!(lost > 0, "64-record rings overwrite");
 }
+
