@@ -412,6 +412,8 @@ pub(crate) struct KmemCache {
 }
 
 impl KmemCache {
+    // A template, copied into each slot (its `NodeCell` fresh each time).
+    #[allow(clippy::declare_interior_mutable_const)]
     const EMPTY: KmemCache = KmemCache {
         slab_mask: 0,
         div_magic: 0,
@@ -527,7 +529,7 @@ impl<'a> SlabAllocator<'a> {
         metas.fill(SlabMeta::EMPTY);
         let mut s = SlabAllocator {
             metas: smp::MetaTable::new(metas),
-            caches: [KmemCache::EMPTY; MAX_CACHES],
+            caches: [const { KmemCache::EMPTY }; MAX_CACHES],
             next_seq: 0,
             report: None,
             stray_frees: 0,

@@ -609,35 +609,59 @@ impl SlabAllocator<'_> {
         }
         let base = addr - off;
         let head = pfn & !(c.pfn_mask as usize);
-        let offset = c.offset as u64;
         let cpu_id = self.smp_processor_id();
         self.pcpu[cpu_id].hint = slot as u8;
-        // This CPU's slab, or — only the exclusive side gets here for
-        // another CPU's — a slab another CPU has frozen: the object goes
-        // back onto that CPU's free list (SLUB's remote free into a frozen
-        // slab, which Linux does with a cmpxchg on the slab's free list).
-        // The overlay entry says whether any CPU froze the slab (cf.
-        // `slab->frozen`), so a free into a listed slab — the common case
-        // with objects freed in random order — reads no other CPU's slot.
-        let owner = if base == self.pcpu[cpu_id].slabs[slot].slab {
-            Some(cpu_id)
-        } else if self.metas[head].prev == FROZEN {
-            (0..NR_CPUS).find(|&k| self.pcpu[k].slabs[slot].slab == base)
-        } else {
-            None
-        };
-        if let Some(k) = owner {
-            let cpu = &mut self.pcpu[k].slabs[slot];
-            let first = cpu.freelist;
-            if first == addr {
-                return Err(self.double_free_cpu(mem, slot, k, addr));
-            }
-            mem.write_u64(addr + offset, first);
-            cpu.freelist = addr;
-            cpu.inuse -= 1;
-            return Ok(());
+        // This CPU's slab; another CPU's frozen one is `__slab_free`'s to
+        // find (its overlay entry says so).
+        if base == self.pcpu[cpu_id].slabs[slot].slab {
+            return self.free_to_cpu_slab(mem, slot, cpu_id, addr);
         }
         self.__slab_free(mem, pages, slot, head, base, addr)
+    }
+
+    /// Push `addr` onto CPU `cpu`'s free list of cache `slot`, whose slab
+    /// it lies on (or report a double free of the list's head).
+    #[inline(always)]
+    fn free_to_cpu_slab<M: ObjectMemory>(
+        &mut self,
+        mem: &M,
+        slot: usize,
+        cpu: usize,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        let slot = slot & (MAX_CACHES - 1);
+        let offset = u64::from(self.caches[slot].offset);
+        let cc = &mut self.pcpu[cpu & (NR_CPUS - 1)].slabs[slot];
+        let first = cc.freelist;
+        if first == addr {
+            return Err(self.double_free_cpu(mem, slot, cpu, addr));
+        }
+        mem.write_u64(addr + offset, first);
+        cc.freelist = addr;
+        cc.inuse -= 1;
+        Ok(())
+    }
+
+    /// A free into a slab another CPU has frozen (its overlay entry says
+    /// so, cf. `slab->frozen`): only the exclusive side gets here, and the
+    /// object goes back onto that CPU's free list (SLUB's remote free into
+    /// a frozen slab, which Linux does with a cmpxchg on the slab's free
+    /// list). A free into a listed slab — the common case with objects
+    /// freed in random order — thus reads no other CPU's slot.
+    #[cold]
+    #[inline(never)]
+    fn free_to_frozen_slab<M: ObjectMemory>(
+        &mut self,
+        mem: &M,
+        slot: usize,
+        base: u64,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        let slot = slot & (MAX_CACHES - 1);
+        match (0..NR_CPUS).find(|&k| self.pcpu[k].slabs[slot].slab == base) {
+            Some(k) => self.free_to_cpu_slab(mem, slot, k, addr),
+            None => unreachable!("slab {base:#x} marked frozen but no CPU's"),
+        }
     }
 
     /// The frees [`Self::slab_free_lookup`] sets aside, each checked in
@@ -725,6 +749,9 @@ impl SlabAllocator<'_> {
         let c = &mut self.caches[slot];
         debug_assert!(!c.is_debug() && base == slab_va(head as u32));
         let m = &mut self.metas[head];
+        if m.prev == FROZEN {
+            return self.free_to_frozen_slab(mem, slot, base, addr);
+        }
         let prior = m.freelist;
         let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
         if prior_va == addr || m.inuse == 0 {

@@ -334,8 +334,8 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
                         ops += 1;
                     }
                     // Bursts: grow to ~600 live objects, then drain to ~0.
-                    let phase = (i / 1500) % 2 == 0;
-                    let want_alloc = if phase { rng % 4 != 0 } else { rng % 4 == 0 };
+                    let phase = (i / 1500).is_multiple_of(2);
+                    let want_alloc = phase != rng.is_multiple_of(4);
                     if live.len() < 600 && (want_alloc || live.is_empty()) {
                         let size = [8, 32, 64, 64, 96, 192, 512, 1024][(rng >> 8) as usize % 8];
                         let addr = kmalloc(slab, mm, mem, cpu, size, &mut fast);
@@ -345,7 +345,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
                     } else {
                         let (addr, mark) = live.swap_remove((rng >> 20) as usize % live.len());
                         assert_eq!(mem.read_u64(addr), mark, "two owners of one object");
-                        if rng % 4 == 0 {
+                        if rng.is_multiple_of(4) {
                             tx.send((addr, mark)).unwrap();
                             continue;
                         }
