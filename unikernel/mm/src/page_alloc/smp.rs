@@ -46,7 +46,7 @@ mod tests;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::pcp::{PerCpuPages, nr_pcp_free, order_to_pindex, pcp_allowed_order};
-use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_raw};
+use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_bits};
 use super::{AllocFlags, PageAlloc};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
@@ -461,8 +461,8 @@ impl PageAlloc<'_> {
         // SAFETY: the caller holds `cpu`'s flag.
         let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
         // SAFETY: `pfn` < max_pfn.
-        let mt = unsafe { pageblock_mt_raw(map, pfn.0) };
-        if pcp.high == 0 || mt == MigrateType::Isolate {
+        let mt = unsafe { pageblock_mt_bits(map, pfn.0) };
+        if pcp.high == 0 || mt == MigrateType::Isolate as usize {
             return FreeFast::Slow;
         }
         if SHARED {
@@ -504,12 +504,14 @@ impl PageAlloc<'_> {
                 }
             }
         }
-        let pcp_mt = if mt.index() >= MIGRATE_PCPTYPES {
-            MigrateType::Movable
+        // HighAtomic and CMA blocks wait on the Movable lists (as in
+        // `free_unref_page`); 6 and 7 read as Movable too.
+        let pcp_mt = if mt >= MIGRATE_PCPTYPES {
+            MigrateType::Movable as usize
         } else {
             mt
         };
-        let pindex = order_to_pindex(pcp_mt, o);
+        let pindex = MIGRATE_PCPTYPES * o + pcp_mt; // cf. order_to_pindex()
         // SAFETY: our list; `pfn` is the caller's block, now on it.
         unsafe { list_add_head_raw(map, &mut pcp.lists[pindex], pfn.0 as u32) };
         pcp.count += 1 << o;
