@@ -215,7 +215,7 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// dropped. The caller's location is page_owner's call site.
     ///
     /// The per-CPU fast path is inlined; the locked path is one call away
-    /// ([`MemoryManager::alloc_pages_locked`]), so the common case saves
+    /// (`alloc_pages_locked`), so the common case saves
     /// and restores few registers.
     #[track_caller]
     #[inline]
