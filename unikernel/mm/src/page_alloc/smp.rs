@@ -151,12 +151,12 @@ impl PageAlloc<'_> {
     /// zone the request may use, above its LOW watermark — the first zone
     /// the full path would try. `None` when the full path must decide (no
     /// such zone, a watermark to deal with, fault injection armed, bad
-    /// zone flags). Reads only fields the exclusive side writes, so the
-    /// lock-free fast path ([`super::smp`]) uses it too.
+    /// zone flags). The shared side runs the same check through
+    /// [`PageAlloc::pcp_fast_target_raw`].
     #[inline(always)]
-    pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
-        // SAFETY: `self` is live; nobody writes it while we hold `&self`.
-        unsafe { Self::pcp_fast_target_raw(core::ptr::from_ref(self).cast_mut(), gfp, order) }
+    pub(super) fn pcp_fast_target(&mut self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
+        // SAFETY: `&mut self`: live, and the exclusive side.
+        unsafe { Self::pcp_fast_target_raw(self, gfp, order) }
     }
 
     /// [`PageAlloc::pcp_fast_target`] through a raw pointer, for the
