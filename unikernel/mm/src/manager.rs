@@ -229,7 +229,12 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     /// `alloc_pages()` with `__GFP_ZERO` honoured: the block is zeroed
     /// through the platform (kmap_atomic for HighMem) after the lock is
     /// dropped. The caller's location is page_owner's call site.
+    ///
+    /// The per-CPU fast path is inlined; the locked path is one call away
+    /// (`alloc_pages_locked`), so the common case saves
+    /// and restores few registers.
     #[track_caller]
+    #[inline]
     pub fn alloc_pages(
         &self,
         gfp: GfpFlags,
@@ -238,27 +243,35 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
     ) -> Result<Pfn, AllocError> {
         let pfn = match self.alloc_pages_fast(gfp, order, owner) {
             Some(pfn) => pfn,
-            None => {
-                let (pfn, extfrag) = {
-                    let mut pa = self.lock();
-                    let pfn = pa.alloc_pages(gfp, order, owner)?;
-                    let extfrag =
-                        if self.trace_enabled(crate::trace::EventId::MmPageAllocExtfrag) {
-                            pa.extfrag.last.take()
-                        } else {
-                            None
-                        };
-                    (pfn, extfrag)
-                };
-                if let Some(ev) = extfrag {
-                    self.trace_record(ev);
-                }
-                pfn
-            }
+            None => self.alloc_pages_locked(gfp, order, owner)?,
         };
         self.trace_page_alloc(pfn, order, gfp);
         if gfp.contains(GfpFlags::ZERO) {
             self.fill(pfn, order.nr_pages(), 0);
+        }
+        Ok(pfn)
+    }
+
+    /// [`MemoryManager::alloc_pages`] on the exclusive side.
+    #[inline(never)]
+    fn alloc_pages_locked(
+        &self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Result<Pfn, AllocError> {
+        let (pfn, extfrag) = {
+            let mut pa = self.lock();
+            let pfn = pa.alloc_pages(gfp, order, owner)?;
+            let extfrag = if self.trace_enabled(crate::trace::EventId::MmPageAllocExtfrag) {
+                pa.extfrag.last.take()
+            } else {
+                None
+            };
+            (pfn, extfrag)
+        };
+        if let Some(ev) = extfrag {
+            self.trace_record(ev);
         }
         Ok(pfn)
     }
@@ -275,12 +288,19 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
 
     /// `__free_pages()`: refused, with nothing changed, unless `pfn` heads an
     /// allocated block of exactly `order`.
+    #[inline]
     pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         if !self.free_pages_fast(pfn, order) {
-            self.lock().free_pages(pfn, order)?;
+            self.free_pages_locked(pfn, order)?;
         }
         self.trace_page_free(pfn, order);
         Ok(())
+    }
+
+    /// [`MemoryManager::free_pages`] on the exclusive side.
+    #[inline(never)]
+    fn free_pages_locked(&self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        self.lock().free_pages(pfn, order)
     }
 
     /// The running CPU's per-CPU lists, under its flag only, refilled

@@ -26,7 +26,11 @@
 //! (it owns the mappings), which keeps this code pure bookkeeping that runs
 //! unchanged on the host.
 //!
-//! Locking is the caller's: the kernel wraps `PageAlloc` in its zone lock.
+//! Locking: [`crate::manager::MemoryManager`] keeps `PageAlloc` in a
+//! [`crate::sync::BrLock`]. `&mut self` methods run on its exclusive side
+//! (every CPU's flag); the per-CPU fast paths ([`smp`]) run under one
+//! CPU's flag, and their refills and trims add that zone's `zone->lock`
+//! ([`zone_lock`], which tabulates who protects what).
 
 use core::fmt;
 
@@ -594,7 +598,7 @@ impl<'a> PageAlloc<'a> {
     ///
     /// The common case — a block on this CPU's list for the first zone,
     /// above its LOW watermark — is inlined into the caller
-    /// ([`PageAlloc::alloc_pages_pcp_fast`]); everything else is one call
+    /// (`alloc_pages_pcp_fast`); everything else is one call
     /// away, so the fast path saves and restores few registers.
     #[inline]
     pub fn alloc_pages(
@@ -921,7 +925,7 @@ impl<'a> PageAlloc<'a> {
     ///
     /// The common case — a plain allocated head of order ≤ 3 going onto
     /// this CPU's list — is inlined into the caller
-    /// ([`PageAlloc::free_pages_pcp_fast`]); it does what the general path
+    /// (`free_pages_pcp_fast`); it does what the general path
     /// would do for such a block, and leaves everything else to it.
     #[inline]
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {

@@ -6,7 +6,7 @@
 //! Code under the exclusive lock sees a plain slice ([`MemMap`] derefs to
 //! `[Page]`); nothing else runs then. The per-CPU fast paths, which run
 //! concurrently with each other, never form a slice: they reach single
-//! descriptors from [`MemMap::base`], and touch only frames that are on
+//! descriptors from `MemMap::base`, and touch only frames that are on
 //! their own CPU's lists or that their caller owns — the ownership Linux's
 //! `struct page` relies on — and a zone-lock holder only the free blocks
 //! of its zone. `flags` is the one field another CPU may read at the same

@@ -46,7 +46,7 @@ mod tests;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::pcp::{PerCpuPages, nr_pcp_free, order_to_pindex, pcp_allowed_order};
-use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_raw};
+use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_bits};
 use super::{AllocFlags, PageAlloc};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
@@ -151,12 +151,12 @@ impl PageAlloc<'_> {
     /// zone the request may use, above its LOW watermark — the first zone
     /// the full path would try. `None` when the full path must decide (no
     /// such zone, a watermark to deal with, fault injection armed, bad
-    /// zone flags). Reads only fields the exclusive side writes, so the
-    /// lock-free fast path ([`super::smp`]) uses it too.
+    /// zone flags). The shared side runs the same check through
+    /// [`PageAlloc::pcp_fast_target_raw`].
     #[inline(always)]
-    pub(super) fn pcp_fast_target(&self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
-        // SAFETY: `self` is live; nobody writes it while we hold `&self`.
-        unsafe { Self::pcp_fast_target_raw(core::ptr::from_ref(self).cast_mut(), gfp, order) }
+    pub(super) fn pcp_fast_target(&mut self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
+        // SAFETY: `&mut self`: live, and the exclusive side.
+        unsafe { Self::pcp_fast_target_raw(self, gfp, order) }
     }
 
     /// [`PageAlloc::pcp_fast_target`] through a raw pointer, for the
@@ -461,8 +461,8 @@ impl PageAlloc<'_> {
         // SAFETY: the caller holds `cpu`'s flag.
         let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
         // SAFETY: `pfn` < max_pfn.
-        let mt = unsafe { pageblock_mt_raw(map, pfn.0) };
-        if pcp.high == 0 || mt == MigrateType::Isolate {
+        let mt = unsafe { pageblock_mt_bits(map, pfn.0) };
+        if pcp.high == 0 || mt == MigrateType::Isolate as usize {
             return FreeFast::Slow;
         }
         if SHARED {
@@ -504,12 +504,14 @@ impl PageAlloc<'_> {
                 }
             }
         }
-        let pcp_mt = if mt.index() >= MIGRATE_PCPTYPES {
-            MigrateType::Movable
+        // HighAtomic and CMA blocks wait on the Movable lists (as in
+        // `free_unref_page`); 6 and 7 read as Movable too.
+        let pcp_mt = if mt >= MIGRATE_PCPTYPES {
+            MigrateType::Movable as usize
         } else {
             mt
         };
-        let pindex = order_to_pindex(pcp_mt, o);
+        let pindex = MIGRATE_PCPTYPES * o + pcp_mt; // cf. order_to_pindex()
         // SAFETY: our list; `pfn` is the caller's block, now on it.
         unsafe { list_add_head_raw(map, &mut pcp.lists[pindex], pfn.0 as u32) };
         pcp.count += 1 << o;

@@ -185,12 +185,22 @@ pub(super) unsafe fn flags_update(p: *mut Page, set: PageFlags, clear: PageFlags
 /// `map` is the live `mem_map` and `pfn` < `max_pfn`.
 #[inline(always)]
 pub(super) unsafe fn pageblock_mt_raw(map: *mut Page, pfn: u64) -> MigrateType {
+    // SAFETY: the caller's contract.
+    MigrateType::from_index(unsafe { pageblock_mt_bits(map, pfn) }).unwrap_or(MigrateType::Movable)
+}
+
+/// [`pageblock_mt_raw`] as the raw 3-bit field (a [`MigrateType`] index,
+/// or 6–7, which read as Movable), for the fast path's two comparisons.
+///
+/// # Safety
+/// As for [`pageblock_mt_raw`].
+#[inline(always)]
+pub(super) unsafe fn pageblock_mt_bits(map: *mut Page, pfn: u64) -> usize {
     let first = (pfn & !(PAGEBLOCK_NR_PAGES - 1)) as usize;
     // SAFETY: `first` ≤ `pfn` < max_pfn; flags atomically.
     let bits = unsafe { flags_of(map.add(first)) }.load(Relaxed);
     let mask = PageFlags::PB_MIGRATE.0;
-    MigrateType::from_index(usize::from((bits & mask) >> mask.trailing_zeros()))
-        .unwrap_or(MigrateType::Movable)
+    usize::from((bits & mask) >> mask.trailing_zeros())
 }
 
 /// The exclusive side's way into the buddy core: `&mut self` is the proof

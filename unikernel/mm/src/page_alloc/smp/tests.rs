@@ -320,3 +320,72 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
         assert_eq!(z.free_pages, z.free_area_counts().iter().enumerate().map(|(o, n)| n << o).sum::<u64>());
     }
 }
+
+/// What the zone locks buy, shown deterministically: while CPU 0 sits in
+/// the middle of a DMA32 refill (its flag and DMA32's `zone->lock` held),
+/// CPU 1's fast path and CPU 1's refill of another zone complete; only
+/// CPU 1's refill of DMA32 waits, and it completes once the lock is
+/// released. (Before issue 13 a refill took every CPU's flag, so all
+/// three would have waited.)
+#[test]
+fn a_held_zone_lock_stops_only_refills_of_that_zone() {
+    use crate::page_alloc::smp::FreeFast;
+    use crate::sync::BrLock;
+    use crate::zone::ZoneType;
+    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
+    let mut mb = Memblock::new();
+    mb.add(PhysAddr(0), RAM).unwrap();
+    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+    let mut pa = PageAlloc::new(&mut mem_map, ZoneLayout::from_bytes(32 << 20, RAM)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    pa.set_nr_cpus(2);
+    let lock = BrLock::new(pa);
+    lock.set_nr_cpus(2);
+    let boot = lock.write().zones().iter().map(|z| z.free_area_counts()).collect::<Vec<_>>();
+    let (dma32, dma) = (ZoneType::Dma32.index(), ZoneType::Dma.index());
+    // Movable: a fresh allocator's pageblocks are all Movable, so these
+    // refills need no stealing (which would take the exclusive side).
+    let kernel = GfpFlags::GFP_KERNEL | GfpFlags::MOVABLE;
+    let alloc_on_1 = |gfp: GfpFlags, order: u8| {
+        let g = lock.read_cpu(1).unwrap();
+        // SAFETY: `g` holds CPU 1's flag; this thread acts as CPU 1 and
+        // holds no zone lock.
+        unsafe { PageAlloc::alloc_pcp_cpu(g.as_ptr(), 1, gfp, Order::new(order).unwrap(), OwnerTag::API) }
+    };
+    // CPU 1 primes its DMA32 order-0 list: a refill, one block out and back.
+    let p = alloc_on_1(kernel, 0).unwrap();
+    {
+        let g = lock.read_cpu(1).unwrap();
+        // SAFETY: as above; `p` is ours.
+        assert_eq!(unsafe { PageAlloc::free_pcp_cpu(g.as_ptr(), 1, p, Order::ZERO) }, FreeFast::Done);
+    }
+    std::thread::scope(|s| {
+        // CPU 0, mid-refill of DMA32.
+        let g0 = lock.read_cpu(0).unwrap();
+        // SAFETY: `g0` holds CPU 0's flag; the zone lock is an atomic.
+        let zone_lock = unsafe { &(*g0.as_ptr()).zone_lock[dma32] }.lock();
+        let a = alloc_on_1(kernel, 0).expect("CPU 1's fast path while CPU 0 refills DMA32");
+        let b = alloc_on_1(kernel | GfpFlags::DMA, 0).expect("CPU 1 refills DMA meanwhile");
+        // An empty DMA32 list (order 1) must wait for DMA32's lock.
+        let waiting = s.spawn(|| alloc_on_1(kernel, 1));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiting.is_finished(), "a DMA32 refill ran while DMA32's lock was held");
+        drop(zone_lock);
+        drop(g0);
+        let c = waiting.join().unwrap().expect("the DMA32 refill, once the lock is free");
+        let mut pa = lock.write();
+        assert_eq!(pa.zone_of(a).unwrap().index(), dma32);
+        assert_eq!(pa.zone_of(b).unwrap().index(), dma);
+        assert_eq!(pa.zone_of(c).unwrap().index(), dma32);
+        // Three refills under zone locks (the priming one, DMA, DMA32).
+        pa.fold_vm_diffs();
+        assert_eq!(pa.pcp_zone_locked_ops().0, 3);
+        for (pfn, o) in [(a, 0), (b, 0), (c, 1)] {
+            pa.free_pages(pfn, Order::new(o).unwrap()).unwrap();
+        }
+        pa.drain_all_pages();
+        assert_eq!(pa.check_invariants(), Ok(()));
+        assert_eq!(pa.zones().iter().map(|z| z.free_area_counts()).collect::<Vec<_>>(), boot);
+    });
+}
