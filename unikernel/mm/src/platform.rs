@@ -37,8 +37,9 @@ pub trait Platform: Sync {
         0
     }
 
-    /// The CPU running the caller, for the per-CPU trace rings (0 until
-    /// SMP lands).
+    /// The CPU running the caller (cf. `smp_processor_id()`): which
+    /// per-CPU slot the fast paths and the trace rings use. The default
+    /// is for one-CPU platforms.
     fn cpu_id(&self) -> usize {
         0
     }

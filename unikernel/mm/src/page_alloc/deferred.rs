@@ -476,7 +476,11 @@ impl<'a> PageAlloc<'a> {
 
     /// The placeholder [`PageAlloc::page`] shows for `pfn` if its
     /// descriptor is not written yet.
+    #[inline]
     pub(crate) fn deferred_placeholder(&self, pfn: Pfn) -> Option<&'static Page> {
+        if self.deferred.nr_left == 0 {
+            return None; // the common case, without a call
+        }
         let span = self.deferred.span_of(pfn.0)?;
         let zi = self.layout.zone_of(pfn)?.index();
         Some(&PLACEHOLDERS[zi][usize::from(!span.ram)])

@@ -3,10 +3,11 @@
 //! (cf. Linux's `this_cpu_read(cpu_number)` / `pcpu_hot.cpu_number`,
 //! reached through `%gs` the same way).
 //!
-//! This is the identity only: the areas are a small static array, not the
-//! first chunk of a per-CPU allocator, and nothing in `mm` is per-CPU-safe
-//! yet (`mm::types::NR_CPUS` stays 1). CPU 0 is the boot CPU; the
-//! application processors are numbered 1.. in MADT order by `smp`.
+//! This is the identity only: the areas are a small static array, not yet
+//! the first chunk of the per-CPU allocator (`alloc_percpu`'s chunks come
+//! from the buddy allocator); `mm` keeps its own per-CPU state, indexed by
+//! this number. CPU 0 is the boot CPU; the application processors are
+//! numbered 1.. in MADT order by `smp`.
 //!
 //! Until [`init_bsp`] has run (the boot CPU's first log lines, before its
 //! GDT is loaded) GS points at nothing, and [`this_cpu_id`] answers 0
@@ -18,9 +19,10 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 
 /// CPUs this kernel brings up (the boot CPU included). More in the MADT
-/// are logged and left off. Independent of `mm::types::NR_CPUS`, which
-/// sizes the allocator's per-CPU state and stays 1 until it is SMP-safe.
+/// are logged and left off. Equal to `mm::types::NR_CPUS`, which sizes
+/// the allocators' per-CPU state.
 pub const MAX_CPUS: usize = 8;
+const _: () = assert!(MAX_CPUS == mm::types::NR_CPUS);
 
 /// One CPU's area, at its GS base. Fields are atomics only so that the
 /// array can be a plain `static` written at bring-up; a CPU reads its own
