@@ -85,8 +85,8 @@ pub struct FirstChunkLayout {
 
 impl FirstChunkLayout {
     /// The layout `pcpu_embed_first_chunk()` computes (via
-    /// `pcpu_build_alloc_info()`): `size_sum = PFN_ALIGN(static + reserved
-    /// + dyn)`, the dynamic part grown to fill it, and the unit
+    /// `pcpu_build_alloc_info()`): `size_sum = PFN_ALIGN(static +
+    /// reserved + dyn)`, the dynamic part grown to fill it, and the unit
     /// `max(size_sum, PCPU_MIN_UNIT_SIZE)` — here always
     /// [`PCPU_UNIT_SIZE`], so a sum past it is [`PcpuError::Invalid`].
     /// The static and reserved sizes are rounded to the allocation granule.
