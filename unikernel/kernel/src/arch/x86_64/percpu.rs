@@ -69,17 +69,18 @@ const PERCPU_DYNAMIC_RESERVE: usize = 28 << 10;
 /// CPU `cpu`'s area: its unit of the first chunk once there is one.
 fn area_of(cpu: usize) -> &'static PerCpu {
     let base = FIRST_CHUNK.load(Ordering::Acquire);
-    let unit = FIRST_CHUNK_LAYOUT.get().map_or(0, |l| l.unit_size as u64);
-    if base == 0 || unit == 0 {
+    let Some(layout) = FIRST_CHUNK_LAYOUT
+        .get()
+        .filter(|l| base != 0 && cpu < l.nr_units)
+    else {
         return &PER_CPU[cpu];
-    }
+    };
     // SAFETY: `setup_per_cpu_areas` wrote an initialised `PerCpu` at the
     // start of every unit of the chunk (memblock memory reserved forever,
     // mapped by the direct map, 64-byte aligned since units are page
-    // aligned) before publishing `FIRST_CHUNK`; `cpu` < MAX_CPUS ≤ the
-    // units only if the caller numbers CPUs the MADT listed, which
-    // `setup_per_cpu_areas` sized it for, as `smp` does.
-    unsafe { &*((base + cpu as u64 * unit) as *const PerCpu) }
+    // aligned) before publishing `FIRST_CHUNK`, and `cpu` names one of
+    // those units.
+    unsafe { &*((base + (cpu * layout.unit_size) as u64) as *const PerCpu) }
 }
 
 /// The per-CPU areas' first chunk (cf. x86's `setup_per_cpu_areas()` →
