@@ -772,11 +772,13 @@ fn per_cpu_page_lists_refill_in_batches_and_reset_drains_them() {
     assert_eq!(buddyinfo(&mut c), boot);
 }
 
-/// alloc_percpu in the guest: one address per CPU in the direct map,
-/// zeroed, filled and read back; the chunk is `Percpu` in meminfo and
-/// goes back with the last object.
+/// alloc_percpu in the guest, one CPU: the first chunk (one 32 KiB unit
+/// from memblock: the CPU's 64-byte static area, then the dynamic part)
+/// is `Percpu` from boot and serves first, without the buddy allocator;
+/// an object too big for what is left takes a buddy chunk, which goes
+/// back with it. Objects are zeroed, filled and read back.
 #[test]
-fn percpu_objects_live_in_a_buddy_chunk_counted_as_percpu() {
+fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
     let (_guest, port) = boot_ready(BootOptions::default().mem("512M"));
     let mut c = Client::connect(port);
     let percpu_kb = |c: &mut Client| {
@@ -784,17 +786,36 @@ fn percpu_objects_live_in_a_buddy_chunk_counted_as_percpu() {
             .as_u64()
             .unwrap()
     };
-    assert_eq!(percpu_kb(&mut c), 0);
+    let boot = buddyinfo(&mut c);
+    assert_eq!(percpu_kb(&mut c), 32, "the first chunk: one unit");
+    let memmap = c.request("GET", "/api/memmap", None).json();
+    let first = memmap["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "percpu")
+        .unwrap_or_else(|| panic!("no percpu reservation in {memmap}"));
+    assert_eq!(first["type"], "memblock", "{first}");
+    assert_eq!(first["size"], 32768, "{first}");
+    let unit0 = 0xffff_8880_0000_0000 + hex(&first["start"]);
+
     let r = alloc(&mut c, json!({"type":"percpu","size":100,"align":64}));
     assert_eq!(r.status, 201, "{}", r.text());
     let h = r.json();
-    let addrs = h["addresses"].as_array().unwrap();
-    assert_eq!(addrs.len(), 1);
-    assert!(
-        hex(&addrs[0]) >= 0xffff_8880_0000_0000 && hex(&addrs[0]).is_multiple_of(64),
+    assert_eq!(
+        (h["chunk"].as_u64(), h["offset"].as_u64()),
+        (Some(0), Some(64)),
         "{h}"
     );
+    let addrs = h["addresses"].as_array().unwrap();
+    assert_eq!(addrs.len(), 1);
+    assert_eq!(hex(&addrs[0]), unit0 + 64, "{h}");
     assert_eq!(percpu_kb(&mut c), 32);
+    assert_eq!(
+        buddyinfo(&mut c),
+        boot,
+        "the first chunk is not the buddy's"
+    );
     let id = h["id"].as_u64().unwrap();
     let zero = c
         .request("GET", &format!("/api/alloc/{id}/checksum"), None)
@@ -809,14 +830,35 @@ fn percpu_objects_live_in_a_buddy_chunk_counted_as_percpu() {
         .request("GET", &format!("/api/alloc/{id}/checksum"), None)
         .json();
     assert_eq!(zero["bytes"], 100);
-    assert_ne!(zero["crc32"], full["crc32"]);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[0u8; 100]);
+    assert_eq!(hex(&zero["crc32"]), crc.finalize() as u64, "zeroed");
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[90u8; 100]);
     assert_eq!(hex(&full["crc32"]), crc.finalize() as u64);
+
+    // 32 KiB no longer fits beside the static area and the first object.
+    let r = alloc(&mut c, json!({"type":"percpu","size":32768,"align":64}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let big = r.json();
     assert_eq!(
-        c.request("DELETE", &format!("/api/alloc/{id}"), None)
-            .status,
-        200
+        (big["chunk"].as_u64(), big["offset"].as_u64()),
+        (Some(1), Some(0)),
+        "{big}"
     );
-    assert_eq!(percpu_kb(&mut c), 0);
+    assert_eq!(percpu_kb(&mut c), 64);
+    assert_ne!(buddyinfo(&mut c), boot, "a chunk from the buddy allocator");
+    let big_id = big["id"].as_u64().unwrap();
+    for id in [big_id, id] {
+        assert_eq!(
+            c.request("DELETE", &format!("/api/alloc/{id}"), None)
+                .status,
+            200
+        );
+    }
+    assert_eq!(percpu_kb(&mut c), 32, "the first chunk stays");
+    // The requests' own heap churn settles with the reset.
+    assert_eq!(c.request("POST", "/api/reset", None).status, 200);
+    assert_eq!(percpu_kb(&mut c), 32);
+    assert_eq!(buddyinfo(&mut c), boot);
 }

@@ -51,7 +51,11 @@ fn assert_api_cpus(c: &mut Client, n: usize) -> Value {
         let sets = cpu["pagesets"].as_array().unwrap();
         assert_eq!(sets.len(), sets0.len(), "{cpus}");
         for (a, b) in sets.iter().zip(sets0) {
-            assert_eq!((&a["zone"], &a["high"], &a["batch"]), (&b["zone"], &b["high"], &b["batch"]), "{cpus}");
+            assert_eq!(
+                (&a["zone"], &a["high"], &a["batch"]),
+                (&b["zone"], &b["high"], &b["batch"]),
+                "{cpus}"
+            );
         }
     }
     cpus
@@ -101,7 +105,22 @@ fn four_cpus_online_selfcheck_clean_and_reset_equals_boot() {
         assert_api_cpus(&mut c, 4);
         assert_trampoline_reserved(&mut c);
         assert_selfcheck_ok(&mut c, "-smp 4 boot");
+        // The per-CPU first chunk: one 32 KiB unit per CPU, from memblock.
+        let meminfo = get_json(&mut c, "/api/meminfo");
+        assert_eq!(meminfo["Percpu"], 4 * 32, "{meminfo}");
         let boot = buddyinfo(&mut c);
+        let pcpu = alloc(&mut c, &json!({"type":"percpu","size":8,"align":8})).json();
+        let addrs: Vec<u64> = pcpu["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(tests::check::hex)
+            .collect();
+        assert_eq!(addrs.len(), 4, "{pcpu}");
+        for (cpu, a) in addrs.iter().enumerate() {
+            assert_eq!(*a, addrs[0] + cpu as u64 * 32768, "unit {cpu}: {pcpu}");
+        }
+        assert_eq!(buddyinfo(&mut c), boot, "the first chunk is memblock's");
         for body in [
             json!({"type":"pages","order":3,"gfp":"GFP_DMA32"}),
             json!({"type":"pages","order":0,"gfp":"GFP_HIGHUSER"}),
@@ -113,7 +132,7 @@ fn four_cpus_online_selfcheck_clean_and_reset_equals_boot() {
             assert_eq!(r.status, 201, "{body}: {}", r.text());
         }
         assert_selfcheck_ok(&mut c, "-smp 4 after allocations");
-        assert_eq!(reset_to_boot(&mut c, &boot, "-smp 4"), 5);
+        assert_eq!(reset_to_boot(&mut c, &boot, "-smp 4"), 6);
         assert_selfcheck_ok(&mut c, "-smp 4 after reset");
         // The CPUs are still all there afterwards.
         assert_api_cpus(&mut c, 4);
@@ -137,8 +156,9 @@ fn selftest_passes_with_two_cpus() {
         log.join("\n")
     );
     assert!(
-        log.iter().any(|l| l.contains("selftest: TLB shootdown: 200 rounds")
-            && l.contains("no stale read")),
+        log.iter()
+            .any(|l| l.contains("selftest: TLB shootdown: 200 rounds")
+                && l.contains("no stale read")),
         "log:\n{}",
         log.join("\n")
     );
@@ -156,8 +176,14 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
     with_guest_log(&guest, || {
         let mut c = Client::connect(port);
         let boot = buddyinfo(&mut c);
-        for (workload, global_lock) in [("pages", false), ("pages", true), ("kmalloc", false), ("kmalloc", true)] {
-            let body = json!({"workload":workload,"iterations":5000,"cpus":4,"global_lock":global_lock});
+        for (workload, global_lock) in [
+            ("pages", false),
+            ("pages", true),
+            ("kmalloc", false),
+            ("kmalloc", true),
+        ] {
+            let body =
+                json!({"workload":workload,"iterations":5000,"cpus":4,"global_lock":global_lock});
             let r = c.request("POST", "/api/bench", Some(&body.to_string()));
             assert_eq!(r.status, 200, "{}", r.text());
             let v: Value = r.json();
@@ -168,13 +194,21 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
             let per_cpu = v["per_cpu"].as_array().unwrap();
             let cpus: Vec<u64> = per_cpu.iter().map(|p| p["cpu"].as_u64().unwrap()).collect();
             assert_eq!(cpus, [0, 1, 2, 3], "{v}");
-            assert!(per_cpu.iter().all(|p| p["ops"] == 5000 && p["ns_per_op"].as_u64().unwrap() > 0), "{v}");
+            assert!(
+                per_cpu
+                    .iter()
+                    .all(|p| p["ops"] == 5000 && p["ns_per_op"].as_u64().unwrap() > 0),
+                "{v}"
+            );
             assert!(v["ops_per_sec"].as_u64().unwrap() > 0, "{v}");
         }
         let cpus = assert_api_cpus(&mut c, 4);
         for cpu in &cpus["online"].as_array().unwrap()[1..] {
             assert_eq!(cpu["work_done"], 4, "one job per bench: {cpus}");
-            assert!(cpu["pcp"]["count"].as_u64().unwrap() > 0, "its own lists were refilled: {cpus}");
+            assert!(
+                cpu["pcp"]["count"].as_u64().unwrap() > 0,
+                "its own lists were refilled: {cpus}"
+            );
         }
         assert_selfcheck_ok(&mut c, "after a 4-CPU bench");
         assert_eq!(reset_to_boot(&mut c, &boot, "after a 4-CPU bench"), 0);
@@ -184,9 +218,18 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
             assert_eq!(cpu["pcp"]["count"], 0, "{cpus}");
         }
         for (body, needle) in [
-            (json!({"workload":"pages","iterations":10,"cpus":5}), "only 4 CPUs online"),
-            (json!({"workload":"pages","iterations":10,"cpus":0}), "out of range 1..=8"),
-            (json!({"workload":"vmalloc","iterations":10,"cpus":2}), "does not apply"),
+            (
+                json!({"workload":"pages","iterations":10,"cpus":5}),
+                "only 4 CPUs online",
+            ),
+            (
+                json!({"workload":"pages","iterations":10,"cpus":0}),
+                "out of range 1..=8",
+            ),
+            (
+                json!({"workload":"vmalloc","iterations":10,"cpus":2}),
+                "does not apply",
+            ),
         ] {
             let r = c.request("POST", "/api/bench", Some(&body.to_string()));
             let want = if body["cpus"] == 5 { 404 } else { 400 };
@@ -213,8 +256,15 @@ fn vfree_shoots_down_the_other_cpus_tlbs() {
         let sent = |v: &Value| v["tlb_shootdowns"].as_u64().unwrap();
         let got = |v: &Value| v["online"][1]["tlb_flushes"].as_u64().unwrap();
         assert!(sent(&after) > sent(&before), "{before} -> {after}");
-        assert_eq!(got(&after) - got(&before), sent(&after) - sent(&before), "{before} -> {after}");
-        assert_eq!(after["online"][0]["tlb_flushes"], before["online"][0]["tlb_flushes"], "CPU 0 flushes itself without an IPI");
+        assert_eq!(
+            got(&after) - got(&before),
+            sent(&after) - sent(&before),
+            "{before} -> {after}"
+        );
+        assert_eq!(
+            after["online"][0]["tlb_flushes"], before["online"][0]["tlb_flushes"],
+            "CPU 0 flushes itself without an IPI"
+        );
     });
 }
 

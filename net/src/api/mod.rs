@@ -131,6 +131,14 @@ pub trait System {
     fn meminfo(&self, mi: &mut Meminfo) {
         let _ = mi;
     }
+    /// The per-CPU allocator's first chunk, if the kernel set one up at
+    /// boot (cf. `pcpu_setup_first_chunk()`): unit 0's address in the
+    /// direct map and the layout. `alloc_percpu` serves its dynamic part
+    /// before it takes a chunk from the buddy allocator, and never gives
+    /// it back. The default: none.
+    fn percpu_first_chunk(&self) -> Option<(u64, mm::percpu::FirstChunkLayout)> {
+        None
+    }
     /// The online CPUs: each one's number and local APIC id, in CPU
     /// order (`/api/cpus`). The default: the boot CPU alone, APIC id 0.
     fn cpus(&self) -> Vec<CpuInfo> {
@@ -439,7 +447,7 @@ impl<'a, P: Platform> Api<'a, P> {
             tasks: tasks::TaskState::default(),
             pagecache: pagecache::PageCacheState::default(),
             cma: cma::CmaState::default(),
-            percpu: percpu::PercpuState::new(mm.nr_cpus()),
+            percpu: percpu::PercpuState::new(mm.nr_cpus(), system.percpu_first_chunk()),
             waits: alloc::boxed::Box::default(),
             streams: alloc::boxed::Box::default(),
         }

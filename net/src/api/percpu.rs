@@ -1,9 +1,11 @@
 //! Per-CPU memory over HTTP (API.md v2 "CPUs and per-CPU memory"):
 //! `{"type":"percpu","size":N,"align":A}` is `alloc_percpu()`, answering
 //! one address per CPU; `DELETE` is `free_percpu()`; fill and checksum
-//! touch every CPU's copy. Chunks come from the buddy allocator (lowmem,
-//! owner `percpu`) as `mm::percpu` asks for them and go back when they
-//! empty, so `Percpu` in `/proc/meminfo` moves with them.
+//! touch every CPU's copy. The first chunk is the kernel's, set up at
+//! boot from memblock ([`super::System::percpu_first_chunk`]): its dynamic
+//! part is served first and it stays. Further chunks come from the buddy
+//! allocator (lowmem, owner `percpu`) as `mm::percpu` asks for them and go
+//! back when they empty; `Percpu` in `/proc/meminfo` counts them all.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -13,7 +15,7 @@ use serde::ser::{SerializeSeq, Serializer};
 
 use mm::gfp::GfpFlags;
 use mm::page::OwnerTag;
-use mm::percpu::{PCPU_MAX_CHUNKS, PcpuError, Percpu, PercpuPtr};
+use mm::percpu::{FirstChunkLayout, PCPU_MAX_CHUNKS, PcpuError, Percpu, PercpuPtr};
 use mm::platform::Platform;
 use mm::types::{NR_CPUS, Order, PAGE_OFFSET, PAGE_SIZE, Pfn};
 
@@ -48,11 +50,21 @@ pub(super) struct PercpuState {
 }
 
 impl PercpuState {
-    /// One unit per CPU the memory manager has (cf. `nr_cpu_ids`: the
-    /// kernel declares its CPUs before it builds the API).
-    pub(super) fn new(nr_cpus: usize) -> Self {
+    /// One unit per CPU: per possible CPU when the kernel lends a first
+    /// chunk (its units), else per CPU the memory manager has (cf.
+    /// `nr_cpu_ids`: the kernel declares its CPUs before it builds the
+    /// API). The first chunk takes slot 0 and is never given back.
+    pub(super) fn new(nr_cpus: usize, first: Option<(u64, FirstChunkLayout)>) -> Self {
+        let units = first.map_or(nr_cpus, |(_, l)| l.nr_units).clamp(1, NR_CPUS);
+        let mut alloc = Box::new(Percpu::new(units));
+        if let Some((base, layout)) = first {
+            // Cannot fail: a fresh allocator, and units taken from the
+            // layout the kernel built with `FirstChunkLayout::embed`.
+            let lent = alloc.setup_first_chunk(base, &layout);
+            debug_assert!(lent.is_ok(), "{lent:?}");
+        }
         PercpuState {
-            alloc: Box::new(Percpu::new(nr_cpus.clamp(1, NR_CPUS))),
+            alloc,
             chunk_blocks: [None; PCPU_MAX_CHUNKS],
             handles: BTreeMap::new(),
         }

@@ -107,6 +107,10 @@ impl System for KernelSystem {
         }
     }
 
+    fn percpu_first_chunk(&self) -> Option<(u64, mm::percpu::FirstChunkLayout)> {
+        crate::arch::x86_64::percpu::first_chunk()
+    }
+
     fn cpus(&self) -> alloc::vec::Vec<net::api::CpuInfo> {
         use crate::arch::x86_64::ipi;
         crate::arch::x86_64::smp::online_cpus()

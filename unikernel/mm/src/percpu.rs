@@ -16,6 +16,15 @@
 //! and gets it back when a dynamic chunk empties ([`Percpu::free`]), so
 //! every chunk is fully populated and `Percpu` in `/proc/meminfo` is
 //! chunks × units × unit pages (cf. `pcpu_nr_pages()`).
+//!
+//! **The first chunk** (cf. `setup_per_cpu_areas()` →
+//! `pcpu_embed_first_chunk()` → `pcpu_setup_first_chunk()`): one unit per
+//! possible CPU, lent once at boot (from memblock), each unit laid out as
+//! the static per-CPU area, a reserved part and the first dynamic part
+//! ([`FirstChunkLayout`]). [`Percpu::setup_first_chunk`] hides the static
+//! and reserved parts (and the unit's tail past the dynamic part) from
+//! `alloc_percpu`, which serves from the dynamic part before any new
+//! chunk, and never gives the chunk back.
 
 use crate::types::PAGE_SIZE;
 
@@ -53,6 +62,82 @@ pub struct PercpuPtr {
     pub off: u32,
 }
 
+/// One unit of the first chunk (cf. `struct pcpu_alloc_info` as
+/// `pcpu_embed_first_chunk()` builds it for one group of CPUs, in
+/// [`PCPU_UNIT_SIZE`] units): `[0, static_size)` holds the static per-CPU
+/// variables, `[static_size, +reserved_size)` the reserved part, then
+/// `dyn_size` bytes `alloc_percpu` serves from; the unit's tail past them
+/// is populated but hidden.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstChunkLayout {
+    /// Bytes of the static per-CPU area (cf. `ai->static_size`).
+    pub static_size: usize,
+    /// Bytes reserved after it (cf. `ai->reserved_size`).
+    pub reserved_size: usize,
+    /// Bytes of the first dynamic part (cf. `ai->dyn_size`): at least what
+    /// was asked, grown to the page boundary.
+    pub dyn_size: usize,
+    /// Bytes per unit (cf. `ai->unit_size`).
+    pub unit_size: usize,
+    /// Units: one per possible CPU.
+    pub nr_units: usize,
+}
+
+impl FirstChunkLayout {
+    /// The layout `pcpu_embed_first_chunk()` computes (via
+    /// `pcpu_build_alloc_info()`): `size_sum = PFN_ALIGN(static +
+    /// reserved + dyn)`, the dynamic part grown to fill it, and the unit
+    /// `max(size_sum, PCPU_MIN_UNIT_SIZE)` — here always
+    /// [`PCPU_UNIT_SIZE`], so a sum past it is [`PcpuError::Invalid`].
+    /// The static and reserved sizes are rounded to the allocation granule.
+    pub fn embed(
+        static_size: usize,
+        reserved_size: usize,
+        dyn_size: usize,
+        nr_units: usize,
+    ) -> Result<FirstChunkLayout, PcpuError> {
+        let static_size = static_size.next_multiple_of(PCPU_MIN_ALLOC_SIZE);
+        let reserved_size = reserved_size.next_multiple_of(PCPU_MIN_ALLOC_SIZE);
+        let size_sum = (static_size + reserved_size + dyn_size).next_multiple_of(PAGE_SIZE as usize);
+        if size_sum > PCPU_UNIT_SIZE || nr_units == 0 {
+            return Err(PcpuError::Invalid);
+        }
+        Ok(FirstChunkLayout {
+            static_size,
+            reserved_size,
+            dyn_size: size_sum - static_size - reserved_size,
+            unit_size: PCPU_UNIT_SIZE,
+            nr_units,
+        })
+    }
+
+    /// Pages of a unit in use (cf. `PFN_DOWN(size_sum)`).
+    pub fn pages_per_cpu(&self) -> usize {
+        (self.static_size + self.reserved_size + self.dyn_size) / PAGE_SIZE as usize
+    }
+
+    /// Bytes of the whole chunk: what the caller lends.
+    pub fn chunk_bytes(&self) -> u64 {
+        (self.unit_size * self.nr_units) as u64
+    }
+}
+
+/// Linux's boot line (`pcpu_embed_first_chunk()`'s `pr_info`), without
+/// the `percpu: ` prefix: `Embedded 8 pages/cpu s1024 r8192 d23552 u32768`.
+impl core::fmt::Display for FirstChunkLayout {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "Embedded {} pages/cpu s{} r{} d{} u{}",
+            self.pages_per_cpu(),
+            self.static_size,
+            self.reserved_size,
+            self.dyn_size,
+            self.unit_size
+        )
+    }
+}
+
 /// One chunk (cf. `struct pcpu_chunk`).
 #[derive(Clone, Debug)]
 struct Chunk {
@@ -61,7 +146,12 @@ struct Chunk {
     alloc_map: [u64; WORDS],
     bound_map: [u64; WORDS],
     free_bytes: usize,
+    /// Allocations, the hidden areas included.
     nr_alloc: usize,
+    /// The first chunk: its dynamic part is `[start, end)` (cf.
+    /// `chunk->start_offset` / `end_offset`), the rest hidden (marked
+    /// allocated, one bound each, counted in `nr_alloc`); never released.
+    first: Option<(usize, usize)>,
 }
 
 impl Chunk {
@@ -72,7 +162,28 @@ impl Chunk {
             bound_map: [0; WORDS],
             free_bytes: PCPU_UNIT_SIZE,
             nr_alloc: 0,
+            first: None,
         }
+    }
+
+    /// Areas hidden from `alloc_percpu` in this chunk.
+    fn nr_hidden(&self) -> usize {
+        self.first
+            .map_or(0, |(start, end)| usize::from(start > 0) + usize::from(end < PCPU_UNIT_SIZE))
+    }
+
+    /// Mark `[from, to)` bytes allocated as one area (cf. the hidden
+    /// areas `pcpu_alloc_first_chunk()` sets up).
+    fn hide(&mut self, from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        for b in from / PCPU_MIN_ALLOC_SIZE..to / PCPU_MIN_ALLOC_SIZE {
+            Chunk::set(&mut self.alloc_map, b, true);
+        }
+        Chunk::set(&mut self.bound_map, from / PCPU_MIN_ALLOC_SIZE, true);
+        self.free_bytes -= to - from;
+        self.nr_alloc += 1;
     }
 
     fn test(map: &[u64; WORDS], bit: usize) -> bool {
@@ -223,6 +334,34 @@ impl Percpu {
         Ok(slot as u8)
     }
 
+    /// Lend the first chunk at `base` (cf. `pcpu_setup_first_chunk()`):
+    /// [`FirstChunkLayout::chunk_bytes`] bytes, laid out as `layout` says,
+    /// in slot 0 of an allocator that has no chunk yet. Its dynamic part is
+    /// served before any other chunk's, and it is never given back.
+    pub fn setup_first_chunk(
+        &mut self,
+        base: u64,
+        layout: &FirstChunkLayout,
+    ) -> Result<u8, PcpuError> {
+        let start = layout.static_size + layout.reserved_size;
+        let end = start + layout.dyn_size;
+        if self.chunks.iter().any(Option::is_some)
+            || layout.nr_units != self.nr_units
+            || layout.unit_size != PCPU_UNIT_SIZE
+            || end > PCPU_UNIT_SIZE
+            || !start.is_multiple_of(PCPU_MIN_ALLOC_SIZE)
+            || !end.is_multiple_of(PCPU_MIN_ALLOC_SIZE)
+        {
+            return Err(PcpuError::Invalid);
+        }
+        let mut c = Chunk::new(base);
+        c.hide(0, start);
+        c.hide(end, PCPU_UNIT_SIZE);
+        c.first = Some((start, end));
+        self.chunks[0] = Some(c);
+        Ok(0)
+    }
+
     /// `alloc_percpu()`: `size` bytes aligned to `align` in every unit,
     /// first fit over the chunks (cf. `pcpu_alloc()`). The caller adds a
     /// chunk first when [`Percpu::needs_chunk`] says so.
@@ -259,12 +398,18 @@ impl Percpu {
             .and_then(Option::as_mut)
             .filter(|_| off.is_multiple_of(PCPU_MIN_ALLOC_SIZE) && off < PCPU_UNIT_SIZE)
             .ok_or(PcpuError::NotAllocated)?;
+        if chunk
+            .first
+            .is_some_and(|(start, end)| off < start || off >= end)
+        {
+            return Err(PcpuError::NotAllocated); // a hidden area
+        }
         let bytes = chunk
             .free_area(off / PCPU_MIN_ALLOC_SIZE)
             .ok_or(PcpuError::NotAllocated)?;
         self.stats.nr_dealloc += 1;
         self.stats.nr_cur_alloc -= 1;
-        let released = (chunk.nr_alloc == 0).then_some(chunk.base);
+        let released = (chunk.nr_alloc == 0 && chunk.first.is_none()).then_some(chunk.base);
         if released.is_some() {
             self.chunks[slot] = None;
             self.stats.nr_chunks_released += 1;
@@ -334,10 +479,10 @@ impl Percpu {
             {
                 return Err("an allocation starts on a free fragment");
             }
-            if c.nr_alloc == 0 {
+            if c.nr_alloc == 0 && c.first.is_none() {
                 return Err("an empty chunk was kept");
             }
-            live += c.nr_alloc as u64;
+            live += (c.nr_alloc - c.nr_hidden()) as u64;
         }
         if live != self.stats.nr_cur_alloc {
             return Err("live allocations do not match the chunks");
@@ -358,6 +503,73 @@ mod tests {
         assert_eq!(p.needs_chunk(8, 8), Ok(true));
         p.add_chunk(BASE).unwrap();
         p
+    }
+
+    #[test]
+    fn first_chunk_layout_is_linuxs_embed_layout() {
+        let l = FirstChunkLayout::embed(1021, 8192, 20480, 4).unwrap();
+        assert_eq!(
+            l,
+            FirstChunkLayout {
+                static_size: 1024,
+                reserved_size: 8192,
+                dyn_size: 32768 - 1024 - 8192,
+                unit_size: 32768,
+                nr_units: 4,
+            }
+        );
+        assert_eq!(l.pages_per_cpu(), 8);
+        assert_eq!(l.chunk_bytes(), 4 * 32768);
+        assert_eq!(
+            std::format!("percpu: {l}"),
+            "percpu: Embedded 8 pages/cpu s1024 r8192 d23552 u32768"
+        );
+        // A small sum is grown to its page, not to the unit.
+        let small = FirstChunkLayout::embed(512, 0, 1024, 1).unwrap();
+        assert_eq!((small.dyn_size, small.pages_per_cpu()), (4096 - 512, 1));
+        assert_eq!(std::format!("{small}"), "Embedded 1 pages/cpu s512 r0 d3584 u32768");
+        assert_eq!(FirstChunkLayout::embed(30000, 8192, 0, 2), Err(PcpuError::Invalid));
+        assert_eq!(FirstChunkLayout::embed(64, 0, 64, 0), Err(PcpuError::Invalid));
+    }
+
+    #[test]
+    fn alloc_percpu_serves_the_first_chunks_dynamic_part_first() {
+        let l = FirstChunkLayout::embed(1024, 8192, 4096, 2).unwrap();
+        let (start, end) = (1024 + 8192, 4 * 4096);
+        let mut p = Percpu::new(2);
+        assert_eq!(p.setup_first_chunk(BASE, &l), Ok(0));
+        assert_eq!(p.setup_first_chunk(BASE, &l), Err(PcpuError::Invalid), "once");
+        assert_eq!(p.nr_pages(), 2 * PCPU_UNIT_PAGES, "meminfo Percpu counts it");
+        assert_eq!(p.free_bytes(), end - start);
+        p.check().unwrap();
+        // The first allocation lands at the dynamic part's start, on every
+        // CPU's unit.
+        assert_eq!(p.needs_chunk(64, 64), Ok(false));
+        let a = p.alloc(64, 64).unwrap();
+        assert_eq!(a, PercpuPtr { chunk: 0, off: start as u32 });
+        assert_eq!(p.addr(a, 1), Some(BASE + PCPU_UNIT_SIZE as u64 + start as u64));
+        // Fill the dynamic part: the next request needs a new chunk.
+        let rest = p.alloc(end - start - 64, 4).unwrap();
+        assert_eq!(rest.off as usize, start + 64);
+        assert_eq!(p.free_bytes(), 0);
+        assert_eq!(p.needs_chunk(4, 4), Ok(true), "hidden areas are never handed out");
+        p.add_chunk(BASE + 0x10_0000).unwrap();
+        let b = p.alloc(4, 4).unwrap();
+        assert_eq!(b, PercpuPtr { chunk: 1, off: 0 });
+        p.check().unwrap();
+        // Hidden areas cannot be freed; the allocation next to the tail
+        // frees exactly its bytes; the first chunk stays when it empties.
+        for off in [0, 1024, start as u32 - 4, end as u32] {
+            assert_eq!(p.free(PercpuPtr { chunk: 0, off }), Err(PcpuError::NotAllocated));
+        }
+        assert_eq!(p.free(rest), Ok((end - start - 64, None)));
+        assert_eq!(p.free(a), Ok((64, None)), "the first chunk is never released");
+        assert_eq!(p.free(b), Ok((4, Some(BASE + 0x10_0000))));
+        assert_eq!((p.nr_chunks(), p.free_bytes()), (1, end - start));
+        p.check().unwrap();
+        // A dynamic chunk refuses to become the first one.
+        let mut q = with_chunk(2);
+        assert_eq!(q.setup_first_chunk(BASE, &l), Err(PcpuError::Invalid));
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
     });
 
     paging::init_final_tables(&mut mb, direct_map_end);
+    // cf. start_kernel(): setup_per_cpu_areas() right after setup_arch(),
+    // while memblock still allocates; the direct map reaches the chunk.
+    crate::arch::x86_64::percpu::setup_per_cpu_areas(&mut mb, direct_map_end);
     crate::time::boot_phase("page tables");
 
     // Neither array is cleared here: mem_map's descriptors are written by

@@ -15,6 +15,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use mm::percpu::FirstChunkLayout;
+use spin::Once;
+
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 
@@ -48,18 +51,114 @@ impl PerCpu {
     }
 }
 
+/// The boot area: CPU 0's until [`setup_per_cpu_areas`] moves it into the
+/// first chunk (cf. the boot CPU's early per-CPU area before
+/// `setup_per_cpu_areas()` switches `%gs`). Also every CPU's area if that
+/// never ran.
 static PER_CPU: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
+
+/// The per-CPU allocator's first chunk: its direct-map address (0 until
+/// [`setup_per_cpu_areas`]) and layout. CPU `n`'s area is the start of
+/// unit `n` (the static part).
+static FIRST_CHUNK: AtomicU64 = AtomicU64::new(0);
+static FIRST_CHUNK_LAYOUT: Once<FirstChunkLayout> = Once::new();
+
+/// Bytes of the first dynamic part asked for (cf. 64-bit Linux's
+/// `PERCPU_DYNAMIC_RESERVE`); no modules, so no reserved part
+/// (`PERCPU_MODULE_RESERVE` is 0 without `CONFIG_MODULES`).
+const PERCPU_DYNAMIC_RESERVE: usize = 28 << 10;
+
+/// CPU `cpu`'s area: its unit of the first chunk once there is one.
+fn area_of(cpu: usize) -> &'static PerCpu {
+    let base = FIRST_CHUNK.load(Ordering::Acquire);
+    let Some(layout) = FIRST_CHUNK_LAYOUT
+        .get()
+        .filter(|l| base != 0 && cpu < l.nr_units)
+    else {
+        return &PER_CPU[cpu];
+    };
+    // SAFETY: `setup_per_cpu_areas` wrote an initialised `PerCpu` at the
+    // start of every unit of the chunk (memblock memory reserved forever,
+    // mapped by the direct map, 64-byte aligned since units are page
+    // aligned) before publishing `FIRST_CHUNK`, and `cpu` names one of
+    // those units.
+    unsafe { &*((base + (cpu * layout.unit_size) as u64) as *const PerCpu) }
+}
+
+/// The per-CPU areas' first chunk (cf. x86's `setup_per_cpu_areas()` →
+/// `pcpu_embed_first_chunk()`): one unit per possible CPU (the MADT's,
+/// as the trace rings count them) taken from memblock, each holding that
+/// CPU's static area (its [`PerCpu`]) and the first dynamic part that
+/// `alloc_percpu` serves before it needs a chunk of its own. The boot CPU
+/// moves its GS base there at once; the others start on theirs. Call once
+/// the direct map is up and while memblock is still the allocator.
+pub fn setup_per_cpu_areas(mb: &mut mm::memblock::Memblock, limit: u64) {
+    let nr_possible = crate::acpi::info()
+        .map_or(1, |i| i.nr_cpus)
+        .clamp(1, MAX_CPUS);
+    let layout = match FirstChunkLayout::embed(
+        size_of::<PerCpu>(),
+        0,
+        PERCPU_DYNAMIC_RESERVE,
+        nr_possible,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("percpu: no first chunk layout ({e:?}); areas stay static");
+            return;
+        }
+    };
+    let Some(phys) = mb.alloc_named(
+        layout.chunk_bytes(),
+        mm::types::PAGE_SIZE,
+        mm::types::PhysAddr(limit),
+        "percpu",
+    ) else {
+        log::error!(
+            "percpu: no {} bytes of memblock for the first chunk; areas stay static",
+            layout.chunk_bytes()
+        );
+        return;
+    };
+    let base = crate::memory::paging::phys_to_virt(phys.0) as u64;
+    for unit in 0..layout.nr_units {
+        let at = (base + (unit * layout.unit_size) as u64) as *mut PerCpu;
+        // SAFETY: `at` is the start of unit `unit` of a fresh, page-aligned
+        // memblock reservation of `chunk_bytes` in the direct map, which
+        // nothing else references; writing a whole `PerCpu` there makes
+        // the area that `area_of` hands out afterwards.
+        unsafe { at.write(PerCpu::new()) };
+    }
+    FIRST_CHUNK_LAYOUT.call_once(|| layout);
+    FIRST_CHUNK.store(base, Ordering::Release);
+    // The boot CPU moves in (interrupts are off, no other CPU runs yet).
+    install(0, this_cpu_apic_id());
+    log::info!("percpu: {layout}");
+    log::debug!(
+        "percpu: first chunk at {:#x} ({} units); CPU 0's GS base {base:#x}",
+        phys.0,
+        layout.nr_units
+    );
+}
+
+/// The first chunk as `alloc_percpu` takes it over: its direct-map address
+/// and layout, `None` if the areas stayed static.
+pub fn first_chunk() -> Option<(u64, FirstChunkLayout)> {
+    let base = FIRST_CHUNK.load(Ordering::Acquire);
+    Some((base, *FIRST_CHUNK_LAYOUT.get()?)).filter(|_| base != 0)
+}
 
 /// Set once the boot CPU's GS base points at `PER_CPU[0]`; application
 /// processors set theirs before any code that asks.
 static GS_READY: AtomicBool = AtomicBool::new(false);
 
-/// Points this CPU's GS base at `PER_CPU[cpu]` after recording its number
-/// and APIC id there (cf. the `wrmsr MSR_GS_BASE` of Linux's
+/// Points this CPU's GS base at its area (its unit of the first chunk, or
+/// `PER_CPU[cpu]` before there is one) after recording its number and
+/// APIC id there (cf. the `wrmsr MSR_GS_BASE` of Linux's
 /// `secondary_startup_64`). Call after the CPU's GDT is loaded: loading a
 /// null GS selector clears the base on Intel CPUs.
 pub fn install(cpu: usize, apic_id: u32) {
-    let area = &PER_CPU[cpu];
+    let area = area_of(cpu);
     let addr = core::ptr::from_ref(area) as u64;
     area.this.store(addr, Ordering::Relaxed);
     area.cpu.store(cpu as u32, Ordering::Relaxed);
