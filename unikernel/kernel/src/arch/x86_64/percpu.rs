@@ -3,11 +3,12 @@
 //! (cf. Linux's `this_cpu_read(cpu_number)` / `pcpu_hot.cpu_number`,
 //! reached through `%gs` the same way).
 //!
-//! This is the identity only: the areas are a small static array, not yet
-//! the first chunk of the per-CPU allocator (`alloc_percpu`'s chunks come
-//! from the buddy allocator); `mm` keeps its own per-CPU state, indexed by
-//! this number. CPU 0 is the boot CPU; the application processors are
-//! numbered 1.. in MADT order by `smp`.
+//! The areas are the static parts of the units of the per-CPU
+//! allocator's first chunk ([`setup_per_cpu_areas`], from memblock; the
+//! boot CPU starts on a static boot area and moves in), and `alloc_percpu`
+//! serves the rest of those units first. `mm` keeps its own per-CPU state,
+//! indexed by this number. CPU 0 is the boot CPU; the application
+//! processors are numbered 1.. in MADT order by `smp`.
 //!
 //! Until [`init_bsp`] has run (the boot CPU's first log lines, before its
 //! GDT is loaded) GS points at nothing, and [`this_cpu_id`] answers 0
