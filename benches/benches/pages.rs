@@ -612,14 +612,22 @@ fn selected(name: &str) -> bool {
 fn count_mode(spec: &str) {
     fn run<A: Pages>(a: &mut A, work: &str, n: usize) {
         let random = |a: &mut A, max_order: u8| {
-            let t = op_table(0x5eed_0000 + u64::from(max_order), if max_order == 0 { 10_000 } else { 4_000 }, max_order, n);
+            let t = op_table(
+                0x5eed_0000 + u64::from(max_order),
+                if max_order == 0 { 10_000 } else { 4_000 },
+                max_order,
+                n,
+            );
             random_ops(a, &t, n, Duration::MAX).expect("random ops");
         };
         match work {
             "rand0" => random(a, 0),
             "rand03" => random(a, 3),
             pair => {
-                let order: u32 = pair.trim_start_matches("pair").parse().expect("pair<order>");
+                let order: u32 = pair
+                    .trim_start_matches("pair")
+                    .parse()
+                    .expect("pair<order>");
                 for _ in 0..n {
                     let b = a.alloc(black_box(order)).expect("alloc");
                     a.free(black_box(b), order);
@@ -629,7 +637,10 @@ fn count_mode(spec: &str) {
     }
     let mut it = spec.split(',');
     let (row, work) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
-    let n: usize = it.next().and_then(|n| n.parse().ok()).expect("PZ_BENCH_COUNT=row,workload,n");
+    let n: usize = it
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("PZ_BENCH_COUNT=row,workload,n");
     match row {
         "pcp" => run(&mut mm_fresh(true), work, n),
         "bypassed" => run(&mut mm_fresh(false), work, n),

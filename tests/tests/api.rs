@@ -772,8 +772,8 @@ fn per_cpu_page_lists_refill_in_batches_and_reset_drains_them() {
     assert_eq!(buddyinfo(&mut c), boot);
 }
 
-/// alloc_percpu in the guest, one CPU: the first chunk (one 32 KiB unit
-/// from memblock: the CPU's 64-byte static area, then the dynamic part)
+/// alloc_percpu in the guest, one CPU: the first chunk (one unit from
+/// memblock: the CPU's 64-byte static area and a 16 KiB dynamic part)
 /// is `Percpu` from boot and serves first, without the buddy allocator;
 /// an object too big for what is left takes a buddy chunk, which goes
 /// back with it. Objects are zeroed, filled and read back.
@@ -787,7 +787,7 @@ fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
             .unwrap()
     };
     let boot = buddyinfo(&mut c);
-    assert_eq!(percpu_kb(&mut c), 32, "the first chunk: one unit");
+    assert_eq!(percpu_kb(&mut c), 16, "the first chunk: one unit's 4 pages");
     let memmap = c.request("GET", "/api/memmap", None).json();
     let first = memmap["entries"]
         .as_array()
@@ -796,7 +796,7 @@ fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
         .find(|e| e["name"] == "percpu")
         .unwrap_or_else(|| panic!("no percpu reservation in {memmap}"));
     assert_eq!(first["type"], "memblock", "{first}");
-    assert_eq!(first["size"], 32768, "{first}");
+    assert_eq!(first["size"], 16384, "the unit's tail went back: {first}");
     let unit0 = 0xffff_8880_0000_0000 + hex(&first["start"]);
 
     let r = alloc(&mut c, json!({"type":"percpu","size":100,"align":64}));
@@ -810,7 +810,7 @@ fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
     let addrs = h["addresses"].as_array().unwrap();
     assert_eq!(addrs.len(), 1);
     assert_eq!(hex(&addrs[0]), unit0 + 64, "{h}");
-    assert_eq!(percpu_kb(&mut c), 32);
+    assert_eq!(percpu_kb(&mut c), 16);
     assert_eq!(
         buddyinfo(&mut c),
         boot,
@@ -837,8 +837,8 @@ fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
     crc.update(&[90u8; 100]);
     assert_eq!(hex(&full["crc32"]), crc.finalize() as u64);
 
-    // 32 KiB no longer fits beside the static area and the first object.
-    let r = alloc(&mut c, json!({"type":"percpu","size":32768,"align":64}));
+    // 16 KiB no longer fits: a buddy chunk (32 KiB units) takes it.
+    let r = alloc(&mut c, json!({"type":"percpu","size":16384,"align":64}));
     assert_eq!(r.status, 201, "{}", r.text());
     let big = r.json();
     assert_eq!(
@@ -846,7 +846,7 @@ fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
         (Some(1), Some(0)),
         "{big}"
     );
-    assert_eq!(percpu_kb(&mut c), 64);
+    assert_eq!(percpu_kb(&mut c), 16 + 32);
     assert_ne!(buddyinfo(&mut c), boot, "a chunk from the buddy allocator");
     let big_id = big["id"].as_u64().unwrap();
     for id in [big_id, id] {
@@ -856,9 +856,9 @@ fn percpu_objects_fill_the_first_chunk_then_a_buddy_chunk() {
             200
         );
     }
-    assert_eq!(percpu_kb(&mut c), 32, "the first chunk stays");
+    assert_eq!(percpu_kb(&mut c), 16, "the first chunk stays");
     // The requests' own heap churn settles with the reset.
     assert_eq!(c.request("POST", "/api/reset", None).status, 200);
-    assert_eq!(percpu_kb(&mut c), 32);
+    assert_eq!(percpu_kb(&mut c), 16);
     assert_eq!(buddyinfo(&mut c), boot);
 }

@@ -74,8 +74,22 @@ macro_rules! gz_asset {
     };
 }
 
-gz_asset!(DASHBOARD_GZ, DASHBOARD_LEN, DASHBOARD_BUF, DASHBOARD_PLAIN, dashboard_plain, "index.html.gz");
-gz_asset!(OPENAPI_GZ, OPENAPI_LEN, OPENAPI_BUF, OPENAPI_PLAIN, openapi_plain, "openapi.min.json.gz");
+gz_asset!(
+    DASHBOARD_GZ,
+    DASHBOARD_LEN,
+    DASHBOARD_BUF,
+    DASHBOARD_PLAIN,
+    dashboard_plain,
+    "index.html.gz"
+);
+gz_asset!(
+    OPENAPI_GZ,
+    OPENAPI_LEN,
+    OPENAPI_BUF,
+    OPENAPI_PLAIN,
+    openapi_plain,
+    "openapi.min.json.gz"
+);
 
 /// `GET /` (and `HEAD /`): the dashboard, gzip or inflated.
 pub(crate) fn dashboard(req: &Request) -> Result<Response, ApiError> {

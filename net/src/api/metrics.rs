@@ -8,7 +8,6 @@
 //! Label sets partition what they count: `sum()` over a family's
 //! label is the whole (the TCP pool, the pkmap slots).
 
-use alloc::string::String;
 use core::fmt::{self, Write};
 
 use mm::platform::Platform;
@@ -19,7 +18,7 @@ use super::node_exporter;
 use super::text;
 use super::views::zone_copies;
 use crate::server::error::ApiError;
-use crate::server::response::{Response, try_string};
+use crate::server::response::{BodyWriter, Response};
 use crate::server::stack::NetStats;
 
 /// `Content-Type` of the exposition format.
@@ -28,25 +27,18 @@ const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// A per-zone gauge: name, help, and how to read it from a zone.
 type ZoneGauge = (&'static str, &'static str, fn(&mm::zone::Zone) -> u64);
 
-/// Smallest and largest buffer `/metrics` is rendered into.
-const METRICS_BYTES: (usize, usize) = (96 * 1024, 1 << 20);
-
-/// The exposition being written: a buffer reserved up front that never
-/// grows (a request path allocates fallibly), and whether anything did
-/// not fit, in which case the whole text is rendered again, larger.
+/// The exposition being written, in page-sized pieces (a
+/// [`BodyWriter`], as `seq_file` fills a view page by page): no
+/// multi-page buffer, so the text still renders when memory is short and
+/// only single pages are left; the first piece the heap refuses fails
+/// the whole response (507).
 pub(super) struct MetricsOut {
-    text: String,
-    overflow: bool,
+    body: BodyWriter,
 }
 
 impl Write for MetricsOut {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.overflow || self.text.len() + s.len() > self.text.capacity() {
-            self.overflow = true;
-            return Err(fmt::Error);
-        }
-        self.text.push_str(s);
-        Ok(())
+        self.body.write_str(s)
     }
 }
 
@@ -76,14 +68,14 @@ pub(super) fn label_value(s: &str) -> impl core::fmt::Display + '_ {
 
 impl<P: Platform> Api<'_, P> {
     pub(super) fn metrics(&self, net: &NetStats) -> Response {
-        match self.metrics_text(net) {
-            Ok(text) => Response::bytes(200, CONTENT_TYPE_PROMETHEUS, text.into_bytes()),
+        match self.metrics_body(net) {
+            Ok(response) => response,
             Err(e) => e.into_response(),
         }
     }
 
-    /// The exposition, rendered into a buffer doubled until it fits.
-    fn metrics_text(&self, net: &NetStats) -> Result<String, ApiError> {
+    /// The exposition, rendered once into page-sized pieces.
+    fn metrics_body(&self, net: &NetStats) -> Result<Response, ApiError> {
         // The /proc texts the node_exporter families are parsed from,
         // rendered first, by the code that serves them.
         let buddyinfo = text::buddyinfo_text(self.mm)?;
@@ -100,19 +92,11 @@ impl<P: Platform> Api<'_, P> {
             vmstat: &vmstat,
             slabinfo: slabinfo.as_deref(),
         };
-        let mut capacity = METRICS_BYTES.0;
-        while capacity <= METRICS_BYTES.1 {
-            let mut out = MetricsOut {
-                text: try_string(capacity)?,
-                overflow: false,
-            };
-            self.render_metrics(net, &sources, &mut out);
-            if !out.overflow {
-                return Ok(out.text);
-            }
-            capacity *= 2;
-        }
-        Err(ApiError::enomem("metrics too large to render"))
+        let mut out = MetricsOut {
+            body: BodyWriter::new(),
+        };
+        self.render_metrics(net, &sources, &mut out);
+        Ok(out.body.finish(200, CONTENT_TYPE_PROMETHEUS)?)
     }
 
     fn render_metrics(&self, net: &NetStats, node: &NodeSources<'_>, out: &mut MetricsOut) {

@@ -152,7 +152,11 @@ pub trait System {
     /// on the calling CPU, the others through their work queues — and
     /// returns when every one has finished. `job` must not use the heap
     /// (the slab allocator is not per-CPU yet). The default runs one CPU.
-    fn run_on_cpus(&self, n: usize, job: &(dyn Fn(usize, usize) + Sync)) -> Result<(), &'static str> {
+    fn run_on_cpus(
+        &self,
+        n: usize,
+        job: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(), &'static str> {
         if n != 1 {
             return Err("this system runs work on one CPU");
         }
@@ -538,11 +542,9 @@ impl<'a, P: Platform> Api<'a, P> {
             RouteId::ExtfragIndex => text::extfrag_index(self.mm),
             RouteId::Compact => return self.compact(req),
             RouteId::Cma => self.cma_view(),
-            RouteId::Cpus => views::cpus(
-                self.mm,
-                &self.system.cpus(),
-                self.system.tlb_shootdowns(),
-            ),
+            RouteId::Cpus => {
+                views::cpus(self.mm, &self.system.cpus(), self.system.tlb_shootdowns())
+            }
             RouteId::UnusableIndex => text::unusable_index(self.mm),
             RouteId::Slabinfo => return self.slabinfo(),
             RouteId::ProcSlabinfo => return self.proc_slabinfo(),

@@ -277,7 +277,10 @@ fn check_tlb_shootdown(mm: &memory::Mm) -> bool {
         log::error!("selftest: TLB shootdown: {e}");
         return false;
     }
-    let (stale, reused) = (stale.load(Ordering::Relaxed), reused.load(Ordering::Relaxed));
+    let (stale, reused) = (
+        stale.load(Ordering::Relaxed),
+        reused.load(Ordering::Relaxed),
+    );
     let sent = crate::arch::x86_64::ipi::shootdowns() - shootdowns;
     let ok = failed.load(Ordering::Relaxed) == 0 && stale == 0 && reused > 0 && sent >= ROUNDS;
     if ok {

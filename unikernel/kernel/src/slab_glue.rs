@@ -110,8 +110,7 @@ pub fn set_nr_cpus(n: usize) {
 #[inline(always)]
 pub fn kmalloc_fast(size: usize, gfp: GfpFlags) -> Option<u64> {
     let cpu = this_cpu();
-    if HELD[cpu].load(Ordering::Relaxed)
-        || memory::mm().trace_enabled(mm::trace::EventId::Kmalloc)
+    if HELD[cpu].load(Ordering::Relaxed) || memory::mm().trace_enabled(mm::trace::EventId::Kmalloc)
     {
         return None;
     }
@@ -128,9 +127,7 @@ pub fn kmalloc_fast(size: usize, gfp: GfpFlags) -> Option<u64> {
 #[inline(always)]
 pub fn kfree_fast(addr: u64) -> bool {
     let cpu = this_cpu();
-    if HELD[cpu].load(Ordering::Relaxed)
-        || memory::mm().trace_enabled(mm::trace::EventId::Kfree)
-    {
+    if HELD[cpu].load(Ordering::Relaxed) || memory::mm().trace_enabled(mm::trace::EventId::Kfree) {
         return false;
     }
     let Some(guard) = SLAB.read_cpu(cpu) else {
@@ -323,7 +320,8 @@ impl net::api::SlabAccess for KernelSlab {
         if !kfree_fast(addr) {
             let mut guard = lock();
             let slab = guard.as_mut().ok_or("no slab allocator")?;
-            slab.kfree(&DirectMap, mm, addr).map_err(|_| "kfree refused")?;
+            slab.kfree(&DirectMap, mm, addr)
+                .map_err(|_| "kfree refused")?;
         }
         Ok(())
     }

@@ -27,8 +27,8 @@ use spin::Mutex;
 
 use crate::gfp::GfpFlags;
 use crate::page::OwnerTag;
-use crate::page_alloc::{AllocError, FreeError, PageAlloc};
 use crate::page_alloc::smp::FreeFast;
+use crate::page_alloc::{AllocError, FreeError, PageAlloc};
 use crate::platform::Platform;
 use crate::sync::{BrLock, BrWriteGuard};
 use crate::trace::{EventId, TraceEvent, TraceRecord, Tracer};

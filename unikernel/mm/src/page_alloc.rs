@@ -44,8 +44,8 @@ use crate::types::{
 };
 use crate::vmstat::{AllocCounters, VmEvent, VmEvents};
 use crate::zone::{
-    MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, Watermarks, Zone,
-    ZoneLayout, ZoneType,
+    MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, Watermarks, Zone, ZoneLayout,
+    ZoneType,
 };
 pub use mobility::AllocFlags;
 
@@ -331,7 +331,8 @@ impl<'a> PageAlloc<'a> {
             deferred: deferred::DeferredInit::NONE,
             cpu: 0,
             nr_cpus: 1,
-            vm_diff: [const { crate::sync::PcpCell::new(smp::VmDiff::ZERO) }; crate::types::NR_CPUS],
+            vm_diff: [const { crate::sync::PcpCell::new(smp::VmDiff::ZERO) };
+                crate::types::NR_CPUS],
             zone_lock: [const { zone_lock::ZoneLock::new() }; NR_ZONES],
             pcp_zone_locked: [0; 2],
         })
@@ -1319,9 +1320,9 @@ pub fn int_sqrt(x: u64) -> u64 {
 mod check;
 pub mod deferred;
 pub mod memmap;
-pub mod smp;
 pub mod mobility;
 pub mod pcp;
+pub mod smp;
 mod take;
 pub mod zone_lock;
 

@@ -15,7 +15,8 @@
 //! ([`Percpu::add_chunk`]; the kernel takes it from the buddy allocator)
 //! and gets it back when a dynamic chunk empties ([`Percpu::free`]), so
 //! every chunk is fully populated and `Percpu` in `/proc/meminfo` is
-//! chunks × units × unit pages (cf. `pcpu_nr_pages()`).
+//! chunks × units × unit pages (cf. `pcpu_nr_pages()`), the first chunk's
+//! units counted to the end of their dynamic part.
 //!
 //! **The first chunk** (cf. `setup_per_cpu_areas()` →
 //! `pcpu_embed_first_chunk()` → `pcpu_setup_first_chunk()`): one unit per
@@ -98,7 +99,8 @@ impl FirstChunkLayout {
     ) -> Result<FirstChunkLayout, PcpuError> {
         let static_size = static_size.next_multiple_of(PCPU_MIN_ALLOC_SIZE);
         let reserved_size = reserved_size.next_multiple_of(PCPU_MIN_ALLOC_SIZE);
-        let size_sum = (static_size + reserved_size + dyn_size).next_multiple_of(PAGE_SIZE as usize);
+        let size_sum =
+            (static_size + reserved_size + dyn_size).next_multiple_of(PAGE_SIZE as usize);
         if size_sum > PCPU_UNIT_SIZE || nr_units == 0 {
             return Err(PcpuError::Invalid);
         }
@@ -168,8 +170,9 @@ impl Chunk {
 
     /// Areas hidden from `alloc_percpu` in this chunk.
     fn nr_hidden(&self) -> usize {
-        self.first
-            .map_or(0, |(start, end)| usize::from(start > 0) + usize::from(end < PCPU_UNIT_SIZE))
+        self.first.map_or(0, |(start, end)| {
+            usize::from(start > 0) + usize::from(end < PCPU_UNIT_SIZE)
+        })
     }
 
     /// Mark `[from, to)` bytes allocated as one area (cf. the hidden
@@ -425,9 +428,22 @@ impl Percpu {
     }
 
     /// Pages lent to chunks, every unit counted (cf. `pcpu_nr_pages()`,
-    /// meminfo `Percpu`).
+    /// meminfo `Percpu`); of a first-chunk unit, the pages up to the end
+    /// of its dynamic part.
     pub fn nr_pages(&self) -> u64 {
-        self.nr_chunks() as u64 * PCPU_UNIT_PAGES * self.nr_units as u64
+        let per_unit: u64 = self
+            .chunks
+            .iter()
+            .flatten()
+            .map(|c| match c.first {
+                // Only `[0, end)` of a first-chunk unit is the chunk's: the
+                // caller may give the tail back (cf. the unused part
+                // `pcpu_embed_first_chunk()` frees), and it is hidden.
+                Some((_, end)) => (end as u64).div_ceil(PAGE_SIZE),
+                None => PCPU_UNIT_PAGES,
+            })
+            .sum();
+        per_unit * self.nr_units as u64
     }
 
     /// Chunks in use.
@@ -527,9 +543,18 @@ mod tests {
         // A small sum is grown to its page, not to the unit.
         let small = FirstChunkLayout::embed(512, 0, 1024, 1).unwrap();
         assert_eq!((small.dyn_size, small.pages_per_cpu()), (4096 - 512, 1));
-        assert_eq!(std::format!("{small}"), "Embedded 1 pages/cpu s512 r0 d3584 u32768");
-        assert_eq!(FirstChunkLayout::embed(30000, 8192, 0, 2), Err(PcpuError::Invalid));
-        assert_eq!(FirstChunkLayout::embed(64, 0, 64, 0), Err(PcpuError::Invalid));
+        assert_eq!(
+            std::format!("{small}"),
+            "Embedded 1 pages/cpu s512 r0 d3584 u32768"
+        );
+        assert_eq!(
+            FirstChunkLayout::embed(30000, 8192, 0, 2),
+            Err(PcpuError::Invalid)
+        );
+        assert_eq!(
+            FirstChunkLayout::embed(64, 0, 64, 0),
+            Err(PcpuError::Invalid)
+        );
     }
 
     #[test]
@@ -538,21 +563,42 @@ mod tests {
         let (start, end) = (1024 + 8192, 4 * 4096);
         let mut p = Percpu::new(2);
         assert_eq!(p.setup_first_chunk(BASE, &l), Ok(0));
-        assert_eq!(p.setup_first_chunk(BASE, &l), Err(PcpuError::Invalid), "once");
-        assert_eq!(p.nr_pages(), 2 * PCPU_UNIT_PAGES, "meminfo Percpu counts it");
+        assert_eq!(
+            p.setup_first_chunk(BASE, &l),
+            Err(PcpuError::Invalid),
+            "once"
+        );
+        assert_eq!(
+            p.nr_pages(),
+            2 * l.pages_per_cpu() as u64,
+            "meminfo Percpu counts its populated pages, not the unit's tail"
+        );
         assert_eq!(p.free_bytes(), end - start);
         p.check().unwrap();
         // The first allocation lands at the dynamic part's start, on every
         // CPU's unit.
         assert_eq!(p.needs_chunk(64, 64), Ok(false));
         let a = p.alloc(64, 64).unwrap();
-        assert_eq!(a, PercpuPtr { chunk: 0, off: start as u32 });
-        assert_eq!(p.addr(a, 1), Some(BASE + PCPU_UNIT_SIZE as u64 + start as u64));
+        assert_eq!(
+            a,
+            PercpuPtr {
+                chunk: 0,
+                off: start as u32
+            }
+        );
+        assert_eq!(
+            p.addr(a, 1),
+            Some(BASE + PCPU_UNIT_SIZE as u64 + start as u64)
+        );
         // Fill the dynamic part: the next request needs a new chunk.
         let rest = p.alloc(end - start - 64, 4).unwrap();
         assert_eq!(rest.off as usize, start + 64);
         assert_eq!(p.free_bytes(), 0);
-        assert_eq!(p.needs_chunk(4, 4), Ok(true), "hidden areas are never handed out");
+        assert_eq!(
+            p.needs_chunk(4, 4),
+            Ok(true),
+            "hidden areas are never handed out"
+        );
         p.add_chunk(BASE + 0x10_0000).unwrap();
         let b = p.alloc(4, 4).unwrap();
         assert_eq!(b, PercpuPtr { chunk: 1, off: 0 });
@@ -560,10 +606,17 @@ mod tests {
         // Hidden areas cannot be freed; the allocation next to the tail
         // frees exactly its bytes; the first chunk stays when it empties.
         for off in [0, 1024, start as u32 - 4, end as u32] {
-            assert_eq!(p.free(PercpuPtr { chunk: 0, off }), Err(PcpuError::NotAllocated));
+            assert_eq!(
+                p.free(PercpuPtr { chunk: 0, off }),
+                Err(PcpuError::NotAllocated)
+            );
         }
         assert_eq!(p.free(rest), Ok((end - start - 64, None)));
-        assert_eq!(p.free(a), Ok((64, None)), "the first chunk is never released");
+        assert_eq!(
+            p.free(a),
+            Ok((64, None)),
+            "the first chunk is never released"
+        );
         assert_eq!(p.free(b), Ok((4, Some(BASE + 0x10_0000))));
         assert_eq!((p.nr_chunks(), p.free_bytes()), (1, end - start));
         p.check().unwrap();

@@ -57,8 +57,8 @@ mod error;
 mod flags;
 mod geometry;
 pub mod mem;
-mod source;
 pub mod smp;
+mod source;
 mod stats;
 #[cfg(test)]
 pub(crate) mod tests;

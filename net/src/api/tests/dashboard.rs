@@ -165,9 +165,16 @@ fn openapi_json_is_served_gzip_or_plain_and_is_the_source_document() {
         let plain = get(t, "");
         assert_eq!(plain.status, 200);
         assert_eq!(plain.header("content-encoding"), None);
-        assert_eq!(plain.body, inflated, "the same bytes, inflated in the guest");
+        assert_eq!(
+            plain.body, inflated,
+            "the same bytes, inflated in the guest"
+        );
         // Minified: no whitespace between tokens, so well under the source.
         assert!(plain.body.len() * 10 < include_str!("../openapi.json").len() * 8);
-        assert!(gz.body.len() * 5 < plain.body.len(), "{} gzip bytes", gz.body.len());
+        assert!(
+            gz.body.len() * 5 < plain.body.len(),
+            "{} gzip bytes",
+            gz.body.len()
+        );
     });
 }

@@ -219,11 +219,16 @@ fn bench_on_four_cpus_runs_each_share_on_its_own_lists() {
             ("kmalloc", false),
             ("kmalloc", true),
         ] {
-            let body = json!({"workload":workload,"iterations":2000,"cpus":4,"global_lock":global_lock});
+            let body =
+                json!({"workload":workload,"iterations":2000,"cpus":4,"global_lock":global_lock});
             let r = bench(t, body.clone());
             assert_eq!(r.status, 200, "{body}: {}", r.text());
             let j: Value = serde_json::from_slice(&r.body).unwrap();
-            assert_eq!((j["ops"].as_u64(), j["cpus"].as_u64()), (Some(8000), Some(4)), "{j}");
+            assert_eq!(
+                (j["ops"].as_u64(), j["cpus"].as_u64()),
+                (Some(8000), Some(4)),
+                "{j}"
+            );
             assert_eq!(j["workload"], workload, "{j}");
             assert_eq!(j["global_lock"], global_lock, "{j}");
             let per_cpu = j["per_cpu"].as_array().unwrap();
@@ -243,7 +248,9 @@ fn bench_on_four_cpus_runs_each_share_on_its_own_lists() {
         // (which frames the slabs hold may differ: the CPUs froze and
         // released slabs in their own order); reset restores boot exactly.
         let pages = |b: &mm::manager::BuddySnapshot| -> u64 {
-            b.iter().flat_map(|z| z.iter().enumerate().map(|(o, n)| n << o)).sum()
+            b.iter()
+                .flat_map(|z| z.iter().enumerate().map(|(o, n)| n << o))
+                .sum()
         };
         assert_eq!(pages(&t.mm.drained_buddyinfo()), pages(&boot));
         assert_eq!(slab_counts(t), slabs);
@@ -253,8 +260,14 @@ fn bench_on_four_cpus_runs_each_share_on_its_own_lists() {
             (json!({"workload":"pages","iterations":10,"cpus":5}), 404),
             (json!({"workload":"pages","iterations":10,"cpus":9}), 400),
             (json!({"workload":"pages","iterations":10,"cpus":0}), 400),
-            (json!({"workload":"cache","iterations":10,"cpus":2,"cache":"kmalloc-64"}), 400),
-            (json!({"workload":"pages","iterations":100000,"cpus":4,"order":10}), 400),
+            (
+                json!({"workload":"cache","iterations":10,"cpus":2,"cache":"kmalloc-64"}),
+                400,
+            ),
+            (
+                json!({"workload":"pages","iterations":100000,"cpus":4,"order":10}),
+                400,
+            ),
         ] {
             let r = bench(t, body.clone());
             assert_eq!(r.status, status, "{body}: {}", r.text());

@@ -35,9 +35,7 @@ pub(super) fn prepare_tables(
     frames: &mut impl FrameAllocator<Size4KiB>,
 ) {
     let first = Page::<Size4KiB>::containing_address(XVirt::new(PKMAP_BASE));
-    let last = Page::<Size4KiB>::containing_address(XVirt::new(
-        FIXMAP_END - PAGE_SIZE,
-    ));
+    let last = Page::<Size4KiB>::containing_address(XVirt::new(FIXMAP_END - PAGE_SIZE));
     // Touch one page per 2 MiB: a map then unmap leaves its PT in place.
     let mut page = first;
     let dummy = PhysFrame::<Size4KiB>::containing_address(XPhys::new(0));

@@ -112,8 +112,7 @@ fn in_vmalloc_window(virt: u64) -> bool {
 
 /// Every window this mapper serves.
 fn in_windows(virt: u64) -> bool {
-    in_vmalloc_window(virt)
-        || (PKMAP_BASE..FIXMAP_END).contains(&virt)
+    in_vmalloc_window(virt) || (PKMAP_BASE..FIXMAP_END).contains(&virt)
 }
 
 /// PTE flags for `prot` (cf. `pgprot_t` → `_PAGE_*`). Never `GLOBAL`: a CR3

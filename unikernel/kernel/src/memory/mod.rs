@@ -317,7 +317,9 @@ impl TraceRings {
     /// that (a 5 MiB guest with 2 CPUs: about 300 KiB each, not 576).
     fn size(ram_bytes: u64) -> Self {
         let max_cpus = mm::trace::NR_TRACE_CPUS.min(crate::arch::x86_64::percpu::MAX_CPUS);
-        let nr_cpus = crate::acpi::info().map_or(1, |i| i.nr_cpus).clamp(1, max_cpus);
+        let nr_cpus = crate::acpi::info()
+            .map_or(1, |i| i.nr_cpus)
+            .clamp(1, max_cpus);
         let record = size_of::<TraceRecord>() as u64;
         let full = mm::trace::TRACE_BUF_ENTRIES as u64;
         let budget = (ram_bytes / 8).max(full * record);

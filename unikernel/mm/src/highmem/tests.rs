@@ -228,7 +228,10 @@ fn every_cpu_has_its_own_kmap_atomic_slots() {
     assert!(a3.0 + PAGE_SIZE <= crate::layout::FIXMAP_END);
     assert_eq!(sim.translate(a0), Some(high(1)));
     assert_eq!(sim.translate(a3), Some(high(2)));
-    assert!(matches!(cpu3.pop(&sim, a0), Err(KmapError::AtomicOutOfOrder { .. })));
+    assert!(matches!(
+        cpu3.pop(&sim, a0),
+        Err(KmapError::AtomicOutOfOrder { .. })
+    ));
     assert_eq!(cpu3.pop(&sim, a3), Ok(high(2)));
     assert_eq!(sim.translate(a0), Some(high(1)), "CPU 0's slot untouched");
     assert_eq!(cpu0.pop(&sim, a0), Ok(high(1)));

@@ -358,4 +358,3 @@ pub(super) fn nr_pcp_free(pcp: &mut PerCpuPages, high: u32, free_high: bool) -> 
     }
     scaled.clamp(min_nr_free, max_nr_free.max(min_nr_free))
 }
-

@@ -154,7 +154,11 @@ impl PageAlloc<'_> {
     /// zone flags). The shared side runs the same check through
     /// [`PageAlloc::pcp_fast_target_raw`].
     #[inline(always)]
-    pub(super) fn pcp_fast_target(&mut self, gfp: GfpFlags, order: Order) -> Option<(usize, usize)> {
+    pub(super) fn pcp_fast_target(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+    ) -> Option<(usize, usize)> {
         // SAFETY: `&mut self`: live, and the exclusive side.
         unsafe { Self::pcp_fast_target_raw(self, gfp, order) }
     }
@@ -213,9 +217,8 @@ impl PageAlloc<'_> {
             // SAFETY: list heads and counts, loaded atomically.
             let found = (o..crate::types::NR_ORDERS).any(|a| unsafe {
                 let area = &raw mut (*zone).free_area[a];
-                let nonempty = move |m: MigrateType| {
-                    ld32(&raw mut (*area).free_list[m.index()].head) != NIL
-                };
+                let nonempty =
+                    move |m: MigrateType| ld32(&raw mut (*area).free_list[m.index()].head) != NIL;
                 ld64(&raw mut (*area).nr_free) > 0
                     && (MigrateType::ALL[..MIGRATE_PCPTYPES]
                         .iter()
@@ -671,7 +674,14 @@ impl PageAlloc<'_> {
     /// Links `pfn` (below max_pfn) at the head or tail of list `pindex`
     /// of `cpu`'s pageset of zone `zi`.
     #[inline(always)]
-    pub(super) fn pcp_list_add(&mut self, zi: usize, cpu: usize, pindex: usize, pfn: u32, tail: bool) {
+    pub(super) fn pcp_list_add(
+        &mut self,
+        zi: usize,
+        cpu: usize,
+        pindex: usize,
+        pfn: u32,
+        tail: bool,
+    ) {
         assert!(u64::from(pfn) < self.layout.max_pfn.0);
         let map = self.mem_map.base();
         let list = &mut self.zones[zi].pcp[cpu].lists[pindex];

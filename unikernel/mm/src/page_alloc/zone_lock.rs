@@ -314,7 +314,6 @@ impl PageAlloc<'_> {
         // SAFETY: `&mut self`: the exclusive side.
         unsafe { zf.del(pfn, order) }
     }
-
 }
 
 /// One zone's buddy free lists as `zone->lock` gives them: the buddy core
@@ -490,8 +489,7 @@ impl ZoneFree {
             // blocks change lists only through isolation, which moves a
             // pageblock's free blocks before it retypes it). Only a zone
             // with a CMA area pays for the pageblock read.
-            if (*self.zone).cma_pages > 0 && self.pageblock_mt(u64::from(pfn)) == MigrateType::Cma
-            {
+            if (*self.zone).cma_pages > 0 && self.pageblock_mt(u64::from(pfn)) == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) - (1 << order));
             }
@@ -553,7 +551,8 @@ impl ZoneFree {
         // SAFETY: the method contract.
         unsafe {
             for current in order..NR_ORDERS {
-                let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
+                let head =
+                    ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
                 if head == NIL {
                     continue;
                 }
@@ -588,7 +587,8 @@ impl ZoneFree {
         // SAFETY: the method contract.
         unsafe {
             if flags.cma
-                && ld64(&raw mut (*self.zone).nr_free_cma) > ld64(&raw mut (*self.zone).free_pages) / 2
+                && ld64(&raw mut (*self.zone).nr_free_cma)
+                    > ld64(&raw mut (*self.zone).free_pages) / 2
                 && let Some(pfn) = self.rmqueue_smallest(o, MigrateType::Cma)
             {
                 return Some(pfn);

@@ -58,7 +58,6 @@ mod tests;
 /// CPUs with a `kmem_cache_cpu`: the kernel-wide [`crate::types::NR_CPUS`].
 pub use crate::types::NR_CPUS;
 
-
 /// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
 /// slab and that slab's free list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,7 +212,12 @@ impl SlabAllocator<'_> {
 
     /// `__GFP_ZERO` on an object the fast path popped.
     #[inline(never)]
-    fn zero_object<M: ObjectMemory>(&self, mem: &M, slot: usize, obj: u64) -> Result<u64, SlabError> {
+    fn zero_object<M: ObjectMemory>(
+        &self,
+        mem: &M,
+        slot: usize,
+        obj: u64,
+    ) -> Result<u64, SlabError> {
         let c = &self.caches[slot & (MAX_CACHES - 1)];
         mem.fill(obj, c.object_size as usize, 0);
         Ok(obj)

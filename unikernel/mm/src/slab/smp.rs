@@ -425,7 +425,11 @@ impl SlabAllocator<'_> {
         };
         let m = metas.at(head);
         let prior = m.freelist;
-        let prior_va = if prior == NIL { 0 } else { base + u64::from(prior) };
+        let prior_va = if prior == NIL {
+            0
+        } else {
+            base + u64::from(prior)
+        };
         if m.prev == FROZEN
             || prior_va == addr
             || m.inuse == 0

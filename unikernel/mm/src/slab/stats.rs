@@ -7,9 +7,9 @@ use core::fmt;
 
 use super::debug::check_free_object;
 use super::{
-    CacheId, CacheKind, CacheName, CorruptionCounts, CorruptionKind, KmemCache, KmemCacheCpu,
-    FROZEN, ListKind, MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory, SlabAllocator,
-    SlabFlags, SlabList, list_kind, slab_va,
+    CacheId, CacheKind, CacheName, CorruptionCounts, CorruptionKind, FROZEN, KmemCache,
+    KmemCacheCpu, ListKind, MAX_CACHES, META_LARGE_HEAD, META_LARGE_TAIL, NIL, ObjectMemory,
+    SlabAllocator, SlabFlags, SlabList, list_kind, slab_va,
 };
 use crate::selfcheck::{Checked, Problem, SLAB};
 use crate::types::{PAGE_OFFSET, PAGE_SIZE, Pfn};
@@ -74,8 +74,11 @@ impl fmt::Display for SlabCheckError {
 impl SlabAllocator<'_> {
     fn info_slot(&self, slot: usize) -> CacheInfo {
         let c = &self.caches[slot];
-        let (mut full, mut partial, mut empty) =
-            (c.node.full.nr as u64, c.node.partial.nr as u64, c.node.empty.nr as u64);
+        let (mut full, mut partial, mut empty) = (
+            c.node.full.nr as u64,
+            c.node.partial.nr as u64,
+            c.node.empty.nr as u64,
+        );
         for (_, cc) in self.cpu_slabs(slot) {
             match cc.inuse {
                 0 => empty += 1,
@@ -272,11 +275,17 @@ impl SlabAllocator<'_> {
             checked.caches += 1;
             checked.slabs += c.nr_slabs;
             checked.objects += c.nr_slabs * c.objects as u64;
-            if c.node.full.head != NIL || c.node.full.tail != NIL || full_slabs[slot] != c.node.full.nr as u64 {
+            if c.node.full.head != NIL
+                || c.node.full.tail != NIL
+                || full_slabs[slot] != c.node.full.nr as u64
+            {
                 sink(cache_problem(c, "full slab count does not match the slabs"));
             }
             let mut inuse = full_inuse[slot];
-            for (list, kind) in [(&c.node.partial, ListKind::Partial), (&c.node.empty, ListKind::Empty)] {
+            for (list, kind) in [
+                (&c.node.partial, ListKind::Partial),
+                (&c.node.empty, ListKind::Empty),
+            ] {
                 inuse += self.check_list(slot, c, list, kind, mem, sink, checked);
             }
             if inuse != c.node.list_inuse {
@@ -351,7 +360,11 @@ impl SlabAllocator<'_> {
         self.check_slab_frames(slot, c, pfn, sink);
         let m = &self.metas[pfn as usize];
         if m.prev != FROZEN || m.next != NIL {
-            sink(self.problem(Some(slot), "CPU slab is linked on a list or not marked frozen", pfn));
+            sink(self.problem(
+                Some(slot),
+                "CPU slab is linked on a list or not marked frozen",
+                pfn,
+            ));
         }
         if m.freelist != NIL || m.inuse as u32 != c.objects {
             sink(self.problem(Some(slot), "CPU slab is not frozen", pfn));

@@ -104,7 +104,9 @@ pub fn init() {
 
 /// The physical APIC id of online CPU `cpu`, if it is online.
 fn apic_id_of(cpu: usize) -> Option<u32> {
-    smp::online_cpus().find(|&(c, _)| c == cpu).map(|(_, id)| id)
+    smp::online_cpus()
+        .find(|&(c, _)| c == cpu)
+        .map(|(_, id)| id)
 }
 
 /// Queues `work` on application processor `cpu` and wakes it.
@@ -122,8 +124,12 @@ pub fn queue_work_on(cpu: usize, work: Work) -> Result<(), QueueError> {
         ring.items[at] = Some(work);
         ring.len += 1;
     }
-    apic::send_ipi(apic_id as u8, ICR_FIXED_ASSERT | u32::from(RESCHEDULE_VECTOR), 1000)
-        .map_err(|_| QueueError::IpiFailed)
+    apic::send_ipi(
+        apic_id as u8,
+        ICR_FIXED_ASSERT | u32::from(RESCHEDULE_VECTOR),
+        1000,
+    )
+    .map_err(|_| QueueError::IpiFailed)
 }
 
 /// The next item of this CPU's queue.
@@ -158,12 +164,16 @@ pub fn ap_idle(cpu: usize) -> ! {
 
 /// Work items `cpu` has run.
 pub fn work_done(cpu: usize) -> u64 {
-    QUEUES.get(cpu).map_or(0, |q| q.done.load(Ordering::Relaxed))
+    QUEUES
+        .get(cpu)
+        .map_or(0, |q| q.done.load(Ordering::Relaxed))
 }
 
 /// Shootdown IPIs `cpu` has handled.
 pub fn flushes_received(cpu: usize) -> u64 {
-    QUEUES.get(cpu).map_or(0, |q| q.flushes.load(Ordering::Relaxed))
+    QUEUES
+        .get(cpu)
+        .map_or(0, |q| q.flushes.load(Ordering::Relaxed))
 }
 
 fn reschedule_interrupt(_frame: &mut TrapFrame) {
@@ -219,8 +229,12 @@ pub fn flush_tlb_kernel_range_others(first: u64, nr_pages: u64) {
     let n = others().count() as u32;
     FLUSH_PENDING.store(n, Ordering::Release);
     for (_, apic_id) in others() {
-        if apic::send_ipi(apic_id as u8, ICR_FIXED_ASSERT | u32::from(CALL_FUNCTION_VECTOR), 1000)
-            .is_err()
+        if apic::send_ipi(
+            apic_id as u8,
+            ICR_FIXED_ASSERT | u32::from(CALL_FUNCTION_VECTOR),
+            1000,
+        )
+        .is_err()
         {
             FLUSH_PENDING.fetch_sub(1, Ordering::AcqRel);
             log::error!("tlb: shootdown IPI to APIC id {apic_id} did not leave");

@@ -64,10 +64,13 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 static FIRST_CHUNK: AtomicU64 = AtomicU64::new(0);
 static FIRST_CHUNK_LAYOUT: Once<FirstChunkLayout> = Once::new();
 
-/// Bytes of the first dynamic part asked for (cf. 64-bit Linux's
-/// `PERCPU_DYNAMIC_RESERVE`); no modules, so no reserved part
+/// Bytes of the first dynamic part asked for: Linux's floor for it,
+/// `PERCPU_DYNAMIC_EARLY_SIZE`, not 64-bit x86's 28 KiB
+/// `PERCPU_DYNAMIC_RESERVE`: nothing here allocates per-CPU memory at
+/// boot (the API's objects take chunks of their own once it is full), and
+/// the smallest guests need the pages. No modules, so no reserved part
 /// (`PERCPU_MODULE_RESERVE` is 0 without `CONFIG_MODULES`).
-const PERCPU_DYNAMIC_RESERVE: usize = 28 << 10;
+const PERCPU_DYNAMIC_EARLY_SIZE: usize = 12 << 10;
 
 /// CPU `cpu`'s area: its unit of the first chunk once there is one.
 fn area_of(cpu: usize) -> &'static PerCpu {
@@ -100,7 +103,7 @@ pub fn setup_per_cpu_areas(mb: &mut mm::memblock::Memblock, limit: u64) {
     let layout = match FirstChunkLayout::embed(
         size_of::<PerCpu>(),
         0,
-        PERCPU_DYNAMIC_RESERVE,
+        PERCPU_DYNAMIC_EARLY_SIZE,
         nr_possible,
     ) {
         Ok(l) => l,
@@ -121,6 +124,19 @@ pub fn setup_per_cpu_areas(mb: &mut mm::memblock::Memblock, limit: u64) {
         );
         return;
     };
+    // Each unit's tail past the dynamic part goes back to memblock (cf.
+    // pcpu_embed_first_chunk()'s "copy and return the unused part"), so
+    // the buddy allocator gets it; `alloc_percpu` never touches it.
+    let used = (layout.pages_per_cpu() as u64) * mm::types::PAGE_SIZE;
+    let tail_bytes = layout.unit_size as u64 - used;
+    for unit in 0..layout.nr_units as u64 {
+        let tail = phys.0 + unit * layout.unit_size as u64 + used;
+        if tail_bytes > 0
+            && let Err(e) = mb.free(mm::types::PhysAddr(tail), tail_bytes)
+        {
+            log::warn!("percpu: unit {unit}'s unused {tail_bytes} bytes stay reserved ({e:?})");
+        }
+    }
     let base = crate::memory::paging::phys_to_virt(phys.0) as u64;
     for unit in 0..layout.nr_units {
         let at = (base + (unit * layout.unit_size) as u64) as *mut PerCpu;

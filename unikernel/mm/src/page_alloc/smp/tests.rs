@@ -17,7 +17,7 @@ use crate::page::{OwnerTag, Page, PageFlags};
 use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 use crate::platform::sim::{SimPlatform, set_current_cpu};
-use crate::types::{Order, PhysAddr, Pfn};
+use crate::types::{Order, Pfn, PhysAddr};
 use crate::vmstat::VmEvent;
 use crate::zone::ZoneLayout;
 
@@ -28,7 +28,11 @@ fn manager(mem_map: &mut [Page], cpus: usize) -> MemoryManager<'_, SimPlatform> 
 }
 
 /// DMA [0, 16M), DMA32 [16M, lowmem), HighMem [lowmem, 64M).
-fn manager_lowmem(mem_map: &mut [Page], cpus: usize, lowmem: u64) -> MemoryManager<'_, SimPlatform> {
+fn manager_lowmem(
+    mem_map: &mut [Page],
+    cpus: usize,
+    lowmem: u64,
+) -> MemoryManager<'_, SimPlatform> {
     let mut mb = Memblock::new();
     mb.add(PhysAddr(0), RAM).unwrap();
     mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
@@ -60,7 +64,8 @@ fn stamp(mm: &MemoryManager<'_, SimPlatform>, pfn: Pfn, stamp: u64) {
 
 fn read_stamp(mm: &MemoryManager<'_, SimPlatform>, pfn: Pfn) -> u64 {
     let mut v = [0u8; 8];
-    mm.platform().with_frame(pfn, &mut |b| v.copy_from_slice(&b[..8]));
+    mm.platform()
+        .with_frame(pfn, &mut |b| v.copy_from_slice(&b[..8]));
     u64::from_le_bytes(v)
 }
 
@@ -78,7 +83,8 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
     // Each CPU sends some blocks to the next CPU, which frees them:
     // remote frees, as when a page allocated on one CPU dies on another.
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel::<(Pfn, Order, u64)>()).unzip();
-    let mut rxs: Vec<Option<mpsc::Receiver<(Pfn, Order, u64)>>> = rxs.into_iter().map(Some).collect();
+    let mut rxs: Vec<Option<mpsc::Receiver<(Pfn, Order, u64)>>> =
+        rxs.into_iter().map(Some).collect();
     let allocated = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
         for cpu in 0..4usize {
@@ -94,12 +100,21 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                     let r = rng.next();
                     // Remote frees first: blocks another CPU handed over.
                     while let Ok((pfn, order, mark)) = rx.try_recv() {
-                        assert_eq!(read_stamp(mm, pfn), mark, "a block changed hands while live");
+                        assert_eq!(
+                            read_stamp(mm, pfn),
+                            mark,
+                            "a block changed hands while live"
+                        );
                         mm.free_pages(pfn, order).unwrap();
                     }
                     if live.len() < 300 && (r % 3 != 0 || live.is_empty()) {
-                        let order = Order::new(if r % 8 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
-                        let gfp = if r % 5 == 0 { GfpFlags::GFP_KERNEL | GfpFlags::COMP } else { GfpFlags::GFP_KERNEL };
+                        let order =
+                            Order::new(if r % 8 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                        let gfp = if r % 5 == 0 {
+                            GfpFlags::GFP_KERNEL | GfpFlags::COMP
+                        } else {
+                            GfpFlags::GFP_KERNEL
+                        };
                         let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
                         allocated.fetch_add(order.nr_pages(), std::sync::atomic::Ordering::Relaxed);
                         let mark = ((cpu as u64) << 56) | i as u64;
@@ -120,7 +135,9 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                         mm.drain_all_pages();
                     } else if i % 1499 == 0 {
                         let o = Order::new(5).unwrap();
-                        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API).unwrap();
+                        let pfn = mm
+                            .alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API)
+                            .unwrap();
                         allocated.fetch_add(o.nr_pages(), std::sync::atomic::Ordering::Relaxed);
                         mm.free_pages(pfn, o).unwrap();
                     }
@@ -144,8 +161,16 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
     let pa = mm.lock();
     let ev = pa.vm_events();
     let allocated = allocated.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(ev.get(VmEvent::PgAllocDma32) - pgalloc0, allocated, "pgalloc counts every page");
-    assert_eq!(ev.get(VmEvent::PgFree) - pgfree0, allocated, "pgfree counts every page");
+    assert_eq!(
+        ev.get(VmEvent::PgAllocDma32) - pgalloc0,
+        allocated,
+        "pgalloc counts every page"
+    );
+    assert_eq!(
+        ev.get(VmEvent::PgFree) - pgfree0,
+        allocated,
+        "pgfree counts every page"
+    );
     drop(pa);
     assert_eq!(mm.drained_buddyinfo(), boot, "everything came back");
 }
@@ -157,7 +182,9 @@ fn a_cpu_uses_its_own_lists_and_a_drain_empties_all() {
     let boot = mm.drained_buddyinfo();
     let on = |cpu: usize| {
         set_current_cpu(cpu);
-        let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+        let pfn = mm
+            .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+            .unwrap();
         mm.free_pages(pfn, Order::ZERO).unwrap();
         pfn
     };
@@ -182,11 +209,17 @@ fn a_cpu_uses_its_own_lists_and_a_drain_empties_all() {
         (c.alloc[zi][0], c.free[zi][0])
     };
     let (allocs, frees) = counted(&mm);
-    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API).unwrap();
+    let pfn = mm
+        .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+        .unwrap();
     assert_eq!(pfn, b, "LIFO: the block just freed comes back");
     mm.free_pages(pfn, Order::ZERO).unwrap();
     assert_eq!(mm.lock().vm_events().get(VmEvent::PgFree), before + 1);
-    assert_eq!(counted(&mm), (allocs + 1, frees + 1), "per-zone, per-order counts folded");
+    assert_eq!(
+        counted(&mm),
+        (allocs + 1, frees + 1),
+        "per-zone, per-order counts folded"
+    );
     set_current_cpu(0);
     assert_eq!(mm.drain_all_pages(), 2 * u64::from(batch));
     assert_eq!(mm.buddyinfo(), boot);
@@ -197,11 +230,19 @@ fn misuse_on_the_fast_path_is_refused_like_the_slow_one() {
     let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
     let mm = manager(&mut mem_map, 2);
     set_current_cpu(1);
-    let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API).unwrap();
+    let pfn = mm
+        .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API)
+        .unwrap();
     assert!(mm.free_pages(pfn, Order::ZERO).is_err(), "wrong order");
-    assert!(mm.free_pages(pfn.add(1), Order::ZERO).is_err(), "not a head");
+    assert!(
+        mm.free_pages(pfn.add(1), Order::ZERO).is_err(),
+        "not a head"
+    );
     mm.free_pages(pfn, Order::new(1).unwrap()).unwrap();
-    assert!(mm.free_pages(pfn, Order::new(1).unwrap()).is_err(), "double free of a listed block");
+    assert!(
+        mm.free_pages(pfn, Order::new(1).unwrap()).is_err(),
+        "double free of a listed block"
+    );
     assert_eq!(mm.lock().check_invariants(), Ok(()));
     set_current_cpu(0);
 }
@@ -219,24 +260,32 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
     let mm = manager_lowmem(&mut mem_map, 4, 32 << 20);
     mm.lock().set_pcp_high_batch(8, 3);
     let boot = mm.drained_buddyinfo();
-    let zones = [crate::zone::ZoneType::Dma, crate::zone::ZoneType::Dma32, crate::zone::ZoneType::HighMem];
+    let zones = [
+        crate::zone::ZoneType::Dma,
+        crate::zone::ZoneType::Dma32,
+        crate::zone::ZoneType::HighMem,
+    ];
     let (pgfree0, pgalloc0, locked0) = {
         let pa = mm.lock();
         let ev = pa.vm_events();
-        let alloc: Vec<u64> = [VmEvent::PgAllocDma, VmEvent::PgAllocDma32, VmEvent::PgAllocHigh]
-            .iter()
-            .map(|&e| ev.get(e))
-            .collect();
+        let alloc: Vec<u64> = [
+            VmEvent::PgAllocDma,
+            VmEvent::PgAllocDma32,
+            VmEvent::PgAllocHigh,
+        ]
+        .iter()
+        .map(|&e| ev.get(e))
+        .collect();
         (ev.get(VmEvent::PgFree), alloc, pa.pcp_zone_locked_ops())
     };
     assert!(zones.iter().all(|&zt| mm.lock().zone(zt).is_populated()));
     const OPS: usize = 12_000;
     let gfps = [
-        GfpFlags::GFP_KERNEL,                             // DMA32, unmovable
-        GfpFlags::GFP_KERNEL | GfpFlags::DMA,             // DMA
-        GfpFlags::GFP_HIGHUSER_MOVABLE,                   // HighMem, movable
-        GfpFlags::GFP_KERNEL | GfpFlags::RECLAIMABLE,     // DMA32, reclaimable
-        GfpFlags::GFP_HIGHUSER | GfpFlags::COMP,          // HighMem, unmovable
+        GfpFlags::GFP_KERNEL,                         // DMA32, unmovable
+        GfpFlags::GFP_KERNEL | GfpFlags::DMA,         // DMA
+        GfpFlags::GFP_HIGHUSER_MOVABLE,               // HighMem, movable
+        GfpFlags::GFP_KERNEL | GfpFlags::RECLAIMABLE, // DMA32, reclaimable
+        GfpFlags::GFP_HIGHUSER | GfpFlags::COMP,      // HighMem, unmovable
     ];
     let allocated = [(); 3].map(|_| std::sync::atomic::AtomicU64::new(0));
     let checks = std::sync::atomic::AtomicU64::new(0);
@@ -250,12 +299,14 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
                 for i in 0..OPS {
                     let r = rng.next();
                     if live.len() < 64 && (r % 2 == 0 || live.is_empty()) {
-                        let order = Order::new(if r % 4 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                        let order =
+                            Order::new(if r % 4 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
                         let gfp = gfps[(r >> 20) as usize % gfps.len()];
                         let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
                         let zi = mm.lock().zone_of(pfn).unwrap().index();
                         let slot = zones.iter().position(|z| z.index() == zi).unwrap();
-                        allocated[slot].fetch_add(order.nr_pages(), std::sync::atomic::Ordering::Relaxed);
+                        allocated[slot]
+                            .fetch_add(order.nr_pages(), std::sync::atomic::Ordering::Relaxed);
                         let mark = ((cpu as u64) << 56) | i as u64;
                         stamp(mm, pfn, mark);
                         live.push((pfn, order, mark));
@@ -275,12 +326,15 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
                         }
                         666 => {
                             let o = Order::new(5).unwrap();
-                            let pfn = mm.alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API).unwrap();
+                            let pfn = mm
+                                .alloc_pages(GfpFlags::GFP_KERNEL, o, OwnerTag::API)
+                                .unwrap();
                             let slot = zones
                                 .iter()
                                 .position(|z| Some(*z) == mm.lock().zone_of(pfn))
                                 .unwrap();
-                            allocated[slot].fetch_add(o.nr_pages(), std::sync::atomic::Ordering::Relaxed);
+                            allocated[slot]
+                                .fetch_add(o.nr_pages(), std::sync::atomic::Ordering::Relaxed);
                             mm.free_pages(pfn, o).unwrap();
                         }
                         _ => {}
@@ -300,16 +354,39 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
     let (refills, trims) = pa.pcp_zone_locked_ops();
     // With batch 3 and high 8 most refills and trims run under a zone
     // lock; a few thousand of each at least.
-    assert!(refills - locked0.0 > 2_000, "refills under zone locks: {}", refills - locked0.0);
-    assert!(trims - locked0.1 > 2_000, "trims under zone locks: {}", trims - locked0.1);
+    assert!(
+        refills - locked0.0 > 2_000,
+        "refills under zone locks: {}",
+        refills - locked0.0
+    );
+    assert!(
+        trims - locked0.1 > 2_000,
+        "trims under zone locks: {}",
+        trims - locked0.1
+    );
     let mut total = 0;
-    for (slot, e) in [VmEvent::PgAllocDma, VmEvent::PgAllocDma32, VmEvent::PgAllocHigh].iter().enumerate() {
+    for (slot, e) in [
+        VmEvent::PgAllocDma,
+        VmEvent::PgAllocDma32,
+        VmEvent::PgAllocHigh,
+    ]
+    .iter()
+    .enumerate()
+    {
         let n = allocated[slot].load(std::sync::atomic::Ordering::Relaxed);
         assert!(n > 0, "zone {slot} was used");
-        assert_eq!(ev.get(*e) - pgalloc0[slot], n, "pgalloc of zone {slot} counts every page");
+        assert_eq!(
+            ev.get(*e) - pgalloc0[slot],
+            n,
+            "pgalloc of zone {slot} counts every page"
+        );
         total += n;
     }
-    assert_eq!(ev.get(VmEvent::PgFree) - pgfree0, total, "pgfree counts every page");
+    assert_eq!(
+        ev.get(VmEvent::PgFree) - pgfree0,
+        total,
+        "pgfree counts every page"
+    );
     drop(pa);
     assert_eq!(mm.drained_buddyinfo(), boot, "everything came back");
     // NR_FREE_PAGES equals the recount of the free lists (the invariant
@@ -317,7 +394,14 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
     let pa = mm.lock();
     for &zt in &zones {
         let z = pa.zone(zt);
-        assert_eq!(z.free_pages, z.free_area_counts().iter().enumerate().map(|(o, n)| n << o).sum::<u64>());
+        assert_eq!(
+            z.free_pages,
+            z.free_area_counts()
+                .iter()
+                .enumerate()
+                .map(|(o, n)| n << o)
+                .sum::<u64>()
+        );
     }
 }
 
@@ -342,7 +426,12 @@ fn a_held_zone_lock_stops_only_refills_of_that_zone() {
     pa.set_nr_cpus(2);
     let lock = BrLock::new(pa);
     lock.set_nr_cpus(2);
-    let boot = lock.write().zones().iter().map(|z| z.free_area_counts()).collect::<Vec<_>>();
+    let boot = lock
+        .write()
+        .zones()
+        .iter()
+        .map(|z| z.free_area_counts())
+        .collect::<Vec<_>>();
     let (dma32, dma) = (ZoneType::Dma32.index(), ZoneType::Dma.index());
     // Movable: a fresh allocator's pageblocks are all Movable, so these
     // refills need no stealing (which would take the exclusive side).
@@ -351,14 +440,25 @@ fn a_held_zone_lock_stops_only_refills_of_that_zone() {
         let g = lock.read_cpu(1).unwrap();
         // SAFETY: `g` holds CPU 1's flag; this thread acts as CPU 1 and
         // holds no zone lock.
-        unsafe { PageAlloc::alloc_pcp_cpu(g.as_ptr(), 1, gfp, Order::new(order).unwrap(), OwnerTag::API) }
+        unsafe {
+            PageAlloc::alloc_pcp_cpu(
+                g.as_ptr(),
+                1,
+                gfp,
+                Order::new(order).unwrap(),
+                OwnerTag::API,
+            )
+        }
     };
     // CPU 1 primes its DMA32 order-0 list: a refill, one block out and back.
     let p = alloc_on_1(kernel, 0).unwrap();
     {
         let g = lock.read_cpu(1).unwrap();
         // SAFETY: as above; `p` is ours.
-        assert_eq!(unsafe { PageAlloc::free_pcp_cpu(g.as_ptr(), 1, p, Order::ZERO) }, FreeFast::Done);
+        assert_eq!(
+            unsafe { PageAlloc::free_pcp_cpu(g.as_ptr(), 1, p, Order::ZERO) },
+            FreeFast::Done
+        );
     }
     std::thread::scope(|s| {
         // CPU 0, mid-refill of DMA32.
@@ -370,10 +470,16 @@ fn a_held_zone_lock_stops_only_refills_of_that_zone() {
         // An empty DMA32 list (order 1) must wait for DMA32's lock.
         let waiting = s.spawn(|| alloc_on_1(kernel, 1));
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!waiting.is_finished(), "a DMA32 refill ran while DMA32's lock was held");
+        assert!(
+            !waiting.is_finished(),
+            "a DMA32 refill ran while DMA32's lock was held"
+        );
         drop(zone_lock);
         drop(g0);
-        let c = waiting.join().unwrap().expect("the DMA32 refill, once the lock is free");
+        let c = waiting
+            .join()
+            .unwrap()
+            .expect("the DMA32 refill, once the lock is free");
         let mut pa = lock.write();
         assert_eq!(pa.zone_of(a).unwrap().index(), dma32);
         assert_eq!(pa.zone_of(b).unwrap().index(), dma);
@@ -386,6 +492,12 @@ fn a_held_zone_lock_stops_only_refills_of_that_zone() {
         }
         pa.drain_all_pages();
         assert_eq!(pa.check_invariants(), Ok(()));
-        assert_eq!(pa.zones().iter().map(|z| z.free_area_counts()).collect::<Vec<_>>(), boot);
+        assert_eq!(
+            pa.zones()
+                .iter()
+                .map(|z| z.free_area_counts())
+                .collect::<Vec<_>>(),
+            boot
+        );
     });
 }

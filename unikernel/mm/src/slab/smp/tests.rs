@@ -20,8 +20,8 @@ use super::super::{
     FROZEN, NIL, ObjectMemory, PlatformMemory, SLAB_EMPTY_RESERVE, SlabAllocator, SlabFlags,
     SlabMeta, slab_va,
 };
-use crate::kmalloc::SIZE_TO_SLOT;
 use crate::gfp::GfpFlags;
+use crate::kmalloc::SIZE_TO_SLOT;
 use crate::manager::MemoryManager;
 use crate::memblock::Memblock;
 use crate::page::Page;
@@ -36,7 +36,14 @@ const CPUS: usize = 4;
 
 type Mem<'p> = PlatformMemory<'p, SimPlatform>;
 
-fn kmalloc(slab: &BrLock<SlabAllocator<'_>>, mm: &MemoryManager<'_, SimPlatform>, mem: &Mem<'_>, cpu: usize, size: usize, fast: &mut u64) -> u64 {
+fn kmalloc(
+    slab: &BrLock<SlabAllocator<'_>>,
+    mm: &MemoryManager<'_, SimPlatform>,
+    mem: &Mem<'_>,
+    cpu: usize,
+    size: usize,
+    fast: &mut u64,
+) -> u64 {
     if let Some(g) = slab.read_cpu(cpu) {
         // SAFETY: `g` holds `cpu`'s flag and this thread plays `cpu`.
         #[allow(unsafe_code)]
@@ -50,7 +57,14 @@ fn kmalloc(slab: &BrLock<SlabAllocator<'_>>, mm: &MemoryManager<'_, SimPlatform>
     g.kmalloc(mem, mm, size, GfpFlags::GFP_KERNEL).unwrap()
 }
 
-fn kfree(slab: &BrLock<SlabAllocator<'_>>, mm: &MemoryManager<'_, SimPlatform>, mem: &Mem<'_>, cpu: usize, addr: u64, fast: &mut u64) {
+fn kfree(
+    slab: &BrLock<SlabAllocator<'_>>,
+    mm: &MemoryManager<'_, SimPlatform>,
+    mem: &Mem<'_>,
+    cpu: usize,
+    addr: u64,
+    fast: &mut u64,
+) {
     if let Some(g) = slab.read_cpu(cpu) {
         // SAFETY: as in `kmalloc`; this thread owns the object.
         #[allow(unsafe_code)]
@@ -97,7 +111,11 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     while let Ok((addr, mark)) = rx.try_recv() {
-                        assert_eq!(mem.read_u64(addr), mark, "an object changed hands while live");
+                        assert_eq!(
+                            mem.read_u64(addr),
+                            mark,
+                            "an object changed hands while live"
+                        );
                         kfree(slab, mm, mem, cpu, addr, &mut fast);
                     }
                     if live.len() < 200 && (rng % 3 != 0 || live.is_empty()) {
@@ -192,7 +210,10 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
     for &o in &objs[3..5] {
         let g = slab.read_cpu(1).unwrap();
         // SAFETY: `g` holds CPU 1's flag; this thread owns the object.
-        assert!(unsafe { g.kfree_cpu(1, &mem, o) }, "free into an unfrozen slab");
+        assert!(
+            unsafe { g.kfree_cpu(1, &mem, o) },
+            "free into an unfrozen slab"
+        );
     }
     {
         let g = slab.write();
@@ -210,7 +231,10 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
     {
         let g = slab.read_cpu(1).unwrap();
         // SAFETY: as above.
-        assert!(!unsafe { g.kfree_cpu(1, &mem, second) }, "another CPU's frozen slab");
+        assert!(
+            !unsafe { g.kfree_cpu(1, &mem, second) },
+            "another CPU's frozen slab"
+        );
         // SAFETY: as above: a double free is the exclusive side's to report.
         assert!(!unsafe { g.kfree_cpu(1, &mem, objs[4]) }, "double free");
     }
@@ -226,14 +250,23 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         assert_eq!(b, Some(objs[3]));
         // SAFETY: as above: the slab is full again, nothing is listed.
         let c = unsafe { g.kmalloc_cpu(1, &mem, 64, GfpFlags::GFP_KERNEL) };
-        assert_eq!(c, None, "no listed slab: a new one needs the exclusive side");
+        assert_eq!(
+            c, None,
+            "no listed slab: a new one needs the exclusive side"
+        );
     }
     {
         let g = slab.write();
         let n = &*g.caches[slot].node;
-        assert_eq!((n.full.nr, n.partial.nr, n.empty.nr, n.list_inuse), (0, 0, 0, 0));
+        assert_eq!(
+            (n.full.nr, n.partial.nr, n.empty.nr, n.list_inuse),
+            (0, 0, 0, 0)
+        );
         let cc = g.pcpu[1].slabs[slot];
-        assert_eq!((cc.slab, cc.freelist, cc.inuse as usize), (first, 0, objects));
+        assert_eq!(
+            (cc.slab, cc.freelist, cc.inuse as usize),
+            (first, 0, objects)
+        );
         let m = g.metas[cc.slab_pfn() as usize];
         assert_eq!((m.prev, m.next, m.freelist), (FROZEN, NIL, NIL));
         g.check_invariants(&mem).unwrap();
@@ -247,7 +280,8 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         // Two more empty slabs on the list: the reserve.
         let id = g.id_of(slot);
         for _ in 0..SLAB_EMPTY_RESERVE {
-            g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL).unwrap();
+            g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL)
+                .unwrap();
         }
     }
     {
@@ -271,13 +305,17 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         g.set_this_cpu(0);
         g.deactivate_slab(&mm, 0, slot);
         let id = g.id_of(slot);
-        g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL).unwrap();
+        g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL)
+            .unwrap();
         assert_eq!(g.caches[slot].node.empty.nr, SLAB_EMPTY_RESERVE);
     }
     {
         let g = slab.read_cpu(0).unwrap();
         // SAFETY: `g` holds CPU 0's flag; this thread owns `second`.
-        assert!(!unsafe { g.kfree_cpu(0, &mem, second) }, "would discard past the reserve");
+        assert!(
+            !unsafe { g.kfree_cpu(0, &mem, second) },
+            "would discard past the reserve"
+        );
     }
     let mut g = slab.write();
     g.set_this_cpu(0);
@@ -323,7 +361,11 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     while let Ok((addr, mark)) = rx.try_recv() {
-                        assert_eq!(mem.read_u64(addr), mark, "an object changed hands while live");
+                        assert_eq!(
+                            mem.read_u64(addr),
+                            mark,
+                            "an object changed hands while live"
+                        );
                         kfree(slab, mm, mem, cpu, addr, &mut fast);
                         ops += 1;
                     }
@@ -376,12 +418,19 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
     assert_eq!(in_use, 0, "every object came back");
     let (excl, ops) = (exclusive_total.into_inner(), ops_total.into_inner());
     std::println!("{excl} of {ops} operations took the exclusive side");
-    assert!(excl * 10 < ops, "the CPU-flag paths (fast and list_lock) carried the load");
+    assert!(
+        excl * 10 < ops,
+        "the CPU-flag paths (fast and list_lock) carried the load"
+    );
     g.shrink_all(&mm);
     assert_eq!(g.slab_pages(), 0, "every slab went back");
     g.check_invariants(&mem).unwrap();
     drop(g);
     mm.drain_all_pages();
-    assert_eq!(mm.buddyinfo(), boot, "drained, the buddy allocator is as at boot");
+    assert_eq!(
+        mm.buddyinfo(),
+        boot,
+        "drained, the buddy allocator is as at boot"
+    );
     assert_eq!(mm.lock().check_invariants(), Ok(()));
 }

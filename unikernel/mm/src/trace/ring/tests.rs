@@ -396,4 +396,3 @@ fn four_cpus_tracing_at_once_overwrite_and_count_exactly_in_small_rings() {
     let [_, lost, _] = stress(64);
     assert!(lost > 0, "64-record rings overwrite");
 }
-
