@@ -182,13 +182,19 @@ impl PageAlloc<'_> {
             } else {
                 (0, 1)
             };
-            for cpu in 0..NR_CPUS {
-                let pcp = &mut self.zones[zi].pcp[cpu];
-                pcp.high = high;
-                pcp.batch = batch;
-                if pcp.count > high {
-                    self.drain_pages_zone(zi, cpu);
-                }
+            self.set_zone_pagesets(zi, high, batch);
+        }
+    }
+
+    /// Every pageset of zone `zi` gets `high` and `batch`; lists over the
+    /// new `high` are drained (cf. `pageset_update()`).
+    fn set_zone_pagesets(&mut self, zi: usize, high: u32, batch: u32) {
+        for cpu in 0..NR_CPUS {
+            let pcp = &mut self.zones[zi].pcp[cpu];
+            pcp.high = high;
+            pcp.batch = batch;
+            if pcp.count > high {
+                self.drain_pages_zone(zi, cpu);
             }
         }
     }
@@ -200,16 +206,8 @@ impl PageAlloc<'_> {
     #[cfg(test)]
     pub(crate) fn set_pcp_high_batch(&mut self, high: u32, batch: u32) {
         for zi in 0..NR_ZONES {
-            if !self.zones[zi].is_populated() {
-                continue;
-            }
-            for cpu in 0..NR_CPUS {
-                let pcp = &mut self.zones[zi].pcp[cpu];
-                pcp.high = high;
-                pcp.batch = batch;
-                if pcp.count > high {
-                    self.drain_pages_zone(zi, cpu);
-                }
+            if self.zones[zi].is_populated() {
+                self.set_zone_pagesets(zi, high, batch);
             }
         }
     }
