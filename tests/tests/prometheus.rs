@@ -58,6 +58,24 @@ impl Drop for TempDir {
     }
 }
 
+/// `promtool check metrics` over `text` on its stdin.
+fn promtool_check(promtool: &str, text: &str) -> std::process::Output {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn tool(name: &str) -> &str {
     assert!(
         Command::new("sh")
@@ -211,20 +229,7 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
 
     // --- promtool ---------------------------------------------------------
     let metrics = text(&mut c, "/metrics");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = promtool_check(promtool, &metrics);
     let report =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let problems: Vec<&str> = report
@@ -246,20 +251,7 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
         .filter(|l| !l.contains("node_"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(pagezone_only.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = promtool_check(promtool, &pagezone_only);
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "pagezone_* families: {}{}",
