@@ -29,11 +29,11 @@
 //! * scaling (issue 13): `POST /api/bench` with `"cpus":1` and `"cpus":2`
 //!   on a `-smp 2` guest, order-0 page pairs and kmalloc-64 pairs, each
 //!   on the per-CPU fast paths and with every pair under one global lock;
-//!   pairs per second over all CPUs (`SCALING_ITERATIONS` pairs on each)
-//!   and the 2-CPU / 1-CPU ratio, from `SCALING_ROUNDS` paired rounds: each
-//!   2-CPU run is divided by the mean of the 1-CPU runs right before and
-//!   after it, and the table shows the median round and the range (see
-//!   `Scaling::measure`). Under TCG each vCPU is a host thread
+//!   pairs per second summed over the CPUs (each run `"duration_ms"`
+//!   `SCALING_MS`, so every CPU is measured over the same window), and
+//!   the 2-CPU / 1-CPU ratio from `SCALING_ROUNDS` rounds, with the vCPU
+//!   threads pinned one per host core and the 1-CPU rate taken on each
+//!   core in turn (see `Scaling::measure` for why). Under TCG each vCPU is a host thread
 //!   (multi-threaded TCG), so this needs two idle host cores to mean
 //!   anything; the last two rows measure what the host gives two vCPUs
 //!   that share nothing at all — the same one-CPU bench in two `-smp 1`
@@ -59,10 +59,10 @@ const WRK_SECONDS: u32 = 5;
 const IDLE_SECONDS: u64 = 10;
 const MIN_MEM_MIB: (u32, u32) = (2, 256);
 const READY: &str = "READY http://";
-const SCALING_ROUNDS: usize = 5;
-/// The most `POST /api/bench` takes: the longer a run, the less a host
-/// scheduler's placement of the vCPU threads at its start weighs.
-const SCALING_ITERATIONS: u64 = 100_000;
+const SCALING_ROUNDS: usize = 7;
+/// Milliseconds of each scaling run: every CPU runs pairs for this long,
+/// all over the same window (`"duration_ms"`).
+const SCALING_MS: u64 = 200;
 
 /// What one boot measured.
 struct Boot {
@@ -343,71 +343,95 @@ fn image_size() -> String {
     s
 }
 
-/// Pairs per second of one `POST /api/bench` run.
+/// Pairs per second of one `POST /api/bench` run of `SCALING_MS` on `cpus`
+/// CPUs (the sum of the CPUs' own rates, all measured over the same window).
 fn bench_ops_per_sec(port: u16, workload: &str, cpus: u32, global_lock: bool) -> u64 {
     let body = format!(
-        r#"{{"workload":"{workload}","iterations":{SCALING_ITERATIONS},"cpus":{cpus},"global_lock":{global_lock}}}"#
+        r#"{{"workload":"{workload}","duration_ms":{SCALING_MS},"cpus":{cpus},"global_lock":{global_lock}}}"#
     );
     let r = request(port, "POST", "/api/bench", Some(&body));
     assert_eq!(r.status, 200, "{body}: {}", r.text());
     r.json()["ops_per_sec"].as_u64().expect("ops_per_sec")
 }
 
+/// Pins host thread `tid` to host CPU `core` (`taskset -p`); false if the
+/// host has no such core or taskset failed.
+fn pin(tid: u32, core: usize) -> bool {
+    Command::new("taskset")
+        .args(["-p", "-c", &core.to_string(), &tid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The scaling figures of one configuration, from paired rounds.
 struct Scaling {
-    /// Median 1-CPU and N-CPU pairs per second.
-    one: u64,
+    /// Median 1-CPU rates with the one vCPU on host core 0 and on host
+    /// core 1, and the median 2-CPU rate (pairs per second).
+    one: [u64; 2],
     two: u64,
-    /// Each round's N-CPU rate over the mean of the 1-CPU runs on either
-    /// side of it, sorted.
+    /// Each round's 2-CPU rate over the mean of its two 1-CPU rates,
+    /// sorted.
     ratios: Vec<f64>,
 }
 
 impl Scaling {
-    /// `SCALING_ROUNDS` rounds of one-two-one after a warm-up of each. The
-    /// host here is a shared VM whose speed drifts by 20–70 % within
-    /// seconds, so a ratio of medians taken minutes apart (as this table
-    /// once was) measures the drift as much as the guest: each round's
-    /// ratio is taken against the 1-CPU runs right before and after it,
-    /// and the table shows the median round.
-    fn measure(one: impl Fn() -> u64, two: impl Fn() -> u64) -> Scaling {
-        one();
+    /// `SCALING_ROUNDS` rounds after a warm-up, each a 1-CPU run with that
+    /// vCPU on host core 0, one with it on host core 1, and a 2-CPU run
+    /// with one vCPU on each (`one(core)`, `two()`). Two things on this
+    /// host make a plain "2 CPUs / CPU 0 alone" meaningless:
+    /// * its speed drifts by 20–70 % within seconds, so the ratio is taken
+    ///   round by round, from runs a second apart, and the table shows the
+    ///   median round;
+    /// * its two cores are not equally fast (on the machine of
+    ///   docs/benchmarks.md, a memory-bound loop runs 30–50 % slower on
+    ///   the second), so whichever core the one vCPU happened to run on
+    ///   would swing the ratio between about 1.5 and 2.7: the vCPU threads
+    ///   are pinned, and the 1-CPU rate is the mean over both cores.
+    fn measure(one: impl Fn(usize) -> u64, two: impl Fn() -> u64) -> Scaling {
+        one(0);
         two();
-        let (mut ones, mut twos, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let mut before = one();
+        let (mut ones, mut twos, mut ratios) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new());
         for _ in 0..SCALING_ROUNDS {
+            let a = [one(0), one(1)];
             let b = two();
-            let after = one();
-            ratios.push(b as f64 / ((before + after) as f64 / 2.0).max(1.0));
-            ones.push(before);
+            ratios.push(b as f64 / ((a[0] + a[1]) as f64 / 2.0).max(1.0));
+            ones[0].push(a[0]);
+            ones[1].push(a[1]);
             twos.push(b);
-            before = after;
         }
-        ones.push(before);
-        ones.sort_unstable();
-        twos.sort_unstable();
+        let median = |v: &mut Vec<u64>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
         ratios.sort_by(f64::total_cmp);
         Scaling {
-            one: ones[ones.len() / 2],
-            two: twos[twos.len() / 2],
+            one: [median(&mut ones[0]), median(&mut ones[1])],
+            two: median(&mut twos),
             ratios,
         }
     }
 
     fn row(&self, label: &str, locking: &str) -> Vec<String> {
         let (lo, hi) = (self.ratios[0], self.ratios[self.ratios.len() - 1]);
+        let m = |v: u64| format!("{:.2} M/s", v as f64 / 1e6);
         vec![
             label.into(),
             locking.into(),
-            format!("{:.2} M/s", self.one as f64 / 1e6),
-            format!("{:.2} M/s", self.two as f64 / 1e6),
+            m(self.one[0]),
+            m(self.one[1]),
+            m(self.two),
             format!("{:.2}x", self.ratios[self.ratios.len() / 2]),
             format!("{lo:.2}–{hi:.2}"),
         ]
     }
 }
 
-fn scaling() -> Vec<Vec<String>> {
+/// `None` when the host cannot give two vCPUs a core each.
+fn scaling() -> Option<Vec<Vec<String>>> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
     let opts = BootOptions {
         deadline: Duration::from_secs(300),
         ..BootOptions::default()
@@ -418,6 +442,10 @@ fn scaling() -> Vec<Vec<String>> {
     let mut guest = Guest::boot(opts);
     guest.wait_for(READY);
     let port = guest.host_port.expect("networked guest");
+    let vcpus = guest.vcpu_threads();
+    assert_eq!(vcpus.len(), 2, "two vCPU threads");
+    let pinned = pin(vcpus[0], 0) && pin(vcpus[1], 1);
+    assert!(pinned, "taskset could not pin the vCPU threads");
     let mut rows = Vec::new();
     for (workload, label) in [
         ("pages", "order-0 page pair"),
@@ -425,7 +453,12 @@ fn scaling() -> Vec<Vec<String>> {
     ] {
         for global_lock in [false, true] {
             let s = Scaling::measure(
-                || bench_ops_per_sec(port, workload, 1, global_lock),
+                |core| {
+                    pin(vcpus[0], core);
+                    let r = bench_ops_per_sec(port, workload, 1, global_lock);
+                    pin(vcpus[0], 0);
+                    r
+                },
                 || bench_ops_per_sec(port, workload, 2, global_lock),
             );
             let locking = if global_lock {
@@ -439,7 +472,8 @@ fn scaling() -> Vec<Vec<String>> {
     drop(guest);
     // The ceiling this host and QEMU allow any guest-side scaling: the
     // one-CPU bench in two `-smp 1` guests at once (two QEMU processes,
-    // nothing shared in the guest), summed, against one guest alone.
+    // nothing shared in the guest, one on each host core), summed,
+    // against one guest alone on either core.
     let guests: Vec<Guest> = (0..2)
         .map(|_| {
             let mut g = Guest::boot(
@@ -459,6 +493,10 @@ fn scaling() -> Vec<Vec<String>> {
         .iter()
         .map(|g| g.host_port.expect("networked guest"))
         .collect();
+    let threads: Vec<u32> = guests.iter().map(|g| g.vcpu_threads()[0]).collect();
+    for (core, &tid) in threads.iter().enumerate() {
+        pin(tid, core);
+    }
     for (workload, label) in [
         ("pages", "order-0 page pair"),
         ("kmalloc", "kmalloc-64 pair"),
@@ -476,14 +514,24 @@ fn scaling() -> Vec<Vec<String>> {
                         })
                     })
                     .collect();
-                runs.into_iter().map(|r| r.join().expect("bench thread")).sum()
+                runs.into_iter()
+                    .map(|r| r.join().expect("bench thread"))
+                    .sum()
             })
         };
-        let s = Scaling::measure(|| bench_ops_per_sec(ports[0], workload, 1, false), both);
+        let s = Scaling::measure(
+            |core| {
+                pin(threads[0], core);
+                let r = bench_ops_per_sec(ports[0], workload, 1, false);
+                pin(threads[0], 0);
+                r
+            },
+            both,
+        );
         rows.push(s.row(label, "two -smp 1 guests at once (the host's ceiling)"));
     }
     drop(guests);
-    rows
+    Some(rows)
 }
 
 fn main() {
@@ -505,14 +553,24 @@ fn main() {
         );
         return;
     }
-    let scaling_rows = scaling();
-    print_table(
-        &format!(
-            "Scaling: POST /api/bench on a -smp 2 q35 guest, {accel}, {SCALING_ITERATIONS} pairs per CPU, pairs/s over all CPUs (medians), 2 CPUs / 1 CPU per round (median and range of {SCALING_ROUNDS} paired rounds)"
+    match scaling() {
+        Some(rows) => print_table(
+            &format!(
+                "Scaling: POST /api/bench on a -smp 2 q35 guest, {accel}, {SCALING_MS} ms runs, pairs/s summed over the CPUs (medians); vCPU n pinned to host core n, the 1-CPU run on each core in turn; 2 CPUs over the mean of the two 1-CPU rates, per round (median and range of {SCALING_ROUNDS} rounds)"
+            ),
+            &[
+                "pairs",
+                "locking",
+                "1 CPU, host core 0",
+                "1 CPU, host core 1",
+                "2 CPUs",
+                "2 CPUs / 1 CPU",
+                "rounds",
+            ],
+            &rows,
         ),
-        &["pairs", "locking", "1 CPU", "2 CPUs", "2 CPUs / 1 CPU", "rounds"],
-        &scaling_rows,
-    );
+        None => println!("Scaling: skipped, the host has fewer than two cores\n"),
+    }
     eprintln!("system: scaling done");
     if only.as_deref() == Some("scaling") {
         return; // `SYSTEM_BENCH=scaling`: this table alone

@@ -243,6 +243,8 @@ impl Guest {
             cmd.args(["-accel", "tcg", "-cpu", "max"]);
         }
         cmd.args(["-serial", "stdio", "-monitor", "none"]);
+        // Names each vCPU's host thread ("CPU 1/TCG"): see `vcpu_threads`.
+        cmd.args(["-name", "pagezone,debug-threads=on"]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         let mut host_port = None;
         if opts.network {
@@ -397,6 +399,26 @@ impl Guest {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The host thread ids of QEMU's vCPU threads, by CPU number (read
+    /// from the `CPU n/TCG` or `CPU n/KVM` names `-name …,debug-threads=on`
+    /// gives them), for pinning them (`taskset -p`) in benchmarks.
+    pub fn vcpu_threads(&self) -> Vec<u32> {
+        let pid = self.child.lock().unwrap().id();
+        let mut threads: Vec<(usize, u32)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| {
+                let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                let cpu = comm.strip_prefix("CPU ")?.split('/').next()?.parse().ok()?;
+                Some((cpu, tid))
+            })
+            .collect();
+        threads.sort_unstable();
+        threads.into_iter().map(|(_, tid)| tid).collect()
     }
 
     /// The API's base URL on the host side of the port forward.

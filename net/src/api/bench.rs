@@ -32,7 +32,11 @@
 //!   runs `iterations` pairs on its own per-CPU lists or slabs, started
 //!   together by the kernel's work queues ([`super::System::run_on_cpus`]);
 //!   `"global_lock":true` puts every pair under one spin lock, the
-//!   comparison. Afterwards every page is back and every cache has its
+//!   comparison. With `"duration_ms":D` instead of `"iterations"` every
+//!   CPU runs pairs until D ms after the start, so all of them are
+//!   measured over the same window, whatever their speed (as
+//!   will-it-scale runs each task for the same time); `ops_per_sec` is
+//!   then the sum of the CPUs' own rates. Afterwards every page is back and every cache has its
 //!   slab count of before, but which frames the slabs hold may differ
 //!   (each CPU froze and released slabs in its own order): `POST
 //!   /api/reset` restores the boot buddy state exactly.
@@ -61,6 +65,14 @@ use crate::server::response::Response;
 
 /// Most operations one run may time.
 pub const MAX_BENCH_ITERATIONS: u64 = 100_000;
+/// Longest run a `"duration_ms"` may ask for, in milliseconds.
+pub const MAX_BENCH_DURATION_MS: u64 = 1000;
+/// Pairs between two looks at the clock in a `"duration_ms"` run.
+const PAIRS_PER_CLOCK_CHECK: u64 = 32;
+/// Most pairs one CPU makes in a `"duration_ms"` run, should its clock
+/// stand still (a platform's default clock does): about 20 s of the
+/// fastest pair measured.
+const MAX_DURATION_PAIRS: u64 = 1 << 30;
 /// Most work one run may do, in pages touched (see the module doc): about
 /// a second of a TCG guest's time, far less under KVM.
 pub const MAX_BENCH_WORK: u64 = 1 << 22;
@@ -92,6 +104,18 @@ struct BenchBody<'b> {
     /// With `cpus`: every operation under one global spin lock, the
     /// comparison for the per-CPU fast paths (default false).
     global_lock: Option<bool>,
+    /// Instead of `iterations` (pages and kmalloc): every CPU runs pairs
+    /// for this many milliseconds.
+    duration_ms: Option<u64>,
+}
+
+/// How long each CPU of a several-CPU run goes on.
+#[derive(Clone, Copy)]
+enum Limit {
+    /// This many pairs on every CPU.
+    Iterations(u64),
+    /// Pairs until this many nanoseconds after the start.
+    Duration(u64),
 }
 
 /// One workload with its parameters checked.
@@ -223,8 +247,22 @@ impl<P: Platform> Api<'_, P> {
         let body: BenchBody<'_> = parse_body(raw)?;
         if let Some(w) = body.workload {
             let allowed: &[&str] = match w {
-                "pages" => &["workload", "iterations", "order", "cpus", "global_lock"],
-                "kmalloc" => &["workload", "iterations", "size", "cpus", "global_lock"],
+                "pages" => &[
+                    "workload",
+                    "iterations",
+                    "order",
+                    "cpus",
+                    "global_lock",
+                    "duration_ms",
+                ],
+                "kmalloc" => &[
+                    "workload",
+                    "iterations",
+                    "size",
+                    "cpus",
+                    "global_lock",
+                    "duration_ms",
+                ],
                 "vmalloc" => &["workload", "iterations", "size"],
                 _ => &["workload", "iterations", "cache"],
             };
@@ -233,11 +271,25 @@ impl<P: Platform> Api<'_, P> {
         let name = body.workload.ok_or_else(|| {
             ApiError::einval("missing \"workload\" (pages, kmalloc, vmalloc or cache)")
         })?;
-        let iterations = body.iterations.ok_or_else(|| {
-            ApiError::einval(format!(
-                "missing \"iterations\" (1..={MAX_BENCH_ITERATIONS})"
-            ))
-        })?;
+        let iterations = match (body.iterations, body.duration_ms) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::einval(
+                    "give \"iterations\" or \"duration_ms\", not both",
+                ));
+            }
+            (None, Some(ms)) if !(1..=MAX_BENCH_DURATION_MS).contains(&ms) => {
+                return Err(ApiError::einval(format!(
+                    "duration_ms {ms} is out of range 1..={MAX_BENCH_DURATION_MS}"
+                )));
+            }
+            // Checked against the workload's bound below as one iteration.
+            (None, Some(_)) => 1,
+            (it, None) => it.ok_or_else(|| {
+                ApiError::einval(format!(
+                    "missing \"iterations\" (1..={MAX_BENCH_ITERATIONS})"
+                ))
+            })?,
+        };
         if !(1..=MAX_BENCH_ITERATIONS).contains(&iterations) {
             return Err(ApiError::einval(format!(
                 "iterations {iterations} is out of range 1..={MAX_BENCH_ITERATIONS}"
@@ -341,11 +393,11 @@ impl<P: Platform> Api<'_, P> {
             )));
         }
         let cpus = body.cpus.unwrap_or(1);
-        if cpus != 1 || body.global_lock.is_some() {
+        if cpus != 1 || body.global_lock.is_some() || body.duration_ms.is_some() {
             if !matches!(workload, Workload::Pages { .. } | Workload::Kmalloc { .. }) {
                 return Err(ApiError::einval(format!(
-                    "\"cpus\" and \"global_lock\" apply to the pages and kmalloc \
-                     workloads, not to {name}"
+                    "\"cpus\", \"global_lock\" and \"duration_ms\" apply to the pages \
+                     and kmalloc workloads, not to {name}"
                 )));
             }
             if !(1..=mm::types::NR_CPUS as u64).contains(&cpus) {
@@ -365,9 +417,13 @@ impl<P: Platform> Api<'_, P> {
             }
             // The work bound holds per CPU: the CPUs run their shares at once.
             self.check_quota(op_bytes.saturating_mul(cpus))?;
+            let limit = match body.duration_ms {
+                Some(ms) => Limit::Duration(ms * 1_000_000),
+                None => Limit::Iterations(iterations),
+            };
             return self.bench_cpus(
                 workload,
-                iterations,
+                limit,
                 cpus as usize,
                 body.global_lock.unwrap_or(false),
             );
@@ -423,16 +479,20 @@ impl<P: Platform> Api<'_, P> {
     /// `alloc_pages(GFP_KERNEL, order)` + `__free_pages()` pairs, or
     /// `kmalloc(size, GFP_KERNEL)` + `kfree()` pairs as the kernel heap
     /// makes them ([`super::SlabAccess::kmalloc_kfree`]), on `cpus` CPUs at
-    /// once, `iterations` on each, through [`System::run_on_cpus`]: the
+    /// once, `limit` on each, through [`System::run_on_cpus`]: the
     /// per-CPU fast paths scaling — or, with `global_lock`, every pair
     /// under one spin lock shared by all CPUs (what one lock around the
     /// allocator costs). The answer's `ops` and `ns_per_op` are the
     /// aggregate (all pairs over the wall time), `per_cpu` each CPU's own,
-    /// and min/p50/p99/max describe the per-CPU means.
+    /// and min/p50/p99/max describe the per-CPU means. `ops_per_sec` is
+    /// all pairs over the wall time for [`Limit::Iterations`], and the sum
+    /// of the CPUs' own rates for [`Limit::Duration`], where every CPU ran
+    /// for the whole window (an application processor starts a wake-up
+    /// later than the boot CPU, so its own time is the measure of it).
     fn bench_cpus(
         &self,
         workload: Workload,
-        iterations: u64,
+        limit: Limit,
         cpus: usize,
         global_lock: bool,
     ) -> Result<Response, ApiError> {
@@ -467,22 +527,33 @@ impl<P: Platform> Api<'_, P> {
                 _ => false,
             }
         };
+        let (budget, run_ns) = match limit {
+            Limit::Iterations(n) => (n, None),
+            Limit::Duration(ns) => (MAX_DURATION_PAIRS, Some(ns)),
+        };
+        let start = clock.now_ns();
+        let deadline = run_ns.map(|ns| start.saturating_add(ns));
         let job = |slot: usize, cpu: usize| {
             let t0 = clock.now_ns();
             let mut done = 0;
-            for _ in 0..iterations {
+            while done < budget {
                 let _g = global_lock.then(|| lock.lock());
                 if !pair() {
                     failed.store(true, Ordering::Relaxed);
                     break;
                 }
                 done += 1;
+                if let Some(d) = deadline
+                    && done % PAIRS_PER_CLOCK_CHECK == 0
+                    && clock.now_ns() >= d
+                {
+                    break;
+                }
             }
             ops[slot].store(done, Ordering::Relaxed);
             ns[slot].store(clock.now_ns().saturating_sub(t0), Ordering::Relaxed);
             cpu_of[slot].store(cpu as u64, Ordering::Relaxed);
         };
-        let start = clock.now_ns();
         self.system
             .run_on_cpus(cpus, &job)
             .map_err(|why| ApiError::ebusy(format!("cannot run on {cpus} CPUs: {why}")))?;
@@ -517,6 +588,8 @@ impl<P: Platform> Api<'_, P> {
             base: BenchJson<'a>,
             cpus: usize,
             global_lock: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            duration_ms: Option<u64>,
             /// Pairs per second over all CPUs.
             ops_per_sec: u64,
             per_cpu: &'a [PerCpu],
@@ -562,13 +635,28 @@ impl<P: Platform> Api<'_, P> {
             },
             cache: None,
         };
+        let rate = |ops: u64, ns: u64| {
+            (u128::from(ops) * 1_000_000_000)
+                .checked_div(u128::from(ns))
+                .map_or(0, |v| v as u64)
+        };
+        let ops_per_sec = match limit {
+            Limit::Iterations(_) => rate(total, wall),
+            Limit::Duration(_) => (0..cpus)
+                .map(|slot| {
+                    rate(
+                        ops[slot].load(Ordering::Relaxed),
+                        ns[slot].load(Ordering::Relaxed),
+                    )
+                })
+                .sum(),
+        };
         let json = Json {
             base,
             cpus,
             global_lock,
-            ops_per_sec: (u128::from(total) * 1_000_000_000)
-                .checked_div(u128::from(wall))
-                .map_or(0, |v| v as u64),
+            duration_ms: run_ns.map(|ns| ns / 1_000_000),
+            ops_per_sec,
             per_cpu: &per_cpu,
         };
         Ok(Response::json(200, &json))

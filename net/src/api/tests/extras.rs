@@ -275,6 +275,55 @@ fn bench_on_four_cpus_runs_each_share_on_its_own_lists() {
     });
 }
 
+/// `"duration_ms"`: every CPU runs pairs until the shared deadline (the
+/// simulated clock advances 1 µs a reading), looking at the clock every
+/// 32 pairs; nothing is lost, and the bad combinations are 400.
+#[test]
+fn bench_for_a_duration_runs_every_cpu_until_the_deadline() {
+    run(PCP, |t| {
+        t.system.online_cpus.set(2);
+        t.mm.set_nr_cpus(2);
+        let boot = t.mm.drained_buddyinfo();
+        let ok = |t: &mut T<'_>, body: Value| -> Value {
+            let r = bench(t, body.clone());
+            assert_eq!(r.status, 200, "{body}: {}", r.text());
+            serde_json::from_slice(&r.body).unwrap()
+        };
+        for workload in ["pages", "kmalloc"] {
+            let j = ok(t, json!({"workload":workload,"duration_ms":2,"cpus":2}));
+            assert_eq!(
+                (j["duration_ms"].as_u64(), j["cpus"].as_u64()),
+                (Some(2), Some(2)),
+                "{j}"
+            );
+            let per_cpu = j["per_cpu"].as_array().unwrap();
+            let ops: Vec<u64> = per_cpu
+                .iter()
+                .map(|p| p["ops"].as_u64().unwrap())
+                .collect();
+            assert_eq!(ops.len(), 2, "{j}");
+            assert!(ops.iter().all(|&n| n > 0 && n % 32 == 0), "{j}");
+            assert_eq!(j["ops"].as_u64(), Some(ops.iter().sum()), "{j}");
+            assert!(j["ops_per_sec"].as_u64().unwrap() > 0, "{j}");
+        }
+        // One CPU, the default: still the several-CPU answer.
+        let j = ok(t, json!({"workload":"pages","duration_ms":1}));
+        assert_eq!(j["per_cpu"].as_array().map(Vec::len), Some(1), "{j}");
+        for body in [
+            json!({"workload":"pages","duration_ms":1,"iterations":10}),
+            json!({"workload":"pages","duration_ms":0}),
+            json!({"workload":"kmalloc","duration_ms":1001}),
+            json!({"workload":"vmalloc","duration_ms":1}),
+            json!({"workload":"cache","duration_ms":1,"cache":"kmalloc-64"}),
+        ] {
+            let r = bench(t, body.clone());
+            assert_eq!(r.status, 400, "{body}: {}", r.text());
+        }
+        assert_eq!(post(t, "/api/reset", json!({})).status, 200);
+        assert_eq!(t.mm.drained_buddyinfo(), boot);
+    });
+}
+
 #[test]
 fn bench_of_an_empty_cache_gives_its_new_slab_back() {
     run(DEFAULT, |t| {
