@@ -203,9 +203,32 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
             );
             assert!(v["ops_per_sec"].as_u64().unwrap() > 0, "{v}");
         }
+        // By time: every CPU runs until the shared deadline, looking at the
+        // clock every 32 pairs, so each count is a multiple of 32.
+        let body = json!({"workload":"kmalloc","duration_ms":50,"cpus":4});
+        let r = c.request("POST", "/api/bench", Some(&body.to_string()));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: Value = r.json();
+        assert_eq!(
+            (v["duration_ms"].as_u64(), v["cpus"].as_u64()),
+            (Some(50), Some(4)),
+            "{v}"
+        );
+        let ops: Vec<u64> = v["per_cpu"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["ops"].as_u64().unwrap())
+            .collect();
+        assert!(
+            ops.len() == 4 && ops.iter().all(|&n| n > 0 && n % 32 == 0),
+            "{v}"
+        );
+        assert_eq!(v["ops"].as_u64(), Some(ops.iter().sum()), "{v}");
+        assert!(v["total_ns"].as_u64().unwrap() >= 50_000_000, "{v}");
         let cpus = assert_api_cpus(&mut c, 4);
         for cpu in &cpus["online"].as_array().unwrap()[1..] {
-            assert_eq!(cpu["work_done"], 4, "one job per bench: {cpus}");
+            assert_eq!(cpu["work_done"], 5, "one job per bench: {cpus}");
             assert!(
                 cpu["pcp"]["count"].as_u64().unwrap() > 0,
                 "its own lists were refilled: {cpus}"
@@ -230,6 +253,10 @@ fn a_bench_on_all_four_cpus_leaves_the_allocator_whole() {
             (
                 json!({"workload":"vmalloc","iterations":10,"cpus":2}),
                 "does not apply",
+            ),
+            (
+                json!({"workload":"pages","iterations":10,"duration_ms":10}),
+                "not both",
             ),
         ] {
             let r = c.request("POST", "/api/bench", Some(&body.to_string()));
