@@ -1144,3 +1144,113 @@ mod pcp_lists {
         pa.check_invariants().unwrap();
     }
 }
+
+/// Every free block as (zone, order, migrate type, pfn), sorted, and the
+/// descriptors without their list links: the buddy state up to the order
+/// of blocks within a list (frees go to the head, boot frees to the tail).
+fn buddy_state(pa: &PageAlloc<'_>) -> (Vec<(usize, usize, usize, u32)>, Vec<Page>) {
+    let mut blocks = Vec::new();
+    for (zi, zone) in pa.zones().iter().enumerate() {
+        for (o, area) in zone.free_area.iter().enumerate() {
+            for (mt, list) in area.free_list.iter().enumerate() {
+                let mut cur = list.head;
+                while crate::page::is_pfn_link(cur) {
+                    blocks.push((zi, o, mt, cur));
+                    cur = pa.mem_map[cur as usize].next;
+                }
+            }
+        }
+    }
+    blocks.sort_unstable();
+    let pages = pa.mem_map[..pa.max_pfn().index()]
+        .iter()
+        .map(|p| Page {
+            prev: NIL,
+            next: NIL,
+            ..*p
+        })
+        .collect();
+    (blocks, pages)
+}
+
+/// The buddy core's shortcuts (zone_lock.rs): `expand()` links each half
+/// onto a list the search saw empty, and the merge loop skips the range
+/// and zone checks only inside a `MAX_ORDER` block wholly in one zone.
+/// Splitting must leave one block alone on each lower list, and freeing
+/// frames on both sides of a zone edge that is not `MAX_ORDER`-aligned
+/// must give back exactly the boot blocks and descriptors.
+#[test]
+fn split_into_empty_lists_and_merge_at_unaligned_zone_edges() {
+    let mut pa = sim(false);
+    let boot = snapshot(&pa);
+    let boot_state = buddy_state(&pa);
+    let hm = ZoneType::HighMem.index();
+    let mt = MigrateType::Movable;
+    let before = counts(&pa, ZoneType::HighMem);
+    // The search takes the smallest order with a Movable block.
+    let found = (0..NR_ORDERS)
+        .find(|&o| !pa.zones[hm].free_area[o].is_empty(mt))
+        .unwrap();
+    assert!(found > 0, "HighMem starts with no order-0 block");
+    let pfn = pa
+        .alloc_pages(GfpFlags::GFP_HIGHUSER_MOVABLE, Order::ZERO, OwnerTag::API)
+        .unwrap();
+    let after = counts(&pa, ZoneType::HighMem);
+    for o in 0..NR_ORDERS {
+        let expect = match o {
+            o if o < found => before[o] + 1,
+            o if o == found => before[o] - 1,
+            _ => before[o],
+        };
+        assert_eq!(after[o], expect, "order {o}");
+    }
+    for k in 0..found {
+        let half = pfn.0 as u32 + (1 << k);
+        let list = pa.zones[hm].free_area[k].free_list[mt.index()];
+        assert_eq!((list.head, list.tail), (half, half), "order {k}");
+        let p = &pa.mem_map[half as usize];
+        assert!(p.is_buddy() && usize::from(p.order) == k);
+        assert_eq!(
+            (p.prev, p.next),
+            (LIST_END + mt as u32, LIST_END + mt as u32)
+        );
+    }
+    pa.check_invariants().unwrap();
+    pa.free_pages(pfn, Order::ZERO).unwrap();
+    assert!(snapshot(&pa) == boot);
+
+    // DMA32 is [4096, 6000), HighMem [6000, 10000): the MAX_ORDER block
+    // [5120, 6144) straddles the edge, [4096, 5120) lies in DMA32.
+    let frames: Vec<Pfn> = (4090..6200).map(Pfn).collect();
+    for &f in &frames {
+        pa.take_page_off_buddy(f, Order::ZERO, OwnerTag::API)
+            .unwrap();
+    }
+    pa.check_invariants().unwrap();
+    for &f in frames.iter().rev() {
+        pa.free_pages(f, Order::ZERO).unwrap();
+    }
+    pa.check_invariants().unwrap();
+    assert!(buddy_state(&pa) == boot_state);
+    for &f in frames
+        .iter()
+        .step_by(2)
+        .chain(frames.iter().skip(1).step_by(2))
+    {
+        pa.take_page_off_buddy(f, Order::ZERO, OwnerTag::API)
+            .unwrap();
+    }
+    for &f in frames
+        .iter()
+        .step_by(3)
+        .chain(frames.iter().skip(1).step_by(3))
+        .chain(frames.iter().skip(2).step_by(3))
+    {
+        pa.free_pages(f, Order::ZERO).unwrap();
+        if f.0 % 97 == 0 {
+            pa.check_invariants().unwrap();
+        }
+    }
+    pa.check_invariants().unwrap();
+    assert!(buddy_state(&pa) == boot_state);
+}

@@ -68,7 +68,10 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64};
 use super::{AllocFlags, PageAlloc};
 use crate::page::{LIST_END, NIL, Page, PageFlags, is_pfn_link};
 use crate::types::{MAX_ORDER, NR_ORDERS, Order, Pfn};
-use crate::zone::{MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Zone};
+use crate::zone::{
+    FreeArea, FreeList, MIGRATE_TYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
+    Zone,
+};
 
 /// One zone's spin lock (cf. `zone->lock`), on a cache line of its own so
 /// CPUs locking different zones share no written line.
@@ -464,69 +467,235 @@ impl ZoneFree {
     /// [`ZoneFree::del`] without `NR_FREE_PAGES`.
     #[inline(always)]
     unsafe fn unlink(self, pfn: u32, order: usize) {
-        // SAFETY: as for `add`.
+        // SAFETY: the method contract.
         unsafe {
-            let p = self.page(u64::from(pfn));
-            flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
-            let (prev, next) = ((*p).prev, (*p).next);
-            (*p).prev = NIL;
-            (*p).next = NIL;
-            let area = &raw mut (*self.zone).free_area[order];
-            if is_pfn_link(prev) {
-                (*self.page(u64::from(prev))).next = next;
-            } else {
-                let head = &raw mut (*area).free_list[(prev - LIST_END) as usize].head;
-                st32(head, if is_pfn_link(next) { next } else { NIL });
-            }
-            if is_pfn_link(next) {
-                (*self.page(u64::from(next))).prev = prev;
-            } else {
-                let tail = &raw mut (*area).free_list[(next - LIST_END) as usize].tail;
-                st32(tail, if is_pfn_link(prev) { prev } else { NIL });
-            }
-            st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) - 1);
+            self.unlink_list(pfn, order);
             // A free block in a CMA pageblock is on the CMA list (CMA
             // blocks change lists only through isolation, which moves a
             // pageblock's free blocks before it retypes it). Only a zone
             // with a CMA area pays for the pageblock read.
-            if (*self.zone).cma_pages > 0 && self.pageblock_mt(u64::from(pfn)) == MigrateType::Cma {
+            if (*self.zone).cma_pages > 0 {
+                self.uncount_cma(pfn, order);
+            }
+        }
+    }
+
+    /// Takes a CMA pageblock's free block out of `NR_FREE_CMA_PAGES` (the
+    /// part of [`ZoneFree::unlink`] only a zone with CMA pays for).
+    #[inline(always)]
+    unsafe fn uncount_cma(self, pfn: u32, order: usize) {
+        // SAFETY: as for `add`; `pfn` is a free block of this zone.
+        unsafe {
+            if self.pageblock_mt(u64::from(pfn)) == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) - (1 << order));
             }
         }
     }
 
+    /// One of `order`'s free lists, by the end link a first or last block
+    /// holds ([`LIST_END`] + migrate type), without a bounds check.
+    ///
+    /// # Safety
+    /// The method contract; `order` < `NR_ORDERS`; `end` is an end link
+    /// [`ZoneFree::link`] wrote: `LIST_END + mt` for a [`MigrateType`]
+    /// (< `MIGRATE_TYPES`, the lists a `FreeArea` has).
+    #[inline(always)]
+    unsafe fn list_by_end(self, order: usize, end: u32) -> *mut FreeList {
+        debug_assert!(((end - LIST_END) as usize) < MIGRATE_TYPES);
+        // SAFETY: the caller's contract: in bounds of `free_list`.
+        unsafe {
+            (&raw mut (*self.zone).free_area[order].free_list)
+                .cast::<FreeList>()
+                .add((end - LIST_END) as usize)
+        }
+    }
+
+    /// The list operation of [`ZoneFree::unlink`]: clears BUDDY and the
+    /// block's links, fixes its neighbours (or its list's head and tail)
+    /// and `nr_free`; no page counter.
+    #[inline(always)]
+    unsafe fn unlink_list(self, pfn: u32, order: usize) {
+        // SAFETY: the method contract; `pfn` is a free block's head.
+        unsafe { self.unlink_page(self.page(u64::from(pfn)), order) }
+    }
+
+    /// [`ZoneFree::unlink_list`] for the descriptor at `p`.
+    ///
+    /// # Safety
+    /// The method contract; `p` is the head of a free block of `order` on
+    /// this zone's lists. A frame's end links are only ever written by
+    /// `link` / `link_into_empty` (LIST_END + a migrate type), so
+    /// `list_by_end` holds.
+    #[inline(always)]
+    unsafe fn unlink_page(self, p: *mut Page, order: usize) {
+        // SAFETY: as for `add`, and the function contract.
+        unsafe {
+            flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+            let (prev, next) = ((*p).prev, (*p).next);
+            (*p).prev = NIL;
+            (*p).next = NIL;
+            if prev == next {
+                // Both are its list's end link (two links naming one block
+                // cannot both be PFNs): the block was alone, the list empties.
+                let list = self.list_by_end(order, prev);
+                st32(&raw mut (*list).head, NIL);
+                st32(&raw mut (*list).tail, NIL);
+            } else {
+                if is_pfn_link(prev) {
+                    (*self.page(u64::from(prev))).next = next;
+                } else {
+                    st32(&raw mut (*self.list_by_end(order, prev)).head, next);
+                }
+                if is_pfn_link(next) {
+                    (*self.page(u64::from(next))).prev = prev;
+                } else {
+                    st32(&raw mut (*self.list_by_end(order, next)).tail, prev);
+                }
+            }
+            let nr_free = &raw mut (*self.zone).free_area[order].nr_free;
+            st64(nr_free, ld64(nr_free) - 1);
+        }
+    }
+
+    /// [`ZoneFree::link`] onto a list known to be empty: `expand()`'s
+    /// halves go to `mt`'s lists below the order
+    /// [`ZoneFree::rmqueue_smallest`] found its block at, and it found the
+    /// block there because every one of those lists was empty. No CMA
+    /// count: the caller adds all the halves at once.
+    #[inline(always)]
+    unsafe fn link_into_empty(self, pfn: u32, order: usize, mt: MigrateType) {
+        let end = LIST_END + mt as u32;
+        // SAFETY: as for `link`.
+        unsafe {
+            let area = &raw mut (*self.zone).free_area[order];
+            let list = &raw mut (*area).free_list[mt.index()];
+            debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
+            st32(&raw mut (*list).head, pfn);
+            st32(&raw mut (*list).tail, pfn);
+            st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
+            let p = self.page(u64::from(pfn));
+            flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
+            (*p).order = order as u8;
+            (*p).prev = end;
+            (*p).next = end;
+        }
+    }
+
+    /// cf. `page_is_buddy()` for a buddy known to lie in this zone (below
+    /// `max_pfn`, zone index `zi`): the BUDDY bit and the order.
+    ///
+    /// # Safety
+    /// The method contract, and `buddy` is a frame of this zone whose
+    /// descriptor is written (see [`ZoneFree::free_one_page`]).
+    #[inline(always)]
+    unsafe fn is_buddy_in_zone(self, buddy: u64, order: usize) -> bool {
+        // SAFETY: the caller's contract; `flags` atomically.
+        unsafe {
+            let p = self.page(buddy);
+            debug_assert_eq!(usize::from((*p).zone), self.zi);
+            flags_of(p).load(Relaxed) & PageFlags::BUDDY.0 != 0 && usize::from((*p).order) == order
+        }
+    }
+
+    /// The merge loop of [`ZoneFree::free_one_page`], from `order` up to
+    /// `limit` while the buddy is free: returns the merged block's head,
+    /// its order, the last buddy looked at, and whether a buddy stopped
+    /// the loop. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
+    /// this zone's, so no buddy needs the range and zone checks.
+    /// `PB_CHECK`: the levels are at pageblock order or more, where a type
+    /// that keeps its own accounting does not merge with another.
+    #[inline(always)]
+    unsafe fn merge<const IN_ZONE: bool, const PB_CHECK: bool>(
+        self,
+        mut pfn: u64,
+        mut order: usize,
+        limit: usize,
+        mt: MigrateType,
+        cma: bool,
+    ) -> (u64, usize, u64, bool) {
+        let mut buddy_pfn = pfn;
+        // SAFETY: the method contract; with IN_ZONE every buddy below
+        // MAX_ORDER lies in the MAX_ORDER block holding `pfn`, inside the
+        // zone; otherwise page_is_buddy checks range and zone.
+        unsafe {
+            while order < limit {
+                buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
+                let free = if IN_ZONE {
+                    self.is_buddy_in_zone(buddy_pfn, order)
+                } else {
+                    self.page_is_buddy(buddy_pfn, order)
+                };
+                if !free {
+                    return (pfn, order, buddy_pfn, true);
+                }
+                let bp = self.page(buddy_pfn); // below max_pfn: it is free
+                if PB_CHECK {
+                    let buddy_mt = self.pageblock_mt(buddy_pfn);
+                    if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
+                        return (pfn, order, buddy_pfn, true);
+                    }
+                }
+                self.unlink_page(bp, order);
+                if cma {
+                    self.uncount_cma(buddy_pfn as u32, order);
+                }
+                (*bp).order = 0;
+                pfn &= buddy_pfn; // the combined block starts at the lower half
+                order += 1;
+            }
+        }
+        (pfn, order, buddy_pfn, false)
+    }
+
     /// Put a block on `mt`'s free list, merging with free buddies first
     /// (cf. `__free_one_page()`). `to_tail` is `FPI_TO_TAIL`. From
     /// pageblock order up, a block of a type that keeps its own accounting
     /// (HighAtomic, CMA, Isolate) does not merge with one of another type.
+    ///
+    /// Each level is one look at the buddy, one unlink and one order
+    /// write. What does not change from level to level is looked at once:
+    /// whether the zone has CMA pages to count, whether the levels are
+    /// below pageblock order (no type check), and whether the `MAX_ORDER`
+    /// block holding `pfn` lies wholly in this zone — then no buddy can be
+    /// past `max_pfn` or in another zone (a buddy below `MAX_ORDER` stays
+    /// in that block), and only a block at a zone edge pays for those
+    /// checks. Deferred init writes a `MAX_ORDER` chunk's descriptors
+    /// before it frees any of its frames (see [`super::deferred`]), so the
+    /// buddies read are written ones.
     pub(crate) unsafe fn free_one_page(
         self,
-        mut pfn: u64,
-        mut order: usize,
+        pfn: u64,
+        order: usize,
         mt: MigrateType,
         to_tail: bool,
     ) {
-        let mut buddy_pfn = pfn;
         let nr_pages = 1i64 << order;
+        const PB_LIMIT: usize = if PAGEBLOCK_ORDER < MAX_ORDER {
+            PAGEBLOCK_ORDER
+        } else {
+            MAX_ORDER
+        };
         // SAFETY: the method contract; every PFN touched is below max_pfn
-        // (page_is_buddy checks the buddy) and in this zone.
+        // (page_is_buddy checks the buddy, or the whole MAX_ORDER block is
+        // in this zone) and in this zone.
         unsafe {
-            while order < MAX_ORDER {
-                buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
-                if !self.page_is_buddy(buddy_pfn, order) {
-                    break;
-                }
-                if order >= PAGEBLOCK_ORDER {
-                    let buddy_mt = self.pageblock_mt(buddy_pfn);
-                    if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
-                        break;
-                    }
-                }
-                self.unlink(buddy_pfn as u32, order);
-                (*self.page(buddy_pfn)).order = 0;
-                pfn &= buddy_pfn; // the combined block starts at the lower half
-                order += 1;
+            let cma = (*self.zone).cma_pages > 0;
+            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
+            let in_zone = chunk >= (*self.zone).start_pfn.0
+                && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
+            let (mut pfn, mut order, mut buddy_pfn, stopped) = if in_zone {
+                self.merge::<true, false>(pfn, order, PB_LIMIT, mt, cma)
+            } else {
+                self.merge::<false, false>(pfn, order, PB_LIMIT, mt, cma)
+            };
+            if !stopped && order < MAX_ORDER {
+                // At least one level runs: `buddy_pfn` is that level's.
+                (pfn, order, buddy_pfn, _) = if in_zone {
+                    self.merge::<true, true>(pfn, order, MAX_ORDER, mt, cma)
+                } else {
+                    self.merge::<false, true>(pfn, order, MAX_ORDER, mt, cma)
+                };
             }
             // cf. buddy_merge_likely(): if the next-larger buddy is free,
             // this block will probably merge soon; keep it at the tail so
@@ -546,29 +715,61 @@ impl ZoneFree {
     /// Take the smallest free block of at least `order` from `mt`'s lists
     /// and split it down, the halves going to `mt`'s lists
     /// (cf. `__rmqueue_smallest()`).
+    ///
+    /// `expand()` is one list write, one descriptor write and one
+    /// `nr_free` increment per level: the halves go to `mt`'s lists below
+    /// the order the block was found at, which the search has just seen
+    /// empty ([`ZoneFree::link_into_empty`]), and the CMA count takes all
+    /// the halves at once.
     #[inline]
     pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
         // SAFETY: the method contract.
         unsafe {
-            for current in order..NR_ORDERS {
-                let head =
-                    ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
-                if head == NIL {
-                    continue;
+            let current = self.first_nonempty(order, mt)?;
+            let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
+            self.unlink(head, current);
+            // cf. expand(): the upper halves go back, the lowest 2^order
+            // frames are the caller's.
+            let mut high = current;
+            while high > order {
+                high -= 1;
+                self.link_into_empty(head + (1u32 << high), high, mt);
+            }
+            if mt == MigrateType::Cma {
+                let fc = &raw mut (*self.zone).nr_free_cma;
+                st64(fc, ld64(fc) + (1 << current) - (1 << order));
+            }
+            self.account_free(-(1 << order));
+            Some(head)
+        }
+    }
+
+    /// The first order from `order` up whose list of `mt` has a block
+    /// (the search of `__rmqueue_smallest()`).
+    ///
+    /// # Safety
+    /// The method contract.
+    #[inline(always)]
+    unsafe fn first_nonempty(self, order: usize, mt: MigrateType) -> Option<usize> {
+        // SAFETY: the method contract; `head` steps through the heads of
+        // `mt`'s lists of orders `order..NR_ORDERS`, inside `free_area`.
+        unsafe {
+            let mut left = NR_ORDERS.checked_sub(order)?;
+            if left == 0 {
+                return None;
+            }
+            let mut head = &raw mut (*self.zone).free_area[order].free_list[mt.index()].head;
+            loop {
+                if ld32(head) != NIL {
+                    return Some(NR_ORDERS - left);
                 }
-                self.unlink(head, current);
-                // cf. expand(): the upper halves go back, the lowest 2^order
-                // frames are the caller's.
-                let mut high = current;
-                while high > order {
-                    high -= 1;
-                    self.link(head + (1u32 << high), high, mt, false);
+                left -= 1;
+                if left == 0 {
+                    return None;
                 }
-                self.account_free(-(1 << order));
-                return Some(head);
+                head = head.byte_add(core::mem::size_of::<FreeArea>());
             }
         }
-        None
     }
 
     /// `__rmqueue()` up to where it would steal from another migrate type:
