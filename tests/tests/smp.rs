@@ -96,6 +96,33 @@ fn two_cpus_come_online_and_are_listed() {
     });
 }
 
+/// Under TCG every CPU grows its softmmu TLB to 8192 entries: the AP
+/// once online, the boot CPU once the boot is over (`arch::x86_64::tcg`).
+/// Under KVM neither does.
+#[test]
+fn under_tcg_every_cpu_grows_its_softmmu_tlb() {
+    let (mut guest, _port) = boot_ready(BootOptions::default().smp(2));
+    let kvm = std::env::var("ACCEL").is_ok_and(|a| a == "kvm");
+    if kvm {
+        guest.wait_for("boot: boot complete after");
+    } else {
+        guest.wait_for("mm: CPU 0: TCG softmmu TLB grown to 8192 entries");
+    }
+    let log = guest.log();
+    let grown = |cpu: &str| {
+        log.iter()
+            .filter(|l| l.contains(&format!("{cpu}: TCG softmmu TLB grown to 8192 entries")))
+            .count()
+    };
+    let want = usize::from(!kvm);
+    assert_eq!(
+        (grown("mm: CPU 0"), grown("smp: CPU 1")),
+        (want, want),
+        "log:\n{}",
+        log.join("\n")
+    );
+}
+
 #[test]
 fn four_cpus_online_selfcheck_clean_and_reset_equals_boot() {
     let (guest, port) = boot_ready(BootOptions::default().smp(4));

@@ -414,6 +414,13 @@ pub fn deferred_init_step() -> bool {
     );
     crate::time::boot_phase("deferred mem_map");
     crate::time::boot_summary("boot complete");
+    // Under TCG, a softmmu TLB that boot's last flushes may have shrunk
+    // grows again, once the boot is over (the APs grow theirs as they come
+    // online; see `arch::x86_64::tcg`).
+    let entries = crate::arch::x86_64::tcg::grow_softmmu_tlb();
+    if entries > 0 {
+        log::info!("mm: CPU 0: TCG softmmu TLB grown to {entries} entries");
+    }
     false
 }
 

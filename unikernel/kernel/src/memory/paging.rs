@@ -40,6 +40,16 @@ pub fn direct_map_pages() -> (u64, u64) {
     DIRECT_MAP_PAGES.get().copied().unwrap_or((0, 0))
 }
 
+/// The longest physical range `[start, end)` the direct map covers.
+static DIRECT_MAP_LONGEST: Once<(u64, u64)> = Once::new();
+
+/// The longest physical range `[start, end)` mapped in the direct map
+/// (`(0, 0)` before the final page tables): every page of it can be read
+/// through [`phys_to_virt`].
+pub fn direct_map_longest() -> (u64, u64) {
+    DIRECT_MAP_LONGEST.get().copied().unwrap_or((0, 0))
+}
+
 /// Kernel virtual address of a lowmem physical address (cf. `__va()`).
 pub fn phys_to_virt(phys: u64) -> *mut u8 {
     core::ptr::with_exposed_provenance_mut((PAGE_OFFSET + phys) as usize)
@@ -98,7 +108,11 @@ pub fn init_final_tables(mb: &mut Memblock, direct_map_end: u64) {
     // The direct map: every memblock memory range below lowmem.
     let ranges: heapless_ranges::Ranges = heapless_ranges::collect(frames.mb, direct_map_end);
     let (mut n4k, mut n2m) = (0u64, 0u64);
+    let mut longest = (0u64, 0u64);
     for &(start, end) in ranges.as_slice() {
+        if end - start > longest.1 - longest.0 {
+            longest = (start, end);
+        }
         let (a, b) = map_direct(
             &mut pt,
             &mut frames,
@@ -113,6 +127,7 @@ pub fn init_final_tables(mb: &mut Memblock, direct_map_end: u64) {
         "paging: direct map of [0, {direct_map_end:#x}) at {PAGE_OFFSET:#x}: {n2m} x 2M + {n4k} x 4K pages"
     );
     DIRECT_MAP_PAGES.call_once(|| (n4k, n2m));
+    DIRECT_MAP_LONGEST.call_once(|| longest);
 
     // The kernel image, identity-mapped with W^X.
     // Linker symbols: only their addresses are taken.

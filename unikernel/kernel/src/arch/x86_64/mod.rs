@@ -13,6 +13,7 @@ pub mod qemu;
 pub mod rtc;
 pub mod serial;
 pub mod smp;
+pub mod tcg;
 pub mod tsc;
 
 /// Descriptor tables and interrupt controllers, in dependency order. Leaves

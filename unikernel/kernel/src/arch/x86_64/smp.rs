@@ -678,6 +678,11 @@ extern "C" fn ap_main(apic_id: u32) -> ! {
     ONLINE_MASK.fetch_or(1 << cpu, Ordering::AcqRel);
     NR_ONLINE.fetch_add(1, Ordering::AcqRel);
     slot.set(State::Online);
+    // Under TCG, the softmmu TLB the boot CPU's boot gave it (see `tcg`).
+    let entries = super::tcg::grow_softmmu_tlb();
+    if entries > 0 {
+        log::info!("smp: CPU {cpu}: TCG softmmu TLB grown to {entries} entries");
+    }
     // cf. `do_idle()` → `default_idle()`, with this CPU's work queue.
     super::ipi::ap_idle(cpu)
 }
