@@ -468,22 +468,33 @@ fn workload_selected(w: usize) -> bool {
     }
 }
 
+/// `PZ_BENCH_ITERS=<n>` (for callgrind) runs `n` pairs or steps per
+/// timed run instead of 10 M pairs and 4 M steps: the instructions of two
+/// runs with different `n`, subtracted, are the workload's alone (three
+/// timed runs each, plus the warm-up of a LIFO row, which is fixed).
+fn iters(default: usize) -> usize {
+    std::env::var("PZ_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run<A: Alloc>(a: &mut A, t: &Tables) -> [f64; 4] {
     let fixed64 = vec![64usize; TABLE];
-    const PAIRS: usize = 10_000_000;
-    const STEPS: usize = 4_000_000;
+    let pairs = iters(10_000_000);
+    let steps = iters(4_000_000);
     let mut r = [f64::NAN; 4];
     if workload_selected(0) {
-        r[0] = median3(|| lifo_pairs(a, &fixed64, PAIRS));
+        r[0] = median3(|| lifo_pairs(a, &fixed64, pairs));
     }
     if workload_selected(1) {
-        r[1] = median3(|| lifo_pairs(a, &t.uniform, PAIRS));
+        r[1] = median3(|| lifo_pairs(a, &t.uniform, pairs));
     }
     if workload_selected(2) {
-        r[2] = median3(|| random_ops(a, &t.uniform, &t.slot, STEPS));
+        r[2] = median3(|| random_ops(a, &t.uniform, &t.slot, steps));
     }
     if workload_selected(3) {
-        r[3] = median3(|| random_ops(a, &t.log_uniform, &t.slot, STEPS));
+        r[3] = median3(|| random_ops(a, &t.log_uniform, &t.slot, steps));
     }
     r
 }

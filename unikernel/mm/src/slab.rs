@@ -376,6 +376,10 @@ pub(crate) struct KmemCache {
     size: u32,
     /// `objects * size`: offsets at or past it are slab leftover.
     objs_end: u32,
+    /// `objs_end` for a plain cache, 0 for a debug one: the general free's
+    /// bound ([`KmemCache::is_plain_object_offset`]), which so also says
+    /// "not a debug cache" without testing the flags.
+    plain_end: u32,
     /// Bytes the user may use (cf. `s->object_size`).
     object_size: u32,
     flags: SlabFlags,
@@ -420,6 +424,7 @@ impl KmemCache {
         offset: 0,
         size: 0,
         objs_end: 0,
+        plain_end: 0,
         object_size: 0,
         flags: SlabFlags::NONE,
         objects: 0,
@@ -458,6 +463,14 @@ impl KmemCache {
     #[inline(always)]
     fn is_object_offset(&self, off: u64) -> bool {
         off < self.objs_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
+    }
+
+    /// [`Self::is_object_offset`] and not a debug cache, in the same two
+    /// comparisons (see `plain_end`): what the general free asks before
+    /// it pushes an object without checks.
+    #[inline(always)]
+    fn is_plain_object_offset(&self, off: u64) -> bool {
+        off < self.plain_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
     }
 
     #[inline]
@@ -588,6 +601,11 @@ impl<'a> SlabAllocator<'a> {
             slab_mask: (PAGE_SIZE << geo.order) - 1,
             div_magic: div_magic(geo.size),
             objs_end: geo.objects * geo.size,
+            plain_end: if flags.intersects(SlabFlags::DEBUG_FLAGS) {
+                0
+            } else {
+                geo.objects * geo.size
+            },
             pfn_mask: (1u32 << geo.order) - 1,
             object_size: object_size as u32,
             inuse_off: geo.inuse_off,

@@ -184,7 +184,12 @@ impl SlabAllocator<'_> {
         // epilogue were a sixth of `kmalloc`'s instructions).
         let obj = self.pop_cpu_freelist(mem, slot);
         if obj == 0 {
-            return self.slab_alloc_slow(mem, pages, slot, gfp, orig_size);
+            // The refill returns the object in a register (0: none), not
+            // a `Result` through memory: 5 instructions fewer a refill.
+            return match self.slab_alloc_slow(mem, pages, slot, gfp, orig_size) {
+                0 => Err(self.slab_alloc_error(slot)),
+                obj => Ok(obj),
+            };
         }
         if gfp.contains(GfpFlags::ZERO) {
             return self.zero_object(mem, slot, obj);
@@ -237,13 +242,19 @@ impl SlabAllocator<'_> {
     ) -> Result<u64, SlabError> {
         self.should_failslab(slot, gfp)?;
         match self.pop_cpu_freelist(mem, slot) {
-            0 => self.slab_alloc_slow(mem, pages, slot, gfp, orig_size),
+            0 => match self.slab_alloc_slow(mem, pages, slot, gfp, orig_size) {
+                0 => Err(self.slab_alloc_error(slot)),
+                obj => Ok(obj),
+            },
             obj if gfp.contains(GfpFlags::ZERO) => self.zero_object(mem, slot, obj),
             obj => Ok(obj),
         }
     }
 
-    /// The fast path's miss: [`Self::___slab_alloc`] and its error.
+    /// The fast path's miss: [`Self::___slab_alloc`], out of line. Its
+    /// object, or 0 when no slab could be had (the caller makes the error,
+    /// [`Self::slab_alloc_error`]); called only with this CPU's free list
+    /// of `slot` empty.
     #[inline(never)]
     fn slab_alloc_slow<M: ObjectMemory, S: PageSource + ?Sized>(
         &mut self,
@@ -252,11 +263,8 @@ impl SlabAllocator<'_> {
         slot: usize,
         gfp: GfpFlags,
         orig_size: usize,
-    ) -> Result<u64, SlabError> {
-        match self.___slab_alloc(mem, pages, slot, gfp, orig_size) {
-            0 => Err(self.slab_alloc_error(slot)),
-            obj => Ok(obj),
-        }
+    ) -> u64 {
+        self.___slab_alloc(mem, pages, slot, gfp, orig_size)
     }
 
     /// Why [`Self::___slab_alloc`] failed: the page allocator could not
@@ -312,8 +320,10 @@ impl SlabAllocator<'_> {
         let cc = self.pcpu[cpu].slabs[slot];
         let c = &mut self.caches[slot];
         // The common case, kept lean: a plain cache whose CPU slab (if any)
-        // ran out, and a partial slab waiting.
-        if c.is_debug() || c.node.partial.head == NIL || cc.freelist != 0 {
+        // ran out, and a partial slab waiting. Its callers pop first: the
+        // free list is empty.
+        debug_assert_eq!(cc.freelist, 0);
+        if c.is_debug() || c.node.partial.head == NIL {
             return self.___slab_alloc_other(mem, pages, slot, gfp, orig_size);
         }
         if cc.slab != 0 {
@@ -605,8 +615,7 @@ impl SlabAllocator<'_> {
             return self.slab_free_odd(mem, pages, addr, expect);
         };
         let off = addr & c.slab_mask;
-        if !c.is_object_offset(off)
-            || c.is_debug()
+        if !c.is_plain_object_offset(off)
             || expect.is_some_and(|e| e.slot as usize != slot || e.generation != c.generation)
         {
             return self.slab_free_odd(mem, pages, addr, expect);

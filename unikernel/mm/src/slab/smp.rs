@@ -42,6 +42,7 @@ mod tests;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
@@ -166,7 +167,9 @@ impl Drop for NodeGuard<'_> {
 /// for a `list_lock` holder ([`LockedMetas`]), `SlabMeta::cache` by
 /// anyone ([`MetaTable::cache_of`]).
 pub struct MetaTable<'a> {
-    ptr: *mut SlabMeta,
+    /// Non-null (a slice's pointer): so `metas.get(pfn)` needs no test
+    /// for a null `Option` after its bounds check.
+    ptr: NonNull<SlabMeta>,
     len: usize,
     _owns: PhantomData<&'a mut [SlabMeta]>,
 }
@@ -183,7 +186,7 @@ impl<'a> MetaTable<'a> {
     pub(crate) fn new(metas: &'a mut [SlabMeta]) -> MetaTable<'a> {
         MetaTable {
             len: metas.len(),
-            ptr: metas.as_mut_ptr(),
+            ptr: NonNull::from(metas).cast(),
             _owns: PhantomData,
         }
     }
@@ -200,7 +203,7 @@ impl<'a> MetaTable<'a> {
         // expression (no reference to the entry, whose other fields a
         // `list_lock` holder may be writing), and no one writes it
         // outside the exclusive side.
-        unsafe { core::ptr::addr_of!((*self.ptr.add(pfn)).cache).read() }
+        unsafe { core::ptr::addr_of!((*self.ptr.as_ptr().add(pfn)).cache).read() }
     }
 }
 
@@ -210,7 +213,7 @@ impl Deref for MetaTable<'_> {
     fn deref(&self) -> &[SlabMeta] {
         // SAFETY: the slice borrowed for 'a; see the `Sync` impl for who
         // reads it whole.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -218,7 +221,7 @@ impl DerefMut for MetaTable<'_> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [SlabMeta] {
         // SAFETY: the slice borrowed mutably for 'a; `&mut self` is unique.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -241,7 +244,7 @@ impl MetaAccess for LockedMetas<'_, '_> {
         // `list_lock` the creator of `self` holds (checked above), which
         // makes it this holder's alone; `&mut self` keeps the returned
         // reference unique while it lives.
-        unsafe { &mut *self.table.ptr.add(pfn) }
+        unsafe { &mut *self.table.ptr.as_ptr().add(pfn) }
     }
 }
 
@@ -397,7 +400,7 @@ impl SlabAllocator<'_> {
             return false;
         };
         let off = addr & c.slab_mask;
-        if !c.live || c.is_debug() || !c.is_object_offset(off) {
+        if !c.live || !c.is_plain_object_offset(off) {
             return false;
         }
         let base = addr - off;
