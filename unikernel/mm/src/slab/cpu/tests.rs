@@ -511,3 +511,79 @@ proptest! {
         f.assert_buddy_restored();
     }
 }
+
+/// The general free's bound (`plain_end`) is the object bound of a plain
+/// cache and 0 for a debug one (every debug flag), so one test routes
+/// every debug free to the checks: a red-zoned kmalloc object `kfree`d
+/// with its red zone clobbered is caught and quarantined. A plain free
+/// that misses the hint lands on its own slab's free list, counts exact,
+/// and freeing it again is reported as a double free.
+#[test]
+fn the_plain_bound_sends_every_debug_free_to_the_checks() {
+    let mut f = Fixture::new(24);
+    let plain = f
+        .slab
+        .kmem_cache_create("plain96", 96, 0, SlabFlags::NONE, None)
+        .unwrap();
+    for (name, flags) in [
+        ("rz", SlabFlags::RED_ZONE),
+        ("poison", SlabFlags::POISON),
+        ("checks", SlabFlags::CONSISTENCY_CHECKS),
+    ] {
+        let id = f.slab.kmem_cache_create(name, 96, 0, flags, None).unwrap();
+        let c = &f.slab.caches[id.slot()];
+        assert_eq!((c.plain_end, c.objs_end > 0), (0, true), "{name}");
+        // Every offset fails the plain bound, object starts included.
+        assert!(!c.is_plain_object_offset(0) && !c.is_plain_object_offset(c.size as u64));
+        assert!(c.is_object_offset(0) && c.is_object_offset(c.size as u64));
+    }
+    let c = &f.slab.caches[plain.slot()];
+    assert_eq!(c.plain_end, c.objs_end);
+    for off in [0, c.size as u64, (c.objects as u64 - 1) * c.size as u64] {
+        assert!(c.is_plain_object_offset(off), "offset {off}");
+    }
+    for off in [1, c.objs_end as u64, u64::MAX] {
+        assert!(!c.is_plain_object_offset(off), "offset {off}");
+    }
+
+    // A red-zoned kmalloc object, kfreed with its red zone clobbered: the
+    // general free must run the debug checks, not push it.
+    let mut d = Fixture::with_kmalloc_debug(24, SlabFlags::RED_ZONE);
+    let (p, m) = (&d.pages, &d.mem);
+    let obj = d.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
+    m.write_u8(obj + 64, 0x12);
+    let err = d.slab.kfree(m, p, obj).unwrap_err();
+    assert_eq!((err.kind, err.addr), (CorruptionKind::RedZone, obj));
+    let i = kmalloc_cache_info(&d, "kmalloc-64");
+    assert_eq!(
+        (i.corruption.red_zone, i.quarantined, i.active_objs),
+        (1, 1, 1)
+    );
+    d.slab.check_invariants(m).unwrap();
+
+    // A plain object freed while the hint names another cache: the
+    // general free pushes it onto its own (listed) slab.
+    let per = f.slab.cache_info(plain).unwrap().objs_per_slab as usize;
+    let objs = alloc_n(&mut f, plain, per + 1); // one full slab listed
+    let other = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap(); // the hint moves to kmalloc-8
+    f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap();
+    // Partial: that slab, and the CPU slab (one object of `per` taken).
+    let i = f.slab.cache_info(plain).unwrap();
+    assert_eq!(
+        (i.slabs_full, i.slabs_partial, i.active_objs),
+        (0, 2, per as u64)
+    );
+    // Freeing it again is a double free of the slab's free-list head.
+    let err = f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap_err();
+    assert_eq!(err.kind, CorruptionKind::DoubleFree);
+    f.slab.kfree(&f.mem, &f.pages, other).unwrap();
+    f.slab.check_invariants(&f.mem).unwrap();
+}
+
+fn kmalloc_cache_info(f: &Fixture, name: &str) -> CacheInfo {
+    let id = f.slab.find_cache(name).unwrap();
+    f.slab.cache_info(id).unwrap()
+}
