@@ -510,6 +510,10 @@ pub struct SlabAllocator<'a> {
     /// The CPU the exclusive holder runs on, whose slot the locked paths
     /// use (set by the lock, cf. `smp_processor_id()`).
     pub(crate) cur_cpu: usize,
+    /// Scratch overlay entry, written and never read: where `__slab_free`
+    /// sends the list stores of a free that moves no slab, so that both
+    /// outcomes run the same few stores without a branch (see there).
+    pub(crate) sink: SlabMeta,
 }
 
 impl fmt::Debug for SlabAllocator<'_> {
@@ -552,6 +556,7 @@ impl<'a> SlabAllocator<'a> {
             failslab_armed: false,
             pcpu: [const { crate::sync::PcpCell::new(SlabCpu::EMPTY) }; NR_CPUS],
             cur_cpu: 0,
+            sink: SlabMeta::EMPTY,
         };
         s.create_kmalloc_caches(kmalloc_debug);
         s

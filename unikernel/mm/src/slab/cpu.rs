@@ -780,25 +780,27 @@ impl SlabAllocator<'_> {
         }
         // Full → partial (to the tail, see above), or nothing: with objects
         // freed in random order both are common and a branch on which one
-        // mispredicts half the time, so both run the same stores, selected
-        // (the partial case rewrites the slab's own links unchanged).
+        // mispredicts half the time. So both run the same stores: into the
+        // slab's entry and the old tail's link when the slab moves, into
+        // `self.sink` (a scratch entry never read) when it does not.
         let to_partial = prior == NIL;
-        let pick = core::hint::select_unpredictable;
+        use core::hint::select_unpredictable as pick;
         let pfn = head as u32;
         let tail = c.node.partial.tail;
-        let (prev, next) = (m.prev, m.next);
-        m.prev = pick(to_partial, tail, prev);
-        m.next = pick(to_partial, NIL, next);
+        let e = pick(to_partial, m, &mut self.sink);
+        e.prev = tail;
+        e.next = NIL;
         c.node.partial.tail = pick(to_partial, pfn, tail);
         c.node.partial.nr += to_partial as u32;
         c.node.full.nr -= to_partial as u32;
+        // The old tail's link to the slab, or the list head if the list
+        // was empty (rare under churn): NIL when the slab does not move,
+        // which it is already (a tail has no next; an empty list no head).
+        let link = pick(to_partial, pfn, NIL);
         if tail != NIL {
-            // The old tail's link to the slab, or the slab's own to its
-            // next again.
-            let at = pick(to_partial, tail, pfn) as usize;
-            self.metas[at].next = pick(to_partial, pfn, next);
-        } else if to_partial {
-            c.node.partial.head = pfn;
+            self.metas[tail as usize].next = link;
+        } else {
+            c.node.partial.head = link;
         }
         Ok(())
     }

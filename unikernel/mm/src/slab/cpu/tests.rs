@@ -587,3 +587,74 @@ fn kmalloc_cache_info(f: &Fixture, name: &str) -> CacheInfo {
     let id = f.slab.find_cache(name).unwrap();
     f.slab.cache_info(id).unwrap()
 }
+
+/// The partial list, head to tail, checked against its tail-to-head walk
+/// and its count.
+fn partial_list(f: &Fixture, id: CacheId) -> Vec<u32> {
+    let node = &f.slab.caches[id.slot()].node;
+    let mut fwd = Vec::new();
+    let mut p = node.partial.head;
+    while p != NIL {
+        fwd.push(p);
+        p = f.slab.metas[p as usize].next;
+    }
+    let mut back = Vec::new();
+    let mut p = node.partial.tail;
+    while p != NIL {
+        back.push(p);
+        p = f.slab.metas[p as usize].prev;
+    }
+    back.reverse();
+    assert_eq!(fwd, back, "next and prev links disagree");
+    assert_eq!(fwd.len(), node.partial.nr as usize);
+    fwd
+}
+
+/// `__slab_free`'s branch-free list update (the stores of a free that
+/// moves no slab go to a scratch entry): a free into a full slab appends
+/// it at the tail of the partial list — an empty list included — and a
+/// free into a partial slab, at the head, in the middle or at the tail,
+/// leaves the list exactly as it was.
+#[test]
+fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("tail512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    assert!(per >= 4);
+    // Slabs A, B, C full and listed; D frozen with one object taken.
+    let objs = alloc_n(&mut f, id, 3 * per + 1);
+    let mask = u64::from(f.slab.caches[id.slot()].pfn_mask);
+    let slab_of = |addr: u64| (((addr - PAGE_OFFSET) >> PAGE_SHIFT) & !mask) as u32;
+    let (a, b, c) = (objs[0], objs[per], objs[2 * per]);
+    let (sa, sb, sc) = (slab_of(a), slab_of(b), slab_of(c));
+    assert!(sa != sb && sb != sc && sa != sc);
+    // Keep the hint on another cache so every free takes the general path.
+    let other = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    let free = |f: &mut Fixture, addr: u64| f.slab.kfree(&f.mem, &f.pages, addr).unwrap();
+    let full = |f: &Fixture| f.slab.caches[id.slot()].node.full.nr;
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![], 3));
+
+    free(&mut f, b); // full → partial, into an empty list
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb], 2));
+    free(&mut f, a); // full → partial, appended
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb, sa], 1));
+    free(&mut f, objs[per + 1]); // partial head: no move
+    free(&mut f, objs[1]); // partial tail: no move
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb, sa], 1));
+    free(&mut f, c); // full → partial behind the tail
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb, sa, sc], 0));
+    free(&mut f, objs[2]); // the middle: no move
+    assert_eq!(partial_list(&f, id), vec![sb, sa, sc]);
+    let m = f.slab.metas[sa as usize];
+    assert_eq!((m.prev, m.next, m.inuse as usize), (sb, sc, per - 3));
+    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(i.active_objs as usize, 3 * per + 1 - 6);
+    f.slab.check_invariants(&f.mem).unwrap();
+    free(&mut f, other);
+}
