@@ -73,7 +73,15 @@ pub(crate) struct KmemCacheCpu {
     pub(crate) slab: u64,
     /// Objects of `slab` not on `freelist`: handed out, or quarantined.
     pub(crate) inuse: u32,
+    /// Head PFN of `slab` (valid while `slab` is non-zero), kept beside
+    /// its address in what was padding: a refill deactivating the slab
+    /// reaches its overlay entry with one load instead of five
+    /// instructions of address arithmetic.
+    pub(crate) pfn: u32,
 }
+
+// The PFN sits in the padding: still 24 bytes.
+const _: () = assert!(core::mem::size_of::<KmemCacheCpu>() == 24);
 
 impl KmemCacheCpu {
     /// No CPU slab.
@@ -81,12 +89,14 @@ impl KmemCacheCpu {
         freelist: 0,
         slab: 0,
         inuse: 0,
+        pfn: 0,
     };
 
     /// Head PFN of the frozen slab (`slab` must be non-zero).
     #[inline]
     pub(crate) fn slab_pfn(&self) -> u32 {
-        ((self.slab - PAGE_OFFSET) >> PAGE_SHIFT) as u32
+        debug_assert_eq!(self.pfn as u64, (self.slab - PAGE_OFFSET) >> PAGE_SHIFT);
+        self.pfn
     }
 }
 
@@ -407,6 +417,7 @@ impl SlabAllocator<'_> {
         let cc = &mut self.pcpu[cpu].slabs[slot];
         cc.freelist = mem.read_u64(obj + c.offset as u64);
         cc.slab = base;
+        cc.pfn = pfn;
         cc.inuse = m.inuse as u32 + 1;
         c.node.list_inuse -= m.inuse as u64;
         m.freelist = NIL;
