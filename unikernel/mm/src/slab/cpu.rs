@@ -777,18 +777,18 @@ impl SlabAllocator<'_> {
             return self.free_to_frozen_slab(mem, slot, base, addr);
         }
         let prior = m.freelist;
-        let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
-        if prior_va == addr || m.inuse == 0 {
-            return self.slab_free_checked(mem, pages, slot, head as u32, addr);
+        let off = (addr - base) as u32;
+        // One test for the rare cases: a double free (the object heads the
+        // free list — NIL is no offset — or the slab is empty already) and
+        // the last object of the slab coming back (a list move).
+        if prior == off || m.inuse <= 1 {
+            return self.__slab_free_last(mem, pages, slot, head, base, addr);
         }
+        let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
         mem.write_u64(addr + c.offset as u64, prior_va);
-        m.freelist = (addr - base) as u32;
+        m.freelist = off;
         m.inuse -= 1;
         c.node.list_inuse -= 1;
-        if m.inuse == 0 {
-            self.slab_free_relist(pages, slot, head as u32, prior == NIL);
-            return Ok(());
-        }
         // Full → partial (to the tail, see above), or nothing: with objects
         // freed in random order both are common and a branch on which one
         // mispredicts half the time. So both run the same stores: into the
@@ -813,6 +813,37 @@ impl SlabAllocator<'_> {
         } else {
             c.node.partial.head = link;
         }
+        Ok(())
+    }
+
+    /// [`Self::__slab_free`]'s rare cases, out of line: a double free goes
+    /// on to [`Self::slab_free_checked`]; the slab's last object in use is
+    /// pushed and the slab, empty now, moves ([`Self::slab_free_relist`]).
+    #[cold]
+    #[inline(never)]
+    fn __slab_free_last<M: ObjectMemory, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+        head: usize,
+        base: u64,
+        addr: u64,
+    ) -> Result<(), Corruption> {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &mut self.caches[slot];
+        let m = &mut self.metas[head];
+        let prior = m.freelist;
+        let prior_va = if prior == NIL { 0 } else { base + prior as u64 };
+        if prior_va == addr || m.inuse == 0 {
+            return self.slab_free_checked(mem, pages, slot, head as u32, addr);
+        }
+        debug_assert_eq!(m.inuse, 1);
+        mem.write_u64(addr + c.offset as u64, prior_va);
+        m.freelist = (addr - base) as u32;
+        m.inuse = 0;
+        c.node.list_inuse -= 1;
+        self.slab_free_relist(pages, slot, head as u32, prior == NIL);
         Ok(())
     }
 
