@@ -658,3 +658,73 @@ fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
     f.slab.check_invariants(&f.mem).unwrap();
     free(&mut f, other);
 }
+
+/// `__slab_free`'s one test for its rare cases: the last object of a
+/// listed slab coming back moves the slab to the empty list, and a free
+/// into that empty slab, or of the object heading a slab's free list, is
+/// a double free: reported, the object quarantined (in use for good).
+#[test]
+fn the_last_object_and_double_frees_of_a_listed_slab() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("last256", 256, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let objs = alloc_n(&mut f, id, per + 1); // slab A full, B frozen
+    let other = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap(); // the hint elsewhere: every free below is a general one
+    let counts = |f: &Fixture| {
+        let i = f.slab.cache_info(id).unwrap();
+        (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
+    };
+    for (k, &o) in objs[..per].iter().enumerate().skip(1) {
+        f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+        assert_eq!(counts(&f), (0, 2, 0, (per + 1 - k) as u64));
+    }
+    // objs[1] heads A's free list now (the last one freed is objs[per-1]).
+    let head = objs[per - 1];
+    let err = f.slab.kfree(&f.mem, &f.pages, head).unwrap_err();
+    assert_eq!(err.kind, CorruptionKind::DoubleFree);
+    // Detected, and the object quarantined (in use, never handed out).
+    assert_eq!(counts(&f), (0, 2, 0, 3));
+    f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap();
+    // Not empty: the quarantined object stays in use.
+    assert_eq!(counts(&f), (0, 2, 0, 2));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    // A big cache's slab, emptied by the general free; freeing into the
+    // empty slab again is a double free.
+    let big = f
+        .slab
+        .kmem_cache_create("last1", 3 * PAGE_SIZE as usize, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per_big = f.slab.cache_info(big).unwrap().objs_per_slab as usize;
+    let bo = alloc_n(&mut f, big, per_big + 1);
+    let o = bo[0];
+    f.slab.kfree(&f.mem, &f.pages, other).unwrap(); // hint back on kmalloc-8
+    for &x in &bo[1..per_big] {
+        f.slab.kfree(&f.mem, &f.pages, x).unwrap();
+    }
+    f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+    let i = f.slab.cache_info(big).unwrap();
+    assert_eq!((i.slabs_empty, i.active_objs), (1, 1));
+    let err = f.slab.kfree(&f.mem, &f.pages, o).unwrap_err();
+    assert_eq!(err.kind, CorruptionKind::DoubleFree);
+    // Quarantined: the slab holds one object in use again.
+    let i = f.slab.cache_info(big).unwrap();
+    let (full, partial) = if per_big == 1 { (1, 0) } else { (0, 1) };
+    assert_eq!(
+        (
+            i.slabs_empty,
+            i.slabs_full,
+            i.slabs_partial - 1,
+            i.active_objs
+        ),
+        (0, full, partial, 2)
+    );
+    assert_eq!(i.quarantined, 1);
+    f.slab.check_invariants(&f.mem).unwrap();
+}
