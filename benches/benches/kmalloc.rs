@@ -11,8 +11,11 @@
 //! Pagezone runs on a simulated direct map. `pagezone (kernel)` implements
 //! `ObjectMemory` the way the kernel does — a raw load/store at
 //! `base + (addr - PAGE_OFFSET)`, no bounds check — and calls `kmalloc` on
-//! `&mut SlabAllocator`; `+lock` adds the spin lock the kernel's
-//! `GlobalAlloc` takes around every call; `pagezone (safe arena)` uses the
+//! `&mut SlabAllocator` (the exclusive path); `pagezone (kernel, per-CPU
+//! path)` takes the kernel heap's order of paths — `kmalloc_cpu` /
+//! `kfree_cpu` (a CPU's free list and `list_lock` slow paths, under its
+//! flag alone), the exclusive ones when those decline; `+lock` adds the
+//! spin lock the kernel's `GlobalAlloc` took around every call; `pagezone (safe arena)` uses the
 //! host `ArenaMemory` (one bounds check per word). talc and rlsf run
 //! unlocked on a claimed heap; so do good_memory_allocator, bsa's `Heap`
 //! (power-of-two blocks, buddy merge by list scan) and axallocator's
@@ -131,6 +134,43 @@ impl<M: ObjectMemory, S: PageSource> Alloc for Pagezone<M, S> {
     #[inline(always)]
     fn free(&mut self, p: usize, _size: usize) {
         let _ = self.slab.kfree(&self.mem, &self.pages, p as u64);
+    }
+}
+
+/// The kernel heap's order of paths (`slab_glue::kmalloc_fast` /
+/// `kfree_fast`): CPU 0's free list under its flag alone
+/// (`kmalloc_cpu`, `kfree_cpu`, with their `list_lock` slow paths), and
+/// the exclusive `kmalloc` / `kfree` when those decline. No lock is taken
+/// here: one thread, one CPU.
+struct PagezoneCpu {
+    slab: SlabAllocator<'static>,
+    mem: RawDirectMap,
+    pages: spin::Mutex<PageAlloc<'static>>,
+}
+
+impl Alloc for PagezoneCpu {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: CPU 0 < NR_CPUS; this thread is the only user of the
+        // allocator, so it holds every CPU's slot (what the flag ensures).
+        let fast = unsafe {
+            self.slab
+                .kmalloc_cpu(0, &self.mem, size, GfpFlags::GFP_KERNEL)
+        };
+        match fast {
+            Some(p) => p as usize,
+            None => self
+                .slab
+                .kmalloc(&self.mem, &self.pages, size, GfpFlags::GFP_KERNEL)
+                .unwrap() as usize,
+        }
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, _size: usize) {
+        // SAFETY: as above; `p` came from `alloc` and is freed once.
+        if !unsafe { self.slab.kfree_cpu(0, &self.mem, p as u64) } {
+            let _ = self.slab.kfree(&self.mem, &self.pages, p as u64);
+        }
     }
 }
 
@@ -515,6 +555,18 @@ fn main() {
         pz.slab.shrink_all(&pz.pages);
         pz.slab
             .check_invariants(&pz.mem)
+            .expect("slab invariants after the run");
+    }
+    if selected("pagezone (kernel, per-CPU path)") {
+        let mut pzc = PagezoneCpu {
+            slab: slab(),
+            mem: raw_ram(),
+            pages: page_alloc(),
+        };
+        results.push(("pagezone (kernel, per-CPU path)", run(&mut pzc, &t)));
+        pzc.slab.shrink_all(&pzc.pages);
+        pzc.slab
+            .check_invariants(&pzc.mem)
             .expect("slab invariants after the run");
     }
     if selected("pagezone +lock") {
