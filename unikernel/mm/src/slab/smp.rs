@@ -429,6 +429,62 @@ impl SlabAllocator<'_> {
         };
         let m = metas.at(head);
         let prior = m.freelist;
+        let off = (addr - base) as u32;
+        // One test for everything but a push that leaves the slab in use:
+        // another CPU's slab, a double free (the object heads the free
+        // list — NIL is no offset — or the slab is empty), the last object.
+        if m.prev == FROZEN || prior == off || m.inuse <= 1 {
+            drop(node);
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { self.kfree_cpu_slow_last(cpu, mem, addr, slot, head, base) };
+        }
+        let prior_va = if prior == NIL {
+            0
+        } else {
+            base + u64::from(prior)
+        };
+        mem.write_u64(addr + offset, prior_va);
+        m.freelist = off;
+        m.inuse -= 1;
+        node.list_inuse -= 1;
+        if prior == NIL {
+            // Full → partial, to the tail.
+            node.full.nr -= 1;
+            node.partial.push_tail(&mut metas, head);
+        }
+        drop(node);
+        pc.hint = slot as u8;
+        true
+    }
+
+    /// [`Self::kfree_cpu_slow`]'s rare cases, under the `list_lock` again
+    /// and tested again (other CPUs may have freed into the slab between):
+    /// the last object of a slab (partial or full → empty, unless the
+    /// slab would go back to the page allocator), and what the exclusive
+    /// side must do — another CPU's slab, a double free — `false`.
+    ///
+    /// # Safety
+    /// As for [`SlabAllocator::kfree_cpu`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn kfree_cpu_slow_last<M: ObjectMemory>(
+        &self,
+        cpu: usize,
+        mem: &M,
+        addr: u64,
+        slot: usize,
+        head: u32,
+        base: u64,
+    ) -> bool {
+        let c = &self.caches[slot & (MAX_CACHES - 1)];
+        // SAFETY: the caller holds a CPU flag of the slab lock.
+        let mut node = unsafe { c.node.lock() };
+        let mut metas = LockedMetas {
+            table: &self.metas,
+            cache: slot as u16 + 1,
+        };
+        let m = metas.at(head);
+        let prior = m.freelist;
         let prior_va = if prior == NIL {
             0
         } else {
@@ -443,7 +499,9 @@ impl SlabAllocator<'_> {
             // back to the page allocator: the exclusive side's.
             return false;
         }
-        mem.write_u64(addr + offset, prior_va);
+        // The slab may have changed while the lock was dropped (other
+        // CPUs' frees into it): the general push and list moves.
+        mem.write_u64(addr + u64::from(c.offset), prior_va);
         m.freelist = (addr - base) as u32;
         m.inuse -= 1;
         let now_empty = m.inuse == 0;
@@ -461,6 +519,8 @@ impl SlabAllocator<'_> {
             node.empty.push(&mut metas, head);
         }
         drop(node);
+        // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
+        let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
         pc.hint = slot as u8;
         true
     }
