@@ -11,8 +11,11 @@
 //! Pagezone runs on a simulated direct map. `pagezone (kernel)` implements
 //! `ObjectMemory` the way the kernel does — a raw load/store at
 //! `base + (addr - PAGE_OFFSET)`, no bounds check — and calls `kmalloc` on
-//! `&mut SlabAllocator`; `+lock` adds the spin lock the kernel's
-//! `GlobalAlloc` takes around every call; `pagezone (safe arena)` uses the
+//! `&mut SlabAllocator` (the exclusive path); `pagezone (kernel, per-CPU
+//! path)` takes the kernel heap's order of paths — `kmalloc_cpu` /
+//! `kfree_cpu` (a CPU's free list and `list_lock` slow paths, under its
+//! flag alone), the exclusive ones when those decline; `+lock` adds the
+//! spin lock the kernel's `GlobalAlloc` took around every call; `pagezone (safe arena)` uses the
 //! host `ArenaMemory` (one bounds check per word). talc and rlsf run
 //! unlocked on a claimed heap; so do good_memory_allocator, bsa's `Heap`
 //! (power-of-two blocks, buddy merge by list scan) and axallocator's
@@ -131,6 +134,43 @@ impl<M: ObjectMemory, S: PageSource> Alloc for Pagezone<M, S> {
     #[inline(always)]
     fn free(&mut self, p: usize, _size: usize) {
         let _ = self.slab.kfree(&self.mem, &self.pages, p as u64);
+    }
+}
+
+/// The kernel heap's order of paths (`slab_glue::kmalloc_fast` /
+/// `kfree_fast`): CPU 0's free list under its flag alone
+/// (`kmalloc_cpu`, `kfree_cpu`, with their `list_lock` slow paths), and
+/// the exclusive `kmalloc` / `kfree` when those decline. No lock is taken
+/// here: one thread, one CPU.
+struct PagezoneCpu {
+    slab: SlabAllocator<'static>,
+    mem: RawDirectMap,
+    pages: spin::Mutex<PageAlloc<'static>>,
+}
+
+impl Alloc for PagezoneCpu {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        // SAFETY: CPU 0 < NR_CPUS; this thread is the only user of the
+        // allocator, so it holds every CPU's slot (what the flag ensures).
+        let fast = unsafe {
+            self.slab
+                .kmalloc_cpu(0, &self.mem, size, GfpFlags::GFP_KERNEL)
+        };
+        match fast {
+            Some(p) => p as usize,
+            None => self
+                .slab
+                .kmalloc(&self.mem, &self.pages, size, GfpFlags::GFP_KERNEL)
+                .unwrap() as usize,
+        }
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, _size: usize) {
+        // SAFETY: as above; `p` came from `alloc` and is freed once.
+        if !unsafe { self.slab.kfree_cpu(0, &self.mem, p as u64) } {
+            let _ = self.slab.kfree(&self.mem, &self.pages, p as u64);
+        }
     }
 }
 
@@ -468,22 +508,33 @@ fn workload_selected(w: usize) -> bool {
     }
 }
 
+/// `PZ_BENCH_ITERS=<n>` (for callgrind) runs `n` pairs or steps per
+/// timed run instead of 10 M pairs and 4 M steps: the instructions of two
+/// runs with different `n`, subtracted, are the workload's alone (three
+/// timed runs each, plus the warm-up of a LIFO row, which is fixed).
+fn iters(default: usize) -> usize {
+    std::env::var("PZ_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run<A: Alloc>(a: &mut A, t: &Tables) -> [f64; 4] {
     let fixed64 = vec![64usize; TABLE];
-    const PAIRS: usize = 10_000_000;
-    const STEPS: usize = 4_000_000;
+    let pairs = iters(10_000_000);
+    let steps = iters(4_000_000);
     let mut r = [f64::NAN; 4];
     if workload_selected(0) {
-        r[0] = median3(|| lifo_pairs(a, &fixed64, PAIRS));
+        r[0] = median3(|| lifo_pairs(a, &fixed64, pairs));
     }
     if workload_selected(1) {
-        r[1] = median3(|| lifo_pairs(a, &t.uniform, PAIRS));
+        r[1] = median3(|| lifo_pairs(a, &t.uniform, pairs));
     }
     if workload_selected(2) {
-        r[2] = median3(|| random_ops(a, &t.uniform, &t.slot, STEPS));
+        r[2] = median3(|| random_ops(a, &t.uniform, &t.slot, steps));
     }
     if workload_selected(3) {
-        r[3] = median3(|| random_ops(a, &t.log_uniform, &t.slot, STEPS));
+        r[3] = median3(|| random_ops(a, &t.log_uniform, &t.slot, steps));
     }
     r
 }
@@ -504,6 +555,18 @@ fn main() {
         pz.slab.shrink_all(&pz.pages);
         pz.slab
             .check_invariants(&pz.mem)
+            .expect("slab invariants after the run");
+    }
+    if selected("pagezone (kernel, per-CPU path)") {
+        let mut pzc = PagezoneCpu {
+            slab: slab(),
+            mem: raw_ram(),
+            pages: page_alloc(),
+        };
+        results.push(("pagezone (kernel, per-CPU path)", run(&mut pzc, &t)));
+        pzc.slab.shrink_all(&pzc.pages);
+        pzc.slab
+            .check_invariants(&pzc.mem)
             .expect("slab invariants after the run");
     }
     if selected("pagezone +lock") {

@@ -376,6 +376,10 @@ pub(crate) struct KmemCache {
     size: u32,
     /// `objects * size`: offsets at or past it are slab leftover.
     objs_end: u32,
+    /// `objs_end` for a plain cache, 0 for a debug one: the general free's
+    /// bound ([`KmemCache::is_plain_object_offset`]), which so also says
+    /// "not a debug cache" without testing the flags.
+    plain_end: u32,
     /// Bytes the user may use (cf. `s->object_size`).
     object_size: u32,
     flags: SlabFlags,
@@ -420,6 +424,7 @@ impl KmemCache {
         offset: 0,
         size: 0,
         objs_end: 0,
+        plain_end: 0,
         object_size: 0,
         flags: SlabFlags::NONE,
         objects: 0,
@@ -460,6 +465,14 @@ impl KmemCache {
         off < self.objs_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
     }
 
+    /// [`Self::is_object_offset`] and not a debug cache, in the same two
+    /// comparisons (see `plain_end`): what the general free asks before
+    /// it pushes an object without checks.
+    #[inline(always)]
+    fn is_plain_object_offset(&self, off: u64) -> bool {
+        off < self.plain_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
+    }
+
     #[inline]
     fn is_debug(&self) -> bool {
         self.flags.intersects(SlabFlags::DEBUG_FLAGS)
@@ -497,6 +510,10 @@ pub struct SlabAllocator<'a> {
     /// The CPU the exclusive holder runs on, whose slot the locked paths
     /// use (set by the lock, cf. `smp_processor_id()`).
     pub(crate) cur_cpu: usize,
+    /// Scratch overlay entry, written and never read: where `__slab_free`
+    /// sends the list stores of a free that moves no slab, so that both
+    /// outcomes run the same few stores without a branch (see there).
+    pub(crate) sink: SlabMeta,
 }
 
 impl fmt::Debug for SlabAllocator<'_> {
@@ -539,6 +556,7 @@ impl<'a> SlabAllocator<'a> {
             failslab_armed: false,
             pcpu: [const { crate::sync::PcpCell::new(SlabCpu::EMPTY) }; NR_CPUS],
             cur_cpu: 0,
+            sink: SlabMeta::EMPTY,
         };
         s.create_kmalloc_caches(kmalloc_debug);
         s
@@ -588,6 +606,11 @@ impl<'a> SlabAllocator<'a> {
             slab_mask: (PAGE_SIZE << geo.order) - 1,
             div_magic: div_magic(geo.size),
             objs_end: geo.objects * geo.size,
+            plain_end: if flags.intersects(SlabFlags::DEBUG_FLAGS) {
+                0
+            } else {
+                geo.objects * geo.size
+            },
             pfn_mask: (1u32 << geo.order) - 1,
             object_size: object_size as u32,
             inuse_off: geo.inuse_off,

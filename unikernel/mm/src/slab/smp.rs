@@ -42,6 +42,7 @@ mod tests;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
@@ -166,7 +167,9 @@ impl Drop for NodeGuard<'_> {
 /// for a `list_lock` holder ([`LockedMetas`]), `SlabMeta::cache` by
 /// anyone ([`MetaTable::cache_of`]).
 pub struct MetaTable<'a> {
-    ptr: *mut SlabMeta,
+    /// Non-null (a slice's pointer): so `metas.get(pfn)` needs no test
+    /// for a null `Option` after its bounds check.
+    ptr: NonNull<SlabMeta>,
     len: usize,
     _owns: PhantomData<&'a mut [SlabMeta]>,
 }
@@ -183,7 +186,7 @@ impl<'a> MetaTable<'a> {
     pub(crate) fn new(metas: &'a mut [SlabMeta]) -> MetaTable<'a> {
         MetaTable {
             len: metas.len(),
-            ptr: metas.as_mut_ptr(),
+            ptr: NonNull::from(metas).cast(),
             _owns: PhantomData,
         }
     }
@@ -200,7 +203,7 @@ impl<'a> MetaTable<'a> {
         // expression (no reference to the entry, whose other fields a
         // `list_lock` holder may be writing), and no one writes it
         // outside the exclusive side.
-        unsafe { core::ptr::addr_of!((*self.ptr.add(pfn)).cache).read() }
+        unsafe { core::ptr::addr_of!((*self.ptr.as_ptr().add(pfn)).cache).read() }
     }
 }
 
@@ -210,7 +213,7 @@ impl Deref for MetaTable<'_> {
     fn deref(&self) -> &[SlabMeta] {
         // SAFETY: the slice borrowed for 'a; see the `Sync` impl for who
         // reads it whole.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -218,7 +221,7 @@ impl DerefMut for MetaTable<'_> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [SlabMeta] {
         // SAFETY: the slice borrowed mutably for 'a; `&mut self` is unique.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -241,7 +244,7 @@ impl MetaAccess for LockedMetas<'_, '_> {
         // `list_lock` the creator of `self` holds (checked above), which
         // makes it this holder's alone; `&mut self` keeps the returned
         // reference unique while it lives.
-        unsafe { &mut *self.table.ptr.add(pfn) }
+        unsafe { &mut *self.table.ptr.as_ptr().add(pfn) }
     }
 }
 
@@ -366,6 +369,7 @@ impl SlabAllocator<'_> {
         let obj = base + u64::from(m.freelist);
         cc.freelist = mem.read_u64(obj + u64::from(c.offset));
         cc.slab = base;
+        cc.pfn = pfn;
         cc.inuse = u32::from(m.inuse) + 1;
         node.list_inuse -= u64::from(m.inuse);
         m.freelist = NIL;
@@ -397,7 +401,7 @@ impl SlabAllocator<'_> {
             return false;
         };
         let off = addr & c.slab_mask;
-        if !c.live || c.is_debug() || !c.is_object_offset(off) {
+        if !c.live || !c.is_plain_object_offset(off) {
             return false;
         }
         let base = addr - off;
@@ -425,6 +429,62 @@ impl SlabAllocator<'_> {
         };
         let m = metas.at(head);
         let prior = m.freelist;
+        let off = (addr - base) as u32;
+        // One test for everything but a push that leaves the slab in use:
+        // another CPU's slab, a double free (the object heads the free
+        // list — NIL is no offset — or the slab is empty), the last object.
+        if m.prev == FROZEN || prior == off || m.inuse <= 1 {
+            drop(node);
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { self.kfree_cpu_slow_last(cpu, mem, addr, slot, head, base) };
+        }
+        let prior_va = if prior == NIL {
+            0
+        } else {
+            base + u64::from(prior)
+        };
+        mem.write_u64(addr + offset, prior_va);
+        m.freelist = off;
+        m.inuse -= 1;
+        node.list_inuse -= 1;
+        if prior == NIL {
+            // Full → partial, to the tail.
+            node.full.nr -= 1;
+            node.partial.push_tail(&mut metas, head);
+        }
+        drop(node);
+        pc.hint = slot as u8;
+        true
+    }
+
+    /// [`Self::kfree_cpu_slow`]'s rare cases, under the `list_lock` again
+    /// and tested again (other CPUs may have freed into the slab between):
+    /// the last object of a slab (partial or full → empty, unless the
+    /// slab would go back to the page allocator), and what the exclusive
+    /// side must do — another CPU's slab, a double free — `false`.
+    ///
+    /// # Safety
+    /// As for [`SlabAllocator::kfree_cpu`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn kfree_cpu_slow_last<M: ObjectMemory>(
+        &self,
+        cpu: usize,
+        mem: &M,
+        addr: u64,
+        slot: usize,
+        head: u32,
+        base: u64,
+    ) -> bool {
+        let c = &self.caches[slot & (MAX_CACHES - 1)];
+        // SAFETY: the caller holds a CPU flag of the slab lock.
+        let mut node = unsafe { c.node.lock() };
+        let mut metas = LockedMetas {
+            table: &self.metas,
+            cache: slot as u16 + 1,
+        };
+        let m = metas.at(head);
+        let prior = m.freelist;
         let prior_va = if prior == NIL {
             0
         } else {
@@ -439,7 +499,9 @@ impl SlabAllocator<'_> {
             // back to the page allocator: the exclusive side's.
             return false;
         }
-        mem.write_u64(addr + offset, prior_va);
+        // The slab may have changed while the lock was dropped (other
+        // CPUs' frees into it): the general push and list moves.
+        mem.write_u64(addr + u64::from(c.offset), prior_va);
         m.freelist = (addr - base) as u32;
         m.inuse -= 1;
         let now_empty = m.inuse == 0;
@@ -457,6 +519,8 @@ impl SlabAllocator<'_> {
             node.empty.push(&mut metas, head);
         }
         drop(node);
+        // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
+        let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
         pc.hint = slot as u8;
         true
     }

@@ -511,3 +511,220 @@ proptest! {
         f.assert_buddy_restored();
     }
 }
+
+/// The general free's bound (`plain_end`) is the object bound of a plain
+/// cache and 0 for a debug one (every debug flag), so one test routes
+/// every debug free to the checks: a red-zoned kmalloc object `kfree`d
+/// with its red zone clobbered is caught and quarantined. A plain free
+/// that misses the hint lands on its own slab's free list, counts exact,
+/// and freeing it again is reported as a double free.
+#[test]
+fn the_plain_bound_sends_every_debug_free_to_the_checks() {
+    let mut f = Fixture::new(24);
+    let plain = f
+        .slab
+        .kmem_cache_create("plain96", 96, 0, SlabFlags::NONE, None)
+        .unwrap();
+    for (name, flags) in [
+        ("rz", SlabFlags::RED_ZONE),
+        ("poison", SlabFlags::POISON),
+        ("checks", SlabFlags::CONSISTENCY_CHECKS),
+    ] {
+        let id = f.slab.kmem_cache_create(name, 96, 0, flags, None).unwrap();
+        let c = &f.slab.caches[id.slot()];
+        assert_eq!((c.plain_end, c.objs_end > 0), (0, true), "{name}");
+        // Every offset fails the plain bound, object starts included.
+        assert!(!c.is_plain_object_offset(0) && !c.is_plain_object_offset(c.size as u64));
+        assert!(c.is_object_offset(0) && c.is_object_offset(c.size as u64));
+    }
+    let c = &f.slab.caches[plain.slot()];
+    assert_eq!(c.plain_end, c.objs_end);
+    for off in [0, c.size as u64, (c.objects as u64 - 1) * c.size as u64] {
+        assert!(c.is_plain_object_offset(off), "offset {off}");
+    }
+    for off in [1, c.objs_end as u64, u64::MAX] {
+        assert!(!c.is_plain_object_offset(off), "offset {off}");
+    }
+
+    // A red-zoned kmalloc object, kfreed with its red zone clobbered: the
+    // general free must run the debug checks, not push it.
+    let mut d = Fixture::with_kmalloc_debug(24, SlabFlags::RED_ZONE);
+    let (p, m) = (&d.pages, &d.mem);
+    let obj = d.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
+    m.write_u8(obj + 64, 0x12);
+    let err = d.slab.kfree(m, p, obj).unwrap_err();
+    assert_eq!((err.kind, err.addr), (CorruptionKind::RedZone, obj));
+    let i = kmalloc_cache_info(&d, "kmalloc-64");
+    assert_eq!(
+        (i.corruption.red_zone, i.quarantined, i.active_objs),
+        (1, 1, 1)
+    );
+    d.slab.check_invariants(m).unwrap();
+
+    // A plain object freed while the hint names another cache: the
+    // general free pushes it onto its own (listed) slab.
+    let per = f.slab.cache_info(plain).unwrap().objs_per_slab as usize;
+    let objs = alloc_n(&mut f, plain, per + 1); // one full slab listed
+    let other = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap(); // the hint moves to kmalloc-8
+    f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap();
+    // Partial: that slab, and the CPU slab (one object of `per` taken).
+    let i = f.slab.cache_info(plain).unwrap();
+    assert_eq!(
+        (i.slabs_full, i.slabs_partial, i.active_objs),
+        (0, 2, per as u64)
+    );
+    // Freeing it again is a double free of the slab's free-list head.
+    let err = f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap_err();
+    assert_eq!(err.kind, CorruptionKind::DoubleFree);
+    f.slab.kfree(&f.mem, &f.pages, other).unwrap();
+    f.slab.check_invariants(&f.mem).unwrap();
+}
+
+fn kmalloc_cache_info(f: &Fixture, name: &str) -> CacheInfo {
+    let id = f.slab.find_cache(name).unwrap();
+    f.slab.cache_info(id).unwrap()
+}
+
+/// The partial list, head to tail, checked against its tail-to-head walk
+/// and its count.
+fn partial_list(f: &Fixture, id: CacheId) -> Vec<u32> {
+    let node = &f.slab.caches[id.slot()].node;
+    let mut fwd = Vec::new();
+    let mut p = node.partial.head;
+    while p != NIL {
+        fwd.push(p);
+        p = f.slab.metas[p as usize].next;
+    }
+    let mut back = Vec::new();
+    let mut p = node.partial.tail;
+    while p != NIL {
+        back.push(p);
+        p = f.slab.metas[p as usize].prev;
+    }
+    back.reverse();
+    assert_eq!(fwd, back, "next and prev links disagree");
+    assert_eq!(fwd.len(), node.partial.nr as usize);
+    fwd
+}
+
+/// `__slab_free`'s branch-free list update (the stores of a free that
+/// moves no slab go to a scratch entry): a free into a full slab appends
+/// it at the tail of the partial list — an empty list included — and a
+/// free into a partial slab, at the head, in the middle or at the tail,
+/// leaves the list exactly as it was.
+#[test]
+fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("tail512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    assert!(per >= 4);
+    // Slabs A, B, C full and listed; D frozen with one object taken.
+    let objs = alloc_n(&mut f, id, 3 * per + 1);
+    let mask = u64::from(f.slab.caches[id.slot()].pfn_mask);
+    let slab_of = |addr: u64| (((addr - PAGE_OFFSET) >> PAGE_SHIFT) & !mask) as u32;
+    let (a, b, c) = (objs[0], objs[per], objs[2 * per]);
+    let (sa, sb, sc) = (slab_of(a), slab_of(b), slab_of(c));
+    assert!(sa != sb && sb != sc && sa != sc);
+    // Keep the hint on another cache so every free takes the general path.
+    let other = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    let free = |f: &mut Fixture, addr: u64| f.slab.kfree(&f.mem, &f.pages, addr).unwrap();
+    let full = |f: &Fixture| f.slab.caches[id.slot()].node.full.nr;
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![], 3));
+
+    free(&mut f, b); // full → partial, into an empty list
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb], 2));
+    free(&mut f, a); // full → partial, appended
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb, sa], 1));
+    free(&mut f, objs[per + 1]); // partial head: no move
+    free(&mut f, objs[1]); // partial tail: no move
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb, sa], 1));
+    free(&mut f, c); // full → partial behind the tail
+    assert_eq!((partial_list(&f, id), full(&f)), (vec![sb, sa, sc], 0));
+    free(&mut f, objs[2]); // the middle: no move
+    assert_eq!(partial_list(&f, id), vec![sb, sa, sc]);
+    let m = f.slab.metas[sa as usize];
+    assert_eq!((m.prev, m.next, m.inuse as usize), (sb, sc, per - 3));
+    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(i.active_objs as usize, 3 * per + 1 - 6);
+    f.slab.check_invariants(&f.mem).unwrap();
+    free(&mut f, other);
+}
+
+/// `__slab_free`'s one test for its rare cases: the last object of a
+/// listed slab coming back moves the slab to the empty list, and a free
+/// into that empty slab, or of the object heading a slab's free list, is
+/// a double free: reported, the object quarantined (in use for good).
+#[test]
+fn the_last_object_and_double_frees_of_a_listed_slab() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("last256", 256, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let objs = alloc_n(&mut f, id, per + 1); // slab A full, B frozen
+    let other = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap(); // the hint elsewhere: every free below is a general one
+    let counts = |f: &Fixture| {
+        let i = f.slab.cache_info(id).unwrap();
+        (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
+    };
+    for (k, &o) in objs[..per].iter().enumerate().skip(1) {
+        f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+        assert_eq!(counts(&f), (0, 2, 0, (per + 1 - k) as u64));
+    }
+    // objs[1] heads A's free list now (the last one freed is objs[per-1]).
+    let head = objs[per - 1];
+    let err = f.slab.kfree(&f.mem, &f.pages, head).unwrap_err();
+    assert_eq!(err.kind, CorruptionKind::DoubleFree);
+    // Detected, and the object quarantined (in use, never handed out).
+    assert_eq!(counts(&f), (0, 2, 0, 3));
+    f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap();
+    // Not empty: the quarantined object stays in use.
+    assert_eq!(counts(&f), (0, 2, 0, 2));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    // A big cache's slab, emptied by the general free; freeing into the
+    // empty slab again is a double free.
+    let big = f
+        .slab
+        .kmem_cache_create("last1", 3 * PAGE_SIZE as usize, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per_big = f.slab.cache_info(big).unwrap().objs_per_slab as usize;
+    let bo = alloc_n(&mut f, big, per_big + 1);
+    let o = bo[0];
+    f.slab.kfree(&f.mem, &f.pages, other).unwrap(); // hint back on kmalloc-8
+    for &x in &bo[1..per_big] {
+        f.slab.kfree(&f.mem, &f.pages, x).unwrap();
+    }
+    f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+    let i = f.slab.cache_info(big).unwrap();
+    assert_eq!((i.slabs_empty, i.active_objs), (1, 1));
+    let err = f.slab.kfree(&f.mem, &f.pages, o).unwrap_err();
+    assert_eq!(err.kind, CorruptionKind::DoubleFree);
+    // Quarantined: the slab holds one object in use again.
+    let i = f.slab.cache_info(big).unwrap();
+    let (full, partial) = if per_big == 1 { (1, 0) } else { (0, 1) };
+    assert_eq!(
+        (
+            i.slabs_empty,
+            i.slabs_full,
+            i.slabs_partial - 1,
+            i.active_objs
+        ),
+        (0, full, partial, 2)
+    );
+    assert_eq!(i.quarantined, 1);
+    f.slab.check_invariants(&f.mem).unwrap();
+}
