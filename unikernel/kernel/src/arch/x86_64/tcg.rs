@@ -36,6 +36,12 @@
 //! it reads one byte from each of more than 70 % as many distinct pages as
 //! the table has entries, then flushes, and repeats (256 → 8192 entries,
 //! about 6,000 reads in all). Under KVM or on hardware it does nothing.
+//!
+//! **Limit.** QEMU may shrink the table again at a later whole-TLB flush
+//! that follows 100 ms of light use: a TLB shootdown of more than 33
+//! pages (a large `vfree`, pkmap's flush) reloads CR3 on every CPU. Nothing
+//! grows it back until the next boot; the growth is for the benchmarks
+//! and the light use right after boot, not a guarantee.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
