@@ -36,10 +36,12 @@
 //!   CPU runs pairs until D ms after the start, so all of them are
 //!   measured over the same window, whatever their speed (as
 //!   will-it-scale runs each task for the same time); `ops_per_sec` is
-//!   then the sum of the CPUs' own rates. Afterwards every page is back and every cache has its
-//!   slab count of before, but which frames the slabs hold may differ
-//!   (each CPU froze and released slabs in its own order): `POST
-//!   /api/reset` restores the boot buddy state exactly.
+//!   then the sum of the CPUs' own rates, and a run is bounded by D ≤
+//!   [`MAX_BENCH_DURATION_MS`] instead of by the work bounds above.
+//!   Afterwards every page is back and every cache has its slab count of
+//!   before, but which frames the slabs hold may differ (each CPU froze
+//!   and released slabs in its own order): `POST /api/reset` restores the
+//!   boot buddy state exactly.
 //! * **Transient, but within the quota.** One operation's allocation must
 //!   fit in the API quota next to what the API holds (507 EQUOTA).
 
