@@ -137,6 +137,9 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
         if memory::deferred_init_step() || busy {
             continue;
         }
+        // Under TCG, a softmmu TLB a whole flush may have shrunk grows back
+        // while there is nothing to do (see `arch::x86_64::tcg`).
+        crate::arch::x86_64::tcg::regrow_after_full_flush(0);
         idle(stack.poll_delay_ms(tsc::now_ms()));
         if !irq_warned
             && virtio::STATS.irqs.load(Ordering::Relaxed) == 0

@@ -30,7 +30,6 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::{Mutex, Once};
-use x86_64::instructions::tlb;
 use x86_64::registers::model_specific::{Efer, EferFlags};
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::page_table::PageTableEntry;
@@ -341,13 +340,7 @@ impl PageMapper for KernelPlatform {
     fn flush_tlb_range(&self, start: VirtAddr, end: VirtAddr) {
         let first = start.0 & !(PAGE_SIZE - 1);
         let nr_pages = end.0.saturating_sub(first).div_ceil(PAGE_SIZE);
-        if nr_pages > FLUSH_ALL_CEILING {
-            tlb::flush_all();
-        } else {
-            for i in 0..nr_pages {
-                tlb::flush(XVirt::new(first + i * PAGE_SIZE));
-            }
-        }
+        crate::arch::x86_64::ipi::flush_local(first, nr_pages);
         // cf. flush_tlb_kernel_range(): every other CPU too, before the
         // range or its frames can be reused — but for a kmap_atomic slot,
         // which only its own CPU ever maps (cf. `arch_kmap_local_post_unmap()`:

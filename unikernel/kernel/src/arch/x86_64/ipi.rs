@@ -26,6 +26,7 @@ use x86_64::instructions::{interrupts, tlb};
 use super::idt::{self, TrapFrame};
 use super::percpu::{self, MAX_CPUS};
 use super::{apic, smp};
+use crate::memory::mapper::FLUSH_ALL_CEILING;
 
 /// Wakes a CPU to look at its work queue (Linux's `RESCHEDULE_VECTOR`).
 pub const RESCHEDULE_VECTOR: u8 = 0xfd;
@@ -34,9 +35,6 @@ pub const RESCHEDULE_VECTOR: u8 = 0xfd;
 pub const CALL_FUNCTION_VECTOR: u8 = 0xfc;
 /// ICR: fixed delivery, physical destination, level assert.
 const ICR_FIXED_ASSERT: u32 = 1 << 14;
-/// Above this many pages a shootdown reloads CR3 instead of `invlpg`s
-/// (cf. `tlb_single_page_flush_ceiling`, 33).
-const FLUSH_ALL_CEILING: u64 = 33;
 /// How long a sender waits for a CPU's acknowledgement before it reports
 /// the CPU as stuck (and goes on: a lost IPI must not hang the kernel).
 const ACK_TIMEOUT_US: u64 = 100_000;
@@ -154,6 +152,9 @@ pub fn ap_idle(cpu: usize) -> ! {
         match pop(cpu) {
             Some(w) => {
                 interrupts::enable();
+                // Under TCG, a softmmu TLB a whole flush may have shrunk
+                // grows back before the work runs (see `tcg`).
+                super::tcg::regrow_after_full_flush(cpu);
                 (w.func)(w.arg);
                 QUEUES[cpu].done.fetch_add(1, Ordering::Relaxed);
             }
@@ -195,10 +196,13 @@ static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 /// Acknowledgements that did not come in time.
 static SHOOTDOWN_TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
 
-/// Flushes `[first, first + nr_pages pages)` from this CPU's TLB.
-fn flush_local(first: u64, nr_pages: u64) {
+/// Flushes `[first, first + nr_pages pages)` from this CPU's TLB: `invlpg`
+/// per page up to [`FLUSH_ALL_CEILING`] pages, else a CR3 reload (which
+/// `tcg` notes: under TCG it may shrink the CPU's softmmu TLB).
+pub fn flush_local(first: u64, nr_pages: u64) {
     if nr_pages > FLUSH_ALL_CEILING {
         tlb::flush_all();
+        super::tcg::note_full_flush(percpu::this_cpu_id());
     } else {
         for i in 0..nr_pages {
             tlb::flush(XVirt::new(first + i * mm::types::PAGE_SIZE));

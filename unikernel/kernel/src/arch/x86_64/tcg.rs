@@ -34,29 +34,39 @@
 //!
 //! [`grow_softmmu_tlb`] does for an AP what the boot does for the boot CPU:
 //! it reads one byte from each of more than 70 % as many distinct pages as
-//! the table has entries, then flushes, and repeats (256 → 8192 entries,
-//! about 6,000 reads in all). Under KVM or on hardware it does nothing.
+//! the table has entries, then flushes, and repeats (64 → 8192 entries,
+//! 6,096 reads in all, about 1.2 ms). Under KVM or on hardware it does nothing.
 //!
-//! **Limit.** QEMU may shrink the table again at a later whole-TLB flush
-//! that follows 100 ms of light use: a TLB shootdown of more than 33
-//! pages (a large `vfree`, pkmap's flush) reloads CR3 on every CPU. Nothing
-//! grows it back until the next boot; the growth is for the benchmarks
-//! and the light use right after boot, not a guarantee.
+//! **After a whole-TLB flush.** QEMU may shrink the table again at a later
+//! whole flush that follows 100 ms of light use, and a range flush of more
+//! than 33 pages (a large `vfree`, pkmap's flush) reloads CR3 on every
+//! CPU. Measured: after three 1 MiB vmalloc/vfree pairs, CPU 1's kmalloc
+//! pairs were back at 1.6× CPU 0's. So [`note_full_flush`] marks the CPU,
+//! and [`regrow_after_full_flush`] grows its table again at the next
+//! quiet moment: an AP before its next work item, the boot CPU before it
+//! next sleeps in its main loop.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use x86_64::instructions::tlb;
 
+use super::percpu::MAX_CPUS;
 use crate::memory::paging;
 
-/// QEMU's default table size (`CPU_TLB_DYN_DEFAULT_BITS` = 8).
-const TCG_TLB_DEFAULT_ENTRIES: u64 = 256;
+/// QEMU's smallest table (`CPU_TLB_DYN_MIN_BITS` = 6): the rounds of
+/// [`grow_softmmu_tlb`] start from it, so they end at the target whatever
+/// size the table had (a larger one first shrinks to the round's size or
+/// keeps its own, and the rounds catch up with it).
+const TCG_TLB_MIN_ENTRIES: u64 = 64;
 /// The size [`grow_softmmu_tlb`] aims for: pages that share a slot must then
 /// lie a multiple of 32 MiB apart.
 const TCG_TLB_TARGET_ENTRIES: u64 = 8192;
 
 /// 0 not yet asked, 1 TCG, 2 not TCG.
 static IS_TCG: AtomicU8 = AtomicU8::new(0);
+
+/// CPUs that reloaded CR3 since their table last grew.
+static FULL_FLUSHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Whether this CPU is QEMU's TCG: the CPUID hypervisor bit, and the
 /// hypervisor leaf's signature "TCGTCGTCGTCG" (QEMU's `tcg-cpuid`
@@ -94,7 +104,7 @@ pub fn grow_softmmu_tlb() -> u64 {
     let (start, end) = paging::direct_map_longest();
     let first = start.div_ceil(4096);
     let pages = (end / 4096).saturating_sub(first);
-    let mut entries = TCG_TLB_DEFAULT_ENTRIES;
+    let mut entries = TCG_TLB_MIN_ENTRIES;
     while entries < TCG_TLB_TARGET_ENTRIES {
         // Three quarters of the table: above QEMU's 70 % threshold.
         let touch = entries / 4 * 3;
@@ -113,4 +123,26 @@ pub fn grow_softmmu_tlb() -> u64 {
         entries *= 2;
     }
     entries
+}
+
+/// Notes that `cpu` reloaded CR3 (a whole-TLB flush): under TCG its
+/// softmmu TLB may have shrunk (see the module docs). Interrupt-safe.
+pub fn note_full_flush(cpu: usize) {
+    if is_tcg()
+        && let Some(flag) = FULL_FLUSHED.get(cpu)
+    {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Grows `cpu`'s softmmu TLB again if it reloaded CR3 since it last grew;
+/// returns whether it did. Call on `cpu`, outside interrupt handlers.
+pub fn regrow_after_full_flush(cpu: usize) -> bool {
+    let flushed = FULL_FLUSHED
+        .get(cpu)
+        .is_some_and(|flag| flag.swap(false, Ordering::Relaxed));
+    if flushed {
+        grow_softmmu_tlb();
+    }
+    flushed
 }
