@@ -55,6 +55,7 @@ else
 endif
 
 QEMU_ARGS = $(QEMU_MACHINE) -m $(MEM) -smp $(SMP) $(QEMU_ACCEL) -display none -no-reboot \
+	-name pagezone,debug-threads=on \
 	-serial mon:stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$(PORT)-:$(GUEST_PORT) \
 	$(QEMU_NIC) \
