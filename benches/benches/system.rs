@@ -354,14 +354,23 @@ fn bench_ops_per_sec(port: u16, workload: &str, cpus: u32, global_lock: bool) ->
     r.json()["ops_per_sec"].as_u64().expect("ops_per_sec")
 }
 
-/// Pins host thread `tid` to host CPU `core` (`taskset -p`); false if the
-/// host has no such core or taskset failed.
-fn pin(tid: u32, core: usize) -> bool {
-    Command::new("taskset")
+/// Pins host thread `tid` to host CPU `core` (`taskset -p`).
+fn pin(tid: u32, core: usize) {
+    let pinned = Command::new("taskset")
         .args(["-p", "-c", &core.to_string(), &tid.to_string()])
         .stdout(std::process::Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    assert!(pinned, "taskset could not pin thread {tid} to core {core}");
+}
+
+/// `run()` with host thread `tid` moved to `core` for it, then back to
+/// core 0 (where [`Scaling::measure`]'s 2-CPU runs expect it).
+fn on_core(tid: u32, core: usize, run: impl FnOnce() -> u64) -> u64 {
+    pin(tid, core);
+    let r = run();
+    pin(tid, 0);
+    r
 }
 
 /// The scaling figures of one configuration, from paired rounds.
@@ -444,8 +453,8 @@ fn scaling() -> Option<Vec<Vec<String>>> {
     let port = guest.host_port.expect("networked guest");
     let vcpus = guest.vcpu_threads();
     assert_eq!(vcpus.len(), 2, "two vCPU threads");
-    let pinned = pin(vcpus[0], 0) && pin(vcpus[1], 1);
-    assert!(pinned, "taskset could not pin the vCPU threads");
+    pin(vcpus[0], 0);
+    pin(vcpus[1], 1);
     let mut rows = Vec::new();
     for (workload, label) in [
         ("pages", "order-0 page pair"),
@@ -454,10 +463,9 @@ fn scaling() -> Option<Vec<Vec<String>>> {
         for global_lock in [false, true] {
             let s = Scaling::measure(
                 |core| {
-                    pin(vcpus[0], core);
-                    let r = bench_ops_per_sec(port, workload, 1, global_lock);
-                    pin(vcpus[0], 0);
-                    r
+                    on_core(vcpus[0], core, || {
+                        bench_ops_per_sec(port, workload, 1, global_lock)
+                    })
                 },
                 || bench_ops_per_sec(port, workload, 2, global_lock),
             );
@@ -521,10 +529,9 @@ fn scaling() -> Option<Vec<Vec<String>>> {
         };
         let s = Scaling::measure(
             |core| {
-                pin(threads[0], core);
-                let r = bench_ops_per_sec(ports[0], workload, 1, false);
-                pin(threads[0], 0);
-                r
+                on_core(threads[0], core, || {
+                    bench_ops_per_sec(ports[0], workload, 1, false)
+                })
             },
             both,
         );

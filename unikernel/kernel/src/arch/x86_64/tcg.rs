@@ -52,6 +52,7 @@ use x86_64::instructions::tlb;
 
 use super::percpu::MAX_CPUS;
 use crate::memory::paging;
+use mm::types::PAGE_SIZE;
 
 /// QEMU's smallest table (`CPU_TLB_DYN_MIN_BITS` = 6): the rounds of
 /// [`grow_softmmu_tlb`] start from it, so they end at the target whatever
@@ -102,8 +103,8 @@ pub fn grow_softmmu_tlb() -> u64 {
         return 0;
     }
     let (start, end) = paging::direct_map_longest();
-    let first = start.div_ceil(4096);
-    let pages = (end / 4096).saturating_sub(first);
+    let first = start.div_ceil(PAGE_SIZE);
+    let pages = (end / PAGE_SIZE).saturating_sub(first);
     let mut entries = TCG_TLB_MIN_ENTRIES;
     while entries < TCG_TLB_TARGET_ENTRIES {
         // Three quarters of the table: above QEMU's 70 % threshold.
@@ -116,11 +117,15 @@ pub fn grow_softmmu_tlb() -> u64 {
             // (readable, and never unmapped); a one-byte volatile read of
             // RAM changes nothing.
             unsafe {
-                core::ptr::read_volatile(paging::phys_to_virt((first + i) * 4096));
+                core::ptr::read_volatile(paging::phys_to_virt((first + i) * PAGE_SIZE));
             }
         }
         tlb::flush_all();
         entries *= 2;
+    }
+    // Grown now: a CR3 reload before this one no longer counts.
+    if let Some(flag) = FULL_FLUSHED.get(super::percpu::this_cpu_id()) {
+        flag.store(false, Ordering::Relaxed);
     }
     entries
 }
