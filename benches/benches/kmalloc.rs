@@ -65,8 +65,24 @@ trait Alloc {
 
 /// The kernel's `ObjectMemory`: plain loads and stores into the direct map
 /// (here: a host buffer standing in for it).
+///
+/// The kernel's `DirectMap` dereferences the address itself; here the
+/// buffer sits elsewhere, so an address is moved by `bias` (the buffer's
+/// start less `PAGE_OFFSET`, computed once): one add, as close as a host
+/// process gets to the kernel's identity (it used to compute `base +
+/// (addr - PAGE_OFFSET)` at every access, three instructions more).
 struct RawDirectMap {
-    base: *mut u8,
+    bias: *mut u8,
+}
+
+impl RawDirectMap {
+    /// Where `addr` lives in the buffer.
+    #[inline(always)]
+    fn at(&self, addr: u64) -> *mut u8 {
+        // `wrapping_add` keeps the buffer's provenance through the
+        // out-of-bounds `bias`; the result is inside the buffer.
+        self.bias.wrapping_add(addr as usize)
+    }
 }
 
 impl ObjectMemory for RawDirectMap {
@@ -74,31 +90,27 @@ impl ObjectMemory for RawDirectMap {
     fn read_u64(&self, addr: u64) -> u64 {
         // SAFETY: the slab layer only passes addresses of frames it owns,
         // all inside the RAM-sized buffer.
-        unsafe { (self.base.add((addr - PAGE_OFFSET) as usize) as *const u64).read() }
+        unsafe { (self.at(addr) as *const u64).read() }
     }
     #[inline(always)]
     fn write_u64(&self, addr: u64, v: u64) {
         // SAFETY: as above.
-        unsafe { (self.base.add((addr - PAGE_OFFSET) as usize) as *mut u64).write(v) }
+        unsafe { (self.at(addr) as *mut u64).write(v) }
     }
     #[inline(always)]
     fn read_u8(&self, addr: u64) -> u8 {
         // SAFETY: as above.
-        unsafe { self.base.add((addr - PAGE_OFFSET) as usize).read() }
+        unsafe { self.at(addr).read() }
     }
     #[inline(always)]
     fn write_u8(&self, addr: u64, v: u8) {
         // SAFETY: as above.
-        unsafe { self.base.add((addr - PAGE_OFFSET) as usize).write(v) }
+        unsafe { self.at(addr).write(v) }
     }
     #[inline]
     fn fill(&self, addr: u64, len: usize, byte: u8) {
         // SAFETY: as above.
-        unsafe {
-            self.base
-                .add((addr - PAGE_OFFSET) as usize)
-                .write_bytes(byte, len)
-        }
+        unsafe { self.at(addr).write_bytes(byte, len) }
     }
 }
 
@@ -230,8 +242,9 @@ fn traced() -> PagezoneTraced {
 }
 
 fn raw_ram() -> RawDirectMap {
+    let base = Box::leak(vec![0u8; RAM as usize].into_boxed_slice()).as_mut_ptr();
     RawDirectMap {
-        base: Box::leak(vec![0u8; RAM as usize].into_boxed_slice()).as_mut_ptr(),
+        bias: base.wrapping_sub(PAGE_OFFSET as usize),
     }
 }
 
