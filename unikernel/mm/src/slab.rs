@@ -66,7 +66,7 @@ pub(crate) mod tests;
 use core::fmt;
 
 pub use cpu::NR_CPUS;
-pub(crate) use cpu::{KmemCacheCpu, SlabCpu};
+pub(crate) use cpu::{CpuIdx, KmemCacheCpu, SlabCpu};
 pub use error::{Corruption, CorruptionCounts, CorruptionKind, InvalidFreeKind, SlabError};
 pub use flags::{CacheId, CacheKind, CacheName, Ctor, ReportFn, SlabFlags};
 pub(crate) use geometry::{Geometry, calculate_sizes};
@@ -509,7 +509,7 @@ pub struct SlabAllocator<'a> {
     pub(crate) pcpu: [crate::sync::PcpCell<SlabCpu>; NR_CPUS],
     /// The CPU the exclusive holder runs on, whose slot the locked paths
     /// use (set by the lock, cf. `smp_processor_id()`).
-    pub(crate) cur_cpu: usize,
+    pub(crate) cur_cpu: CpuIdx,
     /// Scratch overlay entry, written and never read: where `__slab_free`
     /// sends the list stores of a free that moves no slab, so that both
     /// outcomes run the same few stores without a branch (see there).
@@ -555,7 +555,7 @@ impl<'a> SlabAllocator<'a> {
             failslab: FailSlab::new(),
             failslab_armed: false,
             pcpu: [const { crate::sync::PcpCell::new(SlabCpu::EMPTY) }; NR_CPUS],
-            cur_cpu: 0,
+            cur_cpu: CpuIdx::C0,
             sink: SlabMeta::EMPTY,
         };
         s.create_kmalloc_caches(kmalloc_debug);

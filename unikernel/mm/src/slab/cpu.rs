@@ -58,6 +58,36 @@ mod tests;
 /// CPUs with a `kmem_cache_cpu`: the kernel-wide [`crate::types::NR_CPUS`].
 pub use crate::types::NR_CPUS;
 
+/// A CPU number below [`NR_CPUS`], as a type whose range the compiler
+/// knows ([`SlabAllocator::smp_processor_id`]: the exclusive paths index
+/// `pcpu` with it, twice per kmalloc/kfree pair, without a mask).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum CpuIdx {
+    C0,
+    C1,
+    C2,
+    C3,
+    C4,
+    C5,
+    C6,
+    C7,
+}
+
+impl CpuIdx {
+    /// Every CPU, in order: one per slot of `pcpu`.
+    pub(crate) const ALL: [CpuIdx; NR_CPUS] = [
+        CpuIdx::C0,
+        CpuIdx::C1,
+        CpuIdx::C2,
+        CpuIdx::C3,
+        CpuIdx::C4,
+        CpuIdx::C5,
+        CpuIdx::C6,
+        CpuIdx::C7,
+    ];
+}
+
 /// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
 /// slab and that slab's free list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,17 +154,16 @@ impl SlabAllocator<'_> {
     /// holder's ([`SlabAllocator::set_this_cpu`]).
     #[inline(always)]
     pub(crate) fn smp_processor_id(&self) -> usize {
-        // `set_this_cpu` keeps it below NR_CPUS (a power of two): the mask
-        // changes nothing but spares every `pcpu[cpu]` a bounds check.
-        const _: () = assert!(NR_CPUS.is_power_of_two());
-        self.cur_cpu & (NR_CPUS - 1)
+        // A `CpuIdx`: the compiler knows it is below NR_CPUS, so
+        // `pcpu[cpu]` needs neither a bounds check nor a mask.
+        self.cur_cpu as usize
     }
 
     /// Says which CPU holds the slab lock now; out-of-range CPUs use CPU
     /// 0's slots.
     #[inline(always)]
     pub fn set_this_cpu(&mut self, cpu: usize) {
-        self.cur_cpu = if cpu < NR_CPUS { cpu } else { 0 };
+        self.cur_cpu = CpuIdx::ALL.get(cpu).copied().unwrap_or(CpuIdx::C0);
     }
 
     // ------------------------------------------------------------------

@@ -728,3 +728,36 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
     assert_eq!(i.quarantined, 1);
     f.slab.check_invariants(&f.mem).unwrap();
 }
+
+/// The exclusive paths' CPU number is a [`CpuIdx`] (so `pcpu[cpu]` needs
+/// no mask): `set_this_cpu` maps each CPU to its own slot and anything
+/// out of range to CPU 0's, and an allocation under each CPU fills that
+/// CPU's `kmem_cache_cpu` and no other.
+#[test]
+fn this_cpu_is_a_cpu_index() {
+    let mut f = Fixture::new(16);
+    for (i, cpu) in CpuIdx::ALL.iter().enumerate() {
+        assert_eq!(*cpu as usize, i);
+        f.slab.set_this_cpu(i);
+        assert_eq!(f.slab.smp_processor_id(), i);
+    }
+    for cpu in [NR_CPUS, NR_CPUS + 1, 255, usize::MAX] {
+        f.slab.set_this_cpu(cpu);
+        assert_eq!(f.slab.smp_processor_id(), 0, "cpu {cpu}");
+    }
+    let slot = crate::kmalloc::SIZE_TO_SLOT[(64 - 1) >> 3] as usize;
+    for cpu in [3, 0, 7] {
+        f.slab.set_this_cpu(cpu);
+        let obj = f
+            .slab
+            .kmalloc(&f.mem, &f.pages, 64, GfpFlags::GFP_KERNEL)
+            .unwrap();
+        let owners: Vec<usize> = (0..NR_CPUS)
+            .filter(|&k| {
+                let cc = f.slab.pcpu[k].slabs[slot];
+                obj.wrapping_sub(cc.slab) < PAGE_SIZE
+            })
+            .collect();
+        assert_eq!(owners, [cpu], "object {obj:#x}");
+    }
+}
