@@ -400,13 +400,15 @@ impl SlabAllocator<'_> {
         let Some(c) = self.caches.get(slot) else {
             return false;
         };
+        // A slot no live cache holds is `KmemCache::EMPTY`, whose plain
+        // bound is 0 (and no frame names it: a destroyed cache's slabs
+        // are gone): this test refuses it too.
         let off = addr & c.slab_mask;
-        if !c.live || !c.is_plain_object_offset(off) {
+        if !c.is_plain_object_offset(off) {
             return false;
         }
+        debug_assert!(c.live);
         let base = addr - off;
-        let head = (pfn & !(c.pfn_mask as usize)) as u32;
-        let offset = u64::from(c.offset);
         // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
         let cc = &mut pc.slabs[slot];
@@ -415,12 +417,42 @@ impl SlabAllocator<'_> {
             if cc.freelist == addr {
                 return false; // a double free, for the general path to report
             }
-            mem.write_u64(addr + offset, cc.freelist);
+            mem.write_u64(addr + u64::from(c.offset), cc.freelist);
             cc.freelist = addr;
             cc.inuse -= 1;
             pc.hint = slot as u8;
             return true;
         }
+        // A tail call (five arguments, all in registers): this function
+        // keeps no value across it, so it saves no registers, and a free
+        // that the hint missed but this CPU's slab takes stays cheap.
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.kfree_cpu_listed(cpu, mem, addr, slot) }
+    }
+
+    /// [`Self::kfree_cpu_slow`] into a slab that is not this CPU's: under
+    /// the cache's `list_lock`, push onto the slab's own free list and
+    /// move it full → partial (to the tail); the slab's last object, a
+    /// double free and another CPU's slab go on to
+    /// [`Self::kfree_cpu_slow_last`]. `slot` is a plain cache whose slab
+    /// `addr` is an object start of (the caller checked).
+    ///
+    /// # Safety
+    /// As for [`SlabAllocator::kfree_cpu`].
+    #[inline(never)]
+    unsafe fn kfree_cpu_listed<M: ObjectMemory>(
+        &self,
+        cpu: usize,
+        mem: &M,
+        addr: u64,
+        slot: usize,
+    ) -> bool {
+        let slot = slot & (MAX_CACHES - 1);
+        let c = &self.caches[slot];
+        let off = (addr & c.slab_mask) as u32;
+        let base = addr - u64::from(off);
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as u32;
+        let head = pfn & !c.pfn_mask;
         // SAFETY: the caller holds a CPU flag of the slab lock.
         let mut node = unsafe { c.node.lock() };
         let mut metas = LockedMetas {
@@ -429,35 +461,46 @@ impl SlabAllocator<'_> {
         };
         let m = metas.at(head);
         let prior = m.freelist;
-        let off = (addr - base) as u32;
         // One test for everything but a push that leaves the slab in use:
         // another CPU's slab, a double free (the object heads the free
         // list — NIL is no offset — or the slab is empty), the last object.
         if m.prev == FROZEN || prior == off || m.inuse <= 1 {
             drop(node);
             // SAFETY: the caller's contract, passed on.
-            return unsafe { self.kfree_cpu_slow_last(cpu, mem, addr, slot, head, base) };
+            return unsafe { self.kfree_cpu_slow_last(cpu, mem, addr, slot) };
         }
         let prior_va = if prior == NIL {
             0
         } else {
             base + u64::from(prior)
         };
-        mem.write_u64(addr + offset, prior_va);
+        mem.write_u64(addr + u64::from(c.offset), prior_va);
         m.freelist = off;
         m.inuse -= 1;
         node.list_inuse -= 1;
         if prior == NIL {
-            // Full → partial, to the tail.
+            // Full → partial, to the tail: `SlabList::push_tail` on the
+            // entry already in hand (one overlay check fewer).
+            let tail = node.partial.tail;
+            m.prev = tail;
+            m.next = NIL;
+            if tail != NIL {
+                metas.at(tail).next = head;
+            } else {
+                node.partial.head = head;
+            }
+            node.partial.tail = head;
+            node.partial.nr += 1;
             node.full.nr -= 1;
-            node.partial.push_tail(&mut metas, head);
         }
         drop(node);
+        // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
+        let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
         pc.hint = slot as u8;
         true
     }
 
-    /// [`Self::kfree_cpu_slow`]'s rare cases, under the `list_lock` again
+    /// [`Self::kfree_cpu_listed`]'s rare cases, under the `list_lock` again
     /// and tested again (other CPUs may have freed into the slab between):
     /// the last object of a slab (partial or full → empty, unless the
     /// slab would go back to the page allocator), and what the exclusive
@@ -473,10 +516,11 @@ impl SlabAllocator<'_> {
         mem: &M,
         addr: u64,
         slot: usize,
-        head: u32,
-        base: u64,
     ) -> bool {
         let c = &self.caches[slot & (MAX_CACHES - 1)];
+        let base = addr - (addr & c.slab_mask);
+        let pfn = (addr.wrapping_sub(PAGE_OFFSET) >> PAGE_SHIFT) as u32;
+        let head = pfn & !c.pfn_mask;
         // SAFETY: the caller holds a CPU flag of the slab lock.
         let mut node = unsafe { c.node.lock() };
         let mut metas = LockedMetas {

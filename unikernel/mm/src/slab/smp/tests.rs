@@ -434,3 +434,101 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
     );
     assert_eq!(mm.lock().check_invariants(), Ok(()));
 }
+
+/// `kfree_cpu`'s two halves behind a missed hint, exactly: the lookup
+/// that pushes onto this CPU's slab of another cache without `list_lock`
+/// and hands the rest on by a tail call, and the `list_lock` half, which
+/// appends a slab going full → partial after the old tail (links both
+/// ways) on the entry it already holds. An overlay entry naming an empty
+/// cache slot (no live cache) is refused by the plain bound alone.
+#[test]
+fn missed_hint_frees_split_between_the_lookup_and_the_list_lock_half() {
+    let (mm, metas) = setup(1);
+    let slab = BrLock::new(SlabAllocator::new(metas, SlabFlags::NONE));
+    let mem = PlatformMemory(mm.platform());
+    let s64 = SIZE_TO_SLOT[(64 - 1) >> 3] as usize;
+    let s128 = SIZE_TO_SLOT[(128 - 1) >> 3] as usize;
+    let objects = slab.write().caches[s64].objects as usize;
+    // Three slabs of kmalloc-64: two full (listed), the third CPU 0's.
+    let mut objs = Vec::new();
+    {
+        let mut g = slab.write();
+        g.set_this_cpu(0);
+        for _ in 0..2 * objects + 1 {
+            objs.push(g.kmalloc(&mem, &mm, 64, GfpFlags::GFP_KERNEL).unwrap());
+        }
+        assert_eq!(g.caches[s64].node.full.nr, 2);
+    }
+    let pfn_of = |a: u64| ((a - crate::types::PAGE_OFFSET) >> 12) as u32;
+    let (a, b) = (pfn_of(objs[0]), pfn_of(objs[objects]));
+    let mine = objs[2 * objects];
+    // The hint moves to kmalloc-128; a free of CPU 0's own kmalloc-64
+    // object misses it and lands on the CPU free list, lock untouched.
+    let x = {
+        let g = slab.read_cpu(0).unwrap();
+        // SAFETY: `g` holds CPU 0's flag.
+        let x = unsafe { g.kmalloc_cpu(0, &mem, 128, GfpFlags::GFP_KERNEL) };
+        assert_eq!(x, None, "no kmalloc-128 slab yet");
+        drop(g);
+        let mut g = slab.write();
+        g.set_this_cpu(0);
+        g.kmalloc(&mem, &mm, 128, GfpFlags::GFP_KERNEL).unwrap()
+    };
+    {
+        let g = slab.read_cpu(0).unwrap();
+        assert_eq!(g.pcpu[0].hint as usize, s128);
+        // SAFETY: `g` holds CPU 0's flag; this thread owns `mine`.
+        assert!(unsafe { g.kfree_cpu(0, &mem, mine) });
+        let cc = g.pcpu[0].slabs[s64];
+        assert_eq!((cc.freelist, cc.inuse as usize), (mine, 0));
+        assert_eq!(g.pcpu[0].hint as usize, s64);
+        // Full → partial twice (both miss the hint: neither slab is the
+        // CPU's): `a` onto the empty partial list, then `b` after it.
+        for o in [objs[1], objs[objects + 2]] {
+            // SAFETY: as above; this thread owns `o`.
+            assert!(unsafe { g.kfree_cpu(0, &mem, o) }, "into a full slab");
+        }
+    }
+    {
+        let g = slab.write();
+        let n = &*g.caches[s64].node;
+        assert_eq!((n.full.nr, n.partial.nr), (0, 2));
+        assert_eq!((n.partial.head, n.partial.tail), (a, b));
+        assert_eq!(
+            (g.metas[a as usize].prev, g.metas[a as usize].next),
+            (NIL, b)
+        );
+        assert_eq!(
+            (g.metas[b as usize].prev, g.metas[b as usize].next),
+            (a, NIL)
+        );
+        assert_eq!(
+            u64::from(g.metas[b as usize].freelist),
+            objs[objects + 2] - slab_va(b)
+        );
+        assert_eq!(n.list_inuse, 2 * objects as u64 - 2);
+        g.check_invariants(&mem).unwrap();
+    }
+    // An overlay entry naming a cache slot that holds no cache: refused,
+    // nothing changed.
+    {
+        let mut g = slab.write();
+        let dead = (crate::slab::MAX_CACHES - 1) as u16;
+        assert!(!g.caches[dead as usize].live);
+        let pfn = a as usize;
+        let saved = g.metas[pfn];
+        g.metas[pfn].cache = dead + 1;
+        drop(g);
+        let g = slab.read_cpu(0).unwrap();
+        // SAFETY: `g` holds CPU 0's flag; nothing is freed.
+        assert!(!unsafe { g.kfree_cpu(0, &mem, slab_va(a)) });
+        drop(g);
+        let mut g = slab.write();
+        g.metas[pfn] = saved;
+        g.check_invariants(&mem).unwrap();
+    }
+    let mut g = slab.write();
+    g.set_this_cpu(0);
+    g.kfree(&mem, &mm, x).unwrap();
+    g.check_invariants(&mem).unwrap();
+}
