@@ -228,16 +228,11 @@ impl<'a> MetaTable<'a> {
             return false;
         }
         if end > self.len {
-            let new_len = end
-                .next_multiple_of(META_EXTEND_FRAMES)
-                .min(self.cap);
+            let new_len = end.next_multiple_of(META_EXTEND_FRAMES).min(self.cap);
             // SAFETY: `[len, new_len)` lies inside the borrowed slice, and
             // `&mut self` is the exclusive side: nobody reads past `len`.
             let fresh = unsafe {
-                core::slice::from_raw_parts_mut(
-                    self.ptr.as_ptr().add(self.len),
-                    new_len - self.len,
-                )
+                core::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.len), new_len - self.len)
             };
             fresh.fill(SlabMeta::EMPTY);
             self.len = new_len;

@@ -1146,7 +1146,10 @@ fn an_unwritten_overlay_reads_as_no_slab_until_the_slab_layer_reaches_it() {
     assert_eq!(f.slab.nr_frames(), (64 * MIB >> PAGE_SHIFT) as usize);
     let far = slab_va(15_000);
     let err = f.slab.kfree(m, p, far).unwrap_err();
-    assert_eq!(err.kind, CorruptionKind::InvalidFree(InvalidFreeKind::NotSlab));
+    assert_eq!(
+        err.kind,
+        CorruptionKind::InvalidFree(InvalidFreeKind::NotSlab)
+    );
     // One allocation writes the entries of its slab's 2 MiB of frames
     // (and those below it).
     let a = f.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
@@ -1155,7 +1158,10 @@ fn an_unwritten_overlay_reads_as_no_slab_until_the_slab_layer_reaches_it() {
     assert_eq!(written, (pfn + 1).next_multiple_of(512));
     for (i, meta) in f.slab.metas.iter().enumerate() {
         if i == pfn {
-            assert_eq!(f.slab.cache_of_pfn(Pfn(i as u64)), f.slab.find_cache("kmalloc-64"));
+            assert_eq!(
+                f.slab.cache_of_pfn(Pfn(i as u64)),
+                f.slab.find_cache("kmalloc-64")
+            );
             assert_ne!(*meta, UNWRITTEN_META);
         } else {
             assert_eq!(*meta, SlabMeta::EMPTY, "frame {i}");
@@ -1163,7 +1169,10 @@ fn an_unwritten_overlay_reads_as_no_slab_until_the_slab_layer_reaches_it() {
     }
     // Frames past the written part are still refused, and counted.
     let err = f.slab.kfree(m, p, slab_va(written as u32 + 7)).unwrap_err();
-    assert_eq!(err.kind, CorruptionKind::InvalidFree(InvalidFreeKind::NotSlab));
+    assert_eq!(
+        err.kind,
+        CorruptionKind::InvalidFree(InvalidFreeKind::NotSlab)
+    );
     assert_eq!(f.slab.stray_frees(), 2);
     f.slab.kfree(m, p, a).unwrap();
     f.slab.check_invariants(m).unwrap();
