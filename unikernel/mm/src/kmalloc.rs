@@ -322,7 +322,7 @@ impl SlabAllocator<'_> {
             )
             .map_err(|_| SlabError::NoMemory { order })?;
         let nr = order.nr_pages() as usize;
-        if pfn.index() + nr > self.metas.len() {
+        if !self.metas.extend_to(pfn.index() + nr) {
             pages.free_slab_pages(pfn, order, SlabPageKind::Large);
             return Err(SlabError::NoMemory { order });
         }

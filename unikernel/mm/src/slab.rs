@@ -520,7 +520,7 @@ impl fmt::Debug for SlabAllocator<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlabAllocator")
             .field("caches", &self.caches.iter().filter(|c| c.live).count())
-            .field("lowmem_frames", &self.metas.len())
+            .field("lowmem_frames", &self.metas.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -542,8 +542,10 @@ impl<'a> SlabAllocator<'a> {
     /// caches created and empty (cf. `kmem_cache_init()` +
     /// `create_kmalloc_caches()`). `kmalloc_debug` is applied to every
     /// kmalloc cache (cf. `slub_debug=` on the command line).
+    ///
+    /// `metas` need not be initialised: an entry is written when the slab
+    /// layer first reaches its frame or one near it ([`smp::MetaTable`]).
     pub fn new(metas: &'a mut [SlabMeta], kmalloc_debug: SlabFlags) -> Self {
-        metas.fill(SlabMeta::EMPTY);
         let mut s = SlabAllocator {
             metas: smp::MetaTable::new(metas),
             caches: [const { KmemCache::EMPTY }; MAX_CACHES],
@@ -579,7 +581,7 @@ impl<'a> SlabAllocator<'a> {
 
     /// Lowmem frames covered by the overlay.
     pub fn nr_frames(&self) -> usize {
-        self.metas.len()
+        self.metas.capacity()
     }
 
     /// Fill `slot` with a new cache; the caller checked the slot is free.
@@ -882,7 +884,7 @@ impl<'a> SlabAllocator<'a> {
             .alloc_slab_pages(gfp, order, SlabPageKind::Slab)
             .map_err(|_| SlabError::NoMemory { order })?;
         let nr = order.nr_pages() as usize;
-        if pfn.index() + nr > self.metas.len() {
+        if !self.metas.extend_to(pfn.index() + nr) {
             pages.free_slab_pages(pfn, order, SlabPageKind::Slab);
             return Err(SlabError::NoMemory { order });
         }

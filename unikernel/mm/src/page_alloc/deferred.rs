@@ -364,9 +364,12 @@ impl<'a> PageAlloc<'a> {
                 }
                 pfn = end;
             }
-            for head in (align_up(ds, PAGEBLOCK_NR_PAGES)..de).step_by(PAGEBLOCK_NR_PAGES as usize)
-            {
-                if pa.deferred.span_of(head).is_some() {
+            // The pageblock heads inside the zone's spans (the rest were
+            // written above), span by span rather than a search per head.
+            for i in pa.deferred.next[zi]..pa.deferred.last[zi] {
+                let span = pa.deferred.spans[i];
+                let first = align_up(span.start, PAGEBLOCK_NR_PAGES);
+                for head in (first..span.end).step_by(PAGEBLOCK_NR_PAGES as usize) {
                     pa.init_pages(head, head + 1, zi, false, false);
                 }
             }

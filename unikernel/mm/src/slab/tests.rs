@@ -23,6 +23,17 @@ use crate::zone::{NR_ZONES, ZoneLayout, ZoneType};
 
 const MIB: u64 = 1 << 20;
 
+/// What an overlay entry holds before the slab layer writes it, in the
+/// fixtures: a plausible slab of cache slot 0, to be misread if anything
+/// reads past the written part.
+pub(crate) const UNWRITTEN_META: SlabMeta = SlabMeta {
+    cache: 1,
+    inuse: 1,
+    freelist: 0,
+    prev: 0,
+    next: 0,
+};
+
 /// A buddy allocator over `ram_mib` MiB of lowmem (DMA below 16 MiB, DMA32
 /// above), an arena standing in for the direct map, and a slab allocator.
 pub(crate) struct Fixture {
@@ -48,7 +59,10 @@ impl Fixture {
         pa.memblock_free_all(&mb).unwrap();
         pa.setup_watermarks();
         let boot = core::array::from_fn(|z| pa.free_area_counts(ZoneType::ALL[z]));
-        let metas = Box::leak(vec![SlabMeta::EMPTY; pa.lowmem_pfn().index()].into_boxed_slice());
+        // The overlay as the kernel hands it over: never written. Every
+        // entry claims a slab of the first cache, so a read of one the
+        // slab layer has not written yet would show in every test.
+        let metas = Box::leak(vec![UNWRITTEN_META; pa.lowmem_pfn().index()].into_boxed_slice());
         Fixture {
             pages: spin::Mutex::new(pa),
             mem: ArenaMemory::new(Pfn(0), nr),
@@ -1121,4 +1135,47 @@ fn zero_size_and_null_are_special() {
     assert_eq!(f.slab.kfree(m, p, 0), Ok(()));
     assert_eq!(f.slab.ksize(ZERO_SIZE_PTR), Some(0));
     assert_eq!(f.slab.slab_pages(), 0, "nothing allocated for size 0");
+}
+
+#[test]
+fn an_unwritten_overlay_reads_as_no_slab_until_the_slab_layer_reaches_it() {
+    let mut f = Fixture::new(64);
+    let (p, m) = (&f.pages, &f.mem);
+    // Nothing reached yet: nothing written, every frame is no slab's.
+    assert_eq!(f.slab.metas.len(), 0);
+    assert_eq!(f.slab.nr_frames(), (64 * MIB >> PAGE_SHIFT) as usize);
+    let far = slab_va(15_000);
+    let err = f.slab.kfree(m, p, far).unwrap_err();
+    assert_eq!(
+        err.kind,
+        CorruptionKind::InvalidFree(InvalidFreeKind::NotSlab)
+    );
+    // One allocation writes the entries of its slab's 2 MiB of frames
+    // (and those below it).
+    let a = f.slab.kmalloc(m, p, 64, GfpFlags::GFP_KERNEL).unwrap();
+    let pfn = ((a - PAGE_OFFSET) >> PAGE_SHIFT) as usize;
+    let written = f.slab.metas.len();
+    assert_eq!(written, (pfn + 1).next_multiple_of(512));
+    for (i, meta) in f.slab.metas.iter().enumerate() {
+        if i == pfn {
+            assert_eq!(
+                f.slab.cache_of_pfn(Pfn(i as u64)),
+                f.slab.find_cache("kmalloc-64")
+            );
+            assert_ne!(*meta, UNWRITTEN_META);
+        } else {
+            assert_eq!(*meta, SlabMeta::EMPTY, "frame {i}");
+        }
+    }
+    // Frames past the written part are still refused, and counted.
+    let err = f.slab.kfree(m, p, slab_va(written as u32 + 7)).unwrap_err();
+    assert_eq!(
+        err.kind,
+        CorruptionKind::InvalidFree(InvalidFreeKind::NotSlab)
+    );
+    assert_eq!(f.slab.stray_frees(), 2);
+    f.slab.kfree(m, p, a).unwrap();
+    f.slab.check_invariants(m).unwrap();
+    f.slab.shrink_all(p);
+    f.assert_buddy_restored();
 }

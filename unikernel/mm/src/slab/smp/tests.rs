@@ -89,7 +89,7 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
     pa.setup_watermarks();
     let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
     mm.set_nr_cpus(CPUS);
-    let mut metas = std::vec![SlabMeta::EMPTY; (RAM >> 12) as usize];
+    let mut metas = std::vec![crate::slab::tests::UNWRITTEN_META; (RAM >> 12) as usize];
     let slab = BrLock::new(SlabAllocator::new(&mut metas, SlabFlags::NONE));
     slab.set_nr_cpus(CPUS);
     let mem = PlatformMemory(mm.platform());
@@ -171,7 +171,7 @@ fn setup(cpus: usize) -> (MemoryManager<'static, SimPlatform>, &'static mut [Sla
     pa.setup_watermarks();
     let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
     mm.set_nr_cpus(cpus);
-    let metas = std::vec![SlabMeta::EMPTY; (RAM >> 12) as usize].leak();
+    let metas = std::vec![crate::slab::tests::UNWRITTEN_META; (RAM >> 12) as usize].leak();
     (mm, metas)
 }
 
