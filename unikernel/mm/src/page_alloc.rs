@@ -248,6 +248,9 @@ pub struct PageAlloc<'a> {
     /// Refills and trims done under a zone lock, folded from the per-CPU
     /// diffs (see [`PageAlloc::pcp_zone_locked_ops`]).
     pcp_zone_locked: [u64; 2],
+    /// The fast paths' table, kept in step with its inputs by
+    /// [`PageAlloc::refresh_fast_paths`] (see [`smp::FastPaths`]).
+    pub(crate) fast: smp::FastPaths,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -335,6 +338,7 @@ impl<'a> PageAlloc<'a> {
                 crate::types::NR_CPUS],
             zone_lock: [const { zone_lock::ZoneLock::new() }; NR_ZONES],
             pcp_zone_locked: [0; 2],
+            fast: smp::FastPaths::NONE,
         })
     }
 
@@ -433,6 +437,8 @@ impl<'a> PageAlloc<'a> {
                 pfn += nr;
             }
         }
+        // Managed pages grew (a zone may have become populated).
+        self.refresh_fast_paths();
         Ok(end.0 - start.0)
     }
 

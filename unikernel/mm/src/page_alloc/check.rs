@@ -46,6 +46,12 @@ impl PageAlloc<'_> {
         let mut bad = |what, pfn: u64| sink(Problem::new(BUDDY, what, Some(pfn)));
         let listed = self.check_free_lists(&mut bad, checked);
         let pcp_listed = self.check_pcp_lists(&mut bad, checked);
+        // The fast paths' table must say what its inputs say now: a stale
+        // one would pass a watermark or take a free the general path
+        // would not.
+        if self.fast != self.compute_fast_paths() {
+            bad("fast-path table stale (an input changed without a refresh)", 0);
+        }
         self.check_mem_map(listed, pcp_listed, &mut bad, checked);
     }
 

@@ -118,7 +118,172 @@ const FREE_SLOW_FLAGS: PageFlags = PageFlags::BUDDY
     .union(PageFlags::RESERVED)
     .union(PageFlags::NOMAP);
 
+/// Bits of a gfp mask that decide the fast path's zone, watermark and
+/// list: the zone modifiers (`GFP_ZONEMASK`) and `__GFP_RECLAIMABLE`
+/// (with `__GFP_MOVABLE`, the migrate type).
+pub(crate) const FAST_GFP_BITS: u32 = GfpFlags::ZONEMASK
+    .union(GfpFlags::RECLAIMABLE)
+    .bits();
+
+/// [`FastPaths::alloc`] rows: one per value of the [`FAST_GFP_BITS`].
+const FAST_ALLOC_ROWS: usize = FAST_GFP_BITS as usize + 1;
+const _: () = assert!(FAST_GFP_BITS == 0x1f);
+
+/// One row of [`FastPaths::alloc`]: where an order ≤ 3 request with these
+/// zone and mobility bits is served when it can be served at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FastAlloc {
+    /// The zone's LOW watermark, plus its `lowmem_reserve` against the
+    /// request's highest zone, plus its HighAtomic reserve (which an
+    /// ALLOC_WMARK_LOW request may not use): free pages must exceed this
+    /// (and the order's `2^order - 1`, and the CMA pages for a request
+    /// that may not use them) — `__zone_watermark_ok()`'s rule.
+    pub mark: u64,
+    /// The first populated zone of the zonelist (`gfp_zone()` and down),
+    /// or [`NR_ZONES`]: no fast path for these bits (a bad zone
+    /// combination, no populated zone, the per-CPU lists off).
+    pub zi: u8,
+    /// The request's migrate type (`gfp_migratetype()`), < 3.
+    pub mt: u8,
+    /// Movable: free CMA pages count (ALLOC_CMA).
+    pub cma: bool,
+}
+
+impl FastAlloc {
+    /// No fast path.
+    pub const NONE: FastAlloc = FastAlloc {
+        mark: 0,
+        zi: NR_ZONES as u8,
+        mt: 0,
+        cma: false,
+    };
+}
+
+/// What the per-CPU fast paths would otherwise work out at every call
+/// from a dozen fields (cf. the per-zone `_watermark[]` + `lowmem_reserve`
+/// sums Linux's `zone_watermark_fast()` reads, and its static keys):
+/// computed by [`PageAlloc::refresh_fast_paths`] on the exclusive side
+/// whenever an input changes — watermarks, `lowmem_reserve`,
+/// `managed_pages` (boot hand-over, deferred growth), the HighAtomic
+/// reserve, the lists' `high` (on/off, CPUs online), deferred init's
+/// progress, the kernel heap's reserve. `check_invariants` recomputes it
+/// and compares, so a forgotten refresh shows up in every property test.
+/// (Fault injection is not folded in: its own cached flag is tested.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FastPaths {
+    /// Indexed by `gfp & FAST_GFP_BITS`.
+    pub alloc: [FastAlloc; FAST_ALLOC_ROWS],
+    /// A free of a block at or past this PFN takes the general path:
+    /// `max_pfn`, or the first descriptor deferred init has not written,
+    /// or 0 while any populated zone keeps no per-CPU lists (`high` 0).
+    pub free_limit: u64,
+    /// The kernel heap's reserve `[start, start + len)` (len 0: none):
+    /// its blocks go back to the reserve, and its pool frames (owner
+    /// `reserve`) are refused, both on the general path.
+    pub reserve_start: u64,
+    /// See `reserve_start`.
+    pub reserve_len: u64,
+}
+
+impl FastPaths {
+    /// Every call takes the general path.
+    pub const NONE: FastPaths = FastPaths {
+        alloc: [FastAlloc::NONE; FAST_ALLOC_ROWS],
+        free_limit: 0,
+        reserve_start: 0,
+        reserve_len: 0,
+    };
+}
+
+/// `mt` bits of a pageblock (its first frame's `PB_MIGRATE` field) → the
+/// per-CPU list type a freed block waits on: its own for the three PCP
+/// types, Movable for HighAtomic and CMA (and 6–7, which read as
+/// Movable); [`FREE_MT_SLOW`] for Isolate (the general path frees it
+/// straight to the buddy lists). Four bits a type.
+const FREE_MT_TABLE: u32 = {
+    let mut t = 0u32;
+    let mut mt = 0;
+    while mt < 8 {
+        let v = if mt == MigrateType::Isolate as u32 {
+            FREE_MT_SLOW
+        } else if mt < MIGRATE_PCPTYPES as u32 {
+            mt
+        } else {
+            MigrateType::Movable as u32
+        };
+        t |= v << (4 * mt);
+        mt += 1;
+    }
+    t
+};
+const FREE_MT_SLOW: u32 = 0xf;
+
+/// The per-CPU list type for a freed block in a pageblock of type bits
+/// `mt` (see [`FREE_MT_TABLE`]).
+#[inline(always)]
+const fn free_pcp_mt(mt: usize) -> u32 {
+    (FREE_MT_TABLE >> (4 * (mt & 7))) & 0xf
+}
+
 impl PageAlloc<'_> {
+    /// Recomputes [`FastPaths`] from its inputs; every exclusive-side
+    /// change of one calls it (see [`FastPaths`] for the list).
+    pub(crate) fn refresh_fast_paths(&mut self) {
+        self.fast = self.compute_fast_paths();
+    }
+
+    /// [`FastPaths`] as the inputs say now.
+    pub(crate) fn compute_fast_paths(&self) -> FastPaths {
+        let mut fast = FastPaths::NONE;
+        for (bits, row) in fast.alloc.iter_mut().enumerate() {
+            let gfp = GfpFlags::from_bits_truncate(bits as u32);
+            if !self.pcp_on || gfp.is_zone_bad() {
+                continue;
+            }
+            let highest = gfp.gfp_zone().index();
+            // The zonelist's first populated zone (cf. the first zoneref
+            // get_page_from_freelist() does not skip).
+            let Some(zi) = (0..=highest)
+                .rev()
+                .find(|&zi| self.zones[zi].is_populated())
+            else {
+                continue;
+            };
+            let zone = &self.zones[zi];
+            if zone.pcp[0].high == 0 {
+                continue;
+            }
+            let mt = gfp.migratetype();
+            *row = FastAlloc {
+                mark: zone.watermarks.low
+                    + zone.lowmem_reserve[highest]
+                    + zone.nr_reserved_highatomic,
+                zi: zi as u8,
+                mt: mt as u8,
+                cma: mt == MigrateType::Movable,
+            };
+        }
+        let lists_on = self.pcp_on
+            && self
+                .zones
+                .iter()
+                .all(|z| !z.is_populated() || z.pcp.iter().all(|p| p.high > 0));
+        fast.free_limit = if lists_on {
+            self.deferred
+                .first_uninitialised()
+                .unwrap_or(u64::MAX)
+                .min(self.layout.max_pfn.0)
+        } else {
+            0
+        };
+        if let Some(r) = &self.reserve {
+            let s = r.stats();
+            fast.reserve_start = s.start_pfn.0;
+            fast.reserve_len = r.nr_pages();
+        }
+        fast
+    }
+
     /// Adds every CPU's [`VmDiff`] to the event counters and clears it
     /// (cf. `fold_diff()` in `refresh_cpu_vm_stats()`). The lock calls it
     /// before handing out the exclusive side, so readers see exact counts.
