@@ -211,7 +211,9 @@ impl PageAlloc<'_> {
                         if pfn & ((1 << order) - 1) != 0 {
                             bad("per-CPU block not aligned to its order", pfn);
                         }
-                        if p.prev != prev {
+                        // The first block's `prev` is not kept (see the
+                        // list functions in `smp`).
+                        if p.prev != prev && prev != NIL {
                             bad("per-CPU list back link broken", pfn);
                         }
                         if p.owner != OwnerTag::NONE || p.refcount != 0 {
@@ -228,7 +230,8 @@ impl PageAlloc<'_> {
                         prev = cur;
                         cur = p.next;
                     }
-                    if pcp.lists[pindex].tail != prev {
+                    // Nor an empty list's `tail`.
+                    if prev != NIL && pcp.lists[pindex].tail != prev {
                         bad(
                             "per-CPU list tail pointer broken",
                             u64::from(pcp.lists[pindex].tail),

@@ -148,13 +148,6 @@ impl DeferredInit {
         &self.spans[self.next[zi]..self.last[zi]]
     }
 
-    /// Whether `pfn`'s descriptor is not written yet (cf.
-    /// `early_page_uninitialised()`), for the per-CPU fast paths.
-    #[inline(always)]
-    pub(super) fn is_uninitialised(&self, pfn: u64) -> bool {
-        self.nr_left != 0 && self.span_of(pfn).is_some()
-    }
-
     /// The lowest PFN whose descriptor is not written yet, if any: the
     /// per-CPU free fast path takes only frames below it
     /// ([`super::smp::FastPaths::free_limit`]).

@@ -45,14 +45,14 @@ mod tests;
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::pcp::{PerCpuPages, nr_pcp_free, order_to_pindex, pcp_allowed_order};
-use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_bits};
+use super::pcp::{PerCpuPages, nr_pcp_free, pcp_allowed_order};
+use super::zone_lock::{ZoneFree, flags_of, flags_update};
 use super::{AllocFlags, PageAlloc};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
 use crate::types::{Order, Pfn};
 use crate::vmstat::VmEvent;
-use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
+use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES};
 
 /// Orders the fast paths serve (0..=`PAGE_ALLOC_COSTLY_ORDER`).
 const PCP_ORDERS: usize = super::pcp::PAGE_ALLOC_COSTLY_ORDER + 1;
@@ -118,6 +118,58 @@ const FREE_SLOW_FLAGS: PageFlags = PageFlags::BUDDY
     .union(PageFlags::RESERVED)
     .union(PageFlags::NOMAP);
 
+/// What the fast free path checks in the head's first eight bytes (see
+/// [`Page`]'s layout): `HEAD` and the [`FREE_SLOW_FLAGS`], the zone
+/// byte's bits that no zone index sets, and the order byte.
+const FREE_CHECK_MASK: u64 = (PageFlags::HEAD.union(FREE_SLOW_FLAGS).0 as u64)
+    | (((0xff & !(NR_ZONES - 1)) as u64) << 16)
+    | (0xff << 24);
+const _: () = {
+    assert!(NR_ZONES.is_power_of_two() && crate::types::NR_CPUS.is_power_of_two());
+    // The layout FREE_CHECK_MASK reads (little-endian, as x86-64).
+    assert!(core::mem::offset_of!(Page, flags) == 0);
+    assert!(core::mem::offset_of!(Page, zone) == 2);
+    assert!(core::mem::offset_of!(Page, order) == 3);
+    assert!(cfg!(target_endian = "little"));
+};
+
+/// Marks the tails of a `__GFP_COMP` block being handed out (cf.
+/// `prep_compound_page()`), out of line.
+///
+/// # Safety
+/// The block `[i, i + 2^o)` of the live `map` is the caller's.
+#[inline(never)]
+unsafe fn prep_tails(map: *mut Page, i: usize, o: usize, owner: OwnerTag) {
+    // SAFETY: the caller's block; flags atomically.
+    unsafe {
+        flags_update(map.add(i), PageFlags::COMPOUND, PageFlags::EMPTY);
+        for t in i + 1..i + (1 << o) {
+            flags_update(map.add(t), PageFlags::TAIL, PageFlags::EMPTY);
+            (*map.add(t)).owner = owner;
+        }
+    }
+}
+
+/// Cleans the tails of a compound block being freed (cf.
+/// `free_tail_pages_check()`), out of line: the fast path frees few.
+///
+/// # Safety
+/// The block `[i, i + 2^o)` of the live `map` is the caller's.
+#[inline(never)]
+unsafe fn free_tails(map: *mut Page, i: usize, o: usize) {
+    for t in i + 1..i + (1 << o) {
+        // SAFETY: the caller's block; flags atomically.
+        unsafe {
+            flags_update(
+                map.add(t),
+                PageFlags::EMPTY,
+                PageFlags::TAIL.union(PageFlags::SLAB),
+            );
+            (*map.add(t)).owner = OwnerTag::NONE;
+        }
+    }
+}
+
 /// Bits of a gfp mask that decide the fast path's zone, watermark and
 /// list: the zone modifiers (`GFP_ZONEMASK`) and `__GFP_RECLAIMABLE`
 /// (with `__GFP_MOVABLE`, the migrate type).
@@ -133,12 +185,12 @@ const _: () = assert!(FAST_GFP_BITS == 0x1f);
 /// zone and mobility bits is served when it can be served at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FastAlloc {
-    /// The zone's LOW watermark, plus its `lowmem_reserve` against the
-    /// request's highest zone, plus its HighAtomic reserve (which an
-    /// ALLOC_WMARK_LOW request may not use): free pages must exceed this
-    /// (and the order's `2^order - 1`, and the CMA pages for a request
+    /// By order: the zone's LOW watermark, plus its `lowmem_reserve`
+    /// against the request's highest zone, plus its HighAtomic reserve
+    /// (which an ALLOC_WMARK_LOW request may not use), plus `2^order - 1`:
+    /// free pages must exceed this (and the free CMA pages, for a request
     /// that may not use them) — `__zone_watermark_ok()`'s rule.
-    pub mark: u64,
+    pub mark: [u64; PCP_ORDERS],
     /// The first populated zone of the zonelist (`gfp_zone()` and down),
     /// or [`NR_ZONES`]: no fast path for these bits (a bad zone
     /// combination, no populated zone, the per-CPU lists off).
@@ -147,15 +199,19 @@ pub(crate) struct FastAlloc {
     pub mt: u8,
     /// Movable: free CMA pages count (ALLOC_CMA).
     pub cma: bool,
+    /// Not movable, and the zone has CMA pages: its free CMA pages are
+    /// to be added to the mark (a zone without any has none free).
+    pub count_cma: bool,
 }
 
 impl FastAlloc {
     /// No fast path.
     pub const NONE: FastAlloc = FastAlloc {
-        mark: 0,
+        mark: [0; PCP_ORDERS],
         zi: NR_ZONES as u8,
         mt: 0,
         cma: false,
+        count_cma: false,
     };
 }
 
@@ -199,31 +255,18 @@ impl FastPaths {
 /// per-CPU list type a freed block waits on: its own for the three PCP
 /// types, Movable for HighAtomic and CMA (and 6–7, which read as
 /// Movable); [`FREE_MT_SLOW`] for Isolate (the general path frees it
-/// straight to the buddy lists). Four bits a type.
-const FREE_MT_TABLE: u32 = {
-    let mut t = 0u32;
+/// straight to the buddy lists).
+static FREE_PCP_MT: [u8; 8] = {
+    let mut t = [MigrateType::Movable as u8; 8];
     let mut mt = 0;
-    while mt < 8 {
-        let v = if mt == MigrateType::Isolate as u32 {
-            FREE_MT_SLOW
-        } else if mt < MIGRATE_PCPTYPES as u32 {
-            mt
-        } else {
-            MigrateType::Movable as u32
-        };
-        t |= v << (4 * mt);
+    while mt < MIGRATE_PCPTYPES {
+        t[mt] = mt as u8;
         mt += 1;
     }
+    t[MigrateType::Isolate as usize] = FREE_MT_SLOW;
     t
 };
-const FREE_MT_SLOW: u32 = 0xf;
-
-/// The per-CPU list type for a freed block in a pageblock of type bits
-/// `mt` (see [`FREE_MT_TABLE`]).
-#[inline(always)]
-const fn free_pcp_mt(mt: usize) -> u32 {
-    (FREE_MT_TABLE >> (4 * (mt & 7))) & 0xf
-}
+const FREE_MT_SLOW: u8 = 0xff;
 
 impl PageAlloc<'_> {
     /// Recomputes [`FastPaths`] from its inputs; every exclusive-side
@@ -254,13 +297,15 @@ impl PageAlloc<'_> {
                 continue;
             }
             let mt = gfp.migratetype();
+            let mark =
+                zone.watermarks.low + zone.lowmem_reserve[highest] + zone.nr_reserved_highatomic;
+            let cma = mt == MigrateType::Movable;
             *row = FastAlloc {
-                mark: zone.watermarks.low
-                    + zone.lowmem_reserve[highest]
-                    + zone.nr_reserved_highatomic,
+                mark: core::array::from_fn(|o| mark + (1 << o) - 1),
                 zi: zi as u8,
                 mt: mt as u8,
-                cma: mt == MigrateType::Movable,
+                cma,
+                count_cma: !cma && zone.cma_pages > 0,
             };
         }
         let lists_on = self.pcp_on
@@ -343,42 +388,43 @@ impl PageAlloc<'_> {
     ) -> Option<(usize, usize)> {
         use super::zone_lock::{ld32, ld64};
         let o = order.index();
-        // SAFETY: a field only the exclusive side writes.
-        if !pcp_allowed_order(o) || unsafe { (*pa).fail_page_alloc_armed } || gfp.is_zone_bad() {
+        // SAFETY: fields only the exclusive side writes; the row is in
+        // bounds (masked).
+        let (row, armed): (&FastAlloc, bool) = unsafe {
+            (
+                (*pa)
+                    .fast
+                    .alloc
+                    .get_unchecked((gfp.bits() & FAST_GFP_BITS) as usize),
+                (*pa).fail_page_alloc_armed,
+            )
+        };
+        // The row says "no" for a bad zone combination (cf. GFP_ZONE_BAD),
+        // no populated zone, or lists off.
+        let zi = usize::from(row.zi);
+        if !pcp_allowed_order(o) || zi >= NR_ZONES || armed {
             return None;
         }
-        let highest = gfp.gfp_zone().index();
-        // The zonelist's first populated zone (cf. the first zoneref
-        // get_page_from_freelist() does not skip).
-        // SAFETY: `managed_pages` is written by the exclusive side only.
-        let zi = (0..=highest)
-            .rev()
-            .find(|&zi| unsafe { (*pa).zones[zi].managed_pages } > 0)?;
         // SAFETY: a raw place; fields read as the table in `zone_lock` says.
         let zone = unsafe { &raw mut (*pa).zones[zi] };
         // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
-        // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
-        // movable requests; a high-order request needs a block on a list
-        // it may take from (cf. __zone_watermark_ok()).
-        let mt = gfp.migratetype();
-        let cma = mt == MigrateType::Movable;
-        // SAFETY: see above.
-        let (free, mark, mut unusable) = unsafe {
-            let mut unusable = (*zone).nr_reserved_highatomic + (1u64 << o) - 1;
-            if !cma {
-                unusable += ld64(&raw mut (*zone).nr_free_cma);
+        // ALLOC_HARDER: free pages less the unusable ones (the HighAtomic
+        // reserve, in the row's mark; CMA pages unless movable; 2^order - 1)
+        // must exceed LOW + lowmem_reserve[highest] (cf.
+        // __zone_watermark_ok()).
+        let mut need = row.mark[o];
+        // SAFETY: zone counters, loaded atomically.
+        unsafe {
+            if row.count_cma {
+                need += ld64(&raw mut (*zone).nr_free_cma);
             }
-            (
-                ld64(&raw mut (*zone).free_pages),
-                (*zone).watermarks.low + (*zone).lowmem_reserve[highest],
-                unusable,
-            )
-        };
-        unusable = unusable.min(free);
-        if free - unusable <= mark {
-            return None;
+            if ld64(&raw mut (*zone).free_pages) <= need {
+                return None;
+            }
         }
         if o > 0 {
+            // A high-order request needs a block on a list it may take
+            // from (cf. __zone_watermark_ok()).
             // SAFETY: list heads and counts, loaded atomically.
             let found = (o..crate::types::NR_ORDERS).any(|a| unsafe {
                 let area = &raw mut (*zone).free_area[a];
@@ -388,13 +434,13 @@ impl PageAlloc<'_> {
                     && (MigrateType::ALL[..MIGRATE_PCPTYPES]
                         .iter()
                         .any(|&m| nonempty(m))
-                        || (cma && nonempty(MigrateType::Cma)))
+                        || (row.cma && nonempty(MigrateType::Cma)))
             });
             if !found {
                 return None;
             }
         }
-        Some((zi, order_to_pindex(mt, o)))
+        Some((zi, MIGRATE_PCPTYPES * o + usize::from(row.mt)))
     }
 
     /// Refills and trims of per-CPU lists done under a zone lock since
@@ -481,16 +527,18 @@ impl PageAlloc<'_> {
         owner: OwnerTag,
     ) -> Option<Pfn> {
         let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
-        let cpu = self.this_cpu();
-        if self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
+        let cpu = self.this_cpu() % crate::types::NR_CPUS; // < NR_CPUS already
+        // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
+        if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
             return None;
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
         // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
-        self.vm_events
-            .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
-        self.alloc_counters.count_alloc(zi, order.index());
+        let o = order.index() % PCP_ORDERS; // ≤ 3 already
+        self.vm_events.count_zid(VmEvent::PgAllocDma, zi, 1 << o);
+        let c = &mut self.alloc_counters.alloc[zi][o];
+        *c = c.wrapping_add(1);
         Some(Pfn(u64::from(pfn)))
     }
 
@@ -512,17 +560,22 @@ impl PageAlloc<'_> {
         order: Order,
         owner: OwnerTag,
     ) -> u32 {
-        let o = order.index();
+        let o = order.index() % PCP_ORDERS; // ≤ 3 (the caller's target)
+        debug_assert!(pindex < super::pcp::NR_PCP_LISTS && cpu < crate::types::NR_CPUS);
         // SAFETY: the caller's contract: the slot, the list and its blocks'
-        // descriptors are ours; flags are written atomically.
+        // descriptors are ours; flags are written atomically; `pindex` is
+        // a list index (`pcp_fast_target`).
         unsafe {
             let map = (*pa).mem_map.base();
             let pcp: &mut PerCpuPages = (*pa).zones[zi].pcp[cpu].slot_mut();
             pcp.free_factor >>= 1;
-            let pfn = list_pop_head_raw(map, &mut pcp.lists[pindex]);
-            pcp.count -= 1 << o;
+            let list = pcp.lists.get_unchecked_mut(pindex);
+            // The list's first block (cf. list_first_entry() + list_del()).
+            let pfn = list_pop_head_raw(map, list);
             let i = pfn as usize;
             let p = map.add(i);
+            pcp.count -= 1 << o;
+            // cf. prep_new_page(). `order` is the list's already.
             flags_update(
                 p,
                 PageFlags::HEAD,
@@ -530,18 +583,13 @@ impl PageAlloc<'_> {
                     .union(PageFlags::PCP)
                     .union(PageFlags::MOVABLE),
             );
-            (*p).order = order.get();
             (*p).refcount = 1;
             (*p).owner = owner;
             (*p).prev = NIL;
             (*p).next = NIL;
             // cf. prep_compound_page(), for a `__GFP_COMP` block.
             if o > 0 && gfp.contains(GfpFlags::COMP) {
-                flags_update(p, PageFlags::COMPOUND, PageFlags::EMPTY);
-                for t in i + 1..i + (1 << o) {
-                    flags_update(map.add(t), PageFlags::TAIL, PageFlags::EMPTY);
-                    (*map.add(t)).owner = owner;
-                }
+                prep_tails(map, i, o, owner);
             }
             pfn
         }
@@ -601,36 +649,47 @@ impl PageAlloc<'_> {
         order: Order,
     ) -> FreeFast {
         let o = order.index();
-        // SAFETY: `layout`, `deferred`, `reserve` and `mem_map` are written
-        // by the exclusive side only, which is not running.
-        let (max_pfn, map, slow) = unsafe {
-            (
-                (*pa).layout.max_pfn,
-                (*pa).mem_map.base(),
-                (*pa).deferred.is_uninitialised(pfn.0)
-                    || (*pa).reserve.as_ref().is_some_and(|r| r.contains(pfn)),
-            )
-        };
-        if !pcp_allowed_order(o) || pfn >= max_pfn || slow {
+        // SAFETY: the table and `mem_map` are written by the exclusive side
+        // only, which is not running.
+        let (fast, map) = unsafe { (&(*pa).fast, (*pa).mem_map.base()) };
+        // Past `max_pfn`, not initialised yet, lists off (the limit), or
+        // the heap's reserve (its pool frames, owner `reserve`, lie in it
+        // too): the general path decides.
+        if !pcp_allowed_order(o)
+            || pfn.0 >= fast.free_limit
+            || pfn.0.wrapping_sub(fast.reserve_start) < fast.reserve_len
+        {
             return FreeFast::Slow;
         }
         let i = pfn.index();
-        // SAFETY: in bounds (checked against max_pfn); flags atomically.
+        // SAFETY: in bounds (below `free_limit` ≤ max_pfn).
         let p = unsafe { map.add(i) };
-        let flags = PageFlags(unsafe { flags_of(p) }.load(Relaxed));
-        if !flags.contains(PageFlags::HEAD) || flags.intersects(FREE_SLOW_FLAGS) {
+        // The head's first eight bytes at once: flags, zone, order,
+        // refcount, owner. A plain load: the caller owns the frame, so no
+        // one else writes any of them now (others may read its flags,
+        // atomically — a read beside a read is no race).
+        // SAFETY: `p` is a live descriptor of 16 bytes.
+        let head = unsafe { (p as *const u64).read_unaligned() };
+        // A plain allocated head (no free, tail, slab, LRU, reserved or
+        // non-RAM bit), of exactly this order, in a real zone.
+        if head & FREE_CHECK_MASK != PageFlags::HEAD.0 as u64 | (o as u64) << 24 {
             return FreeFast::Slow;
         }
-        // SAFETY: the caller owns the block, so its head descriptor.
-        let (head_order, owner, zi) = unsafe { ((*p).order, (*p).owner, usize::from((*p).zone)) };
-        if usize::from(head_order) != o || owner == OwnerTag::RESERVE || zi >= NR_ZONES {
-            return FreeFast::Slow;
-        }
+        let flags = PageFlags(head as u16);
+        let zi = (head >> 16) as usize & (NR_ZONES - 1); // checked < NR_ZONES
         // SAFETY: the caller holds `cpu`'s flag.
-        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
+        let pcp: &mut PerCpuPages =
+            unsafe { (*pa).zones[zi].pcp[cpu % crate::types::NR_CPUS].slot_mut() };
+        // HighAtomic and CMA blocks wait on the Movable lists (as in
+        // `free_unref_page`); an isolated pageblock's go to the buddy.
         // SAFETY: `pfn` < max_pfn.
-        let mt = unsafe { pageblock_mt_bits(map, pfn.0) };
-        if pcp.high == 0 || mt == MigrateType::Isolate as usize {
+        let pcp_mt = FREE_PCP_MT[unsafe {
+            // The pageblock's first descriptor, from `p`'s byte offset.
+            let off = i * size_of::<Page>();
+            let first = map.byte_add(off & !(PAGEBLOCK_NR_PAGES as usize * size_of::<Page>() - 1));
+            usize::from(flags_of(first).load(Relaxed) >> PageFlags::PB_MIGRATE.0.trailing_zeros())
+        }];
+        if pcp_mt == FREE_MT_SLOW {
             return FreeFast::Slow;
         }
         if SHARED {
@@ -643,7 +702,8 @@ impl PageAlloc<'_> {
             // SAFETY: the exclusive side owns the counters.
             unsafe {
                 (*pa).vm_events.count(VmEvent::PgFree, 1 << o);
-                (*pa).alloc_counters.count_free(zi, o);
+                let c = &mut (*pa).alloc_counters.free[zi][o % PCP_ORDERS];
+                *c = c.wrapping_add(1);
             }
         }
         // cf. free_pages_prepare(): the descriptors are clean again, tails
@@ -651,41 +711,32 @@ impl PageAlloc<'_> {
         // the list, marked PCP.
         // SAFETY: the caller's block; flags atomically.
         unsafe {
-            flags_update(
-                p,
-                PageFlags::PCP,
-                PageFlags::HEAD
-                    .union(PageFlags::COMPOUND)
-                    .union(PageFlags::SLAB)
-                    .union(PageFlags::MOVABLE),
+            flags_of(p).store(
+                (flags.0
+                    & !PageFlags::HEAD
+                        .union(PageFlags::COMPOUND)
+                        .union(PageFlags::SLAB)
+                        .union(PageFlags::MOVABLE)
+                        .0)
+                    | PageFlags::PCP.0,
+                Relaxed,
             );
             (*p).refcount = 0;
             (*p).owner = OwnerTag::NONE;
             if flags.contains(PageFlags::COMPOUND) {
-                for t in i + 1..i + (1 << o) {
-                    flags_update(
-                        map.add(t),
-                        PageFlags::EMPTY,
-                        PageFlags::TAIL.union(PageFlags::SLAB),
-                    );
-                    (*map.add(t)).owner = OwnerTag::NONE;
-                }
+                free_tails(map, i, o);
             }
         }
-        // HighAtomic and CMA blocks wait on the Movable lists (as in
-        // `free_unref_page`); 6 and 7 read as Movable too.
-        let pcp_mt = if mt >= MIGRATE_PCPTYPES {
-            MigrateType::Movable as usize
-        } else {
-            mt
-        };
-        let pindex = MIGRATE_PCPTYPES * o + pcp_mt; // cf. order_to_pindex()
-        // SAFETY: our list; `pfn` is the caller's block, now on it.
-        unsafe { list_add_head_raw(map, &mut pcp.lists[pindex], pfn.0 as u32) };
+        let pindex = MIGRATE_PCPTYPES * o + pcp_mt as usize; // cf. order_to_pindex()
+        // SAFETY: our list (o ≤ 3 and pcp_mt < 3: in bounds); `pfn` is the
+        // caller's block, now on it.
+        unsafe { list_add_head_raw(map, pcp.lists.get_unchecked_mut(pindex), pfn.0 as u32) };
         pcp.count += 1 << o;
-        let free_high = pcp.free_factor > 0 && o > 0;
-        let high = if free_high { 0 } else { pcp.high };
-        if pcp.count >= high {
+        // High-order blocks freed in a row (no allocation between) are not
+        // kept: they fragment the zone (cf. `free_high`).
+        let free_high = o > 0 && pcp.free_factor > 0;
+        if free_high || pcp.count >= pcp.high {
+            let high = if free_high { 0 } else { pcp.high };
             let count = nr_pcp_free(pcp, high, free_high);
             return FreeFast::Trim { zi, pindex, count };
         }
@@ -865,9 +916,15 @@ impl PageAlloc<'_> {
 // ----------------------------------------------------------------------
 // The per-CPU lists: doubly linked through `Page::prev/next`, reached
 // through raw pointers (the exclusive side uses the same functions).
+//
+// Two links are left stale because nothing reads them: the first block's
+// `prev` (a pop from the head would otherwise write the next block's
+// descriptor to clear it) and the list's `tail` once it is empty. A list
+// is empty when `head` is NIL; `check_invariants` checks every other link.
 // ----------------------------------------------------------------------
 
-/// Unlinks the first block of a non-empty list.
+/// Unlinks the first block of a non-empty list, and leaves its links to
+/// the caller (who writes them).
 ///
 /// # Safety
 /// The list and its blocks' descriptors are the caller's alone; `map` is
@@ -875,18 +932,9 @@ impl PageAlloc<'_> {
 #[inline(always)]
 unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
     let pfn = list.head;
-    // SAFETY: the caller's list: its members' links are ours.
-    unsafe {
-        let p = map.add(pfn as usize);
-        let next = (*p).next;
-        (*p).next = NIL;
-        list.head = next;
-        if next == NIL {
-            list.tail = NIL;
-        } else {
-            (*map.add(next as usize)).prev = NIL;
-        }
-    }
+    // SAFETY: the caller's list: its members' links are ours. The new
+    // first block's `prev` goes stale (see above).
+    list.head = unsafe { (*map.add(pfn as usize)).next };
     pfn
 }
 
@@ -897,17 +945,16 @@ unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
 #[inline(always)]
 unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
     let pfn = list.tail;
-    // SAFETY: the caller's list.
+    if pfn == list.head {
+        list.head = NIL; // the only block; `tail` goes stale
+        return pfn;
+    }
+    // SAFETY: the caller's list; the last block is not the first, so its
+    // `prev` is live.
     unsafe {
-        let p = map.add(pfn as usize);
-        let prev = (*p).prev;
-        (*p).prev = NIL;
+        let prev = (*map.add(pfn as usize)).prev;
         list.tail = prev;
-        if prev == NIL {
-            list.head = NIL;
-        } else {
-            (*map.add(prev as usize)).next = NIL;
-        }
+        (*map.add(prev as usize)).next = NIL;
     }
     pfn
 }
@@ -939,15 +986,16 @@ unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
 /// As for [`list_add_head_raw`].
 #[inline(always)]
 unsafe fn list_add_tail_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
-    let prev = list.tail;
     // SAFETY: the caller's list and block.
     unsafe {
         let p = map.add(pfn as usize);
-        (*p).prev = prev;
         (*p).next = NIL;
-        if prev == NIL {
+        if list.head == NIL {
+            (*p).prev = NIL;
             list.head = pfn;
         } else {
+            let prev = list.tail;
+            (*p).prev = prev;
             (*map.add(prev as usize)).next = pfn;
         }
     }
