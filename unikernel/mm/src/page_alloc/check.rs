@@ -50,7 +50,10 @@ impl PageAlloc<'_> {
         // one would pass a watermark or take a free the general path
         // would not.
         if self.fast != self.compute_fast_paths() {
-            bad("fast-path table stale (an input changed without a refresh)", 0);
+            bad(
+                "fast-path table stale (an input changed without a refresh)",
+                0,
+            );
         }
         self.check_mem_map(listed, pcp_listed, &mut bad, checked);
     }

@@ -41,6 +41,8 @@
 #![allow(unsafe_code)]
 
 #[cfg(test)]
+mod fast_tests;
+#[cfg(test)]
 mod tests;
 
 use core::sync::atomic::Ordering::Relaxed;
@@ -173,9 +175,7 @@ unsafe fn free_tails(map: *mut Page, i: usize, o: usize) {
 /// Bits of a gfp mask that decide the fast path's zone, watermark and
 /// list: the zone modifiers (`GFP_ZONEMASK`) and `__GFP_RECLAIMABLE`
 /// (with `__GFP_MOVABLE`, the migrate type).
-pub(crate) const FAST_GFP_BITS: u32 = GfpFlags::ZONEMASK
-    .union(GfpFlags::RECLAIMABLE)
-    .bits();
+pub(crate) const FAST_GFP_BITS: u32 = GfpFlags::ZONEMASK.union(GfpFlags::RECLAIMABLE).bits();
 
 /// [`FastPaths::alloc`] rows: one per value of the [`FAST_GFP_BITS`].
 const FAST_ALLOC_ROWS: usize = FAST_GFP_BITS as usize + 1;
@@ -527,7 +527,9 @@ impl PageAlloc<'_> {
         owner: OwnerTag,
     ) -> Option<Pfn> {
         let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
-        let cpu = self.this_cpu() % crate::types::NR_CPUS; // < NR_CPUS already
+        let cpu = self.this_cpu();
+        // SAFETY: `set_this_cpu` keeps it below NR_CPUS.
+        unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
             return None;
@@ -649,6 +651,9 @@ impl PageAlloc<'_> {
         order: Order,
     ) -> FreeFast {
         let o = order.index();
+        // SAFETY: the caller's contract (the exclusive side's `cpu` is kept
+        // below it by `set_this_cpu`).
+        unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
         // SAFETY: the table and `mem_map` are written by the exclusive side
         // only, which is not running.
         let (fast, map) = unsafe { (&(*pa).fast, (*pa).mem_map.base()) };
@@ -678,8 +683,7 @@ impl PageAlloc<'_> {
         let flags = PageFlags(head as u16);
         let zi = (head >> 16) as usize & (NR_ZONES - 1); // checked < NR_ZONES
         // SAFETY: the caller holds `cpu`'s flag.
-        let pcp: &mut PerCpuPages =
-            unsafe { (*pa).zones[zi].pcp[cpu % crate::types::NR_CPUS].slot_mut() };
+        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
         // HighAtomic and CMA blocks wait on the Movable lists (as in
         // `free_unref_page`); an isolated pageblock's go to the buddy.
         // SAFETY: `pfn` < max_pfn.
@@ -966,10 +970,10 @@ unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
 #[inline(always)]
 unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
     let next = list.head;
-    // SAFETY: the caller's list and block.
+    // SAFETY: the caller's list and block. Its `prev` is not kept while
+    // it is first (see above).
     unsafe {
         let p = map.add(pfn as usize);
-        (*p).prev = NIL;
         (*p).next = next;
         if next == NIL {
             list.tail = pfn;
