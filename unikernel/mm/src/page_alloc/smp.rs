@@ -53,23 +53,19 @@ use super::{AllocFlags, PageAlloc};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
 use crate::types::{Order, Pfn};
-use crate::vmstat::VmEvent;
 use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES};
 
 /// Orders the fast paths serve (0..=`PAGE_ALLOC_COSTLY_ORDER`).
 const PCP_ORDERS: usize = super::pcp::PAGE_ALLOC_COSTLY_ORDER + 1;
 
 /// What one CPU's fast paths counted since the last fold (cf.
-/// `vm_stat_diff` / the per-CPU `vm_event_states`): `pgalloc_<zone>`,
-/// `pgfree`, and the blocks for [`crate::vmstat::AllocCounters`].
+/// `vm_stat_diff` / the per-CPU `vm_event_states`): the blocks for
+/// [`crate::vmstat::AllocCounters`] (from which `pgalloc_<zone>` and
+/// `pgfree` are derived, see [`PageAlloc::vm_events`]).
 /// [`PageAlloc::fold_vm_diffs`] adds them to the global counters under
 /// the exclusive lock, which every reader of the counters holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmDiff {
-    /// Pages handed out per zone.
-    pub pgalloc: [u64; NR_ZONES],
-    /// Pages freed.
-    pub pgfree: u64,
     /// Blocks handed out, by zone and order.
     pub alloc: [[u64; PCP_ORDERS]; NR_ZONES],
     /// Blocks freed, by zone and order.
@@ -82,8 +78,6 @@ pub struct VmDiff {
 impl VmDiff {
     /// Nothing counted.
     pub const ZERO: VmDiff = VmDiff {
-        pgalloc: [0; NR_ZONES],
-        pgfree: 0,
         alloc: [[0; PCP_ORDERS]; NR_ZONES],
         free: [[0; PCP_ORDERS]; NR_ZONES],
         zone_locked: [0; 2],
@@ -339,10 +333,6 @@ impl PageAlloc<'_> {
             if *d == VmDiff::ZERO {
                 continue;
             }
-            for (zi, n) in d.pgalloc.iter().enumerate() {
-                self.vm_events.count_zid(VmEvent::PgAllocDma, zi, *n);
-            }
-            self.vm_events.count(VmEvent::PgFree, d.pgfree);
             for zi in 0..NR_ZONES {
                 for o in 0..PCP_ORDERS {
                     self.alloc_counters.add_alloc(zi, o, d.alloc[zi][o]);
@@ -508,7 +498,6 @@ impl PageAlloc<'_> {
         let pfn = unsafe { Self::pcp_pop_prep(pa, cpu, zi, pindex, gfp, order, owner) };
         // SAFETY: our slot.
         let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
-        diff.pgalloc[zi] += 1 << o;
         diff.alloc[zi][o] += 1;
         Some(Pfn(u64::from(pfn)))
     }
@@ -536,9 +525,9 @@ impl PageAlloc<'_> {
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
-        // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
+        // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...), derived from
+        // the block count (see `vm_events()`).
         let o = order.index() % PCP_ORDERS; // ≤ 3 already
-        self.vm_events.count_zid(VmEvent::PgAllocDma, zi, 1 << o);
         let c = &mut self.alloc_counters.alloc[zi][o];
         *c = c.wrapping_add(1);
         Some(Pfn(u64::from(pfn)))
@@ -699,13 +688,12 @@ impl PageAlloc<'_> {
         if SHARED {
             // SAFETY: our slot.
             let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
-            diff.pgfree += 1 << o;
             diff.free[zi][o] += 1;
         } else {
-            // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE.
+            // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE,
+            // derived from the block count (see `vm_events()`).
             // SAFETY: the exclusive side owns the counters.
             unsafe {
-                (*pa).vm_events.count(VmEvent::PgFree, 1 << o);
                 let c = &mut (*pa).alloc_counters.free[zi][o % PCP_ORDERS];
                 *c = c.wrapping_add(1);
             }
