@@ -114,15 +114,16 @@ const FREE_SLOW_FLAGS: PageFlags = PageFlags::BUDDY
     .union(PageFlags::RESERVED)
     .union(PageFlags::NOMAP);
 
-/// What the fast free path checks in the head's first eight bytes (see
-/// [`Page`]'s layout): `HEAD` and the [`FREE_SLOW_FLAGS`], the zone
-/// byte's bits that no zone index sets, and the order byte.
-const FREE_CHECK_MASK: u64 = (PageFlags::HEAD.union(FREE_SLOW_FLAGS).0 as u64)
-    | (((0xff & !(NR_ZONES - 1)) as u64) << 16)
-    | (0xff << 24);
+/// What the fast free path checks in the head's flags: `HEAD` and the
+/// [`FREE_SLOW_FLAGS`].
+const FREE_FLAGS_MASK: u16 = PageFlags::HEAD.union(FREE_SLOW_FLAGS).0;
+/// What it checks in the head's zone and order bytes, read as one `u16`
+/// (see [`Page`]'s layout): the zone byte's bits no zone index sets, and
+/// the order byte.
+const FREE_ZONE_ORDER_MASK: u16 = (0xff & !(NR_ZONES as u16 - 1)) | 0xff00;
 const _: () = {
     assert!(NR_ZONES.is_power_of_two() && crate::types::NR_CPUS.is_power_of_two());
-    // The layout FREE_CHECK_MASK reads (little-endian, as x86-64).
+    // The layout FREE_ZONE_ORDER_MASK reads (little-endian, as x86-64).
     assert!(core::mem::offset_of!(Page, flags) == 0);
     assert!(core::mem::offset_of!(Page, zone) == 2);
     assert!(core::mem::offset_of!(Page, order) == 3);
@@ -658,19 +659,29 @@ impl PageAlloc<'_> {
         let i = pfn.index();
         // SAFETY: in bounds (below `free_limit` ≤ max_pfn).
         let p = unsafe { map.add(i) };
-        // The head's first eight bytes at once: flags, zone, order,
-        // refcount, owner. A plain load: the caller owns the frame, so no
-        // one else writes any of them now (others may read its flags,
-        // atomically — a read beside a read is no race).
-        // SAFETY: `p` is a live descriptor of 16 bytes.
-        let head = unsafe { (p as *const u64).read_unaligned() };
+        // The head's flags, and its zone and order bytes as one `u16` (a
+        // plain load: the caller owns the frame, so no one else writes
+        // them now). Two loads, each within what the allocation last
+        // stored there, so the store buffer forwards them when a block is
+        // freed right after it was handed out; one wider load spanning
+        // the flags and refcount/owner stores would wait for them to reach
+        // the cache (about as long as the rest of the free).
+        // SAFETY: `p` is a live descriptor; the flags atomically; offset 2
+        // of a 4-aligned descriptor is 2-aligned.
+        let (flags, zone_order) = unsafe {
+            (
+                PageFlags(flags_of(p).load(Relaxed)),
+                p.cast::<u16>().add(1).read(),
+            )
+        };
         // A plain allocated head (no free, tail, slab, LRU, reserved or
         // non-RAM bit), of exactly this order, in a real zone.
-        if head & FREE_CHECK_MASK != PageFlags::HEAD.0 as u64 | (o as u64) << 24 {
+        if flags.0 & FREE_FLAGS_MASK != PageFlags::HEAD.0
+            || zone_order & FREE_ZONE_ORDER_MASK != (o as u16) << 8
+        {
             return FreeFast::Slow;
         }
-        let flags = PageFlags(head as u16);
-        let zi = (head >> 16) as usize & (NR_ZONES - 1); // checked < NR_ZONES
+        let zi = usize::from(zone_order) & (NR_ZONES - 1); // checked < NR_ZONES
         // SAFETY: the caller holds `cpu`'s flag.
         let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
         // HighAtomic and CMA blocks wait on the Movable lists (as in
