@@ -338,7 +338,7 @@ impl<'a> PageAlloc<'a> {
                 crate::types::NR_CPUS],
             zone_lock: [const { zone_lock::ZoneLock::new() }; NR_ZONES],
             pcp_zone_locked: [0; 2],
-            fast: smp::FastPaths::NONE,
+            fast: smp::FastPaths::none(),
         })
     }
 

@@ -49,7 +49,7 @@ impl PageAlloc<'_> {
         // The fast paths' table must say what its inputs say now: a stale
         // one would pass a watermark or take a free the general path
         // would not.
-        if self.fast != self.compute_fast_paths() {
+        if self.fast_paths_stale() {
             bad(
                 "fast-path table stale (an input changed without a refresh)",
                 0,

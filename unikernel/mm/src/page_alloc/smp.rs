@@ -244,6 +244,28 @@ impl FastPaths {
         reserve_start: 0,
         reserve_len: 0,
     };
+
+    /// [`FastPaths::NONE`], built by code: as a constant it would be a
+    /// 1.5 KiB template in the kernel image's read-only data.
+    #[inline(never)]
+    pub fn none() -> FastPaths {
+        let mut fast = FastPaths {
+            alloc: [FastAlloc {
+                mark: [0; PCP_ORDERS],
+                zi: 0,
+                mt: 0,
+                cma: false,
+                count_cma: false,
+            }; FAST_ALLOC_ROWS],
+            free_limit: 0,
+            reserve_start: 0,
+            reserve_len: 0,
+        };
+        for row in &mut fast.alloc {
+            row.zi = core::hint::black_box(NR_ZONES as u8);
+        }
+        fast
+    }
 }
 
 /// `mt` bits of a pageblock (its first frame's `PB_MIGRATE` field) → the
@@ -270,9 +292,27 @@ impl PageAlloc<'_> {
         self.fast = self.compute_fast_paths();
     }
 
+    /// Whether [`FastPaths`] differs from what its inputs say now (for
+    /// `check_invariants`; row by row in a loop, which keeps it small).
+    #[inline(never)]
+    pub(crate) fn fast_paths_stale(&self) -> bool {
+        let now = self.compute_fast_paths();
+        let rows = self.fast.alloc.iter().zip(now.alloc.iter());
+        let mut stale = (
+            self.fast.free_limit,
+            self.fast.reserve_start,
+            self.fast.reserve_len,
+        ) != (now.free_limit, now.reserve_start, now.reserve_len);
+        for (a, b) in rows {
+            stale |= a != b;
+        }
+        stale
+    }
+
     /// [`FastPaths`] as the inputs say now.
+    #[inline(never)]
     pub(crate) fn compute_fast_paths(&self) -> FastPaths {
-        let mut fast = FastPaths::NONE;
+        let mut fast = FastPaths::none();
         for (bits, row) in fast.alloc.iter_mut().enumerate() {
             let gfp = GfpFlags::from_bits_truncate(bits as u32);
             if !self.pcp_on || gfp.is_zone_bad() {
