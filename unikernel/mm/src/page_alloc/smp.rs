@@ -201,6 +201,7 @@ pub(crate) struct FastAlloc {
 
 impl FastAlloc {
     /// No fast path.
+    #[cfg(test)]
     pub const NONE: FastAlloc = FastAlloc {
         mark: [0; PCP_ORDERS],
         zi: NR_ZONES as u8,
@@ -238,6 +239,7 @@ pub(crate) struct FastPaths {
 
 impl FastPaths {
     /// Every call takes the general path.
+    #[cfg(test)]
     pub const NONE: FastPaths = FastPaths {
         alloc: [FastAlloc::NONE; FAST_ALLOC_ROWS],
         free_limit: 0,
