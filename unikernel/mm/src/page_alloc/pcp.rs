@@ -254,7 +254,7 @@ impl PageAlloc<'_> {
     /// fallback, as any allocation) to the tail of list `pindex`; returns
     /// how many (cf. `rmqueue_bulk()`).
     #[allow(clippy::too_many_arguments)]
-    fn rmqueue_bulk(
+    pub(super) fn rmqueue_bulk(
         &mut self,
         zi: usize,
         cpu: usize,

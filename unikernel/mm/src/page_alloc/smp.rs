@@ -42,6 +42,15 @@
 
 #[cfg(test)]
 mod fast_tests;
+
+#[cfg(test)]
+extern crate std;
+#[cfg(test)]
+std::thread_local! {
+    /// Tests turn [`PageAlloc::alloc_pages_pcp_refill`] off to compare it
+    /// with the full path it stands for.
+    static NO_FAST_REFILL: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
 #[cfg(test)]
 mod tests;
 
@@ -564,7 +573,7 @@ impl PageAlloc<'_> {
         unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
-            return None;
+            return self.alloc_pages_pcp_refill(gfp, order, owner);
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
@@ -573,6 +582,53 @@ impl PageAlloc<'_> {
         let o = order.index() % PCP_ORDERS; // ≤ 3 already
         let c = &mut self.alloc_counters.alloc[zi][o];
         *c = c.wrapping_add(1);
+        Some(Pfn(u64::from(pfn)))
+    }
+
+    /// [`PageAlloc::alloc_pages_pcp_fast`] when its list is empty: what
+    /// the full path would do next — the zone passed its watermark, so
+    /// `get_page_from_freelist()` → `rmqueue()` → `rmqueue_pcplist()`
+    /// refills the list with a batch (`rmqueue_bulk()`, stealing as the
+    /// first pass may: ALLOC_NOFRAGMENT where it applies) and pops it —
+    /// without the full path's zonelist walk and second watermark check.
+    /// `None` with nothing changed when the buddy lists had nothing (the
+    /// full path then goes on to the next zone), or while deferred init
+    /// may still grow a zone the full path would try first.
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_pcp_refill(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+    ) -> Option<Pfn> {
+        if self.deferred_pending() {
+            return None;
+        }
+        // The caller's target again (fewer registers live at its call).
+        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
+        #[cfg(test)]
+        if NO_FAST_REFILL.with(|c| c.get()) {
+            return None;
+        }
+        let cpu = self.this_cpu();
+        let o = order.index();
+        let mt = gfp.migratetype();
+        let flags = AllocFlags {
+            harder: false,
+            nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
+            cma: mt == MigrateType::Movable,
+        };
+        let mut batch = self.zones[zi].pcp[cpu].batch;
+        if batch > 1 {
+            batch = (batch >> o).max(2);
+        }
+        if self.rmqueue_bulk(zi, cpu, o, batch, pindex, mt, flags) == 0 {
+            return None;
+        }
+        // SAFETY: `&mut self`: the exclusive side; the list is not empty.
+        let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
+        self.alloc_counters.count_alloc(zi, o);
         Some(Pfn(u64::from(pfn)))
     }
 
