@@ -260,22 +260,18 @@ impl FastPaths {
     /// 1.5 KiB template in the kernel image's read-only data.
     #[inline(never)]
     pub fn none() -> FastPaths {
-        let mut fast = FastPaths {
-            alloc: [FastAlloc {
+        FastPaths {
+            alloc: core::array::from_fn(|_| FastAlloc {
                 mark: [0; PCP_ORDERS],
-                zi: 0,
+                zi: NR_ZONES as u8,
                 mt: 0,
                 cma: false,
                 count_cma: false,
-            }; FAST_ALLOC_ROWS],
+            }),
             free_limit: 0,
             reserve_start: 0,
             reserve_len: 0,
-        };
-        for row in &mut fast.alloc {
-            row.zi = core::hint::black_box(NR_ZONES as u8);
         }
-        fast
     }
 }
 
@@ -354,11 +350,12 @@ impl PageAlloc<'_> {
                 count_cma: !cma && zone.cma_pages > 0,
             };
         }
+        // (`high` is set for every CPU's pageset of a zone at once.)
         let lists_on = self.pcp_on
             && self
                 .zones
                 .iter()
-                .all(|z| !z.is_populated() || z.pcp.iter().all(|p| p.high > 0));
+                .all(|z| !z.is_populated() || z.pcp[0].high > 0);
         fast.free_limit = if lists_on {
             self.deferred
                 .first_uninitialised()
@@ -573,7 +570,7 @@ impl PageAlloc<'_> {
         unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
-            return self.alloc_pages_pcp_refill(gfp, order, owner);
+            return self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex);
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
@@ -601,12 +598,12 @@ impl PageAlloc<'_> {
         gfp: GfpFlags,
         order: Order,
         owner: OwnerTag,
+        zi: usize,
+        pindex: usize,
     ) -> Option<Pfn> {
         if self.deferred_pending() {
             return None;
         }
-        // The caller's target again (fewer registers live at its call).
-        let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
         #[cfg(test)]
         if NO_FAST_REFILL.with(|c| c.get()) {
             return None;
