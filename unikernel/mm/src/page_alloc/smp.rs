@@ -294,69 +294,92 @@ const FREE_MT_SLOW: u8 = 0xff;
 
 impl PageAlloc<'_> {
     /// Recomputes [`FastPaths`] from its inputs; every exclusive-side
-    /// change of one calls it (see [`FastPaths`] for the list).
+    /// change of one calls it (see [`FastPaths`] for the list). Row by
+    /// row, in place: no table-sized temporaries on the caller's stack
+    /// (an AP's is 16 KiB).
+    #[inline(never)]
     pub(crate) fn refresh_fast_paths(&mut self) {
-        self.fast = self.compute_fast_paths();
+        for bits in 0..FAST_ALLOC_ROWS {
+            self.fast.alloc[bits] = self.fast_alloc_row(bits);
+        }
+        let (limit, start, len) = self.fast_free_fields();
+        self.fast.free_limit = limit;
+        self.fast.reserve_start = start;
+        self.fast.reserve_len = len;
     }
 
     /// Whether [`FastPaths`] differs from what its inputs say now (for
-    /// `check_invariants`; row by row in a loop, which keeps it small).
+    /// `check_invariants`).
     #[inline(never)]
     pub(crate) fn fast_paths_stale(&self) -> bool {
-        let now = self.compute_fast_paths();
-        let rows = self.fast.alloc.iter().zip(now.alloc.iter());
-        let mut stale = (
-            self.fast.free_limit,
-            self.fast.reserve_start,
-            self.fast.reserve_len,
-        ) != (now.free_limit, now.reserve_start, now.reserve_len);
-        for (a, b) in rows {
-            stale |= a != b;
+        let f = &self.fast;
+        let mut stale = (f.free_limit, f.reserve_start, f.reserve_len) != self.fast_free_fields();
+        for bits in 0..FAST_ALLOC_ROWS {
+            stale |= f.alloc[bits] != self.fast_alloc_row(bits);
         }
         stale
     }
 
-    /// [`FastPaths`] as the inputs say now.
-    #[inline(never)]
+    /// [`FastPaths`] as the inputs say now (tests).
+    #[cfg(test)]
     pub(crate) fn compute_fast_paths(&self) -> FastPaths {
-        let mut fast = FastPaths::none();
-        for (bits, row) in fast.alloc.iter_mut().enumerate() {
-            let gfp = GfpFlags::from_bits_truncate(bits as u32);
-            if !self.pcp_on || gfp.is_zone_bad() {
-                continue;
-            }
-            let highest = gfp.gfp_zone().index();
-            // The zonelist's first populated zone (cf. the first zoneref
-            // get_page_from_freelist() does not skip).
-            let Some(zi) = (0..=highest)
-                .rev()
-                .find(|&zi| self.zones[zi].is_populated())
-            else {
-                continue;
-            };
-            let zone = &self.zones[zi];
-            if zone.pcp[0].high == 0 {
-                continue;
-            }
-            let mt = gfp.migratetype();
-            let mark =
-                zone.watermarks.low + zone.lowmem_reserve[highest] + zone.nr_reserved_highatomic;
-            let cma = mt == MigrateType::Movable;
-            *row = FastAlloc {
-                mark: core::array::from_fn(|o| mark + (1 << o) - 1),
-                zi: zi as u8,
-                mt: mt as u8,
-                cma,
-                count_cma: !cma && zone.cma_pages > 0,
-            };
+        let (free_limit, reserve_start, reserve_len) = self.fast_free_fields();
+        FastPaths {
+            alloc: core::array::from_fn(|bits| self.fast_alloc_row(bits)),
+            free_limit,
+            reserve_start,
+            reserve_len,
         }
+    }
+
+    /// Row `bits` of [`FastPaths::alloc`] as the inputs say now.
+    fn fast_alloc_row(&self, bits: usize) -> FastAlloc {
+        let none = FastAlloc {
+            mark: [0; PCP_ORDERS],
+            zi: NR_ZONES as u8,
+            mt: 0,
+            cma: false,
+            count_cma: false,
+        };
+        let gfp = GfpFlags::from_bits_truncate(bits as u32);
+        if !self.pcp_on || gfp.is_zone_bad() {
+            return none;
+        }
+        let highest = gfp.gfp_zone().index();
+        // The zonelist's first populated zone (cf. the first zoneref
+        // get_page_from_freelist() does not skip).
+        let Some(zi) = (0..=highest)
+            .rev()
+            .find(|&zi| self.zones[zi].is_populated())
+        else {
+            return none;
+        };
+        let zone = &self.zones[zi];
+        if zone.pcp[0].high == 0 {
+            return none;
+        }
+        let mt = gfp.migratetype();
+        let mark = zone.watermarks.low + zone.lowmem_reserve[highest] + zone.nr_reserved_highatomic;
+        let cma = mt == MigrateType::Movable;
+        FastAlloc {
+            mark: core::array::from_fn(|o| mark + (1 << o) - 1),
+            zi: zi as u8,
+            mt: mt as u8,
+            cma,
+            count_cma: !cma && zone.cma_pages > 0,
+        }
+    }
+
+    /// `(free_limit, reserve_start, reserve_len)` of [`FastPaths`] as the
+    /// inputs say now.
+    fn fast_free_fields(&self) -> (u64, u64, u64) {
         // (`high` is set for every CPU's pageset of a zone at once.)
         let lists_on = self.pcp_on
             && self
                 .zones
                 .iter()
                 .all(|z| !z.is_populated() || z.pcp[0].high > 0);
-        fast.free_limit = if lists_on {
+        let limit = if lists_on {
             self.deferred
                 .first_uninitialised()
                 .unwrap_or(u64::MAX)
@@ -364,12 +387,10 @@ impl PageAlloc<'_> {
         } else {
             0
         };
-        if let Some(r) = &self.reserve {
-            let s = r.stats();
-            fast.reserve_start = s.start_pfn.0;
-            fast.reserve_len = r.nr_pages();
+        match &self.reserve {
+            Some(r) => (limit, r.stats().start_pfn.0, r.nr_pages()),
+            None => (limit, 0, 0),
         }
-        fast
     }
 
     /// Adds every CPU's [`VmDiff`] to the event counters and clears it
