@@ -197,7 +197,9 @@ pub(crate) struct FastAlloc {
     pub mark: [u64; PCP_ORDERS],
     /// The first populated zone of the zonelist (`gfp_zone()` and down),
     /// or [`NR_ZONES`]: no fast path for these bits (a bad zone
-    /// combination, no populated zone, the per-CPU lists off).
+    /// combination, no populated zone). With the per-CPU lists off the
+    /// row still holds: the lists are empty, and the refill path takes
+    /// the block from the buddy lists.
     pub zi: u8,
     /// The request's migrate type (`gfp_migratetype()`), < 3.
     pub mt: u8,
@@ -342,7 +344,7 @@ impl PageAlloc<'_> {
             count_cma: false,
         };
         let gfp = GfpFlags::from_bits_truncate(bits as u32);
-        if !self.pcp_on || gfp.is_zone_bad() {
+        if gfp.is_zone_bad() {
             return none;
         }
         let highest = gfp.gfp_zone().index();
@@ -355,9 +357,6 @@ impl PageAlloc<'_> {
             return none;
         };
         let zone = &self.zones[zi];
-        if zone.pcp[0].high == 0 {
-            return none;
-        }
         let mt = gfp.migratetype();
         let mark = zone.watermarks.low + zone.lowmem_reserve[highest] + zone.nr_reserved_highatomic;
         let cma = mt == MigrateType::Movable;
@@ -607,8 +606,10 @@ impl PageAlloc<'_> {
     /// the full path would do next — the zone passed its watermark, so
     /// `get_page_from_freelist()` → `rmqueue()` → `rmqueue_pcplist()`
     /// refills the list with a batch (`rmqueue_bulk()`, stealing as the
-    /// first pass may: ALLOC_NOFRAGMENT where it applies) and pops it —
-    /// without the full path's zonelist walk and second watermark check.
+    /// first pass may: ALLOC_NOFRAGMENT where it applies) and pops it, or
+    /// with the lists off takes the block from the buddy lists
+    /// (`__rmqueue()`) — without the full path's zonelist walk and second
+    /// watermark check.
     /// `None` with nothing changed when the buddy lists had nothing (the
     /// full path then goes on to the next zone), or while deferred init
     /// may still grow a zone the full path would try first.
@@ -638,6 +639,13 @@ impl PageAlloc<'_> {
             cma: mt == MigrateType::Movable,
         };
         let mut batch = self.zones[zi].pcp[cpu].batch;
+        if self.zones[zi].pcp[cpu].high == 0 {
+            // The lists are off: `rmqueue()` goes on to `__rmqueue()`.
+            let pfn = self.__rmqueue(zi, order, mt, flags)?;
+            self.prep_new_page_gfp(pfn, order, owner, gfp);
+            self.alloc_counters.count_alloc(zi, o);
+            return Some(pfn);
+        }
         if batch > 1 {
             batch = (batch >> o).max(2);
         }

@@ -125,9 +125,10 @@ fn a_zone_populated_later_is_used_by_the_next_allocation() {
     pa.free_pages(p, Order::ZERO).unwrap(); // on DMA's list now
     // DMA32 gets its memory: even before the watermarks are recomputed,
     // the next allocation is DMA32's (its lists are off until then, so
-    // the full path serves it).
+    // it comes from the buddy lists).
     pa.free_bootmem(Pfn(4096), Pfn(NR_PAGES as u64)).unwrap();
-    assert_eq!(row(&pa, gfp), FastAlloc::NONE);
+    assert_eq!(usize::from(row(&pa, gfp).zi), ZoneType::Dma32.index());
+    assert_eq!(pa.pageset(ZoneType::Dma32.index(), 0).high, 0);
     let q = alloc0(&mut pa, gfp);
     assert_eq!(pa.zone_of(q), Some(ZoneType::Dma32));
     pa.setup_watermarks();
@@ -184,7 +185,11 @@ fn the_table_follows_lists_cpus_and_the_reserve() {
     let mut pa = test_machine_64m(&mut m);
     let on = pa.fast;
     pa.set_pcp_enabled(false);
-    assert_eq!(pa.fast, FastPaths::NONE);
+    // The rows stay (an allocation finds its list empty and takes from
+    // the buddy lists); frees all take the general path.
+    assert_eq!(pa.fast.alloc, on.alloc);
+    assert_eq!(pa.fast.free_limit, 0);
+    assert_ne!(pa.fast, FastPaths::NONE);
     pa.set_pcp_enabled(true);
     assert_eq!(pa.fast, on);
     pa.set_nr_cpus(4);
@@ -283,14 +288,15 @@ fn the_one_load_free_check_refuses_what_the_general_path_refuses() {
     assert!(fast.iter().all(Result::is_err), "{fast:?}");
 }
 
-/// The refill the fast path does itself when its list is empty gives
-/// what the full path gives: the same blocks in the same order, the same
-/// lists, counters and descriptors after a random run of allocations and
-/// frees of orders 0–3 over every zone and migrate type (Normal preferred
-/// with ALLOC_NOFRAGMENT included, on a q35-like 2 GiB machine).
+/// The refill the fast path does itself when its list is empty (or, with
+/// the lists off, its take from the buddy lists) gives what the full path
+/// gives: the same blocks in the same order, the same lists, counters and
+/// descriptors after a random run of allocations and frees of orders 0–3
+/// over every zone and migrate type (Normal preferred with
+/// ALLOC_NOFRAGMENT included, on a q35-like 2 GiB machine).
 #[test]
 fn the_fast_refill_gives_what_the_full_path_gives() {
-    fn run(fast_refill: bool) -> (Vec<Option<Pfn>>, Vec<u8>, std::string::String) {
+    fn run(fast_refill: bool, lists: bool) -> (Vec<Option<Pfn>>, Vec<u8>, std::string::String) {
         NO_FAST_REFILL.with(|c| c.set(!fast_refill));
         let ram = 2u64 << 30;
         let mut mb = Memblock::new();
@@ -300,6 +306,7 @@ fn the_fast_refill_gives_what_the_full_path_gives() {
         let mut pa = PageAlloc::new(&mut m, ZoneLayout::from_bytes(896 << 20, ram)).unwrap();
         pa.memblock_free_all(&mb).unwrap();
         pa.setup_watermarks();
+        pa.set_pcp_enabled(lists);
         let gfps = [
             GfpFlags::GFP_KERNEL,
             GfpFlags::GFP_KERNEL | GfpFlags::RECLAIMABLE,
@@ -347,8 +354,10 @@ fn the_fast_refill_gives_what_the_full_path_gives() {
         NO_FAST_REFILL.with(|c| c.set(false));
         (got, map, state)
     }
-    let (fast, full) = (run(true), run(false));
-    assert_eq!(fast.0, full.0, "blocks handed out");
-    assert!(fast.1 == full.1, "descriptors");
-    assert_eq!(fast.2, full.2, "zones, lists and counters");
+    for lists in [true, false] {
+        let (fast, full) = (run(true, lists), run(false, lists));
+        assert_eq!(fast.0, full.0, "blocks handed out (lists {lists})");
+        assert!(fast.1 == full.1, "descriptors (lists {lists})");
+        assert_eq!(fast.2, full.2, "zones, lists and counters (lists {lists})");
+    }
 }
