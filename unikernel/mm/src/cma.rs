@@ -115,6 +115,7 @@ impl PageAlloc<'_> {
         }
         self.free_bootmem(base, end)?;
         self.zones[zt.index()].cma_pages += count;
+        self.refresh_fast_paths(); // a zone with CMA pages counts them
         let area = CmaArea { base, count };
         self.cma = Some(area);
         Ok(area)

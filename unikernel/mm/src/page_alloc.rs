@@ -248,6 +248,9 @@ pub struct PageAlloc<'a> {
     /// Refills and trims done under a zone lock, folded from the per-CPU
     /// diffs (see [`PageAlloc::pcp_zone_locked_ops`]).
     pcp_zone_locked: [u64; 2],
+    /// The fast paths' table, kept in step with its inputs by
+    /// [`PageAlloc::refresh_fast_paths`] (see [`smp::FastPaths`]).
+    pub(crate) fast: smp::FastPaths,
 }
 
 impl fmt::Debug for PageAlloc<'_> {
@@ -335,6 +338,7 @@ impl<'a> PageAlloc<'a> {
                 crate::types::NR_CPUS],
             zone_lock: [const { zone_lock::ZoneLock::new() }; NR_ZONES],
             pcp_zone_locked: [0; 2],
+            fast: smp::FastPaths::none(),
         })
     }
 
@@ -433,6 +437,8 @@ impl<'a> PageAlloc<'a> {
                 pfn += nr;
             }
         }
+        // Managed pages grew (a zone may have become populated).
+        self.refresh_fast_paths();
         Ok(end.0 - start.0)
     }
 
@@ -627,6 +633,11 @@ impl<'a> PageAlloc<'a> {
             Ok(pfn) => {
                 let zid = self.mem_map[pfn.index()].zone as usize;
                 self.alloc_counters.count_alloc(zid, order.index());
+                // The path that found the block counted its pages in
+                // pgalloc; `vm_events()` derives them from the block count
+                // instead (see there), so they come off the stored count.
+                self.vm_events
+                    .count_zid(VmEvent::PgAllocDma, zid, order.nr_pages().wrapping_neg());
             }
             Err(AllocError::NoMemory { .. }) => {
                 self.alloc_counters
@@ -946,8 +957,7 @@ impl<'a> PageAlloc<'a> {
             let _ = self.lru_del(pfn);
         }
         // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE, wherever
-        // the block goes.
-        self.vm_events.count(VmEvent::PgFree, order.nr_pages());
+        // the block goes (derived from the block count, see `vm_events()`).
         self.alloc_counters.count_free(zi, order.index());
         if self.free_to_reserve(pfn, order) {
             return Ok(());
@@ -1159,8 +1169,26 @@ impl<'a> PageAlloc<'a> {
     /// counts `pgalloc_<zone>` (every block it hands out, the reserve's
     /// included; not [`PageAlloc::take_page_off_buddy`], as in Linux) and
     /// `pgfree` (every block freed, boot memory included).
-    pub fn vm_events(&self) -> &VmEvents {
-        &self.vm_events
+    ///
+    /// Each `alloc_pages()`/`free_pages()` is counted once, in
+    /// [`PageAlloc::alloc_counters`] (blocks by zone and order); the pages
+    /// `pgalloc_<zone>` and `pgfree` add for those are derived here
+    /// (`blocks << order`), and the stored counters hold the rest (boot
+    /// memory handed over, the heap's own use of its reserve) — cf. Linux
+    /// summing its per-CPU event counters on read (`all_vm_events()`).
+    pub fn vm_events(&self) -> VmEvents {
+        let mut ev = self.vm_events;
+        let c = &self.alloc_counters;
+        for zi in 0..NR_ZONES {
+            let (mut alloc, mut free) = (0u64, 0u64);
+            for o in 0..NR_ORDERS {
+                alloc = alloc.wrapping_add(c.alloc[zi][o] << o);
+                free = free.wrapping_add(c.free[zi][o] << o);
+            }
+            ev.count_zid(VmEvent::PgAllocDma, zi, alloc);
+            ev.count(VmEvent::PgFree, free);
+        }
+        ev
     }
 
     /// Blocks allocated, freed and refused per zone and order (see

@@ -248,6 +248,7 @@ impl PageAlloc<'_> {
                 }
                 let reserve = KernelReserve::new(zone, pfn, order, wanted_pages);
                 self.reserve = Some(reserve);
+                self.refresh_fast_paths(); // its range leaves the fast free path
                 return Ok(reserve.stats());
             }
         }

@@ -361,8 +361,8 @@ impl VmEvents {
 
     /// `(event, reported value)` for each [`MAINTAINED`] event, in Linux
     /// order: what `/proc/vmstat` prints after the state counters.
-    pub fn maintained(&self) -> impl Iterator<Item = (VmEvent, u64)> + '_ {
-        MAINTAINED.iter().map(|&e| (e, self.reported(e)))
+    pub fn maintained(self) -> impl Iterator<Item = (VmEvent, u64)> {
+        MAINTAINED.iter().map(move |&e| (e, self.reported(e)))
     }
 }
 

@@ -130,7 +130,7 @@ fn compact_memory_moves_pages_up_and_frees_high_orders_below() {
     assert!(after[3] > 0, "order-3 blocks formed: {after:?}");
     // Used pages gathered at the top: the lowest owned frame is above
     // every free frame but a few.
-    let ev = *mm.lock().vm_events();
+    let ev = mm.lock().vm_events();
     assert_eq!(ev.get(VmEvent::PgMigrateSuccess), s.migrated);
     assert_eq!(ev.get(VmEvent::CompactMigrateScanned), s.migrate_scanned);
     assert_eq!(ev.get(VmEvent::CompactFreeScanned), s.free_scanned);

@@ -46,6 +46,15 @@ impl PageAlloc<'_> {
         let mut bad = |what, pfn: u64| sink(Problem::new(BUDDY, what, Some(pfn)));
         let listed = self.check_free_lists(&mut bad, checked);
         let pcp_listed = self.check_pcp_lists(&mut bad, checked);
+        // The fast paths' table must say what its inputs say now: a stale
+        // one would pass a watermark or take a free the general path
+        // would not.
+        if self.fast_paths_stale() {
+            bad(
+                "fast-path table stale (an input changed without a refresh)",
+                0,
+            );
+        }
         self.check_mem_map(listed, pcp_listed, &mut bad, checked);
     }
 
@@ -205,7 +214,9 @@ impl PageAlloc<'_> {
                         if pfn & ((1 << order) - 1) != 0 {
                             bad("per-CPU block not aligned to its order", pfn);
                         }
-                        if p.prev != prev {
+                        // The first block's `prev` is not kept (see the
+                        // list functions in `smp`).
+                        if p.prev != prev && prev != NIL {
                             bad("per-CPU list back link broken", pfn);
                         }
                         if p.owner != OwnerTag::NONE || p.refcount != 0 {
@@ -222,7 +233,8 @@ impl PageAlloc<'_> {
                         prev = cur;
                         cur = p.next;
                     }
-                    if pcp.lists[pindex].tail != prev {
+                    // Nor an empty list's `tail`.
+                    if prev != NIL && pcp.lists[pindex].tail != prev {
                         bad(
                             "per-CPU list tail pointer broken",
                             u64::from(pcp.lists[pindex].tail),

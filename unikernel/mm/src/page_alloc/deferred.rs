@@ -148,11 +148,13 @@ impl DeferredInit {
         &self.spans[self.next[zi]..self.last[zi]]
     }
 
-    /// Whether `pfn`'s descriptor is not written yet (cf.
-    /// `early_page_uninitialised()`), for the per-CPU fast paths.
-    #[inline(always)]
-    pub(super) fn is_uninitialised(&self, pfn: u64) -> bool {
-        self.nr_left != 0 && self.span_of(pfn).is_some()
+    /// The lowest PFN whose descriptor is not written yet, if any: the
+    /// per-CPU free fast path takes only frames below it
+    /// ([`super::smp::FastPaths::free_limit`]).
+    pub(super) fn first_uninitialised(&self) -> Option<u64> {
+        (0..NR_ZONES)
+            .filter_map(|zi| self.zone_spans(zi).first().map(|s| s.start))
+            .min()
     }
 
     /// The span holding `pfn`, if its descriptor is not written yet (cf.
@@ -557,6 +559,8 @@ impl<'a> PageAlloc<'a> {
             // cf. init_per_zone_wmark_min(), run after page_alloc_init_late().
             self.setup_watermarks();
         }
+        // Managed pages grew and the uninitialised part shrank.
+        self.refresh_fast_paths();
         (covered, freed)
     }
 

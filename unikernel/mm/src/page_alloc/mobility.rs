@@ -358,6 +358,7 @@ impl PageAlloc<'_> {
             return;
         }
         self.zones[zi].nr_reserved_highatomic += PAGEBLOCK_NR_PAGES;
+        self.refresh_fast_paths(); // the reserve is part of the fast mark
         self.set_pageblock_migratetype(pfn, MigrateType::HighAtomic);
         let _ = self.move_freepages_block(pfn, MigrateType::HighAtomic);
     }
@@ -387,6 +388,7 @@ impl PageAlloc<'_> {
                 if self.pageblock_migratetype(pfn) == MigrateType::HighAtomic {
                     let z = &mut self.zones[zi];
                     z.nr_reserved_highatomic -= PAGEBLOCK_NR_PAGES.min(z.nr_reserved_highatomic);
+                    self.refresh_fast_paths();
                 }
                 self.set_pageblock_migratetype(pfn, mt);
                 if self
@@ -416,6 +418,7 @@ impl PageAlloc<'_> {
             }
             self.zones[zi].nr_reserved_highatomic = 0;
         }
+        self.refresh_fast_paths();
         self.remerge_free_blocks();
     }
 

@@ -184,6 +184,9 @@ impl PageAlloc<'_> {
             };
             self.set_zone_pagesets(zi, high, batch);
         }
+        // The watermarks (`setup_watermarks` ends here), `high` and the
+        // lists' on/off state all feed the fast paths.
+        self.refresh_fast_paths();
     }
 
     /// Every pageset of zone `zi` gets `high` and `batch`; lists over the
@@ -210,6 +213,7 @@ impl PageAlloc<'_> {
                 self.set_zone_pagesets(zi, high, batch);
             }
         }
+        self.refresh_fast_paths();
     }
 
     /// cf. `rmqueue_pcplist()` → `__rmqueue_pcplist()`: the first block of
@@ -250,7 +254,7 @@ impl PageAlloc<'_> {
     /// fallback, as any allocation) to the tail of list `pindex`; returns
     /// how many (cf. `rmqueue_bulk()`).
     #[allow(clippy::too_many_arguments)]
-    fn rmqueue_bulk(
+    pub(super) fn rmqueue_bulk(
         &mut self,
         zi: usize,
         cpu: usize,

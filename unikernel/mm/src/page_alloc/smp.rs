@@ -41,33 +41,40 @@
 #![allow(unsafe_code)]
 
 #[cfg(test)]
+mod fast_tests;
+
+#[cfg(test)]
+extern crate std;
+#[cfg(test)]
+std::thread_local! {
+    /// Tests turn [`PageAlloc::alloc_pages_pcp_refill`] off to compare it
+    /// with the full path it stands for.
+    static NO_FAST_REFILL: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+#[cfg(test)]
 mod tests;
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::pcp::{PerCpuPages, nr_pcp_free, order_to_pindex, pcp_allowed_order};
-use super::zone_lock::{ZoneFree, flags_of, flags_update, pageblock_mt_bits};
+use super::pcp::{PerCpuPages, nr_pcp_free, pcp_allowed_order};
+use super::zone_lock::{ZoneFree, flags_of, flags_update};
 use super::{AllocFlags, PageAlloc};
 use crate::gfp::GfpFlags;
 use crate::page::{NIL, OwnerTag, Page, PageFlags};
 use crate::types::{Order, Pfn};
-use crate::vmstat::VmEvent;
-use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES};
+use crate::zone::{FreeList, MIGRATE_PCPTYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES};
 
 /// Orders the fast paths serve (0..=`PAGE_ALLOC_COSTLY_ORDER`).
 const PCP_ORDERS: usize = super::pcp::PAGE_ALLOC_COSTLY_ORDER + 1;
 
 /// What one CPU's fast paths counted since the last fold (cf.
-/// `vm_stat_diff` / the per-CPU `vm_event_states`): `pgalloc_<zone>`,
-/// `pgfree`, and the blocks for [`crate::vmstat::AllocCounters`].
+/// `vm_stat_diff` / the per-CPU `vm_event_states`): the blocks for
+/// [`crate::vmstat::AllocCounters`] (from which `pgalloc_<zone>` and
+/// `pgfree` are derived, see [`PageAlloc::vm_events`]).
 /// [`PageAlloc::fold_vm_diffs`] adds them to the global counters under
 /// the exclusive lock, which every reader of the counters holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmDiff {
-    /// Pages handed out per zone.
-    pub pgalloc: [u64; NR_ZONES],
-    /// Pages freed.
-    pub pgfree: u64,
     /// Blocks handed out, by zone and order.
     pub alloc: [[u64; PCP_ORDERS]; NR_ZONES],
     /// Blocks freed, by zone and order.
@@ -80,8 +87,6 @@ pub struct VmDiff {
 impl VmDiff {
     /// Nothing counted.
     pub const ZERO: VmDiff = VmDiff {
-        pgalloc: [0; NR_ZONES],
-        pgfree: 0,
         alloc: [[0; PCP_ORDERS]; NR_ZONES],
         free: [[0; PCP_ORDERS]; NR_ZONES],
         zone_locked: [0; 2],
@@ -118,7 +123,275 @@ const FREE_SLOW_FLAGS: PageFlags = PageFlags::BUDDY
     .union(PageFlags::RESERVED)
     .union(PageFlags::NOMAP);
 
+/// What the fast free path checks in the head's flags: `HEAD` and the
+/// [`FREE_SLOW_FLAGS`].
+const FREE_FLAGS_MASK: u16 = PageFlags::HEAD.union(FREE_SLOW_FLAGS).0;
+/// What it checks in the head's zone and order bytes, read as one `u16`
+/// (see [`Page`]'s layout): the zone byte's bits no zone index sets, and
+/// the order byte.
+const FREE_ZONE_ORDER_MASK: u16 = (0xff & !(NR_ZONES as u16 - 1)) | 0xff00;
+const _: () = {
+    assert!(NR_ZONES.is_power_of_two() && crate::types::NR_CPUS.is_power_of_two());
+    // The layout FREE_ZONE_ORDER_MASK reads (little-endian, as x86-64).
+    assert!(core::mem::offset_of!(Page, flags) == 0);
+    assert!(core::mem::offset_of!(Page, zone) == 2);
+    assert!(core::mem::offset_of!(Page, order) == 3);
+    assert!(cfg!(target_endian = "little"));
+};
+
+/// Marks the tails of a `__GFP_COMP` block being handed out (cf.
+/// `prep_compound_page()`), out of line.
+///
+/// # Safety
+/// The block `[i, i + 2^o)` of the live `map` is the caller's.
+#[inline(never)]
+unsafe fn prep_tails(map: *mut Page, i: usize, o: usize, owner: OwnerTag) {
+    // SAFETY: the caller's block; flags atomically.
+    unsafe {
+        flags_update(map.add(i), PageFlags::COMPOUND, PageFlags::EMPTY);
+        for t in i + 1..i + (1 << o) {
+            flags_update(map.add(t), PageFlags::TAIL, PageFlags::EMPTY);
+            (*map.add(t)).owner = owner;
+        }
+    }
+}
+
+/// Cleans the tails of a compound block being freed (cf.
+/// `free_tail_pages_check()`), out of line: the fast path frees few.
+///
+/// # Safety
+/// The block `[i, i + 2^o)` of the live `map` is the caller's.
+#[inline(never)]
+unsafe fn free_tails(map: *mut Page, i: usize, o: usize) {
+    for t in i + 1..i + (1 << o) {
+        // SAFETY: the caller's block; flags atomically.
+        unsafe {
+            flags_update(
+                map.add(t),
+                PageFlags::EMPTY,
+                PageFlags::TAIL.union(PageFlags::SLAB),
+            );
+            (*map.add(t)).owner = OwnerTag::NONE;
+        }
+    }
+}
+
+/// Bits of a gfp mask that decide the fast path's zone, watermark and
+/// list: the zone modifiers (`GFP_ZONEMASK`) and `__GFP_RECLAIMABLE`
+/// (with `__GFP_MOVABLE`, the migrate type).
+pub(crate) const FAST_GFP_BITS: u32 = GfpFlags::ZONEMASK.union(GfpFlags::RECLAIMABLE).bits();
+
+/// [`FastPaths::alloc`] rows: one per value of the [`FAST_GFP_BITS`].
+const FAST_ALLOC_ROWS: usize = FAST_GFP_BITS as usize + 1;
+const _: () = assert!(FAST_GFP_BITS == 0x1f);
+
+/// One row of [`FastPaths::alloc`]: where an order ≤ 3 request with these
+/// zone and mobility bits is served when it can be served at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FastAlloc {
+    /// By order: the zone's LOW watermark, plus its `lowmem_reserve`
+    /// against the request's highest zone, plus its HighAtomic reserve
+    /// (which an ALLOC_WMARK_LOW request may not use), plus `2^order - 1`:
+    /// free pages must exceed this (and the free CMA pages, for a request
+    /// that may not use them) — `__zone_watermark_ok()`'s rule.
+    pub mark: [u64; PCP_ORDERS],
+    /// The first populated zone of the zonelist (`gfp_zone()` and down),
+    /// or [`NR_ZONES`]: no fast path for these bits (a bad zone
+    /// combination, no populated zone). With the per-CPU lists off the
+    /// row still holds: the lists are empty, and the refill path takes
+    /// the block from the buddy lists.
+    pub zi: u8,
+    /// The request's migrate type (`gfp_migratetype()`), < 3.
+    pub mt: u8,
+    /// Movable: free CMA pages count (ALLOC_CMA).
+    pub cma: bool,
+    /// Not movable, and the zone has CMA pages: its free CMA pages are
+    /// to be added to the mark (a zone without any has none free).
+    pub count_cma: bool,
+}
+
+impl FastAlloc {
+    /// No fast path.
+    #[cfg(test)]
+    pub const NONE: FastAlloc = FastAlloc {
+        mark: [0; PCP_ORDERS],
+        zi: NR_ZONES as u8,
+        mt: 0,
+        cma: false,
+        count_cma: false,
+    };
+}
+
+/// What the per-CPU fast paths would otherwise work out at every call
+/// from a dozen fields (cf. the per-zone `_watermark[]` + `lowmem_reserve`
+/// sums Linux's `zone_watermark_fast()` reads, and its static keys):
+/// computed by [`PageAlloc::refresh_fast_paths`] on the exclusive side
+/// whenever an input changes — watermarks, `lowmem_reserve`,
+/// `managed_pages` (boot hand-over, deferred growth), the HighAtomic
+/// reserve, the lists' `high` (on/off, CPUs online), deferred init's
+/// progress, the kernel heap's reserve. `check_invariants` recomputes it
+/// and compares, so a forgotten refresh shows up in every property test.
+/// (Fault injection is not folded in: its own cached flag is tested.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FastPaths {
+    /// Indexed by `gfp & FAST_GFP_BITS`.
+    pub alloc: [FastAlloc; FAST_ALLOC_ROWS],
+    /// A free of a block at or past this PFN takes the general path:
+    /// `max_pfn`, or the first descriptor deferred init has not written,
+    /// or 0 while any populated zone keeps no per-CPU lists (`high` 0).
+    pub free_limit: u64,
+    /// The kernel heap's reserve `[start, start + len)` (len 0: none):
+    /// its blocks go back to the reserve, and its pool frames (owner
+    /// `reserve`) are refused, both on the general path.
+    pub reserve_start: u64,
+    /// See `reserve_start`.
+    pub reserve_len: u64,
+}
+
+impl FastPaths {
+    /// Every call takes the general path.
+    #[cfg(test)]
+    pub const NONE: FastPaths = FastPaths {
+        alloc: [FastAlloc::NONE; FAST_ALLOC_ROWS],
+        free_limit: 0,
+        reserve_start: 0,
+        reserve_len: 0,
+    };
+
+    /// [`FastPaths::NONE`], built by code: as a constant it would be a
+    /// 1.5 KiB template in the kernel image's read-only data.
+    #[inline(never)]
+    pub fn none() -> FastPaths {
+        FastPaths {
+            alloc: core::array::from_fn(|_| FastAlloc {
+                mark: [0; PCP_ORDERS],
+                zi: NR_ZONES as u8,
+                mt: 0,
+                cma: false,
+                count_cma: false,
+            }),
+            free_limit: 0,
+            reserve_start: 0,
+            reserve_len: 0,
+        }
+    }
+}
+
+/// `mt` bits of a pageblock (its first frame's `PB_MIGRATE` field) → the
+/// per-CPU list type a freed block waits on: its own for the three PCP
+/// types, Movable for HighAtomic and CMA (and 6–7, which read as
+/// Movable); [`FREE_MT_SLOW`] for Isolate (the general path frees it
+/// straight to the buddy lists).
+static FREE_PCP_MT: [u8; 8] = {
+    let mut t = [MigrateType::Movable as u8; 8];
+    let mut mt = 0;
+    while mt < MIGRATE_PCPTYPES {
+        t[mt] = mt as u8;
+        mt += 1;
+    }
+    t[MigrateType::Isolate as usize] = FREE_MT_SLOW;
+    t
+};
+const FREE_MT_SLOW: u8 = 0xff;
+
 impl PageAlloc<'_> {
+    /// Recomputes [`FastPaths`] from its inputs; every exclusive-side
+    /// change of one calls it (see [`FastPaths`] for the list). Row by
+    /// row, in place: no table-sized temporaries on the caller's stack
+    /// (an AP's is 16 KiB).
+    #[inline(never)]
+    pub(crate) fn refresh_fast_paths(&mut self) {
+        for bits in 0..FAST_ALLOC_ROWS {
+            self.fast.alloc[bits] = self.fast_alloc_row(bits);
+        }
+        let (limit, start, len) = self.fast_free_fields();
+        self.fast.free_limit = limit;
+        self.fast.reserve_start = start;
+        self.fast.reserve_len = len;
+    }
+
+    /// Whether [`FastPaths`] differs from what its inputs say now (for
+    /// `check_invariants`).
+    #[inline(never)]
+    pub(crate) fn fast_paths_stale(&self) -> bool {
+        let f = &self.fast;
+        let mut stale = (f.free_limit, f.reserve_start, f.reserve_len) != self.fast_free_fields();
+        for bits in 0..FAST_ALLOC_ROWS {
+            stale |= f.alloc[bits] != self.fast_alloc_row(bits);
+        }
+        stale
+    }
+
+    /// [`FastPaths`] as the inputs say now (tests).
+    #[cfg(test)]
+    pub(crate) fn compute_fast_paths(&self) -> FastPaths {
+        let (free_limit, reserve_start, reserve_len) = self.fast_free_fields();
+        FastPaths {
+            alloc: core::array::from_fn(|bits| self.fast_alloc_row(bits)),
+            free_limit,
+            reserve_start,
+            reserve_len,
+        }
+    }
+
+    /// Row `bits` of [`FastPaths::alloc`] as the inputs say now.
+    fn fast_alloc_row(&self, bits: usize) -> FastAlloc {
+        let none = FastAlloc {
+            mark: [0; PCP_ORDERS],
+            zi: NR_ZONES as u8,
+            mt: 0,
+            cma: false,
+            count_cma: false,
+        };
+        let gfp = GfpFlags::from_bits_truncate(bits as u32);
+        if gfp.is_zone_bad() {
+            return none;
+        }
+        let highest = gfp.gfp_zone().index();
+        // The zonelist's first populated zone (cf. the first zoneref
+        // get_page_from_freelist() does not skip).
+        let Some(zi) = (0..=highest)
+            .rev()
+            .find(|&zi| self.zones[zi].is_populated())
+        else {
+            return none;
+        };
+        let zone = &self.zones[zi];
+        let mt = gfp.migratetype();
+        let mark = zone.watermarks.low + zone.lowmem_reserve[highest] + zone.nr_reserved_highatomic;
+        let cma = mt == MigrateType::Movable;
+        FastAlloc {
+            mark: core::array::from_fn(|o| mark + (1 << o) - 1),
+            zi: zi as u8,
+            mt: mt as u8,
+            cma,
+            count_cma: !cma && zone.cma_pages > 0,
+        }
+    }
+
+    /// `(free_limit, reserve_start, reserve_len)` of [`FastPaths`] as the
+    /// inputs say now.
+    fn fast_free_fields(&self) -> (u64, u64, u64) {
+        // (`high` is set for every CPU's pageset of a zone at once.)
+        let lists_on = self.pcp_on
+            && self
+                .zones
+                .iter()
+                .all(|z| !z.is_populated() || z.pcp[0].high > 0);
+        let limit = if lists_on {
+            self.deferred
+                .first_uninitialised()
+                .unwrap_or(u64::MAX)
+                .min(self.layout.max_pfn.0)
+        } else {
+            0
+        };
+        match &self.reserve {
+            Some(r) => (limit, r.stats().start_pfn.0, r.nr_pages()),
+            None => (limit, 0, 0),
+        }
+    }
+
     /// Adds every CPU's [`VmDiff`] to the event counters and clears it
     /// (cf. `fold_diff()` in `refresh_cpu_vm_stats()`). The lock calls it
     /// before handing out the exclusive side, so readers see exact counts.
@@ -129,10 +402,6 @@ impl PageAlloc<'_> {
             if *d == VmDiff::ZERO {
                 continue;
             }
-            for (zi, n) in d.pgalloc.iter().enumerate() {
-                self.vm_events.count_zid(VmEvent::PgAllocDma, zi, *n);
-            }
-            self.vm_events.count(VmEvent::PgFree, d.pgfree);
             for zi in 0..NR_ZONES {
                 for o in 0..PCP_ORDERS {
                     self.alloc_counters.add_alloc(zi, o, d.alloc[zi][o]);
@@ -178,42 +447,43 @@ impl PageAlloc<'_> {
     ) -> Option<(usize, usize)> {
         use super::zone_lock::{ld32, ld64};
         let o = order.index();
-        // SAFETY: a field only the exclusive side writes.
-        if !pcp_allowed_order(o) || unsafe { (*pa).fail_page_alloc_armed } || gfp.is_zone_bad() {
+        // SAFETY: fields only the exclusive side writes; the row is in
+        // bounds (masked).
+        let (row, armed): (&FastAlloc, bool) = unsafe {
+            (
+                (*pa)
+                    .fast
+                    .alloc
+                    .get_unchecked((gfp.bits() & FAST_GFP_BITS) as usize),
+                (*pa).fail_page_alloc_armed,
+            )
+        };
+        // The row says "no" for a bad zone combination (cf. GFP_ZONE_BAD),
+        // no populated zone, or lists off.
+        let zi = usize::from(row.zi);
+        if !pcp_allowed_order(o) || zi >= NR_ZONES || armed {
             return None;
         }
-        let highest = gfp.gfp_zone().index();
-        // The zonelist's first populated zone (cf. the first zoneref
-        // get_page_from_freelist() does not skip).
-        // SAFETY: `managed_pages` is written by the exclusive side only.
-        let zi = (0..=highest)
-            .rev()
-            .find(|&zi| unsafe { (*pa).zones[zi].managed_pages } > 0)?;
         // SAFETY: a raw place; fields read as the table in `zone_lock` says.
         let zone = unsafe { &raw mut (*pa).zones[zi] };
         // cf. zone_watermark_fast() for ALLOC_WMARK_LOW without
-        // ALLOC_HARDER: HighAtomic pages are not usable, CMA pages only by
-        // movable requests; a high-order request needs a block on a list
-        // it may take from (cf. __zone_watermark_ok()).
-        let mt = gfp.migratetype();
-        let cma = mt == MigrateType::Movable;
-        // SAFETY: see above.
-        let (free, mark, mut unusable) = unsafe {
-            let mut unusable = (*zone).nr_reserved_highatomic + (1u64 << o) - 1;
-            if !cma {
-                unusable += ld64(&raw mut (*zone).nr_free_cma);
+        // ALLOC_HARDER: free pages less the unusable ones (the HighAtomic
+        // reserve, in the row's mark; CMA pages unless movable; 2^order - 1)
+        // must exceed LOW + lowmem_reserve[highest] (cf.
+        // __zone_watermark_ok()).
+        let mut need = row.mark[o];
+        // SAFETY: zone counters, loaded atomically.
+        unsafe {
+            if row.count_cma {
+                need += ld64(&raw mut (*zone).nr_free_cma);
             }
-            (
-                ld64(&raw mut (*zone).free_pages),
-                (*zone).watermarks.low + (*zone).lowmem_reserve[highest],
-                unusable,
-            )
-        };
-        unusable = unusable.min(free);
-        if free - unusable <= mark {
-            return None;
+            if ld64(&raw mut (*zone).free_pages) <= need {
+                return None;
+            }
         }
         if o > 0 {
+            // A high-order request needs a block on a list it may take
+            // from (cf. __zone_watermark_ok()).
             // SAFETY: list heads and counts, loaded atomically.
             let found = (o..crate::types::NR_ORDERS).any(|a| unsafe {
                 let area = &raw mut (*zone).free_area[a];
@@ -223,13 +493,13 @@ impl PageAlloc<'_> {
                     && (MigrateType::ALL[..MIGRATE_PCPTYPES]
                         .iter()
                         .any(|&m| nonempty(m))
-                        || (cma && nonempty(MigrateType::Cma)))
+                        || (row.cma && nonempty(MigrateType::Cma)))
             });
             if !found {
                 return None;
             }
         }
-        Some((zi, order_to_pindex(mt, o)))
+        Some((zi, MIGRATE_PCPTYPES * o + usize::from(row.mt)))
     }
 
     /// Refills and trims of per-CPU lists done under a zone lock since
@@ -297,7 +567,6 @@ impl PageAlloc<'_> {
         let pfn = unsafe { Self::pcp_pop_prep(pa, cpu, zi, pindex, gfp, order, owner) };
         // SAFETY: our slot.
         let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
-        diff.pgalloc[zi] += 1 << o;
         diff.alloc[zi][o] += 1;
         Some(Pfn(u64::from(pfn)))
     }
@@ -317,15 +586,75 @@ impl PageAlloc<'_> {
     ) -> Option<Pfn> {
         let (zi, pindex) = self.pcp_fast_target(gfp, order)?;
         let cpu = self.this_cpu();
-        if self.zones[zi].pcp[cpu].lists[pindex].head == NIL {
-            return None;
+        // SAFETY: `set_this_cpu` keeps it below NR_CPUS.
+        unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
+        // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
+        if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
+            return self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex);
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
-        // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...).
-        self.vm_events
-            .count_zid(VmEvent::PgAllocDma, zi, order.nr_pages());
-        self.alloc_counters.count_alloc(zi, order.index());
+        // cf. rmqueue(): __count_zid_vm_events(PGALLOC, ...), derived from
+        // the block count (see `vm_events()`).
+        let o = order.index() % PCP_ORDERS; // ≤ 3 already
+        let c = &mut self.alloc_counters.alloc[zi][o];
+        *c = c.wrapping_add(1);
+        Some(Pfn(u64::from(pfn)))
+    }
+
+    /// [`PageAlloc::alloc_pages_pcp_fast`] when its list is empty: what
+    /// the full path would do next — the zone passed its watermark, so
+    /// `get_page_from_freelist()` → `rmqueue()` → `rmqueue_pcplist()`
+    /// refills the list with a batch (`rmqueue_bulk()`, stealing as the
+    /// first pass may: ALLOC_NOFRAGMENT where it applies) and pops it, or
+    /// with the lists off takes the block from the buddy lists
+    /// (`__rmqueue()`) — without the full path's zonelist walk and second
+    /// watermark check.
+    /// `None` with nothing changed when the buddy lists had nothing (the
+    /// full path then goes on to the next zone), or while deferred init
+    /// may still grow a zone the full path would try first.
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_pcp_refill(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+        pindex: usize,
+    ) -> Option<Pfn> {
+        if self.deferred_pending() {
+            return None;
+        }
+        #[cfg(test)]
+        if NO_FAST_REFILL.with(|c| c.get()) {
+            return None;
+        }
+        let cpu = self.this_cpu();
+        let o = order.index();
+        let mt = gfp.migratetype();
+        let flags = AllocFlags {
+            harder: false,
+            nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
+            cma: mt == MigrateType::Movable,
+        };
+        let mut batch = self.zones[zi].pcp[cpu].batch;
+        if self.zones[zi].pcp[cpu].high == 0 {
+            // The lists are off: `rmqueue()` goes on to `__rmqueue()`.
+            let pfn = self.__rmqueue(zi, order, mt, flags)?;
+            self.prep_new_page_gfp(pfn, order, owner, gfp);
+            self.alloc_counters.count_alloc(zi, o);
+            return Some(pfn);
+        }
+        if batch > 1 {
+            batch = (batch >> o).max(2);
+        }
+        if self.rmqueue_bulk(zi, cpu, o, batch, pindex, mt, flags) == 0 {
+            return None;
+        }
+        // SAFETY: `&mut self`: the exclusive side; the list is not empty.
+        let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
+        self.alloc_counters.count_alloc(zi, o);
         Some(Pfn(u64::from(pfn)))
     }
 
@@ -347,17 +676,22 @@ impl PageAlloc<'_> {
         order: Order,
         owner: OwnerTag,
     ) -> u32 {
-        let o = order.index();
+        let o = order.index() % PCP_ORDERS; // ≤ 3 (the caller's target)
+        debug_assert!(pindex < super::pcp::NR_PCP_LISTS && cpu < crate::types::NR_CPUS);
         // SAFETY: the caller's contract: the slot, the list and its blocks'
-        // descriptors are ours; flags are written atomically.
+        // descriptors are ours; flags are written atomically; `pindex` is
+        // a list index (`pcp_fast_target`).
         unsafe {
             let map = (*pa).mem_map.base();
             let pcp: &mut PerCpuPages = (*pa).zones[zi].pcp[cpu].slot_mut();
             pcp.free_factor >>= 1;
-            let pfn = list_pop_head_raw(map, &mut pcp.lists[pindex]);
-            pcp.count -= 1 << o;
+            let list = pcp.lists.get_unchecked_mut(pindex);
+            // The list's first block (cf. list_first_entry() + list_del()).
+            let pfn = list_pop_head_raw(map, list);
             let i = pfn as usize;
             let p = map.add(i);
+            pcp.count -= 1 << o;
+            // cf. prep_new_page(). `order` is the list's already.
             flags_update(
                 p,
                 PageFlags::HEAD,
@@ -365,18 +699,13 @@ impl PageAlloc<'_> {
                     .union(PageFlags::PCP)
                     .union(PageFlags::MOVABLE),
             );
-            (*p).order = order.get();
             (*p).refcount = 1;
             (*p).owner = owner;
             (*p).prev = NIL;
             (*p).next = NIL;
             // cf. prep_compound_page(), for a `__GFP_COMP` block.
             if o > 0 && gfp.contains(GfpFlags::COMP) {
-                flags_update(p, PageFlags::COMPOUND, PageFlags::EMPTY);
-                for t in i + 1..i + (1 << o) {
-                    flags_update(map.add(t), PageFlags::TAIL, PageFlags::EMPTY);
-                    (*map.add(t)).owner = owner;
-                }
+                prep_tails(map, i, o, owner);
             }
             pfn
         }
@@ -436,49 +765,72 @@ impl PageAlloc<'_> {
         order: Order,
     ) -> FreeFast {
         let o = order.index();
-        // SAFETY: `layout`, `deferred`, `reserve` and `mem_map` are written
-        // by the exclusive side only, which is not running.
-        let (max_pfn, map, slow) = unsafe {
-            (
-                (*pa).layout.max_pfn,
-                (*pa).mem_map.base(),
-                (*pa).deferred.is_uninitialised(pfn.0)
-                    || (*pa).reserve.as_ref().is_some_and(|r| r.contains(pfn)),
-            )
-        };
-        if !pcp_allowed_order(o) || pfn >= max_pfn || slow {
+        // SAFETY: the caller's contract (the exclusive side's `cpu` is kept
+        // below it by `set_this_cpu`).
+        unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
+        // SAFETY: the table and `mem_map` are written by the exclusive side
+        // only, which is not running.
+        let (fast, map) = unsafe { (&(*pa).fast, (*pa).mem_map.base()) };
+        // Past `max_pfn`, not initialised yet, lists off (the limit), or
+        // the heap's reserve (its pool frames, owner `reserve`, lie in it
+        // too): the general path decides.
+        if !pcp_allowed_order(o)
+            || pfn.0 >= fast.free_limit
+            || pfn.0.wrapping_sub(fast.reserve_start) < fast.reserve_len
+        {
             return FreeFast::Slow;
         }
         let i = pfn.index();
-        // SAFETY: in bounds (checked against max_pfn); flags atomically.
+        // SAFETY: in bounds (below `free_limit` ≤ max_pfn).
         let p = unsafe { map.add(i) };
-        let flags = PageFlags(unsafe { flags_of(p) }.load(Relaxed));
-        if !flags.contains(PageFlags::HEAD) || flags.intersects(FREE_SLOW_FLAGS) {
+        // The head's flags, and its zone and order bytes as one `u16` (a
+        // plain load: the caller owns the frame, so no one else writes
+        // them now). Two loads, each within what the allocation last
+        // stored there, so the store buffer forwards them when a block is
+        // freed right after it was handed out; one wider load spanning
+        // the flags and refcount/owner stores would wait for them to reach
+        // the cache (about as long as the rest of the free).
+        // SAFETY: `p` is a live descriptor; the flags atomically; offset 2
+        // of a 4-aligned descriptor is 2-aligned.
+        let (flags, zone_order) = unsafe {
+            (
+                PageFlags(flags_of(p).load(Relaxed)),
+                p.cast::<u16>().add(1).read(),
+            )
+        };
+        // A plain allocated head (no free, tail, slab, LRU, reserved or
+        // non-RAM bit), of exactly this order, in a real zone.
+        if flags.0 & FREE_FLAGS_MASK != PageFlags::HEAD.0
+            || zone_order & FREE_ZONE_ORDER_MASK != (o as u16) << 8
+        {
             return FreeFast::Slow;
         }
-        // SAFETY: the caller owns the block, so its head descriptor.
-        let (head_order, owner, zi) = unsafe { ((*p).order, (*p).owner, usize::from((*p).zone)) };
-        if usize::from(head_order) != o || owner == OwnerTag::RESERVE || zi >= NR_ZONES {
-            return FreeFast::Slow;
-        }
+        let zi = usize::from(zone_order) & (NR_ZONES - 1); // checked < NR_ZONES
         // SAFETY: the caller holds `cpu`'s flag.
         let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
+        // HighAtomic and CMA blocks wait on the Movable lists (as in
+        // `free_unref_page`); an isolated pageblock's go to the buddy.
         // SAFETY: `pfn` < max_pfn.
-        let mt = unsafe { pageblock_mt_bits(map, pfn.0) };
-        if pcp.high == 0 || mt == MigrateType::Isolate as usize {
+        let pcp_mt = FREE_PCP_MT[unsafe {
+            // The pageblock's first descriptor, from `p`'s byte offset.
+            let off = i * size_of::<Page>();
+            let first = map.byte_add(off & !(PAGEBLOCK_NR_PAGES as usize * size_of::<Page>() - 1));
+            usize::from(flags_of(first).load(Relaxed) >> PageFlags::PB_MIGRATE.0.trailing_zeros())
+        }];
+        if pcp_mt == FREE_MT_SLOW {
             return FreeFast::Slow;
         }
         if SHARED {
             // SAFETY: our slot.
             let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
-            diff.pgfree += 1 << o;
             diff.free[zi][o] += 1;
         } else {
-            // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE.
+            // cf. __free_pages_ok() / free_unref_page_commit(): PGFREE,
+            // derived from the block count (see `vm_events()`).
             // SAFETY: the exclusive side owns the counters.
             unsafe {
-                (*pa).vm_events.count(VmEvent::PgFree, 1 << o);
-                (*pa).alloc_counters.count_free(zi, o);
+                let c = &mut (*pa).alloc_counters.free[zi][o % PCP_ORDERS];
+                *c = c.wrapping_add(1);
             }
         }
         // cf. free_pages_prepare(): the descriptors are clean again, tails
@@ -486,41 +838,32 @@ impl PageAlloc<'_> {
         // the list, marked PCP.
         // SAFETY: the caller's block; flags atomically.
         unsafe {
-            flags_update(
-                p,
-                PageFlags::PCP,
-                PageFlags::HEAD
-                    .union(PageFlags::COMPOUND)
-                    .union(PageFlags::SLAB)
-                    .union(PageFlags::MOVABLE),
+            flags_of(p).store(
+                (flags.0
+                    & !PageFlags::HEAD
+                        .union(PageFlags::COMPOUND)
+                        .union(PageFlags::SLAB)
+                        .union(PageFlags::MOVABLE)
+                        .0)
+                    | PageFlags::PCP.0,
+                Relaxed,
             );
             (*p).refcount = 0;
             (*p).owner = OwnerTag::NONE;
             if flags.contains(PageFlags::COMPOUND) {
-                for t in i + 1..i + (1 << o) {
-                    flags_update(
-                        map.add(t),
-                        PageFlags::EMPTY,
-                        PageFlags::TAIL.union(PageFlags::SLAB),
-                    );
-                    (*map.add(t)).owner = OwnerTag::NONE;
-                }
+                free_tails(map, i, o);
             }
         }
-        // HighAtomic and CMA blocks wait on the Movable lists (as in
-        // `free_unref_page`); 6 and 7 read as Movable too.
-        let pcp_mt = if mt >= MIGRATE_PCPTYPES {
-            MigrateType::Movable as usize
-        } else {
-            mt
-        };
-        let pindex = MIGRATE_PCPTYPES * o + pcp_mt; // cf. order_to_pindex()
-        // SAFETY: our list; `pfn` is the caller's block, now on it.
-        unsafe { list_add_head_raw(map, &mut pcp.lists[pindex], pfn.0 as u32) };
+        let pindex = MIGRATE_PCPTYPES * o + pcp_mt as usize; // cf. order_to_pindex()
+        // SAFETY: our list (o ≤ 3 and pcp_mt < 3: in bounds); `pfn` is the
+        // caller's block, now on it.
+        unsafe { list_add_head_raw(map, pcp.lists.get_unchecked_mut(pindex), pfn.0 as u32) };
         pcp.count += 1 << o;
-        let free_high = pcp.free_factor > 0 && o > 0;
-        let high = if free_high { 0 } else { pcp.high };
-        if pcp.count >= high {
+        // High-order blocks freed in a row (no allocation between) are not
+        // kept: they fragment the zone (cf. `free_high`).
+        let free_high = o > 0 && pcp.free_factor > 0;
+        if free_high || pcp.count >= pcp.high {
+            let high = if free_high { 0 } else { pcp.high };
             let count = nr_pcp_free(pcp, high, free_high);
             return FreeFast::Trim { zi, pindex, count };
         }
@@ -700,9 +1043,15 @@ impl PageAlloc<'_> {
 // ----------------------------------------------------------------------
 // The per-CPU lists: doubly linked through `Page::prev/next`, reached
 // through raw pointers (the exclusive side uses the same functions).
+//
+// Two links are left stale because nothing reads them: the first block's
+// `prev` (a pop from the head would otherwise write the next block's
+// descriptor to clear it) and the list's `tail` once it is empty. A list
+// is empty when `head` is NIL; `check_invariants` checks every other link.
 // ----------------------------------------------------------------------
 
-/// Unlinks the first block of a non-empty list.
+/// Unlinks the first block of a non-empty list, and leaves its links to
+/// the caller (who writes them).
 ///
 /// # Safety
 /// The list and its blocks' descriptors are the caller's alone; `map` is
@@ -710,18 +1059,9 @@ impl PageAlloc<'_> {
 #[inline(always)]
 unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
     let pfn = list.head;
-    // SAFETY: the caller's list: its members' links are ours.
-    unsafe {
-        let p = map.add(pfn as usize);
-        let next = (*p).next;
-        (*p).next = NIL;
-        list.head = next;
-        if next == NIL {
-            list.tail = NIL;
-        } else {
-            (*map.add(next as usize)).prev = NIL;
-        }
-    }
+    // SAFETY: the caller's list: its members' links are ours. The new
+    // first block's `prev` goes stale (see above).
+    list.head = unsafe { (*map.add(pfn as usize)).next };
     pfn
 }
 
@@ -732,17 +1072,16 @@ unsafe fn list_pop_head_raw(map: *mut Page, list: &mut FreeList) -> u32 {
 #[inline(always)]
 unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
     let pfn = list.tail;
-    // SAFETY: the caller's list.
+    if pfn == list.head {
+        list.head = NIL; // the only block; `tail` goes stale
+        return pfn;
+    }
+    // SAFETY: the caller's list; the last block is not the first, so its
+    // `prev` is live.
     unsafe {
-        let p = map.add(pfn as usize);
-        let prev = (*p).prev;
-        (*p).prev = NIL;
+        let prev = (*map.add(pfn as usize)).prev;
         list.tail = prev;
-        if prev == NIL {
-            list.head = NIL;
-        } else {
-            (*map.add(prev as usize)).next = NIL;
-        }
+        (*map.add(prev as usize)).next = NIL;
     }
     pfn
 }
@@ -754,10 +1093,10 @@ unsafe fn list_pop_tail_raw(map: *mut Page, list: &mut FreeList) -> u32 {
 #[inline(always)]
 unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
     let next = list.head;
-    // SAFETY: the caller's list and block.
+    // SAFETY: the caller's list and block. Its `prev` is not kept while
+    // it is first (see above).
     unsafe {
         let p = map.add(pfn as usize);
-        (*p).prev = NIL;
         (*p).next = next;
         if next == NIL {
             list.tail = pfn;
@@ -774,15 +1113,16 @@ unsafe fn list_add_head_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
 /// As for [`list_add_head_raw`].
 #[inline(always)]
 unsafe fn list_add_tail_raw(map: *mut Page, list: &mut FreeList, pfn: u32) {
-    let prev = list.tail;
     // SAFETY: the caller's list and block.
     unsafe {
         let p = map.add(pfn as usize);
-        (*p).prev = prev;
         (*p).next = NIL;
-        if prev == NIL {
+        if list.head == NIL {
+            (*p).prev = NIL;
             list.head = pfn;
         } else {
+            let prev = list.tail;
+            (*p).prev = prev;
             (*map.add(prev as usize)).next = pfn;
         }
     }

@@ -26,7 +26,7 @@
 //! | descriptor of a `BUDDY` block of zone `zi`: flags, `order`, `prev`, `next` | `zone_lock[zi]` or exclusive | — (flags: others load atomically, see below) |
 //! | `Zone::pcp[cpu]`, `PageAlloc::vm_diff[cpu]` | CPU `cpu` under its flag, or exclusive | — |
 //! | descriptor of a block on CPU `cpu`'s lists, or owned by a caller | that CPU / the caller | — |
-//! | watermarks, `lowmem_reserve`, `managed_pages`, `nr_reserved_highatomic`, `cma_pages`, pageblock migrate types, `layout`, `reserve`, `deferred`, fault injection | exclusive only | everyone |
+//! | watermarks, `lowmem_reserve`, `managed_pages`, `nr_reserved_highatomic`, `cma_pages`, pageblock migrate types, `layout`, `reserve`, `deferred`, fault injection, the fast paths' table (`PageAlloc::fast`, recomputed from the others) | exclusive only | everyone |
 //! | `Page::zone` | boot / deferred init (exclusive) | everyone |
 //!
 //! A descriptor's `flags` word is the one field read by CPUs that do not
@@ -45,9 +45,10 @@
 //! Counters: `NR_FREE_PAGES` (and `nr_free`, `NR_FREE_CMA_PAGES`) are
 //! per-zone counters updated under the zone lock, exact at every unlock —
 //! the watermark checks need them now, and with one writer at a time per
-//! zone there is nothing to fold. Event counters (`pgalloc_*`, `pgfree`,
-//! per-order counts) stay per-CPU diffs ([`super::smp::VmDiff`]) folded on
-//! the exclusive side, which is where every reader of them is.
+//! zone there is nothing to fold. Event counters (the per-zone, per-order
+//! block counts, from which `pgalloc_*` and `pgfree` are derived) stay
+//! per-CPU diffs ([`super::smp::VmDiff`]) folded on the exclusive side,
+//! which is where every reader of them is.
 //!
 //! # Interrupts
 //! Linux takes `zone->lock` with `spin_lock_irqsave()` because pages are

@@ -230,7 +230,7 @@ fn failures_and_refusals_count_nothing() {
         pa.alloc_pages(GfpFlags::GFP_DMA, order(10), OwnerTag::API)
             .unwrap();
     }
-    let events = *pa.vm_events();
+    let events = pa.vm_events();
     let bad = GfpFlags::DMA | GfpFlags::HIGHMEM;
     assert!(matches!(
         pa.alloc_pages(bad, Order::ZERO, OwnerTag::API),
@@ -260,27 +260,27 @@ fn failures_and_refusals_count_nothing() {
     let pfn = pa
         .alloc_pages(GfpFlags::GFP_KERNEL, order(1), OwnerTag::API)
         .unwrap();
-    let events_with_one = *pa.vm_events();
+    let events_with_one = pa.vm_events();
     assert!(pa.free_pages(Pfn(600), Order::ZERO).is_err());
     assert!(pa.free_pages(pfn, Order::ZERO).is_err());
     let pool = pa.kernel_reserve().unwrap().start_pfn;
     assert!(pa.free_pages(pool, Order::ZERO).is_err());
-    assert_eq!(*pa.vm_events(), events_with_one);
+    assert_eq!(pa.vm_events(), events_with_one);
     pa.free_pages(pfn, order(1)).unwrap();
     let mut expect = events;
     expect.count(VmEvent::PgAllocDma32, 2);
     expect.count(VmEvent::PgFree, 2);
-    assert_eq!(*pa.vm_events(), expect);
+    assert_eq!(pa.vm_events(), expect);
     check_events(&pa).unwrap();
 }
 
 #[test]
 fn take_page_off_buddy_counts_no_pgalloc_but_its_free_counts() {
     let mut pa = machine();
-    let events = *pa.vm_events();
+    let events = pa.vm_events();
     pa.take_page_off_buddy(Pfn(520), order(3), OwnerTag::SLAB)
         .unwrap();
-    assert_eq!(*pa.vm_events(), events);
+    assert_eq!(pa.vm_events(), events);
     pa.free_pages(Pfn(520), order(3)).unwrap();
     assert_eq!(pa.vm_events().get(VmEvent::PgFree), BOOT_PAGES + 8);
     // Those 8 pages were freed without being counted as allocated.

@@ -222,6 +222,7 @@ fn high_order_atomic_allocations_reserve_a_pageblock_that_others_cannot_use() {
     for z in &mut pa.zones {
         z.watermarks.low = 1 << 20;
     }
+    pa.refresh_fast_paths();
     let atomic = GfpFlags::GFP_ATOMIC | GfpFlags::HIGHMEM;
     let got = pa.alloc_pages(atomic, order(2), OwnerTag::API).unwrap();
     assert_eq!(pa.zone_of(got), Some(zt));
@@ -250,6 +251,7 @@ fn high_order_atomic_allocations_reserve_a_pageblock_that_others_cannot_use() {
     for (z, m) in pa.zones.iter_mut().zip(marks) {
         z.watermarks = m;
     }
+    pa.refresh_fast_paths();
     for (p, o) in [(got, 2), (other, 2), (again, 2)] {
         pa.free_pages(p, order(o)).unwrap();
     }
@@ -277,6 +279,7 @@ fn highatomic_blocks_do_not_merge_with_other_types_at_pageblock_order() {
         .unwrap();
     pa.set_pageblock_migratetype(pfn, MigrateType::HighAtomic);
     pa.zones[zt.index()].nr_reserved_highatomic += PAGEBLOCK_NR_PAGES;
+    pa.refresh_fast_paths();
     pa.free_pages(pfn, order(9)).unwrap();
     let now = pa.free_area_counts(zt);
     assert_eq!(now[10] + 1, boot[10], "not merged into order 10");
