@@ -1143,7 +1143,7 @@ fn an_unwritten_overlay_reads_as_no_slab_until_the_slab_layer_reaches_it() {
     let (p, m) = (&f.pages, &f.mem);
     // Nothing reached yet: nothing written, every frame is no slab's.
     assert_eq!(f.slab.metas.len(), 0);
-    assert_eq!(f.slab.nr_frames(), (64 * MIB >> PAGE_SHIFT) as usize);
+    assert_eq!(f.slab.nr_frames(), ((64 * MIB) >> PAGE_SHIFT) as usize);
     let far = slab_va(15_000);
     let err = f.slab.kfree(m, p, far).unwrap_err();
     assert_eq!(
