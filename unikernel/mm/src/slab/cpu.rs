@@ -89,7 +89,9 @@ impl CpuIdx {
 }
 
 /// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
-/// slab and that slab's free list.
+/// slab and that slab's free list, and a copy of the three geometry
+/// fields the fast paths read, so that neither reaches the cache's
+/// descriptor ([`KmemCacheCpu::set_geometry`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct KmemCacheCpu {
@@ -101,25 +103,37 @@ pub(crate) struct KmemCacheCpu {
     /// `c->slab`). An address, not a PFN: the free fast path compares it
     /// with `addr - (addr & slab_mask)` directly.
     pub(crate) slab: u64,
+    /// The cache's `div_magic` (copy).
+    pub(crate) div_magic: u64,
     /// Objects of `slab` not on `freelist`: handed out, or quarantined.
     pub(crate) inuse: u32,
     /// Head PFN of `slab` (valid while `slab` is non-zero), kept beside
-    /// its address in what was padding: a refill deactivating the slab
-    /// reaches its overlay entry with one load instead of five
-    /// instructions of address arithmetic.
+    /// its address: a refill deactivating the slab reaches its overlay
+    /// entry with one load instead of five instructions of address
+    /// arithmetic.
     pub(crate) pfn: u32,
+    /// The cache's free pointer offset (`offset`, copy).
+    pub(crate) offset: u32,
+    /// The cache's `objs_end` (copy); 0 for a slot no live cache holds,
+    /// so the free fast path's bound refuses every address there.
+    pub(crate) objs_end: u32,
 }
 
-// The PFN sits in the padding: still 24 bytes.
-const _: () = assert!(core::mem::size_of::<KmemCacheCpu>() == 24);
+// Five words: a 64 B class's state and its geometry in one cache line
+// for most slots (SLUB's `kmem_cache_cpu` is four words, its geometry a
+// load away in `struct kmem_cache`).
+const _: () = assert!(core::mem::size_of::<KmemCacheCpu>() == 40);
 
 impl KmemCacheCpu {
-    /// No CPU slab.
+    /// No CPU slab, no cache.
     pub(crate) const EMPTY: KmemCacheCpu = KmemCacheCpu {
         freelist: 0,
         slab: 0,
+        div_magic: 0,
         inuse: 0,
         pfn: 0,
+        offset: 0,
+        objs_end: 0,
     };
 
     /// Head PFN of the frozen slab (`slab` must be non-zero).
@@ -127,6 +141,37 @@ impl KmemCacheCpu {
     pub(crate) fn slab_pfn(&self) -> u32 {
         debug_assert_eq!(self.pfn as u64, (self.slab - PAGE_OFFSET) >> PAGE_SHIFT);
         self.pfn
+    }
+
+    /// Takes the CPU slab state away (cf. `flush_slab()`'s `c->slab =
+    /// NULL; c->freelist = NULL`), leaving no CPU slab and the geometry
+    /// copy as it was: the state it had.
+    #[inline]
+    pub(crate) fn take_slab(&mut self) -> KmemCacheCpu {
+        let old = *self;
+        *self = KmemCacheCpu {
+            freelist: 0,
+            slab: 0,
+            inuse: 0,
+            pfn: 0,
+            ..old
+        };
+        old
+    }
+
+    /// Copies cache `c`'s fast-path geometry (`KmemCache::EMPTY`'s zeros
+    /// for a slot no live cache holds). Written by the exclusive side
+    /// whenever the cache's own fields are (`setup_cache`, destroy).
+    pub(crate) fn set_geometry(&mut self, c: &KmemCache) {
+        self.div_magic = c.div_magic;
+        self.offset = c.offset;
+        self.objs_end = c.objs_end;
+    }
+
+    /// [`KmemCache::is_object_offset`] on the copy.
+    #[inline(always)]
+    pub(crate) fn is_object_offset(&self, off: u64) -> bool {
+        off < self.objs_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
     }
 }
 
@@ -244,11 +289,10 @@ impl SlabAllocator<'_> {
         let cpu_id = self.smp_processor_id();
         let pc = &mut *self.pcpu[cpu_id];
         pc.hint = slot as u8;
-        let c = &self.caches[slot];
         let cpu = &mut pc.slabs[slot];
         let obj = cpu.freelist;
         if obj != 0 {
-            cpu.freelist = mem.read_u64(obj + c.offset as u64);
+            cpu.freelist = mem.read_u64(obj + cpu.offset as u64);
             cpu.inuse += 1;
         }
         obj
@@ -406,7 +450,7 @@ impl SlabAllocator<'_> {
             c.node.list_inuse += cc.inuse as u64;
             c.node.full.nr += 1;
             self.metas[cc.slab_pfn() as usize].prev = NIL;
-            self.pcpu[cpu].slabs[slot] = KmemCacheCpu::EMPTY;
+            self.pcpu[cpu].slabs[slot].take_slab();
         } else {
             self.deactivate_slab(pages, cpu, slot);
         }
@@ -499,7 +543,7 @@ impl SlabAllocator<'_> {
         cpu: usize,
         slot: usize,
     ) {
-        let cc = core::mem::replace(&mut self.pcpu[cpu].slabs[slot], KmemCacheCpu::EMPTY);
+        let cc = self.pcpu[cpu].slabs[slot].take_slab();
         if cc.slab == 0 {
             return;
         }
@@ -613,16 +657,15 @@ impl SlabAllocator<'_> {
             Some(e) => e.slot as usize,
             None => pc.hint as usize,
         } & (MAX_CACHES - 1);
-        let c = &self.caches[hint];
         let cpu = &mut pc.slabs[hint];
         // Wraps to a huge offset below the slab, or without a CPU slab.
         let off = addr.wrapping_sub(cpu.slab);
         let head = cpu.freelist;
-        if c.is_object_offset(off)
+        if cpu.is_object_offset(off)
             && head != addr
-            && expect.is_none_or(|e| e.generation == c.generation)
+            && expect.is_none_or(|e| e.generation == self.caches[hint].generation)
         {
-            mem.write_u64(addr + c.offset as u64, head);
+            mem.write_u64(addr + cpu.offset as u64, head);
             cpu.freelist = addr;
             cpu.inuse -= 1;
             return Ok(());
@@ -683,8 +726,8 @@ impl SlabAllocator<'_> {
         addr: u64,
     ) -> Result<(), Corruption> {
         let slot = slot & (MAX_CACHES - 1);
-        let offset = u64::from(self.caches[slot].offset);
         let cc = &mut self.pcpu[cpu & (NR_CPUS - 1)].slabs[slot];
+        let offset = u64::from(cc.offset);
         let first = cc.freelist;
         if first == addr {
             return Err(self.double_free_cpu(mem, slot, cpu, addr));

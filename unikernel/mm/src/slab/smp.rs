@@ -328,12 +328,11 @@ impl SlabAllocator<'_> {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.refill_cpu(cpu, mem, slot, gfp) };
         }
-        let c = &self.caches[slot];
-        cc.freelist = mem.read_u64(obj + u64::from(c.offset));
+        cc.freelist = mem.read_u64(obj + u64::from(cc.offset));
         cc.inuse += 1;
         pc.hint = slot as u8;
         if gfp.contains(GfpFlags::ZERO) {
-            mem.fill(obj, c.object_size as usize, 0);
+            mem.fill(obj, self.caches[slot].object_size as usize, 0);
         }
         Some(obj)
     }
@@ -350,15 +349,14 @@ impl SlabAllocator<'_> {
         // SAFETY: the caller holds `cpu`'s flag.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
         let hint = pc.hint as usize & (MAX_CACHES - 1);
-        let c = &self.caches[hint];
         let cc = &mut pc.slabs[hint];
         let off = addr.wrapping_sub(cc.slab);
         let head = cc.freelist;
-        if !c.is_object_offset(off) || head == addr {
+        if !cc.is_object_offset(off) || head == addr {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
-        mem.write_u64(addr + u64::from(c.offset), head);
+        mem.write_u64(addr + u64::from(cc.offset), head);
         cc.freelist = addr;
         cc.inuse -= 1;
         true
@@ -467,7 +465,7 @@ impl SlabAllocator<'_> {
             if cc.freelist == addr {
                 return false; // a double free, for the general path to report
             }
-            mem.write_u64(addr + u64::from(c.offset), cc.freelist);
+            mem.write_u64(addr + u64::from(cc.offset), cc.freelist);
             cc.freelist = addr;
             cc.inuse -= 1;
             pc.hint = slot as u8;

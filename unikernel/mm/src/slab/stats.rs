@@ -266,6 +266,14 @@ impl SlabAllocator<'_> {
             });
         }
         for (slot, c) in self.caches.iter().enumerate() {
+            let geometry = |cc: &KmemCacheCpu| (cc.div_magic, cc.offset, cc.objs_end);
+            if self
+                .pcpu
+                .iter()
+                .any(|pc| geometry(&pc.slabs[slot]) != (c.div_magic, c.offset, c.objs_end))
+            {
+                sink(cache_problem(c, "a CPU's geometry copy differs from the cache's"));
+            }
             if !c.live {
                 if frames[slot] != 0 {
                     sink(cache_problem(c, "frames labelled with a dead cache"));
