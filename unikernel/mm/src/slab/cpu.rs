@@ -114,8 +114,10 @@ pub(crate) struct KmemCacheCpu {
     pub(crate) pfn: u32,
     /// The cache's free pointer offset (`offset`, copy).
     pub(crate) offset: u32,
-    /// The cache's `objs_end` (copy); 0 for a slot no live cache holds,
-    /// so the free fast path's bound refuses every address there.
+    /// The cache's `objs_end` (copy) while `slab` is a frozen slab, else
+    /// 0: the free fast path's bound then refuses every address. Without
+    /// it an address below a small stride's `objs_end` (`ZERO_SIZE_PTR`,
+    /// 16, is a multiple of 8) would pass as an "offset" from slab 0.
     pub(crate) objs_end: u32,
 }
 
@@ -154,6 +156,7 @@ impl KmemCacheCpu {
             slab: 0,
             inuse: 0,
             pfn: 0,
+            objs_end: 0,
             ..old
         };
         old
@@ -161,11 +164,13 @@ impl KmemCacheCpu {
 
     /// Copies cache `c`'s fast-path geometry (`KmemCache::EMPTY`'s zeros
     /// for a slot no live cache holds). Written by the exclusive side
-    /// whenever the cache's own fields are (`setup_cache`, destroy).
+    /// whenever the cache's own fields are (`setup_cache`, destroy), with
+    /// no CPU slab; `objs_end` follows when a slab is frozen.
     pub(crate) fn set_geometry(&mut self, c: &KmemCache) {
+        debug_assert_eq!(self.slab, 0);
         self.div_magic = c.div_magic;
         self.offset = c.offset;
-        self.objs_end = c.objs_end;
+        self.objs_end = 0;
     }
 
     /// [`KmemCache::is_object_offset`] on the copy.
@@ -490,6 +495,7 @@ impl SlabAllocator<'_> {
         let cc = &mut self.pcpu[cpu].slabs[slot];
         cc.freelist = mem.read_u64(obj + c.offset as u64);
         cc.slab = base;
+        cc.objs_end = c.objs_end;
         cc.pfn = pfn;
         cc.inuse = m.inuse as u32 + 1;
         c.node.list_inuse -= m.inuse as u64;

@@ -417,6 +417,7 @@ impl SlabAllocator<'_> {
         let obj = base + u64::from(m.freelist);
         cc.freelist = mem.read_u64(obj + u64::from(c.offset));
         cc.slab = base;
+        cc.objs_end = c.objs_end;
         cc.pfn = pfn;
         cc.inuse = u32::from(m.inuse) + 1;
         node.list_inuse -= u64::from(m.inuse);

@@ -267,10 +267,14 @@ impl SlabAllocator<'_> {
         }
         for (slot, c) in self.caches.iter().enumerate() {
             let geometry = |cc: &KmemCacheCpu| (cc.div_magic, cc.offset, cc.objs_end);
+            let want = |cc: &KmemCacheCpu| {
+                let bound = if cc.slab != 0 { c.objs_end } else { 0 };
+                (c.div_magic, c.offset, bound)
+            };
             if self
                 .pcpu
                 .iter()
-                .any(|pc| geometry(&pc.slabs[slot]) != (c.div_magic, c.offset, c.objs_end))
+                .any(|pc| geometry(&pc.slabs[slot]) != want(&pc.slabs[slot]))
             {
                 sink(cache_problem(c, "a CPU's geometry copy differs from the cache's"));
             }

@@ -55,7 +55,7 @@ fn assert_no_cpu_slab(f: &Fixture, id: CacheId) {
     let cc = cpu_of(f, id);
     assert_eq!((cc.freelist, cc.slab, cc.inuse, cc.pfn), (0, 0, 0, 0));
     let c = &f.slab.caches[id.slot()];
-    assert_eq!((cc.div_magic, cc.offset, cc.objs_end), (c.div_magic, c.offset, c.objs_end));
+    assert_eq!((cc.div_magic, cc.offset, cc.objs_end), (c.div_magic, c.offset, 0));
 }
 
 fn alloc_n(f: &mut Fixture, id: CacheId, n: usize) -> Vec<u64> {
@@ -771,10 +771,11 @@ fn this_cpu_is_a_cpu_index() {
 }
 
 /// Every CPU's `kmem_cache_cpu` carries its cache's fast-path geometry
-/// from creation on, zeros once the cache is destroyed (so the free fast
-/// path's bound refuses any address there, even on a stale hint), and the
-/// next cache in the slot's own; objects of that cache then take the
-/// fast paths on every CPU.
+/// from creation on, the bound (`objs_end`) only while the CPU has a slab
+/// frozen; zeros once the cache is destroyed (so the free fast path's
+/// bound refuses any address there, even on a stale hint), and the next
+/// cache in the slot's own; objects of that cache then take the fast
+/// paths on every CPU.
 #[test]
 fn the_geometry_copy_follows_its_cache() {
     let mut f = Fixture::new(16);
@@ -792,7 +793,7 @@ fn the_geometry_copy_follows_its_cache() {
         .unwrap();
     // 100 bytes → a 104-byte stride, 39 objects in a page, the free
     // pointer mid-object (SLUB's `s->offset`).
-    let want_a = (div_magic(104), 48, 39 * 104);
+    let want_a = (div_magic(104), 48, 0);
     assert_eq!(f.slab.caches[a.slot()].size, 104);
     assert_eq!(copies(&f, a.slot()), vec![want_a; NR_CPUS]);
     for cpu in [0, 5] {
@@ -805,6 +806,10 @@ fn the_geometry_copy_follows_its_cache() {
         f.slab.kmem_cache_free(&f.mem, &f.pages, a, o).unwrap();
         assert_eq!(cpu_of(&f, a).inuse, 0, "freed by the fast path");
     }
+    let frozen = (div_magic(104), 48, 39 * 104);
+    let mut want = vec![want_a; NR_CPUS];
+    (want[0], want[5]) = (frozen, frozen);
+    assert_eq!(copies(&f, a.slot()), want);
     f.slab.set_this_cpu(0);
     f.slab.kmem_cache_destroy(&f.pages, a).unwrap();
     assert_eq!(copies(&f, a.slot()), vec![(0, 0, 0); NR_CPUS]);
@@ -817,7 +822,7 @@ fn the_geometry_copy_follows_its_cache() {
         .unwrap();
     assert_eq!(b.slot(), a.slot(), "the slot is reused");
     let geo = calculate_sizes(512, 0, SlabFlags::NONE, false);
-    let want_b = (div_magic(geo.size), geo.offset, geo.objects * geo.size);
+    let want_b = (div_magic(geo.size), geo.offset, 0);
     assert_eq!(copies(&f, b.slot()), vec![want_b; NR_CPUS]);
     let o = f
         .slab
