@@ -676,6 +676,13 @@ impl SlabAllocator<'_> {
             cpu.inuse -= 1;
             return Ok(());
         }
+        // `kfree(NULL)` and `kfree(ZERO_SIZE_PTR)` are no-ops (cf.
+        // `ZERO_OR_NULL_PTR()`), tested here rather than first: no such
+        // address passes the test above (a CPU's bound is 0 without a slab,
+        // and a slab lies far above them), so a pair does not pay for it.
+        if expect.is_none() && addr <= crate::kmalloc::ZERO_SIZE_PTR {
+            return Ok(());
+        }
         self.slab_free_lookup(mem, pages, addr, expect)
     }
 

@@ -567,4 +567,21 @@ fn tiny_addresses_never_take_a_fast_free() {
     assert_eq!(cpu_of(&f, id).freelist, 0);
     assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 0);
     f.slab.check_invariants(&f.mem).unwrap();
+    // With a CPU slab frozen again: the same, its free list untouched.
+    let o = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    let head = cpu_of(&f, id).freelist;
+    assert_ne!(cpu_of(&f, id).slab, 0);
+    for addr in [0, 8, crate::kmalloc::ZERO_SIZE_PTR] {
+        // SAFETY: as above.
+        assert!(!unsafe { f.slab.kfree_cpu(0, &f.mem, addr) }, "{addr}");
+        f.slab.kfree(&f.mem, &f.pages, addr).unwrap();
+        assert_eq!(cpu_of(&f, id).freelist, head, "{addr}");
+    }
+    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 1);
+    f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+    assert_eq!(cpu_of(&f, id).freelist, o);
+    f.slab.check_invariants(&f.mem).unwrap();
 }
