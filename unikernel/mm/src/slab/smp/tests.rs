@@ -585,3 +585,35 @@ fn tiny_addresses_never_take_a_fast_free() {
     assert_eq!(cpu_of(&f, id).freelist, o);
     f.slab.check_invariants(&f.mem).unwrap();
 }
+
+/// With `failslab` armed to fail everything, the per-CPU allocation
+/// defers to the general path (which injects), except for `__GFP_NOFAIL`
+/// (the kernel heap's flags), which `failslab` never fails: it pops this
+/// CPU's free list as usual, and nothing is counted as injected.
+#[test]
+fn armed_failslab_spares_nofail_on_the_cpu_path() {
+    use crate::fault_inject::{FaultAttr, FaultConfig};
+    let mut f = super::super::tests::Fixture::new(16);
+    let gfp = GfpFlags::GFP_ATOMIC;
+    let warm = f.slab.kmalloc(&f.mem, &f.pages, 64, gfp).unwrap();
+    let mut attr = FaultAttr::new();
+    attr.setup(FaultConfig {
+        interval: 1,
+        probability: 100,
+        space: 0,
+        times: -1,
+    });
+    f.slab.failslab_mut().attr = attr;
+    // SAFETY: CPU 0, this thread alone.
+    assert_eq!(unsafe { f.slab.kmalloc_cpu(0, &f.mem, 64, gfp) }, None);
+    // SAFETY: as above.
+    let o = unsafe { f.slab.kmalloc_cpu(0, &f.mem, 64, gfp | GfpFlags::NOFAIL) };
+    assert_eq!(o.map(|o| o - warm), Some(64), "the next object of the CPU slab");
+    assert!(f.slab.kmalloc(&f.mem, &f.pages, 64, gfp).is_err());
+    assert_eq!(f.slab.failslab().attr.injected(), 1);
+    f.slab.failslab_mut().attr = FaultAttr::new();
+    for obj in [warm, o.unwrap()] {
+        f.slab.kfree(&f.mem, &f.pages, obj).unwrap();
+    }
+    f.slab.check_invariants(&f.mem).unwrap();
+}
