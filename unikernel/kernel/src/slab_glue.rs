@@ -44,7 +44,7 @@ use crate::memory;
 ///
 /// All zero bytes until [`init`] (a 1-CPU `BrLock` and an unset
 /// [`LateInit`], not an `Option`, whose `None` is a non-zero niche byte):
-/// so its 30 KB are `.bss`, not part of the image's `.data`.
+/// so its 37 KB are `.bss`, not part of the image's `.data`.
 static SLAB: BrLock<LateInit<SlabAllocator<'static>>> = BrLock::new(LateInit::NONE);
 
 /// Per CPU: whether it holds [`SLAB`]'s exclusive side, so that a second

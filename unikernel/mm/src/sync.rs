@@ -79,7 +79,7 @@ pub struct BrLock<T> {
     /// `write` takes only these (a 1-CPU machine pays for one flag).
     /// Counted from 0 so that a new lock is all zero bytes around its
     /// data: a `static` whose data is zeros too lands in `.bss`, not in
-    /// the image's `.data` (the kernel's slab lock: 30 KB).
+    /// the image's `.data` (the kernel's slab lock).
     nr_cpus_m1: AtomicUsize,
     data: UnsafeCell<T>,
 }
