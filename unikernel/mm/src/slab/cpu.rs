@@ -180,6 +180,157 @@ impl KmemCacheCpu {
     }
 }
 
+/// A cache slot (below [`MAX_CACHES`]) as a type whose range the
+/// compiler knows: a CPU's free hint, read by every `kfree`, indexes its
+/// `kmem_cache_cpu` array without a mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[rustfmt::skip]
+pub(crate) enum CacheSlot {
+    S0,
+    S1,
+    S2,
+    S3,
+    S4,
+    S5,
+    S6,
+    S7,
+    S8,
+    S9,
+    S10,
+    S11,
+    S12,
+    S13,
+    S14,
+    S15,
+    S16,
+    S17,
+    S18,
+    S19,
+    S20,
+    S21,
+    S22,
+    S23,
+    S24,
+    S25,
+    S26,
+    S27,
+    S28,
+    S29,
+    S30,
+    S31,
+    S32,
+    S33,
+    S34,
+    S35,
+    S36,
+    S37,
+    S38,
+    S39,
+    S40,
+    S41,
+    S42,
+    S43,
+    S44,
+    S45,
+    S46,
+    S47,
+    S48,
+    S49,
+    S50,
+    S51,
+    S52,
+    S53,
+    S54,
+    S55,
+    S56,
+    S57,
+    S58,
+    S59,
+    S60,
+    S61,
+    S62,
+    S63,
+}
+
+const _: () = assert!(MAX_CACHES == 64 && CacheSlot::S63 as usize == MAX_CACHES - 1);
+
+impl CacheSlot {
+    /// Slot `slot & (MAX_CACHES - 1)`. The match maps each value to
+    /// itself, so it compiles to nothing (and the mask to nothing where
+    /// the compiler knows `slot` is in range).
+    #[inline(always)]
+    #[rustfmt::skip]
+    pub(crate) fn new(slot: usize) -> CacheSlot {
+        match slot & (MAX_CACHES - 1) {
+            0 => CacheSlot::S0,
+            1 => CacheSlot::S1,
+            2 => CacheSlot::S2,
+            3 => CacheSlot::S3,
+            4 => CacheSlot::S4,
+            5 => CacheSlot::S5,
+            6 => CacheSlot::S6,
+            7 => CacheSlot::S7,
+            8 => CacheSlot::S8,
+            9 => CacheSlot::S9,
+            10 => CacheSlot::S10,
+            11 => CacheSlot::S11,
+            12 => CacheSlot::S12,
+            13 => CacheSlot::S13,
+            14 => CacheSlot::S14,
+            15 => CacheSlot::S15,
+            16 => CacheSlot::S16,
+            17 => CacheSlot::S17,
+            18 => CacheSlot::S18,
+            19 => CacheSlot::S19,
+            20 => CacheSlot::S20,
+            21 => CacheSlot::S21,
+            22 => CacheSlot::S22,
+            23 => CacheSlot::S23,
+            24 => CacheSlot::S24,
+            25 => CacheSlot::S25,
+            26 => CacheSlot::S26,
+            27 => CacheSlot::S27,
+            28 => CacheSlot::S28,
+            29 => CacheSlot::S29,
+            30 => CacheSlot::S30,
+            31 => CacheSlot::S31,
+            32 => CacheSlot::S32,
+            33 => CacheSlot::S33,
+            34 => CacheSlot::S34,
+            35 => CacheSlot::S35,
+            36 => CacheSlot::S36,
+            37 => CacheSlot::S37,
+            38 => CacheSlot::S38,
+            39 => CacheSlot::S39,
+            40 => CacheSlot::S40,
+            41 => CacheSlot::S41,
+            42 => CacheSlot::S42,
+            43 => CacheSlot::S43,
+            44 => CacheSlot::S44,
+            45 => CacheSlot::S45,
+            46 => CacheSlot::S46,
+            47 => CacheSlot::S47,
+            48 => CacheSlot::S48,
+            49 => CacheSlot::S49,
+            50 => CacheSlot::S50,
+            51 => CacheSlot::S51,
+            52 => CacheSlot::S52,
+            53 => CacheSlot::S53,
+            54 => CacheSlot::S54,
+            55 => CacheSlot::S55,
+            56 => CacheSlot::S56,
+            57 => CacheSlot::S57,
+            58 => CacheSlot::S58,
+            59 => CacheSlot::S59,
+            60 => CacheSlot::S60,
+            61 => CacheSlot::S61,
+            62 => CacheSlot::S62,
+            _ => CacheSlot::S63,
+        }
+    }
+}
+
 /// One CPU's slab state: its `kmem_cache_cpu` of every cache (cf. the
 /// per-CPU area `s->cpu_slab` points into) and its free hint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,14 +338,14 @@ pub(crate) struct SlabCpu {
     /// The cache this CPU last allocated from, or last freed to by the
     /// general free: where `kfree` looks first (see
     /// [`SlabAllocator::slab_free`]).
-    pub(crate) hint: u8,
+    pub(crate) hint: CacheSlot,
     /// Its `kmem_cache_cpu` of each cache, by cache slot.
     pub(crate) slabs: [KmemCacheCpu; MAX_CACHES],
 }
 
 impl SlabCpu {
     pub(crate) const EMPTY: SlabCpu = SlabCpu {
-        hint: 0,
+        hint: CacheSlot::S0,
         slabs: [KmemCacheCpu::EMPTY; MAX_CACHES],
     };
 }
@@ -295,7 +446,7 @@ impl SlabAllocator<'_> {
         let slot = slot & (MAX_CACHES - 1);
         let cpu_id = self.smp_processor_id();
         let pc = &mut *self.pcpu[cpu_id];
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         let cpu = &mut pc.slabs[slot];
         let obj = cpu.freelist;
         if obj != 0 {
@@ -721,7 +872,7 @@ impl SlabAllocator<'_> {
         let base = addr - off;
         let head = pfn & !(c.pfn_mask as usize);
         let cpu_id = self.smp_processor_id();
-        self.pcpu[cpu_id].hint = slot as u8;
+        self.pcpu[cpu_id].hint = CacheSlot::new(slot);
         // This CPU's slab; another CPU's frozen one is `__slab_free`'s to
         // find (its overlay entry says so).
         if base == self.pcpu[cpu_id].slabs[slot].slab {

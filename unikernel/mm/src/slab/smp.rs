@@ -46,7 +46,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
+    CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
     SlabAllocator, SlabCpu, SlabMeta, slab_va,
 };
 use crate::gfp::GfpFlags;
@@ -332,7 +332,7 @@ impl SlabAllocator<'_> {
         }
         cc.freelist = mem.read_u64(obj + u64::from(cc.offset));
         cc.inuse += 1;
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         if gfp.contains(GfpFlags::ZERO) {
             mem.fill(obj, self.caches[slot].object_size as usize, 0);
         }
@@ -350,7 +350,7 @@ impl SlabAllocator<'_> {
     pub unsafe fn kfree_cpu<M: ObjectMemory>(&self, cpu: usize, mem: &M, addr: u64) -> bool {
         // SAFETY: the caller holds `cpu`'s flag.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
-        let hint = pc.hint as usize & (MAX_CACHES - 1);
+        let hint = pc.hint as usize;
         let cc = &mut pc.slabs[hint];
         let off = addr.wrapping_sub(cc.slab);
         let head = cc.freelist;
@@ -427,7 +427,7 @@ impl SlabAllocator<'_> {
         m.inuse = c.objects as u16;
         m.prev = FROZEN;
         drop(node);
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         if gfp.contains(GfpFlags::ZERO) {
             mem.fill(obj, c.object_size as usize, 0);
         }
@@ -471,7 +471,7 @@ impl SlabAllocator<'_> {
             mem.write_u64(addr + u64::from(cc.offset), cc.freelist);
             cc.freelist = addr;
             cc.inuse -= 1;
-            pc.hint = slot as u8;
+            pc.hint = CacheSlot::new(slot);
             return true;
         }
         // A tail call (five arguments, all in registers): this function
@@ -547,7 +547,7 @@ impl SlabAllocator<'_> {
         drop(node);
         // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         true
     }
 
@@ -616,7 +616,7 @@ impl SlabAllocator<'_> {
         drop(node);
         // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         true
     }
 }

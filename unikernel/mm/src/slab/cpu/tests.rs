@@ -832,3 +832,12 @@ fn the_geometry_copy_follows_its_cache() {
     assert_eq!(cpu_of(&f, b).inuse, 0);
     f.slab.check_invariants(&f.mem).unwrap();
 }
+
+/// [`CacheSlot::new`] is the slot itself, masked to the table.
+#[test]
+fn a_cache_slot_is_its_index() {
+    for slot in 0..4 * MAX_CACHES {
+        assert_eq!(CacheSlot::new(slot) as usize, slot % MAX_CACHES);
+    }
+    assert_eq!(CacheSlot::new(usize::MAX) as usize, MAX_CACHES - 1);
+}
