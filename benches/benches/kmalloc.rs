@@ -32,7 +32,6 @@
 //! source without a tracer, where the tracepoints compile away.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -460,23 +459,45 @@ fn tables() -> Tables {
 
 /// ns per pair of `p = alloc(sizes[i]); free(p)`.
 fn lifo_pairs<A: Alloc>(a: &mut A, sizes: &[usize], iters: usize) -> f64 {
+    let sizes = table(sizes);
     // Warm up (slabs exist, caches hot).
     for i in 0..TABLE {
         let s = sizes[i & (TABLE - 1)];
         let p = a.alloc(s);
-        a.free(black_box(p), s);
+        a.free(opaque(p), s);
     }
     let start = Instant::now();
     for i in 0..iters {
         let s = sizes[i & (TABLE - 1)];
         let p = a.alloc(s);
-        a.free(black_box(p), s);
+        a.free(opaque(p), s);
     }
     start.elapsed().as_nanos() as f64 / iters as f64
 }
 
+/// A workload table as an array: indexed with `i & (TABLE - 1)`, it needs
+/// no bounds check (a compare and a branch an access, which the kernel's
+/// callers do not have).
+fn table(t: &[usize]) -> &[usize; TABLE] {
+    t.try_into().expect("workload tables hold TABLE entries")
+}
+
+/// `p`, which the optimiser cannot see through (so `free(alloc())` is not
+/// folded away), kept in its register: `std::hint::black_box` takes the
+/// value's address, a store and a reload that put a store-to-load
+/// forwarding on the path from one allocation to the next, which the
+/// kernel's callers do not have.
+#[inline(always)]
+fn opaque(mut p: usize) -> usize {
+    // SAFETY: an empty asm block that claims to change `p`'s register;
+    // it touches no memory, stack or flags.
+    unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(nomem, nostack, preserves_flags)) };
+    p
+}
+
 /// ns per operation of random free-then-alloc steps over `SLOTS` live slots.
 fn random_ops<A: Alloc>(a: &mut A, sizes: &[usize], slots_table: &[usize], steps: usize) -> f64 {
+    let (sizes, slots_table) = (table(sizes), table(slots_table));
     let mut live = [(0usize, 0usize); SLOTS];
     for (i, l) in live.iter_mut().enumerate() {
         let s = sizes[i];
@@ -486,7 +507,7 @@ fn random_ops<A: Alloc>(a: &mut A, sizes: &[usize], slots_table: &[usize], steps
     for i in 0..steps {
         let j = slots_table[i & (TABLE - 1)];
         let (p, s) = live[j];
-        a.free(black_box(p), s);
+        a.free(opaque(p), s);
         let ns = sizes[(i + SLOTS) & (TABLE - 1)];
         live[j] = (a.alloc(ns), ns);
     }

@@ -5,7 +5,7 @@
 //! ```text
 //!  #[global_allocator] ──┐                 ┌── net::api (POST /api/caches, kmalloc handles, …)
 //!                        ▼                 ▼
-//!            SLAB: BrLock<Option<SlabAllocator>>  ── slow path ──► mm.lock() (zone lock)
+//!            SLAB: BrLock<LateInit<SlabAllocator>> ── slow path ──► mm.lock() (zone lock)
 //!                        │ objects
 //!                        ▼
 //!            DirectMap: loads/stores at PAGE_OFFSET + phys
@@ -28,7 +28,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use mm::gfp::GfpFlags;
-use mm::sync::{BrLock, BrWriteGuard};
+use mm::sync::{BrLock, BrWriteGuard, LateInit};
 
 use crate::arch::x86_64::percpu::MAX_CPUS;
 
@@ -41,7 +41,11 @@ use crate::memory;
 /// ([`mm::sync::BrLock`]): a CPU's kmalloc/kfree fast paths take only its
 /// own flag ([`kmalloc_fast`], [`kfree_fast`]); everything else takes
 /// every flag ([`lock`]).
-static SLAB: BrLock<Option<SlabAllocator<'static>>> = BrLock::new(None);
+///
+/// All zero bytes until [`init`] (a 1-CPU `BrLock` and an unset
+/// [`LateInit`], not an `Option`, whose `None` is a non-zero niche byte):
+/// so its 37 KB are `.bss`, not part of the image's `.data`.
+static SLAB: BrLock<LateInit<SlabAllocator<'static>>> = BrLock::new(LateInit::NONE);
 
 /// Per CPU: whether it holds [`SLAB`]'s exclusive side, so that a second
 /// acquisition on the same CPU (re-entry) panics instead of spinning on
@@ -50,12 +54,12 @@ static HELD: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPU
 
 /// The slab lock's exclusive side, held. Clears [`HELD`] on release.
 pub struct SlabGuard {
-    guard: BrWriteGuard<'static, Option<SlabAllocator<'static>>>,
+    guard: BrWriteGuard<'static, LateInit<SlabAllocator<'static>>>,
     cpu: usize,
 }
 
 impl Deref for SlabGuard {
-    type Target = Option<SlabAllocator<'static>>;
+    type Target = LateInit<SlabAllocator<'static>>;
     #[inline(always)]
     fn deref(&self) -> &Self::Target {
         &self.guard
@@ -251,8 +255,7 @@ pub fn init(failslab: Option<FaultConfig>) {
         memory::take_slab_meta().expect("memory::init carved out the slab overlay");
     let frames = metas.len();
     let mut guard = lock();
-    *guard = Some(SlabAllocator::new(metas, SlabFlags::NONE));
-    let Some(slab) = guard.as_mut() else { return };
+    let slab = guard.put(SlabAllocator::new(metas, SlabFlags::NONE));
     slab.set_report_hook(report);
     if let Some(cfg) = failslab {
         slab.failslab_mut().attr.setup(cfg);

@@ -363,9 +363,8 @@ impl SlabAllocator<'_> {
         if pages.trace_enabled(EventId::Kfree) {
             trace_kfree(pages, addr);
         }
-        if addr <= ZERO_SIZE_PTR {
-            return Ok(()); // cf. ZERO_OR_NULL_PTR()
-        }
+        // `ZERO_OR_NULL_PTR()` is tested behind the fast path (in
+        // `slab_free`): no address up to `ZERO_SIZE_PTR` passes its test.
         self.slab_free(mem, pages, addr, None)
     }
 

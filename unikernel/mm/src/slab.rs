@@ -66,7 +66,7 @@ pub(crate) mod tests;
 use core::fmt;
 
 pub use cpu::NR_CPUS;
-pub(crate) use cpu::{CpuIdx, KmemCacheCpu, SlabCpu};
+pub(crate) use cpu::{CacheSlot, CpuIdx, KmemCacheCpu, SlabCpu};
 pub use error::{Corruption, CorruptionCounts, CorruptionKind, InvalidFreeKind, SlabError};
 pub use flags::{CacheId, CacheKind, CacheName, Ctor, ReportFn, SlabFlags};
 pub(crate) use geometry::{Geometry, calculate_sizes};
@@ -630,10 +630,20 @@ impl<'a> SlabAllocator<'a> {
             seq: self.next_seq,
             ..KmemCache::EMPTY
         };
+        self.copy_geometry_to_cpus(slot);
         self.next_seq += 1;
         CacheId {
             slot: slot as u8,
             generation,
+        }
+    }
+
+    /// Every CPU's copy of cache `slot`'s fast-path geometry
+    /// ([`KmemCacheCpu::set_geometry`]), after the cache's own changed.
+    fn copy_geometry_to_cpus(&mut self, slot: usize) {
+        let c = &self.caches[slot];
+        for pc in &mut self.pcpu {
+            pc.slabs[slot].set_geometry(c);
         }
     }
 
@@ -765,6 +775,7 @@ impl<'a> SlabAllocator<'a> {
             generation,
             ..KmemCache::EMPTY
         };
+        self.copy_geometry_to_cpus(slot);
         Ok(())
     }
 

@@ -11,6 +11,9 @@
 //!   fast paths share (cf. `DEFINE_PER_CPU` / `this_cpu_ptr()`): mutable
 //!   through `&mut` by the exclusive holder, and through a shared
 //!   reference only by the CPU whose [`BrLock`] flag is held.
+//! * [`LateInit`] — an `Option` for a value set at boot, whose "not yet"
+//!   is all zero bytes, so a `static` holding one (in a [`BrLock`], which
+//!   is zeros too) is `.bss`, not image.
 //!
 //! This module and the three that build the fast paths on it
 //! (`page_alloc::memmap`, `page_alloc::smp`, `slab::smp`) are the only
@@ -19,6 +22,7 @@
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -71,9 +75,12 @@ impl SpinFlag {
 /// [`BrLock::write`] takes them all.
 pub struct BrLock<T> {
     flags: [CachePadded<SpinFlag>; NR_CPUS],
-    /// CPUs whose flags exist for [`BrLock::read_cpu`]; `write` takes only
-    /// these (a 1-CPU machine pays for one flag).
-    nr_cpus: AtomicUsize,
+    /// CPUs whose flags exist for [`BrLock::read_cpu`], *minus one*;
+    /// `write` takes only these (a 1-CPU machine pays for one flag).
+    /// Counted from 0 so that a new lock is all zero bytes around its
+    /// data: a `static` whose data is zeros too lands in `.bss`, not in
+    /// the image's `.data` (the kernel's slab lock).
+    nr_cpus_m1: AtomicUsize,
     data: UnsafeCell<T>,
 }
 
@@ -90,7 +97,7 @@ impl<T> BrLock<T> {
     pub const fn new(data: T) -> BrLock<T> {
         BrLock {
             flags: [const { CachePadded(SpinFlag::new()) }; NR_CPUS],
-            nr_cpus: AtomicUsize::new(1),
+            nr_cpus_m1: AtomicUsize::new(0),
             data: UnsafeCell::new(data),
         }
     }
@@ -108,7 +115,7 @@ impl<T> BrLock<T> {
         for flag in &self.flags[old..n.max(old)] {
             flag.lock();
         }
-        self.nr_cpus.store(n, Ordering::Relaxed);
+        self.nr_cpus_m1.store(n - 1, Ordering::Relaxed);
         let mut guard = guard;
         guard.nr = n.max(old);
         drop(guard);
@@ -117,13 +124,13 @@ impl<T> BrLock<T> {
 
     /// CPUs that may take the shared side.
     pub fn nr_cpus(&self) -> usize {
-        self.nr_cpus.load(Ordering::Relaxed)
+        self.nr_cpus_m1.load(Ordering::Relaxed) + 1
     }
 
     /// The exclusive side: every CPU's flag, in CPU order.
     #[inline]
     pub fn write(&self) -> BrWriteGuard<'_, T> {
-        let nr = self.nr_cpus.load(Ordering::Relaxed);
+        let nr = self.nr_cpus();
         for flag in &self.flags[..nr] {
             flag.lock();
         }
@@ -134,7 +141,7 @@ impl<T> BrLock<T> {
     /// must run on `cpu` (or, on the host, be the one thread acting as it).
     #[inline(always)]
     pub fn read_cpu(&self, cpu: usize) -> Option<BrReadGuard<'_, T>> {
-        if cpu >= self.nr_cpus.load(Ordering::Relaxed) {
+        if cpu > self.nr_cpus_m1.load(Ordering::Relaxed) {
             return None;
         }
         let flag = &self.flags[cpu];
@@ -283,9 +290,126 @@ impl<T: PartialEq> PartialEq for PcpCell<T> {
 
 impl<T: Eq> Eq for PcpCell<T> {}
 
+/// A value set once the kernel can build it, `None` until then: what
+/// `Option<T>` says, with a representation whose "none" is all zero
+/// bytes. `Option<T>` encodes `None` in a niche the compiler picks, for
+/// `Option<SlabAllocator>` a byte 2 inside it, which puts a `static`
+/// holding 30 KB of otherwise zero bytes into the image's `.data`;
+/// `LateInit::NONE` is zeros throughout, so such a static is `.bss`.
+/// The flag costs what `Option`'s discriminant test did: one byte compare.
+pub struct LateInit<T> {
+    value: MaybeUninit<T>,
+    /// Whether `value` holds a `T` (then and only then initialised).
+    set: bool,
+}
+
+// SAFETY: a `LateInit<T>` owns at most one `T` and hands out only `&T` /
+// `&mut T` borrowed from itself, exactly as `Option<T>` does.
+unsafe impl<T: Send> Send for LateInit<T> {}
+// SAFETY: as for `Send`: `&LateInit<T>` gives only `&T`.
+unsafe impl<T: Sync> Sync for LateInit<T> {}
+
+impl<T> LateInit<T> {
+    /// Nothing yet; every byte zero.
+    pub const NONE: LateInit<T> = LateInit {
+        value: MaybeUninit::zeroed(),
+        set: false,
+    };
+
+    /// The value, if set (`Option::as_ref`).
+    #[inline(always)]
+    pub fn as_ref(&self) -> Option<&T> {
+        if self.set {
+            // SAFETY: `set` is true only after `put` wrote `value`.
+            Some(unsafe { self.value.assume_init_ref() })
+        } else {
+            None
+        }
+    }
+
+    /// The value, mutably, if set (`Option::as_mut`).
+    #[inline(always)]
+    pub fn as_mut(&mut self) -> Option<&mut T> {
+        if self.set {
+            // SAFETY: as for `as_ref`; `&mut self` makes it unique.
+            Some(unsafe { self.value.assume_init_mut() })
+        } else {
+            None
+        }
+    }
+
+    /// Sets the value (dropping the old one, if any) and returns it:
+    /// `*opt = Some(v)`. Inlined so that a large `v` can be built in place.
+    #[inline(always)]
+    pub fn put(&mut self, v: T) -> &mut T {
+        if self.set {
+            self.set = false;
+            // SAFETY: `set` was true, so `value` holds a `T`, dropped
+            // once: `set` is already false if the drop unwinds.
+            unsafe { self.value.assume_init_drop() };
+        }
+        let v = self.value.write(v);
+        self.set = true;
+        v
+    }
+}
+
+impl<T> Drop for LateInit<T> {
+    fn drop(&mut self) {
+        if self.set {
+            // SAFETY: `set` says `value` holds a `T`; dropped once, here.
+            unsafe { self.value.assume_init_drop() };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 1-CPU lock's bytes around its data and an unset [`LateInit`]'s
+    /// are all zero, so `static X: BrLock<LateInit<T>>` is `.bss` (the
+    /// kernel's slab lock, `slab_glue::SLAB`).
+    #[test]
+    fn new_lock_and_unset_late_init_are_zero_bytes() {
+        let lock = BrLock::new(());
+        assert_eq!(lock.nr_cpus_m1.load(Ordering::Relaxed), 0);
+        assert_eq!(lock.nr_cpus(), 1);
+        assert!(lock.read_cpu(0).is_some() && lock.read_cpu(1).is_none());
+        // 15 bytes of value and the flag: no padding to leave unread.
+        const N: usize = 15;
+        assert_eq!(size_of::<LateInit<[u8; N]>>(), N + 1);
+        // SAFETY: `LateInit<[u8; 15]>` is 16 initialised bytes (`zeroed`
+        // and the flag), no padding, and every byte pattern is a `u8`.
+        let bytes: [u8; N + 1] = unsafe { core::mem::transmute(LateInit::<[u8; N]>::NONE) };
+        assert_eq!(bytes, [0; N + 1]);
+        // The same for a type whose `Option` niche is not zero.
+        assert_ne!(
+            // SAFETY: `Option<bool>` is one initialised byte.
+            unsafe { core::mem::transmute::<Option<bool>, u8>(None) },
+            0
+        );
+        // SAFETY: `LateInit<bool>` is two initialised bytes, no padding.
+        let b: [u8; 2] = unsafe { core::mem::transmute(LateInit::<bool>::NONE) };
+        assert_eq!(b, [0, 0]);
+    }
+
+    #[test]
+    fn late_init_sets_replaces_and_drops_once() {
+        use std::rc::Rc;
+        let counter = Rc::new(());
+        let mut slot = LateInit::<(u32, Rc<()>)>::NONE;
+        assert!(slot.as_ref().is_none() && slot.as_mut().is_none());
+        assert_eq!(slot.put((7, counter.clone())).0, 7);
+        assert_eq!(Rc::strong_count(&counter), 2);
+        slot.as_mut().unwrap().0 = 9;
+        assert_eq!(slot.as_ref().unwrap().0, 9);
+        slot.put((11, counter.clone()));
+        assert_eq!(Rc::strong_count(&counter), 2, "the old value dropped");
+        assert_eq!(slot.as_ref().unwrap().0, 11);
+        drop(slot);
+        assert_eq!(Rc::strong_count(&counter), 1, "dropped with the slot");
+    }
 
     #[test]
     fn write_excludes_readers_and_readers_share() {

@@ -89,7 +89,9 @@ impl CpuIdx {
 }
 
 /// One CPU's state for one cache (cf. `struct kmem_cache_cpu`): its frozen
-/// slab and that slab's free list.
+/// slab and that slab's free list, and a copy of the three geometry
+/// fields the fast paths read, so that neither reaches the cache's
+/// descriptor ([`KmemCacheCpu::set_geometry`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct KmemCacheCpu {
@@ -101,25 +103,39 @@ pub(crate) struct KmemCacheCpu {
     /// `c->slab`). An address, not a PFN: the free fast path compares it
     /// with `addr - (addr & slab_mask)` directly.
     pub(crate) slab: u64,
+    /// The cache's `div_magic` (copy).
+    pub(crate) div_magic: u64,
     /// Objects of `slab` not on `freelist`: handed out, or quarantined.
     pub(crate) inuse: u32,
     /// Head PFN of `slab` (valid while `slab` is non-zero), kept beside
-    /// its address in what was padding: a refill deactivating the slab
-    /// reaches its overlay entry with one load instead of five
-    /// instructions of address arithmetic.
+    /// its address: a refill deactivating the slab reaches its overlay
+    /// entry with one load instead of five instructions of address
+    /// arithmetic.
     pub(crate) pfn: u32,
+    /// The cache's free pointer offset (`offset`, copy).
+    pub(crate) offset: u32,
+    /// The cache's `objs_end` (copy) while `slab` is a frozen slab, else
+    /// 0: the free fast path's bound then refuses every address. Without
+    /// it an address below a small stride's `objs_end` (`ZERO_SIZE_PTR`,
+    /// 16, is a multiple of 8) would pass as an "offset" from slab 0.
+    pub(crate) objs_end: u32,
 }
 
-// The PFN sits in the padding: still 24 bytes.
-const _: () = assert!(core::mem::size_of::<KmemCacheCpu>() == 24);
+// Five words: a 64 B class's state and its geometry in one cache line
+// for most slots (SLUB's `kmem_cache_cpu` is four words, its geometry a
+// load away in `struct kmem_cache`).
+const _: () = assert!(core::mem::size_of::<KmemCacheCpu>() == 40);
 
 impl KmemCacheCpu {
-    /// No CPU slab.
+    /// No CPU slab, no cache.
     pub(crate) const EMPTY: KmemCacheCpu = KmemCacheCpu {
         freelist: 0,
         slab: 0,
+        div_magic: 0,
         inuse: 0,
         pfn: 0,
+        offset: 0,
+        objs_end: 0,
     };
 
     /// Head PFN of the frozen slab (`slab` must be non-zero).
@@ -127,6 +143,191 @@ impl KmemCacheCpu {
     pub(crate) fn slab_pfn(&self) -> u32 {
         debug_assert_eq!(self.pfn as u64, (self.slab - PAGE_OFFSET) >> PAGE_SHIFT);
         self.pfn
+    }
+
+    /// Takes the CPU slab state away (cf. `flush_slab()`'s `c->slab =
+    /// NULL; c->freelist = NULL`), leaving no CPU slab and the geometry
+    /// copy as it was: the state it had.
+    #[inline]
+    pub(crate) fn take_slab(&mut self) -> KmemCacheCpu {
+        let old = *self;
+        *self = KmemCacheCpu {
+            freelist: 0,
+            slab: 0,
+            inuse: 0,
+            pfn: 0,
+            objs_end: 0,
+            ..old
+        };
+        old
+    }
+
+    /// Copies cache `c`'s fast-path geometry (`KmemCache::EMPTY`'s zeros
+    /// for a slot no live cache holds). Written by the exclusive side
+    /// whenever the cache's own fields are (`setup_cache`, destroy), with
+    /// no CPU slab; `objs_end` follows when a slab is frozen.
+    pub(crate) fn set_geometry(&mut self, c: &KmemCache) {
+        debug_assert_eq!(self.slab, 0);
+        self.div_magic = c.div_magic;
+        self.offset = c.offset;
+        self.objs_end = 0;
+    }
+
+    /// [`KmemCache::is_object_offset`] on the copy.
+    #[inline(always)]
+    pub(crate) fn is_object_offset(&self, off: u64) -> bool {
+        off < self.objs_end as u64 && off.wrapping_mul(self.div_magic) < self.div_magic
+    }
+}
+
+/// A cache slot (below [`MAX_CACHES`]) as a type whose range the
+/// compiler knows: a CPU's free hint, read by every `kfree`, indexes its
+/// `kmem_cache_cpu` array without a mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[rustfmt::skip]
+pub(crate) enum CacheSlot {
+    S0,
+    S1,
+    S2,
+    S3,
+    S4,
+    S5,
+    S6,
+    S7,
+    S8,
+    S9,
+    S10,
+    S11,
+    S12,
+    S13,
+    S14,
+    S15,
+    S16,
+    S17,
+    S18,
+    S19,
+    S20,
+    S21,
+    S22,
+    S23,
+    S24,
+    S25,
+    S26,
+    S27,
+    S28,
+    S29,
+    S30,
+    S31,
+    S32,
+    S33,
+    S34,
+    S35,
+    S36,
+    S37,
+    S38,
+    S39,
+    S40,
+    S41,
+    S42,
+    S43,
+    S44,
+    S45,
+    S46,
+    S47,
+    S48,
+    S49,
+    S50,
+    S51,
+    S52,
+    S53,
+    S54,
+    S55,
+    S56,
+    S57,
+    S58,
+    S59,
+    S60,
+    S61,
+    S62,
+    S63,
+}
+
+const _: () = assert!(MAX_CACHES == 64 && CacheSlot::S63 as usize == MAX_CACHES - 1);
+
+impl CacheSlot {
+    /// Slot `slot & (MAX_CACHES - 1)`. The match maps each value to
+    /// itself, so it compiles to nothing (and the mask to nothing where
+    /// the compiler knows `slot` is in range).
+    #[inline(always)]
+    #[rustfmt::skip]
+    pub(crate) fn new(slot: usize) -> CacheSlot {
+        match slot & (MAX_CACHES - 1) {
+            0 => CacheSlot::S0,
+            1 => CacheSlot::S1,
+            2 => CacheSlot::S2,
+            3 => CacheSlot::S3,
+            4 => CacheSlot::S4,
+            5 => CacheSlot::S5,
+            6 => CacheSlot::S6,
+            7 => CacheSlot::S7,
+            8 => CacheSlot::S8,
+            9 => CacheSlot::S9,
+            10 => CacheSlot::S10,
+            11 => CacheSlot::S11,
+            12 => CacheSlot::S12,
+            13 => CacheSlot::S13,
+            14 => CacheSlot::S14,
+            15 => CacheSlot::S15,
+            16 => CacheSlot::S16,
+            17 => CacheSlot::S17,
+            18 => CacheSlot::S18,
+            19 => CacheSlot::S19,
+            20 => CacheSlot::S20,
+            21 => CacheSlot::S21,
+            22 => CacheSlot::S22,
+            23 => CacheSlot::S23,
+            24 => CacheSlot::S24,
+            25 => CacheSlot::S25,
+            26 => CacheSlot::S26,
+            27 => CacheSlot::S27,
+            28 => CacheSlot::S28,
+            29 => CacheSlot::S29,
+            30 => CacheSlot::S30,
+            31 => CacheSlot::S31,
+            32 => CacheSlot::S32,
+            33 => CacheSlot::S33,
+            34 => CacheSlot::S34,
+            35 => CacheSlot::S35,
+            36 => CacheSlot::S36,
+            37 => CacheSlot::S37,
+            38 => CacheSlot::S38,
+            39 => CacheSlot::S39,
+            40 => CacheSlot::S40,
+            41 => CacheSlot::S41,
+            42 => CacheSlot::S42,
+            43 => CacheSlot::S43,
+            44 => CacheSlot::S44,
+            45 => CacheSlot::S45,
+            46 => CacheSlot::S46,
+            47 => CacheSlot::S47,
+            48 => CacheSlot::S48,
+            49 => CacheSlot::S49,
+            50 => CacheSlot::S50,
+            51 => CacheSlot::S51,
+            52 => CacheSlot::S52,
+            53 => CacheSlot::S53,
+            54 => CacheSlot::S54,
+            55 => CacheSlot::S55,
+            56 => CacheSlot::S56,
+            57 => CacheSlot::S57,
+            58 => CacheSlot::S58,
+            59 => CacheSlot::S59,
+            60 => CacheSlot::S60,
+            61 => CacheSlot::S61,
+            62 => CacheSlot::S62,
+            _ => CacheSlot::S63,
+        }
     }
 }
 
@@ -137,14 +338,14 @@ pub(crate) struct SlabCpu {
     /// The cache this CPU last allocated from, or last freed to by the
     /// general free: where `kfree` looks first (see
     /// [`SlabAllocator::slab_free`]).
-    pub(crate) hint: u8,
+    pub(crate) hint: CacheSlot,
     /// Its `kmem_cache_cpu` of each cache, by cache slot.
     pub(crate) slabs: [KmemCacheCpu; MAX_CACHES],
 }
 
 impl SlabCpu {
     pub(crate) const EMPTY: SlabCpu = SlabCpu {
-        hint: 0,
+        hint: CacheSlot::S0,
         slabs: [KmemCacheCpu::EMPTY; MAX_CACHES],
     };
 }
@@ -214,7 +415,9 @@ impl SlabAllocator<'_> {
         orig_size: usize,
     ) -> Result<u64, SlabError> {
         let slot = slot & (MAX_CACHES - 1);
-        if self.failslab_armed {
+        // `failslab` never fails `__GFP_NOFAIL` (cf. `__should_failslab()`),
+        // so for constant flags with it the test compiles away.
+        if self.failslab_armed && !gfp.contains(GfpFlags::NOFAIL) {
             return self.slab_alloc_armed(mem, pages, slot, gfp, orig_size);
         }
         // Every way out but the common one is a tail call: nothing is live
@@ -243,12 +446,11 @@ impl SlabAllocator<'_> {
         let slot = slot & (MAX_CACHES - 1);
         let cpu_id = self.smp_processor_id();
         let pc = &mut *self.pcpu[cpu_id];
-        pc.hint = slot as u8;
-        let c = &self.caches[slot];
+        pc.hint = CacheSlot::new(slot);
         let cpu = &mut pc.slabs[slot];
         let obj = cpu.freelist;
         if obj != 0 {
-            cpu.freelist = mem.read_u64(obj + c.offset as u64);
+            cpu.freelist = mem.read_u64(obj + cpu.offset as u64);
             cpu.inuse += 1;
         }
         obj
@@ -406,7 +608,7 @@ impl SlabAllocator<'_> {
             c.node.list_inuse += cc.inuse as u64;
             c.node.full.nr += 1;
             self.metas[cc.slab_pfn() as usize].prev = NIL;
-            self.pcpu[cpu].slabs[slot] = KmemCacheCpu::EMPTY;
+            self.pcpu[cpu].slabs[slot].take_slab();
         } else {
             self.deactivate_slab(pages, cpu, slot);
         }
@@ -446,6 +648,7 @@ impl SlabAllocator<'_> {
         let cc = &mut self.pcpu[cpu].slabs[slot];
         cc.freelist = mem.read_u64(obj + c.offset as u64);
         cc.slab = base;
+        cc.objs_end = c.objs_end;
         cc.pfn = pfn;
         cc.inuse = m.inuse as u32 + 1;
         c.node.list_inuse -= m.inuse as u64;
@@ -499,7 +702,7 @@ impl SlabAllocator<'_> {
         cpu: usize,
         slot: usize,
     ) {
-        let cc = core::mem::replace(&mut self.pcpu[cpu].slabs[slot], KmemCacheCpu::EMPTY);
+        let cc = self.pcpu[cpu].slabs[slot].take_slab();
         if cc.slab == 0 {
             return;
         }
@@ -613,18 +816,24 @@ impl SlabAllocator<'_> {
             Some(e) => e.slot as usize,
             None => pc.hint as usize,
         } & (MAX_CACHES - 1);
-        let c = &self.caches[hint];
         let cpu = &mut pc.slabs[hint];
         // Wraps to a huge offset below the slab, or without a CPU slab.
         let off = addr.wrapping_sub(cpu.slab);
         let head = cpu.freelist;
-        if c.is_object_offset(off)
+        if cpu.is_object_offset(off)
             && head != addr
-            && expect.is_none_or(|e| e.generation == c.generation)
+            && expect.is_none_or(|e| e.generation == self.caches[hint].generation)
         {
-            mem.write_u64(addr + c.offset as u64, head);
+            mem.write_u64(addr + cpu.offset as u64, head);
             cpu.freelist = addr;
             cpu.inuse -= 1;
+            return Ok(());
+        }
+        // `kfree(NULL)` and `kfree(ZERO_SIZE_PTR)` are no-ops (cf.
+        // `ZERO_OR_NULL_PTR()`), tested here rather than first: no such
+        // address passes the test above (a CPU's bound is 0 without a slab,
+        // and a slab lies far above them), so a pair does not pay for it.
+        if expect.is_none() && addr <= crate::kmalloc::ZERO_SIZE_PTR {
             return Ok(());
         }
         self.slab_free_lookup(mem, pages, addr, expect)
@@ -663,7 +872,7 @@ impl SlabAllocator<'_> {
         let base = addr - off;
         let head = pfn & !(c.pfn_mask as usize);
         let cpu_id = self.smp_processor_id();
-        self.pcpu[cpu_id].hint = slot as u8;
+        self.pcpu[cpu_id].hint = CacheSlot::new(slot);
         // This CPU's slab; another CPU's frozen one is `__slab_free`'s to
         // find (its overlay entry says so).
         if base == self.pcpu[cpu_id].slabs[slot].slab {
@@ -683,8 +892,8 @@ impl SlabAllocator<'_> {
         addr: u64,
     ) -> Result<(), Corruption> {
         let slot = slot & (MAX_CACHES - 1);
-        let offset = u64::from(self.caches[slot].offset);
         let cc = &mut self.pcpu[cpu & (NR_CPUS - 1)].slabs[slot];
+        let offset = u64::from(cc.offset);
         let first = cc.freelist;
         if first == addr {
             return Err(self.double_free_cpu(mem, slot, cpu, addr));

@@ -46,7 +46,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
+    CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
     SlabAllocator, SlabCpu, SlabMeta, slab_va,
 };
 use crate::gfp::GfpFlags;
@@ -313,7 +313,9 @@ impl SlabAllocator<'_> {
         size: usize,
         gfp: GfpFlags,
     ) -> Option<u64> {
-        if self.failslab_armed
+        // `failslab` never fails `__GFP_NOFAIL` (cf. `__should_failslab()`):
+        // for the kernel heap's constant flags the test compiles away.
+        if (self.failslab_armed && !gfp.contains(GfpFlags::NOFAIL))
             || size.wrapping_sub(1) >= KMALLOC_MAX_CACHE_SIZE
             || gfp.intersects(GfpFlags::DMA.union(GfpFlags::ACCOUNT))
         {
@@ -328,12 +330,11 @@ impl SlabAllocator<'_> {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.refill_cpu(cpu, mem, slot, gfp) };
         }
-        let c = &self.caches[slot];
-        cc.freelist = mem.read_u64(obj + u64::from(c.offset));
+        cc.freelist = mem.read_u64(obj + u64::from(cc.offset));
         cc.inuse += 1;
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         if gfp.contains(GfpFlags::ZERO) {
-            mem.fill(obj, c.object_size as usize, 0);
+            mem.fill(obj, self.caches[slot].object_size as usize, 0);
         }
         Some(obj)
     }
@@ -349,16 +350,15 @@ impl SlabAllocator<'_> {
     pub unsafe fn kfree_cpu<M: ObjectMemory>(&self, cpu: usize, mem: &M, addr: u64) -> bool {
         // SAFETY: the caller holds `cpu`'s flag.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
-        let hint = pc.hint as usize & (MAX_CACHES - 1);
-        let c = &self.caches[hint];
+        let hint = pc.hint as usize;
         let cc = &mut pc.slabs[hint];
         let off = addr.wrapping_sub(cc.slab);
         let head = cc.freelist;
-        if !c.is_object_offset(off) || head == addr {
+        if !cc.is_object_offset(off) || head == addr {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
-        mem.write_u64(addr + u64::from(c.offset), head);
+        mem.write_u64(addr + u64::from(cc.offset), head);
         cc.freelist = addr;
         cc.inuse -= 1;
         true
@@ -419,6 +419,7 @@ impl SlabAllocator<'_> {
         let obj = base + u64::from(m.freelist);
         cc.freelist = mem.read_u64(obj + u64::from(c.offset));
         cc.slab = base;
+        cc.objs_end = c.objs_end;
         cc.pfn = pfn;
         cc.inuse = u32::from(m.inuse) + 1;
         node.list_inuse -= u64::from(m.inuse);
@@ -426,7 +427,7 @@ impl SlabAllocator<'_> {
         m.inuse = c.objects as u16;
         m.prev = FROZEN;
         drop(node);
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         if gfp.contains(GfpFlags::ZERO) {
             mem.fill(obj, c.object_size as usize, 0);
         }
@@ -467,10 +468,10 @@ impl SlabAllocator<'_> {
             if cc.freelist == addr {
                 return false; // a double free, for the general path to report
             }
-            mem.write_u64(addr + u64::from(c.offset), cc.freelist);
+            mem.write_u64(addr + u64::from(cc.offset), cc.freelist);
             cc.freelist = addr;
             cc.inuse -= 1;
-            pc.hint = slot as u8;
+            pc.hint = CacheSlot::new(slot);
             return true;
         }
         // A tail call (five arguments, all in registers): this function
@@ -546,7 +547,7 @@ impl SlabAllocator<'_> {
         drop(node);
         // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         true
     }
 
@@ -615,7 +616,7 @@ impl SlabAllocator<'_> {
         drop(node);
         // SAFETY: the caller holds `cpu`'s flag: the slot is ours alone.
         let pc: &mut SlabCpu = unsafe { self.pcpu[cpu].slot_mut() };
-        pc.hint = slot as u8;
+        pc.hint = CacheSlot::new(slot);
         true
     }
 }

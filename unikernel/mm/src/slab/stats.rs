@@ -266,6 +266,18 @@ impl SlabAllocator<'_> {
             });
         }
         for (slot, c) in self.caches.iter().enumerate() {
+            let geometry = |cc: &KmemCacheCpu| (cc.div_magic, cc.offset, cc.objs_end);
+            let want = |cc: &KmemCacheCpu| {
+                let bound = if cc.slab != 0 { c.objs_end } else { 0 };
+                (c.div_magic, c.offset, bound)
+            };
+            if self
+                .pcpu
+                .iter()
+                .any(|pc| geometry(&pc.slabs[slot]) != want(&pc.slabs[slot]))
+            {
+                sink(cache_problem(c, "a CPU's geometry copy differs from the cache's"));
+            }
             if !c.live {
                 if frames[slot] != 0 {
                     sink(cache_problem(c, "frames labelled with a dead cache"));

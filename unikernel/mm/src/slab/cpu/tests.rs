@@ -50,6 +50,14 @@ fn cpu_of(f: &Fixture, id: CacheId) -> KmemCacheCpu {
     f.slab.pcpu[f.slab.smp_processor_id()].slabs[id.slot()]
 }
 
+/// No CPU slab of `id` on this CPU, and the cache's geometry copied.
+fn assert_no_cpu_slab(f: &Fixture, id: CacheId) {
+    let cc = cpu_of(f, id);
+    assert_eq!((cc.freelist, cc.slab, cc.inuse, cc.pfn), (0, 0, 0, 0));
+    let c = &f.slab.caches[id.slot()];
+    assert_eq!((cc.div_magic, cc.offset, cc.objs_end), (c.div_magic, c.offset, 0));
+}
+
 fn alloc_n(f: &mut Fixture, id: CacheId, n: usize) -> Vec<u64> {
     (0..n)
         .map(|_| {
@@ -81,7 +89,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     let a = alloc_n(&mut f, id, 3);
     assert_eq!(info(&f), (0, 1, 0, 3));
     f.slab.flush_all(&f.pages, id.slot());
-    assert_eq!(cpu_of(&f, id), KmemCacheCpu::EMPTY);
+    assert_no_cpu_slab(&f, id);
     assert_eq!(info(&f), (0, 1, 0, 3));
     f.slab.check_invariants(&f.mem).unwrap();
 
@@ -221,7 +229,7 @@ fn a_failed_refill_leaves_exact_counts() {
             .kmem_cache_alloc(&f.mem, &failing, id, GfpFlags::GFP_KERNEL),
         Err(SlabError::NoMemory { .. })
     ));
-    assert_eq!(cpu_of(&f, id), KmemCacheCpu::EMPTY);
+    assert_no_cpu_slab(&f, id);
     let i = f.slab.cache_info(id).unwrap();
     assert_eq!(
         (i.active_objs, i.slabs_full, i.num_slabs),
@@ -760,4 +768,76 @@ fn this_cpu_is_a_cpu_index() {
             .collect();
         assert_eq!(owners, [cpu], "object {obj:#x}");
     }
+}
+
+/// Every CPU's `kmem_cache_cpu` carries its cache's fast-path geometry
+/// from creation on, the bound (`objs_end`) only while the CPU has a slab
+/// frozen; zeros once the cache is destroyed (so the free fast path's
+/// bound refuses any address there, even on a stale hint), and the next
+/// cache in the slot's own; objects of that cache then take the fast
+/// paths on every CPU.
+#[test]
+fn the_geometry_copy_follows_its_cache() {
+    let mut f = Fixture::new(16);
+    let copies = |f: &Fixture, slot: usize| -> Vec<(u64, u32, u32)> {
+        (0..NR_CPUS)
+            .map(|k| {
+                let cc = f.slab.pcpu[k].slabs[slot];
+                (cc.div_magic, cc.offset, cc.objs_end)
+            })
+            .collect()
+    };
+    let a = f
+        .slab
+        .kmem_cache_create("geo-a", 100, 0, SlabFlags::NONE, None)
+        .unwrap();
+    // 100 bytes → a 104-byte stride, 39 objects in a page, the free
+    // pointer mid-object (SLUB's `s->offset`).
+    let want_a = (div_magic(104), 48, 0);
+    assert_eq!(f.slab.caches[a.slot()].size, 104);
+    assert_eq!(copies(&f, a.slot()), vec![want_a; NR_CPUS]);
+    for cpu in [0, 5] {
+        f.slab.set_this_cpu(cpu);
+        let o = f
+            .slab
+            .kmem_cache_alloc(&f.mem, &f.pages, a, GfpFlags::GFP_KERNEL)
+            .unwrap();
+        assert_eq!(cpu_of(&f, a).inuse, 1);
+        f.slab.kmem_cache_free(&f.mem, &f.pages, a, o).unwrap();
+        assert_eq!(cpu_of(&f, a).inuse, 0, "freed by the fast path");
+    }
+    let frozen = (div_magic(104), 48, 39 * 104);
+    let mut want = vec![want_a; NR_CPUS];
+    (want[0], want[5]) = (frozen, frozen);
+    assert_eq!(copies(&f, a.slot()), want);
+    f.slab.set_this_cpu(0);
+    f.slab.kmem_cache_destroy(&f.pages, a).unwrap();
+    assert_eq!(copies(&f, a.slot()), vec![(0, 0, 0); NR_CPUS]);
+    assert!(!cpu_of(&f, a).is_object_offset(0));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    let b = f
+        .slab
+        .kmem_cache_create("geo-b", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(b.slot(), a.slot(), "the slot is reused");
+    let geo = calculate_sizes(512, 0, SlabFlags::NONE, false);
+    let want_b = (div_magic(geo.size), geo.offset, 0);
+    assert_eq!(copies(&f, b.slot()), vec![want_b; NR_CPUS]);
+    let o = f
+        .slab
+        .kmem_cache_alloc(&f.mem, &f.pages, b, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    f.slab.kmem_cache_free(&f.mem, &f.pages, b, o).unwrap();
+    assert_eq!(cpu_of(&f, b).inuse, 0);
+    f.slab.check_invariants(&f.mem).unwrap();
+}
+
+/// [`CacheSlot::new`] is the slot itself, masked to the table.
+#[test]
+fn a_cache_slot_is_its_index() {
+    for slot in 0..4 * MAX_CACHES {
+        assert_eq!(CacheSlot::new(slot) as usize, slot % MAX_CACHES);
+    }
+    assert_eq!(CacheSlot::new(usize::MAX) as usize, MAX_CACHES - 1);
 }

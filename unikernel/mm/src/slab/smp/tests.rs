@@ -532,3 +532,88 @@ fn missed_hint_frees_split_between_the_lookup_and_the_list_lock_half() {
     g.kfree(&mem, &mm, x).unwrap();
     g.check_invariants(&mem).unwrap();
 }
+
+/// `ZERO_SIZE_PTR` (16) and other tiny addresses never pass a free fast
+/// path's test, even when the hint names a small-object cache whose CPU
+/// slab a shrink took away (without a slab, the slab address is 0 and the
+/// address itself is the "offset": 16 is a multiple of 8). Both paths
+/// refuse them, `kfree` treats `ZERO_SIZE_PTR` as the no-op it is and
+/// `kmem_cache_free` reports it, and nothing changes.
+#[test]
+fn tiny_addresses_never_take_a_fast_free() {
+    let mut f = super::super::tests::Fixture::new(16);
+    let cpu_of = |f: &super::super::tests::Fixture, id: super::super::CacheId| f.slab.pcpu[0].slabs[id.slot()];
+    let id = f.slab.find_cache("kmalloc-8").unwrap();
+    let o = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+    assert_eq!(f.slab.pcpu[0].hint as usize, id.slot());
+    f.slab.kmem_cache_shrink(&f.pages, id).unwrap();
+    assert_eq!(cpu_of(&f, id).slab, 0, "no CPU slab, the hint unchanged");
+    assert_eq!(f.slab.pcpu[0].hint as usize, id.slot());
+    for addr in [8, crate::kmalloc::ZERO_SIZE_PTR, 24, 64] {
+        // SAFETY: CPU 0, this thread alone; nothing is freed (the test).
+        assert!(!unsafe { f.slab.kfree_cpu(0, &f.mem, addr) }, "{addr}");
+        assert_eq!(cpu_of(&f, id).freelist, 0, "{addr}");
+        assert!(f.slab.kmem_cache_free(&f.mem, &f.pages, id, addr).is_err());
+        assert_eq!(cpu_of(&f, id).freelist, 0, "{addr}");
+    }
+    f.slab
+        .kfree(&f.mem, &f.pages, crate::kmalloc::ZERO_SIZE_PTR)
+        .unwrap();
+    f.slab.kfree(&f.mem, &f.pages, 0).unwrap();
+    assert_eq!(cpu_of(&f, id).freelist, 0);
+    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 0);
+    f.slab.check_invariants(&f.mem).unwrap();
+    // With a CPU slab frozen again: the same, its free list untouched.
+    let o = f
+        .slab
+        .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
+        .unwrap();
+    let head = cpu_of(&f, id).freelist;
+    assert_ne!(cpu_of(&f, id).slab, 0);
+    for addr in [0, 8, crate::kmalloc::ZERO_SIZE_PTR] {
+        // SAFETY: as above.
+        assert!(!unsafe { f.slab.kfree_cpu(0, &f.mem, addr) }, "{addr}");
+        f.slab.kfree(&f.mem, &f.pages, addr).unwrap();
+        assert_eq!(cpu_of(&f, id).freelist, head, "{addr}");
+    }
+    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 1);
+    f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+    assert_eq!(cpu_of(&f, id).freelist, o);
+    f.slab.check_invariants(&f.mem).unwrap();
+}
+
+/// With `failslab` armed to fail everything, the per-CPU allocation
+/// defers to the general path (which injects), except for `__GFP_NOFAIL`
+/// (the kernel heap's flags), which `failslab` never fails: it pops this
+/// CPU's free list as usual, and nothing is counted as injected.
+#[test]
+fn armed_failslab_spares_nofail_on_the_cpu_path() {
+    use crate::fault_inject::{FaultAttr, FaultConfig};
+    let mut f = super::super::tests::Fixture::new(16);
+    let gfp = GfpFlags::GFP_ATOMIC;
+    let warm = f.slab.kmalloc(&f.mem, &f.pages, 64, gfp).unwrap();
+    let mut attr = FaultAttr::new();
+    attr.setup(FaultConfig {
+        interval: 1,
+        probability: 100,
+        space: 0,
+        times: -1,
+    });
+    f.slab.failslab_mut().attr = attr;
+    // SAFETY: CPU 0, this thread alone.
+    assert_eq!(unsafe { f.slab.kmalloc_cpu(0, &f.mem, 64, gfp) }, None);
+    // SAFETY: as above.
+    let o = unsafe { f.slab.kmalloc_cpu(0, &f.mem, 64, gfp | GfpFlags::NOFAIL) };
+    assert_eq!(o.map(|o| o - warm), Some(64), "the next object of the CPU slab");
+    assert!(f.slab.kmalloc(&f.mem, &f.pages, 64, gfp).is_err());
+    assert_eq!(f.slab.failslab().attr.injected(), 1);
+    f.slab.failslab_mut().attr = FaultAttr::new();
+    for obj in [warm, o.unwrap()] {
+        f.slab.kfree(&f.mem, &f.pages, obj).unwrap();
+    }
+    f.slab.check_invariants(&f.mem).unwrap();
+}
