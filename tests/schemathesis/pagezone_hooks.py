@@ -51,31 +51,48 @@ def _as_sent(value):
         return text
 
 
+def _query_on_the_wire(values):
+    """The query as the server receives it, name -> list of texts:
+    encoded as the request will be (a None or an empty array is left
+    out, an array repeats the name), then parsed back."""
+    from urllib.parse import parse_qs
+
+    from requests.models import RequestEncodingMixin
+
+    prepared = {
+        name: str(value).lower() if isinstance(value, bool) else value
+        for name, value in (values or {}).items()
+    }
+    return parse_qs(RequestEncodingMixin._encode_params(prepared), keep_blank_values=True)
+
+
 def _valid_as_sent(op, case):
     """Whether a body-less case is valid once its values are sent as text.
 
     schemathesis 3.39 labels cases "negative" whose mutation does not
-    survive serialization: an integer 0 negated into the string "0" is
-    the same ?offset=0 on the wire. Such a case is no test of rejection.
+    survive serialization: an integer 0 negated into the string "0", the
+    array [0], or an offset sent beside a limit negated into None (left
+    out of the query), is the same ?offset=0 on the wire. Such a case is
+    no test of rejection.
     """
     import jsonschema
     from schemathesis.types import NotSet
 
     if not isinstance(case.body, NotSet):
         return False
-    for location, values in (("path_parameters", case.path_parameters), ("query", case.query)):
+    path = {name: [value] for name, value in (case.path_parameters or {}).items()}
+    for location, values in (("path_parameters", path), ("query", _query_on_the_wire(case.query))):
         params = {p.name: p.definition.get("schema", {}) for p in getattr(op, location, [])}
-        values = values or {}
         if set(values) - set(params):
             return False
         for p in getattr(op, location, []):
             if p.definition.get("required") and p.name not in values:
                 return False
-        for name, value in values.items():
-            if isinstance(value, list):
+        for name, sent in values.items():
+            if len(sent) != 1 or isinstance(sent[0], (list, dict)):
                 return False
             try:
-                jsonschema.validate(_as_sent(value), params[name])
+                jsonschema.validate(_as_sent(sent[0]), params[name])
             except jsonschema.ValidationError:
                 return False
     return True
