@@ -2,7 +2,8 @@
 # Installs what building, running and testing Pagezone needs, and nothing
 # when it is already there: the pinned Rust toolchain with the
 # x86_64-unknown-none target (rust-toolchain.toml), QEMU, Chromium with its
-# WebDriver (for the browser tests), wrk (for `make bench`'s HTTP figures)
+# WebDriver (for the browser tests), wrk and valgrind (for `make bench`'s
+# HTTP figures and instruction counts)
 # and binutils' objcopy, which `make kernel` splits the image's debug info
 # off with; Prometheus, promtool and node_exporter (Debian packages, for
 # the /metrics test) and schemathesis (pinned, from PyPI into a venv under
@@ -57,6 +58,8 @@ for w in "${want[@]}"; do
             ;;
         bench)
             command -v wrk >/dev/null || apt_install wrk
+            # The instruction-count tables (benches/src/lib.rs: InstrCount).
+            command -v valgrind >/dev/null || apt_install valgrind
             ;;
         prometheus)
             { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || apt_install prometheus

@@ -36,7 +36,7 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use benches::{cell, leaked_arena, median_of_3, print_table};
+use benches::{InstrCount, cell, leaked_arena, median_of_3, print_table};
 use mm::gfp::GfpFlags;
 use mm::manager::MemoryManager;
 use mm::memblock::Memblock;
@@ -553,6 +553,12 @@ fn iters(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Pairs or steps per timed run when counting instructions (and twice
+/// that): enough that the difference dwarfs any run-to-run wobble in
+/// the set-up (there is none in a deterministic program, but the count
+/// is divided by it).
+const COUNT_N: usize = 20_000;
+
 fn run<A: Alloc>(a: &mut A, t: &Tables) -> [f64; 4] {
     let fixed64 = vec![64usize; TABLE];
     let pairs = iters(10_000_000);
@@ -637,10 +643,20 @@ fn main() {
     if selected("axallocator 0.2 slab") {
         results.push(("axallocator 0.2 slab", run(&mut AxSlab::new(), &t)));
     }
-    if selected("system (glibc)") {
+    if selected("system (glibc malloc)") {
         results.push(("system (glibc malloc)", run(&mut Sys, &t)));
     }
 
+    let pages_only = |rows: &mut Vec<Vec<String>>| {
+        for name in [
+            "buddy_system_allocator 0.13 FrameAllocator",
+            "axallocator 0.2 bitmap",
+        ] {
+            let mut row = vec![name.to_string()];
+            row.extend(std::iter::repeat_n("n/a: pages only".to_string(), 4));
+            rows.push(row);
+        }
+    };
     let mut rows: Vec<Vec<String>> = results
         .iter()
         .map(|(name, r)| {
@@ -649,29 +665,67 @@ fn main() {
             row
         })
         .collect();
-    for name in [
-        "buddy_system_allocator 0.13 FrameAllocator",
-        "axallocator 0.2 bitmap",
-    ] {
-        let mut row = vec![name.to_string()];
-        row.extend(std::iter::repeat_n("n/a: pages only".to_string(), 4));
-        rows.push(row);
-    }
+    pages_only(&mut rows);
+    const HEADER: [&str; 5] = [
+        "allocator",
+        "LIFO 64 B pair",
+        "LIFO 8..4096 pair",
+        "rand uniform 8..4096 op (1024 live)",
+        "rand log-uniform op (1024 live)",
+    ];
     print_table(
         "Slab layer (kmalloc): ns per alloc+free pair (LIFO) or per random operation; median of 3 runs",
-        &[
-            "allocator",
-            "LIFO 64 B pair",
-            "LIFO 8..4096 pair",
-            "rand uniform 8..4096 op (1024 live)",
-            "rand log-uniform op (1024 live)",
-        ],
+        &HEADER,
         &rows,
     );
     println!();
     println!(
         "Issue 12 targets for kmalloc (pagezone (kernel)): LIFO 64 B pair <= 4 ns, random uniform op <= 8 ns."
     );
+
+    if let Some(counter) = InstrCount::new() {
+        let mut rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|(name, _)| {
+                let mut row = vec![name.to_string()];
+                row.extend((0..4).map(|w| {
+                    if !workload_selected(w) {
+                        return String::new();
+                    }
+                    // Every timed run is three runs of `n` pairs or steps
+                    // (`median3`); a step is two operations.
+                    let ops_per = if w < 2 { 3.0 } else { 6.0 };
+                    let per_op = counter.per_op(
+                        COUNT_N,
+                        |n| {
+                            vec![
+                                ("PZ_BENCH_ONLY", format!("{name}:{w}")),
+                                ("PZ_BENCH_ITERS", n.to_string()),
+                            ]
+                        },
+                        |n| ops_per * n as f64,
+                    );
+                    cell(&per_op)
+                }));
+                eprintln!("kmalloc: {name} counted");
+                row
+            })
+            .collect();
+        pages_only(&mut rows);
+        print_table(
+            &format!(
+                "Slab layer (kmalloc): instructions per pair or operation, the same workloads counted \
+                 (valgrind cachegrind, {COUNT_N} against {} pairs or steps)",
+                2 * COUNT_N
+            ),
+            &HEADER,
+            &rows,
+        );
+        println!();
+        println!(
+            "A count includes the bench loop's own instructions (the table read, the call), alike for every row."
+        );
+    }
 
     if selected("tracing") {
         let fixed64 = vec![64usize; TABLE];

@@ -13,8 +13,17 @@
 //!   image size, smallest RAM that serves, idle CPU.
 //!
 //! Nothing here asserts anything about time.
+//!
+//! Beside the ns tables, the host benches print the same workloads counted
+//! in instructions ([`InstrCount`]): this bench binary run again under
+//! valgrind's cachegrind at two sizes, the difference divided by the
+//! operations between them. A count does not move with the host's load,
+//! which swings these ns figures 1.4–2× within minutes on a shared VM, so
+//! it is the figure to compare across runs and machines; the ns say what
+//! that work costs here, cache misses and mispredictions included.
 
 use std::alloc::{Layout, alloc_zeroed};
+use std::process::Command;
 use std::time::Duration;
 
 /// xorshift64* — small, fast and the same on every machine, so every
@@ -169,5 +178,77 @@ mod tests {
         assert_eq!(cell(&Ok(12.345)), "12.3");
         assert_eq!(cell(&Ok(12345.6)), "12346");
         assert_eq!(cell(&Err("n/a: pages only".into())), "n/a: pages only");
+    }
+}
+
+/// Counts instructions per operation by re-running the current bench
+/// binary under `valgrind --tool=cachegrind --cache-sim=no` (see the
+/// module docs). `None` when counting is off: `PZ_BENCH_INSTR=0`, or no
+/// `valgrind` on the machine (`.ci/deps.sh bench` installs it).
+pub struct InstrCount {
+    exe: std::path::PathBuf,
+}
+
+/// The environment variable a counting child sees, so that it runs one
+/// workload and does not count in turn.
+pub const COUNTING_CHILD: &str = "PZ_BENCH_COUNTING";
+
+impl InstrCount {
+    /// Counting, if it is on and valgrind runs.
+    pub fn new() -> Option<InstrCount> {
+        if std::env::var("PZ_BENCH_INSTR").is_ok_and(|v| v == "0")
+            || std::env::var_os(COUNTING_CHILD).is_some()
+        {
+            return None;
+        }
+        let ok = Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let exe = std::env::current_exe().ok()?;
+        ok.then_some(InstrCount { exe })
+    }
+
+    /// Instructions the child executes with `env` set (besides
+    /// [`COUNTING_CHILD`]).
+    pub fn total(&self, env: &[(&str, String)]) -> Result<u64, String> {
+        let out = Command::new("valgrind")
+            .args([
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+            ])
+            .arg(&self.exe)
+            .env(COUNTING_CHILD, "1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .map_err(|e| format!("valgrind: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(format!("valgrind: exit {}", out.status));
+        }
+        // `==PID== I   refs:      56,999,909`
+        stderr
+            .lines()
+            .find_map(|l| {
+                let (_, n) = l.split_once("refs:")?;
+                l.contains(" I ").then(|| n.trim().replace(',', "").parse().ok())?
+            })
+            .ok_or_else(|| "valgrind: no instruction count".to_string())
+    }
+
+    /// Instructions per operation: the child run with `env(n)` and with
+    /// `env(2 n)`, the difference over `ops(n)`, the operations the second
+    /// run did beyond the first. Whatever both runs do alike (set-up,
+    /// tables, warm-up) cancels out.
+    pub fn per_op(
+        &self,
+        n: usize,
+        env: impl Fn(usize) -> Vec<(&'static str, String)>,
+        ops: impl Fn(usize) -> f64,
+    ) -> Result<f64, String> {
+        let small = self.total(&env(n))?;
+        let large = self.total(&env(2 * n))?;
+        Ok((large as f64 - small as f64) / ops(n))
     }
 }
