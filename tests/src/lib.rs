@@ -27,8 +27,14 @@ pub const EXIT_FAILURE: i32 = 35;
 /// The QEMU machine a guest boots on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Machine {
-    /// `-M q35`: PCI (ECAM from the MCFG), `virtio-net-pci`.
+    /// `-M q35 -nodefaults -bios qboot.rom`: PCI (ECAM from the MCFG),
+    /// `virtio-net-pci` without its iPXE ROM. qboot assigns no BARs: the
+    /// kernel places the NIC's (`drivers/pci.rs`).
     Q35,
+    /// `-M q35` as QEMU sets it up by default: SeaBIOS (which assigns the
+    /// BARs), a VGA card, the NIC's option ROM. Slower to reach the
+    /// kernel; kept to test the firmware-assigned path.
+    Q35Seabios,
     /// `-M microvm,acpi=off`: no PCI, no ACPI; `virtio-net-device` on a
     /// virtio-mmio transport QEMU appends to the command line
     /// (`virtio_mmio.device=512@0xfeb00e00:12`); CPUs from the MP table.
@@ -39,20 +45,25 @@ pub enum Machine {
 }
 
 impl Machine {
-    /// `$MACHINE` (`q35`, `microvm`, `microvm-acpi`), q35 if unset.
+    /// `$MACHINE` (`q35`, `q35-seabios`, `microvm`, `microvm-acpi`), q35
+    /// if unset.
     pub fn from_env() -> Machine {
         match std::env::var("MACHINE").as_deref() {
             Err(_) | Ok("") | Ok("q35") => Machine::Q35,
+            Ok("q35-seabios") => Machine::Q35Seabios,
             Ok("microvm") => Machine::Microvm,
             Ok("microvm-acpi") => Machine::MicrovmAcpi,
-            Ok(other) => panic!("MACHINE={other}: expected q35, microvm or microvm-acpi"),
+            Ok(other) => {
+                panic!("MACHINE={other}: expected q35, q35-seabios, microvm or microvm-acpi")
+            }
         }
     }
 
     /// `-M …` and the options that go with it.
     pub fn qemu_args(self) -> &'static [&'static str] {
         match self {
-            Machine::Q35 => &["-M", "q35"],
+            Machine::Q35 => &["-M", "q35", "-nodefaults", "-bios", "qboot.rom"],
+            Machine::Q35Seabios => &["-M", "q35"],
             Machine::Microvm => &[
                 "-M",
                 "microvm,acpi=off",
@@ -71,7 +82,8 @@ impl Machine {
     /// The virtio-net device for `-netdev` `net0`.
     pub fn nic(self) -> &'static str {
         match self {
-            Machine::Q35 => "virtio-net-pci,netdev=net0,disable-legacy=on",
+            Machine::Q35 => "virtio-net-pci,netdev=net0,disable-legacy=on,romfile=",
+            Machine::Q35Seabios => "virtio-net-pci,netdev=net0,disable-legacy=on",
             Machine::Microvm | Machine::MicrovmAcpi => "virtio-net-device,netdev=net0",
         }
     }
@@ -79,21 +91,22 @@ impl Machine {
     /// What `/api/net` says the NIC's transport is.
     pub fn transport(self) -> &'static str {
         match self {
-            Machine::Q35 => "virtio-pci",
+            Machine::Q35 | Machine::Q35Seabios => "virtio-pci",
             Machine::Microvm | Machine::MicrovmAcpi => "virtio-mmio",
         }
     }
 
     pub fn is_microvm(self) -> bool {
-        self != Machine::Q35
+        matches!(self, Machine::Microvm | Machine::MicrovmAcpi)
     }
 
     /// The end of RAM (a PFN) for `-m` of `mem_mib` MiB, below the 32-bit
-    /// hole (up to 2 GiB): q35's firmware keeps the last 33 pages (its
-    /// e820 ends at 0x7ffdf000 for 2 GiB); microvm's RAM is all usable.
+    /// hole (up to 2 GiB): SeaBIOS keeps the last 33 pages (its e820 ends
+    /// at 0x7ffdf000 for 2 GiB); under qboot (q35, microvm) RAM is all
+    /// usable.
     pub fn ram_end_pfn(self, mem_mib: u64) -> u64 {
         let pages = mem_mib << 8;
-        if self.is_microvm() { pages } else { pages - 33 }
+        if self == Machine::Q35Seabios { pages - 33 } else { pages }
     }
 
     /// What QEMU appends to the guest's command line: microvm without
@@ -102,7 +115,7 @@ impl Machine {
     pub fn appended_cmdline(self) -> &'static str {
         match self {
             Machine::Microvm => " virtio_mmio.device=512@0xfeb00e00:12",
-            Machine::Q35 | Machine::MicrovmAcpi => "",
+            Machine::Q35 | Machine::Q35Seabios | Machine::MicrovmAcpi => "",
         }
     }
 }

@@ -37,7 +37,12 @@ pub const MAX_IDLE_MS: u64 = 1_000;
 /// (`virtio_mmio.device=`) and of the DSDT — then serves forever.
 pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     let mut nic = if let Some(mut root) = pci::init() {
-        let functions = pci::enumerate(&mut root);
+        let map: alloc::vec::Vec<(u64, u64)> = boot
+            .memmap()
+            .iter()
+            .map(|e| (e.addr, e.addr.saturating_add(e.size)))
+            .collect();
+        let functions = pci::enumerate(&mut root, &map);
         crate::time::boot_phase("pci");
         virtio::probe_pci(&mut root, &functions)
     } else {

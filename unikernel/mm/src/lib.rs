@@ -14,6 +14,7 @@ pub mod fault;
 pub mod fault_inject;
 pub mod gfp;
 pub mod highmem;
+pub mod iomem;
 pub mod kmalloc;
 pub mod layout;
 pub mod manager;

@@ -16,6 +16,12 @@
 //! function's at once with decoding off (cf. `pci_read_bases()`), and
 //! decoding stays off until the driver enables the device; the other
 //! functions keep the firmware's assignment, listed at `loglevel=debug`.
+//!
+//! A firmware that assigns no BARs (qboot, which `make run` uses on q35:
+//! it reaches the kernel in a fraction of SeaBIOS's time) leaves them at
+//! zero; a driven function's are then placed in the PCI gap of the e820
+//! map ([`assign_unassigned_bars`], cf. `pci_assign_unassigned_resources()`
+//! with `e820__setup_pci_gap()`'s window).
 
 use virtio_drivers::transport::pci::bus::{
     BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, MemoryBarType,
@@ -160,8 +166,11 @@ pub fn describe(info: &DeviceFunctionInfo) -> &'static str {
 }
 
 /// Logs every function on the mapped buses with its INTx (and the BARs of
-/// those with a driver here), and returns them.
-pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
+/// those with a driver here), assigns the driven functions' memory BARs
+/// the firmware left unassigned (see [`assign_unassigned_bars`];
+/// `firmware_map` is the e820 map, `[start, end)` of every entry), and
+/// returns them.
+pub fn enumerate(root: &mut PciRoot<Ecam>, firmware_map: &[(u64, u64)]) -> Vec<PciFunction> {
     let mut found = Vec::new();
     let bus = acpi::info().and_then(|i| i.mcfg).map_or(0, |m| m.bus_start);
     let functions: Vec<_> = root.enumerate_bus(bus).collect();
@@ -208,7 +217,123 @@ pub fn enumerate(root: &mut PciRoot<Ecam>) -> Vec<PciFunction> {
             bars,
         });
     }
+    let unassigned = |f: &PciFunction| {
+        f.bars
+            .iter()
+            .any(|b| matches!(b, Some(BarInfo::Memory { address: 0, size, .. }) if *size > 0))
+    };
+    if found.iter().any(unassigned) {
+        assign_unassigned_bars(root, &mut found, firmware_map);
+    }
     found
+}
+
+/// Places every memory BAR of a driven function that reads zero (the
+/// firmware assigned none) at the lowest naturally aligned address of the
+/// PCI gap that meets nothing else, and writes it (decoding is off from
+/// [`read_bars`]). cf. `pci_assign_unassigned_resources()` →
+/// `pci_assign_resource()`: the window is `e820__setup_pci_gap()`'s (no
+/// `_CRS` here), below the x86 APIC/firmware area, around the ECAM, the
+/// APICs and the BARs the firmware did assign (sized for this, their
+/// decoding restored). An I/O BAR left unassigned stays so (no driver
+/// here uses one); a BAR that finds no room stays zero and its driver
+/// fails to map it.
+fn assign_unassigned_bars(
+    root: &mut PciRoot<Ecam>,
+    found: &mut [PciFunction],
+    firmware_map: &[(u64, u64)],
+) {
+    use mm::iomem::{IomemAllocator, X86_PLATFORM_AREA, pci_gap};
+    let Some((gap_start, gap_size)) = pci_gap(firmware_map) else {
+        log::error!("pci: no gap of 4 MiB below 4 GiB in the e820 map: unassigned BARs stay so");
+        return;
+    };
+    log::info!(
+        "[mem {gap_start:#010x}-{:#010x}] available for PCI devices",
+        gap_start + gap_size - 1
+    );
+    let mut iomem = IomemAllocator::new(gap_start, (gap_start + gap_size).min(X86_PLATFORM_AREA.0));
+    let mut claims: Vec<(u64, u64)> = Vec::new();
+    if let Some(info) = acpi::info() {
+        if let Some(m) = info.mcfg {
+            claims.push((m.base, m.base + m.size()));
+        }
+        claims.push((info.lapic_base, info.lapic_base + 0x1000));
+        for io in &info.ioapics[..info.nr_ioapics] {
+            claims.push((u64::from(io.addr), u64::from(io.addr) + 0x1000));
+        }
+    }
+    // What the firmware did assign, driven functions' and the others'.
+    for f in found.iter_mut() {
+        let standard =
+            f.info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard;
+        if standard && !has_driver(&f.info) && (0..6).any(|i| config_read(f.df, 0x10 + 4 * i) != 0)
+        {
+            let (_, command) = root.get_status_command(f.df);
+            match read_bars(root, f.df) {
+                Ok(b) => f.bars = b,
+                Err(e) => log::warn!("PCI {}: BARs unreadable: {e:?}", f.df),
+            }
+            root.set_command(f.df, command);
+        }
+        for bar in f.bars.iter().flatten() {
+            if let BarInfo::Memory { address, size, .. } = bar
+                && *address != 0
+            {
+                claims.push((*address, address + size));
+            }
+        }
+    }
+    for (start, end) in claims {
+        if let Err(e) = iomem.claim(start, end) {
+            log::warn!("pci: {e}; placing BARs without [{start:#x}, {end:#x})");
+        }
+    }
+    for f in found.iter_mut().filter(|f| has_driver(&f.info)) {
+        for index in 0..6 {
+            let Some(BarInfo::Memory {
+                address_type,
+                prefetchable,
+                address: 0,
+                size,
+            }) = f.bars[index]
+            else {
+                if let Some(BarInfo::IO { address: 0, size }) = f.bars[index] {
+                    log::warn!("PCI {}: BAR{index} io (size {size:#x}) unassigned", f.df);
+                }
+                continue;
+            };
+            let addr = match iomem.alloc(size) {
+                Ok(a) => a,
+                Err(e) => {
+                    log::error!("PCI {}: BAR{index} (size {size:#x}): {e}", f.df);
+                    continue;
+                }
+            };
+            match address_type {
+                MemoryBarType::Width64 => root.set_bar_64(f.df, index as u8, addr),
+                _ => root.set_bar_32(f.df, index as u8, addr as u32),
+            }
+            f.bars[index] = Some(BarInfo::Memory {
+                address_type,
+                prefetchable,
+                address: addr,
+                size,
+            });
+            // Linux's wording: "pci 0000:00:01.0: BAR 4: assigned [mem …]".
+            log::info!(
+                "PCI {}   BAR{index} assigned [mem {addr:#010x}-{:#010x}{}{}]",
+                f.df,
+                addr + size - 1,
+                if address_type == MemoryBarType::Width64 {
+                    " 64bit"
+                } else {
+                    ""
+                },
+                if prefetchable { " pref" } else { "" }
+            );
+        }
+    }
 }
 
 /// Whether this kernel drives the function (virtio-net only): its BARs
