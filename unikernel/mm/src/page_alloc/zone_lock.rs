@@ -74,6 +74,12 @@ use crate::zone::{
     Zone,
 };
 
+// `link_into_empty` writes `prev` and `next` as one `u64`.
+const _: () = assert!(
+    core::mem::offset_of!(Page, next) == core::mem::offset_of!(Page, prev) + 4
+        && cfg!(target_endian = "little")
+);
+
 /// One zone's spin lock (cf. `zone->lock`), on a cache line of its own so
 /// CPUs locking different zones share no written line.
 #[repr(align(64))]
@@ -564,12 +570,16 @@ impl ZoneFree {
     /// [`ZoneFree::rmqueue_smallest`] found its block at, and it found the
     /// block there because every one of those lists was empty. No CMA
     /// count: the caller adds all the halves at once.
+    ///
+    /// # Safety
+    /// The method contract; `area` is `&free_area[order]` of this zone,
+    /// and its list of `mt` is empty.
     #[inline(always)]
-    unsafe fn link_into_empty(self, pfn: u32, order: usize, mt: MigrateType) {
-        let end = LIST_END + mt as u32;
-        // SAFETY: as for `link`.
+    unsafe fn link_into_empty(self, area: *mut FreeArea, pfn: u32, order: u8, mt: MigrateType) {
+        let end = u64::from(LIST_END + mt as u32);
+        // SAFETY: as for `link`; `area` is `free_area[order]`.
         unsafe {
-            let area = &raw mut (*self.zone).free_area[order];
+            debug_assert_eq!(area, &raw mut (*self.zone).free_area[usize::from(order)]);
             let list = &raw mut (*area).free_list[mt.index()];
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
             st32(&raw mut (*list).head, pfn);
@@ -577,9 +587,12 @@ impl ZoneFree {
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
             let p = self.page(u64::from(pfn));
             flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = order as u8;
-            (*p).prev = end;
-            (*p).next = end;
+            (*p).order = order;
+            // `prev` and `next` (adjacent, read by no other CPU) as one
+            // store: both the list's end link.
+            (&raw mut (*p).prev)
+                .cast::<u64>()
+                .write_unaligned(end | end << 32);
         }
     }
 
@@ -605,7 +618,8 @@ impl ZoneFree {
     /// the loop. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
     /// this zone's, so no buddy needs the range and zone checks.
     /// `PB_CHECK`: the levels are at pageblock order or more, where a type
-    /// that keeps its own accounting does not merge with another.
+    /// that keeps its own accounting does not merge with another (and the
+    /// CMA count is taken per buddy; below, the caller takes it at once).
     #[inline(always)]
     unsafe fn merge<const IN_ZONE: bool, const PB_CHECK: bool>(
         self,
@@ -638,7 +652,9 @@ impl ZoneFree {
                     }
                 }
                 self.unlink_page(bp, order);
-                if cma {
+                // Below pageblock order the caller counts the CMA pages of
+                // all the buddies at once (they share `pfn`'s pageblock).
+                if PB_CHECK && cma {
                     self.uncount_cma(buddy_pfn as u32, order);
                 }
                 (*bp).order = 0;
@@ -685,11 +701,20 @@ impl ZoneFree {
             let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
             let in_zone = chunk >= (*self.zone).start_pfn.0
                 && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
+            // The buddies merged in were free already: only the block
+            // freed changes NR_FREE_PAGES.
+            self.account_free(nr_pages);
             let (mut pfn, mut order, mut buddy_pfn, stopped) = if in_zone {
                 self.merge::<true, false>(pfn, order, PB_LIMIT, mt, cma)
             } else {
                 self.merge::<false, false>(pfn, order, PB_LIMIT, mt, cma)
             };
+            // The buddies merged below pageblock order lie in `pfn`'s
+            // pageblock: out of NR_FREE_CMA_PAGES together if it is CMA's.
+            if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
+                let fc = &raw mut (*self.zone).nr_free_cma;
+                st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
+            }
             if !stopped && order < MAX_ORDER {
                 // At least one level runs: `buddy_pfn` is that level's.
                 (pfn, order, buddy_pfn, _) = if in_zone {
@@ -708,8 +733,6 @@ impl ZoneFree {
                     self.page_is_buddy(higher_buddy, order + 1)
                 });
             self.link(pfn as u32, order, mt, to_tail);
-            // The buddies merged in were free already.
-            self.account_free(nr_pages);
         }
     }
 
@@ -730,11 +753,17 @@ impl ZoneFree {
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
             self.unlink(head, current);
             // cf. expand(): the upper halves go back, the lowest 2^order
-            // frames are the caller's.
-            let mut high = current;
-            while high > order {
+            // frames are the caller's. Each level's list and half are a
+            // step down from the last one's.
+            let mut high = current as u8;
+            let mut half = 1u32 << current;
+            let mut area = (&raw mut (*self.zone).free_area[current]).cast::<FreeArea>();
+            let last = (&raw mut (*self.zone).free_area[order]).cast::<FreeArea>();
+            while area != last {
                 high -= 1;
-                self.link_into_empty(head + (1u32 << high), high, mt);
+                half >>= 1;
+                area = area.sub(1);
+                self.link_into_empty(area, head + half, high, mt);
             }
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
