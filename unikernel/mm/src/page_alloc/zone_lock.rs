@@ -250,6 +250,21 @@ impl PageAlloc<'_> {
         None
     }
 
+    /// `__rmqueue()` without its fallback ([`ZoneFree::rmqueue_nofallback`]):
+    /// `None` when only stealing from another migrate type could help.
+    #[inline(always)]
+    pub(super) fn rmqueue_nofallback(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<u32> {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.rmqueue_nofallback(order, mt, flags) }
+    }
+
     /// Zone `zi`'s buddy core ([`ZoneFree`]) for the exclusive
     /// holder: `&mut self` is the proof its methods' contract asks for.
     #[inline(always)]
