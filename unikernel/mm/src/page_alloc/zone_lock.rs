@@ -629,8 +629,8 @@ impl ZoneFree {
 
     /// The merge loop of [`ZoneFree::free_one_page`], from `order` up to
     /// `limit` while the buddy is free: returns the merged block's head,
-    /// its order, the last buddy looked at, and whether a buddy stopped
-    /// the loop. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
+    /// its order (below `limit` when a buddy stopped the loop) and the
+    /// last buddy looked at. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
     /// this zone's, so no buddy needs the range and zone checks.
     /// `PB_CHECK`: the levels are at pageblock order or more, where a type
     /// that keeps its own accounting does not merge with another (and the
@@ -643,7 +643,7 @@ impl ZoneFree {
         limit: usize,
         mt: MigrateType,
         cma: bool,
-    ) -> (u64, usize, u64, bool) {
+    ) -> (u64, usize, u64) {
         let mut buddy_pfn = pfn;
         // SAFETY: the method contract; with IN_ZONE every buddy below
         // MAX_ORDER lies in the MAX_ORDER block holding `pfn`, inside the
@@ -657,13 +657,13 @@ impl ZoneFree {
                     self.page_is_buddy(buddy_pfn, order)
                 };
                 if !free {
-                    return (pfn, order, buddy_pfn, true);
+                    return (pfn, order, buddy_pfn);
                 }
                 let bp = self.page(buddy_pfn); // below max_pfn: it is free
                 if PB_CHECK {
                     let buddy_mt = self.pageblock_mt(buddy_pfn);
                     if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
-                        return (pfn, order, buddy_pfn, true);
+                        return (pfn, order, buddy_pfn);
                     }
                 }
                 self.unlink_page(bp, order);
@@ -677,7 +677,7 @@ impl ZoneFree {
                 order += 1;
             }
         }
-        (pfn, order, buddy_pfn, false)
+        (pfn, order, buddy_pfn)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -719,7 +719,7 @@ impl ZoneFree {
             // The buddies merged in were free already: only the block
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
-            let (mut pfn, mut order, mut buddy_pfn, stopped) = if in_zone {
+            let (mut pfn, mut order, mut buddy_pfn) = if in_zone {
                 self.merge::<true, false>(pfn, order, PB_LIMIT, mt, cma)
             } else {
                 self.merge::<false, false>(pfn, order, PB_LIMIT, mt, cma)
@@ -730,9 +730,10 @@ impl ZoneFree {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
             }
-            if !stopped && order < MAX_ORDER {
-                // At least one level runs: `buddy_pfn` is that level's.
-                (pfn, order, buddy_pfn, _) = if in_zone {
+            if order >= PB_LIMIT && order < MAX_ORDER {
+                // No buddy stopped the merge below pageblock order, and at
+                // least one level runs: `buddy_pfn` is that level's.
+                (pfn, order, buddy_pfn) = if in_zone {
                     self.merge::<true, true>(pfn, order, MAX_ORDER, mt, cma)
                 } else {
                     self.merge::<false, true>(pfn, order, MAX_ORDER, mt, cma)
