@@ -658,7 +658,15 @@ impl PageAlloc<'_> {
                 cma,
             };
             // SAFETY: `&mut self`: the exclusive side.
-            let pfn = match unsafe { zf.rmqueue_nofallback(order, mt, own) } {
+            let got = unsafe {
+                if cma {
+                    zf.rmqueue_nofallback(order, mt, own)
+                } else {
+                    // All `rmqueue_nofallback` does without CMA, inlined.
+                    zf.rmqueue_smallest_inline(o, mt)
+                }
+            };
+            let pfn = match got {
                 Some(pfn) => Pfn(u64::from(pfn)),
                 None => {
                     let flags = AllocFlags {
@@ -852,7 +860,9 @@ impl PageAlloc<'_> {
                 free_tails(map, i, o);
             }
         }
-        self.free_one_page(pfn.0, o, zi, mt, false);
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.free_one_page_inline(pfn.0, o, mt, false) };
         true
     }
 
