@@ -1108,7 +1108,7 @@ impl PageAlloc<'_> {
                     count = count.saturating_sub(1 << order);
                     flags_update(map.add(pfn as usize), PageFlags::EMPTY, PageFlags::PCP);
                     let mt = zf.pageblock_mt(u64::from(pfn));
-                    zf.free_one_page(u64::from(pfn), order, mt, false);
+                    zf.free_one_page_inline(u64::from(pfn), order, mt, false);
                     if count == 0 || pcp.lists[pindex].head == NIL {
                         break;
                     }

@@ -262,7 +262,14 @@ impl PageAlloc<'_> {
     ) -> Option<u32> {
         let zf = self.zone_free(zi);
         // SAFETY: `&mut self`: the exclusive side.
-        unsafe { zf.rmqueue_nofallback(order, mt, flags) }
+        unsafe {
+            if flags.cma {
+                zf.rmqueue_nofallback(order, mt, flags)
+            } else {
+                // All `rmqueue_nofallback` does without CMA, inlined.
+                zf.rmqueue_smallest_inline(order.index(), mt)
+            }
+        }
     }
 
     /// Zone `zi`'s buddy core ([`ZoneFree`]) for the exclusive
@@ -709,7 +716,7 @@ impl ZoneFree {
 
     /// [`ZoneFree::free_one_page`] inlined into its caller (the exclusive
     /// side's free straight to the buddy lists, where the call's register
-    /// saves were a tenth of the work).
+    /// saves were a tenth of the work, and the per-CPU lists' trim).
     #[inline(always)]
     pub(crate) unsafe fn free_one_page_inline(
         self,
@@ -784,7 +791,8 @@ impl ZoneFree {
     }
 
     /// [`ZoneFree::rmqueue_smallest`] inlined into its caller (the
-    /// exclusive side's allocation with the per-CPU lists off).
+    /// exclusive side's allocation with the per-CPU lists off, and its
+    /// refill of them).
     #[inline(always)]
     pub(crate) unsafe fn rmqueue_smallest_inline(
         self,
