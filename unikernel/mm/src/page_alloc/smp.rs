@@ -47,8 +47,9 @@ mod fast_tests;
 extern crate std;
 #[cfg(test)]
 std::thread_local! {
-    /// Tests turn [`PageAlloc::alloc_pages_pcp_refill`] off to compare it
-    /// with the full path it stands for.
+    /// Tests turn [`PageAlloc::alloc_pages_pcp_refill`] and
+    /// [`PageAlloc::free_pages_buddy_fast`] off to compare them with the
+    /// full paths they stand for.
     static NO_FAST_REFILL: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 #[cfg(test)]

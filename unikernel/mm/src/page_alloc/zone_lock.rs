@@ -753,7 +753,7 @@ impl ZoneFree {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
             }
-            if order >= PB_LIMIT && order < MAX_ORDER {
+            if (PB_LIMIT..MAX_ORDER).contains(&order) {
                 // No buddy stopped the merge below pageblock order, and at
                 // least one level runs: `buddy_pfn` is that level's.
                 (pfn, order, buddy_pfn) = if in_zone {
