@@ -950,6 +950,9 @@ impl<'a> PageAlloc<'a> {
     /// [`PageAlloc::free_pages`] past its per-CPU fast path.
     #[inline(never)]
     fn free_pages_slow(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        if self.free_pages_buddy_fast(pfn, order) {
+            return Ok(());
+        }
         let zi = self.check_free(pfn, order)?;
         // A page still on the LRU leaves it as it is freed (cf.
         // `__folio_clear_lru_flags()` in `__folio_put()`).

@@ -267,10 +267,16 @@ impl PageAlloc<'_> {
         let o = Order::new(order as u8).unwrap_or(Order::ZERO);
         let mut alloced = 0;
         while alloced < count {
-            let Some(pfn) = self.__rmqueue(zi, o, mt, flags) else {
-                break;
+            // `__rmqueue()`'s search of `mt`'s own lists, inline; its
+            // fallback (which searches them again first) only when they
+            // have nothing.
+            let pfn = match self.rmqueue_nofallback(zi, o, mt, flags) {
+                Some(pfn) => pfn,
+                None => match self.__rmqueue(zi, o, mt, flags) {
+                    Some(pfn) => pfn.0 as u32,
+                    None => break,
+                },
             };
-            let pfn = pfn.0 as u32;
             let p = &mut self.mem_map[pfn as usize];
             p.flags.insert(PageFlags::PCP);
             p.order = order as u8;

@@ -47,8 +47,9 @@ mod fast_tests;
 extern crate std;
 #[cfg(test)]
 std::thread_local! {
-    /// Tests turn [`PageAlloc::alloc_pages_pcp_refill`] off to compare it
-    /// with the full path it stands for.
+    /// Tests turn [`PageAlloc::alloc_pages_pcp_refill`] and
+    /// [`PageAlloc::free_pages_buddy_fast`] off to compare them with the
+    /// full paths they stand for.
     static NO_FAST_REFILL: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 #[cfg(test)]
@@ -240,6 +241,11 @@ pub(crate) struct FastPaths {
     /// `max_pfn`, or the first descriptor deferred init has not written,
     /// or 0 while any populated zone keeps no per-CPU lists (`high` 0).
     pub free_limit: u64,
+    /// The same limit for a free that goes straight to the buddy lists
+    /// ([`PageAlloc::free_pages_buddy_fast`]): `max_pfn`, or the first
+    /// descriptor deferred init has not written, whether or not the zones
+    /// keep per-CPU lists.
+    pub buddy_free_limit: u64,
     /// The kernel heap's reserve `[start, start + len)` (len 0: none):
     /// its blocks go back to the reserve, and its pool frames (owner
     /// `reserve`) are refused, both on the general path.
@@ -254,6 +260,7 @@ impl FastPaths {
     pub const NONE: FastPaths = FastPaths {
         alloc: [FastAlloc::NONE; FAST_ALLOC_ROWS],
         free_limit: 0,
+        buddy_free_limit: 0,
         reserve_start: 0,
         reserve_len: 0,
     };
@@ -271,6 +278,7 @@ impl FastPaths {
                 count_cma: false,
             }),
             free_limit: 0,
+            buddy_free_limit: 0,
             reserve_start: 0,
             reserve_len: 0,
         }
@@ -304,8 +312,9 @@ impl PageAlloc<'_> {
         for bits in 0..FAST_ALLOC_ROWS {
             self.fast.alloc[bits] = self.fast_alloc_row(bits);
         }
-        let (limit, start, len) = self.fast_free_fields();
+        let (limit, buddy_limit, start, len) = self.fast_free_fields();
         self.fast.free_limit = limit;
+        self.fast.buddy_free_limit = buddy_limit;
         self.fast.reserve_start = start;
         self.fast.reserve_len = len;
     }
@@ -315,7 +324,12 @@ impl PageAlloc<'_> {
     #[inline(never)]
     pub(crate) fn fast_paths_stale(&self) -> bool {
         let f = &self.fast;
-        let mut stale = (f.free_limit, f.reserve_start, f.reserve_len) != self.fast_free_fields();
+        let mut stale = (
+            f.free_limit,
+            f.buddy_free_limit,
+            f.reserve_start,
+            f.reserve_len,
+        ) != self.fast_free_fields();
         for bits in 0..FAST_ALLOC_ROWS {
             stale |= f.alloc[bits] != self.fast_alloc_row(bits);
         }
@@ -325,10 +339,11 @@ impl PageAlloc<'_> {
     /// [`FastPaths`] as the inputs say now (tests).
     #[cfg(test)]
     pub(crate) fn compute_fast_paths(&self) -> FastPaths {
-        let (free_limit, reserve_start, reserve_len) = self.fast_free_fields();
+        let (free_limit, buddy_free_limit, reserve_start, reserve_len) = self.fast_free_fields();
         FastPaths {
             alloc: core::array::from_fn(|bits| self.fast_alloc_row(bits)),
             free_limit,
+            buddy_free_limit,
             reserve_start,
             reserve_len,
         }
@@ -369,26 +384,24 @@ impl PageAlloc<'_> {
         }
     }
 
-    /// `(free_limit, reserve_start, reserve_len)` of [`FastPaths`] as the
-    /// inputs say now.
-    fn fast_free_fields(&self) -> (u64, u64, u64) {
+    /// `(free_limit, buddy_free_limit, reserve_start, reserve_len)` of
+    /// [`FastPaths`] as the inputs say now.
+    fn fast_free_fields(&self) -> (u64, u64, u64, u64) {
         // (`high` is set for every CPU's pageset of a zone at once.)
         let lists_on = self.pcp_on
             && self
                 .zones
                 .iter()
                 .all(|z| !z.is_populated() || z.pcp[0].high > 0);
-        let limit = if lists_on {
-            self.deferred
-                .first_uninitialised()
-                .unwrap_or(u64::MAX)
-                .min(self.layout.max_pfn.0)
-        } else {
-            0
-        };
+        let buddy_limit = self
+            .deferred
+            .first_uninitialised()
+            .unwrap_or(u64::MAX)
+            .min(self.layout.max_pfn.0);
+        let limit = if lists_on { buddy_limit } else { 0 };
         match &self.reserve {
-            Some(r) => (limit, r.stats().start_pfn.0, r.nr_pages()),
-            None => (limit, 0, 0),
+            Some(r) => (limit, buddy_limit, r.stats().start_pfn.0, r.nr_pages()),
+            None => (limit, buddy_limit, 0, 0),
         }
     }
 
@@ -633,19 +646,48 @@ impl PageAlloc<'_> {
         let cpu = self.this_cpu();
         let o = order.index();
         let mt = gfp.migratetype();
-        let flags = AllocFlags {
-            harder: false,
-            nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
-            cma: mt == MigrateType::Movable,
-        };
-        let mut batch = self.zones[zi].pcp[cpu].batch;
+        let cma = mt == MigrateType::Movable;
         if self.zones[zi].pcp[cpu].high == 0 {
-            // The lists are off: `rmqueue()` goes on to `__rmqueue()`.
-            let pfn = self.__rmqueue(zi, order, mt, flags)?;
+            // The lists are off: `rmqueue()` goes on to `__rmqueue()`. Its
+            // search of `mt`'s (and CMA's) own lists does not depend on
+            // ALLOC_NOFRAGMENT, which only a fallback reads: worked out
+            // when the search found nothing.
+            let zf = self.zone_free(zi);
+            let own = AllocFlags {
+                harder: false,
+                nofragment: false,
+                cma,
+            };
+            // SAFETY: `&mut self`: the exclusive side.
+            let got = unsafe {
+                if cma {
+                    zf.rmqueue_nofallback(order, mt, own)
+                } else {
+                    // All `rmqueue_nofallback` does without CMA, inlined.
+                    zf.rmqueue_smallest_inline(o, mt)
+                }
+            };
+            let pfn = match got {
+                Some(pfn) => Pfn(u64::from(pfn)),
+                None => {
+                    let flags = AllocFlags {
+                        nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
+                        ..own
+                    };
+                    // (Its own first search finds nothing again.)
+                    self.__rmqueue(zi, order, mt, flags)?
+                }
+            };
             self.prep_new_page_gfp(pfn, order, owner, gfp);
             self.alloc_counters.count_alloc(zi, o);
             return Some(pfn);
         }
+        let flags = AllocFlags {
+            harder: false,
+            nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
+            cma,
+        };
+        let mut batch = self.zones[zi].pcp[cpu].batch;
         if batch > 1 {
             batch = (batch >> o).max(2);
         }
@@ -744,6 +786,85 @@ impl PageAlloc<'_> {
             }
             FreeFast::Slow => false,
         }
+    }
+
+    /// [`PageAlloc::free_pages`] of a plain allocated head that goes
+    /// straight to the buddy lists — an order above the per-CPU lists', a
+    /// zone whose lists are off, or an isolated pageblock — validated the
+    /// way [`PageAlloc::free_pcp_cpu`] validates (the head's flags, then
+    /// its zone and order bytes, against a pattern; the table's PFN limit
+    /// and the heap reserve's range) instead of by `check_free()` and the
+    /// LRU and reserve look-ups. `false` with nothing changed for
+    /// anything else (misuse included): the general path decides.
+    /// What it does is the general path's for such a block
+    /// (cf. `free_pages_prepare()` + `__free_pages_ok()` /
+    /// `free_unref_page()` → `free_one_page()`).
+    #[inline(always)]
+    pub(super) fn free_pages_buddy_fast(&mut self, pfn: Pfn, order: Order) -> bool {
+        #[cfg(test)]
+        if NO_FAST_REFILL.with(|c| c.get()) {
+            return false;
+        }
+        let o = order.index();
+        let fast = &self.fast;
+        if pfn.0 >= fast.buddy_free_limit
+            || pfn.0.wrapping_sub(fast.reserve_start) < fast.reserve_len
+        {
+            return false;
+        }
+        let map = self.mem_map.base();
+        let i = pfn.index();
+        // SAFETY: `&mut self`: the exclusive side; `pfn` < max_pfn; the
+        // caller of `free_pages` owns the block. As in `free_pcp_inner`:
+        // the flags atomically, then zone and order as one `u16` (offset
+        // 2 of a 4-aligned descriptor).
+        let (p, flags, zone_order) = unsafe {
+            let p = map.add(i);
+            (
+                p,
+                PageFlags(flags_of(p).load(Relaxed)),
+                p.cast::<u16>().add(1).read(),
+            )
+        };
+        if flags.0 & FREE_FLAGS_MASK != PageFlags::HEAD.0
+            || zone_order & FREE_ZONE_ORDER_MASK != (o as u16) << 8
+        {
+            return false;
+        }
+        let zi = usize::from(zone_order) & (NR_ZONES - 1); // checked < NR_ZONES
+        // SAFETY: `pfn` < max_pfn.
+        let mt = unsafe { super::zone_lock::pageblock_mt_raw(map, pfn.0) };
+        if pcp_allowed_order(o)
+            && mt != MigrateType::Isolate
+            && self.zones[zi].pcp[self.this_cpu()].high != 0
+        {
+            return false; // the block waits on a per-CPU list
+        }
+        // cf. __free_pages_ok(): PGFREE (derived from the block count).
+        self.alloc_counters.count_free(zi, o);
+        // cf. free_pages_prepare(): the descriptors are clean again, tails
+        // included for a compound block.
+        // SAFETY: the caller's block; flags atomically.
+        unsafe {
+            flags_of(p).store(
+                flags.0
+                    & !PageFlags::HEAD
+                        .union(PageFlags::COMPOUND)
+                        .union(PageFlags::MOVABLE)
+                        .0,
+                Relaxed,
+            );
+            (*p).order = 0;
+            (*p).refcount = 0;
+            (*p).owner = OwnerTag::NONE;
+            if flags.contains(PageFlags::COMPOUND) {
+                free_tails(map, i, o);
+            }
+        }
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe { zf.free_one_page_inline(pfn.0, o, mt, false) };
+        true
     }
 
     #[inline(never)]
@@ -988,7 +1109,7 @@ impl PageAlloc<'_> {
                     count = count.saturating_sub(1 << order);
                     flags_update(map.add(pfn as usize), PageFlags::EMPTY, PageFlags::PCP);
                     let mt = zf.pageblock_mt(u64::from(pfn));
-                    zf.free_one_page(u64::from(pfn), order, mt, false);
+                    zf.free_one_page_inline(u64::from(pfn), order, mt, false);
                     if count == 0 || pcp.lists[pindex].head == NIL {
                         break;
                     }

@@ -74,6 +74,12 @@ use crate::zone::{
     Zone,
 };
 
+// `link_into_empty` writes `prev` and `next` as one `u64`.
+const _: () = assert!(
+    core::mem::offset_of!(Page, next) == core::mem::offset_of!(Page, prev) + 4
+        && cfg!(target_endian = "little")
+);
+
 /// One zone's spin lock (cf. `zone->lock`), on a cache line of its own so
 /// CPUs locking different zones share no written line.
 #[repr(align(64))]
@@ -242,6 +248,28 @@ impl PageAlloc<'_> {
             }
         }
         None
+    }
+
+    /// `__rmqueue()` without its fallback ([`ZoneFree::rmqueue_nofallback`]):
+    /// `None` when only stealing from another migrate type could help.
+    #[inline(always)]
+    pub(super) fn rmqueue_nofallback(
+        &mut self,
+        zi: usize,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<u32> {
+        let zf = self.zone_free(zi);
+        // SAFETY: `&mut self`: the exclusive side.
+        unsafe {
+            if flags.cma {
+                zf.rmqueue_nofallback(order, mt, flags)
+            } else {
+                // All `rmqueue_nofallback` does without CMA, inlined.
+                zf.rmqueue_smallest_inline(order.index(), mt)
+            }
+        }
     }
 
     /// Zone `zi`'s buddy core ([`ZoneFree`]) for the exclusive
@@ -564,12 +592,16 @@ impl ZoneFree {
     /// [`ZoneFree::rmqueue_smallest`] found its block at, and it found the
     /// block there because every one of those lists was empty. No CMA
     /// count: the caller adds all the halves at once.
+    ///
+    /// # Safety
+    /// The method contract; `area` is `&free_area[order]` of this zone,
+    /// and its list of `mt` is empty.
     #[inline(always)]
-    unsafe fn link_into_empty(self, pfn: u32, order: usize, mt: MigrateType) {
-        let end = LIST_END + mt as u32;
-        // SAFETY: as for `link`.
+    unsafe fn link_into_empty(self, area: *mut FreeArea, pfn: u32, order: u8, mt: MigrateType) {
+        let end = u64::from(LIST_END + mt as u32);
+        // SAFETY: as for `link`; `area` is `free_area[order]`.
         unsafe {
-            let area = &raw mut (*self.zone).free_area[order];
+            debug_assert_eq!(area, &raw mut (*self.zone).free_area[usize::from(order)]);
             let list = &raw mut (*area).free_list[mt.index()];
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
             st32(&raw mut (*list).head, pfn);
@@ -577,9 +609,12 @@ impl ZoneFree {
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
             let p = self.page(u64::from(pfn));
             flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = order as u8;
-            (*p).prev = end;
-            (*p).next = end;
+            (*p).order = order;
+            // `prev` and `next` (adjacent, read by no other CPU) as one
+            // store: both the list's end link.
+            (&raw mut (*p).prev)
+                .cast::<u64>()
+                .write_unaligned(end | end << 32);
         }
     }
 
@@ -601,11 +636,12 @@ impl ZoneFree {
 
     /// The merge loop of [`ZoneFree::free_one_page`], from `order` up to
     /// `limit` while the buddy is free: returns the merged block's head,
-    /// its order, the last buddy looked at, and whether a buddy stopped
-    /// the loop. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
+    /// its order (below `limit` when a buddy stopped the loop) and the
+    /// last buddy looked at. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
     /// this zone's, so no buddy needs the range and zone checks.
     /// `PB_CHECK`: the levels are at pageblock order or more, where a type
-    /// that keeps its own accounting does not merge with another.
+    /// that keeps its own accounting does not merge with another (and the
+    /// CMA count is taken per buddy; below, the caller takes it at once).
     #[inline(always)]
     unsafe fn merge<const IN_ZONE: bool, const PB_CHECK: bool>(
         self,
@@ -614,7 +650,7 @@ impl ZoneFree {
         limit: usize,
         mt: MigrateType,
         cma: bool,
-    ) -> (u64, usize, u64, bool) {
+    ) -> (u64, usize, u64) {
         let mut buddy_pfn = pfn;
         // SAFETY: the method contract; with IN_ZONE every buddy below
         // MAX_ORDER lies in the MAX_ORDER block holding `pfn`, inside the
@@ -628,17 +664,19 @@ impl ZoneFree {
                     self.page_is_buddy(buddy_pfn, order)
                 };
                 if !free {
-                    return (pfn, order, buddy_pfn, true);
+                    return (pfn, order, buddy_pfn);
                 }
                 let bp = self.page(buddy_pfn); // below max_pfn: it is free
                 if PB_CHECK {
                     let buddy_mt = self.pageblock_mt(buddy_pfn);
                     if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
-                        return (pfn, order, buddy_pfn, true);
+                        return (pfn, order, buddy_pfn);
                     }
                 }
                 self.unlink_page(bp, order);
-                if cma {
+                // Below pageblock order the caller counts the CMA pages of
+                // all the buddies at once (they share `pfn`'s pageblock).
+                if PB_CHECK && cma {
                     self.uncount_cma(buddy_pfn as u32, order);
                 }
                 (*bp).order = 0;
@@ -646,7 +684,7 @@ impl ZoneFree {
                 order += 1;
             }
         }
-        (pfn, order, buddy_pfn, false)
+        (pfn, order, buddy_pfn)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -664,7 +702,23 @@ impl ZoneFree {
     /// checks. Deferred init writes a `MAX_ORDER` chunk's descriptors
     /// before it frees any of its frames (see [`super::deferred`]), so the
     /// buddies read are written ones.
+    #[inline(never)]
     pub(crate) unsafe fn free_one_page(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        // SAFETY: the method contract.
+        unsafe { self.free_one_page_inline(pfn, order, mt, to_tail) }
+    }
+
+    /// [`ZoneFree::free_one_page`] inlined into its caller (the exclusive
+    /// side's free straight to the buddy lists, where the call's register
+    /// saves were a tenth of the work, and the per-CPU lists' trim).
+    #[inline(always)]
+    pub(crate) unsafe fn free_one_page_inline(
         self,
         pfn: u64,
         order: usize,
@@ -685,14 +739,24 @@ impl ZoneFree {
             let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
             let in_zone = chunk >= (*self.zone).start_pfn.0
                 && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
-            let (mut pfn, mut order, mut buddy_pfn, stopped) = if in_zone {
+            // The buddies merged in were free already: only the block
+            // freed changes NR_FREE_PAGES.
+            self.account_free(nr_pages);
+            let (mut pfn, mut order, mut buddy_pfn) = if in_zone {
                 self.merge::<true, false>(pfn, order, PB_LIMIT, mt, cma)
             } else {
                 self.merge::<false, false>(pfn, order, PB_LIMIT, mt, cma)
             };
-            if !stopped && order < MAX_ORDER {
-                // At least one level runs: `buddy_pfn` is that level's.
-                (pfn, order, buddy_pfn, _) = if in_zone {
+            // The buddies merged below pageblock order lie in `pfn`'s
+            // pageblock: out of NR_FREE_CMA_PAGES together if it is CMA's.
+            if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
+                let fc = &raw mut (*self.zone).nr_free_cma;
+                st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
+            }
+            if (PB_LIMIT..MAX_ORDER).contains(&order) {
+                // No buddy stopped the merge below pageblock order, and at
+                // least one level runs: `buddy_pfn` is that level's.
+                (pfn, order, buddy_pfn) = if in_zone {
                     self.merge::<true, true>(pfn, order, MAX_ORDER, mt, cma)
                 } else {
                     self.merge::<false, true>(pfn, order, MAX_ORDER, mt, cma)
@@ -708,8 +772,6 @@ impl ZoneFree {
                     self.page_is_buddy(higher_buddy, order + 1)
                 });
             self.link(pfn as u32, order, mt, to_tail);
-            // The buddies merged in were free already.
-            self.account_free(nr_pages);
         }
     }
 
@@ -722,19 +784,38 @@ impl ZoneFree {
     /// the order the block was found at, which the search has just seen
     /// empty ([`ZoneFree::link_into_empty`]), and the CMA count takes all
     /// the halves at once.
-    #[inline]
+    #[inline(never)]
     pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
+        // SAFETY: the method contract.
+        unsafe { self.rmqueue_smallest_inline(order, mt) }
+    }
+
+    /// [`ZoneFree::rmqueue_smallest`] inlined into its caller (the
+    /// exclusive side's allocation with the per-CPU lists off, and its
+    /// refill of them).
+    #[inline(always)]
+    pub(crate) unsafe fn rmqueue_smallest_inline(
+        self,
+        order: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
         // SAFETY: the method contract.
         unsafe {
             let current = self.first_nonempty(order, mt)?;
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
             self.unlink(head, current);
             // cf. expand(): the upper halves go back, the lowest 2^order
-            // frames are the caller's.
-            let mut high = current;
-            while high > order {
+            // frames are the caller's. Each level's list and half are a
+            // step down from the last one's.
+            let mut high = current as u8;
+            let mut half = 1u32 << current;
+            let mut area = (&raw mut (*self.zone).free_area[current]).cast::<FreeArea>();
+            let last = (&raw mut (*self.zone).free_area[order]).cast::<FreeArea>();
+            while area != last {
                 high -= 1;
-                self.link_into_empty(head + (1u32 << high), high, mt);
+                half >>= 1;
+                area = area.sub(1);
+                self.link_into_empty(area, head + half, high, mt);
             }
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
@@ -752,24 +833,28 @@ impl ZoneFree {
     /// The method contract.
     #[inline(always)]
     unsafe fn first_nonempty(self, order: usize, mt: MigrateType) -> Option<usize> {
+        const STEP: usize = core::mem::size_of::<FreeArea>();
         // SAFETY: the method contract; `head` steps through the heads of
-        // `mt`'s lists of orders `order..NR_ORDERS`, inside `free_area`.
+        // `mt`'s lists of orders `o..NR_ORDERS`, inside `free_area`.
         unsafe {
-            let mut left = NR_ORDERS.checked_sub(order)?;
-            if left == 0 {
+            let mut o = order;
+            if o >= NR_ORDERS {
                 return None;
             }
-            let mut head = &raw mut (*self.zone).free_area[order].free_list[mt.index()].head;
-            loop {
+            let mut head = &raw mut (*self.zone).free_area[o].free_list[mt.index()].head;
+            // Two orders a step (one loop test for two list heads).
+            while o + 1 < NR_ORDERS {
                 if ld32(head) != NIL {
-                    return Some(NR_ORDERS - left);
+                    return Some(o);
                 }
-                left -= 1;
-                if left == 0 {
-                    return None;
+                if ld32(head.byte_add(STEP)) != NIL {
+                    return Some(o + 1);
                 }
-                head = head.byte_add(core::mem::size_of::<FreeArea>());
+                o += 2;
+                // (Past the array after the last step: not read then.)
+                head = head.wrapping_byte_add(2 * STEP);
             }
+            (o < NR_ORDERS && ld32(head) != NIL).then_some(o)
         }
     }
 

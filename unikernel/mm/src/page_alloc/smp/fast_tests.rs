@@ -241,12 +241,15 @@ fn deferred_init_raises_the_free_limit() {
     pa.check_invariants().unwrap();
 }
 
-/// Every kind of misuse, freed once with the lists on (the one-load
-/// check) and once with them off (the general path only): the same
-/// answer, nothing changed.
+/// Every kind of misuse, freed with the lists on (the per-CPU one-load
+/// check, and the buddy one for order 5), with them off (the buddy
+/// one-load check, [`PageAlloc::free_pages_buddy_fast`]) and with them off
+/// and the fast paths off (the general path only, `check_free()`): the
+/// same answer, nothing changed.
 #[test]
 fn the_one_load_free_check_refuses_what_the_general_path_refuses() {
-    fn run(pcp: bool) -> Vec<Result<(), FreeError>> {
+    fn run(pcp: bool, fast: bool) -> Vec<Result<(), FreeError>> {
+        NO_FAST_REFILL.with(|c| c.set(!fast));
         let mut m = vec![Page::new_reserved(); NR_PAGES];
         let mut pa = test_machine_64m(&mut m);
         pa.set_pcp_enabled(pcp);
@@ -260,6 +263,14 @@ fn the_one_load_free_check_refuses_what_the_general_path_refuses() {
         pa.set_slab(s, true).unwrap();
         let f = pa.alloc_pages(gfp, o(1), OwnerTag::API).unwrap();
         pa.free_pages(f, o(1)).unwrap();
+        let b = pa.alloc_pages(gfp, o(5), OwnerTag::API).unwrap();
+        let bc = pa
+            .alloc_pages(gfp | GfpFlags::COMP, o(5), OwnerTag::API)
+            .unwrap();
+        let bs = pa.alloc_pages(gfp, o(5), OwnerTag::SLAB).unwrap();
+        pa.set_slab(bs, true).unwrap();
+        let bf = pa.alloc_pages(gfp, o(6), OwnerTag::API).unwrap();
+        pa.free_pages(bf, o(6)).unwrap();
         let before = (pa.zones().to_vec(), pa.nr_free_pages(), pa.nr_pcp_pages());
         let out = vec![
             pa.free_pages(a, o(1)),            // wrong order
@@ -271,27 +282,41 @@ fn the_one_load_free_check_refuses_what_the_general_path_refuses() {
             pa.free_pages(f, o(1)),            // double free
             pa.free_pages(Pfn(0), o(0)),       // reserved (the BIOS page)
             pa.free_pages(pa.max_pfn(), o(0)), // past the end
+            pa.free_pages(b, o(4)),            // wrong order, above the lists'
+            pa.free_pages(b, o(6)),            // wrong order
+            pa.free_pages(b.add(8), o(3)),     // inside a non-compound block
+            pa.free_pages(bc.add(1), o(0)),    // a compound tail
+            pa.free_pages(bc.add(16), o(4)),   // a compound tail, order 4
+            pa.free_pages(bs, o(5)),           // a slab block
+            pa.free_pages(bf, o(6)),           // double free, order 6
+            pa.free_pages(Pfn(0), o(5)),       // reserved, order 5
+            pa.free_pages(pa.max_pfn(), o(5)), // past the end, order 5
         ];
         assert_eq!(
             before,
             (pa.zones().to_vec(), pa.nr_free_pages(), pa.nr_pcp_pages())
         );
         pa.set_slab(s, false).unwrap();
-        for (p, n) in [(a, 2), (c, 3), (s, 0)] {
+        pa.set_slab(bs, false).unwrap();
+        for (p, n) in [(a, 2), (c, 3), (s, 0), (b, 5), (bc, 5), (bs, 5)] {
             pa.free_pages(p, o(n)).unwrap();
         }
         pa.check_invariants().unwrap();
+        NO_FAST_REFILL.with(|c| c.set(false));
         out
     }
-    let fast = run(true);
-    assert_eq!(fast, run(false));
+    let fast = run(true, true);
+    assert_eq!(fast, run(false, true));
+    assert_eq!(fast, run(false, false));
+    assert_eq!(fast, run(true, false));
     assert!(fast.iter().all(Result::is_err), "{fast:?}");
 }
 
 /// The refill the fast path does itself when its list is empty (or, with
-/// the lists off, its take from the buddy lists) gives what the full path
-/// gives: the same blocks in the same order, the same lists, counters and
-/// descriptors after a random run of allocations and frees of orders 0–3
+/// the lists off, its take from the buddy lists), and the free straight to
+/// the buddy lists ([`PageAlloc::free_pages_buddy_fast`]), give what the
+/// full path gives: the same blocks in the same order, the same lists, counters and
+/// descriptors after a random run of allocations and frees of orders 0–3, 5 and 9
 /// over every zone and migrate type (Normal preferred with
 /// ALLOC_NOFRAGMENT included, on a q35-like 2 GiB machine).
 #[test]
@@ -328,7 +353,8 @@ fn the_fast_refill_gives_what_the_full_path_gives() {
         for _ in 0..40_000 {
             let r = rnd();
             if live.len() < 3000 && (r % 8 < 5 || live.is_empty()) {
-                let order = Order::new((r >> 8) as u8 % 4).unwrap();
+                // Orders 0–3 mostly; 5 and 9 go straight to the buddy lists.
+                let order = Order::new([0, 1, 2, 3, 0, 1, 5, 9][(r >> 8) as usize % 8]).unwrap();
                 let gfp = gfps[(r >> 16) as usize % gfps.len()];
                 let p = pa.alloc_pages(gfp, order, OwnerTag::API).ok();
                 if let Some(p) = p {
