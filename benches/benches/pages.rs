@@ -26,10 +26,15 @@
 //!   per-order free counts (buddyinfo) with the fresh ones.
 //!
 //! `PZ_BENCH_ONLY=<row substring>` runs only matching rows (profiling).
-//! `PZ_BENCH_COUNT=<pcp|bypassed|manager>,<pair0|pair3|pair9|rand0|rand03>,<n>`
-//! runs exactly `n` pairs or random operations of one workload on one mm
-//! row and exits, for instruction counts: under callgrind with two `n`,
-//! the difference over Δn is the cost of one pair or operation.
+//! `PZ_BENCH_COUNT=<row>,<pair0|pair3|pair9|rand0|rand03>,<n>[,<table>]`
+//! runs exactly `n` pairs or random operations of one workload on one row
+//! (`pcp`, `bypassed`, `manager`, or a table row's name) and exits, for
+//! instruction counts: under callgrind or cachegrind with two `n`, the
+//! difference over Δn is the cost of one pair or operation. A random
+//! workload draws its operations up front, `table` of them (default `n`):
+//! give both runs the same `table` and the drawing cancels out too. After
+//! the ns table, `make bench` prints every row's counts this way
+//! ([`benches::InstrCount`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -38,7 +43,7 @@ use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use benches::{Rng, cell, leaked_arena, median_of_3, print_table};
+use benches::{InstrCount, Rng, cell, leaked_arena, median_of_3, print_table};
 use mm::gfp::GfpFlags;
 use mm::memblock::Memblock;
 use mm::page::{OwnerTag, Page};
@@ -610,13 +615,13 @@ fn selected(name: &str) -> bool {
 
 /// `PZ_BENCH_COUNT` (see the module docs).
 fn count_mode(spec: &str) {
-    fn run<A: Pages>(a: &mut A, work: &str, n: usize) {
+    fn run<A: Pages>(a: &mut A, work: &str, n: usize, table: usize) {
         let random = |a: &mut A, max_order: u8| {
             let t = op_table(
                 0x5eed_0000 + u64::from(max_order),
                 if max_order == 0 { 10_000 } else { 4_000 },
                 max_order,
-                n,
+                table.max(n),
             );
             random_ops(a, &t, n, Duration::MAX).expect("random ops");
         };
@@ -640,14 +645,27 @@ fn count_mode(spec: &str) {
     let n: usize = it
         .next()
         .and_then(|n| n.parse().ok())
-        .expect("PZ_BENCH_COUNT=row,workload,n");
+        .expect("PZ_BENCH_COUNT=row,workload,n[,table]");
+    let table: usize = it.next().and_then(|t| t.parse().ok()).unwrap_or(n);
     match row {
-        "pcp" => run(&mut mm_fresh(true), work, n),
-        "bypassed" => run(&mut mm_fresh(false), work, n),
-        "manager" => run(&mut mm_manager(false, false), work, n),
-        _ => panic!("row: pcp, bypassed or manager"),
+        "pcp" | "mm (pcp)" => run(&mut mm_fresh(true), work, n, table),
+        "bypassed" | "mm (pcp bypassed)" => run(&mut mm_fresh(false), work, n, table),
+        "manager" => run(&mut mm_manager(false, false), work, n, table),
+        "buddy_system_allocator 0.13 FrameAllocator" => run(&mut bsa_frame(), work, n, table),
+        "buddy_system_allocator 0.13 Heap" => run(&mut bsa_heap(), work, n, table),
+        "axallocator 0.2 bitmap" => run(&mut ax_bitmap(), work, n, table),
+        "talc 5.1" => run(&mut talc_fresh(), work, n, table),
+        "rlsf 0.2" => run(&mut rlsf_fresh(), work, n, table),
+        "good_memory_allocator 0.1" => run(&mut galloc_fresh(), work, n, table),
+        "system (glibc malloc)" => run(&mut Sys, work, n, table),
+        _ => panic!("row: pcp, bypassed, manager or a table row's name"),
     }
 }
+
+/// Pairs or operations per counted run ([`InstrCount`], twice that for
+/// the second): the slowest row (good_memory_allocator's random order-0
+/// op, ~15 µs) then takes about half a minute under cachegrind.
+const COUNT_N: usize = 10_000;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -715,6 +733,56 @@ fn main() {
         "Blocks are naturally aligned (2^order pages at a multiple of their size), as alloc_pages returns them. \
          Random ops: the live set starts at half the cap; each op allocates with probability 1 − live/cap, else frees a random live block."
     );
+
+    if let Some(counter) = InstrCount::new() {
+        let counted: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let name = r[0].as_str();
+                let mut out = vec![name.to_string()];
+                for work in ["pair0", "pair3", "pair9", "rand0", "rand03"] {
+                    if name == "axallocator 0.2 slab" {
+                        out.push("n/a ‡".into());
+                        continue;
+                    }
+                    let per_op = counter.per_op(
+                        COUNT_N,
+                        |n| {
+                            vec![(
+                                "PZ_BENCH_COUNT",
+                                format!("{name},{work},{n},{}", 2 * COUNT_N),
+                            )]
+                        },
+                        |n| n as f64,
+                    );
+                    out.push(cell(&per_op));
+                }
+                eprintln!("pages: {name} counted");
+                out
+            })
+            .collect();
+        print_table(
+            &format!(
+                "Page layer: instructions per pair or random operation, the same workloads counted \
+                 (valgrind cachegrind, {COUNT_N} against {} pairs or operations, the random operations drawn before either)",
+                2 * COUNT_N
+            ),
+            &[
+                "allocator",
+                "order-0 pair",
+                "order-3 pair",
+                "order-9 pair",
+                "rand order-0 op (≤10k live)",
+                "rand orders 0–3 op (≤4k live)",
+            ],
+            &counted,
+        );
+        println!();
+        println!(
+            "A count includes the bench loop's own instructions (the table read, the call), alike for every row; \
+             a random row's also differs by the frees of the few blocks live at the end of one run and not the other (±1)."
+        );
+    }
 
     // The cost of tracing (issue 14): the same pairs through the
     // MemoryManager the kernel calls, with the page tracepoints off and on,
