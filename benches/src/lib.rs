@@ -146,41 +146,6 @@ pub fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_takes_the_middle_run() {
-        assert_eq!(median(vec![Ok(3.0), Ok(1.0), Ok(2.0)]), Ok(2.0));
-        assert_eq!(
-            median(vec![Ok(1.0), Err("OOM".into()), Ok(2.0)]),
-            Err("OOM".into())
-        );
-    }
-
-    #[test]
-    fn rng_is_deterministic_and_in_range() {
-        let mut a = Rng::new(7);
-        let mut b = Rng::new(7);
-        for _ in 0..1000 {
-            let x = a.below(10);
-            assert_eq!(x, b.below(10));
-            assert!(x < 10);
-            let u = a.unit();
-            b.unit();
-            assert!((0.0..1.0).contains(&u));
-        }
-    }
-
-    #[test]
-    fn cells_print_times_and_reasons() {
-        assert_eq!(cell(&Ok(12.345)), "12.3");
-        assert_eq!(cell(&Ok(12345.6)), "12346");
-        assert_eq!(cell(&Err("n/a: pages only".into())), "n/a: pages only");
-    }
-}
-
 /// Counts instructions per operation by re-running the current bench
 /// binary under `valgrind --tool=cachegrind --cache-sim=no` (see the
 /// module docs). `None` when counting is off: `PZ_BENCH_INSTR=0`, or no
@@ -250,5 +215,40 @@ impl InstrCount {
         let small = self.total(&env(n))?;
         let large = self.total(&env(2 * n))?;
         Ok((large as f64 - small as f64) / ops(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_takes_the_middle_run() {
+        assert_eq!(median(vec![Ok(3.0), Ok(1.0), Ok(2.0)]), Ok(2.0));
+        assert_eq!(
+            median(vec![Ok(1.0), Err("OOM".into()), Ok(2.0)]),
+            Err("OOM".into())
+        );
+    }
+
+    #[test]
+    fn rng_is_deterministic_and_in_range() {
+        let mut a = Rng::new(7);
+        let mut b = Rng::new(7);
+        for _ in 0..1000 {
+            let x = a.below(10);
+            assert_eq!(x, b.below(10));
+            assert!(x < 10);
+            let u = a.unit();
+            b.unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn cells_print_times_and_reasons() {
+        assert_eq!(cell(&Ok(12.345)), "12.3");
+        assert_eq!(cell(&Ok(12345.6)), "12346");
+        assert_eq!(cell(&Err("n/a: pages only".into())), "n/a: pages only");
     }
 }

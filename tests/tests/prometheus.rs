@@ -395,7 +395,7 @@ fn prometheus_promtool_and_node_exporter_read_the_guest() {
         std::thread::sleep(Duration::from_millis(200));
     };
     eprintln!("{rate} = {r}");
-    let freed = format!(r#"rate(pagezone_page_free_total{{zone="DMA32",order="3"}}[5s])"#);
+    let freed = r#"rate(pagezone_page_free_total{zone="DMA32",order="3"}[5s])"#.to_string();
     assert!(wait_for(&freed, &|v| v > 0.0) > 0.0);
 
     // Dashboard queries against /proc: read /proc, wait for a scrape that
