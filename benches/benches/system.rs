@@ -41,7 +41,7 @@
 //!   guests at once, summed, against one guest alone — the ceiling for
 //!   the rows above. `SYSTEM_BENCH=scaling` prints this table alone.
 //!
-//! `SYSTEM_BENCH=boot` prints the boot rows alone (both machines, the
+//! `SYSTEM_BENCH=boot` prints the boot rows alone (all three machines, the
 //! boots alternating), for measuring boot changes quickly.
 //!
 //! Needs the kernel (`make kernel`; `PAGEZONE_ELF` names it, as for the
