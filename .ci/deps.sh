@@ -49,6 +49,9 @@ for w in "${want[@]}"; do
             ;;
         qemu)
             command -v qemu-system-x86_64 >/dev/null || apt_install qemu-system-x86
+            # q35 boots under qboot (`-bios qboot.rom`, Debian's
+            # qemu-system-data, which qemu-system-x86 depends on).
+            [ -e /usr/share/qemu/qboot.rom ] || apt_install qemu-system-data
             ;;
         objcopy)
             command -v "${OBJCOPY:-objcopy}" >/dev/null || apt_install binutils
