@@ -395,3 +395,88 @@ fn mem_tail_is_reserved_and_ioremap_maps_it() {
     assert_eq!(text(&mut c, "/proc/vmallocinfo"), boot_vmallocinfo);
     assert_eq!(buddyinfo(&mut c), boot_buddy);
 }
+
+/// The NIC's memory BARs are in `/proc/iomem` where the boot put them:
+/// under qboot (q35) the kernel assigned them (`BAR1 assigned [mem …]`),
+/// naturally aligned in the e820 map's PCI gap; under
+/// SeaBIOS the firmware did (`BAR1 mem32 0xfebd1000 size 0x1000`), and
+/// nothing was assigned. No PCI on microvm: nothing to list.
+#[test]
+fn the_nics_bars_are_in_proc_iomem_where_the_boot_put_them() {
+    let machine = Machine::from_env();
+    let (guest, port) = boot_ready(BootOptions::default().mem("512M"));
+    let mut c = Client::connect(port);
+    let iomem = text(&mut c, "/proc/iomem");
+    if machine.is_microvm() {
+        assert!(!iomem.contains(" : 0000:"), "{iomem}");
+        return;
+    }
+    // The BARs of the virtio-net function, the last word on each index.
+    let log = guest.log();
+    let nic = log
+        .iter()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("] PCI ")?;
+            rest.contains(" virtio-net,").then(|| rest[..7].to_string())
+        })
+        .unwrap_or_else(|| panic!("no virtio-net function in the log"));
+    let mut bars: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
+    let mut assigned = 0;
+    for l in &log {
+        let Some((_, rest)) = l.split_once(&format!("] PCI {nic}   BAR")) else {
+            continue;
+        };
+        let index: u8 = rest[..1].parse().unwrap();
+        let words: Vec<&str> = rest[1..].split_whitespace().collect();
+        let range = if words[0] == "assigned" {
+            // `assigned [mem 0xc0004000-0xc0007fff 64bit pref]`
+            assigned += 1;
+            let span = words[2].trim_end_matches(']');
+            let (s, e) = span.split_once('-').unwrap();
+            (hex_str(s), hex_str(e) + 1)
+        } else if words[0].starts_with("mem") {
+            let addr = hex_str(words[1]);
+            let size = hex_str(words[3]);
+            (addr, addr + size)
+        } else {
+            continue;
+        };
+        bars.insert(index, range);
+    }
+    let bars: Vec<(u64, u64)> = bars.into_values().filter(|&(s, _)| s != 0).collect();
+    assert!(bars.len() >= 2, "the NIC's memory BARs: {bars:x?}");
+    if machine == Machine::Q35 {
+        assert_eq!(assigned, bars.len(), "qboot leaves every BAR to the kernel");
+        // The window: the largest hole below 4 GiB in the e820 map (at
+        // -m 512M the one between RAM and the ECAM, from 0x20000000).
+        let window = log
+            .iter()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("] [mem ")?;
+                let (span, _) = rest.split_once("] available for PCI devices")?;
+                let (s, e) = span.split_once('-')?;
+                Some((hex_str(s), hex_str(e) + 1))
+            })
+            .unwrap_or_else(|| panic!("no PCI gap in the log"));
+        assert_eq!(
+            window,
+            (0x2000_0000, 0xb000_0000),
+            "512 MiB of RAM, the ECAM"
+        );
+        for &(s, e) in &bars {
+            let size = e - s;
+            assert!(size.is_power_of_two() && s % size == 0, "{s:#x}+{size:#x}");
+            assert!(window.0 <= s && e <= window.1, "{s:#x} in {window:x?}");
+        }
+    } else {
+        assert_eq!(assigned, 0, "SeaBIOS assigned them");
+    }
+    for (s, e) in bars {
+        let line = format!("{s:08x}-{:08x} : 0000:{nic}", e - 1);
+        assert!(iomem.lines().any(|l| l == line), "{line} in\n{iomem}");
+    }
+}
+
+fn hex_str(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("{s}: {e}"))
+}

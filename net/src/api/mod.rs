@@ -218,6 +218,9 @@ pub struct BootView<'a> {
     /// memblock as it was when it handed memory to the buddy allocator:
     /// its reservations (with names) and `mem=`'s limited regions.
     pub memblock: &'a Memblock,
+    /// Device MMIO `/proc/iomem` lists: the memory BARs of the PCI
+    /// functions a driver here uses, named `0000:BB:DD.F`.
+    pub devices: &'a [mm::procfs::IomemDevice<'a>],
 }
 
 /// Default share of managed memory the API may hold (`api_quota=`).

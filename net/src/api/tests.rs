@@ -283,6 +283,11 @@ fn run(opts: Opts, body: impl FnOnce(&mut T<'_>)) {
         cmdline: CMDLINE,
         firmware_map: &fw,
         memblock: &mb,
+        // The NIC's BARs where the kernel places them under qboot.
+        devices: &[
+            (PhysAddr(0xc000_0000), PhysAddr(0xc000_1000), "0000:00:01.0"),
+            (PhysAddr(0xc000_4000), PhysAddr(0xc000_8000), "0000:00:01.0"),
+        ],
     };
     let mut t = T {
         api: Api::new(&mm, boot, &system, opts.quota_pct).with_slab(&slab),
@@ -650,6 +655,22 @@ fn zoneinfo_and_iomem_texts() {
         );
         assert!(
             lines.contains(&"07fe0000-07feffff : ACPI Tables"),
+            "{lines:#?}"
+        );
+        // The BARs, top level in the hole above the ECAM, in order.
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("c0000000-"))
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        assert_eq!(
+            lines[at..at + 2],
+            [
+                "c0000000-c0000fff : 0000:00:01.0",
+                "c0004000-c0007fff : 0000:00:01.0"
+            ]
+        );
+        assert!(
+            lines[at - 1].starts_with("b0000000-bfffffff : "),
             "{lines:#?}"
         );
     });

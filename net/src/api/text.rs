@@ -120,8 +120,13 @@ pub fn iomem(boot: &BootView<'_>, kernel: &KernelSections) -> Response {
     let mut capacity = 64;
     loop {
         let mut entries = vec![IomemEntry::EMPTY; capacity];
-        let n =
-            procfs::build_iomem_entries(boot.memblock, boot.firmware_map, *kernel, &mut entries);
+        let n = procfs::build_iomem_entries_with_devices(
+            boot.memblock,
+            boot.firmware_map,
+            *kernel,
+            boot.devices,
+            &mut entries,
+        );
         // A full slice may mean truncation: retry larger (bounded).
         if n < capacity || capacity >= 4096 {
             let mut text = match try_string(n * 96 + 64) {

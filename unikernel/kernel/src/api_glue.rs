@@ -248,9 +248,14 @@ pub fn boot_view(boot: &'static BootInfo) -> BootView<'static> {
         })
         .collect();
     let memblock = memory::memblock().clone();
+    let devices: Vec<mm::procfs::IomemDevice<'static>> = crate::drivers::pci::device_mmio()
+        .iter()
+        .map(|(start, end, name)| (PhysAddr(*start), PhysAddr(*end), name.as_str()))
+        .collect();
     BootView {
         cmdline: boot.cmdline,
         firmware_map: Box::leak(firmware_map.into_boxed_slice()),
         memblock: Box::leak(Box::new(memblock)),
+        devices: Box::leak(devices.into_boxed_slice()),
     }
 }

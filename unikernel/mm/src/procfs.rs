@@ -769,6 +769,69 @@ impl<'a> EntrySink<'_, 'a> {
     }
 }
 
+/// A device's MMIO range for `/proc/iomem`: `[start, end)` and its
+/// owner's name as Linux shows it (a PCI function's BAR: `0000:00:01.0`).
+pub type IomemDevice<'a> = (PhysAddr, PhysAddr, &'a str);
+
+/// [`build_iomem_entries`] with device ranges (PCI BARs) added where
+/// `insert_resource()` would put them: nested under the top-level
+/// resource that holds one whole, else at the top level, in address
+/// order (with no host-bridge window, as with `pci=nocrs`, Linux's PCI
+/// root bus is `iomem_resource` itself, so BARs in a hole of the e820 map
+/// are top-level lines). A range that straddles a resource's edge, or is
+/// empty, is left out, as `insert_resource()` refuses a conflict; so is
+/// any past the first 16 (a machine here has one driven PCI function).
+pub fn build_iomem_entries_with_devices<'a>(
+    mb: &Memblock,
+    firmware_map: &[(PhysAddr, PhysAddr, E820Type)],
+    kernel: KernelSections,
+    devices: &[IomemDevice<'a>],
+    out: &mut [IomemEntry<'a>],
+) -> usize {
+    let mut len = build_iomem_entries(mb, firmware_map, kernel, out);
+    let mut sorted: [Option<IomemDevice<'a>>; 16] = [None; 16];
+    for (slot, d) in sorted.iter_mut().zip(devices) {
+        *slot = Some(*d);
+    }
+    sorted.sort_unstable_by_key(|d| d.map(|(s, _, _)| s.0));
+    for (start, end, name) in sorted.into_iter().flatten() {
+        if start.0 >= end.0 || len >= out.len() {
+            continue;
+        }
+        let last = end.0 - 1;
+        let tops = || (0..len).filter(|&i| out[i].depth == 0);
+        let holder = tops().find(|&i| out[i].start.0 <= start.0 && last <= out[i].end_inclusive.0);
+        let straddles = tops().any(|i| {
+            let (s, e) = (out[i].start.0, out[i].end_inclusive.0);
+            s <= last && start.0 <= e && !(s <= start.0 && last <= e)
+        });
+        if straddles {
+            continue;
+        }
+        let (at, depth) = match holder {
+            // After the holder's children that start below it.
+            Some(h) => {
+                let mut at = h + 1;
+                while at < len && out[at].depth > 0 && out[at].start.0 < start.0 {
+                    at += 1;
+                }
+                (at, 1)
+            }
+            // Before the first top-level resource above it.
+            None => (tops().find(|&i| out[i].start.0 > start.0).unwrap_or(len), 0),
+        };
+        out[at..=len].rotate_right(1);
+        out[at] = IomemEntry {
+            start,
+            end_inclusive: PhysAddr(last),
+            name,
+            depth,
+        };
+        len += 1;
+    }
+    len
+}
+
 /// Build Linux-like `/proc/iomem` resources into `out` and return how many
 /// were written (at most `out.len()`; a full slice may mean truncation).
 ///

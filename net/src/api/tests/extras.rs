@@ -297,10 +297,7 @@ fn bench_for_a_duration_runs_every_cpu_until_the_deadline() {
                 "{j}"
             );
             let per_cpu = j["per_cpu"].as_array().unwrap();
-            let ops: Vec<u64> = per_cpu
-                .iter()
-                .map(|p| p["ops"].as_u64().unwrap())
-                .collect();
+            let ops: Vec<u64> = per_cpu.iter().map(|p| p["ops"].as_u64().unwrap()).collect();
             assert_eq!(ops.len(), 2, "{j}");
             assert!(ops.iter().all(|&n| n > 0 && n % 32 == 0), "{j}");
             assert_eq!(j["ops"].as_u64(), Some(ops.iter().sum()), "{j}");

@@ -126,6 +126,7 @@ fn run_with(vmalloc_size: u64, body: impl FnOnce(&mut T<'_>)) {
         cmdline: "lowmem=64M mem=120M",
         firmware_map: &fw,
         memblock: &mb,
+        devices: &[],
     };
     let vm = Vm {
         areas: &areas,

@@ -225,7 +225,31 @@ pub fn enumerate(root: &mut PciRoot<Ecam>, firmware_map: &[(u64, u64)]) -> Vec<P
     if found.iter().any(unassigned) {
         assign_unassigned_bars(root, &mut found, firmware_map);
     }
+    let mmio = found
+        .iter()
+        .filter(|f| has_driver(&f.info))
+        .flat_map(|f| {
+            f.bars.iter().filter_map(move |b| match b {
+                Some(BarInfo::Memory { address, size, .. }) if *address != 0 && *size != 0 => {
+                    Some((*address, address + size, alloc::format!("0000:{}", f.df)))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    DEVICE_MMIO.call_once(|| mmio);
     found
+}
+
+/// The memory BARs of the functions a driver here uses, as `[start, end)`
+/// and the function's name (`0000:00:01.0`), once enumerated: whether the
+/// firmware or [`assign_unassigned_bars`] placed them, `/proc/iomem`
+/// lists them (cf. the BAR resources Linux inserts at enumeration).
+static DEVICE_MMIO: spin::Once<Vec<(u64, u64, alloc::string::String)>> = spin::Once::new();
+
+/// See [`DEVICE_MMIO`]; empty before enumeration or without PCI.
+pub fn device_mmio() -> &'static [(u64, u64, alloc::string::String)] {
+    DEVICE_MMIO.get().map_or(&[], Vec::as_slice)
 }
 
 /// Places every memory BAR of a driven function that reads zero (the

@@ -618,6 +618,77 @@ fn iomem_without_firmware_map_and_truncation() {
 }
 
 #[test]
+fn iomem_places_pci_bars_where_insert_resource_would() {
+    let (_pa, mb) = boot(q35_2g_memblock(), 896 * MIB);
+    let r = |s: u64, e: u64, n| (PhysAddr(s), PhysAddr(e), n);
+    let devices = [
+        // Out of order, as a caller may list them.
+        r(0xc000_4000, 0xc000_8000, "0000:00:01.0"),
+        r(0xc000_0000, 0xc000_1000, "0000:00:01.0"),
+        // Inside the ECAM's reserved range: nested there.
+        r(0xb000_0000, 0xb010_0000, "PCI MMCONFIG 0000 [bus 00]"),
+        // Inside RAM, after the kernel's sections: nested after them.
+        r(0x7000_0000, 0x7000_1000, "ram-device"),
+        // Across the end of a reserved range: refused.
+        r(0xbfff_f000, 0xc000_0000 + 0x1000, "straddler"),
+        // Empty: left out.
+        r(0xd000_0000, 0xd000_0000, "empty"),
+    ];
+    let mut out = [IomemEntry::EMPTY; 32];
+    let n = build_iomem_entries_with_devices(
+        &mb,
+        &q35_2g_e820(),
+        kernel_sections(),
+        &devices,
+        &mut out,
+    );
+    let expected = "\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+0009fc00-0009ffff : Reserved
+000f0000-000fffff : Reserved
+00100000-7ffdffff : System RAM
+  00100000-0017ffff : Kernel code
+  00180000-001bffff : Kernel rodata
+  001c0000-001dffff : Kernel data
+  001e0000-001fffff : Kernel bss
+  70000000-70000fff : ram-device
+7ffe0000-7fffffff : Reserved
+b0000000-bfffffff : Reserved
+  b0000000-b00fffff : PCI MMCONFIG 0000 [bus 00]
+c0000000-c0000fff : 0000:00:01.0
+c0004000-c0007fff : 0000:00:01.0
+fed1c000-fed1ffff : Reserved
+feffc000-feffffff : Reserved
+fffc0000-ffffffff : Reserved
+";
+    assert_eq!(render(|s| iomem(&out[..n], s)), expected);
+    // With no devices, exactly the plain view.
+    let plain = iomem_text(&mb, &q35_2g_e820(), kernel_sections());
+    let mut out2 = [IomemEntry::EMPTY; 32];
+    let n2 =
+        build_iomem_entries_with_devices(&mb, &q35_2g_e820(), kernel_sections(), &[], &mut out2);
+    assert_eq!(render(|s| iomem(&out2[..n2], s)), plain);
+    // A full output slice takes no device (nothing is overwritten).
+    let mut full = [IomemEntry::EMPTY; 14];
+    let nf = build_iomem_entries(&mb, &q35_2g_e820(), kernel_sections(), &mut full);
+    assert_eq!(nf, 14);
+    let before = full;
+    let mut again = [IomemEntry::EMPTY; 14];
+    assert_eq!(
+        build_iomem_entries_with_devices(
+            &mb,
+            &q35_2g_e820(),
+            kernel_sections(),
+            &devices,
+            &mut again
+        ),
+        14
+    );
+    assert_eq!(again, before);
+}
+
+#[test]
 fn iomem_depth_indents_two_spaces_per_level() {
     let e = [
         IomemEntry {
