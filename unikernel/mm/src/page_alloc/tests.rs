@@ -1145,10 +1145,13 @@ mod pcp_lists {
     }
 }
 
+/// What [`buddy_state`] returns.
+type BuddyState = (Vec<(usize, usize, usize, u32)>, Vec<Page>);
+
 /// Every free block as (zone, order, migrate type, pfn), sorted, and the
 /// descriptors without their list links: the buddy state up to the order
 /// of blocks within a list (frees go to the head, boot frees to the tail).
-fn buddy_state(pa: &PageAlloc<'_>) -> (Vec<(usize, usize, usize, u32)>, Vec<Page>) {
+fn buddy_state(pa: &PageAlloc<'_>) -> BuddyState {
     let mut blocks = Vec::new();
     for (zi, zone) in pa.zones().iter().enumerate() {
         for (o, area) in zone.free_area.iter().enumerate() {

@@ -107,10 +107,10 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                         );
                         mm.free_pages(pfn, order).unwrap();
                     }
-                    if live.len() < 300 && (r % 3 != 0 || live.is_empty()) {
+                    if live.len() < 300 && (!r.is_multiple_of(3) || live.is_empty()) {
                         let order =
-                            Order::new(if r % 8 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
-                        let gfp = if r % 5 == 0 {
+                            Order::new(if r.is_multiple_of(8) { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                        let gfp = if r.is_multiple_of(5) {
                             GfpFlags::GFP_KERNEL | GfpFlags::COMP
                         } else {
                             GfpFlags::GFP_KERNEL
@@ -123,7 +123,7 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                     } else {
                         let (pfn, order, mark) = live.swap_remove((r >> 16) as usize % live.len());
                         assert_eq!(read_stamp(mm, pfn), mark, "two owners of one block");
-                        if r % 7 == 0 {
+                        if r.is_multiple_of(7) {
                             tx.send((pfn, order, mark)).unwrap();
                         } else {
                             mm.free_pages(pfn, order).unwrap();
@@ -298,9 +298,9 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
                 let mut live: Vec<(Pfn, Order, u64)> = Vec::new();
                 for i in 0..OPS {
                     let r = rng.next();
-                    if live.len() < 64 && (r % 2 == 0 || live.is_empty()) {
+                    if live.len() < 64 && (r.is_multiple_of(2) || live.is_empty()) {
                         let order =
-                            Order::new(if r % 4 == 0 { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                            Order::new(if r.is_multiple_of(4) { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
                         let gfp = gfps[(r >> 20) as usize % gfps.len()];
                         let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
                         let zi = mm.lock().zone_of(pfn).unwrap().index();

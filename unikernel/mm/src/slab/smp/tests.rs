@@ -118,7 +118,7 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
                         );
                         kfree(slab, mm, mem, cpu, addr, &mut fast);
                     }
-                    if live.len() < 200 && (rng % 3 != 0 || live.is_empty()) {
+                    if live.len() < 200 && (!rng.is_multiple_of(3) || live.is_empty()) {
                         let size = [8, 64, 64, 64, 192, 1000][(rng >> 8) as usize % 6];
                         let addr = kmalloc(slab, mm, mem, cpu, size, &mut fast);
                         let mark = ((cpu as u64) << 48) | i;
@@ -127,7 +127,7 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
                     } else {
                         let (addr, mark) = live.swap_remove((rng >> 20) as usize % live.len());
                         assert_eq!(mem.read_u64(addr), mark, "two owners of one object");
-                        if rng % 5 == 0 {
+                        if rng.is_multiple_of(5) {
                             tx.send((addr, mark)).unwrap(); // freed on the next CPU
                         } else {
                             kfree(slab, mm, mem, cpu, addr, &mut fast);
