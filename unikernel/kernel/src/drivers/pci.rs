@@ -327,6 +327,12 @@ fn assign_unassigned_bars(
                 }
                 continue;
             };
+            if address_type == MemoryBarType::Below1MiB {
+                // A legacy BAR that must sit below 1 MiB: the gap is far
+                // above, and no driver here has one.
+                log::warn!("PCI {}: BAR{index} (below 1 MiB) unassigned", f.df);
+                continue;
+            }
             let addr = match iomem.alloc(size) {
                 Ok(a) => a,
                 Err(e) => {
