@@ -287,11 +287,16 @@ fn assign_unassigned_bars(
             claims.push((u64::from(io.addr), u64::from(io.addr) + 0x1000));
         }
     }
-    // What the firmware did assign, driven functions' and the others'.
+    // What the firmware did assign, driven functions' and the others'
+    // (only a memory BAR with an address can be in the way: an I/O BAR's
+    // register reads 1 even when unassigned).
+    let assigned_mmio = |raw: u32| raw & 1 == 0 && raw & !0xf != 0;
     for f in found.iter_mut() {
         let standard =
             f.info.header_type == virtio_drivers::transport::pci::bus::HeaderType::Standard;
-        if standard && !has_driver(&f.info) && (0..6).any(|i| config_read(f.df, 0x10 + 4 * i) != 0)
+        if standard
+            && !has_driver(&f.info)
+            && (0..6).any(|i| assigned_mmio(config_read(f.df, 0x10 + 4 * i)))
         {
             let (_, command) = root.get_status_command(f.df);
             match read_bars(root, f.df) {
