@@ -709,17 +709,20 @@ fn main() {
     });
     add("system (glibc malloc)", &mut || row(|| Sys, &t, false));
 
+    // The workload columns both page tables share.
+    const COLUMNS: [&str; 6] = [
+        "allocator",
+        "order-0 pair",
+        "order-3 pair",
+        "order-9 pair",
+        "rand order-0 op (≤10k live)",
+        "rand orders 0–3 op (≤4k live)",
+    ];
+    let mut header = COLUMNS.to_vec();
+    header.push("coalesced after free-all");
     print_table(
         "Page layer: ns per alloc+free pair (LIFO) or per random operation; median of 3 runs, fresh allocator on a 64 MiB arena each run",
-        &[
-            "allocator",
-            "order-0 pair",
-            "order-3 pair",
-            "order-9 pair",
-            "rand order-0 op (≤10k live)",
-            "rand orders 0–3 op (≤4k live)",
-            "coalesced after free-all",
-        ],
+        &header,
         &rows,
     );
     println!();
@@ -767,14 +770,7 @@ fn main() {
                  (valgrind cachegrind, {COUNT_N} against {} pairs or operations, the random operations drawn before either)",
                 2 * COUNT_N
             ),
-            &[
-                "allocator",
-                "order-0 pair",
-                "order-3 pair",
-                "order-9 pair",
-                "rand order-0 op (≤10k live)",
-                "rand orders 0–3 op (≤4k live)",
-            ],
+            &COLUMNS,
             &counted,
         );
         println!();
