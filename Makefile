@@ -99,12 +99,12 @@ debug: deps kernel
 	qemu-system-x86_64 $(QEMU_ARGS) -s -S
 
 # Everything on q35, then the boot-level suites (boot, api, selftest) on
-# q35 under SeaBIOS (the BARs the firmware assigned) and on microvm,
-# without and with its ACPI.
+# q35 under SeaBIOS (with vm: the BARs the firmware assigned) and on
+# microvm, without and with its ACPI.
 test: deps kernel
 	@.ci/deps.sh rust qemu browser prometheus schemathesis
 	MACHINE=q35 PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test --workspace --exclude unikernel
-	MACHINE=q35-seabios PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot --test api
+	MACHINE=q35-seabios PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot --test api --test vm
 	MACHINE=microvm PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot --test api
 	MACHINE=microvm-acpi PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot
 
