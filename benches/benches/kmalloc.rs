@@ -32,6 +32,7 @@
 //! source without a tracer, where the tracepoints compile away.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -430,6 +431,23 @@ impl Alloc for AxSlab {
     }
 }
 
+/// No allocator: the bench loop alone (`alloc` returns a made-up
+/// address, `free` only hides its arguments from the optimiser), the
+/// floor under every other row: what the loop's table reads, live-set
+/// bookkeeping and calls cost by themselves.
+struct BenchLoop;
+
+impl Alloc for BenchLoop {
+    #[inline(always)]
+    fn alloc(&mut self, size: usize) -> usize {
+        black_box(0x1000 + size)
+    }
+    #[inline(always)]
+    fn free(&mut self, p: usize, size: usize) {
+        black_box((p, size));
+    }
+}
+
 struct Sys;
 
 impl Alloc for Sys {
@@ -668,6 +686,9 @@ fn main() {
     }
     if selected("system (glibc malloc)") {
         results.push(("system (glibc malloc)", run(&mut Sys, &t)));
+    }
+    if selected("bench loop alone (no allocator)") {
+        results.push(("bench loop alone (no allocator)", run(&mut BenchLoop, &t)));
     }
 
     let pages_only = |rows: &mut Vec<Vec<String>>| {

@@ -408,6 +408,33 @@ impl LayoutAlloc for Galloc {
 }
 
 /// The host's malloc (glibc): no arena, so no coalescing probe.
+/// No allocator: the bench loop alone. `alloc` hands out the next
+/// naturally aligned block number from a counter and `free` only hides
+/// its argument from the optimiser, so a row of this is what the loop
+/// itself costs (the table reads, the live set's `Vec`, the calls) — the
+/// floor under every other row.
+struct BenchLoop {
+    next: usize,
+}
+
+impl Pages for BenchLoop {
+    #[inline(always)]
+    fn alloc(&mut self, order: u32) -> Option<usize> {
+        self.next = self.next.wrapping_add(1 << order);
+        Some(black_box(self.next))
+    }
+    #[inline(always)]
+    fn free(&mut self, block: usize, order: u32) {
+        black_box((block, order));
+    }
+    fn alloc_run(&mut self, nr_pages: usize) -> Option<usize> {
+        self.alloc(order_of(nr_pages))
+    }
+    fn free_run(&mut self, block: usize, nr_pages: usize) {
+        self.free(block, order_of(nr_pages));
+    }
+}
+
 struct Sys;
 
 impl LayoutAlloc for Sys {
@@ -658,9 +685,13 @@ fn count_mode(spec: &str) {
         "rlsf 0.2" => run(&mut rlsf_fresh(), work, n, table),
         "good_memory_allocator 0.1" => run(&mut galloc_fresh(), work, n, table),
         "system (glibc malloc)" => run(&mut Sys, work, n, table),
+        BENCH_LOOP => run(&mut BenchLoop { next: 0 }, work, n, table),
         _ => panic!("row: pcp, bypassed, manager or a table row's name"),
     }
 }
+
+/// The baseline row's name ([`BenchLoop`]).
+const BENCH_LOOP: &str = "bench loop alone (no allocator)";
 
 /// Pairs or operations per counted run ([`InstrCount`], twice that for
 /// the second): the slowest row (good_memory_allocator's random order-0
@@ -708,6 +739,7 @@ fn main() {
         row(galloc_fresh, &t, true)
     });
     add("system (glibc malloc)", &mut || row(|| Sys, &t, false));
+    add(BENCH_LOOP, &mut || row(|| BenchLoop { next: 0 }, &t, false));
 
     // The workload columns both page tables share.
     const COLUMNS: [&str; 6] = [
