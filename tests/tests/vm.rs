@@ -396,7 +396,8 @@ fn mem_tail_is_reserved_and_ioremap_maps_it() {
     assert_eq!(buddyinfo(&mut c), boot_buddy);
 }
 
-/// The NIC's memory BARs are in `/proc/iomem` where the boot put them:
+/// The NIC's memory BARs are in `/proc/iomem` where the boot put them, and
+/// the platform's MMIO beside them:
 /// under qboot (q35) the kernel assigned them (`BAR1 assigned [mem …]`),
 /// naturally aligned in the e820 map's PCI gap; under
 /// SeaBIOS the firmware did (`BAR1 mem32 0xfebd1000 size 0x1000`), and
@@ -473,6 +474,15 @@ fn the_nics_bars_are_in_proc_iomem_where_the_boot_put_them() {
     }
     for (s, e) in bars {
         let line = format!("{s:08x}-{:08x} : 0000:{nic}", e - 1);
+        assert!(iomem.lines().any(|l| l == line), "{line} in\n{iomem}");
+    }
+    // The platform's MMIO, as Linux names it: the ECAM inside the e820's
+    // reserved range, the IOAPIC's 1 KiB slot and the local APIC's page.
+    for line in [
+        "  b0000000-bfffffff : PCI MMCONFIG 0000 [bus 00-ff]",
+        "fec00000-fec003ff : IOAPIC 0",
+        "fee00000-fee00fff : Local APIC",
+    ] {
         assert!(iomem.lines().any(|l| l == line), "{line} in\n{iomem}");
     }
 }

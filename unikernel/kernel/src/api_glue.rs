@@ -248,10 +248,41 @@ pub fn boot_view(boot: &'static BootInfo) -> BootView<'static> {
         })
         .collect();
     let memblock = memory::memblock().clone();
-    let devices: Vec<mm::procfs::IomemDevice<'static>> = crate::drivers::pci::device_mmio()
-        .iter()
-        .map(|(start, end, name)| (PhysAddr(*start), PhysAddr(*end), name.as_str()))
-        .collect();
+    // `/proc/iomem`'s device lines: the platform's MMIO as Linux names it
+    // (`pci_mmcfg_insert_resources()`, `ioapic_insert_resources()`,
+    // `lapic_insert_resource()`), then the driven PCI function's BARs.
+    let mut devices: Vec<mm::procfs::IomemDevice<'static>> = Vec::new();
+    let leak = |s: alloc::string::String| -> &'static str { alloc::string::String::leak(s) };
+    if let Some(info) = crate::acpi::info() {
+        if let Some(m) = info.mcfg {
+            let name = alloc::format!(
+                "PCI MMCONFIG {:04x} [bus {:02x}-{:02x}]",
+                m.segment,
+                m.bus_start,
+                m.bus_end
+            );
+            devices.push((PhysAddr(m.base), PhysAddr(m.base + m.size()), leak(name)));
+        }
+        for (i, io) in info.ioapics[..info.nr_ioapics].iter().enumerate() {
+            let base = u64::from(io.addr);
+            // IO_APIC_SLOT_SIZE: 1 KiB.
+            devices.push((
+                PhysAddr(base),
+                PhysAddr(base + 0x400),
+                leak(alloc::format!("IOAPIC {i}")),
+            ));
+        }
+        devices.push((
+            PhysAddr(info.lapic_base),
+            PhysAddr(info.lapic_base + 0x1000),
+            "Local APIC",
+        ));
+    }
+    devices.extend(
+        crate::drivers::pci::device_mmio()
+            .iter()
+            .map(|(start, end, name)| (PhysAddr(*start), PhysAddr(*end), name.as_str())),
+    );
     BootView {
         cmdline: boot.cmdline,
         firmware_map: Box::leak(firmware_map.into_boxed_slice()),
