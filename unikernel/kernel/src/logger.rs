@@ -3,6 +3,13 @@
 //! seconds.microseconds since kernel entry, as printk's.
 //! Messages from other crates carry their target (`[ WARN] acpi: …`).
 //!
+//! As on Linux, the kernel log and the console are filtered apart: every
+//! message down to INFO (DEBUG too at `loglevel=debug`) lands in the log
+//! ring behind `/api/dmesg`, while the console prints only down to its own
+//! level (cf. `console_loglevel`), set by `loglevel=`, `quiet` (errors
+//! only) or `debug`. Under TCG each console byte costs about a
+//! microsecond, so `quiet` is also the fast boot.
+//!
 //! The clock runs a few milliseconds into the boot ([`crate::time`]): what
 //! is logged before is held here with its TSC reading and printed, with its
 //! real timestamp, as soon as the clock runs — the way Linux keeps early
@@ -11,6 +18,7 @@
 //! prints the held records at once, without a timestamp.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use net::api::dmesg::{LogLevel, LogRecord, LogRing};
@@ -69,7 +77,9 @@ fn release_held() {
         for slot in &mut held.records[..len] {
             let Some(h) = slot.take() else { continue };
             let us = timed.then(|| crate::arch::x86_64::tsc::ticks_to_ns(h.ticks) / 1000);
-            serial::with_console(|uart| write_line(uart, us, h.level, h.line.as_str()));
+            if on_console(h.level) {
+                serial::with_console(|uart| write_line(uart, us, h.level, h.line.as_str()));
+            }
             push(us.unwrap_or(0), h.level, h.line.as_str());
         }
         held.len = 0;
@@ -187,11 +197,23 @@ impl Log for SerialLogger {
         // Held records go out first, in order.
         release_held();
         let now = crate::time::now_us();
-        serial::with_console(|uart| write_line(uart, now, record.level(), line.as_str()));
+        if on_console(record.level()) {
+            serial::with_console(|uart| write_line(uart, now, record.level(), line.as_str()));
+        }
         push(now.unwrap_or(0), record.level(), line.as_str());
     }
 
     fn flush(&self) {}
+}
+
+/// The console's level (cf. `console_loglevel`), a `LevelFilter` as
+/// `usize`; [`log::max_level`] is the ring's, never below INFO.
+static CONSOLE_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
+
+/// Whether a record of `level` is printed, not only kept in the ring. A
+/// fatal path prints everything.
+fn on_console(level: Level) -> bool {
+    level as usize <= CONSOLE_LEVEL.load(Relaxed) || serial::is_fatal()
 }
 
 /// Installs the logger at `Info`. A second call is harmless.
@@ -201,22 +223,24 @@ pub fn init() {
     }
 }
 
-/// Applies `loglevel=error|warn|info|debug|trace|off` from the command line.
-pub fn apply_cmdline(cmdline: &str) {
-    for value in cmdline
-        .split_ascii_whitespace()
-        .filter_map(|w| w.strip_prefix("loglevel="))
-    {
-        match value.parse::<LevelFilter>() {
-            Ok(filter) => {
-                log::set_max_level(filter);
-                log::info!("log level set to {filter}");
-            }
-            Err(_) => {
-                log::warn!("cmdline: unknown loglevel={value} (error|warn|info|debug|trace|off)")
-            }
-        }
-    }
+/// Applies the command line's console level (`loglevel=`, `quiet`,
+/// `debug`: [`mm::cmdline::BootParams::loglevel`]); the ring keeps INFO
+/// and up whatever the console shows (cf. `console_loglevel` against
+/// the log buffer, which stores every level).
+pub fn apply_cmdline(level: Option<mm::cmdline::LogLevel>) {
+    use mm::cmdline::LogLevel as L;
+    let Some(level) = level else { return };
+    let filter = match level {
+        L::Off => LevelFilter::Off,
+        L::Error => LevelFilter::Error,
+        L::Warn => LevelFilter::Warn,
+        L::Info => LevelFilter::Info,
+        L::Debug => LevelFilter::Debug,
+        L::Trace => LevelFilter::Trace,
+    };
+    CONSOLE_LEVEL.store(filter as usize, Relaxed);
+    log::set_max_level(filter.max(LevelFilter::Info));
+    log::info!("console log level {}", level.as_str());
 }
 
 /// A fixed line buffer for console output that must not allocate (boot,

@@ -43,14 +43,14 @@ extern "C" fn kmain(start_info_phys: u64) -> ! {
     time::boot_phase("cpu");
 
     let boot_info = pvh::parse(start_info_phys);
-    logger::apply_cmdline(boot_info.cmdline);
+    let params = mm::cmdline::parse(boot_info.cmdline, |w| log::warn!("cmdline: {w}"));
+    logger::apply_cmdline(params.loglevel);
 
     let acpi = acpi::init(boot_info.rsdp);
     // The TSC is calibrated against the ACPI PM timer while the boot goes
     // on: what is logged until then is printed once the clock runs.
     arch::x86_64::tsc::start_calibration(acpi.and_then(|a| a.pm_timer));
 
-    let params = mm::cmdline::parse(boot_info.cmdline, |w| log::warn!("cmdline: {w}"));
     time::boot_phase("firmware");
 
     memory::init(boot_info, &params);

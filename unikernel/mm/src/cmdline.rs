@@ -71,7 +71,11 @@ pub struct BootParams<'a> {
     pub page_owner: bool,
     /// `crash=`: deliberately fault after boot (tests the exception paths).
     pub crash: Option<CrashKind>,
-    /// `loglevel=`: console verbosity; `None` keeps the kernel's default.
+    /// The console's verbosity (cf. `console_loglevel`): `loglevel=`,
+    /// `quiet` (errors only, as Linux's `CONSOLE_LOGLEVEL_QUIET` lets
+    /// through only `KERN_ERR` and worse) or `debug`, the last one given
+    /// winning; `None` keeps the kernel's default (info). The kernel log
+    /// (`/api/dmesg`) keeps every info message whatever the console shows.
     pub loglevel: Option<LogLevel>,
     /// `fail_page_alloc=<interval>,<probability>,<space>,<times>`: arm the
     /// buddy allocator's fault injection (cf. `setup_fail_page_alloc()`).
@@ -181,6 +185,8 @@ impl CrashKind {
 /// `loglevel=`: the most verbose level printed on the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// Nothing but the kernel's own fatal reports.
+    Off,
     Error,
     Warn,
     Info,
@@ -192,6 +198,7 @@ impl LogLevel {
     /// The command-line spelling.
     pub const fn as_str(self) -> &'static str {
         match self {
+            LogLevel::Off => "off",
             LogLevel::Error => "error",
             LogLevel::Warn => "warn",
             LogLevel::Info => "info",
@@ -202,6 +209,7 @@ impl LogLevel {
 
     fn from_name(s: &str) -> Option<Self> {
         [
+            LogLevel::Off,
             LogLevel::Error,
             LogLevel::Warn,
             LogLevel::Info,
@@ -465,8 +473,14 @@ fn apply<'a>(params: &mut BootParams<'a>, option: &'a str) -> Result<(), Problem
     } else if name_is(name, "loglevel") {
         params.loglevel = Some(
             LogLevel::from_name(need(value)?)
-                .ok_or(Problem::NotOneOf("error|warn|info|debug|trace"))?,
+                .ok_or(Problem::NotOneOf("off|error|warn|info|debug|trace"))?,
         );
+    } else if name_is(name, "quiet") && value.is_none() {
+        // cf. quiet_kernel(): console_loglevel = CONSOLE_LOGLEVEL_QUIET.
+        params.loglevel = Some(LogLevel::Error);
+    } else if name_is(name, "debug") && value.is_none() {
+        // cf. debug_kernel(): console_loglevel = CONSOLE_LOGLEVEL_DEBUG.
+        params.loglevel = Some(LogLevel::Debug);
     } else {
         return Err(Problem::Unknown);
     }
@@ -821,6 +835,7 @@ mod tests {
             Some(CrashKind::PageFault)
         );
         for level in [
+            LogLevel::Off,
             LogLevel::Error,
             LogLevel::Warn,
             LogLevel::Info,
@@ -974,7 +989,10 @@ mod tests {
                 "expected one of pagefault|ud|gp|panic|doublefault|int3|vmalloc-overrun",
             ),
             ("crash", "missing value"),
-            ("loglevel=7", "expected one of error|warn|info|debug|trace"),
+            (
+                "loglevel=7",
+                "expected one of off|error|warn|info|debug|trace",
+            ),
             ("loglevel", "missing value"),
             (
                 "selftest=maybe",
@@ -1023,13 +1041,13 @@ mod tests {
 
     #[test]
     fn unknown_options_are_reported_and_ignored() {
-        let (p, w) = parse_all("console=ttyS0 mem=1G quiet =5 memory=2G");
+        let (p, w) = parse_all("console=ttyS0 mem=1G splash =5 memory=2G");
         assert_eq!(p.mem_limit, Some(1 << 30));
         assert_eq!(
             w,
             [
                 "ignoring unknown option \"console=ttyS0\"",
-                "ignoring unknown option \"quiet\"",
+                "ignoring unknown option \"splash\"",
                 "ignoring unknown option \"=5\"",
                 "ignoring unknown option \"memory=2G\"",
             ]
@@ -1070,6 +1088,17 @@ mod tests {
         assert_eq!(
             parse_ok("loglevel=warn loglevel=info").loglevel,
             Some(LogLevel::Info)
+        );
+        // `quiet`, `debug` and `loglevel=` set the same thing: the last wins.
+        assert_eq!(parse_ok("quiet").loglevel, Some(LogLevel::Error));
+        assert_eq!(parse_ok("debug").loglevel, Some(LogLevel::Debug));
+        assert_eq!(
+            parse_ok("quiet loglevel=warn").loglevel,
+            Some(LogLevel::Warn)
+        );
+        assert_eq!(
+            parse_ok("loglevel=debug quiet").loglevel,
+            Some(LogLevel::Error)
         );
         // A malformed later occurrence is ignored: the earlier value stays.
         let (p, w) = parse_all("mem=1G mem=bad port=81 port=0");
