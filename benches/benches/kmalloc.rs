@@ -558,8 +558,20 @@ fn random_ops<A: Alloc>(a: &mut A, sizes: &[usize], slots_table: &[usize], steps
 }
 
 /// The median of three runs (every table of `make bench` is made so).
+/// `PZ_BENCH_RAW=1` also prints the fastest of the three to stderr with
+/// three decimals (`raw <ns>`), for comparing binaries run alternately.
 fn median3(mut f: impl FnMut() -> f64) -> f64 {
-    median_of_3(|| Ok(f())).expect("plain timings")
+    let mut fastest = f64::INFINITY;
+    let median = median_of_3(|| {
+        let ns = f();
+        fastest = fastest.min(ns);
+        Ok(ns)
+    })
+    .expect("plain timings");
+    if std::env::var_os("PZ_BENCH_RAW").is_some() {
+        eprintln!("raw {fastest:.3}");
+    }
+    median
 }
 
 /// `PZ_BENCH_ONLY=<allocator substring>[:<workload 0..3>]` (for profiling)

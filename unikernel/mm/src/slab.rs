@@ -66,7 +66,7 @@ pub(crate) mod tests;
 use core::fmt;
 
 pub use cpu::NR_CPUS;
-pub(crate) use cpu::{CacheSlot, CpuIdx, KmemCacheCpu, SlabCpu};
+pub(crate) use cpu::{CacheSlot, CpuIdx, KmemCacheCpu, SlabCpu, set_freepointer_fast};
 pub use error::{Corruption, CorruptionCounts, CorruptionKind, InvalidFreeKind, SlabError};
 pub use flags::{CacheId, CacheKind, CacheName, Ctor, ReportFn, SlabFlags};
 pub(crate) use geometry::{Geometry, calculate_sizes};

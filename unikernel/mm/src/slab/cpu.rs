@@ -180,6 +180,31 @@ impl KmemCacheCpu {
     }
 }
 
+/// cf. `set_freepointer()` on the free fast paths (`do_slab_free()`):
+/// make `fp` the free pointer at `at` (an object's free-pointer word),
+/// storing only if the word does not hold it already.
+///
+/// Why the test: in a kmalloc/kfree pair (LIFO) the object comes back
+/// with its free pointer word as the allocation left it, pointing at
+/// the list's next object, which is again the head the free links it
+/// to. A store there would be the start of a chain through memory each
+/// pair: the free's store of the object's free pointer, the next
+/// allocation's load of it (a store-to-load forwarding), its store of
+/// `c->freelist`, the next free's load of that (a second forwarding),
+/// and round again; with the word unchanged the allocation's load reads
+/// the cache line, not a pending store, and only `c->freelist` itself
+/// carries from one pair to the next. Measured on this host (an
+/// Emerald Rapids Xeon, the kmalloc bench's loop in assembly,
+/// interleaved runs): 3.64 → 3.30 ns a pair. An object whose word the
+/// caller overwrote (most kernel frees) costs one load and a
+/// well-predicted branch more.
+#[inline(always)]
+pub(crate) fn set_freepointer_fast<M: ObjectMemory>(mem: &M, at: u64, fp: u64) {
+    if mem.read_u64(at) != fp {
+        mem.write_u64(at, fp);
+    }
+}
+
 /// A cache slot (below [`MAX_CACHES`]) as a type whose range the
 /// compiler knows: a CPU's free hint, read by every `kfree`, indexes its
 /// `kmem_cache_cpu` array without a mask.
@@ -824,7 +849,7 @@ impl SlabAllocator<'_> {
             && head != addr
             && expect.is_none_or(|e| e.generation == self.caches[hint].generation)
         {
-            mem.write_u64(addr + cpu.offset as u64, head);
+            set_freepointer_fast(mem, addr + cpu.offset as u64, head);
             cpu.freelist = addr;
             cpu.inuse -= 1;
             return Ok(());

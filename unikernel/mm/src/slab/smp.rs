@@ -47,7 +47,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
-    SlabAllocator, SlabCpu, SlabMeta, slab_va,
+    SlabAllocator, SlabCpu, SlabMeta, set_freepointer_fast, slab_va,
 };
 use crate::gfp::GfpFlags;
 use crate::kmalloc::{KMALLOC_MAX_CACHE_SIZE, SIZE_TO_SLOT};
@@ -358,7 +358,7 @@ impl SlabAllocator<'_> {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
-        mem.write_u64(addr + u64::from(cc.offset), head);
+        set_freepointer_fast(mem, addr + u64::from(cc.offset), head);
         cc.freelist = addr;
         cc.inuse -= 1;
         true

@@ -617,3 +617,121 @@ fn armed_failslab_spares_nofail_on_the_cpu_path() {
     }
     f.slab.check_invariants(&f.mem).unwrap();
 }
+
+/// [`set_freepointer_fast`](super::super::set_freepointer_fast) on both
+/// fast frees, on one thread.
+mod fast_free {
+    extern crate std;
+
+    use super::super::super::tests::Fixture;
+    use super::super::super::{ArenaMemory, ObjectMemory, SlabAllocator};
+    use crate::gfp::GfpFlags;
+    use crate::kmalloc::KMALLOC_SIZES;
+    /// An [`ObjectMemory`] that counts the words written through it.
+    struct CountingMem<'a> {
+        mem: &'a ArenaMemory,
+        writes: core::cell::Cell<u64>,
+    }
+
+    impl ObjectMemory for CountingMem<'_> {
+        fn read_u64(&self, addr: u64) -> u64 {
+            self.mem.read_u64(addr)
+        }
+        fn write_u64(&self, addr: u64, v: u64) {
+            self.writes.set(self.writes.get() + 1);
+            self.mem.write_u64(addr, v)
+        }
+        fn read_u8(&self, addr: u64) -> u8 {
+            self.mem.read_u8(addr)
+        }
+        fn write_u8(&self, addr: u64, v: u8) {
+            self.writes.set(self.writes.get() + 1);
+            self.mem.write_u8(addr, v)
+        }
+        fn fill(&self, addr: u64, len: usize, byte: u8) {
+            self.writes.set(self.writes.get() + 1);
+            self.mem.fill(addr, len, byte)
+        }
+    }
+
+    /// [`set_freepointer_fast`] on both fast frees (`kfree`'s and
+    /// `kfree_cpu`'s): an object freed with its free-pointer word still
+    /// naming the list's head is linked without a store; one whose word the
+    /// caller overwrote gets the head written; either way the free list
+    /// hands out exactly the objects, in LIFO order, with exact counts.
+    #[test]
+    fn fast_free_stores_the_free_pointer_only_when_it_changed() {
+        let mut f = Fixture::new(32);
+        let k64 = KMALLOC_SIZES.iter().position(|&s| s == 64).unwrap();
+        let offset = f.slab.caches[k64].offset as u64;
+        assert_eq!(offset, 32, "mid-object, as SLUB's s->offset");
+        for per_cpu in [false, true] {
+            let mem = CountingMem {
+                mem: &f.mem,
+                writes: core::cell::Cell::new(0),
+            };
+            let alloc = |slab: &mut SlabAllocator<'static>| {
+                if per_cpu {
+                    // SAFETY: one thread: it holds every CPU's flag.
+                    let p = unsafe { slab.kmalloc_cpu(0, &mem, 64, GfpFlags::GFP_KERNEL) };
+                    // No slab to refill from at first: the exclusive side
+                    // makes one, as the kernel heap's order of paths does.
+                    p.unwrap_or_else(|| {
+                        slab.kmalloc(&mem, &f.pages, 64, GfpFlags::GFP_KERNEL)
+                            .unwrap()
+                    })
+                } else {
+                    slab.kmalloc(&mem, &f.pages, 64, GfpFlags::GFP_KERNEL)
+                        .unwrap()
+                }
+            };
+            let free = |slab: &mut SlabAllocator<'static>, p: u64| {
+                if per_cpu {
+                    // SAFETY: as above; `p` is live and freed once.
+                    assert!(unsafe { slab.kfree_cpu(0, &mem, p) }, "fast path");
+                } else {
+                    slab.kfree(&mem, &f.pages, p).unwrap();
+                }
+            };
+            f.slab.set_this_cpu(0);
+            // A frozen slab with free objects, its list's first two `a`, `b`.
+            let warm = alloc(&mut f.slab);
+            let a = alloc(&mut f.slab);
+            let b = alloc(&mut f.slab);
+            free(&mut f.slab, b);
+            free(&mut f.slab, a);
+            let cc = f.slab.pcpu[0].slabs[k64];
+            assert_eq!(cc.freelist, a);
+            assert_eq!(f.mem.read_u64(a + offset), b);
+            let inuse = cc.inuse;
+
+            // Allocated and freed back untouched: the word names `b` still.
+            let p = alloc(&mut f.slab);
+            assert_eq!(p, a);
+            mem.writes.set(0);
+            free(&mut f.slab, p);
+            assert_eq!(mem.writes.get(), 0, "no store into the object");
+            assert_eq!(f.mem.read_u64(a + offset), b);
+
+            // Overwritten by its user: the free writes the head back.
+            let p = alloc(&mut f.slab);
+            assert_eq!(p, a);
+            f.mem.fill(p, 64, 0xa5);
+            mem.writes.set(0);
+            free(&mut f.slab, p);
+            assert_eq!(mem.writes.get(), 1, "the free pointer, once");
+            assert_eq!(f.mem.read_u64(a + offset), b);
+            let cc = f.slab.pcpu[0].slabs[k64];
+            assert_eq!((cc.freelist, cc.inuse), (a, inuse));
+
+            // The list is intact: `a`, then `b`, LIFO.
+            assert_eq!(alloc(&mut f.slab), a);
+            assert_eq!(alloc(&mut f.slab), b);
+            free(&mut f.slab, b);
+            free(&mut f.slab, a);
+            free(&mut f.slab, warm);
+            f.slab.check_invariants(&f.mem).unwrap();
+            f.slab.shrink_all(&f.pages);
+        }
+    }
+}
