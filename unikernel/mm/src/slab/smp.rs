@@ -46,8 +46,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
-    SlabAllocator, SlabCpu, SlabMeta, set_freepointer_fast, slab_va,
+    CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory,
+    SLAB_EMPTY_RESERVE, SlabAllocator, SlabCpu, SlabMeta, set_freepointer_fast, slab_va,
 };
 use crate::gfp::GfpFlags;
 use crate::kmalloc::{KMALLOC_MAX_CACHE_SIZE, SIZE_TO_SLOT};
