@@ -390,6 +390,7 @@ impl SlabAllocator<'_> {
     #[inline(always)]
     pub fn set_this_cpu(&mut self, cpu: usize) {
         self.cur_cpu = CpuIdx::ALL.get(cpu).copied().unwrap_or(CpuIdx::C0);
+        self.cur_cpu_off = self.cur_cpu as usize * smp::PCPU_SLOT_BYTES;
     }
 
     // ------------------------------------------------------------------
@@ -469,15 +470,14 @@ impl SlabAllocator<'_> {
     #[inline(always)]
     fn pop_cpu_freelist<M: ObjectMemory>(&mut self, mem: &M, slot: usize) -> u64 {
         let slot = slot & (MAX_CACHES - 1);
-        let cpu_id = self.smp_processor_id();
-        let pc = &mut *self.pcpu[cpu_id];
-        pc.hint = CacheSlot::new(slot);
+        let pc = smp::this_cpu_slot(&mut self.pcpu, self.cur_cpu_off);
         let cpu = &mut pc.slabs[slot];
         let obj = cpu.freelist;
         if obj != 0 {
             cpu.freelist = mem.read_u64(obj + cpu.offset as u64);
             cpu.inuse += 1;
         }
+        pc.hint = CacheSlot::new(slot);
         obj
     }
 
@@ -835,8 +835,7 @@ impl SlabAllocator<'_> {
         addr: u64,
         expect: Option<CacheId>,
     ) -> Result<(), Corruption> {
-        let cpu_id = self.smp_processor_id();
-        let pc = &mut *self.pcpu[cpu_id];
+        let pc = smp::this_cpu_slot(&mut self.pcpu, self.cur_cpu_off);
         let hint = match expect {
             Some(e) => e.slot as usize,
             None => pc.hint as usize,
@@ -896,11 +895,12 @@ impl SlabAllocator<'_> {
         }
         let base = addr - off;
         let head = pfn & !(c.pfn_mask as usize);
-        let cpu_id = self.smp_processor_id();
-        self.pcpu[cpu_id].hint = CacheSlot::new(slot);
+        let pc = smp::this_cpu_slot(&mut self.pcpu, self.cur_cpu_off);
+        pc.hint = CacheSlot::new(slot);
         // This CPU's slab; another CPU's frozen one is `__slab_free`'s to
         // find (its overlay entry says so).
-        if base == self.pcpu[cpu_id].slabs[slot].slab {
+        if base == pc.slabs[slot & (MAX_CACHES - 1)].slab {
+            let cpu_id = self.smp_processor_id();
             return self.free_to_cpu_slab(mem, slot, cpu_id, addr);
         }
         self.__slab_free(mem, pages, slot, head, base, addr)

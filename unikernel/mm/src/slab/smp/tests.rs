@@ -735,3 +735,35 @@ mod fast_free {
         }
     }
 }
+
+/// [`super::this_cpu_slot`]: `set_this_cpu` keeps the byte offset in step
+/// with the CPU (out-of-range CPUs use CPU 0's slot), the offset names
+/// `pcpu[cpu]`, and the exclusive `kmalloc`/`kfree` pop from and push onto
+/// that CPU's free list and no other.
+#[test]
+fn the_exclusive_paths_use_the_lock_holders_slot() {
+    use super::super::{NR_CPUS, SlabCpu};
+    use super::{PCPU_SLOT_BYTES, this_cpu_slot};
+    let mut f = super::super::tests::Fixture::new(16);
+    let k64 = f.slab.find_cache("kmalloc-64").unwrap().slot();
+    for cpu in [0, 3, 7, 8, usize::MAX, 5] {
+        f.slab.set_this_cpu(cpu);
+        let want = if cpu < NR_CPUS { cpu } else { 0 };
+        assert_eq!(f.slab.cur_cpu_off, want * PCPU_SLOT_BYTES);
+        let p: *const SlabCpu = this_cpu_slot(&mut f.slab.pcpu, f.slab.cur_cpu_off);
+        assert_eq!(p, &*f.slab.pcpu[want] as *const SlabCpu, "cpu {cpu}");
+        let o = f
+            .slab
+            .kmalloc(&f.mem, &f.pages, 64, GfpFlags::GFP_KERNEL)
+            .unwrap();
+        let cc = f.slab.pcpu[want].slabs[k64];
+        assert_eq!(o & !0xfff, cc.slab, "from CPU {want}'s slab");
+        assert_eq!(f.slab.pcpu[want].hint as usize, k64);
+        f.slab.kfree(&f.mem, &f.pages, o).unwrap();
+        for k in 0..NR_CPUS {
+            let head = f.slab.pcpu[k].slabs[k64].freelist;
+            assert_eq!(head == o, k == want, "cpu {cpu}: CPU {k}'s list");
+        }
+    }
+    f.slab.check_invariants(&f.mem).unwrap();
+}
