@@ -66,7 +66,7 @@ pub(crate) mod tests;
 use core::fmt;
 
 pub use cpu::NR_CPUS;
-pub(crate) use cpu::{CacheSlot, CpuIdx, KmemCacheCpu, SlabCpu, set_freepointer_fast};
+pub(crate) use cpu::{CacheSlot, CpuIdx, KmemCacheCpu, SlabCpu};
 pub use error::{Corruption, CorruptionCounts, CorruptionKind, InvalidFreeKind, SlabError};
 pub use flags::{CacheId, CacheKind, CacheName, Ctor, ReportFn, SlabFlags};
 pub(crate) use geometry::{Geometry, calculate_sizes};
@@ -510,11 +510,6 @@ pub struct SlabAllocator<'a> {
     /// The CPU the exclusive holder runs on, whose slot the locked paths
     /// use (set by the lock, cf. `smp_processor_id()`).
     pub(crate) cur_cpu: CpuIdx,
-    /// `cur_cpu`'s slot as a byte offset into `pcpu` (`cur_cpu` times the
-    /// slot's size, written with it): the exclusive fast paths reach their
-    /// CPU's [`SlabCpu`] with one load and an add, not a load, a multiply
-    /// by the 2,624-byte slot and an add ([`smp::this_cpu_slot`]).
-    pub(crate) cur_cpu_off: usize,
     /// Scratch overlay entry, written and never read: where `__slab_free`
     /// sends the list stores of a free that moves no slab, so that both
     /// outcomes run the same few stores without a branch (see there).
@@ -563,7 +558,6 @@ impl<'a> SlabAllocator<'a> {
             failslab_armed: false,
             pcpu: [const { crate::sync::PcpCell::new(SlabCpu::EMPTY) }; NR_CPUS],
             cur_cpu: CpuIdx::C0,
-            cur_cpu_off: 0,
             sink: SlabMeta::EMPTY,
         };
         s.create_kmalloc_caches(kmalloc_debug);

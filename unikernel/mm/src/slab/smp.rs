@@ -46,12 +46,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, NR_CPUS, ObjectMemory,
-    SLAB_EMPTY_RESERVE, SlabAllocator, SlabCpu, SlabMeta, set_freepointer_fast, slab_va,
+    CacheSlot, FROZEN, KmemCacheNode, MAX_CACHES, MetaAccess, NIL, ObjectMemory, SLAB_EMPTY_RESERVE,
+    SlabAllocator, SlabCpu, SlabMeta, slab_va,
 };
 use crate::gfp::GfpFlags;
 use crate::kmalloc::{KMALLOC_MAX_CACHE_SIZE, SIZE_TO_SLOT};
-use crate::sync::PcpCell;
 use crate::types::{PAGE_OFFSET, PAGE_SHIFT};
 
 /// A cache's [`KmemCacheNode`] with its `list_lock` (cf. `struct
@@ -299,25 +298,6 @@ impl MetaAccess for LockedMetas<'_, '_> {
     }
 }
 
-/// Bytes from one CPU's slot of `SlabAllocator::pcpu` to the next.
-pub(crate) const PCPU_SLOT_BYTES: usize = core::mem::size_of::<PcpCell<SlabCpu>>();
-
-/// The exclusive holder's own [`SlabCpu`]: slot `off / PCPU_SLOT_BYTES`
-/// of `pcpu`, where `off` is `SlabAllocator::cur_cpu_off` (always a CPU
-/// below `NR_CPUS` times [`PCPU_SLOT_BYTES`]). The same slot as
-/// `&mut *pcpu[cur_cpu]`, without the multiply that indexing by CPU
-/// number costs (the slot is 2,624 bytes, not a power of two).
-#[inline(always)]
-pub(crate) fn this_cpu_slot(pcpu: &mut [PcpCell<SlabCpu>; NR_CPUS], off: usize) -> &mut SlabCpu {
-    debug_assert!(off.is_multiple_of(PCPU_SLOT_BYTES) && off < NR_CPUS * PCPU_SLOT_BYTES);
-    // SAFETY: `off` is `cur_cpu * PCPU_SLOT_BYTES` with `cur_cpu <
-    // NR_CPUS` (`set_this_cpu` writes both; `new` starts both at CPU 0),
-    // so the pointer is `&pcpu[cur_cpu]`, in bounds and aligned; the
-    // `&mut` borrow of `pcpu` makes the returned reference unique.
-    let cell: &mut PcpCell<SlabCpu> = unsafe { &mut *pcpu.as_mut_ptr().byte_add(off) };
-    cell
-}
-
 impl SlabAllocator<'_> {
     /// `kmalloc(size, gfp)` from CPU `cpu`'s free list of the size class,
     /// or `None` (nothing changed) when the general path must decide.
@@ -378,7 +358,7 @@ impl SlabAllocator<'_> {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
-        set_freepointer_fast(mem, addr + u64::from(cc.offset), head);
+        mem.write_u64(addr + u64::from(cc.offset), head);
         cc.freelist = addr;
         cc.inuse -= 1;
         true
