@@ -1056,7 +1056,7 @@ impl PageAlloc<'_> {
         // SAFETY: the caller's contract: the zone's free lists and our
         // slot are ours; `mem_map` never changes.
         unsafe {
-            let zf = ZoneFree::new(pa, zi);
+            let zf = ZoneFree::<false>::new(pa, zi);
             let map = (*pa).mem_map.base();
             let pcp = (*pa).zones[zi].pcp[cpu].slot_mut();
             let mut alloced = 0;
@@ -1093,7 +1093,7 @@ impl PageAlloc<'_> {
     ) {
         // SAFETY: as for `rmqueue_bulk_locked`.
         unsafe {
-            let zf = ZoneFree::new(pa, zi);
+            let zf = ZoneFree::<false>::new(pa, zi);
             let map = (*pa).mem_map.base();
             let pcp = (*pa).zones[zi].pcp[cpu].slot_mut();
             let mut count = count.min(pcp.count);

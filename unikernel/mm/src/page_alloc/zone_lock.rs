@@ -70,11 +70,10 @@ use super::{AllocFlags, PageAlloc};
 use crate::page::{LIST_END, NIL, Page, PageFlags, is_pfn_link};
 use crate::types::{MAX_ORDER, NR_ORDERS, Order, Pfn};
 use crate::zone::{
-    FreeArea, FreeList, MIGRATE_TYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-    Zone,
+    FreeList, MIGRATE_TYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Zone,
 };
 
-// `link_into_empty` writes `prev` and `next` as one `u64`.
+// `link_half` and `unlink_links` write `prev` and `next` as one `u64`.
 const _: () = assert!(
     core::mem::offset_of!(Page, next) == core::mem::offset_of!(Page, prev) + 4
         && cfg!(target_endian = "little")
@@ -275,7 +274,7 @@ impl PageAlloc<'_> {
     /// Zone `zi`'s buddy core ([`ZoneFree`]) for the exclusive
     /// holder: `&mut self` is the proof its methods' contract asks for.
     #[inline(always)]
-    pub(crate) fn zone_free(&mut self, zi: usize) -> ZoneFree {
+    pub(crate) fn zone_free(&mut self, zi: usize) -> ZoneFree<true> {
         assert!(zi < NR_ZONES);
         // SAFETY: `self` is live and `zi` indexes `zones` (checked).
         unsafe { ZoneFree::new(self, zi) }
@@ -355,21 +354,57 @@ impl PageAlloc<'_> {
 ///
 /// Every method is `unsafe` with one contract: the caller holds this
 /// zone's lock (and its CPU's flag), or the exclusive side, for the call.
+///
+/// `EXCL`: the caller holds the exclusive side ([`PageAlloc::zone_free`]),
+/// so no other CPU reads or writes anything at all meanwhile. The merge
+/// then tests a buddy with one 32-bit load of its flags, zone and order
+/// against a pattern and clears its BUDDY bit and order with one store,
+/// and a list that empties is cleared with one 64-bit store. Under a zone
+/// lock (`!EXCL`) other CPUs read flags words and write the descriptors
+/// of frames they own, so every access stays the width the module docs
+/// give it (a mixed-size access racing a store is undefined behaviour).
 #[derive(Clone, Copy)]
-pub(crate) struct ZoneFree {
+pub(crate) struct ZoneFree<const EXCL: bool> {
     map: *mut Page,
     max_pfn: u64,
     zone: *mut Zone,
     zi: usize,
 }
 
-impl ZoneFree {
+/// `PageFlags::BUDDY` in the 32-bit word of flags, zone and order.
+const W_BUDDY: u32 = PageFlags::BUDDY.0 as u32;
+/// The order byte in that word.
+const W_ORDER_SHIFT: u32 = 24;
+const _: () = assert!(
+    core::mem::offset_of!(Page, flags) == 0
+        && core::mem::offset_of!(Page, zone) == 2
+        && core::mem::offset_of!(Page, order) == 3
+        && core::mem::size_of::<crate::zone::FreeList>() == 8
+        && core::mem::align_of::<Page>() >= 4
+);
+
+/// Whether a block of type `mt` merges with a free buddy whose pageblock
+/// has the `PB_MIGRATE` bits of `flags` (at pageblock order and above; cf.
+/// the `migratetype_is_mergeable()` test in `__free_one_page()`).
+#[inline(always)]
+fn pb_mergeable(flags: u16, mt: MigrateType) -> bool {
+    let mask = PageFlags::PB_MIGRATE.0;
+    let bits = usize::from((flags & mask) >> mask.trailing_zeros());
+    if bits == mt.index() {
+        return true;
+    }
+    let buddy_mt = MigrateType::from_index(bits).unwrap_or(MigrateType::Movable);
+    mt == buddy_mt || (mt.is_mergeable() && buddy_mt.is_mergeable())
+}
+
+impl<const EXCL: bool> ZoneFree<EXCL> {
     /// Zone `zi` of the allocator at `pa`.
     ///
     /// # Safety
-    /// `pa` is live; `zi` < `NR_ZONES`.
+    /// `pa` is live; `zi` < `NR_ZONES`; with `EXCL`, the caller holds the
+    /// exclusive side for as long as it uses the result.
     #[inline(always)]
-    pub(crate) unsafe fn new(pa: *mut PageAlloc<'_>, zi: usize) -> ZoneFree {
+    pub(crate) unsafe fn new(pa: *mut PageAlloc<'_>, zi: usize) -> ZoneFree<EXCL> {
         // SAFETY: `mem_map` and `layout` are written only at construction;
         // the zone is reached as a raw place (no reference formed).
         unsafe {
@@ -380,6 +415,19 @@ impl ZoneFree {
                 zi,
             }
         }
+    }
+
+    /// The zone's `free_area_mask` word of migrate type `mt` (an index):
+    /// bit `order` set while that list has a block. This code alone
+    /// writes it, under the zone's lock or the exclusive side.
+    ///
+    /// # Safety
+    /// The method contract; `mt` < `MIGRATE_TYPES`.
+    #[inline(always)]
+    unsafe fn mask_of(self, mt: usize) -> *mut u16 {
+        debug_assert!(mt < MIGRATE_TYPES);
+        // SAFETY: the array has MIGRATE_TYPES entries; a raw place.
+        unsafe { (&raw mut (*self.zone).free_area_mask).cast::<u16>().add(mt) }
     }
 
     #[inline(always)]
@@ -457,6 +505,7 @@ impl ZoneFree {
             let (prev, next) = if first == NIL {
                 st32(head, pfn);
                 st32(tail, pfn);
+                *self.mask_of(mt.index()) |= 1 << order;
                 (end, end)
             } else if to_tail {
                 let prev = ld32(tail);
@@ -554,23 +603,46 @@ impl ZoneFree {
     /// # Safety
     /// The method contract; `p` is the head of a free block of `order` on
     /// this zone's lists. A frame's end links are only ever written by
-    /// `link` / `link_into_empty` (LIST_END + a migrate type), so
+    /// `link` / `link_half` (LIST_END + a migrate type), so
     /// `list_by_end` holds.
     #[inline(always)]
     unsafe fn unlink_page(self, p: *mut Page, order: usize) {
         // SAFETY: as for `add`, and the function contract.
         unsafe {
             flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+            self.unlink_links(p, order);
+        }
+    }
+
+    /// The list part of [`ZoneFree::unlink_page`]: resets the block's
+    /// links, fixes its neighbours (or empties its list, clearing the
+    /// list's bit in the mask) and `nr_free`; the flags are the caller's.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::unlink_page`].
+    #[inline(always)]
+    unsafe fn unlink_links(self, p: *mut Page, order: usize) {
+        // SAFETY: as for `add`, and the function contract.
+        unsafe {
             let (prev, next) = ((*p).prev, (*p).next);
-            (*p).prev = NIL;
-            (*p).next = NIL;
+            // Both links NIL as one store (read by no other CPU).
+            (&raw mut (*p).prev).cast::<u64>().write_unaligned(u64::MAX);
             if prev == next {
                 // Both are its list's end link (two links naming one block
                 // cannot both be PFNs): the block was alone, the list empties.
                 let list = self.list_by_end(order, prev);
-                st32(&raw mut (*list).head, NIL);
-                st32(&raw mut (*list).tail, NIL);
+                if EXCL {
+                    // Head and tail NIL as one store: nobody else runs.
+                    list.cast::<u64>().write_unaligned(u64::MAX);
+                } else {
+                    st32(&raw mut (*list).head, NIL);
+                    st32(&raw mut (*list).tail, NIL);
+                }
+                *self.mask_of((prev - LIST_END) as usize) &= !(1 << order);
             } else {
+                // Rare in a split-and-merge-back pattern, where each level's
+                // list holds just the buddy.
+                core::hint::cold_path();
                 if is_pfn_link(prev) {
                     (*self.page(u64::from(prev))).next = next;
                 } else {
@@ -587,29 +659,35 @@ impl ZoneFree {
         }
     }
 
-    /// [`ZoneFree::link`] onto a list known to be empty: `expand()`'s
-    /// halves go to `mt`'s lists below the order
-    /// [`ZoneFree::rmqueue_smallest`] found its block at, and it found the
-    /// block there because every one of those lists was empty. No CMA
-    /// count: the caller adds all the halves at once.
+    /// [`ZoneFree::link`] of the upper half of order `O` of the block
+    /// whose head `head` has its descriptor at `hp`, onto `mt`'s list of
+    /// order `O`, known to be empty: `expand()`'s halves go to `mt`'s lists
+    /// below the order [`ZoneFree::rmqueue_smallest`] found its block at,
+    /// and it found the block there because every one of those lists was
+    /// empty. The half's descriptor is at a constant offset from `hp`, the
+    /// list and `nr_free` at constant offsets in the zone. No CMA count
+    /// and no mask bit: the caller adds all the halves at once.
     ///
     /// # Safety
-    /// The method contract; `area` is `&free_area[order]` of this zone,
-    /// and its list of `mt` is empty.
+    /// The method contract; the block `[head, head + 2^(O+1))` is a free
+    /// block of this zone being split, and `mt`'s list of order `O` is
+    /// empty.
     #[inline(always)]
-    unsafe fn link_into_empty(self, area: *mut FreeArea, pfn: u32, order: u8, mt: MigrateType) {
+    unsafe fn link_half<const O: usize>(self, hp: *mut Page, head: u32, mt: MigrateType) {
         let end = u64::from(LIST_END + mt as u32);
-        // SAFETY: as for `link`; `area` is `free_area[order]`.
+        let pfn = head + (1 << O);
+        // SAFETY: as for `link`; the half is inside the caller's block.
         unsafe {
-            debug_assert_eq!(area, &raw mut (*self.zone).free_area[usize::from(order)]);
+            let area = &raw mut (*self.zone).free_area[O];
             let list = &raw mut (*area).free_list[mt.index()];
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
             st32(&raw mut (*list).head, pfn);
             st32(&raw mut (*list).tail, pfn);
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
-            let p = self.page(u64::from(pfn));
+            let p = hp.byte_add(core::mem::size_of::<Page>() << O);
+            debug_assert_eq!(p, self.page(u64::from(pfn)));
             flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = order;
+            (*p).order = O as u8;
             // `prev` and `next` (adjacent, read by no other CPU) as one
             // store: both the list's end link.
             (&raw mut (*p).prev)
@@ -618,64 +696,111 @@ impl ZoneFree {
         }
     }
 
-    /// cf. `page_is_buddy()` for a buddy known to lie in this zone (below
-    /// `max_pfn`, zone index `zi`): the BUDDY bit and the order.
+    /// cf. `expand()`: the upper halves of the block at `head`, of order
+    /// `current`, go onto `mt`'s lists of orders `current - 1` down to
+    /// `order` ([`ZoneFree::link_half`]), which are empty; the lowest
+    /// `2^order` frames are the caller's. Unrolled, entered at `current`.
     ///
     /// # Safety
-    /// The method contract, and `buddy` is a frame of this zone whose
-    /// descriptor is written (see [`ZoneFree::free_one_page`]).
+    /// The method contract; `head` is the head of a block of order
+    /// `current` just taken off the lists, and `mt`'s lists of orders
+    /// `order..current` are empty.
     #[inline(always)]
-    unsafe fn is_buddy_in_zone(self, buddy: u64, order: usize) -> bool {
-        // SAFETY: the caller's contract; `flags` atomically.
-        unsafe {
-            let p = self.page(buddy);
-            debug_assert_eq!(usize::from((*p).zone), self.zi);
-            flags_of(p).load(Relaxed) & PageFlags::BUDDY.0 != 0 && usize::from((*p).order) == order
+    unsafe fn expand(self, head: u32, order: usize, current: usize, mt: MigrateType) {
+        const _: () = assert!(MAX_ORDER == 10, "one split level per order below MAX_ORDER");
+        if current <= order {
+            return;
         }
+        // SAFETY: `head` < max_pfn (a listed block's head).
+        let hp = unsafe { self.page(u64::from(head)) };
+        macro_rules! level {
+            ($o:literal) => {
+                // SAFETY: the function contract: order ≤ $o < current.
+                unsafe { self.link_half::<$o>(hp, head, mt) };
+                if order == $o {
+                    return;
+                }
+            };
+        }
+        // Enter the chain at `current`: each block ends where the level
+        // below `current` starts.
+        'e1: {
+            'e2: {
+                'e3: {
+                    'e4: {
+                        'e5: {
+                            'e6: {
+                                'e7: {
+                                    'e8: {
+                                        'e9: {
+                                            'e10: {
+                                                match current {
+                                                    10 => break 'e10,
+                                                    9 => break 'e9,
+                                                    8 => break 'e8,
+                                                    7 => break 'e7,
+                                                    6 => break 'e6,
+                                                    5 => break 'e5,
+                                                    4 => break 'e4,
+                                                    3 => break 'e3,
+                                                    2 => break 'e2,
+                                                    1 => break 'e1,
+                                                    _ => return,
+                                                }
+                                            }
+                                            level!(9);
+                                        }
+                                        level!(8);
+                                    }
+                                    level!(7);
+                                }
+                                level!(6);
+                            }
+                            level!(5);
+                        }
+                        level!(4);
+                    }
+                    level!(3);
+                }
+                level!(2);
+            }
+            level!(1);
+        }
+        level!(0);
     }
 
-    /// The merge loop of [`ZoneFree::free_one_page`], from `order` up to
-    /// `limit` while the buddy is free: returns the merged block's head,
-    /// its order (below `limit` when a buddy stopped the loop) and the
-    /// last buddy looked at. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
-    /// this zone's, so no buddy needs the range and zone checks.
+    /// The merge loop of [`ZoneFree::free_one_page`] for a block whose
+    /// `MAX_ORDER` block crosses a zone edge or `max_pfn`, from `order` up
+    /// to `limit` while the buddy is free: returns the merged block's head
+    /// and its order (below `limit` when a buddy stopped the loop). Every
+    /// buddy gets the range and zone checks of `page_is_buddy()`.
     /// `PB_CHECK`: the levels are at pageblock order or more, where a type
     /// that keeps its own accounting does not merge with another (and the
     /// CMA count is taken per buddy; below, the caller takes it at once).
     #[inline(always)]
-    unsafe fn merge<const IN_ZONE: bool, const PB_CHECK: bool>(
+    unsafe fn merge_edge<const PB_CHECK: bool>(
         self,
         mut pfn: u64,
         mut order: usize,
         limit: usize,
         mt: MigrateType,
         cma: bool,
-    ) -> (u64, usize, u64) {
-        let mut buddy_pfn = pfn;
-        // SAFETY: the method contract; with IN_ZONE every buddy below
-        // MAX_ORDER lies in the MAX_ORDER block holding `pfn`, inside the
-        // zone; otherwise page_is_buddy checks range and zone.
+    ) -> (u64, usize) {
+        // SAFETY: the method contract; page_is_buddy checks range and zone.
         unsafe {
             while order < limit {
-                buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
-                let free = if IN_ZONE {
-                    self.is_buddy_in_zone(buddy_pfn, order)
-                } else {
-                    self.page_is_buddy(buddy_pfn, order)
-                };
-                if !free {
-                    return (pfn, order, buddy_pfn);
+                let buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
+                if !self.page_is_buddy(buddy_pfn, order) {
+                    break;
                 }
                 let bp = self.page(buddy_pfn); // below max_pfn: it is free
                 if PB_CHECK {
                     let buddy_mt = self.pageblock_mt(buddy_pfn);
                     if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
-                        return (pfn, order, buddy_pfn);
+                        break;
                     }
                 }
                 self.unlink_page(bp, order);
-                // Below pageblock order the caller counts the CMA pages of
-                // all the buddies at once (they share `pfn`'s pageblock).
                 if PB_CHECK && cma {
                     self.uncount_cma(buddy_pfn as u32, order);
                 }
@@ -684,7 +809,150 @@ impl ZoneFree {
                 order += 1;
             }
         }
-        (pfn, order, buddy_pfn)
+        (pfn, order)
+    }
+
+    /// One level of [`ZoneFree::merge_in_zone`]: if the buddy of the
+    /// block whose descriptor is `*off` bytes into `mem_map` (order `O`)
+    /// is free (and, from pageblock order, of a type it may merge with),
+    /// takes it off its list and makes `*off` the combined block's head;
+    /// `false` with nothing changed otherwise. `O` is a constant, so the
+    /// buddy's bit, the pattern and the list's and counter's places are
+    /// immediates; the head is kept as a byte offset, so finding the
+    /// buddy's descriptor is one `xor`.
+    ///
+    /// # Safety
+    /// The method contract; the whole `MAX_ORDER` block holding the block
+    /// is this zone's, below `max_pfn`, with written descriptors.
+    #[inline(always)]
+    unsafe fn merge_level<const O: usize>(
+        self,
+        off: &mut usize,
+        mt: MigrateType,
+        cma: bool,
+    ) -> bool {
+        const PAGE: usize = core::mem::size_of::<Page>();
+        let buddy_off = *off ^ (PAGE << O); // cf. __find_buddy_pfn()
+        // At pageblock order and above the buddy is a pageblock's first
+        // frame: its flags word holds its pageblock's migrate type.
+        let pb = O >= PAGEBLOCK_ORDER;
+        // SAFETY: the function contract: the buddy lies in the same
+        // MAX_ORDER block, in this zone; a BUDDY frame of this zone and
+        // its list are ours (lock or exclusive side).
+        unsafe {
+            let bp = self.map.byte_add(buddy_off);
+            debug_assert_eq!(usize::from((*bp).zone), self.zi);
+            if EXCL {
+                // cf. page_is_buddy(): BUDDY set and the order byte equal
+                // to O, as one load against a pattern; `x` is then the
+                // word with BUDDY and the order cleared (cf.
+                // del_page_from_free_list()'s __ClearPageBuddy() and
+                // set_page_private(page, 0)). No other CPU runs.
+                let w = bp.cast::<u32>().read();
+                let x = w ^ (W_BUDDY | (O as u32) << W_ORDER_SHIFT);
+                if x & (W_BUDDY | 0xff << W_ORDER_SHIFT) != 0 {
+                    return false;
+                }
+                if pb && !pb_mergeable(w as u16, mt) {
+                    return false;
+                }
+                bp.cast::<u32>().write(x);
+            } else {
+                let f = flags_of(bp).load(Relaxed);
+                if f & PageFlags::BUDDY.0 == 0 || usize::from((*bp).order) != O {
+                    return false;
+                }
+                if pb && !pb_mergeable(f, mt) {
+                    return false;
+                }
+                flags_of(bp).store(f & !PageFlags::BUDDY.0, Relaxed);
+                (*bp).order = 0;
+            }
+            self.unlink_links(bp, O);
+            // Below pageblock order the caller counts the CMA pages of all
+            // the buddies at once (they share the freed block's pageblock).
+            if pb && cma {
+                self.uncount_cma((buddy_off / PAGE) as u32, O);
+            }
+        }
+        *off &= buddy_off; // the combined block starts at the lower half
+        true
+    }
+
+    /// The merge of [`ZoneFree::free_one_page`] when the whole `MAX_ORDER`
+    /// block holding `pfn` is this zone's (no buddy can be past `max_pfn`
+    /// or in another zone): the levels from `order` up to `MAX_ORDER`,
+    /// unrolled ([`ZoneFree::merge_level`]), entered at `order`, until a
+    /// buddy stops it. Returns the merged block's head and order.
+    ///
+    /// # Safety
+    /// The method contract, and the whole `MAX_ORDER` block holding `pfn`
+    /// is this zone's, below `max_pfn`.
+    #[inline(always)]
+    unsafe fn merge_in_zone(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        cma: bool,
+    ) -> (u64, usize) {
+        const _: () = assert!(MAX_ORDER == 10, "one merge level per order below MAX_ORDER");
+        const PAGE: usize = core::mem::size_of::<Page>();
+        let mut off = pfn as usize * PAGE;
+        macro_rules! level {
+            ($o:literal) => {
+                // SAFETY: the function contract.
+                if !unsafe { self.merge_level::<$o>(&mut off, mt, cma) } {
+                    return ((off / PAGE) as u64, $o);
+                }
+            };
+        }
+        // Enter the chain at `order`: each block ends where its level
+        // starts.
+        'l9: {
+            'l8: {
+                'l7: {
+                    'l6: {
+                        'l5: {
+                            'l4: {
+                                'l3: {
+                                    'l2: {
+                                        'l1: {
+                                            'l0: {
+                                                match order {
+                                                    0 => break 'l0,
+                                                    1 => break 'l1,
+                                                    2 => break 'l2,
+                                                    3 => break 'l3,
+                                                    4 => break 'l4,
+                                                    5 => break 'l5,
+                                                    6 => break 'l6,
+                                                    7 => break 'l7,
+                                                    8 => break 'l8,
+                                                    9 => break 'l9,
+                                                    _ => return (pfn, order),
+                                                }
+                                            }
+                                            level!(0);
+                                        }
+                                        level!(1);
+                                    }
+                                    level!(2);
+                                }
+                                level!(3);
+                            }
+                            level!(4);
+                        }
+                        level!(5);
+                    }
+                    level!(6);
+                }
+                level!(7);
+            }
+            level!(8);
+        }
+        level!(9);
+        ((off / PAGE) as u64, MAX_ORDER)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -694,14 +962,13 @@ impl ZoneFree {
     ///
     /// Each level is one look at the buddy, one unlink and one order
     /// write. What does not change from level to level is looked at once:
-    /// whether the zone has CMA pages to count, whether the levels are
-    /// below pageblock order (no type check), and whether the `MAX_ORDER`
+    /// whether the zone has CMA pages to count, and whether the `MAX_ORDER`
     /// block holding `pfn` lies wholly in this zone — then no buddy can be
     /// past `max_pfn` or in another zone (a buddy below `MAX_ORDER` stays
-    /// in that block), and only a block at a zone edge pays for those
-    /// checks. Deferred init writes a `MAX_ORDER` chunk's descriptors
-    /// before it frees any of its frames (see [`super::deferred`]), so the
-    /// buddies read are written ones.
+    /// in that block), the levels are unrolled, and only a block at a zone
+    /// edge pays for those checks. Deferred init writes a `MAX_ORDER`
+    /// chunk's descriptors before it frees any of its frames (see
+    /// [`super::deferred`]), so the buddies read are written ones.
     #[inline(never)]
     pub(crate) unsafe fn free_one_page(
         self,
@@ -742,31 +1009,36 @@ impl ZoneFree {
             // The buddies merged in were free already: only the block
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
-            let (mut pfn, mut order, mut buddy_pfn) = if in_zone {
-                self.merge::<true, false>(pfn, order, PB_LIMIT, mt, cma)
+            let (pfn, order) = if in_zone {
+                let (merged, merged_order) = self.merge_in_zone(pfn, order, mt, cma);
+                // The buddies merged below pageblock order lie in `pfn`'s
+                // pageblock: out of NR_FREE_CMA_PAGES together if it is
+                // CMA's (those from pageblock order were counted each).
+                if cma && order < PB_LIMIT && self.pageblock_mt(pfn) == MigrateType::Cma {
+                    let below = merged_order.min(PB_LIMIT);
+                    let fc = &raw mut (*self.zone).nr_free_cma;
+                    st64(fc, ld64(fc) - ((1u64 << below) - nr_pages as u64));
+                }
+                (merged, merged_order)
             } else {
-                self.merge::<false, false>(pfn, order, PB_LIMIT, mt, cma)
+                let (mut pfn, mut order) = self.merge_edge::<false>(pfn, order, PB_LIMIT, mt, cma);
+                if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
+                    let fc = &raw mut (*self.zone).nr_free_cma;
+                    st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
+                }
+                if (PB_LIMIT..MAX_ORDER).contains(&order) {
+                    // No buddy stopped the merge below pageblock order.
+                    (pfn, order) = self.merge_edge::<true>(pfn, order, MAX_ORDER, mt, cma);
+                }
+                (pfn, order)
             };
-            // The buddies merged below pageblock order lie in `pfn`'s
-            // pageblock: out of NR_FREE_CMA_PAGES together if it is CMA's.
-            if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
-                let fc = &raw mut (*self.zone).nr_free_cma;
-                st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
-            }
-            if (PB_LIMIT..MAX_ORDER).contains(&order) {
-                // No buddy stopped the merge below pageblock order, and at
-                // least one level runs: `buddy_pfn` is that level's.
-                (pfn, order, buddy_pfn) = if in_zone {
-                    self.merge::<true, true>(pfn, order, MAX_ORDER, mt, cma)
-                } else {
-                    self.merge::<false, true>(pfn, order, MAX_ORDER, mt, cma)
-                };
-            }
             // cf. buddy_merge_likely(): if the next-larger buddy is free,
             // this block will probably merge soon; keep it at the tail so
-            // it is not handed out first.
+            // it is not handed out first. (The buddy that stopped the
+            // merge is the last one looked at, as in Linux.)
             let to_tail = to_tail
-                || (order < MAX_ORDER - 1 && buddy_pfn != pfn && {
+                || (order < MAX_ORDER - 1 && {
+                    let buddy_pfn = pfn ^ (1 << order);
                     let higher_page = buddy_pfn & pfn;
                     let higher_buddy = higher_page ^ (1 << (order + 1));
                     self.page_is_buddy(higher_buddy, order + 1)
@@ -779,11 +1051,12 @@ impl ZoneFree {
     /// and split it down, the halves going to `mt`'s lists
     /// (cf. `__rmqueue_smallest()`).
     ///
+    /// The search reads one word, the type's mask of non-empty orders.
     /// `expand()` is one list write, one descriptor write and one
     /// `nr_free` increment per level: the halves go to `mt`'s lists below
     /// the order the block was found at, which the search has just seen
-    /// empty ([`ZoneFree::link_into_empty`]), and the CMA count takes all
-    /// the halves at once.
+    /// empty ([`ZoneFree::link_half`]), and the CMA count and the
+    /// mask take all the halves at once.
     #[inline(never)]
     pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
         // SAFETY: the method contract.
@@ -804,19 +1077,9 @@ impl ZoneFree {
             let current = self.first_nonempty(order, mt)?;
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
             self.unlink(head, current);
-            // cf. expand(): the upper halves go back, the lowest 2^order
-            // frames are the caller's. Each level's list and half are a
-            // step down from the last one's.
-            let mut high = current as u8;
-            let mut half = 1u32 << current;
-            let mut area = (&raw mut (*self.zone).free_area[current]).cast::<FreeArea>();
-            let last = (&raw mut (*self.zone).free_area[order]).cast::<FreeArea>();
-            while area != last {
-                high -= 1;
-                half >>= 1;
-                area = area.sub(1);
-                self.link_into_empty(area, head + half, high, mt);
-            }
+            self.expand(head, order, current, mt);
+            // The lists of orders `order..current` are not empty now.
+            *self.mask_of(mt.index()) |= (1u16 << current) - (1u16 << order);
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << current) - (1 << order));
@@ -827,35 +1090,24 @@ impl ZoneFree {
     }
 
     /// The first order from `order` up whose list of `mt` has a block
-    /// (the search of `__rmqueue_smallest()`).
+    /// (the search of `__rmqueue_smallest()`), from the type's mask.
     ///
     /// # Safety
     /// The method contract.
     #[inline(always)]
     unsafe fn first_nonempty(self, order: usize, mt: MigrateType) -> Option<usize> {
-        const STEP: usize = core::mem::size_of::<FreeArea>();
-        // SAFETY: the method contract; `head` steps through the heads of
-        // `mt`'s lists of orders `o..NR_ORDERS`, inside `free_area`.
-        unsafe {
-            let mut o = order;
-            if o >= NR_ORDERS {
-                return None;
-            }
-            let mut head = &raw mut (*self.zone).free_area[o].free_list[mt.index()].head;
-            // Two orders a step (one loop test for two list heads).
-            while o + 1 < NR_ORDERS {
-                if ld32(head) != NIL {
-                    return Some(o);
-                }
-                if ld32(head.byte_add(STEP)) != NIL {
-                    return Some(o + 1);
-                }
-                o += 2;
-                // (Past the array after the last step: not read then.)
-                head = head.wrapping_byte_add(2 * STEP);
-            }
-            (o < NR_ORDERS && ld32(head) != NIL).then_some(o)
+        if order >= NR_ORDERS {
+            return None;
         }
+        // SAFETY: the method contract.
+        let m = (unsafe { *self.mask_of(mt.index()) } & ((1 << NR_ORDERS) - 1)) >> order;
+        if m == 0 {
+            return None;
+        }
+        let current = order + m.trailing_zeros() as usize;
+        // SAFETY: `m` has no bit at or past NR_ORDERS - order (masked).
+        unsafe { core::hint::assert_unchecked(current < NR_ORDERS) };
+        Some(current)
     }
 
     /// `__rmqueue()` up to where it would steal from another migrate type:
