@@ -603,7 +603,8 @@ impl PageAlloc<'_> {
         unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
-            return self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex);
+            // SAFETY: `zi` < NR_ZONES (`pcp_fast_target`).
+            return unsafe { self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex) };
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
@@ -626,9 +627,12 @@ impl PageAlloc<'_> {
     /// `None` with nothing changed when the buddy lists had nothing (the
     /// full path then goes on to the next zone), or while deferred init
     /// may still grow a zone the full path would try first.
+    ///
+    /// # Safety
+    /// `zi` < `NR_ZONES` (so no index of it is checked again).
     #[cold]
     #[inline(never)]
-    fn alloc_pages_pcp_refill(
+    unsafe fn alloc_pages_pcp_refill(
         &mut self,
         gfp: GfpFlags,
         order: Order,
@@ -636,6 +640,13 @@ impl PageAlloc<'_> {
         zi: usize,
         pindex: usize,
     ) -> Option<Pfn> {
+        // SAFETY: the function contract; an `Order` is ≤ MAX_ORDER.
+        unsafe {
+            core::hint::assert_unchecked(zi < NR_ZONES);
+            core::hint::assert_unchecked(order.index() <= crate::types::MAX_ORDER);
+            // `set_this_cpu` keeps it below NR_CPUS.
+            core::hint::assert_unchecked(self.this_cpu() < crate::types::NR_CPUS);
+        }
         if self.deferred_pending() {
             return None;
         }
@@ -806,6 +817,9 @@ impl PageAlloc<'_> {
             return false;
         }
         let o = order.index();
+        // SAFETY: an `Order` is ≤ MAX_ORDER; saying so spares the merge's
+        // callers' indexing by the merged order a bounds check.
+        unsafe { core::hint::assert_unchecked(o <= crate::types::MAX_ORDER) };
         let fast = &self.fast;
         if pfn.0 >= fast.buddy_free_limit
             || pfn.0.wrapping_sub(fast.reserve_start) < fast.reserve_len
@@ -815,15 +829,20 @@ impl PageAlloc<'_> {
         let map = self.mem_map.base();
         let i = pfn.index();
         // SAFETY: `&mut self`: the exclusive side; `pfn` < max_pfn; the
-        // caller of `free_pages` owns the block. As in `free_pcp_inner`:
-        // the flags atomically, then zone and order as one `u16` (offset
-        // 2 of a 4-aligned descriptor).
+        // caller of `free_pages` owns the block. The flags atomically, then
+        // the zone and order bytes one by one: `prep_new_page()` has just
+        // stored the order as a byte, and a `u16` load spanning it and the
+        // zone byte would wait for that store to reach the cache (store
+        // forwarding needs the load inside the store). The volatile read
+        // keeps the two byte loads from being merged into that `u16`.
         let (p, flags, zone_order) = unsafe {
             let p = map.add(i);
+            let zone = (*p).zone;
+            let order = (&raw const (*p).order).read_volatile();
             (
                 p,
                 PageFlags(flags_of(p).load(Relaxed)),
-                p.cast::<u16>().add(1).read(),
+                u16::from(zone) | u16::from(order) << 8,
             )
         };
         if flags.0 & FREE_FLAGS_MASK != PageFlags::HEAD.0
@@ -834,9 +853,10 @@ impl PageAlloc<'_> {
         let zi = usize::from(zone_order) & (NR_ZONES - 1); // checked < NR_ZONES
         // SAFETY: `pfn` < max_pfn.
         let mt = unsafe { super::zone_lock::pageblock_mt_raw(map, pfn.0) };
-        if pcp_allowed_order(o)
-            && mt != MigrateType::Isolate
-            && self.zones[zi].pcp[self.this_cpu()].high != 0
+        let cpu = self.this_cpu();
+        // SAFETY: `set_this_cpu` keeps it below NR_CPUS.
+        unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
+        if pcp_allowed_order(o) && self.zones[zi].pcp[cpu].high != 0 && mt != MigrateType::Isolate
         {
             return false; // the block waits on a per-CPU list
         }

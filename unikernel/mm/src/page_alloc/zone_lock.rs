@@ -622,6 +622,23 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// As for [`ZoneFree::unlink_page`].
     #[inline(always)]
     unsafe fn unlink_links(self, p: *mut Page, order: usize) {
+        // SAFETY: the function contract.
+        unsafe {
+            if let Some(mt) = self.unlink_links_nomask(p, order) {
+                *self.mask_of(mt) &= !(1 << order);
+            }
+        }
+    }
+
+    /// [`ZoneFree::unlink_links`] but for the mask: returns the migrate
+    /// type (an index) of the list the block was alone on, whose mask bit
+    /// the caller clears.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::unlink_page`].
+    #[inline(always)]
+    unsafe fn unlink_links_nomask(self, p: *mut Page, order: usize) -> Option<usize> {
+        let mut emptied = None;
         // SAFETY: as for `add`, and the function contract.
         unsafe {
             let (prev, next) = ((*p).prev, (*p).next);
@@ -638,7 +655,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                     st32(&raw mut (*list).head, NIL);
                     st32(&raw mut (*list).tail, NIL);
                 }
-                *self.mask_of((prev - LIST_END) as usize) &= !(1 << order);
+                emptied = Some((prev - LIST_END) as usize);
             } else {
                 // Rare in a split-and-merge-back pattern, where each level's
                 // list holds just the buddy.
@@ -657,6 +674,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let nr_free = &raw mut (*self.zone).free_area[order].nr_free;
             st64(nr_free, ld64(nr_free) - 1);
         }
+        emptied
     }
 
     /// [`ZoneFree::link`] of the upper half of order `O` of the block
@@ -686,8 +704,18 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
             let p = hp.byte_add(core::mem::size_of::<Page>() << O);
             debug_assert_eq!(p, self.page(u64::from(pfn)));
-            flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = O as u8;
+            if EXCL {
+                // cf. set_buddy_order(): BUDDY and the order in one 32-bit
+                // store, the width the merge loads it with (a load that
+                // spans two narrower stores still in the store buffer
+                // waits for them to reach the cache). No other CPU runs.
+                let w = p.cast::<u32>().read();
+                p.cast::<u32>()
+                    .write(w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (O as u32) << W_ORDER_SHIFT);
+            } else {
+                flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
+                (*p).order = O as u8;
+            }
             // `prev` and `next` (adjacent, read by no other CPU) as one
             // store: both the list's end link.
             (&raw mut (*p).prev)
@@ -830,6 +858,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         off: &mut usize,
         mt: MigrateType,
         cma: bool,
+        cleared: &mut u32,
     ) -> bool {
         const PAGE: usize = core::mem::size_of::<Page>();
         let buddy_off = *off ^ (PAGE << O); // cf. __find_buddy_pfn()
@@ -868,7 +897,17 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 flags_of(bp).store(f & !PageFlags::BUDDY.0, Relaxed);
                 (*bp).order = 0;
             }
-            self.unlink_links(bp, O);
+            // A list of `mt` that empties has its mask bit cleared once,
+            // by the caller, for all the levels: ten read-modify-writes of
+            // one word would each wait for the last (store forwarding).
+            if let Some(list_mt) = self.unlink_links_nomask(bp, O) {
+                if list_mt == mt.index() {
+                    *cleared |= 1 << O;
+                } else {
+                    core::hint::cold_path();
+                    *self.mask_of(list_mt) &= !(1 << O);
+                }
+            }
             // Below pageblock order the caller counts the CMA pages of all
             // the buddies at once (they share the freed block's pageblock).
             if pb && cma {
@@ -899,60 +938,66 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         const _: () = assert!(MAX_ORDER == 10, "one merge level per order below MAX_ORDER");
         const PAGE: usize = core::mem::size_of::<Page>();
         let mut off = pfn as usize * PAGE;
+        let mut cleared = 0u32;
         macro_rules! level {
-            ($o:literal) => {
+            ($done:lifetime, $o:literal) => {
                 // SAFETY: the function contract.
-                if !unsafe { self.merge_level::<$o>(&mut off, mt, cma) } {
-                    return ((off / PAGE) as u64, $o);
+                if !unsafe { self.merge_level::<$o>(&mut off, mt, cma, &mut cleared) } {
+                    break $done $o;
                 }
             };
         }
-        // Enter the chain at `order`: each block ends where its level
-        // starts.
-        'l9: {
-            'l8: {
-                'l7: {
-                    'l6: {
-                        'l5: {
-                            'l4: {
-                                'l3: {
-                                    'l2: {
-                                        'l1: {
-                                            'l0: {
-                                                match order {
-                                                    0 => break 'l0,
-                                                    1 => break 'l1,
-                                                    2 => break 'l2,
-                                                    3 => break 'l3,
-                                                    4 => break 'l4,
-                                                    5 => break 'l5,
-                                                    6 => break 'l6,
-                                                    7 => break 'l7,
-                                                    8 => break 'l8,
-                                                    9 => break 'l9,
-                                                    _ => return (pfn, order),
+        let stop = 'done: {
+            // Enter the chain at `order`: each block ends where its level
+            // starts.
+            'l9: {
+                'l8: {
+                    'l7: {
+                        'l6: {
+                            'l5: {
+                                'l4: {
+                                    'l3: {
+                                        'l2: {
+                                            'l1: {
+                                                'l0: {
+                                                    match order {
+                                                        0 => break 'l0,
+                                                        1 => break 'l1,
+                                                        2 => break 'l2,
+                                                        3 => break 'l3,
+                                                        4 => break 'l4,
+                                                        5 => break 'l5,
+                                                        6 => break 'l6,
+                                                        7 => break 'l7,
+                                                        8 => break 'l8,
+                                                        9 => break 'l9,
+                                                        _ => break 'done order,
+                                                    }
                                                 }
+                                                level!('done, 0);
                                             }
-                                            level!(0);
+                                            level!('done, 1);
                                         }
-                                        level!(1);
+                                        level!('done, 2);
                                     }
-                                    level!(2);
+                                    level!('done, 3);
                                 }
-                                level!(3);
+                                level!('done, 4);
                             }
-                            level!(4);
+                            level!('done, 5);
                         }
-                        level!(5);
+                        level!('done, 6);
                     }
-                    level!(6);
+                    level!('done, 7);
                 }
-                level!(7);
+                level!('done, 8);
             }
-            level!(8);
-        }
-        level!(9);
-        ((off / PAGE) as u64, MAX_ORDER)
+            level!('done, 9);
+            MAX_ORDER
+        };
+        // SAFETY: the method contract.
+        unsafe { *self.mask_of(mt.index()) &= !(cleared as u16) };
+        ((off / PAGE) as u64, stop)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first

@@ -108,12 +108,8 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                         mm.free_pages(pfn, order).unwrap();
                     }
                     if live.len() < 300 && (!r.is_multiple_of(3) || live.is_empty()) {
-                        let order = Order::new(if r.is_multiple_of(8) {
-                            (r >> 8) as u8 % 4
-                        } else {
-                            0
-                        })
-                        .unwrap();
+                        let order =
+                            Order::new(if r.is_multiple_of(8) { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
                         let gfp = if r.is_multiple_of(5) {
                             GfpFlags::GFP_KERNEL | GfpFlags::COMP
                         } else {
@@ -303,12 +299,8 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
                 for i in 0..OPS {
                     let r = rng.next();
                     if live.len() < 64 && (r.is_multiple_of(2) || live.is_empty()) {
-                        let order = Order::new(if r.is_multiple_of(4) {
-                            (r >> 8) as u8 % 4
-                        } else {
-                            0
-                        })
-                        .unwrap();
+                        let order =
+                            Order::new(if r.is_multiple_of(4) { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
                         let gfp = gfps[(r >> 20) as usize % gfps.len()];
                         let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
                         let zi = mm.lock().zone_of(pfn).unwrap().index();
