@@ -829,20 +829,15 @@ impl PageAlloc<'_> {
         let map = self.mem_map.base();
         let i = pfn.index();
         // SAFETY: `&mut self`: the exclusive side; `pfn` < max_pfn; the
-        // caller of `free_pages` owns the block. The flags atomically, then
-        // the zone and order bytes one by one: `prep_new_page()` has just
-        // stored the order as a byte, and a `u16` load spanning it and the
-        // zone byte would wait for that store to reach the cache (store
-        // forwarding needs the load inside the store). The volatile read
-        // keeps the two byte loads from being merged into that `u16`.
+        // caller of `free_pages` owns the block. As in `free_pcp_inner`:
+        // the flags atomically, then zone and order as one `u16` (offset
+        // 2 of a 4-aligned descriptor).
         let (p, flags, zone_order) = unsafe {
             let p = map.add(i);
-            let zone = (*p).zone;
-            let order = (&raw const (*p).order).read_volatile();
             (
                 p,
                 PageFlags(flags_of(p).load(Relaxed)),
-                u16::from(zone) | u16::from(order) << 8,
+                p.cast::<u16>().add(1).read(),
             )
         };
         if flags.0 & FREE_FLAGS_MASK != PageFlags::HEAD.0

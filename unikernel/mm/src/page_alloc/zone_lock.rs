@@ -383,6 +383,23 @@ const _: () = assert!(
         && core::mem::align_of::<Page>() >= 4
 );
 
+/// The first order from `order` up whose list has a block, by a migrate
+/// type's `free_area_mask` word (the search of `__rmqueue_smallest()`).
+#[inline(always)]
+fn first_nonempty(mask: u16, order: usize) -> Option<usize> {
+    if order >= NR_ORDERS {
+        return None;
+    }
+    let m = (mask & ((1 << NR_ORDERS) - 1)) >> order;
+    if m == 0 {
+        return None;
+    }
+    let current = order + m.trailing_zeros() as usize;
+    // SAFETY: `m` has no bit at or past NR_ORDERS - order (masked).
+    unsafe { core::hint::assert_unchecked(current < NR_ORDERS) };
+    Some(current)
+}
+
 /// Whether a block of type `mt` merges with a free buddy whose pageblock
 /// has the `PB_MIGRATE` bits of `flags` (at pageblock order and above; cf.
 /// the `migratetype_is_mergeable()` test in `__free_one_page()`).
@@ -494,6 +511,27 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// count are per list, so they are kept here).
     #[inline(always)]
     unsafe fn link(self, pfn: u32, order: usize, mt: MigrateType, to_tail: bool) {
+        // SAFETY: the method contract.
+        unsafe { self.link_clearing(pfn, order, mt, to_tail, 0) }
+    }
+
+    /// [`ZoneFree::link`], clearing the `cleared` bits of `mt`'s mask in
+    /// the same read-modify-write that sets the list's own bit (the merge
+    /// hands over the bits of the lists it emptied: two read-modify-writes
+    /// of one word in a row wait for each other through the store buffer).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::link`]; the lists of the `cleared` orders of
+    /// `mt` are empty.
+    #[inline(always)]
+    unsafe fn link_clearing(
+        self,
+        pfn: u32,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+        cleared: u16,
+    ) {
         let end = LIST_END + mt as u32;
         // SAFETY: the lock (method contract) makes the lists, the counters
         // and the blocks' descriptors ours; racy readers load atomically.
@@ -502,10 +540,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let head = &raw mut (*area).free_list[mt.index()].head;
             let tail = &raw mut (*area).free_list[mt.index()].tail;
             let first = ld32(head);
+            if first == NIL || cleared != 0 {
+                let m = self.mask_of(mt.index());
+                *m = *m & !cleared | u16::from(first == NIL) << order;
+            }
             let (prev, next) = if first == NIL {
                 st32(head, pfn);
                 st32(tail, pfn);
-                *self.mask_of(mt.index()) |= 1 << order;
                 (end, end)
             } else if to_tail {
                 let prev = ld32(tail);
@@ -857,6 +898,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         self,
         off: &mut usize,
         mt: MigrateType,
+        mt_index: usize,
         cma: bool,
         cleared: &mut u32,
     ) -> bool {
@@ -901,7 +943,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             // by the caller, for all the levels: ten read-modify-writes of
             // one word would each wait for the last (store forwarding).
             if let Some(list_mt) = self.unlink_links_nomask(bp, O) {
-                if list_mt == mt.index() {
+                if list_mt == mt_index {
                     *cleared |= 1 << O;
                 } else {
                     core::hint::cold_path();
@@ -927,6 +969,10 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// # Safety
     /// The method contract, and the whole `MAX_ORDER` block holding `pfn`
     /// is this zone's, below `max_pfn`.
+    ///
+    /// Returns `(pfn, order | cleared << 16)`, where `cleared` has a bit
+    /// for each order whose list of `mt` the merge emptied, for the
+    /// caller's mask update ([`ZoneFree::link_clearing`]).
     #[inline(always)]
     unsafe fn merge_in_zone(
         self,
@@ -937,12 +983,16 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     ) -> (u64, usize) {
         const _: () = assert!(MAX_ORDER == 10, "one merge level per order below MAX_ORDER");
         const PAGE: usize = core::mem::size_of::<Page>();
+        // A local copy, so its fields are registers (the one `self` points
+        // to could alias the descriptors the levels store to).
+        let this = ZoneFree::<EXCL> { ..self };
+        let mt_index = mt.index();
         let mut off = pfn as usize * PAGE;
         let mut cleared = 0u32;
         macro_rules! level {
             ($done:lifetime, $o:literal) => {
                 // SAFETY: the function contract.
-                if !unsafe { self.merge_level::<$o>(&mut off, mt, cma, &mut cleared) } {
+                if !unsafe { this.merge_level::<$o>(&mut off, mt, mt_index, cma, &mut cleared) } {
                     break $done $o;
                 }
             };
@@ -996,8 +1046,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             MAX_ORDER
         };
         // SAFETY: the method contract.
-        unsafe { *self.mask_of(mt.index()) &= !(cleared as u16) };
-        ((off / PAGE) as u64, stop)
+        ((off / PAGE) as u64, stop | (cleared as usize) << 16)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -1037,6 +1086,9 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
         to_tail: bool,
     ) {
+        // Checked once here (free where the caller's order is an `Order`):
+        // the merged order is then at most MAX_ORDER too.
+        assert!(order <= MAX_ORDER);
         let nr_pages = 1i64 << order;
         const PB_LIMIT: usize = if PAGEBLOCK_ORDER < MAX_ORDER {
             PAGEBLOCK_ORDER
@@ -1054,8 +1106,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             // The buddies merged in were free already: only the block
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
-            let (pfn, order) = if in_zone {
-                let (merged, merged_order) = self.merge_in_zone(pfn, order, mt, cma);
+            let (pfn, order, cleared) = if in_zone {
+                let (merged, packed) = self.merge_in_zone(pfn, order, mt, cma);
+                let (merged_order, cleared) = (packed & 0xffff, (packed >> 16) as u16);
+                // (The merge stops at MAX_ORDER, given an order ≤ MAX_ORDER.)
+                core::hint::assert_unchecked(merged_order <= MAX_ORDER);
                 // The buddies merged below pageblock order lie in `pfn`'s
                 // pageblock: out of NR_FREE_CMA_PAGES together if it is
                 // CMA's (those from pageblock order were counted each).
@@ -1064,7 +1119,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                     let fc = &raw mut (*self.zone).nr_free_cma;
                     st64(fc, ld64(fc) - ((1u64 << below) - nr_pages as u64));
                 }
-                (merged, merged_order)
+                (merged, merged_order, cleared)
             } else {
                 let (mut pfn, mut order) = self.merge_edge::<false>(pfn, order, PB_LIMIT, mt, cma);
                 if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
@@ -1075,7 +1130,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                     // No buddy stopped the merge below pageblock order.
                     (pfn, order) = self.merge_edge::<true>(pfn, order, MAX_ORDER, mt, cma);
                 }
-                (pfn, order)
+                (pfn, order, 0)
             };
             // cf. buddy_merge_likely(): if the next-larger buddy is free,
             // this block will probably merge soon; keep it at the tail so
@@ -1088,7 +1143,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                     let higher_buddy = higher_page ^ (1 << (order + 1));
                     self.page_is_buddy(higher_buddy, order + 1)
                 });
-            self.link(pfn as u32, order, mt, to_tail);
+            self.link_clearing(pfn as u32, order, mt, to_tail, cleared);
         }
     }
 
@@ -1119,12 +1174,23 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     ) -> Option<u32> {
         // SAFETY: the method contract.
         unsafe {
-            let current = self.first_nonempty(order, mt)?;
+            let m = self.mask_of(mt.index());
+            let mask = *m;
+            let current = first_nonempty(mask, order)?;
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
-            self.unlink(head, current);
+            // cf. del_page_from_free_list(), with the mask left to the end.
+            let p = self.page(u64::from(head));
+            flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+            let emptied = self.unlink_links_nomask(p, current);
+            debug_assert!(emptied.is_none() || emptied == Some(mt.index()));
+            if (*self.zone).cma_pages > 0 {
+                self.uncount_cma(head, current);
+            }
             self.expand(head, order, current, mt);
-            // The lists of orders `order..current` are not empty now.
-            *self.mask_of(mt.index()) |= (1u16 << current) - (1u16 << order);
+            // One store for the mask: the list the block left may be
+            // empty, those of orders `order..current` are not.
+            *m = mask & !(u16::from(emptied.is_some()) << current)
+                | ((1u16 << current) - (1u16 << order));
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << current) - (1 << order));
@@ -1132,27 +1198,6 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             self.account_free(-(1 << order));
             Some(head)
         }
-    }
-
-    /// The first order from `order` up whose list of `mt` has a block
-    /// (the search of `__rmqueue_smallest()`), from the type's mask.
-    ///
-    /// # Safety
-    /// The method contract.
-    #[inline(always)]
-    unsafe fn first_nonempty(self, order: usize, mt: MigrateType) -> Option<usize> {
-        if order >= NR_ORDERS {
-            return None;
-        }
-        // SAFETY: the method contract.
-        let m = (unsafe { *self.mask_of(mt.index()) } & ((1 << NR_ORDERS) - 1)) >> order;
-        if m == 0 {
-            return None;
-        }
-        let current = order + m.trailing_zeros() as usize;
-        // SAFETY: `m` has no bit at or past NR_ORDERS - order (masked).
-        unsafe { core::hint::assert_unchecked(current < NR_ORDERS) };
-        Some(current)
     }
 
     /// `__rmqueue()` up to where it would steal from another migrate type:
