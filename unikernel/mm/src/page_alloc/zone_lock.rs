@@ -533,7 +533,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         order: usize,
         mt: MigrateType,
         to_tail: bool,
-        cleared: u16,
+        cleared: u32,
     ) {
         let end = LIST_END + mt as u32;
         // SAFETY: the lock (method contract) makes the lists, the counters
@@ -545,7 +545,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let first = ld32(head);
             if first == NIL || cleared != 0 {
                 let m = self.mask_of(mt.index());
-                *m = *m & !cleared | u16::from(first == NIL) << order;
+                *m = (u32::from(*m) & !cleared | u32::from(first == NIL) << order) as u16;
             }
             let (prev, next) = if first == NIL {
                 st32(head, pfn);
@@ -565,8 +565,10 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let p = self.page(u64::from(pfn));
             flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
             (*p).order = order as u8;
-            (*p).prev = prev;
-            (*p).next = next;
+            // Both links as one store: the merge loads them as one.
+            (&raw mut (*p).prev)
+                .cast::<u64>()
+                .write_unaligned(u64::from(prev) | u64::from(next) << 32);
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << order));
@@ -682,12 +684,26 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// As for [`ZoneFree::unlink_page`].
     #[inline(always)]
     unsafe fn unlink_links_nomask(self, p: *mut Page, order: usize) -> Option<usize> {
-        let mut emptied = None;
-        // SAFETY: as for `add`, and the function contract.
+        // SAFETY: the function contract.
         unsafe {
             let (prev, next) = ((*p).prev, (*p).next);
             // Both links NIL as one store (read by no other CPU).
             (&raw mut (*p).prev).cast::<u64>().write_unaligned(u64::MAX);
+            self.unlink_known(order, prev, next)
+        }
+    }
+
+    /// The list part of [`ZoneFree::unlink_links_nomask`] once the block's
+    /// links `prev` and `next` have been read (and reset).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::unlink_page`]; `prev` and `next` were the links
+    /// of a free block of `order` on this zone's lists.
+    #[inline(always)]
+    unsafe fn unlink_known(self, order: usize, prev: u32, next: u32) -> Option<usize> {
+        let mut emptied = None;
+        // SAFETY: as for `add`, and the function contract.
+        unsafe {
             if prev == next {
                 // Both are its list's end link (two links naming one block
                 // cannot both be PFNs): the block was alone, the list empties.
@@ -785,6 +801,62 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         }
         // SAFETY: `head` < max_pfn (a listed block's head).
         let hp = unsafe { self.page(u64::from(head)) };
+        if current == MAX_ORDER {
+            // The common case, a MAX_ORDER block split: the levels from
+            // `order` up, entered at `order`, with no test for the end (the
+            // lists are distinct and empty, so the order of the links does
+            // not matter).
+            macro_rules! up {
+                ($o:literal) => {
+                    // SAFETY: the function contract: order ≤ $o < current.
+                    unsafe { self.link_half::<$o>(hp, head, mt) };
+                };
+            }
+            'u9: {
+                'u8: {
+                    'u7: {
+                        'u6: {
+                            'u5: {
+                                'u4: {
+                                    'u3: {
+                                        'u2: {
+                                            'u1: {
+                                                'u0: {
+                                                    match order {
+                                                        0 => break 'u0,
+                                                        1 => break 'u1,
+                                                        2 => break 'u2,
+                                                        3 => break 'u3,
+                                                        4 => break 'u4,
+                                                        5 => break 'u5,
+                                                        6 => break 'u6,
+                                                        7 => break 'u7,
+                                                        8 => break 'u8,
+                                                        9 => break 'u9,
+                                                        _ => return,
+                                                    }
+                                                }
+                                                up!(0);
+                                            }
+                                            up!(1);
+                                        }
+                                        up!(2);
+                                    }
+                                    up!(3);
+                                }
+                                up!(4);
+                            }
+                            up!(5);
+                        }
+                        up!(6);
+                    }
+                    up!(7);
+                }
+                up!(8);
+            }
+            up!(9);
+            return;
+        }
         macro_rules! level {
             ($o:literal) => {
                 // SAFETY: the function contract: order ≤ $o < current.
@@ -902,6 +974,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         off: &mut usize,
         mt: MigrateType,
         mt_index: usize,
+        end_pair: u64,
         cma: bool,
         cleared: &mut u32,
     ) -> bool {
@@ -942,14 +1015,32 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 flags_of(bp).store(f & !PageFlags::BUDDY.0, Relaxed);
                 (*bp).order = 0;
             }
-            // A list of `mt` that empties has its mask bit cleared once,
-            // by the caller, for all the levels: ten read-modify-writes of
-            // one word would each wait for the last (store forwarding).
-            if let Some(list_mt) = self.unlink_links_nomask(bp, O) {
-                if list_mt == mt_index {
-                    *cleared |= 1 << O;
+            // cf. del_page_from_free_list(). Both links as one load: a
+            // buddy alone on `mt`'s list (each level's, when a block
+            // split is merged back) has both set to that list's end link,
+            // and one compare finds it; its list then empties with one
+            // store at a constant place. A list of `mt` that empties has
+            // its mask bit cleared once, by the caller, for all the
+            // levels: ten read-modify-writes of one word would each wait
+            // for the last (store forwarding).
+            let links_p = (&raw mut (*bp).prev).cast::<u64>();
+            let links = links_p.read_unaligned();
+            links_p.write_unaligned(u64::MAX); // both NIL
+            if links == end_pair {
+                let list = &raw mut (*self.zone).free_area[O].free_list[mt_index];
+                if EXCL {
+                    list.cast::<u64>().write_unaligned(u64::MAX);
                 } else {
-                    core::hint::cold_path();
+                    st32(&raw mut (*list).head, NIL);
+                    st32(&raw mut (*list).tail, NIL);
+                }
+                let nr_free = &raw mut (*self.zone).free_area[O].nr_free;
+                st64(nr_free, ld64(nr_free) - 1);
+                *cleared |= 1 << O;
+            } else {
+                core::hint::cold_path();
+                let (prev, next) = (links as u32, (links >> 32) as u32);
+                if let Some(list_mt) = self.unlink_known(O, prev, next) {
                     *self.mask_of(list_mt) &= !(1 << O);
                 }
             }
@@ -973,7 +1064,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// The method contract, and the whole `MAX_ORDER` block holding `pfn`
     /// is this zone's, below `max_pfn`.
     ///
-    /// Returns `(pfn, order | cleared << 16)`, where `cleared` has a bit
+    /// Returns `(pfn, order, cleared)`, where `cleared` has a bit
     /// for each order whose list of `mt` the merge emptied, for the
     /// caller's mask update ([`ZoneFree::link_clearing`]).
     #[inline(always)]
@@ -983,19 +1074,22 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         order: usize,
         mt: MigrateType,
         cma: bool,
-    ) -> (u64, usize) {
+    ) -> (u64, usize, u32) {
         const _: () = assert!(MAX_ORDER == 10, "one merge level per order below MAX_ORDER");
         const PAGE: usize = core::mem::size_of::<Page>();
         // A local copy, so its fields are registers (the one `self` points
         // to could alias the descriptors the levels store to).
         let this = ZoneFree::<EXCL> { ..self };
         let mt_index = mt.index();
+        // `prev` and `next` of a block alone on `mt`'s list.
+        let end = u64::from(LIST_END + mt as u32);
+        let end_pair = end | end << 32;
         let mut off = pfn as usize * PAGE;
         let mut cleared = 0u32;
         macro_rules! level {
             ($done:lifetime, $o:literal) => {
                 // SAFETY: the function contract.
-                if !unsafe { this.merge_level::<$o>(&mut off, mt, mt_index, cma, &mut cleared) } {
+                if !unsafe { this.merge_level::<$o>(&mut off, mt, mt_index, end_pair, cma, &mut cleared) } {
                     break $done $o;
                 }
             };
@@ -1049,7 +1143,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             MAX_ORDER
         };
         // SAFETY: the method contract.
-        ((off / PAGE) as u64, stop | (cleared as usize) << 16)
+        ((off / PAGE) as u64, stop, cleared)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -1110,8 +1204,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
             let (pfn, order, cleared) = if in_zone {
-                let (merged, packed) = self.merge_in_zone(pfn, order, mt, cma);
-                let (merged_order, cleared) = (packed & 0xffff, (packed >> 16) as u16);
+                let (merged, merged_order, cleared) = self.merge_in_zone(pfn, order, mt, cma);
                 // (The merge stops at MAX_ORDER, given an order ≤ MAX_ORDER.)
                 core::hint::assert_unchecked(merged_order <= MAX_ORDER);
                 // The buddies merged below pageblock order lie in `pfn`'s
