@@ -374,6 +374,10 @@ pub(crate) struct ZoneFree<const EXCL: bool> {
     zi: usize,
 }
 
+/// A PFN times this is the PFN in both halves of a `u64`: a list's head
+/// and tail, as one store.
+const PFN_PAIR: u64 = 1 << 32 | 1;
+
 /// `PageFlags::BUDDY` in the 32-bit word of flags, zone and order.
 const W_BUDDY: u32 = PageFlags::BUDDY.0 as u32;
 /// The order byte in that word.
@@ -751,7 +755,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// block of this zone being split, and `mt`'s list of order `O` is
     /// empty.
     #[inline(always)]
-    unsafe fn link_half<const O: usize>(self, hp: *mut Page, head: u32, mt: MigrateType) {
+    unsafe fn link_half<const O: usize>(
+        self,
+        hp: *mut Page,
+        head: u32,
+        head_pair: u64,
+        mt: MigrateType,
+    ) {
         let end = u64::from(LIST_END + mt as u32);
         let pfn = head + (1 << O);
         // SAFETY: as for `link`; the half is inside the caller's block.
@@ -759,8 +769,17 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let area = &raw mut (*self.zone).free_area[O];
             let list = &raw mut (*area).free_list[mt.index()];
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
-            st32(&raw mut (*list).head, pfn);
-            st32(&raw mut (*list).tail, pfn);
+            if EXCL {
+                // Head and tail as one store (`head_pair` is the head's PFN
+                // in both halves): a split is bound by its stores, and
+                // nobody else runs.
+                debug_assert_eq!(head_pair, u64::from(head) * PFN_PAIR);
+                list.cast::<u64>()
+                    .write_unaligned(head_pair + (1u64 << O) * PFN_PAIR);
+            } else {
+                st32(&raw mut (*list).head, pfn);
+                st32(&raw mut (*list).tail, pfn);
+            }
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
             let p = hp.byte_add(core::mem::size_of::<Page>() << O);
             debug_assert_eq!(p, self.page(u64::from(pfn)));
@@ -801,6 +820,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         }
         // SAFETY: `head` < max_pfn (a listed block's head).
         let hp = unsafe { self.page(u64::from(head)) };
+        let head_pair = u64::from(head) * PFN_PAIR;
         if current == MAX_ORDER {
             // The common case, a MAX_ORDER block split: the levels from
             // `order` up, entered at `order`, with no test for the end (the
@@ -809,7 +829,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             macro_rules! up {
                 ($o:literal) => {
                     // SAFETY: the function contract: order ≤ $o < current.
-                    unsafe { self.link_half::<$o>(hp, head, mt) };
+                    unsafe { self.link_half::<$o>(hp, head, head_pair, mt) };
                 };
             }
             'u9: {
@@ -860,7 +880,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         macro_rules! level {
             ($o:literal) => {
                 // SAFETY: the function contract: order ≤ $o < current.
-                unsafe { self.link_half::<$o>(hp, head, mt) };
+                unsafe { self.link_half::<$o>(hp, head, head_pair, mt) };
                 if order == $o {
                     return;
                 }
