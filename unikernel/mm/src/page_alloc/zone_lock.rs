@@ -378,6 +378,26 @@ pub(crate) struct ZoneFree<const EXCL: bool> {
 /// and tail, as one store.
 const PFN_PAIR: u64 = 1 << 32 | 1;
 
+impl ZoneFree<true> {
+    /// [`ZoneFree::rmqueue_smallest`] for a caller that rewrites the whole
+    /// head descriptor next (`prep_new_page()` on the exclusive side): the
+    /// head keeps its BUDDY bit and links until then, so they are not
+    /// written twice.
+    ///
+    /// # Safety
+    /// The method contract; the caller writes the head's flags and links
+    /// before anything else looks at them.
+    #[inline(always)]
+    pub(crate) unsafe fn rmqueue_smallest_taken(
+        self,
+        order: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
+        // SAFETY: the function contract.
+        unsafe { self.rmqueue_smallest_head::<false>(order, mt) }
+    }
+}
+
 /// `PageFlags::BUDDY` in the 32-bit word of flags, zone and order.
 const W_BUDDY: u32 = PageFlags::BUDDY.0 as u32;
 /// The order byte in that word.
@@ -567,8 +587,18 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             };
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
             let p = self.page(u64::from(pfn));
-            flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = order as u8;
+            if EXCL {
+                // cf. set_buddy_order(): BUDDY and the order as one 32-bit
+                // store, the width the next reader loads (nobody else
+                // runs).
+                let w = p.cast::<u32>().read();
+                p.cast::<u32>().write(
+                    w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (order as u32) << W_ORDER_SHIFT,
+                );
+            } else {
+                flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
+                (*p).order = order as u8;
+            }
             // Both links as one store: the merge loads them as one.
             (&raw mut (*p).prev)
                 .cast::<u64>()
@@ -812,7 +842,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// The method contract; `head` is the head of a block of order
     /// `current` just taken off the lists, and `mt`'s lists of orders
     /// `order..current` are empty.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn expand(self, head: u32, order: usize, current: usize, mt: MigrateType) {
         const _: () = assert!(MAX_ORDER == 10, "one split level per order below MAX_ORDER");
         if current <= order {
@@ -1289,6 +1319,23 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the method contract.
+        unsafe { self.rmqueue_smallest_head::<true>(order, mt) }
+    }
+
+    /// [`ZoneFree::rmqueue_smallest_inline`] with `CLEAN_HEAD`: the head
+    /// leaves with BUDDY cleared and its links NIL; without, it keeps
+    /// them for a caller that rewrites the whole descriptor at once.
+    ///
+    /// # Safety
+    /// The method contract; without `CLEAN_HEAD`, the caller rewrites the
+    /// head's flags and links before anything else looks at them.
+    #[inline(always)]
+    unsafe fn rmqueue_smallest_head<const CLEAN_HEAD: bool>(
+        self,
+        order: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
+        // SAFETY: the method contract.
         unsafe {
             let m = self.mask_of(mt.index());
             let mask = *m;
@@ -1296,8 +1343,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
             // cf. del_page_from_free_list(), with the mask left to the end.
             let p = self.page(u64::from(head));
-            flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
-            let emptied = self.unlink_links_nomask(p, current);
+            let emptied = if CLEAN_HEAD {
+                flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+                self.unlink_links_nomask(p, current)
+            } else {
+                let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
+                self.unlink_known(current, links as u32, (links >> 32) as u32)
+            };
             debug_assert!(emptied.is_none() || emptied == Some(mt.index()));
             if (*self.zone).cma_pages > 0 {
                 self.uncount_cma(head, current);
