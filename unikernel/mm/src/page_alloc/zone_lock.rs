@@ -792,11 +792,31 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         head_pair: u64,
         mt: MigrateType,
     ) {
+        // SAFETY: the function contract.
+        unsafe { self.link_half_at(hp, head, head_pair, mt, O) }
+    }
+
+    /// [`ZoneFree::link_half`] for an order known only at run time (a
+    /// split of one level, where the unrolled chain's dispatch would cost
+    /// more than the level).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::link_half`], with `O` = `o` < `MAX_ORDER`.
+    #[inline(always)]
+    unsafe fn link_half_at(
+        self,
+        hp: *mut Page,
+        head: u32,
+        head_pair: u64,
+        mt: MigrateType,
+        o: usize,
+    ) {
+        debug_assert!(o < MAX_ORDER);
         let end = u64::from(LIST_END + mt as u32);
-        let pfn = head + (1 << O);
+        let pfn = head + (1 << o);
         // SAFETY: as for `link`; the half is inside the caller's block.
         unsafe {
-            let area = &raw mut (*self.zone).free_area[O];
+            let area = &raw mut (*self.zone).free_area[o];
             let list = &raw mut (*area).free_list[mt.index()];
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
             if EXCL {
@@ -805,13 +825,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 // nobody else runs.
                 debug_assert_eq!(head_pair, u64::from(head) * PFN_PAIR);
                 list.cast::<u64>()
-                    .write_unaligned(head_pair + (1u64 << O) * PFN_PAIR);
+                    .write_unaligned(head_pair + (1u64 << o) * PFN_PAIR);
             } else {
                 st32(&raw mut (*list).head, pfn);
                 st32(&raw mut (*list).tail, pfn);
             }
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
-            let p = hp.byte_add(core::mem::size_of::<Page>() << O);
+            let p = hp.byte_add(core::mem::size_of::<Page>() << o);
             debug_assert_eq!(p, self.page(u64::from(pfn)));
             if EXCL {
                 // cf. set_buddy_order(): BUDDY and the order in one 32-bit
@@ -820,10 +840,10 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 // waits for them to reach the cache). No other CPU runs.
                 let w = p.cast::<u32>().read();
                 p.cast::<u32>()
-                    .write(w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (O as u32) << W_ORDER_SHIFT);
+                    .write(w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (o as u32) << W_ORDER_SHIFT);
             } else {
                 flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-                (*p).order = O as u8;
+                (*p).order = o as u8;
             }
             // `prev` and `next` (adjacent, read by no other CPU) as one
             // store: both the list's end link.
@@ -831,6 +851,18 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 .cast::<u64>()
                 .write_unaligned(end | end << 32);
         }
+    }
+
+    /// [`ZoneFree::expand`] out of line, for the exclusive side's
+    /// lists-off allocation: inlined into that big function, the split's
+    /// chain lost registers to it and reloaded them level by level.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::expand`].
+    #[inline(never)]
+    unsafe fn expand_outlined(self, head: u32, order: usize, current: usize, mt: MigrateType) {
+        // SAFETY: the function contract.
+        unsafe { self.expand(head, order, current, mt) }
     }
 
     /// cf. `expand()`: the upper halves of the block at `head`, of order
@@ -842,7 +874,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// The method contract; `head` is the head of a block of order
     /// `current` just taken off the lists, and `mt`'s lists of orders
     /// `order..current` are empty.
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn expand(self, head: u32, order: usize, current: usize, mt: MigrateType) {
         const _: () = assert!(MAX_ORDER == 10, "one split level per order below MAX_ORDER");
         if current <= order {
@@ -851,6 +883,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         // SAFETY: `head` < max_pfn (a listed block's head).
         let hp = unsafe { self.page(u64::from(head)) };
         let head_pair = u64::from(head) * PFN_PAIR;
+        if current == order + 1 {
+            // SAFETY: the function contract: order < current ≤ MAX_ORDER.
+            unsafe { self.link_half_at(hp, head, head_pair, mt, order) };
+            return;
+        }
         if current == MAX_ORDER {
             // The common case, a MAX_ORDER block split: the levels from
             // `order` up, entered at `order`, with no test for the end (the
@@ -1354,7 +1391,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             if (*self.zone).cma_pages > 0 {
                 self.uncount_cma(head, current);
             }
-            self.expand(head, order, current, mt);
+            if CLEAN_HEAD {
+                self.expand(head, order, current, mt);
+            } else {
+                self.expand_outlined(head, order, current, mt);
+            }
             // One store for the mask: the list the block left may be
             // empty, those of orders `order..current` are not.
             *m = mask & !(u16::from(emptied.is_some()) << current)
