@@ -883,9 +883,15 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         // SAFETY: `head` < max_pfn (a listed block's head).
         let hp = unsafe { self.page(u64::from(head)) };
         let head_pair = u64::from(head) * PFN_PAIR;
-        if current == order + 1 {
-            // SAFETY: the function contract: order < current ≤ MAX_ORDER.
-            unsafe { self.link_half_at(hp, head, head_pair, mt, order) };
+        if current == order + 1 || !EXCL {
+            // One level, or the zone-locked side (a loop keeps the image
+            // small; its refills split few levels).
+            let mut o = current;
+            while o > order {
+                o -= 1;
+                // SAFETY: the function contract: order ≤ o < current.
+                unsafe { self.link_half_at(hp, head, head_pair, mt, o) };
+            }
             return;
         }
         if current == MAX_ORDER {
@@ -1065,11 +1071,33 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         cma: bool,
         cleared: &mut u32,
     ) -> bool {
+        // SAFETY: the function contract.
+        unsafe { self.merge_level_at(O, off, mt, mt_index, end_pair, cma, cleared) }
+    }
+
+    /// [`ZoneFree::merge_level`] for an order known only at run time (the
+    /// zone-locked side's merge loop, which stays a loop to keep the image
+    /// small).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::merge_level`], with `O` = `o` < `MAX_ORDER`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn merge_level_at(
+        self,
+        o: usize,
+        off: &mut usize,
+        mt: MigrateType,
+        mt_index: usize,
+        end_pair: u64,
+        cma: bool,
+        cleared: &mut u32,
+    ) -> bool {
         const PAGE: usize = core::mem::size_of::<Page>();
-        let buddy_off = *off ^ (PAGE << O); // cf. __find_buddy_pfn()
+        let buddy_off = *off ^ (PAGE << o); // cf. __find_buddy_pfn()
         // At pageblock order and above the buddy is a pageblock's first
         // frame: its flags word holds its pageblock's migrate type.
-        let pb = O >= PAGEBLOCK_ORDER;
+        let pb = o >= PAGEBLOCK_ORDER;
         // SAFETY: the function contract: the buddy lies in the same
         // MAX_ORDER block, in this zone; a BUDDY frame of this zone and
         // its list are ours (lock or exclusive side).
@@ -1078,12 +1106,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             debug_assert_eq!(usize::from((*bp).zone), self.zi);
             if EXCL {
                 // cf. page_is_buddy(): BUDDY set and the order byte equal
-                // to O, as one load against a pattern; `x` is then the
+                // to o, as one load against a pattern; `x` is then the
                 // word with BUDDY and the order cleared (cf.
                 // del_page_from_free_list()'s __ClearPageBuddy() and
                 // set_page_private(page, 0)). No other CPU runs.
                 let w = bp.cast::<u32>().read();
-                let x = w ^ (W_BUDDY | (O as u32) << W_ORDER_SHIFT);
+                let x = w ^ (W_BUDDY | (o as u32) << W_ORDER_SHIFT);
                 if x & (W_BUDDY | 0xff << W_ORDER_SHIFT) != 0 {
                     return false;
                 }
@@ -1093,7 +1121,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 bp.cast::<u32>().write(x);
             } else {
                 let f = flags_of(bp).load(Relaxed);
-                if f & PageFlags::BUDDY.0 == 0 || usize::from((*bp).order) != O {
+                if f & PageFlags::BUDDY.0 == 0 || usize::from((*bp).order) != o {
                     return false;
                 }
                 if pb && !pb_mergeable(f, mt) {
@@ -1114,27 +1142,27 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let links = links_p.read_unaligned();
             links_p.write_unaligned(u64::MAX); // both NIL
             if links == end_pair {
-                let list = &raw mut (*self.zone).free_area[O].free_list[mt_index];
+                let list = &raw mut (*self.zone).free_area[o].free_list[mt_index];
                 if EXCL {
                     list.cast::<u64>().write_unaligned(u64::MAX);
                 } else {
                     st32(&raw mut (*list).head, NIL);
                     st32(&raw mut (*list).tail, NIL);
                 }
-                let nr_free = &raw mut (*self.zone).free_area[O].nr_free;
+                let nr_free = &raw mut (*self.zone).free_area[o].nr_free;
                 st64(nr_free, ld64(nr_free) - 1);
-                *cleared |= 1 << O;
+                *cleared |= 1 << o;
             } else {
                 core::hint::cold_path();
                 let (prev, next) = (links as u32, (links >> 32) as u32);
-                if let Some(list_mt) = self.unlink_known(O, prev, next) {
-                    *self.mask_of(list_mt) &= !(1 << O);
+                if let Some(list_mt) = self.unlink_known(o, prev, next) {
+                    *self.mask_of(list_mt) &= !(1 << o);
                 }
             }
             // Below pageblock order the caller counts the CMA pages of all
             // the buddies at once (they share the freed block's pageblock).
             if pb && cma {
-                self.uncount_cma((buddy_off / PAGE) as u32, O);
+                self.uncount_cma((buddy_off / PAGE) as u32, o);
             }
         }
         *off &= buddy_off; // the combined block starts at the lower half
@@ -1180,6 +1208,18 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                     break $done $o;
                 }
             };
+        }
+        if !EXCL {
+            let mut o = order;
+            // SAFETY: the function contract.
+            while o < MAX_ORDER
+                && unsafe {
+                    this.merge_level_at(o, &mut off, mt, mt_index, end_pair, cma, &mut cleared)
+                }
+            {
+                o += 1;
+            }
+            return ((off / PAGE) as u64, o, cleared);
         }
         let stop = 'done: {
             // Enter the chain at `order`: each block ends where its level
