@@ -853,6 +853,24 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         }
     }
 
+    /// [`ZoneFree::expand`] as a loop: one level, or the zone-locked side
+    /// (a loop keeps the image small; its refills split few levels).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::expand`].
+    #[inline(always)]
+    unsafe fn expand_loop(self, head: u32, order: usize, current: usize, mt: MigrateType) {
+        // SAFETY: `head` < max_pfn (a listed block's head).
+        let hp = unsafe { self.page(u64::from(head)) };
+        let head_pair = u64::from(head) * PFN_PAIR;
+        let mut o = current;
+        while o > order {
+            o -= 1;
+            // SAFETY: the function contract: order ≤ o < current.
+            unsafe { self.link_half_at(hp, head, head_pair, mt, o) };
+        }
+    }
+
     /// [`ZoneFree::expand`] out of line, for the exclusive side's
     /// lists-off allocation: inlined into that big function, the split's
     /// chain lost registers to it and reloaded them level by level.
@@ -884,14 +902,8 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         let hp = unsafe { self.page(u64::from(head)) };
         let head_pair = u64::from(head) * PFN_PAIR;
         if current == order + 1 || !EXCL {
-            // One level, or the zone-locked side (a loop keeps the image
-            // small; its refills split few levels).
-            let mut o = current;
-            while o > order {
-                o -= 1;
-                // SAFETY: the function contract: order ≤ o < current.
-                unsafe { self.link_half_at(hp, head, head_pair, mt, o) };
-            }
+            // SAFETY: the function contract.
+            unsafe { self.expand_loop(head, order, current, mt) };
             return;
         }
         if current == MAX_ORDER {
@@ -1183,7 +1195,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// for each order whose list of `mt` the merge emptied, for the
     /// caller's mask update ([`ZoneFree::link_clearing`]).
     #[inline(always)]
-    unsafe fn merge_in_zone(
+    unsafe fn merge_in_zone<const CHAIN: bool>(
         self,
         pfn: u64,
         order: usize,
@@ -1209,7 +1221,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 }
             };
         }
-        if !EXCL {
+        if !EXCL || !CHAIN {
             let mut o = order;
             // SAFETY: the function contract.
             while o < MAX_ORDER
@@ -1296,14 +1308,31 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         to_tail: bool,
     ) {
         // SAFETY: the method contract.
-        unsafe { self.free_one_page_inline(pfn, order, mt, to_tail) }
+        unsafe { self.free_one_page_with::<false>(pfn, order, mt, to_tail) }
     }
 
     /// [`ZoneFree::free_one_page`] inlined into its caller (the exclusive
     /// side's free straight to the buddy lists, where the call's register
-    /// saves were a tenth of the work, and the per-CPU lists' trim).
+    /// saves were a tenth of the work, and the per-CPU lists' trim), with
+    /// the exclusive side's unrolled merge.
     #[inline(always)]
     pub(crate) unsafe fn free_one_page_inline(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        // SAFETY: the method contract.
+        unsafe { self.free_one_page_with::<true>(pfn, order, mt, to_tail) }
+    }
+
+    /// [`ZoneFree::free_one_page`]; `CHAIN`: on the exclusive side, the
+    /// unrolled merge ([`ZoneFree::merge_in_zone`]), else its loop (the
+    /// out-of-line copy, for the exclusive side's other callers, keeps
+    /// the image small).
+    #[inline(always)]
+    unsafe fn free_one_page_with<const CHAIN: bool>(
         self,
         pfn: u64,
         order: usize,
@@ -1331,7 +1360,8 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
             let (pfn, order, cleared) = if in_zone {
-                let (merged, merged_order, cleared) = self.merge_in_zone(pfn, order, mt, cma);
+                let (merged, merged_order, cleared) =
+                    self.merge_in_zone::<CHAIN>(pfn, order, mt, cma);
                 // (The merge stops at MAX_ORDER, given an order ≤ MAX_ORDER.)
                 core::hint::assert_unchecked(merged_order <= MAX_ORDER);
                 // The buddies merged below pageblock order lie in `pfn`'s
@@ -1431,10 +1461,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             if (*self.zone).cma_pages > 0 {
                 self.uncount_cma(head, current);
             }
-            if CLEAN_HEAD {
-                self.expand(head, order, current, mt);
-            } else {
+            if EXCL {
+                // One copy of the unrolled split for the exclusive side.
                 self.expand_outlined(head, order, current, mt);
+            } else {
+                self.expand(head, order, current, mt);
             }
             // One store for the mask: the list the block left may be
             // empty, those of orders `order..current` are not.
