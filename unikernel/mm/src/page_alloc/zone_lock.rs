@@ -1125,9 +1125,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 let w = bp.cast::<u32>().read();
                 let x = w ^ (W_BUDDY | (o as u32) << W_ORDER_SHIFT);
                 if x & (W_BUDDY | 0xff << W_ORDER_SHIFT) != 0 {
+                    // Once a free: the order it stopped at is set here,
+                    // not ahead of every level.
+                    core::hint::cold_path();
                     return false;
                 }
                 if pb && !pb_mergeable(w as u16, mt) {
+                    core::hint::cold_path();
                     return false;
                 }
                 bp.cast::<u32>().write(x);
