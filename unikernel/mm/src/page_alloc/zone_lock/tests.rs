@@ -56,7 +56,7 @@ fn exclusive_and_zone_locked_cores_leave_identical_state() {
         MigrateType::Movable,
         MigrateType::Reclaimable,
     ];
-    let mut rng = Rng(0x5eed_b0dd_1e5);
+    let mut rng = Rng(0x5eed_b0dd);
     let mut live: Vec<(usize, u32, usize, MigrateType)> = Vec::new();
     let (mut splits, mut merges_to_max) = (0u64, 0u64);
     for step in 0..12_000u32 {
