@@ -897,8 +897,7 @@ impl PageAlloc<'_> {
         let cpu = self.this_cpu();
         // SAFETY: `set_this_cpu` keeps it below NR_CPUS.
         unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
-        if pcp_allowed_order(o) && self.zones[zi].pcp[cpu].high != 0 && mt != MigrateType::Isolate
-        {
+        if pcp_allowed_order(o) && self.zones[zi].pcp[cpu].high != 0 && mt != MigrateType::Isolate {
             return false; // the block waits on a per-CPU list
         }
         // cf. __free_pages_ok(): PGFREE (derived from the block count).
