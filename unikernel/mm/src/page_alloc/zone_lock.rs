@@ -1465,11 +1465,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             if (*self.zone).cma_pages > 0 {
                 self.uncount_cma(head, current);
             }
-            if EXCL {
-                // One copy of the unrolled split for the exclusive side.
+            if EXCL && (!CLEAN_HEAD || current > order + 1) {
+                // One copy of the unrolled split for the exclusive side
+                // (a one-level split of the general path stays inline).
                 self.expand_outlined(head, order, current, mt);
             } else {
-                self.expand(head, order, current, mt);
+                self.expand_loop(head, order, current, mt);
             }
             // One store for the mask: the list the block left may be
             // empty, those of orders `order..current` are not.
