@@ -821,8 +821,9 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
             if EXCL {
                 // Head and tail as one store (`head_pair` is the head's PFN
-                // in both halves): a split is bound by its stores, and
-                // nobody else runs.
+                // in both halves): one store fewer a level, and nobody
+                // else runs (another CPU's 32-bit load of `head` would
+                // otherwise race a 64-bit store).
                 debug_assert_eq!(head_pair, u64::from(head) * PFN_PAIR);
                 list.cast::<u64>()
                     .write_unaligned(head_pair + (1u64 << o) * PFN_PAIR);
