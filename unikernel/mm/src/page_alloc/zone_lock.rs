@@ -875,13 +875,22 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// [`ZoneFree::expand`] out of line, for the exclusive side's
     /// lists-off allocation: inlined into that big function, the split's
     /// chain lost registers to it and reloaded them level by level.
+    /// Returns `Some(head)`, the caller's own result, so the caller's call
+    /// is its last act.
     ///
     /// # Safety
     /// As for [`ZoneFree::expand`].
     #[inline(never)]
-    unsafe fn expand_outlined(self, head: u32, order: usize, current: usize, mt: MigrateType) {
+    unsafe fn expand_outlined(
+        self,
+        head: u32,
+        order: usize,
+        current: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
         // SAFETY: the function contract.
-        unsafe { self.expand(head, order, current, mt) }
+        unsafe { self.expand(head, order, current, mt) };
+        Some(head)
     }
 
     /// cf. `expand()`: the upper halves of the block at `head`, of order
@@ -1466,15 +1475,9 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             if (*self.zone).cma_pages > 0 {
                 self.uncount_cma(head, current);
             }
-            if EXCL && (!CLEAN_HEAD || current > order + 1) {
-                // One copy of the unrolled split for the exclusive side
-                // (a one-level split of the general path stays inline).
-                self.expand_outlined(head, order, current, mt);
-            } else {
-                self.expand_loop(head, order, current, mt);
-            }
             // One store for the mask: the list the block left may be
-            // empty, those of orders `order..current` are not.
+            // empty, those of orders `order..current` are not (their
+            // halves are linked next).
             *m = mask & !(u16::from(emptied.is_some()) << current)
                 | ((1u16 << current) - (1u16 << order));
             if mt == MigrateType::Cma {
@@ -1482,6 +1485,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 st64(fc, ld64(fc) + (1 << current) - (1 << order));
             }
             self.account_free(-(1 << order));
+            if EXCL && (!CLEAN_HEAD || current > order + 1) {
+                // One copy of the unrolled split for the exclusive side
+                // (a one-level split of the general path stays inline),
+                // called last, so the call is a jump.
+                return self.expand_outlined(head, order, current, mt);
+            }
+            self.expand_loop(head, order, current, mt);
             Some(head)
         }
     }
