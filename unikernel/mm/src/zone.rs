@@ -351,6 +351,11 @@ pub struct Zone {
     pub free_pages: u64,
     /// Free lists by order.
     pub free_area: [FreeArea; NR_ORDERS],
+    /// Per migrate type, bit `order` set while `free_area[order]`'s list
+    /// of that type has a block: the buddy allocator's search reads one
+    /// word instead of the list heads (kept by
+    /// `page_alloc::zone_lock::ZoneFree`; not in Linux).
+    pub free_area_mask: [u16; MIGRATE_TYPES],
     /// Watermarks in pages; all zero until `setup_watermarks()`.
     pub watermarks: Watermarks,
     /// Pages this zone keeps back from allocations whose preferred zone is
@@ -380,6 +385,7 @@ impl Zone {
             managed_pages: 0,
             free_pages: 0,
             free_area: [FreeArea::EMPTY; NR_ORDERS],
+            free_area_mask: [0; MIGRATE_TYPES],
             watermarks: Watermarks {
                 min: 0,
                 low: 0,

@@ -81,6 +81,14 @@ impl PageAlloc<'_> {
                 // A walk cut short (cycle, wild link) leaves the counts unknown.
                 let mut complete = true;
                 for (mt, list) in area.free_list.iter().enumerate() {
+                    // The search reads the mask, not the lists.
+                    let masked = zone.free_area_mask[mt] & (1 << order) != 0;
+                    if masked != (list.head != NIL) {
+                        bad(
+                            "free_area_mask bit disagrees with its free list",
+                            list.head as u64,
+                        );
+                    }
                     let end = LIST_END + mt as u32;
                     let mut prev = end;
                     let mut cur = if list.head == NIL { end } else { list.head };

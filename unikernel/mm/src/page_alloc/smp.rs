@@ -137,6 +137,11 @@ const _: () = {
     assert!(core::mem::offset_of!(Page, flags) == 0);
     assert!(core::mem::offset_of!(Page, zone) == 2);
     assert!(core::mem::offset_of!(Page, order) == 3);
+    // The layout `prep_taken_head` and the buddy free path's head store write.
+    assert!(core::mem::offset_of!(Page, refcount) == 4);
+    assert!(core::mem::offset_of!(Page, owner) == 6);
+    assert!(core::mem::offset_of!(Page, prev) == 8 && core::mem::offset_of!(Page, next) == 12);
+    assert!(core::mem::size_of::<OwnerTag>() == 2 && core::mem::size_of::<PageFlags>() == 2);
     assert!(cfg!(target_endian = "little"));
 };
 
@@ -154,6 +159,39 @@ unsafe fn prep_tails(map: *mut Page, i: usize, o: usize, owner: OwnerTag) {
             flags_update(map.add(t), PageFlags::TAIL, PageFlags::EMPTY);
             (*map.add(t)).owner = owner;
         }
+    }
+}
+
+/// cf. `prep_new_page()` for a block [`ZoneFree::rmqueue_smallest_taken`]
+/// has just taken off the lists, whose head still says BUDDY and has its
+/// old links: flags, zone, order, refcount and owner as one store, the
+/// links as another (the fields of [`PageAlloc::prep_new_page`], in two
+/// stores instead of five after the unlink's two).
+///
+/// # Safety
+/// The exclusive side; `pfn` < max_pfn is such a block's head in the live
+/// `map`.
+#[inline(always)]
+unsafe fn prep_taken_head(map: *mut Page, pfn: u32, order: Order, owner: OwnerTag) {
+    // SAFETY: the caller's contract: nobody else runs, the frame is ours.
+    unsafe {
+        let p = map.add(pfn as usize);
+        let w = p.cast::<u32>().read();
+        let flags = (w as u16
+            & !PageFlags::BUDDY
+                .union(PageFlags::PCP)
+                .union(PageFlags::MOVABLE)
+                .0)
+            | PageFlags::HEAD.0;
+        let zone = u64::from(w >> 16 & 0xff);
+        p.cast::<u64>().write_unaligned(
+            u64::from(flags)
+                | zone << 16
+                | u64::from(order.get()) << 24
+                | 1 << 32
+                | u64::from(owner.0) << 48,
+        );
+        (&raw mut (*p).prev).cast::<u64>().write_unaligned(u64::MAX);
     }
 }
 
@@ -603,7 +641,8 @@ impl PageAlloc<'_> {
         unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
-            return self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex);
+            // SAFETY: `zi` < NR_ZONES (`pcp_fast_target`).
+            return unsafe { self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex) };
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
@@ -626,9 +665,12 @@ impl PageAlloc<'_> {
     /// `None` with nothing changed when the buddy lists had nothing (the
     /// full path then goes on to the next zone), or while deferred init
     /// may still grow a zone the full path would try first.
+    ///
+    /// # Safety
+    /// `zi` < `NR_ZONES` (so no index of it is checked again).
     #[cold]
     #[inline(never)]
-    fn alloc_pages_pcp_refill(
+    unsafe fn alloc_pages_pcp_refill(
         &mut self,
         gfp: GfpFlags,
         order: Order,
@@ -636,6 +678,13 @@ impl PageAlloc<'_> {
         zi: usize,
         pindex: usize,
     ) -> Option<Pfn> {
+        // SAFETY: the function contract; an `Order` is ≤ MAX_ORDER.
+        unsafe {
+            core::hint::assert_unchecked(zi < NR_ZONES);
+            core::hint::assert_unchecked(order.index() <= crate::types::MAX_ORDER);
+            // `set_this_cpu` keeps it below NR_CPUS.
+            core::hint::assert_unchecked(self.this_cpu() < crate::types::NR_CPUS);
+        }
         if self.deferred_pending() {
             return None;
         }
@@ -662,9 +711,17 @@ impl PageAlloc<'_> {
             let got = unsafe {
                 if cma {
                     zf.rmqueue_nofallback(order, mt, own)
+                } else if let Some(pfn) = zf.rmqueue_smallest_taken(o, mt) {
+                    // All `rmqueue_nofallback` does without CMA, inlined,
+                    // and `prep_new_page()` writing the head once.
+                    prep_taken_head(self.mem_map.base(), pfn, order, owner);
+                    if o > 0 && gfp.contains(GfpFlags::COMP) {
+                        self.prep_compound_page(Pfn(u64::from(pfn)), order);
+                    }
+                    self.alloc_counters.count_alloc(zi, o);
+                    return Some(Pfn(u64::from(pfn)));
                 } else {
-                    // All `rmqueue_nofallback` does without CMA, inlined.
-                    zf.rmqueue_smallest_inline(o, mt)
+                    None
                 }
             };
             let pfn = match got {
@@ -806,6 +863,9 @@ impl PageAlloc<'_> {
             return false;
         }
         let o = order.index();
+        // SAFETY: an `Order` is ≤ MAX_ORDER; saying so spares the merge's
+        // callers' indexing by the merged order a bounds check.
+        unsafe { core::hint::assert_unchecked(o <= crate::types::MAX_ORDER) };
         let fast = &self.fast;
         if pfn.0 >= fast.buddy_free_limit
             || pfn.0.wrapping_sub(fast.reserve_start) < fast.reserve_len
@@ -834,29 +894,35 @@ impl PageAlloc<'_> {
         let zi = usize::from(zone_order) & (NR_ZONES - 1); // checked < NR_ZONES
         // SAFETY: `pfn` < max_pfn.
         let mt = unsafe { super::zone_lock::pageblock_mt_raw(map, pfn.0) };
-        if pcp_allowed_order(o)
-            && mt != MigrateType::Isolate
-            && self.zones[zi].pcp[self.this_cpu()].high != 0
-        {
+        let cpu = self.this_cpu();
+        // SAFETY: `set_this_cpu` keeps it below NR_CPUS.
+        unsafe { core::hint::assert_unchecked(cpu < crate::types::NR_CPUS) };
+        if pcp_allowed_order(o) && self.zones[zi].pcp[cpu].high != 0 && mt != MigrateType::Isolate {
             return false; // the block waits on a per-CPU list
         }
         // cf. __free_pages_ok(): PGFREE (derived from the block count).
         self.alloc_counters.count_free(zi, o);
         // cf. free_pages_prepare(): the descriptors are clean again, tails
-        // included for a compound block.
-        // SAFETY: the caller's block; flags atomically.
+        // included for a compound block. The head's flags, zone, order,
+        // refcount and owner as one store (nobody else runs): the buddy
+        // core's next look at this word, a 32-bit one, then finds it in
+        // one store (a load spanning narrower stores still in the store
+        // buffer waits for them to reach the cache).
+        // SAFETY: the caller's block; the exclusive side.
         unsafe {
-            flags_of(p).store(
-                flags.0
-                    & !PageFlags::HEAD
-                        .union(PageFlags::COMPOUND)
-                        .union(PageFlags::MOVABLE)
-                        .0,
-                Relaxed,
+            let clean = flags.0
+                & !PageFlags::HEAD
+                    .union(PageFlags::COMPOUND)
+                    .union(PageFlags::MOVABLE)
+                    .0;
+            // Order 0, refcount 0, owner NONE.
+            p.cast::<u64>()
+                .write_unaligned(u64::from(clean) | u64::from(zone_order & 0xff) << 16);
+            debug_assert!(
+                (*p).flags.0 == clean && (*p).order == 0 && (*p).refcount == 0,
+                "head word"
             );
-            (*p).order = 0;
-            (*p).refcount = 0;
-            (*p).owner = OwnerTag::NONE;
+            debug_assert_eq!((*p).owner, OwnerTag::NONE);
             if flags.contains(PageFlags::COMPOUND) {
                 free_tails(map, i, o);
             }
@@ -1056,7 +1122,7 @@ impl PageAlloc<'_> {
         // SAFETY: the caller's contract: the zone's free lists and our
         // slot are ours; `mem_map` never changes.
         unsafe {
-            let zf = ZoneFree::new(pa, zi);
+            let zf = ZoneFree::<false>::new(pa, zi);
             let map = (*pa).mem_map.base();
             let pcp = (*pa).zones[zi].pcp[cpu].slot_mut();
             let mut alloced = 0;
@@ -1093,7 +1159,7 @@ impl PageAlloc<'_> {
     ) {
         // SAFETY: as for `rmqueue_bulk_locked`.
         unsafe {
-            let zf = ZoneFree::new(pa, zi);
+            let zf = ZoneFree::<false>::new(pa, zi);
             let map = (*pa).mem_map.base();
             let pcp = (*pa).zones[zi].pcp[cpu].slot_mut();
             let mut count = count.min(pcp.count);

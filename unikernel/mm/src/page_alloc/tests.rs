@@ -785,7 +785,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// 40 MiB with a firmware hole, a reserved kernel, and zone boundaries that
 /// are not MAX_ORDER-aligned: DMA [0,4096), DMA32 [4096,6000),
 /// HighMem [6000,10000).
-fn sim(pcp: bool) -> PageAlloc<'static> {
+pub(crate) fn sim(pcp: bool) -> PageAlloc<'static> {
     let layout = ZoneLayout {
         lowmem_pfn: Pfn(6000),
         max_pfn: Pfn(10_000),

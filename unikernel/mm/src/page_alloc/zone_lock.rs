@@ -63,6 +63,9 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(test)]
+mod tests;
+
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64};
 
@@ -70,11 +73,10 @@ use super::{AllocFlags, PageAlloc};
 use crate::page::{LIST_END, NIL, Page, PageFlags, is_pfn_link};
 use crate::types::{MAX_ORDER, NR_ORDERS, Order, Pfn};
 use crate::zone::{
-    FreeArea, FreeList, MIGRATE_TYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-    Zone,
+    FreeList, MIGRATE_TYPES, MigrateType, NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, Zone,
 };
 
-// `link_into_empty` writes `prev` and `next` as one `u64`.
+// `link_half` and `unlink_links` write `prev` and `next` as one `u64`.
 const _: () = assert!(
     core::mem::offset_of!(Page, next) == core::mem::offset_of!(Page, prev) + 4
         && cfg!(target_endian = "little")
@@ -275,7 +277,7 @@ impl PageAlloc<'_> {
     /// Zone `zi`'s buddy core ([`ZoneFree`]) for the exclusive
     /// holder: `&mut self` is the proof its methods' contract asks for.
     #[inline(always)]
-    pub(crate) fn zone_free(&mut self, zi: usize) -> ZoneFree {
+    pub(crate) fn zone_free(&mut self, zi: usize) -> ZoneFree<true> {
         assert!(zi < NR_ZONES);
         // SAFETY: `self` is live and `zi` indexes `zones` (checked).
         unsafe { ZoneFree::new(self, zi) }
@@ -355,21 +357,98 @@ impl PageAlloc<'_> {
 ///
 /// Every method is `unsafe` with one contract: the caller holds this
 /// zone's lock (and its CPU's flag), or the exclusive side, for the call.
+///
+/// `EXCL`: the caller holds the exclusive side ([`PageAlloc::zone_free`]),
+/// so no other CPU reads or writes anything at all meanwhile. The merge
+/// then tests a buddy with one 32-bit load of its flags, zone and order
+/// against a pattern and clears its BUDDY bit and order with one store,
+/// and a list that empties is cleared with one 64-bit store. Under a zone
+/// lock (`!EXCL`) other CPUs read flags words and write the descriptors
+/// of frames they own, so every access stays the width the module docs
+/// give it (a mixed-size access racing a store is undefined behaviour).
 #[derive(Clone, Copy)]
-pub(crate) struct ZoneFree {
+pub(crate) struct ZoneFree<const EXCL: bool> {
     map: *mut Page,
     max_pfn: u64,
     zone: *mut Zone,
     zi: usize,
 }
 
-impl ZoneFree {
+/// A PFN times this is the PFN in both halves of a `u64`: a list's head
+/// and tail, as one store.
+const PFN_PAIR: u64 = 1 << 32 | 1;
+
+impl ZoneFree<true> {
+    /// [`ZoneFree::rmqueue_smallest`] for a caller that rewrites the whole
+    /// head descriptor next (`prep_new_page()` on the exclusive side): the
+    /// head keeps its BUDDY bit and links until then, so they are not
+    /// written twice.
+    ///
+    /// # Safety
+    /// The method contract; the caller writes the head's flags and links
+    /// before anything else looks at them.
+    #[inline(always)]
+    pub(crate) unsafe fn rmqueue_smallest_taken(
+        self,
+        order: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
+        // SAFETY: the function contract.
+        unsafe { self.rmqueue_smallest_head::<false>(order, mt) }
+    }
+}
+
+/// `PageFlags::BUDDY` in the 32-bit word of flags, zone and order.
+const W_BUDDY: u32 = PageFlags::BUDDY.0 as u32;
+/// The order byte in that word.
+const W_ORDER_SHIFT: u32 = 24;
+const _: () = assert!(
+    core::mem::offset_of!(Page, flags) == 0
+        && core::mem::offset_of!(Page, zone) == 2
+        && core::mem::offset_of!(Page, order) == 3
+        && core::mem::size_of::<crate::zone::FreeList>() == 8
+        && core::mem::align_of::<Page>() >= 4
+);
+
+/// The first order from `order` up whose list has a block, by a migrate
+/// type's `free_area_mask` word (the search of `__rmqueue_smallest()`).
+#[inline(always)]
+fn first_nonempty(mask: u16, order: usize) -> Option<usize> {
+    if order >= NR_ORDERS {
+        return None;
+    }
+    let m = (mask & ((1 << NR_ORDERS) - 1)) >> order;
+    if m == 0 {
+        return None;
+    }
+    let current = order + m.trailing_zeros() as usize;
+    // SAFETY: `m` has no bit at or past NR_ORDERS - order (masked).
+    unsafe { core::hint::assert_unchecked(current < NR_ORDERS) };
+    Some(current)
+}
+
+/// Whether a block of type `mt` merges with a free buddy whose pageblock
+/// has the `PB_MIGRATE` bits of `flags` (at pageblock order and above; cf.
+/// the `migratetype_is_mergeable()` test in `__free_one_page()`).
+#[inline(always)]
+fn pb_mergeable(flags: u16, mt: MigrateType) -> bool {
+    let mask = PageFlags::PB_MIGRATE.0;
+    let bits = usize::from((flags & mask) >> mask.trailing_zeros());
+    if bits == mt.index() {
+        return true;
+    }
+    let buddy_mt = MigrateType::from_index(bits).unwrap_or(MigrateType::Movable);
+    mt == buddy_mt || (mt.is_mergeable() && buddy_mt.is_mergeable())
+}
+
+impl<const EXCL: bool> ZoneFree<EXCL> {
     /// Zone `zi` of the allocator at `pa`.
     ///
     /// # Safety
-    /// `pa` is live; `zi` < `NR_ZONES`.
+    /// `pa` is live; `zi` < `NR_ZONES`; with `EXCL`, the caller holds the
+    /// exclusive side for as long as it uses the result.
     #[inline(always)]
-    pub(crate) unsafe fn new(pa: *mut PageAlloc<'_>, zi: usize) -> ZoneFree {
+    pub(crate) unsafe fn new(pa: *mut PageAlloc<'_>, zi: usize) -> ZoneFree<EXCL> {
         // SAFETY: `mem_map` and `layout` are written only at construction;
         // the zone is reached as a raw place (no reference formed).
         unsafe {
@@ -380,6 +459,19 @@ impl ZoneFree {
                 zi,
             }
         }
+    }
+
+    /// The zone's `free_area_mask` word of migrate type `mt` (an index):
+    /// bit `order` set while that list has a block. This code alone
+    /// writes it, under the zone's lock or the exclusive side.
+    ///
+    /// # Safety
+    /// The method contract; `mt` < `MIGRATE_TYPES`.
+    #[inline(always)]
+    unsafe fn mask_of(self, mt: usize) -> *mut u16 {
+        debug_assert!(mt < MIGRATE_TYPES);
+        // SAFETY: the array has MIGRATE_TYPES entries; a raw place.
+        unsafe { (&raw mut (*self.zone).free_area_mask).cast::<u16>().add(mt) }
     }
 
     #[inline(always)]
@@ -446,6 +538,27 @@ impl ZoneFree {
     /// count are per list, so they are kept here).
     #[inline(always)]
     unsafe fn link(self, pfn: u32, order: usize, mt: MigrateType, to_tail: bool) {
+        // SAFETY: the method contract.
+        unsafe { self.link_clearing(pfn, order, mt, to_tail, 0) }
+    }
+
+    /// [`ZoneFree::link`], clearing the `cleared` bits of `mt`'s mask in
+    /// the same read-modify-write that sets the list's own bit (the merge
+    /// hands over the bits of the lists it emptied: two read-modify-writes
+    /// of one word in a row wait for each other through the store buffer).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::link`]; the lists of the `cleared` orders of
+    /// `mt` are empty.
+    #[inline(always)]
+    unsafe fn link_clearing(
+        self,
+        pfn: u32,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+        cleared: u32,
+    ) {
         let end = LIST_END + mt as u32;
         // SAFETY: the lock (method contract) makes the lists, the counters
         // and the blocks' descriptors ours; racy readers load atomically.
@@ -454,6 +567,10 @@ impl ZoneFree {
             let head = &raw mut (*area).free_list[mt.index()].head;
             let tail = &raw mut (*area).free_list[mt.index()].tail;
             let first = ld32(head);
+            if first == NIL || cleared != 0 {
+                let m = self.mask_of(mt.index());
+                *m = (u32::from(*m) & !cleared | u32::from(first == NIL) << order) as u16;
+            }
             let (prev, next) = if first == NIL {
                 st32(head, pfn);
                 st32(tail, pfn);
@@ -470,10 +587,22 @@ impl ZoneFree {
             };
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
             let p = self.page(u64::from(pfn));
-            flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = order as u8;
-            (*p).prev = prev;
-            (*p).next = next;
+            if EXCL {
+                // cf. set_buddy_order(): BUDDY and the order as one 32-bit
+                // store, the width the next reader loads (nobody else
+                // runs).
+                let w = p.cast::<u32>().read();
+                p.cast::<u32>().write(
+                    w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (order as u32) << W_ORDER_SHIFT,
+                );
+            } else {
+                flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
+                (*p).order = order as u8;
+            }
+            // Both links as one store: the merge loads them as one.
+            (&raw mut (*p).prev)
+                .cast::<u64>()
+                .write_unaligned(u64::from(prev) | u64::from(next) << 32);
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << order));
@@ -554,23 +683,77 @@ impl ZoneFree {
     /// # Safety
     /// The method contract; `p` is the head of a free block of `order` on
     /// this zone's lists. A frame's end links are only ever written by
-    /// `link` / `link_into_empty` (LIST_END + a migrate type), so
+    /// `link` / `link_half` (LIST_END + a migrate type), so
     /// `list_by_end` holds.
     #[inline(always)]
     unsafe fn unlink_page(self, p: *mut Page, order: usize) {
         // SAFETY: as for `add`, and the function contract.
         unsafe {
             flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+            self.unlink_links(p, order);
+        }
+    }
+
+    /// The list part of [`ZoneFree::unlink_page`]: resets the block's
+    /// links, fixes its neighbours (or empties its list, clearing the
+    /// list's bit in the mask) and `nr_free`; the flags are the caller's.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::unlink_page`].
+    #[inline(always)]
+    unsafe fn unlink_links(self, p: *mut Page, order: usize) {
+        // SAFETY: the function contract.
+        unsafe {
+            if let Some(mt) = self.unlink_links_nomask(p, order) {
+                *self.mask_of(mt) &= !(1 << order);
+            }
+        }
+    }
+
+    /// [`ZoneFree::unlink_links`] but for the mask: returns the migrate
+    /// type (an index) of the list the block was alone on, whose mask bit
+    /// the caller clears.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::unlink_page`].
+    #[inline(always)]
+    unsafe fn unlink_links_nomask(self, p: *mut Page, order: usize) -> Option<usize> {
+        // SAFETY: the function contract.
+        unsafe {
             let (prev, next) = ((*p).prev, (*p).next);
-            (*p).prev = NIL;
-            (*p).next = NIL;
+            // Both links NIL as one store (read by no other CPU).
+            (&raw mut (*p).prev).cast::<u64>().write_unaligned(u64::MAX);
+            self.unlink_known(order, prev, next)
+        }
+    }
+
+    /// The list part of [`ZoneFree::unlink_links_nomask`] once the block's
+    /// links `prev` and `next` have been read (and reset).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::unlink_page`]; `prev` and `next` were the links
+    /// of a free block of `order` on this zone's lists.
+    #[inline(always)]
+    unsafe fn unlink_known(self, order: usize, prev: u32, next: u32) -> Option<usize> {
+        let mut emptied = None;
+        // SAFETY: as for `add`, and the function contract.
+        unsafe {
             if prev == next {
                 // Both are its list's end link (two links naming one block
                 // cannot both be PFNs): the block was alone, the list empties.
                 let list = self.list_by_end(order, prev);
-                st32(&raw mut (*list).head, NIL);
-                st32(&raw mut (*list).tail, NIL);
+                if EXCL {
+                    // Head and tail NIL as one store: nobody else runs.
+                    list.cast::<u64>().write_unaligned(u64::MAX);
+                } else {
+                    st32(&raw mut (*list).head, NIL);
+                    st32(&raw mut (*list).tail, NIL);
+                }
+                emptied = Some((prev - LIST_END) as usize);
             } else {
+                // Rare in a split-and-merge-back pattern, where each level's
+                // list holds just the buddy.
+                core::hint::cold_path();
                 if is_pfn_link(prev) {
                     (*self.page(u64::from(prev))).next = next;
                 } else {
@@ -585,31 +768,84 @@ impl ZoneFree {
             let nr_free = &raw mut (*self.zone).free_area[order].nr_free;
             st64(nr_free, ld64(nr_free) - 1);
         }
+        emptied
     }
 
-    /// [`ZoneFree::link`] onto a list known to be empty: `expand()`'s
-    /// halves go to `mt`'s lists below the order
-    /// [`ZoneFree::rmqueue_smallest`] found its block at, and it found the
-    /// block there because every one of those lists was empty. No CMA
-    /// count: the caller adds all the halves at once.
+    /// [`ZoneFree::link`] of the upper half of order `O` of the block
+    /// whose head `head` has its descriptor at `hp`, onto `mt`'s list of
+    /// order `O`, known to be empty: `expand()`'s halves go to `mt`'s lists
+    /// below the order [`ZoneFree::rmqueue_smallest`] found its block at,
+    /// and it found the block there because every one of those lists was
+    /// empty. The half's descriptor is at a constant offset from `hp`, the
+    /// list and `nr_free` at constant offsets in the zone. No CMA count
+    /// and no mask bit: the caller adds all the halves at once.
     ///
     /// # Safety
-    /// The method contract; `area` is `&free_area[order]` of this zone,
-    /// and its list of `mt` is empty.
+    /// The method contract; the block `[head, head + 2^(O+1))` is a free
+    /// block of this zone being split, and `mt`'s list of order `O` is
+    /// empty.
     #[inline(always)]
-    unsafe fn link_into_empty(self, area: *mut FreeArea, pfn: u32, order: u8, mt: MigrateType) {
+    unsafe fn link_half<const O: usize>(
+        self,
+        hp: *mut Page,
+        head: u32,
+        head_pair: u64,
+        mt: MigrateType,
+    ) {
+        // SAFETY: the function contract.
+        unsafe { self.link_half_at(hp, head, head_pair, mt, O) }
+    }
+
+    /// [`ZoneFree::link_half`] for an order known only at run time (a
+    /// split of one level, where the unrolled chain's dispatch would cost
+    /// more than the level).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::link_half`], with `O` = `o` < `MAX_ORDER`.
+    #[inline(always)]
+    unsafe fn link_half_at(
+        self,
+        hp: *mut Page,
+        head: u32,
+        head_pair: u64,
+        mt: MigrateType,
+        o: usize,
+    ) {
+        debug_assert!(o < MAX_ORDER);
         let end = u64::from(LIST_END + mt as u32);
-        // SAFETY: as for `link`; `area` is `free_area[order]`.
+        let pfn = head + (1 << o);
+        // SAFETY: as for `link`; the half is inside the caller's block.
         unsafe {
-            debug_assert_eq!(area, &raw mut (*self.zone).free_area[usize::from(order)]);
+            let area = &raw mut (*self.zone).free_area[o];
             let list = &raw mut (*area).free_list[mt.index()];
             debug_assert_eq!(ld32(&raw mut (*list).head), NIL);
-            st32(&raw mut (*list).head, pfn);
-            st32(&raw mut (*list).tail, pfn);
+            if EXCL {
+                // Head and tail as one store (`head_pair` is the head's PFN
+                // in both halves): one store fewer a level, and nobody
+                // else runs (another CPU's 32-bit load of `head` would
+                // otherwise race a 64-bit store).
+                debug_assert_eq!(head_pair, u64::from(head) * PFN_PAIR);
+                list.cast::<u64>()
+                    .write_unaligned(head_pair + (1u64 << o) * PFN_PAIR);
+            } else {
+                st32(&raw mut (*list).head, pfn);
+                st32(&raw mut (*list).tail, pfn);
+            }
             st64(&raw mut (*area).nr_free, ld64(&raw mut (*area).nr_free) + 1);
-            let p = self.page(u64::from(pfn));
-            flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
-            (*p).order = order;
+            let p = hp.byte_add(core::mem::size_of::<Page>() << o);
+            debug_assert_eq!(p, self.page(u64::from(pfn)));
+            if EXCL {
+                // cf. set_buddy_order(): BUDDY and the order in one 32-bit
+                // store, the width the merge loads it with (a load that
+                // spans two narrower stores still in the store buffer
+                // waits for them to reach the cache). No other CPU runs.
+                let w = p.cast::<u32>().read();
+                p.cast::<u32>()
+                    .write(w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (o as u32) << W_ORDER_SHIFT);
+            } else {
+                flags_update(p, PageFlags::BUDDY, PageFlags::EMPTY);
+                (*p).order = o as u8;
+            }
             // `prev` and `next` (adjacent, read by no other CPU) as one
             // store: both the list's end link.
             (&raw mut (*p).prev)
@@ -618,64 +854,212 @@ impl ZoneFree {
         }
     }
 
-    /// cf. `page_is_buddy()` for a buddy known to lie in this zone (below
-    /// `max_pfn`, zone index `zi`): the BUDDY bit and the order.
+    /// [`ZoneFree::expand`] as a loop: one level, or the zone-locked side
+    /// (a loop keeps the image small; its refills split few levels).
     ///
     /// # Safety
-    /// The method contract, and `buddy` is a frame of this zone whose
-    /// descriptor is written (see [`ZoneFree::free_one_page`]).
+    /// As for [`ZoneFree::expand`].
     #[inline(always)]
-    unsafe fn is_buddy_in_zone(self, buddy: u64, order: usize) -> bool {
-        // SAFETY: the caller's contract; `flags` atomically.
-        unsafe {
-            let p = self.page(buddy);
-            debug_assert_eq!(usize::from((*p).zone), self.zi);
-            flags_of(p).load(Relaxed) & PageFlags::BUDDY.0 != 0 && usize::from((*p).order) == order
+    unsafe fn expand_loop(self, head: u32, order: usize, current: usize, mt: MigrateType) {
+        // SAFETY: `head` < max_pfn (a listed block's head).
+        let hp = unsafe { self.page(u64::from(head)) };
+        let head_pair = u64::from(head) * PFN_PAIR;
+        let mut o = current;
+        while o > order {
+            o -= 1;
+            // SAFETY: the function contract: order ≤ o < current.
+            unsafe { self.link_half_at(hp, head, head_pair, mt, o) };
         }
     }
 
-    /// The merge loop of [`ZoneFree::free_one_page`], from `order` up to
-    /// `limit` while the buddy is free: returns the merged block's head,
-    /// its order (below `limit` when a buddy stopped the loop) and the
-    /// last buddy looked at. `IN_ZONE`: the whole `MAX_ORDER` block holding `pfn` is
-    /// this zone's, so no buddy needs the range and zone checks.
+    /// [`ZoneFree::expand`] out of line, for the exclusive side's
+    /// lists-off allocation: inlined into that big function, the split's
+    /// chain lost registers to it and reloaded them level by level.
+    /// Returns `Some(head)`, the caller's own result, so the caller's call
+    /// is its last act.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::expand`].
+    #[inline(never)]
+    unsafe fn expand_outlined(
+        self,
+        head: u32,
+        order: usize,
+        current: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
+        // SAFETY: the function contract.
+        unsafe { self.expand(head, order, current, mt) };
+        Some(head)
+    }
+
+    /// cf. `expand()`: the upper halves of the block at `head`, of order
+    /// `current`, go onto `mt`'s lists of orders `current - 1` down to
+    /// `order` ([`ZoneFree::link_half`]), which are empty; the lowest
+    /// `2^order` frames are the caller's. Unrolled, entered at `current`.
+    ///
+    /// # Safety
+    /// The method contract; `head` is the head of a block of order
+    /// `current` just taken off the lists, and `mt`'s lists of orders
+    /// `order..current` are empty.
+    #[inline(always)]
+    unsafe fn expand(self, head: u32, order: usize, current: usize, mt: MigrateType) {
+        const _: () = assert!(MAX_ORDER == 10, "one split level per order below MAX_ORDER");
+        if current <= order {
+            return;
+        }
+        // SAFETY: `head` < max_pfn (a listed block's head).
+        let hp = unsafe { self.page(u64::from(head)) };
+        let head_pair = u64::from(head) * PFN_PAIR;
+        if current == order + 1 || !EXCL {
+            // SAFETY: the function contract.
+            unsafe { self.expand_loop(head, order, current, mt) };
+            return;
+        }
+        if current == MAX_ORDER {
+            // The common case, a MAX_ORDER block split: the levels from
+            // `order` up, entered at `order`, with no test for the end (the
+            // lists are distinct and empty, so the order of the links does
+            // not matter).
+            macro_rules! up {
+                ($o:literal) => {
+                    // SAFETY: the function contract: order ≤ $o < current.
+                    unsafe { self.link_half::<$o>(hp, head, head_pair, mt) };
+                };
+            }
+            'u9: {
+                'u8: {
+                    'u7: {
+                        'u6: {
+                            'u5: {
+                                'u4: {
+                                    'u3: {
+                                        'u2: {
+                                            'u1: {
+                                                'u0: {
+                                                    match order {
+                                                        0 => break 'u0,
+                                                        1 => break 'u1,
+                                                        2 => break 'u2,
+                                                        3 => break 'u3,
+                                                        4 => break 'u4,
+                                                        5 => break 'u5,
+                                                        6 => break 'u6,
+                                                        7 => break 'u7,
+                                                        8 => break 'u8,
+                                                        9 => break 'u9,
+                                                        _ => return,
+                                                    }
+                                                }
+                                                up!(0);
+                                            }
+                                            up!(1);
+                                        }
+                                        up!(2);
+                                    }
+                                    up!(3);
+                                }
+                                up!(4);
+                            }
+                            up!(5);
+                        }
+                        up!(6);
+                    }
+                    up!(7);
+                }
+                up!(8);
+            }
+            up!(9);
+            return;
+        }
+        macro_rules! level {
+            ($o:literal) => {
+                // SAFETY: the function contract: order ≤ $o < current.
+                unsafe { self.link_half::<$o>(hp, head, head_pair, mt) };
+                if order == $o {
+                    return;
+                }
+            };
+        }
+        // Enter the chain at `current`: each block ends where the level
+        // below `current` starts.
+        'e1: {
+            'e2: {
+                'e3: {
+                    'e4: {
+                        'e5: {
+                            'e6: {
+                                'e7: {
+                                    'e8: {
+                                        'e9: {
+                                            'e10: {
+                                                match current {
+                                                    10 => break 'e10,
+                                                    9 => break 'e9,
+                                                    8 => break 'e8,
+                                                    7 => break 'e7,
+                                                    6 => break 'e6,
+                                                    5 => break 'e5,
+                                                    4 => break 'e4,
+                                                    3 => break 'e3,
+                                                    2 => break 'e2,
+                                                    1 => break 'e1,
+                                                    _ => return,
+                                                }
+                                            }
+                                            level!(9);
+                                        }
+                                        level!(8);
+                                    }
+                                    level!(7);
+                                }
+                                level!(6);
+                            }
+                            level!(5);
+                        }
+                        level!(4);
+                    }
+                    level!(3);
+                }
+                level!(2);
+            }
+            level!(1);
+        }
+        level!(0);
+    }
+
+    /// The merge loop of [`ZoneFree::free_one_page`] for a block whose
+    /// `MAX_ORDER` block crosses a zone edge or `max_pfn`, from `order` up
+    /// to `limit` while the buddy is free: returns the merged block's head
+    /// and its order (below `limit` when a buddy stopped the loop). Every
+    /// buddy gets the range and zone checks of `page_is_buddy()`.
     /// `PB_CHECK`: the levels are at pageblock order or more, where a type
     /// that keeps its own accounting does not merge with another (and the
     /// CMA count is taken per buddy; below, the caller takes it at once).
     #[inline(always)]
-    unsafe fn merge<const IN_ZONE: bool, const PB_CHECK: bool>(
+    unsafe fn merge_edge<const PB_CHECK: bool>(
         self,
         mut pfn: u64,
         mut order: usize,
         limit: usize,
         mt: MigrateType,
         cma: bool,
-    ) -> (u64, usize, u64) {
-        let mut buddy_pfn = pfn;
-        // SAFETY: the method contract; with IN_ZONE every buddy below
-        // MAX_ORDER lies in the MAX_ORDER block holding `pfn`, inside the
-        // zone; otherwise page_is_buddy checks range and zone.
+    ) -> (u64, usize) {
+        // SAFETY: the method contract; page_is_buddy checks range and zone.
         unsafe {
             while order < limit {
-                buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
-                let free = if IN_ZONE {
-                    self.is_buddy_in_zone(buddy_pfn, order)
-                } else {
-                    self.page_is_buddy(buddy_pfn, order)
-                };
-                if !free {
-                    return (pfn, order, buddy_pfn);
+                let buddy_pfn = pfn ^ (1 << order); // cf. __find_buddy_pfn()
+                if !self.page_is_buddy(buddy_pfn, order) {
+                    break;
                 }
                 let bp = self.page(buddy_pfn); // below max_pfn: it is free
                 if PB_CHECK {
                     let buddy_mt = self.pageblock_mt(buddy_pfn);
                     if mt != buddy_mt && (!mt.is_mergeable() || !buddy_mt.is_mergeable()) {
-                        return (pfn, order, buddy_pfn);
+                        break;
                     }
                 }
                 self.unlink_page(bp, order);
-                // Below pageblock order the caller counts the CMA pages of
-                // all the buddies at once (they share `pfn`'s pageblock).
                 if PB_CHECK && cma {
                     self.uncount_cma(buddy_pfn as u32, order);
                 }
@@ -684,7 +1068,235 @@ impl ZoneFree {
                 order += 1;
             }
         }
-        (pfn, order, buddy_pfn)
+        (pfn, order)
+    }
+
+    /// One level of [`ZoneFree::merge_in_zone`]: if the buddy of the
+    /// block whose descriptor is `*off` bytes into `mem_map` (order `O`)
+    /// is free (and, from pageblock order, of a type it may merge with),
+    /// takes it off its list and makes `*off` the combined block's head;
+    /// `false` with nothing changed otherwise. `O` is a constant, so the
+    /// buddy's bit, the pattern and the list's and counter's places are
+    /// immediates; the head is kept as a byte offset, so finding the
+    /// buddy's descriptor is one `xor`.
+    ///
+    /// # Safety
+    /// The method contract; the whole `MAX_ORDER` block holding the block
+    /// is this zone's, below `max_pfn`, with written descriptors.
+    #[inline(always)]
+    unsafe fn merge_level<const O: usize>(
+        self,
+        off: &mut usize,
+        mt: MigrateType,
+        mt_index: usize,
+        end_pair: u64,
+        cma: bool,
+        cleared: &mut u32,
+    ) -> bool {
+        // SAFETY: the function contract.
+        unsafe { self.merge_level_at(O, off, mt, mt_index, end_pair, cma, cleared) }
+    }
+
+    /// [`ZoneFree::merge_level`] for an order known only at run time (the
+    /// zone-locked side's merge loop, which stays a loop to keep the image
+    /// small).
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::merge_level`], with `O` = `o` < `MAX_ORDER`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn merge_level_at(
+        self,
+        o: usize,
+        off: &mut usize,
+        mt: MigrateType,
+        mt_index: usize,
+        end_pair: u64,
+        cma: bool,
+        cleared: &mut u32,
+    ) -> bool {
+        const PAGE: usize = core::mem::size_of::<Page>();
+        let buddy_off = *off ^ (PAGE << o); // cf. __find_buddy_pfn()
+        // At pageblock order and above the buddy is a pageblock's first
+        // frame: its flags word holds its pageblock's migrate type.
+        let pb = o >= PAGEBLOCK_ORDER;
+        // SAFETY: the function contract: the buddy lies in the same
+        // MAX_ORDER block, in this zone; a BUDDY frame of this zone and
+        // its list are ours (lock or exclusive side).
+        unsafe {
+            let bp = self.map.byte_add(buddy_off);
+            debug_assert_eq!(usize::from((*bp).zone), self.zi);
+            if EXCL {
+                // cf. page_is_buddy(): BUDDY set and the order byte equal
+                // to o, as one load against a pattern; `x` is then the
+                // word with BUDDY and the order cleared (cf.
+                // del_page_from_free_list()'s __ClearPageBuddy() and
+                // set_page_private(page, 0)). No other CPU runs.
+                let w = bp.cast::<u32>().read();
+                let x = w ^ (W_BUDDY | (o as u32) << W_ORDER_SHIFT);
+                if x & (W_BUDDY | 0xff << W_ORDER_SHIFT) != 0 {
+                    // Once a free: the order it stopped at is set here,
+                    // not ahead of every level.
+                    core::hint::cold_path();
+                    return false;
+                }
+                if pb && !pb_mergeable(w as u16, mt) {
+                    core::hint::cold_path();
+                    return false;
+                }
+                bp.cast::<u32>().write(x);
+            } else {
+                let f = flags_of(bp).load(Relaxed);
+                if f & PageFlags::BUDDY.0 == 0 || usize::from((*bp).order) != o {
+                    return false;
+                }
+                if pb && !pb_mergeable(f, mt) {
+                    return false;
+                }
+                flags_of(bp).store(f & !PageFlags::BUDDY.0, Relaxed);
+                (*bp).order = 0;
+            }
+            // cf. del_page_from_free_list(). Both links as one load: a
+            // buddy alone on `mt`'s list (each level's, when a block
+            // split is merged back) has both set to that list's end link,
+            // and one compare finds it; its list then empties with one
+            // store at a constant place. A list of `mt` that empties has
+            // its mask bit cleared once, by the caller, for all the
+            // levels: ten read-modify-writes of one word would each wait
+            // for the last (store forwarding).
+            let links_p = (&raw mut (*bp).prev).cast::<u64>();
+            let links = links_p.read_unaligned();
+            links_p.write_unaligned(u64::MAX); // both NIL
+            if links == end_pair {
+                let list = &raw mut (*self.zone).free_area[o].free_list[mt_index];
+                if EXCL {
+                    list.cast::<u64>().write_unaligned(u64::MAX);
+                } else {
+                    st32(&raw mut (*list).head, NIL);
+                    st32(&raw mut (*list).tail, NIL);
+                }
+                let nr_free = &raw mut (*self.zone).free_area[o].nr_free;
+                st64(nr_free, ld64(nr_free) - 1);
+                *cleared |= 1 << o;
+            } else {
+                core::hint::cold_path();
+                let (prev, next) = (links as u32, (links >> 32) as u32);
+                if let Some(list_mt) = self.unlink_known(o, prev, next) {
+                    *self.mask_of(list_mt) &= !(1 << o);
+                }
+            }
+            // Below pageblock order the caller counts the CMA pages of all
+            // the buddies at once (they share the freed block's pageblock).
+            if pb && cma {
+                self.uncount_cma((buddy_off / PAGE) as u32, o);
+            }
+        }
+        *off &= buddy_off; // the combined block starts at the lower half
+        true
+    }
+
+    /// The merge of [`ZoneFree::free_one_page`] when the whole `MAX_ORDER`
+    /// block holding `pfn` is this zone's (no buddy can be past `max_pfn`
+    /// or in another zone): the levels from `order` up to `MAX_ORDER`,
+    /// unrolled ([`ZoneFree::merge_level`]), entered at `order`, until a
+    /// buddy stops it. Returns the merged block's head and order.
+    ///
+    /// # Safety
+    /// The method contract, and the whole `MAX_ORDER` block holding `pfn`
+    /// is this zone's, below `max_pfn`.
+    ///
+    /// Returns `(pfn, order, cleared)`, where `cleared` has a bit
+    /// for each order whose list of `mt` the merge emptied, for the
+    /// caller's mask update ([`ZoneFree::link_clearing`]).
+    #[inline(always)]
+    unsafe fn merge_in_zone<const CHAIN: bool>(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        cma: bool,
+    ) -> (u64, usize, u32) {
+        const _: () = assert!(MAX_ORDER == 10, "one merge level per order below MAX_ORDER");
+        const PAGE: usize = core::mem::size_of::<Page>();
+        // A local copy, so its fields are registers (the one `self` points
+        // to could alias the descriptors the levels store to).
+        let this = ZoneFree::<EXCL> { ..self };
+        let mt_index = mt.index();
+        // `prev` and `next` of a block alone on `mt`'s list.
+        let end = u64::from(LIST_END + mt as u32);
+        let end_pair = end | end << 32;
+        let mut off = pfn as usize * PAGE;
+        let mut cleared = 0u32;
+        macro_rules! level {
+            ($done:lifetime, $o:literal) => {
+                // SAFETY: the function contract.
+                if !unsafe { this.merge_level::<$o>(&mut off, mt, mt_index, end_pair, cma, &mut cleared) } {
+                    break $done $o;
+                }
+            };
+        }
+        if !EXCL || !CHAIN {
+            let mut o = order;
+            // SAFETY: the function contract.
+            while o < MAX_ORDER
+                && unsafe {
+                    this.merge_level_at(o, &mut off, mt, mt_index, end_pair, cma, &mut cleared)
+                }
+            {
+                o += 1;
+            }
+            return ((off / PAGE) as u64, o, cleared);
+        }
+        let stop = 'done: {
+            // Enter the chain at `order`: each block ends where its level
+            // starts.
+            'l9: {
+                'l8: {
+                    'l7: {
+                        'l6: {
+                            'l5: {
+                                'l4: {
+                                    'l3: {
+                                        'l2: {
+                                            'l1: {
+                                                'l0: {
+                                                    match order {
+                                                        0 => break 'l0,
+                                                        1 => break 'l1,
+                                                        2 => break 'l2,
+                                                        3 => break 'l3,
+                                                        4 => break 'l4,
+                                                        5 => break 'l5,
+                                                        6 => break 'l6,
+                                                        7 => break 'l7,
+                                                        8 => break 'l8,
+                                                        9 => break 'l9,
+                                                        _ => break 'done order,
+                                                    }
+                                                }
+                                                level!('done, 0);
+                                            }
+                                            level!('done, 1);
+                                        }
+                                        level!('done, 2);
+                                    }
+                                    level!('done, 3);
+                                }
+                                level!('done, 4);
+                            }
+                            level!('done, 5);
+                        }
+                        level!('done, 6);
+                    }
+                    level!('done, 7);
+                }
+                level!('done, 8);
+            }
+            level!('done, 9);
+            MAX_ORDER
+        };
+        // SAFETY: the method contract.
+        ((off / PAGE) as u64, stop, cleared)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -694,14 +1306,13 @@ impl ZoneFree {
     ///
     /// Each level is one look at the buddy, one unlink and one order
     /// write. What does not change from level to level is looked at once:
-    /// whether the zone has CMA pages to count, whether the levels are
-    /// below pageblock order (no type check), and whether the `MAX_ORDER`
+    /// whether the zone has CMA pages to count, and whether the `MAX_ORDER`
     /// block holding `pfn` lies wholly in this zone — then no buddy can be
     /// past `max_pfn` or in another zone (a buddy below `MAX_ORDER` stays
-    /// in that block), and only a block at a zone edge pays for those
-    /// checks. Deferred init writes a `MAX_ORDER` chunk's descriptors
-    /// before it frees any of its frames (see [`super::deferred`]), so the
-    /// buddies read are written ones.
+    /// in that block), the levels are unrolled, and only a block at a zone
+    /// edge pays for those checks. Deferred init writes a `MAX_ORDER`
+    /// chunk's descriptors before it frees any of its frames (see
+    /// [`super::deferred`]), so the buddies read are written ones.
     #[inline(never)]
     pub(crate) unsafe fn free_one_page(
         self,
@@ -711,12 +1322,13 @@ impl ZoneFree {
         to_tail: bool,
     ) {
         // SAFETY: the method contract.
-        unsafe { self.free_one_page_inline(pfn, order, mt, to_tail) }
+        unsafe { self.free_one_page_with::<false>(pfn, order, mt, to_tail) }
     }
 
     /// [`ZoneFree::free_one_page`] inlined into its caller (the exclusive
     /// side's free straight to the buddy lists, where the call's register
-    /// saves were a tenth of the work, and the per-CPU lists' trim).
+    /// saves were a tenth of the work, and the per-CPU lists' trim), with
+    /// the exclusive side's unrolled merge.
     #[inline(always)]
     pub(crate) unsafe fn free_one_page_inline(
         self,
@@ -725,6 +1337,25 @@ impl ZoneFree {
         mt: MigrateType,
         to_tail: bool,
     ) {
+        // SAFETY: the method contract.
+        unsafe { self.free_one_page_with::<true>(pfn, order, mt, to_tail) }
+    }
+
+    /// [`ZoneFree::free_one_page`]; `CHAIN`: on the exclusive side, the
+    /// unrolled merge ([`ZoneFree::merge_in_zone`]), else its loop (the
+    /// out-of-line copy, for the exclusive side's other callers, keeps
+    /// the image small).
+    #[inline(always)]
+    unsafe fn free_one_page_with<const CHAIN: bool>(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+    ) {
+        // Checked once here (free where the caller's order is an `Order`):
+        // the merged order is then at most MAX_ORDER too.
+        assert!(order <= MAX_ORDER);
         let nr_pages = 1i64 << order;
         const PB_LIMIT: usize = if PAGEBLOCK_ORDER < MAX_ORDER {
             PAGEBLOCK_ORDER
@@ -742,36 +1373,44 @@ impl ZoneFree {
             // The buddies merged in were free already: only the block
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
-            let (mut pfn, mut order, mut buddy_pfn) = if in_zone {
-                self.merge::<true, false>(pfn, order, PB_LIMIT, mt, cma)
+            let (pfn, order, cleared) = if in_zone {
+                let (merged, merged_order, cleared) =
+                    self.merge_in_zone::<CHAIN>(pfn, order, mt, cma);
+                // (The merge stops at MAX_ORDER, given an order ≤ MAX_ORDER.)
+                core::hint::assert_unchecked(merged_order <= MAX_ORDER);
+                // The buddies merged below pageblock order lie in `pfn`'s
+                // pageblock: out of NR_FREE_CMA_PAGES together if it is
+                // CMA's (those from pageblock order were counted each).
+                if cma && order < PB_LIMIT && self.pageblock_mt(pfn) == MigrateType::Cma {
+                    let below = merged_order.min(PB_LIMIT);
+                    let fc = &raw mut (*self.zone).nr_free_cma;
+                    st64(fc, ld64(fc) - ((1u64 << below) - nr_pages as u64));
+                }
+                (merged, merged_order, cleared)
             } else {
-                self.merge::<false, false>(pfn, order, PB_LIMIT, mt, cma)
+                let (mut pfn, mut order) = self.merge_edge::<false>(pfn, order, PB_LIMIT, mt, cma);
+                if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
+                    let fc = &raw mut (*self.zone).nr_free_cma;
+                    st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
+                }
+                if (PB_LIMIT..MAX_ORDER).contains(&order) {
+                    // No buddy stopped the merge below pageblock order.
+                    (pfn, order) = self.merge_edge::<true>(pfn, order, MAX_ORDER, mt, cma);
+                }
+                (pfn, order, 0)
             };
-            // The buddies merged below pageblock order lie in `pfn`'s
-            // pageblock: out of NR_FREE_CMA_PAGES together if it is CMA's.
-            if cma && self.pageblock_mt(pfn) == MigrateType::Cma {
-                let fc = &raw mut (*self.zone).nr_free_cma;
-                st64(fc, ld64(fc) - ((1u64 << order) - nr_pages as u64));
-            }
-            if (PB_LIMIT..MAX_ORDER).contains(&order) {
-                // No buddy stopped the merge below pageblock order, and at
-                // least one level runs: `buddy_pfn` is that level's.
-                (pfn, order, buddy_pfn) = if in_zone {
-                    self.merge::<true, true>(pfn, order, MAX_ORDER, mt, cma)
-                } else {
-                    self.merge::<false, true>(pfn, order, MAX_ORDER, mt, cma)
-                };
-            }
             // cf. buddy_merge_likely(): if the next-larger buddy is free,
             // this block will probably merge soon; keep it at the tail so
-            // it is not handed out first.
+            // it is not handed out first. (The buddy that stopped the
+            // merge is the last one looked at, as in Linux.)
             let to_tail = to_tail
-                || (order < MAX_ORDER - 1 && buddy_pfn != pfn && {
+                || (order < MAX_ORDER - 1 && {
+                    let buddy_pfn = pfn ^ (1 << order);
                     let higher_page = buddy_pfn & pfn;
                     let higher_buddy = higher_page ^ (1 << (order + 1));
                     self.page_is_buddy(higher_buddy, order + 1)
                 });
-            self.link(pfn as u32, order, mt, to_tail);
+            self.link_clearing(pfn as u32, order, mt, to_tail, cleared);
         }
     }
 
@@ -779,11 +1418,12 @@ impl ZoneFree {
     /// and split it down, the halves going to `mt`'s lists
     /// (cf. `__rmqueue_smallest()`).
     ///
+    /// The search reads one word, the type's mask of non-empty orders.
     /// `expand()` is one list write, one descriptor write and one
     /// `nr_free` increment per level: the halves go to `mt`'s lists below
     /// the order the block was found at, which the search has just seen
-    /// empty ([`ZoneFree::link_into_empty`]), and the CMA count takes all
-    /// the halves at once.
+    /// empty ([`ZoneFree::link_half`]), and the CMA count and the
+    /// mask take all the halves at once.
     #[inline(never)]
     pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
         // SAFETY: the method contract.
@@ -800,61 +1440,59 @@ impl ZoneFree {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the method contract.
+        unsafe { self.rmqueue_smallest_head::<true>(order, mt) }
+    }
+
+    /// [`ZoneFree::rmqueue_smallest_inline`] with `CLEAN_HEAD`: the head
+    /// leaves with BUDDY cleared and its links NIL; without, it keeps
+    /// them for a caller that rewrites the whole descriptor at once.
+    ///
+    /// # Safety
+    /// The method contract; without `CLEAN_HEAD`, the caller rewrites the
+    /// head's flags and links before anything else looks at them.
+    #[inline(always)]
+    unsafe fn rmqueue_smallest_head<const CLEAN_HEAD: bool>(
+        self,
+        order: usize,
+        mt: MigrateType,
+    ) -> Option<u32> {
+        // SAFETY: the method contract.
         unsafe {
-            let current = self.first_nonempty(order, mt)?;
+            let m = self.mask_of(mt.index());
+            let mask = *m;
+            let current = first_nonempty(mask, order)?;
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
-            self.unlink(head, current);
-            // cf. expand(): the upper halves go back, the lowest 2^order
-            // frames are the caller's. Each level's list and half are a
-            // step down from the last one's.
-            let mut high = current as u8;
-            let mut half = 1u32 << current;
-            let mut area = (&raw mut (*self.zone).free_area[current]).cast::<FreeArea>();
-            let last = (&raw mut (*self.zone).free_area[order]).cast::<FreeArea>();
-            while area != last {
-                high -= 1;
-                half >>= 1;
-                area = area.sub(1);
-                self.link_into_empty(area, head + half, high, mt);
+            // cf. del_page_from_free_list(), with the mask left to the end.
+            let p = self.page(u64::from(head));
+            let emptied = if CLEAN_HEAD {
+                flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
+                self.unlink_links_nomask(p, current)
+            } else {
+                let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
+                self.unlink_known(current, links as u32, (links >> 32) as u32)
+            };
+            debug_assert!(emptied.is_none() || emptied == Some(mt.index()));
+            if (*self.zone).cma_pages > 0 {
+                self.uncount_cma(head, current);
             }
+            // One store for the mask: the list the block left may be
+            // empty, those of orders `order..current` are not (their
+            // halves are linked next).
+            *m = mask & !(u16::from(emptied.is_some()) << current)
+                | ((1u16 << current) - (1u16 << order));
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << current) - (1 << order));
             }
             self.account_free(-(1 << order));
+            if EXCL && (!CLEAN_HEAD || current > order + 1) {
+                // One copy of the unrolled split for the exclusive side
+                // (a one-level split of the general path stays inline),
+                // called last, so the call is a jump.
+                return self.expand_outlined(head, order, current, mt);
+            }
+            self.expand_loop(head, order, current, mt);
             Some(head)
-        }
-    }
-
-    /// The first order from `order` up whose list of `mt` has a block
-    /// (the search of `__rmqueue_smallest()`).
-    ///
-    /// # Safety
-    /// The method contract.
-    #[inline(always)]
-    unsafe fn first_nonempty(self, order: usize, mt: MigrateType) -> Option<usize> {
-        const STEP: usize = core::mem::size_of::<FreeArea>();
-        // SAFETY: the method contract; `head` steps through the heads of
-        // `mt`'s lists of orders `o..NR_ORDERS`, inside `free_area`.
-        unsafe {
-            let mut o = order;
-            if o >= NR_ORDERS {
-                return None;
-            }
-            let mut head = &raw mut (*self.zone).free_area[o].free_list[mt.index()].head;
-            // Two orders a step (one loop test for two list heads).
-            while o + 1 < NR_ORDERS {
-                if ld32(head) != NIL {
-                    return Some(o);
-                }
-                if ld32(head.byte_add(STEP)) != NIL {
-                    return Some(o + 1);
-                }
-                o += 2;
-                // (Past the array after the last step: not read then.)
-                head = head.wrapping_byte_add(2 * STEP);
-            }
-            (o < NR_ORDERS && ld32(head) != NIL).then_some(o)
         }
     }
 

@@ -319,6 +319,10 @@ fn the_one_load_free_check_refuses_what_the_general_path_refuses() {
 /// descriptors after a random run of allocations and frees of orders 0–3, 5 and 9
 /// over every zone and migrate type (Normal preferred with
 /// ALLOC_NOFRAGMENT included, on a q35-like 2 GiB machine).
+/// With the lists off this is also the check that the exclusive side's
+/// one-store head writes (`prep_taken_head` after
+/// `ZoneFree::rmqueue_smallest_taken`, the buddy free's head store) leave
+/// exactly the descriptors `prep_new_page()` and the general free leave.
 #[test]
 fn the_fast_refill_gives_what_the_full_path_gives() {
     fn run(fast_refill: bool, lists: bool) -> (Vec<Option<Pfn>>, Vec<u8>, std::string::String) {

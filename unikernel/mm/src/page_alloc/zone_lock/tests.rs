@@ -1,0 +1,153 @@
+//! The buddy core's two ways in leave the same state: the exclusive
+//! side's [`ZoneFree<true>`] (the one-load buddy test against a pattern,
+//! the 32-bit flags-and-order stores, the 64-bit list clears) and the
+//! zone-lock side's [`ZoneFree<false>`] (every access at its own width),
+//! over the unrolled merge and split entered at every order, zone edges
+//! that are not `MAX_ORDER`-aligned, and the per-type masks of non-empty
+//! orders the search reads.
+
+extern crate std;
+
+use std::vec::Vec;
+
+use super::ZoneFree;
+use crate::page_alloc::PageAlloc;
+use crate::page_alloc::tests::sim;
+use crate::types::NR_ORDERS;
+use crate::zone::{MigrateType, NR_ZONES};
+
+/// xorshift64: the same operations on both machines, reproducibly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn free_counts(pa: &PageAlloc<'_>) -> Vec<[u64; NR_ORDERS]> {
+    (0..NR_ZONES)
+        .map(|zi| core::array::from_fn(|o| pa.zones[zi].free_area[o].nr_free))
+        .collect()
+}
+
+/// Random splits and merges straight on the buddy core, the exclusive
+/// side's on one machine and the zone-locked side's on its twin: after
+/// every operation the same block comes back, the zones (lists, counts,
+/// masks) are equal, and every 64 operations so are the whole `mem_map`s.
+/// Freeing everything gives back the boot free lists on both.
+#[test]
+fn exclusive_and_zone_locked_cores_leave_identical_state() {
+    let mut a = sim(false);
+    let mut b = sim(false);
+    let fresh = free_counts(&a);
+    let zones: Vec<usize> = (0..NR_ZONES)
+        .filter(|&zi| a.zones[zi].managed_pages > 0)
+        .collect();
+    assert!(
+        zones.len() >= 2,
+        "a machine with zone edges inside MAX_ORDER blocks"
+    );
+    let types = [
+        MigrateType::Unmovable,
+        MigrateType::Movable,
+        MigrateType::Reclaimable,
+    ];
+    let mut rng = Rng(0x5eed_b0dd);
+    let mut live: Vec<(usize, u32, usize, MigrateType)> = Vec::new();
+    let (mut splits, mut merges_to_max) = (0u64, 0u64);
+    for step in 0..12_000u32 {
+        let r = rng.next();
+        if live.is_empty() || r % 5 < 3 {
+            let zi = zones[(r >> 8) as usize % zones.len()];
+            let order = (r >> 16) as usize % NR_ORDERS;
+            let mt = types[(r >> 24) as usize % types.len()];
+            // SAFETY: `&mut` each machine: the exclusive side; the
+            // zone-locked core needs its zone's lock, which nobody else
+            // can take meanwhile.
+            let (ga, gb) = unsafe {
+                (
+                    a.zone_free(zi).rmqueue_smallest(order, mt),
+                    ZoneFree::<false>::new(&mut b, zi).rmqueue_smallest(order, mt),
+                )
+            };
+            assert_eq!(ga, gb, "step {step}: rmqueue_smallest({order}, {mt:?})");
+            if let Some(pfn) = ga {
+                splits += 1;
+                live.push((zi, pfn, order, mt));
+            }
+        } else {
+            let (zi, pfn, order, mt) = live.swap_remove((r >> 8) as usize % live.len());
+            let to_tail = r & (1 << 40) != 0;
+            // SAFETY: as above; the block is one the core handed out.
+            unsafe {
+                a.zone_free(zi)
+                    .free_one_page(u64::from(pfn), order, mt, to_tail);
+                ZoneFree::<false>::new(&mut b, zi).free_one_page(
+                    u64::from(pfn),
+                    order,
+                    mt,
+                    to_tail,
+                );
+            }
+            if a.zones[zi].free_area[NR_ORDERS - 1].nr_free > 0 {
+                merges_to_max += 1;
+            }
+        }
+        assert!(a.zones == b.zones, "step {step}: zones differ");
+        if step % 64 == 0 {
+            assert!(
+                a.mem_map[..] == b.mem_map[..],
+                "step {step}: mem_map differs"
+            );
+        }
+    }
+    assert!(
+        splits > 2_000 && merges_to_max > 1_000,
+        "{splits} {merges_to_max}"
+    );
+    for (zi, pfn, order, mt) in live.drain(..) {
+        // SAFETY: as above.
+        unsafe {
+            a.zone_free(zi)
+                .free_one_page(u64::from(pfn), order, mt, false);
+            ZoneFree::<false>::new(&mut b, zi).free_one_page(u64::from(pfn), order, mt, false);
+        }
+    }
+    assert!(a.mem_map[..] == b.mem_map[..]);
+    assert!(a.zones == b.zones);
+    a.check_invariants().unwrap();
+    b.check_invariants().unwrap();
+    assert_eq!(free_counts(&a), fresh);
+}
+
+/// The mask is what the search reads: a bit that disagrees with its list
+/// is reported by `check_invariants` (and so by every property test that
+/// checks invariants after its operations).
+#[test]
+fn a_mask_bit_that_disagrees_with_its_list_is_reported() {
+    let mut pa = sim(false);
+    pa.check_invariants().unwrap();
+    let zi = (0..NR_ZONES)
+        .find(|&zi| pa.zones[zi].managed_pages > 0)
+        .unwrap();
+    let mt = MigrateType::Movable.index();
+    let empty = (0..NR_ORDERS)
+        .find(|&o| pa.zones[zi].free_area[o].free_list[mt].head == crate::page::NIL)
+        .unwrap();
+    pa.zones[zi].free_area_mask[mt] |= 1 << empty;
+    assert_eq!(
+        pa.check_invariants(),
+        Err("free_area_mask bit disagrees with its free list")
+    );
+    pa.zones[zi].free_area_mask[mt] &= !(1 << empty);
+    pa.check_invariants().unwrap();
+    let full = (0..NR_ORDERS)
+        .find(|&o| pa.zones[zi].free_area[o].free_list[mt].head != crate::page::NIL)
+        .unwrap();
+    pa.zones[zi].free_area_mask[mt] &= !(1 << full);
+    assert!(pa.check_invariants().is_err());
+}
