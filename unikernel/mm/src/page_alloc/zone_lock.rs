@@ -63,6 +63,41 @@
 
 #![allow(unsafe_code)]
 
+/// An unrolled chain of steps entered in the middle (Duff's device): the
+/// step labelled with `sel`'s value runs first, then every step after it
+/// in the order written; any other value runs `other`, which must
+/// diverge. `enter_chain!(o, return; 'a 0 => {s0}, 'b 1 => {s1})`
+/// expands to
+/// `{ 'b: { { 'a: { match o { 0 => break 'a, 1 => break 'b, _ => return } } {s0} } } {s1} }`:
+/// one jump through a table, then straight-line code.
+macro_rules! enter_chain {
+    ($sel:expr, $other:expr; $($l:lifetime $v:literal => $step:block),+ $(,)?) => {
+        enter_chain!(@rev $sel, $other; []; $($l $v => $step;)+)
+    };
+    // Reverse the steps: the last one written is the outermost block.
+    (@rev $sel:expr, $other:expr; [$($r:tt)*]; $l:lifetime $v:literal => $step:block; $($rest:tt)*) => {
+        enter_chain!(@rev $sel, $other; [$l $v => $step; $($r)*]; $($rest)*)
+    };
+    (@rev $sel:expr, $other:expr; [$($r:tt)*];) => {
+        enter_chain!(@nest $sel, $other; []; $($r)*)
+    };
+    // Each block ends where its step starts; the innermost dispatches.
+    (@nest $sel:expr, $other:expr; [$($arms:tt)*]; $l:lifetime $v:literal => $step:block; $($rest:tt)*) => {
+        {
+            $l: {
+                enter_chain!(@nest $sel, $other; [$($arms)* $v => break $l,]; $($rest)*)
+            }
+            $step
+        }
+    };
+    (@nest $sel:expr, $other:expr; [$($arms:tt)*];) => {
+        match $sel {
+            $($arms)*
+            _ => $other,
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -927,49 +962,18 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                     unsafe { self.link_half::<$o>(hp, head, head_pair, mt) };
                 };
             }
-            'u9: {
-                'u8: {
-                    'u7: {
-                        'u6: {
-                            'u5: {
-                                'u4: {
-                                    'u3: {
-                                        'u2: {
-                                            'u1: {
-                                                'u0: {
-                                                    match order {
-                                                        0 => break 'u0,
-                                                        1 => break 'u1,
-                                                        2 => break 'u2,
-                                                        3 => break 'u3,
-                                                        4 => break 'u4,
-                                                        5 => break 'u5,
-                                                        6 => break 'u6,
-                                                        7 => break 'u7,
-                                                        8 => break 'u8,
-                                                        9 => break 'u9,
-                                                        _ => return,
-                                                    }
-                                                }
-                                                up!(0);
-                                            }
-                                            up!(1);
-                                        }
-                                        up!(2);
-                                    }
-                                    up!(3);
-                                }
-                                up!(4);
-                            }
-                            up!(5);
-                        }
-                        up!(6);
-                    }
-                    up!(7);
-                }
-                up!(8);
-            }
-            up!(9);
+            enter_chain!(order, return;
+                'u0 0 => { up!(0); },
+                'u1 1 => { up!(1); },
+                'u2 2 => { up!(2); },
+                'u3 3 => { up!(3); },
+                'u4 4 => { up!(4); },
+                'u5 5 => { up!(5); },
+                'u6 6 => { up!(6); },
+                'u7 7 => { up!(7); },
+                'u8 8 => { up!(8); },
+                'u9 9 => { up!(9); },
+            );
             return;
         }
         macro_rules! level {
@@ -981,51 +985,19 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 }
             };
         }
-        // Enter the chain at `current`: each block ends where the level
-        // below `current` starts.
-        'e1: {
-            'e2: {
-                'e3: {
-                    'e4: {
-                        'e5: {
-                            'e6: {
-                                'e7: {
-                                    'e8: {
-                                        'e9: {
-                                            'e10: {
-                                                match current {
-                                                    10 => break 'e10,
-                                                    9 => break 'e9,
-                                                    8 => break 'e8,
-                                                    7 => break 'e7,
-                                                    6 => break 'e6,
-                                                    5 => break 'e5,
-                                                    4 => break 'e4,
-                                                    3 => break 'e3,
-                                                    2 => break 'e2,
-                                                    1 => break 'e1,
-                                                    _ => return,
-                                                }
-                                            }
-                                            level!(9);
-                                        }
-                                        level!(8);
-                                    }
-                                    level!(7);
-                                }
-                                level!(6);
-                            }
-                            level!(5);
-                        }
-                        level!(4);
-                    }
-                    level!(3);
-                }
-                level!(2);
-            }
-            level!(1);
-        }
-        level!(0);
+        // Enter the chain at `current`: the level below it first.
+        enter_chain!(current, return;
+            'e10 10 => { level!(9); },
+            'e9 9 => { level!(8); },
+            'e8 8 => { level!(7); },
+            'e7 7 => { level!(6); },
+            'e6 6 => { level!(5); },
+            'e5 5 => { level!(4); },
+            'e4 4 => { level!(3); },
+            'e3 3 => { level!(2); },
+            'e2 2 => { level!(1); },
+            'e1 1 => { level!(0); },
+        );
     }
 
     /// The merge loop of [`ZoneFree::free_one_page`] for a block whose
@@ -1248,51 +1220,19 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             return ((off / PAGE) as u64, o, cleared);
         }
         let stop = 'done: {
-            // Enter the chain at `order`: each block ends where its level
-            // starts.
-            'l9: {
-                'l8: {
-                    'l7: {
-                        'l6: {
-                            'l5: {
-                                'l4: {
-                                    'l3: {
-                                        'l2: {
-                                            'l1: {
-                                                'l0: {
-                                                    match order {
-                                                        0 => break 'l0,
-                                                        1 => break 'l1,
-                                                        2 => break 'l2,
-                                                        3 => break 'l3,
-                                                        4 => break 'l4,
-                                                        5 => break 'l5,
-                                                        6 => break 'l6,
-                                                        7 => break 'l7,
-                                                        8 => break 'l8,
-                                                        9 => break 'l9,
-                                                        _ => break 'done order,
-                                                    }
-                                                }
-                                                level!('done, 0);
-                                            }
-                                            level!('done, 1);
-                                        }
-                                        level!('done, 2);
-                                    }
-                                    level!('done, 3);
-                                }
-                                level!('done, 4);
-                            }
-                            level!('done, 5);
-                        }
-                        level!('done, 6);
-                    }
-                    level!('done, 7);
-                }
-                level!('done, 8);
-            }
-            level!('done, 9);
+            // Enter the chain at `order`.
+            enter_chain!(order, break 'done order;
+                'l0 0 => { level!('done, 0); },
+                'l1 1 => { level!('done, 1); },
+                'l2 2 => { level!('done, 2); },
+                'l3 3 => { level!('done, 3); },
+                'l4 4 => { level!('done, 4); },
+                'l5 5 => { level!('done, 5); },
+                'l6 6 => { level!('done, 6); },
+                'l7 7 => { level!('done, 7); },
+                'l8 8 => { level!('done, 8); },
+                'l9 9 => { level!('done, 9); },
+            );
             MAX_ORDER
         };
         // SAFETY: the method contract.

@@ -151,3 +151,24 @@ fn a_mask_bit_that_disagrees_with_its_list_is_reported() {
     pa.zones[zi].free_area_mask[mt] &= !(1 << full);
     assert!(pa.check_invariants().is_err());
 }
+
+/// The steps a chain entered at `sel` runs, in order; `None` for the
+/// diverging arm.
+fn run(sel: usize) -> Option<Vec<u32>> {
+    let mut ran = Vec::new();
+    enter_chain!(sel, return None;
+        'a 3 => { ran.push(3); },
+        'b 7 => { ran.push(7); },
+        'c 1 => { ran.push(1); },
+    );
+    Some(ran)
+}
+
+#[test]
+fn a_chain_runs_from_the_step_named_to_the_last_written() {
+    assert_eq!(run(3), Some(std::vec![3, 7, 1]));
+    assert_eq!(run(7), Some(std::vec![7, 1]));
+    assert_eq!(run(1), Some(std::vec![1]));
+    assert_eq!(run(0), None);
+    assert_eq!(run(2), None);
+}
