@@ -33,6 +33,8 @@ pub mod selfcheck;
 pub mod selftest;
 pub mod slab;
 pub mod sync;
+#[cfg(test)]
+mod test_rng;
 pub mod trace;
 pub mod types;
 pub mod vmalloc;

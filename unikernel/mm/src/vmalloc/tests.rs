@@ -3,6 +3,7 @@
 //! DMA [0,16M), DMA32 [16M,32M), HighMem [32M,64M), and [56M,58M) held back
 //! as reserved RAM for ioremap.
 
+use crate::test_rng::Rng;
 use std::boxed::Box;
 use std::string::String;
 use std::vec;
@@ -46,18 +47,6 @@ pub(crate) fn areas() -> Box<VmapAreaAllocator> {
         VirtAddr(VMALLOC_START),
         VMALLOC_SIZE,
     ))
-}
-
-/// A deterministic xorshift64 for the random test_vmalloc cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Everything freed: one free range spanning the whole area.

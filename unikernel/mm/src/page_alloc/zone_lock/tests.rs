@@ -8,6 +8,7 @@
 
 extern crate std;
 
+use crate::test_rng::Rng;
 use std::vec::Vec;
 
 use super::ZoneFree;
@@ -15,18 +16,6 @@ use crate::page_alloc::PageAlloc;
 use crate::page_alloc::tests::sim;
 use crate::types::NR_ORDERS;
 use crate::zone::{MigrateType, NR_ZONES};
-
-/// xorshift64: the same operations on both machines, reproducibly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn free_counts(pa: &PageAlloc<'_>) -> Vec<[u64; NR_ORDERS]> {
     (0..NR_ZONES)
