@@ -13,5 +13,5 @@ pub use api::{Api, BootView, System};
 pub use server::{
     ApiError, App, ConnConfig, ConnState, Connection, HttpError, Method, NetConfig, NetStack,
     NetStats, Request, RequestParser, Response, RouteId, RouteMatch, Stream, StreamError, Version,
-    query_param, route,
+    default_max_connections, query_param, route,
 };

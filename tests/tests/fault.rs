@@ -186,7 +186,7 @@ fn sixteen_clients_drive_everything_while_allocations_fail() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0x5eed);
-        // The guest serves 16 connections at once: ours makes way for the
+        // The guest serves at least 16 connections at once: ours makes way for the
         // sixteen clients, which start together once all are served.
         drop(c);
         let start = std::sync::Arc::new(std::sync::Barrier::new(16));

@@ -20,4 +20,4 @@ pub use error::ApiError;
 pub use http::{HttpError, Method, Request, RequestParser, Version, query_param};
 pub use response::Response;
 pub use router::{RouteId, RouteMatch, route};
-pub use stack::{App, NetConfig, NetStack, NetStats};
+pub use stack::{App, NetConfig, NetStack, NetStats, default_max_connections};

@@ -22,8 +22,10 @@
 //! and a late duplicate segment is harmless to HTTP) or [`LINGER_MS`] after
 //! the close at the latest (a peer that vanished, or never reads), the
 //! socket is aborted and listens again. So `max_connections` clients are
-//! served at once, further SYNs wait in the peer's retransmissions until a
-//! slot frees, and an abandoned client never keeps a socket.
+//! served at once ([`default_max_connections`] sizes the pool by memory),
+//! a client past the last free slot is reset (smoltcp answers a SYN no
+//! socket listens for with RST), and an abandoned client never keeps a
+//! socket.
 //!
 //! Addressing: `IpConfig::Static` is applied in [`NetStack::new`];
 //! `IpConfig::Dhcp` runs a DHCPv4 client and, without a lease after
@@ -64,8 +66,27 @@ pub const LINGER_MS: u64 = 10_000;
 pub const TCP_TIMEOUT_MS: u64 = 2 * crate::server::conn::DEFAULT_IDLE_TIMEOUT_MS;
 /// Default [`NetConfig::dhcp_timeout_ms`].
 pub const DEFAULT_DHCP_TIMEOUT_MS: u64 = 3_000;
-/// Default [`NetConfig::max_connections`].
+/// Default [`NetConfig::max_connections`]: the 16 clients API.md promises
+/// to serve at once, and the fewest [`default_max_connections`] gives.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+/// The most listening sockets [`default_max_connections`] gives.
+pub const MAX_CONNECTIONS_CAP: usize = 32;
+/// Buffer bytes a connection slot holds for as long as the kernel runs.
+pub const SOCKET_BUFFER_BYTES: usize = TCP_RX_BUFFER_BYTES + TCP_TX_BUFFER_BYTES;
+
+/// [`NetConfig::max_connections`] for a kernel whose kmalloc memory (the
+/// direct-mapped RAM, where the socket buffers live) is `lowmem_bytes`:
+/// as many slots as keep their buffers within 1/64 of it, at least
+/// [`DEFAULT_MAX_CONNECTIONS`] and at most [`MAX_CONNECTIONS_CAP`] — a
+/// table sized by memory at boot, as Linux's `tcp_init()` sizes its
+/// hash tables and `tcp_mem`. 80 MiB or more gets 32: a client past the
+/// last slot is reset (smoltcp answers a SYN nobody listens for with
+/// RST), which `wrk -c32` counted as thousands of read errors a second
+/// with 16; each idle slot costs every poll a look at one more socket.
+pub fn default_max_connections(lowmem_bytes: u64) -> usize {
+    let fits = lowmem_bytes / 64 / SOCKET_BUFFER_BYTES as u64;
+    (fits.min(MAX_CONNECTIONS_CAP as u64) as usize).max(DEFAULT_MAX_CONNECTIONS)
+}
 /// Rounds of (interface poll, serve) per [`NetStack::poll`]: answers
 /// written by one round go out on the wire in the next.
 const MAX_ROUNDS: usize = 8;

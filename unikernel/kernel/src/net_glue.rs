@@ -92,6 +92,12 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     config.transport = Some(nic.transport().as_str());
     config.ip = params.ip;
     config.port = params.port;
+    // kmalloc memory: the buddy's frames less HighMem (not mapped).
+    let lowmem_pages = {
+        let pa = memory::mm().lock();
+        pa.totalram_pages() - pa.totalhigh_pages()
+    };
+    config.max_connections = net::default_max_connections(lowmem_pages * mm::types::PAGE_SIZE);
     config.token = params.token.map(String::from);
     let mut stack = NetStack::new(config, nic, tsc::now_ms());
     let system: &'static KernelSystem = alloc::boxed::Box::leak(alloc::boxed::Box::new(

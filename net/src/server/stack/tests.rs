@@ -433,3 +433,19 @@ fn client_gone_while_parked_cancels_its_wait() {
     net.run_for(LINGER_MS + 100, &mut app);
     assert_eq!(net.stack.stats().tcp_sockets_in_use, 0);
 }
+
+#[test]
+fn the_connection_pool_is_sized_by_lowmem() {
+    const MIB: u64 = 1 << 20;
+    // 1/64 of lowmem in 40 KiB slots, between 16 and 32.
+    assert_eq!(SOCKET_BUFFER_BYTES, 40 * 1024);
+    assert_eq!(default_max_connections(0), 16);
+    assert_eq!(default_max_connections(3 * MIB), 16);
+    assert_eq!(default_max_connections(40 * MIB), 16);
+    assert_eq!(default_max_connections(41 * MIB), 16); // 16.4 slots
+    assert_eq!(default_max_connections(64 * MIB), 25); // 25.6
+    assert_eq!(default_max_connections(80 * MIB - 1), 31);
+    assert_eq!(default_max_connections(80 * MIB), 32);
+    assert_eq!(default_max_connections(896 * MIB), 32);
+    assert_eq!(default_max_connections(u64::MAX), 32);
+}
