@@ -53,7 +53,7 @@ fn cpu_of(f: &Fixture, id: CacheId) -> KmemCacheCpu {
 /// No CPU slab of `id` on this CPU, and the cache's geometry copied.
 fn assert_no_cpu_slab(f: &Fixture, id: CacheId) {
     let cc = cpu_of(f, id);
-    assert_eq!((cc.freelist, cc.slab, cc.inuse, cc.pfn), (0, 0, 0, 0));
+    assert_eq!((cc.freelist, cc.slab, cc.pfn), (0, 0, 0));
     let c = &f.slab.caches[id.slot()];
     assert_eq!((cc.div_magic, cc.offset, cc.objs_end), (c.div_magic, c.offset, 0));
 }
@@ -79,16 +79,16 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
         .slab
         .kmem_cache_create("flush512", 512, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let info = |f: &Fixture| {
-        let i = f.slab.cache_info(id).unwrap();
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
         (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
     };
 
     // Partial CPU slab → partial list.
     let a = alloc_n(&mut f, id, 3);
     assert_eq!(info(&f), (0, 1, 0, 3));
-    f.slab.flush_all(&f.pages, id.slot());
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
     assert_no_cpu_slab(&f, id);
     assert_eq!(info(&f), (0, 1, 0, 3));
     f.slab.check_invariants(&f.mem).unwrap();
@@ -96,7 +96,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     // The next allocation refreezes it; fill it: full CPU slab → full.
     let b = alloc_n(&mut f, id, per - 3);
     assert_eq!(cpu_of(&f, id).freelist, 0);
-    f.slab.flush_all(&f.pages, id.slot());
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
     assert_eq!(info(&f), (1, 0, 0, per as u64));
     f.slab.check_invariants(&f.mem).unwrap();
 
@@ -106,7 +106,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     for &o in &c[..2 * per] {
         f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
     }
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.slabs_empty, i.num_slabs),
         (2, 4),
@@ -117,10 +117,14 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     }
     let cc = cpu_of(&f, id);
     assert_ne!(cc.slab, 0);
-    assert_eq!(cc.inuse, 0, "the CPU slab is empty but still frozen");
-    assert_eq!(f.slab.cache_info(id).unwrap().slabs_empty, 3);
-    f.slab.flush_all(&f.pages, id.slot());
-    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(
+        f.slab.cpu_slab_inuse(&f.mem, id.slot(), &cc),
+        0,
+        "the CPU slab is empty but still frozen"
+    );
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().slabs_empty, 3);
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.slabs_empty, i.slabs_full, i.num_slabs),
         (2, 1, 3),
@@ -132,7 +136,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
         f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
     }
     // The full slab became empty on the list: past the reserve, freed.
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!((i.active_objs, i.num_slabs), (0, 2));
     // A shrink counts what it gave back, the CPU slab included.
     let _ = alloc_n(&mut f, id, 1)
@@ -140,10 +144,10 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
         .map(|o| f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap())
         .count();
     assert_ne!(cpu_of(&f, id).slab, 0);
-    assert_eq!(f.slab.kmem_cache_shrink(&f.pages, id), Ok(2));
-    assert_eq!(f.slab.cache_info(id).unwrap().num_slabs, 0);
+    assert_eq!(f.slab.kmem_cache_shrink(&f.mem, &f.pages, id), Ok(2));
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().num_slabs, 0);
     f.slab.check_invariants(&f.mem).unwrap();
-    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
     f.assert_buddy_restored();
 }
 
@@ -169,7 +173,7 @@ fn the_free_hint_never_misdirects_a_free() {
     );
     f.slab.kfree(m, p, b).unwrap();
     for name in ["kmalloc-64", "kmalloc-128"] {
-        let i = f.slab.cache_info(f.slab.find_cache(name).unwrap()).unwrap();
+        let i = f.slab.cache_info(&f.mem, f.slab.find_cache(name).unwrap()).unwrap();
         assert_eq!(i.active_objs, 0, "{name}");
     }
     // Invalid frees inside the hinted CPU slab are still refused.
@@ -191,7 +195,7 @@ fn the_free_hint_never_misdirects_a_free() {
         .slab
         .kmem_cache_create("gen_a", 200, 0, SlabFlags::NONE, None)
         .unwrap();
-    f.slab.kmem_cache_destroy(p, old).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, p, old).unwrap();
     let new = f
         .slab
         .kmem_cache_create("gen_b", 200, 0, SlabFlags::NONE, None)
@@ -205,9 +209,9 @@ fn the_free_hint_never_misdirects_a_free() {
         f.slab.kmem_cache_free(m, p, old, o).unwrap_err().kind,
         CorruptionKind::InvalidFree(InvalidFreeKind::WrongCache)
     );
-    assert_eq!(f.slab.cache_info(new).unwrap().active_objs, 1);
+    assert_eq!(f.slab.cache_info(&f.mem, new).unwrap().active_objs, 1);
     f.slab.kmem_cache_free(m, p, new, o).unwrap();
-    f.slab.kmem_cache_destroy(p, new).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, p, new).unwrap();
     f.slab.check_invariants(m).unwrap();
 }
 
@@ -220,7 +224,7 @@ fn a_failed_refill_leaves_exact_counts() {
         .slab
         .kmem_cache_create("refill", 1000, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let objs = alloc_n(&mut f, id, per);
     let failing = FailingPages::new(&f.pages);
     failing.fail(true);
@@ -230,7 +234,7 @@ fn a_failed_refill_leaves_exact_counts() {
         Err(SlabError::NoMemory { .. })
     ));
     assert_no_cpu_slab(&f, id);
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.active_objs, i.slabs_full, i.num_slabs),
         (per as u64, 1, 1)
@@ -239,7 +243,7 @@ fn a_failed_refill_leaves_exact_counts() {
     for o in objs {
         f.slab.kmem_cache_free(&f.mem, &failing, id, o).unwrap();
     }
-    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
     f.assert_buddy_restored();
 }
 
@@ -353,7 +357,7 @@ fn check_counts(
         per[l.slot] += 1;
     }
     let mut frames = 0;
-    for i in f.slab.caches() {
+    for i in f.slab.caches(&f.mem) {
         let slot = i.id.slot();
         prop_assert_eq!(i.active_objs, per[slot] + quarantined[slot], "{}", i.name);
         prop_assert_eq!(i.quarantined, quarantined[slot], "{}", i.name);
@@ -434,7 +438,7 @@ proptest! {
                 }
                 Op::Exhaust { which } => {
                     let id = ids[which];
-                    let per = f.slab.cache_info(id).unwrap().objs_per_slab;
+                    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab;
                     for _ in 0..per {
                         let cc = f.slab.pcpu[f.slab.smp_processor_id()].slabs[id.slot()];
                         if cc.slab != 0 && cc.freelist == 0 { break; }
@@ -468,28 +472,28 @@ proptest! {
                         quarantined[l.slot] += 1;
                     }
                 }
-                Op::Flush { slot } => f.slab.flush_all(p, slot),
+                Op::Flush { slot } => f.slab.flush_all(&f.mem, p, slot),
                 Op::FlushEvery => {
-                    for slot in 0..MAX_CACHES { f.slab.flush_all(p, slot); }
+                    for slot in 0..MAX_CACHES { f.slab.flush_all(&f.mem, p, slot); }
                 }
                 Op::Deactivate { slot } => {
                     let cpu = f.slab.smp_processor_id();
-                    f.slab.deactivate_slab(p, cpu, slot)
+                    f.slab.deactivate_slab(&f.mem, p, cpu, slot)
                 }
                 Op::Shrink { which } => {
-                    if which == 3 { f.slab.shrink_all(p); } else { f.slab.kmem_cache_shrink(p, ids[which]).unwrap(); }
+                    if which == 3 { f.slab.shrink_all(&f.mem, p); } else { f.slab.kmem_cache_shrink(&f.mem, p, ids[which]).unwrap(); }
                 }
                 Op::ShrinkKeep { slot, keep } => {
                     let id = f.slab.id_of(slot);
-                    let before = f.slab.cache_info(id).unwrap();
+                    let before = f.slab.cache_info(&f.mem, id).unwrap();
                     f.slab.kmem_cache_shrink_keep(p, id, keep).unwrap();
-                    let after = f.slab.cache_info(id).unwrap();
+                    let after = f.slab.cache_info(&f.mem, id).unwrap();
                     prop_assert!(after.slabs_empty <= before.slabs_empty.min(keep as u64 + 1));
                 }
                 Op::Recreate { which } => {
                     let slot = ids[which].slot();
                     if live.values().any(|l| l.cache == Some(which)) { continue; }
-                    f.slab.kmem_cache_destroy(p, ids[which]).unwrap();
+                    f.slab.kmem_cache_destroy(&f.mem, p, ids[which]).unwrap();
                     quarantined[slot] = 0;
                     let (size, flags) = USER[which];
                     ids[which] = f.slab.kmem_cache_create(&format!("cpu{which}"), size, 0, flags, None).unwrap();
@@ -511,9 +515,9 @@ proptest! {
         // Quarantined objects of the user caches leave with their caches;
         // then a shrink gives every slab back, CPU slabs included.
         for id in ids {
-            f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+            f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
         }
-        f.slab.shrink_all(&f.pages);
+        f.slab.shrink_all(&f.mem, &f.pages);
         f.slab.check_invariants(&f.mem).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(f.slab.slab_pages(), 0);
         f.assert_buddy_restored();
@@ -571,7 +575,7 @@ fn the_plain_bound_sends_every_debug_free_to_the_checks() {
 
     // A plain object freed while the hint names another cache: the
     // general free pushes it onto its own (listed) slab.
-    let per = f.slab.cache_info(plain).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, plain).unwrap().objs_per_slab as usize;
     let objs = alloc_n(&mut f, plain, per + 1); // one full slab listed
     let other = f
         .slab
@@ -579,7 +583,7 @@ fn the_plain_bound_sends_every_debug_free_to_the_checks() {
         .unwrap(); // the hint moves to kmalloc-8
     f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap();
     // Partial: that slab, and the CPU slab (one object of `per` taken).
-    let i = f.slab.cache_info(plain).unwrap();
+    let i = f.slab.cache_info(&f.mem, plain).unwrap();
     assert_eq!(
         (i.slabs_full, i.slabs_partial, i.active_objs),
         (0, 2, per as u64)
@@ -593,7 +597,7 @@ fn the_plain_bound_sends_every_debug_free_to_the_checks() {
 
 fn kmalloc_cache_info(f: &Fixture, name: &str) -> CacheInfo {
     let id = f.slab.find_cache(name).unwrap();
-    f.slab.cache_info(id).unwrap()
+    f.slab.cache_info(&f.mem, id).unwrap()
 }
 
 /// The partial list, head to tail, checked against its tail-to-head walk
@@ -630,7 +634,7 @@ fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
         .slab
         .kmem_cache_create("tail512", 512, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     assert!(per >= 4);
     // Slabs A, B, C full and listed; D frozen with one object taken.
     let objs = alloc_n(&mut f, id, 3 * per + 1);
@@ -661,7 +665,7 @@ fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
     assert_eq!(partial_list(&f, id), vec![sb, sa, sc]);
     let m = f.slab.metas[sa as usize];
     assert_eq!((m.prev, m.next, m.inuse as usize), (sb, sc, per - 3));
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(i.active_objs as usize, 3 * per + 1 - 6);
     f.slab.check_invariants(&f.mem).unwrap();
     free(&mut f, other);
@@ -678,14 +682,14 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
         .slab
         .kmem_cache_create("last256", 256, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let objs = alloc_n(&mut f, id, per + 1); // slab A full, B frozen
     let other = f
         .slab
         .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
         .unwrap(); // the hint elsewhere: every free below is a general one
     let counts = |f: &Fixture| {
-        let i = f.slab.cache_info(id).unwrap();
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
         (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
     };
     for (k, &o) in objs[..per].iter().enumerate().skip(1) {
@@ -709,7 +713,7 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
         .slab
         .kmem_cache_create("last1", 3 * PAGE_SIZE as usize, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per_big = f.slab.cache_info(big).unwrap().objs_per_slab as usize;
+    let per_big = f.slab.cache_info(&f.mem, big).unwrap().objs_per_slab as usize;
     let bo = alloc_n(&mut f, big, per_big + 1);
     let o = bo[0];
     f.slab.kfree(&f.mem, &f.pages, other).unwrap(); // hint back on kmalloc-8
@@ -717,12 +721,12 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
         f.slab.kfree(&f.mem, &f.pages, x).unwrap();
     }
     f.slab.kfree(&f.mem, &f.pages, o).unwrap();
-    let i = f.slab.cache_info(big).unwrap();
+    let i = f.slab.cache_info(&f.mem, big).unwrap();
     assert_eq!((i.slabs_empty, i.active_objs), (1, 1));
     let err = f.slab.kfree(&f.mem, &f.pages, o).unwrap_err();
     assert_eq!(err.kind, CorruptionKind::DoubleFree);
     // Quarantined: the slab holds one object in use again.
-    let i = f.slab.cache_info(big).unwrap();
+    let i = f.slab.cache_info(&f.mem, big).unwrap();
     let (full, partial) = if per_big == 1 { (1, 0) } else { (0, 1) };
     assert_eq!(
         (
@@ -802,16 +806,20 @@ fn the_geometry_copy_follows_its_cache() {
             .slab
             .kmem_cache_alloc(&f.mem, &f.pages, a, GfpFlags::GFP_KERNEL)
             .unwrap();
-        assert_eq!(cpu_of(&f, a).inuse, 1);
+        assert_eq!(f.slab.cpu_slab_inuse(&f.mem, a.slot(), &cpu_of(&f, a)), 1);
         f.slab.kmem_cache_free(&f.mem, &f.pages, a, o).unwrap();
-        assert_eq!(cpu_of(&f, a).inuse, 0, "freed by the fast path");
+        assert_eq!(
+            f.slab.cpu_slab_inuse(&f.mem, a.slot(), &cpu_of(&f, a)),
+            0,
+            "freed by the fast path"
+        );
     }
     let frozen = (div_magic(104), 48, 39 * 104);
     let mut want = vec![want_a; NR_CPUS];
     (want[0], want[5]) = (frozen, frozen);
     assert_eq!(copies(&f, a.slot()), want);
     f.slab.set_this_cpu(0);
-    f.slab.kmem_cache_destroy(&f.pages, a).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, a).unwrap();
     assert_eq!(copies(&f, a.slot()), vec![(0, 0, 0); NR_CPUS]);
     assert!(!cpu_of(&f, a).is_object_offset(0));
     f.slab.check_invariants(&f.mem).unwrap();
@@ -829,7 +837,7 @@ fn the_geometry_copy_follows_its_cache() {
         .kmem_cache_alloc(&f.mem, &f.pages, b, GfpFlags::GFP_KERNEL)
         .unwrap();
     f.slab.kmem_cache_free(&f.mem, &f.pages, b, o).unwrap();
-    assert_eq!(cpu_of(&f, b).inuse, 0);
+    assert_eq!(f.slab.cpu_slab_inuse(&f.mem, b.slot(), &cpu_of(&f, b)), 0);
     f.slab.check_invariants(&f.mem).unwrap();
 }
 

@@ -150,7 +150,7 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
     });
     let g = slab.write();
     g.check_invariants(&mem).unwrap();
-    let in_use: u64 = g.caches().map(|c| c.active_objs).sum();
+    let in_use: u64 = g.caches(&mem).map(|c| c.active_objs).sum();
     assert_eq!(in_use, 0, "every object came back");
     // Most operations took the fast paths.
     let fast = fast_total.into_inner();
@@ -264,7 +264,7 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         );
         let cc = g.pcpu[1].slabs[slot];
         assert_eq!(
-            (cc.slab, cc.freelist, cc.inuse as usize),
+            (cc.slab, cc.freelist, g.cpu_slab_inuse(&mem, slot, &cc) as usize),
             (first, 0, objects)
         );
         let m = g.metas[cc.slab_pfn() as usize];
@@ -303,7 +303,7 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         // reserve is full again.
         let mut g = slab.write();
         g.set_this_cpu(0);
-        g.deactivate_slab(&mm, 0, slot);
+        g.deactivate_slab(&mem, &mm, 0, slot);
         let id = g.id_of(slot);
         g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL)
             .unwrap();
@@ -372,7 +372,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
                     if cpu == 0 && i % 2000 == 1999 {
                         let mut g = slab.write();
                         g.set_this_cpu(cpu);
-                        g.shrink_all(mm);
+                        g.shrink_all(mem, mm);
                         ops += 1;
                     }
                     // Bursts: grow to ~600 live objects, then drain to ~0.
@@ -414,7 +414,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
     });
     let mut g = slab.write();
     g.check_invariants(&mem).unwrap();
-    let in_use: u64 = g.caches().map(|c| c.active_objs).sum();
+    let in_use: u64 = g.caches(&mem).map(|c| c.active_objs).sum();
     assert_eq!(in_use, 0, "every object came back");
     let (excl, ops) = (exclusive_total.into_inner(), ops_total.into_inner());
     std::println!("{excl} of {ops} operations took the exclusive side");
@@ -422,7 +422,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
         excl * 10 < ops,
         "the CPU-flag paths (fast and list_lock) carried the load"
     );
-    g.shrink_all(&mm);
+    g.shrink_all(&mem, &mm);
     assert_eq!(g.slab_pages(), 0, "every slab went back");
     g.check_invariants(&mem).unwrap();
     drop(g);
@@ -480,7 +480,7 @@ fn missed_hint_frees_split_between_the_lookup_and_the_list_lock_half() {
         // SAFETY: `g` holds CPU 0's flag; this thread owns `mine`.
         assert!(unsafe { g.kfree_cpu(0, &mem, mine) });
         let cc = g.pcpu[0].slabs[s64];
-        assert_eq!((cc.freelist, cc.inuse as usize), (mine, 0));
+        assert_eq!((cc.freelist, g.cpu_slab_inuse(&mem, s64, &cc)), (mine, 0));
         assert_eq!(g.pcpu[0].hint as usize, s64);
         // Full → partial twice (both miss the hint: neither slab is the
         // CPU's): `a` onto the empty partial list, then `b` after it.
@@ -550,7 +550,7 @@ fn tiny_addresses_never_take_a_fast_free() {
         .unwrap();
     f.slab.kfree(&f.mem, &f.pages, o).unwrap();
     assert_eq!(f.slab.pcpu[0].hint as usize, id.slot());
-    f.slab.kmem_cache_shrink(&f.pages, id).unwrap();
+    f.slab.kmem_cache_shrink(&f.mem, &f.pages, id).unwrap();
     assert_eq!(cpu_of(&f, id).slab, 0, "no CPU slab, the hint unchanged");
     assert_eq!(f.slab.pcpu[0].hint as usize, id.slot());
     for addr in [8, crate::kmalloc::ZERO_SIZE_PTR, 24, 64] {
@@ -565,7 +565,7 @@ fn tiny_addresses_never_take_a_fast_free() {
         .unwrap();
     f.slab.kfree(&f.mem, &f.pages, 0).unwrap();
     assert_eq!(cpu_of(&f, id).freelist, 0);
-    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 0);
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().active_objs, 0);
     f.slab.check_invariants(&f.mem).unwrap();
     // With a CPU slab frozen again: the same, its free list untouched.
     let o = f
@@ -580,7 +580,7 @@ fn tiny_addresses_never_take_a_fast_free() {
         f.slab.kfree(&f.mem, &f.pages, addr).unwrap();
         assert_eq!(cpu_of(&f, id).freelist, head, "{addr}");
     }
-    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 1);
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().active_objs, 1);
     f.slab.kfree(&f.mem, &f.pages, o).unwrap();
     assert_eq!(cpu_of(&f, id).freelist, o);
     f.slab.check_invariants(&f.mem).unwrap();
