@@ -204,6 +204,19 @@ impl KmemCacheCpu {
     }
 }
 
+/// The free fast paths' `set_freepointer()`: store `head` into the free
+/// pointer word at `fp` unless the word holds it already — as it does for
+/// an object freed right after its allocation (a LIFO pair), whose word
+/// still names the object the allocation made the list's head. Then the
+/// next allocation's load of the word reads the cache line instead of
+/// waiting on a store.
+#[inline(always)]
+pub(crate) fn set_freepointer_fast<M: ObjectMemory>(mem: &M, fp: u64, head: u64) {
+    if mem.read_u64(fp) != head {
+        mem.write_u64(fp, head);
+    }
+}
+
 /// What [`KmemCacheCpu::walk_freelist`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CpuFreelist {
@@ -925,7 +938,7 @@ impl SlabAllocator<'_> {
             && head != addr
             && expect.is_none_or(|e| e.generation == self.caches[hint].generation)
         {
-            mem.write_u64(addr + cpu.offset as u64, head);
+            set_freepointer_fast(mem, addr + cpu.offset as u64, head);
             cpu.freelist = addr;
             return Ok(());
         }

@@ -357,7 +357,7 @@ impl SlabAllocator<'_> {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
-        mem.write_u64(addr + u64::from(cc.offset), head);
+        super::cpu::set_freepointer_fast(mem, addr + u64::from(cc.offset), head);
         cc.freelist = addr;
         true
     }

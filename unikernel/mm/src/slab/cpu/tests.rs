@@ -283,9 +283,14 @@ enum Op {
         slot: usize,
     },
     FlushEvery,
-    /// Deactivate CPU 0's slab of one cache only.
+    /// Deactivate this CPU's slab of one cache only.
     Deactivate {
         slot: usize,
+    },
+    /// Run on CPU `cpu` from now on: its own CPU slabs, and frees of
+    /// objects another CPU's slab holds (frozen there: remote frees).
+    OnCpu {
+        cpu: usize,
     },
     /// `kmem_cache_shrink` of a user cache, or `shrink_all`.
     Shrink {
@@ -326,6 +331,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(slot, keep)| Op::ShrinkKeep { slot, keep }),
         1 => (0usize..3).prop_map(|which| Op::Recreate { which }),
         2 => any::<bool>().prop_map(|on| Op::Fail { on }),
+        3 => prop::sample::select(vec![0usize, 1, 3, 7]).prop_map(|cpu| Op::OnCpu { cpu }),
     ]
 }
 
@@ -499,6 +505,7 @@ proptest! {
                     ids[which] = f.slab.kmem_cache_create(&format!("cpu{which}"), size, 0, flags, None).unwrap();
                 }
                 Op::Fail { on } => failing.fail(on),
+                Op::OnCpu { cpu } => f.slab.set_this_cpu(cpu),
             }
             f.slab.check_invariants(&f.mem).map_err(|e| TestCaseError::fail(e.to_string()))?;
             check_counts(&f, &live, &quarantined)?;
@@ -848,4 +855,153 @@ fn a_cache_slot_is_its_index() {
         assert_eq!(CacheSlot::new(slot) as usize, slot % MAX_CACHES);
     }
     assert_eq!(CacheSlot::new(usize::MAX) as usize, MAX_CACHES - 1);
+}
+
+/// The free list of a frozen slab, walked as the views walk it.
+fn list_len(f: &Fixture, base: u64, first: u32) -> usize {
+    let mut n = 0;
+    let mut p = if first == NIL { 0 } else { base + first as u64 };
+    let c = &f.slab.caches[f.slab.cache_of(base).unwrap().slot()];
+    while p != 0 {
+        n += 1;
+        assert!(n <= c.objects as usize, "a cycle");
+        p = f.mem.read_u64(p + c.offset as u64);
+    }
+    n
+}
+
+/// The fast paths keep no count: frees onto a frozen slab's CPU list —
+/// this CPU's, and another CPU's remote ones — touch neither the slab's
+/// overlay entry nor a cache counter, yet every view counts them at once,
+/// and a flush hands the slab its objects back with the count the walk
+/// makes (cf. `deactivate_slab()`).
+#[test]
+fn fast_frees_are_counted_by_the_walk_and_come_back_with_a_flush() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("walk512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
+    assert!(per >= 8);
+    let info = |f: &Fixture| {
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
+        (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
+    };
+    f.slab.set_this_cpu(0);
+    let a = alloc_n(&mut f, id, per - 1);
+    let s0 = cpu_of(&f, id);
+    for &o in &a[..3] {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    let m0 = f.slab.metas[s0.slab_pfn() as usize];
+    assert_eq!(
+        (m0.prev, m0.freelist, m0.inuse as usize),
+        (FROZEN, NIL, per),
+        "the fast frees left the frozen slab's entry alone"
+    );
+    assert_eq!(f.slab.caches[id.slot()].node.list_inuse, 0);
+    assert_eq!(info(&f), (0, 1, 0, per as u64 - 4));
+    assert_eq!(f.slab.cpu_slab_inuse(&f.mem, id.slot(), &cpu_of(&f, id)), per as u32 - 4);
+
+    // CPU 5 freezes a slab of its own (the partial list is empty: a new
+    // one), and frees one of CPU 0's objects: onto CPU 0's list.
+    f.slab.set_this_cpu(5);
+    let b = alloc_n(&mut f, id, 2);
+    let s5 = cpu_of(&f, id);
+    assert_ne!(s5.slab, s0.slab);
+    f.slab.kfree(&f.mem, &f.pages, a[3]).unwrap();
+    assert_eq!(f.slab.pcpu[0].slabs[id.slot()].freelist, a[3], "a remote free");
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 2));
+    f.slab.check_invariants(&f.mem).unwrap();
+    // A LIFO pair on CPU 5 moves nothing.
+    let x = alloc_n(&mut f, id, 1)[0];
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 3));
+    f.slab.kfree(&f.mem, &f.pages, x).unwrap();
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 2));
+
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    for (cc, inuse) in [(s0, per - 5), (s5, 2)] {
+        let m = f.slab.metas[cc.slab_pfn() as usize];
+        assert_eq!(m.inuse as usize, inuse);
+        assert_ne!(m.prev, FROZEN);
+        assert_eq!(list_len(&f, cc.slab, m.freelist), per - inuse);
+    }
+    assert_eq!(f.slab.caches[id.slot()].node.list_inuse, per as u64 - 3);
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 3));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    for o in a[4..].iter().chain(&b) {
+        f.slab.kfree(&f.mem, &f.pages, *o).unwrap();
+    }
+    assert_eq!(info(&f).3, 0);
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
+    f.slab.shrink_all(&f.mem, &f.pages);
+    f.slab.check_invariants(&f.mem).unwrap();
+    f.assert_buddy_restored();
+}
+
+/// The walks are bounded: a CPU free list made into a cycle, or with a
+/// free pointer off the slab's objects, neither hangs a view nor escapes
+/// the recount, and the flush cuts it where it broke and reports it (cf.
+/// `on_freelist()`: "Freelist cleared", "Freechain corrupt").
+#[test]
+fn a_corrupt_cpu_free_list_is_caught_by_the_bounded_walk() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("cycle512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as u64;
+    let off = u64::from(f.slab.caches[id.slot()].offset);
+    let active = |f: &Fixture| f.slab.cache_info(&f.mem, id).unwrap().active_objs;
+
+    // A cycle: b → c → b.
+    f.slab.set_this_cpu(0);
+    let a = alloc_n(&mut f, id, 3);
+    for &o in a[1..].iter().rev() {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    assert_eq!(active(&f), 1);
+    let s0 = cpu_of(&f, id);
+    assert_eq!(s0.freelist, a[1]);
+    f.mem.write_u64(a[2] + off, a[1]);
+    let walk = s0.walk_freelist(&f.mem, per as u32);
+    assert_eq!((walk.free, walk.bad), (0, Some(0)), "nothing of it is trusted");
+    assert_eq!(active(&f), per, "the view ends, and counts the list lost");
+    let e = f.slab.check_invariants(&f.mem).unwrap_err();
+    assert_eq!(e.what, "free list longer than the slab (cycle)");
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
+    assert_eq!(i.corruption.free_pointer, 1);
+    assert_eq!((i.slabs_full, i.active_objs), (1, per));
+    let m = f.slab.metas[s0.slab_pfn() as usize];
+    assert_eq!((m.freelist, m.inuse as u64), (NIL, per), "Freelist cleared");
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    // A free pointer off an object boundary, two objects down the list:
+    // those two stay free, the rest is cut off.
+    let c = alloc_n(&mut f, id, 3);
+    let s1 = cpu_of(&f, id);
+    assert_ne!(s1.slab, s0.slab);
+    f.slab.kmem_cache_free(&f.mem, &f.pages, id, c[2]).unwrap();
+    let second = f.mem.read_u64(c[2] + off);
+    assert_eq!(second, s1.slab + 3 * 512, "the slab's first never-used object");
+    f.mem.write_u64(second + off, s1.slab + 8);
+    let walk = cpu_of(&f, id).walk_freelist(&f.mem, per as u32);
+    assert_eq!((walk.free, walk.bad), (2, Some(second)));
+    assert_eq!(active(&f), per + per - 2);
+    let e = f.slab.check_invariants(&f.mem).unwrap_err();
+    assert_eq!(e.what, "free pointer off an object boundary");
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
+    assert_eq!(i.corruption.free_pointer, 2);
+    assert_eq!((i.slabs_full, i.slabs_partial, i.active_objs), (1, 1, 2 * per - 2));
+    assert_eq!(f.mem.read_u64(second + off), 0, "Freechain corrupt: cut after it");
+    f.slab.check_invariants(&f.mem).unwrap();
+    // The two left come back out, then a new slab.
+    let d = alloc_n(&mut f, id, 3);
+    assert_eq!((d[0], d[1]), (c[2], second));
+    assert!(d[2] < s1.slab || d[2] >= s1.slab + 4096);
+    f.slab.check_invariants(&f.mem).unwrap();
 }

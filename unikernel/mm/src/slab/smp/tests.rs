@@ -617,3 +617,70 @@ fn armed_failslab_spares_nofail_on_the_cpu_path() {
     }
     f.slab.check_invariants(&f.mem).unwrap();
 }
+
+/// The per-CPU paths keep no count, yet every view is exact after every
+/// step: kmalloc/kfree through `kmalloc_cpu`/`kfree_cpu` (the exclusive
+/// paths when they decline) on four CPUs, objects freed on any CPU (onto
+/// a frozen slab's list, this CPU's or, through the exclusive side,
+/// another's), with flushes between; each cache's `active_objs` and slab
+/// split against a model of the live objects, and the recount every few
+/// steps.
+#[test]
+fn per_cpu_paths_keep_every_view_exact_at_every_step() {
+    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
+    let mut mb = Memblock::new();
+    mb.add(PhysAddr(0), RAM).unwrap();
+    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+    let mut pa = PageAlloc::new(&mut mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
+    mm.set_nr_cpus(CPUS);
+    let mut metas = std::vec![crate::slab::tests::UNWRITTEN_META; (RAM >> 12) as usize];
+    let slab = BrLock::new(SlabAllocator::new(&mut metas, SlabFlags::NONE));
+    slab.set_nr_cpus(CPUS);
+    let mem = PlatformMemory(mm.platform());
+    let mut rng = crate::test_rng::Rng(0x5eed_51ab_6);
+    let mut live: Vec<(u64, usize)> = Vec::new();
+    let (mut fast, mut flushes) = (0u64, 0);
+    for step in 0..4000 {
+        let r = rng.next();
+        let cpu = (r % CPUS as u64) as usize;
+        set_current_cpu(cpu);
+        let grow = live.len() < 40 || (live.len() < 300 && r & 0x300 != 0);
+        if r >> 60 == 0 {
+            let mut g = slab.write();
+            let slot = (r >> 20) as usize % SIZE_TO_SLOT.len();
+            g.flush_all(&mem, &mm, SIZE_TO_SLOT[slot] as usize);
+            flushes += 1;
+        } else if grow {
+            let size = [64, 64, 512, 1024, 200][(r >> 8) as usize % 5];
+            let a = kmalloc(&slab, &mm, &mem, cpu, size, &mut fast);
+            let slot = slab.write().cache_of(a).unwrap().slot();
+            live.push((a, slot));
+        } else {
+            let (a, _) = live.swap_remove((r >> 16) as usize % live.len());
+            kfree(&slab, &mm, &mem, cpu, a, &mut fast);
+        }
+        let g = slab.write();
+        for i in g.caches(&mem) {
+            let want = live.iter().filter(|l| l.1 == i.id.slot()).count() as u64;
+            assert_eq!(i.active_objs, want, "{} at step {step}", i.name);
+            assert_eq!(i.slabs_full + i.slabs_partial + i.slabs_empty, i.num_slabs);
+            assert!(i.slabs_full * i.objs_per_slab as u64 <= want);
+            assert!(want <= (i.slabs_full + i.slabs_partial) * i.objs_per_slab as u64);
+        }
+        if step % 100 == 99 {
+            g.check_invariants(&mem).unwrap();
+        }
+    }
+    assert!(fast > 2000 && flushes > 0, "the per-CPU paths ran: {fast}");
+    for (a, _) in std::mem::take(&mut live) {
+        kfree(&slab, &mm, &mem, 0, a, &mut fast);
+    }
+    let mut g = slab.write();
+    assert_eq!(g.caches(&mem).map(|c| c.active_objs).sum::<u64>(), 0);
+    g.shrink_all(&mem, &mm);
+    assert_eq!(g.slab_pages(), 0, "every slab went back");
+    g.check_invariants(&mem).unwrap();
+}
