@@ -965,7 +965,8 @@ impl<'a, P: Platform> Api<'a, P> {
         check_name(name, "cache")?;
         let access = self.slab_access()?;
         locked(access, |slab, mem| {
-            slab.find_cache(name).and_then(|id| slab.cache_info(mem, id))
+            slab.find_cache(name)
+                .and_then(|id| slab.cache_info(mem, id))
         })
         .ok_or_else(no_slab)?
         .ok_or_else(|| ApiError::enoent(format!("no cache named '{name}'")))
@@ -1039,9 +1040,11 @@ impl<'a, P: Platform> Api<'a, P> {
         }
         let access = self.slab_access()?;
         let mm = self.mm;
-        locked(access, |slab, mem| slab.kmem_cache_destroy(mem, mm, info.id))
-            .ok_or_else(no_slab)?
-            .map_err(|e| slab_error(e, &format!("kmem_cache_destroy({name})")))?;
+        locked(access, |slab, mem| {
+            slab.kmem_cache_destroy(mem, mm, info.id)
+        })
+        .ok_or_else(no_slab)?
+        .map_err(|e| slab_error(e, &format!("kmem_cache_destroy({name})")))?;
         #[derive(Serialize)]
         struct Destroyed<'n> {
             destroyed: &'n str,
@@ -1190,9 +1193,11 @@ impl<'a, P: Platform> Api<'a, P> {
             pool.cache()
         };
         let access = self.slab_access()?;
-        let stride = locked(access, |slab, mem| slab.cache_info(mem, cache).map(|c| c.size))
-            .ok_or_else(no_slab)?
-            .ok_or_else(|| ApiError::enoent(format!("the cache of mempool '{name}' is gone")))?;
+        let stride = locked(access, |slab, mem| {
+            slab.cache_info(mem, cache).map(|c| c.size)
+        })
+        .ok_or_else(no_slab)?
+        .ok_or_else(|| ApiError::enoent(format!("the cache of mempool '{name}' is gone")))?;
         let reserve_bytes = min_nr as u64 * u64::from(stride);
         let old_bytes = self.slab.pool_bytes.get(name).copied().unwrap_or(0);
         if reserve_bytes > old_bytes {
@@ -1291,9 +1296,8 @@ impl<'a, P: Platform> Api<'a, P> {
                 self.check_quota(u64::from(info.size))?;
                 let registry = &mut self.slab.pools;
                 let placed = locked(access, |slab, mem| match registry.get_mut(name) {
-                    Some(pool) => {
-                        mp::mempool_alloc(pool, slab, mem, mm, gfp).map(|addr| place(slab, mem, addr))
-                    }
+                    Some(pool) => mp::mempool_alloc(pool, slab, mem, mm, gfp)
+                        .map(|addr| place(slab, mem, addr)),
                     None => Err(MempoolError::NoPool),
                 })
                 .ok_or_else(no_slab)?

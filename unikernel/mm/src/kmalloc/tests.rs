@@ -55,7 +55,10 @@ fn kmalloc_40_is_a_kmalloc_64_object_and_names_are_linux_names() {
     let mut f = Fixture::new(24);
     let (p, m) = (&f.pages, &f.mem);
     let a = f.slab.kmalloc(m, p, 40, GfpFlags::GFP_KERNEL).unwrap();
-    let info = f.slab.cache_info(&f.mem, f.slab.cache_of(a).unwrap()).unwrap();
+    let info = f
+        .slab
+        .cache_info(&f.mem, f.slab.cache_of(a).unwrap())
+        .unwrap();
     assert_eq!(
         (info.name.as_str(), info.active_objs, f.slab.ksize(a)),
         ("kmalloc-64", 1, Some(64))

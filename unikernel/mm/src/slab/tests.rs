@@ -157,7 +157,9 @@ impl PageSource for FailingPages<'_> {
 }
 
 fn kmalloc_info(f: &Fixture, name: &str) -> CacheInfo {
-    f.slab.cache_info(&f.mem, f.slab.find_cache(name).unwrap()).unwrap()
+    f.slab
+        .cache_info(&f.mem, f.slab.find_cache(name).unwrap())
+        .unwrap()
 }
 
 // ----------------------------------------------------------------------
@@ -334,9 +336,15 @@ fn cache_lifecycle_moves_slabs_between_lists() {
         f.slab.kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL),
         Err(SlabError::NoCache)
     );
-    assert_eq!(f.slab.kmem_cache_shrink(&f.mem, p, id), Err(SlabError::NoCache));
+    assert_eq!(
+        f.slab.kmem_cache_shrink(&f.mem, p, id),
+        Err(SlabError::NoCache)
+    );
     let kid = f.slab.find_cache("kmalloc-64").unwrap();
-    assert_eq!(f.slab.kmem_cache_destroy(&f.mem, p, kid), Err(SlabError::Permanent));
+    assert_eq!(
+        f.slab.kmem_cache_destroy(&f.mem, p, kid),
+        Err(SlabError::Permanent)
+    );
     f.assert_buddy_restored();
 }
 
@@ -756,7 +764,14 @@ fn double_free_is_detected_in_debug_and_plain_caches() {
         f.slab.kmem_cache_free(m, p, plain, old).unwrap_err().kind,
         CorruptionKind::DoubleFree
     );
-    assert_eq!(f.slab.cache_info(&f.mem, plain).unwrap().corruption.double_free, 2);
+    assert_eq!(
+        f.slab
+            .cache_info(&f.mem, plain)
+            .unwrap()
+            .corruption
+            .double_free,
+        2
+    );
     assert_eq!(take_reports().len(), 3);
     f.slab.check_invariants(m).unwrap();
 }
@@ -819,7 +834,14 @@ fn invalid_frees_are_reported_and_change_nothing() {
     assert_eq!(after.active_objs, before.active_objs);
     // Counted against the cache that owns the address.
     assert_eq!(after.corruption.invalid_free, 3);
-    assert_eq!(f.slab.cache_info(&f.mem, other).unwrap().corruption.invalid_free, 0);
+    assert_eq!(
+        f.slab
+            .cache_info(&f.mem, other)
+            .unwrap()
+            .corruption
+            .invalid_free,
+        0
+    );
     assert_eq!(f.slab.stray_frees(), 3);
     assert_eq!(take_reports().len(), 6);
     assert!(

@@ -173,7 +173,10 @@ fn the_free_hint_never_misdirects_a_free() {
     );
     f.slab.kfree(m, p, b).unwrap();
     for name in ["kmalloc-64", "kmalloc-128"] {
-        let i = f.slab.cache_info(&f.mem, f.slab.find_cache(name).unwrap()).unwrap();
+        let i = f
+            .slab
+            .cache_info(&f.mem, f.slab.find_cache(name).unwrap())
+            .unwrap();
         assert_eq!(i.active_objs, 0, "{name}");
     }
     // Invalid frees inside the hinted CPU slab are still refused.
@@ -902,7 +905,10 @@ fn fast_frees_are_counted_by_the_walk_and_come_back_with_a_flush() {
     );
     assert_eq!(f.slab.caches[id.slot()].node.list_inuse, 0);
     assert_eq!(info(&f), (0, 1, 0, per as u64 - 4));
-    assert_eq!(f.slab.cpu_slab_inuse(&f.mem, id.slot(), &cpu_of(&f, id)), per as u32 - 4);
+    assert_eq!(
+        f.slab.cpu_slab_inuse(&f.mem, id.slot(), &cpu_of(&f, id)),
+        per as u32 - 4
+    );
 
     // CPU 5 freezes a slab of its own (the partial list is empty: a new
     // one), and frees one of CPU 0's objects: onto CPU 0's list.
@@ -911,7 +917,11 @@ fn fast_frees_are_counted_by_the_walk_and_come_back_with_a_flush() {
     let s5 = cpu_of(&f, id);
     assert_ne!(s5.slab, s0.slab);
     f.slab.kfree(&f.mem, &f.pages, a[3]).unwrap();
-    assert_eq!(f.slab.pcpu[0].slabs[id.slot()].freelist, a[3], "a remote free");
+    assert_eq!(
+        f.slab.pcpu[0].slabs[id.slot()].freelist,
+        a[3],
+        "a remote free"
+    );
     assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 2));
     f.slab.check_invariants(&f.mem).unwrap();
     // A LIFO pair on CPU 5 moves nothing.
@@ -967,7 +977,11 @@ fn a_corrupt_cpu_free_list_is_caught_by_the_bounded_walk() {
     assert_eq!(s0.freelist, a[1]);
     f.mem.write_u64(a[2] + off, a[1]);
     let walk = s0.walk_freelist(&f.mem, per as u32);
-    assert_eq!((walk.free, walk.bad), (0, Some(0)), "nothing of it is trusted");
+    assert_eq!(
+        (walk.free, walk.bad),
+        (0, Some(0)),
+        "nothing of it is trusted"
+    );
     assert_eq!(active(&f), per, "the view ends, and counts the list lost");
     let e = f.slab.check_invariants(&f.mem).unwrap_err();
     assert_eq!(e.what, "free list longer than the slab (cycle)");
@@ -986,7 +1000,11 @@ fn a_corrupt_cpu_free_list_is_caught_by_the_bounded_walk() {
     assert_ne!(s1.slab, s0.slab);
     f.slab.kmem_cache_free(&f.mem, &f.pages, id, c[2]).unwrap();
     let second = f.mem.read_u64(c[2] + off);
-    assert_eq!(second, s1.slab + 3 * 512, "the slab's first never-used object");
+    assert_eq!(
+        second,
+        s1.slab + 3 * 512,
+        "the slab's first never-used object"
+    );
     f.mem.write_u64(second + off, s1.slab + 8);
     let walk = cpu_of(&f, id).walk_freelist(&f.mem, per as u32);
     assert_eq!((walk.free, walk.bad), (2, Some(second)));
@@ -996,8 +1014,15 @@ fn a_corrupt_cpu_free_list_is_caught_by_the_bounded_walk() {
     f.slab.flush_all(&f.mem, &f.pages, id.slot());
     let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(i.corruption.free_pointer, 2);
-    assert_eq!((i.slabs_full, i.slabs_partial, i.active_objs), (1, 1, 2 * per - 2));
-    assert_eq!(f.mem.read_u64(second + off), 0, "Freechain corrupt: cut after it");
+    assert_eq!(
+        (i.slabs_full, i.slabs_partial, i.active_objs),
+        (1, 1, 2 * per - 2)
+    );
+    assert_eq!(
+        f.mem.read_u64(second + off),
+        0,
+        "Freechain corrupt: cut after it"
+    );
     f.slab.check_invariants(&f.mem).unwrap();
     // The two left come back out, then a new slab.
     let d = alloc_n(&mut f, id, 3);

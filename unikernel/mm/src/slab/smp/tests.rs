@@ -264,7 +264,11 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         );
         let cc = g.pcpu[1].slabs[slot];
         assert_eq!(
-            (cc.slab, cc.freelist, g.cpu_slab_inuse(&mem, slot, &cc) as usize),
+            (
+                cc.slab,
+                cc.freelist,
+                g.cpu_slab_inuse(&mem, slot, &cc) as usize
+            ),
             (first, 0, objects)
         );
         let m = g.metas[cc.slab_pfn() as usize];
@@ -640,7 +644,7 @@ fn per_cpu_paths_keep_every_view_exact_at_every_step() {
     let slab = BrLock::new(SlabAllocator::new(&mut metas, SlabFlags::NONE));
     slab.set_nr_cpus(CPUS);
     let mem = PlatformMemory(mm.platform());
-    let mut rng = crate::test_rng::Rng(0x5eed_51ab_6);
+    let mut rng = crate::test_rng::Rng(0x0005_eed5_1ab6);
     let mut live: Vec<(u64, usize)> = Vec::new();
     let (mut fast, mut flushes) = (0u64, 0);
     for step in 0..4000 {
