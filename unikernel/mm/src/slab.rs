@@ -307,8 +307,9 @@ pub(crate) struct KmemCacheNode {
     full: SlabList,
     partial: SlabList,
     empty: SlabList,
-    /// Sum of `inuse` over the listed slabs (not the CPU slabs, whose
-    /// count is in their `kmem_cache_cpu`).
+    /// Sum of `inuse` over the listed slabs (not the CPU slabs, which keep
+    /// no count: theirs is `objects` less their CPU free list's length,
+    /// walked when asked, see `cpu.rs`).
     list_inuse: u64,
 }
 
