@@ -739,7 +739,10 @@ impl<'a> SlabAllocator<'a> {
         if self.caches[slot].kind == CacheKind::Kmalloc {
             return Err(SlabError::Permanent);
         }
-        let active = self.active_objs(mem, slot) - self.caches[slot].quarantined;
+        // Saturating: a corrupt CPU free list may count fewer in use.
+        let active = self
+            .active_objs(mem, slot)
+            .saturating_sub(self.caches[slot].quarantined);
         if active > 0 {
             return Err(SlabError::Busy {
                 active_objs: active,
