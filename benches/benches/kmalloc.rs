@@ -676,7 +676,7 @@ fn main() {
         });
         let pz = &mut pz.0;
         results.push(("pagezone (kernel)", run(pz, &t)));
-        pz.slab.shrink_all(&pz.pages);
+        pz.slab.shrink_all(&pz.mem, &pz.pages);
         pz.slab
             .check_invariants(&pz.mem)
             .expect("slab invariants after the run");
@@ -689,7 +689,7 @@ fn main() {
         });
         let pzc = &mut pzc.0;
         results.push(("pagezone (kernel, per-CPU path)", run(pzc, &t)));
-        pzc.slab.shrink_all(&pzc.pages);
+        pzc.slab.shrink_all(&pzc.mem, &pzc.pages);
         pzc.slab
             .check_invariants(&pzc.mem)
             .expect("slab invariants after the run");

@@ -731,8 +731,8 @@ impl<P: Platform> Api<'_, P> {
 /// Every cache's slab count now, `u64::MAX` for unused slots.
 fn slab_counts_before(access: &dyn super::SlabAccess) -> Result<[u64; MAX_CACHES], ApiError> {
     let mut before = [u64::MAX; MAX_CACHES];
-    locked(access, |slab, _| {
-        for c in slab.caches() {
+    locked(access, |slab, mem| {
+        for c in slab.caches(mem) {
             before[c.id.slot()] = c.num_slabs;
         }
     })
@@ -749,7 +749,7 @@ fn settle_grown<P: Platform>(
 ) {
     locked(access, |slab, mem| {
         let mut grown = [None; MAX_CACHES];
-        for c in slab.caches() {
+        for c in slab.caches(mem) {
             let was = before[c.id.slot()];
             if was != u64::MAX && c.num_slabs > was {
                 grown[c.id.slot()] = Some((c.id, was));

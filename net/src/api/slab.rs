@@ -135,7 +135,7 @@ pub fn settle_kmalloc_caches<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
     let mut ids = [None; MAX_CACHES];
     for (slot, c) in ids
         .iter_mut()
-        .zip(slab.caches().filter(|c| c.kind == CacheKind::Kmalloc))
+        .zip(slab.caches(mem).filter(|c| c.kind == CacheKind::Kmalloc))
     {
         *slot = Some(c.id);
     }
@@ -158,8 +158,8 @@ pub(super) fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
     id: CacheId,
     target_slabs: Option<u64>,
 ) -> (usize, u64) {
-    let freed = slab.kmem_cache_shrink(pages, id).unwrap_or(0);
-    let Some(info) = slab.cache_info(id) else {
+    let freed = slab.kmem_cache_shrink(mem, pages, id).unwrap_or(0);
+    let Some(info) = slab.cache_info(mem, id) else {
         return (freed, 0);
     };
     // DMA twins are not the heap's; the accounted (`kmalloc-cg-*`) twins
@@ -181,7 +181,7 @@ pub(super) fn settle_cache<M: ObjectMemory, S: mm::slab::PageSource + ?Sized>(
         }
     }
     let taken = slab
-        .cache_info(id)
+        .cache_info(mem, id)
         .map_or(0, |c| c.num_slabs.saturating_sub(info.num_slabs));
     (freed, taken)
 }
@@ -605,9 +605,9 @@ struct Placed {
 }
 
 /// Describe the object at `addr` (under the lock: no allocation).
-fn place(slab: &SlabAllocator<'_>, addr: u64) -> Placed {
+fn place(slab: &SlabAllocator<'_>, mem: &DynMem<'_>, addr: u64) -> Placed {
     let ksize = slab.ksize(addr).unwrap_or(0) as u64;
-    match slab.cache_of(addr).and_then(|id| slab.cache_info(id)) {
+    match slab.cache_of(addr).and_then(|id| slab.cache_info(mem, id)) {
         Some(info) => Placed {
             addr,
             ksize,
@@ -641,9 +641,10 @@ impl<'a, P: Platform> Api<'a, P> {
         // (with room for slabs the reservation itself may add), then fill.
         fn kmalloc_heads<'s>(
             slab: &'s SlabAllocator<'_>,
+            mem: &DynMem<'_>,
         ) -> impl Iterator<Item = (CacheId, Pfn)> + 's {
             let mut kmalloc = [None; MAX_CACHES];
-            for c in slab.caches().filter(|c| c.kind == CacheKind::Kmalloc) {
+            for c in slab.caches(mem).filter(|c| c.kind == CacheKind::Kmalloc) {
                 kmalloc[c.id.slot()] = Some(c.id);
             }
             slab.slab_heads()
@@ -652,16 +653,16 @@ impl<'a, P: Platform> Api<'a, P> {
         // Each slab has one head: the caches' slab counts say how many
         // there are, and the walk of the overlay stops at the last one
         // (boot's slabs sit low) instead of reading every lowmem frame's.
-        let count = locked(access, |slab, _| {
-            slab.caches()
+        let count = locked(access, |slab, mem| {
+            slab.caches(mem)
                 .filter(|c| c.kind == CacheKind::Kmalloc)
                 .map(|c| c.num_slabs as usize)
                 .sum::<usize>()
         })
         .unwrap_or(0);
         let mut boot = Vec::with_capacity(count + 64);
-        locked(access, |slab, _| {
-            for head in kmalloc_heads(slab).take(count) {
+        locked(access, |slab, mem| {
+            for head in kmalloc_heads(slab, mem).take(count) {
                 boot.push(head);
             }
         });
@@ -719,11 +720,11 @@ impl<'a, P: Platform> Api<'a, P> {
         let boot = &self.slab.boot_slabs;
         locked(access, |slab, mem| {
             let mut kmalloc = [None; MAX_CACHES];
-            for c in slab.caches().filter(|c| c.kind == CacheKind::Kmalloc) {
+            for c in slab.caches(mem).filter(|c| c.kind == CacheKind::Kmalloc) {
                 kmalloc[c.id.slot()] = Some(c.id);
             }
             for id in kmalloc.into_iter().flatten() {
-                let _ = slab.kmem_cache_shrink(mm, id);
+                let _ = slab.kmem_cache_shrink(mem, mm, id);
             }
             for &(id, pfn) in boot {
                 if slab.cache_of_pfn(pfn) == Some(id) {
@@ -745,9 +746,9 @@ impl<'a, P: Platform> Api<'a, P> {
             return 0;
         };
         let mm = self.mm;
-        locked(access, |slab, _| {
+        locked(access, |slab, mem| {
             let mut ids = [None; MAX_CACHES];
-            for c in slab.caches() {
+            for c in slab.caches(mem) {
                 let heap = c.kind == CacheKind::Kmalloc
                     && !c
                         .flags
@@ -758,7 +759,7 @@ impl<'a, P: Platform> Api<'a, P> {
             }
             ids.into_iter()
                 .flatten()
-                .map(|id| slab.kmem_cache_shrink(mm, id).unwrap_or(0))
+                .map(|id| slab.kmem_cache_shrink(mem, mm, id).unwrap_or(0))
                 .sum()
         })
         .unwrap_or(0)
@@ -778,8 +779,8 @@ impl<'a, P: Platform> Api<'a, P> {
     fn cache_infos(&self) -> Result<Vec<CacheInfo>, ApiError> {
         let access = self.slab_access()?;
         let mut infos = try_vec(MAX_CACHES)?;
-        locked(access, |slab, _| {
-            for info in slab.caches().take(MAX_CACHES) {
+        locked(access, |slab, mem| {
+            for info in slab.caches(mem).take(MAX_CACHES) {
                 infos.push(info);
             }
         })
@@ -915,8 +916,8 @@ impl<'a, P: Platform> Api<'a, P> {
         let mut capacity = 16 * 1024;
         while capacity <= 1 << 20 {
             let mut text = try_string(capacity)?;
-            let done = locked(access, |slab, _| {
-                slab.slabinfo(&mut Bounded(&mut text)).is_ok()
+            let done = locked(access, |slab, mem| {
+                slab.slabinfo(mem, &mut Bounded(&mut text)).is_ok()
             })
             .ok_or_else(no_slab)?;
             if done {
@@ -932,9 +933,9 @@ impl<'a, P: Platform> Api<'a, P> {
         let access = self.slab_access()?;
         let mut pools: Vec<(mp::MempoolInfo, Option<CacheName>)> = Vec::with_capacity(MAX_MEMPOOLS);
         let registry = &self.slab.pools;
-        locked(access, |slab, _| {
+        locked(access, |slab, mem| {
             for info in registry.iter().take(MAX_MEMPOOLS) {
-                let cache = slab.cache_info(info.cache).map(|c| c.name);
+                let cache = slab.cache_info(mem, info.cache).map(|c| c.name);
                 pools.push((info, cache));
             }
         })
@@ -963,8 +964,9 @@ impl<'a, P: Platform> Api<'a, P> {
     pub(super) fn find_cache(&self, name: &str) -> Result<CacheInfo, ApiError> {
         check_name(name, "cache")?;
         let access = self.slab_access()?;
-        locked(access, |slab, _| {
-            slab.find_cache(name).and_then(|id| slab.cache_info(id))
+        locked(access, |slab, mem| {
+            slab.find_cache(name)
+                .and_then(|id| slab.cache_info(mem, id))
         })
         .ok_or_else(no_slab)?
         .ok_or_else(|| ApiError::enoent(format!("no cache named '{name}'")))
@@ -1011,9 +1013,9 @@ impl<'a, P: Platform> Api<'a, P> {
             flags = flags | flag;
         }
         let access = self.slab_access()?;
-        let info = locked(access, |slab, _| {
+        let info = locked(access, |slab, mem| {
             slab.kmem_cache_create_kind(name, size, align, flags, None, CacheKind::Api)
-                .map(|id| slab.cache_info(id))
+                .map(|id| slab.cache_info(mem, id))
         })
         .ok_or_else(no_slab)?
         .map_err(|e| slab_error(e, &format!("kmem_cache_create({name})")))?
@@ -1038,9 +1040,11 @@ impl<'a, P: Platform> Api<'a, P> {
         }
         let access = self.slab_access()?;
         let mm = self.mm;
-        locked(access, |slab, _| slab.kmem_cache_destroy(mm, info.id))
-            .ok_or_else(no_slab)?
-            .map_err(|e| slab_error(e, &format!("kmem_cache_destroy({name})")))?;
+        locked(access, |slab, mem| {
+            slab.kmem_cache_destroy(mem, mm, info.id)
+        })
+        .ok_or_else(no_slab)?
+        .map_err(|e| slab_error(e, &format!("kmem_cache_destroy({name})")))?;
         #[derive(Serialize)]
         struct Destroyed<'n> {
             destroyed: &'n str,
@@ -1068,11 +1072,11 @@ impl<'a, P: Platform> Api<'a, P> {
             && !info
                 .flags
                 .intersects(SlabFlags::CACHE_DMA.union(SlabFlags::ACCOUNT));
-        let freed = locked(access, |slab, _| {
+        let freed = locked(access, |slab, mem| {
             if heap_cache {
                 slab.kmem_cache_shrink_keep(mm, info.id, KMALLOC_SPARE_SLABS as u32)
             } else {
-                slab.kmem_cache_shrink(mm, info.id)
+                slab.kmem_cache_shrink(mem, mm, info.id)
             }
         })
         .ok_or_else(no_slab)?
@@ -1091,11 +1095,11 @@ impl<'a, P: Platform> Api<'a, P> {
     fn pool_json(&self, name: &str) -> Result<PoolJson, ApiError> {
         let access = self.slab_access()?;
         let registry = &self.slab.pools;
-        let (info, cache) = locked(access, |slab, _| {
+        let (info, cache) = locked(access, |slab, mem| {
             registry
                 .iter()
                 .find(|p| p.name.as_str() == name)
-                .map(|p| (p, slab.cache_info(p.cache).map(|c| c.name)))
+                .map(|p| (p, slab.cache_info(mem, p.cache).map(|c| c.name)))
         })
         .ok_or_else(no_slab)?
         .ok_or_else(|| ApiError::enoent(format!("no mempool named '{name}'")))?;
@@ -1189,9 +1193,11 @@ impl<'a, P: Platform> Api<'a, P> {
             pool.cache()
         };
         let access = self.slab_access()?;
-        let stride = locked(access, |slab, _| slab.cache_info(cache).map(|c| c.size))
-            .ok_or_else(no_slab)?
-            .ok_or_else(|| ApiError::enoent(format!("the cache of mempool '{name}' is gone")))?;
+        let stride = locked(access, |slab, mem| {
+            slab.cache_info(mem, cache).map(|c| c.size)
+        })
+        .ok_or_else(no_slab)?
+        .ok_or_else(|| ApiError::enoent(format!("the cache of mempool '{name}' is gone")))?;
         let reserve_bytes = min_nr as u64 * u64::from(stride);
         let old_bytes = self.slab.pool_bytes.get(name).copied().unwrap_or(0);
         if reserve_bytes > old_bytes {
@@ -1246,7 +1252,7 @@ impl<'a, P: Platform> Api<'a, P> {
                 self.check_quota(footprint)?;
                 let placed = locked(access, |slab, mem| {
                     slab.kmalloc(mem, mm, size, gfp | GfpFlags::ACCOUNT)
-                        .map(|addr| place(slab, addr))
+                        .map(|addr| place(slab, mem, addr))
                 })
                 .ok_or_else(no_slab)?
                 .map_err(|e| slab_error(e, &format!("kmalloc({size}, {gfp})")))?;
@@ -1260,7 +1266,7 @@ impl<'a, P: Platform> Api<'a, P> {
                 self.check_quota(u64::from(info.size))?;
                 let placed = locked(access, |slab, mem| {
                     slab.kmem_cache_alloc(mem, mm, info.id, gfp)
-                        .map(|addr| place(slab, addr))
+                        .map(|addr| place(slab, mem, addr))
                 })
                 .ok_or_else(no_slab)?
                 .map_err(|e| slab_error(e, &format!("kmem_cache_alloc({name}, {gfp})")))?;
@@ -1282,7 +1288,7 @@ impl<'a, P: Platform> Api<'a, P> {
                     .get_mut(name)
                     .map(|p| p.cache())
                     .ok_or_else(|| ApiError::enoent(format!("no mempool named '{name}'")))?;
-                let info = locked(access, |slab, _| slab.cache_info(cache))
+                let info = locked(access, |slab, mem| slab.cache_info(mem, cache))
                     .ok_or_else(no_slab)?
                     .ok_or_else(|| {
                         ApiError::enoent(format!("the cache of mempool '{name}' is gone"))
@@ -1290,9 +1296,8 @@ impl<'a, P: Platform> Api<'a, P> {
                 self.check_quota(u64::from(info.size))?;
                 let registry = &mut self.slab.pools;
                 let placed = locked(access, |slab, mem| match registry.get_mut(name) {
-                    Some(pool) => {
-                        mp::mempool_alloc(pool, slab, mem, mm, gfp).map(|addr| place(slab, addr))
-                    }
+                    Some(pool) => mp::mempool_alloc(pool, slab, mem, mm, gfp)
+                        .map(|addr| place(slab, mem, addr)),
                     None => Err(MempoolError::NoPool),
                 })
                 .ok_or_else(no_slab)?
@@ -1445,14 +1450,14 @@ impl<'a, P: Platform> Api<'a, P> {
             let mut api_caches = [None; MAX_CACHES];
             for (slot, info) in api_caches
                 .iter_mut()
-                .zip(slab.caches().filter(|c| c.kind == CacheKind::Api))
+                .zip(slab.caches(mem).filter(|c| c.kind == CacheKind::Api))
             {
                 *slot = Some(info.id);
             }
             for id in api_caches.into_iter().flatten() {
                 // Every object of an API cache was an API handle, freed
                 // above, so this cannot be refused.
-                let _ = slab.kmem_cache_destroy(mm, id);
+                let _ = slab.kmem_cache_destroy(mem, mm, id);
             }
         });
         // Heap memory is released only now, with the slab lock dropped.

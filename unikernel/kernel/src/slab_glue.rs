@@ -260,7 +260,7 @@ pub fn init(failslab: Option<FaultConfig>) {
     if let Some(cfg) = failslab {
         slab.failslab_mut().attr.setup(cfg);
     }
-    let caches = slab.caches().count();
+    let caches = slab.caches(&DirectMap).count();
     drop(guard);
     log::info!(
         "slab: {caches} kmalloc caches over {frames} lowmem frames; the heap is kmalloc now"

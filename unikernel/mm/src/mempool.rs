@@ -127,7 +127,7 @@ pub fn mempool_create<M: ObjectMemory, S: PageSource + ?Sized>(
     if min_nr > MEMPOOL_MAX_NR {
         return Err(MempoolError::Invalid);
     }
-    slab.cache_info(cache).ok_or(MempoolError::NoPool)?;
+    slab.cache_info(mem, cache).ok_or(MempoolError::NoPool)?;
     let mut pool = Mempool {
         name,
         cache,
@@ -170,7 +170,7 @@ pub fn mempool_alloc<M: ObjectMemory, S: PageSource + ?Sized>(
     if pool.curr_nr > 0 {
         let e = pool.remove_element();
         if gfp.contains(GfpFlags::ZERO)
-            && let Some(info) = slab.cache_info(pool.cache)
+            && let Some(info) = slab.cache_info(mem, pool.cache)
         {
             mem.fill(e, info.object_size as usize, 0);
         }
@@ -354,7 +354,7 @@ mod tests {
             .slab
             .kmem_cache_create("pool_objs", 200, 64, SlabFlags::NONE, None)
             .unwrap();
-        let objs = f.slab.cache_info(cache).unwrap().objs_per_slab as usize;
+        let objs = f.slab.cache_info(&f.mem, cache).unwrap().objs_per_slab as usize;
         let mut pool = mempool_create(&mut f.slab, &f.mem, &f.pages, "pool", 4, cache).unwrap();
         assert_eq!((pool.min_nr(), pool.curr_nr()), (4, 4));
         // Fill the cache's only slab, then make the page allocator fail.
@@ -414,11 +414,11 @@ mod tests {
         mempool_resize(&mut pool, &mut f.slab, &f.mem, &f.pages, 6).unwrap();
         assert_eq!(pool.curr_nr(), 6);
         assert!(matches!(
-            f.slab.kmem_cache_destroy(&f.pages, cache),
+            f.slab.kmem_cache_destroy(&f.mem, &f.pages, cache),
             Err(SlabError::Busy { active_objs: 6 })
         ));
         mempool_destroy(&mut f.slab, &f.mem, &f.pages, pool);
-        f.slab.kmem_cache_destroy(&f.pages, cache).unwrap();
+        f.slab.kmem_cache_destroy(&f.mem, &f.pages, cache).unwrap();
         f.slab.check_invariants(&f.mem).unwrap();
         f.assert_buddy_restored();
     }
@@ -453,7 +453,7 @@ mod tests {
             }
         }
         assert_eq!(pool.curr_nr(), 0);
-        let objs = f.slab.cache_info(cache).unwrap().objs_per_slab as usize;
+        let objs = f.slab.cache_info(&f.mem, cache).unwrap().objs_per_slab as usize;
         assert_eq!(
             got.len(),
             objs,
@@ -468,7 +468,7 @@ mod tests {
         assert_eq!((info[0].min_nr, info[0].curr_nr), (3, 3));
         assert!(pools.uses_cache(cache));
         pools.destroy(&mut f.slab, &f.mem, &f.pages, "p").unwrap();
-        f.slab.kmem_cache_destroy(&f.pages, cache).unwrap();
+        f.slab.kmem_cache_destroy(&f.mem, &f.pages, cache).unwrap();
         f.assert_buddy_restored();
     }
 }

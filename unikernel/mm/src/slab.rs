@@ -307,8 +307,9 @@ pub(crate) struct KmemCacheNode {
     full: SlabList,
     partial: SlabList,
     empty: SlabList,
-    /// Sum of `inuse` over the listed slabs (not the CPU slabs, whose
-    /// count is in their `kmem_cache_cpu`).
+    /// Sum of `inuse` over the listed slabs (not the CPU slabs, which keep
+    /// no count: theirs is `objects` less their CPU free list's length,
+    /// walked when asked, see `cpu.rs`).
     list_inuse: u64,
 }
 
@@ -728,8 +729,9 @@ impl<'a> SlabAllocator<'a> {
     /// ([`SlabError::Busy`]; quarantined objects do not count — their slabs
     /// go back to the buddy allocator with the cache). kmalloc caches are
     /// [`SlabError::Permanent`].
-    pub fn kmem_cache_destroy<S: PageSource + ?Sized>(
+    pub fn kmem_cache_destroy<M: ObjectMemory + ?Sized, S: PageSource + ?Sized>(
         &mut self,
+        mem: &M,
         pages: &S,
         id: CacheId,
     ) -> Result<(), SlabError> {
@@ -737,13 +739,16 @@ impl<'a> SlabAllocator<'a> {
         if self.caches[slot].kind == CacheKind::Kmalloc {
             return Err(SlabError::Permanent);
         }
-        let active = self.active_objs(slot) - self.caches[slot].quarantined;
+        // Saturating: a corrupt CPU free list may count fewer in use.
+        let active = self
+            .active_objs(mem, slot)
+            .saturating_sub(self.caches[slot].quarantined);
         if active > 0 {
             return Err(SlabError::Busy {
                 active_objs: active,
             });
         }
-        self.flush_all(pages, slot);
+        self.flush_all(mem, pages, slot);
         for kind in [ListKind::Partial, ListKind::Empty] {
             loop {
                 let c = &mut self.caches[slot];
@@ -782,20 +787,26 @@ impl<'a> SlabAllocator<'a> {
     /// `kmem_cache_shrink()`: flush the CPU slabs (cf. `flush_all()`) and
     /// give every empty slab back to the buddy allocator. Returns the
     /// number freed.
-    pub fn kmem_cache_shrink<S: PageSource + ?Sized>(
+    pub fn kmem_cache_shrink<M: ObjectMemory + ?Sized, S: PageSource + ?Sized>(
         &mut self,
+        mem: &M,
         pages: &S,
         id: CacheId,
     ) -> Result<usize, SlabError> {
         let slot = self.resolve(id)?;
-        Ok(self.shrink_slot(pages, slot))
+        Ok(self.shrink_slot(mem, pages, slot))
     }
 
-    pub(crate) fn shrink_slot<S: PageSource + ?Sized>(&mut self, pages: &S, slot: usize) -> usize {
+    pub(crate) fn shrink_slot<M: ObjectMemory + ?Sized, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+        slot: usize,
+    ) -> usize {
         let before = self.caches[slot].nr_slabs;
         // An empty CPU slab may go straight back to the buddy allocator
         // here (past the reserve): count what left, not what was listed.
-        self.flush_all(pages, slot);
+        self.flush_all(mem, pages, slot);
         while self.caches[slot].node.empty.head != NIL {
             let pfn = self.caches[slot].node.empty.head;
             self.caches[slot].node.empty.remove(&mut self.metas, pfn);
@@ -863,11 +874,15 @@ impl<'a> SlabAllocator<'a> {
     }
 
     /// Shrink every cache (cf. `kmem_cache_shrink_all()`); slabs freed.
-    pub fn shrink_all<S: PageSource + ?Sized>(&mut self, pages: &S) -> usize {
+    pub fn shrink_all<M: ObjectMemory + ?Sized, S: PageSource + ?Sized>(
+        &mut self,
+        mem: &M,
+        pages: &S,
+    ) -> usize {
         let mut freed = 0;
         for slot in 0..MAX_CACHES {
             if self.caches[slot].live {
-                freed += self.shrink_slot(pages, slot);
+                freed += self.shrink_slot(mem, pages, slot);
             }
         }
         freed

@@ -435,7 +435,7 @@ fn failslab_hook_fails_kmem_cache_alloc_with_nothing_leaked() {
     let gfp = GfpFlags::GFP_ATOMIC;
     // One object so a slab exists: the failure must not come from growing.
     let first = f.slab.kmem_cache_alloc(&f.mem, &f.pages, id, gfp).unwrap();
-    let info = f.slab.cache_info(id).unwrap();
+    let info = f.slab.cache_info(&f.mem, id).unwrap();
     let slab_pages = f.slab.slab_pages();
     let buddy = f.buddy();
     f.slab.failslab_mut().attr = attr(1, 100, 0, -1);
@@ -444,7 +444,7 @@ fn failslab_hook_fails_kmem_cache_alloc_with_nothing_leaked() {
         Err(SlabError::NoMemory { .. })
     ));
     assert_eq!(
-        f.slab.cache_info(id).unwrap(),
+        f.slab.cache_info(&f.mem, id).unwrap(),
         info,
         "cache counts unchanged"
     );
@@ -484,8 +484,8 @@ fn failslab_hook_fails_kmem_cache_alloc_with_nothing_leaked() {
     }
     f.slab.kfree(&f.mem, &f.pages, k).unwrap();
     f.slab.failslab_mut().attr = FaultAttr::new();
-    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
-    f.slab.shrink_all(&f.pages);
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
+    f.slab.shrink_all(&f.mem, &f.pages);
     f.assert_buddy_restored();
 }
 
@@ -520,8 +520,8 @@ fn failslab_cache_filter_picks_flagged_caches() {
             .is_err()
     );
     f.slab.kmem_cache_free(&f.mem, &f.pages, plain, p).unwrap();
-    f.slab.kmem_cache_destroy(&f.pages, plain).unwrap();
-    f.slab.kmem_cache_destroy(&f.pages, marked).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, plain).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, marked).unwrap();
     f.assert_buddy_restored();
 }
 

@@ -55,14 +55,17 @@ fn kmalloc_40_is_a_kmalloc_64_object_and_names_are_linux_names() {
     let mut f = Fixture::new(24);
     let (p, m) = (&f.pages, &f.mem);
     let a = f.slab.kmalloc(m, p, 40, GfpFlags::GFP_KERNEL).unwrap();
-    let info = f.slab.cache_info(f.slab.cache_of(a).unwrap()).unwrap();
+    let info = f
+        .slab
+        .cache_info(&f.mem, f.slab.cache_of(a).unwrap())
+        .unwrap();
     assert_eq!(
         (info.name.as_str(), info.active_objs, f.slab.ksize(a)),
         ("kmalloc-64", 1, Some(64))
     );
     let names: Vec<String> = f
         .slab
-        .caches()
+        .caches(&f.mem)
         .map(|c| c.name.as_str().to_string())
         .collect();
     assert_eq!(names.len(), NR_KMALLOC_SLOTS);
@@ -188,7 +191,7 @@ fn kzalloc_krealloc_ksize() {
         Err(SlabError::Invalid)
     );
     f.slab.kfree(m, p, n).unwrap();
-    f.slab.shrink_all(p);
+    f.slab.shrink_all(&f.mem, p);
     f.assert_buddy_restored();
 }
 

@@ -407,7 +407,7 @@ fn the_slab_layer_grows_from_the_reserve() {
     }
     f.slab.kfree(&f.mem, &f.pages, small).unwrap();
     f.slab.kfree(&f.mem, &f.pages, large).unwrap();
-    f.slab.shrink_all(&f.pages);
+    f.slab.shrink_all(&f.mem, &f.pages);
     {
         let pa = f.pages.lock();
         assert_eq!(pa.kernel_reserve().unwrap().free_pages, s.nr_pages);

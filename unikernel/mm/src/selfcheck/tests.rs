@@ -329,15 +329,15 @@ fn a_clean_slab_reports_nothing_and_counts_its_objects() {
     let (problems, checked) = run(|s, c| check_slab(&f.slab, &f.mem, s, c));
     assert_eq!(problems, []);
     let (mut slabs, mut objs, mut active) = (0, 0, 0);
-    for c in f.slab.caches() {
+    for c in f.slab.caches(&f.mem) {
         slabs += c.num_slabs;
         objs += c.num_objs;
         active += c.active_objs;
     }
-    assert_eq!(checked.caches, f.slab.caches().count() as u64);
+    assert_eq!(checked.caches, f.slab.caches(&f.mem).count() as u64);
     assert_eq!((checked.slabs, checked.objects), (slabs, objs));
     assert_eq!(checked.free_objects, objs - active);
-    let info = f.slab.cache_info(id).unwrap();
+    let info = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(checked.poison_checked, info.num_objs - info.active_objs);
     let (problems, _) = run(|s, c| check_slab_pages(&f.slab, &f.pages.lock(), s, c));
     assert_eq!(problems, []);
@@ -363,7 +363,7 @@ fn slab_poison_red_zone_free_list_and_counters_behind_its_back() {
         ]
     );
     assert!(problems.iter().all(|p| p.cache == name));
-    let info = f.slab.cache_info(id).unwrap();
+    let info = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(checked.poison_checked, info.num_objs - info.active_objs);
     assert_eq!(
         problems[0].to_string(),

@@ -331,7 +331,6 @@ impl SlabAllocator<'_> {
             return unsafe { self.refill_cpu(cpu, mem, slot, gfp) };
         }
         cc.freelist = mem.read_u64(obj + u64::from(cc.offset));
-        cc.inuse += 1;
         pc.hint = CacheSlot::new(slot);
         if gfp.contains(GfpFlags::ZERO) {
             mem.fill(obj, self.caches[slot].object_size as usize, 0);
@@ -358,9 +357,8 @@ impl SlabAllocator<'_> {
             // SAFETY: the caller's contract, passed on.
             return unsafe { self.kfree_cpu_slow(cpu, mem, addr) };
         }
-        mem.write_u64(addr + u64::from(cc.offset), head);
+        super::cpu::set_freepointer_fast(mem, addr + u64::from(cc.offset), head);
         cc.freelist = addr;
-        cc.inuse -= 1;
         true
     }
 
@@ -412,7 +410,7 @@ impl SlabAllocator<'_> {
             // (cf. deactivate_slab()'s M_FULL_NOLIST).
             metas.at(cc.slab_pfn()).prev = NIL;
             node.full.nr += 1;
-            node.list_inuse += u64::from(cc.inuse);
+            node.list_inuse += u64::from(c.objects);
         }
         let m = metas.at(pfn);
         let base = slab_va(pfn);
@@ -421,7 +419,6 @@ impl SlabAllocator<'_> {
         cc.slab = base;
         cc.objs_end = c.objs_end;
         cc.pfn = pfn;
-        cc.inuse = u32::from(m.inuse) + 1;
         node.list_inuse -= u64::from(m.inuse);
         m.freelist = NIL;
         m.inuse = c.objects as u16;
@@ -470,7 +467,6 @@ impl SlabAllocator<'_> {
             }
             mem.write_u64(addr + u64::from(cc.offset), cc.freelist);
             cc.freelist = addr;
-            cc.inuse -= 1;
             pc.hint = CacheSlot::new(slot);
             return true;
         }

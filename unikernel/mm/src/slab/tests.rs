@@ -156,8 +156,10 @@ impl PageSource for FailingPages<'_> {
     }
 }
 
-fn kmalloc_info(slab: &SlabAllocator<'_>, name: &str) -> CacheInfo {
-    slab.cache_info(slab.find_cache(name).unwrap()).unwrap()
+fn kmalloc_info(f: &Fixture, name: &str) -> CacheInfo {
+    f.slab
+        .cache_info(&f.mem, f.slab.find_cache(name).unwrap())
+        .unwrap()
 }
 
 // ----------------------------------------------------------------------
@@ -186,13 +188,13 @@ fn kmalloc_geometry_matches_linux_slub_on_one_cpu() {
     ];
     for (name, objs, pages) in expect {
         for n in [name.to_string(), format!("dma-{name}")] {
-            let i = kmalloc_info(&f.slab, &n);
+            let i = kmalloc_info(&f, &n);
             assert_eq!((i.objs_per_slab, i.pages_per_slab), (objs, pages), "{n}");
             assert_eq!(i.kind, CacheKind::Kmalloc);
         }
     }
-    assert_eq!(kmalloc_info(&f.slab, "kmalloc-96").align, 32);
-    assert_eq!(kmalloc_info(&f.slab, "kmalloc-192").align, 64);
+    assert_eq!(kmalloc_info(&f, "kmalloc-96").align, 32);
+    assert_eq!(kmalloc_info(&f, "kmalloc-192").align, 64);
 }
 
 #[test]
@@ -257,7 +259,7 @@ fn cache_lifecycle_moves_slabs_between_lists() {
             .kmem_cache_create("test_200", 8, 0, SlabFlags::NONE, None),
         Err(SlabError::Exists)
     );
-    let info = f.slab.cache_info(id).unwrap();
+    let info = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (info.size, info.objs_per_slab, info.num_slabs, info.kind),
         (256, 16, 0, CacheKind::Api)
@@ -268,7 +270,7 @@ fn cache_lifecycle_moves_slabs_between_lists() {
         .kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL)
         .unwrap();
     assert_eq!(a % 64, 0);
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.active_objs, i.num_objs, i.slabs_partial, i.slabs_full),
         (1, 16, 1, 0)
@@ -288,7 +290,7 @@ fn cache_lifecycle_moves_slabs_between_lists() {
                 .unwrap(),
         );
     }
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.active_objs, i.slabs_full, i.slabs_partial, i.num_slabs),
         (16, 1, 0, 1)
@@ -298,7 +300,7 @@ fn cache_lifecycle_moves_slabs_between_lists() {
             .kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL)
             .unwrap(),
     );
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.active_objs, i.slabs_full, i.slabs_partial, i.num_slabs),
         (17, 1, 1, 2)
@@ -306,37 +308,43 @@ fn cache_lifecycle_moves_slabs_between_lists() {
     f.slab.check_invariants(m).unwrap();
 
     assert_eq!(
-        f.slab.kmem_cache_destroy(p, id),
+        f.slab.kmem_cache_destroy(&f.mem, p, id),
         Err(SlabError::Busy { active_objs: 17 })
     );
     // Free an object of the full (inactive) slab: full → partial.
     f.slab.kmem_cache_free(m, p, id, objs[3]).unwrap();
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!((i.slabs_full, i.slabs_partial), (0, 2));
     for &o in objs.iter().filter(|&&o| o != objs[3]) {
         f.slab.kmem_cache_free(m, p, id, o).unwrap();
     }
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.active_objs, i.slabs_empty, i.num_slabs),
         (0, 2, 2),
         "two empty slabs kept"
     );
     f.slab.check_invariants(m).unwrap();
-    assert_eq!(f.slab.kmem_cache_shrink(p, id), Ok(2));
+    assert_eq!(f.slab.kmem_cache_shrink(&f.mem, p, id), Ok(2));
     assert!(
         !f.page(a).is_slab(),
         "slab pages went back to the buddy allocator"
     );
-    f.slab.kmem_cache_destroy(p, id).unwrap();
-    assert_eq!(f.slab.cache_info(id), None, "stale handle refused");
+    f.slab.kmem_cache_destroy(&f.mem, p, id).unwrap();
+    assert_eq!(f.slab.cache_info(&f.mem, id), None, "stale handle refused");
     assert_eq!(
         f.slab.kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL),
         Err(SlabError::NoCache)
     );
-    assert_eq!(f.slab.kmem_cache_shrink(p, id), Err(SlabError::NoCache));
+    assert_eq!(
+        f.slab.kmem_cache_shrink(&f.mem, p, id),
+        Err(SlabError::NoCache)
+    );
     let kid = f.slab.find_cache("kmalloc-64").unwrap();
-    assert_eq!(f.slab.kmem_cache_destroy(p, kid), Err(SlabError::Permanent));
+    assert_eq!(
+        f.slab.kmem_cache_destroy(&f.mem, p, kid),
+        Err(SlabError::Permanent)
+    );
     f.assert_buddy_restored();
 }
 
@@ -355,15 +363,15 @@ fn empty_slabs_beyond_the_reserve_return_to_the_buddy_allocator() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(f.slab.cache_info(id).unwrap().num_slabs, 10);
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().num_slabs, 10);
     for o in objs {
         f.slab.kmem_cache_free(m, p, id, o).unwrap();
     }
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     // The active slab (now empty) plus SLAB_EMPTY_RESERVE listed ones.
     assert_eq!(i.num_slabs, 1 + SLAB_EMPTY_RESERVE as u64);
     assert_eq!(i.slabs_empty, i.num_slabs);
-    assert_eq!(f.slab.shrink_all(p), 3);
+    assert_eq!(f.slab.shrink_all(&f.mem, p), 3);
     f.slab.check_invariants(m).unwrap();
     f.assert_buddy_restored();
 }
@@ -398,8 +406,8 @@ fn dma_caches_and_gfp_dma_take_zone_dma_pages() {
         f.slab.kfree(m, p, x).unwrap();
     }
     f.slab.kmem_cache_free(m, p, id, a).unwrap();
-    f.slab.kmem_cache_destroy(p, id).unwrap();
-    f.slab.shrink_all(p);
+    f.slab.kmem_cache_destroy(&f.mem, p, id).unwrap();
+    f.slab.shrink_all(&f.mem, p);
     f.assert_buddy_restored();
 }
 
@@ -422,7 +430,7 @@ fn constructor_runs_once_per_object_and_its_state_survives_free() {
         .slab
         .kmem_cache_create("ctor_objs", 24, 0, SlabFlags::NONE, Some(ctor_pattern))
         .unwrap();
-    let objs = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let objs = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let a = f
         .slab
         .kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL)
@@ -489,12 +497,12 @@ fn create_rejects_bad_parameters() {
         Err(SlabError::TooManyCaches)
     );
     let big = s.find_cache("c0").unwrap();
-    s.kmem_cache_destroy(&f.pages, big).unwrap();
+    s.kmem_cache_destroy(&f.mem, &f.pages, big).unwrap();
     let again = s
         .kmem_cache_create("one_more", 4 << 20, 0, SlabFlags::NONE, None)
         .unwrap();
     assert_ne!(again, big, "a reused slot gets a new generation");
-    assert_eq!(s.cache_info(again).unwrap().pages_per_slab, 1024);
+    assert_eq!(s.cache_info(&f.mem, again).unwrap().pages_per_slab, 1024);
 }
 
 // ----------------------------------------------------------------------
@@ -538,7 +546,7 @@ fn kunit_clobber_zone_is_caught_on_free_and_the_object_quarantined() {
     let reports = take_reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].0, "TestSlub_RZ_alloc");
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.corruption.red_zone, i.quarantined, i.active_objs),
         (1, 1, 1)
@@ -586,7 +594,7 @@ fn kunit_write_after_free_is_caught_on_alloc() {
             (c.kind, c.addr, c.offset),
             (CorruptionKind::Poison, obj, Some(at as u32))
         );
-        let i = f.slab.cache_info(id).unwrap();
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
         assert_eq!(
             (i.corruption.poison, i.quarantined, i.active_objs),
             (1, 1, 2)
@@ -637,7 +645,7 @@ fn kunit_kmalloc_redzone_access_catches_writes_past_the_requested_size() {
     let err = f.slab.kfree(m, p, obj).unwrap_err();
     assert_eq!((err.kind, err.offset), (CorruptionKind::RedZone, Some(18)));
     assert_eq!(take_reports()[0].0, "kmalloc-32");
-    assert_eq!(kmalloc_info(&f.slab, "kmalloc-32").corruption.red_zone, 1);
+    assert_eq!(kmalloc_info(&f, "kmalloc-32").corruption.red_zone, 1);
     // Writing within the requested size is fine.
     let ok = f.slab.kmalloc(m, p, 18, GfpFlags::GFP_KERNEL).unwrap();
     m.fill(ok, 18, 0x22);
@@ -664,7 +672,7 @@ fn kunit_next_pointer_corruption_isolates_the_free_chain() {
         .slab
         .kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL)
         .unwrap();
-    let objs = f.slab.cache_info(id).unwrap().objs_per_slab as u64;
+    let objs = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as u64;
     f.slab.kmem_cache_free(m, p, id, a).unwrap();
     let offset = 64; // free pointer right after a poisoned object
     m.write_u64(a + offset, m.read_u64(a + offset) + 0x12);
@@ -678,7 +686,7 @@ fn kunit_next_pointer_corruption_isolates_the_free_chain() {
     );
     let c = take_reports()[0].1;
     assert_eq!((c.kind, c.addr), (CorruptionKind::FreePointer, a));
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         i.quarantined, objs,
         "the whole chain from the bad pointer is isolated"
@@ -708,7 +716,7 @@ fn double_free_is_detected_in_debug_and_plain_caches() {
     f.slab.kmem_cache_free(m, p, id, b).unwrap();
     let err = f.slab.kmem_cache_free(m, p, id, a).unwrap_err();
     assert_eq!((err.kind, err.addr), (CorruptionKind::DoubleFree, a));
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.corruption.double_free, i.quarantined, i.active_objs),
         (1, 1, 1)
@@ -741,7 +749,7 @@ fn double_free_is_detected_in_debug_and_plain_caches() {
         x
     );
     // Plain cache, inactive slab.
-    let objs = f.slab.cache_info(plain).unwrap().objs_per_slab as usize;
+    let objs = f.slab.cache_info(&f.mem, plain).unwrap().objs_per_slab as usize;
     let held: Vec<u64> = (0..objs + 1)
         .map(|_| {
             f.slab
@@ -750,13 +758,20 @@ fn double_free_is_detected_in_debug_and_plain_caches() {
         })
         .collect();
     let old = held[0];
-    assert_ne!(f.slab.cache_info(plain).unwrap().num_slabs, 1);
+    assert_ne!(f.slab.cache_info(&f.mem, plain).unwrap().num_slabs, 1);
     f.slab.kmem_cache_free(m, p, plain, old).unwrap();
     assert_eq!(
         f.slab.kmem_cache_free(m, p, plain, old).unwrap_err().kind,
         CorruptionKind::DoubleFree
     );
-    assert_eq!(f.slab.cache_info(plain).unwrap().corruption.double_free, 2);
+    assert_eq!(
+        f.slab
+            .cache_info(&f.mem, plain)
+            .unwrap()
+            .corruption
+            .double_free,
+        2
+    );
     assert_eq!(take_reports().len(), 3);
     f.slab.check_invariants(m).unwrap();
 }
@@ -777,7 +792,7 @@ fn invalid_frees_are_reported_and_change_nothing() {
         .slab
         .kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL)
         .unwrap();
-    let before = f.slab.cache_info(id).unwrap();
+    let before = f.slab.cache_info(&f.mem, id).unwrap();
     let kind = |r: Result<(), Corruption>| r.unwrap_err().kind;
     use InvalidFreeKind::*;
     assert_eq!(
@@ -815,11 +830,18 @@ fn invalid_frees_are_reported_and_change_nothing() {
         kind(f.slab.kfree(m, p, slab_base + 4080)),
         CorruptionKind::InvalidFree(NotObjectStart)
     );
-    let after = f.slab.cache_info(id).unwrap();
+    let after = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(after.active_objs, before.active_objs);
     // Counted against the cache that owns the address.
     assert_eq!(after.corruption.invalid_free, 3);
-    assert_eq!(f.slab.cache_info(other).unwrap().corruption.invalid_free, 0);
+    assert_eq!(
+        f.slab
+            .cache_info(&f.mem, other)
+            .unwrap()
+            .corruption
+            .invalid_free,
+        0
+    );
     assert_eq!(f.slab.stray_frees(), 3);
     assert_eq!(take_reports().len(), 6);
     assert!(
@@ -844,9 +866,9 @@ fn destroy_releases_quarantined_objects_with_the_cache() {
         .unwrap();
     m.write_u8(a + 70, 0);
     assert!(f.slab.kmem_cache_free(m, p, id, a).is_err());
-    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 1);
-    f.slab.kmem_cache_destroy(p, id).unwrap();
-    f.slab.shrink_all(p);
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().active_objs, 1);
+    f.slab.kmem_cache_destroy(&f.mem, p, id).unwrap();
+    f.slab.shrink_all(&f.mem, p);
     f.assert_buddy_restored();
 }
 
@@ -870,7 +892,7 @@ fn slabinfo_golden() {
     let k = f.slab.kmalloc(m, p, 40, GfpFlags::GFP_KERNEL).unwrap();
     assert_eq!(f.slab.cache_of(k), f.slab.find_cache("kmalloc-64"));
     let mut out = String::new();
-    f.slab.slabinfo(&mut out).unwrap();
+    f.slab.slabinfo(&f.mem, &mut out).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "slabinfo - version: 2.1");
     assert_eq!(
@@ -902,14 +924,14 @@ fn slabinfo_golden() {
         .kmem_cache_create("a_name_longer_than_17", 8, 0, SlabFlags::NONE, None)
         .unwrap();
     let mut out = String::new();
-    f.slab.slabinfo(&mut out).unwrap();
+    f.slab.slabinfo(&f.mem, &mut out).unwrap();
     assert!(
         out.lines()
             .nth(2)
             .unwrap()
             .starts_with("a_name_longer_than_17      0      0      8  512")
     );
-    let info = f.slab.cache_info(long).unwrap();
+    let info = f.slab.cache_info(&f.mem, long).unwrap();
     assert_eq!(info.name.as_str(), "a_name_longer_than_17");
     assert_eq!(f.slab.slab_pages(), 2);
 }
@@ -951,7 +973,7 @@ fn platform_memory_shares_bytes_with_memory_manager_fill_and_checksum() {
     );
     slab.kfree(&mem, &mm, big).unwrap();
     slab.kfree(&mem, &mm, a).unwrap();
-    slab.shrink_all(&mm);
+    slab.shrink_all(&mem, &mm);
     assert_eq!(mm.drained_buddyinfo(), mm.boot_buddyinfo());
 }
 
@@ -1038,7 +1060,7 @@ proptest! {
                     if let Ok(a) = r {
                         let class = KMALLOC_SIZES.iter().copied().find(|&c| c >= size).unwrap();
                         prop_assert_eq!(a % (1 << class.trailing_zeros()), 0, "natural alignment of kmalloc-{}", class);
-                        let name = f.slab.cache_info(f.slab.cache_of(a).unwrap()).unwrap().name;
+                        let name = f.slab.cache_info(&f.mem, f.slab.cache_of(a).unwrap()).unwrap().name;
                         let class = crate::kmalloc::kmalloc_size_roundup(size).unwrap();
                         let suffix = if class >= 1024 { format!("-{}k", class / 1024) } else { format!("-{class}") };
                         prop_assert!(name.as_str().ends_with(&suffix), "{} for {}", name, size);
@@ -1058,7 +1080,7 @@ proptest! {
                     let id = ids[which];
                     let r = f.slab.kmem_cache_alloc(m, p, id, GfpFlags::GFP_KERNEL);
                     if let Ok(a) = r {
-                        let info = f.slab.cache_info(id).unwrap();
+                        let info = f.slab.cache_info(&f.mem, id).unwrap();
                         prop_assert_eq!(a % info.align as u64, 0);
                         if specs[which].1 != 0 { prop_assert_eq!(a % specs[which].1 as u64, 0); }
                         prop_assert_eq!(f.slab.cache_of(a), Some(id));
@@ -1078,7 +1100,7 @@ proptest! {
                     continue;
                 }
                 Op::Shrink { which } => {
-                    if which == 3 { f.slab.shrink_all(p); } else { f.slab.kmem_cache_shrink(p, ids[which]).unwrap(); }
+                    if which == 3 { f.slab.shrink_all(&f.mem, p); } else { f.slab.kmem_cache_shrink(&f.mem, p, ids[which]).unwrap(); }
                     continue;
                 }
             };
@@ -1106,17 +1128,17 @@ proptest! {
             }
         }
         f.slab.check_invariants(m).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let total: u64 = f.slab.caches().map(|c| c.active_objs).sum();
+        let total: u64 = f.slab.caches(&f.mem).map(|c| c.active_objs).sum();
         prop_assert_eq!(total + f.slab.large_stats().0, live.len() as u64, "counters equal the live set");
         for (addr, l) in std::mem::take(&mut live) {
             prop_assert_eq!(m.check(addr, l.req, l.tag), None);
             f.slab.kfree(m, p, addr).unwrap();
         }
-        f.slab.shrink_all(p);
+        f.slab.shrink_all(&f.mem, p);
         f.slab.check_invariants(m).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(f.slab.slab_pages(), 0);
         for id in ids {
-            f.slab.kmem_cache_destroy(p, id).unwrap();
+            f.slab.kmem_cache_destroy(&f.mem, p, id).unwrap();
         }
         prop_assert_eq!(f.buddy(), f.boot, "buddy state equals its starting state");
         f.pages.lock().check_invariants().map_err(TestCaseError::fail)?;
@@ -1176,6 +1198,6 @@ fn an_unwritten_overlay_reads_as_no_slab_until_the_slab_layer_reaches_it() {
     assert_eq!(f.slab.stray_frees(), 2);
     f.slab.kfree(m, p, a).unwrap();
     f.slab.check_invariants(m).unwrap();
-    f.slab.shrink_all(p);
+    f.slab.shrink_all(&f.mem, p);
     f.assert_buddy_restored();
 }

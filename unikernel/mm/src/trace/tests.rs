@@ -551,7 +551,7 @@ fn slab_growth_is_a_page_allocation_too() {
     assert_eq!((order, gfp), (0, GfpFlags::GFP_KERNEL));
     assert_eq!(pfn.0, (a - crate::types::PAGE_OFFSET) >> 12);
     slab.kfree(&mem, &mm, a).unwrap();
-    slab.shrink_all(&mm);
+    slab.shrink_all(&mem, &mm);
     let evs: Vec<TraceEvent> = drain(&mm).iter().map(|r| r.event).collect();
     assert_eq!(evs, [TraceEvent::MmPageFree { pfn, order: 0 }]);
 }

@@ -53,7 +53,7 @@ fn cpu_of(f: &Fixture, id: CacheId) -> KmemCacheCpu {
 /// No CPU slab of `id` on this CPU, and the cache's geometry copied.
 fn assert_no_cpu_slab(f: &Fixture, id: CacheId) {
     let cc = cpu_of(f, id);
-    assert_eq!((cc.freelist, cc.slab, cc.inuse, cc.pfn), (0, 0, 0, 0));
+    assert_eq!((cc.freelist, cc.slab, cc.pfn), (0, 0, 0));
     let c = &f.slab.caches[id.slot()];
     assert_eq!((cc.div_magic, cc.offset, cc.objs_end), (c.div_magic, c.offset, 0));
 }
@@ -79,16 +79,16 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
         .slab
         .kmem_cache_create("flush512", 512, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let info = |f: &Fixture| {
-        let i = f.slab.cache_info(id).unwrap();
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
         (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
     };
 
     // Partial CPU slab → partial list.
     let a = alloc_n(&mut f, id, 3);
     assert_eq!(info(&f), (0, 1, 0, 3));
-    f.slab.flush_all(&f.pages, id.slot());
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
     assert_no_cpu_slab(&f, id);
     assert_eq!(info(&f), (0, 1, 0, 3));
     f.slab.check_invariants(&f.mem).unwrap();
@@ -96,7 +96,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     // The next allocation refreezes it; fill it: full CPU slab → full.
     let b = alloc_n(&mut f, id, per - 3);
     assert_eq!(cpu_of(&f, id).freelist, 0);
-    f.slab.flush_all(&f.pages, id.slot());
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
     assert_eq!(info(&f), (1, 0, 0, per as u64));
     f.slab.check_invariants(&f.mem).unwrap();
 
@@ -106,7 +106,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     for &o in &c[..2 * per] {
         f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
     }
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.slabs_empty, i.num_slabs),
         (2, 4),
@@ -117,10 +117,14 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
     }
     let cc = cpu_of(&f, id);
     assert_ne!(cc.slab, 0);
-    assert_eq!(cc.inuse, 0, "the CPU slab is empty but still frozen");
-    assert_eq!(f.slab.cache_info(id).unwrap().slabs_empty, 3);
-    f.slab.flush_all(&f.pages, id.slot());
-    let i = f.slab.cache_info(id).unwrap();
+    assert_eq!(
+        f.slab.cpu_slab_inuse(&f.mem, id.slot(), &cc),
+        0,
+        "the CPU slab is empty but still frozen"
+    );
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().slabs_empty, 3);
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.slabs_empty, i.slabs_full, i.num_slabs),
         (2, 1, 3),
@@ -132,7 +136,7 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
         f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
     }
     // The full slab became empty on the list: past the reserve, freed.
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!((i.active_objs, i.num_slabs), (0, 2));
     // A shrink counts what it gave back, the CPU slab included.
     let _ = alloc_n(&mut f, id, 1)
@@ -140,10 +144,10 @@ fn flush_puts_the_cpu_slab_where_its_state_says() {
         .map(|o| f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap())
         .count();
     assert_ne!(cpu_of(&f, id).slab, 0);
-    assert_eq!(f.slab.kmem_cache_shrink(&f.pages, id), Ok(2));
-    assert_eq!(f.slab.cache_info(id).unwrap().num_slabs, 0);
+    assert_eq!(f.slab.kmem_cache_shrink(&f.mem, &f.pages, id), Ok(2));
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().num_slabs, 0);
     f.slab.check_invariants(&f.mem).unwrap();
-    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
     f.assert_buddy_restored();
 }
 
@@ -169,7 +173,10 @@ fn the_free_hint_never_misdirects_a_free() {
     );
     f.slab.kfree(m, p, b).unwrap();
     for name in ["kmalloc-64", "kmalloc-128"] {
-        let i = f.slab.cache_info(f.slab.find_cache(name).unwrap()).unwrap();
+        let i = f
+            .slab
+            .cache_info(&f.mem, f.slab.find_cache(name).unwrap())
+            .unwrap();
         assert_eq!(i.active_objs, 0, "{name}");
     }
     // Invalid frees inside the hinted CPU slab are still refused.
@@ -191,7 +198,7 @@ fn the_free_hint_never_misdirects_a_free() {
         .slab
         .kmem_cache_create("gen_a", 200, 0, SlabFlags::NONE, None)
         .unwrap();
-    f.slab.kmem_cache_destroy(p, old).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, p, old).unwrap();
     let new = f
         .slab
         .kmem_cache_create("gen_b", 200, 0, SlabFlags::NONE, None)
@@ -205,9 +212,9 @@ fn the_free_hint_never_misdirects_a_free() {
         f.slab.kmem_cache_free(m, p, old, o).unwrap_err().kind,
         CorruptionKind::InvalidFree(InvalidFreeKind::WrongCache)
     );
-    assert_eq!(f.slab.cache_info(new).unwrap().active_objs, 1);
+    assert_eq!(f.slab.cache_info(&f.mem, new).unwrap().active_objs, 1);
     f.slab.kmem_cache_free(m, p, new, o).unwrap();
-    f.slab.kmem_cache_destroy(p, new).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, p, new).unwrap();
     f.slab.check_invariants(m).unwrap();
 }
 
@@ -220,7 +227,7 @@ fn a_failed_refill_leaves_exact_counts() {
         .slab
         .kmem_cache_create("refill", 1000, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let objs = alloc_n(&mut f, id, per);
     let failing = FailingPages::new(&f.pages);
     failing.fail(true);
@@ -230,7 +237,7 @@ fn a_failed_refill_leaves_exact_counts() {
         Err(SlabError::NoMemory { .. })
     ));
     assert_no_cpu_slab(&f, id);
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(
         (i.active_objs, i.slabs_full, i.num_slabs),
         (per as u64, 1, 1)
@@ -239,7 +246,7 @@ fn a_failed_refill_leaves_exact_counts() {
     for o in objs {
         f.slab.kmem_cache_free(&f.mem, &failing, id, o).unwrap();
     }
-    f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
     f.assert_buddy_restored();
 }
 
@@ -279,9 +286,14 @@ enum Op {
         slot: usize,
     },
     FlushEvery,
-    /// Deactivate CPU 0's slab of one cache only.
+    /// Deactivate this CPU's slab of one cache only.
     Deactivate {
         slot: usize,
+    },
+    /// Run on CPU `cpu` from now on: its own CPU slabs, and frees of
+    /// objects another CPU's slab holds (frozen there: remote frees).
+    OnCpu {
+        cpu: usize,
     },
     /// `kmem_cache_shrink` of a user cache, or `shrink_all`.
     Shrink {
@@ -322,6 +334,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(slot, keep)| Op::ShrinkKeep { slot, keep }),
         1 => (0usize..3).prop_map(|which| Op::Recreate { which }),
         2 => any::<bool>().prop_map(|on| Op::Fail { on }),
+        3 => prop::sample::select(vec![0usize, 1, 3, 7]).prop_map(|cpu| Op::OnCpu { cpu }),
     ]
 }
 
@@ -353,7 +366,7 @@ fn check_counts(
         per[l.slot] += 1;
     }
     let mut frames = 0;
-    for i in f.slab.caches() {
+    for i in f.slab.caches(&f.mem) {
         let slot = i.id.slot();
         prop_assert_eq!(i.active_objs, per[slot] + quarantined[slot], "{}", i.name);
         prop_assert_eq!(i.quarantined, quarantined[slot], "{}", i.name);
@@ -434,7 +447,7 @@ proptest! {
                 }
                 Op::Exhaust { which } => {
                     let id = ids[which];
-                    let per = f.slab.cache_info(id).unwrap().objs_per_slab;
+                    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab;
                     for _ in 0..per {
                         let cc = f.slab.pcpu[f.slab.smp_processor_id()].slabs[id.slot()];
                         if cc.slab != 0 && cc.freelist == 0 { break; }
@@ -468,33 +481,34 @@ proptest! {
                         quarantined[l.slot] += 1;
                     }
                 }
-                Op::Flush { slot } => f.slab.flush_all(p, slot),
+                Op::Flush { slot } => f.slab.flush_all(&f.mem, p, slot),
                 Op::FlushEvery => {
-                    for slot in 0..MAX_CACHES { f.slab.flush_all(p, slot); }
+                    for slot in 0..MAX_CACHES { f.slab.flush_all(&f.mem, p, slot); }
                 }
                 Op::Deactivate { slot } => {
                     let cpu = f.slab.smp_processor_id();
-                    f.slab.deactivate_slab(p, cpu, slot)
+                    f.slab.deactivate_slab(&f.mem, p, cpu, slot)
                 }
                 Op::Shrink { which } => {
-                    if which == 3 { f.slab.shrink_all(p); } else { f.slab.kmem_cache_shrink(p, ids[which]).unwrap(); }
+                    if which == 3 { f.slab.shrink_all(&f.mem, p); } else { f.slab.kmem_cache_shrink(&f.mem, p, ids[which]).unwrap(); }
                 }
                 Op::ShrinkKeep { slot, keep } => {
                     let id = f.slab.id_of(slot);
-                    let before = f.slab.cache_info(id).unwrap();
+                    let before = f.slab.cache_info(&f.mem, id).unwrap();
                     f.slab.kmem_cache_shrink_keep(p, id, keep).unwrap();
-                    let after = f.slab.cache_info(id).unwrap();
+                    let after = f.slab.cache_info(&f.mem, id).unwrap();
                     prop_assert!(after.slabs_empty <= before.slabs_empty.min(keep as u64 + 1));
                 }
                 Op::Recreate { which } => {
                     let slot = ids[which].slot();
                     if live.values().any(|l| l.cache == Some(which)) { continue; }
-                    f.slab.kmem_cache_destroy(p, ids[which]).unwrap();
+                    f.slab.kmem_cache_destroy(&f.mem, p, ids[which]).unwrap();
                     quarantined[slot] = 0;
                     let (size, flags) = USER[which];
                     ids[which] = f.slab.kmem_cache_create(&format!("cpu{which}"), size, 0, flags, None).unwrap();
                 }
                 Op::Fail { on } => failing.fail(on),
+                Op::OnCpu { cpu } => f.slab.set_this_cpu(cpu),
             }
             f.slab.check_invariants(&f.mem).map_err(|e| TestCaseError::fail(e.to_string()))?;
             check_counts(&f, &live, &quarantined)?;
@@ -511,9 +525,9 @@ proptest! {
         // Quarantined objects of the user caches leave with their caches;
         // then a shrink gives every slab back, CPU slabs included.
         for id in ids {
-            f.slab.kmem_cache_destroy(&f.pages, id).unwrap();
+            f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
         }
-        f.slab.shrink_all(&f.pages);
+        f.slab.shrink_all(&f.mem, &f.pages);
         f.slab.check_invariants(&f.mem).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(f.slab.slab_pages(), 0);
         f.assert_buddy_restored();
@@ -571,7 +585,7 @@ fn the_plain_bound_sends_every_debug_free_to_the_checks() {
 
     // A plain object freed while the hint names another cache: the
     // general free pushes it onto its own (listed) slab.
-    let per = f.slab.cache_info(plain).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, plain).unwrap().objs_per_slab as usize;
     let objs = alloc_n(&mut f, plain, per + 1); // one full slab listed
     let other = f
         .slab
@@ -579,7 +593,7 @@ fn the_plain_bound_sends_every_debug_free_to_the_checks() {
         .unwrap(); // the hint moves to kmalloc-8
     f.slab.kfree(&f.mem, &f.pages, objs[0]).unwrap();
     // Partial: that slab, and the CPU slab (one object of `per` taken).
-    let i = f.slab.cache_info(plain).unwrap();
+    let i = f.slab.cache_info(&f.mem, plain).unwrap();
     assert_eq!(
         (i.slabs_full, i.slabs_partial, i.active_objs),
         (0, 2, per as u64)
@@ -593,7 +607,7 @@ fn the_plain_bound_sends_every_debug_free_to_the_checks() {
 
 fn kmalloc_cache_info(f: &Fixture, name: &str) -> CacheInfo {
     let id = f.slab.find_cache(name).unwrap();
-    f.slab.cache_info(id).unwrap()
+    f.slab.cache_info(&f.mem, id).unwrap()
 }
 
 /// The partial list, head to tail, checked against its tail-to-head walk
@@ -630,7 +644,7 @@ fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
         .slab
         .kmem_cache_create("tail512", 512, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     assert!(per >= 4);
     // Slabs A, B, C full and listed; D frozen with one object taken.
     let objs = alloc_n(&mut f, id, 3 * per + 1);
@@ -661,7 +675,7 @@ fn a_free_moves_only_a_full_slab_to_the_partial_tail() {
     assert_eq!(partial_list(&f, id), vec![sb, sa, sc]);
     let m = f.slab.metas[sa as usize];
     assert_eq!((m.prev, m.next, m.inuse as usize), (sb, sc, per - 3));
-    let i = f.slab.cache_info(id).unwrap();
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
     assert_eq!(i.active_objs as usize, 3 * per + 1 - 6);
     f.slab.check_invariants(&f.mem).unwrap();
     free(&mut f, other);
@@ -678,14 +692,14 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
         .slab
         .kmem_cache_create("last256", 256, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per = f.slab.cache_info(id).unwrap().objs_per_slab as usize;
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
     let objs = alloc_n(&mut f, id, per + 1); // slab A full, B frozen
     let other = f
         .slab
         .kmalloc(&f.mem, &f.pages, 8, GfpFlags::GFP_KERNEL)
         .unwrap(); // the hint elsewhere: every free below is a general one
     let counts = |f: &Fixture| {
-        let i = f.slab.cache_info(id).unwrap();
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
         (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
     };
     for (k, &o) in objs[..per].iter().enumerate().skip(1) {
@@ -709,7 +723,7 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
         .slab
         .kmem_cache_create("last1", 3 * PAGE_SIZE as usize, 0, SlabFlags::NONE, None)
         .unwrap();
-    let per_big = f.slab.cache_info(big).unwrap().objs_per_slab as usize;
+    let per_big = f.slab.cache_info(&f.mem, big).unwrap().objs_per_slab as usize;
     let bo = alloc_n(&mut f, big, per_big + 1);
     let o = bo[0];
     f.slab.kfree(&f.mem, &f.pages, other).unwrap(); // hint back on kmalloc-8
@@ -717,12 +731,12 @@ fn the_last_object_and_double_frees_of_a_listed_slab() {
         f.slab.kfree(&f.mem, &f.pages, x).unwrap();
     }
     f.slab.kfree(&f.mem, &f.pages, o).unwrap();
-    let i = f.slab.cache_info(big).unwrap();
+    let i = f.slab.cache_info(&f.mem, big).unwrap();
     assert_eq!((i.slabs_empty, i.active_objs), (1, 1));
     let err = f.slab.kfree(&f.mem, &f.pages, o).unwrap_err();
     assert_eq!(err.kind, CorruptionKind::DoubleFree);
     // Quarantined: the slab holds one object in use again.
-    let i = f.slab.cache_info(big).unwrap();
+    let i = f.slab.cache_info(&f.mem, big).unwrap();
     let (full, partial) = if per_big == 1 { (1, 0) } else { (0, 1) };
     assert_eq!(
         (
@@ -802,16 +816,20 @@ fn the_geometry_copy_follows_its_cache() {
             .slab
             .kmem_cache_alloc(&f.mem, &f.pages, a, GfpFlags::GFP_KERNEL)
             .unwrap();
-        assert_eq!(cpu_of(&f, a).inuse, 1);
+        assert_eq!(f.slab.cpu_slab_inuse(&f.mem, a.slot(), &cpu_of(&f, a)), 1);
         f.slab.kmem_cache_free(&f.mem, &f.pages, a, o).unwrap();
-        assert_eq!(cpu_of(&f, a).inuse, 0, "freed by the fast path");
+        assert_eq!(
+            f.slab.cpu_slab_inuse(&f.mem, a.slot(), &cpu_of(&f, a)),
+            0,
+            "freed by the fast path"
+        );
     }
     let frozen = (div_magic(104), 48, 39 * 104);
     let mut want = vec![want_a; NR_CPUS];
     (want[0], want[5]) = (frozen, frozen);
     assert_eq!(copies(&f, a.slot()), want);
     f.slab.set_this_cpu(0);
-    f.slab.kmem_cache_destroy(&f.pages, a).unwrap();
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, a).unwrap();
     assert_eq!(copies(&f, a.slot()), vec![(0, 0, 0); NR_CPUS]);
     assert!(!cpu_of(&f, a).is_object_offset(0));
     f.slab.check_invariants(&f.mem).unwrap();
@@ -829,7 +847,7 @@ fn the_geometry_copy_follows_its_cache() {
         .kmem_cache_alloc(&f.mem, &f.pages, b, GfpFlags::GFP_KERNEL)
         .unwrap();
     f.slab.kmem_cache_free(&f.mem, &f.pages, b, o).unwrap();
-    assert_eq!(cpu_of(&f, b).inuse, 0);
+    assert_eq!(f.slab.cpu_slab_inuse(&f.mem, b.slot(), &cpu_of(&f, b)), 0);
     f.slab.check_invariants(&f.mem).unwrap();
 }
 
@@ -840,4 +858,175 @@ fn a_cache_slot_is_its_index() {
         assert_eq!(CacheSlot::new(slot) as usize, slot % MAX_CACHES);
     }
     assert_eq!(CacheSlot::new(usize::MAX) as usize, MAX_CACHES - 1);
+}
+
+/// The free list of a frozen slab, walked as the views walk it.
+fn list_len(f: &Fixture, base: u64, first: u32) -> usize {
+    let mut n = 0;
+    let mut p = if first == NIL { 0 } else { base + first as u64 };
+    let c = &f.slab.caches[f.slab.cache_of(base).unwrap().slot()];
+    while p != 0 {
+        n += 1;
+        assert!(n <= c.objects as usize, "a cycle");
+        p = f.mem.read_u64(p + c.offset as u64);
+    }
+    n
+}
+
+/// The fast paths keep no count: frees onto a frozen slab's CPU list —
+/// this CPU's, and another CPU's remote ones — touch neither the slab's
+/// overlay entry nor a cache counter, yet every view counts them at once,
+/// and a flush hands the slab its objects back with the count the walk
+/// makes (cf. `deactivate_slab()`).
+#[test]
+fn fast_frees_are_counted_by_the_walk_and_come_back_with_a_flush() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("walk512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as usize;
+    assert!(per >= 8);
+    let info = |f: &Fixture| {
+        let i = f.slab.cache_info(&f.mem, id).unwrap();
+        (i.slabs_full, i.slabs_partial, i.slabs_empty, i.active_objs)
+    };
+    f.slab.set_this_cpu(0);
+    let a = alloc_n(&mut f, id, per - 1);
+    let s0 = cpu_of(&f, id);
+    for &o in &a[..3] {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    let m0 = f.slab.metas[s0.slab_pfn() as usize];
+    assert_eq!(
+        (m0.prev, m0.freelist, m0.inuse as usize),
+        (FROZEN, NIL, per),
+        "the fast frees left the frozen slab's entry alone"
+    );
+    assert_eq!(f.slab.caches[id.slot()].node.list_inuse, 0);
+    assert_eq!(info(&f), (0, 1, 0, per as u64 - 4));
+    assert_eq!(
+        f.slab.cpu_slab_inuse(&f.mem, id.slot(), &cpu_of(&f, id)),
+        per as u32 - 4
+    );
+
+    // CPU 5 freezes a slab of its own (the partial list is empty: a new
+    // one), and frees one of CPU 0's objects: onto CPU 0's list.
+    f.slab.set_this_cpu(5);
+    let b = alloc_n(&mut f, id, 2);
+    let s5 = cpu_of(&f, id);
+    assert_ne!(s5.slab, s0.slab);
+    f.slab.kfree(&f.mem, &f.pages, a[3]).unwrap();
+    assert_eq!(
+        f.slab.pcpu[0].slabs[id.slot()].freelist,
+        a[3],
+        "a remote free"
+    );
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 2));
+    f.slab.check_invariants(&f.mem).unwrap();
+    // A LIFO pair on CPU 5 moves nothing.
+    let x = alloc_n(&mut f, id, 1)[0];
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 3));
+    f.slab.kfree(&f.mem, &f.pages, x).unwrap();
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 5 + 2));
+
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    for (cc, inuse) in [(s0, per - 5), (s5, 2)] {
+        let m = f.slab.metas[cc.slab_pfn() as usize];
+        assert_eq!(m.inuse as usize, inuse);
+        assert_ne!(m.prev, FROZEN);
+        assert_eq!(list_len(&f, cc.slab, m.freelist), per - inuse);
+    }
+    assert_eq!(f.slab.caches[id.slot()].node.list_inuse, per as u64 - 3);
+    assert_eq!(info(&f), (0, 2, 0, per as u64 - 3));
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    for o in a[4..].iter().chain(&b) {
+        f.slab.kfree(&f.mem, &f.pages, *o).unwrap();
+    }
+    assert_eq!(info(&f).3, 0);
+    f.slab.kmem_cache_destroy(&f.mem, &f.pages, id).unwrap();
+    f.slab.shrink_all(&f.mem, &f.pages);
+    f.slab.check_invariants(&f.mem).unwrap();
+    f.assert_buddy_restored();
+}
+
+/// The walks are bounded: a CPU free list made into a cycle, or with a
+/// free pointer off the slab's objects, neither hangs a view nor escapes
+/// the recount, and the flush cuts it where it broke and reports it (cf.
+/// `on_freelist()`: "Freelist cleared", "Freechain corrupt").
+#[test]
+fn a_corrupt_cpu_free_list_is_caught_by_the_bounded_walk() {
+    let mut f = Fixture::new(24);
+    let id = f
+        .slab
+        .kmem_cache_create("cycle512", 512, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let per = f.slab.cache_info(&f.mem, id).unwrap().objs_per_slab as u64;
+    let off = u64::from(f.slab.caches[id.slot()].offset);
+    let active = |f: &Fixture| f.slab.cache_info(&f.mem, id).unwrap().active_objs;
+
+    // A cycle: b → c → b.
+    f.slab.set_this_cpu(0);
+    let a = alloc_n(&mut f, id, 3);
+    for &o in a[1..].iter().rev() {
+        f.slab.kmem_cache_free(&f.mem, &f.pages, id, o).unwrap();
+    }
+    assert_eq!(active(&f), 1);
+    let s0 = cpu_of(&f, id);
+    assert_eq!(s0.freelist, a[1]);
+    f.mem.write_u64(a[2] + off, a[1]);
+    let walk = s0.walk_freelist(&f.mem, per as u32);
+    assert_eq!(
+        (walk.free, walk.bad),
+        (0, Some(0)),
+        "nothing of it is trusted"
+    );
+    assert_eq!(active(&f), per, "the view ends, and counts the list lost");
+    let e = f.slab.check_invariants(&f.mem).unwrap_err();
+    assert_eq!(e.what, "free list longer than the slab (cycle)");
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
+    assert_eq!(i.corruption.free_pointer, 1);
+    assert_eq!((i.slabs_full, i.active_objs), (1, per));
+    let m = f.slab.metas[s0.slab_pfn() as usize];
+    assert_eq!((m.freelist, m.inuse as u64), (NIL, per), "Freelist cleared");
+    f.slab.check_invariants(&f.mem).unwrap();
+
+    // A free pointer off an object boundary, two objects down the list:
+    // those two stay free, the rest is cut off.
+    let c = alloc_n(&mut f, id, 3);
+    let s1 = cpu_of(&f, id);
+    assert_ne!(s1.slab, s0.slab);
+    f.slab.kmem_cache_free(&f.mem, &f.pages, id, c[2]).unwrap();
+    let second = f.mem.read_u64(c[2] + off);
+    assert_eq!(
+        second,
+        s1.slab + 3 * 512,
+        "the slab's first never-used object"
+    );
+    f.mem.write_u64(second + off, s1.slab + 8);
+    let walk = cpu_of(&f, id).walk_freelist(&f.mem, per as u32);
+    assert_eq!((walk.free, walk.bad), (2, Some(second)));
+    assert_eq!(active(&f), per + per - 2);
+    let e = f.slab.check_invariants(&f.mem).unwrap_err();
+    assert_eq!(e.what, "free pointer off an object boundary");
+    f.slab.flush_all(&f.mem, &f.pages, id.slot());
+    let i = f.slab.cache_info(&f.mem, id).unwrap();
+    assert_eq!(i.corruption.free_pointer, 2);
+    assert_eq!(
+        (i.slabs_full, i.slabs_partial, i.active_objs),
+        (1, 1, 2 * per - 2)
+    );
+    assert_eq!(
+        f.mem.read_u64(second + off),
+        0,
+        "Freechain corrupt: cut after it"
+    );
+    f.slab.check_invariants(&f.mem).unwrap();
+    // The two left come back out, then a new slab.
+    let d = alloc_n(&mut f, id, 3);
+    assert_eq!((d[0], d[1]), (c[2], second));
+    assert!(d[2] < s1.slab || d[2] >= s1.slab + 4096);
+    f.slab.check_invariants(&f.mem).unwrap();
 }

@@ -150,7 +150,7 @@ fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
     });
     let g = slab.write();
     g.check_invariants(&mem).unwrap();
-    let in_use: u64 = g.caches().map(|c| c.active_objs).sum();
+    let in_use: u64 = g.caches(&mem).map(|c| c.active_objs).sum();
     assert_eq!(in_use, 0, "every object came back");
     // Most operations took the fast paths.
     let fast = fast_total.into_inner();
@@ -264,7 +264,11 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         );
         let cc = g.pcpu[1].slabs[slot];
         assert_eq!(
-            (cc.slab, cc.freelist, cc.inuse as usize),
+            (
+                cc.slab,
+                cc.freelist,
+                g.cpu_slab_inuse(&mem, slot, &cc) as usize
+            ),
             (first, 0, objects)
         );
         let m = g.metas[cc.slab_pfn() as usize];
@@ -303,7 +307,7 @@ fn cpu_flag_slow_paths_move_slabs_under_list_lock() {
         // reserve is full again.
         let mut g = slab.write();
         g.set_this_cpu(0);
-        g.deactivate_slab(&mm, 0, slot);
+        g.deactivate_slab(&mem, &mm, 0, slot);
         let id = g.id_of(slot);
         g.grow_empty_slab(&mem, &mm, id, GfpFlags::GFP_KERNEL)
             .unwrap();
@@ -372,7 +376,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
                     if cpu == 0 && i % 2000 == 1999 {
                         let mut g = slab.write();
                         g.set_this_cpu(cpu);
-                        g.shrink_all(mm);
+                        g.shrink_all(mem, mm);
                         ops += 1;
                     }
                     // Bursts: grow to ~600 live objects, then drain to ~0.
@@ -414,7 +418,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
     });
     let mut g = slab.write();
     g.check_invariants(&mem).unwrap();
-    let in_use: u64 = g.caches().map(|c| c.active_objs).sum();
+    let in_use: u64 = g.caches(&mem).map(|c| c.active_objs).sum();
     assert_eq!(in_use, 0, "every object came back");
     let (excl, ops) = (exclusive_total.into_inner(), ops_total.into_inner());
     std::println!("{excl} of {ops} operations took the exclusive side");
@@ -422,7 +426,7 @@ fn list_lock_churn_with_remote_frees_and_concurrent_shrinks() {
         excl * 10 < ops,
         "the CPU-flag paths (fast and list_lock) carried the load"
     );
-    g.shrink_all(&mm);
+    g.shrink_all(&mem, &mm);
     assert_eq!(g.slab_pages(), 0, "every slab went back");
     g.check_invariants(&mem).unwrap();
     drop(g);
@@ -480,7 +484,7 @@ fn missed_hint_frees_split_between_the_lookup_and_the_list_lock_half() {
         // SAFETY: `g` holds CPU 0's flag; this thread owns `mine`.
         assert!(unsafe { g.kfree_cpu(0, &mem, mine) });
         let cc = g.pcpu[0].slabs[s64];
-        assert_eq!((cc.freelist, cc.inuse as usize), (mine, 0));
+        assert_eq!((cc.freelist, g.cpu_slab_inuse(&mem, s64, &cc)), (mine, 0));
         assert_eq!(g.pcpu[0].hint as usize, s64);
         // Full → partial twice (both miss the hint: neither slab is the
         // CPU's): `a` onto the empty partial list, then `b` after it.
@@ -550,7 +554,7 @@ fn tiny_addresses_never_take_a_fast_free() {
         .unwrap();
     f.slab.kfree(&f.mem, &f.pages, o).unwrap();
     assert_eq!(f.slab.pcpu[0].hint as usize, id.slot());
-    f.slab.kmem_cache_shrink(&f.pages, id).unwrap();
+    f.slab.kmem_cache_shrink(&f.mem, &f.pages, id).unwrap();
     assert_eq!(cpu_of(&f, id).slab, 0, "no CPU slab, the hint unchanged");
     assert_eq!(f.slab.pcpu[0].hint as usize, id.slot());
     for addr in [8, crate::kmalloc::ZERO_SIZE_PTR, 24, 64] {
@@ -565,7 +569,7 @@ fn tiny_addresses_never_take_a_fast_free() {
         .unwrap();
     f.slab.kfree(&f.mem, &f.pages, 0).unwrap();
     assert_eq!(cpu_of(&f, id).freelist, 0);
-    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 0);
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().active_objs, 0);
     f.slab.check_invariants(&f.mem).unwrap();
     // With a CPU slab frozen again: the same, its free list untouched.
     let o = f
@@ -580,7 +584,7 @@ fn tiny_addresses_never_take_a_fast_free() {
         f.slab.kfree(&f.mem, &f.pages, addr).unwrap();
         assert_eq!(cpu_of(&f, id).freelist, head, "{addr}");
     }
-    assert_eq!(f.slab.cache_info(id).unwrap().active_objs, 1);
+    assert_eq!(f.slab.cache_info(&f.mem, id).unwrap().active_objs, 1);
     f.slab.kfree(&f.mem, &f.pages, o).unwrap();
     assert_eq!(cpu_of(&f, id).freelist, o);
     f.slab.check_invariants(&f.mem).unwrap();
@@ -616,4 +620,71 @@ fn armed_failslab_spares_nofail_on_the_cpu_path() {
         f.slab.kfree(&f.mem, &f.pages, obj).unwrap();
     }
     f.slab.check_invariants(&f.mem).unwrap();
+}
+
+/// The per-CPU paths keep no count, yet every view is exact after every
+/// step: kmalloc/kfree through `kmalloc_cpu`/`kfree_cpu` (the exclusive
+/// paths when they decline) on four CPUs, objects freed on any CPU (onto
+/// a frozen slab's list, this CPU's or, through the exclusive side,
+/// another's), with flushes between; each cache's `active_objs` and slab
+/// split against a model of the live objects, and the recount every few
+/// steps.
+#[test]
+fn per_cpu_paths_keep_every_view_exact_at_every_step() {
+    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
+    let mut mb = Memblock::new();
+    mb.add(PhysAddr(0), RAM).unwrap();
+    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
+    let mut pa = PageAlloc::new(&mut mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
+    pa.memblock_free_all(&mb).unwrap();
+    pa.setup_watermarks();
+    let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
+    mm.set_nr_cpus(CPUS);
+    let mut metas = std::vec![crate::slab::tests::UNWRITTEN_META; (RAM >> 12) as usize];
+    let slab = BrLock::new(SlabAllocator::new(&mut metas, SlabFlags::NONE));
+    slab.set_nr_cpus(CPUS);
+    let mem = PlatformMemory(mm.platform());
+    let mut rng = crate::test_rng::Rng(0x0005_eed5_1ab6);
+    let mut live: Vec<(u64, usize)> = Vec::new();
+    let (mut fast, mut flushes) = (0u64, 0);
+    for step in 0..4000 {
+        let r = rng.next();
+        let cpu = (r % CPUS as u64) as usize;
+        set_current_cpu(cpu);
+        let grow = live.len() < 40 || (live.len() < 300 && r & 0x300 != 0);
+        if r >> 60 == 0 {
+            let mut g = slab.write();
+            let slot = (r >> 20) as usize % SIZE_TO_SLOT.len();
+            g.flush_all(&mem, &mm, SIZE_TO_SLOT[slot] as usize);
+            flushes += 1;
+        } else if grow {
+            let size = [64, 64, 512, 1024, 200][(r >> 8) as usize % 5];
+            let a = kmalloc(&slab, &mm, &mem, cpu, size, &mut fast);
+            let slot = slab.write().cache_of(a).unwrap().slot();
+            live.push((a, slot));
+        } else {
+            let (a, _) = live.swap_remove((r >> 16) as usize % live.len());
+            kfree(&slab, &mm, &mem, cpu, a, &mut fast);
+        }
+        let g = slab.write();
+        for i in g.caches(&mem) {
+            let want = live.iter().filter(|l| l.1 == i.id.slot()).count() as u64;
+            assert_eq!(i.active_objs, want, "{} at step {step}", i.name);
+            assert_eq!(i.slabs_full + i.slabs_partial + i.slabs_empty, i.num_slabs);
+            assert!(i.slabs_full * i.objs_per_slab as u64 <= want);
+            assert!(want <= (i.slabs_full + i.slabs_partial) * i.objs_per_slab as u64);
+        }
+        if step % 100 == 99 {
+            g.check_invariants(&mem).unwrap();
+        }
+    }
+    assert!(fast > 2000 && flushes > 0, "the per-CPU paths ran: {fast}");
+    for (a, _) in std::mem::take(&mut live) {
+        kfree(&slab, &mm, &mem, 0, a, &mut fast);
+    }
+    let mut g = slab.write();
+    assert_eq!(g.caches(&mem).map(|c| c.active_objs).sum::<u64>(), 0);
+    g.shrink_all(&mem, &mm);
+    assert_eq!(g.slab_pages(), 0, "every slab went back");
+    g.check_invariants(&mem).unwrap();
 }
