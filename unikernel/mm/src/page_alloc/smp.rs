@@ -642,7 +642,8 @@ impl PageAlloc<'_> {
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
             // SAFETY: `zi` < NR_ZONES (`pcp_fast_target`).
-            return unsafe { self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex) };
+            return unsafe { self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex) }
+                .map(|pfn| Pfn(u64::from(pfn)));
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
@@ -654,7 +655,48 @@ impl PageAlloc<'_> {
         Some(Pfn(u64::from(pfn)))
     }
 
-    /// [`PageAlloc::alloc_pages_pcp_fast`] when its list is empty: what
+    /// [`PageAlloc::alloc_pages_pcp_fast`] when its list is empty: with
+    /// the lists off, a request that is not Movable and needs no compound
+    /// block goes straight to [`PageAlloc::alloc_pages_buddy_taken`] (a
+    /// jump: this function has no frame); everything else to
+    /// [`PageAlloc::alloc_pages_pcp_refill_general`].
+    ///
+    /// # Safety
+    /// `zi` < `NR_ZONES` (so no index of it is checked again).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_pages_pcp_refill(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+        pindex: usize,
+    ) -> Option<u32> {
+        // SAFETY: the function contract; `set_this_cpu` keeps the CPU
+        // below NR_CPUS.
+        unsafe {
+            core::hint::assert_unchecked(zi < NR_ZONES);
+            core::hint::assert_unchecked(self.this_cpu() < crate::types::NR_CPUS);
+        }
+        #[cfg(test)]
+        let fast_refill = !NO_FAST_REFILL.with(|c| c.get());
+        #[cfg(not(test))]
+        let fast_refill = true;
+        if fast_refill
+            && !self.deferred_pending()
+            && self.zones[zi].pcp[self.this_cpu()].high == 0
+            && gfp.migratetype() != MigrateType::Movable
+            && (order.index() == 0 || !gfp.contains(GfpFlags::COMP))
+        {
+            // SAFETY: `zi` < NR_ZONES; not Movable, no compound block.
+            return unsafe { self.alloc_pages_buddy_taken(gfp, order, owner, zi) };
+        }
+        // SAFETY: the function contract.
+        unsafe { self.alloc_pages_pcp_refill_general(gfp, order, owner, zi, pindex) }
+    }
+
+    /// [`PageAlloc::alloc_pages_pcp_refill`]'s general case: what
     /// the full path would do next — the zone passed its watermark, so
     /// `get_page_from_freelist()` → `rmqueue()` → `rmqueue_pcplist()`
     /// refills the list with a batch (`rmqueue_bulk()`, stealing as the
@@ -670,14 +712,14 @@ impl PageAlloc<'_> {
     /// `zi` < `NR_ZONES` (so no index of it is checked again).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_pages_pcp_refill(
+    unsafe fn alloc_pages_pcp_refill_general(
         &mut self,
         gfp: GfpFlags,
         order: Order,
         owner: OwnerTag,
         zi: usize,
         pindex: usize,
-    ) -> Option<Pfn> {
+    ) -> Option<u32> {
         // SAFETY: the function contract; an `Order` is ≤ MAX_ORDER.
         unsafe {
             core::hint::assert_unchecked(zi < NR_ZONES);
@@ -697,9 +739,9 @@ impl PageAlloc<'_> {
         let mt = gfp.migratetype();
         let cma = mt == MigrateType::Movable;
         if self.zones[zi].pcp[cpu].high == 0 {
-            // The lists are off: `rmqueue()` goes on to `__rmqueue()`. Its
-            // search of `mt`'s (and CMA's) own lists does not depend on
-            // ALLOC_NOFRAGMENT, which only a fallback reads: worked out
+            // The lists are off: `rmqueue()` goes on to `__rmqueue()`.
+            // Its search of `mt`'s (and CMA's) own lists does not depend
+            // on ALLOC_NOFRAGMENT, which only a fallback reads: worked out
             // when the search found nothing.
             let zf = self.zone_free(zi);
             let own = AllocFlags {
@@ -708,23 +750,7 @@ impl PageAlloc<'_> {
                 cma,
             };
             // SAFETY: `&mut self`: the exclusive side.
-            let got = unsafe {
-                if cma {
-                    zf.rmqueue_nofallback(order, mt, own)
-                } else if let Some(pfn) = zf.rmqueue_smallest_taken(o, mt) {
-                    // All `rmqueue_nofallback` does without CMA, inlined,
-                    // and `prep_new_page()` writing the head once.
-                    prep_taken_head(self.mem_map.base(), pfn, order, owner);
-                    if o > 0 && gfp.contains(GfpFlags::COMP) {
-                        self.prep_compound_page(Pfn(u64::from(pfn)), order);
-                    }
-                    self.alloc_counters.count_alloc(zi, o);
-                    return Some(Pfn(u64::from(pfn)));
-                } else {
-                    None
-                }
-            };
-            let pfn = match got {
+            let pfn = match unsafe { zf.rmqueue_nofallback(order, mt, own) } {
                 Some(pfn) => Pfn(u64::from(pfn)),
                 None => {
                     let flags = AllocFlags {
@@ -737,7 +763,7 @@ impl PageAlloc<'_> {
             };
             self.prep_new_page_gfp(pfn, order, owner, gfp);
             self.alloc_counters.count_alloc(zi, o);
-            return Some(pfn);
+            return Some(pfn.0 as u32);
         }
         let flags = AllocFlags {
             harder: false,
@@ -754,7 +780,81 @@ impl PageAlloc<'_> {
         // SAFETY: `&mut self`: the exclusive side; the list is not empty.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
         self.alloc_counters.count_alloc(zi, o);
-        Some(Pfn(u64::from(pfn)))
+        Some(pfn)
+    }
+
+    /// [`PageAlloc::alloc_pages_pcp_refill`] with the lists off, for a
+    /// request of a migrate type other than Movable (no CMA first) and no
+    /// compound block to mark: `__rmqueue()`'s search of `mt`'s own lists
+    /// (cf. `__rmqueue_smallest()`), `prep_new_page()` writing the head
+    /// once, the event counted, then `expand()` — the split last, as a
+    /// jump to its out-of-line copy, so this function saves no registers.
+    /// When `mt`'s lists are empty, the steal of `__rmqueue()`
+    /// ([`PageAlloc::alloc_pages_buddy_fallback`]).
+    ///
+    /// # Safety
+    /// `zi` < `NR_ZONES`; the request is not Movable, and not `__GFP_COMP`
+    /// above order 0.
+    #[inline(never)]
+    unsafe fn alloc_pages_buddy_taken(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+    ) -> Option<u32> {
+        // SAFETY: the function contract; an `Order` is ≤ MAX_ORDER.
+        unsafe {
+            core::hint::assert_unchecked(zi < NR_ZONES);
+            core::hint::assert_unchecked(order.index() <= crate::types::MAX_ORDER);
+        }
+        let o = order.index();
+        let mt = gfp.migratetype();
+        debug_assert!(mt != MigrateType::Movable && (o == 0 || !gfp.contains(GfpFlags::COMP)));
+        // Everything through one raw pointer: the two closures below use
+        // it one at a time.
+        let pa: *mut Self = self;
+        // SAFETY: `&mut self`: the exclusive side. `prep` writes the head
+        // (`prep_new_page()`'s fields) and a counter, nothing of the lists
+        // or of the halves; `on_empty` runs instead of it.
+        unsafe {
+            let map = (*pa).mem_map.base();
+            ZoneFree::<true>::new(pa, zi).rmqueue_smallest_taken(
+                o,
+                mt,
+                // (`move`: captured by reference, the values would go
+                // through the stack, and the calls could not be jumps.)
+                move |pfn| {
+                    prep_taken_head(map, pfn, order, owner);
+                    (*pa).alloc_counters.count_alloc(zi, o);
+                },
+                move || (*pa).alloc_pages_buddy_fallback(gfp, order, owner, zi),
+            )
+        }
+    }
+
+    /// [`PageAlloc::alloc_pages_buddy_taken`] when `mt`'s own lists are
+    /// empty: `__rmqueue()`'s steal from a fallback type, with
+    /// ALLOC_NOFRAGMENT as the first pass sets it.
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_buddy_fallback(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+    ) -> Option<u32> {
+        let flags = AllocFlags {
+            harder: false,
+            nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
+            cma: false,
+        };
+        // (Its own first search finds nothing again.)
+        let pfn = self.__rmqueue(zi, order, gfp.migratetype(), flags)?;
+        self.prep_new_page_gfp(pfn, order, owner, gfp);
+        self.alloc_counters.count_alloc(zi, order.index());
+        Some(pfn.0 as u32)
     }
 
     /// Pops the first block of CPU `cpu`'s non-empty list `pindex` of zone

@@ -415,21 +415,27 @@ const PFN_PAIR: u64 = 1 << 32 | 1;
 
 impl ZoneFree<true> {
     /// [`ZoneFree::rmqueue_smallest`] for a caller that rewrites the whole
-    /// head descriptor next (`prep_new_page()` on the exclusive side): the
+    /// head descriptor (`prep_new_page()` on the exclusive side): the
     /// head keeps its BUDDY bit and links until then, so they are not
-    /// written twice.
+    /// written twice. `prep(head)` runs once the head's links are read,
+    /// before the unlink and the split, whose out-of-line call is then
+    /// the last act (a jump; the halves lie past the block `prep` may
+    /// write, and the unlink writes the neighbours and the list only).
     ///
     /// # Safety
-    /// The method contract; the caller writes the head's flags and links
-    /// before anything else looks at them.
+    /// The method contract; `prep` writes the head's flags and links, and
+    /// touches nothing of the zone's lists or of the frames past the
+    /// block's first `2^order`.
     #[inline(always)]
     pub(crate) unsafe fn rmqueue_smallest_taken(
         self,
         order: usize,
         mt: MigrateType,
+        prep: impl FnOnce(u32),
+        on_empty: impl FnOnce() -> Option<u32>,
     ) -> Option<u32> {
         // SAFETY: the function contract.
-        unsafe { self.rmqueue_smallest_head::<false>(order, mt) }
+        unsafe { self.rmqueue_smallest_head::<false>(order, mt, prep, on_empty) }
     }
 }
 
@@ -460,6 +466,39 @@ fn first_nonempty(mask: u16, order: usize) -> Option<usize> {
     // SAFETY: `m` has no bit at or past NR_ORDERS - order (masked).
     unsafe { core::hint::assert_unchecked(current < NR_ORDERS) };
     Some(current)
+}
+
+/// [`ZoneFree::expand`] of the exclusive side, out of line, with the zone
+/// as scalars: a `ZoneFree` (four words) would be passed through memory,
+/// spilled by the caller and, as the split's stores may alias it, its
+/// fields reloaded level by level. `expand()` reads only the `mem_map`
+/// base and the zone, so the copy it runs on has no `max_pfn` (0: any
+/// [`ZoneFree::page_is_buddy`] on it would say no) and no zone index.
+///
+/// # Safety
+/// As for [`ZoneFree::expand`] on `ZoneFree::<true>` of the allocator
+/// whose `mem_map` starts at `map` and whose zone is `zone`.
+#[inline(never)]
+unsafe fn expand_outlined(
+    map: *mut Page,
+    zone: *mut Zone,
+    head: u32,
+    order: usize,
+    current: usize,
+    mt: MigrateType,
+) -> Option<u32> {
+    let zf = ZoneFree::<true> {
+        map,
+        max_pfn: 0,
+        zone,
+        zi: usize::MAX,
+    };
+    // SAFETY: the function contract.
+    unsafe { zf.expand(head, order, current, mt) };
+    // `Some(head)` (a listed block's head is never NIL), written so the
+    // compiler cannot fold the caller's result to a constant and must
+    // keep the call a jump.
+    (head != NIL).then_some(head)
 }
 
 /// Whether a block of type `mt` merges with a free buddy whose pageblock
@@ -874,6 +913,9 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 // store, the width the merge loads it with (a load that
                 // spans two narrower stores still in the store buffer
                 // waits for them to reach the cache). No other CPU runs.
+                // (The order byte of a frame inside a free block is not
+                // always 0: a block freed from a per-CPU list keeps its
+                // order when it merges into a lower head.)
                 let w = p.cast::<u32>().read();
                 p.cast::<u32>()
                     .write(w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (o as u32) << W_ORDER_SHIFT);
@@ -907,16 +949,16 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         }
     }
 
-    /// [`ZoneFree::expand`] out of line, for the exclusive side's
-    /// lists-off allocation: inlined into that big function, the split's
-    /// chain lost registers to it and reloaded them level by level.
-    /// Returns `Some(head)`, the caller's own result, so the caller's call
-    /// is its last act.
+    /// [`ZoneFree::expand`] out of line ([`expand_outlined`]), for the
+    /// exclusive side's lists-off allocation: inlined into that big
+    /// function, the split's chain lost registers to it and reloaded them
+    /// level by level. Returns `Some(head)`, the caller's own result, so
+    /// the caller's call is its last act (a jump).
     ///
     /// # Safety
     /// As for [`ZoneFree::expand`].
-    #[inline(never)]
-    unsafe fn expand_outlined(
+    #[inline(always)]
+    unsafe fn expand_tail(
         self,
         head: u32,
         order: usize,
@@ -924,8 +966,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the function contract.
-        unsafe { self.expand(head, order, current, mt) };
-        Some(head)
+        unsafe { expand_outlined(self.map, self.zone, head, order, current, mt) }
     }
 
     /// cf. `expand()`: the upper halves of the block at `head`, of order
@@ -1380,35 +1421,49 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the method contract.
-        unsafe { self.rmqueue_smallest_head::<true>(order, mt) }
+        unsafe { self.rmqueue_smallest_head::<true>(order, mt, |_| {}, || None) }
     }
 
     /// [`ZoneFree::rmqueue_smallest_inline`] with `CLEAN_HEAD`: the head
     /// leaves with BUDDY cleared and its links NIL; without, it keeps
     /// them for a caller that rewrites the whole descriptor at once.
+    /// `prep(head)` runs before the unlink and the split (see there); with
+    /// `mt`'s lists empty, the
+    /// result is `on_empty()`'s (a call there is a jump too).
     ///
     /// # Safety
-    /// The method contract; without `CLEAN_HEAD`, the caller rewrites the
-    /// head's flags and links before anything else looks at them.
+    /// The method contract; without `CLEAN_HEAD`, `prep` rewrites the
+    /// head's flags and links (as [`ZoneFree::rmqueue_smallest_taken`]
+    /// says).
     #[inline(always)]
     unsafe fn rmqueue_smallest_head<const CLEAN_HEAD: bool>(
         self,
         order: usize,
         mt: MigrateType,
+        prep: impl FnOnce(u32),
+        on_empty: impl FnOnce() -> Option<u32>,
     ) -> Option<u32> {
         // SAFETY: the method contract.
         unsafe {
             let m = self.mask_of(mt.index());
             let mask = *m;
-            let current = first_nonempty(mask, order)?;
+            let Some(current) = first_nonempty(mask, order) else {
+                return on_empty();
+            };
             let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
             // cf. del_page_from_free_list(), with the mask left to the end.
             let p = self.page(u64::from(head));
             let emptied = if CLEAN_HEAD {
                 flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
-                self.unlink_links_nomask(p, current)
+                let emptied = self.unlink_links_nomask(p, current);
+                prep(head);
+                emptied
             } else {
                 let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
+                // The head is the caller's to write now that its links
+                // are read (early: what `prep` needs is then dead for the
+                // rest, which keeps the registers for it).
+                prep(head);
                 self.unlink_known(current, links as u32, (links >> 32) as u32)
             };
             debug_assert!(emptied.is_none() || emptied == Some(mt.index()));
@@ -1417,9 +1472,14 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             }
             // One store for the mask: the list the block left may be
             // empty, those of orders `order..current` are not (their
-            // halves are linked next).
-            *m = mask & !(u16::from(emptied.is_some()) << current)
-                | ((1u16 << current) - (1u16 << order));
+            // halves are linked next). Bits `order..current` are clear
+            // (the search found `current` the first set one), so taking
+            // `1 << order` away clears bit `current` and sets them all;
+            // adding `1 << current` back keeps a list that did not empty.
+            debug_assert_eq!(mask & ((1u16 << current) - (1u16 << order)), 0);
+            *m = mask
+                .wrapping_sub(1u16 << order)
+                .wrapping_add(u16::from(emptied.is_none()) << current);
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << current) - (1 << order));
@@ -1429,7 +1489,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 // One copy of the unrolled split for the exclusive side
                 // (a one-level split of the general path stays inline),
                 // called last, so the call is a jump.
-                return self.expand_outlined(head, order, current, mt);
+                return self.expand_tail(head, order, current, mt);
             }
             self.expand_loop(head, order, current, mt);
             Some(head)
