@@ -981,18 +981,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     #[inline(always)]
     unsafe fn expand(self, head: u32, order: usize, current: usize, mt: MigrateType) {
         const _: () = assert!(MAX_ORDER == 10, "one split level per order below MAX_ORDER");
-        if current <= order {
-            return;
-        }
         // SAFETY: `head` < max_pfn (a listed block's head).
         let hp = unsafe { self.page(u64::from(head)) };
         let head_pair = u64::from(head) * PFN_PAIR;
-        if current == order + 1 || !EXCL {
-            // SAFETY: the function contract.
-            unsafe { self.expand_loop(head, order, current, mt) };
-            return;
-        }
-        if current == MAX_ORDER {
+        // Tested first, so the dispatch is one compare and one jump
+        // through a table (the `current` chain's table would come first).
+        if EXCL && current == MAX_ORDER && order < MAX_ORDER {
             // The common case, a MAX_ORDER block split: the levels from
             // `order` up, entered at `order`, with no test for the end (the
             // lists are distinct and empty, so the order of the links does
@@ -1015,6 +1009,14 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 'u8 8 => { up!(8); },
                 'u9 9 => { up!(9); },
             );
+            return;
+        }
+        if current <= order {
+            return;
+        }
+        if current == order + 1 || !EXCL {
+            // SAFETY: the function contract.
+            unsafe { self.expand_loop(head, order, current, mt) };
             return;
         }
         macro_rules! level {
