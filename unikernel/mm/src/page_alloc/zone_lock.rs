@@ -1179,10 +1179,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             // its mask bit cleared once, by the caller, for all the
             // levels: ten read-modify-writes of one word would each wait
             // for the last (store forwarding).
+            // The compare takes the links from memory (the rare case
+            // reads them again).
             let links_p = (&raw mut (*bp).prev).cast::<u64>();
-            let links = links_p.read_unaligned();
-            links_p.write_unaligned(u64::MAX); // both NIL
-            if links == end_pair {
+            if links_p.read_unaligned() == end_pair {
+                links_p.write_unaligned(u64::MAX); // both NIL
                 let list = &raw mut (*self.zone).free_area[o].free_list[mt_index];
                 if EXCL {
                     list.cast::<u64>().write_unaligned(u64::MAX);
@@ -1195,7 +1196,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 *cleared |= 1 << o;
             } else {
                 core::hint::cold_path();
-                let (prev, next) = (links as u32, (links >> 32) as u32);
+                // (Volatile: a plain load would be merged with the
+                // compare's into a register the common case then needs.)
+                let prev = (&raw const (*bp).prev).read_volatile();
+                let next = (&raw const (*bp).next).read_volatile();
+                links_p.write_unaligned(u64::MAX); // both NIL
                 if let Some(list_mt) = self.unlink_known(o, prev, next) {
                     *self.mask_of(list_mt) &= !(1 << o);
                 }
