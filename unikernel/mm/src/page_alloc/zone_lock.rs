@@ -493,11 +493,43 @@ unsafe fn expand_outlined(
         zone,
         zi: usize::MAX,
     };
-    // SAFETY: the function contract.
-    unsafe { zf.expand(head, order, current, mt) };
+    // SAFETY: the function contract; a `MAX_ORDER` block goes to
+    // `expand_max_outlined`.
+    unsafe {
+        core::hint::assert_unchecked(current < MAX_ORDER);
+        zf.expand(head, order, current, mt)
+    };
     // `Some(head)` (a listed block's head is never NIL), written so the
     // compiler cannot fold the caller's result to a constant and must
     // keep the call a jump.
+    (head != NIL).then_some(head)
+}
+
+/// [`expand_outlined`] for a `MAX_ORDER` block, the common case (a
+/// block from the lists of the largest order): a function of its own, so
+/// its one chain shares no code with the others' (shared, the last level
+/// held its constants in registers for all of them, saved and restored
+/// at every call).
+///
+/// # Safety
+/// As for [`expand_outlined`] with `current` = `MAX_ORDER`.
+#[inline(never)]
+unsafe fn expand_max_outlined(
+    map: *mut Page,
+    zone: *mut Zone,
+    head: u32,
+    order: usize,
+    mt: MigrateType,
+) -> Option<u32> {
+    let zf = ZoneFree::<true> {
+        map,
+        max_pfn: 0,
+        zone,
+        zi: usize::MAX,
+    };
+    // SAFETY: the function contract.
+    unsafe { zf.expand(head, order, MAX_ORDER, mt) };
+    // As in `expand_outlined`: `Some(head)`, not foldable by the caller.
     (head != NIL).then_some(head)
 }
 
@@ -966,7 +998,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the function contract.
-        unsafe { expand_outlined(self.map, self.zone, head, order, current, mt) }
+        unsafe {
+            if current == MAX_ORDER {
+                expand_max_outlined(self.map, self.zone, head, order, mt)
+            } else {
+                expand_outlined(self.map, self.zone, head, order, current, mt)
+            }
+        }
     }
 
     /// cf. `expand()`: the upper halves of the block at `head`, of order
@@ -1029,8 +1067,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             };
         }
         // Enter the chain at `current`: the level below it first.
+        // (`current` < MAX_ORDER here: a level 9 of this chain would be
+        // merged with the one above, whose code then holds its constants
+        // in registers for both, which the split pays to save.)
+        debug_assert!(current < MAX_ORDER);
         enter_chain!(current, return;
-            'e10 10 => { level!(9); },
             'e9 9 => { level!(8); },
             'e8 8 => { level!(7); },
             'e7 7 => { level!(6); },
