@@ -533,6 +533,19 @@ unsafe fn expand_max_outlined(
     (head != NIL).then_some(head)
 }
 
+/// What one level of the exclusive side's unrolled merge did
+/// ([`ZoneFree::merge_level_common`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    /// Took the buddy in, emptying its list.
+    Merged,
+    /// The buddy does not merge: the merge ends here.
+    Stop,
+    /// The buddy merges but is not alone on the freed block's type's
+    /// list: nothing changed; the general level takes it.
+    Rare,
+}
+
 /// Whether a block of type `mt` merges with a free buddy whose pageblock
 /// has the `PB_MIGRATE` bits of `flags` (at pageblock order and above; cf.
 /// the `migratetype_is_mergeable()` test in `__free_one_page()`).
@@ -1127,38 +1140,21 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         (pfn, order)
     }
 
-    /// One level of [`ZoneFree::merge_in_zone`]: if the buddy of the
-    /// block whose descriptor is `*off` bytes into `mem_map` (order `O`)
-    /// is free (and, from pageblock order, of a type it may merge with),
-    /// takes it off its list and makes `*off` the combined block's head;
-    /// `false` with nothing changed otherwise. `O` is a constant, so the
-    /// buddy's bit, the pattern and the list's and counter's places are
-    /// immediates; the head is kept as a byte offset, so finding the
-    /// buddy's descriptor is one `xor`.
+    /// One level of [`ZoneFree::free_one_page`]'s merge: if the buddy of
+    /// the block whose descriptor is `*off` bytes into `mem_map` (order
+    /// `o`) is free (and, from pageblock order, of a type it may merge
+    /// with), takes it off its list and makes `*off` the combined block's
+    /// head; `false` with nothing changed otherwise. The head is kept as a
+    /// byte offset, so finding the buddy's descriptor is one `xor`. For
+    /// the merge's loop (the zone-locked side's, and the out-of-line copy
+    /// of the exclusive side's, which stay loops to keep the image small),
+    /// and for the level the unrolled chain's common case leaves to it
+    /// ([`ZoneFree::merge_level_common`]).
     ///
     /// # Safety
     /// The method contract; the whole `MAX_ORDER` block holding the block
-    /// is this zone's, below `max_pfn`, with written descriptors.
-    #[inline(always)]
-    unsafe fn merge_level<const O: usize>(
-        self,
-        off: &mut usize,
-        mt: MigrateType,
-        mt_index: usize,
-        end_pair: u64,
-        cma: bool,
-        cleared: &mut u32,
-    ) -> bool {
-        // SAFETY: the function contract.
-        unsafe { self.merge_level_at(O, off, mt, mt_index, end_pair, cma, cleared) }
-    }
-
-    /// [`ZoneFree::merge_level`] for an order known only at run time (the
-    /// zone-locked side's merge loop, which stays a loop to keep the image
-    /// small).
-    ///
-    /// # Safety
-    /// As for [`ZoneFree::merge_level`], with `O` = `o` < `MAX_ORDER`.
+    /// is this zone's, below `max_pfn`, with written descriptors;
+    /// `o` < `MAX_ORDER`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn merge_level_at(
@@ -1256,10 +1252,75 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         true
     }
 
+    /// One level of the exclusive side's unrolled merge
+    /// ([`ZoneFree::merge_in_zone`]) for its common case only: the buddy
+    /// free, and alone on `mt`'s list of order `O` (each level's, when a
+    /// block split is merged back), which it then empties. Anything else
+    /// changes nothing: [`Level::Stop`] when the buddy does not merge,
+    /// [`Level::Rare`] when it does but is not alone on `mt`'s list (the
+    /// caller finishes with [`ZoneFree::merge_level_at`], which handles
+    /// it). So the levels need not say which lists they emptied: all of
+    /// those they merged, up to where the chain stopped.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::merge_level_at`], with `O` = `o`; the exclusive
+    /// side. `O` is a constant, so the buddy's bit, the pattern and the
+    /// list's and counter's places are immediates.
+    #[inline(always)]
+    unsafe fn merge_level_common<const O: usize>(
+        self,
+        off: &mut usize,
+        mt: MigrateType,
+        mt_index: usize,
+        end_pair: u64,
+        cma: bool,
+    ) -> Level {
+        const PAGE: usize = core::mem::size_of::<Page>();
+        debug_assert!(EXCL);
+        let buddy_off = *off ^ (PAGE << O); // cf. __find_buddy_pfn()
+        let pb = O >= PAGEBLOCK_ORDER;
+        // SAFETY: the function contract (see `merge_level_at`).
+        unsafe {
+            let bp = self.map.byte_add(buddy_off);
+            debug_assert_eq!(usize::from((*bp).zone), self.zi);
+            // As in `merge_level_at`: BUDDY and the order against a
+            // pattern, one load; `x` the word with both cleared.
+            let w = bp.cast::<u32>().read();
+            let x = w ^ (W_BUDDY | (O as u32) << W_ORDER_SHIFT);
+            if x & (W_BUDDY | 0xff << W_ORDER_SHIFT) != 0 {
+                core::hint::cold_path();
+                return Level::Stop;
+            }
+            if pb && !pb_mergeable(w as u16, mt) {
+                core::hint::cold_path();
+                return Level::Stop;
+            }
+            // Both links against the list's end pair, from memory.
+            let links_p = (&raw mut (*bp).prev).cast::<u64>();
+            if links_p.read_unaligned() != end_pair {
+                core::hint::cold_path();
+                return Level::Rare;
+            }
+            bp.cast::<u32>().write(x);
+            links_p.write_unaligned(u64::MAX); // both NIL
+            let area = &raw mut (*self.zone).free_area[O];
+            (&raw mut (*area).free_list[mt_index])
+                .cast::<u64>()
+                .write_unaligned(u64::MAX);
+            let nr_free = &raw mut (*area).nr_free;
+            st64(nr_free, ld64(nr_free) - 1);
+            if pb && cma {
+                self.uncount_cma((buddy_off / PAGE) as u32, O);
+            }
+        }
+        *off &= buddy_off; // the combined block starts at the lower half
+        Level::Merged
+    }
+
     /// The merge of [`ZoneFree::free_one_page`] when the whole `MAX_ORDER`
     /// block holding `pfn` is this zone's (no buddy can be past `max_pfn`
     /// or in another zone): the levels from `order` up to `MAX_ORDER`,
-    /// unrolled ([`ZoneFree::merge_level`]), entered at `order`, until a
+    /// unrolled ([`ZoneFree::merge_level_common`]), entered at `order`, until a
     /// buddy stops it. Returns the merged block's head and order.
     ///
     /// # Safety
@@ -1291,8 +1352,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         macro_rules! level {
             ($done:lifetime, $o:literal) => {
                 // SAFETY: the function contract.
-                if !unsafe { this.merge_level::<$o>(&mut off, mt, mt_index, end_pair, cma, &mut cleared) } {
-                    break $done $o;
+                match unsafe {
+                    this.merge_level_common::<$o>(&mut off, mt, mt_index, end_pair, cma)
+                } {
+                    Level::Merged => {}
+                    Level::Stop => break $done($o, 1u32 << $o, false),
+                    Level::Rare => break $done($o, 1u32 << $o, true),
                 }
             };
         }
@@ -1308,9 +1373,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             }
             return ((off / PAGE) as u64, o, cleared);
         }
-        let stop = 'done: {
+        // (Each exit says `1 << stop` as a constant: worked out after
+        // the join, it took a variable shift.)
+        let (stop, stop_bit, rare) = 'done: {
             // Enter the chain at `order`.
-            enter_chain!(order, break 'done order;
+            enter_chain!(order, break 'done (order, 1u32 << order, false);
                 'l0 0 => { level!('done, 0); },
                 'l1 1 => { level!('done, 1); },
                 'l2 2 => { level!('done, 2); },
@@ -1322,10 +1389,26 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 'l8 8 => { level!('done, 8); },
                 'l9 9 => { level!('done, 9); },
             );
-            MAX_ORDER
+            (MAX_ORDER, 1u32 << MAX_ORDER, false)
         };
-        // SAFETY: the method contract.
-        ((off / PAGE) as u64, stop, cleared)
+        // Every level the chain merged emptied its list of `mt`.
+        debug_assert!(order <= stop && stop <= MAX_ORDER && stop_bit == 1 << stop);
+        cleared = stop_bit - (1u32 << order);
+        let mut o = stop;
+        if rare {
+            // A buddy not alone on `mt`'s list: that level, and the rest,
+            // by the loop, which handles it.
+            core::hint::cold_path();
+            // SAFETY: the function contract.
+            while o < MAX_ORDER
+                && unsafe {
+                    this.merge_level_at(o, &mut off, mt, mt_index, end_pair, cma, &mut cleared)
+                }
+            {
+                o += 1;
+            }
+        }
+        ((off / PAGE) as u64, o, cleared)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
