@@ -956,7 +956,7 @@ impl PageAlloc<'_> {
     /// What it does is the general path's for such a block
     /// (cf. `free_pages_prepare()` + `__free_pages_ok()` /
     /// `free_unref_page()` → `free_one_page()`).
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn free_pages_buddy_fast(&mut self, pfn: Pfn, order: Order) -> bool {
         #[cfg(test)]
         if NO_FAST_REFILL.with(|c| c.get()) {
