@@ -290,6 +290,13 @@ pub(crate) struct FastPaths {
     pub reserve_start: u64,
     /// See `reserve_start`.
     pub reserve_len: u64,
+    /// Per zone, the `MAX_ORDER`-aligned PFNs `[lo, lo + span)` whose
+    /// whole `MAX_ORDER` block lies in the zone and below `max_pfn`: the
+    /// buddy fast free's merge needs no range or zone check there
+    /// (span 0: none). A function of the zone spans and `max_pfn`.
+    pub merge_lo: [u64; NR_ZONES],
+    /// See `merge_lo`.
+    pub merge_span: [u64; NR_ZONES],
 }
 
 impl FastPaths {
@@ -301,6 +308,8 @@ impl FastPaths {
         buddy_free_limit: 0,
         reserve_start: 0,
         reserve_len: 0,
+        merge_lo: [0; NR_ZONES],
+        merge_span: [0; NR_ZONES],
     };
 
     /// [`FastPaths::NONE`], built by code: as a constant it would be a
@@ -319,6 +328,8 @@ impl FastPaths {
             buddy_free_limit: 0,
             reserve_start: 0,
             reserve_len: 0,
+            merge_lo: [0; NR_ZONES],
+            merge_span: [0; NR_ZONES],
         }
     }
 }
@@ -355,6 +366,7 @@ impl PageAlloc<'_> {
         self.fast.buddy_free_limit = buddy_limit;
         self.fast.reserve_start = start;
         self.fast.reserve_len = len;
+        (self.fast.merge_lo, self.fast.merge_span) = self.fast_merge_fields();
     }
 
     /// Whether [`FastPaths`] differs from what its inputs say now (for
@@ -368,6 +380,7 @@ impl PageAlloc<'_> {
             f.reserve_start,
             f.reserve_len,
         ) != self.fast_free_fields();
+        stale |= (f.merge_lo, f.merge_span) != self.fast_merge_fields();
         for bits in 0..FAST_ALLOC_ROWS {
             stale |= f.alloc[bits] != self.fast_alloc_row(bits);
         }
@@ -378,13 +391,32 @@ impl PageAlloc<'_> {
     #[cfg(test)]
     pub(crate) fn compute_fast_paths(&self) -> FastPaths {
         let (free_limit, buddy_free_limit, reserve_start, reserve_len) = self.fast_free_fields();
+        let (merge_lo, merge_span) = self.fast_merge_fields();
         FastPaths {
             alloc: core::array::from_fn(|bits| self.fast_alloc_row(bits)),
             free_limit,
             buddy_free_limit,
             reserve_start,
             reserve_len,
+            merge_lo,
+            merge_span,
         }
+    }
+
+    /// `(merge_lo, merge_span)` of [`FastPaths`]: per zone, the
+    /// `MAX_ORDER` blocks wholly inside its span and below `max_pfn`.
+    fn fast_merge_fields(&self) -> ([u64; NR_ZONES], [u64; NR_ZONES]) {
+        const CHUNK: u64 = 1 << crate::types::MAX_ORDER;
+        let max_pfn = self.layout.max_pfn.0;
+        let mut lo = [0; NR_ZONES];
+        let mut span = [0; NR_ZONES];
+        for (zi, z) in self.zones.iter().enumerate() {
+            let l = z.start_pfn.0.next_multiple_of(CHUNK);
+            let h = z.end_pfn.0.min(max_pfn) & !(CHUNK - 1);
+            lo[zi] = l;
+            span[zi] = h.saturating_sub(l);
+        }
+        (lo, span)
     }
 
     /// Row `bits` of [`FastPaths::alloc`] as the inputs say now.
@@ -1027,9 +1059,13 @@ impl PageAlloc<'_> {
                 free_tails(map, i, o);
             }
         }
+        // The block's MAX_ORDER block wholly in the zone (the table's
+        // range): the merge checks no buddy's range or zone.
+        let in_zone = pfn.0.wrapping_sub(self.fast.merge_lo[zi]) < self.fast.merge_span[zi];
         let zf = self.zone_free(zi);
-        // SAFETY: `&mut self`: the exclusive side.
-        unsafe { zf.free_one_page_inline(pfn.0, o, mt, false) };
+        // SAFETY: `&mut self`: the exclusive side; `in_zone` is the
+        // merge's own test, worked out ahead.
+        unsafe { zf.free_one_page_inline_known(pfn.0, o, mt, in_zone) };
         true
     }
 

@@ -1453,6 +1453,24 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         unsafe { self.free_one_page_with::<true>(pfn, order, mt, to_tail) }
     }
 
+    /// [`ZoneFree::free_one_page_inline`] given whether the `MAX_ORDER`
+    /// block holding `pfn` lies wholly in this zone and below `max_pfn`
+    /// (the buddy fast free reads it from the fast paths' table).
+    ///
+    /// # Safety
+    /// The method contract; `in_zone` is that test's answer.
+    #[inline(always)]
+    pub(crate) unsafe fn free_one_page_inline_known(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        in_zone: bool,
+    ) {
+        // SAFETY: the method contract.
+        unsafe { self.free_one_page_in::<true>(pfn, order, mt, false, in_zone) }
+    }
+
     /// [`ZoneFree::free_one_page`]; `CHAIN`: on the exclusive side, the
     /// unrolled merge ([`ZoneFree::merge_in_zone`]), else its loop (the
     /// out-of-line copy, for the exclusive side's other callers, keeps
@@ -1465,6 +1483,37 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
         to_tail: bool,
     ) {
+        // SAFETY: the method contract.
+        unsafe {
+            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
+            let in_zone = chunk >= (*self.zone).start_pfn.0
+                && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
+            self.free_one_page_in::<CHAIN>(pfn, order, mt, to_tail, in_zone)
+        }
+    }
+
+    /// [`ZoneFree::free_one_page_with`] past its `in_zone` test.
+    ///
+    /// # Safety
+    /// The method contract; `in_zone` says whether the `MAX_ORDER` block
+    /// holding `pfn` lies wholly in this zone and below `max_pfn`.
+    #[inline(always)]
+    unsafe fn free_one_page_in<const CHAIN: bool>(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+        in_zone: bool,
+    ) {
+        debug_assert_eq!(in_zone, {
+            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
+            // SAFETY: a raw place; the zone's span never changes.
+            unsafe {
+                chunk >= (*self.zone).start_pfn.0
+                    && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn)
+            }
+        });
         // Checked once here (free where the caller's order is an `Order`):
         // the merged order is then at most MAX_ORDER too.
         assert!(order <= MAX_ORDER);
@@ -1479,9 +1528,6 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         // in this zone) and in this zone.
         unsafe {
             let cma = (*self.zone).cma_pages > 0;
-            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
-            let in_zone = chunk >= (*self.zone).start_pfn.0
-                && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
             // The buddies merged in were free already: only the block
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);

@@ -472,3 +472,27 @@ fn the_lists_off_allocation_keeps_or_clears_the_mask_bit_as_the_full_path() {
         assert!(a == b, "{}", &a[..a.find('\n').unwrap_or(a.len())]);
     }
 }
+
+/// The table's merge range of each zone (`merge_lo`, `merge_span`) holds
+/// exactly the PFNs whose whole `MAX_ORDER` block lies in the zone's span
+/// and below `max_pfn`, on a machine whose zone edges and `max_pfn` (6000,
+/// 10 000) fall inside `MAX_ORDER` blocks; the buddy fast free trusts it
+/// to skip the merge's range and zone checks.
+#[test]
+fn the_merge_range_holds_the_max_order_blocks_wholly_in_a_zone() {
+    let pa = crate::page_alloc::tests::sim(false);
+    let max_pfn = pa.max_pfn().0;
+    let mut seen = 0;
+    for (zi, z) in pa.zones().iter().enumerate() {
+        let (lo, span) = (pa.fast.merge_lo[zi], pa.fast.merge_span[zi]);
+        for pfn in 0..max_pfn + 2048 {
+            let chunk = pfn & !1023;
+            let whole = chunk >= z.start_pfn.0 && chunk + 1024 <= z.end_pfn.0.min(max_pfn);
+            assert_eq!(pfn.wrapping_sub(lo) < span, whole, "zone {zi} pfn {pfn}");
+            seen += u64::from(whole);
+        }
+    }
+    // DMA [0, 4096): 4 blocks; Normal [4096, 6000): 1; HighMem [6000,
+    // 10 000): [6144, 9216), 3.
+    assert_eq!(seen, (4 + 1 + 3) * 1024);
+}
