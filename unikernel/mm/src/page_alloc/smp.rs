@@ -719,7 +719,8 @@ impl PageAlloc<'_> {
             && !self.deferred_pending()
             && self.zones[zi].pcp[self.this_cpu()].high == 0
             && gfp.migratetype() != MigrateType::Movable
-            && (order.index() == 0 || !gfp.contains(GfpFlags::COMP))
+            // (The flag first: a branch on it, not a flag computed.)
+            && (!gfp.contains(GfpFlags::COMP) || order.index() == 0)
         {
             // SAFETY: `zi` < NR_ZONES; not Movable, no compound block.
             return unsafe { self.alloc_pages_buddy_taken(gfp, order, owner, zi) };
