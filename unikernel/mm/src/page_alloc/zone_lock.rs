@@ -233,7 +233,17 @@ pub(super) unsafe fn flags_update(p: *mut Page, set: PageFlags, clear: PageFlags
 #[inline(always)]
 pub(super) unsafe fn pageblock_mt_raw(map: *mut Page, pfn: u64) -> MigrateType {
     // SAFETY: the caller's contract.
-    MigrateType::from_index(unsafe { pageblock_mt_bits(map, pfn) }).unwrap_or(MigrateType::Movable)
+    let bits = unsafe { pageblock_mt_bits(map, pfn) };
+    // 6–7 read as Movable; a select, not a table (`from_index`).
+    let idx = if bits < MIGRATE_TYPES {
+        bits
+    } else {
+        MigrateType::Movable as usize
+    };
+    const _: () = assert!(MIGRATE_TYPES == 6 && MigrateType::Isolate as usize == 5);
+    // SAFETY: `MigrateType` is a `repr(u8)` enum whose discriminants are
+    // its indices 0..MIGRATE_TYPES, and `idx` is one.
+    unsafe { core::mem::transmute::<u8, MigrateType>(idx as u8) }
 }
 
 /// [`pageblock_mt_raw`] as the raw 3-bit field (a [`MigrateType`] index,

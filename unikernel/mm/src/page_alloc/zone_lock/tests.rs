@@ -194,3 +194,25 @@ fn a_chain_runs_from_the_step_named_to_the_last_written() {
     assert_eq!(run(0), None);
     assert_eq!(run(2), None);
 }
+
+/// A pageblock's migrate type is read by a select, not a table: the
+/// field's values 0–5 are the types of those indices, 6 and 7 read as
+/// Movable, and the other bits of the first frame's flags do not matter.
+#[test]
+fn pageblock_bits_read_as_their_type_and_6_7_as_movable() {
+    use crate::page::{Page, PageFlags};
+    let mut map = std::vec![Page::new_reserved(); 2 * crate::zone::PAGEBLOCK_NR_PAGES as usize];
+    let mask = PageFlags::PB_MIGRATE.0;
+    let shift = mask.trailing_zeros();
+    for bits in 0u16..8 {
+        for other in [0u16, !mask] {
+            map[0].flags = PageFlags(bits << shift | other);
+            let want = MigrateType::from_index(usize::from(bits)).unwrap_or(MigrateType::Movable);
+            for pfn in [0, 1, crate::zone::PAGEBLOCK_NR_PAGES - 1] {
+                // SAFETY: `pfn` < the map's length.
+                let got = unsafe { super::pageblock_mt_raw(map.as_mut_ptr(), pfn) };
+                assert_eq!(got, want, "bits {bits} other {other:#x} pfn {pfn}");
+            }
+        }
+    }
+}
