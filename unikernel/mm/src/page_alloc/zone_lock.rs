@@ -515,6 +515,32 @@ unsafe fn expand_outlined(
     (head != NIL).then_some(head)
 }
 
+/// [`ZoneFree::rmqueue_smallest`]'s one out-of-line copy (per side),
+/// with the zone's fields as scalar arguments: a `ZoneFree` (four words)
+/// would go through memory, spilled by every caller.
+///
+/// # Safety
+/// As for [`ZoneFree::rmqueue_smallest`] on the `ZoneFree` these fields
+/// make up.
+#[inline(never)]
+unsafe fn rmqueue_smallest_outlined<const EXCL: bool>(
+    map: *mut Page,
+    max_pfn: u64,
+    zone: *mut Zone,
+    zi: usize,
+    order: usize,
+    mt: MigrateType,
+) -> Option<u32> {
+    let zf = ZoneFree::<EXCL> {
+        map,
+        max_pfn,
+        zone,
+        zi,
+    };
+    // SAFETY: the function contract.
+    unsafe { zf.rmqueue_smallest_inline(order, mt) }
+}
+
 /// [`expand_outlined`] for a `MAX_ORDER` block, the common case (a
 /// block from the lists of the largest order): a function of its own, so
 /// its one chain shares no code with the others' (shared, the last level
@@ -1592,10 +1618,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// the order the block was found at, which the search has just seen
     /// empty ([`ZoneFree::link_half`]), and the CMA count and the
     /// mask take all the halves at once.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
         // SAFETY: the method contract.
-        unsafe { self.rmqueue_smallest_inline(order, mt) }
+        unsafe {
+            rmqueue_smallest_outlined::<EXCL>(self.map, self.max_pfn, self.zone, self.zi, order, mt)
+        }
     }
 
     /// [`ZoneFree::rmqueue_smallest`] inlined into its caller (the
@@ -1637,9 +1665,36 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let Some(current) = first_nonempty(mask, order) else {
                 return on_empty();
             };
-            let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
+            let list = &raw mut (*self.zone).free_area[current].free_list[mt.index()];
+            let head = ld32(&raw mut (*list).head);
             // cf. del_page_from_free_list(), with the mask left to the end.
             let p = self.page(u64::from(head));
+            let end = u64::from(LIST_END + mt as u32);
+            if EXCL
+                && !CLEAN_HEAD
+                && (&raw const (*p).prev).cast::<u64>().read_unaligned() == end | end << 32
+            {
+                // The block alone on its list (a MAX_ORDER block split and
+                // merged back): the list empties, at the place just read,
+                // with one store, and the rest knows it did. (What follows
+                // below, for this case; written out, not joined with the
+                // general case, where the compiler would keep both alive.)
+                prep(head);
+                list.cast::<u64>().write_unaligned(u64::MAX);
+                let nr_free = &raw mut (*self.zone).free_area[current].nr_free;
+                st64(nr_free, ld64(nr_free) - 1);
+                if (*self.zone).cma_pages > 0 {
+                    self.uncount_cma(head, current);
+                }
+                debug_assert_eq!(mask & ((1u16 << current) - (1u16 << order)), 0);
+                *m = mask.wrapping_sub(1u16 << order);
+                if mt == MigrateType::Cma {
+                    let fc = &raw mut (*self.zone).nr_free_cma;
+                    st64(fc, ld64(fc) + (1 << current) - (1 << order));
+                }
+                self.account_free(-(1 << order));
+                return self.expand_tail(head, order, current, mt);
+            }
             let emptied = if CLEAN_HEAD {
                 flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
                 let emptied = self.unlink_links_nomask(p, current);
