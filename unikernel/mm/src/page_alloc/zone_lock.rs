@@ -1669,16 +1669,16 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             let head = ld32(&raw mut (*list).head);
             // cf. del_page_from_free_list(), with the mask left to the end.
             let p = self.page(u64::from(head));
-            let end = u64::from(LIST_END + mt as u32);
-            if EXCL
-                && !CLEAN_HEAD
-                && (&raw const (*p).prev).cast::<u64>().read_unaligned() == end | end << 32
-            {
+            let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
+            if EXCL && !CLEAN_HEAD && links as u32 == (links >> 32) as u32 {
                 // The block alone on its list (a MAX_ORDER block split and
-                // merged back): the list empties, at the place just read,
-                // with one store, and the rest knows it did. (What follows
-                // below, for this case; written out, not joined with the
-                // general case, where the compiler would keep both alive.)
+                // merged back; equal links are both the end link of the
+                // list it was read from, as in `unlink_known`): the list
+                // empties, at the place just read, with one store, and the
+                // rest knows it did. (What follows below, for this case;
+                // written out, not joined with the general case, where the
+                // compiler would keep both alive.)
+                debug_assert_eq!(links as u32, LIST_END + mt as u32);
                 prep(head);
                 list.cast::<u64>().write_unaligned(u64::MAX);
                 let nr_free = &raw mut (*self.zone).free_area[current].nr_free;
@@ -1701,7 +1701,6 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 prep(head);
                 emptied
             } else {
-                let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
                 // The head is the caller's to write now that its links
                 // are read (early: what `prep` needs is then dead for the
                 // rest, which keeps the registers for it).
