@@ -939,20 +939,22 @@ impl<'a> PageAlloc<'a> {
     /// this CPU's list — is inlined into the caller
     /// (`free_pages_pcp_fast`); it does what the general path
     /// would do for such a block, and leaves everything else to it.
+    ///
+    /// Next, a block that goes straight to the buddy lists is freed by
+    /// one call that answers yes or no (`free_pages_buddy_fast`: no
+    /// `Result` to return through memory, whose pointer the merge would
+    /// keep in a register); everything else by the general path.
     #[inline]
     pub fn free_pages(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
-        if self.free_pages_pcp_fast(pfn, order) {
+        if self.free_pages_pcp_fast(pfn, order) || self.free_pages_buddy_fast(pfn, order) {
             return Ok(());
         }
         self.free_pages_slow(pfn, order)
     }
 
-    /// [`PageAlloc::free_pages`] past its per-CPU fast path.
+    /// [`PageAlloc::free_pages`] past its fast paths.
     #[inline(never)]
     fn free_pages_slow(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
-        if self.free_pages_buddy_fast(pfn, order) {
-            return Ok(());
-        }
         let zi = self.check_free(pfn, order)?;
         // A page still on the LRU leaves it as it is freed (cf.
         // `__folio_clear_lru_flags()` in `__folio_put()`).

@@ -290,6 +290,13 @@ pub(crate) struct FastPaths {
     pub reserve_start: u64,
     /// See `reserve_start`.
     pub reserve_len: u64,
+    /// Per zone, the `MAX_ORDER`-aligned PFNs `[lo, lo + span)` whose
+    /// whole `MAX_ORDER` block lies in the zone and below `max_pfn`: the
+    /// buddy fast free's merge needs no range or zone check there
+    /// (span 0: none). A function of the zone spans and `max_pfn`.
+    pub merge_lo: [u64; NR_ZONES],
+    /// See `merge_lo`.
+    pub merge_span: [u64; NR_ZONES],
 }
 
 impl FastPaths {
@@ -301,6 +308,8 @@ impl FastPaths {
         buddy_free_limit: 0,
         reserve_start: 0,
         reserve_len: 0,
+        merge_lo: [0; NR_ZONES],
+        merge_span: [0; NR_ZONES],
     };
 
     /// [`FastPaths::NONE`], built by code: as a constant it would be a
@@ -319,6 +328,8 @@ impl FastPaths {
             buddy_free_limit: 0,
             reserve_start: 0,
             reserve_len: 0,
+            merge_lo: [0; NR_ZONES],
+            merge_span: [0; NR_ZONES],
         }
     }
 }
@@ -355,6 +366,7 @@ impl PageAlloc<'_> {
         self.fast.buddy_free_limit = buddy_limit;
         self.fast.reserve_start = start;
         self.fast.reserve_len = len;
+        (self.fast.merge_lo, self.fast.merge_span) = self.fast_merge_fields();
     }
 
     /// Whether [`FastPaths`] differs from what its inputs say now (for
@@ -368,6 +380,7 @@ impl PageAlloc<'_> {
             f.reserve_start,
             f.reserve_len,
         ) != self.fast_free_fields();
+        stale |= (f.merge_lo, f.merge_span) != self.fast_merge_fields();
         for bits in 0..FAST_ALLOC_ROWS {
             stale |= f.alloc[bits] != self.fast_alloc_row(bits);
         }
@@ -378,13 +391,32 @@ impl PageAlloc<'_> {
     #[cfg(test)]
     pub(crate) fn compute_fast_paths(&self) -> FastPaths {
         let (free_limit, buddy_free_limit, reserve_start, reserve_len) = self.fast_free_fields();
+        let (merge_lo, merge_span) = self.fast_merge_fields();
         FastPaths {
             alloc: core::array::from_fn(|bits| self.fast_alloc_row(bits)),
             free_limit,
             buddy_free_limit,
             reserve_start,
             reserve_len,
+            merge_lo,
+            merge_span,
         }
+    }
+
+    /// `(merge_lo, merge_span)` of [`FastPaths`]: per zone, the
+    /// `MAX_ORDER` blocks wholly inside its span and below `max_pfn`.
+    fn fast_merge_fields(&self) -> ([u64; NR_ZONES], [u64; NR_ZONES]) {
+        const CHUNK: u64 = 1 << crate::types::MAX_ORDER;
+        let max_pfn = self.layout.max_pfn.0;
+        let mut lo = [0; NR_ZONES];
+        let mut span = [0; NR_ZONES];
+        for (zi, z) in self.zones.iter().enumerate() {
+            let l = z.start_pfn.0.next_multiple_of(CHUNK);
+            let h = z.end_pfn.0.min(max_pfn) & !(CHUNK - 1);
+            lo[zi] = l;
+            span[zi] = h.saturating_sub(l);
+        }
+        (lo, span)
     }
 
     /// Row `bits` of [`FastPaths::alloc`] as the inputs say now.
@@ -642,7 +674,8 @@ impl PageAlloc<'_> {
         // SAFETY: `pindex` < NR_PCP_LISTS (`pcp_fast_target`).
         if unsafe { self.zones[zi].pcp[cpu].lists.get_unchecked(pindex) }.head == NIL {
             // SAFETY: `zi` < NR_ZONES (`pcp_fast_target`).
-            return unsafe { self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex) };
+            return unsafe { self.alloc_pages_pcp_refill(gfp, order, owner, zi, pindex) }
+                .map(|pfn| Pfn(u64::from(pfn)));
         }
         // SAFETY: `&mut self`: the exclusive side owns every slot and list.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
@@ -654,7 +687,49 @@ impl PageAlloc<'_> {
         Some(Pfn(u64::from(pfn)))
     }
 
-    /// [`PageAlloc::alloc_pages_pcp_fast`] when its list is empty: what
+    /// [`PageAlloc::alloc_pages_pcp_fast`] when its list is empty: with
+    /// the lists off, a request that is not Movable and needs no compound
+    /// block goes straight to [`PageAlloc::alloc_pages_buddy_taken`] (a
+    /// jump: this function has no frame); everything else to
+    /// [`PageAlloc::alloc_pages_pcp_refill_general`].
+    ///
+    /// # Safety
+    /// `zi` < `NR_ZONES` (so no index of it is checked again).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_pages_pcp_refill(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+        pindex: usize,
+    ) -> Option<u32> {
+        // SAFETY: the function contract; `set_this_cpu` keeps the CPU
+        // below NR_CPUS.
+        unsafe {
+            core::hint::assert_unchecked(zi < NR_ZONES);
+            core::hint::assert_unchecked(self.this_cpu() < crate::types::NR_CPUS);
+        }
+        #[cfg(test)]
+        let fast_refill = !NO_FAST_REFILL.with(|c| c.get());
+        #[cfg(not(test))]
+        let fast_refill = true;
+        if fast_refill
+            && !self.deferred_pending()
+            && self.zones[zi].pcp[self.this_cpu()].high == 0
+            && gfp.migratetype() != MigrateType::Movable
+            // (The flag first: a branch on it, not a flag computed.)
+            && (!gfp.contains(GfpFlags::COMP) || order.index() == 0)
+        {
+            // SAFETY: `zi` < NR_ZONES; not Movable, no compound block.
+            return unsafe { self.alloc_pages_buddy_taken(gfp, order, owner, zi) };
+        }
+        // SAFETY: the function contract.
+        unsafe { self.alloc_pages_pcp_refill_general(gfp, order, owner, zi, pindex) }
+    }
+
+    /// [`PageAlloc::alloc_pages_pcp_refill`]'s general case: what
     /// the full path would do next — the zone passed its watermark, so
     /// `get_page_from_freelist()` → `rmqueue()` → `rmqueue_pcplist()`
     /// refills the list with a batch (`rmqueue_bulk()`, stealing as the
@@ -670,14 +745,14 @@ impl PageAlloc<'_> {
     /// `zi` < `NR_ZONES` (so no index of it is checked again).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_pages_pcp_refill(
+    unsafe fn alloc_pages_pcp_refill_general(
         &mut self,
         gfp: GfpFlags,
         order: Order,
         owner: OwnerTag,
         zi: usize,
         pindex: usize,
-    ) -> Option<Pfn> {
+    ) -> Option<u32> {
         // SAFETY: the function contract; an `Order` is ≤ MAX_ORDER.
         unsafe {
             core::hint::assert_unchecked(zi < NR_ZONES);
@@ -697,9 +772,9 @@ impl PageAlloc<'_> {
         let mt = gfp.migratetype();
         let cma = mt == MigrateType::Movable;
         if self.zones[zi].pcp[cpu].high == 0 {
-            // The lists are off: `rmqueue()` goes on to `__rmqueue()`. Its
-            // search of `mt`'s (and CMA's) own lists does not depend on
-            // ALLOC_NOFRAGMENT, which only a fallback reads: worked out
+            // The lists are off: `rmqueue()` goes on to `__rmqueue()`.
+            // Its search of `mt`'s (and CMA's) own lists does not depend
+            // on ALLOC_NOFRAGMENT, which only a fallback reads: worked out
             // when the search found nothing.
             let zf = self.zone_free(zi);
             let own = AllocFlags {
@@ -708,23 +783,7 @@ impl PageAlloc<'_> {
                 cma,
             };
             // SAFETY: `&mut self`: the exclusive side.
-            let got = unsafe {
-                if cma {
-                    zf.rmqueue_nofallback(order, mt, own)
-                } else if let Some(pfn) = zf.rmqueue_smallest_taken(o, mt) {
-                    // All `rmqueue_nofallback` does without CMA, inlined,
-                    // and `prep_new_page()` writing the head once.
-                    prep_taken_head(self.mem_map.base(), pfn, order, owner);
-                    if o > 0 && gfp.contains(GfpFlags::COMP) {
-                        self.prep_compound_page(Pfn(u64::from(pfn)), order);
-                    }
-                    self.alloc_counters.count_alloc(zi, o);
-                    return Some(Pfn(u64::from(pfn)));
-                } else {
-                    None
-                }
-            };
-            let pfn = match got {
+            let pfn = match unsafe { zf.rmqueue_nofallback(order, mt, own) } {
                 Some(pfn) => Pfn(u64::from(pfn)),
                 None => {
                     let flags = AllocFlags {
@@ -737,7 +796,7 @@ impl PageAlloc<'_> {
             };
             self.prep_new_page_gfp(pfn, order, owner, gfp);
             self.alloc_counters.count_alloc(zi, o);
-            return Some(pfn);
+            return Some(pfn.0 as u32);
         }
         let flags = AllocFlags {
             harder: false,
@@ -754,7 +813,81 @@ impl PageAlloc<'_> {
         // SAFETY: `&mut self`: the exclusive side; the list is not empty.
         let pfn = unsafe { Self::pcp_pop_prep(self, cpu, zi, pindex, gfp, order, owner) };
         self.alloc_counters.count_alloc(zi, o);
-        Some(Pfn(u64::from(pfn)))
+        Some(pfn)
+    }
+
+    /// [`PageAlloc::alloc_pages_pcp_refill`] with the lists off, for a
+    /// request of a migrate type other than Movable (no CMA first) and no
+    /// compound block to mark: `__rmqueue()`'s search of `mt`'s own lists
+    /// (cf. `__rmqueue_smallest()`), `prep_new_page()` writing the head
+    /// once, the event counted, then `expand()` — the split last, as a
+    /// jump to its out-of-line copy, so this function saves no registers.
+    /// When `mt`'s lists are empty, the steal of `__rmqueue()`
+    /// ([`PageAlloc::alloc_pages_buddy_fallback`]).
+    ///
+    /// # Safety
+    /// `zi` < `NR_ZONES`; the request is not Movable, and not `__GFP_COMP`
+    /// above order 0.
+    #[inline(never)]
+    unsafe fn alloc_pages_buddy_taken(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+    ) -> Option<u32> {
+        // SAFETY: the function contract; an `Order` is ≤ MAX_ORDER.
+        unsafe {
+            core::hint::assert_unchecked(zi < NR_ZONES);
+            core::hint::assert_unchecked(order.index() <= crate::types::MAX_ORDER);
+        }
+        let o = order.index();
+        let mt = gfp.migratetype();
+        debug_assert!(mt != MigrateType::Movable && (o == 0 || !gfp.contains(GfpFlags::COMP)));
+        // Everything through one raw pointer: the two closures below use
+        // it one at a time.
+        let pa: *mut Self = self;
+        // SAFETY: `&mut self`: the exclusive side. `prep` writes the head
+        // (`prep_new_page()`'s fields) and a counter, nothing of the lists
+        // or of the halves; `on_empty` runs instead of it.
+        unsafe {
+            let map = (*pa).mem_map.base();
+            ZoneFree::<true>::new(pa, zi).rmqueue_smallest_taken(
+                o,
+                mt,
+                // (`move`: captured by reference, the values would go
+                // through the stack, and the calls could not be jumps.)
+                move |pfn| {
+                    prep_taken_head(map, pfn, order, owner);
+                    (*pa).alloc_counters.count_alloc(zi, o);
+                },
+                move || (*pa).alloc_pages_buddy_fallback(gfp, order, owner, zi),
+            )
+        }
+    }
+
+    /// [`PageAlloc::alloc_pages_buddy_taken`] when `mt`'s own lists are
+    /// empty: `__rmqueue()`'s steal from a fallback type, with
+    /// ALLOC_NOFRAGMENT as the first pass sets it.
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_buddy_fallback(
+        &mut self,
+        gfp: GfpFlags,
+        order: Order,
+        owner: OwnerTag,
+        zi: usize,
+    ) -> Option<u32> {
+        let flags = AllocFlags {
+            harder: false,
+            nofragment: self.alloc_flags_nofragment(gfp.gfp_zone()),
+            cma: false,
+        };
+        // (Its own first search finds nothing again.)
+        let pfn = self.__rmqueue(zi, order, gfp.migratetype(), flags)?;
+        self.prep_new_page_gfp(pfn, order, owner, gfp);
+        self.alloc_counters.count_alloc(zi, order.index());
+        Some(pfn.0 as u32)
     }
 
     /// Pops the first block of CPU `cpu`'s non-empty list `pindex` of zone
@@ -856,7 +989,7 @@ impl PageAlloc<'_> {
     /// What it does is the general path's for such a block
     /// (cf. `free_pages_prepare()` + `__free_pages_ok()` /
     /// `free_unref_page()` → `free_one_page()`).
-    #[inline(always)]
+    #[inline(never)]
     pub(super) fn free_pages_buddy_fast(&mut self, pfn: Pfn, order: Order) -> bool {
         #[cfg(test)]
         if NO_FAST_REFILL.with(|c| c.get()) {
@@ -927,9 +1060,13 @@ impl PageAlloc<'_> {
                 free_tails(map, i, o);
             }
         }
+        // The block's MAX_ORDER block wholly in the zone (the table's
+        // range): the merge checks no buddy's range or zone.
+        let in_zone = pfn.0.wrapping_sub(self.fast.merge_lo[zi]) < self.fast.merge_span[zi];
         let zf = self.zone_free(zi);
-        // SAFETY: `&mut self`: the exclusive side.
-        unsafe { zf.free_one_page_inline(pfn.0, o, mt, false) };
+        // SAFETY: `&mut self`: the exclusive side; `in_zone` is the
+        // merge's own test, worked out ahead.
+        unsafe { zf.free_one_page_inline_known(pfn.0, o, mt, in_zone) };
         true
     }
 

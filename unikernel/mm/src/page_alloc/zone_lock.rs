@@ -233,7 +233,17 @@ pub(super) unsafe fn flags_update(p: *mut Page, set: PageFlags, clear: PageFlags
 #[inline(always)]
 pub(super) unsafe fn pageblock_mt_raw(map: *mut Page, pfn: u64) -> MigrateType {
     // SAFETY: the caller's contract.
-    MigrateType::from_index(unsafe { pageblock_mt_bits(map, pfn) }).unwrap_or(MigrateType::Movable)
+    let bits = unsafe { pageblock_mt_bits(map, pfn) };
+    // 6–7 read as Movable; a select, not a table (`from_index`).
+    let idx = if bits < MIGRATE_TYPES {
+        bits
+    } else {
+        MigrateType::Movable as usize
+    };
+    const _: () = assert!(MIGRATE_TYPES == 6 && MigrateType::Isolate as usize == 5);
+    // SAFETY: `MigrateType` is a `repr(u8)` enum whose discriminants are
+    // its indices 0..MIGRATE_TYPES, and `idx` is one.
+    unsafe { core::mem::transmute::<u8, MigrateType>(idx as u8) }
 }
 
 /// [`pageblock_mt_raw`] as the raw 3-bit field (a [`MigrateType`] index,
@@ -415,21 +425,27 @@ const PFN_PAIR: u64 = 1 << 32 | 1;
 
 impl ZoneFree<true> {
     /// [`ZoneFree::rmqueue_smallest`] for a caller that rewrites the whole
-    /// head descriptor next (`prep_new_page()` on the exclusive side): the
+    /// head descriptor (`prep_new_page()` on the exclusive side): the
     /// head keeps its BUDDY bit and links until then, so they are not
-    /// written twice.
+    /// written twice. `prep(head)` runs once the head's links are read,
+    /// before the unlink and the split, whose out-of-line call is then
+    /// the last act (a jump; the halves lie past the block `prep` may
+    /// write, and the unlink writes the neighbours and the list only).
     ///
     /// # Safety
-    /// The method contract; the caller writes the head's flags and links
-    /// before anything else looks at them.
+    /// The method contract; `prep` writes the head's flags and links, and
+    /// touches nothing of the zone's lists or of the frames past the
+    /// block's first `2^order`.
     #[inline(always)]
     pub(crate) unsafe fn rmqueue_smallest_taken(
         self,
         order: usize,
         mt: MigrateType,
+        prep: impl FnOnce(u32),
+        on_empty: impl FnOnce() -> Option<u32>,
     ) -> Option<u32> {
         // SAFETY: the function contract.
-        unsafe { self.rmqueue_smallest_head::<false>(order, mt) }
+        unsafe { self.rmqueue_smallest_head::<false>(order, mt, prep, on_empty) }
     }
 }
 
@@ -460,6 +476,110 @@ fn first_nonempty(mask: u16, order: usize) -> Option<usize> {
     // SAFETY: `m` has no bit at or past NR_ORDERS - order (masked).
     unsafe { core::hint::assert_unchecked(current < NR_ORDERS) };
     Some(current)
+}
+
+/// [`ZoneFree::expand`] of the exclusive side, out of line, with the zone
+/// as scalars: a `ZoneFree` (four words) would be passed through memory,
+/// spilled by the caller and, as the split's stores may alias it, its
+/// fields reloaded level by level. `expand()` reads only the `mem_map`
+/// base and the zone, so the copy it runs on has no `max_pfn` (0: any
+/// [`ZoneFree::page_is_buddy`] on it would say no) and no zone index.
+///
+/// # Safety
+/// As for [`ZoneFree::expand`] on `ZoneFree::<true>` of the allocator
+/// whose `mem_map` starts at `map` and whose zone is `zone`.
+#[inline(never)]
+unsafe fn expand_outlined(
+    map: *mut Page,
+    zone: *mut Zone,
+    head: u32,
+    order: usize,
+    current: usize,
+    mt: MigrateType,
+) -> Option<u32> {
+    let zf = ZoneFree::<true> {
+        map,
+        max_pfn: 0,
+        zone,
+        zi: usize::MAX,
+    };
+    // SAFETY: the function contract; a `MAX_ORDER` block goes to
+    // `expand_max_outlined`.
+    unsafe {
+        core::hint::assert_unchecked(current < MAX_ORDER);
+        zf.expand(head, order, current, mt)
+    };
+    // `Some(head)` (a listed block's head is never NIL), written so the
+    // compiler cannot fold the caller's result to a constant and must
+    // keep the call a jump.
+    (head != NIL).then_some(head)
+}
+
+/// [`ZoneFree::rmqueue_smallest`]'s one out-of-line copy (per side),
+/// with the zone's fields as scalar arguments: a `ZoneFree` (four words)
+/// would go through memory, spilled by every caller.
+///
+/// # Safety
+/// As for [`ZoneFree::rmqueue_smallest`] on the `ZoneFree` these fields
+/// make up.
+#[inline(never)]
+unsafe fn rmqueue_smallest_outlined<const EXCL: bool>(
+    map: *mut Page,
+    max_pfn: u64,
+    zone: *mut Zone,
+    zi: usize,
+    order: usize,
+    mt: MigrateType,
+) -> Option<u32> {
+    let zf = ZoneFree::<EXCL> {
+        map,
+        max_pfn,
+        zone,
+        zi,
+    };
+    // SAFETY: the function contract.
+    unsafe { zf.rmqueue_smallest_inline(order, mt) }
+}
+
+/// [`expand_outlined`] for a `MAX_ORDER` block, the common case (a
+/// block from the lists of the largest order): a function of its own, so
+/// its one chain shares no code with the others' (shared, the last level
+/// held its constants in registers for all of them, saved and restored
+/// at every call).
+///
+/// # Safety
+/// As for [`expand_outlined`] with `current` = `MAX_ORDER`.
+#[inline(never)]
+unsafe fn expand_max_outlined(
+    map: *mut Page,
+    zone: *mut Zone,
+    head: u32,
+    order: usize,
+    mt: MigrateType,
+) -> Option<u32> {
+    let zf = ZoneFree::<true> {
+        map,
+        max_pfn: 0,
+        zone,
+        zi: usize::MAX,
+    };
+    // SAFETY: the function contract.
+    unsafe { zf.expand(head, order, MAX_ORDER, mt) };
+    // As in `expand_outlined`: `Some(head)`, not foldable by the caller.
+    (head != NIL).then_some(head)
+}
+
+/// What one level of the exclusive side's unrolled merge did
+/// ([`ZoneFree::merge_level_common`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    /// Took the buddy in, emptying its list.
+    Merged,
+    /// The buddy does not merge: the merge ends here.
+    Stop,
+    /// The buddy merges but is not alone on the freed block's type's
+    /// list: nothing changed; the general level takes it.
+    Rare,
 }
 
 /// Whether a block of type `mt` merges with a free buddy whose pageblock
@@ -874,6 +994,9 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 // store, the width the merge loads it with (a load that
                 // spans two narrower stores still in the store buffer
                 // waits for them to reach the cache). No other CPU runs.
+                // (The order byte of a frame inside a free block is not
+                // always 0: a block freed from a per-CPU list keeps its
+                // order when it merges into a lower head.)
                 let w = p.cast::<u32>().read();
                 p.cast::<u32>()
                     .write(w & !(0xff << W_ORDER_SHIFT) | W_BUDDY | (o as u32) << W_ORDER_SHIFT);
@@ -907,16 +1030,16 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         }
     }
 
-    /// [`ZoneFree::expand`] out of line, for the exclusive side's
-    /// lists-off allocation: inlined into that big function, the split's
-    /// chain lost registers to it and reloaded them level by level.
-    /// Returns `Some(head)`, the caller's own result, so the caller's call
-    /// is its last act.
+    /// [`ZoneFree::expand`] out of line ([`expand_outlined`]), for the
+    /// exclusive side's lists-off allocation: inlined into that big
+    /// function, the split's chain lost registers to it and reloaded them
+    /// level by level. Returns `Some(head)`, the caller's own result, so
+    /// the caller's call is its last act (a jump).
     ///
     /// # Safety
     /// As for [`ZoneFree::expand`].
-    #[inline(never)]
-    unsafe fn expand_outlined(
+    #[inline(always)]
+    unsafe fn expand_tail(
         self,
         head: u32,
         order: usize,
@@ -924,8 +1047,13 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the function contract.
-        unsafe { self.expand(head, order, current, mt) };
-        Some(head)
+        unsafe {
+            if current == MAX_ORDER {
+                expand_max_outlined(self.map, self.zone, head, order, mt)
+            } else {
+                expand_outlined(self.map, self.zone, head, order, current, mt)
+            }
+        }
     }
 
     /// cf. `expand()`: the upper halves of the block at `head`, of order
@@ -940,18 +1068,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     #[inline(always)]
     unsafe fn expand(self, head: u32, order: usize, current: usize, mt: MigrateType) {
         const _: () = assert!(MAX_ORDER == 10, "one split level per order below MAX_ORDER");
-        if current <= order {
-            return;
-        }
         // SAFETY: `head` < max_pfn (a listed block's head).
         let hp = unsafe { self.page(u64::from(head)) };
         let head_pair = u64::from(head) * PFN_PAIR;
-        if current == order + 1 || !EXCL {
-            // SAFETY: the function contract.
-            unsafe { self.expand_loop(head, order, current, mt) };
-            return;
-        }
-        if current == MAX_ORDER {
+        // Tested first, so the dispatch is one compare and one jump
+        // through a table (the `current` chain's table would come first).
+        if EXCL && current == MAX_ORDER && order < MAX_ORDER {
             // The common case, a MAX_ORDER block split: the levels from
             // `order` up, entered at `order`, with no test for the end (the
             // lists are distinct and empty, so the order of the links does
@@ -976,6 +1098,14 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             );
             return;
         }
+        if current <= order {
+            return;
+        }
+        if current == order + 1 || !EXCL {
+            // SAFETY: the function contract.
+            unsafe { self.expand_loop(head, order, current, mt) };
+            return;
+        }
         macro_rules! level {
             ($o:literal) => {
                 // SAFETY: the function contract: order ≤ $o < current.
@@ -986,8 +1116,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             };
         }
         // Enter the chain at `current`: the level below it first.
+        // (`current` < MAX_ORDER here: a level 9 of this chain would be
+        // merged with the one above, whose code then holds its constants
+        // in registers for both, which the split pays to save.)
+        debug_assert!(current < MAX_ORDER);
         enter_chain!(current, return;
-            'e10 10 => { level!(9); },
             'e9 9 => { level!(8); },
             'e8 8 => { level!(7); },
             'e7 7 => { level!(6); },
@@ -1043,38 +1176,21 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         (pfn, order)
     }
 
-    /// One level of [`ZoneFree::merge_in_zone`]: if the buddy of the
-    /// block whose descriptor is `*off` bytes into `mem_map` (order `O`)
-    /// is free (and, from pageblock order, of a type it may merge with),
-    /// takes it off its list and makes `*off` the combined block's head;
-    /// `false` with nothing changed otherwise. `O` is a constant, so the
-    /// buddy's bit, the pattern and the list's and counter's places are
-    /// immediates; the head is kept as a byte offset, so finding the
-    /// buddy's descriptor is one `xor`.
+    /// One level of [`ZoneFree::free_one_page`]'s merge: if the buddy of
+    /// the block whose descriptor is `*off` bytes into `mem_map` (order
+    /// `o`) is free (and, from pageblock order, of a type it may merge
+    /// with), takes it off its list and makes `*off` the combined block's
+    /// head; `false` with nothing changed otherwise. The head is kept as a
+    /// byte offset, so finding the buddy's descriptor is one `xor`. For
+    /// the merge's loop (the zone-locked side's, and the out-of-line copy
+    /// of the exclusive side's, which stay loops to keep the image small),
+    /// and for the level the unrolled chain's common case leaves to it
+    /// ([`ZoneFree::merge_level_common`]).
     ///
     /// # Safety
     /// The method contract; the whole `MAX_ORDER` block holding the block
-    /// is this zone's, below `max_pfn`, with written descriptors.
-    #[inline(always)]
-    unsafe fn merge_level<const O: usize>(
-        self,
-        off: &mut usize,
-        mt: MigrateType,
-        mt_index: usize,
-        end_pair: u64,
-        cma: bool,
-        cleared: &mut u32,
-    ) -> bool {
-        // SAFETY: the function contract.
-        unsafe { self.merge_level_at(O, off, mt, mt_index, end_pair, cma, cleared) }
-    }
-
-    /// [`ZoneFree::merge_level`] for an order known only at run time (the
-    /// zone-locked side's merge loop, which stays a loop to keep the image
-    /// small).
-    ///
-    /// # Safety
-    /// As for [`ZoneFree::merge_level`], with `O` = `o` < `MAX_ORDER`.
+    /// is this zone's, below `max_pfn`, with written descriptors;
+    /// `o` < `MAX_ORDER`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn merge_level_at(
@@ -1136,10 +1252,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             // its mask bit cleared once, by the caller, for all the
             // levels: ten read-modify-writes of one word would each wait
             // for the last (store forwarding).
+            // The compare takes the links from memory (the rare case
+            // reads them again).
             let links_p = (&raw mut (*bp).prev).cast::<u64>();
-            let links = links_p.read_unaligned();
-            links_p.write_unaligned(u64::MAX); // both NIL
-            if links == end_pair {
+            if links_p.read_unaligned() == end_pair {
+                links_p.write_unaligned(u64::MAX); // both NIL
                 let list = &raw mut (*self.zone).free_area[o].free_list[mt_index];
                 if EXCL {
                     list.cast::<u64>().write_unaligned(u64::MAX);
@@ -1152,7 +1269,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 *cleared |= 1 << o;
             } else {
                 core::hint::cold_path();
-                let (prev, next) = (links as u32, (links >> 32) as u32);
+                // (Volatile: a plain load would be merged with the
+                // compare's into a register the common case then needs.)
+                let prev = (&raw const (*bp).prev).read_volatile();
+                let next = (&raw const (*bp).next).read_volatile();
+                links_p.write_unaligned(u64::MAX); // both NIL
                 if let Some(list_mt) = self.unlink_known(o, prev, next) {
                     *self.mask_of(list_mt) &= !(1 << o);
                 }
@@ -1167,10 +1288,75 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         true
     }
 
+    /// One level of the exclusive side's unrolled merge
+    /// ([`ZoneFree::merge_in_zone`]) for its common case only: the buddy
+    /// free, and alone on `mt`'s list of order `O` (each level's, when a
+    /// block split is merged back), which it then empties. Anything else
+    /// changes nothing: [`Level::Stop`] when the buddy does not merge,
+    /// [`Level::Rare`] when it does but is not alone on `mt`'s list (the
+    /// caller finishes with [`ZoneFree::merge_level_at`], which handles
+    /// it). So the levels need not say which lists they emptied: all of
+    /// those they merged, up to where the chain stopped.
+    ///
+    /// # Safety
+    /// As for [`ZoneFree::merge_level_at`], with `O` = `o`; the exclusive
+    /// side. `O` is a constant, so the buddy's bit, the pattern and the
+    /// list's and counter's places are immediates.
+    #[inline(always)]
+    unsafe fn merge_level_common<const O: usize>(
+        self,
+        off: &mut usize,
+        mt: MigrateType,
+        mt_index: usize,
+        end_pair: u64,
+        cma: bool,
+    ) -> Level {
+        const PAGE: usize = core::mem::size_of::<Page>();
+        debug_assert!(EXCL);
+        let buddy_off = *off ^ (PAGE << O); // cf. __find_buddy_pfn()
+        let pb = O >= PAGEBLOCK_ORDER;
+        // SAFETY: the function contract (see `merge_level_at`).
+        unsafe {
+            let bp = self.map.byte_add(buddy_off);
+            debug_assert_eq!(usize::from((*bp).zone), self.zi);
+            // As in `merge_level_at`: BUDDY and the order against a
+            // pattern, one load; `x` the word with both cleared.
+            let w = bp.cast::<u32>().read();
+            let x = w ^ (W_BUDDY | (O as u32) << W_ORDER_SHIFT);
+            if x & (W_BUDDY | 0xff << W_ORDER_SHIFT) != 0 {
+                core::hint::cold_path();
+                return Level::Stop;
+            }
+            if pb && !pb_mergeable(w as u16, mt) {
+                core::hint::cold_path();
+                return Level::Stop;
+            }
+            // Both links against the list's end pair, from memory.
+            let links_p = (&raw mut (*bp).prev).cast::<u64>();
+            if links_p.read_unaligned() != end_pair {
+                core::hint::cold_path();
+                return Level::Rare;
+            }
+            bp.cast::<u32>().write(x);
+            links_p.write_unaligned(u64::MAX); // both NIL
+            let area = &raw mut (*self.zone).free_area[O];
+            (&raw mut (*area).free_list[mt_index])
+                .cast::<u64>()
+                .write_unaligned(u64::MAX);
+            let nr_free = &raw mut (*area).nr_free;
+            st64(nr_free, ld64(nr_free) - 1);
+            if pb && cma {
+                self.uncount_cma((buddy_off / PAGE) as u32, O);
+            }
+        }
+        *off &= buddy_off; // the combined block starts at the lower half
+        Level::Merged
+    }
+
     /// The merge of [`ZoneFree::free_one_page`] when the whole `MAX_ORDER`
     /// block holding `pfn` is this zone's (no buddy can be past `max_pfn`
     /// or in another zone): the levels from `order` up to `MAX_ORDER`,
-    /// unrolled ([`ZoneFree::merge_level`]), entered at `order`, until a
+    /// unrolled ([`ZoneFree::merge_level_common`]), entered at `order`, until a
     /// buddy stops it. Returns the merged block's head and order.
     ///
     /// # Safety
@@ -1202,8 +1388,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         macro_rules! level {
             ($done:lifetime, $o:literal) => {
                 // SAFETY: the function contract.
-                if !unsafe { this.merge_level::<$o>(&mut off, mt, mt_index, end_pair, cma, &mut cleared) } {
-                    break $done $o;
+                match unsafe {
+                    this.merge_level_common::<$o>(&mut off, mt, mt_index, end_pair, cma)
+                } {
+                    Level::Merged => {}
+                    Level::Stop => break $done($o, 1u32 << $o, false),
+                    Level::Rare => break $done($o, 1u32 << $o, true),
                 }
             };
         }
@@ -1219,9 +1409,11 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             }
             return ((off / PAGE) as u64, o, cleared);
         }
-        let stop = 'done: {
+        // (Each exit says `1 << stop` as a constant: worked out after
+        // the join, it took a variable shift.)
+        let (stop, stop_bit, rare) = 'done: {
             // Enter the chain at `order`.
-            enter_chain!(order, break 'done order;
+            enter_chain!(order, break 'done (order, 1u32 << order, false);
                 'l0 0 => { level!('done, 0); },
                 'l1 1 => { level!('done, 1); },
                 'l2 2 => { level!('done, 2); },
@@ -1233,10 +1425,26 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 'l8 8 => { level!('done, 8); },
                 'l9 9 => { level!('done, 9); },
             );
-            MAX_ORDER
+            (MAX_ORDER, 1u32 << MAX_ORDER, false)
         };
-        // SAFETY: the method contract.
-        ((off / PAGE) as u64, stop, cleared)
+        // Every level the chain merged emptied its list of `mt`.
+        debug_assert!(order <= stop && stop <= MAX_ORDER && stop_bit == 1 << stop);
+        cleared = stop_bit - (1u32 << order);
+        let mut o = stop;
+        if rare {
+            // A buddy not alone on `mt`'s list: that level, and the rest,
+            // by the loop, which handles it.
+            core::hint::cold_path();
+            // SAFETY: the function contract.
+            while o < MAX_ORDER
+                && unsafe {
+                    this.merge_level_at(o, &mut off, mt, mt_index, end_pair, cma, &mut cleared)
+                }
+            {
+                o += 1;
+            }
+        }
+        ((off / PAGE) as u64, o, cleared)
     }
 
     /// Put a block on `mt`'s free list, merging with free buddies first
@@ -1281,6 +1489,24 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         unsafe { self.free_one_page_with::<true>(pfn, order, mt, to_tail) }
     }
 
+    /// [`ZoneFree::free_one_page_inline`] given whether the `MAX_ORDER`
+    /// block holding `pfn` lies wholly in this zone and below `max_pfn`
+    /// (the buddy fast free reads it from the fast paths' table).
+    ///
+    /// # Safety
+    /// The method contract; `in_zone` is that test's answer.
+    #[inline(always)]
+    pub(crate) unsafe fn free_one_page_inline_known(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        in_zone: bool,
+    ) {
+        // SAFETY: the method contract.
+        unsafe { self.free_one_page_in::<true>(pfn, order, mt, false, in_zone) }
+    }
+
     /// [`ZoneFree::free_one_page`]; `CHAIN`: on the exclusive side, the
     /// unrolled merge ([`ZoneFree::merge_in_zone`]), else its loop (the
     /// out-of-line copy, for the exclusive side's other callers, keeps
@@ -1293,6 +1519,37 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
         to_tail: bool,
     ) {
+        // SAFETY: the method contract.
+        unsafe {
+            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
+            let in_zone = chunk >= (*self.zone).start_pfn.0
+                && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
+            self.free_one_page_in::<CHAIN>(pfn, order, mt, to_tail, in_zone)
+        }
+    }
+
+    /// [`ZoneFree::free_one_page_with`] past its `in_zone` test.
+    ///
+    /// # Safety
+    /// The method contract; `in_zone` says whether the `MAX_ORDER` block
+    /// holding `pfn` lies wholly in this zone and below `max_pfn`.
+    #[inline(always)]
+    unsafe fn free_one_page_in<const CHAIN: bool>(
+        self,
+        pfn: u64,
+        order: usize,
+        mt: MigrateType,
+        to_tail: bool,
+        in_zone: bool,
+    ) {
+        debug_assert_eq!(in_zone, {
+            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
+            // SAFETY: a raw place; the zone's span never changes.
+            unsafe {
+                chunk >= (*self.zone).start_pfn.0
+                    && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn)
+            }
+        });
         // Checked once here (free where the caller's order is an `Order`):
         // the merged order is then at most MAX_ORDER too.
         assert!(order <= MAX_ORDER);
@@ -1307,9 +1564,6 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         // in this zone) and in this zone.
         unsafe {
             let cma = (*self.zone).cma_pages > 0;
-            let chunk = pfn & !((1u64 << MAX_ORDER) - 1);
-            let in_zone = chunk >= (*self.zone).start_pfn.0
-                && chunk + (1u64 << MAX_ORDER) <= (*self.zone).end_pfn.0.min(self.max_pfn);
             // The buddies merged in were free already: only the block
             // freed changes NR_FREE_PAGES.
             self.account_free(nr_pages);
@@ -1364,10 +1618,12 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
     /// the order the block was found at, which the search has just seen
     /// empty ([`ZoneFree::link_half`]), and the CMA count and the
     /// mask take all the halves at once.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) unsafe fn rmqueue_smallest(self, order: usize, mt: MigrateType) -> Option<u32> {
         // SAFETY: the method contract.
-        unsafe { self.rmqueue_smallest_inline(order, mt) }
+        unsafe {
+            rmqueue_smallest_outlined::<EXCL>(self.map, self.max_pfn, self.zone, self.zi, order, mt)
+        }
     }
 
     /// [`ZoneFree::rmqueue_smallest`] inlined into its caller (the
@@ -1380,35 +1636,75 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
         mt: MigrateType,
     ) -> Option<u32> {
         // SAFETY: the method contract.
-        unsafe { self.rmqueue_smallest_head::<true>(order, mt) }
+        unsafe { self.rmqueue_smallest_head::<true>(order, mt, |_| {}, || None) }
     }
 
     /// [`ZoneFree::rmqueue_smallest_inline`] with `CLEAN_HEAD`: the head
     /// leaves with BUDDY cleared and its links NIL; without, it keeps
     /// them for a caller that rewrites the whole descriptor at once.
+    /// `prep(head)` runs before the unlink and the split (see there); with
+    /// `mt`'s lists empty, the
+    /// result is `on_empty()`'s (a call there is a jump too).
     ///
     /// # Safety
-    /// The method contract; without `CLEAN_HEAD`, the caller rewrites the
-    /// head's flags and links before anything else looks at them.
+    /// The method contract; without `CLEAN_HEAD`, `prep` rewrites the
+    /// head's flags and links (as [`ZoneFree::rmqueue_smallest_taken`]
+    /// says).
     #[inline(always)]
     unsafe fn rmqueue_smallest_head<const CLEAN_HEAD: bool>(
         self,
         order: usize,
         mt: MigrateType,
+        prep: impl FnOnce(u32),
+        on_empty: impl FnOnce() -> Option<u32>,
     ) -> Option<u32> {
         // SAFETY: the method contract.
         unsafe {
             let m = self.mask_of(mt.index());
             let mask = *m;
-            let current = first_nonempty(mask, order)?;
-            let head = ld32(&raw mut (*self.zone).free_area[current].free_list[mt.index()].head);
+            let Some(current) = first_nonempty(mask, order) else {
+                return on_empty();
+            };
+            let list = &raw mut (*self.zone).free_area[current].free_list[mt.index()];
+            let head = ld32(&raw mut (*list).head);
             // cf. del_page_from_free_list(), with the mask left to the end.
             let p = self.page(u64::from(head));
+            let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
+            if EXCL && !CLEAN_HEAD && links as u32 == (links >> 32) as u32 {
+                // The block alone on its list (a MAX_ORDER block split and
+                // merged back; equal links are both the end link of the
+                // list it was read from, as in `unlink_known`): the list
+                // empties, at the place just read, with one store, and the
+                // rest knows it did. (What follows below, for this case;
+                // written out, not joined with the general case, where the
+                // compiler would keep both alive.)
+                debug_assert_eq!(links as u32, LIST_END + mt as u32);
+                prep(head);
+                list.cast::<u64>().write_unaligned(u64::MAX);
+                let nr_free = &raw mut (*self.zone).free_area[current].nr_free;
+                st64(nr_free, ld64(nr_free) - 1);
+                if (*self.zone).cma_pages > 0 {
+                    self.uncount_cma(head, current);
+                }
+                debug_assert_eq!(mask & ((1u16 << current) - (1u16 << order)), 0);
+                *m = mask.wrapping_sub(1u16 << order);
+                if mt == MigrateType::Cma {
+                    let fc = &raw mut (*self.zone).nr_free_cma;
+                    st64(fc, ld64(fc) + (1 << current) - (1 << order));
+                }
+                self.account_free(-(1 << order));
+                return self.expand_tail(head, order, current, mt);
+            }
             let emptied = if CLEAN_HEAD {
                 flags_update(p, PageFlags::EMPTY, PageFlags::BUDDY);
-                self.unlink_links_nomask(p, current)
+                let emptied = self.unlink_links_nomask(p, current);
+                prep(head);
+                emptied
             } else {
-                let links = (&raw const (*p).prev).cast::<u64>().read_unaligned();
+                // The head is the caller's to write now that its links
+                // are read (early: what `prep` needs is then dead for the
+                // rest, which keeps the registers for it).
+                prep(head);
                 self.unlink_known(current, links as u32, (links >> 32) as u32)
             };
             debug_assert!(emptied.is_none() || emptied == Some(mt.index()));
@@ -1417,9 +1713,14 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
             }
             // One store for the mask: the list the block left may be
             // empty, those of orders `order..current` are not (their
-            // halves are linked next).
-            *m = mask & !(u16::from(emptied.is_some()) << current)
-                | ((1u16 << current) - (1u16 << order));
+            // halves are linked next). Bits `order..current` are clear
+            // (the search found `current` the first set one), so taking
+            // `1 << order` away clears bit `current` and sets them all;
+            // adding `1 << current` back keeps a list that did not empty.
+            debug_assert_eq!(mask & ((1u16 << current) - (1u16 << order)), 0);
+            *m = mask
+                .wrapping_sub(1u16 << order)
+                .wrapping_add(u16::from(emptied.is_none()) << current);
             if mt == MigrateType::Cma {
                 let fc = &raw mut (*self.zone).nr_free_cma;
                 st64(fc, ld64(fc) + (1 << current) - (1 << order));
@@ -1429,7 +1730,7 @@ impl<const EXCL: bool> ZoneFree<EXCL> {
                 // One copy of the unrolled split for the exclusive side
                 // (a one-level split of the general path stays inline),
                 // called last, so the call is a jump.
-                return self.expand_outlined(head, order, current, mt);
+                return self.expand_tail(head, order, current, mt);
             }
             self.expand_loop(head, order, current, mt);
             Some(head)

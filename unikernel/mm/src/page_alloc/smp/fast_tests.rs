@@ -391,3 +391,108 @@ fn the_fast_refill_gives_what_the_full_path_gives() {
         assert_eq!(fast.2, full.2, "zones, lists and counters (lists {lists})");
     }
 }
+
+/// The lists-off allocation of a non-movable request
+/// (`alloc_pages_buddy_taken`: the head written before the unlink, the
+/// mask updated by one subtraction, the split a jump) in its three cases —
+/// the block found leaves its list with others on it (its mask bit stays),
+/// empties it (the bit goes), or its type's lists are empty (the steal of
+/// `__rmqueue()`) — leaves the same state, step by step, as the full path.
+#[test]
+fn the_lists_off_allocation_keeps_or_clears_the_mask_bit_as_the_full_path() {
+    fn run(fast: bool) -> Vec<std::string::String> {
+        NO_FAST_REFILL.with(|c| c.set(!fast));
+        let mut m = vec![Page::new_reserved(); NR_PAGES];
+        let mut pa = test_machine_64m(&mut m);
+        pa.set_pcp_enabled(false);
+        let mut states = Vec::new();
+        // GFP_KERNEL's zone on this machine (lowmem 32 MiB: DMA32).
+        let zt = ZoneType::Dma32;
+        let mut snap = |pa: &PageAlloc<'_>, what: &str| {
+            pa.check_invariants().unwrap();
+            states.push(std::format!(
+                "{what}: masks {:?} counts {:?}\n{:?}",
+                pa.zone(zt).free_area_mask,
+                pa.free_area_counts(zt),
+                &pa.mem_map[..NR_PAGES]
+            ));
+        };
+        let k = GfpFlags::GFP_KERNEL;
+        let unmovable = MigrateType::Unmovable.index();
+        // Boot: every pageblock Movable, so the first request steals.
+        assert_eq!(pa.zone(zt).free_area_mask[unmovable], 0);
+        let a = alloc0(&mut pa, k);
+        assert_eq!(pa.zone_of(a), Some(zt));
+        snap(&pa, "steal");
+        // The split left one block on each Unmovable list below the one
+        // stolen from: the next order-1 request empties the order-1 list.
+        let mask = pa.zone(zt).free_area_mask[unmovable];
+        assert_ne!(mask & 0b10, 0, "{mask:#b}");
+        let b = pa
+            .alloc_pages(k, Order::new(1).unwrap(), OwnerTag::API)
+            .unwrap();
+        snap(&pa, "emptied");
+        assert_eq!(pa.zone(zt).free_area_mask[unmovable] & 0b10, 0);
+        // Two order-2 blocks that cannot merge (their buddies are taken):
+        // one allocation leaves the other, and the bit.
+        let c = pa
+            .alloc_pages(k, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
+        let d = pa
+            .alloc_pages(k, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
+        let e = pa
+            .alloc_pages(k, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
+        let f = pa
+            .alloc_pages(k, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
+        snap(&pa, "four order-2");
+        pa.free_pages(c, Order::new(2).unwrap()).unwrap();
+        pa.free_pages(e, Order::new(2).unwrap()).unwrap();
+        snap(&pa, "two order-2 free");
+        let free_order2 = pa.free_area_counts(zt)[2];
+        let g = pa
+            .alloc_pages(k, Order::new(2).unwrap(), OwnerTag::API)
+            .unwrap();
+        snap(&pa, "kept");
+        assert_eq!(pa.free_area_counts(zt)[2], free_order2 - 1);
+        assert_ne!(pa.zone(zt).free_area_mask[unmovable] & 0b100, 0);
+        for (p, o) in [(a, 0), (b, 1), (d, 2), (f, 2), (g, 2)] {
+            pa.free_pages(p, Order::new(o).unwrap()).unwrap();
+        }
+        snap(&pa, "all back");
+        NO_FAST_REFILL.with(|c| c.set(false));
+        states
+    }
+    let fast = run(true);
+    let full = run(false);
+    assert_eq!(fast.len(), full.len());
+    for (a, b) in fast.iter().zip(&full) {
+        assert!(a == b, "{}", &a[..a.find('\n').unwrap_or(a.len())]);
+    }
+}
+
+/// The table's merge range of each zone (`merge_lo`, `merge_span`) holds
+/// exactly the PFNs whose whole `MAX_ORDER` block lies in the zone's span
+/// and below `max_pfn`, on a machine whose zone edges and `max_pfn` (6000,
+/// 10 000) fall inside `MAX_ORDER` blocks; the buddy fast free trusts it
+/// to skip the merge's range and zone checks.
+#[test]
+fn the_merge_range_holds_the_max_order_blocks_wholly_in_a_zone() {
+    let pa = crate::page_alloc::tests::sim(false);
+    let max_pfn = pa.max_pfn().0;
+    let mut seen = 0;
+    for (zi, z) in pa.zones().iter().enumerate() {
+        let (lo, span) = (pa.fast.merge_lo[zi], pa.fast.merge_span[zi]);
+        for pfn in 0..max_pfn + 2048 {
+            let chunk = pfn & !1023;
+            let whole = chunk >= z.start_pfn.0 && chunk + 1024 <= z.end_pfn.0.min(max_pfn);
+            assert_eq!(pfn.wrapping_sub(lo) < span, whole, "zone {zi} pfn {pfn}");
+            seen += u64::from(whole);
+        }
+    }
+    // DMA [0, 4096): 4 blocks; Normal [4096, 6000): 1; HighMem [6000,
+    // 10 000): [6144, 9216), 3.
+    assert_eq!(seen, (4 + 1 + 3) * 1024);
+}

@@ -12,6 +12,7 @@ use crate::test_rng::Rng;
 use std::vec::Vec;
 
 use super::ZoneFree;
+use crate::page::LIST_END;
 use crate::page_alloc::PageAlloc;
 use crate::page_alloc::tests::sim;
 use crate::types::NR_ORDERS;
@@ -30,6 +31,20 @@ fn free_counts(pa: &PageAlloc<'_>) -> Vec<[u64; NR_ORDERS]> {
 /// Freeing everything gives back the boot free lists on both.
 #[test]
 fn exclusive_and_zone_locked_cores_leave_identical_state() {
+    twin(false);
+}
+
+/// As [`exclusive_and_zone_locked_cores_leave_identical_state`], the
+/// exclusive side freeing through its unrolled merge
+/// (`free_one_page_inline`: the levels' common case, a buddy alone on its
+/// list, then the loop from the first buddy that is not — the first
+/// level's buddy alone is not so about a hundred times).
+#[test]
+fn the_unrolled_merge_and_the_zone_locked_loop_leave_identical_state() {
+    twin(true);
+}
+
+fn twin(unrolled: bool) {
     let mut a = sim(false);
     let mut b = sim(false);
     let fresh = free_counts(&a);
@@ -47,7 +62,7 @@ fn exclusive_and_zone_locked_cores_leave_identical_state() {
     ];
     let mut rng = Rng(0x5eed_b0dd);
     let mut live: Vec<(usize, u32, usize, MigrateType)> = Vec::new();
-    let (mut splits, mut merges_to_max) = (0u64, 0u64);
+    let (mut splits, mut merges_to_max, mut not_alone) = (0u64, 0u64, 0u64);
     for step in 0..12_000u32 {
         let r = rng.next();
         if live.is_empty() || r % 5 < 3 {
@@ -71,10 +86,28 @@ fn exclusive_and_zone_locked_cores_leave_identical_state() {
         } else {
             let (zi, pfn, order, mt) = live.swap_remove((r >> 8) as usize % live.len());
             let to_tail = r & (1 << 40) != 0;
+            // A first buddy that is free but not alone on `mt`'s list: the
+            // unrolled merge's rare case.
+            let buddy = (pfn ^ (1 << order)) as usize;
+            if order < NR_ORDERS - 1 && buddy < a.mem_map.len() {
+                let bp = &a.mem_map[buddy];
+                let end = LIST_END + mt as u32;
+                if bp.is_buddy()
+                    && usize::from(bp.order) == order
+                    && (bp.prev, bp.next) != (end, end)
+                {
+                    not_alone += 1;
+                }
+            }
             // SAFETY: as above; the block is one the core handed out.
             unsafe {
-                a.zone_free(zi)
-                    .free_one_page(u64::from(pfn), order, mt, to_tail);
+                if unrolled {
+                    a.zone_free(zi)
+                        .free_one_page_inline(u64::from(pfn), order, mt, to_tail);
+                } else {
+                    a.zone_free(zi)
+                        .free_one_page(u64::from(pfn), order, mt, to_tail);
+                }
                 ZoneFree::<false>::new(&mut b, zi).free_one_page(
                     u64::from(pfn),
                     order,
@@ -95,8 +128,8 @@ fn exclusive_and_zone_locked_cores_leave_identical_state() {
         }
     }
     assert!(
-        splits > 2_000 && merges_to_max > 1_000,
-        "{splits} {merges_to_max}"
+        splits > 2_000 && merges_to_max > 1_000 && not_alone > 50,
+        "{splits} {merges_to_max} {not_alone}"
     );
     for (zi, pfn, order, mt) in live.drain(..) {
         // SAFETY: as above.
@@ -160,4 +193,26 @@ fn a_chain_runs_from_the_step_named_to_the_last_written() {
     assert_eq!(run(1), Some(std::vec![1]));
     assert_eq!(run(0), None);
     assert_eq!(run(2), None);
+}
+
+/// A pageblock's migrate type is read by a select, not a table: the
+/// field's values 0–5 are the types of those indices, 6 and 7 read as
+/// Movable, and the other bits of the first frame's flags do not matter.
+#[test]
+fn pageblock_bits_read_as_their_type_and_6_7_as_movable() {
+    use crate::page::{Page, PageFlags};
+    let mut map = std::vec![Page::new_reserved(); 2 * crate::zone::PAGEBLOCK_NR_PAGES as usize];
+    let mask = PageFlags::PB_MIGRATE.0;
+    let shift = mask.trailing_zeros();
+    for bits in 0u16..8 {
+        for other in [0u16, !mask] {
+            map[0].flags = PageFlags(bits << shift | other);
+            let want = MigrateType::from_index(usize::from(bits)).unwrap_or(MigrateType::Movable);
+            for pfn in [0, 1, crate::zone::PAGEBLOCK_NR_PAGES - 1] {
+                // SAFETY: `pfn` < the map's length.
+                let got = unsafe { super::pageblock_mt_raw(map.as_mut_ptr(), pfn) };
+                assert_eq!(got, want, "bits {bits} other {other:#x} pfn {pfn}");
+            }
+        }
+    }
 }
