@@ -357,14 +357,32 @@ fn as_many_concurrent_keep_alive_clients_as_the_pool_has() {
     drop(small);
 
     let (_guest, port) = boot_ready(BootOptions::default().mem("512M"));
-    // All 32 connected before any asks, so all hold a slot at once (a
-    // 33rd would be reset).
-    let start = std::sync::Arc::new(std::sync::Barrier::new(32));
-    let handles: Vec<_> = (0..32)
+    // The clients connect one after the other, each answered once: QEMU's
+    // user network accepts the host side with a listen backlog of 1, so a
+    // burst of connects overflows the host's queue and some wait seconds
+    // in SYN retransmissions before the guest sees them.
+    let mut clients: Vec<Client> = (0..32)
         .map(|i| {
+            let mut c = Client::connect(port);
+            assert_eq!(
+                c.request("GET", "/api/health", None).status,
+                200,
+                "client {i}"
+            );
+            c
+        })
+        .collect();
+    // All 32 hold a slot now (a 33rd would be reset).
+    let net = clients[0].request("GET", "/api/net", None).json();
+    assert_eq!(net["tcp_sockets"]["total"], 32, "{net}");
+    assert_eq!(net["tcp_sockets"]["in_use"], 32, "{net}");
+    let start = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let handles: Vec<_> = clients
+        .drain(..)
+        .enumerate()
+        .map(|(i, mut c)| {
             let start = start.clone();
             std::thread::spawn(move || {
-                let mut c = Client::connect(port);
                 start.wait();
                 for _ in 0..5 {
                     let r = c.request("GET", "/api/buddyinfo", None);
@@ -377,10 +395,6 @@ fn as_many_concurrent_keep_alive_clients_as_the_pool_has() {
     for h in handles {
         h.join().expect("client thread");
     }
-    let net = Client::connect(port)
-        .request("GET", "/api/net", None)
-        .json();
-    assert_eq!(net["tcp_sockets"]["total"], 32, "{net}");
 }
 
 #[test]
