@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::Mutex;
+use spin::{Mutex, Once};
 
 use mm::dma::{Dma, DmaBuffer, DmaDirection, DmaError, DmaSnapshot, IO_TLB_SIZE, PhysSegment};
 use mm::types::PhysAddr;
@@ -16,7 +16,15 @@ use crate::memory;
 /// Bounce slots (2 KiB each): 128 KiB, enough for a few in-flight frames.
 pub const BOUNCE_SLOTS: usize = 64;
 
-static DMA: Mutex<Dma> = Mutex::new(Dma::new());
+/// Built at its first use, not as a constant: an empty registry slot is
+/// an `Option`'s niche, not zeros, so `Dma::new()` as the initialiser put
+/// the whole registry (21.8 KB) in the image's `.data`; an unset `Once`
+/// is zeros and lives in `.bss`.
+static DMA: Once<Mutex<Dma>> = Once::new();
+
+fn dma() -> &'static Mutex<Dma> {
+    DMA.call_once(|| Mutex::new(Dma::new()))
+}
 /// `[start, end)` of the bounce area, cached so `unshare` on the hot path
 /// knows without the lock that an address is not bounced.
 static BOUNCE_START: AtomicU64 = AtomicU64::new(0);
@@ -26,7 +34,7 @@ static BOUNCE_END: AtomicU64 = AtomicU64::new(0);
 /// memory they can reach directly.
 #[inline(never)] // not in `kmain`'s frame, which lives as long as the kernel
 pub fn init() {
-    let mut dma = DMA.lock();
+    let mut dma = dma().lock();
     match dma.swiotlb_init(memory::mm(), BOUNCE_SLOTS) {
         Ok(()) => {
             let stats = dma.bounce_stats();
@@ -44,13 +52,13 @@ pub fn init() {
 
 /// Everything `/api/dma` shows: live coherent buffers and bounce counters.
 pub fn dma_snapshot() -> DmaSnapshot {
-    DMA.lock().snapshot()
+    dma().lock().snapshot()
 }
 
 /// `dma_alloc_coherent()` on the kernel's memory manager (virtio-net's
 /// buffers, and the API's `dma` handles with owner `"api"`).
 pub fn dma_alloc_coherent(size: u64, owner: &'static str) -> Result<DmaBuffer, DmaError> {
-    DMA.lock().dma_alloc_coherent(memory::mm(), size, owner)
+    dma().lock().dma_alloc_coherent(memory::mm(), size, owner)
 }
 
 /// `dma_free_coherent()`.
@@ -59,23 +67,25 @@ pub fn dma_alloc_coherent(size: u64, owner: &'static str) -> Result<DmaBuffer, D
     reason = "virtio-net and the API free by address (free_coherent_at)"
 )]
 pub fn dma_free_coherent(buf: DmaBuffer) -> Result<(), DmaError> {
-    DMA.lock().dma_free_coherent(memory::mm(), buf)
+    dma().lock().dma_free_coherent(memory::mm(), buf)
 }
 
 /// Frees the coherent buffer at `dma_addr` of `size` bytes.
 pub fn free_coherent_at(dma_addr: u64, size: u64) -> Result<(), DmaError> {
-    DMA.lock()
+    dma()
+        .lock()
         .free_coherent_at(memory::mm(), PhysAddr(dma_addr), size)
 }
 
 /// Bounces `segs` (see [`Dma::map_single`]).
 pub fn map_single(segs: &[PhysSegment], dir: DmaDirection) -> Result<PhysAddr, DmaError> {
-    DMA.lock().map_single(memory::mm(), segs, dir)
+    dma().lock().map_single(memory::mm(), segs, dir)
 }
 
 /// Ends a bounce mapping (see [`Dma::unmap_single`]).
 pub fn unmap_single(dma_addr: u64, dir: DmaDirection) -> Result<u64, DmaError> {
-    DMA.lock()
+    dma()
+        .lock()
         .unmap_single(memory::mm(), PhysAddr(dma_addr), dir)
 }
 

@@ -60,7 +60,10 @@ pub type Mm = MemoryManager<'static, KernelPlatform>;
 static MM: Once<Mm> = Once::new();
 
 /// memblock: live during boot, then kept read-only for `/api/memmap`.
-static MEMBLOCK: Mutex<Memblock> = Mutex::new(Memblock::new());
+/// Built at its first use, as `drivers::dma`'s registry is: the empty
+/// region slots' names are non-null `&str`s, so a constant initialiser put
+/// the tables (12.4 KB) in the image's `.data`.
+static MEMBLOCK: Once<Mutex<Memblock>> = Once::new();
 
 /// The slab overlay carved out by [`init`], until the slab allocator takes it.
 static SLAB_META: Mutex<Option<&'static mut [SlabMeta]>> = Mutex::new(None);
@@ -78,7 +81,7 @@ pub fn mm() -> &'static Mm {
 
 /// The retired memblock (regions and reservations as at hand-over).
 pub fn memblock() -> spin::MutexGuard<'static, Memblock> {
-    MEMBLOCK.lock()
+    MEMBLOCK.call_once(|| Mutex::new(Memblock::new())).lock()
 }
 
 /// Brings memory management up. Runs once, on the boot stack, with the boot
@@ -87,7 +90,7 @@ pub fn memblock() -> spin::MutexGuard<'static, Memblock> {
 /// frame, which lives as long as the kernel.
 #[inline(never)]
 pub fn init(boot: &'static BootInfo, params: &BootParams<'_>) {
-    let mut mb = MEMBLOCK.lock();
+    let mut mb = memblock();
     memblock_setup(&mut mb, boot, params);
     crate::time::boot_phase("memblock");
 
