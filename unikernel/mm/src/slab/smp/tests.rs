@@ -80,17 +80,8 @@ fn kfree(
 
 #[test]
 fn kmalloc_and_kfree_on_four_cpus_with_remote_frees() {
-    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
-    let mut mb = Memblock::new();
-    mb.add(PhysAddr(0), RAM).unwrap();
-    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
-    let mut pa = PageAlloc::new(&mut mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
-    pa.memblock_free_all(&mb).unwrap();
-    pa.setup_watermarks();
-    let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
-    mm.set_nr_cpus(CPUS);
-    let mut metas = std::vec![crate::slab::tests::UNWRITTEN_META; (RAM >> 12) as usize];
-    let slab = BrLock::new(SlabAllocator::new(&mut metas, SlabFlags::NONE));
+    let (mm, metas) = setup(CPUS);
+    let slab = BrLock::new(SlabAllocator::new(metas, SlabFlags::NONE));
     slab.set_nr_cpus(CPUS);
     let mem = PlatformMemory(mm.platform());
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..CPUS).map(|_| mpsc::channel::<(u64, u64)>()).unzip();
@@ -546,7 +537,9 @@ fn missed_hint_frees_split_between_the_lookup_and_the_list_lock_half() {
 #[test]
 fn tiny_addresses_never_take_a_fast_free() {
     let mut f = super::super::tests::Fixture::new(16);
-    let cpu_of = |f: &super::super::tests::Fixture, id: super::super::CacheId| f.slab.pcpu[0].slabs[id.slot()];
+    let cpu_of = |f: &super::super::tests::Fixture, id: super::super::CacheId| {
+        f.slab.pcpu[0].slabs[id.slot()]
+    };
     let id = f.slab.find_cache("kmalloc-8").unwrap();
     let o = f
         .slab
@@ -612,7 +605,11 @@ fn armed_failslab_spares_nofail_on_the_cpu_path() {
     assert_eq!(unsafe { f.slab.kmalloc_cpu(0, &f.mem, 64, gfp) }, None);
     // SAFETY: as above.
     let o = unsafe { f.slab.kmalloc_cpu(0, &f.mem, 64, gfp | GfpFlags::NOFAIL) };
-    assert_eq!(o.map(|o| o - warm), Some(64), "the next object of the CPU slab");
+    assert_eq!(
+        o.map(|o| o - warm),
+        Some(64),
+        "the next object of the CPU slab"
+    );
     assert!(f.slab.kmalloc(&f.mem, &f.pages, 64, gfp).is_err());
     assert_eq!(f.slab.failslab().attr.injected(), 1);
     f.slab.failslab_mut().attr = FaultAttr::new();
@@ -631,17 +628,8 @@ fn armed_failslab_spares_nofail_on_the_cpu_path() {
 /// steps.
 #[test]
 fn per_cpu_paths_keep_every_view_exact_at_every_step() {
-    let mut mem_map = std::vec![Page::new_reserved(); (RAM >> 12) as usize];
-    let mut mb = Memblock::new();
-    mb.add(PhysAddr(0), RAM).unwrap();
-    mb.reserve(PhysAddr(0), 0x1000, "bios").unwrap();
-    let mut pa = PageAlloc::new(&mut mem_map, ZoneLayout::from_bytes(RAM, RAM)).unwrap();
-    pa.memblock_free_all(&mb).unwrap();
-    pa.setup_watermarks();
-    let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
-    mm.set_nr_cpus(CPUS);
-    let mut metas = std::vec![crate::slab::tests::UNWRITTEN_META; (RAM >> 12) as usize];
-    let slab = BrLock::new(SlabAllocator::new(&mut metas, SlabFlags::NONE));
+    let (mm, metas) = setup(CPUS);
+    let slab = BrLock::new(SlabAllocator::new(metas, SlabFlags::NONE));
     slab.set_nr_cpus(CPUS);
     let mem = PlatformMemory(mm.platform());
     let mut rng = crate::test_rng::Rng(0x0005_eed5_1ab6);
