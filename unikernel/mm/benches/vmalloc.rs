@@ -11,6 +11,10 @@
 //! would on hardware; the area and frame bookkeeping is the real code. A
 //! second figure swaps in a flat array of PTEs (a store per map, a swap per
 //! unmap, a no-op flush) to show the cost of `mm` itself.
+//!
+//! `PZ_BENCH_COUNT=<sim|flat>,<n>` runs exactly `n` pairs on one page table
+//! (after the same set-up and warm-up) and exits, for instruction counts:
+//! under callgrind with two `n`, the difference over Δn is one pair.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,8 +73,12 @@ impl PageMapper for ArrayPtes {
 }
 
 /// ns per vmalloc+vfree pair, best of 5 runs of `ITERS`, with 16 other
-/// areas live.
-fn time_pairs<P: Platform>(mm: &MemoryManager<'_, P>, mapper: &impl PageMapper) -> f64 {
+/// areas live; with `count`, just that many pairs (and 0.0).
+fn time_pairs<P: Platform>(
+    mm: &MemoryManager<'_, P>,
+    mapper: &impl PageMapper,
+    count: Option<u32>,
+) -> f64 {
     let mut areas = Box::new(VmapAreaAllocator::new(VirtAddr(VMALLOC_START), 1 << 30));
     let keep: Vec<_> = (0..16)
         .map(|_| vmalloc(&mut *areas, mm, mapper, SIZE, "bench_keep").unwrap())
@@ -83,7 +91,13 @@ fn time_pairs<P: Platform>(mm: &MemoryManager<'_, P>, mapper: &impl PageMapper) 
         pair();
     }
     let mut best = f64::MAX;
-    for _ in 0..5 {
+    if let Some(n) = count {
+        for _ in 0..n {
+            pair();
+        }
+        best = 0.0;
+    }
+    for _ in 0..if count.is_some() { 0 } else { 5 } {
         let t = Instant::now();
         for _ in 0..ITERS {
             pair();
@@ -105,12 +119,22 @@ fn main() {
     pa.memblock_free_all(&mb).unwrap();
     pa.setup_watermarks();
     let mm = MemoryManager::new(pa, SimPlatform::new(RAM >> 12));
-
-    let sim = time_pairs(&mm, mm.platform());
     let array = ArrayPtes {
         ptes: (0..4096).map(|_| AtomicU64::new(0)).collect(),
     };
-    let flat = time_pairs(&mm, &array);
+
+    if let Ok(spec) = std::env::var("PZ_BENCH_COUNT") {
+        let (table, n) = spec.split_once(',').expect("PZ_BENCH_COUNT=<sim|flat>,<n>");
+        let n = n.parse().expect("PZ_BENCH_COUNT: n is a number");
+        match table {
+            "sim" => time_pairs(&mm, mm.platform(), Some(n)),
+            "flat" => time_pairs(&mm, &array, Some(n)),
+            other => panic!("PZ_BENCH_COUNT: no page table {other:?} (sim or flat)"),
+        };
+        return;
+    }
+    let sim = time_pairs(&mm, mm.platform(), None);
+    let flat = time_pairs(&mm, &array, None);
     // The same markdown table shape as the rest of `make bench`.
     println!();
     println!(

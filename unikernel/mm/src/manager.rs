@@ -252,6 +252,88 @@ impl<'a, P: Platform> MemoryManager<'a, P> {
         Ok(pfn)
     }
 
+    /// `alloc_pages_bulk_array()` for order-0 frames (cf.
+    /// `__alloc_pages_bulk()`, what `vmalloc()` allocates its pages with):
+    /// fills `out` from the front with as many frames as the running CPU's
+    /// list serves under one take of its flag (refilled as a single
+    /// allocation would refill it), and where that serves none, one frame
+    /// through [`MemoryManager::alloc_pages`] — reclaim, OOM and all, as
+    /// Linux's bulk allocator falls back to `__alloc_pages()` for one page.
+    /// Each frame gets the tracepoint, page_owner's record (this caller's
+    /// location) and `__GFP_ZERO` as from `alloc_pages`.
+    ///
+    /// `Ok(n)`: the first `n` slots of `out` are frames, `n` ≥ 1 unless
+    /// `out` is empty; `Err` only when that one allocation failed.
+    #[track_caller]
+    pub fn alloc_pages_bulk(
+        &self,
+        gfp: GfpFlags,
+        owner: OwnerTag,
+        out: &mut [Pfn],
+    ) -> Result<usize, AllocError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let cpu = self.platform.cpu_id();
+        let n = match self.zone_lock.read_cpu(cpu) {
+            #[allow(unsafe_code)]
+            // SAFETY: as in `alloc_pages_fast`.
+            Some(pa) => unsafe { PageAlloc::alloc_pcp_cpu_bulk(pa.as_ptr(), cpu, gfp, owner, out) },
+            None => 0,
+        };
+        if n == 0 {
+            out[0] = self.alloc_pages(gfp, Order::ZERO, owner)?;
+            return Ok(1);
+        }
+        for &pfn in &out[..n] {
+            self.trace_page_alloc(pfn, Order::ZERO, gfp);
+            if gfp.contains(GfpFlags::ZERO) {
+                self.fill(pfn, 1, 0);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Frees order-0 frames as [`MemoryManager::free_pages`] would one by
+    /// one, those the running CPU's list takes under one take of its flag
+    /// (cf. `free_unref_page_list()`, which `release_pages()` uses), the
+    /// rest through the exclusive side. A frame the allocator refuses is
+    /// left as it was and reported to `refused`; the others are freed.
+    pub fn free_pages_bulk(&self, pfns: &[Pfn], refused: &mut dyn FnMut(Pfn, FreeError)) {
+        for chunk in pfns.chunks(u64::BITS as usize) {
+            // Bit i: chunk[i] is for the exclusive side.
+            let mut slow = u64::MAX;
+            let cpu = self.platform.cpu_id();
+            if let Some(pa) = self.zone_lock.read_cpu(cpu) {
+                slow = 0;
+                for (i, &pfn) in chunk.iter().enumerate() {
+                    #[allow(unsafe_code)]
+                    // SAFETY: as in `free_pages_fast`: the caller owns the
+                    // frames it frees.
+                    unsafe {
+                        match PageAlloc::free_pcp_cpu(pa.as_ptr(), cpu, pfn, Order::ZERO) {
+                            FreeFast::Done => {}
+                            FreeFast::Trim { zi, pindex, count } => {
+                                PageAlloc::pcp_trim_cpu(pa.as_ptr(), cpu, zi, pindex, count)
+                            }
+                            FreeFast::Slow => slow |= 1 << i,
+                        }
+                    }
+                }
+            }
+            // The flag is dropped: the tracepoints, and the exclusive side.
+            for (i, &pfn) in chunk.iter().enumerate() {
+                if slow & (1 << i) != 0
+                    && let Err(err) = self.free_pages_locked(pfn, Order::ZERO)
+                {
+                    refused(pfn, err);
+                    continue;
+                }
+                self.trace_page_free(pfn, Order::ZERO);
+            }
+        }
+    }
+
     /// [`MemoryManager::alloc_pages`] on the exclusive side.
     #[inline(never)]
     fn alloc_pages_locked(
@@ -442,6 +524,146 @@ mod tests {
             .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
             .unwrap();
         assert_eq!(mm.platform().frame(dirty)[0], 0xCC);
+    }
+
+    /// Everything two managers must agree on to be in the same state.
+    fn assert_same(a: &MemoryManager<'_, SimPlatform>, b: &MemoryManager<'_, SimPlatform>) {
+        let (pa, pb) = (a.lock(), b.lock());
+        assert_eq!(pa.zones(), pb.zones(), "zones, per-CPU lists included");
+        assert_eq!(pa.vm_events(), pb.vm_events());
+        for pfn in 0..pa.max_pfn().0 {
+            assert_eq!(pa.page(Pfn(pfn)), pb.page(Pfn(pfn)), "pfn {pfn:#x}");
+        }
+    }
+
+    /// `alloc_pages_bulk` leaves the machine as that many `alloc_pages`
+    /// calls leave its twin — the same frames in the same order, the same
+    /// descriptors, buddy and per-CPU lists and counters — across refills
+    /// of the per-CPU list, for each zone the GFPs reach, with the lists
+    /// off, and with `fail_page_alloc` failing every third allocation (a
+    /// frame at a time then: the fast path is out); and
+    /// `free_pages_bulk` does what `free_pages` one frame at a time does,
+    /// refusing a double free, a tail and a frame never allocated with the
+    /// same errors and nothing changed for them.
+    #[test]
+    fn bulk_allocations_and_frees_equal_one_call_a_frame() {
+        use crate::fault_inject::{FaultAttr, FaultConfig};
+        use crate::test_rng::Rng;
+        let gfps = [
+            GfpFlags::GFP_KERNEL,
+            GfpFlags::GFP_KERNEL | GfpFlags::HIGHMEM,
+            GfpFlags::GFP_KERNEL | GfpFlags::MOVABLE,
+            GfpFlags::GFP_HIGHUSER | GfpFlags::ZERO,
+            GfpFlags::GFP_DMA,
+        ];
+        for case in ["lists", "lists off", "fail_page_alloc"] {
+            let mut ma = std::vec![Page::new_reserved(); (64 << 20) >> 12];
+            let mut mb = std::vec![Page::new_reserved(); (64 << 20) >> 12];
+            let (a, b) = (manager(&mut ma), manager(&mut mb));
+            for m in [&a, &b] {
+                let mut pa = m.lock();
+                match case {
+                    "lists off" => pa.set_pcp_enabled(false),
+                    "fail_page_alloc" => {
+                        let mut attr = FaultAttr::new();
+                        attr.setup(FaultConfig {
+                            interval: 3,
+                            probability: 100,
+                            space: 0,
+                            times: -1,
+                        });
+                        let mut f = pa.fail_page_alloc_mut();
+                        f.attr = attr;
+                        f.min_order = 0;
+                        f.ignore_gfp_reclaim = false;
+                    }
+                    _ => {}
+                }
+            }
+            let mut rng = Rng(0xb01c);
+            let mut below = |n: u64| rng.next() % n;
+            let mut held: Vec<Pfn> = Vec::new();
+            let (mut bulk_calls, mut failures) = (0, 0);
+            for step in 0..300 {
+                let gfp = gfps[below(gfps.len() as u64) as usize];
+                let mut out = std::vec![Pfn(0); 1 + below(40) as usize];
+                match a.alloc_pages_bulk(gfp, OwnerTag::VMALLOC, &mut out) {
+                    Ok(n) => {
+                        assert!(n >= 1, "{case} step {step}: none");
+                        bulk_calls += usize::from(n > 1);
+                        for &pfn in &out[..n] {
+                            let one = b.alloc_pages(gfp, Order::ZERO, OwnerTag::VMALLOC);
+                            assert_eq!(one, Ok(pfn), "{case} step {step}");
+                            if gfp.contains(GfpFlags::ZERO) {
+                                assert!(a.platform().frame(pfn).iter().all(|&x| x == 0));
+                            }
+                        }
+                        held.extend_from_slice(&out[..n]);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let one = b.alloc_pages(gfp, Order::ZERO, OwnerTag::VMALLOC);
+                        assert_eq!(one, Err(e), "{case} step {step}");
+                    }
+                }
+                // Free a random run of what is held, in bulk on `a`, a
+                // frame at a time on `b`.
+                if below(3) == 0 && !held.is_empty() {
+                    let from = below(held.len() as u64) as usize;
+                    let to = (from + 1 + below(70) as usize).min(held.len());
+                    let run: Vec<Pfn> = held.drain(from..to).collect();
+                    a.free_pages_bulk(&run, &mut |pfn, e| panic!("{case}: {pfn:?} {e:?}"));
+                    for &pfn in &run {
+                        b.free_pages(pfn, Order::ZERO).unwrap();
+                    }
+                }
+                assert_same(&a, &b);
+            }
+            // With the lists off or fault injection armed, every frame
+            // takes the full path: a call serves one.
+            match case {
+                "lists" => assert!(bulk_calls > 20, "{case}: {bulk_calls} served more than one"),
+                _ => assert_eq!(bulk_calls, 0, "{case}"),
+            }
+            assert_eq!(
+                failures > 0,
+                case == "fail_page_alloc",
+                "{case}: {failures} failures"
+            );
+            // Refusals: a double free, a tail, a frame never allocated,
+            // between good frames.
+            let pair = a
+                .alloc_pages(GfpFlags::GFP_KERNEL, Order::new(1).unwrap(), OwnerTag::API)
+                .unwrap();
+            let freed = held.pop().unwrap();
+            a.free_pages(freed, Order::ZERO).unwrap();
+            let before = a.buddyinfo();
+            let mut refused = Vec::new();
+            let good = [held.pop().unwrap(), held.pop().unwrap()];
+            a.free_pages_bulk(
+                &[good[0], freed, pair.add(1), Pfn(0), good[1]],
+                &mut |pfn, e| refused.push((pfn, e)),
+            );
+            let expect = |pfn: Pfn| a.free_pages(pfn, Order::ZERO).unwrap_err();
+            assert_eq!(
+                refused,
+                [
+                    (freed, expect(freed)),
+                    (pair.add(1), expect(pair.add(1))),
+                    (Pfn(0), expect(Pfn(0))),
+                ],
+                "{case}"
+            );
+            assert_ne!(
+                before,
+                a.drained_buddyinfo(),
+                "{case}: the good frames were freed"
+            );
+            a.free_pages(pair, Order::new(1).unwrap()).unwrap();
+            a.free_pages_bulk(&held, &mut |pfn, e| panic!("{case}: {pfn:?} {e:?}"));
+            assert_eq!(a.drained_buddyinfo(), a.boot_buddyinfo(), "{case}");
+            a.lock().check_invariants().unwrap();
+        }
     }
 
     #[test]

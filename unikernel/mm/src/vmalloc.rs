@@ -34,7 +34,7 @@ use crate::page::OwnerTag;
 use crate::page_alloc::{AllocError, FreeError};
 use crate::platform::{MapError, MapProt, PageMapper, Platform};
 use crate::selfcheck::{Checked, Problem, VMALLOC};
-use crate::types::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::types::{PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -428,6 +428,19 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         kind: VmapKind,
         caller: &'static str,
     ) -> Result<VmapArea, VmallocError> {
+        let i = self.alloc_index(size, align, kind, caller)?;
+        Ok(self.busy[i])
+    }
+
+    /// [`VmapAreaAllocator::alloc`], returning the new area's index in the
+    /// busy list (valid until the next `alloc` or `free`).
+    fn alloc_index(
+        &mut self,
+        size: u64,
+        align: u64,
+        kind: VmapKind,
+        caller: &'static str,
+    ) -> Result<usize, VmallocError> {
         if !align.is_power_of_two() {
             return Err(VmallocError::BadAlign { align });
         }
@@ -463,7 +476,7 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         self.busy.copy_within(pos..self.nr_busy, pos + 1);
         self.busy[pos] = area;
         self.nr_busy += 1;
-        Ok(area)
+        Ok(pos)
     }
 
     /// First free range, in address order, holding `total` bytes at an
@@ -552,11 +565,17 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// Unmapping is the caller's job, before this.
     pub fn free(&mut self, start: VirtAddr) -> Result<VmapArea, VmallocError> {
         let i = self.index_of_start(start)?;
+        Ok(self.free_index(i))
+    }
+
+    /// [`VmapAreaAllocator::free`] of the area at index `i` of the busy
+    /// list (as [`VmapAreaAllocator::index_of_start`] found it).
+    fn free_index(&mut self, i: usize) -> VmapArea {
         let area = self.busy[i];
         self.busy.copy_within(i + 1..self.nr_busy, i);
         self.nr_busy -= 1;
         self.merge_or_add_vmap_area(area.start.0, area.reserved_end().0);
-        Ok(area)
+        area
     }
 
     /// Inserts `[start, end)` into the free ranges, merging with the range
@@ -735,6 +754,10 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
 /// stack buffer of this size.
 const TEARDOWN_BATCH: usize = 64;
 
+/// Frames asked of the bulk allocator at a time by [`vmalloc`], and the
+/// teardown batch of areas this small.
+const ALLOC_BATCH: usize = 16;
+
 /// `vmalloc(size)`: `size` bytes (rounded up to pages) of virtually
 /// contiguous memory from order-0 frames allocated one by one with
 /// `GFP_KERNEL | __GFP_HIGHMEM` — HighMem first, then the lower zones.
@@ -787,42 +810,44 @@ pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
     prot: MapProt,
     caller: &'static str,
 ) -> Result<VmapArea, VmallocError> {
-    let area = areas.alloc(size, align, VmapKind::Vmalloc, caller)?;
-    let mut first = None;
-    for i in 0..area.nr_pages {
-        let virt = VirtAddr(area.start.0 + i * PAGE_SIZE);
-        let pfn = match mm.alloc_pages(gfp, Order::ZERO, OwnerTag::VMALLOC) {
-            Ok(pfn) => pfn,
+    let idx = areas.alloc_index(size, align, VmapKind::Vmalloc, caller)?;
+    let area = areas.busy[idx];
+    // cf. vm_area_alloc_pages(): frames in batches from the bulk
+    // allocator, which falls back to one `alloc_pages()` when its fast
+    // path has none.
+    let mut batch = [Pfn(0); ALLOC_BATCH];
+    let mut phys = PhysAddr(0);
+    let mut done = 0;
+    while done < area.nr_pages {
+        let want = (area.nr_pages - done).min(ALLOC_BATCH as u64) as usize;
+        let got = match mm.alloc_pages_bulk(gfp, OwnerTag::VMALLOC, &mut batch[..want]) {
+            Ok(got) => got,
             Err(err) => {
-                unwind(areas, mm, mapper, &area, i);
+                unwind(areas, mm, mapper, &area, done);
                 return Err(VmallocError::NoMemory {
-                    nr_pages_done: i,
+                    nr_pages_done: done,
                     err,
                 });
             }
         };
-        if let Err(e) = mapper.map_page(virt, pfn, prot) {
-            // Never mapped, so no stale translation: free it right away.
-            let _ = mm.free_pages(pfn, Order::ZERO);
-            unwind(areas, mm, mapper, &area, i);
-            return Err(VmallocError::Map(e));
+        if done == 0 {
+            phys = batch[0].phys();
         }
-        first.get_or_insert(pfn);
-    }
-    let phys = first.map_or(PhysAddr(0), Pfn::phys);
-    match areas.area_mut(area.start) {
-        Some(a) => {
-            a.phys = phys;
-            a.resident = a.nr_pages;
-            Ok(*a)
+        for (k, &pfn) in batch[..got].iter().enumerate() {
+            let virt = VirtAddr(area.start.0 + (done + k as u64) * PAGE_SIZE);
+            if let Err(e) = mapper.map_page(virt, pfn, prot) {
+                // Never mapped, so no stale translation: free them right away.
+                mm.free_pages_bulk(&batch[k..got], &mut |_, _| {});
+                unwind(areas, mm, mapper, &area, done + k as u64);
+                return Err(VmallocError::Map(e));
+            }
         }
-        // Unreachable: we hold the allocator and just created it.
-        None => Ok(VmapArea {
-            phys,
-            resident: area.nr_pages,
-            ..area
-        }),
+        done += got as u64;
     }
+    let a = &mut areas.busy[idx];
+    a.phys = phys;
+    a.resident = a.nr_pages;
+    Ok(*a)
 }
 
 /// A demand-zero vmalloc: reserves `size` bytes (rounded up to pages, plus
@@ -860,24 +885,19 @@ fn unwind<P: Platform, const N: usize, const F: usize>(
     area: &VmapArea,
     nr_mapped: u64,
 ) {
-    let _ = unmap_area_pages(
-        mapper,
-        area.start,
-        nr_mapped,
-        Some(&mut release_to(mm)),
-        None,
-    );
+    let _ = unmap_area_pages(mapper, area.start, nr_mapped, Some(&release_to(mm)), None);
     let _ = areas.free(area.start);
 }
 
-/// Gives a frame back; `None` where the frames are not ours (vmap, ioremap).
-type Release<'r> = Option<&'r mut dyn FnMut(Pfn) -> Result<(), FreeError>>;
+/// Gives frames back, reporting each one refused; `None` where the frames
+/// are not ours (vmap, ioremap).
+type Release<'r> = Option<&'r dyn Fn(&[Pfn], &mut dyn FnMut(Pfn, FreeError))>;
 
 /// Frees the frames of a vmalloc area through `mm`.
 fn release_to<'r, P: Platform>(
     mm: &'r MemoryManager<'_, P>,
-) -> impl FnMut(Pfn) -> Result<(), FreeError> + 'r {
-    move |pfn| mm.free_pages(pfn, Order::ZERO)
+) -> impl Fn(&[Pfn], &mut dyn FnMut(Pfn, FreeError)) + 'r {
+    move |pfns, refused| mm.free_pages_bulk(pfns, refused)
 }
 
 /// Removes the PTEs of `nr_pages` pages from `start` and flushes the TLB;
@@ -892,13 +912,30 @@ fn unmap_area_pages(
     mapper: &impl PageMapper,
     start: VirtAddr,
     nr_pages: u64,
-    mut release: Release<'_>,
+    release: Release<'_>,
+    lazy_zero: Option<Pfn>,
+) -> Result<(), VmallocError> {
+    // The frame buffer sized to the area: a small one is not worth a
+    // memset of the large one.
+    if nr_pages <= ALLOC_BATCH as u64 {
+        unmap_area_pages_in::<ALLOC_BATCH>(mapper, start, nr_pages, release, lazy_zero)
+    } else {
+        unmap_area_pages_in::<TEARDOWN_BATCH>(mapper, start, nr_pages, release, lazy_zero)
+    }
+}
+
+/// [`unmap_area_pages`] with frames released in batches of up to `B`.
+fn unmap_area_pages_in<const B: usize>(
+    mapper: &impl PageMapper,
+    start: VirtAddr,
+    nr_pages: u64,
+    release: Release<'_>,
     lazy_zero: Option<Pfn>,
 ) -> Result<(), VmallocError> {
     let mut first_err = None;
-    let mut pfns = [Pfn(0); TEARDOWN_BATCH];
+    let mut pfns = [Pfn(0); B];
     let batch = if release.is_some() {
-        TEARDOWN_BATCH as u64
+        B as u64
     } else {
         nr_pages.max(1)
     };
@@ -925,32 +962,26 @@ fn unmap_area_pages(
             VirtAddr(start.0 + done * PAGE_SIZE),
             VirtAddr(start.0 + (done + n) * PAGE_SIZE),
         );
-        if let Some(release) = release.as_mut() {
-            for &pfn in &pfns[..got] {
-                if let Err(err) = release(pfn) {
-                    first_err.get_or_insert(VmallocError::FreeFrame { pfn, err });
-                }
-            }
+        if let Some(release) = release {
+            release(&pfns[..got], &mut |pfn, err| {
+                first_err.get_or_insert(VmallocError::FreeFrame { pfn, err });
+            });
         }
         done += n;
     }
     first_err.map_or(Ok(()), Err)
 }
 
-/// Takes the area starting at `addr` off the allocator if it is of `kind`,
-/// leaving it untouched otherwise.
+/// The area starting at `addr`, if it is of `kind`, with its index in the
+/// busy list for [`VmapAreaAllocator::free_index`] (the caller holds the
+/// allocator meanwhile); an error, with nothing changed, otherwise.
 fn take_area<const N: usize, const F: usize>(
     areas: &VmapAreaAllocator<N, F>,
     addr: VirtAddr,
     kind: VmapKind,
-) -> Result<VmapArea, VmallocError> {
-    let area = *areas
-        .find(addr)
-        .filter(|a| a.start == addr)
-        .ok_or_else(|| VmallocError::NotAreaStart {
-            addr,
-            area: areas.find(addr).map(|a| a.start),
-        })?;
+) -> Result<(usize, VmapArea), VmallocError> {
+    let i = areas.index_of_start(addr)?;
+    let area = areas.busy[i];
     if area.kind != kind {
         return Err(VmallocError::WrongKind {
             addr,
@@ -958,7 +989,7 @@ fn take_area<const N: usize, const F: usize>(
             expected: kind,
         });
     }
-    Ok(area)
+    Ok((i, area))
 }
 
 /// `vfree(addr)`: unmaps a [`vmalloc`] area, flushes the TLB and frees its
@@ -973,7 +1004,7 @@ pub fn vfree<P: Platform, const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let area = take_area(areas, addr, VmapKind::Vmalloc)?;
+    let (i, area) = take_area(areas, addr, VmapKind::Vmalloc)?;
     // A lazy area without a zero page cannot exist (vmalloc_lazy refuses),
     // so `lazy_zero` is `Some` exactly for lazy areas.
     let lazy_zero = if area.lazy { areas.zero_page } else { None };
@@ -981,10 +1012,10 @@ pub fn vfree<P: Platform, const N: usize, const F: usize>(
         mapper,
         area.start,
         area.nr_pages,
-        Some(&mut release_to(mm)),
+        Some(&release_to(mm)),
         lazy_zero,
     );
-    let area = areas.free(area.start)?;
+    let area = areas.free_index(i);
     teardown.map(|()| area)
 }
 
@@ -1030,9 +1061,9 @@ pub fn vunmap<const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let area = take_area(areas, addr, VmapKind::Vmap)?;
+    let (i, area) = take_area(areas, addr, VmapKind::Vmap)?;
     let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None, None);
-    let area = areas.free(area.start)?;
+    let area = areas.free_index(i);
     teardown.map(|()| area)
 }
 
@@ -1111,12 +1142,12 @@ pub fn iounmap<const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let area = take_area(
+    let (i, area) = take_area(
         areas,
         VirtAddr(addr.0 & !(PAGE_SIZE - 1)),
         VmapKind::Ioremap,
     )?;
     let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None, None);
-    let area = areas.free(area.start)?;
+    let area = areas.free_index(i);
     teardown.map(|()| area)
 }

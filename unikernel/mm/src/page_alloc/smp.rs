@@ -620,31 +620,11 @@ impl PageAlloc<'_> {
         // SAFETY: the caller holds `cpu`'s flag: this slot is ours alone;
         // `PcpCell` is an `UnsafeCell`, so the shared place is fine.
         let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
-        if pcp.lists[pindex].head == NIL {
-            // cf. rmqueue_pcplist() → __rmqueue_pcplist() → rmqueue_bulk().
-            if pcp.high == 0 {
-                return None;
-            }
-            let mut batch = pcp.batch;
-            if batch > 1 {
-                batch = (batch >> o).max(2);
-            }
-            let mt = gfp.migratetype();
-            let flags = AllocFlags {
-                harder: false,
-                nofragment: false,
-                cma: mt == MigrateType::Movable,
-            };
-            // SAFETY: our flag, then the zone's lock (module docs).
-            let got = unsafe {
-                let _zone_lock = (*pa).zone_lock[zi].lock();
-                Self::rmqueue_bulk_locked(pa, zi, cpu, order, batch, pindex, mt, flags)
-            };
-            if got == 0 {
-                return None;
-            }
-            // SAFETY: our slot.
-            unsafe { (*pa).vm_diff[cpu].slot_mut() }.zone_locked[0] += 1;
+        // SAFETY: the caller's contract; `zi`, `pindex` from the target.
+        if pcp.lists[pindex].head == NIL
+            && !unsafe { Self::pcp_refill_cpu(pa, cpu, zi, pindex, gfp, order) }
+        {
+            return None;
         }
         // SAFETY: our slot and list (the refill's borrow has ended).
         let pfn = unsafe { Self::pcp_pop_prep(pa, cpu, zi, pindex, gfp, order, owner) };
@@ -652,6 +632,103 @@ impl PageAlloc<'_> {
         let diff = unsafe { (*pa).vm_diff[cpu].slot_mut() };
         diff.alloc[zi][o] += 1;
         Some(Pfn(u64::from(pfn)))
+    }
+
+    /// Refills `cpu`'s empty list `pindex` of zone `zi` with a batch under
+    /// the zone's lock (cf. `rmqueue_pcplist()` → `__rmqueue_pcplist()` →
+    /// `rmqueue_bulk()`); `false`, with nothing changed, when the lists are
+    /// off or the buddy lists had no block of the list's type without
+    /// stealing.
+    ///
+    /// # Safety
+    /// As for [`PageAlloc::alloc_pcp_cpu`]; `zi`, `pindex` as
+    /// [`PageAlloc::pcp_fast_target_raw`] gave them for `gfp`/`order`.
+    #[inline(always)]
+    unsafe fn pcp_refill_cpu(
+        pa: *mut Self,
+        cpu: usize,
+        zi: usize,
+        pindex: usize,
+        gfp: GfpFlags,
+        order: Order,
+    ) -> bool {
+        // SAFETY: the caller holds `cpu`'s flag: this slot is ours alone.
+        let pcp: &mut PerCpuPages = unsafe { (*pa).zones[zi].pcp[cpu].slot_mut() };
+        if pcp.high == 0 {
+            return false;
+        }
+        let mut batch = pcp.batch;
+        if batch > 1 {
+            batch = (batch >> order.index()).max(2);
+        }
+        let mt = gfp.migratetype();
+        let flags = AllocFlags {
+            harder: false,
+            nofragment: false,
+            cma: mt == MigrateType::Movable,
+        };
+        // SAFETY: our flag, then the zone's lock (module docs).
+        let got = unsafe {
+            let _zone_lock = (*pa).zone_lock[zi].lock();
+            Self::rmqueue_bulk_locked(pa, zi, cpu, order, batch, pindex, mt, flags)
+        };
+        if got == 0 {
+            return false;
+        }
+        // SAFETY: our slot.
+        unsafe { (*pa).vm_diff[cpu].slot_mut() }.zone_locked[0] += 1;
+        true
+    }
+
+    /// [`PageAlloc::alloc_pcp_cpu`] for up to `out.len()` order-0 blocks at
+    /// once (cf. `__alloc_pages_bulk()`, which `vmalloc()` uses through
+    /// `vm_area_alloc_pages()`): the zone, its watermark and the list are
+    /// chosen once, and again only after a refill (which took from the
+    /// zone's free pages), then blocks are popped until `out` is full —
+    /// the blocks, descriptors and counters of that many
+    /// [`PageAlloc::alloc_pcp_cpu`] calls, for one take of the CPU's flag
+    /// and one target. Returns how many blocks it stored at the front of
+    /// `out`: fewer (0 included, with nothing changed) where a single call
+    /// would have returned `None` for the next one and the general path
+    /// must decide.
+    ///
+    /// # Safety
+    /// As for [`PageAlloc::alloc_pcp_cpu`].
+    pub unsafe fn alloc_pcp_cpu_bulk(
+        pa: *mut Self,
+        cpu: usize,
+        gfp: GfpFlags,
+        owner: OwnerTag,
+        out: &mut [Pfn],
+    ) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            // SAFETY: `pa` is live (the caller's contract).
+            let Some((zi, pindex)) = (unsafe { Self::pcp_fast_target_raw(pa, gfp, Order::ZERO) })
+            else {
+                break;
+            };
+            // SAFETY: the caller holds `cpu`'s flag: this slot is ours.
+            let empty = |pa: *mut Self| unsafe {
+                (*pa).zones[zi].pcp[cpu].slot_mut().lists[pindex].head == NIL
+            };
+            // SAFETY: the caller's contract; `zi`, `pindex` from the target.
+            if empty(pa) && !unsafe { Self::pcp_refill_cpu(pa, cpu, zi, pindex, gfp, Order::ZERO) }
+            {
+                break;
+            }
+            let start = n;
+            while n < out.len() && !empty(pa) {
+                // SAFETY: our slot and a non-empty list of it.
+                let pfn =
+                    unsafe { Self::pcp_pop_prep(pa, cpu, zi, pindex, gfp, Order::ZERO, owner) };
+                out[n] = Pfn(u64::from(pfn));
+                n += 1;
+            }
+            // SAFETY: our slot.
+            unsafe { (*pa).vm_diff[cpu].slot_mut() }.alloc[zi][0] += (n - start) as u64;
+        }
+        n
     }
 
     /// The common case of [`PageAlloc::alloc_pages`] on the exclusive

@@ -18,6 +18,7 @@ use crate::page::Page;
 use crate::page_alloc::PageAlloc;
 use crate::platform::CacheMode;
 use crate::platform::sim::SimPlatform;
+use crate::types::Order;
 use crate::zone::{ZoneLayout, ZoneType};
 
 pub(crate) const RAM: u64 = 64 << 20;

@@ -107,9 +107,41 @@ fn fast_paths_hand_out_each_block_once_on_four_cpus() {
                         );
                         mm.free_pages(pfn, order).unwrap();
                     }
-                    if live.len() < 300 && (!r.is_multiple_of(3) || live.is_empty()) {
-                        let order =
-                            Order::new(if r.is_multiple_of(8) { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                    if live.len() < 300 && r % 13 == 2 {
+                        // The bulk allocator: up to 8 frames at once.
+                        let mut out = [Pfn(0); 8];
+                        let want = 1 + (r >> 24) as usize % 8;
+                        let n = mm
+                            .alloc_pages_bulk(GfpFlags::GFP_KERNEL, OwnerTag::API, &mut out[..want])
+                            .unwrap();
+                        allocated.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        for (k, &pfn) in out[..n].iter().enumerate() {
+                            let mark = ((cpu as u64) << 56) | ((k as u64) << 40) | i as u64;
+                            stamp(mm, pfn, mark);
+                            live.push((pfn, Order::ZERO, mark));
+                        }
+                    } else if r % 13 == 3 {
+                        // A bulk free of the order-0 blocks among the last 8.
+                        let from = live.len().saturating_sub(8);
+                        let mut run = Vec::new();
+                        let mut k = from;
+                        while k < live.len() {
+                            if live[k].1 == Order::ZERO {
+                                let (pfn, _, mark) = live.swap_remove(k);
+                                assert_eq!(read_stamp(mm, pfn), mark, "two owners of one block");
+                                run.push(pfn);
+                            } else {
+                                k += 1;
+                            }
+                        }
+                        mm.free_pages_bulk(&run, &mut |pfn, e| panic!("{pfn:?}: {e:?}"));
+                    } else if live.len() < 300 && (!r.is_multiple_of(3) || live.is_empty()) {
+                        let order = Order::new(if r.is_multiple_of(8) {
+                            (r >> 8) as u8 % 4
+                        } else {
+                            0
+                        })
+                        .unwrap();
                         let gfp = if r.is_multiple_of(5) {
                             GfpFlags::GFP_KERNEL | GfpFlags::COMP
                         } else {
@@ -299,8 +331,12 @@ fn refills_and_trims_under_zone_locks_on_four_cpus_and_three_zones() {
                 for i in 0..OPS {
                     let r = rng.next();
                     if live.len() < 64 && (r.is_multiple_of(2) || live.is_empty()) {
-                        let order =
-                            Order::new(if r.is_multiple_of(4) { (r >> 8) as u8 % 4 } else { 0 }).unwrap();
+                        let order = Order::new(if r.is_multiple_of(4) {
+                            (r >> 8) as u8 % 4
+                        } else {
+                            0
+                        })
+                        .unwrap();
                         let gfp = gfps[(r >> 20) as usize % gfps.len()];
                         let pfn = mm.alloc_pages(gfp, order, OwnerTag::API).unwrap();
                         let zi = mm.lock().zone_of(pfn).unwrap().index();
