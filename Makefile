@@ -109,12 +109,13 @@ test: deps kernel
 	MACHINE=microvm-acpi PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) cargo test -p tests --test boot
 
 # A seeded random walk over every command for SOAK_SECONDS (SOAK_SEED=N
-# repeats one), memory run dry every third window; selfcheck and
-# reset-to-boot every 200 steps. CI runs it for 60 s.
+# repeats one) on a SOAK_MEM guest, memory run dry every third window;
+# selfcheck and reset-to-boot every 200 steps. CI runs it for 60 s.
 SOAK_SECONDS ?= 300
+SOAK_MEM     ?= 2G
 
 soak: deps kernel
-	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) SOAK_SECONDS=$(SOAK_SECONDS) cargo test -p tests --test soak -- --ignored --nocapture
+	PAGEZONE_ELF=$(abspath $(KERNEL_ELF)) SOAK_SECONDS=$(SOAK_SECONDS) SOAK_MEM=$(SOAK_MEM) cargo test -p tests --test soak -- --ignored --nocapture
 
 # One process per table, every row of a table from that one run; host
 # tables in --release (cargo bench), then boot times, wrk, image size,

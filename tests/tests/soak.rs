@@ -1,6 +1,7 @@
 //! `make soak`: one seeded random walk over every command for
-//! `SOAK_SECONDS` (default 300) on a 2 GiB guest with `api_quota=100`, so
-//! memory itself runs out again and again. Every answer is one the
+//! `SOAK_SECONDS` (default 300) on a `SOAK_MEM` guest (QEMU's `-m`, default
+//! 2G; 64M shows a small one) with `api_quota=100`, so memory itself runs
+//! out again and again. Every answer is one the
 //! contract allows; every ~200 steps selfcheck is clean and reset gives
 //! back the boot buddyinfo. At the end: steps, a status histogram and how
 //! much the kernel heap (`Slab` in /api/meminfo) grew.
@@ -40,7 +41,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn soak_random_walk_over_every_command() {
     let seconds = env_u64("SOAK_SECONDS", 300);
     let seed = env_u64("SOAK_SEED", 0x9a9e_2011e);
-    let mut opts = BootOptions::default().mem("2G").append("api_quota=100");
+    let mem = std::env::var("SOAK_MEM").unwrap_or_else(|_| "2G".into());
+    let mut opts = BootOptions::default().mem(&mem).append("api_quota=100");
     opts.deadline = Duration::from_secs(seconds + 120);
     let (guest, port) = boot_ready(opts);
     let mut c = Client::connect(port);
