@@ -32,6 +32,10 @@ use crate::slab_glue;
 /// cheap when idle (one wake-up a second).
 pub const MAX_IDLE_MS: u64 = 1_000;
 
+/// How long after boot deferred struct-page init starts even if the
+/// network never comes up (no DHCP server answering).
+const DEFERRED_INIT_GRACE_MS: u64 = 500;
+
 /// Finds the NIC — on PCI (ECAM from the MCFG) if the machine has it,
 /// else among the virtio-mmio transports of the command line
 /// (`virtio_mmio.device=`) and of the DSDT — then serves forever.
@@ -118,6 +122,12 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     crate::time::boot_phase("network stack");
 
     let mut irq_warned = false;
+    // Deferred struct-page init waits for READY (or, with no address yet,
+    // for DEFERRED_INIT_GRACE_MS of boot): the boot has the memory it needs
+    // (see `memory::deferred_init_step`), and until the network is up the
+    // chunks would only delay each DHCP reply and take the host CPU
+    // QEMU's user network answers on.
+    let mut ready = false;
     loop {
         nic.handle_irq();
         let busy = stack.poll(nic, tsc::now_ms(), &mut *app);
@@ -143,9 +153,12 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
             memory::attach_trace_ring();
             tsc::refine();
             crate::time::boot_summary("READY");
+            ready = true;
         }
         // Deferred struct-page init, a chunk per turn until it is done.
-        if memory::deferred_init_step() || busy {
+        let deferred =
+            (ready || tsc::now_ms() >= DEFERRED_INIT_GRACE_MS) && memory::deferred_init_step();
+        if deferred || busy {
             continue;
         }
         // Under TCG, a softmmu TLB a whole flush may have shrunk grows back
