@@ -84,8 +84,20 @@ impl PageMapper for DynMapper<'_> {
     fn map_page(&self, virt: VirtAddr, pfn: Pfn, prot: MapProt) -> Result<(), MapError> {
         self.0.map_page(virt, pfn, prot)
     }
+    fn map_pages(
+        &self,
+        virt: VirtAddr,
+        nr: u64,
+        pfn_at: &dyn Fn(u64) -> Pfn,
+        prot: MapProt,
+    ) -> Result<(), (u64, MapError)> {
+        self.0.map_pages(virt, nr, pfn_at, prot)
+    }
     fn unmap_page(&self, virt: VirtAddr) -> Option<Pfn> {
         self.0.unmap_page(virt)
+    }
+    fn unmap_pages(&self, virt: VirtAddr, nr: u64, each: &mut dyn FnMut(u64, Option<Pfn>)) {
+        self.0.unmap_pages(virt, nr, each)
     }
     fn flush_tlb_range(&self, start: VirtAddr, end: VirtAddr) {
         self.0.flush_tlb_range(start, end)

@@ -146,10 +146,40 @@ pub trait PageMapper: Sync {
     /// `prot` (cf. `set_pte_at()` after `pte_alloc_kernel()`).
     fn map_page(&self, virt: VirtAddr, pfn: Pfn, prot: MapProt) -> Result<(), MapError>;
 
+    /// Maps the `nr` pages from `virt` (page-aligned) to `pfn_at(0)`,
+    /// `pfn_at(1)`, … with `prot`, as that many [`PageMapper::map_page`]
+    /// calls would (cf. `vmap_pages_range()` and `ioremap_page_range()`,
+    /// which walk the tables once per range rather than per page). On an
+    /// error at page `i`, pages `0..i` stay mapped, the rest are untouched,
+    /// and `(i, error)` is returned. The default maps a page at a time.
+    fn map_pages(
+        &self,
+        virt: VirtAddr,
+        nr: u64,
+        pfn_at: &dyn Fn(u64) -> Pfn,
+        prot: MapProt,
+    ) -> Result<(), (u64, MapError)> {
+        for i in 0..nr {
+            self.map_page(VirtAddr(virt.0 + i * PAGE_SIZE), pfn_at(i), prot)
+                .map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
     /// Clears the PTE at `virt` and returns the frame it mapped, `None` if
     /// nothing was mapped (cf. `ptep_get_and_clear()` in `vunmap_pte_range()`).
     /// No TLB flush.
     fn unmap_page(&self, virt: VirtAddr) -> Option<Pfn>;
+
+    /// Clears the PTEs of the `nr` pages from `virt`, as that many
+    /// [`PageMapper::unmap_page`] calls would, and tells `each` page `i`'s
+    /// result (cf. `vunmap_range_noflush()`, one walk per table). No TLB
+    /// flush. The default unmaps a page at a time.
+    fn unmap_pages(&self, virt: VirtAddr, nr: u64, each: &mut dyn FnMut(u64, Option<Pfn>)) {
+        for i in 0..nr {
+            each(i, self.unmap_page(VirtAddr(virt.0 + i * PAGE_SIZE)));
+        }
+    }
 
     /// Invalidates every TLB entry for `[start, end)` (cf.
     /// `flush_tlb_kernel_range()`; `invlpg` per page or a full flush above

@@ -833,14 +833,12 @@ pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
         if done == 0 {
             phys = batch[0].phys();
         }
-        for (k, &pfn) in batch[..got].iter().enumerate() {
-            let virt = VirtAddr(area.start.0 + (done + k as u64) * PAGE_SIZE);
-            if let Err(e) = mapper.map_page(virt, pfn, prot) {
-                // Never mapped, so no stale translation: free them right away.
-                mm.free_pages_bulk(&batch[k..got], &mut |_, _| {});
-                unwind(areas, mm, mapper, &area, done + k as u64);
-                return Err(VmallocError::Map(e));
-            }
+        let virt = VirtAddr(area.start.0 + done * PAGE_SIZE);
+        if let Err((k, e)) = mapper.map_pages(virt, got as u64, &|k| batch[k as usize], prot) {
+            // Never mapped, so no stale translation: free them right away.
+            mm.free_pages_bulk(&batch[k as usize..got], &mut |_, _| {});
+            unwind(areas, mm, mapper, &area, done + k);
+            return Err(VmallocError::Map(e));
         }
         done += got as u64;
     }
@@ -943,21 +941,20 @@ fn unmap_area_pages_in<const B: usize>(
     while done < nr_pages {
         let n = batch.min(nr_pages - done);
         let mut got = 0;
-        for j in done..done + n {
-            let virt = VirtAddr(start.0 + j * PAGE_SIZE);
-            match mapper.unmap_page(virt) {
-                Some(pfn) if Some(pfn) == lazy_zero => {}
-                Some(pfn) if release.is_some() => {
-                    pfns[got] = pfn;
-                    got += 1;
-                }
-                Some(_) => {}
-                None if lazy_zero.is_some() => {}
-                None => {
-                    first_err.get_or_insert(VmallocError::NotMapped { virt });
-                }
+        let from = VirtAddr(start.0 + done * PAGE_SIZE);
+        mapper.unmap_pages(from, n, &mut |k, old| match old {
+            Some(pfn) if Some(pfn) == lazy_zero => {}
+            Some(pfn) if release.is_some() => {
+                pfns[got] = pfn;
+                got += 1;
             }
-        }
+            Some(_) => {}
+            None if lazy_zero.is_some() => {}
+            None => {
+                let virt = VirtAddr(from.0 + k * PAGE_SIZE);
+                first_err.get_or_insert(VmallocError::NotMapped { virt });
+            }
+        });
         mapper.flush_tlb_range(
             VirtAddr(start.0 + done * PAGE_SIZE),
             VirtAddr(start.0 + (done + n) * PAGE_SIZE),
@@ -1037,12 +1034,10 @@ pub fn vmap<const N: usize, const F: usize>(
         .checked_mul(PAGE_SIZE)
         .ok_or(VmallocError::BadSize { size: u64::MAX })?;
     let area = areas.alloc(size, 1, VmapKind::Vmap, caller)?;
-    for (i, &pfn) in pfns.iter().enumerate() {
-        if let Err(e) = mapper.map_page(VirtAddr(area.start.0 + i as u64 * PAGE_SIZE), pfn, prot) {
-            let _ = unmap_area_pages(mapper, area.start, i as u64, None, None);
-            let _ = areas.free(area.start);
-            return Err(VmallocError::Map(e));
-        }
+    if let Err((i, e)) = mapper.map_pages(area.start, area.nr_pages, &|i| pfns[i as usize], prot) {
+        let _ = unmap_area_pages(mapper, area.start, i, None, None);
+        let _ = areas.free(area.start);
+        return Err(VmallocError::Map(e));
     }
     let a = areas
         .area_mut(area.start)
@@ -1116,17 +1111,13 @@ pub fn ioremap<P: Platform, const N: usize, const F: usize>(
     // cf. __get_vm_area_node(): VM_IOREMAP areas are naturally aligned.
     let order = (64 - (map_size - 1).leading_zeros()).clamp(PAGE_SHIFT, IOREMAP_MAX_ORDER);
     let area = areas.alloc(map_size, 1 << order, VmapKind::Ioremap, caller)?;
-    for i in 0..area.nr_pages {
-        let pfn = Pfn::from_phys(PhysAddr(base + i * PAGE_SIZE));
-        if let Err(e) = mapper.map_page(
-            VirtAddr(area.start.0 + i * PAGE_SIZE),
-            pfn,
-            MapProt::KERNEL_NOCACHE,
-        ) {
-            let _ = unmap_area_pages(mapper, area.start, i, None, None);
-            let _ = areas.free(area.start);
-            return Err(VmallocError::Map(e));
-        }
+    let pfn_at = |i: u64| Pfn::from_phys(PhysAddr(base + i * PAGE_SIZE));
+    if let Err((i, e)) =
+        mapper.map_pages(area.start, area.nr_pages, &pfn_at, MapProt::KERNEL_NOCACHE)
+    {
+        let _ = unmap_area_pages(mapper, area.start, i, None, None);
+        let _ = areas.free(area.start);
+        return Err(VmallocError::Map(e));
     }
     if let Some(a) = areas.area_mut(area.start) {
         a.phys = PhysAddr(base);

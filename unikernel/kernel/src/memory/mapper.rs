@@ -12,6 +12,11 @@
 //!   while the zone lock is taken. A map attempt that needs a table fails
 //!   with `FrameAllocationFailed`, the lock is dropped, one frame is
 //!   allocated, and the attempt repeats (at most three tables per PTE).
+//! - `map_pages` and `unmap_pages` (vmalloc, vmap, ioremap, vfree) do a
+//!   PTE table's run of pages under one take of the page-table lock and
+//!   one walk, as Linux's `vmap_pte_range()` / `vunmap_pte_range()` do;
+//!   `map_pages` maps the run's first page through `map_page`, which
+//!   builds any missing table.
 //! - `unmap_page` clears the PTE without flushing. Unlike Linux, which
 //!   keeps kernel page tables forever, a table of the vmalloc window that
 //!   becomes empty is detached from its parent and freed after the next
@@ -196,58 +201,83 @@ fn is_table(entry: &PageTableEntry) -> bool {
     entry.flags().contains(F::PRESENT) && !entry.flags().contains(F::HUGE_PAGE)
 }
 
-/// Clears the PTE of `virt` (page-table lock held) and, in the vmalloc
-/// window, detaches every table the removal left empty, bottom-up.
-fn unmap_locked(
+/// The PTE table (level 1) that maps `virt`, if the tables above it are
+/// present (page-table lock held: `pt` is borrowed from its guard).
+fn pte_table_locked(
     pt: &mut x86_64::structures::paging::OffsetPageTable<'_>,
     virt: u64,
-) -> Option<Pfn> {
+) -> Option<*mut PageTable> {
     let idx = |shift: u32| ((virt >> shift) & 511) as usize;
-    let l4: *mut PageTable = pt.level_4_table_mut();
-    // SAFETY: `l4` is the live root table and we hold the page-table lock
-    // (`pt` is borrowed from its guard); each lower table is reached from a
-    // present, non-huge entry checked just before, so `next_table`'s
-    // contract holds. The references are used one level at a time.
-    unsafe {
-        let e4 = (&*l4)[idx(39)].clone();
-        if !is_table(&e4) {
-            return None;
+    let mut table: *mut PageTable = pt.level_4_table_mut();
+    for shift in [39, 30, 21] {
+        // SAFETY: `table` is the live root or a table reached from a
+        // present, non-huge entry checked just before, and we hold the
+        // page-table lock, so `next_table`'s contract holds.
+        unsafe {
+            let entry = &(&*table)[idx(shift)];
+            if !is_table(entry) {
+                return None;
+            }
+            table = next_table(entry.addr().as_u64());
         }
-        let l3: *mut PageTable = next_table(e4.addr().as_u64());
-        let e3 = (&*l3)[idx(30)].clone();
-        if !is_table(&e3) {
-            return None;
-        }
-        let l2: *mut PageTable = next_table(e3.addr().as_u64());
-        let e2 = (&*l2)[idx(21)].clone();
-        if !is_table(&e2) {
-            return None;
-        }
-        let l1: *mut PageTable = next_table(e2.addr().as_u64());
-        let pte = &mut (&mut *l1)[idx(12)];
+    }
+    Some(table)
+}
+
+/// Clears the PTEs of the `count` pages from `virt`, all mapped by one PTE
+/// table (page-table lock held: `pt` is borrowed from its guard), tells
+/// `each` the frame each page mapped, and, in the vmalloc window, detaches
+/// every table the removal left empty, bottom-up.
+fn unmap_run_locked(
+    pt: &mut x86_64::structures::paging::OffsetPageTable<'_>,
+    virt: u64,
+    count: u64,
+    each: &mut dyn FnMut(u64, Option<Pfn>),
+) {
+    debug_assert!(count >= 1 && (virt >> 12) % 512 + count <= 512);
+    let idx = |shift: u32| ((virt >> shift) & 511) as usize;
+    let Some(l1) = pte_table_locked(pt, virt) else {
+        (0..count).for_each(|k| each(k, None));
+        return;
+    };
+    let mut cleared = false;
+    for k in 0..count {
+        // SAFETY: `l1` is the live PTE table mapping `virt`, whose run of
+        // `count` entries stays inside it; the page-table lock is held.
+        let pte = unsafe { &mut (&mut *l1)[idx(12) + k as usize] };
         if !pte.flags().contains(F::PRESENT) {
-            return None;
+            each(k, None);
+            continue;
         }
         let pfn = Pfn(pte.addr().as_u64() / PAGE_SIZE);
         pte.set_unused();
-
-        if in_vmalloc_window(virt) {
-            let empty = |t: *mut PageTable| (&*t).iter().all(|e| e.is_unused());
-            let mut detached = DETACHED.lock();
-            // Level by level: a table is detached only if it is empty and
-            // there is room to remember it until the flush.
-            for (table, parent, slot) in [(l1, l2, idx(21)), (l2, l3, idx(30)), (l3, l4, idx(39))] {
-                if !empty(table) || detached.len == MAX_DETACHED {
-                    break;
-                }
-                let frame = Pfn((&*parent)[slot].addr().as_u64() / PAGE_SIZE);
-                (&mut *parent)[slot].set_unused();
-                let n = detached.len;
-                detached.frames[n] = frame;
-                detached.len += 1;
+        cleared = true;
+        each(k, Some(pfn));
+    }
+    if !cleared || !in_vmalloc_window(virt) {
+        return;
+    }
+    let l4: *mut PageTable = pt.level_4_table_mut();
+    // SAFETY: as in `pte_table_locked`, which found these three tables
+    // present a moment ago under the same lock: each is reached from a
+    // present, non-huge entry of its parent.
+    unsafe {
+        let l3: *mut PageTable = next_table((&*l4)[idx(39)].addr().as_u64());
+        let l2: *mut PageTable = next_table((&*l3)[idx(30)].addr().as_u64());
+        let empty = |t: *mut PageTable| (&*t).iter().all(|e| e.is_unused());
+        let mut detached = DETACHED.lock();
+        // Level by level: a table is detached only if it is empty and
+        // there is room to remember it until the flush.
+        for (table, parent, slot) in [(l1, l2, idx(21)), (l2, l3, idx(30)), (l3, l4, idx(39))] {
+            if !empty(table) || detached.len == MAX_DETACHED {
+                break;
             }
+            let frame = Pfn((&*parent)[slot].addr().as_u64() / PAGE_SIZE);
+            (&mut *parent)[slot].set_unused();
+            let n = detached.len;
+            detached.frames[n] = frame;
+            detached.len += 1;
         }
-        Some(pfn)
     }
 }
 
@@ -330,11 +360,96 @@ impl PageMapper for KernelPlatform {
         result
     }
 
+    /// A page at a time through [`PageMapper::map_page`] where a PTE table
+    /// may be missing (the first page of each table's run), then the rest
+    /// of that table's run by direct PTE writes under one take of the
+    /// page-table lock (cf. `vmap_pte_range()`): one walk per 2 MiB, not
+    /// one per page.
+    fn map_pages(
+        &self,
+        virt: VirtAddr,
+        nr: u64,
+        pfn_at: &dyn Fn(u64) -> Pfn,
+        prot: MapProt,
+    ) -> Result<(), (u64, MapError)> {
+        let flags = pte_flags(prot);
+        let mut i = 0;
+        while i < nr {
+            let first = virt.0 + i * PAGE_SIZE;
+            self.map_page(VirtAddr(first), pfn_at(i), prot)
+                .map_err(|e| (i, e))?;
+            i += 1;
+            // The pages after `first` that the same PTE table maps.
+            let in_table = 511 - (first >> 12) % 512;
+            let end = nr.min(i + in_table);
+            if i == end {
+                continue;
+            }
+            let mut pt = kernel_page_table();
+            let Some(l1) = pte_table_locked(&mut pt, first) else {
+                // Unreachable: `first` was just mapped through this table.
+                continue;
+            };
+            while i < end {
+                let v = virt.0 + i * PAGE_SIZE;
+                let pfn = pfn_at(i);
+                if !in_windows(v) || pfn.phys().0 >= phys_limit() {
+                    return Err((i, MapError::BadAddress { virt: VirtAddr(v) }));
+                }
+                // SAFETY: `l1` is the live PTE table mapping `first`, and
+                // `v` lies in the same 2 MiB, so its entry is in it; the
+                // page-table lock (`pt`) is held. The entry is written only
+                // if unused, and the page is in one of mm's windows, which
+                // only mm's vmalloc/kmap code maps, so no existing
+                // reference changes meaning (as in `map_page`).
+                let pte = unsafe { &mut (&mut *l1)[((v >> 12) % 512) as usize] };
+                if !pte.is_unused() {
+                    let old = Pfn(pte.addr().as_u64() / PAGE_SIZE);
+                    return Err((
+                        i,
+                        MapError::AlreadyMapped {
+                            virt: VirtAddr(v),
+                            pfn: old,
+                        },
+                    ));
+                }
+                // A fresh entry: not-present translations are never cached.
+                pte.set_addr(XPhys::new(pfn.phys().0), flags);
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     fn unmap_page(&self, virt: VirtAddr) -> Option<Pfn> {
         if !in_windows(virt.0) {
             return None;
         }
-        unmap_locked(&mut kernel_page_table(), virt.0 & !(PAGE_SIZE - 1))
+        let mut old = None;
+        let page = virt.0 & !(PAGE_SIZE - 1);
+        unmap_run_locked(&mut kernel_page_table(), page, 1, &mut |_, pfn| old = pfn);
+        old
+    }
+
+    /// A PTE table's run of pages at a time under one take of the
+    /// page-table lock (cf. `vunmap_pte_range()`); a run that leaves mm's
+    /// windows goes a page at a time, as `unmap_page` checks each.
+    fn unmap_pages(&self, virt: VirtAddr, nr: u64, each: &mut dyn FnMut(u64, Option<Pfn>)) {
+        let base = virt.0 & !(PAGE_SIZE - 1);
+        let mut i = 0;
+        while i < nr {
+            let v = base + i * PAGE_SIZE;
+            let run = (512 - (v >> 12) % 512).min(nr - i);
+            if in_windows(v) && in_windows(v + (run - 1) * PAGE_SIZE) {
+                let mut pt = kernel_page_table();
+                unmap_run_locked(&mut pt, v, run, &mut |k, old| each(i + k, old));
+            } else {
+                for k in 0..run {
+                    each(i + k, self.unmap_page(VirtAddr(v + k * PAGE_SIZE)));
+                }
+            }
+            i += run;
+        }
     }
 
     fn flush_tlb_range(&self, start: VirtAddr, end: VirtAddr) {
