@@ -131,6 +131,10 @@ pub struct BootOptions {
     pub append: String,
     /// Forward a free 127.0.0.1 port to the guest's API port.
     pub network: bool,
+    /// Without `network`: a NIC on QEMU's user network with its IPv4 off,
+    /// so no DHCP server answers (the kernel falls back to its static
+    /// address after `dhcp_timeout`); else no NIC at all.
+    pub silent_nic: bool,
     pub guest_port: u16,
     /// Hard limit on QEMU's life; it is killed after this whatever happens.
     pub deadline: Duration,
@@ -144,6 +148,7 @@ impl Default for BootOptions {
             smp: 1,
             append: String::new(),
             network: false,
+            silent_nic: false,
             guest_port: 80,
             deadline: Duration::from_secs(120),
         }
@@ -269,6 +274,13 @@ impl Guest {
                     "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{}",
                     opts.guest_port
                 ),
+                "-device",
+                opts.machine.nic(),
+            ]);
+        } else if opts.silent_nic {
+            cmd.args([
+                "-netdev",
+                "user,id=net0,restrict=on,ipv4=off,ipv6=on",
                 "-device",
                 opts.machine.nic(),
             ]);

@@ -233,6 +233,39 @@ fn boot_phases_are_timestamped_and_deferred_init_completes() {
     assert_eq!(highmem["managed"], highmem["present"], "{highmem}");
 }
 
+/// Deferred struct-page init waits for READY, but not for ever: with a
+/// NIC on a network where no DHCP server answers, READY waits for the
+/// DHCP timeout (3 s, then the static fallback), and deferred init starts
+/// once its grace (500 ms of boot) is over, before READY, and hands over
+/// every page boot deferred.
+#[test]
+fn deferred_init_completes_without_dhcp_after_its_grace() {
+    let opts = BootOptions {
+        silent_nic: true,
+        ..BootOptions::default().mem("2G")
+    };
+    let mut guest = Guest::boot(opts);
+    guest.wait_for("boot: network stack done");
+    let (first, done) = guest.wait_for_any(&[tests::DEFERRED_INIT_DONE, "READY http://"]);
+    assert_eq!(first, 0, "READY before deferred init: {done}");
+    let at = stamp(&done).unwrap_or_else(|| panic!("no timestamp: {done}"));
+    assert!(at >= 0.5, "deferred init ended before its grace: {done}");
+    let log = guest.log();
+    let deferred_at_boot: u64 = log
+        .iter()
+        .filter(|l| l.contains("] zone "))
+        .map(|l| field(l, "deferred"))
+        .sum();
+    assert!(
+        deferred_at_boot > 400_000,
+        "{deferred_at_boot} pages deferred at 2G"
+    );
+    assert!(
+        done.contains(&format!("({deferred_at_boot} pages: ")),
+        "{done}: {deferred_at_boot} pages deferred at boot"
+    );
+}
+
 #[test]
 fn small_guest_has_no_highmem() {
     let mut guest = Guest::boot(BootOptions::default().mem("128M"));
