@@ -65,6 +65,10 @@ use super::{Api, System};
 use crate::server::error::ApiError;
 use crate::server::response::Response;
 
+/// The vmalloc workload purges its lazily freed areas whenever this many
+/// pages wait: one PTE table's worth.
+const BENCH_LAZY_PAGES: u64 = 512;
+
 /// Most operations one run may time.
 pub const MAX_BENCH_ITERATIONS: u64 = 100_000;
 /// Longest run a `"duration_ms"` may ask for, in milliseconds.
@@ -664,7 +668,8 @@ impl<P: Platform> Api<'_, P> {
         Ok(Response::json(200, &json))
     }
 
-    /// `vmalloc(size)` + `vfree()` under one hold of the vmap-area lock.
+    /// `vmalloc(size)` + `vfree()` under one hold of the vmap-area lock,
+    /// with the lazily freed areas purged every [`BENCH_LAZY_PAGES`].
     /// A failed vmalloc undoes itself, so an error leaves nothing behind.
     fn bench_vmalloc(&self, samples: &mut Vec<u64>, n: usize, size: u64) -> Result<u64, ApiError> {
         let vm = self.vm_state().ok_or_else(|| {
@@ -672,14 +677,26 @@ impl<P: Platform> Api<'_, P> {
         })?;
         let mm = self.mm;
         let mapper = DynMapper(vm.mapper);
-        time_ops(self.system, samples, n, || {
+        let timed = time_ops(self.system, samples, n, || {
             let result = {
                 let mut areas = vm.areas.lock();
-                vmalloc::vmalloc(&mut areas, mm, &mapper, size, BENCH_CALLER)
-                    .and_then(|area| vmalloc::vfree(&mut areas, mm, &mapper, area.start))
+                let r = vmalloc::vmalloc(&mut areas, mm, &mapper, size, BENCH_CALLER)
+                    .and_then(|area| vmalloc::vfree(&mut areas, mm, &mapper, area.start));
+                // With lazy purging each pair's area is fresh address
+                // space: purging once a PTE table's worth waits keeps the
+                // run inside the page tables it found (or one more), so
+                // it leaves the page allocator as it found it.
+                if areas.lazy_pages() >= BENCH_LAZY_PAGES {
+                    areas.purge(&mapper);
+                }
+                r
             };
             result.map(drop).map_err(vm_error)
-        })
+        });
+        // The run's last freed areas, and any page table they emptied,
+        // are back before the answer (cf. vm_unmap_aliases()).
+        vm.areas.lock().purge(&mapper);
+        timed
     }
 
     /// `kmalloc(size, GFP_KERNEL)` + `kfree()`, or `kmem_cache_alloc()` +

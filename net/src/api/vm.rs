@@ -493,8 +493,21 @@ impl<'a, P: Platform> Api<'a, P> {
             return Err(ApiError::einval("size must be at least 1 byte"));
         }
         if lazy {
-            let area =
-                vmalloc::vmalloc_lazy(&mut vm.areas.lock(), size, API_CALLER).map_err(vm_error)?;
+            let area = {
+                let mut areas = vm.areas.lock();
+                match vmalloc::vmalloc_lazy(&mut areas, size, API_CALLER) {
+                    // cf. alloc_vmap_area(): purge the lazily freed areas
+                    // and try once more.
+                    Err(VmallocError::NoSpace { .. } | VmallocError::TooManyAreas { .. })
+                        if areas.lazy_pages() > 0 =>
+                    {
+                        areas.purge(&DynMapper(vm.mapper));
+                        vmalloc::vmalloc_lazy(&mut areas, size, API_CALLER)
+                    }
+                    r => r,
+                }
+                .map_err(vm_error)?
+            };
             return Ok(self.insert_vm_handle(VmHandle {
                 id: 0,
                 kind: VmHandleKind::Vmalloc,
@@ -966,6 +979,9 @@ impl<'a, P: Platform> Api<'a, P> {
         }
         // An emptied BTreeMap keeps its root node: drop it too.
         self.vm.handles = BTreeMap::new();
+        // The freed areas' space, and the page tables their unmapping
+        // emptied, come back with the lazy purge's flush.
+        vm.areas.lock().purge(&DynMapper(vm.mapper));
         freed
     }
 
@@ -1068,12 +1084,12 @@ impl<'a, P: Platform> Api<'a, P> {
         // Copy out without allocating under the lock: reserve, then retry
         // larger should areas have appeared in between.
         let mut capacity = vm.areas.lock().nr_areas() + 8;
-        let (areas, range, stats) = loop {
+        let (areas, range, stats, lazy_pages) = loop {
             let mut copy: Vec<VmapArea> = Vec::with_capacity(capacity);
             let areas = vm.areas.lock();
             if areas.nr_areas() <= copy.capacity() {
                 copy.extend(areas.iter().copied());
-                break (copy, areas.range(), areas.stats());
+                break (copy, areas.range(), areas.stats(), areas.lazy_pages());
             }
             capacity = areas.nr_areas() + 8;
         };
@@ -1086,6 +1102,8 @@ impl<'a, P: Platform> Api<'a, P> {
             vmalloc_pages: u64,
             largest_free: u64,
             nr_areas: usize,
+            /// Pages of freed areas waiting for the lazy purge's TLB flush.
+            lazy_pages: u64,
             areas: Vec<AreaJson>,
         }
         Ok(Response::json(
@@ -1098,6 +1116,7 @@ impl<'a, P: Platform> Api<'a, P> {
                 vmalloc_pages: stats.vmalloc_pages,
                 largest_free: stats.largest_free_bytes,
                 nr_areas: stats.nr_areas,
+                lazy_pages,
                 areas: areas.iter().map(AreaJson::from).collect(),
             },
         ))

@@ -111,6 +111,9 @@ pub fn run(boot: &'static BootInfo, params: &mm::cmdline::BootParams<'_>) -> ! {
     // come up in; the allocators learn how many there are before their
     // boot state is recorded.
     crate::cpus_online();
+    // Freed vmap areas wait for one TLB flush per batch from now on; the
+    // boot's own (none pending: it was off) were released at once.
+    memory::vmalloc::enable_lazy_purge();
     // The kernel's boot-time heap allocations are in place: give its
     // kmalloc caches headroom before the API records their state.
     slab_glue::prewarm();

@@ -13,7 +13,10 @@
 //!   shift the arrays (a memmove of at most [`MAX_VMAP_AREAS`] entries).
 //!   Each area is followed by one unmapped guard page, reserved with it but
 //!   not usable (Linux's default, i.e. no `VM_NO_GUARD`), so an overrun
-//!   faults instead of corrupting the next area.
+//!   faults instead of corrupting the next area. With lazy purging on
+//!   ([`VmapAreaAllocator::set_lazy_purge`]) a freed area's range waits on a
+//!   third sorted array, Linux's purge list, until one TLB flush over the
+//!   list's span returns it to the free space.
 //! - [`vmalloc`], [`vfree`], [`vmap`], [`vunmap`], [`ioremap`], [`iounmap`]
 //!   allocate frames from the [`MemoryManager`] and install 4 KiB PTEs
 //!   through a [`PageMapper`]. They hold no lock of their own: the caller
@@ -290,6 +293,42 @@ impl FreeRange {
     const EMPTY: FreeRange = FreeRange { start: 0, end: 0 };
 }
 
+/// Inserts `[start, end)` into the sorted, merged ranges `list[..n]`,
+/// merging with the range that ends at `start` and the one that begins at
+/// `end`; returns the new count (cf. `merge_or_add_vmap_area()`).
+fn merge_or_add(list: &mut [FreeRange], n: usize, start: u64, end: u64) -> usize {
+    let pos = list[..n].partition_point(|r| r.start < start);
+    let merge_prev = pos > 0 && list[pos - 1].end == start;
+    let merge_next = pos < n && list[pos].start == end;
+    match (merge_prev, merge_next) {
+        (true, true) => {
+            list[pos - 1].end = list[pos].end;
+            list.copy_within(pos + 1..n, pos);
+            n - 1
+        }
+        (true, false) => {
+            list[pos - 1].end = end;
+            n
+        }
+        (false, true) => {
+            list[pos].start = start;
+            n
+        }
+        (false, false) => {
+            list.copy_within(pos..n, pos + 1);
+            list[pos] = FreeRange { start, end };
+            n + 1
+        }
+    }
+}
+
+/// Linux's `lazy_max_pages()`: 32 MiB of freed vmap space per bit of the
+/// online CPU count may wait for one purge.
+pub fn lazy_max_pages(nr_cpus: usize) -> u64 {
+    let log = usize::BITS - nr_cpus.max(1).leading_zeros();
+    u64::from(log) * ((32 << 20) / PAGE_SIZE)
+}
+
 /// Statistics for `/proc/meminfo` and `/api/vmallocinfo`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmallocStats {
@@ -334,6 +373,16 @@ pub struct VmapAreaAllocator<
     /// The shared zero page lazy areas map on a read fault (cf.
     /// `ZERO_PAGE()`); `None` until the kernel provides it.
     zero_page: Option<Pfn>,
+    /// Freed areas whose translations may still be cached in some CPU's
+    /// TLB (cf. `purge_vmap_area_root`): sorted, merged, `[..nr_purge]`;
+    /// their space is reused only after [`VmapAreaAllocator::purge`].
+    purge: [FreeRange; N],
+    nr_purge: usize,
+    /// Pages (guards included) on the purge list (cf. `vmap_lazy_nr`).
+    lazy_pages: u64,
+    /// Lazy purging's threshold in pages, 0 when freed areas are released
+    /// at once ([`VmapAreaAllocator::set_lazy_purge`]).
+    lazy_max_pages: u64,
 }
 
 impl VmapAreaAllocator {
@@ -370,6 +419,10 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             free,
             nr_free,
             zero_page: None,
+            purge: [FreeRange::EMPTY; N],
+            nr_purge: 0,
+            lazy_pages: 0,
+            lazy_max_pages: 0,
         }
     }
 
@@ -390,9 +443,9 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// before `vmalloc=` is parsed (a temporary would not fit a kernel
     /// stack). Refused while areas are live.
     pub fn reinit(&mut self, start: VirtAddr, size: u64) -> Result<(), VmallocError> {
-        if self.nr_busy != 0 {
+        if self.nr_busy + self.nr_purge != 0 {
             return Err(VmallocError::InUse {
-                nr_areas: self.nr_busy,
+                nr_areas: self.nr_busy + self.nr_purge,
             });
         }
         let fresh = VmapAreaAllocator::<0, 1>::with_capacity(start, size);
@@ -451,7 +504,9 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         let Some(total) = size_pages.checked_add(GUARD_SIZE) else {
             return Err(VmallocError::BadSize { size });
         };
-        if self.nr_busy == N {
+        // Busy areas and purge ranges together separate the free ranges,
+        // of which there are at most `F` = `N` + 1.
+        if self.nr_busy + self.nr_purge >= N {
             return Err(VmallocError::TooManyAreas { max: N });
         }
         let align = if align < PAGE_SIZE { PAGE_SIZE } else { align };
@@ -578,27 +633,122 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         area
     }
 
+    /// Releases the area at index `i` (as [`VmapAreaAllocator::free`]
+    /// does), or with lazy purging on, puts its range on the purge list
+    /// instead, its space reused only after the next
+    /// [`VmapAreaAllocator::purge`] (cf. `free_vmap_area_noflush()`). The
+    /// caller has cleared its PTEs, without a TLB flush in the lazy case.
+    fn retire_index(&mut self, i: usize) -> VmapArea {
+        if self.lazy_max_pages == 0 {
+            return self.free_index(i);
+        }
+        let area = self.busy[i];
+        self.busy.copy_within(i + 1..self.nr_busy, i);
+        self.nr_busy -= 1;
+        let (start, end) = (area.start.0, area.reserved_end().0);
+        self.lazy_pages += (end - start) / PAGE_SIZE;
+        let n = self.nr_purge;
+        self.nr_purge = merge_or_add(&mut self.purge, n, start, end);
+        area
+    }
+
+    /// Turns lazy purging of freed areas on, with a threshold of
+    /// `max_pages` (see [`lazy_max_pages`]), or off with 0 (the default;
+    /// the kernel turns it on). With it, [`vfree`], [`vunmap`] and
+    /// [`iounmap`] clear the PTEs without a TLB flush — the frames of a
+    /// vmalloc area go back to the buddy allocator at once, as in Linux —
+    /// and the range waits on the purge list; once more than `max_pages`
+    /// wait, or an allocation finds no room, one flush over the list's span
+    /// retires every range on it (cf. `free_vmap_area_noflush()`,
+    /// `purge_vmap_area_lazy()`). Turning it off purges nothing: call
+    /// [`VmapAreaAllocator::purge`] first.
+    pub fn set_lazy_purge(&mut self, max_pages: u64) {
+        self.lazy_max_pages = max_pages;
+    }
+
+    /// Whether freed areas wait on the purge list.
+    pub const fn lazy_purge(&self) -> bool {
+        self.lazy_max_pages != 0
+    }
+
+    /// [`VmapAreaAllocator::alloc`], tried once more after a purge when it
+    /// found no room or no slot and the purge list holds some (cf.
+    /// `alloc_vmap_area()`: `purge_vmap_area_lazy()`, then retry).
+    pub fn alloc_or_purge(
+        &mut self,
+        mapper: &impl PageMapper,
+        size: u64,
+        align: u64,
+        kind: VmapKind,
+        caller: &'static str,
+    ) -> Result<VmapArea, VmallocError> {
+        let i = self.alloc_index_or_purge(mapper, size, align, kind, caller)?;
+        Ok(self.busy[i])
+    }
+
+    fn alloc_index_or_purge(
+        &mut self,
+        mapper: &impl PageMapper,
+        size: u64,
+        align: u64,
+        kind: VmapKind,
+        caller: &'static str,
+    ) -> Result<usize, VmallocError> {
+        match self.alloc_index(size, align, kind, caller) {
+            Err(VmallocError::NoSpace { .. } | VmallocError::TooManyAreas { .. })
+                if self.nr_purge > 0 =>
+            {
+                self.purge(mapper);
+                self.alloc_index(size, align, kind, caller)
+            }
+            r => r,
+        }
+    }
+
+    /// Purges if more than the threshold waits (cf. the `vmap_lazy_nr`
+    /// check at the end of `free_vmap_area_noflush()`).
+    fn purge_if_over(&mut self, mapper: &impl PageMapper) {
+        if self.lazy_max_pages != 0 && self.lazy_pages > self.lazy_max_pages {
+            self.purge(mapper);
+        }
+    }
+
+    /// Pages (guard pages included) waiting on the purge list.
+    pub const fn lazy_pages(&self) -> u64 {
+        self.lazy_pages
+    }
+
+    /// The ranges on the purge list, `[start, end)` in address order (cf.
+    /// the `unpurged vm_area` lines of `/proc/vmallocinfo`).
+    pub fn unpurged(&self) -> impl Iterator<Item = (VirtAddr, VirtAddr)> + '_ {
+        self.purge[..self.nr_purge]
+            .iter()
+            .map(|r| (VirtAddr(r.start), VirtAddr(r.end)))
+    }
+
+    /// Flushes the TLBs over the purge list's span, once, and returns its
+    /// ranges to the free space (cf. `__purge_vmap_area_lazy()`); returns
+    /// the pages purged.
+    pub fn purge(&mut self, mapper: &impl PageMapper) -> u64 {
+        if self.nr_purge == 0 {
+            return 0;
+        }
+        let (lo, hi) = (self.purge[0].start, self.purge[self.nr_purge - 1].end);
+        mapper.flush_tlb_range(VirtAddr(lo), VirtAddr(hi));
+        for k in 0..self.nr_purge {
+            let r = self.purge[k];
+            self.merge_or_add_vmap_area(r.start, r.end);
+        }
+        self.nr_purge = 0;
+        core::mem::take(&mut self.lazy_pages)
+    }
+
     /// Inserts `[start, end)` into the free ranges, merging with the range
     /// that ends at `start` and the one that begins at `end` (cf.
     /// `merge_or_add_vmap_area()`).
     fn merge_or_add_vmap_area(&mut self, start: u64, end: u64) {
-        let pos = self.free[..self.nr_free].partition_point(|r| r.start < start);
-        let merge_prev = pos > 0 && self.free[pos - 1].end == start;
-        let merge_next = pos < self.nr_free && self.free[pos].start == end;
-        match (merge_prev, merge_next) {
-            (true, true) => {
-                self.free[pos - 1].end = self.free[pos].end;
-                self.free.copy_within(pos + 1..self.nr_free, pos);
-                self.nr_free -= 1;
-            }
-            (true, false) => self.free[pos - 1].end = end,
-            (false, true) => self.free[pos].start = start,
-            (false, false) => {
-                self.free.copy_within(pos..self.nr_free, pos + 1);
-                self.free[pos] = FreeRange { start, end };
-                self.nr_free += 1;
-            }
-        }
+        let n = self.nr_free;
+        self.nr_free = merge_or_add(&mut self.free, n, start, end);
     }
 
     /// Live areas in address order (for `/proc/vmallocinfo`).
@@ -670,6 +820,16 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             }
             writeln!(w, " {}", a.kind.name())?;
         }
+        // cf. show_purge_info().
+        for (start, end) in self.unpurged() {
+            writeln!(
+                w,
+                "0x{:016x}-0x{:016x} {:7} unpurged vm_area",
+                start.0,
+                end.0,
+                end.0 - start.0
+            )?;
+        }
         Ok(())
     }
 
@@ -724,8 +884,30 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         for w in free.windows(2).filter(|w| w[0].end >= w[1].start) {
             bad("free ranges unsorted, overlapping or unmerged", w[1].start);
         }
-        // Walk both lists in address order: they must tile [start, end).
-        let (mut b, mut f, mut at) = (0, 0, self.start);
+        let purge = &self.purge[..self.nr_purge];
+        for r in purge
+            .iter()
+            .filter(|r| r.start >= r.end || r.start % PAGE_SIZE != 0)
+        {
+            bad("empty or unaligned range on the purge list", r.start);
+        }
+        for w in purge.windows(2).filter(|w| w[0].end >= w[1].start) {
+            bad("purge list unsorted, overlapping or unmerged", w[1].start);
+        }
+        if purge
+            .iter()
+            .map(|r| (r.end - r.start) / PAGE_SIZE)
+            .sum::<u64>()
+            != self.lazy_pages
+        {
+            bad("lazy page count disagrees with the purge list", self.start);
+        }
+        if self.nr_busy + self.nr_purge > N {
+            bad("more busy areas and purge ranges than slots", self.start);
+        }
+        // Walk the three lists in address order: they must tile
+        // [start, end).
+        let (mut b, mut f, mut u, mut at) = (0, 0, 0, self.start);
         while at < self.end {
             if b < busy.len() && busy[b].start.0 == at {
                 at = busy[b].reserved_end().0;
@@ -733,12 +915,15 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
             } else if f < free.len() && free[f].start == at {
                 at = free[f].end;
                 f += 1;
+            } else if u < purge.len() && purge[u].start == at {
+                at = purge[u].end;
+                u += 1;
             } else {
-                bad("gap or overlap between busy and free ranges", at);
+                bad("gap or overlap between busy, free and purged ranges", at);
                 return;
             }
         }
-        if at != self.end || b != busy.len() || f != free.len() {
+        if at != self.end || b != busy.len() || f != free.len() || u != purge.len() {
             bad("ranges run past the end of the area", at);
         }
     }
@@ -749,9 +934,9 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
 // ---------------------------------------------------------------------------
 
 /// Pages unmapped per TLB flush when tearing down an area whose frames are
-/// then freed: frames go back to the buddy allocator only after their
-/// translations are flushed, and without a heap the frame numbers wait in a
-/// stack buffer of this size.
+/// then freed: without lazy purging, frames go back to the buddy allocator
+/// only after their translations are flushed, and without a heap the frame
+/// numbers wait in a stack buffer of this size.
 const TEARDOWN_BATCH: usize = 64;
 
 /// Frames asked of the bulk allocator at a time by [`vmalloc`], and the
@@ -810,7 +995,7 @@ pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
     prot: MapProt,
     caller: &'static str,
 ) -> Result<VmapArea, VmallocError> {
-    let idx = areas.alloc_index(size, align, VmapKind::Vmalloc, caller)?;
+    let idx = areas.alloc_index_or_purge(mapper, size, align, VmapKind::Vmalloc, caller)?;
     let area = areas.busy[idx];
     // cf. vm_area_alloc_pages(): frames in batches from the bulk
     // allocator, which falls back to one `alloc_pages()` when its fast
@@ -913,12 +1098,26 @@ fn unmap_area_pages(
     release: Release<'_>,
     lazy_zero: Option<Pfn>,
 ) -> Result<(), VmallocError> {
+    unmap_area_pages_flush(mapper, start, nr_pages, release, lazy_zero, true)
+}
+
+/// [`unmap_area_pages`], without the TLB flush when `flush` is false (lazy
+/// purging: the frames are released at once, as Linux's `vfree()` frees
+/// them after `vunmap_range_noflush()`).
+fn unmap_area_pages_flush(
+    mapper: &impl PageMapper,
+    start: VirtAddr,
+    nr_pages: u64,
+    release: Release<'_>,
+    lazy_zero: Option<Pfn>,
+    flush: bool,
+) -> Result<(), VmallocError> {
     // The frame buffer sized to the area: a small one is not worth a
     // memset of the large one.
     if nr_pages <= ALLOC_BATCH as u64 {
-        unmap_area_pages_in::<ALLOC_BATCH>(mapper, start, nr_pages, release, lazy_zero)
+        unmap_area_pages_in::<ALLOC_BATCH>(mapper, start, nr_pages, release, lazy_zero, flush)
     } else {
-        unmap_area_pages_in::<TEARDOWN_BATCH>(mapper, start, nr_pages, release, lazy_zero)
+        unmap_area_pages_in::<TEARDOWN_BATCH>(mapper, start, nr_pages, release, lazy_zero, flush)
     }
 }
 
@@ -929,6 +1128,7 @@ fn unmap_area_pages_in<const B: usize>(
     nr_pages: u64,
     release: Release<'_>,
     lazy_zero: Option<Pfn>,
+    flush: bool,
 ) -> Result<(), VmallocError> {
     let mut first_err = None;
     let mut pfns = [Pfn(0); B];
@@ -955,10 +1155,12 @@ fn unmap_area_pages_in<const B: usize>(
                 first_err.get_or_insert(VmallocError::NotMapped { virt });
             }
         });
-        mapper.flush_tlb_range(
-            VirtAddr(start.0 + done * PAGE_SIZE),
-            VirtAddr(start.0 + (done + n) * PAGE_SIZE),
-        );
+        if flush {
+            mapper.flush_tlb_range(
+                VirtAddr(start.0 + done * PAGE_SIZE),
+                VirtAddr(start.0 + (done + n) * PAGE_SIZE),
+            );
+        }
         if let Some(release) = release {
             release(&pfns[..got], &mut |pfn, err| {
                 first_err.get_or_insert(VmallocError::FreeFrame { pfn, err });
@@ -991,7 +1193,10 @@ fn take_area<const N: usize, const F: usize>(
 
 /// `vfree(addr)`: unmaps a [`vmalloc`] area, flushes the TLB and frees its
 /// frames (recovered from the PTEs, see the module docs) and the area
-/// (cf. `vfree()` → `remove_vm_area()`). Refused, with nothing changed, if
+/// (cf. `vfree()` → `remove_vm_area()`); with lazy purging, frees the
+/// frames without a flush and puts the range on the purge list instead,
+/// purging it if more than the threshold waits (cf.
+/// `free_unmap_vmap_area()` → `free_vmap_area_noflush()`). Refused, with nothing changed, if
 /// `addr` is not the start of a vmalloc area. A page found unmapped or a
 /// frame the buddy allocator refuses is reported after the teardown
 /// completes; the area is released either way.
@@ -1005,14 +1210,16 @@ pub fn vfree<P: Platform, const N: usize, const F: usize>(
     // A lazy area without a zero page cannot exist (vmalloc_lazy refuses),
     // so `lazy_zero` is `Some` exactly for lazy areas.
     let lazy_zero = if area.lazy { areas.zero_page } else { None };
-    let teardown = unmap_area_pages(
+    let teardown = unmap_area_pages_flush(
         mapper,
         area.start,
         area.nr_pages,
         Some(&release_to(mm)),
         lazy_zero,
+        !areas.lazy_purge(),
     );
-    let area = areas.free_index(i);
+    let area = areas.retire_index(i);
+    areas.purge_if_over(mapper);
     teardown.map(|()| area)
 }
 
@@ -1033,7 +1240,7 @@ pub fn vmap<const N: usize, const F: usize>(
     let size = (pfns.len() as u64)
         .checked_mul(PAGE_SIZE)
         .ok_or(VmallocError::BadSize { size: u64::MAX })?;
-    let area = areas.alloc(size, 1, VmapKind::Vmap, caller)?;
+    let area = areas.alloc_or_purge(mapper, size, 1, VmapKind::Vmap, caller)?;
     if let Err((i, e)) = mapper.map_pages(area.start, area.nr_pages, &|i| pfns[i as usize], prot) {
         let _ = unmap_area_pages(mapper, area.start, i, None, None);
         let _ = areas.free(area.start);
@@ -1057,8 +1264,10 @@ pub fn vunmap<const N: usize, const F: usize>(
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
     let (i, area) = take_area(areas, addr, VmapKind::Vmap)?;
-    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None, None);
-    let area = areas.free_index(i);
+    let flush = !areas.lazy_purge();
+    let teardown = unmap_area_pages_flush(mapper, area.start, area.nr_pages, None, None, flush);
+    let area = areas.retire_index(i);
+    areas.purge_if_over(mapper);
     teardown.map(|()| area)
 }
 
@@ -1110,7 +1319,7 @@ pub fn ioremap<P: Platform, const N: usize, const F: usize>(
     }
     // cf. __get_vm_area_node(): VM_IOREMAP areas are naturally aligned.
     let order = (64 - (map_size - 1).leading_zeros()).clamp(PAGE_SHIFT, IOREMAP_MAX_ORDER);
-    let area = areas.alloc(map_size, 1 << order, VmapKind::Ioremap, caller)?;
+    let area = areas.alloc_or_purge(mapper, map_size, 1 << order, VmapKind::Ioremap, caller)?;
     let pfn_at = |i: u64| Pfn::from_phys(PhysAddr(base + i * PAGE_SIZE));
     if let Err((i, e)) =
         mapper.map_pages(area.start, area.nr_pages, &pfn_at, MapProt::KERNEL_NOCACHE)
@@ -1138,7 +1347,9 @@ pub fn iounmap<const N: usize, const F: usize>(
         VirtAddr(addr.0 & !(PAGE_SIZE - 1)),
         VmapKind::Ioremap,
     )?;
-    let teardown = unmap_area_pages(mapper, area.start, area.nr_pages, None, None);
-    let area = areas.free_index(i);
+    let flush = !areas.lazy_purge();
+    let teardown = unmap_area_pages_flush(mapper, area.start, area.nr_pages, None, None, flush);
+    let area = areas.retire_index(i);
+    areas.purge_if_over(mapper);
     teardown.map(|()| area)
 }

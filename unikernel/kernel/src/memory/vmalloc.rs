@@ -63,6 +63,17 @@ pub fn vmalloc(size: u64, caller: &'static str) -> Result<VmapArea, VmallocError
     vm::vmalloc(&mut VMAP.lock(), mm, mm.platform(), size, caller)
 }
 
+/// Turns on lazy purging of freed vmap areas (see
+/// [`VmapAreaAllocator::set_lazy_purge`]), with Linux's threshold for the
+/// CPUs online now: from then on `vfree`, `vunmap` and `iounmap` flush the
+/// TLBs (an IPI to every other CPU) once per batch of areas, not once each.
+pub fn enable_lazy_purge() {
+    let cpus = crate::arch::x86_64::smp::online_cpus().count();
+    let max = vm::lazy_max_pages(cpus);
+    VMAP.lock().set_lazy_purge(max);
+    log::info!("vmalloc: lazy purge of freed areas, up to {max} pages ({cpus} CPUs)");
+}
+
 /// `vfree(addr)`.
 pub fn vfree(addr: VirtAddr) -> Result<VmapArea, VmallocError> {
     let mm = super::mm();

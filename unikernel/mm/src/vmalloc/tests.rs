@@ -1015,3 +1015,180 @@ fn reinit_retargets_an_empty_allocator() {
         }
     );
 }
+
+// ---------------------------------------------------------------------------
+// Lazy purging (cf. free_vmap_area_noflush(), purge_vmap_area_lazy())
+// ---------------------------------------------------------------------------
+
+/// With lazy purging a vfree clears the PTEs and frees the frames at once
+/// but flushes nothing: the range waits on the purge list, listed as
+/// `unpurged vm_area`, its space not reused, until one flush over the
+/// list's span returns it all.
+#[test]
+fn lazy_vfree_waits_for_one_flush_then_the_space_comes_back() {
+    let mut mm_ = mem_map();
+    let mm = machine(&mut mm_);
+    let sim = mm.platform();
+    let mut a = areas();
+    a.set_lazy_purge(lazy_max_pages(2));
+    assert_eq!(lazy_max_pages(1), 8192);
+    assert_eq!(lazy_max_pages(2), 16384);
+    assert_eq!(lazy_max_pages(4), 24576);
+    let boot = mm.drained_buddyinfo();
+    let x = vmalloc(&mut *a, &mm, sim, 4 * P, "x").unwrap();
+    let y = vmalloc(&mut *a, &mm, sim, 2 * P, "y").unwrap();
+    let flushes = sim.tlb_flushes();
+    vfree(&mut *a, &mm, sim, x.start).unwrap();
+    vfree(&mut *a, &mm, sim, y.start).unwrap();
+    assert_eq!(sim.tlb_flushes(), flushes, "no flush on a lazy vfree");
+    assert_eq!(sim.nr_ptes(), 0, "the PTEs are cleared at once");
+    assert_eq!(sim.unflushed(), 6, "their translations wait for the purge");
+    assert_eq!(mm.drained_buddyinfo(), boot, "the frames are back at once");
+    // x and y were adjacent: one merged range, guards included.
+    assert_eq!(a.lazy_pages(), 5 + 3);
+    assert_eq!(
+        a.unpurged().collect::<Vec<_>>(),
+        vec![(x.start, y.reserved_end())]
+    );
+    assert_eq!(a.nr_areas(), 0);
+    a.check_invariants().unwrap();
+    let mut text = String::new();
+    a.write_vmallocinfo(&mut text).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "0x{:016x}-0x{:016x} {:7} unpurged vm_area\n",
+            x.start.0,
+            y.reserved_end().0,
+            8 * P
+        )
+    );
+    // The next area does not reuse the unpurged space.
+    let z = vmalloc(&mut *a, &mm, sim, P, "z").unwrap();
+    assert_eq!(z.start, y.reserved_end());
+    vfree(&mut *a, &mm, sim, z.start).unwrap();
+    assert_eq!(a.lazy_pages(), 10);
+    // One flush over the whole span, then everything is free again.
+    assert_eq!(a.purge(sim), 10);
+    assert_eq!(sim.tlb_flushes(), flushes + 1);
+    assert_eq!(sim.unflushed(), 0);
+    assert_eq!(a.lazy_pages(), 0);
+    assert_pristine(&*a);
+    assert_eq!(sim.stale_remaps(), 0);
+}
+
+/// Past the threshold the freeing call purges; an allocation that finds no
+/// room, or no slot, purges and tries again; vunmap and iounmap are lazy
+/// too.
+#[test]
+fn lazy_purge_runs_past_its_threshold_and_when_an_allocation_needs_it() {
+    let mut mm_ = mem_map();
+    let mm = machine(&mut mm_);
+    let sim = mm.platform();
+    let boot = mm.drained_buddyinfo();
+    // 64 pages of space, 4 slots.
+    let mut a = Box::new(VmapAreaAllocator::<4, 5>::with_capacity(
+        VirtAddr(VMALLOC_START),
+        64 * P,
+    ));
+    // The threshold: 9 and 18 pages wait, 23 is over 20 and purges.
+    a.set_lazy_purge(20);
+    for (pages, waiting) in [(8, 9), (8, 18), (4, 0)] {
+        let v = vmalloc(&mut *a, &mm, sim, pages * P, "t").unwrap();
+        vfree(&mut *a, &mm, sim, v.start).unwrap();
+        assert_eq!(a.lazy_pages(), waiting, "after freeing {pages} pages");
+        a.check_invariants().unwrap();
+    }
+    assert_pristine(&*a);
+    // No room: 32 pages wait, 41 are asked of the 64.
+    a.set_lazy_purge(1000);
+    let v = vmalloc(&mut *a, &mm, sim, 31 * P, "room").unwrap();
+    vfree(&mut *a, &mm, sim, v.start).unwrap();
+    assert_eq!(a.lazy_pages(), 32);
+    let w = vmalloc(&mut *a, &mm, sim, 40 * P, "room").unwrap();
+    assert_eq!(w.start.0, VMALLOC_START, "purged, then first fit");
+    assert_eq!(a.lazy_pages(), 0);
+    vfree(&mut *a, &mm, sim, w.start).unwrap();
+    a.purge(sim);
+    // No slot: two busy areas and two purge ranges fill the four slots.
+    let small: Vec<VmapArea> = (0..4)
+        .map(|_| vmalloc(&mut *a, &mm, sim, P, "slot").unwrap())
+        .collect();
+    vfree(&mut *a, &mm, sim, small[0].start).unwrap();
+    vfree(&mut *a, &mm, sim, small[2].start).unwrap();
+    assert_eq!(a.unpurged().count(), 2);
+    let x = vmalloc(&mut *a, &mm, sim, P, "slot").unwrap();
+    assert_eq!(x.start, small[0].start, "purged, then first fit");
+    assert_eq!(a.lazy_pages(), 0);
+    for v in [x, small[1], small[3]] {
+        vfree(&mut *a, &mm, sim, v.start).unwrap();
+    }
+    // vunmap and iounmap wait too.
+    let pfn = mm
+        .alloc_pages(GfpFlags::GFP_KERNEL, Order::ZERO, OwnerTag::API)
+        .unwrap();
+    let m = vmap(&mut *a, sim, &[pfn], MapProt::KERNEL, "vmap").unwrap();
+    vunmap(&mut *a, sim, m.start).unwrap();
+    let io = ioremap(&mut *a, &mm, sim, PhysAddr(RESERVED_BASE), P, "io").unwrap();
+    iounmap(&mut *a, sim, io).unwrap();
+    assert!(a.lazy_pages() >= 4, "{}", a.lazy_pages());
+    assert_eq!(sim.nr_ptes(), 0);
+    assert!(sim.unflushed() > 0);
+    a.purge(sim);
+    assert_eq!(sim.unflushed(), 0);
+    assert_pristine(&*a);
+    mm.free_pages(pfn, Order::ZERO).unwrap();
+    assert_eq!(mm.drained_buddyinfo(), boot);
+    assert_eq!(sim.stale_remaps(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random vmallocs and vfrees with lazy purging at a random
+    /// threshold, in a small area with few slots: the books tile the
+    /// range after every step, no page is ever mapped again before its old
+    /// translation was flushed, and a final purge leaves the allocator
+    /// pristine and every frame back.
+    #[test]
+    fn lazy_purging_never_reuses_an_unflushed_page(
+        ops in proptest::collection::vec((0u64..8, 1u64..6), 1..150),
+        threshold in 1u64..64,
+    ) {
+        let mut mm_ = mem_map();
+        let mm = machine(&mut mm_);
+        let sim = mm.platform();
+        let boot = mm.drained_buddyinfo();
+        let mut a = Box::new(VmapAreaAllocator::<8, 9>::with_capacity(
+            VirtAddr(VMALLOC_START),
+            48 * P,
+        ));
+        a.set_lazy_purge(threshold);
+        let mut live: Vec<VmapArea> = Vec::new();
+        for (pick, pages) in ops {
+            if pick < 5 {
+                match vmalloc(&mut *a, &mm, sim, pages * P, "prop") {
+                    Ok(v) => live.push(v),
+                    Err(VmallocError::NoSpace { .. } | VmallocError::TooManyAreas { .. }) => {
+                        // Only after a purge found nothing to give.
+                        prop_assert_eq!(a.lazy_pages(), 0);
+                    }
+                    Err(e) => prop_assert!(false, "{:?}", e),
+                }
+            } else if !live.is_empty() {
+                let v = live.swap_remove(pick as usize % live.len());
+                vfree(&mut *a, &mm, sim, v.start).unwrap();
+                prop_assert!(a.lazy_pages() <= threshold);
+            }
+            prop_assert_eq!(a.check_invariants(), Ok(()));
+            prop_assert_eq!(sim.stale_remaps(), 0);
+        }
+        for v in live {
+            vfree(&mut *a, &mm, sim, v.start).unwrap();
+        }
+        a.purge(sim);
+        assert_pristine(&*a);
+        prop_assert_eq!(sim.unflushed(), 0);
+        prop_assert_eq!(mm.drained_buddyinfo(), boot);
+    }
+}
