@@ -493,21 +493,9 @@ impl<'a, P: Platform> Api<'a, P> {
             return Err(ApiError::einval("size must be at least 1 byte"));
         }
         if lazy {
-            let area = {
-                let mut areas = vm.areas.lock();
-                match vmalloc::vmalloc_lazy(&mut areas, size, API_CALLER) {
-                    // cf. alloc_vmap_area(): purge the lazily freed areas
-                    // and try once more.
-                    Err(VmallocError::NoSpace { .. } | VmallocError::TooManyAreas { .. })
-                        if areas.lazy_pages() > 0 =>
-                    {
-                        areas.purge(&DynMapper(vm.mapper));
-                        vmalloc::vmalloc_lazy(&mut areas, size, API_CALLER)
-                    }
-                    r => r,
-                }
-                .map_err(vm_error)?
-            };
+            let mapper = DynMapper(vm.mapper);
+            let area = vmalloc::vmalloc_lazy(&mut vm.areas.lock(), &mapper, size, API_CALLER)
+                .map_err(vm_error)?;
             return Ok(self.insert_vm_handle(VmHandle {
                 id: 0,
                 kind: VmHandleKind::Vmalloc,

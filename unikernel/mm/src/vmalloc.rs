@@ -626,10 +626,16 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
     /// [`VmapAreaAllocator::free`] of the area at index `i` of the busy
     /// list (as [`VmapAreaAllocator::index_of_start`] found it).
     fn free_index(&mut self, i: usize) -> VmapArea {
+        let area = self.remove_busy(i);
+        self.merge_or_add_vmap_area(area.start.0, area.reserved_end().0);
+        area
+    }
+
+    /// Takes the area at index `i` off the busy list.
+    fn remove_busy(&mut self, i: usize) -> VmapArea {
         let area = self.busy[i];
         self.busy.copy_within(i + 1..self.nr_busy, i);
         self.nr_busy -= 1;
-        self.merge_or_add_vmap_area(area.start.0, area.reserved_end().0);
         area
     }
 
@@ -642,9 +648,7 @@ impl<const N: usize, const F: usize> VmapAreaAllocator<N, F> {
         if self.lazy_max_pages == 0 {
             return self.free_index(i);
         }
-        let area = self.busy[i];
-        self.busy.copy_within(i + 1..self.nr_busy, i);
-        self.nr_busy -= 1;
+        let area = self.remove_busy(i);
         let (start, end) = (area.start.0, area.reserved_end().0);
         self.lazy_pages += (end - start) / PAGE_SIZE;
         let n = self.nr_purge;
@@ -1043,13 +1047,14 @@ pub fn __vmalloc_node_range<P: Platform, const N: usize, const F: usize>(
 /// Refused without a zero page ([`VmapAreaAllocator::set_zero_page`]).
 pub fn vmalloc_lazy<const N: usize, const F: usize>(
     areas: &mut VmapAreaAllocator<N, F>,
+    mapper: &impl PageMapper,
     size: u64,
     caller: &'static str,
 ) -> Result<VmapArea, VmallocError> {
     if areas.zero_page.is_none() {
         return Err(VmallocError::NoZeroPage);
     }
-    let area = areas.alloc(size, 1, VmapKind::Vmalloc, caller)?;
+    let area = areas.alloc_or_purge(mapper, size, 1, VmapKind::Vmalloc, caller)?;
     match areas.area_mut(area.start) {
         Some(a) => {
             a.lazy = true;
@@ -1206,18 +1211,34 @@ pub fn vfree<P: Platform, const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let (i, area) = take_area(areas, addr, VmapKind::Vmalloc)?;
+    remove_vm_area(
+        areas,
+        mapper,
+        addr,
+        VmapKind::Vmalloc,
+        Some(&release_to(mm)),
+    )
+}
+
+/// The teardown [`vfree`], [`vunmap`] and [`iounmap`] share (cf.
+/// `remove_vm_area()` → `free_unmap_vmap_area()`): the area starting at
+/// `addr`, if it is of `kind`, is unmapped, its frames handed to
+/// `release`, and the area released — or, with lazy purging, put on the
+/// purge list without a flush, purged if over the threshold.
+fn remove_vm_area<const N: usize, const F: usize>(
+    areas: &mut VmapAreaAllocator<N, F>,
+    mapper: &impl PageMapper,
+    addr: VirtAddr,
+    kind: VmapKind,
+    release: Release<'_>,
+) -> Result<VmapArea, VmallocError> {
+    let (i, area) = take_area(areas, addr, kind)?;
     // A lazy area without a zero page cannot exist (vmalloc_lazy refuses),
     // so `lazy_zero` is `Some` exactly for lazy areas.
     let lazy_zero = if area.lazy { areas.zero_page } else { None };
-    let teardown = unmap_area_pages_flush(
-        mapper,
-        area.start,
-        area.nr_pages,
-        Some(&release_to(mm)),
-        lazy_zero,
-        !areas.lazy_purge(),
-    );
+    let flush = !areas.lazy_purge();
+    let teardown =
+        unmap_area_pages_flush(mapper, area.start, area.nr_pages, release, lazy_zero, flush);
     let area = areas.retire_index(i);
     areas.purge_if_over(mapper);
     teardown.map(|()| area)
@@ -1263,12 +1284,7 @@ pub fn vunmap<const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let (i, area) = take_area(areas, addr, VmapKind::Vmap)?;
-    let flush = !areas.lazy_purge();
-    let teardown = unmap_area_pages_flush(mapper, area.start, area.nr_pages, None, None, flush);
-    let area = areas.retire_index(i);
-    areas.purge_if_over(mapper);
-    teardown.map(|()| area)
+    remove_vm_area(areas, mapper, addr, VmapKind::Vmap, None)
 }
 
 // ---------------------------------------------------------------------------
@@ -1342,14 +1358,6 @@ pub fn iounmap<const N: usize, const F: usize>(
     mapper: &impl PageMapper,
     addr: VirtAddr,
 ) -> Result<VmapArea, VmallocError> {
-    let (i, area) = take_area(
-        areas,
-        VirtAddr(addr.0 & !(PAGE_SIZE - 1)),
-        VmapKind::Ioremap,
-    )?;
-    let flush = !areas.lazy_purge();
-    let teardown = unmap_area_pages_flush(mapper, area.start, area.nr_pages, None, None, flush);
-    let area = areas.retire_index(i);
-    areas.purge_if_over(mapper);
-    teardown.map(|()| area)
+    let page = VirtAddr(addr.0 & !(PAGE_SIZE - 1));
+    remove_vm_area(areas, mapper, page, VmapKind::Ioremap, None)
 }

@@ -39,7 +39,7 @@ fn lazy_area_maps_nothing_until_touched() {
     let sim = mm.platform();
     let mut a = setup(sim);
     let boot = mm.drained_buddyinfo();
-    let area = vmalloc_lazy(&mut *a, 64 * P, "lazy").unwrap();
+    let area = vmalloc_lazy(&mut *a, sim, 64 * P, "lazy").unwrap();
     assert!(area.lazy);
     assert_eq!((area.nr_pages, area.resident), (64, 0));
     assert_eq!(sim.nr_ptes(), 0, "nothing mapped up front");
@@ -54,7 +54,7 @@ fn read_maps_the_zero_page_read_only_and_write_replaces_it() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = setup(sim);
-    let area = vmalloc_lazy(&mut *a, 4 * P, "lazy").unwrap();
+    let area = vmalloc_lazy(&mut *a, sim, 4 * P, "lazy").unwrap();
     let before = pgfault(&mm);
     let addr = VirtAddr(area.start.0 + P + 123);
 
@@ -103,7 +103,7 @@ fn write_to_an_untouched_page_installs_a_frame_directly() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = setup(sim);
-    let area = vmalloc_lazy(&mut *a, 4 * P, "lazy").unwrap();
+    let area = vmalloc_lazy(&mut *a, sim, 4 * P, "lazy").unwrap();
     let r = handle_vmalloc_fault(&mut *a, &mm, sim, area.start, FaultAccess::Write).unwrap();
     assert!(matches!(r, FaultResolution::NewFrame(_)));
     assert_eq!(sim.nr_ptes(), 1);
@@ -121,7 +121,7 @@ fn faults_outside_lazy_areas_are_bad() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = setup(sim);
-    let lazy = vmalloc_lazy(&mut *a, 2 * P, "lazy").unwrap();
+    let lazy = vmalloc_lazy(&mut *a, sim, 2 * P, "lazy").unwrap();
     let eager = vmalloc(&mut *a, &mm, sim, 2 * P, "eager").unwrap();
     let before = pgfault(&mm);
     for (addr, what) in [
@@ -146,7 +146,7 @@ fn faults_outside_lazy_areas_are_bad() {
 fn no_zero_page_no_lazy_area() {
     let mut a = areas();
     assert_eq!(
-        vmalloc_lazy(&mut *a, P, "lazy").unwrap_err(),
+        vmalloc_lazy(&mut *a, &SimPlatform::new(1), P, "lazy").unwrap_err(),
         VmallocError::NoZeroPage
     );
 }
@@ -158,7 +158,7 @@ fn vfree_of_a_lazy_area_frees_its_frames_but_never_the_zero_page() {
     let sim = mm.platform();
     let mut a = setup(sim);
     let boot = mm.drained_buddyinfo();
-    let area = vmalloc_lazy(&mut *a, 16 * P, "lazy").unwrap();
+    let area = vmalloc_lazy(&mut *a, sim, 16 * P, "lazy").unwrap();
     // Pages 0..4 read, 2..8 written, 8..16 untouched.
     for i in 0..4 {
         let v = VirtAddr(area.start.0 + i * P);
@@ -189,7 +189,7 @@ fn fault_at_exhaustion_is_oom_and_changes_nothing() {
     let mm = machine(&mut mm_);
     let sim = mm.platform();
     let mut a = setup(sim);
-    let area = vmalloc_lazy(&mut *a, 4 * P, "lazy").unwrap();
+    let area = vmalloc_lazy(&mut *a, sim, 4 * P, "lazy").unwrap();
     // Read first, so the write must replace the zero page.
     handle_vmalloc_fault(&mut *a, &mm, sim, area.start, FaultAccess::Read).unwrap();
     let mut hog = Vec::new();
@@ -230,7 +230,7 @@ proptest! {
         let sim = mm.platform();
         let mut a = setup(sim);
         let boot = mm.drained_buddyinfo();
-        let area = vmalloc_lazy(&mut *a, 32 * P, "prop").unwrap();
+        let area = vmalloc_lazy(&mut *a, sim, 32 * P, "prop").unwrap();
         let (mut read, mut written) = ([false; 32], [false; 32]);
         for &(i, write) in &ops {
             let v = VirtAddr(area.start.0 + i * P + (i * 7) % P);
